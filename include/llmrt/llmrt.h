@@ -1,0 +1,115 @@
+/* llmrt — public C API.
+ *
+ * Conventions (as in SQLite and libuv): handles are opaque; every fallible
+ * call returns an llmrt_status and, on failure, llmrt_last_error() names what
+ * was wrong; objects made by llmrt_X_create/load are released by llmrt_X_free;
+ * strings and arrays llmrt returns are released with llmrt_free unless a
+ * function says otherwise. Options structs are initialised by their _init
+ * function, which documents the defaults; set only what you need. */
+#ifndef LLMRT_LLMRT_H
+#define LLMRT_LLMRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmrt/dtype.h"
+#include "llmrt/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LLMRT_VERSION_STRING "0.1.0"
+
+const char *llmrt_version(void);
+void llmrt_free(void *ptr);
+/* 0 errors only, 1 warnings (default), 2 info (progress lines), 3 debug. */
+void llmrt_set_log_level(int level);
+
+/* ---- building engines ------------------------------------------------------ */
+
+typedef struct llmrt_build_options {
+    const char *model_dir;      /* HF checkpoint: config.json, *.safetensors, tokenizer files */
+    const char *config_path;    /* config.json alone, with random_weights */
+    int random_weights;         /* seeded random weights of the right shapes (benchmarks); default 0 */
+    uint64_t seed;              /* default 0 */
+    const char *output_path;    /* required */
+    const char *backend;        /* "cpu" (default) or "cuda" */
+    llmrt_dtype dtype;          /* weight storage; default INVALID = the checkpoint's torch_dtype (f32 if unknown) */
+    int32_t max_seq_len;        /* default 0 = min(max_position_embeddings, 4096) */
+    int32_t max_batch;          /* sequences per step; default 8 */
+    int32_t max_num_tokens;     /* tokens per step; default 0 = max(512, max_batch) */
+    const char *disabled_passes;/* comma-separated compiler passes to skip (testing); default NULL */
+} llmrt_build_options;
+
+void llmrt_build_options_init(llmrt_build_options *options);
+llmrt_status llmrt_build(const llmrt_build_options *options);
+
+/* A human-readable summary of an engine file (architecture, dims, ops before
+ * and after fusion, weight bytes by dtype, activation memory). Free with llmrt_free. */
+llmrt_status llmrt_engine_describe(const char *path, char **out_text);
+
+/* ---- running engines ------------------------------------------------------- */
+
+typedef struct llmrt_engine llmrt_engine;
+
+typedef struct llmrt_engine_options {
+    int32_t num_threads;        /* CPU threads; default 0 = all cores */
+    int32_t device;             /* GPU ordinal; default 0 */
+    int verify_checksum;        /* check the weights' checksum on load; default 1 */
+    int32_t kv_block_size;      /* tokens per KV block; default 16 */
+    float kv_cache_fraction;    /* GPU: share of free memory for the KV cache; default 0.9 */
+} llmrt_engine_options;
+
+void llmrt_engine_options_init(llmrt_engine_options *options);
+llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *options, llmrt_engine **out);
+void llmrt_engine_free(llmrt_engine *engine);
+
+int32_t llmrt_engine_vocab_size(const llmrt_engine *engine);
+int32_t llmrt_engine_max_seq_len(const llmrt_engine *engine);
+const char *llmrt_engine_backend(const llmrt_engine *engine);
+/* The tokenizer.json text embedded at build time (NULL, 0 if none). */
+const char *llmrt_engine_tokenizer_json(const llmrt_engine *engine, size_t *size);
+/* The end-of-sequence ids from the model's config / generation config. */
+int32_t llmrt_engine_eos_ids(const llmrt_engine *engine, const int32_t **ids);
+/* Memory in use: weights, activations, KV cache (bytes). */
+void llmrt_engine_memory(const llmrt_engine *engine, uint64_t *weights, uint64_t *activations, uint64_t *kv_cache);
+
+typedef struct llmrt_sampling_params {
+    int32_t max_tokens;         /* default 16 */
+    float temperature;          /* 0 = greedy (default) */
+    int32_t top_k;              /* 0 = off (default) */
+    float top_p;                /* 1 = off (default) */
+    uint64_t seed;              /* default 0 */
+    int ignore_eos;             /* default 0: stop at the model's EOS ids */
+    const int32_t *stop_ids;    /* extra stop token ids; default none */
+    int32_t num_stop_ids;
+} llmrt_sampling_params;
+
+void llmrt_sampling_params_init(llmrt_sampling_params *params);
+
+/* Called with each new token; return non-zero to stop generating. */
+typedef int (*llmrt_token_callback)(void *user_data, int32_t token_id);
+
+typedef struct llmrt_generation {
+    int32_t *output_ids;        /* generated ids (EOS not included); llmrt_generation_free releases */
+    int32_t num_output;
+    const char *finish_reason;  /* "length", "stop" or "cancelled" (static string) */
+    int32_t prompt_tokens;
+    double prefill_seconds;     /* time to first token */
+    double decode_seconds;      /* the remaining tokens */
+} llmrt_generation;
+
+llmrt_status llmrt_generate(llmrt_engine *engine, const int32_t *prompt_ids, int32_t num_prompt_ids,
+                            const llmrt_sampling_params *params, llmrt_token_callback callback, void *user_data,
+                            llmrt_generation *out);
+void llmrt_generation_free(llmrt_generation *generation);
+
+/* Logits at every prompt position: logits[num_prompt_ids × vocab] (caller-allocated). */
+llmrt_status llmrt_prompt_logits(llmrt_engine *engine, const int32_t *prompt_ids, int32_t num_prompt_ids,
+                                 float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

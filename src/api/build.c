@@ -1,0 +1,117 @@
+/* llmrt_build: checkpoint (or config + random weights) → engine file. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/compiler.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "engine/engine_file.h"
+#include "import/hf_config.h"
+#include "import/safetensors.h"
+#include "llmrt/llmrt.h"
+
+void llmrt_build_options_init(llmrt_build_options *o) {
+    memset(o, 0, sizeof *o);
+    o->backend = "cpu";
+    o->dtype = LLMRT_DTYPE_INVALID;
+    o->max_batch = 8;
+}
+
+/* Reads an optional file of the checkpoint directory (NULL if absent). */
+static llmrt_status read_optional(const char *dir, const char *name, char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    if (!dir) return LLMRT_OK;
+    char *path = llmrt_path_join(dir, name);
+    if (!path) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_status s = llmrt_file_exists(path) ? llmrt_file_read_all(path, data, size) : LLMRT_OK;
+    free(path);
+    return s;
+}
+
+llmrt_status llmrt_build(const llmrt_build_options *o) {
+    if (!o->output_path) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: no output path (--output)");
+    if (!o->model_dir && !(o->random_weights && o->config_path))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: give --model DIR, or --config FILE with --random-weights");
+    const char *backend = o->backend ? o->backend : "cpu";
+    if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: unknown backend '%s' (cpu, cuda)", backend);
+    double start = llmrt_now_seconds();
+
+    llmrt_model_config config;
+    char *config_path = o->config_path ? strdup(o->config_path) : llmrt_path_join(o->model_dir, "config.json");
+    if (!config_path) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_status s = llmrt_hf_config_load(config_path, &config);
+    free(config_path);
+    if (s != LLMRT_OK) return s;
+    if (o->model_dir) {
+        char *gen_path = llmrt_path_join(o->model_dir, "generation_config.json");
+        s = gen_path ? llmrt_hf_generation_config_merge(gen_path, &config)
+                     : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        free(gen_path);
+        if (s != LLMRT_OK) return s;
+    }
+
+    llmrt_dtype dtype = o->dtype;
+    if (dtype == LLMRT_DTYPE_INVALID)
+        dtype = config.checkpoint_dtype == LLMRT_DTYPE_F16 || config.checkpoint_dtype == LLMRT_DTYPE_BF16
+                    ? config.checkpoint_dtype
+                    : LLMRT_DTYPE_F32;
+    if (dtype != LLMRT_DTYPE_F32 && dtype != LLMRT_DTYPE_F16 && dtype != LLMRT_DTYPE_BF16)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --dtype %s (fp32, fp16, bf16)", llmrt_dtype_name(dtype));
+    llmrt_compile_options copts = {
+        .target = backend,
+        /* CPUs compute in f32 whatever the storage; GPUs in the storage type */
+        .act_dtype = strcmp(backend, "cpu") == 0 ? LLMRT_DTYPE_F32 : dtype,
+        .weight_dtype = dtype,
+        .max_batch = o->max_batch > 0 ? o->max_batch : 8,
+        .max_seq_len = o->max_seq_len > 0 ? o->max_seq_len
+                                          : (config.max_position_embeddings < 4096 ? config.max_position_embeddings : 4096),
+        .disabled_passes = o->disabled_passes,
+        .random_weights = o->random_weights,
+        .seed = o->seed,
+    };
+    copts.max_num_tokens = o->max_num_tokens > 0 ? o->max_num_tokens : (copts.max_batch > 512 ? copts.max_batch : 512);
+    if (copts.max_num_tokens < copts.max_batch)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --max-num-tokens %d is below --max-batch %d",
+                           copts.max_num_tokens, copts.max_batch);
+
+    llmrt_checkpoint *checkpoint = NULL;
+    if (!o->random_weights) {
+        LLMRT_INFO("opening checkpoint %s", o->model_dir);
+        LLMRT_TRY(llmrt_checkpoint_open_dir(o->model_dir, &checkpoint));
+    }
+    llmrt_plan *plan = NULL;
+    LLMRT_INFO("compiling %s: %d layers, hidden %d, %s weights, %s backend", config.architecture, config.num_layers,
+               config.hidden_size, llmrt_dtype_name(dtype), backend);
+    s = llmrt_compile(&config, checkpoint, &copts, &plan);
+    llmrt_checkpoint_close(checkpoint);
+    if (s != LLMRT_OK) return s;
+
+    char *tokenizer = NULL, *tokenizer_config = NULL, *generation_config = NULL;
+    size_t tokenizer_size = 0, tokenizer_config_size = 0, generation_config_size = 0;
+    s = read_optional(o->model_dir, "tokenizer.json", &tokenizer, &tokenizer_size);
+    if (s == LLMRT_OK) s = read_optional(o->model_dir, "tokenizer_config.json", &tokenizer_config, &tokenizer_config_size);
+    if (s == LLMRT_OK)
+        s = read_optional(o->model_dir, "generation_config.json", &generation_config, &generation_config_size);
+    if (s == LLMRT_OK) {
+        llmrt_engine_write_input in = {
+            .plan = plan,
+            .config = &config,
+            .build = {.backend = backend, .dtype = dtype, .act_dtype = copts.act_dtype,
+                      .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed},
+            .tokenizer = {tokenizer, tokenizer_size},
+            .tokenizer_config = {tokenizer_config, tokenizer_config_size},
+            .generation_config = {generation_config, generation_config_size},
+        };
+        s = llmrt_engine_write(o->output_path, &in);
+    }
+    if (s == LLMRT_OK)
+        LLMRT_INFO("wrote %s (%.1f MiB of weights) in %.1f s", o->output_path,
+                   (double)llmrt_plan_weight_bytes(plan, NULL) / 1048576.0, llmrt_now_seconds() - start);
+    free(tokenizer);
+    free(tokenizer_config);
+    free(generation_config);
+    llmrt_plan_free(plan);
+    return s;
+}

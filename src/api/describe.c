@@ -1,0 +1,107 @@
+/* llmrt_engine_describe: the summary `llmrt inspect` prints. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/passes.h"
+#include "engine/engine_file.h"
+#include "llmrt/llmrt.h"
+#include "models/models.h"
+
+typedef struct text {
+    char *data;
+    size_t size, capacity;
+} text;
+
+static void append(text *t, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    char buf[1024];
+    int n = vsnprintf(buf, sizeof buf, fmt, args);
+    va_end(args);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    if (t->size + (size_t)n + 1 > t->capacity) {
+        size_t capacity = (t->capacity + (size_t)n + 1) * 2;
+        char *grown = realloc(t->data, capacity);
+        if (!grown) return;
+        t->data = grown;
+        t->capacity = capacity;
+    }
+    memcpy(t->data + t->size, buf, (size_t)n + 1);
+    t->size += (size_t)n;
+}
+
+static void count_ops(const llmrt_graph *g, int32_t *counts, int32_t *kernels) {
+    memset(counts, 0, LLMRT_OP_COUNT * sizeof *counts);
+    *kernels = 0;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        llmrt_op op = g->nodes[i].op;
+        counts[op]++;
+        if (op != LLMRT_OP_INPUT && op != LLMRT_OP_WEIGHT && op != LLMRT_OP_CONSTANT && op != LLMRT_OP_VIEW) (*kernels)++;
+    }
+}
+
+static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
+
+llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
+    *out_text = NULL;
+    llmrt_engine_image *img;
+    LLMRT_TRY(llmrt_engine_image_open(path, 0, &img));
+    const llmrt_model_config *c = &img->config;
+    const llmrt_plan *plan = img->plan;
+    text t = {0};
+    append(&t, "engine        %s (format v%u, %s backend)\n", path, img->format_version, img->backend);
+    append(&t, "model         %s%s%s%s\n", c->architecture, c->model_type[0] ? " (" : "", c->model_type,
+           c->model_type[0] ? ")" : "");
+    append(&t, "source        %s\n", img->source);
+    append(&t, "dims          hidden %d, layers %d, heads %d, kv heads %d, head dim %d, intermediate %d, vocab %d\n",
+           c->hidden_size, c->num_layers, c->num_heads, c->num_kv_heads, c->head_dim, c->intermediate_size,
+           c->vocab_size);
+    static const char *const rope_names[] = {"none", "default", "linear", "llama3"};
+    append(&t, "positions     rope %s (theta %g, rotary dim %d), max positions %d\n",
+           (unsigned)c->rope.type < 4 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
+           c->max_position_embeddings);
+    append(&t, "limits        max_seq_len %d, max_batch %d, max_num_tokens %d\n", plan->max_seq_len, plan->max_batch,
+           plan->max_num_tokens);
+    append(&t, "dtypes        weights %s, activations %s\n", llmrt_dtype_name(img->dtype),
+           llmrt_dtype_name(img->act_dtype));
+    uint64_t by_dtype[LLMRT_DTYPE_COUNT];
+    uint64_t total = llmrt_plan_weight_bytes(plan, by_dtype);
+    append(&t, "weights       %.1f MiB in %d tensors:", mib(total), plan->num_weights);
+    for (int i = 0; i < LLMRT_DTYPE_COUNT; i++)
+        if (by_dtype[i]) append(&t, " %s %.1f MiB", llmrt_dtype_name((llmrt_dtype)i), mib(by_dtype[i]));
+    append(&t, "\n");
+    append(&t, "activations   %.2f MiB arena (planned by liveness) vs %.2f MiB naive, for %d tokens\n",
+           mib(plan->arena_bytes), mib(plan->naive_arena_bytes), plan->max_num_tokens);
+    append(&t, "tokenizer     %s\n", img->tokenizer.data ? "embedded" : "none");
+    append(&t, "eos ids      ");
+    for (int32_t i = 0; i < c->num_eos_tokens; i++) append(&t, " %d", c->eos_token_ids[i]);
+    append(&t, "%s\n", c->num_eos_tokens ? "" : " none");
+
+    /* Kernel count before fusion: rebuild the unfused network from the config. */
+    int32_t after[LLMRT_OP_COUNT], before[LLMRT_OP_COUNT], kernels_after, kernels_before = -1;
+    count_ops(plan->graph, after, &kernels_after);
+    const llmrt_model_family *family;
+    if (llmrt_model_lookup(c->architecture, &family) == LLMRT_OK) {
+        llmrt_graph *g = llmrt_graph_create(plan->graph->act_dtype, plan->graph->weight_dtype);
+        if (g) {
+            family->build(g, c);
+            llmrt_pass_context ctx = {0};
+            if (llmrt_graph_status(g) == LLMRT_OK && llmrt_pass_dead_code(g, &ctx) == LLMRT_OK)
+                count_ops(g, before, &kernels_before);
+            llmrt_graph_free(g);
+        }
+    }
+    append(&t, "kernels       %d per step after fusion", kernels_after);
+    if (kernels_before >= 0) append(&t, " (%d unfused)", kernels_before);
+    append(&t, "\nops          ");
+    for (int i = 0; i < LLMRT_OP_COUNT; i++)
+        if (after[i] && i != LLMRT_OP_INPUT) append(&t, " %s×%d", llmrt_op_name((llmrt_op)i), after[i]);
+    append(&t, "\n");
+    llmrt_engine_image_close(img);
+    if (!t.data) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    *out_text = t.data;
+    return LLMRT_OK;
+}

@@ -1,0 +1,81 @@
+/* One backend interface for CPU and CUDA (a small vtable, as in ggml): a
+ * backend instantiates a plan (weights resident, activation arena, paged KV
+ * cache) and runs forward steps over packed tokens. It knows nothing about
+ * requests, sampling policy or HTTP: the runtime decides which tokens go in a
+ * step and which KV blocks each sequence owns. */
+#ifndef LLMRT_BACKENDS_BACKEND_H
+#define LLMRT_BACKENDS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler/plan.h"
+#include "core/status.h"
+
+/* One forward step: T tokens of S sequences, packed with no padding.
+ * Tokens of sequence s are rows [seq_start[s], seq_start[s+1]); token t sits
+ * at position positions[t] of its sequence and attends to cache positions
+ * 0..positions[t] of that sequence. Cache position p of sequence s is slot
+ * p % block_size of block block_tables[s * max_blocks_per_seq + p / block_size].
+ * The step writes the new tokens' keys and values before attending. */
+typedef struct llmrt_step {
+    int32_t num_tokens;            /* T, 1..plan->max_num_tokens */
+    const int32_t *token_ids;      /* [T] */
+    const int32_t *positions;      /* [T] */
+    int32_t num_seqs;              /* S, 1..plan->max_batch */
+    const int32_t *seq_start;      /* [S + 1], seq_start[0] = 0, seq_start[S] = T */
+    const int32_t *block_tables;   /* [S, max_blocks_per_seq] */
+    int32_t max_blocks_per_seq;
+    int32_t num_logits;            /* L, 0..T */
+    const int32_t *logits_indices; /* [L] rows of the step whose logits are returned */
+} llmrt_step;
+
+typedef struct llmrt_backend_config {
+    int32_t num_threads;       /* CPU: 0 = all cores */
+    int32_t device;            /* CUDA: device ordinal */
+    int32_t kv_block_size;     /* tokens per KV block */
+    int32_t kv_num_blocks;     /* 0: size the cache from memory (kv_cache_fraction) */
+    float kv_cache_fraction;   /* CUDA: fraction of free memory after weights and arena */
+    int32_t verbose;
+} llmrt_backend_config;
+
+typedef struct llmrt_memory_report {
+    uint64_t weight_bytes;
+    uint64_t activation_bytes;
+    uint64_t kv_cache_bytes;
+    int32_t kv_num_blocks;
+    int32_t kv_block_size;
+} llmrt_memory_report;
+
+typedef struct llmrt_backend llmrt_backend;
+
+typedef struct llmrt_backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    /* Makes the plan runnable: weights resident (the plan's weight views
+     * stay valid for the backend's lifetime), arena and KV cache allocated. */
+    llmrt_status (*create)(const llmrt_plan *plan, const llmrt_backend_config *config, void **out_state);
+    /* Runs one step; writes logits [L, vocab] as f32 to host memory. */
+    llmrt_status (*forward)(void *state, const llmrt_step *step, float *logits);
+    /* Copies a KV block's contents (copy-on-write of shared prefixes, beams). */
+    llmrt_status (*copy_kv_block)(void *state, int32_t src_block, int32_t dst_block);
+    void (*memory_report)(void *state, llmrt_memory_report *out);
+    void (*destroy)(void *state);
+} llmrt_backend_ops;
+
+struct llmrt_backend {
+    const llmrt_backend_ops *ops;
+    void *state;
+    const llmrt_plan *plan;
+};
+
+extern const llmrt_backend_ops llmrt_cpu_backend_ops;
+#ifdef LLMRT_HAVE_CUDA
+extern const llmrt_backend_ops llmrt_cuda_backend_ops;
+/* 1 when a CUDA device is present and usable. */
+int llmrt_cuda_available(void);
+#endif
+
+/* Finds the backend named `name` ("cpu", "cuda"). */
+llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **out);
+
+#endif

@@ -1,0 +1,327 @@
+/* The CPU backend: runs a plan node by node over one activation arena, with
+ * a paged f32 KV cache. Activations are f32; weights are views into the
+ * mmapped engine (f32/f16/bf16 matrices, f32 vectors). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_generic_ops.h"
+#include "backends/cpu/cpu_kernels.h"
+#include "core/log.h"
+
+typedef struct cpu_state {
+    const llmrt_plan *plan;
+    uint8_t *arena;
+    float *k_cache, *v_cache; /* [layers][blocks][block_size][kv_heads][head_dim] */
+    int32_t num_blocks, block_size;
+    size_t layer_stride;      /* floats per layer */
+    float *q_scratch, *k_scratch; /* RoPE'd q and k of the step */
+    int32_t threads;
+} cpu_state;
+
+static void *aligned_calloc(size_t size) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, size ? size : 64) != 0) return NULL;
+    memset(p, 0, size);
+    return p;
+}
+
+static void cpu_destroy(void *state) {
+    cpu_state *s = state;
+    if (!s) return;
+    free(s->arena);
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->q_scratch);
+    free(s->k_scratch);
+    free(s);
+}
+
+static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_config *config, void **out) {
+    *out = NULL;
+    if (plan->graph->act_dtype != LLMRT_DTYPE_F32)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: activations must be f32 (engine has %s)",
+                           llmrt_dtype_name(plan->graph->act_dtype));
+    cpu_state *s = calloc(1, sizeof *s);
+    if (!s) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    s->plan = plan;
+    s->threads = config->num_threads > 0 ? config->num_threads : omp_get_num_procs();
+    omp_set_num_threads(s->threads);
+    s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
+    int32_t blocks_per_seq = (plan->max_seq_len + s->block_size - 1) / s->block_size;
+    s->num_blocks = config->kv_num_blocks > 0 ? config->kv_num_blocks : blocks_per_seq * plan->max_batch;
+    s->layer_stride = (size_t)s->num_blocks * (size_t)s->block_size * (size_t)plan->kv_heads * (size_t)plan->head_dim;
+    size_t kv_bytes = s->layer_stride * (size_t)plan->num_kv_layers * sizeof(float);
+    size_t q_width = 0, k_width = (size_t)plan->kv_heads * (size_t)plan->head_dim;
+    for (int32_t i = 0; i < plan->graph->num_nodes; i++) {
+        const llmrt_node *n = &plan->graph->nodes[i];
+        if (n->op == LLMRT_OP_ATTENTION && (size_t)n->dims[1] > q_width) q_width = (size_t)n->dims[1];
+    }
+    s->arena = aligned_calloc(plan->arena_bytes);
+    s->k_cache = aligned_calloc(kv_bytes);
+    s->v_cache = aligned_calloc(kv_bytes);
+    s->q_scratch = aligned_calloc((size_t)plan->max_num_tokens * q_width * sizeof(float));
+    s->k_scratch = aligned_calloc((size_t)plan->max_num_tokens * k_width * sizeof(float));
+    if (!s->arena || !s->k_cache || !s->v_cache || !s->q_scratch || !s->k_scratch) {
+        cpu_destroy(s);
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY,
+                           "cpu backend: cannot allocate %.1f MiB of activations and %.1f MiB of KV cache",
+                           (double)plan->arena_bytes / 1048576.0, 2.0 * (double)kv_bytes / 1048576.0);
+    }
+    LLMRT_DEBUG("cpu backend: %d threads, isa %s, %d KV blocks of %d", s->threads, cpu_kernels_isa(), s->num_blocks,
+                s->block_size);
+    *out = s;
+    return LLMRT_OK;
+}
+
+/* ---- execution ------------------------------------------------------------- */
+
+typedef struct step_ctx {
+    cpu_state *s;
+    const llmrt_step *step;
+    int64_t tokens, logits;
+} step_ctx;
+
+static void *buffer_of(const step_ctx *c, llmrt_value v) {
+    const llmrt_node *n = &c->s->plan->graph->nodes[v];
+    if (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT)
+        return (void *)c->s->plan->weights[n->weight_slot].data;
+    return c->s->arena + n->arena_offset;
+}
+
+static cpu_shape shape_of(const step_ctx *c, llmrt_value v) {
+    const llmrt_node *n = &c->s->plan->graph->nodes[v];
+    cpu_shape shape = {.ndim = n->ndim};
+    for (int32_t i = 0; i < n->ndim; i++) {
+        int64_t d = n->dims[i];
+        shape.dims[i] = d == LLMRT_DIM_TOKENS ? c->tokens : d == LLMRT_DIM_LOGITS ? c->logits : d;
+    }
+    return shape;
+}
+
+static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float *out) {
+    cpu_state *s = c->s;
+    const llmrt_step *step = c->step;
+    int64_t heads = n->iattr[1], kv_heads = n->iattr[2], head_dim = n->iattr[3], rotary = n->iattr[4];
+    int64_t T = c->tokens;
+    const float *q = buffer_of(c, n->inputs[0]), *k = buffer_of(c, n->inputs[1]), *v = buffer_of(c, n->inputs[2]);
+    memcpy(s->q_scratch, q, (size_t)(T * heads * head_dim) * sizeof(float));
+    memcpy(s->k_scratch, k, (size_t)(T * kv_heads * head_dim) * sizeof(float));
+    if (rotary > 0) {
+        const float *inv_freq = buffer_of(c, n->inputs[3]);
+        cpu_rope(s->q_scratch, step->positions, T, heads, head_dim, rotary, inv_freq, (int)n->iattr[5]);
+        cpu_rope(s->k_scratch, step->positions, T, kv_heads, head_dim, rotary, inv_freq, (int)n->iattr[5]);
+    }
+    cpu_attention_batch batch = {
+        .num_seqs = step->num_seqs,
+        .seq_start = step->seq_start,
+        .positions = step->positions,
+        .block_tables = step->block_tables,
+        .max_blocks_per_seq = step->max_blocks_per_seq,
+        .block_size = s->block_size,
+    };
+    float *k_cache = s->k_cache + (size_t)n->iattr[0] * s->layer_stride;
+    float *v_cache = s->v_cache + (size_t)n->iattr[0] * s->layer_stride;
+    cpu_kv_cache_write(k_cache, v_cache, s->k_scratch, v, &batch, T, kv_heads, head_dim);
+    cpu_attention(out, s->q_scratch, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0]);
+    return LLMRT_OK;
+}
+
+static llmrt_status run_node(const step_ctx *c, int32_t index) {
+    const llmrt_plan *plan = c->s->plan;
+    const llmrt_node *n = &plan->graph->nodes[index];
+    void *out = buffer_of(c, index);
+    cpu_shape shape = shape_of(c, index);
+    int64_t numel = cpu_shape_numel(&shape);
+    switch (n->op) {
+    case LLMRT_OP_INPUT: case LLMRT_OP_WEIGHT: case LLMRT_OP_CONSTANT: case LLMRT_OP_VIEW:
+        return LLMRT_OK;
+    case LLMRT_OP_LINEAR:
+    case LLMRT_OP_MATMUL: {
+        const llmrt_node *w = &plan->graph->nodes[n->inputs[1]];
+        cpu_shape xs = shape_of(c, n->inputs[0]), ws = shape_of(c, n->inputs[1]);
+        int64_t K = xs.dims[xs.ndim - 1], M = cpu_shape_numel(&xs) / K;
+        const float *bias = n->op == LLMRT_OP_LINEAR && n->num_inputs == 3 ? buffer_of(c, n->inputs[2]) : NULL;
+        if (n->op == LLMRT_OP_LINEAR || n->iattr[0]) {
+            cpu_linear(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), w->dtype, bias, M, ws.dims[0], K);
+        } else {
+            if (w->dtype != LLMRT_DTYPE_F32)
+                return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: matmul with a %s right operand",
+                                   llmrt_dtype_name(w->dtype));
+            cpu_matmul_f32(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), M, ws.dims[1], K);
+        }
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_ADD: case LLMRT_OP_SUB: case LLMRT_OP_MUL: case LLMRT_OP_DIV: {
+        cpu_shape as = shape_of(c, n->inputs[0]), bs = shape_of(c, n->inputs[1]);
+        cpu_binary(n->op, out, &shape, buffer_of(c, n->inputs[0]), &as, buffer_of(c, n->inputs[1]), &bs);
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_POW: case LLMRT_OP_NEG: case LLMRT_OP_EXP: case LLMRT_OP_SQRT: case LLMRT_OP_RSQRT:
+    case LLMRT_OP_TANH: case LLMRT_OP_ERF: case LLMRT_OP_SIGMOID: case LLMRT_OP_RELU: case LLMRT_OP_GELU:
+    case LLMRT_OP_SILU: case LLMRT_OP_GELU_TANH:
+        cpu_unary(n->op, out, buffer_of(c, n->inputs[0]), numel, n->fattr[0]);
+        return LLMRT_OK;
+    case LLMRT_OP_SILU_MUL:
+        cpu_silu_mul(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), numel);
+        return LLMRT_OK;
+    case LLMRT_OP_SUM: case LLMRT_OP_MEAN: {
+        cpu_shape xs = shape_of(c, n->inputs[0]);
+        int64_t dim = xs.dims[xs.ndim - 1];
+        cpu_reduce_last(n->op, out, buffer_of(c, n->inputs[0]), cpu_shape_numel(&xs) / dim, dim);
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_SOFTMAX: {
+        int64_t dim = shape.dims[shape.ndim - 1];
+        cpu_softmax(out, buffer_of(c, n->inputs[0]), numel / dim, dim);
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_RMSNORM: {
+        int64_t dim = shape.dims[shape.ndim - 1];
+        cpu_rmsnorm(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), numel / dim, dim, n->fattr[0]);
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_LAYERNORM: {
+        int64_t dim = shape.dims[shape.ndim - 1];
+        cpu_layernorm(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), buffer_of(c, n->inputs[2]),
+                      numel / dim, dim, n->fattr[0]);
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_GATHER: {
+        const llmrt_node *table = &plan->graph->nodes[n->inputs[0]];
+        cpu_shape ts = shape_of(c, n->inputs[0]);
+        const int32_t *ids = buffer_of(c, n->inputs[1]);
+        int64_t count = shape.dims[0];
+        int64_t bad = cpu_embedding(out, buffer_of(c, n->inputs[0]), table->dtype, ts.dims[0], ts.dims[1], ids, count);
+        if (bad >= 0)
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "gather: index %d at row %lld is outside [0, %lld)",
+                               ids[bad], (long long)bad, (long long)ts.dims[0]);
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_SLICE: {
+        cpu_shape xs = shape_of(c, n->inputs[0]);
+        cpu_slice(out, buffer_of(c, n->inputs[0]), &xs, (int32_t)n->iattr[0], n->iattr[1], n->iattr[2],
+                  llmrt_dtype_size(n->dtype));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_CONCAT: {
+        const void *parts[LLMRT_GRAPH_MAX_INPUTS];
+        cpu_shape shapes[LLMRT_GRAPH_MAX_INPUTS];
+        for (int32_t i = 0; i < n->num_inputs; i++) {
+            parts[i] = buffer_of(c, n->inputs[i]);
+            shapes[i] = shape_of(c, n->inputs[i]);
+        }
+        cpu_concat(out, parts, shapes, n->num_inputs, (int32_t)n->iattr[0], llmrt_dtype_size(n->dtype));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_PERMUTE: {
+        cpu_shape xs = shape_of(c, n->inputs[0]);
+        cpu_permute(out, buffer_of(c, n->inputs[0]), &xs, n->iattr, llmrt_dtype_size(n->dtype));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_CAST: {
+        const llmrt_node *x = &plan->graph->nodes[n->inputs[0]];
+        const void *src = buffer_of(c, n->inputs[0]);
+        if (x->dtype == n->dtype) memmove(out, src, (size_t)numel * llmrt_dtype_size(n->dtype));
+        else if (x->dtype == LLMRT_DTYPE_I32 && n->dtype == LLMRT_DTYPE_F32)
+            for (int64_t i = 0; i < numel; i++) ((float *)out)[i] = (float)((const int32_t *)src)[i];
+        else return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: cast %s → %s", llmrt_dtype_name(x->dtype),
+                                llmrt_dtype_name(n->dtype));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_ATTENTION:
+        return run_attention(c, n, out);
+    case LLMRT_OP_COUNT:
+        break;
+    }
+    return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: op %s", llmrt_op_name(n->op));
+}
+
+/* Rejects a step that would index outside the arena or the KV cache. */
+static llmrt_status check_step(const cpu_state *s, const llmrt_step *step) {
+    const llmrt_plan *plan = s->plan;
+    if (step->num_tokens < 1 || step->num_tokens > plan->max_num_tokens)
+        return llmrt_error(LLMRT_ERR_CAPACITY, "step: %d tokens (1..%d)", step->num_tokens, plan->max_num_tokens);
+    if (step->num_seqs < 1 || step->num_seqs > plan->max_batch)
+        return llmrt_error(LLMRT_ERR_CAPACITY, "step: %d sequences (1..%d)", step->num_seqs, plan->max_batch);
+    if (step->num_logits < 0 || step->num_logits > step->num_tokens)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: %d logit rows for %d tokens", step->num_logits,
+                           step->num_tokens);
+    if (step->seq_start[0] != 0 || step->seq_start[step->num_seqs] != step->num_tokens)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: seq_start does not cover the tokens");
+    int64_t capacity = (int64_t)step->max_blocks_per_seq * s->block_size;
+    for (int32_t q = 0; q < step->num_seqs; q++) {
+        if (step->seq_start[q + 1] < step->seq_start[q])
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: seq_start not ascending");
+        int32_t max_position = -1;
+        for (int32_t t = step->seq_start[q]; t < step->seq_start[q + 1]; t++) {
+            if (step->positions[t] < 0 || step->positions[t] >= capacity)
+                return llmrt_error(LLMRT_ERR_CAPACITY, "step: position %d outside the sequence's %lld cache slots",
+                                   step->positions[t], (long long)capacity);
+            if (step->positions[t] > max_position) max_position = step->positions[t];
+        }
+        for (int32_t b = 0; b <= max_position / s->block_size; b++) {
+            int32_t block = step->block_tables[(size_t)q * step->max_blocks_per_seq + b];
+            if (block < 0 || block >= s->num_blocks)
+                return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: block %d outside the cache (%d blocks)", block,
+                                   s->num_blocks);
+        }
+    }
+    for (int32_t i = 0; i < step->num_logits; i++)
+        if (step->logits_indices[i] < 0 || step->logits_indices[i] >= step->num_tokens)
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: logits row %d out of range", step->logits_indices[i]);
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_forward(void *state, const llmrt_step *step, float *logits) {
+    cpu_state *s = state;
+    const llmrt_plan *plan = s->plan;
+    LLMRT_TRY(check_step(s, step));
+    step_ctx c = {.s = s, .step = step, .tokens = step->num_tokens, .logits = step->num_logits};
+    memcpy(buffer_of(&c, plan->input_token_ids), step->token_ids, (size_t)step->num_tokens * sizeof(int32_t));
+    memcpy(buffer_of(&c, plan->input_positions), step->positions, (size_t)step->num_tokens * sizeof(int32_t));
+    memcpy(buffer_of(&c, plan->input_logits_indices), step->logits_indices,
+           (size_t)step->num_logits * sizeof(int32_t));
+    for (int32_t i = 0; i < plan->graph->num_nodes; i++) {
+        llmrt_status status = run_node(&c, i);
+        if (status != LLMRT_OK) return status;
+    }
+    if (step->num_logits > 0)
+        memcpy(logits, buffer_of(&c, plan->output_logits),
+               (size_t)step->num_logits * (size_t)plan->vocab_size * sizeof(float));
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_copy_kv_block(void *state, int32_t src, int32_t dst) {
+    cpu_state *s = state;
+    if (src < 0 || dst < 0 || src >= s->num_blocks || dst >= s->num_blocks)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "copy_kv_block: block out of range");
+    size_t block_floats = (size_t)s->block_size * (size_t)s->plan->kv_heads * (size_t)s->plan->head_dim;
+    for (int32_t l = 0; l < s->plan->num_kv_layers; l++) {
+        size_t base = (size_t)l * s->layer_stride;
+        memcpy(s->k_cache + base + (size_t)dst * block_floats, s->k_cache + base + (size_t)src * block_floats,
+               block_floats * sizeof(float));
+        memcpy(s->v_cache + base + (size_t)dst * block_floats, s->v_cache + base + (size_t)src * block_floats,
+               block_floats * sizeof(float));
+    }
+    return LLMRT_OK;
+}
+
+static void cpu_memory_report(void *state, llmrt_memory_report *out) {
+    cpu_state *s = state;
+    out->weight_bytes = llmrt_plan_weight_bytes(s->plan, NULL);
+    out->activation_bytes = s->plan->arena_bytes;
+    out->kv_cache_bytes = 2 * s->layer_stride * (size_t)s->plan->num_kv_layers * sizeof(float);
+    out->kv_num_blocks = s->num_blocks;
+    out->kv_block_size = s->block_size;
+}
+
+const llmrt_backend_ops llmrt_cpu_backend_ops = {
+    .name = "cpu",
+    .create = cpu_create,
+    .forward = cpu_forward,
+    .copy_kv_block = cpu_copy_kv_block,
+    .memory_report = cpu_memory_report,
+    .destroy = cpu_destroy,
+};

@@ -1,0 +1,94 @@
+/* Run-time choice of the SIMD path. The binary is compiled for plain x86-64;
+ * SIMD functions carry target attributes and are only entered when cpuid
+ * (and the OS, via XGETBV, which __builtin_cpu_supports checks) allow. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/cpu_kernels_internal.h"
+
+static int detect_hardware_level(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    /* F16C straight from cpuid leaf 1 (ECX bit 29): clang's
+     * __builtin_cpu_supports does not know "f16c". Its AVX register state
+     * is the one the avx2 check below already requires the OS to enable. */
+    unsigned eax, ebx, ecx = 0, edx;
+    int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return CPU_ISA_AVX512;
+    if (avx2) return CPU_ISA_AVX2;
+#endif
+    return CPU_ISA_PORTABLE;
+}
+
+static int level_from_name(const char *name) {
+    if (!name) return -1;
+    if (strcmp(name, "portable") == 0) return CPU_ISA_PORTABLE;
+    if (strcmp(name, "avx2") == 0) return CPU_ISA_AVX2;
+    if (strcmp(name, "avx512") == 0) return CPU_ISA_AVX512;
+    return -1;
+}
+
+/* -1 until first use. Relaxed atomics: every thread computes the same value,
+ * so a race only repeats the detection. */
+static atomic_int hardware_level = -1;
+static atomic_int current_level = -1;
+
+static int hardware(void) {
+    int level = atomic_load_explicit(&hardware_level, memory_order_relaxed);
+    if (level < 0) {
+        level = detect_hardware_level();
+        atomic_store_explicit(&hardware_level, level, memory_order_relaxed);
+    }
+    return level;
+}
+
+/* A request can only lower the level: asking for AVX-512 on an AVX2 machine
+ * gives AVX2, never an illegal instruction. */
+static int clamp_to_hardware(int requested) {
+    int max = hardware();
+    return requested < 0 || requested > max ? max : requested;
+}
+
+int cpu_isa_level(void) {
+    int level = atomic_load_explicit(&current_level, memory_order_relaxed);
+    if (level < 0) {
+        level = clamp_to_hardware(level_from_name(getenv("LLMRT_CPU_ISA")));
+        atomic_store_explicit(&current_level, level, memory_order_relaxed);
+    }
+    return level;
+}
+
+const char *cpu_kernels_isa(void) {
+    static const char *const names[] = {"portable", "avx2", "avx512"};
+    return names[cpu_isa_level()];
+}
+
+void cpu_kernels_force_isa(const char *isa) {
+    int level = isa ? clamp_to_hardware(level_from_name(isa))
+                    : clamp_to_hardware(level_from_name(getenv("LLMRT_CPU_ISA")));
+    atomic_store_explicit(&current_level, level, memory_order_relaxed);
+}
+
+/* Each OpenMP worker keeps its buffer for its life; the pool's threads live
+ * as long as the process, so this is one allocation per thread, ever (it
+ * only grows when a larger shape arrives). */
+static _Thread_local float *scratch;
+static _Thread_local size_t scratch_bytes;
+
+float *cpu_thread_scratch(size_t bytes) {
+    if (bytes <= scratch_bytes) return scratch;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    float *fresh = aligned_alloc(64, rounded);
+    if (!fresh) return NULL;
+    free(scratch);
+    scratch = fresh;
+    scratch_bytes = rounded;
+    return scratch;
+}

@@ -1,0 +1,90 @@
+/* CPU kernels: plain functions over arrays with explicit shapes. Activations
+ * are float32; weights may be f32, f16 or bf16 (fp32 accumulation always).
+ * Kernels parallelise internally with OpenMP (the caller sets the thread
+ * count) and pick AVX-512 / AVX2+FMA / portable code at run time.
+ * These are also the reference twins of the CUDA kernels. */
+#ifndef LLMRT_BACKENDS_CPU_KERNELS_H
+#define LLMRT_BACKENDS_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmrt/dtype.h"
+
+/* Which SIMD path the kernels use: "avx512", "avx2", or "portable". Decided
+ * once from cpuid; LLMRT_CPU_ISA=portable|avx2|avx512 in the environment
+ * forces a lower path (tests compare paths). */
+const char *cpu_kernels_isa(void);
+void cpu_kernels_force_isa(const char *isa); /* tests; NULL = auto */
+
+/* y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N] if non-NULL). W is f32/f16/bf16, row
+ * n holds output n's weights (the nn.Linear layout). M = 1 is the decode
+ * GEMV (bandwidth-bound: stream W once); larger M blocks W so each weight
+ * panel is converted once and reused across rows (compute-bound). */
+void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias,
+                int64_t M, int64_t N, int64_t K);
+
+/* c[M,N] = a[M,K] · b[K,N], all f32 row-major (activation × activation). */
+void cpu_matmul_f32(float *c, const float *a, const float *b, int64_t M, int64_t N, int64_t K);
+
+/* out[t, :] = table[ids[t], :] as f32. table: [rows, dim] f32/f16/bf16.
+ * Returns the index t of the first id outside [0, rows), or -1 if all valid
+ * (rows for invalid ids are zero-filled). */
+int64_t cpu_embedding(float *out, const void *table, llmrt_dtype table_type, int64_t rows, int64_t dim,
+                      const int32_t *ids, int64_t count);
+
+/* y = x / sqrt(mean(x²) + eps) * weight, per row of length dim. weight f32. */
+void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps);
+/* y = (x - mean) / sqrt(var + eps) * weight + bias (bias may be NULL). */
+void cpu_layernorm(float *y, const float *x, const float *weight, const float *bias, int64_t rows,
+                   int64_t dim, float eps);
+/* Fused residual: residual += x (in place), then y = rmsnorm(residual). */
+void cpu_add_rmsnorm(float *y, float *residual, const float *x, const float *weight, int64_t rows,
+                     int64_t dim, float eps);
+
+/* Row-wise softmax over the last dim, numerically stable, in place allowed. */
+void cpu_softmax(float *y, const float *x, int64_t rows, int64_t dim);
+
+/* Activations, n elements, in place allowed. */
+void cpu_silu(float *y, const float *x, int64_t n);
+void cpu_gelu_erf(float *y, const float *x, int64_t n);
+void cpu_gelu_tanh(float *y, const float *x, int64_t n);
+/* y[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i] for gate_up [rows, 2*inter];
+ * also used unfused with separate gate and up: see cpu_silu_mul. */
+void cpu_silu_mul(float *y, const float *gate, const float *up, int64_t n);
+
+/* Rotary embedding in place on x: [T, heads, head_dim]. Rotates the first
+ * rotary_dim dims of each head by angle positions[t] * inv_freq[i]
+ * (i < rotary_dim / 2), in fp32 as HF does. neox_style = 1 pairs dim i with
+ * i + rotary_dim/2 (LLaMA "rotate_half"); 0 pairs 2i with 2i+1 (GPT-J). */
+void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int64_t head_dim,
+              int64_t rotary_dim, const float *inv_freq, int neox_style);
+
+/* The packed-token batch as the attention kernels see it. Tokens of sequence
+ * s are rows [seq_start[s], seq_start[s+1]) of q; token t sits at position
+ * positions[t] and attends causally to cache positions 0..positions[t].
+ * Cache position p of sequence s lives in block block_tables[s *
+ * max_blocks_per_seq + p / block_size], slot p % block_size. */
+typedef struct cpu_attention_batch {
+    int32_t num_seqs;
+    const int32_t *seq_start;    /* [num_seqs + 1] */
+    const int32_t *positions;    /* [T] */
+    const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
+    int32_t max_blocks_per_seq;
+    int32_t block_size;
+} cpu_attention_batch;
+
+/* Writes new keys/values k, v: [T, kv_heads, head_dim] into the paged cache
+ * at each token's position. Cache layout per layer: [num_blocks, block_size,
+ * kv_heads, head_dim], f32. */
+void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v,
+                        const cpu_attention_batch *batch, int64_t T, int64_t kv_heads, int64_t head_dim);
+
+/* out[t, h, :] = softmax(q[t,h,:]·K[0..pos]ᵀ · scale) · V, GQA: query head h
+ * reads kv head h / (heads / kv_heads). q, out: [T, heads, head_dim]. No
+ * score matrix is materialised beyond one row; parallel over (token, head). */
+void cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
+                   const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                   int64_t head_dim, float scale);
+
+#endif

@@ -1,0 +1,55 @@
+/* Shared by the cpu_kernels_*.c files only: the ISA level the kernels run at,
+ * and the per-ISA entry points of the hot kernels. Nothing here is API. */
+#ifndef LLMRT_BACKENDS_CPU_KERNELS_INTERNAL_H
+#define LLMRT_BACKENDS_CPU_KERNELS_INTERNAL_H
+
+#include <stdint.h>
+
+#include "backends/cpu/cpu_kernels.h"
+
+/* Ordered: a higher level may use everything a lower one does. */
+enum cpu_isa_level { CPU_ISA_PORTABLE = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
+
+/* The level kernels use now (detected once, lowered by LLMRT_CPU_ISA or
+ * cpu_kernels_force_isa). */
+int cpu_isa_level(void);
+
+/* The target attributes of the two SIMD paths. Functions carrying them must
+ * only be called when cpu_isa_level() says so; the rest of the binary is
+ * plain x86-64. */
+#define CPU_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma,avx2")))
+#define CPU_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* cpu_linear's per-ISA bodies. y[M,N] = x[M,K]·W[N,K]ᵀ + bias; rows of the
+ * result in [n_begin, n_end) only (the caller splits N across threads). */
+void cpu_linear_rows_avx512(float *y, const float *x, const void *w, llmrt_dtype w_type,
+                            const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
+                            int64_t n_end);
+void cpu_linear_rows_avx2(float *y, const float *x, const void *w, llmrt_dtype w_type,
+                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
+                          int64_t n_end);
+
+/* Vectorised exp for the SiLU family: max error a few ulp over the float
+ * range (|x| > 88 saturates to 0 / inf as expf does). n elements. */
+void cpu_silu_avx512(float *y, const float *x, int64_t n);
+void cpu_silu_mul_avx512(float *y, const float *gate, const float *up, int64_t n);
+void cpu_silu_avx2(float *y, const float *x, int64_t n);
+void cpu_silu_mul_avx2(float *y, const float *gate, const float *up, int64_t n);
+
+/* Attention's inner loops over n cache slots of one kv head, the slots
+ * `stride` floats apart, each head_dim long:
+ *   scores[j] = scale · q·k_j
+ *   acc = acc · alpha + Σ_j p[j] · v_j                                        */
+typedef void cpu_attn_scores_fn(float *scores, const float *q, const float *k, int64_t stride, int n,
+                                int64_t head_dim, float scale);
+typedef void cpu_attn_accumulate_fn(float *acc, float alpha, const float *p, const float *v, int64_t stride,
+                                    int n, int64_t head_dim);
+cpu_attn_scores_fn cpu_attn_scores_avx512, cpu_attn_scores_avx2;
+cpu_attn_accumulate_fn cpu_attn_accumulate_avx512, cpu_attn_accumulate_avx2;
+
+/* One thread's scratch buffer of at least `bytes`, 64-byte aligned, kept
+ * for the thread's life (so prefill does not malloc per call). NULL if the
+ * allocation fails. */
+float *cpu_thread_scratch(size_t bytes);
+
+#endif

@@ -1,0 +1,278 @@
+// Causal prefill attention on tensor cores, FlashAttention-2 style (Dao,
+// 2023): a block owns TILE_M = 64 query rows of one sequence and one head
+// (4 warps × 16 rows); keys and values stream from the paged cache in tiles
+// of TILE_N = 64 rows through shared memory; scores S = Q·Kᵀ and
+// probabilities P live only in registers (the mma.m16n8k16 accumulator
+// layout is reused as the A operand of P·V), with the online softmax
+// rescaling the running output. f16/bf16 operands, fp32 accumulation.
+//
+// Not yet done (see bench): double-buffered cp.async loads of the next K/V
+// tile during the current tile's math, and wgmma on sm_90a.
+#include "backends/cuda/cuda_device.cuh"
+
+enum { TILE_M = CUDA_PREFILL_TILE_M, TILE_N = 64, PREFILL_THREADS = 128 };
+
+template <typename T> struct mma_op;
+template <> struct mma_op<__half> {
+    static __device__ __forceinline__ void run(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+template <> struct mma_op<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+
+__device__ __forceinline__ uint32_t ld_shared_u32(const void *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+struct prefill_args {
+    const int32_t *positions, *token_seq, *block_tables, *tiles;
+    int32_t block_table_stride, block_size;
+    int heads, kv_heads;
+    float scale_log2; // scale · log2(e): softmax in base 2
+};
+
+// Shared rows are D + 8 elements long: rows g = 0..7 of a fragment load then
+// fall in distinct banks for D = 64/80/96/128, and row starts stay 16-byte
+// aligned for ldmatrix.
+template <int D> struct prefill_smem {
+    static constexpr int STRIDE = D + 8;
+    static constexpr size_t BYTES = (size_t)(TILE_M + 2 * TILE_N) * STRIDE * 2 + TILE_N * sizeof(int64_t);
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *out, const T *q, const T *k_cache,
+                                                                            const T *v_cache, prefill_args a) {
+    constexpr int STRIDE = prefill_smem<D>::STRIDE, CH = D / 8; // 16-byte chunks per row
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *Qs = reinterpret_cast<T *>(smem_raw);
+    T *Ks = Qs + TILE_M * STRIDE;
+    T *Vs = Ks + TILE_N * STRIDE;
+    int64_t *row_off = reinterpret_cast<int64_t *>(Vs + TILE_N * STRIDE);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tig = lane & 3;
+    const int r0 = a.tiles[2 * blockIdx.x], nr = a.tiles[2 * blockIdx.x + 1];
+    const int h = blockIdx.y, kvh = h / (a.heads / a.kv_heads);
+    const int seq = a.token_seq[r0];
+    const int64_t q_stride = (int64_t)a.heads * D;
+
+    // Q tile → shared (rows past the tile's end are zero).
+    for (int idx = tid; idx < TILE_M * CH; idx += PREFILL_THREADS) {
+        const int i = idx / CH, c = idx % CH;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (i < nr) v = *reinterpret_cast<const uint4 *>(q + (r0 + i) * q_stride + (int64_t)h * D + c * 8);
+        *reinterpret_cast<uint4 *>(Qs + i * STRIDE + c * 8) = v;
+    }
+    int max_pos = 0;
+    for (int i = 0; i < nr; i++) max_pos = max(max_pos, a.positions[r0 + i]);
+    const int row_a = warp * 16 + g, row_b = row_a + 8;
+    // Rows past the end take row 0's position: finite softmax, never stored.
+    const int qp_a = a.positions[r0 + (row_a < nr ? row_a : 0)];
+    const int qp_b = a.positions[r0 + (row_b < nr ? row_b : 0)];
+    __syncthreads();
+
+    uint32_t qf[D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        const int col = kk * 16 + tig * 2;
+        qf[kk][0] = ld_shared_u32(Qs + row_a * STRIDE + col);
+        qf[kk][1] = ld_shared_u32(Qs + row_b * STRIDE + col);
+        qf[kk][2] = ld_shared_u32(Qs + row_a * STRIDE + col + 8);
+        qf[kk][3] = ld_shared_u32(Qs + row_b * STRIDE + col + 8);
+    }
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+
+    const int num_key_tiles = max_pos / TILE_N + 1;
+    for (int kb = 0; kb < num_key_tiles; kb++) {
+        const int kstart = kb * TILE_N;
+        __syncthreads(); // previous tile's K/V reads are done
+        if (tid < TILE_N) {
+            const int p = kstart + tid;
+            int64_t off = -1;
+            if (p <= max_pos) {
+                const int32_t block = a.block_tables[(int64_t)seq * a.block_table_stride + p / a.block_size];
+                off = (((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + kvh) * D;
+            }
+            row_off[tid] = off;
+        }
+        __syncthreads();
+        for (int idx = tid; idx < TILE_N * CH; idx += PREFILL_THREADS) {
+            const int j = idx / CH, c = idx % CH;
+            const int64_t off = row_off[j];
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (off >= 0) {
+                kv = *reinterpret_cast<const uint4 *>(k_cache + off + c * 8);
+                vv = *reinterpret_cast<const uint4 *>(v_cache + off + c * 8);
+            }
+            *reinterpret_cast<uint4 *>(Ks + j * STRIDE + c * 8) = kv;
+            *reinterpret_cast<uint4 *>(Vs + j * STRIDE + c * 8) = vv;
+        }
+        __syncthreads();
+
+        // S = Q · Kᵀ for this warp's 16 rows × 64 keys.
+        float s[TILE_N / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < TILE_N / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+            for (int nt = 0; nt < TILE_N / 8; nt++) {
+                const T *krow = Ks + (nt * 8 + g) * STRIDE + kk * 16 + tig * 2;
+                mma_op<T>::run(s[nt], qf[kk], ld_shared_u32(krow), ld_shared_u32(krow + 8));
+            }
+        }
+
+        // Causal mask and online softmax (base 2), rows a and b.
+        float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < TILE_N / 8; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int p = kstart + nt * 8 + tig * 2 + e;
+                s[nt][e] = p <= qp_a ? s[nt][e] * a.scale_log2 : -INFINITY;
+                s[nt][2 + e] = p <= qp_b ? s[nt][2 + e] * a.scale_log2 : -INFINITY;
+                mx_a = fmaxf(mx_a, s[nt][e]);
+                mx_b = fmaxf(mx_b, s[nt][2 + e]);
+            }
+        }
+#pragma unroll
+        for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, o2));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, o2));
+        }
+        // Key 0 is visible to every row, so after the first tile m is finite.
+        const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+        const float alpha_a = exp2f(m_a - mn_a), alpha_b = exp2f(m_b - mn_b);
+        m_a = mn_a;
+        m_b = mn_b;
+        float rs_a = 0.0f, rs_b = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < TILE_N / 8; nt++) {
+            s[nt][0] = exp2f(s[nt][0] - m_a);
+            s[nt][1] = exp2f(s[nt][1] - m_a);
+            s[nt][2] = exp2f(s[nt][2] - m_b);
+            s[nt][3] = exp2f(s[nt][3] - m_b);
+            rs_a += s[nt][0] + s[nt][1];
+            rs_b += s[nt][2] + s[nt][3];
+        }
+        l_a = l_a * alpha_a + rs_a;
+        l_b = l_b * alpha_b + rs_b;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++) {
+            o[dt][0] *= alpha_a;
+            o[dt][1] *= alpha_a;
+            o[dt][2] *= alpha_b;
+            o[dt][3] *= alpha_b;
+        }
+
+        // O += P · V: P's accumulator fragments become A fragments directly.
+#pragma unroll
+        for (int kk = 0; kk < TILE_N / 16; kk++) {
+            uint32_t pa[4];
+            pa[0] = mma_op<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = mma_op<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = mma_op<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = mma_op<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            const T *vrow = Vs + (kk * 16 + (lane & 15)) * STRIDE;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                uint32_t b0, b1;
+                const uint32_t addr = (uint32_t)__cvta_generic_to_shared(vrow + dt * 8);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+                             : "=r"(b0), "=r"(b1)
+                             : "r"(addr));
+                mma_op<T>::run(o[dt], pa, b0, b1);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, o2);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, o2);
+    }
+    const float inv_a = 1.0f / l_a, inv_b = 1.0f / l_b;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++) {
+        const int col = dt * 8 + tig * 2;
+        if (row_a < nr)
+            *reinterpret_cast<uint32_t *>(out + (r0 + row_a) * q_stride + (int64_t)h * D + col) =
+                mma_op<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
+        if (row_b < nr)
+            *reinterpret_cast<uint32_t *>(out + (r0 + row_b) * q_stride + (int64_t)h * D + col) =
+                mma_op<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
+    }
+}
+
+extern "C" int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim) {
+    if (type != LLMRT_DTYPE_F16 && type != LLMRT_DTYPE_BF16) return 0;
+    return head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 128;
+}
+
+template <typename T, int D>
+static cudaError_t launch_prefill(T *out, const T *q, const T *kc, const T *vc, const prefill_args &a, int num_tiles,
+                                  cudaStream_t stream) {
+    const size_t smem = prefill_smem<D>::BYTES;
+    // > 48 KB of dynamic shared memory needs an opt-in per kernel.
+    static bool configured = false;
+    if (!configured) {
+        cudaError_t err = cudaFuncSetAttribute(attention_prefill_kernel<T, D>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (err != cudaSuccess) return err;
+        configured = true;
+    }
+    attention_prefill_kernel<T, D><<<dim3((unsigned)num_tiles, (unsigned)a.heads), PREFILL_THREADS, smem, stream>>>(
+        out, q, kc, vc, a);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                              llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
+                                              int32_t kv_heads, int32_t head_dim, float scale, cudaStream_t stream) {
+    if (batch->num_tiles <= 0) return cudaSuccess;
+    if (!cuda_attention_prefill_supported(type, head_dim) || kv_heads <= 0 || heads % kv_heads || heads > 65535)
+        return cudaErrorInvalidValue;
+    prefill_args a;
+    a.positions = batch->positions;
+    a.token_seq = batch->token_seq;
+    a.block_tables = batch->block_tables;
+    a.tiles = batch->tiles;
+    a.block_table_stride = batch->block_table_stride;
+    a.block_size = batch->block_size;
+    a.heads = heads;
+    a.kv_heads = kv_heads;
+    a.scale_log2 = scale * 1.4426950408889634f;
+#define PREFILL_CASE(TYPE)                                                                                   \
+    switch (head_dim) {                                                                                      \
+    case 64: return launch_prefill<TYPE, 64>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,            \
+                                             (const TYPE *)v_cache, a, batch->num_tiles, stream);            \
+    case 80: return launch_prefill<TYPE, 80>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,            \
+                                             (const TYPE *)v_cache, a, batch->num_tiles, stream);            \
+    case 96: return launch_prefill<TYPE, 96>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,            \
+                                             (const TYPE *)v_cache, a, batch->num_tiles, stream);            \
+    default: return launch_prefill<TYPE, 128>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,           \
+                                              (const TYPE *)v_cache, a, batch->num_tiles, stream);           \
+    }
+    if (type == LLMRT_DTYPE_F16) PREFILL_CASE(__half)
+    PREFILL_CASE(__nv_bfloat16)
+#undef PREFILL_CASE
+}

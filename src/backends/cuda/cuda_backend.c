@@ -1,0 +1,523 @@
+/* The CUDA backend: makes a plan resident on one GPU (weights uploaded once,
+ * one activation arena, the paged KV cache sized from what memory is left)
+ * and runs steps. A step's metadata (ids, positions, slots, block tables,
+ * prefill tiles) goes to the device in one copy; decode steps replay a CUDA
+ * graph captured per (tokens, logits) shape, so one costs one launch on the
+ * host. */
+#define _POSIX_C_SOURCE 200809L
+/* This file defines the CUDA declarations of backend.h, whatever the
+ * including target's definitions. */
+#ifndef LLMRT_HAVE_CUDA
+#define LLMRT_HAVE_CUDA 1
+#endif
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_backend_internal.h"
+#include "backends/cuda/cuda_common.h"
+#include "core/log.h"
+
+enum { GEMM_WORKSPACE_BYTES = 32 << 20, UPLOAD_CHUNK = 64 << 20, META_ALIGN = 4 /* int32s = 16 bytes */ };
+
+int llmrt_cuda_available(void) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky "no device" error */
+        return 0;
+    }
+    return count > 0;
+}
+
+static int env_flag(const char *name, int fallback) {
+    const char *s = getenv(name);
+    if (!s || !*s) return fallback;
+    return atoi(s) != 0;
+}
+
+static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static void cuda_destroy(void *state) {
+    cuda_state *st = state;
+    if (!st) return;
+    if (st->stream) cudaStreamSynchronize(st->stream);
+    for (int i = 0; i < st->num_graphs; i++) cudaGraphExecDestroy(st->graphs[i].exec);
+    cuda_gemm_free(st->gemm);
+    cudaFree(st->weights_dev);
+    cudaFree(st->consts_dev);
+    cudaFree(st->arena);
+    cudaFree(st->kv);
+    cudaFree(st->meta_dev);
+    cudaFree(st->attn_ws);
+    cudaFree(st->logits_dev);
+    if (st->meta_host) cudaFreeHost(st->meta_host);
+    if (st->bad_index_host) cudaFreeHost(st->bad_index_host);
+    if (st->stream) cudaStreamDestroy(st->stream);
+    free(st->weight_offsets);
+    free(st->node_ptr);
+    free(st->fused);
+    free(st);
+}
+
+/* Weights: one allocation, each weight 256-byte aligned, streamed from the
+ * (mmapped) host views in chunks with a progress line. */
+static llmrt_status upload_weights(cuda_state *st) {
+    const llmrt_plan *plan = st->plan;
+    st->weight_offsets = calloc((size_t)plan->num_weights + 1, sizeof *st->weight_offsets);
+    if (!st->weight_offsets) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    size_t total = 0;
+    for (int32_t i = 0; i < plan->num_weights; i++) {
+        st->weight_offsets[i] = total;
+        total = align_up(total + plan->weights[i].nbytes, 256);
+    }
+    st->weights_bytes = total;
+    if (total == 0) return LLMRT_OK;
+    cudaError_t err = cudaMalloc(&st->weights_dev, total);
+    if (err != cudaSuccess)
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: cannot allocate %.1f MiB of GPU memory for the weights (%s)",
+                           total / 1048576.0, cudaGetErrorString(err));
+    llmrt_progress progress;
+    llmrt_progress_begin(&progress, "uploading weights", total);
+    for (int32_t i = 0; i < plan->num_weights; i++) {
+        const llmrt_plan_weight *w = &plan->weights[i];
+        const unsigned char *src = w->data ? w->data : w->owned_data;
+        if (!src && w->nbytes) {
+            llmrt_progress_end(&progress);
+            return llmrt_error(LLMRT_ERR_INTERNAL, "cuda: weight \"%s\" has no bytes", w->name);
+        }
+        for (size_t done = 0; done < w->nbytes; done += UPLOAD_CHUNK) {
+            const size_t n = w->nbytes - done < UPLOAD_CHUNK ? w->nbytes - done : UPLOAD_CHUNK;
+            err = cudaMemcpy((unsigned char *)st->weights_dev + st->weight_offsets[i] + done, src + done, n,
+                             cudaMemcpyHostToDevice);
+            if (err != cudaSuccess) {
+                llmrt_progress_end(&progress);
+                return llmrt_cuda_status(err, w->name);
+            }
+            llmrt_progress_add(&progress, n);
+        }
+    }
+    llmrt_progress_end(&progress);
+    return LLMRT_OK;
+}
+
+static int64_t static_numel(const llmrt_node *n) {
+    int64_t c = 1;
+    for (int d = 0; d < n->ndim; d++) c *= n->dims[d];
+    return c;
+}
+
+/* Device addresses of every value: weights and constants in the weight
+ * block, views at their root's address, activations in the arena. Inputs
+ * are pointed into the step metadata at each step. */
+static llmrt_status place_values(cuda_state *st) {
+    const llmrt_graph *g = st->graph;
+    const llmrt_plan *plan = st->plan;
+    st->node_ptr = calloc((size_t)g->num_nodes, sizeof *st->node_ptr);
+    st->fused = calloc((size_t)g->num_nodes, 1);
+    if (!st->node_ptr || !st->fused) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+
+    /* Constants the compiler left without a weight slot get their own block. */
+    size_t const_bytes = 0;
+    for (int32_t v = 0; v < g->num_nodes; v++) {
+        const llmrt_node *n = &g->nodes[v];
+        if (n->op == LLMRT_OP_CONSTANT && n->weight_slot < 0)
+            const_bytes = align_up(const_bytes + (size_t)static_numel(n) * sizeof(float), 256);
+    }
+    if (const_bytes) LLMRT_CUDA_TRY(cudaMalloc(&st->consts_dev, const_bytes), "constants allocation");
+    size_t const_at = 0;
+
+    for (int32_t v = 0; v < g->num_nodes; v++) {
+        const llmrt_node *n = &g->nodes[v];
+        if (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT) {
+            if (n->weight_slot >= 0) {
+                if (n->weight_slot >= plan->num_weights)
+                    return llmrt_error(LLMRT_ERR_FORMAT, "cuda: node %d has weight slot %d of %d", (int)v,
+                                       (int)n->weight_slot, (int)plan->num_weights);
+                st->node_ptr[v] = (unsigned char *)st->weights_dev + st->weight_offsets[n->weight_slot];
+            } else if (n->op == LLMRT_OP_CONSTANT && n->const_data) {
+                const size_t bytes = (size_t)static_numel(n) * sizeof(float);
+                void *dst = (unsigned char *)st->consts_dev + const_at;
+                LLMRT_CUDA_TRY(cudaMemcpy(dst, n->const_data, bytes, cudaMemcpyHostToDevice), "constant upload");
+                st->node_ptr[v] = dst;
+                const_at = align_up(const_at + bytes, 256);
+            } else {
+                return llmrt_error(LLMRT_ERR_FORMAT, "cuda: weight node %d \"%s\" has no slot", (int)v,
+                                   n->name ? n->name : "");
+            }
+        } else if (n->op == LLMRT_OP_VIEW || (n->arena_offset < 0 && n->alias_of >= 0)) {
+            const llmrt_value root = n->alias_of >= 0 ? n->alias_of : n->inputs[0];
+            if (root < 0 || root >= v)
+                return llmrt_error(LLMRT_ERR_FORMAT, "cuda: view node %d aliases value %d", (int)v, (int)root);
+            st->node_ptr[v] = st->node_ptr[root];
+        } else if (n->op == LLMRT_OP_INPUT) {
+            st->node_ptr[v] = NULL; /* set per step */
+        } else {
+            if (n->arena_offset < 0 || (size_t)n->arena_offset > plan->arena_bytes)
+                return llmrt_error(LLMRT_ERR_FORMAT, "cuda: node %d has arena offset %lld (arena %zu bytes)", (int)v,
+                                   (long long)n->arena_offset, plan->arena_bytes);
+            st->node_ptr[v] = (unsigned char *)st->arena + n->arena_offset;
+        }
+    }
+
+    /* Residual add followed by the RMSNorm of its sum: one fused kernel. */
+    for (int32_t v = 1; v < g->num_nodes; v++) {
+        const llmrt_node *r = &g->nodes[v], *a = &g->nodes[v - 1];
+        if (r->op != LLMRT_OP_RMSNORM || a->op != LLMRT_OP_ADD || r->inputs[0] != v - 1) continue;
+        if (r->dtype != a->dtype || !(a->dtype == LLMRT_DTYPE_F32 || a->dtype == LLMRT_DTYPE_F16 ||
+                                      a->dtype == LLMRT_DTYPE_BF16))
+            continue;
+        int same = g->nodes[a->inputs[0]].ndim == a->ndim && g->nodes[a->inputs[1]].ndim == a->ndim &&
+                   g->nodes[a->inputs[0]].dtype == a->dtype && g->nodes[a->inputs[1]].dtype == a->dtype &&
+                   g->nodes[a->inputs[0]].op != LLMRT_OP_WEIGHT && g->nodes[a->inputs[1]].op != LLMRT_OP_WEIGHT &&
+                   g->nodes[a->inputs[0]].op != LLMRT_OP_CONSTANT && g->nodes[a->inputs[1]].op != LLMRT_OP_CONSTANT;
+        for (int d = 0; same && d < a->ndim; d++)
+            same = g->nodes[a->inputs[0]].dims[d] == a->dims[d] && g->nodes[a->inputs[1]].dims[d] == a->dims[d];
+        if (same) st->fused[v] = 1;
+    }
+    return LLMRT_OK;
+}
+
+/* The KV cache gets kv_cache_fraction of the memory left after everything
+ * else, unless the config fixes the block count. */
+static llmrt_status allocate_kv_cache(cuda_state *st, const llmrt_backend_config *config) {
+    const llmrt_plan *plan = st->plan;
+    st->kv_block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
+    if (plan->num_kv_layers <= 0) return LLMRT_OK;
+    const size_t elsize = llmrt_dtype_size(st->act_type);
+    const size_t block_bytes = (size_t)st->kv_block_size * plan->kv_heads * plan->head_dim * elsize;
+    const size_t per_block = block_bytes * 2 * (size_t)plan->num_kv_layers;
+    size_t free_bytes = 0, total_bytes = 0;
+    LLMRT_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    int64_t blocks = config->kv_num_blocks;
+    if (blocks <= 0) {
+        float fraction = config->kv_cache_fraction > 0 && config->kv_cache_fraction <= 1 ? config->kv_cache_fraction : 0.9f;
+        blocks = (int64_t)((double)free_bytes * fraction / (double)per_block);
+        if (blocks > INT32_MAX) blocks = INT32_MAX;
+    }
+    if (blocks < 1)
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY,
+                           "cuda: no GPU memory left for the KV cache: %.1f MiB free after %.1f MiB of weights and "
+                           "%.1f MiB of activations; one block of %d tokens needs %.2f MiB",
+                           free_bytes / 1048576.0, st->weights_bytes / 1048576.0, st->arena_bytes / 1048576.0,
+                           st->kv_block_size, per_block / 1048576.0);
+    st->kv_num_blocks = (int32_t)blocks;
+    st->kv_layer_elems = (size_t)blocks * st->kv_block_size * plan->kv_heads * plan->head_dim;
+    st->kv_bytes = per_block * (size_t)blocks;
+    cudaError_t err = cudaMalloc(&st->kv, st->kv_bytes);
+    if (err != cudaSuccess)
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: cannot allocate the KV cache (%d blocks, %.1f MiB): %s",
+                           (int)blocks, st->kv_bytes / 1048576.0, cudaGetErrorString(err));
+    if ((int64_t)blocks * st->kv_block_size < plan->max_seq_len)
+        LLMRT_WARN("cuda: the KV cache holds %lld tokens, fewer than one sequence of max_seq_len %d",
+                   (long long)blocks * st->kv_block_size, (int)plan->max_seq_len);
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_config *config, void **out_state) {
+    *out_state = NULL;
+    if (!plan || !plan->graph) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: no plan");
+    if (!llmrt_cuda_available()) return llmrt_error(LLMRT_ERR_BACKEND, "cuda: no CUDA device is available");
+    cuda_state *st = calloc(1, sizeof *st);
+    if (!st) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    st->plan = plan;
+    st->graph = plan->graph;
+    st->device = config ? config->device : 0;
+    st->act_type = plan->graph->act_dtype;
+    st->use_graphs = env_flag("LLMRT_CUDA_GRAPHS", 1);
+    st->use_gemv = env_flag("LLMRT_CUDA_GEMV", 1);
+    st->use_prefill_kernel = env_flag("LLMRT_CUDA_PREFILL_KERNEL", 1);
+    llmrt_backend_config defaults;
+    memset(&defaults, 0, sizeof defaults);
+    if (!config) config = &defaults;
+
+    llmrt_status s = LLMRT_OK;
+#define STEP(expr)                  \
+    do {                            \
+        s = (expr);                 \
+        if (s != LLMRT_OK) goto fail; \
+    } while (0)
+#define CUDA_STEP(call, what)                                   \
+    do {                                                        \
+        cudaError_t step_err_ = (call);                         \
+        if (step_err_ != cudaSuccess) {                         \
+            s = llmrt_cuda_status(step_err_, (what));           \
+            goto fail;                                          \
+        }                                                       \
+    } while (0)
+
+    if (plan->max_num_tokens <= 0 || plan->max_batch <= 0 || plan->max_seq_len <= 0) {
+        s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: plan limits must be positive");
+        goto fail;
+    }
+    if (st->act_type != LLMRT_DTYPE_F32 && st->act_type != LLMRT_DTYPE_F16 && st->act_type != LLMRT_DTYPE_BF16) {
+        s = llmrt_error(LLMRT_ERR_UNSUPPORTED, "cuda: activation dtype %s", llmrt_dtype_name(st->act_type));
+        goto fail;
+    }
+    CUDA_STEP(cudaSetDevice(st->device), "cudaSetDevice");
+    CUDA_STEP(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    STEP(upload_weights(st));
+    if (plan->arena_bytes) {
+        cudaError_t err = cudaMalloc(&st->arena, plan->arena_bytes);
+        if (err != cudaSuccess) {
+            s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: cannot allocate the %.1f MiB activation arena (%s)",
+                            plan->arena_bytes / 1048576.0, cudaGetErrorString(err));
+            goto fail;
+        }
+    }
+    st->arena_bytes = plan->arena_bytes;
+    STEP(place_values(st));
+    STEP(cuda_gemm_create(&st->gemm, GEMM_WORKSPACE_BYTES));
+
+    /* Step metadata, laid out by cuda_forward; sized for the largest step. */
+    st->kv_block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
+    st->bt_stride = (plan->max_seq_len + st->kv_block_size - 1) / st->kv_block_size;
+    const size_t T = (size_t)plan->max_num_tokens, S = (size_t)plan->max_batch;
+    const size_t max_tiles = T / CUDA_PREFILL_TILE_M + S;
+    st->meta_capacity = 5 * align_up(T, META_ALIGN) + META_ALIGN + align_up(S * st->bt_stride, META_ALIGN) +
+                        align_up(2 * max_tiles, META_ALIGN) + 8 * META_ALIGN;
+    CUDA_STEP(cudaMallocHost((void **)&st->meta_host, st->meta_capacity * sizeof(int32_t)), "pinned metadata");
+    CUDA_STEP(cudaMalloc((void **)&st->meta_dev, st->meta_capacity * sizeof(int32_t)), "step metadata");
+    CUDA_STEP(cudaMallocHost((void **)&st->bad_index_host, sizeof(int32_t)), "pinned flag");
+
+    /* Split-K partials for the largest decode step. */
+    int32_t max_heads = 0;
+    for (int32_t v = 0; v < st->graph->num_nodes; v++)
+        if (st->graph->nodes[v].op == LLMRT_OP_ATTENTION && st->graph->nodes[v].iattr[1] > max_heads)
+            max_heads = (int32_t)st->graph->nodes[v].iattr[1];
+    st->max_partitions = (plan->max_seq_len + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
+    st->attn_ws_tokens = plan->max_batch > 64 ? plan->max_batch : 64;
+    if (st->attn_ws_tokens > plan->max_num_tokens) st->attn_ws_tokens = plan->max_num_tokens;
+    if (max_heads > 0)
+        CUDA_STEP(cudaMalloc(&st->attn_ws, cuda_decode_workspace_bytes(st->attn_ws_tokens, max_heads, plan->head_dim,
+                                                                        st->max_partitions)),
+                  "attention workspace");
+    if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
+        CUDA_STEP(cudaMalloc((void **)&st->logits_dev, T * (size_t)plan->vocab_size * sizeof(float)), "logits buffer");
+
+    STEP(allocate_kv_cache(st, config));
+    if (config->verbose)
+        LLMRT_INFO("cuda: weights %.1f MiB, activations %.1f MiB, KV cache %.1f MiB (%d blocks of %d tokens)",
+                   st->weights_bytes / 1048576.0, st->arena_bytes / 1048576.0, st->kv_bytes / 1048576.0,
+                   (int)st->kv_num_blocks, (int)st->kv_block_size);
+    *out_state = st;
+    return LLMRT_OK;
+fail:
+    cuda_destroy(st);
+    return s;
+#undef STEP
+#undef CUDA_STEP
+}
+
+/* Lays out and fills the step's metadata in the pinned block; returns the
+ * number of int32s to copy. The layout depends only on (T, S, L, tiles), so
+ * a captured decode graph sees the same addresses at every replay. */
+static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_t *out_count) {
+    const llmrt_plan *plan = st->plan;
+    const int32_t T = step->num_tokens, S = step->num_seqs, L = step->num_logits;
+    int32_t *h = st->meta_host;
+    size_t at = 0;
+#define CARVE(name, count)                     \
+    const size_t name = at;                    \
+    at += align_up((size_t)(count), META_ALIGN)
+    CARVE(off_tokens, T);
+    CARVE(off_positions, T);
+    CARVE(off_seq, T);
+    CARVE(off_slots, T);
+    CARVE(off_logits, L > 0 ? L : 1);
+    CARVE(off_bad, 1);
+    CARVE(off_tables, (size_t)S * st->bt_stride);
+    const size_t off_tiles = at;
+#undef CARVE
+    memcpy(h + off_tokens, step->token_ids, (size_t)T * sizeof(int32_t));
+    memcpy(h + off_positions, step->positions, (size_t)T * sizeof(int32_t));
+    if (L > 0) memcpy(h + off_logits, step->logits_indices, (size_t)L * sizeof(int32_t));
+    h[off_bad] = INT32_MAX;
+    memset(h + off_tables, 0, (size_t)S * st->bt_stride * sizeof(int32_t));
+
+    int32_t num_tiles = 0, max_ctx = 0;
+    for (int32_t s = 0; s < S; s++) {
+        const int32_t begin = step->seq_start[s], end = step->seq_start[s + 1];
+        if (begin < 0 || end <= begin || end > T)
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: sequence %d has rows [%d, %d) of a %d-token step",
+                               (int)s, (int)begin, (int)end, (int)T);
+        int32_t seq_max = 0;
+        for (int32_t t = begin; t < end; t++) {
+            const int32_t pos = step->positions[t];
+            if (pos < 0 || pos >= plan->max_seq_len)
+                return llmrt_error(LLMRT_ERR_CAPACITY, "cuda: token %d of sequence %d at position %d (max_seq_len %d)",
+                                   (int)t, (int)s, (int)pos, (int)plan->max_seq_len);
+            if (pos > seq_max) seq_max = pos;
+        }
+        const int32_t blocks_needed = seq_max / st->kv_block_size + 1;
+        if (blocks_needed > step->max_blocks_per_seq)
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                               "cuda: sequence %d reaches position %d but its block table holds %d blocks", (int)s,
+                               (int)seq_max, (int)step->max_blocks_per_seq);
+        const int32_t *row = step->block_tables + (size_t)s * step->max_blocks_per_seq;
+        for (int32_t b = 0; b < blocks_needed; b++) {
+            if (row[b] < 0 || row[b] >= st->kv_num_blocks)
+                return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: sequence %d block %d is %d (cache has %d blocks)",
+                                   (int)s, (int)b, (int)row[b], (int)st->kv_num_blocks);
+            h[off_tables + (size_t)s * st->bt_stride + b] = row[b];
+        }
+        for (int32_t t = begin; t < end; t++) {
+            const int32_t pos = step->positions[t];
+            h[off_seq + t] = s;
+            h[off_slots + t] = row[pos / st->kv_block_size] * st->kv_block_size + pos % st->kv_block_size;
+        }
+        for (int32_t r = begin; r < end; r += CUDA_PREFILL_TILE_M) {
+            h[off_tiles + 2 * (size_t)num_tiles] = r;
+            h[off_tiles + 2 * (size_t)num_tiles + 1] = end - r < CUDA_PREFILL_TILE_M ? end - r : CUDA_PREFILL_TILE_M;
+            num_tiles++;
+        }
+        if (seq_max + 1 > max_ctx) max_ctx = seq_max + 1;
+    }
+    *out_count = off_tiles + 2 * (size_t)num_tiles;
+    if (*out_count > st->meta_capacity) return llmrt_error(LLMRT_ERR_INTERNAL, "cuda: step metadata overflow");
+
+    int32_t *d = st->meta_dev;
+    st->T = T;
+    st->L = L;
+    st->decode_step = T == S;
+    st->bad_index_dev = d + off_bad;
+    cuda_attention_batch *b = &st->batch;
+    b->num_tokens = T;
+    b->num_seqs = S;
+    b->positions = d + off_positions;
+    b->token_seq = d + off_seq;
+    b->slot_mapping = d + off_slots;
+    b->block_tables = d + off_tables;
+    b->block_table_stride = st->bt_stride;
+    b->block_size = st->kv_block_size;
+    b->tiles = d + off_tiles;
+    b->num_tiles = num_tiles;
+    /* A replayed graph must cover any context: size its split for max_seq_len. */
+    const int graphed = st->use_graphs && st->decode_step;
+    st->step_partitions = graphed ? st->max_partitions : (max_ctx + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
+    if (st->step_partitions < 1) st->step_partitions = 1;
+    if (plan->input_token_ids >= 0) st->node_ptr[plan->input_token_ids] = d + off_tokens;
+    if (plan->input_positions >= 0) st->node_ptr[plan->input_positions] = d + off_positions;
+    if (plan->input_logits_indices >= 0) st->node_ptr[plan->input_logits_indices] = d + off_logits;
+    /* views of a step input follow it */
+    for (int32_t v = 0; v < st->graph->num_nodes; v++) {
+        const llmrt_node *n = &st->graph->nodes[v];
+        if (n->op == LLMRT_OP_VIEW && n->alias_of >= 0 && st->graph->nodes[n->alias_of].op == LLMRT_OP_INPUT)
+            st->node_ptr[v] = st->node_ptr[n->alias_of];
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status run_step_graphed(cuda_state *st) {
+    cuda_decode_graph *g = NULL;
+    for (int i = 0; i < st->num_graphs; i++)
+        if (st->graphs[i].num_tokens == st->T && st->graphs[i].num_logits == st->L) g = &st->graphs[i];
+    if (!g) {
+        if (st->num_graphs == CUDA_MAX_DECODE_GRAPHS) return cuda_run_nodes(st); /* rare shapes run eagerly */
+        /* Views and the metadata layout are fixed per shape, so the capture
+         * stays valid for every later step of this shape. */
+        LLMRT_CUDA_TRY(cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal), "graph capture begin");
+        llmrt_status s = cuda_run_nodes(st);
+        cudaGraph_t graph = NULL;
+        cudaError_t end_err = cudaStreamEndCapture(st->stream, &graph);
+        if (s != LLMRT_OK) {
+            if (graph) cudaGraphDestroy(graph);
+            return s;
+        }
+        if (end_err != cudaSuccess) return llmrt_cuda_status(end_err, "decode graph capture");
+        cudaGraphExec_t exec = NULL;
+        cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (err != cudaSuccess) return llmrt_cuda_status(err, "decode graph instantiation");
+        g = &st->graphs[st->num_graphs++];
+        g->num_tokens = (int32_t)st->T;
+        g->num_logits = (int32_t)st->L;
+        g->exec = exec;
+    }
+    LLMRT_CUDA_TRY(cudaGraphLaunch(g->exec, st->stream), "decode graph launch");
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *logits) {
+    cuda_state *st = state;
+    const llmrt_plan *plan = st->plan;
+    if (!step || step->num_tokens < 1 || step->num_tokens > plan->max_num_tokens)
+        return llmrt_error(LLMRT_ERR_CAPACITY, "cuda: step of %d tokens (engine max_num_tokens %d)",
+                           step ? (int)step->num_tokens : 0, (int)plan->max_num_tokens);
+    if (step->num_seqs < 1 || step->num_seqs > plan->max_batch || step->seq_start[0] != 0 ||
+        step->seq_start[step->num_seqs] != step->num_tokens)
+        return llmrt_error(LLMRT_ERR_CAPACITY, "cuda: step of %d sequences (engine max_batch %d) or bad seq_start",
+                           (int)step->num_seqs, (int)plan->max_batch);
+    if (step->num_logits < 0 || step->num_logits > step->num_tokens)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: %d logit rows for %d tokens", (int)step->num_logits,
+                           (int)step->num_tokens);
+    for (int32_t i = 0; i < step->num_logits; i++)
+        if (step->logits_indices[i] < 0 || step->logits_indices[i] >= step->num_tokens)
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: logits index %d is %d (step of %d tokens)", (int)i,
+                               (int)step->logits_indices[i], (int)step->num_tokens);
+    LLMRT_CUDA_TRY(cudaSetDevice(st->device), "cudaSetDevice");
+    size_t count = 0;
+    LLMRT_TRY(build_metadata(st, step, &count));
+    LLMRT_CUDA_TRY(cudaMemcpyAsync(st->meta_dev, st->meta_host, count * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                   st->stream),
+                   "step metadata upload");
+    llmrt_status s = st->use_graphs && st->decode_step ? run_step_graphed(st) : cuda_run_nodes(st);
+    if (s != LLMRT_OK) {
+        cudaStreamSynchronize(st->stream);
+        return s;
+    }
+    LLMRT_CUDA_TRY(cudaMemcpyAsync(st->bad_index_host, st->bad_index_dev, sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                   st->stream),
+                   "flag download");
+    if (step->num_logits > 0 && logits) {
+        const void *src = st->logits_dev ? (const void *)st->logits_dev : st->node_ptr[plan->output_logits];
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(logits, src, (size_t)step->num_logits * plan->vocab_size * sizeof(float),
+                                       cudaMemcpyDeviceToHost, st->stream),
+                       "logits download");
+    }
+    LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "forward step");
+    if (*st->bad_index_host != INT32_MAX) {
+        const int32_t t = *st->bad_index_host;
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: token %d of the step has id %d, outside the vocabulary",
+                           (int)t, t < step->num_tokens ? (int)step->token_ids[t] : -1);
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status cuda_copy_kv_block(void *state, int32_t src_block, int32_t dst_block) {
+    cuda_state *st = state;
+    if (src_block < 0 || src_block >= st->kv_num_blocks || dst_block < 0 || dst_block >= st->kv_num_blocks)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: copy_kv_block %d -> %d (cache has %d blocks)",
+                           (int)src_block, (int)dst_block, (int)st->kv_num_blocks);
+    if (src_block == dst_block) return LLMRT_OK;
+    const size_t elsize = llmrt_dtype_size(st->act_type);
+    const size_t block_bytes = (size_t)st->kv_block_size * st->plan->kv_heads * st->plan->head_dim * elsize;
+    const size_t layer_bytes = st->kv_layer_elems * elsize;
+    for (int32_t l = 0; l < 2 * st->plan->num_kv_layers; l++) { /* K and V of every layer */
+        unsigned char *base = (unsigned char *)st->kv + (size_t)l * layer_bytes;
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(base + (size_t)dst_block * block_bytes, base + (size_t)src_block * block_bytes,
+                                       block_bytes, cudaMemcpyDeviceToDevice, st->stream),
+                       "KV block copy");
+    }
+    LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "KV block copy");
+    return LLMRT_OK;
+}
+
+static void cuda_memory_report(void *state, llmrt_memory_report *out) {
+    const cuda_state *st = state;
+    memset(out, 0, sizeof *out);
+    out->weight_bytes = st->weights_bytes;
+    out->activation_bytes = st->arena_bytes;
+    out->kv_cache_bytes = st->kv_bytes;
+    out->kv_num_blocks = st->kv_num_blocks;
+    out->kv_block_size = st->kv_block_size;
+}
+
+const llmrt_backend_ops llmrt_cuda_backend_ops = {
+    .name = "cuda",
+    .create = cuda_create,
+    .forward = cuda_forward,
+    .copy_kv_block = cuda_copy_kv_block,
+    .memory_report = cuda_memory_report,
+    .destroy = cuda_destroy,
+};

@@ -1,0 +1,81 @@
+/* The CUDA backend's state, shared by cuda_backend.c (creation, memory, the
+ * step, CUDA graphs) and cuda_exec.c (running the plan's nodes). */
+#ifndef LLMRT_BACKENDS_CUDA_BACKEND_INTERNAL_H
+#define LLMRT_BACKENDS_CUDA_BACKEND_INTERNAL_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "backends/cuda/cuda_gemm.h"
+#include "backends/cuda/cuda_kernels.h"
+
+enum { CUDA_MAX_DECODE_GRAPHS = 64 };
+
+typedef struct cuda_decode_graph {
+    int32_t num_tokens, num_logits; /* the key: a decode step of this shape */
+    cudaGraphExec_t exec;
+} cuda_decode_graph;
+
+typedef struct cuda_state {
+    const llmrt_plan *plan;
+    const llmrt_graph *graph;
+    int device;
+    cudaStream_t stream;
+    cuda_gemm *gemm;
+
+    /* weights: one allocation, each plan weight at weight_offsets[slot] */
+    void *weights_dev;
+    size_t weights_bytes;
+    size_t *weight_offsets;
+    void *consts_dev; /* CONSTANT nodes without a weight slot */
+
+    /* activations */
+    void *arena;
+    size_t arena_bytes;
+    void **node_ptr;      /* [num_nodes] device address of every value */
+    unsigned char *fused; /* [num_nodes] 1: computed by the node before it (add + rmsnorm) */
+
+    /* paged KV cache: per layer K then V, each [blocks, block_size, kv_heads, head_dim] */
+    void *kv;
+    size_t kv_bytes;
+    size_t kv_layer_elems; /* elements of one layer's K (or V) */
+    int32_t kv_num_blocks, kv_block_size;
+    llmrt_dtype act_type;
+
+    /* step metadata: a pinned host block, copied to the device in one piece */
+    int32_t *meta_host, *meta_dev;
+    size_t meta_capacity; /* int32 elements */
+    int32_t bt_stride;    /* device block-table stride: ceil(max_seq_len / block_size) */
+
+    /* attention */
+    void *attn_ws;
+    int64_t attn_ws_tokens;
+    int32_t max_partitions; /* ceil(max_seq_len / CUDA_DECODE_PARTITION) */
+    int32_t *bad_index_host; /* pinned: first bad gather index of the step */
+
+    float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
+
+    cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
+    int num_graphs;
+    int use_graphs, use_gemv, use_prefill_kernel;
+
+    /* the step being run (set by forward before run_nodes) */
+    int64_t T, L;
+    int decode_step;          /* every sequence contributes one token */
+    int32_t step_partitions;  /* decode partitions for this step's launches */
+    cuda_attention_batch batch;
+    int32_t *bad_index_dev;
+} cuda_state;
+
+/* Enqueues every node of the plan for the current step on st->stream
+ * (captured into a CUDA graph for decode steps), including the final cast
+ * of the logits to f32. */
+llmrt_status cuda_run_nodes(cuda_state *st);
+
+/* Dims of a value for the current step (symbols resolved). */
+int64_t cuda_value_dim(const cuda_state *st, llmrt_value v, int d);
+int64_t cuda_value_numel(const cuda_state *st, llmrt_value v);
+llmrt_dtype cuda_value_type(const cuda_state *st, llmrt_value v);
+
+#endif

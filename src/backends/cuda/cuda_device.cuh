@@ -1,0 +1,128 @@
+// Device-side helpers shared by the .cu files: typed loads and stores by
+// llmrt_dtype (fp32 math, one rounding on store), warp and block reductions,
+// and launch-size helpers.
+#ifndef LLMRT_BACKENDS_CUDA_DEVICE_CUH
+#define LLMRT_BACKENDS_CUDA_DEVICE_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backends/cuda/cuda_kernels.h"
+
+// Runtime-typed element access. The type is uniform across a launch, so the
+// switch is a predictable branch; the hot kernels use the templated paths.
+__device__ __forceinline__ float load_as_float(const void *p, int type, int64_t i) {
+    switch (type) {
+    case LLMRT_DTYPE_F16: return __half2float(((const __half *)p)[i]);
+    case LLMRT_DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    case LLMRT_DTYPE_I32: return (float)((const int32_t *)p)[i];
+    default: return ((const float *)p)[i];
+    }
+}
+
+__device__ __forceinline__ void store_from_float(void *p, int type, int64_t i, float v) {
+    switch (type) {
+    case LLMRT_DTYPE_F16: ((__half *)p)[i] = __float2half_rn(v); break;
+    case LLMRT_DTYPE_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
+    case LLMRT_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
+// Compile-time-typed conversions for the templated kernels.
+template <typename T> __device__ __forceinline__ float to_float(T v);
+template <> __device__ __forceinline__ float to_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+// 16 bytes of T, converted to/from VEC floats.
+template <typename T> struct vec16 {
+    static constexpr int N = 16 / sizeof(T);
+};
+
+template <typename T>
+__device__ __forceinline__ void load16_float(float *dst, const T *src) {
+    uint4 raw = *reinterpret_cast<const uint4 *>(src);
+    const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < vec16<T>::N; i++) dst[i] = to_float<T>(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void store16_float(T *dst, const float *src) {
+    uint4 raw;
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < vec16<T>::N; i++) e[i] = from_float<T>(src[i]);
+    *reinterpret_cast<uint4 *>(dst) = raw;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Block-wide sum/max for blockDim.x a multiple of 32 (≤ 1024); every thread
+// gets the result. `scratch` holds 32 floats; callable repeatedly.
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float *scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+// Grid size for a grid-stride loop over n items.
+static inline unsigned grid_for(int64_t n, int threads) {
+    int64_t blocks = (n + threads - 1) / threads;
+    if (blocks > 65535LL * 16) blocks = 65535LL * 16;
+    if (blocks < 1) blocks = 1;
+    return (unsigned)blocks;
+}
+
+// Dispatch on an activation type to a templated body: DISPATCH_FLOAT_TYPES(type, T, { ... }).
+#define DISPATCH_FLOAT_TYPES(type, T, ...)                                   \
+    do {                                                                     \
+        if ((type) == LLMRT_DTYPE_F16) {                                     \
+            typedef __half T;                                                \
+            __VA_ARGS__                                                      \
+        } else if ((type) == LLMRT_DTYPE_BF16) {                             \
+            typedef __nv_bfloat16 T;                                         \
+            __VA_ARGS__                                                      \
+        } else if ((type) == LLMRT_DTYPE_F32) {                              \
+            typedef float T;                                                 \
+            __VA_ARGS__                                                      \
+        } else {                                                             \
+            return cudaErrorInvalidValue;                                    \
+        }                                                                    \
+    } while (0)
+
+#endif

@@ -1,0 +1,322 @@
+/* Runs the plan's nodes on the GPU: one launcher call per node (two or three
+ * for attention), in plan order, on one stream. Everything here is
+ * capturable in a CUDA graph: no allocation, no synchronisation, no host
+ * reads of device data. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_backend_internal.h"
+#include "backends/cuda/cuda_common.h"
+#include "core/log.h"
+
+int64_t cuda_value_dim(const cuda_state *st, llmrt_value v, int d) {
+    const int64_t x = st->graph->nodes[v].dims[d];
+    if (x == LLMRT_DIM_TOKENS) return st->T;
+    if (x == LLMRT_DIM_LOGITS) return st->L;
+    return x;
+}
+
+int64_t cuda_value_numel(const cuda_state *st, llmrt_value v) {
+    int64_t n = 1;
+    for (int d = 0; d < st->graph->nodes[v].ndim; d++) n *= cuda_value_dim(st, v, d);
+    return n;
+}
+
+llmrt_dtype cuda_value_type(const cuda_state *st, llmrt_value v) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    if ((n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT) && n->weight_slot >= 0 &&
+        n->weight_slot < st->plan->num_weights)
+        return st->plan->weights[n->weight_slot].dtype;
+    if (n->op == LLMRT_OP_CONSTANT) return LLMRT_DTYPE_F32;
+    return n->dtype;
+}
+
+static int is_float_type(llmrt_dtype t) {
+    return t == LLMRT_DTYPE_F32 || t == LLMRT_DTYPE_F16 || t == LLMRT_DTYPE_BF16;
+}
+
+static llmrt_status node_fail(const cuda_state *st, llmrt_value v, cudaError_t err) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    char what[160];
+    snprintf(what, sizeof what, "%s (node %d \"%s\")", llmrt_op_name(n->op), (int)v, n->name ? n->name : "");
+    return llmrt_cuda_status(err, what);
+}
+
+static llmrt_status node_error(const cuda_state *st, llmrt_value v, llmrt_status status, const char *why) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    return llmrt_error(status, "cuda: %s (node %d \"%s\"): %s", llmrt_op_name(n->op), (int)v, n->name ? n->name : "",
+                       why);
+}
+
+#define LAUNCH(v, call)                                  \
+    do {                                                 \
+        cudaError_t launch_err_ = (call);                \
+        if (launch_err_ != cudaSuccess) return node_fail(st, (v), launch_err_); \
+    } while (0)
+
+/* y = x · op(W) (+ bias): the decode GEMV for small M, cuBLASLt for matching
+ * types, the generic kernel otherwise. */
+static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv,
+                             int transpose_b) {
+    const llmrt_node *w = &st->graph->nodes[wv];
+    const llmrt_node *x = &st->graph->nodes[xv];
+    if (w->ndim != 2 || x->ndim < 1) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects x [..., K] and a 2-D W");
+    const int64_t K = cuda_value_dim(st, xv, x->ndim - 1);
+    const int64_t N = transpose_b ? cuda_value_dim(st, wv, 0) : cuda_value_dim(st, wv, 1);
+    const int64_t wk = transpose_b ? cuda_value_dim(st, wv, 1) : cuda_value_dim(st, wv, 0);
+    if (wk != K || K <= 0) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "inner dimensions differ");
+    const int64_t M = cuda_value_numel(st, xv) / K;
+    void *y = st->node_ptr[v];
+    const void *xp = st->node_ptr[xv], *wp = st->node_ptr[wv];
+    const llmrt_dtype ty = cuda_value_type(st, v), tx = cuda_value_type(st, xv), tw = cuda_value_type(st, wv);
+    const llmrt_dtype tb = bv >= 0 ? cuda_value_type(st, bv) : LLMRT_DTYPE_F32;
+    if (!is_float_type(ty) || !is_float_type(tx) || !is_float_type(tw) || !is_float_type(tb))
+        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "matmul operands must be f32, f16 or bf16");
+    const float *bias = bv >= 0 && tb == LLMRT_DTYPE_F32 ? (const float *)st->node_ptr[bv] : NULL;
+
+    int done = 0;
+    if (ty == tx && ty == tw) {
+        if (transpose_b && st->use_gemv && cuda_gemv_supported(ty, M, K, y, xp, wp)) {
+            LAUNCH(v, cuda_gemv(y, xp, wp, ty, bias, M, N, K, st->stream));
+            done = 1;
+        } else {
+            llmrt_status s = cuda_gemm_run(st->gemm, y, xp, wp, ty, transpose_b, bias, M, N, K, st->stream);
+            if (s == LLMRT_OK) done = 1;
+            else if (s != LLMRT_ERR_UNSUPPORTED) return llmrt_error_context(s, "cuda: node %d", (int)v);
+        }
+    }
+    if (!done) LAUNCH(v, cuda_matmul_generic(y, ty, xp, tx, wp, tw, transpose_b, bias, M, N, K, st->stream));
+    if (bv >= 0 && !bias) {
+        cuda_broadcast bc;
+        const int64_t dims[2] = {M, N}, bdims[1] = {N};
+        cuda_broadcast_init(&bc, 2, dims, 2, dims, 1, bdims);
+        LAUNCH(v, cuda_binary(LLMRT_OP_ADD, y, ty, y, ty, st->node_ptr[bv], tb, &bc, st->stream));
+    }
+    return LLMRT_OK;
+}
+
+static void value_dims(const cuda_state *st, llmrt_value v, int64_t *dims) {
+    for (int d = 0; d < st->graph->nodes[v].ndim; d++) dims[d] = cuda_value_dim(st, v, d);
+}
+
+static void contiguous_strides(const int64_t *dims, int ndim, int64_t *strides) {
+    int64_t s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        strides[d] = s;
+        s *= dims[d];
+    }
+}
+
+static llmrt_status run_binary(cuda_state *st, llmrt_value v) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    const llmrt_value a = n->inputs[0], b = n->inputs[1];
+    int64_t od[LLMRT_GRAPH_MAX_DIMS], ad[LLMRT_GRAPH_MAX_DIMS], bd[LLMRT_GRAPH_MAX_DIMS];
+    value_dims(st, v, od);
+    value_dims(st, a, ad);
+    value_dims(st, b, bd);
+    cuda_broadcast bc;
+    if (cuda_broadcast_init(&bc, n->ndim, od, st->graph->nodes[a].ndim, ad, st->graph->nodes[b].ndim, bd) != 0)
+        return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "operands do not broadcast to the output shape");
+    LAUNCH(v, cuda_binary(n->op, st->node_ptr[v], cuda_value_type(st, v), st->node_ptr[a], cuda_value_type(st, a),
+                          st->node_ptr[b], cuda_value_type(st, b), &bc, st->stream));
+    return LLMRT_OK;
+}
+
+static int norm_axis(int64_t axis, int ndim) { return (int)(axis < 0 ? axis + ndim : axis); }
+
+static llmrt_status run_copy_op(cuda_state *st, llmrt_value v) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    const llmrt_dtype ty = cuda_value_type(st, v);
+    int64_t od[LLMRT_GRAPH_MAX_DIMS], os[LLMRT_GRAPH_MAX_DIMS];
+    value_dims(st, v, od);
+    contiguous_strides(od, n->ndim, os);
+    cuda_copy_desc c;
+    memset(&c, 0, sizeof c);
+    c.ndim = n->ndim;
+    if (n->op == LLMRT_OP_CONCAT) {
+        const int axis = norm_axis(n->iattr[0], n->ndim);
+        if (axis < 0 || axis >= n->ndim) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "bad concat axis");
+        int64_t at = 0;
+        for (int i = 0; i < n->num_inputs; i++) {
+            const llmrt_value p = n->inputs[i];
+            value_dims(st, p, c.dims);
+            contiguous_strides(c.dims, n->ndim, c.x_strides);
+            memcpy(c.y_strides, os, sizeof os);
+            c.x_offset = 0;
+            c.y_offset = at * os[axis];
+            LAUNCH(v, cuda_strided_copy(st->node_ptr[v], ty, st->node_ptr[p], cuda_value_type(st, p), &c, st->stream));
+            at += c.dims[axis];
+        }
+        return LLMRT_OK;
+    }
+    const llmrt_value x = n->inputs[0];
+    const int xnd = st->graph->nodes[x].ndim;
+    int64_t xd[LLMRT_GRAPH_MAX_DIMS], xs[LLMRT_GRAPH_MAX_DIMS];
+    value_dims(st, x, xd);
+    contiguous_strides(xd, xnd, xs);
+    memcpy(c.dims, od, sizeof od);
+    memcpy(c.y_strides, os, sizeof os);
+    if (n->op == LLMRT_OP_SLICE) {
+        const int axis = norm_axis(n->iattr[0], n->ndim);
+        if (axis < 0 || axis >= n->ndim || xnd != n->ndim)
+            return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "bad slice axis");
+        memcpy(c.x_strides, xs, sizeof xs);
+        c.x_offset = n->iattr[1] * xs[axis];
+    } else { /* PERMUTE: output dim i walks input dim perm[i] */
+        if (xnd != n->ndim) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "permute changes rank");
+        for (int i = 0; i < n->ndim; i++) {
+            const int p = (int)n->iattr[i];
+            if (p < 0 || p >= xnd) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "bad permutation");
+            c.x_strides[i] = xs[p];
+        }
+    }
+    LAUNCH(v, cuda_strided_copy(st->node_ptr[v], ty, st->node_ptr[x], cuda_value_type(st, x), &c, st->stream));
+    return LLMRT_OK;
+}
+
+static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    const int32_t layer = (int32_t)n->iattr[0], heads = (int32_t)n->iattr[1], kv_heads = (int32_t)n->iattr[2];
+    const int32_t head_dim = (int32_t)n->iattr[3], rotary_dim = (int32_t)n->iattr[4], neox = (int32_t)n->iattr[5];
+    const float scale = n->fattr[0];
+    if (layer < 0 || layer >= st->plan->num_kv_layers || kv_heads != st->plan->kv_heads ||
+        head_dim != st->plan->head_dim || kv_heads <= 0 || heads % kv_heads)
+        return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "attention geometry disagrees with the plan's KV cache");
+    const llmrt_dtype t = st->act_type;
+    for (int i = 0; i < 3; i++)
+        if (cuda_value_type(st, n->inputs[i]) != t)
+            return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "q, k, v must have the KV cache's dtype");
+    if (cuda_value_type(st, v) != t) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "output must have the KV cache's dtype");
+    if (!cuda_attention_head_dim_supported(head_dim))
+        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "head_dim must be one of 32, 64, 80, 96, 128, 256");
+    const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
+    const float *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
+    if (inv_freq && cuda_value_type(st, fv) != LLMRT_DTYPE_F32)
+        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "inv_freq must be f32");
+
+    const size_t elsize = llmrt_dtype_size(t);
+    unsigned char *k_cache = (unsigned char *)st->kv + (size_t)layer * 2 * st->kv_layer_elems * elsize;
+    unsigned char *v_cache = k_cache + st->kv_layer_elems * elsize;
+    void *out = st->node_ptr[v];
+    LAUNCH(v, cuda_rope_kv_write(out, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]],
+                                 st->node_ptr[n->inputs[2]], k_cache, v_cache, t, &st->batch, heads, kv_heads, head_dim,
+                                 inv_freq ? rotary_dim : 0, inv_freq, neox, st->stream));
+    if (!st->decode_step && st->use_prefill_kernel && cuda_attention_prefill_supported(t, head_dim)) {
+        LAUNCH(v, cuda_attention_prefill(out, out, k_cache, v_cache, t, &st->batch, heads, kv_heads, head_dim, scale,
+                                         st->stream));
+        return LLMRT_OK;
+    }
+    /* Split-K kernel, in chunks of tokens that fit the partials workspace. */
+    const int64_t chunk = st->attn_ws_tokens;
+    const size_t row = (size_t)heads * head_dim * elsize;
+    for (int64_t t0 = 0; t0 < st->T; t0 += chunk) {
+        cuda_attention_batch b = st->batch;
+        b.num_tokens = (int32_t)(st->T - t0 < chunk ? st->T - t0 : chunk);
+        b.positions += t0;
+        b.token_seq += t0;
+        b.slot_mapping += t0;
+        void *o = (unsigned char *)out + (size_t)t0 * row;
+        LAUNCH(v, cuda_attention_decode(o, o, k_cache, v_cache, t, &b, heads, kv_heads, head_dim, scale,
+                                        st->step_partitions, st->attn_ws, st->stream));
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status run_node(cuda_state *st, llmrt_value v) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    const llmrt_dtype ty = cuda_value_type(st, v);
+    void *y = st->node_ptr[v];
+    switch (n->op) {
+    case LLMRT_OP_INPUT: case LLMRT_OP_WEIGHT: case LLMRT_OP_CONSTANT: case LLMRT_OP_VIEW:
+        return LLMRT_OK;
+    case LLMRT_OP_MATMUL:
+        return run_gemm(st, v, n->inputs[0], n->inputs[1], LLMRT_NO_VALUE, (int)n->iattr[0]);
+    case LLMRT_OP_LINEAR:
+        return run_gemm(st, v, n->inputs[0], n->inputs[1], n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE, 1);
+    case LLMRT_OP_ADD:
+        if (v + 1 < st->graph->num_nodes && st->fused[v + 1]) {
+            /* residual add + the RMSNorm that reads it, in one pass */
+            const llmrt_node *r = &st->graph->nodes[v + 1];
+            const int64_t dim = cuda_value_dim(st, v, n->ndim - 1);
+            LAUNCH(v, cuda_add_rmsnorm(st->node_ptr[v + 1], y, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], ty,
+                                       st->node_ptr[r->inputs[1]], cuda_value_type(st, r->inputs[1]),
+                                       cuda_value_numel(st, v) / dim, dim, r->fattr[0], st->stream));
+            return LLMRT_OK;
+        }
+        return run_binary(st, v);
+    case LLMRT_OP_SUB: case LLMRT_OP_MUL: case LLMRT_OP_DIV:
+        return run_binary(st, v);
+    case LLMRT_OP_POW: case LLMRT_OP_NEG: case LLMRT_OP_EXP: case LLMRT_OP_SQRT: case LLMRT_OP_RSQRT:
+    case LLMRT_OP_TANH: case LLMRT_OP_ERF: case LLMRT_OP_SIGMOID: case LLMRT_OP_RELU: case LLMRT_OP_GELU:
+    case LLMRT_OP_SILU: case LLMRT_OP_GELU_TANH:
+        LAUNCH(v, cuda_unary(n->op, y, ty, st->node_ptr[n->inputs[0]], cuda_value_type(st, n->inputs[0]),
+                             cuda_value_numel(st, v), n->fattr[0], st->stream));
+        return LLMRT_OK;
+    case LLMRT_OP_SUM: case LLMRT_OP_MEAN: case LLMRT_OP_SOFTMAX: {
+        const llmrt_value x = n->inputs[0];
+        const int xnd = st->graph->nodes[x].ndim;
+        const int64_t dim = xnd ? cuda_value_dim(st, x, xnd - 1) : 1;
+        const int64_t rows = dim ? cuda_value_numel(st, x) / dim : 0;
+        if (n->op == LLMRT_OP_SOFTMAX)
+            LAUNCH(v, cuda_softmax(y, ty, st->node_ptr[x], cuda_value_type(st, x), rows, dim, st->stream));
+        else
+            LAUNCH(v, cuda_reduce_last(n->op, y, ty, st->node_ptr[x], cuda_value_type(st, x), rows, dim, st->stream));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_GATHER: {
+        const llmrt_value table = n->inputs[0], idx = n->inputs[1];
+        if (cuda_value_type(st, idx) != LLMRT_DTYPE_I32 || st->graph->nodes[table].ndim != 2)
+            return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects table [rows, D] and i32 indices");
+        LAUNCH(v, cuda_embedding(y, ty, st->node_ptr[table], cuda_value_type(st, table), cuda_value_dim(st, table, 0),
+                                 cuda_value_dim(st, table, 1), st->node_ptr[idx], cuda_value_numel(st, idx),
+                                 st->bad_index_dev, st->stream));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_CONCAT: case LLMRT_OP_SLICE: case LLMRT_OP_PERMUTE:
+        return run_copy_op(st, v);
+    case LLMRT_OP_CAST:
+        LAUNCH(v, cuda_cast(y, ty, st->node_ptr[n->inputs[0]], cuda_value_type(st, n->inputs[0]), cuda_value_numel(st, v),
+                            st->stream));
+        return LLMRT_OK;
+    case LLMRT_OP_ATTENTION:
+        return run_attention(st, v);
+    case LLMRT_OP_RMSNORM: case LLMRT_OP_LAYERNORM: {
+        if (st->fused[v]) return LLMRT_OK;
+        const llmrt_value x = n->inputs[0];
+        if (cuda_value_type(st, x) != ty) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "input and output dtypes differ");
+        const int64_t dim = cuda_value_dim(st, v, n->ndim - 1);
+        const int64_t rows = dim ? cuda_value_numel(st, v) / dim : 0;
+        const llmrt_dtype tw = cuda_value_type(st, n->inputs[1]);
+        if (n->op == LLMRT_OP_RMSNORM)
+            LAUNCH(v, cuda_rmsnorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]], tw, rows, dim, n->fattr[0],
+                                   st->stream));
+        else
+            LAUNCH(v, cuda_layernorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]],
+                                     n->num_inputs > 2 ? st->node_ptr[n->inputs[2]] : NULL, tw, rows, dim, n->fattr[0],
+                                     st->stream));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_SILU_MUL: {
+        const llmrt_value gate = n->inputs[0], up = n->inputs[1];
+        const int64_t count = cuda_value_numel(st, v);
+        if (cuda_value_type(st, gate) == ty && cuda_value_type(st, up) == ty && cuda_value_numel(st, gate) == count &&
+            cuda_value_numel(st, up) == count) {
+            LAUNCH(v, cuda_silu_mul(y, st->node_ptr[gate], st->node_ptr[up], ty, count, st->stream));
+            return LLMRT_OK;
+        }
+        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "gate and up must match the output's shape and dtype");
+    }
+    default:
+        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "op not implemented by the CUDA backend");
+    }
+}
+
+llmrt_status cuda_run_nodes(cuda_state *st) {
+    for (llmrt_value v = 0; v < st->graph->num_nodes; v++) LLMRT_TRY(run_node(st, v));
+    if (st->L > 0 && st->logits_dev) {
+        const llmrt_value out = st->plan->output_logits;
+        LAUNCH(out, cuda_cast(st->logits_dev, LLMRT_DTYPE_F32, st->node_ptr[out], cuda_value_type(st, out),
+                              st->L * (int64_t)st->plan->vocab_size, st->stream));
+    }
+    return LLMRT_OK;
+}

@@ -1,0 +1,186 @@
+/* CUDA kernels: plain launchers over device arrays with explicit shapes, the
+ * GPU twins of src/backends/cpu/cpu_kernels.h. Every launcher enqueues on
+ * `stream` and returns the launch's cudaError_t (cudaSuccess or the error of
+ * the launch itself; asynchronous faults surface at the next sync).
+ *
+ * Element types are llmrt_dtype values: activations may be f32, f16 or bf16
+ * (ids i32); every kernel computes in fp32 and rounds once on store. Shapes
+ * are in elements. Pointers are device pointers unless said otherwise. */
+#ifndef LLMRT_BACKENDS_CUDA_KERNELS_H
+#define LLMRT_BACKENDS_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmrt/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CUDA_MAX_DIMS = 6 };
+
+/* ---- elementwise (elementwise.cu) ------------------------------------------ */
+
+/* Unary ops by graph op code (llmrt_op: POW, NEG, EXP, SQRT, RSQRT, TANH, ERF,
+ * SIGMOID, RELU, GELU, SILU, GELU_TANH); `param` is POW's exponent.
+ * y, x: [n]; in place allowed when the types match. */
+cudaError_t cuda_unary(int op, void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type, int64_t n,
+                       float param, cudaStream_t stream);
+
+/* Binary ops (ADD, SUB, MUL, DIV) with numpy broadcasting. The output is
+ * contiguous with dims out_dims[0..ndim); a_strides / b_strides give each
+ * input's element stride per output dim (0 where it broadcasts). */
+typedef struct cuda_broadcast {
+    int32_t ndim;
+    int64_t out_dims[CUDA_MAX_DIMS];
+    int64_t a_strides[CUDA_MAX_DIMS];
+    int64_t b_strides[CUDA_MAX_DIMS];
+} cuda_broadcast;
+/* Fills `bc` for out = a ∘ b: dims right-aligned as numpy does. Returns -1 if
+ * the shapes do not broadcast to out_dims. */
+int cuda_broadcast_init(cuda_broadcast *bc, int32_t out_ndim, const int64_t *out_dims, int32_t a_ndim,
+                        const int64_t *a_dims, int32_t b_ndim, const int64_t *b_dims);
+cudaError_t cuda_binary(int op, void *y, llmrt_dtype y_type, const void *a, llmrt_dtype a_type,
+                        const void *b, llmrt_dtype b_type, const cuda_broadcast *bc, cudaStream_t stream);
+
+/* y = silu(gate) * up; y, gate, up: [n]. */
+cudaError_t cuda_silu_mul(void *y, const void *gate, const void *up, llmrt_dtype type, int64_t n,
+                          cudaStream_t stream);
+
+/* ---- reductions, softmax, norms (norm.cu) --------------------------------- */
+
+/* SUM or MEAN over the last axis: x: [rows, dim] → y: [rows]. */
+cudaError_t cuda_reduce_last(int op, void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type,
+                             int64_t rows, int64_t dim, cudaStream_t stream);
+/* Row softmax: x, y: [rows, dim]. */
+cudaError_t cuda_softmax(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type, int64_t rows,
+                         int64_t dim, cudaStream_t stream);
+/* y = x / sqrt(mean(x²) + eps) * weight; x, y: [rows, dim], weight: [dim]. */
+cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight, llmrt_dtype w_type,
+                         int64_t rows, int64_t dim, float eps, cudaStream_t stream);
+/* Residual-fused: sum = a + b (rounded to `type`, written when sum != NULL),
+ * y = rmsnorm(sum). One pass instead of two launches and a re-read. */
+cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
+                             const void *weight, llmrt_dtype w_type, int64_t rows, int64_t dim, float eps,
+                             cudaStream_t stream);
+/* y = (x - mean) / sqrt(var + eps) * weight + bias (bias may be NULL). */
+cudaError_t cuda_layernorm(void *y, const void *x, llmrt_dtype type, const void *weight, const void *bias,
+                           llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, cudaStream_t stream);
+
+/* ---- data movement and casts (cast.cu, embedding.cu) ---------------------- */
+
+/* y = cast(x), n elements (f32/f16/bf16/i32 in any combination). */
+cudaError_t cuda_cast(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type, int64_t n,
+                      cudaStream_t stream);
+/* Strided copy with cast: for every index i over dims[0..ndim),
+ * y[y_offset + Σ i_d·y_strides[d]] = x[x_offset + Σ i_d·x_strides[d]].
+ * Slice, concat (one call per part) and permute are all this kernel. */
+typedef struct cuda_copy_desc {
+    int32_t ndim;
+    int64_t dims[CUDA_MAX_DIMS];
+    int64_t x_strides[CUDA_MAX_DIMS];
+    int64_t y_strides[CUDA_MAX_DIMS];
+    int64_t x_offset;
+    int64_t y_offset;
+} cuda_copy_desc;
+cudaError_t cuda_strided_copy(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type,
+                              const cuda_copy_desc *desc, cudaStream_t stream);
+/* out[t, :] = table[ids[t], :]; table: [rows, dim]; ids: [count] i32. Ids
+ * outside [0, rows) give zero rows and atomicMin their index t into
+ * *bad_index (device int, set to INT32_MAX by the caller), when not NULL. */
+cudaError_t cuda_embedding(void *out, llmrt_dtype out_type, const void *table, llmrt_dtype table_type,
+                           int64_t rows, int64_t dim, const int32_t *ids, int64_t count, int32_t *bad_index,
+                           cudaStream_t stream);
+
+/* ---- matrix products (gemv.cu; cuBLASLt lives in gemm_cublaslt.c) -------- */
+
+/* y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N] f32), fp32 accumulate; any mix of
+ * f32/f16/bf16. Used where cuBLASLt does not apply (mixed types). When
+ * transpose_b is 0, W is [K,N] instead. */
+cudaError_t cuda_matmul_generic(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type, const void *w,
+                                llmrt_dtype w_type, int transpose_b, const float *bias, int64_t M, int64_t N,
+                                int64_t K, cudaStream_t stream);
+/* Decode GEMV for small M (≤ CUDA_GEMV_MAX_M): y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias),
+ * x, y, W all f16 or all bf16, K % 8 == 0, pointers 16-byte aligned. One
+ * warp streams one weight row with 16-byte loads: W is read exactly once. */
+enum { CUDA_GEMV_MAX_M = 4 };
+int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const void *y, const void *x, const void *w);
+cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias, int64_t M,
+                      int64_t N, int64_t K, cudaStream_t stream);
+
+/* ---- attention (rope.cu, attention_decode.cu, attention_prefill.cu) ------- */
+
+/* The packed step as the attention kernels see it (all device arrays).
+ * token_seq[t] is the sequence of token t; slot_mapping[t] the cache slot
+ * (block * block_size + offset) where token t's key and value go;
+ * block_tables is [num_seqs, block_table_stride]. */
+typedef struct cuda_attention_batch {
+    int32_t num_tokens;
+    int32_t num_seqs;
+    const int32_t *positions;     /* [T] */
+    const int32_t *token_seq;     /* [T] */
+    const int32_t *slot_mapping;  /* [T] */
+    const int32_t *block_tables;  /* [S, block_table_stride] */
+    int32_t block_table_stride;
+    int32_t block_size;
+    /* prefill: tiles of up to CUDA_PREFILL_TILE_M rows of one sequence,
+     * each an int2 (first row, row count); built by the caller */
+    const int32_t *tiles;         /* [num_tiles, 2] */
+    int32_t num_tiles;
+} cuda_attention_batch;
+
+/* Applies RoPE (fp32, HF pairing) to q and k and writes k, v into the paged
+ * cache; the rotated q goes to q_out (may alias q). Heads beyond rotary_dim
+ * pass through. q, q_out: [T, heads*D]; k, v: [T, kv_heads*D];
+ * caches: [blocks, block_size, kv_heads, D]; inv_freq: [rotary_dim/2] f32 or
+ * NULL (no rotation). */
+cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const void *v, void *k_cache,
+                               void *v_cache, llmrt_dtype type, const cuda_attention_batch *batch,
+                               int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t rotary_dim,
+                               const float *inv_freq, int neox_style, cudaStream_t stream);
+
+/* Split-K (flash-decoding) attention: each token attends to cache positions
+ * 0..positions[t]; the sequence is cut into partitions of
+ * CUDA_DECODE_PARTITION keys, one block per (token, kv head, partition)
+ * reading the kv head's keys once for all its query heads, then a second
+ * kernel merges partitions. Works for any token mix (prefill too, but then
+ * K/V is re-read per token). q: [T, heads*D] (already rotated);
+ * out: [T, heads*D] (may alias q). workspace: cuda_decode_workspace_bytes. */
+enum { CUDA_DECODE_PARTITION = 256 };
+int cuda_attention_head_dim_supported(int32_t head_dim);
+size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim, int32_t max_partitions);
+cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                  llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
+                                  int32_t kv_heads, int32_t head_dim, float scale, int32_t max_partitions,
+                                  void *workspace, cudaStream_t stream);
+
+/* Flash-attention-2 style causal prefill on tensor cores (f16/bf16,
+ * head_dim 64/80/96/128): one block per (tile of CUDA_PREFILL_TILE_M query
+ * rows of one sequence, head); keys and values stream from the paged cache
+ * in tiles, the score matrix never leaves registers. q: [T, heads*D] rotated;
+ * out: [T, heads*D] (may alias q: each block reads its rows before writing). */
+enum { CUDA_PREFILL_TILE_M = 64 };
+int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim);
+cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
+                                   int32_t kv_heads, int32_t head_dim, float scale, cudaStream_t stream);
+
+/* ---- sampling (sampling.cu) ------------------------------------------------ */
+
+/* ids[r] = argmax(logits[r, :]) (lowest index on ties); logits: [rows, vocab] f32. */
+cudaError_t cuda_argmax(int32_t *ids, const float *logits, int64_t rows, int64_t vocab, cudaStream_t stream);
+/* Temperature / top-k / top-p sampling, one row per sequence, all device
+ * arrays [rows]: temperature (≤ 0 → argmax), top_k (≤ 0 → off), top_p
+ * (≥ 1 → off), uniform: a number in [0, 1) per row drawn by the caller (the
+ * runtime owns seeds). Keeps the top-k tokens, then the smallest set of them
+ * whose renormalised mass reaches top_p (ties at a threshold are kept), and
+ * picks by inverse CDF in vocabulary order. */
+cudaError_t cuda_sample(int32_t *ids, const float *logits, int64_t rows, int64_t vocab, const float *temperature,
+                        const int32_t *top_k, const float *top_p, const float *uniform, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,203 @@
+/* cuBLASLt GEMM with a per-shape cache of descriptors and heuristic choice. */
+#include "backends/cuda/cuda_gemm.h"
+
+#include <cublasLt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_common.h"
+#include "backends/cuda/cuda_kernels.h"
+#include "graph/ops.h"
+
+enum { GEMM_CACHE_SIZE = 512 };
+
+typedef struct gemm_key {
+    int64_t M, N, K;
+    int32_t type, transpose_b, has_bias, align; /* align: min pointer alignment in bytes (≤ 256) */
+} gemm_key;
+
+typedef struct gemm_entry {
+    gemm_key key;
+    int used;
+    int bias_fused; /* the epilogue adds the bias; else a separate add */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} gemm_entry;
+
+struct cuda_gemm {
+    cublasLtHandle_t handle;
+    void *workspace;
+    size_t workspace_bytes;
+    gemm_entry cache[GEMM_CACHE_SIZE];
+    int next_evict;
+};
+
+static llmrt_status lt_status(cublasStatus_t st, const char *what) {
+    return llmrt_error(st == CUBLAS_STATUS_ALLOC_FAILED ? LLMRT_ERR_OUT_OF_MEMORY : LLMRT_ERR_BACKEND,
+                       "cublasLt: %s failed with status %d", what, (int)st);
+}
+
+#define LT_TRY(call, what)                                     \
+    do {                                                       \
+        cublasStatus_t lt_st_ = (call);                        \
+        if (lt_st_ != CUBLAS_STATUS_SUCCESS) return lt_status(lt_st_, (what)); \
+    } while (0)
+
+llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes) {
+    *out = NULL;
+    cuda_gemm *g = calloc(1, sizeof *g);
+    if (!g) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda gemm: out of host memory");
+    cublasStatus_t st = cublasLtCreate(&g->handle);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(g);
+        return lt_status(st, "cublasLtCreate");
+    }
+    g->workspace_bytes = workspace_bytes;
+    if (workspace_bytes) {
+        cudaError_t err = cudaMalloc(&g->workspace, workspace_bytes);
+        if (err != cudaSuccess) {
+            cublasLtDestroy(g->handle);
+            free(g);
+            return llmrt_cuda_status(err, "cuBLASLt workspace allocation");
+        }
+    }
+    *out = g;
+    return LLMRT_OK;
+}
+
+static void entry_release(gemm_entry *e) {
+    if (!e->used) return;
+    if (e->desc) cublasLtMatmulDescDestroy(e->desc);
+    if (e->a) cublasLtMatrixLayoutDestroy(e->a);
+    if (e->b) cublasLtMatrixLayoutDestroy(e->b);
+    if (e->c) cublasLtMatrixLayoutDestroy(e->c);
+    memset(e, 0, sizeof *e);
+}
+
+void cuda_gemm_free(cuda_gemm *g) {
+    if (!g) return;
+    for (int i = 0; i < GEMM_CACHE_SIZE; i++) entry_release(&g->cache[i]);
+    if (g->workspace) cudaFree(g->workspace);
+    cublasLtDestroy(g->handle);
+    free(g);
+}
+
+int cuda_gemm_cached_shapes(const cuda_gemm *g) {
+    int n = 0;
+    for (int i = 0; i < GEMM_CACHE_SIZE; i++) n += g->cache[i].used;
+    return n;
+}
+
+static int pointer_alignment(const void *p) {
+    uintptr_t v = (uintptr_t)p;
+    int align = 256;
+    while (align > 1 && (v % (uintptr_t)align)) align /= 2;
+    return align;
+}
+
+static cudaDataType_t cuda_type(llmrt_dtype t) {
+    return t == LLMRT_DTYPE_F16 ? CUDA_R_16F : t == LLMRT_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+/* Builds descriptors and asks the heuristic, with the bias epilogue if
+ * `fuse_bias`; returns UNSUPPORTED when the heuristic has no algorithm. */
+static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, int fuse_bias) {
+    memset(e, 0, sizeof *e);
+    e->used = 1;
+    e->key = *k;
+    const cudaDataType_t dt = cuda_type((llmrt_dtype)k->type);
+    LT_TRY(cublasLtMatmulDescCreate(&e->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    /* Row-major y[M,N] is column-major yᵀ [N,M]: compute yᵀ = op(W) · xᵀ. */
+    const cublasOperation_t ta = k->transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
+    LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "set TRANSA");
+    LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "set TRANSB");
+    if (fuse_bias) {
+        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        const int32_t bias_type = CUDA_R_32F;
+        LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "set EPILOGUE");
+        LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                              sizeof bias_type),
+               "set BIAS_DATA_TYPE");
+    }
+    if (k->transpose_b)
+        LT_TRY(cublasLtMatrixLayoutCreate(&e->a, dt, (uint64_t)k->K, (uint64_t)k->N, k->K), "layout A");
+    else
+        LT_TRY(cublasLtMatrixLayoutCreate(&e->a, dt, (uint64_t)k->N, (uint64_t)k->K, k->N), "layout A");
+    LT_TRY(cublasLtMatrixLayoutCreate(&e->b, dt, (uint64_t)k->K, (uint64_t)k->M, k->K), "layout B");
+    LT_TRY(cublasLtMatrixLayoutCreate(&e->c, dt, (uint64_t)k->N, (uint64_t)k->M, k->N), "layout C");
+
+    cublasLtMatmulPreference_t pref;
+    LT_TRY(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+    const uint64_t ws = g->workspace_bytes;
+    const uint32_t align = (uint32_t)k->align;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(g->handle, e->desc, e->a, e->b, e->c, e->c, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+        entry_release(e);
+        return LLMRT_ERR_UNSUPPORTED; /* no message: the caller has a fallback */
+    }
+    e->algo = result.algo;
+    e->bias_fused = fuse_bias;
+    return LLMRT_OK;
+}
+
+llmrt_status cuda_gemm_run(cuda_gemm *g, void *y, const void *x, const void *w, llmrt_dtype type, int transpose_b,
+                           const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+    if (M <= 0 || N <= 0) return LLMRT_OK;
+    if (type != LLMRT_DTYPE_F16 && type != LLMRT_DTYPE_BF16 && type != LLMRT_DTYPE_F32) return LLMRT_ERR_UNSUPPORTED;
+    gemm_key key;
+    memset(&key, 0, sizeof key);
+    key.M = M;
+    key.N = N;
+    key.K = K;
+    key.type = type;
+    key.transpose_b = transpose_b ? 1 : 0;
+    key.has_bias = bias != NULL;
+    int align = pointer_alignment(y);
+    int a2 = pointer_alignment(x), a3 = pointer_alignment(w);
+    if (a2 < align) align = a2;
+    if (a3 < align) align = a3;
+    key.align = align;
+
+    gemm_entry *e = NULL;
+    for (int i = 0; i < GEMM_CACHE_SIZE; i++)
+        if (g->cache[i].used && memcmp(&g->cache[i].key, &key, sizeof key) == 0) {
+            e = &g->cache[i];
+            break;
+        }
+    if (!e) {
+        for (int i = 0; i < GEMM_CACHE_SIZE && !e; i++)
+            if (!g->cache[i].used) e = &g->cache[i];
+        if (!e) {
+            e = &g->cache[g->next_evict];
+            g->next_evict = (g->next_evict + 1) % GEMM_CACHE_SIZE;
+            entry_release(e);
+        }
+        llmrt_status s = key.has_bias ? entry_build(g, e, &key, 1) : LLMRT_ERR_UNSUPPORTED;
+        if (s != LLMRT_OK) s = entry_build(g, e, &key, 0);
+        if (s != LLMRT_OK) return s;
+    }
+    if (e->bias_fused)
+        LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
+               "set BIAS_POINTER");
+    const float alpha = 1.0f, beta = 0.0f;
+    LT_TRY(cublasLtMatmul(g->handle, e->desc, &alpha, w, e->a, x, e->b, &beta, y, e->c, y, e->c, &e->algo,
+                          g->workspace, g->workspace_bytes, stream),
+           "cublasLtMatmul");
+    if (bias && !e->bias_fused) {
+        cuda_broadcast bc;
+        const int64_t out_dims[2] = {M, N}, bias_dims[1] = {N};
+        cuda_broadcast_init(&bc, 2, out_dims, 2, out_dims, 1, bias_dims);
+        LLMRT_CUDA_TRY(cuda_binary(LLMRT_OP_ADD, y, type, y, type, bias, LLMRT_DTYPE_F32, &bc, stream), "gemm bias add");
+    }
+    return LLMRT_OK;
+}

@@ -1,0 +1,119 @@
+// Matrix products not served by cuBLASLt: the decode GEMV (M ≤ 4, where a
+// bandwidth-bound stream of W is all that matters) and a generic tiled
+// product for mixed element types (correctness path, not a fast path).
+#include "backends/cuda/cuda_device.cuh"
+
+enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
+
+// One warp per output row n: lanes stride over K in 16-byte chunks of W (8
+// elements), GEMV_UNROLL chunks in flight per lane before the first use. W is
+// read once with an evict-first hint (it is 10+ GB per token, L2 cannot hold
+// it; x stays cached). x: [M, K], W: [N, K], y: [M, N].
+template <typename T, int M>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(T *y, const T *x, const T *w, const float *bias,
+                                                                int64_t N, int64_t K) {
+    const int lane = threadIdx.x & 31;
+    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (n >= N) return;
+    const uint4 *wrow = reinterpret_cast<const uint4 *>(w + n * K);
+    const int64_t chunks = K / 8;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0.0f;
+    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
+        uint4 wv[GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            int64_t c = c0 + (int64_t)u * 32;
+            wv[u] = c < chunks ? __ldcs(wrow + c) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            int64_t c = c0 + (int64_t)u * 32;
+            if (c >= chunks) break;
+            float wf[8];
+            const T *we = reinterpret_cast<const T *>(&wv[u]);
+#pragma unroll
+            for (int j = 0; j < 8; j++) wf[j] = to_float<T>(we[j]);
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                float xf[8];
+                load16_float(xf, x + m * K + c * 8);
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[m] = fmaf(wf[j], xf[j], acc[m]);
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        float s = warp_sum(acc[m]);
+        if (lane == 0) y[m * N + n] = from_float<T>(s + (bias ? bias[n] : 0.0f));
+    }
+}
+
+extern "C" int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const void *y, const void *x,
+                                   const void *w) {
+    if (type != LLMRT_DTYPE_F16 && type != LLMRT_DTYPE_BF16) return 0;
+    if (M < 1 || M > CUDA_GEMV_MAX_M || K % 8 != 0) return 0;
+    return ((((uintptr_t)x | (uintptr_t)w) & 15) == 0 && ((uintptr_t)y & 1) == 0) ? 1 : 0;
+}
+
+template <typename T>
+static void launch_gemv(T *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K,
+                        cudaStream_t stream) {
+    dim3 grid((unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS));
+    switch (M) {
+    case 1: gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    case 2: gemv_kernel<T, 2><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    case 3: gemv_kernel<T, 3><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    default: gemv_kernel<T, 4><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    }
+}
+
+extern "C" cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias,
+                                 int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+    if (!cuda_gemv_supported(type, M, K, y, x, w)) return cudaErrorInvalidValue;
+    if (N <= 0) return cudaSuccess;
+    if (type == LLMRT_DTYPE_F16)
+        launch_gemv<__half>((__half *)y, (const __half *)x, (const __half *)w, bias, M, N, K, stream);
+    else
+        launch_gemv<__nv_bfloat16>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, M,
+                                   N, K, stream);
+    return cudaGetLastError();
+}
+
+enum { MM_TILE = 16 };
+
+// Classic shared-memory tiled product, fp32 accumulate, any element types.
+__global__ void matmul_generic_kernel(void *y, int y_type, const void *x, int x_type, const void *w, int w_type,
+                                      int transpose_b, const float *bias, int64_t M, int64_t N, int64_t K) {
+    __shared__ float xs[MM_TILE][MM_TILE + 1];
+    __shared__ float ws[MM_TILE][MM_TILE + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int64_t row = (int64_t)blockIdx.y * MM_TILE + ty, col = (int64_t)blockIdx.x * MM_TILE + tx;
+    float acc = 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += MM_TILE) {
+        int64_t kx = k0 + tx, kw = k0 + ty;
+        xs[ty][tx] = (row < M && kx < K) ? load_as_float(x, x_type, row * K + kx) : 0.0f;
+        // ws[k][n] = W(n = col, k = kw)
+        ws[ty][tx] = (col < N && kw < K)
+                         ? load_as_float(w, w_type, transpose_b ? col * K + kw : kw * N + col)
+                         : 0.0f;
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < MM_TILE; k++) acc = fmaf(xs[ty][k], ws[k][tx], acc);
+        __syncthreads();
+    }
+    if (row < M && col < N) store_from_float(y, y_type, row * N + col, acc + (bias ? bias[col] : 0.0f));
+}
+
+extern "C" cudaError_t cuda_matmul_generic(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type,
+                                           const void *w, llmrt_dtype w_type, int transpose_b, const float *bias,
+                                           int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+    if (M <= 0 || N <= 0) return cudaSuccess;
+    if ((M + MM_TILE - 1) / MM_TILE > 65535) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)((N + MM_TILE - 1) / MM_TILE), (unsigned)((M + MM_TILE - 1) / MM_TILE));
+    matmul_generic_kernel<<<grid, dim3(MM_TILE, MM_TILE), 0, stream>>>(y, y_type, x, x_type, w, w_type, transpose_b,
+                                                                      bias, M, N, K);
+    return cudaGetLastError();
+}

@@ -1,0 +1,131 @@
+// Row kernels over the last axis: sum/mean, softmax, RMSNorm, LayerNorm and
+// the residual-fused add + RMSNorm. One block per row; the row is read from
+// global memory once per pass (passes after the first hit L1/L2, rows are at
+// most a few tens of KB).
+#include "backends/cuda/cuda_device.cuh"
+#include "graph/ops.h"
+
+enum { ROW_THREADS = 256 };
+
+__global__ void reduce_last_kernel(int mean, void *y, int y_type, const void *x, int x_type, int64_t dim) {
+    __shared__ float scratch[32];
+    const int64_t base = (int64_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) s += load_as_float(x, x_type, base + i);
+    s = block_sum(s, scratch);
+    if (threadIdx.x == 0) store_from_float(y, y_type, blockIdx.x, mean ? s / (float)dim : s);
+}
+
+extern "C" cudaError_t cuda_reduce_last(int op, void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type,
+                                        int64_t rows, int64_t dim, cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    reduce_last_kernel<<<(unsigned)rows, ROW_THREADS, 0, stream>>>(op == LLMRT_OP_MEAN, y, y_type, x, x_type, dim);
+    return cudaGetLastError();
+}
+
+__global__ void softmax_kernel(void *y, int y_type, const void *x, int x_type, int64_t dim) {
+    __shared__ float scratch[32];
+    const int64_t base = (int64_t)blockIdx.x * dim;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) m = fmaxf(m, load_as_float(x, x_type, base + i));
+    m = block_max(m, scratch);
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) s += expf(load_as_float(x, x_type, base + i) - m);
+    s = block_sum(s, scratch);
+    float inv = 1.0f / s;
+    // In place is safe: every thread reads its own elements before writing them.
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
+        store_from_float(y, y_type, base + i, expf(load_as_float(x, x_type, base + i) - m) * inv);
+}
+
+extern "C" cudaError_t cuda_softmax(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type, int64_t rows,
+                                    int64_t dim, cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    softmax_kernel<<<(unsigned)rows, ROW_THREADS, 0, stream>>>(y, y_type, x, x_type, dim);
+    return cudaGetLastError();
+}
+
+// RMSNorm with an optional residual add in front: with b != NULL the row is
+// sum = round(a + b) (written to `sum` when non-NULL) and y = rmsnorm(sum),
+// exactly what the unfused ADD then RMSNORM compute.
+template <typename T>
+__global__ void rmsnorm_kernel(T *y, T *sum, const T *a, const T *b, const void *weight, int w_type, int64_t dim,
+                               float eps) {
+    __shared__ float scratch[32];
+    const int64_t base = (int64_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = to_float<T>(a[base + i]);
+        if (b) {
+            T r = from_float<T>(v + to_float<T>(b[base + i]));
+            if (sum) sum[base + i] = r;
+            v = to_float<T>(r);
+        }
+        ss += v * v;
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = rsqrtf(ss / (float)dim + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v;
+        // `sum` may alias a (an in-place residual): read back what this
+        // thread wrote rather than recomputing from a.
+        if (sum) v = to_float<T>(sum[base + i]);
+        else if (b) v = to_float<T>(from_float<T>(to_float<T>(a[base + i]) + to_float<T>(b[base + i])));
+        else v = to_float<T>(a[base + i]);
+        y[base + i] = from_float<T>(v * inv * load_as_float(weight, w_type, i));
+    }
+}
+
+extern "C" cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight,
+                                    llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    DISPATCH_FLOAT_TYPES(type, T, {
+        rmsnorm_kernel<T><<<(unsigned)rows, ROW_THREADS, 0, stream>>>((T *)y, nullptr, (const T *)x, nullptr, weight,
+                                                                     w_type, dim, eps);
+    });
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
+                                        const void *weight, llmrt_dtype w_type, int64_t rows, int64_t dim, float eps,
+                                        cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    DISPATCH_FLOAT_TYPES(type, T, {
+        rmsnorm_kernel<T><<<(unsigned)rows, ROW_THREADS, 0, stream>>>((T *)y, (T *)sum, (const T *)a, (const T *)b,
+                                                                     weight, w_type, dim, eps);
+    });
+    return cudaGetLastError();
+}
+
+template <typename T>
+__global__ void layernorm_kernel(T *y, const T *x, const void *weight, const void *bias, int w_type, int64_t dim,
+                                 float eps) {
+    __shared__ float scratch[32];
+    const int64_t base = (int64_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) s += to_float<T>(x[base + i]);
+    const float mean = block_sum(s, scratch) / (float)dim;
+    // Two passes (mean, then squared deviations) as the CPU twin does: no
+    // cancellation when |mean| ≫ std.
+    float v = 0.0f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float d = to_float<T>(x[base + i]) - mean;
+        v += d * d;
+    }
+    const float inv = rsqrtf(block_sum(v, scratch) / (float)dim + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float r = (to_float<T>(x[base + i]) - mean) * inv * load_as_float(weight, w_type, i);
+        if (bias) r += load_as_float(bias, w_type, i);
+        y[base + i] = from_float<T>(r);
+    }
+}
+
+extern "C" cudaError_t cuda_layernorm(void *y, const void *x, llmrt_dtype type, const void *weight, const void *bias,
+                                      llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    DISPATCH_FLOAT_TYPES(type, T, {
+        layernorm_kernel<T><<<(unsigned)rows, ROW_THREADS, 0, stream>>>((T *)y, (const T *)x, weight, bias, w_type,
+                                                                       dim, eps);
+    });
+    return cudaGetLastError();
+}

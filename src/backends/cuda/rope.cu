@@ -1,0 +1,71 @@
+// RoPE and the paged-KV write, fused: one block per token rotates its query
+// heads (into q_out) and key heads (straight into the cache) and copies its
+// value heads into the cache. Rotation is fp32 with the HF pairing; the
+// angle is (float)pos · inv_freq[i] rounded to fp32 as HF computes it, and
+// its sine and cosine are taken in double (the build uses --use_fast_math,
+// whose sinf/cosf lose accuracy for the angles of long contexts).
+#include "backends/cuda/cuda_device.cuh"
+
+enum { ROPE_THREADS = 128, ROPE_MAX_HALF = 256 };
+
+// Rotates `heads` heads of x_in (row of heads*D) into x_out, pair by pair so
+// in place is safe; dims ≥ rotary_dim pass through.
+template <typename T>
+__device__ void rope_row(T *x_out, const T *x_in, int heads, int D, int rotary_dim, int neox, const float *cs,
+                         const float *sn) {
+    const int half = rotary_dim / 2;
+    for (int p = threadIdx.x; p < heads * half; p += blockDim.x) {
+        const int h = p / half, i = p % half;
+        const int d1 = neox ? i : 2 * i, d2 = neox ? i + half : 2 * i + 1;
+        const float x1 = to_float<T>(x_in[h * D + d1]), x2 = to_float<T>(x_in[h * D + d2]);
+        x_out[h * D + d1] = from_float<T>(x1 * cs[i] - x2 * sn[i]);
+        x_out[h * D + d2] = from_float<T>(x2 * cs[i] + x1 * sn[i]);
+    }
+    const int pass = D - rotary_dim;
+    if (pass > 0 && x_out != x_in)
+        for (int e = threadIdx.x; e < heads * pass; e += blockDim.x) {
+            const int h = e / pass, d = rotary_dim + e % pass;
+            x_out[h * D + d] = x_in[h * D + d];
+        }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ROPE_THREADS) rope_kv_write_kernel(
+    T *q_out, const T *q, const T *k, const T *v, T *k_cache, T *v_cache, const int32_t *positions,
+    const int32_t *slot_mapping, int heads, int kv_heads, int D, int rotary_dim, const float *inv_freq, int neox) {
+    __shared__ float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+    const int64_t t = blockIdx.x;
+    const int half = inv_freq ? rotary_dim / 2 : 0;
+    const float pos = (float)positions[t];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float angle = pos * inv_freq[i]; // fp32 product, as HF
+        double s, c;
+        sincos((double)angle, &s, &c);
+        cs[i] = (float)c;
+        sn[i] = (float)s;
+    }
+    __syncthreads();
+    const int rdim = 2 * half;
+    const int64_t q_row = t * (int64_t)heads * D, kv_row = t * (int64_t)kv_heads * D;
+    rope_row<T>(q_out + q_row, q + q_row, heads, D, rdim, neox, cs, sn);
+    const int32_t slot = slot_mapping[t];
+    if (slot < 0) return; // a padding token: nothing to cache
+    const int64_t cache_row = (int64_t)slot * kv_heads * D;
+    rope_row<T>(k_cache + cache_row, k + kv_row, kv_heads, D, rdim, neox, cs, sn);
+    for (int e = threadIdx.x; e < kv_heads * D; e += blockDim.x) v_cache[cache_row + e] = v[kv_row + e];
+}
+
+extern "C" cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const void *v, void *k_cache,
+                                          void *v_cache, llmrt_dtype type, const cuda_attention_batch *batch,
+                                          int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t rotary_dim,
+                                          const float *inv_freq, int neox_style, cudaStream_t stream) {
+    if (batch->num_tokens <= 0) return cudaSuccess;
+    if (rotary_dim > head_dim || rotary_dim / 2 > ROPE_MAX_HALF || rotary_dim % 2) return cudaErrorInvalidValue;
+    if (!inv_freq) rotary_dim = 0;
+    DISPATCH_FLOAT_TYPES(type, T, {
+        rope_kv_write_kernel<T><<<(unsigned)batch->num_tokens, ROPE_THREADS, 0, stream>>>(
+            (T *)q_out, (const T *)q, (const T *)k, (const T *)v, (T *)k_cache, (T *)v_cache, batch->positions,
+            batch->slot_mapping, heads, kv_heads, head_dim, rotary_dim, inv_freq, neox_style);
+    });
+    return cudaGetLastError();
+}

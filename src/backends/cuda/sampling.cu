@@ -1,0 +1,183 @@
+// Token selection on the device, so a decode step copies ids, not logits:
+// greedy argmax, and temperature / top-k / top-p sampling. One block per row.
+// Top-k and top-p thresholds are found by bisection on the bit patterns of
+// the (positive) probabilities, whose integer order is their float order:
+// about 30 passes over the row from L2, no sort, no workspace.
+#include "backends/cuda/cuda_device.cuh"
+
+enum { SAMPLE_THREADS = 1024 };
+
+// (value, index) max with the lower index winning ties.
+__device__ __forceinline__ void argmax_merge(float &v, int &i, float ov, int oi) {
+    if (ov > v || (ov == v && oi < i) || (v != v && ov == ov)) {
+        v = ov;
+        i = oi;
+    }
+}
+
+__device__ int block_argmax(const float *row, int64_t vocab, float inv_temp) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) argmax_merge(v, idx, row[j] * inv_temp, (int)j);
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        argmax_merge(v, idx, ov, oi);
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) {
+        sv[warp] = v;
+        si[warp] = idx;
+    }
+    __syncthreads();
+    v = lane < (int)(blockDim.x >> 5) ? sv[lane] : -INFINITY;
+    idx = lane < (int)(blockDim.x >> 5) ? si[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        argmax_merge(v, idx, ov, oi);
+    }
+    return idx == 0x7fffffff ? 0 : idx;
+}
+
+__global__ void argmax_kernel(int32_t *ids, const float *logits, int64_t vocab) {
+    const int idx = block_argmax(logits + (int64_t)blockIdx.x * vocab, vocab, 1.0f);
+    if (threadIdx.x == 0) ids[blockIdx.x] = idx;
+}
+
+extern "C" cudaError_t cuda_argmax(int32_t *ids, const float *logits, int64_t rows, int64_t vocab,
+                                   cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    argmax_kernel<<<(unsigned)rows, SAMPLE_THREADS, 0, stream>>>(ids, logits, vocab);
+    return cudaGetLastError();
+}
+
+// Count and mass of probabilities ≥ tau (p_j = exp((x_j − m)/T) ≤ 1, unnormalised).
+__device__ void count_mass_at_least(const float *row, int64_t vocab, float inv_temp, float m, float tau, float *count,
+                                    float *mass, float *scratch) {
+    float c = 0.0f, s = 0.0f;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+        const float p = __expf(row[j] * inv_temp - m);
+        if (p >= tau) {
+            c += 1.0f;
+            s += p;
+        }
+    }
+    *count = block_sum(c, scratch);
+    *mass = block_sum(s, scratch);
+}
+
+__global__ void sample_kernel(int32_t *ids, const float *logits, int64_t vocab, const float *temperature,
+                              const int32_t *top_k, const float *top_p, const float *uniform) {
+    __shared__ float scratch[32];
+    __shared__ float warp_tot[32];
+    __shared__ int chosen;
+    const int r = blockIdx.x;
+    const float *row = logits + (int64_t)r * vocab;
+    const float temp = temperature[r];
+    if (!(temp > 0.0f)) {
+        const int idx = block_argmax(row, vocab, 1.0f);
+        if (threadIdx.x == 0) ids[r] = idx;
+        return;
+    }
+    const float inv_temp = 1.0f / temp;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, row[j] * inv_temp);
+    m = block_max(m, scratch);
+
+    // Top-k: the largest tau with count(p ≥ tau) ≥ k.
+    float tau = 0.0f, cnt, mass;
+    const int k = top_k[r];
+    if (k > 0 && k < vocab) {
+        uint32_t lo = 0, hi = __float_as_uint(1.0f) + 1;
+        while (hi - lo > 1) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            count_mass_at_least(row, vocab, inv_temp, m, __uint_as_float(mid), &cnt, &mass, scratch);
+            if (cnt >= (float)k) lo = mid;
+            else hi = mid;
+        }
+        tau = __uint_as_float(lo);
+    }
+    count_mass_at_least(row, vocab, inv_temp, m, tau, &cnt, &mass, scratch);
+    // Top-p on the renormalised top-k set: the largest tau' ≥ tau whose kept mass still reaches p·mass.
+    const float p = top_p[r];
+    if (p < 1.0f) {
+        const float target = p * mass;
+        uint32_t lo = __float_as_uint(tau), hi = __float_as_uint(1.0f) + 1;
+        while (hi - lo > 1) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            float c2, s2;
+            count_mass_at_least(row, vocab, inv_temp, m, __uint_as_float(mid), &c2, &s2, scratch);
+            if (s2 >= target) lo = mid;
+            else hi = mid;
+        }
+        tau = __uint_as_float(lo);
+        count_mass_at_least(row, vocab, inv_temp, m, tau, &cnt, &mass, scratch);
+    }
+
+    // Inverse CDF in vocabulary order: each thread owns a contiguous chunk;
+    // a block scan of chunk masses finds the chunk holding u·mass.
+    const float target = uniform[r] * mass;
+    const int64_t chunk = (vocab + blockDim.x - 1) / blockDim.x;
+    const int64_t begin = threadIdx.x * chunk, end = min(begin + chunk, vocab);
+    float local = 0.0f;
+    int last_kept = -1;
+    for (int64_t j = begin; j < end; j++) {
+        const float pj = __expf(row[j] * inv_temp - m);
+        if (pj >= tau) {
+            local += pj;
+            last_kept = (int)j;
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float incl = local;
+    for (int o = 1; o < 32; o <<= 1) {
+        const float up = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += up;
+    }
+    if (threadIdx.x == 0) chosen = -1;
+    if (lane == 31) warp_tot[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+        float w = lane < (int)(blockDim.x >> 5) ? warp_tot[lane] : 0.0f;
+        for (int o = 1; o < 32; o <<= 1) {
+            const float up = __shfl_up_sync(0xffffffffu, w, o);
+            if (lane >= o) w += up;
+        }
+        warp_tot[lane] = w; // inclusive over warps
+    }
+    __syncthreads();
+    const float excl = incl - local + (warp > 0 ? warp_tot[warp - 1] : 0.0f);
+    if (local > 0.0f && excl <= target && target < excl + local) {
+        float acc = excl;
+        int pick = last_kept;
+        for (int64_t j = begin; j < end; j++) {
+            const float pj = __expf(row[j] * inv_temp - m);
+            if (pj >= tau) {
+                acc += pj;
+                if (target < acc) {
+                    pick = (int)j;
+                    break;
+                }
+            }
+        }
+        chosen = pick;
+    }
+    // Rounding can leave u·mass past the last chunk: take the last kept token.
+    int fallback = (int)block_max((float)last_kept, scratch); // exact for ids < 2^24
+    __syncthreads();
+    if (threadIdx.x == 0) ids[r] = chosen >= 0 ? chosen : fallback;
+}
+
+extern "C" cudaError_t cuda_sample(int32_t *ids, const float *logits, int64_t rows, int64_t vocab,
+                                   const float *temperature, const int32_t *top_k, const float *top_p,
+                                   const float *uniform, cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    if (vocab >= (1 << 24)) return cudaErrorInvalidValue;
+    sample_kernel<<<(unsigned)rows, SAMPLE_THREADS, 0, stream>>>(ids, logits, vocab, temperature, top_k, top_p,
+                                                                 uniform);
+    return cudaGetLastError();
+}

@@ -1,0 +1,317 @@
+#include "compiler/compiler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/passes.h"
+#include "core/dtype.h"
+#include "core/log.h"
+#include "models/models.h"
+
+/* ---- plan ------------------------------------------------------------------- */
+
+void llmrt_plan_free(llmrt_plan *plan) {
+    if (!plan) return;
+    for (int32_t i = 0; i < plan->num_weights; i++) {
+        free(plan->weights[i].name);
+        free(plan->weights[i].owned_data);
+    }
+    free(plan->weights);
+    llmrt_graph_free(plan->graph);
+    free(plan);
+}
+
+int32_t llmrt_plan_find_weight(const llmrt_plan *plan, const char *name) {
+    for (int32_t i = 0; i < plan->num_weights; i++)
+        if (strcmp(plan->weights[i].name, name) == 0) return i;
+    return -1;
+}
+
+uint64_t llmrt_plan_weight_bytes(const llmrt_plan *plan, uint64_t *bytes_by_dtype) {
+    uint64_t total = 0;
+    if (bytes_by_dtype) memset(bytes_by_dtype, 0, LLMRT_DTYPE_COUNT * sizeof *bytes_by_dtype);
+    for (int32_t i = 0; i < plan->num_weights; i++) {
+        total += plan->weights[i].nbytes;
+        if (bytes_by_dtype && (unsigned)plan->weights[i].dtype < LLMRT_DTYPE_COUNT)
+            bytes_by_dtype[plan->weights[i].dtype] += plan->weights[i].nbytes;
+    }
+    return total;
+}
+
+static llmrt_value find_input(const llmrt_graph *g, const char *name) {
+    for (int32_t i = 0; i < g->num_nodes; i++)
+        if (g->nodes[i].op == LLMRT_OP_INPUT && g->nodes[i].name && strcmp(g->nodes[i].name, name) == 0) return i;
+    return LLMRT_NO_VALUE;
+}
+
+llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan) {
+    const llmrt_graph *g = plan->graph;
+    plan->input_token_ids = find_input(g, "token_ids");
+    plan->input_positions = find_input(g, "positions");
+    plan->input_logits_indices = find_input(g, "logits_indices");
+    plan->output_logits = LLMRT_NO_VALUE;
+    plan->num_kv_layers = 0;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->is_output) plan->output_logits = i;
+        if (n->op != LLMRT_OP_ATTENTION) continue;
+        int32_t layer = (int32_t)n->iattr[0];
+        if (plan->num_kv_layers == 0) {
+            plan->kv_heads = (int32_t)n->iattr[2];
+            plan->head_dim = (int32_t)n->iattr[3];
+        } else if (plan->kv_heads != n->iattr[2] || plan->head_dim != n->iattr[3]) {
+            return llmrt_error(LLMRT_ERR_UNSUPPORTED, "plan: attention layers with different KV geometry");
+        }
+        if (layer < 0 || layer > 100000) return llmrt_error(LLMRT_ERR_FORMAT, "plan: attention layer %d", layer);
+        if (layer + 1 > plan->num_kv_layers) plan->num_kv_layers = layer + 1;
+    }
+    if (plan->input_token_ids < 0 || plan->input_positions < 0 || plan->input_logits_indices < 0)
+        return llmrt_error(LLMRT_ERR_FORMAT, "plan: missing a step input (token_ids, positions, logits_indices)");
+    if (plan->output_logits < 0) return llmrt_error(LLMRT_ERR_FORMAT, "plan: no output");
+    const llmrt_node *out = &g->nodes[plan->output_logits];
+    if (out->ndim != 2 || out->dims[0] != LLMRT_DIM_LOGITS || out->dims[1] <= 0)
+        return llmrt_error(LLMRT_ERR_FORMAT, "plan: output must be [L, vocab]");
+    plan->vocab_size = (int32_t)out->dims[1];
+    return LLMRT_OK;
+}
+
+/* ---- weight binding ------------------------------------------------------ */
+
+/* splitmix64: seeds independent streams per weight and chunk, so random
+ * weights are the same whatever the thread count. */
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Random weights of sensible scale: matrices uniform with std 1/√in, norm
+ * gains near 1, biases small. Speed does not depend on the values. */
+static void fill_random(float *dst, const llmrt_node *w, uint64_t seed, int64_t first, int64_t count) {
+    float scale;
+    float offset = 0.0f;
+    if (w->ndim >= 2) scale = sqrtf(3.0f / (float)w->dims[w->ndim - 1]);
+    else if (ends_with(w->name, "norm.weight") || strstr(w->name, "ln_") || strstr(w->name, "layernorm")) {
+        scale = 0.1f;
+        offset = 1.0f;
+    } else scale = 0.02f;
+    uint64_t state = seed ^ hash_name(w->name) ^ ((uint64_t)first * 0x632be59bd9b4e019ull);
+    for (int64_t i = 0; i < count; i++) {
+        float u = (float)(splitmix64(&state) >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+        dst[i] = offset + scale * u;
+    }
+}
+
+typedef struct binder {
+    const llmrt_checkpoint *checkpoint;
+    const llmrt_model_family *family;
+    const llmrt_compile_options *options;
+    llmrt_progress progress;
+} binder;
+
+static llmrt_status bind_from_checkpoint(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch) {
+    const llmrt_st_tensor *t = llmrt_checkpoint_find(b->checkpoint, w->name);
+    char alias[256];
+    if (!t && b->family->alias_weight) {
+        const char *other = b->family->alias_weight(w->name, alias, sizeof alias);
+        if (other) t = llmrt_checkpoint_find(b->checkpoint, other);
+    }
+    if (!t) return llmrt_error(LLMRT_ERR_NOT_FOUND, "checkpoint has no tensor '%s'", w->name);
+    int transposed = w->iattr[0] != 0;
+    int64_t expected[2] = {w->dims[0], w->ndim == 2 ? w->dims[1] : 0};
+    if (transposed) {
+        expected[0] = w->dims[1];
+        expected[1] = w->dims[0];
+    }
+    int shape_ok = t->ndim == w->ndim;
+    for (int32_t d = 0; shape_ok && d < w->ndim; d++) shape_ok = t->shape[d] == expected[d];
+    if (!shape_ok) {
+        char got[128] = "", want[128] = "";
+        size_t used = 0;
+        for (int32_t d = 0; d < t->ndim && used < sizeof got; d++)
+            used += (size_t)snprintf(got + used, sizeof got - used, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        used = 0;
+        for (int32_t d = 0; d < w->ndim && used < sizeof want; d++)
+            used += (size_t)snprintf(want + used, sizeof want - used, "%s%lld", d ? ", " : "", (long long)expected[d]);
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: tensor '%s' has shape [%s] but the config implies [%s]",
+                           t->file_path, t->name, got, want);
+    }
+    if (t->dtype != LLMRT_DTYPE_F32 && t->dtype != LLMRT_DTYPE_F16 && t->dtype != LLMRT_DTYPE_BF16 &&
+        t->dtype != LLMRT_DTYPE_F64)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected a float type)",
+                           t->file_path, t->name, llmrt_dtype_name(t->dtype));
+    int64_t numel = llmrt_node_numel(w, 0, 0);
+    unsigned src_size = llmrt_dtype_size(t->dtype), dst_size = llmrt_dtype_size(pw->dtype);
+    if (transposed) {
+        /* small (GPT-2 Conv1D): convert whole, transpose through scratch */
+        float *whole = malloc((size_t)numel * sizeof *whole);
+        if (!whole) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
+        llmrt_convert_to_f32(whole, t->data, t->dtype, (size_t)numel);
+        int64_t rows = expected[0], cols = expected[1];
+        for (int64_t c = 0; c < cols; c++) {
+            for (int64_t r = 0; r < rows; r++) scratch[r] = whole[r * cols + c];
+            llmrt_convert_from_f32((uint8_t *)pw->owned_data + (size_t)(c * rows) * dst_size, pw->dtype, scratch,
+                                   (size_t)rows);
+        }
+        free(whole);
+        llmrt_progress_add(&b->progress, (uint64_t)numel * dst_size);
+        return LLMRT_OK;
+    }
+    const int64_t chunk = 1 << 20;
+    for (int64_t i = 0; i < numel; i += chunk) {
+        int64_t n = numel - i < chunk ? numel - i : chunk;
+        llmrt_convert_to_f32(scratch, t->data + (size_t)i * src_size, t->dtype, (size_t)n);
+        llmrt_convert_from_f32((uint8_t *)pw->owned_data + (size_t)i * dst_size, pw->dtype, scratch, (size_t)n);
+        llmrt_progress_add(&b->progress, (uint64_t)n * dst_size);
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weight *pw) {
+    int64_t numel = llmrt_node_numel(w, 0, 0);
+    unsigned dst_size = llmrt_dtype_size(pw->dtype);
+    const int64_t chunk = 1 << 20;
+    int64_t chunks = (numel + chunk - 1) / chunk;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *scratch = malloc((size_t)chunk * sizeof *scratch);
+        if (!scratch) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++) {
+            if (!scratch) continue;
+            int64_t first = c * chunk, n = numel - first < chunk ? numel - first : chunk;
+            fill_random(scratch, w, b->options->seed, first, n);
+            llmrt_convert_from_f32((uint8_t *)pw->owned_data + (size_t)first * dst_size, pw->dtype, scratch, (size_t)n);
+        }
+        free(scratch);
+    }
+    if (failed) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory generating '%s'", w->name);
+    llmrt_progress_add(&b->progress, (uint64_t)numel * dst_size);
+    return LLMRT_OK;
+}
+
+/* Gives every weight and constant a slot in the plan's weight table. Weights
+ * named twice (a tied LM head) share one slot when laid out alike. */
+static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
+    llmrt_graph *g = plan->graph;
+    plan->weights = calloc((size_t)g->num_nodes + 1, sizeof *plan->weights);
+    if (!plan->weights) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    uint64_t total = 0;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT) total += llmrt_node_bytes(n, 0, 0);
+    }
+    float *scratch = malloc((size_t)(1 << 20) * sizeof *scratch + 1);
+    if (!scratch) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_progress_begin(&b->progress, b->options->random_weights ? "generating weights" : "converting weights", total);
+    llmrt_status status = LLMRT_OK;
+    for (int32_t i = 0; i < g->num_nodes && status == LLMRT_OK; i++) {
+        llmrt_node *n = &g->nodes[i];
+        if (n->op != LLMRT_OP_WEIGHT && n->op != LLMRT_OP_CONSTANT) continue;
+        char name[300];
+        if (n->op == LLMRT_OP_CONSTANT) snprintf(name, sizeof name, "const.%d.%s", i, n->name);
+        else snprintf(name, sizeof name, "%s%s", n->name, n->iattr[0] ? "#transposed" : "");
+        int32_t slot = llmrt_plan_find_weight(plan, name);
+        if (slot >= 0) {
+            n->weight_slot = slot;
+            continue;
+        }
+        if (n->ndim >= 2 && (n->dims[0] > INT32_MAX || n->dims[1] > INT32_MAX)) {
+            status = llmrt_error(LLMRT_ERR_FORMAT, "weight %s too large", n->name);
+            break;
+        }
+        slot = plan->num_weights;
+        llmrt_plan_weight *pw = &plan->weights[slot];
+        pw->name = strdup(name);
+        pw->dtype = n->dtype;
+        pw->ndim = n->ndim;
+        memcpy(pw->dims, n->dims, sizeof pw->dims);
+        pw->nbytes = llmrt_node_bytes(n, 0, 0);
+        pw->owned_data = malloc(pw->nbytes ? pw->nbytes : 1);
+        if (!pw->name || !pw->owned_data) {
+            free(pw->name);
+            free(pw->owned_data);
+            status = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for weight %s", n->name);
+            break;
+        }
+        pw->data = pw->owned_data;
+        plan->num_weights++;
+        n->weight_slot = slot;
+        if (n->op == LLMRT_OP_CONSTANT) {
+            memcpy(pw->owned_data, n->const_data, pw->nbytes);
+        } else if (b->options->random_weights) {
+            status = bind_random(b, n, pw);
+        } else {
+            status = bind_from_checkpoint(b, n, pw, scratch);
+        }
+    }
+    free(scratch);
+    if (status == LLMRT_OK) llmrt_progress_end(&b->progress);
+    return status;
+}
+
+/* ---- the builder -------------------------------------------------------------- */
+
+llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
+                           const llmrt_compile_options *options, llmrt_plan **out) {
+    *out = NULL;
+    const llmrt_model_family *family;
+    LLMRT_TRY(llmrt_model_lookup(config->architecture, &family));
+    LLMRT_TRY(family->validate(config));
+    if (!options->random_weights && !checkpoint)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: no checkpoint and no --random-weights");
+    if (options->max_num_tokens < 1 || options->max_batch < 1 || options->max_seq_len < 1)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: max_num_tokens, max_batch and max_seq_len must be >= 1");
+    if (config->rope.type == LLMRT_ROPE_NONE && options->max_seq_len > config->max_position_embeddings)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "build: --max-seq-len %d exceeds the model's %d learned positions", options->max_seq_len,
+                           config->max_position_embeddings);
+    if (config->sliding_window > 0 && strcmp(config->model_type, "mistral") == 0 &&
+        options->max_seq_len > config->sliding_window)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                           "build: sliding-window attention (window %d) is not supported yet; use --max-seq-len <= %d",
+                           config->sliding_window, config->sliding_window);
+
+    llmrt_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    plan->max_num_tokens = options->max_num_tokens;
+    plan->max_batch = options->max_batch;
+    plan->max_seq_len = options->max_seq_len;
+    plan->graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
+    llmrt_status status = plan->graph ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (status == LLMRT_OK) {
+        family->build(plan->graph, config);
+        status = llmrt_graph_status(plan->graph);
+        if (status != LLMRT_OK) llmrt_error_context(status, "building the %s network", config->architecture);
+    }
+    if (status == LLMRT_OK) {
+        llmrt_pass_context ctx = {.plan = plan, .target = options->target};
+        status = llmrt_run_passes(plan->graph, &ctx, options->disabled_passes);
+    }
+    if (status == LLMRT_OK) status = llmrt_plan_resolve_bindings(plan);
+    if (status == LLMRT_OK) {
+        binder b = {.checkpoint = checkpoint, .family = family, .options = options};
+        status = bind_weights(plan, &b);
+    }
+    if (status != LLMRT_OK) {
+        llmrt_plan_free(plan);
+        return status;
+    }
+    *out = plan;
+    return LLMRT_OK;
+}

@@ -1,0 +1,39 @@
+/* The builder: model spec + weights → executable plan. */
+#ifndef LLMRT_COMPILER_COMPILER_H
+#define LLMRT_COMPILER_COMPILER_H
+
+#include <stdint.h>
+
+#include "compiler/plan.h"
+#include "import/safetensors.h"
+#include "models/model_config.h"
+
+typedef struct llmrt_compile_options {
+    const char *target;          /* backend name: "cpu" or "cuda" */
+    llmrt_dtype act_dtype;       /* activations */
+    llmrt_dtype weight_dtype;    /* weight matrices */
+    int32_t max_num_tokens;      /* tokens per step */
+    int32_t max_batch;           /* sequences per step */
+    int32_t max_seq_len;         /* tokens per sequence */
+    const char *disabled_passes; /* comma-separated pass names, or NULL */
+    int32_t random_weights;      /* 1: seeded random weights instead of a checkpoint */
+    uint64_t seed;
+} llmrt_compile_options;
+
+/* Builds the network for `config`, runs the compiler passes and binds the
+ * weights from `checkpoint` (NULL with random_weights), converting them to
+ * the storage dtypes. The plan owns its weight bytes. */
+llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
+                           const llmrt_compile_options *options, llmrt_plan **out);
+
+/* Fills plan bindings (inputs, output, vocab, KV geometry) from its graph. */
+llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan);
+
+
+
+/* Re-derives every node's shape from its inputs with the same rules the
+ * graph API uses and checks the recorded one, its dtype, and the arena and
+ * weight annotations, so a plan read from a file cannot make a kernel read
+ * or write outside its buffers. */
+llmrt_status llmrt_plan_verify(const llmrt_plan *plan);
+#endif

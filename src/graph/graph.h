@@ -1,0 +1,141 @@
+/* The network definition API: a graph of values built by calling functional
+ * ops (ggml-style: each op appends a node and returns its value). Shapes are
+ * inferred as ops are added; dims may be symbolic in the step's token count
+ * (LLMRT_DIM_TOKENS) or its number of logit rows (LLMRT_DIM_LOGITS).
+ *
+ * Errors are sticky: the first failing op records a status and message, every
+ * later op returns LLMRT_NO_VALUE, and llmrt_graph_status() reports it, so a
+ * model builder checks once at the end.
+ *
+ * The same structure is the compiled plan: compiler passes rewrite nodes in
+ * place (fusion, dead-code removal) and annotate them (arena offsets, weight
+ * slots), and the engine file stores it. */
+#ifndef LLMRT_GRAPH_GRAPH_H
+#define LLMRT_GRAPH_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "graph/ops.h"
+#include "llmrt/dtype.h"
+
+enum {
+    LLMRT_GRAPH_MAX_DIMS = 6,
+    LLMRT_GRAPH_MAX_INPUTS = 6,
+    LLMRT_GRAPH_MAX_ATTRS = 8,
+};
+
+/* Symbolic dims. A dim d < 0 means "this symbol"; concrete per step. */
+#define LLMRT_DIM_TOKENS ((int64_t)-1) /* T: tokens in the step (all sequences packed) */
+#define LLMRT_DIM_LOGITS ((int64_t)-2) /* L: rows whose logits the step returns */
+
+typedef int32_t llmrt_value;
+#define LLMRT_NO_VALUE ((llmrt_value)-1)
+
+typedef struct llmrt_node {
+    llmrt_op op;
+    llmrt_dtype dtype;
+    int32_t ndim;
+    int64_t dims[LLMRT_GRAPH_MAX_DIMS];
+    int32_t num_inputs;
+    llmrt_value inputs[LLMRT_GRAPH_MAX_INPUTS];
+    int64_t iattr[LLMRT_GRAPH_MAX_ATTRS];
+    float fattr[LLMRT_GRAPH_MAX_ATTRS];
+    char *name;           /* owned: binding name of inputs and weights; a label otherwise */
+    float *const_data;    /* owned: values of an LLMRT_OP_CONSTANT (f32) */
+    /* compiler annotations */
+    llmrt_value alias_of; /* views: the value whose buffer this one shares */
+    int64_t arena_offset; /* activations: byte offset in the arena (-1: none) */
+    int32_t weight_slot;  /* weights and constants: index in the engine's weight table */
+    int32_t is_output;    /* kept alive to the end (the logits) */
+} llmrt_node;
+
+typedef struct llmrt_graph {
+    llmrt_node *nodes;
+    int32_t num_nodes;
+    int32_t capacity;
+    llmrt_dtype act_dtype;    /* activations (f32 on CPU; f16/bf16 on GPUs) */
+    llmrt_dtype weight_dtype; /* weight matrices; vectors (norms, biases) stay f32 */
+    llmrt_status status;      /* first error, sticky */
+    char error[512];
+} llmrt_graph;
+
+llmrt_graph *llmrt_graph_create(llmrt_dtype act_dtype, llmrt_dtype weight_dtype);
+void llmrt_graph_free(llmrt_graph *g);
+/* LLMRT_OK, or the first error (and re-records its message for llmrt_last_error). */
+llmrt_status llmrt_graph_status(const llmrt_graph *g);
+/* Records an error on the graph (first one wins) and returns LLMRT_NO_VALUE. */
+llmrt_value llmrt_graph_fail(llmrt_graph *g, llmrt_status status, const char *fmt, ...) LLMRT_PRINTF(3, 4);
+
+static inline const llmrt_node *llmrt_graph_node(const llmrt_graph *g, llmrt_value v) { return &g->nodes[v]; }
+/* Appends a raw node (compiler passes and the engine loader); returns its value. */
+llmrt_value llmrt_graph_append(llmrt_graph *g, const llmrt_node *node);
+int64_t llmrt_node_numel(const llmrt_node *node, int64_t tokens, int64_t logits);
+size_t llmrt_node_bytes(const llmrt_node *node, int64_t tokens, int64_t logits);
+
+/* ---- leaves ------------------------------------------------------------- */
+/* A step input bound by name: "token_ids" [T] i32, "positions" [T] i32,
+ * "logits_indices" [L] i32. */
+llmrt_value llmrt_input(llmrt_graph *g, const char *name, llmrt_dtype dtype, int32_t ndim, const int64_t *dims);
+/* A checkpoint weight bound by name (e.g. "model.norm.weight"). Matrices are
+ * stored in g->weight_dtype, vectors in f32. `transposed` marks a matrix
+ * stored [in, out] (GPT-2 Conv1D) rather than nn.Linear's [out, in]. */
+llmrt_value llmrt_weight(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *dims);
+/* A constant f32 tensor (copied); a scalar when ndim == 0. */
+llmrt_value llmrt_constant(llmrt_graph *g, const char *label, const float *data, int32_t ndim, const int64_t *dims);
+llmrt_value llmrt_scalar(llmrt_graph *g, float value);
+
+/* ---- functional ops ----------------------------------------------------- */
+/* a: [..., K]; b: [N, K] when transpose_b (nn.Linear weight) else [K, N] → [..., N] */
+llmrt_value llmrt_matmul(llmrt_graph *g, llmrt_value a, llmrt_value b, int transpose_b);
+/* Elementwise with numpy broadcasting over trailing dims. */
+llmrt_value llmrt_add(llmrt_graph *g, llmrt_value a, llmrt_value b);
+llmrt_value llmrt_sub(llmrt_graph *g, llmrt_value a, llmrt_value b);
+llmrt_value llmrt_mul(llmrt_graph *g, llmrt_value a, llmrt_value b);
+llmrt_value llmrt_div(llmrt_graph *g, llmrt_value a, llmrt_value b);
+llmrt_value llmrt_pow(llmrt_graph *g, llmrt_value a, float exponent);
+llmrt_value llmrt_neg(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_exp(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_sqrt(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_rsqrt(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_tanh(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_erf(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_sigmoid(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_relu(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_gelu(llmrt_graph *g, llmrt_value a); /* exact (erf) form */
+/* Reductions over the last axis, keeping it as size 1. */
+llmrt_value llmrt_sum(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_mean(llmrt_graph *g, llmrt_value a);
+llmrt_value llmrt_softmax(llmrt_graph *g, llmrt_value a); /* over the last axis */
+/* table: [rows, D]; indices: [n] i32 → [n, D] */
+llmrt_value llmrt_gather(llmrt_graph *g, llmrt_value table, llmrt_value indices);
+llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis);
+llmrt_value llmrt_slice(llmrt_graph *g, llmrt_value a, int32_t axis, int64_t start, int64_t length);
+/* Reinterprets the shape (one dim may be a symbol; none is inferred). */
+llmrt_value llmrt_view(llmrt_graph *g, llmrt_value a, int32_t ndim, const int64_t *dims);
+llmrt_value llmrt_permute(llmrt_graph *g, llmrt_value a, const int32_t *perm);
+llmrt_value llmrt_cast(llmrt_graph *g, llmrt_value a, llmrt_dtype dtype);
+
+/* ---- plugin ops ----------------------------------------------------------- */
+typedef struct llmrt_attention_params {
+    int32_t layer;        /* which KV cache layer */
+    int32_t num_heads;
+    int32_t num_kv_heads;
+    int32_t head_dim;
+    int32_t rotary_dim;   /* 0: no RoPE */
+    int32_t rope_neox;    /* 1: rotate_half pairing (LLaMA); 0: interleaved (GPT-J) */
+    float scale;          /* usually 1/sqrt(head_dim) */
+} llmrt_attention_params;
+
+/* Causal self-attention over the paged KV cache for the packed step: applies
+ * RoPE to q and k (angles positions · inv_freq, inv_freq [rotary_dim/2] a
+ * constant, or LLMRT_NO_VALUE), appends k, v to the layer's cache and attends.
+ * q: [T, heads*D], k, v: [T, kv_heads*D] → [T, heads*D] */
+llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_value v,
+                            llmrt_value inv_freq, const llmrt_attention_params *params);
+
+/* Names the graph's output (the logits). */
+void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v);
+
+#endif

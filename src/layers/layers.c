@@ -1,0 +1,131 @@
+#include "layers/layers.h"
+
+#include <math.h>
+#include <stdio.h>
+
+static const char *join(char *buf, size_t size, const char *prefix, const char *suffix) {
+    snprintf(buf, size, "%s.%s", prefix, suffix);
+    return buf;
+}
+
+llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                               int has_bias, int conv1d_layout) {
+    char name[256];
+    int64_t dims[2] = {conv1d_layout ? in : out, conv1d_layout ? out : in};
+    llmrt_value w = llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 2, dims);
+    llmrt_value y = llmrt_matmul(g, x, w, !conv1d_layout);
+    if (has_bias) y = llmrt_add(g, y, llmrt_weight(g, join(name, sizeof name, prefix, "bias"), 1, &out));
+    return y;
+}
+
+llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim) {
+    int64_t dims[2] = {vocab, dim};
+    return llmrt_gather(g, llmrt_weight(g, name, 2, dims), ids);
+}
+
+llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
+    char name[256];
+    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, x, 2.0f));
+    llmrt_value normed = llmrt_mul(g, x, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
+    return llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
+}
+
+llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
+    char name[256];
+    llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
+    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, centered, 2.0f));
+    llmrt_value normed = llmrt_mul(g, centered, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
+    llmrt_value scaled = llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
+    return llmrt_add(g, scaled, llmrt_weight(g, join(name, sizeof name, prefix, "bias"), 1, &dim));
+}
+
+llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activation act) {
+    switch (act) {
+    case LLMRT_ACT_SILU: return llmrt_mul(g, x, llmrt_sigmoid(g, x));
+    case LLMRT_ACT_RELU: return llmrt_relu(g, x);
+    case LLMRT_ACT_GELU: return llmrt_gelu(g, x);
+    case LLMRT_ACT_GELU_TANH: {
+        /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), PyTorch's gelu(approximate="tanh") */
+        llmrt_value cube = llmrt_mul(g, llmrt_pow(g, x, 3.0f), llmrt_scalar(g, 0.044715f));
+        llmrt_value inner = llmrt_mul(g, llmrt_add(g, x, cube), llmrt_scalar(g, 0.7978845608028654f));
+        llmrt_value t = llmrt_add(g, llmrt_tanh(g, inner), llmrt_scalar(g, 1.0f));
+        return llmrt_mul(g, llmrt_mul(g, x, llmrt_scalar(g, 0.5f)), t);
+    }
+    }
+    return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "activation %d not supported", (int)act);
+}
+
+void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq) {
+    int32_t dim = rope->rotary_dim;
+    for (int32_t i = 0; i < dim / 2; i++) {
+        /* transformers: 1 / base ** (arange(0, dim, 2).float() / dim), all fp32 */
+        float exponent = (float)(2 * i) / (float)dim;
+        inv_freq[i] = 1.0f / powf(rope->theta, exponent);
+    }
+    if (rope->type == LLMRT_ROPE_LINEAR) {
+        for (int32_t i = 0; i < dim / 2; i++) inv_freq[i] /= rope->factor;
+    } else if (rope->type == LLMRT_ROPE_LLAMA3) {
+        /* LLaMA-3.1: low frequencies scaled by 1/factor, high ones kept, the band
+         * between interpolated (transformers' _compute_llama3_parameters). */
+        float old_context = (float)rope->original_max_position_embeddings;
+        float low_wavelen = old_context / rope->low_freq_factor;
+        float high_wavelen = old_context / rope->high_freq_factor;
+        for (int32_t i = 0; i < dim / 2; i++) {
+            float f = inv_freq[i];
+            float wavelen = 2.0f * 3.14159265358979323846f / f;
+            float scaled = wavelen > low_wavelen ? f / rope->factor : f;
+            if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+                float smooth = (old_context / wavelen - rope->low_freq_factor) /
+                               (rope->high_freq_factor - rope->low_freq_factor);
+                scaled = (1.0f - smooth) * scaled / rope->factor + smooth * scaled;
+            }
+            inv_freq[i] = scaled;
+        }
+    }
+}
+
+llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *c, int32_t layer,
+                                  const llmrt_attention_layer_names *names, llmrt_value inv_freq) {
+    int64_t hidden = c->hidden_size;
+    int64_t q_width = (int64_t)c->num_heads * c->head_dim, kv_width = (int64_t)c->num_kv_heads * c->head_dim;
+    llmrt_value q, k, v;
+    if (names->qkv) {
+        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, c->attention_bias,
+                                             names->conv1d_layout);
+        q = llmrt_slice(g, qkv, 1, 0, q_width);
+        k = llmrt_slice(g, qkv, 1, q_width, kv_width);
+        v = llmrt_slice(g, qkv, 1, q_width + kv_width, kv_width);
+    } else {
+        q = llmrt_linear_layer(g, x, names->q, hidden, q_width, c->attention_bias, names->conv1d_layout);
+        k = llmrt_linear_layer(g, x, names->k, hidden, kv_width, c->attention_bias, names->conv1d_layout);
+        v = llmrt_linear_layer(g, x, names->v, hidden, kv_width, c->attention_bias, names->conv1d_layout);
+    }
+    llmrt_attention_params params = {
+        .layer = layer,
+        .num_heads = c->num_heads,
+        .num_kv_heads = c->num_kv_heads,
+        .head_dim = c->head_dim,
+        .rotary_dim = c->rope.type == LLMRT_ROPE_NONE ? 0 : c->rope.rotary_dim,
+        .rope_neox = 1,
+        .scale = 1.0f / sqrtf((float)c->head_dim),
+    };
+    llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
+    return llmrt_linear_layer(g, attended, names->out, q_width, hidden, c->attention_out_bias, names->conv1d_layout);
+}
+
+llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *c, const char *gate,
+                                  const char *up, const char *down) {
+    int64_t hidden = c->hidden_size, inter = c->intermediate_size;
+    llmrt_value gated = llmrt_activation_layer(g, llmrt_linear_layer(g, x, gate, hidden, inter, c->mlp_bias, 0),
+                                               c->activation);
+    llmrt_value product = llmrt_mul(g, gated, llmrt_linear_layer(g, x, up, hidden, inter, c->mlp_bias, 0));
+    return llmrt_linear_layer(g, product, down, inter, hidden, c->mlp_bias, 0);
+}
+
+llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *c, const char *fc,
+                            const char *proj, int conv1d_layout) {
+    int64_t hidden = c->hidden_size, inter = c->intermediate_size;
+    llmrt_value h = llmrt_activation_layer(g, llmrt_linear_layer(g, x, fc, hidden, inter, c->mlp_bias, conv1d_layout),
+                                           c->activation);
+    return llmrt_linear_layer(g, h, proj, inter, hidden, c->mlp_bias, conv1d_layout);
+}

@@ -1,0 +1,47 @@
+/* Reusable blocks built only from the functional API (src/graph/). Layers
+ * name their weights with the checkpoint's names (the model passes the
+ * prefix), so binding weights is a lookup by name. Shapes: x is [T, in]
+ * (or [L, in]) throughout. */
+#ifndef LLMRT_LAYERS_LAYERS_H
+#define LLMRT_LAYERS_LAYERS_H
+
+#include "graph/graph.h"
+#include "models/model_config.h"
+
+/* y = x·Wᵀ + b. Weight "<prefix>.weight" is [out, in] (nn.Linear) or, when
+ * conv1d_layout, [in, out] (GPT-2 Conv1D); bias "<prefix>.bias" if has_bias. */
+llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                               int has_bias, int conv1d_layout);
+/* ids: [T] i32 → [T, dim]; table "<name>" [vocab, dim] */
+llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim);
+/* x·rsqrt(mean(x²) + eps)·w, weight "<prefix>.weight" [dim] */
+llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
+/* (x − mean)·rsqrt(var + eps)·w + b, weights "<prefix>.weight", "<prefix>.bias" */
+llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
+/* The activation as functional ops (silu = x·sigmoid(x), gelu_tanh, ...). */
+llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activation act);
+
+/* RoPE inverse frequencies [rotary_dim / 2] for a rope config, computed in
+ * fp32 the way transformers does (default, linear, llama3). */
+void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq);
+
+typedef struct llmrt_attention_layer_names {
+    const char *q, *k, *v; /* separate projections' prefixes, or NULL with qkv */
+    const char *qkv;       /* one fused projection (GPT-2 c_attn), or NULL */
+    const char *out;
+    int conv1d_layout;
+} llmrt_attention_layer_names;
+
+/* Self-attention block: projections, the attention plugin op (RoPE inside),
+ * output projection. x: [T, hidden] → [T, hidden]. inv_freq may be NO_VALUE. */
+llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *config, int32_t layer,
+                                  const llmrt_attention_layer_names *names, llmrt_value inv_freq);
+
+/* down(act(gate(x)) · up(x)) — LLaMA's SwiGLU MLP. */
+llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *config,
+                                  const char *gate, const char *up, const char *down);
+/* proj(act(fc(x))) — GPT-2's MLP. */
+llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *config, const char *fc,
+                            const char *proj, int conv1d_layout);
+
+#endif

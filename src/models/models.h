@@ -1,0 +1,39 @@
+/* The model registry: HF `architectures` names → network builders. Each
+ * family lives in its own file (llama.c, gpt2.c, ...) and only calls layers. */
+#ifndef LLMRT_MODELS_MODELS_H
+#define LLMRT_MODELS_MODELS_H
+
+#include "graph/graph.h"
+#include "models/model_config.h"
+
+typedef struct llmrt_model_family {
+    const char *architecture; /* "LlamaForCausalLM" */
+    /* Checks the config for this family (field combinations it cannot run). */
+    llmrt_status (*validate)(const llmrt_model_config *config);
+    /* Builds the network: inputs token_ids [T], positions [T],
+     * logits_indices [L] → logits [L, vocab] (marked as output). */
+    llmrt_value (*build)(llmrt_graph *g, const llmrt_model_config *config);
+    /* Alternative checkpoint names tried when a weight is missing: returns
+     * the name with a known prefix changed, or NULL (e.g. GPT-2 checkpoints
+     * saved without "transformer."). */
+    const char *(*alias_weight)(const char *name, char *buf, size_t size);
+} llmrt_model_family;
+
+/* The family for config->architecture, or an LLMRT_ERR_UNSUPPORTED error
+ * listing the supported ones. */
+llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out);
+/* Comma-separated list of supported architectures (static string). */
+const char *llmrt_model_supported_list(void);
+
+/* Builds the step inputs every family shares. */
+typedef struct llmrt_model_inputs {
+    llmrt_value token_ids, positions, logits_indices;
+} llmrt_model_inputs;
+llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g);
+
+extern const llmrt_model_family llmrt_family_llama;
+extern const llmrt_model_family llmrt_family_mistral;
+extern const llmrt_model_family llmrt_family_qwen2;
+extern const llmrt_model_family llmrt_family_gpt2;
+
+#endif

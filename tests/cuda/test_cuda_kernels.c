@@ -1,0 +1,666 @@
+/* Every CUDA kernel against its CPU twin (src/backends/cpu/cpu_kernels.h) or
+ * a plain host reference, on fresh random inputs with odd sizes, outputs
+ * poisoned with NaN before each run. Exits 77 (skipped) without a GPU. */
+#include <math.h>
+#include <stdint.h>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cuda/cuda_gemm.h"
+#include "backends/cuda/cuda_kernels.h"
+#include "cuda_test_util.h"
+#include "graph/ops.h"
+
+static uint64_t rng = 0x1234567887654321ull;
+static const llmrt_dtype float_types[3] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_BF16, LLMRT_DTYPE_F16};
+
+static float ref_unary(int op, float x, float p) {
+    switch (op) {
+    case LLMRT_OP_POW: return powf(x, p);
+    case LLMRT_OP_NEG: return -x;
+    case LLMRT_OP_EXP: return expf(x);
+    case LLMRT_OP_SQRT: return sqrtf(x);
+    case LLMRT_OP_RSQRT: return 1.0f / sqrtf(x);
+    case LLMRT_OP_TANH: return tanhf(x);
+    case LLMRT_OP_ERF: return erff(x);
+    case LLMRT_OP_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    case LLMRT_OP_RELU: return x > 0 ? x : 0;
+    default: return NAN;
+    }
+}
+
+static void test_unary(void) {
+    const int ops[] = {LLMRT_OP_POW, LLMRT_OP_NEG, LLMRT_OP_EXP, LLMRT_OP_SQRT, LLMRT_OP_RSQRT, LLMRT_OP_TANH,
+                       LLMRT_OP_ERF, LLMRT_OP_SIGMOID, LLMRT_OP_RELU, LLMRT_OP_GELU, LLMRT_OP_SILU, LLMRT_OP_GELU_TANH};
+    const int64_t n = 1031;
+    for (int ti = 0; ti < 3; ti++)
+        for (size_t oi = 0; oi < sizeof ops / sizeof ops[0]; oi++) {
+            const llmrt_dtype t = float_types[ti];
+            const int op = ops[oi];
+            float *x = rand_floats(n, &rng, 3.0f), *ref = malloc(n * 4), *got = malloc(n * 4);
+            if (op == LLMRT_OP_SQRT || op == LLMRT_OP_RSQRT || op == LLMRT_OP_POW)
+                for (int64_t i = 0; i < n; i++) x[i] = fabsf(x[i]) + 0.1f;
+            round_to(x, n, t);
+            const float p = op == LLMRT_OP_POW ? 2.5f : 0.0f;
+            if (op == LLMRT_OP_GELU) cpu_gelu_erf(ref, x, n);
+            else if (op == LLMRT_OP_SILU) cpu_silu(ref, x, n);
+            else if (op == LLMRT_OP_GELU_TANH) cpu_gelu_tanh(ref, x, n);
+            else for (int64_t i = 0; i < n; i++) ref[i] = ref_unary(op, x[i], p);
+            void *dx = dev_from_f32(x, n, t), *dy = dev_poisoned(n * 4);
+            CUDA_CHECK(cuda_unary(op, dy, t, dx, t, n, p, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, t == LLMRT_DTYPE_F32 ? 2e-5 : tol_for(t), "%s %s", llmrt_op_name(op),
+                        llmrt_dtype_name(t));
+            cudaFree(dx);
+            cudaFree(dy);
+            free(x);
+            free(ref);
+            free(got);
+        }
+}
+
+static void test_binary(void) {
+    /* out [3, 5, 37] with b of several broadcast shapes; a mixed-type case (b f32) too */
+    const int64_t od[3] = {3, 5, 37};
+    const int64_t bshapes[5][3] = {{3, 5, 37}, {1, 1, 37}, {1, 5, 1}, {3, 1, 37}, {1, 1, 1}};
+    const int bnd[5] = {3, 1, 2, 3, 0};
+    const int ops[4] = {LLMRT_OP_ADD, LLMRT_OP_SUB, LLMRT_OP_MUL, LLMRT_OP_DIV};
+    const int64_t n = 3 * 5 * 37;
+    for (int ti = 0; ti < 3; ti++)
+        for (int bi = 0; bi < 5; bi++)
+            for (int oi = 0; oi < 4; oi++) {
+                const llmrt_dtype t = float_types[ti], tb = bi == 3 ? LLMRT_DTYPE_F32 : t;
+                int64_t bdims[3] = {1, 1, 1}, bn = 1;
+                for (int d = 0; d < 3; d++) {
+                    bdims[d] = bshapes[bi][d];
+                    bn *= bdims[d];
+                }
+                float *a = rand_floats(n, &rng, 2.0f), *b = rand_floats(bn, &rng, 2.0f);
+                for (int64_t i = 0; i < bn; i++) b[i] += b[i] >= 0 ? 0.5f : -0.5f; /* away from 0 for div */
+                round_to(a, n, t);
+                round_to(b, bn, tb);
+                float *ref = malloc(n * 4), *got = malloc(n * 4);
+                for (int64_t i0 = 0; i0 < 3; i0++)
+                    for (int64_t i1 = 0; i1 < 5; i1++)
+                        for (int64_t i2 = 0; i2 < 37; i2++) {
+                            const int64_t o = (i0 * 5 + i1) * 37 + i2;
+                            const int64_t j = ((bdims[0] > 1 ? i0 : 0) * bdims[1] + (bdims[1] > 1 ? i1 : 0)) * bdims[2] +
+                                              (bdims[2] > 1 ? i2 : 0);
+                            const float x = a[o], y = b[j];
+                            ref[o] = oi == 0 ? x + y : oi == 1 ? x - y : oi == 2 ? x * y : x / y;
+                        }
+                /* b's own rank: drop leading dims as numpy would see them */
+                const int64_t *bd = bdims + (3 - bnd[bi]);
+                cuda_broadcast bc;
+                CHECK(cuda_broadcast_init(&bc, 3, od, 3, od, bnd[bi], bd) == 0);
+                void *da = dev_from_f32(a, n, t), *db = dev_from_f32(b, bn, tb), *dy = dev_poisoned(n * 4);
+                CUDA_CHECK(cuda_binary(ops[oi], dy, t, da, t, db, tb, &bc, 0));
+                dev_to_f32(got, dy, n, t);
+                CHECK_CLOSE(got, ref, n, tol_for(t), "binary op %d %s bshape %d", oi, llmrt_dtype_name(t), bi);
+                cudaFree(da);
+                cudaFree(db);
+                cudaFree(dy);
+                free(a);
+                free(b);
+                free(ref);
+                free(got);
+            }
+}
+
+static void test_silu_mul(void) {
+    const int64_t sizes[2] = {4099, 11008};
+    for (int ti = 0; ti < 3; ti++)
+        for (int si = 0; si < 2; si++) {
+            const llmrt_dtype t = float_types[ti];
+            const int64_t n = sizes[si];
+            float *g = rand_floats(n, &rng, 4.0f), *u = rand_floats(n, &rng, 2.0f), *ref = malloc(n * 4),
+                  *got = malloc(n * 4);
+            round_to(g, n, t);
+            round_to(u, n, t);
+            cpu_silu_mul(ref, g, u, n);
+            void *dg = dev_from_f32(g, n, t), *du = dev_from_f32(u, n, t), *dy = dev_poisoned(n * 4);
+            CUDA_CHECK(cuda_silu_mul(dy, dg, du, t, n, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, tol_for(t), "silu_mul %s n=%lld", llmrt_dtype_name(t), (long long)n);
+            cudaFree(dg);
+            cudaFree(du);
+            cudaFree(dy);
+            free(g);
+            free(u);
+            free(ref);
+            free(got);
+        }
+}
+
+static void test_rows(void) {
+    const int64_t rows = 7, dims[3] = {1000, 4099, 64};
+    for (int ti = 0; ti < 3; ti++)
+        for (int di = 0; di < 3; di++) {
+            const llmrt_dtype t = float_types[ti];
+            const int64_t dim = dims[di], n = rows * dim;
+            float *x = rand_floats(n, &rng, 3.0f), *x2 = rand_floats(n, &rng, 1.0f), *w = rand_floats(dim, &rng, 1.0f),
+                  *bias = rand_floats(dim, &rng, 0.5f);
+            for (int64_t i = 0; i < n; i++) x[i] += 0.3f; /* a non-zero mean for layernorm */
+            round_to(x, n, t);
+            round_to(x2, n, t);
+            float *ref = malloc(n * 4), *got = malloc(n * 4), *ref2 = malloc(n * 4);
+            void *dx = dev_from_f32(x, n, t), *dx2 = dev_from_f32(x2, n, t), *dw = dev_from_f32(w, dim, LLMRT_DTYPE_F32),
+                 *db = dev_from_f32(bias, dim, LLMRT_DTYPE_F32), *dy = dev_poisoned(n * 4), *ds = dev_poisoned(n * 4);
+            const double tol = t == LLMRT_DTYPE_F32 ? 2e-5 : tol_for(t);
+
+            /* sum, mean */
+            for (int op = 0; op < 2; op++) {
+                for (int64_t r = 0; r < rows; r++) {
+                    double s = 0;
+                    for (int64_t i = 0; i < dim; i++) s += x[r * dim + i];
+                    ref[r] = (float)(op ? s / dim : s);
+                }
+                dev_poison(dy, n * 4);
+                CUDA_CHECK(cuda_reduce_last(op ? LLMRT_OP_MEAN : LLMRT_OP_SUM, dy, LLMRT_DTYPE_F32, dx, t, rows, dim, 0));
+                dev_to_f32(got, dy, rows, LLMRT_DTYPE_F32);
+                CHECK_CLOSE(got, ref, rows, 1e-5, "%s %s dim %lld", op ? "mean" : "sum", llmrt_dtype_name(t),
+                            (long long)dim);
+            }
+            /* softmax */
+            cpu_softmax(ref, x, rows, dim);
+            dev_poison(dy, n * 4);
+            CUDA_CHECK(cuda_softmax(dy, t, dx, t, rows, dim, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, tol, "softmax %s dim %lld", llmrt_dtype_name(t), (long long)dim);
+            /* rmsnorm */
+            cpu_rmsnorm(ref, x, w, rows, dim, 1e-5f);
+            dev_poison(dy, n * 4);
+            CUDA_CHECK(cuda_rmsnorm(dy, dx, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, tol, "rmsnorm %s dim %lld", llmrt_dtype_name(t), (long long)dim);
+            /* layernorm, with and without bias */
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                cpu_layernorm(ref, x, w, with_bias ? bias : NULL, rows, dim, 1e-5f);
+                dev_poison(dy, n * 4);
+                CUDA_CHECK(cuda_layernorm(dy, dx, t, dw, with_bias ? db : NULL, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+                dev_to_f32(got, dy, n, t);
+                CHECK_CLOSE(got, ref, n, tol, "layernorm %s dim %lld bias %d", llmrt_dtype_name(t), (long long)dim,
+                            with_bias);
+            }
+            /* residual-fused: sum = x + x2 (rounded to t), y = rmsnorm(sum) */
+            for (int64_t i = 0; i < n; i++) ref2[i] = x[i] + x2[i];
+            round_to(ref2, n, t);
+            cpu_rmsnorm(ref, ref2, w, rows, dim, 1e-5f);
+            dev_poison(dy, n * 4);
+            dev_poison(ds, n * 4);
+            CUDA_CHECK(cuda_add_rmsnorm(dy, ds, dx, dx2, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, tol, "add_rmsnorm y %s dim %lld", llmrt_dtype_name(t), (long long)dim);
+            dev_to_f32(got, ds, n, t);
+            CHECK_CLOSE(got, ref2, n, 1e-6, "add_rmsnorm sum %s dim %lld", llmrt_dtype_name(t), (long long)dim);
+            /* in place: the residual stream overwritten with the sum */
+            CUDA_CHECK(cuda_add_rmsnorm(dy, dx, dx, dx2, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, tol, "add_rmsnorm in place %s", llmrt_dtype_name(t));
+            cudaFree(dx);
+            cudaFree(dx2);
+            cudaFree(dw);
+            cudaFree(db);
+            cudaFree(dy);
+            cudaFree(ds);
+            free(x);
+            free(x2);
+            free(w);
+            free(bias);
+            free(ref);
+            free(ref2);
+            free(got);
+        }
+}
+
+static void test_copies(void) {
+    /* cast between every float pair */
+    const int64_t n = 999;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            float *x = rand_floats(n, &rng, 5.0f), *got = malloc(n * 4);
+            round_to(x, n, float_types[a]);
+            float *ref = malloc(n * 4);
+            memcpy(ref, x, n * 4);
+            round_to(ref, n, float_types[b]);
+            void *dx = dev_from_f32(x, n, float_types[a]), *dy = dev_poisoned(n * 4);
+            CUDA_CHECK(cuda_cast(dy, float_types[b], dx, float_types[a], n, 0));
+            dev_to_f32(got, dy, n, float_types[b]);
+            CHECK_CLOSE(got, ref, n, 1e-7, "cast %s -> %s", llmrt_dtype_name(float_types[a]),
+                        llmrt_dtype_name(float_types[b]));
+            cudaFree(dx);
+            cudaFree(dy);
+            free(x);
+            free(ref);
+            free(got);
+        }
+    /* permute [4, 6, 9] by (2, 0, 1) and slice axis 1 [2, 5) */
+    const int64_t d0 = 4, d1 = 6, d2 = 9, m = d0 * d1 * d2;
+    float *x = rand_floats(m, &rng, 1.0f), *ref = malloc(m * 4), *got = malloc(m * 4);
+    for (int64_t i = 0; i < d0; i++)
+        for (int64_t j = 0; j < d1; j++)
+            for (int64_t k = 0; k < d2; k++) ref[(k * d0 + i) * d1 + j] = x[(i * d1 + j) * d2 + k];
+    void *dx = dev_from_f32(x, m, LLMRT_DTYPE_F32), *dy = dev_poisoned(m * 4);
+    cuda_copy_desc c;
+    memset(&c, 0, sizeof c);
+    c.ndim = 3;
+    c.dims[0] = d2, c.dims[1] = d0, c.dims[2] = d1;
+    c.x_strides[0] = 1, c.x_strides[1] = d1 * d2, c.x_strides[2] = d2;
+    c.y_strides[0] = d0 * d1, c.y_strides[1] = d1, c.y_strides[2] = 1;
+    CUDA_CHECK(cuda_strided_copy(dy, LLMRT_DTYPE_F32, dx, LLMRT_DTYPE_F32, &c, 0));
+    dev_to_f32(got, dy, m, LLMRT_DTYPE_F32);
+    CHECK_CLOSE(got, ref, m, 0.0, "%s", "permute");
+    for (int64_t i = 0; i < d0; i++)
+        for (int64_t j = 0; j < 3; j++)
+            for (int64_t k = 0; k < d2; k++) ref[(i * 3 + j) * d2 + k] = x[(i * d1 + j + 2) * d2 + k];
+    memset(&c, 0, sizeof c);
+    c.ndim = 3;
+    c.dims[0] = d0, c.dims[1] = 3, c.dims[2] = d2;
+    c.x_strides[0] = d1 * d2, c.x_strides[1] = d2, c.x_strides[2] = 1;
+    c.y_strides[0] = 3 * d2, c.y_strides[1] = d2, c.y_strides[2] = 1;
+    c.x_offset = 2 * d2;
+    dev_poison(dy, m * 4);
+    CUDA_CHECK(cuda_strided_copy(dy, LLMRT_DTYPE_F32, dx, LLMRT_DTYPE_F32, &c, 0));
+    dev_to_f32(got, dy, d0 * 3 * d2, LLMRT_DTYPE_F32);
+    CHECK_CLOSE(got, ref, d0 * 3 * d2, 0.0, "%s", "slice");
+    cudaFree(dx);
+    cudaFree(dy);
+    free(x);
+    free(ref);
+    free(got);
+}
+
+static void test_embedding(void) {
+    const int64_t rows = 101, count = 13;
+    const int64_t dims[2] = {72, 77};
+    for (int ti = 0; ti < 3; ti++)
+        for (int di = 0; di < 2; di++) {
+            const llmrt_dtype t = float_types[ti];
+            const int64_t dim = dims[di];
+            float *table = rand_floats(rows * dim, &rng, 1.0f), *ref = malloc(count * dim * 4),
+                  *got = malloc(count * dim * 4);
+            round_to(table, rows * dim, t);
+            int32_t ids[13];
+            for (int i = 0; i < count; i++) ids[i] = (int32_t)(test_rand_u64(&rng) % rows);
+            ids[9] = (int32_t)rows; /* out of range: zero row, reported */
+            ids[11] = -3;
+            const int64_t bad = cpu_embedding(ref, table, LLMRT_DTYPE_F32, rows, dim, ids, count);
+            CHECK(bad == 9);
+            void *dt = dev_from_f32(table, rows * dim, t), *di_ = dev_from_bytes(ids, sizeof ids),
+                 *dy = dev_poisoned(count * dim * 4);
+            int32_t init = INT32_MAX, got_bad = 0;
+            int32_t *dbad = dev_from_bytes(&init, 4);
+            CUDA_CHECK(cuda_embedding(dy, t, dt, t, rows, dim, di_, count, dbad, 0));
+            dev_to_f32(got, dy, count * dim, t);
+            cudaMemcpy(&got_bad, dbad, 4, cudaMemcpyDeviceToHost);
+            CHECK_CLOSE(got, ref, count * dim, 0.0, "embedding %s dim %lld", llmrt_dtype_name(t), (long long)dim);
+            CHECK_MSG(got_bad == 9, "bad index %d", got_bad);
+            cudaFree(dt);
+            cudaFree(di_);
+            cudaFree(dy);
+            cudaFree(dbad);
+            free(table);
+            free(ref);
+            free(got);
+        }
+}
+
+/* cuBLASLt, the decode GEMV and the generic product, against cpu_linear. */
+static void test_gemm(void) {
+    cuda_gemm *gemm = NULL;
+    CHECK_OK(cuda_gemm_create(&gemm, 32 << 20));
+    if (!gemm) return;
+    const int64_t shapes[][3] = {{1, 257, 64}, {3, 300, 136}, {4, 1000, 4096}, {37, 515, 72}, {64, 512, 256},
+                                 {129, 96, 1000}};
+    for (int ti = 0; ti < 3; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int variant = 0; variant < 4; variant++) {
+                /* variant: 0 cuBLASLt, 1 cuBLASLt + bias, 2 cuBLASLt W [K,N], 3 GEMV (+bias) or generic mixed */
+                const llmrt_dtype t = float_types[ti];
+                const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+                float *x = rand_floats(M * K, &rng, 1.0f), *w = rand_floats(N * K, &rng, 0.1f),
+                      *bias = rand_floats(N, &rng, 1.0f), *ref = malloc(M * N * 4), *got = malloc(M * N * 4);
+                round_to(x, M * K, t);
+                round_to(w, N * K, t);
+                const int with_bias = variant == 1 || variant == 3;
+                cpu_linear(ref, x, w, LLMRT_DTYPE_F32, with_bias ? bias : NULL, M, N, K);
+                float *wt = malloc(N * K * 4); /* [K, N] */
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t k = 0; k < K; k++) wt[k * N + n] = w[n * K + k];
+                void *dx = dev_from_f32(x, M * K, t), *dw = dev_from_f32(variant == 2 ? wt : w, N * K, t),
+                     *db = dev_from_f32(bias, N, LLMRT_DTYPE_F32), *dy = dev_poisoned(M * N * 4);
+                const char *what = "cublaslt";
+                if (variant <= 2) {
+                    CHECK_OK(cuda_gemm_run(gemm, dy, dx, dw, t, variant != 2, with_bias ? db : NULL, M, N, K, 0));
+                } else if (cuda_gemv_supported(t, M, K, dy, dx, dw)) {
+                    what = "gemv";
+                    CUDA_CHECK(cuda_gemv(dy, dx, dw, t, db, M, N, K, 0));
+                } else {
+                    /* generic: x in t, W in f32 (the mixed-type path) */
+                    what = "generic";
+                    void *dwf = dev_from_f32(w, N * K, LLMRT_DTYPE_F32);
+                    CUDA_CHECK(cuda_matmul_generic(dy, t, dx, t, dwf, LLMRT_DTYPE_F32, 1, db, M, N, K, 0));
+                    CUDA_CHECK(cudaDeviceSynchronize());
+                    cudaFree(dwf);
+                }
+                dev_to_f32(got, dy, M * N, t);
+                const double tol = t == LLMRT_DTYPE_F32 ? 1e-5 : tol_for(t);
+                CHECK_CLOSE(got, ref, M * N, tol, "%s %s M=%lld N=%lld K=%lld variant %d", what, llmrt_dtype_name(t),
+                            (long long)M, (long long)N, (long long)K, variant);
+                cudaFree(dx);
+                cudaFree(dw);
+                cudaFree(db);
+                cudaFree(dy);
+                free(x);
+                free(w);
+                free(wt);
+                free(bias);
+                free(ref);
+                free(got);
+            }
+    CHECK(cuda_gemm_cached_shapes(gemm) > 0);
+    cuda_gemm_free(gemm);
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+typedef struct attn_case {
+    llmrt_dtype type;
+    int head_dim, heads, kv_heads, block_size, rotary_dim, neox;
+    int num_seqs;
+    int new_tokens[4], past[4];
+    int kernel; /* 0: prefill (tensor cores), 1: split-K decode kernel */
+} attn_case;
+
+static void run_attention_case(const attn_case *c) {
+    const int S = c->num_seqs, D = c->head_dim, H = c->heads, Hkv = c->kv_heads, bs = c->block_size;
+    int T = 0, max_blocks = 0, total_blocks = 0, max_ctx = 0;
+    int32_t seq_start[5] = {0};
+    for (int s = 0; s < S; s++) {
+        T += c->new_tokens[s];
+        seq_start[s + 1] = T;
+        const int ctx = c->past[s] + c->new_tokens[s];
+        const int nb = (ctx + bs - 1) / bs;
+        if (nb > max_blocks) max_blocks = nb;
+        if (ctx > max_ctx) max_ctx = ctx;
+        total_blocks += nb;
+    }
+    const int num_blocks = total_blocks + 3;
+    /* shuffled block ids */
+    int32_t *perm = malloc(num_blocks * sizeof(int32_t));
+    for (int i = 0; i < num_blocks; i++) perm[i] = i;
+    for (int i = num_blocks - 1; i > 0; i--) {
+        int j = (int)(test_rand_u64(&rng) % (uint64_t)(i + 1));
+        int32_t tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    int32_t *tables = calloc((size_t)S * max_blocks, sizeof(int32_t));
+    int used = 0;
+    for (int s = 0; s < S; s++) {
+        const int nb = (c->past[s] + c->new_tokens[s] + bs - 1) / bs;
+        for (int b = 0; b < nb; b++) tables[s * max_blocks + b] = perm[used++];
+    }
+    int32_t *positions = malloc(T * sizeof(int32_t)), *token_seq = malloc(T * sizeof(int32_t)),
+            *slots = malloc(T * sizeof(int32_t));
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < c->new_tokens[s]; i++) {
+            const int t = seq_start[s] + i, p = c->past[s] + i;
+            positions[t] = p;
+            token_seq[t] = s;
+            slots[t] = tables[s * max_blocks + p / bs] * bs + p % bs;
+        }
+    int32_t tiles[2 * 64];
+    int num_tiles = 0;
+    for (int s = 0; s < S; s++)
+        for (int r = seq_start[s]; r < seq_start[s + 1]; r += CUDA_PREFILL_TILE_M) {
+            tiles[2 * num_tiles] = r;
+            tiles[2 * num_tiles + 1] = seq_start[s + 1] - r < CUDA_PREFILL_TILE_M ? seq_start[s + 1] - r : CUDA_PREFILL_TILE_M;
+            num_tiles++;
+        }
+
+    /* Inputs: q, new k, v; the past already in the cache (random). */
+    const size_t qn = (size_t)T * H * D, kn = (size_t)T * Hkv * D;
+    const size_t cache_n = (size_t)num_blocks * bs * Hkv * D;
+    float *q = rand_floats(qn, &rng, 1.0f), *k = rand_floats(kn, &rng, 1.0f), *v = rand_floats(kn, &rng, 1.0f);
+    round_to(q, qn, c->type);
+    round_to(k, kn, c->type);
+    round_to(v, kn, c->type);
+    float *kc = calloc(cache_n, 4), *vc = calloc(cache_n, 4);
+    for (int s = 0; s < S; s++)
+        for (int p = 0; p < c->past[s]; p++) {
+            const size_t slot = (size_t)tables[s * max_blocks + p / bs] * bs + p % bs;
+            test_fill_random(kc + slot * Hkv * D, (size_t)Hkv * D, &rng, 1.0f);
+            test_fill_random(vc + slot * Hkv * D, (size_t)Hkv * D, &rng, 1.0f);
+        }
+    round_to(kc, cache_n, c->type);
+    round_to(vc, cache_n, c->type);
+    float inv_freq[128];
+    for (int i = 0; i < c->rotary_dim / 2; i++) inv_freq[i] = 1.0f / powf(10000.0f, (2.0f * i) / c->rotary_dim);
+
+    /* GPU: caches hold NaN wherever nothing was written (unused slots). */
+    void *dkc = dev_poisoned(cache_n * 4), *dvc = dev_poisoned(cache_n * 4);
+    {
+        const size_t es = llmrt_dtype_size(c->type);
+        void *tmpk = malloc(cache_n * es), *tmpv = malloc(cache_n * es);
+        llmrt_convert_from_f32(tmpk, c->type, kc, cache_n);
+        llmrt_convert_from_f32(tmpv, c->type, vc, cache_n);
+        for (int s = 0; s < S; s++)
+            for (int p = 0; p < c->past[s]; p++) {
+                const size_t slot = (size_t)tables[s * max_blocks + p / bs] * bs + p % bs, row = (size_t)Hkv * D * es;
+                cudaMemcpy((char *)dkc + slot * row, (char *)tmpk + slot * row, row, cudaMemcpyHostToDevice);
+                cudaMemcpy((char *)dvc + slot * row, (char *)tmpv + slot * row, row, cudaMemcpyHostToDevice);
+            }
+        free(tmpk);
+        free(tmpv);
+    }
+    void *dq = dev_from_f32(q, qn, c->type), *dk = dev_from_f32(k, kn, c->type), *dv = dev_from_f32(v, kn, c->type);
+    void *dout = dev_poisoned(qn * 4), *dfreq = dev_from_f32(inv_freq, 128, LLMRT_DTYPE_F32);
+    int32_t *dpos = dev_from_bytes(positions, T * 4), *dseq = dev_from_bytes(token_seq, T * 4),
+            *dslots = dev_from_bytes(slots, T * 4), *dtables = dev_from_bytes(tables, (size_t)S * max_blocks * 4),
+            *dtiles = dev_from_bytes(tiles, sizeof tiles);
+    cuda_attention_batch b = {.num_tokens = T, .num_seqs = S, .positions = dpos, .token_seq = dseq,
+                              .slot_mapping = dslots, .block_tables = dtables, .block_table_stride = max_blocks,
+                              .block_size = bs, .tiles = dtiles, .num_tiles = num_tiles};
+    const float scale = 1.0f / sqrtf((float)D);
+    CUDA_CHECK(cuda_rope_kv_write(dout, dq, dk, dv, dkc, dvc, c->type, &b, H, Hkv, D, c->rotary_dim,
+                                  c->rotary_dim ? dfreq : NULL, c->neox, 0));
+    void *ws = NULL;
+    if (c->kernel == 0) {
+        CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
+    } else {
+        /* as the backend sizes it for a max_seq_len a little beyond this context */
+        const int parts = (max_ctx + 300 + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
+        cudaMalloc(&ws, cuda_decode_workspace_bytes(T, H, D, parts));
+        dev_poison(ws, cuda_decode_workspace_bytes(T, H, D, parts));
+        CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, parts, ws, 0));
+    }
+
+    /* CPU reference */
+    float *qr = malloc(qn * 4), *kr = malloc(kn * 4), *ref = malloc(qn * 4), *got = malloc(qn * 4);
+    memcpy(qr, q, qn * 4);
+    memcpy(kr, k, kn * 4);
+    if (c->rotary_dim) {
+        cpu_rope(qr, positions, T, H, D, c->rotary_dim, inv_freq, c->neox);
+        cpu_rope(kr, positions, T, Hkv, D, c->rotary_dim, inv_freq, c->neox);
+    }
+    round_to(qr, qn, c->type); /* the GPU stores rotated q and k in the activation type */
+    round_to(kr, kn, c->type);
+    cpu_attention_batch cb = {.num_seqs = S, .seq_start = seq_start, .positions = positions, .block_tables = tables,
+                              .max_blocks_per_seq = max_blocks, .block_size = bs};
+    cpu_kv_cache_write(kc, vc, kr, v, &cb, T, Hkv, D);
+    cpu_attention(ref, qr, kc, vc, &cb, T, H, Hkv, D, scale);
+
+    dev_to_f32(got, dout, qn, c->type);
+    const double tol = c->type == LLMRT_DTYPE_F32 ? 2e-5 : tol_for(c->type);
+    CHECK_CLOSE(got, ref, qn, tol, "attention %s kernel %d D=%d H=%d Hkv=%d bs=%d T=%d max_ctx=%d",
+                llmrt_dtype_name(c->type), c->kernel, D, H, Hkv, bs, T, max_ctx);
+    /* the cache rows of the new tokens: rotated k, v */
+    float *kg = malloc(cache_n * 4), *vg = malloc(cache_n * 4), *kw = malloc(kn * 4), *kwr = malloc(kn * 4),
+          *vw = malloc(kn * 4), *vwr = malloc(kn * 4);
+    dev_to_f32(kg, dkc, cache_n, c->type);
+    dev_to_f32(vg, dvc, cache_n, c->type);
+    for (int t = 0; t < T; t++) {
+        memcpy(kw + (size_t)t * Hkv * D, kg + (size_t)slots[t] * Hkv * D, (size_t)Hkv * D * 4);
+        memcpy(kwr + (size_t)t * Hkv * D, kc + (size_t)slots[t] * Hkv * D, (size_t)Hkv * D * 4);
+        memcpy(vw + (size_t)t * Hkv * D, vg + (size_t)slots[t] * Hkv * D, (size_t)Hkv * D * 4);
+        memcpy(vwr + (size_t)t * Hkv * D, vc + (size_t)slots[t] * Hkv * D, (size_t)Hkv * D * 4);
+    }
+    CHECK_CLOSE(kw, kwr, kn, c->type == LLMRT_DTYPE_F32 ? 1e-6 : 4e-3, "rope k cache %s D=%d", llmrt_dtype_name(c->type), D);
+    CHECK_CLOSE(vw, vwr, kn, 0.0, "v cache %s D=%d", llmrt_dtype_name(c->type), D);
+
+    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, ws};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    float *hb[] = {q, k, v, kc, vc, qr, kr, ref, got, kg, vg, kw, kwr, vw, vwr};
+    for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
+    free(perm);
+    free(tables);
+    free(positions);
+    free(token_seq);
+    free(slots);
+}
+
+static void test_attention(void) {
+    const int dims[3] = {64, 80, 128};
+    const int groups[3][2] = {{8, 8}, {16, 4}, {16, 2}}; /* GQA ratios 1, 4, 8 */
+    const llmrt_dtype half_types[2] = {LLMRT_DTYPE_BF16, LLMRT_DTYPE_F16};
+    for (int ti = 0; ti < 2; ti++)
+        for (int di = 0; di < 3; di++)
+            for (int gi = 0; gi < 3; gi++) {
+                const int bs = (di + gi) % 2 ? 32 : 16;
+                /* prefill: packed sequences, one with past (chunked prefill), a decode token mixed in */
+                attn_case p = {half_types[ti], dims[di], groups[gi][0], groups[gi][1], bs, dims[di], 1, 4,
+                               {100, 37, 1, 130}, {0, 50, 70, 0}, 0};
+                if (gi == 2) p.rotary_dim = dims[di] / 2, p.neox = 0; /* partial, GPT-J pairing */
+                run_attention_case(&p);
+                /* decode: long pasts exercise split-K */
+                attn_case d = {half_types[ti], dims[di], groups[gi][0], groups[gi][1], bs, dims[di], 1, 3,
+                               {1, 1, 1}, {2100, 700, 33}, 1};
+                run_attention_case(&d);
+            }
+    /* f32 (CUDA cores) and the other head sizes through the split-K kernel, prefill-shaped too */
+    const int more_dims[4] = {32, 64, 128, 256};
+    for (int di = 0; di < 4; di++) {
+        attn_case d = {LLMRT_DTYPE_F32, more_dims[di], 8, 2, 16, more_dims[di], 1, 2, {1, 1}, {1500, 9}, 1};
+        run_attention_case(&d);
+        attn_case p = {LLMRT_DTYPE_F32, more_dims[di], 4, 4, 32, more_dims[di], 1, 2, {45, 3}, {10, 300}, 1};
+        run_attention_case(&p);
+        attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1}; /* MQA, no RoPE */
+        run_attention_case(&b);
+    }
+}
+
+/* ---- sampling ------------------------------------------------------------- */
+
+/* Host reference of cuda_sample's rule, in double. */
+static int ref_sample(const float *row, int vocab, float temp, int top_k, float top_p, float u, double *margin) {
+    double m = -INFINITY;
+    for (int j = 0; j < vocab; j++) m = fmax(m, row[j] / temp);
+    double *p = malloc(vocab * sizeof(double)), *sorted = malloc(vocab * sizeof(double));
+    for (int j = 0; j < vocab; j++) sorted[j] = p[j] = exp(row[j] / temp - m);
+    /* descending sort (insertion into a simple qsort) */
+    for (int i = 1; i < vocab; i++) { /* insertion sort: fine for a test-sized vocab */
+        double x = sorted[i];
+        int j = i - 1;
+        while (j >= 0 && sorted[j] < x) {
+            sorted[j + 1] = sorted[j];
+            j--;
+        }
+        sorted[j + 1] = x;
+    }
+    double tau = 0;
+    int kept = vocab;
+    if (top_k > 0 && top_k < vocab) {
+        tau = sorted[top_k - 1];
+        kept = top_k;
+    }
+    double mass = 0;
+    for (int i = 0; i < kept; i++) mass += sorted[i];
+    if (top_p < 1) {
+        double acc = 0;
+        for (int i = 0; i < kept; i++) {
+            acc += sorted[i];
+            if (acc >= top_p * mass) {
+                tau = sorted[i];
+                break;
+            }
+        }
+    }
+    double kmass = 0;
+    for (int j = 0; j < vocab; j++)
+        if (p[j] >= tau) kmass += p[j];
+    double target = u * kmass, acc = 0;
+    int pick = -1;
+    *margin = INFINITY;
+    for (int j = 0; j < vocab; j++)
+        if (p[j] >= tau) {
+            acc += p[j];
+            if (fabs(acc - target) / kmass < *margin) *margin = fabs(acc - target) / kmass;
+            if (pick < 0 && target < acc) pick = j;
+        }
+    free(p);
+    free(sorted);
+    return pick;
+}
+
+static void test_sampling(void) {
+    const int rows = 9, vocab = 5003;
+    float *logits = rand_floats((size_t)rows * vocab, &rng, 4.0f);
+    float temp[9], top_p[9], u[9];
+    int32_t top_k[9], ids[9];
+    for (int r = 0; r < rows; r++) {
+        temp[r] = r == 0 ? 0.0f : 0.5f + 0.2f * r;
+        top_k[r] = r % 3 == 0 ? 0 : r % 3 == 1 ? 40 : 1000;
+        top_p[r] = r % 2 ? 0.9f : 1.0f;
+        u[r] = (test_rand_uniform(&rng) + 1.0f) * 0.5f;
+    }
+    void *dl = dev_from_f32(logits, (size_t)rows * vocab, LLMRT_DTYPE_F32), *dt = dev_from_bytes(temp, sizeof temp),
+         *dk = dev_from_bytes(top_k, sizeof top_k), *dp = dev_from_bytes(top_p, sizeof top_p),
+         *du = dev_from_bytes(u, sizeof u);
+    int32_t *dids = dev_poisoned(sizeof ids);
+    CUDA_CHECK(cuda_argmax(dids, dl, rows, vocab, 0));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost);
+    for (int r = 0; r < rows; r++) {
+        int best = 0;
+        for (int j = 1; j < vocab; j++)
+            if (logits[r * vocab + j] > logits[r * vocab + best]) best = j;
+        CHECK_MSG(ids[r] == best, "argmax row %d: %d vs %d", r, ids[r], best);
+    }
+    dev_poison(dids, sizeof ids);
+    CUDA_CHECK(cuda_sample(dids, dl, rows, vocab, dt, dk, dp, du, 0));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost);
+    for (int r = 0; r < rows; r++) {
+        double margin = 0;
+        int want;
+        if (temp[r] <= 0) {
+            want = 0;
+            for (int j = 1; j < vocab; j++)
+                if (logits[r * vocab + j] > logits[r * vocab + want]) want = j;
+            margin = 1;
+        } else {
+            want = ref_sample(logits + (size_t)r * vocab, vocab, temp[r], top_k[r], top_p[r], u[r], &margin);
+        }
+        /* float vs double cumulative sums may disagree only at a boundary */
+        CHECK_MSG(ids[r] == want || margin < 1e-4, "sample row %d: %d vs %d (margin %.2g)", r, ids[r], want, margin);
+    }
+    void *bufs[] = {dl, dt, dk, dp, du, dids};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    free(logits);
+}
+
+int main(void) {
+    int skip = cuda_test_skip_code();
+    if (skip >= 0) return skip;
+    RUN_TEST(test_unary);
+    RUN_TEST(test_binary);
+    RUN_TEST(test_silu_mul);
+    RUN_TEST(test_rows);
+    RUN_TEST(test_copies);
+    RUN_TEST(test_embedding);
+    RUN_TEST(test_gemm);
+    RUN_TEST(test_attention);
+    RUN_TEST(test_sampling);
+    CUDA_CHECK(cudaGetLastError());
+    return test_finish();
+}

@@ -1,0 +1,186 @@
+/* Golden test: every case under the cases folder is built into engines
+ * (fused and unfused plans; on CUDA also bf16/fp16) and must reproduce HF
+ * transformers' fp32 logits (relative L2 error) and greedy tokens (up to the
+ * first step whose reference top-2 margin is too thin to call).
+ *
+ * usage: test_golden CASES_DIR cpu|cuda */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmrt/llmrt.h"
+#include "test_util.h"
+
+#ifdef LLMRT_HAVE_CUDA
+int llmrt_cuda_available(void);
+#endif
+
+enum { MAX_CASES = 64 };
+static const double THIN_MARGIN = 1e-3;
+
+typedef struct variant {
+    const char *label;
+    llmrt_dtype dtype;          /* INVALID: the checkpoint's own */
+    const char *disabled_passes;
+    double tolerance;           /* relative L2 on logits */
+} variant;
+
+static double worst_error[MAX_CASES][4];
+
+static int compare_case(const char *dir, const char *name, const char *backend, const variant *v, double *error_out) {
+    char path[1024], engine_path[1024];
+    snprintf(path, sizeof path, "%s/%s/golden.json", dir, name);
+    json_error_t jerr;
+    json_t *golden = json_load_file(path, 0, &jerr);
+    CHECK_MSG(golden != NULL, "%s: %s", path, jerr.text);
+    if (!golden) return 0;
+    char *tmp = test_temp_dir();
+    snprintf(engine_path, sizeof engine_path, "%s/%s.engine", tmp, name);
+    llmrt_build_options bo;
+    llmrt_build_options_init(&bo);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    bo.model_dir = path;
+    bo.output_path = engine_path;
+    bo.backend = backend;
+    bo.dtype = v->dtype;
+    bo.max_seq_len = 512;
+    bo.max_batch = 4;
+    bo.max_num_tokens = 128; /* the 300-token prompt prefills in chunks */
+    bo.disabled_passes = v->disabled_passes;
+    int ok = 1;
+    llmrt_status s = llmrt_build(&bo);
+    CHECK_MSG(s == LLMRT_OK, "%s [%s]: build: %s", name, v->label, llmrt_last_error());
+    llmrt_engine *engine = NULL;
+    if (s == LLMRT_OK) {
+        s = llmrt_engine_load(engine_path, NULL, &engine);
+        CHECK_MSG(s == LLMRT_OK, "%s [%s]: load: %s", name, v->label, llmrt_last_error());
+    }
+    double worst = 0;
+    json_t *prompts = json_object_get(golden, "prompts");
+    for (size_t p = 0; engine && p < json_array_size(prompts); p++) {
+        json_t *prompt = json_array_get(prompts, p);
+        json_t *ids_json = json_object_get(prompt, "ids");
+        int32_t n = (int32_t)json_array_size(ids_json), vocab = llmrt_engine_vocab_size(engine);
+        int32_t *ids = malloc((size_t)n * sizeof *ids);
+        for (int32_t i = 0; i < n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(ids_json, (size_t)i));
+        float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
+        s = llmrt_prompt_logits(engine, ids, n, logits);
+        CHECK_MSG(s == LLMRT_OK, "%s: logits: %s", name, llmrt_last_error());
+        json_t *rows = json_object_get(prompt, "logit_rows"), *ref = json_object_get(prompt, "logits");
+        size_t count = json_array_size(rows);
+        float *got = malloc(count * (size_t)vocab * sizeof *got), *want = malloc(count * (size_t)vocab * sizeof *want);
+        for (size_t r = 0; r < count; r++) {
+            int64_t row = json_integer_value(json_array_get(rows, r));
+            json_t *ref_row = json_array_get(ref, r);
+            CHECK(row >= 0 && row < n && json_array_size(ref_row) == (size_t)vocab);
+            if (row < 0 || row >= n || json_array_size(ref_row) != (size_t)vocab) continue;
+            memcpy(got + r * (size_t)vocab, logits + (size_t)row * (size_t)vocab, (size_t)vocab * sizeof *got);
+            for (int32_t c = 0; c < vocab; c++)
+                want[r * (size_t)vocab + (size_t)c] = (float)json_number_value(json_array_get(ref_row, (size_t)c));
+        }
+        double error = test_rel_l2(got, want, count * (size_t)vocab);
+        if (error > worst) worst = error;
+        CHECK_MSG(error < v->tolerance, "%s [%s] prompt %zu (%d tokens): logits rel L2 %.3g >= %.1g", name, v->label, p,
+                  n, error, v->tolerance);
+
+        /* greedy continuation, compared up to the first thin margin */
+        json_t *greedy = json_object_get(prompt, "greedy"), *margins = json_object_get(prompt, "margins");
+        llmrt_sampling_params sp;
+        llmrt_sampling_params_init(&sp);
+        sp.max_tokens = (int32_t)json_array_size(greedy);
+        sp.ignore_eos = 1;
+        llmrt_generation gen;
+        s = llmrt_generate(engine, ids, n, &sp, NULL, NULL, &gen);
+        CHECK_MSG(s == LLMRT_OK, "%s: generate: %s", name, llmrt_last_error());
+        if (s == LLMRT_OK) {
+            int32_t compared = 0;
+            for (size_t i = 0; i < json_array_size(greedy) && (int32_t)i < gen.num_output; i++) {
+                int32_t expected = (int32_t)json_integer_value(json_array_get(greedy, i));
+                CHECK_MSG(gen.output_ids[i] == expected, "%s [%s] prompt %zu: greedy step %zu: got %d, want %d", name,
+                          v->label, p, i, gen.output_ids[i], expected);
+                compared++;
+                if (gen.output_ids[i] != expected) break;
+                if (json_number_value(json_array_get(margins, i)) < THIN_MARGIN) break;
+            }
+            CHECK_MSG(compared > 0, "%s: no greedy step compared", name);
+            llmrt_generation_free(&gen);
+        }
+        free(ids);
+        free(logits);
+        free(got);
+        free(want);
+    }
+    *error_out = worst;
+    llmrt_engine_free(engine);
+    remove(engine_path);
+    rmdir(tmp);
+    free(tmp);
+    json_decref(golden);
+    return ok;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_golden CASES_DIR cpu|cuda\n");
+        return 2;
+    }
+    const char *dir = argv[1], *backend = argv[2];
+    int gpu = strcmp(backend, "cuda") == 0;
+    if (gpu) {
+#ifdef LLMRT_HAVE_CUDA
+        if (!llmrt_cuda_available()) {
+            const char *require = getenv("LLMRT_REQUIRE_GPU");
+            fprintf(stderr, "no CUDA device: skipped\n");
+            return require && *require == '1' ? 1 : 77;
+        }
+#else
+        return 77;
+#endif
+    }
+    DIR *d = opendir(dir);
+    CHECK_MSG(d != NULL, "no golden cases folder %s", dir);
+    if (!d) return test_finish();
+    char *names[MAX_CASES];
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(d)) && count < MAX_CASES)
+        if (entry->d_name[0] != '.') names[count++] = strdup(entry->d_name);
+    closedir(d);
+    qsort(names, (size_t)count, sizeof *names, by_name);
+    CHECK_MSG(count >= 8, "expected the golden cases in %s, found %d", dir, count);
+    const variant cpu_variants[] = {
+        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4},
+        {"unfused", LLMRT_DTYPE_INVALID,
+         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4},
+    };
+    const variant gpu_variants[] = {
+        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3},
+        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2},
+        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2},
+        {"unfused-bf16", LLMRT_DTYPE_BF16, "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 2e-2},
+    };
+    const variant *variants = gpu ? gpu_variants : cpu_variants;
+    int num_variants = gpu ? 4 : 2;
+    for (int c = 0; c < count; c++) {
+        for (int v = 0; v < num_variants; v++) {
+            compare_case(dir, names[c], backend, &variants[v], &worst_error[c][v]);
+        }
+    }
+    printf("\n%-28s", "case");
+    for (int v = 0; v < num_variants; v++) printf(" %14s", variants[v].label);
+    printf("\n");
+    for (int c = 0; c < count; c++) {
+        printf("%-28s", names[c]);
+        for (int v = 0; v < num_variants; v++) printf(" %14.2e", worst_error[c][v]);
+        printf("\n");
+        free(names[c]);
+    }
+    return test_finish();
+}

@@ -1,0 +1,156 @@
+/* cpu_linear and cpu_matmul_f32 against double-precision references, on
+ * every SIMD path this machine has, all weight dtypes, odd shapes (tails in
+ * every dimension, both the decode and the panelled prefill regime), and
+ * 1 vs 2 threads. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "core/dtype.h"
+#include "test_util.h"
+
+static const char *const isa_names[] = {"portable", "avx2", "avx512"};
+
+/* Forces `isa`; returns 0 (and restores auto) if this CPU lacks it. */
+static int use_isa(const char *isa) {
+    cpu_kernels_force_isa(isa);
+    if (strcmp(cpu_kernels_isa(), isa) == 0) return 1;
+    cpu_kernels_force_isa(NULL);
+    return 0;
+}
+
+/* Random weights stored as `type`, plus their exact values as float (what
+ * the kernel must multiply by). */
+static void *make_weights(float *exact, size_t n, llmrt_dtype type, uint64_t *rng) {
+    test_fill_random(exact, n, rng, 0.5f);
+    void *w = malloc(n * llmrt_dtype_size(type));
+    llmrt_convert_from_f32(w, type, exact, n);
+    llmrt_convert_to_f32(exact, w, type, n);
+    return w;
+}
+
+static void reference_linear(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                             int64_t K) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = bias ? bias[n] : 0.0;
+            for (int64_t k = 0; k < K; k++) s += (double)x[m * K + k] * w[n * K + k];
+            y[m * N + n] = (float)s;
+        }
+}
+
+static void check_linear_shape(int64_t M, int64_t N, int64_t K, llmrt_dtype type, int with_bias, uint64_t *rng) {
+    float *x = malloc(sizeof(float) * M * K), *exact = malloc(sizeof(float) * N * K);
+    float *bias = with_bias ? malloc(sizeof(float) * N) : NULL;
+    float *ref = malloc(sizeof(float) * M * N), *y = malloc(sizeof(float) * M * N);
+    float *y1 = malloc(sizeof(float) * M * N);
+    test_fill_random(x, (size_t)(M * K), rng, 1.0f);
+    if (bias) test_fill_random(bias, (size_t)N, rng, 1.0f);
+    void *w = make_weights(exact, (size_t)(N * K), type, rng);
+    reference_linear(ref, x, exact, bias, M, N, K);
+    for (size_t i = 0; i < sizeof isa_names / sizeof isa_names[0]; i++) {
+        if (!use_isa(isa_names[i])) continue;
+        omp_set_num_threads(2);
+        for (int64_t j = 0; j < M * N; j++) y[j] = NAN; /* every output must be written */
+        cpu_linear(y, x, w, type, bias, M, N, K);
+        double err = test_rel_l2(y, ref, (size_t)(M * N));
+        CHECK_MSG(err < 1e-5, "linear %s %s M=%lld N=%lld K=%lld bias=%d: rel err %g", isa_names[i],
+                  llmrt_dtype_name(type), (long long)M, (long long)N, (long long)K, with_bias, err);
+        omp_set_num_threads(1);
+        cpu_linear(y1, x, w, type, bias, M, N, K);
+        CHECK_MSG(memcmp(y, y1, sizeof(float) * M * N) == 0, "linear %s %s M=%lld N=%lld K=%lld: 1 vs 2 threads differ",
+                  isa_names[i], llmrt_dtype_name(type), (long long)M, (long long)N, (long long)K);
+    }
+    cpu_kernels_force_isa(NULL);
+    omp_set_num_threads(2);
+    free(x), free(exact), free(bias), free(ref), free(y), free(y1), free(w);
+}
+
+static void test_linear(void) {
+    /* M: decode 1, decode batches 2-8 (raw weights), 9+ (converted panels);
+     * N, K: not multiples of 16 or 4, K > 512 crosses a panel's k-block and
+     * N > 64 crosses a panel's rows. */
+    static const int64_t shapes[][3] = {
+        {1, 33, 100}, {1, 257, 257}, {1, 1, 1},   {2, 5, 16},    {3, 100, 33},  {4, 64, 512},
+        {8, 37, 77},  {9, 70, 530},  {17, 33, 257}, {129, 100, 257}, {33, 131, 1100}, {5, 2, 3},
+    };
+    static const llmrt_dtype types[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_F16, LLMRT_DTYPE_BF16};
+    uint64_t rng = 12345;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t t = 0; t < 3; t++)
+            check_linear_shape(shapes[s][0], shapes[s][1], shapes[s][2], types[t], (int)((s + t) & 1), &rng);
+}
+
+/* Special values in weights pass through (no flush of f16 subnormals,
+ * inf stays inf). */
+static void test_linear_special_values(void) {
+    const int64_t K = 19;
+    uint16_t w16[19];
+    float x[19], ref = 0.0f;
+    for (int k = 0; k < K; k++) {
+        w16[k] = (uint16_t)(k + 1); /* f16 subnormals: (k+1) · 2^-24 */
+        x[k] = 1.0f;
+        ref += (float)(k + 1) * (1.0f / 16777216.0f);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (!use_isa(isa_names[i])) continue;
+        float y = 0.0f;
+        cpu_linear(&y, x, w16, LLMRT_DTYPE_F16, NULL, 1, 1, K);
+        CHECK_MSG(fabsf(y - ref) <= 1e-6f * ref, "f16 subnormal weights on %s: %g vs %g", isa_names[i], y, ref);
+    }
+    cpu_kernels_force_isa(NULL);
+}
+
+static void test_matmul(void) {
+    static const int64_t shapes[][3] = {{1, 33, 100}, {17, 257, 33}, {129, 300, 70}, {3, 1, 5}, {9, 513, 17}};
+    uint64_t rng = 777;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N);
+        float *c = malloc(sizeof(float) * M * N), *c1 = malloc(sizeof(float) * M * N);
+        float *ref = malloc(sizeof(float) * M * N);
+        test_fill_random(a, (size_t)(M * K), &rng, 1.0f);
+        test_fill_random(b, (size_t)(K * N), &rng, 1.0f);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double sum = 0.0;
+                for (int64_t k = 0; k < K; k++) sum += (double)a[i * K + k] * b[k * N + j];
+                ref[i * N + j] = (float)sum;
+            }
+        for (size_t i = 0; i < 3; i++) {
+            if (!use_isa(isa_names[i])) continue;
+            omp_set_num_threads(2);
+            for (int64_t j = 0; j < M * N; j++) c[j] = NAN;
+            cpu_matmul_f32(c, a, b, M, N, K);
+            double err = test_rel_l2(c, ref, (size_t)(M * N));
+            CHECK_MSG(err < 1e-5, "matmul %s M=%lld N=%lld K=%lld: rel err %g", isa_names[i], (long long)M,
+                      (long long)N, (long long)K, err);
+            omp_set_num_threads(1);
+            cpu_matmul_f32(c1, a, b, M, N, K);
+            CHECK_MSG(memcmp(c, c1, sizeof(float) * M * N) == 0, "matmul %s: 1 vs 2 threads differ", isa_names[i]);
+        }
+        cpu_kernels_force_isa(NULL);
+        omp_set_num_threads(2);
+        free(a), free(b), free(c), free(c1), free(ref);
+    }
+}
+
+static void test_isa_selection(void) {
+    cpu_kernels_force_isa("portable");
+    CHECK(strcmp(cpu_kernels_isa(), "portable") == 0);
+    cpu_kernels_force_isa("no-such-isa"); /* unknown names mean "best available" */
+    const char *best = cpu_kernels_isa();
+    CHECK(strcmp(best, "portable") == 0 || strcmp(best, "avx2") == 0 || strcmp(best, "avx512") == 0);
+    cpu_kernels_force_isa(NULL);
+    fprintf(stderr, "   best ISA here: %s\n", cpu_kernels_isa());
+}
+
+int main(void) {
+    RUN_TEST(test_isa_selection);
+    RUN_TEST(test_linear);
+    RUN_TEST(test_linear_special_values);
+    RUN_TEST(test_matmul);
+    return test_finish();
+}

@@ -1,0 +1,29 @@
+/* Small helpers for the subcommands' option parsing: every value is checked
+ * and a bad one is reported with the option's name. */
+#ifndef LLMRT_TOOLS_CLI_ARGS_H
+#define LLMRT_TOOLS_CLI_ARGS_H
+
+#include <stdint.h>
+
+typedef struct cli_args {
+    int argc;
+    char **argv;
+    int index;           /* next argument to read */
+    const char *command; /* for messages: "llmrt build" */
+    int failed;
+} cli_args;
+
+void cli_begin(cli_args *a, const char *command, int argc, char **argv);
+/* Returns the next option name ("--model") or NULL at the end. Positional
+ * arguments are returned as they are. */
+const char *cli_next(cli_args *a);
+/* The option's value (the next argument, or after '=' in --opt=value). */
+const char *cli_value(cli_args *a, const char *option);
+int cli_int(cli_args *a, const char *option, int64_t min, int64_t max, int64_t *out);
+int cli_float(cli_args *a, const char *option, double min, double max, double *out);
+/* Reports an error ("llmrt build: ...") and marks the parse failed. */
+void cli_fail(cli_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses "1,2,3" into a malloc'd array. */
+int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **out, int32_t *count);
+
+#endif

@@ -1,0 +1,72 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "llmrt/llmrt.h"
+
+static void build_usage(FILE *out) {
+    fprintf(out,
+            "usage: llmrt build --model DIR --output FILE.engine [options]\n"
+            "       llmrt build --config config.json --random-weights --output FILE.engine [options]\n\n"
+            "  --model DIR            HuggingFace checkpoint (config.json, *.safetensors, tokenizer.json)\n"
+            "  --config FILE          config.json alone (with --random-weights)\n"
+            "  --random-weights       seeded random weights of the right shapes (benchmarks)\n"
+            "  --seed N               random-weight seed (default 0)\n"
+            "  --output FILE          the engine file to write\n"
+            "  --backend cpu|cuda     target backend (default cpu)\n"
+            "  --dtype fp32|fp16|bf16 weight storage (default: the checkpoint's torch_dtype)\n"
+            "  --max-seq-len N        tokens per sequence (default min(max_position_embeddings, 4096))\n"
+            "  --max-batch N          sequences per step (default 8)\n"
+            "  --max-num-tokens N     tokens per step (default max(512, max-batch))\n"
+            "  --disable-passes LIST  skip compiler passes, comma-separated (testing)\n"
+            "  --quiet                no progress lines\n");
+}
+
+int cmd_build(int argc, char **argv) {
+    llmrt_build_options o;
+    llmrt_build_options_init(&o);
+    cli_args a;
+    cli_begin(&a, "llmrt build", argc, argv);
+    int quiet = 0;
+    const char *opt;
+    while ((opt = cli_next(&a))) {
+        int64_t x;
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            build_usage(stdout);
+            return 0;
+        } else if (strcmp(opt, "--model") == 0) o.model_dir = cli_value(&a, opt);
+        else if (strcmp(opt, "--config") == 0) o.config_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--random-weights") == 0) o.random_weights = 1;
+        else if (strcmp(opt, "--seed") == 0) { if (cli_int(&a, opt, 0, INT64_MAX, &x)) o.seed = (uint64_t)x; }
+        else if (strcmp(opt, "--output") == 0 || strcmp(opt, "-o") == 0) o.output_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--backend") == 0) o.backend = cli_value(&a, opt);
+        else if (strcmp(opt, "--dtype") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v) {
+                o.dtype = llmrt_dtype_from_name(v);
+                if (o.dtype != LLMRT_DTYPE_F32 && o.dtype != LLMRT_DTYPE_F16 && o.dtype != LLMRT_DTYPE_BF16)
+                    cli_fail(&a, "--dtype '%s': expected fp32, fp16 or bf16", v);
+            }
+        } else if (strcmp(opt, "--max-seq-len") == 0) { if (cli_int(&a, opt, 1, 1 << 22, &x)) o.max_seq_len = (int32_t)x; }
+        else if (strcmp(opt, "--max-batch") == 0) { if (cli_int(&a, opt, 1, 1 << 16, &x)) o.max_batch = (int32_t)x; }
+        else if (strcmp(opt, "--max-num-tokens") == 0) {
+            if (cli_int(&a, opt, 1, 1 << 20, &x)) o.max_num_tokens = (int32_t)x;
+        } else if (strcmp(opt, "--disable-passes") == 0) o.disabled_passes = cli_value(&a, opt);
+        else if (strcmp(opt, "--quiet") == 0) quiet = 1;
+        else cli_fail(&a, "unknown option '%s' (see llmrt build --help)", opt);
+    }
+    if (a.failed) return 2;
+    if (!o.output_path || (!o.model_dir && !o.config_path)) {
+        fprintf(stderr, "llmrt build: --output and one of --model / --config are required\n\n");
+        build_usage(stderr);
+        return 2;
+    }
+    if (o.config_path && !o.random_weights) {
+        fprintf(stderr, "llmrt build: --config needs --random-weights (or use --model DIR)\n");
+        return 2;
+    }
+    llmrt_set_log_level(quiet ? 1 : 2);
+    if (llmrt_build(&o) != LLMRT_OK) return report_failure("build");
+    return 0;
+}

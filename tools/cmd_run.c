@@ -1,0 +1,97 @@
+/* llmrt run: generate from an engine, from token ids or text. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "commands.h"
+#include "llmrt/llmrt.h"
+#include "llmrt/tokenizer.h"
+#include "run_output.h"
+
+static void run_usage(FILE *out) {
+    fprintf(out,
+            "usage: llmrt run --engine FILE (--prompt TEXT | --prompt-ids 1,2,3 | --chat FILE.json) [options]\n\n"
+            "  --engine FILE        the engine to run\n"
+            "  --prompt TEXT        text prompt (uses the engine's embedded tokenizer)\n"
+            "  --prompt-ids LIST    prompt token ids, comma-separated\n"
+            "  --chat FILE          a JSON array of {role, content} messages, rendered with the chat template\n"
+            "  --max-tokens N       tokens to generate (default 16)\n"
+            "  --temperature T      0 = greedy (default)\n"
+            "  --top-k K            sample from the K most likely tokens (0 = off)\n"
+            "  --top-p P            nucleus sampling (1 = off)\n"
+            "  --seed S             sampling seed (default 0)\n"
+            "  --stop STR           stop when the text contains STR (not emitted); may repeat\n"
+            "  --ignore-eos         keep generating past the model's EOS\n"
+            "  --stream             print text as tokens arrive\n"
+            "  --json               print one JSON object per request\n"
+            "  --dump-logits FILE   write the prompt's logits as float32 .npy [prompt_len, vocab]\n"
+            "  --threads N          CPU threads (default: all cores)\n"
+            "  --device N           GPU ordinal (default 0)\n"
+            "  --no-verify          skip the weights checksum on load\n"
+            "  --verbose            load time, prompt and decode tokens/s, memory\n");
+}
+
+int cmd_run(int argc, char **argv) {
+    cli_args a;
+    cli_begin(&a, "llmrt run", argc, argv);
+    run_request req = {0};
+    run_settings set;
+    run_settings_init(&set);
+    llmrt_engine_options eo;
+    llmrt_engine_options_init(&eo);
+    const char *opt;
+    while ((opt = cli_next(&a))) {
+        int64_t x;
+        double f;
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            run_usage(stdout);
+            return 0;
+        } else if (strcmp(opt, "--engine") == 0) set.engine_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--prompt") == 0) req.prompt_text = cli_value(&a, opt);
+        else if (strcmp(opt, "--prompt-ids") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v) cli_int_list(&a, opt, v, &req.prompt_ids, &req.num_prompt_ids);
+        } else if (strcmp(opt, "--chat") == 0) req.chat_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--max-tokens") == 0) { if (cli_int(&a, opt, 0, 1 << 24, &x)) set.params.max_tokens = (int32_t)x; }
+        else if (strcmp(opt, "--temperature") == 0) { if (cli_float(&a, opt, 0, 100, &f)) set.params.temperature = (float)f; }
+        else if (strcmp(opt, "--top-k") == 0) { if (cli_int(&a, opt, 0, 1 << 24, &x)) set.params.top_k = (int32_t)x; }
+        else if (strcmp(opt, "--top-p") == 0) {
+            if (cli_float(&a, opt, 0, 1, &f)) {
+                if (f <= 0) cli_fail(&a, "--top-p must be > 0");
+                set.params.top_p = (float)f;
+            }
+        } else if (strcmp(opt, "--seed") == 0) { if (cli_int(&a, opt, 0, INT64_MAX, &x)) set.params.seed = (uint64_t)x; }
+        else if (strcmp(opt, "--stop") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v && !*v) cli_fail(&a, "--stop needs a non-empty string");
+            else if (v && set.num_stop < RUN_MAX_STOP) set.stop[set.num_stop++] = v;
+            else if (v) cli_fail(&a, "at most %d --stop strings", RUN_MAX_STOP);
+        } else if (strcmp(opt, "--ignore-eos") == 0) set.params.ignore_eos = 1;
+        else if (strcmp(opt, "--stream") == 0) set.stream = 1;
+        else if (strcmp(opt, "--json") == 0) set.json = 1;
+        else if (strcmp(opt, "--dump-logits") == 0) set.dump_logits = cli_value(&a, opt);
+        else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
+        else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
+        else if (strcmp(opt, "--no-verify") == 0) eo.verify_checksum = 0;
+        else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) set.verbose = 1;
+        else cli_fail(&a, "unknown option '%s' (see llmrt run --help)", opt);
+    }
+    int exit_code = 2;
+    int sources = (req.prompt_text != NULL) + (req.prompt_ids != NULL) + (req.chat_path != NULL);
+    if (a.failed) goto done;
+    if (sources != 1) {
+        fprintf(stderr, "llmrt run: give exactly one of --prompt, --prompt-ids, --chat\n");
+        goto done;
+    }
+    if (!set.engine_path) {
+        fprintf(stderr, "llmrt run: --engine FILE is required\n");
+        goto done;
+    }
+    llmrt_set_log_level(set.verbose ? 2 : 1);
+    exit_code = run_one(&set, &eo, &req);
+done:
+    free(req.prompt_ids);
+    return exit_code;
+}
