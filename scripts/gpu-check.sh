@@ -5,22 +5,44 @@
 # last. Full logs go to $OUT (the device tool's output folder) when set, else
 # build-gpu/gpu-check-logs/.
 #
-# usage: scripts/gpu-check.sh [--quick] [--no-build] [--no-bench]
+# With --bin DIR nothing is built: the binaries are taken from DIR as built
+# elsewhere (the GPU machine has no jansson/pcre2 headers), e.g.
+#   cmake -S . -B build-gpu -DLLMRT_CUDA=ON && cmake --build build-gpu -j2 \
+#     --target llmrt_cli test_cuda_kernels test_cuda_backend bench_cuda_kernels test_golden
+#   mkdir -p .carry/gpu && cp build-gpu/{llmrt,tests/cuda/test_cuda_kernels,...} .carry/gpu/
+#   scripts/gpu-check.sh --bin .carry/gpu
+# DIR holds test_cuda_kernels, test_cuda_backend, bench_cuda_kernels,
+# test_golden and llmrt (any missing one is reported, not fatal).
+#
+# usage: scripts/gpu-check.sh [--quick] [--no-build] [--no-bench] [--bin DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 BUILD_STEP=1 BENCH=1
-for arg in "$@"; do
-  case "$arg" in
+QUICK=0 BUILD_STEP=1 BENCH=1 BIN=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=1 ;;
     --no-build) BUILD_STEP=0 ;;
     --no-bench) BENCH=0 ;;
-    *) echo "usage: $0 [--quick] [--no-build] [--no-bench]" >&2; exit 2 ;;
+    --bin) shift; BIN=${1:-}; BUILD_STEP=0
+           [ -d "$BIN" ] || { echo "$0: --bin: no folder '$BIN'" >&2; exit 2; } ;;
+    --bin=*) BIN=${1#--bin=}; BUILD_STEP=0
+           [ -d "$BIN" ] || { echo "$0: --bin: no folder '$BIN'" >&2; exit 2; } ;;
+    *) echo "usage: $0 [--quick] [--no-build] [--no-bench] [--bin DIR]" >&2; exit 2 ;;
   esac
+  shift
 done
 
 BUILD=build-gpu
 LOGS=${OUT:-$BUILD/gpu-check-logs}
+# Where each binary lives: the prebuilt folder, or the CMake build tree.
+if [ -n "$BIN" ]; then
+  BIN_KERNELS=$BIN/test_cuda_kernels BIN_BACKEND=$BIN/test_cuda_backend
+  BIN_BENCH=$BIN/bench_cuda_kernels BIN_GOLDEN=$BIN/test_golden BIN_CLI=$BIN/llmrt
+else
+  BIN_KERNELS=$BUILD/tests/cuda/test_cuda_kernels BIN_BACKEND=$BUILD/tests/cuda/test_cuda_backend
+  BIN_BENCH=$BUILD/bench/bench_cuda_kernels BIN_GOLDEN=$BUILD/tests/golden/test_golden BIN_CLI=$BUILD/llmrt
+fi
 mkdir -p "$LOGS"
 JOBS=$(nproc 2>/dev/null || echo 4)
 export LLMRT_REQUIRE_GPU=1
@@ -30,6 +52,15 @@ record() { SUMMARY+=("$(printf '%-24s %-6s %s' "$1" "$2" "${3:-}")"); [ "$2" = F
 
 { nvidia-smi -L; nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,clocks.mem --format=csv; } \
   > "$LOGS/nvidia-smi.txt" 2>&1 || true
+
+# Prebuilt binaries: say up front when a shared library is missing here.
+if [ -n "$BIN" ]; then
+  for b in "$BIN_KERNELS" "$BIN_BACKEND" "$BIN_BENCH" "$BIN_GOLDEN" "$BIN_CLI"; do
+    [ -x "$b" ] || continue
+    missing=$(ldd "$b" 2>/dev/null | grep "not found" | awk '{print $1}' | tr '\n' ' ')
+    [ -n "$missing" ] && record "$(basename "$b")-libs" FAIL "missing: $missing"
+  done
+fi
 
 if [ "$BUILD_STEP" = 1 ]; then
   start=$(date +%s)
@@ -45,11 +76,12 @@ if [ "$BUILD_STEP" = 1 ]; then
   cmake --build "$BUILD" -j "$JOBS" > "$LOGS/build-all.log" 2>&1 || record build-all warn "see build-all.log"
 fi
 
-run_test() { # name binary
+run_test() { # name binary [args...]
   local name=$1 bin=$2
+  shift 2
   if [ ! -x "$bin" ]; then record "$name" FAIL "not built"; return; fi
   local start=$(date +%s)
-  "$bin" > "$LOGS/$name.log" 2>&1
+  "$bin" "$@" > "$LOGS/$name.log" 2>&1
   local rc=$? line
   line=$(grep -E "passed, [0-9]+ failed" "$LOGS/$name.log" | tail -1)
   if [ $rc -eq 0 ]; then record "$name" ok "$line ($(( $(date +%s) - start )) s)"
@@ -61,20 +93,23 @@ run_test() { # name binary
   fi
 }
 
-run_test cuda_kernels "$BUILD/tests/cuda/test_cuda_kernels"
-run_test cuda_backend "$BUILD/tests/cuda/test_cuda_backend"
-if [ -x "$BUILD/tests/golden/test_golden" ]; then
-  (cd "$BUILD" && ctest -R golden_cuda --output-on-failure) > "$LOGS/golden_cuda.log" 2>&1 &&
-    record golden_cuda ok || { record golden_cuda FAIL "see golden_cuda.log"; tail -30 "$LOGS/golden_cuda.log"; }
+run_test cuda_kernels "$BIN_KERNELS"
+run_test cuda_backend "$BIN_BACKEND"
+# Golden cases run directly (not through ctest: the build tree's absolute
+# paths do not exist where prebuilt binaries run); the per-case error table
+# goes to the log.
+if [ -x "$BIN_GOLDEN" ]; then
+  run_test golden_cuda "$BIN_GOLDEN" tests/golden/cases cuda
+  sed -n '/^case /,$p' "$LOGS/golden_cuda.log" > "$LOGS/golden_cuda_table.txt" 2>/dev/null || true
 else
   record golden_cuda skip "test_golden not built"
 fi
 
 if [ "$BENCH" = 1 ]; then
-  if [ -x "$BUILD/bench/bench_cuda_kernels" ]; then
+  if [ -x "$BIN_BENCH" ]; then
     args=()
     [ "$QUICK" = 1 ] && args+=(--quick)
-    if "$BUILD/bench/bench_cuda_kernels" "${args[@]}" > "$LOGS/bench.log" 2>&1; then record bench ok
+    if "$BIN_BENCH" "${args[@]}" > "$LOGS/bench.log" 2>&1; then record bench ok
     else record bench FAIL "see bench.log"; tail -20 "$LOGS/bench.log"; fi
     echo
     sed -n '/^device:/,$p' "$LOGS/bench.log"
@@ -83,6 +118,11 @@ if [ "$BENCH" = 1 ]; then
   fi
 fi
 
+if [ -s "$LOGS/golden_cuda_table.txt" ]; then
+  echo
+  echo "== golden (worst rel L2 per case and variant)"
+  cat "$LOGS/golden_cuda_table.txt"
+fi
 echo
 echo "== gpu-check summary (logs: $LOGS)"
 printf '%s\n' "${SUMMARY[@]}"

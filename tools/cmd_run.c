@@ -12,8 +12,8 @@
 
 static void run_usage(FILE *out) {
     fprintf(out,
-            "usage: llmrt run --engine FILE (--prompt TEXT | --prompt-ids 1,2,3 | --chat FILE.json) [options]\n\n"
-            "  --engine FILE        the engine to run\n"
+            "usage: llmrt run [--engine FILE] (--prompt TEXT | --prompt-ids 1,2,3 | --chat FILE.json) [options]\n\n"
+            "  --engine FILE        the engine to run (default: the embedded demo model, built on first use)\n"
             "  --prompt TEXT        text prompt (uses the engine's embedded tokenizer)\n"
             "  --prompt-ids LIST    prompt token ids, comma-separated\n"
             "  --chat FILE          a JSON array of {role, content} messages, rendered with the chat template\n"
@@ -85,12 +85,18 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llmrt run: give exactly one of --prompt, --prompt-ids, --chat\n");
         goto done;
     }
-    if (!set.engine_path) {
-        fprintf(stderr, "llmrt run: --engine FILE is required\n");
-        goto done;
+    char *default_engine = NULL;
+    if (!set.engine_path) { /* the embedded default model */
+        llmrt_set_log_level(set.verbose ? 2 : 1);
+        if (llmrt_default_engine(&default_engine) != LLMRT_OK) {
+            exit_code = report_failure("run");
+            goto done;
+        }
+        set.engine_path = default_engine;
     }
     llmrt_set_log_level(set.verbose ? 2 : 1);
     exit_code = run_one(&set, &eo, &req);
+    llmrt_free(default_engine);
 done:
     free(req.prompt_ids);
     return exit_code;

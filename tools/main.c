@@ -19,7 +19,8 @@ static void usage(FILE *out) {
             "  build     compile a HuggingFace checkpoint (or a config with random weights) into an engine\n"
             "  run       generate from an engine (token ids or text)\n"
             "  inspect   summarise an engine file\n"
-            "  tokenize  encode text with a tokenizer.json or an engine's tokenizer\n",
+            "  tokenize  encode text with a tokenizer.json or an engine's tokenizer\n"
+            "  perplexity  perplexity of a text under an engine\n",
             llmrt_version());
 }
 
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
         {"run", cmd_run},
         {"inspect", cmd_inspect},
         {"tokenize", cmd_tokenize},
+        {"perplexity", cmd_perplexity},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);

@@ -86,8 +86,12 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)
     batch, budget = 64, args.minutes * 60
     start, step, history = time.time(), 0, []
-    est_steps = 3000
-    while time.time() - start < budget:
+    est_steps = 2500
+    # Early stopping on held-out loss: the KJV is ~1M tokens, so a 7M-parameter
+    # model memorises it within a few thousand steps; keep the best state.
+    probe = val_ids[:EVAL_WINDOW * 24]
+    best_ppl, best_state, stale = float("inf"), None, 0
+    while time.time() - start < budget and stale < 6:
         lr = 2e-3 * min(1.0, (step + 1) / 200) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, step / est_steps))))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -101,10 +105,21 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 250 == 0:
-            history.append({"step": step, "loss": round(float(loss), 4), "seconds": round(time.time() - start, 1)})
+        if step % 200 == 0 and step > 0:
+            model.eval()
+            val_ppl, _ = perplexity(model, probe, device)
+            model.train()
+            history.append({"step": step, "loss": round(float(loss), 4), "val_ppl": round(val_ppl, 3),
+                            "seconds": round(time.time() - start, 1)})
             print(history[-1], flush=True)
+            if val_ppl < best_ppl:
+                best_ppl, stale = val_ppl, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
         step += 1
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model = model.to(torch.bfloat16)
     model.generation_config.eos_token_id = eos_id
     model.generation_config.bos_token_id = eos_id

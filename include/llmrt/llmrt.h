@@ -49,6 +49,12 @@ llmrt_status llmrt_build(const llmrt_build_options *options);
  * and after fusion, weight bytes by dtype, activation memory). Free with llmrt_free. */
 llmrt_status llmrt_engine_describe(const char *path, char **out_text);
 
+/* The embedded default model (models/demo, or $LLMRT_DEMO_MODEL): the path
+ * of its engine, built on first use into the cache folder ($LLMRT_CACHE_DIR,
+ * else $XDG_CACHE_HOME/llmrt, else ~/.cache/llmrt). Free with llmrt_free. */
+llmrt_status llmrt_default_engine(char **out_path);
+const char *llmrt_default_model_dir(void);
+
 /* ---- running engines ------------------------------------------------------- */
 
 typedef struct llmrt_engine llmrt_engine;

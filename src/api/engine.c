@@ -1,25 +1,39 @@
-/* Loaded engines: the engine image, a backend instance, and single-request
- * generation (prefill in chunks of max_num_tokens, then one token per step).
- * The batching scheduler of the runtime issue replaces the one-sequence path
- * here; the backend interface already takes packed multi-sequence steps. */
+/* Loaded engines: the engine image and a backend instance; llmrt_generate
+ * as one request through a runtime of its own (one generation path), and
+ * llmrt_prompt_logits, which needs every row's logits and so drives the
+ * backend directly with an identity block table. The backend's KV cache has
+ * one user at a time (engine_acquire). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/backend.h"
+#include "api/engine_internal.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
 #include "llmrt/llmrt.h"
-#include "runtime/sampler.h"
+#include "llmrt/runtime.h"
 
 struct llmrt_engine {
     llmrt_engine_image *image;
     llmrt_backend backend;
     int32_t block_size;
     int32_t blocks_per_seq;
-    int32_t *block_table;  /* sequence 0's blocks: [blocks_per_seq] */
+    int32_t *block_table;  /* llmrt_prompt_logits' sequence: [blocks_per_seq] */
     float *logits;         /* [max_num_tokens, vocab] */
-    void *sampler_scratch; /* 2 × vocab */
+    atomic_int in_use;     /* the KV cache has a user (engine_acquire) */
 };
+
+llmrt_backend *llmrt_engine_backend_instance(llmrt_engine *e) { return &e->backend; }
+
+llmrt_status llmrt_engine_acquire(llmrt_engine *e, const char *who) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&e->in_use, &expected, 1))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "engine busy: %s needs the engine's KV cache, which a runtime or another call holds", who);
+    return LLMRT_OK;
+}
+
+void llmrt_engine_release(llmrt_engine *e) { atomic_store(&e->in_use, 0); }
 
 const char *llmrt_version(void) { return LLMRT_VERSION_STRING; }
 void llmrt_free(void *ptr) { free(ptr); }
@@ -61,8 +75,7 @@ llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *opt
         e->blocks_per_seq = (plan->max_seq_len + e->block_size - 1) / e->block_size;
         e->block_table = malloc((size_t)e->blocks_per_seq * sizeof *e->block_table);
         e->logits = malloc((size_t)plan->max_num_tokens * (size_t)plan->vocab_size * sizeof *e->logits);
-        e->sampler_scratch = malloc((size_t)plan->vocab_size * 2 * sizeof(float) * 2);
-        if (!e->block_table || !e->logits || !e->sampler_scratch)
+        if (!e->block_table || !e->logits)
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         for (int32_t i = 0; s == LLMRT_OK && i < e->blocks_per_seq; i++) e->block_table[i] = i;
     }
@@ -95,7 +108,6 @@ void llmrt_engine_free(llmrt_engine *e) {
     llmrt_engine_image_close(e->image);
     free(e->block_table);
     free(e->logits);
-    free(e->sampler_scratch);
     free(e);
 }
 
@@ -159,6 +171,7 @@ static llmrt_status run_chunk(llmrt_engine *e, const int32_t *ids, int32_t first
 
 llmrt_status llmrt_prompt_logits(llmrt_engine *e, const int32_t *ids, int32_t n, float *logits) {
     LLMRT_TRY(check_prompt(e, ids, n));
+    LLMRT_TRY(llmrt_engine_acquire(e, "llmrt_prompt_logits"));
     const llmrt_plan *plan = e->image->plan;
     int32_t chunk_cap = plan->max_num_tokens;
     int32_t *positions = malloc((size_t)chunk_cap * sizeof *positions);
@@ -173,88 +186,63 @@ llmrt_status llmrt_prompt_logits(llmrt_engine *e, const int32_t *ids, int32_t n,
     }
     free(positions);
     free(rows);
+    llmrt_engine_release(e);
     return s;
 }
 
-static int is_stop(const llmrt_engine *e, const llmrt_sampling_params *p, int32_t token) {
-    if (!p->ignore_eos)
-        for (int32_t i = 0; i < e->image->config.num_eos_tokens; i++)
-            if (token == e->image->config.eos_token_ids[i]) return 1;
-    for (int32_t i = 0; i < p->num_stop_ids; i++)
-        if (token == p->stop_ids[i]) return 1;
-    return 0;
+typedef struct generate_bridge {
+    llmrt_token_callback callback;
+    void *user_data;
+} generate_bridge;
+
+static int bridge_event(void *user, const llmrt_token_event *ev) {
+    const generate_bridge *b = user;
+    return ev->token_id >= 0 && b->callback(b->user_data, ev->token_id);
 }
 
 llmrt_status llmrt_generate(llmrt_engine *e, const int32_t *prompt, int32_t n, const llmrt_sampling_params *params,
                             llmrt_token_callback callback, void *user_data, llmrt_generation *out) {
     memset(out, 0, sizeof *out);
-    llmrt_sampling_params defaults;
-    if (!params) {
-        llmrt_sampling_params_init(&defaults);
-        params = &defaults;
+    llmrt_request req;
+    llmrt_request_init(&req);
+    if (params) req.sampling = *params;
+    req.prompt_ids = prompt;
+    req.num_prompt_ids = n;
+    req.detokenize = 0;
+    generate_bridge bridge = {callback, user_data};
+    if (callback) {
+        req.callback = bridge_event;
+        req.user_data = &bridge;
     }
-    if (params->max_tokens < 0 || params->temperature < 0 || params->top_p <= 0 || params->top_p > 1 ||
-        params->top_k < 0)
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
-                           "sampling: max_tokens >= 0, temperature >= 0, 0 < top_p <= 1, top_k >= 0");
     LLMRT_TRY(check_prompt(e, prompt, n));
-    const llmrt_plan *plan = e->image->plan;
-    int32_t budget = plan->max_seq_len - n;
-    int32_t max_new = params->max_tokens < budget ? params->max_tokens : budget;
-    int32_t total = n + max_new;
-    int32_t *ids = malloc(((size_t)total + 1) * sizeof *ids);
-    int32_t chunk_cap = plan->max_num_tokens;
-    int32_t *positions = malloc((size_t)chunk_cap * sizeof *positions);
-    int32_t *rows = malloc((size_t)chunk_cap * sizeof *rows);
-    llmrt_status s = ids && positions && rows ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    out->prompt_tokens = n;
-    out->finish_reason = "length";
-    llmrt_rng rng;
-    llmrt_rng_seed(&rng, params->seed);
-    llmrt_sampler_config sampler = {params->temperature, params->top_k, params->top_p};
-    double start = llmrt_now_seconds(), first_token = start;
-    if (s == LLMRT_OK) memcpy(ids, prompt, (size_t)n * sizeof *ids);
-    int32_t length = n, produced = 0, cursor = 0; /* cursor: tokens already in the KV cache */
-    while (s == LLMRT_OK && produced < max_new) {
-        /* feed everything not yet cached: the prompt in chunks, then one token */
-        while (s == LLMRT_OK && cursor < length) {
-            int32_t count = length - cursor < chunk_cap ? length - cursor : chunk_cap;
-            s = run_chunk(e, ids, cursor, count, 0, positions, rows);
-            cursor += count;
-        }
-        if (s != LLMRT_OK) break;
-        int32_t token = llmrt_sample(e->logits, plan->vocab_size, &sampler, &rng, e->sampler_scratch);
-        if (produced == 0) first_token = llmrt_now_seconds();
-        if (is_stop(e, params, token)) {
-            out->finish_reason = "stop";
-            break;
-        }
-        ids[length++] = token;
-        produced++;
-        if (callback && callback(user_data, token)) {
-            out->finish_reason = "cancelled";
-            break;
-        }
+    llmrt_runtime_options options;
+    llmrt_runtime_options_init(&options);
+    options.background = 0; /* this thread steps; nothing else shares the runtime */
+    options.prefix_caching = 0;
+    llmrt_runtime *rt = NULL;
+    LLMRT_TRY(llmrt_runtime_create(e, &options, &rt));
+    llmrt_request_id id = 0;
+    llmrt_result result = {0};
+    int done = 0;
+    llmrt_status s = llmrt_runtime_submit(rt, &req, &id);
+    if (s == LLMRT_OK) s = llmrt_runtime_wait(rt, id, -1, &result, &done);
+    if (s == LLMRT_OK && result.status != LLMRT_OK)
+        s = llmrt_error(result.status, "%s", result.error ? result.error : "generation failed");
+    if (s == LLMRT_OK && result.num_sequences == 1) {
+        llmrt_sequence_output *o = &result.sequences[0];
+        out->output_ids = o->output_ids; /* handed over */
+        o->output_ids = NULL;
+        out->num_output = o->num_output;
+        out->finish_reason = o->finish_reason;
+        out->prompt_tokens = result.prompt_tokens;
+        out->prefill_seconds = o->num_output > 0 ? result.ttft_seconds : result.e2e_seconds;
+        out->decode_seconds = result.e2e_seconds - out->prefill_seconds;
+    } else if (s == LLMRT_OK) {
+        s = llmrt_error(LLMRT_ERR_INTERNAL, "generate: %d sequences returned", result.num_sequences);
     }
-    double end = llmrt_now_seconds();
-    free(positions);
-    free(rows);
-    if (s != LLMRT_OK) {
-        free(ids);
-        return s;
-    }
-    if (produced == 0) first_token = end;
-    out->output_ids = malloc(((size_t)produced + 1) * sizeof *out->output_ids);
-    if (!out->output_ids) {
-        free(ids);
-        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    }
-    memcpy(out->output_ids, ids + n, (size_t)produced * sizeof *ids);
-    out->num_output = produced;
-    out->prefill_seconds = first_token - start;
-    out->decode_seconds = end - first_token;
-    free(ids);
-    return LLMRT_OK;
+    llmrt_result_free(&result);
+    llmrt_runtime_free(rt);
+    return s;
 }
 
 void llmrt_generation_free(llmrt_generation *g) {

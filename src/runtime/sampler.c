@@ -41,10 +41,62 @@ typedef struct candidate {
     int32_t id;
 } candidate;
 
+size_t llmrt_sampler_scratch_bytes(int32_t vocab) { return (size_t)vocab * sizeof(candidate); }
+
 static int by_prob_desc(const void *a, const void *b) {
     const candidate *x = a, *y = b;
     if (x->prob != y->prob) return x->prob < y->prob ? 1 : -1;
     return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Moves the candidates with prob >= threshold to the front; returns how many. */
+static int32_t partition_at_least(candidate *c, int32_t count, float threshold) {
+    int32_t kept = 0;
+    for (int32_t i = 0; i < count; i++)
+        if (c[i].prob >= threshold) {
+            candidate t = c[kept];
+            c[kept++] = c[i];
+            c[i] = t;
+        }
+    return kept;
+}
+
+/* Sorts (a prefix of) the candidates best first and returns how many the
+ * sampler may draw from, honouring top-k and top-p over all of them. Sorting
+ * the whole vocabulary for each token is the slow part, so it first sorts
+ * only the candidates above a small fraction of the top probability: when
+ * they already hold top_p of the mass and number at least top_k, the nucleus
+ * lies inside them (it is made of the largest probabilities), and the result
+ * is the same as a full sort. */
+static int32_t sort_for_filters(candidate *c, int32_t vocab, double total, float max_prob,
+                                const llmrt_sampler_config *config) {
+    int32_t count = vocab;
+    int32_t k = config->top_k > 0 && config->top_k < vocab ? config->top_k : vocab;
+    int32_t head = partition_at_least(c, vocab, max_prob * 1e-4f);
+    int head_suffices = 0;
+    if (k < vocab) {
+        head_suffices = head >= k; /* top-p then only trims the top k */
+    } else {
+        double head_mass = 0;
+        for (int32_t i = 0; i < head; i++) head_mass += c[i].prob;
+        head_suffices = head_mass >= config->top_p * total * (1 + 1e-6);
+    }
+    qsort(c, (size_t)(head_suffices ? head : vocab), sizeof *c, by_prob_desc);
+    if (k < count) count = k;
+    if (config->top_p < 1.0f) {
+        double kept_total = 0;
+        for (int32_t i = 0; i < count; i++) kept_total += c[i].prob;
+        /* keep the smallest prefix whose mass reaches top_p (at least one) */
+        double mass = 0;
+        int32_t keep = 0;
+        while (keep < count) {
+            mass += c[keep].prob / kept_total;
+            keep++;
+            if (mass >= config->top_p) break;
+        }
+        count = keep;
+    }
+    return count;
 }
 
 int32_t llmrt_sample(const float *logits, int32_t vocab, const llmrt_sampler_config *config, llmrt_rng *rng,
@@ -60,24 +112,12 @@ int32_t llmrt_sample(const float *logits, int32_t vocab, const llmrt_sampler_con
     }
     int32_t count = vocab;
     int need_sort = (config->top_k > 0 && config->top_k < vocab) || config->top_p < 1.0f;
-    if (need_sort) {
-        qsort(c, (size_t)vocab, sizeof *c, by_prob_desc);
-        if (config->top_k > 0 && config->top_k < count) count = config->top_k;
+    if (need_sort) count = sort_for_filters(c, vocab, total, 1.0f, config);
+    if (config->min_p > 0.0f) /* the top probability is exp(0) = 1 before normalisation */
+        count = partition_at_least(c, count, config->min_p);
+    if (count < vocab) {
         total = 0;
         for (int32_t i = 0; i < count; i++) total += c[i].prob;
-        if (config->top_p < 1.0f) {
-            /* keep the smallest prefix whose mass reaches top_p (at least one) */
-            double mass = 0;
-            int32_t keep = 0;
-            while (keep < count) {
-                mass += c[keep].prob / total;
-                keep++;
-                if (mass >= config->top_p) break;
-            }
-            count = keep;
-            total = 0;
-            for (int32_t i = 0; i < count; i++) total += c[i].prob;
-        }
     }
     double r = llmrt_rng_uniform(rng) * total, acc = 0;
     for (int32_t i = 0; i < count; i++) {
@@ -85,4 +125,56 @@ int32_t llmrt_sample(const float *logits, int32_t vocab, const llmrt_sampler_con
         if (r < acc) return c[i].id;
     }
     return c[count - 1].id;
+}
+
+int llmrt_penalties_active(const llmrt_penalties *p) {
+    return p->repetition != 1.0f || p->presence != 0.0f || p->frequency != 0.0f;
+}
+
+void llmrt_apply_penalties(float *logits, int32_t vocab, const llmrt_penalties *p, const int32_t *tokens,
+                           int32_t num_tokens, int32_t output_start, int32_t *counts) {
+    if (p->repetition != 1.0f) {
+        /* counts[t] marks tokens already penalised, so each is hit once (HF) */
+        for (int32_t i = 0; i < num_tokens; i++) {
+            int32_t t = tokens[i];
+            if (t < 0 || t >= vocab || counts[t]) continue;
+            counts[t] = 1;
+            logits[t] = logits[t] > 0 ? logits[t] / p->repetition : logits[t] * p->repetition;
+        }
+        for (int32_t i = 0; i < num_tokens; i++)
+            if (tokens[i] >= 0 && tokens[i] < vocab) counts[tokens[i]] = 0;
+    }
+    if (p->presence != 0.0f || p->frequency != 0.0f) {
+        for (int32_t i = output_start; i < num_tokens; i++)
+            if (tokens[i] >= 0 && tokens[i] < vocab) counts[tokens[i]]++;
+        for (int32_t i = output_start; i < num_tokens; i++) {
+            int32_t t = tokens[i];
+            if (t < 0 || t >= vocab || !counts[t]) continue;
+            logits[t] -= p->frequency * (float)counts[t] + p->presence;
+            counts[t] = 0;
+        }
+    }
+}
+
+double llmrt_logsumexp(const float *logits, int32_t vocab) {
+    float max_logit = logits[llmrt_sample_greedy(logits, vocab)];
+    double sum = 0;
+    for (int32_t i = 0; i < vocab; i++) sum += exp((double)logits[i] - max_logit);
+    return max_logit + log(sum);
+}
+
+void llmrt_top_k_ids(const float *logits, int32_t vocab, int32_t k, int32_t *ids) {
+    /* insertion into a sorted list of k: O(vocab × k) worst case, and k is
+     * small here (beams × 2, logprobs <= 20) */
+    int32_t n = 0;
+    for (int32_t i = 0; i < vocab; i++) {
+        float v = logits[i];
+        if (n == k && !(v > logits[ids[k - 1]])) continue;
+        int32_t j = n < k ? n++ : k - 1;
+        while (j > 0 && v > logits[ids[j - 1]]) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = i;
+    }
 }

@@ -47,9 +47,38 @@ typedef struct seq_state {
     int32_t blocks[16];
 } seq_state;
 
-static void run_arch(const char *arch, llmrt_dtype act, double tol) {
-    fprintf(stderr, "   %s act %s\n", arch, llmrt_dtype_name(act));
+/* The golden models' shapes: vocab 128, hidden 32-64, head_dim 8/12/16,
+ * MQA, Qwen2's qkv bias with tied embeddings. */
+static llmrt_model_config small_config(const char *arch, int hidden, int heads, int kv_heads) {
     llmrt_model_config c = tiny_config(arch);
+    c.vocab_size = 128;
+    c.hidden_size = hidden;
+    c.num_heads = heads;
+    c.num_kv_heads = kv_heads;
+    c.head_dim = hidden / heads;
+    c.intermediate_size = 80;
+    c.rope.rotary_dim = c.head_dim;
+    if (strcmp(arch, "Qwen2ForCausalLM") == 0) {
+        c.attention_bias = 1; /* q, k, v only */
+        c.attention_out_bias = 0;
+        c.tie_word_embeddings = 1;
+        c.rope.theta = 1000000.0f;
+    }
+    return c;
+}
+
+static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, double tol);
+
+static void run_arch(const char *arch, llmrt_dtype act, double tol) {
+    llmrt_model_config c = tiny_config(arch);
+    run_config(&c, act, tol);
+}
+
+static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, double tol) {
+    llmrt_model_config c = *cfg_model;
+    const char *arch = c.architecture;
+    fprintf(stderr, "   %s hidden %d heads %d/%d head_dim %d act %s\n", arch, (int)c.hidden_size, (int)c.num_heads,
+            (int)c.num_kv_heads, (int)c.head_dim, llmrt_dtype_name(act));
     llmrt_plan *ref_plan = compile(&c, "cpu", LLMRT_DTYPE_F32, LLMRT_DTYPE_F32);
     llmrt_plan *gpu_plan = compile(&c, "cuda", act, act);
     if (!ref_plan || !gpu_plan) {
@@ -126,7 +155,7 @@ static void run_arch(const char *arch, llmrt_dtype act, double tol) {
         llmrt_step step = {.num_tokens = 1, .token_ids = ids, .positions = pos, .num_seqs = 1, .seq_start = seq_start,
                            .block_tables = seqs[0].blocks, .max_blocks_per_seq = 16, .num_logits = 1,
                            .logits_indices = rows};
-        float out[301 * 1];
+        float out[512];
         CHECK(llmrt_cuda_backend_ops.forward(gpu, &step, out) == LLMRT_ERR_INVALID_ARGUMENT);
     }
     /* copy-on-write of a block keeps both copies equal */
@@ -150,6 +179,24 @@ static void test_gpt2(void) {
     run_arch("GPT2LMHeadModel", LLMRT_DTYPE_BF16, 2e-2);
 }
 
+static void test_small_models(void) {
+    const llmrt_dtype acts[3] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_BF16, LLMRT_DTYPE_F16};
+    const double tols[3] = {1e-4, 2e-2, 1e-2};
+    for (int i = 0; i < 3; i++) {
+        llmrt_model_config c;
+        c = small_config("LlamaForCausalLM", 64, 8, 2); /* head_dim 8, GQA 4 */
+        run_config(&c, acts[i], tols[i]);
+        c = small_config("MistralForCausalLM", 48, 6, 1); /* head_dim 8, MQA */
+        run_config(&c, acts[i], tols[i]);
+        c = small_config("Qwen2ForCausalLM", 32, 2, 1); /* head_dim 16, qkv bias, tied */
+        run_config(&c, acts[i], tols[i]);
+        c = small_config("GPT2LMHeadModel", 48, 4, 4); /* head_dim 12, LayerNorm, biases */
+        run_config(&c, acts[i], tols[i]);
+        c = small_config("LlamaForCausalLM", 120, 3, 3); /* head_dim 40 */
+        run_config(&c, acts[i], tols[i]);
+    }
+}
+
 /* Out of memory is an error value with a message. */
 static void test_oom(void) {
     llmrt_model_config c = tiny_config("LlamaForCausalLM");
@@ -169,6 +216,7 @@ int main(void) {
     if (skip >= 0) return skip;
     RUN_TEST(test_llama);
     RUN_TEST(test_gpt2);
+    RUN_TEST(test_small_models);
     RUN_TEST(test_oom);
     return test_finish();
 }

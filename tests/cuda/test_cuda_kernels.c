@@ -361,6 +361,69 @@ static void test_gemm(void) {
     cuda_gemm_free(gemm);
 }
 
+/* Grouped GEMV: 2-3 parts sharing x (with and without biases), and the
+ * gated pair against gate/up rounded to the type, then silu·mul. */
+static void test_gemv_multi(void) {
+    const int64_t shapes[][2] = {{1, 64}, {2, 136}, {3, 4096}, {4, 1000}};
+    const int64_t part_n[3] = {37, 128, 301};
+    for (int ti = 1; ti < 3; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int variant = 0; variant < 3; variant++) {
+                /* variant: 0 three parts, 1 two parts + biases, 2 gated pair (+ bias when M is odd) */
+                const llmrt_dtype t = float_types[ti];
+                const int64_t M = shapes[si][0], K = shapes[si][1];
+                const int parts = variant == 0 ? 3 : 2, gated = variant == 2;
+                const int with_bias = variant == 1 || (gated && M % 2);
+                float *x = rand_floats(M * K, &rng, 1.0f);
+                round_to(x, M * K, t);
+                void *dx = dev_from_f32(x, M * K, t);
+                cuda_gemv_part p[3];
+                float *w[3], *bias[3], *ref[3];
+                void *dw[3], *db[3], *dy[3];
+                for (int i = 0; i < parts; i++) {
+                    const int64_t N = gated ? part_n[1] : part_n[i];
+                    w[i] = rand_floats(N * K, &rng, 0.1f);
+                    round_to(w[i], N * K, t);
+                    bias[i] = rand_floats(N, &rng, 1.0f);
+                    ref[i] = malloc(M * N * 4);
+                    cpu_linear(ref[i], x, w[i], LLMRT_DTYPE_F32, with_bias ? bias[i] : NULL, M, N, K);
+                    dw[i] = dev_from_f32(w[i], N * K, t);
+                    db[i] = dev_from_f32(bias[i], N, LLMRT_DTYPE_F32);
+                    dy[i] = dev_poisoned(M * N * 4);
+                    p[i] = (cuda_gemv_part){dy[i], dw[i], with_bias ? db[i] : NULL, N};
+                }
+                if (gated) {
+                    const int64_t n = M * part_n[1];
+                    round_to(ref[0], n, t);
+                    round_to(ref[1], n, t);
+                    cpu_silu_mul(ref[0], ref[0], ref[1], n);
+                    p[1].y = p[0].y;
+                }
+                CUDA_CHECK(cuda_gemv_multi(p, parts, gated, dx, t, M, K, 0));
+                for (int i = 0; i < (gated ? 1 : parts); i++) {
+                    const int64_t N = gated ? part_n[1] : part_n[i];
+                    float *got = malloc(M * N * 4);
+                    dev_to_f32(got, dy[i], M * N, t);
+                    CHECK_CLOSE(got, ref[i], M * N, tol_for(t), "gemv_multi %s M=%lld K=%lld variant %d part %d",
+                                llmrt_dtype_name(t), (long long)M, (long long)K, variant, i);
+                    free(got);
+                }
+                for (int i = 0; i < parts; i++) {
+                    cudaFree(dw[i]);
+                    cudaFree(db[i]);
+                    cudaFree(dy[i]);
+                    free(w[i]);
+                    free(bias[i]);
+                    free(ref[i]);
+                }
+                cudaFree(dx);
+                free(x);
+            }
+    /* gated needs two equal parts */
+    cuda_gemv_part bad[2] = {{NULL, NULL, NULL, 8}, {NULL, NULL, NULL, 9}};
+    CHECK(cuda_gemv_multi(bad, 2, 1, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
+}
+
 /* ---- attention --------------------------------------------------------- */
 
 typedef struct attn_case {
@@ -547,6 +610,23 @@ static void test_attention(void) {
         attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1}; /* MQA, no RoPE */
         run_attention_case(&b);
     }
+    /* Head sizes off the fast paths (the golden models' 8, 12, 16; 40; odd and
+     * large ones): the padded, masked instances of both kernels and RoPE. */
+    const int odd_dims[7] = {8, 12, 16, 40, 3, 72, 200};
+    for (int di = 0; di < 7; di++) {
+        const int D = odd_dims[di], rot = D % 2 ? D - 1 : D;
+        for (int ti = 0; ti < 3; ti++) {
+            const llmrt_dtype t = float_types[ti];
+            /* prefill-shaped: packed sequences with a chunked past and a decode token mixed in */
+            attn_case p = {t, D, 6, 2, 16, rot, 1, 3, {70, 1, 33}, {0, 40, 130}, t == LLMRT_DTYPE_F32 ? 1 : 0};
+            if (D <= 128 || t == LLMRT_DTYPE_F32) run_attention_case(&p);
+            else { p.kernel = 1; run_attention_case(&p); }
+            /* decode, split-K over a long past; MQA and partial GPT-J-style rotary */
+            attn_case d = {t, D, 6, 1, 32, rot, 1, 2, {1, 1}, {600, 5}, 1};
+            if (D >= 8) d.rotary_dim = D / 2 - (D / 2) % 2, d.neox = 0;
+            run_attention_case(&d);
+        }
+    }
 }
 
 /* ---- sampling ------------------------------------------------------------- */
@@ -659,6 +739,7 @@ int main(void) {
     RUN_TEST(test_copies);
     RUN_TEST(test_embedding);
     RUN_TEST(test_gemm);
+    RUN_TEST(test_gemv_multi);
     RUN_TEST(test_attention);
     RUN_TEST(test_sampling);
     CUDA_CHECK(cudaGetLastError());

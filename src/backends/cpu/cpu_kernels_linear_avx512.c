@@ -8,11 +8,13 @@
  * Per k-step of 16: 4 x loads + 4 W loads feed 16 FMAs, so two FMA pipes
  * stay busy with loads to spare; 16 independent chains hide FMA latency.
  *
- * Two regimes:
+ * Three regimes:
+ *  - M = 1 (decode): gemv8, eight W rows against x, raw weights converted
+ *    in registers, prefetching ahead in every row: a pure DRAM stream.
  *  - small M (decode batches, M ≤ LINEAR_DIRECT_MAX_M): the tile reads raw f16/bf16
  *    weights and converts in registers (vcvtph2ps / shift). Each 4-row W
  *    group is read from memory once and reused from L1/L2 for every m-block,
- *    so DRAM sees W once. This is the bandwidth-bound GEMV.
+ *    so DRAM sees W once.
  *  - larger M (prefill): W is converted one panel (PANEL_ROWS × PANEL_K) at
  *    a time into a per-thread f32 buffer that stays in L2, and every m-block
  *    reuses it, so each weight is converted once per call. */
@@ -26,9 +28,7 @@
  * in-register vcvtph2ps costs little, so the direct tile runs 280-310
  * GFLOP/s up to M = 32, while the un-k-blocked direct loop falls to 120-220
  * at M = 128 with K = 5632 where the panel path holds ~300. */
-#ifndef LINEAR_DIRECT_MAX_M
 #define LINEAR_DIRECT_MAX_M 32
-#endif
 /* 64 rows × 512 k × 4 B = 128 KB of converted panel: L2-resident (1 MB)
  * alongside the 4 × 512 x rows; the active 4-row W group (8 KB) and x block
  * (8 KB) sit in L1 (48 KB). */
@@ -97,12 +97,7 @@ static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 reduce_16(
 
 /* Prefetch distance in the decode stream: 1 KB ahead in each of the 4 rows
  * ≈ one core's share of DRAM latency × bandwidth. */
-#ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 1024
-#endif
-#ifndef PF_MODE
-#define PF_MODE 0
-#endif
 
 /* y[m, j] (+)= Σ_k x[m, k] · w[j, k] for m < MR, j < nr (≤ 4), k < kc.
  * Rows j ≥ nr re-read row nr-1 (results dropped) so the tile is always 4
@@ -112,11 +107,7 @@ static inline __attribute__((always_inline)) CPU_TARGET_AVX512 void
 tile(const int MR, const int type, const int PF, float *y, int64_t ldy, const float *x, int64_t ldx,
      const void *w, int64_t ldw, int nr, int64_t kc, int accumulate, const float *bias) {
     const size_t esize = type == W_F32 ? 4 : 2;
-#if PF_MODE == 1
-    const int64_t pf_offset = 4 * ldw * esize;
-#else
     const int64_t pf_offset = PREFETCH_BYTES;
-#endif
     const char *wrow0 = (const char *)w;
     const char *wrow1 = wrow0 + (size_t)(nr > 1 ? 1 : 0) * ldw * esize;
     const char *wrow2 = wrow0 + (size_t)(nr > 2 ? 2 : nr - 1) * ldw * esize;
@@ -151,6 +142,52 @@ tile(const int MR, const int type, const int PF, float *y, int64_t ldy, const fl
 }
 #undef TILE_STEP
 #undef FMA_ROW
+
+/* Decode GEMV (M = 1): y[j] = bias[j] + x · w_j for 8 rows at once, nr ≤ 8
+ * valid (rows past nr re-read the last one). Eight rows keep eight DRAM
+ * streams in flight per core, which the 4-row tile leaves on the table. */
+static inline __attribute__((always_inline)) CPU_TARGET_AVX512 void
+gemv8(const int type, float *y, const float *x, const void *w, int64_t ldw, int nr, int64_t K, const float *bias) {
+    const size_t esize = type == W_F32 ? 4 : 2;
+    const char *r0 = (const char *)w, *r[8];
+    for (int j = 0; j < 8; j++) r[j] = r0 + (size_t)(j < nr ? j : nr - 1) * ldw * esize;
+    const char *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5], *r6 = r[6], *r7 = r[7];
+    /* Named accumulators, as in tile(): an array of them gets stored to the
+     * stack on every step. */
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+#define GEMV_ROW(acc, row, mask, pf)                                                      \
+    do {                                                                                  \
+        if (pf) _mm_prefetch(row + k * esize + PREFETCH_BYTES, _MM_HINT_T0);              \
+        acc = _mm512_fmadd_ps(xv, load_w(row, type, k, mask), acc);                       \
+    } while (0)
+#define GEMV_STEP(mask, pf)                                                                            \
+    do {                                                                                               \
+        GEMV_ROW(a0, r0, mask, pf); GEMV_ROW(a1, r1, mask, pf); GEMV_ROW(a2, r2, mask, pf);            \
+        GEMV_ROW(a3, r3, mask, pf); GEMV_ROW(a4, r4, mask, pf); GEMV_ROW(a5, r5, mask, pf);            \
+        GEMV_ROW(a6, r6, mask, pf); GEMV_ROW(a7, r7, mask, pf);                                        \
+    } while (0)
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv = _mm512_loadu_ps(x + k);
+        GEMV_STEP(0xffff, 1);
+    }
+    if (k < K) {
+        __mmask16 mask = (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(mask, x + k);
+        GEMV_STEP(mask, 0);
+    }
+#undef GEMV_STEP
+#undef GEMV_ROW
+    __m512 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int j = 0; j < nr; j++) y[j] = (bias ? bias[j] : 0.0f) + _mm512_reduce_add_ps(acc[j]);
+}
+
+static CPU_TARGET_AVX512 void gemv8_any(int type, float *y, const float *x, const void *w, int64_t ldw, int nr,
+                                        int64_t K, const float *bias) {
+    if (type == W_F16) gemv8(W_F16, y, x, w, ldw, nr, K, bias);
+    else if (type == W_BF16) gemv8(W_BF16, y, x, w, ldw, nr, K, bias);
+    else gemv8(W_F32, y, x, w, ldw, nr, K, bias);
+}
 
 /* The MR and type arguments of tile() must be constants for its loops to
  * unroll into registers; these switches provide the instances. */
@@ -193,6 +230,12 @@ CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const vo
                                               int64_t n_begin, int64_t n_end) {
     const int type = w_kind(w_type);
     const size_t esize = type == W_F32 ? 4 : 2;
+    if (M == 1) {
+        for (int64_t n = n_begin; n < n_end; n += 8)
+            gemv8_any(type, y + n, x, (const char *)w + (size_t)n * K * esize, K, (int)(n_end - n < 8 ? n_end - n : 8), K,
+                      bias ? bias + n : NULL);
+        return;
+    }
     if (M <= LINEAR_DIRECT_MAX_M) {
         /* Decode: one pass over each 4-row W group, all m-blocks while it is
          * hot; only the first m-block streams from DRAM and prefetches. */

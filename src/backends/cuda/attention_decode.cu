@@ -5,6 +5,12 @@
 // from memory once for its whole GQA group. A second kernel merges the
 // partitions' (max, sum, unnormalised output) triples. Any dtype, any token
 // mix; prefill uses the tensor-core kernel where it applies.
+//
+// Head sizes: the common ones (32/64/80/96/128/256) have exact instances
+// with 16-byte loads. Any other head_dim d in 1..256 runs the instance of
+// the next padded size D ∈ {32, 64, 128, 256} with element-wise loads
+// masked at d (rows of d elements are not 16-byte aligned in general); the
+// padded lanes hold zeros, so they add nothing to the dot products.
 #include "backends/cuda/cuda_device.cuh"
 
 enum { DECODE_THREADS = 128, DECODE_WARPS = DECODE_THREADS / 32, DECODE_HEADS = 8, DECODE_UNROLL = 4 };
@@ -23,6 +29,7 @@ struct decode_args {
     const int32_t *positions, *token_seq, *block_tables;
     int32_t block_table_stride, block_size;
     int heads, kv_heads, group, head_chunks, num_partitions;
+    int head_dim; // d: the row length in the cache, q and out (≤ the instance's D)
     int64_t token_offset;
     float scale;
 };
@@ -32,7 +39,20 @@ __device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int 
     return ((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + g;
 }
 
-template <typename T, int D>
+// 16 bytes (VEC elements) of a row starting at element `col`: one vector
+// load when the instance is exact, else element-wise, zero past d.
+template <typename T, bool EXACT>
+__device__ __forceinline__ uint4 load_row_chunk(const T *row, int col, int d) {
+    if (EXACT) return *reinterpret_cast<const uint4 *>(row + col);
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < (int)(16 / sizeof(T)); i++)
+        if (col + i < d) e[i] = row[col + i];
+    return raw;
+}
+
+template <typename T, int D, bool EXACT>
 __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out, const T *q, const T *k_cache,
                                                                           const T *v_cache, float *workspace,
                                                                           decode_args a) {
@@ -54,9 +74,12 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     const int seq = a.token_seq[t];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int sub = threadIdx.x % TPK, kg = threadIdx.x / TPK;
+    const int d = EXACT ? D : a.head_dim;
 
-    for (int e = threadIdx.x; e < nh * D; e += DECODE_THREADS)
-        q_s[e / D][e % D] = to_float<T>(q[(t * a.heads + h0 + e / D) * D + e % D]) * a.scale;
+    for (int e = threadIdx.x; e < nh * D; e += DECODE_THREADS) {
+        const int hh = e / D, c = e % D;
+        q_s[hh][c] = c < d ? to_float<T>(q[(t * a.heads + h0 + hh) * d + c]) * a.scale : 0.0f;
+    }
     __syncthreads();
 
     // Scores: TPK threads per key row, KPB rows per pass, DECODE_UNROLL
@@ -66,11 +89,11 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
 #pragma unroll
         for (int u = 0; u < DECODE_UNROLL; u++) {
             const int j = j0 + u * KPB + kg;
-            const T *row = j < nkeys ? k_cache + cache_row(a, seq, start + j, g) * D : nullptr;
+            const T *row = j < nkeys ? k_cache + cache_row(a, seq, start + j, g) * d : nullptr;
 #pragma unroll
             for (int c = 0; c < CPT; c++) {
                 const int chunk_idx = sub + c * TPK;
-                kv[u][c] = (row && chunk_idx < CHUNKS) ? *reinterpret_cast<const uint4 *>(row + chunk_idx * VEC)
+                kv[u][c] = (row && chunk_idx < CHUNKS) ? load_row_chunk<T, EXACT>(row, chunk_idx * VEC, d)
                                                         : make_uint4(0, 0, 0, 0);
             }
         }
@@ -138,11 +161,11 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
 #pragma unroll
         for (int u = 0; u < DECODE_UNROLL; u++) {
             const int j = j0 + u * KPB + kg;
-            const T *row = j < nkeys ? v_cache + cache_row(a, seq, start + j, g) * D : nullptr;
+            const T *row = j < nkeys ? v_cache + cache_row(a, seq, start + j, g) * d : nullptr;
 #pragma unroll
             for (int c = 0; c < CPT; c++) {
                 const int chunk_idx = sub + c * TPK;
-                vv[u][c] = (row && chunk_idx < CHUNKS) ? *reinterpret_cast<const uint4 *>(row + chunk_idx * VEC)
+                vv[u][c] = (row && chunk_idx < CHUNKS) ? load_row_chunk<T, EXACT>(row, chunk_idx * VEC, d)
                                                         : make_uint4(0, 0, 0, 0);
             }
         }
@@ -166,8 +189,11 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
 
     const int part = blockIdx.x;
     const bool single = a.num_partitions == 1;
+    // Unrolled so acc[h] keeps compile-time indices (registers, not local
+    // memory); nh is uniform across the block, so the barriers are safe.
+#pragma unroll
     for (int h = 0; h < DECODE_HEADS; h++) {
-        if (h >= nh) break;
+        if (h >= nh) continue;
         __syncthreads();
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
@@ -178,18 +204,18 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
         }
         __syncthreads();
         const int64_t head = (int64_t)(blockIdx.z) * a.heads + h0 + h; // token relative to the chunk
-        for (int d = threadIdx.x; d < D; d += DECODE_THREADS) {
+        for (int c = threadIdx.x; c < d; c += DECODE_THREADS) {
             float s = 0.0f;
 #pragma unroll
-            for (int r = 0; r < KPB; r++) s += red[r][d];
+            for (int r = 0; r < KPB; r++) s += red[r][c];
             if (single) {
-                out[(t * a.heads + h0 + h) * D + d] = from_float<T>(s / l_s[h]);
+                out[(t * a.heads + h0 + h) * d + c] = from_float<T>(s / l_s[h]);
             } else {
-                workspace[(head * a.num_partitions + part) * D + d] = s;
+                workspace[(head * a.num_partitions + part) * d + c] = s;
             }
         }
         if (!single && threadIdx.x == 0) {
-            float *ml = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * D;
+            float *ml = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * d;
             ml[(head * a.num_partitions + part) * 2 + 0] = m_s[h];
             ml[(head * a.num_partitions + part) * 2 + 1] = l_s[h];
         }
@@ -221,8 +247,7 @@ __global__ void attention_decode_merge_kernel(T *out, const float *workspace, de
 }
 
 extern "C" int cuda_attention_head_dim_supported(int32_t head_dim) {
-    return head_dim == 32 || head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 128 ||
-           head_dim == 256;
+    return head_dim >= 1 && head_dim <= CUDA_MAX_HEAD_DIM;
 }
 
 extern "C" size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim,
@@ -230,14 +255,34 @@ extern "C" size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int
     return (size_t)tokens * heads * max_partitions * (head_dim + 2) * sizeof(float);
 }
 
-template <typename T, int D>
+template <typename T, int D, bool EXACT>
 static cudaError_t launch_decode(T *out, const T *q, const T *kc, const T *vc, float *ws, decode_args a,
                                  int64_t tokens, cudaStream_t stream) {
     dim3 grid((unsigned)a.num_partitions, (unsigned)(a.kv_heads * a.head_chunks), (unsigned)tokens);
-    attention_decode_kernel<T, D><<<grid, DECODE_THREADS, 0, stream>>>(out, q, kc, vc, ws, a);
+    attention_decode_kernel<T, D, EXACT><<<grid, DECODE_THREADS, 0, stream>>>(out, q, kc, vc, ws, a);
     if (a.num_partitions > 1)
-        attention_decode_merge_kernel<T><<<dim3((unsigned)tokens, (unsigned)a.heads), 128, 0, stream>>>(out, ws, a, D);
+        attention_decode_merge_kernel<T><<<dim3((unsigned)tokens, (unsigned)a.heads), 128, 0, stream>>>(
+            out, ws, a, a.head_dim);
     return cudaGetLastError();
+}
+
+// The exact instance for the common head sizes, else the padded generic one.
+template <typename T>
+static cudaError_t dispatch_decode(T *o, const T *q, const T *kc, const T *vc, float *ws, decode_args a, int64_t n,
+                                   cudaStream_t stream) {
+    switch (a.head_dim) {
+    case 32: return launch_decode<T, 32, true>(o, q, kc, vc, ws, a, n, stream);
+    case 64: return launch_decode<T, 64, true>(o, q, kc, vc, ws, a, n, stream);
+    case 80: return launch_decode<T, 80, true>(o, q, kc, vc, ws, a, n, stream);
+    case 96: return launch_decode<T, 96, true>(o, q, kc, vc, ws, a, n, stream);
+    case 128: return launch_decode<T, 128, true>(o, q, kc, vc, ws, a, n, stream);
+    case 256: return launch_decode<T, 256, true>(o, q, kc, vc, ws, a, n, stream);
+    default: break;
+    }
+    if (a.head_dim <= 32) return launch_decode<T, 32, false>(o, q, kc, vc, ws, a, n, stream);
+    if (a.head_dim <= 64) return launch_decode<T, 64, false>(o, q, kc, vc, ws, a, n, stream);
+    if (a.head_dim <= 128) return launch_decode<T, 128, false>(o, q, kc, vc, ws, a, n, stream);
+    return launch_decode<T, 256, false>(o, q, kc, vc, ws, a, n, stream);
 }
 
 extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
@@ -259,6 +304,7 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const voi
     a.head_chunks = (a.group + DECODE_HEADS - 1) / DECODE_HEADS;
     a.num_partitions = max_partitions;
     a.scale = scale;
+    a.head_dim = head_dim;
     if ((int64_t)kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
     // The workspace holds `batch->num_tokens` tokens' partials only when the
     // caller sized it so; the backend sizes it for its largest decode step
@@ -269,17 +315,8 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const voi
         a.token_offset = t0;
         cudaError_t err = cudaSuccess;
         DISPATCH_FLOAT_TYPES(type, T, {
-            T *o = (T *)out;
-            const T *qq = (const T *)q, *kc = (const T *)k_cache, *vc = (const T *)v_cache;
-            float *ws = (float *)workspace;
-            switch (head_dim) {
-            case 32: err = launch_decode<T, 32>(o, qq, kc, vc, ws, a, n, stream); break;
-            case 64: err = launch_decode<T, 64>(o, qq, kc, vc, ws, a, n, stream); break;
-            case 80: err = launch_decode<T, 80>(o, qq, kc, vc, ws, a, n, stream); break;
-            case 96: err = launch_decode<T, 96>(o, qq, kc, vc, ws, a, n, stream); break;
-            case 128: err = launch_decode<T, 128>(o, qq, kc, vc, ws, a, n, stream); break;
-            default: err = launch_decode<T, 256>(o, qq, kc, vc, ws, a, n, stream); break;
-            }
+            err = dispatch_decode<T>((T *)out, (const T *)q, (const T *)k_cache, (const T *)v_cache,
+                                     (float *)workspace, a, n, stream);
         });
         if (err != cudaSuccess) return err;
     }

@@ -6,6 +6,12 @@
 // layout is reused as the A operand of P·V), with the online softmax
 // rescaling the running output. f16/bf16 operands, fp32 accumulation.
 //
+// Head sizes: 64/80/96/128 have exact instances with 16-byte loads; any
+// other head_dim d ≤ 128 runs the instance of the next padded size
+// D ∈ {16, 32, 64, 128} (mma needs multiples of 16) with element-wise loads:
+// columns d..D of Q, K and V are zero in shared memory, so the scores are
+// exact and the padded output columns are never stored.
+//
 // Not yet done (see bench): double-buffered cp.async loads of the next K/V
 // tile during the current tile's math, and wgmma on sm_90a.
 #include "backends/cuda/cuda_device.cuh"
@@ -44,6 +50,7 @@ struct prefill_args {
     const int32_t *positions, *token_seq, *block_tables, *tiles;
     int32_t block_table_stride, block_size;
     int heads, kv_heads;
+    int head_dim; // d: the row length in q, out and the cache (≤ the instance's D)
     float scale_log2; // scale · log2(e): softmax in base 2
 };
 
@@ -55,7 +62,20 @@ template <int D> struct prefill_smem {
     static constexpr size_t BYTES = (size_t)(TILE_M + 2 * TILE_N) * STRIDE * 2 + TILE_N * sizeof(int64_t);
 };
 
-template <typename T, int D>
+// 8 elements (16 bytes) of a row starting at `col`: one vector load when the
+// instance is exact, else element-wise with zeros past d.
+template <typename T, bool EXACT>
+__device__ __forceinline__ uint4 load8(const T *row, int col, int d) {
+    if (EXACT) return *reinterpret_cast<const uint4 *>(row + col);
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        if (col + i < d) e[i] = row[col + i];
+    return raw;
+}
+
+template <typename T, int D, bool EXACT>
 __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *out, const T *q, const T *k_cache,
                                                                             const T *v_cache, prefill_args a) {
     constexpr int STRIDE = prefill_smem<D>::STRIDE, CH = D / 8; // 16-byte chunks per row
@@ -69,13 +89,14 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
     const int r0 = a.tiles[2 * blockIdx.x], nr = a.tiles[2 * blockIdx.x + 1];
     const int h = blockIdx.y, kvh = h / (a.heads / a.kv_heads);
     const int seq = a.token_seq[r0];
-    const int64_t q_stride = (int64_t)a.heads * D;
+    const int d = EXACT ? D : a.head_dim;
+    const int64_t q_stride = (int64_t)a.heads * d;
 
     // Q tile → shared (rows past the tile's end are zero).
     for (int idx = tid; idx < TILE_M * CH; idx += PREFILL_THREADS) {
         const int i = idx / CH, c = idx % CH;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (i < nr) v = *reinterpret_cast<const uint4 *>(q + (r0 + i) * q_stride + (int64_t)h * D + c * 8);
+        if (i < nr) v = load8<T, EXACT>(q + (r0 + i) * q_stride + (int64_t)h * d, c * 8, d);
         *reinterpret_cast<uint4 *>(Qs + i * STRIDE + c * 8) = v;
     }
     int max_pos = 0;
@@ -110,7 +131,7 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
             int64_t off = -1;
             if (p <= max_pos) {
                 const int32_t block = a.block_tables[(int64_t)seq * a.block_table_stride + p / a.block_size];
-                off = (((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + kvh) * D;
+                off = (((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + kvh) * d;
             }
             row_off[tid] = off;
         }
@@ -120,8 +141,8 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
             const int64_t off = row_off[j];
             uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
             if (off >= 0) {
-                kv = *reinterpret_cast<const uint4 *>(k_cache + off + c * 8);
-                vv = *reinterpret_cast<const uint4 *>(v_cache + off + c * 8);
+                kv = load8<T, EXACT>(k_cache + off, c * 8, d);
+                vv = load8<T, EXACT>(v_cache + off, c * 8, d);
             }
             *reinterpret_cast<uint4 *>(Ks + j * STRIDE + c * 8) = kv;
             *reinterpret_cast<uint4 *>(Vs + j * STRIDE + c * 8) = vv;
@@ -214,35 +235,57 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
 #pragma unroll
     for (int dt = 0; dt < D / 8; dt++) {
         const int col = dt * 8 + tig * 2;
-        if (row_a < nr)
-            *reinterpret_cast<uint32_t *>(out + (r0 + row_a) * q_stride + (int64_t)h * D + col) =
-                mma_op<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
-        if (row_b < nr)
-            *reinterpret_cast<uint32_t *>(out + (r0 + row_b) * q_stride + (int64_t)h * D + col) =
-                mma_op<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
+        T *oa = out + (r0 + row_a) * q_stride + (int64_t)h * d + col;
+        T *ob = out + (r0 + row_b) * q_stride + (int64_t)h * d + col;
+        if (EXACT) {
+            if (row_a < nr) *reinterpret_cast<uint32_t *>(oa) = mma_op<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
+            if (row_b < nr) *reinterpret_cast<uint32_t *>(ob) = mma_op<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
+        } else {
+            if (row_a < nr && col < d) oa[0] = from_float<T>(o[dt][0] * inv_a);
+            if (row_a < nr && col + 1 < d) oa[1] = from_float<T>(o[dt][1] * inv_a);
+            if (row_b < nr && col < d) ob[0] = from_float<T>(o[dt][2] * inv_b);
+            if (row_b < nr && col + 1 < d) ob[1] = from_float<T>(o[dt][3] * inv_b);
+        }
     }
 }
 
 extern "C" int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim) {
     if (type != LLMRT_DTYPE_F16 && type != LLMRT_DTYPE_BF16) return 0;
-    return head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 128;
+    return head_dim >= 1 && head_dim <= 128;
 }
 
-template <typename T, int D>
+template <typename T, int D, bool EXACT>
 static cudaError_t launch_prefill(T *out, const T *q, const T *kc, const T *vc, const prefill_args &a, int num_tiles,
                                   cudaStream_t stream) {
     const size_t smem = prefill_smem<D>::BYTES;
     // > 48 KB of dynamic shared memory needs an opt-in per kernel.
     static bool configured = false;
     if (!configured) {
-        cudaError_t err = cudaFuncSetAttribute(attention_prefill_kernel<T, D>,
+        cudaError_t err = cudaFuncSetAttribute(attention_prefill_kernel<T, D, EXACT>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (err != cudaSuccess) return err;
         configured = true;
     }
-    attention_prefill_kernel<T, D><<<dim3((unsigned)num_tiles, (unsigned)a.heads), PREFILL_THREADS, smem, stream>>>(
+    attention_prefill_kernel<T, D, EXACT><<<dim3((unsigned)num_tiles, (unsigned)a.heads), PREFILL_THREADS, smem, stream>>>(
         out, q, kc, vc, a);
     return cudaGetLastError();
+}
+
+// The exact instance for the common head sizes, else the padded generic one.
+template <typename T>
+static cudaError_t dispatch_prefill(T *o, const T *q, const T *kc, const T *vc, const prefill_args &a, int num_tiles,
+                                    cudaStream_t stream) {
+    switch (a.head_dim) {
+    case 64: return launch_prefill<T, 64, true>(o, q, kc, vc, a, num_tiles, stream);
+    case 80: return launch_prefill<T, 80, true>(o, q, kc, vc, a, num_tiles, stream);
+    case 96: return launch_prefill<T, 96, true>(o, q, kc, vc, a, num_tiles, stream);
+    case 128: return launch_prefill<T, 128, true>(o, q, kc, vc, a, num_tiles, stream);
+    default: break;
+    }
+    if (a.head_dim <= 16) return launch_prefill<T, 16, false>(o, q, kc, vc, a, num_tiles, stream);
+    if (a.head_dim <= 32) return launch_prefill<T, 32, false>(o, q, kc, vc, a, num_tiles, stream);
+    if (a.head_dim <= 64) return launch_prefill<T, 64, false>(o, q, kc, vc, a, num_tiles, stream);
+    return launch_prefill<T, 128, false>(o, q, kc, vc, a, num_tiles, stream);
 }
 
 extern "C" cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache, const void *v_cache,
@@ -260,19 +303,12 @@ extern "C" cudaError_t cuda_attention_prefill(void *out, const void *q, const vo
     a.block_size = batch->block_size;
     a.heads = heads;
     a.kv_heads = kv_heads;
+    a.head_dim = head_dim;
     a.scale_log2 = scale * 1.4426950408889634f;
-#define PREFILL_CASE(TYPE)                                                                                   \
-    switch (head_dim) {                                                                                      \
-    case 64: return launch_prefill<TYPE, 64>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,            \
-                                             (const TYPE *)v_cache, a, batch->num_tiles, stream);            \
-    case 80: return launch_prefill<TYPE, 80>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,            \
-                                             (const TYPE *)v_cache, a, batch->num_tiles, stream);            \
-    case 96: return launch_prefill<TYPE, 96>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,            \
-                                             (const TYPE *)v_cache, a, batch->num_tiles, stream);            \
-    default: return launch_prefill<TYPE, 128>((TYPE *)out, (const TYPE *)q, (const TYPE *)k_cache,           \
-                                              (const TYPE *)v_cache, a, batch->num_tiles, stream);           \
-    }
-    if (type == LLMRT_DTYPE_F16) PREFILL_CASE(__half)
-    PREFILL_CASE(__nv_bfloat16)
-#undef PREFILL_CASE
+    if (type == LLMRT_DTYPE_F16)
+        return dispatch_prefill<__half>((__half *)out, (const __half *)q, (const __half *)k_cache,
+                                        (const __half *)v_cache, a, batch->num_tiles, stream);
+    return dispatch_prefill<__nv_bfloat16>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q,
+                                           (const __nv_bfloat16 *)k_cache, (const __nv_bfloat16 *)v_cache, a,
+                                           batch->num_tiles, stream);
 }

@@ -57,6 +57,7 @@ static void cuda_destroy(void *state) {
     free(st->weight_offsets);
     free(st->node_ptr);
     free(st->fused);
+    free(st->gemv_group);
     free(st);
 }
 
@@ -105,6 +106,76 @@ static int64_t static_numel(const llmrt_node *n) {
     int64_t c = 1;
     for (int d = 0; d < n->ndim; d++) c *= n->dims[d];
     return c;
+}
+
+/* Bytes of a value at the plan's largest step (what the planner sized). */
+static size_t max_value_bytes(const cuda_state *st, llmrt_value v) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    int64_t c = 1;
+    for (int d = 0; d < n->ndim; d++)
+        c *= n->dims[d] == LLMRT_DIM_TOKENS || n->dims[d] == LLMRT_DIM_LOGITS ? st->plan->max_num_tokens : n->dims[d];
+    return (size_t)c * llmrt_dtype_size(cuda_value_type(st, v));
+}
+
+static int values_overlap(const cuda_state *st, llmrt_value a, llmrt_value b) {
+    const unsigned char *pa = st->node_ptr[a], *pb = st->node_ptr[b];
+    return pa < pb + max_value_bytes(st, b) && pb < pa + max_value_bytes(st, a);
+}
+
+/* Adjacent LINEARs reading the same x (LLaMA's q/k/v, gate/up) become one
+ * grouped GEMV at decode sizes: one launch instead of three, and a grid as
+ * long as the fused matrix. Only adjacent nodes, so running the later ones
+ * early reorders nothing; a SILU_MUL right after gate/up that is their only
+ * reader is folded in, provided its buffer does not overlap x (the planner
+ * may reuse x's buffer for it, since x is dead by then). */
+static llmrt_status find_gemv_groups(cuda_state *st) {
+    const llmrt_graph *g = st->graph;
+    st->gemv_group = calloc((size_t)g->num_nodes, 1);
+    int32_t *uses = calloc((size_t)g->num_nodes, sizeof *uses);
+    if (!st->gemv_group || !uses) {
+        free(uses);
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    }
+    if (!st->use_gemv_groups) {
+        free(uses);
+        return LLMRT_OK;
+    }
+    for (int32_t v = 0; v < g->num_nodes; v++)
+        for (int i = 0; i < g->nodes[v].num_inputs; i++)
+            if (g->nodes[v].inputs[i] >= 0) uses[g->nodes[v].inputs[i]]++;
+    const llmrt_value outputs[3] = {st->plan->output_logits, st->plan->input_token_ids, st->plan->input_positions};
+    for (int32_t v = 0; v + 1 < g->num_nodes; v++) {
+        const llmrt_node *first = &g->nodes[v];
+        if (first->op != LLMRT_OP_LINEAR) continue;
+        int count = 1;
+        while (count < CUDA_GEMV_MAX_PARTS && v + count < g->num_nodes) {
+            const llmrt_node *n = &g->nodes[v + count];
+            if (n->op != LLMRT_OP_LINEAR || n->inputs[0] != first->inputs[0] || n->dtype != first->dtype ||
+                g->nodes[n->inputs[1]].ndim != 2 ||
+                g->nodes[n->inputs[1]].dims[1] != g->nodes[first->inputs[1]].dims[1])
+                break;
+            count++;
+        }
+        if (count < 2) continue;
+        int gated = 0;
+        const llmrt_value s = v + 2;
+        if (count == 2 && s < g->num_nodes && g->nodes[s].op == LLMRT_OP_SILU_MUL && g->nodes[s].inputs[0] == v &&
+            g->nodes[s].inputs[1] == v + 1 && uses[v] == 1 && uses[v + 1] == 1 && g->nodes[s].dtype == first->dtype &&
+            g->nodes[v].ndim == g->nodes[s].ndim && g->nodes[v].dims[g->nodes[v].ndim - 1] ==
+                                                        g->nodes[v + 1].dims[g->nodes[v + 1].ndim - 1]) {
+            gated = !values_overlap(st, s, first->inputs[0]);
+            for (int i = 0; i < 3; i++)
+                if (outputs[i] == v || outputs[i] == v + 1) gated = 0;
+        }
+        int ok = 1;
+        for (int i = 0; i < count; i++)
+            if (values_overlap(st, v + i, first->inputs[0])) ok = 0;
+        if (!ok) continue;
+        st->gemv_group[v] = (unsigned char)(count | (gated ? CUDA_GROUP_GATED : 0));
+        v += count - 1;
+    }
+    free(uses);
+    return LLMRT_OK;
 }
 
 /* Device addresses of every value: weights and constants in the weight
@@ -175,7 +246,7 @@ static llmrt_status place_values(cuda_state *st) {
             same = g->nodes[a->inputs[0]].dims[d] == a->dims[d] && g->nodes[a->inputs[1]].dims[d] == a->dims[d];
         if (same) st->fused[v] = 1;
     }
-    return LLMRT_OK;
+    return find_gemv_groups(st);
 }
 
 /* The KV cache gets kv_cache_fraction of the memory left after everything
@@ -227,6 +298,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->use_graphs = env_flag("LLMRT_CUDA_GRAPHS", 1);
     st->use_gemv = env_flag("LLMRT_CUDA_GEMV", 1);
     st->use_prefill_kernel = env_flag("LLMRT_CUDA_PREFILL_KERNEL", 1);
+    st->use_gemv_groups = env_flag("LLMRT_CUDA_GEMV_GROUPS", 1);
     llmrt_backend_config defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!config) config = &defaults;

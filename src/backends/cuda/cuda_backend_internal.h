@@ -10,7 +10,7 @@
 #include "backends/cuda/cuda_gemm.h"
 #include "backends/cuda/cuda_kernels.h"
 
-enum { CUDA_MAX_DECODE_GRAPHS = 64 };
+enum { CUDA_MAX_DECODE_GRAPHS = 64, CUDA_GROUP_GATED = 0x80 };
 
 typedef struct cuda_decode_graph {
     int32_t num_tokens, num_logits; /* the key: a decode step of this shape */
@@ -35,6 +35,10 @@ typedef struct cuda_state {
     size_t arena_bytes;
     void **node_ptr;      /* [num_nodes] device address of every value */
     unsigned char *fused; /* [num_nodes] 1: computed by the node before it (add + rmsnorm) */
+    /* [num_nodes] at the first of 2-3 adjacent LINEARs that read the same x:
+     * how many run as one grouped GEMV at decode sizes, | CUDA_GROUP_GATED
+     * when the next node is their SILU_MUL (computed in the same kernel). */
+    unsigned char *gemv_group;
 
     /* paged KV cache: per layer K then V, each [blocks, block_size, kv_heads, head_dim] */
     void *kv;
@@ -58,7 +62,7 @@ typedef struct cuda_state {
 
     cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
     int num_graphs;
-    int use_graphs, use_gemv, use_prefill_kernel;
+    int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups;
 
     /* the step being run (set by forward before run_nodes) */
     int64_t T, L;

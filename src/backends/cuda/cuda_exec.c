@@ -95,6 +95,39 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
     return LLMRT_OK;
 }
 
+/* A grouped LINEAR (see find_gemv_groups): at decode sizes one grouped GEMV
+ * computes all its parts (and the SILU_MUL after a gated pair); *consumed
+ * says how many nodes that covered. Otherwise only the first LINEAR runs
+ * here and the others follow as usual. */
+static llmrt_status run_linear_group(cuda_state *st, llmrt_value v, int *consumed) {
+    const int count = st->gemv_group[v] & ~CUDA_GROUP_GATED, gated = (st->gemv_group[v] & CUDA_GROUP_GATED) != 0;
+    const llmrt_node *first = &st->graph->nodes[v];
+    const llmrt_value xv = first->inputs[0];
+    const llmrt_dtype t = cuda_value_type(st, v);
+    const int64_t K = cuda_value_dim(st, xv, st->graph->nodes[xv].ndim - 1);
+    const int64_t M = K > 0 ? cuda_value_numel(st, xv) / K : 0;
+    int ok = st->use_gemv && K > 0 && cuda_value_type(st, xv) == t;
+    cuda_gemv_part parts[CUDA_GEMV_MAX_PARTS];
+    for (int i = 0; ok && i < count; i++) {
+        const llmrt_node *n = &st->graph->nodes[v + i];
+        const llmrt_value wv = n->inputs[1], bv = n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE;
+        parts[i].y = gated ? st->node_ptr[v + 2] : st->node_ptr[v + i];
+        parts[i].w = st->node_ptr[wv];
+        parts[i].bias = bv >= 0 ? (const float *)st->node_ptr[bv] : NULL;
+        parts[i].N = cuda_value_dim(st, wv, 0);
+        ok = cuda_value_type(st, wv) == t && cuda_value_type(st, v + i) == t && cuda_value_dim(st, wv, 1) == K &&
+             (bv < 0 || cuda_value_type(st, bv) == LLMRT_DTYPE_F32) &&
+             cuda_gemv_supported(t, M, K, parts[i].y, st->node_ptr[xv], parts[i].w);
+    }
+    if (!ok) {
+        *consumed = 1;
+        return run_gemm(st, v, xv, first->inputs[1], first->num_inputs > 2 ? first->inputs[2] : LLMRT_NO_VALUE, 1);
+    }
+    LAUNCH(v, cuda_gemv_multi(parts, count, gated, st->node_ptr[xv], t, M, K, st->stream));
+    *consumed = count + gated;
+    return LLMRT_OK;
+}
+
 static void value_dims(const cuda_state *st, llmrt_value v, int64_t *dims) {
     for (int d = 0; d < st->graph->nodes[v].ndim; d++) dims[d] = cuda_value_dim(st, v, d);
 }
@@ -188,7 +221,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
             return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "q, k, v must have the KV cache's dtype");
     if (cuda_value_type(st, v) != t) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "output must have the KV cache's dtype");
     if (!cuda_attention_head_dim_supported(head_dim))
-        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "head_dim must be one of 32, 64, 80, 96, 128, 256");
+        return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "head_dim must be between 1 and 256");
     const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
     const float *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
     if (inv_freq && cuda_value_type(st, fv) != LLMRT_DTYPE_F32)
@@ -312,7 +345,15 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
 }
 
 llmrt_status cuda_run_nodes(cuda_state *st) {
-    for (llmrt_value v = 0; v < st->graph->num_nodes; v++) LLMRT_TRY(run_node(st, v));
+    for (llmrt_value v = 0; v < st->graph->num_nodes; v++) {
+        if (st->gemv_group && st->gemv_group[v]) {
+            int consumed = 1;
+            LLMRT_TRY(run_linear_group(st, v, &consumed));
+            v += consumed - 1;
+            continue;
+        }
+        LLMRT_TRY(run_node(st, v));
+    }
     if (st->L > 0 && st->logits_dev) {
         const llmrt_value out = st->plan->output_logits;
         LAUNCH(out, cuda_cast(st->logits_dev, LLMRT_DTYPE_F32, st->node_ptr[out], cuda_value_type(st, out),

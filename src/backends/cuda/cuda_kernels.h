@@ -109,6 +109,21 @@ enum { CUDA_GEMV_MAX_M = 4 };
 int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const void *y, const void *x, const void *w);
 cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias, int64_t M,
                       int64_t N, int64_t K, cudaStream_t stream);
+/* Grouped GEMV: the parts share x and run as one launch, as fast as one
+ * product of ΣN rows (q/k/v of a layer, gate/up): y_p[M, N_p] = x[M,K] ·
+ * W_p[N_p,K]ᵀ (+ bias_p, f32 or NULL). With `gated` (2 parts, equal N):
+ * y_0 = silu(x·W_0ᵀ + b_0) ⊙ (x·W_1ᵀ + b_1), each product rounded to `type`
+ * first as the unfused graph does; y_1 is not written. Same requirements as
+ * cuda_gemv for every part. */
+enum { CUDA_GEMV_MAX_PARTS = 3 };
+typedef struct cuda_gemv_part {
+    void *y;
+    const void *w;
+    const float *bias;
+    int64_t N;
+} cuda_gemv_part;
+cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x, llmrt_dtype type,
+                            int64_t M, int64_t K, cudaStream_t stream);
 
 /* ---- attention (rope.cu, attention_decode.cu, attention_prefill.cu) ------- */
 
@@ -148,7 +163,9 @@ cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const 
  * kernel merges partitions. Works for any token mix (prefill too, but then
  * K/V is re-read per token). q: [T, heads*D] (already rotated);
  * out: [T, heads*D] (may alias q). workspace: cuda_decode_workspace_bytes. */
-enum { CUDA_DECODE_PARTITION = 256 };
+enum { CUDA_DECODE_PARTITION = 256, CUDA_MAX_HEAD_DIM = 256 };
+/* Any head_dim in 1..CUDA_MAX_HEAD_DIM: 32/64/80/96/128/256 take exact
+ * instances with 16-byte loads, other sizes a padded, masked instance. */
 int cuda_attention_head_dim_supported(int32_t head_dim);
 size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim, int32_t max_partitions);
 cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
@@ -156,8 +173,9 @@ cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache,
                                   int32_t kv_heads, int32_t head_dim, float scale, int32_t max_partitions,
                                   void *workspace, cudaStream_t stream);
 
-/* Flash-attention-2 style causal prefill on tensor cores (f16/bf16,
- * head_dim 64/80/96/128): one block per (tile of CUDA_PREFILL_TILE_M query
+/* Flash-attention-2 style causal prefill on tensor cores (f16/bf16, any
+ * head_dim ≤ 128; 64/80/96/128 exact, others padded to 16/32/64/128 and
+ * masked; larger heads and f32 use the split-K kernel): one block per (tile of CUDA_PREFILL_TILE_M query
  * rows of one sequence, head); keys and values stream from the paged cache
  * in tiles, the score matrix never leaves registers. q: [T, heads*D] rotated;
  * out: [T, heads*D] (may alias q: each block reads its rows before writing). */

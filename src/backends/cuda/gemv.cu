@@ -1,6 +1,8 @@
 // Matrix products not served by cuBLASLt: the decode GEMV (M ≤ 4, where a
 // bandwidth-bound stream of W is all that matters) and a generic tiled
 // product for mixed element types (correctness path, not a fast path).
+#include <string.h>
+
 #include "backends/cuda/cuda_device.cuh"
 
 enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
@@ -79,6 +81,123 @@ extern "C" cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dt
     else
         launch_gemv<__nv_bfloat16>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, M,
                                    N, K, stream);
+    return cudaGetLastError();
+}
+
+// Grouped GEMV: the products that share one x (q/k/v, gate/up) in one
+// launch. Warp w takes global row w of the parts' rows laid end to end, so
+// the grid is as long as the fused [ΣN, K] matrix without concatenating
+// the weights. GATED: two parts of equal N; warp n streams row n of both
+// and writes silu(x·W0[n]) · (x·W1[n]) to part 0's y (the SwiGLU
+// intermediate never goes to memory and its kernel is gone).
+struct gemv_multi_args {
+    void *y[CUDA_GEMV_MAX_PARTS];
+    const void *w[CUDA_GEMV_MAX_PARTS];
+    const float *bias[CUDA_GEMV_MAX_PARTS];
+    int64_t n[CUDA_GEMV_MAX_PARTS];
+    int64_t row_start[CUDA_GEMV_MAX_PARTS + 1];
+    int num_parts;
+};
+
+template <typename T, int M, bool GATED>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x, gemv_multi_args a, int64_t K) {
+    constexpr int R = GATED ? 2 : 1; // weight rows per warp
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (row >= a.row_start[a.num_parts]) return;
+    int p = 0;
+    if (!GATED)
+#pragma unroll
+        for (int i = 1; i < CUDA_GEMV_MAX_PARTS; i++)
+            if (i < a.num_parts && row >= a.row_start[i]) p = i;
+    const int64_t n = row - a.row_start[p];
+    const uint4 *wrow[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
+    const int64_t chunks = K / 8;
+    float acc[R][M];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
+    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
+        uint4 wv[R][GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int64_t c = c0 + (int64_t)u * 32;
+                wv[r][u] = c < chunks ? __ldcs(wrow[r] + c) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int64_t c = c0 + (int64_t)u * 32;
+            if (c >= chunks) break;
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                float xf[8];
+                load16_float(xf, x + m * K + c * 8);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const T *we = reinterpret_cast<const T *>(&wv[r][u]);
+#pragma unroll
+                    for (int j = 0; j < 8; j++) acc[r][m] = fmaf(to_float<T>(we[j]), xf[j], acc[r][m]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        float s[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) s[r] = warp_sum(acc[r][m]) + (a.bias[p + r] ? a.bias[p + r][n] : 0.0f);
+        if (lane != 0) continue;
+        if (GATED) {
+            // Rounded like the unfused graph: gate and up to T, then silu·mul in fp32.
+            const float g = to_float<T>(from_float<T>(s[0])), u = to_float<T>(from_float<T>(s[R - 1]));
+            ((T *)a.y[0])[m * a.n[0] + n] = from_float<T>(g / (1.0f + __expf(-g)) * u);
+        } else {
+            ((T *)a.y[p])[m * a.n[p] + n] = from_float<T>(s[0]);
+        }
+    }
+}
+
+template <typename T, bool GATED>
+static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, int64_t K, cudaStream_t stream) {
+    const int64_t rows = a.row_start[a.num_parts];
+    dim3 grid((unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS));
+    switch (M) {
+    case 1: gemv_multi_kernel<T, 1, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
+    case 2: gemv_multi_kernel<T, 2, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
+    case 3: gemv_multi_kernel<T, 3, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
+    default: gemv_multi_kernel<T, 4, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
+    }
+}
+
+extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
+                                       llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream) {
+    if (num_parts < 1 || num_parts > CUDA_GEMV_MAX_PARTS || (gated && (num_parts != 2 || parts[0].N != parts[1].N)))
+        return cudaErrorInvalidValue;
+    gemv_multi_args a;
+    memset(&a, 0, sizeof a);
+    a.num_parts = gated ? 1 : num_parts; // gated: one row range, two weights
+    a.row_start[0] = 0;
+    for (int i = 0; i < num_parts; i++) {
+        if (!cuda_gemv_supported(type, M, K, parts[i].y, x, parts[i].w) || parts[i].N <= 0)
+            return cudaErrorInvalidValue;
+        a.y[i] = parts[i].y;
+        a.w[i] = parts[i].w;
+        a.bias[i] = parts[i].bias;
+        a.n[i] = parts[i].N;
+        if (i < a.num_parts) a.row_start[i + 1] = a.row_start[i] + parts[i].N;
+    }
+    if (type == LLMRT_DTYPE_F16) {
+        if (gated) launch_gemv_multi<__half, true>((const __half *)x, a, M, K, stream);
+        else launch_gemv_multi<__half, false>((const __half *)x, a, M, K, stream);
+    } else {
+        if (gated) launch_gemv_multi<__nv_bfloat16, true>((const __nv_bfloat16 *)x, a, M, K, stream);
+        else launch_gemv_multi<__nv_bfloat16, false>((const __nv_bfloat16 *)x, a, M, K, stream);
+    }
     return cudaGetLastError();
 }
 
