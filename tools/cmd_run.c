@@ -9,6 +9,7 @@
 #include "llmrt/llmrt.h"
 #include "llmrt/tokenizer.h"
 #include "run_output.h"
+#include "run_requests.h"
 
 static void run_usage(FILE *out) {
     fprintf(out,
@@ -17,6 +18,9 @@ static void run_usage(FILE *out) {
             "  --prompt TEXT        text prompt (uses the engine's embedded tokenizer)\n"
             "  --prompt-ids LIST    prompt token ids, comma-separated\n"
             "  --chat FILE          a JSON array of {role, content} messages, rendered with the chat template\n"
+            "  --requests FILE      JSONL, one request per line (prompt or prompt_ids, OpenAI sampling names),\n"
+            "                       all batched together; results in input order (the options below are defaults)\n"
+            "  --beams N            beam search with N beams (with --requests)\n"
             "  --max-tokens N       tokens to generate (default 16)\n"
             "  --temperature T      0 = greedy (default)\n"
             "  --top-k K            sample from the K most likely tokens (0 = off)\n"
@@ -37,6 +41,7 @@ int cmd_run(int argc, char **argv) {
     cli_args a;
     cli_begin(&a, "llmrt run", argc, argv);
     run_request req = {0};
+    run_requests_options batch = {0};
     run_settings set;
     run_settings_init(&set);
     llmrt_engine_options eo;
@@ -54,6 +59,8 @@ int cmd_run(int argc, char **argv) {
             const char *v = cli_value(&a, opt);
             if (v) cli_int_list(&a, opt, v, &req.prompt_ids, &req.num_prompt_ids);
         } else if (strcmp(opt, "--chat") == 0) req.chat_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--requests") == 0) batch.path = cli_value(&a, opt);
+        else if (strcmp(opt, "--beams") == 0) { if (cli_int(&a, opt, 1, 64, &x)) batch.beams = (int32_t)x; }
         else if (strcmp(opt, "--max-tokens") == 0) { if (cli_int(&a, opt, 0, 1 << 24, &x)) set.params.max_tokens = (int32_t)x; }
         else if (strcmp(opt, "--temperature") == 0) { if (cli_float(&a, opt, 0, 100, &f)) set.params.temperature = (float)f; }
         else if (strcmp(opt, "--top-k") == 0) { if (cli_int(&a, opt, 0, 1 << 24, &x)) set.params.top_k = (int32_t)x; }
@@ -79,10 +86,14 @@ int cmd_run(int argc, char **argv) {
         else cli_fail(&a, "unknown option '%s' (see llmrt run --help)", opt);
     }
     int exit_code = 2;
-    int sources = (req.prompt_text != NULL) + (req.prompt_ids != NULL) + (req.chat_path != NULL);
+    int sources = (req.prompt_text != NULL) + (req.prompt_ids != NULL) + (req.chat_path != NULL) + (batch.path != NULL);
     if (a.failed) goto done;
     if (sources != 1) {
-        fprintf(stderr, "llmrt run: give exactly one of --prompt, --prompt-ids, --chat\n");
+        fprintf(stderr, "llmrt run: give exactly one of --prompt, --prompt-ids, --chat, --requests\n");
+        goto done;
+    }
+    if (batch.beams && !batch.path) {
+        fprintf(stderr, "llmrt run: --beams needs --requests\n");
         goto done;
     }
     char *default_engine = NULL;
@@ -95,7 +106,7 @@ int cmd_run(int argc, char **argv) {
         set.engine_path = default_engine;
     }
     llmrt_set_log_level(set.verbose ? 2 : 1);
-    exit_code = run_one(&set, &eo, &req);
+    exit_code = batch.path ? run_requests(&set, &eo, &batch) : run_one(&set, &eo, &req);
     llmrt_free(default_engine);
 done:
     free(req.prompt_ids);

@@ -92,7 +92,7 @@ typedef struct llmrt_request {
     const char *const *stop;    /* stop strings: text is cut before the first match; default none */
     int32_t num_stop;
     int32_t n;                  /* sequences to return (sampled, or best beams); default 1 */
-    int32_t num_beams;          /* beam search when > 1; default 1 */
+    int32_t num_beams;          /* beam search with this many beams (1 = greedy, as beams); default 0 = off */
     float length_penalty;       /* beam score = logprob / length^length_penalty; default 1 */
     int early_stopping;         /* beams: stop once num_beams hypotheses are done; default 0 (HF heuristic) */
     int32_t logprobs;           /* top alternatives per token, 0..20; default 0 */

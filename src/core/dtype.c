@@ -80,19 +80,33 @@ uint16_t llmrt_f32_to_f16(float f) {
 int llmrt_convert_to_f32(float *dst, const void *src, llmrt_dtype src_type, size_t n) {
     switch (src_type) {
     case LLMRT_DTYPE_F32: memmove(dst, src, n * sizeof(float)); return 0;
+    /* Checkpoint tensors need not be aligned to their element size
+     * (safetensors does not require it): load through memcpy. */
     case LLMRT_DTYPE_F16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = llmrt_f16_to_f32(s[i]);
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, sizeof h);
+            dst[i] = llmrt_f16_to_f32(h);
+        }
         return 0;
     }
     case LLMRT_DTYPE_BF16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = llmrt_bf16_to_f32(s[i]);
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, sizeof h);
+            dst[i] = llmrt_bf16_to_f32(h);
+        }
         return 0;
     }
     case LLMRT_DTYPE_F64: {
-        const double *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, s + 8 * i, sizeof d);
+            dst[i] = (float)d;
+        }
         return 0;
     }
     default: return -1;

@@ -41,8 +41,14 @@ llmrt_status llmrt_error_context(llmrt_status status, const char *fmt, ...) {
     va_start(args, fmt);
     int n = vsnprintf(error_message, sizeof error_message, fmt, args);
     va_end(args);
-    if (n >= 0 && (size_t)n < sizeof error_message && previous[0])
-        snprintf(error_message + n, sizeof error_message - (size_t)n, ": %s", previous);
+    if (n >= 0 && (size_t)n + 2 < sizeof error_message && previous[0]) {
+        /* append ": <previous>", cut to fit */
+        size_t used = (size_t)n, room = sizeof error_message - used - 1;
+        size_t len = strlen(previous) + 2 < room ? strlen(previous) + 2 : room;
+        memcpy(error_message + used, ": ", 2);
+        memcpy(error_message + used + 2, previous, len - 2);
+        error_message[used + len] = '\0';
+    }
     return status;
 }
 

@@ -126,7 +126,7 @@ llmrt_status rt_request_create(llmrt_runtime *rt, const llmrt_request *p, const 
     int32_t room = rt->max_seq_len - prompt_len;
     r->max_new = p->sampling.max_tokens < room ? p->sampling.max_tokens : room;
     r->num_top = p->logprobs;
-    r->beam = p->num_beams > 1;
+    r->beam = p->num_beams > 0;
     r->num_seqs = r->beam ? p->num_beams : p->n;
     int ok = 1;
     if (p->sampling.num_stop_ids > 0) {

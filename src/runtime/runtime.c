@@ -27,7 +27,6 @@ void llmrt_request_init(llmrt_request *r) {
     llmrt_sampling_params_init(&r->sampling);
     r->repetition_penalty = 1.0f;
     r->n = 1;
-    r->num_beams = 1;
     r->length_penalty = 1.0f;
     r->detokenize = 1;
 }
@@ -188,18 +187,18 @@ static llmrt_status check_params(const llmrt_runtime *rt, const llmrt_request *p
     if (p->logprobs < 0 || p->logprobs > LLMRT_MAX_LOGPROBS || p->logprobs > rt->vocab)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "request: logprobs must be in 0..%d", LLMRT_MAX_LOGPROBS);
     int32_t limit = rt->max_batch < 64 ? rt->max_batch : 64;
-    if (p->num_beams < 1 || p->num_beams > limit)
-        return llmrt_error(LLMRT_ERR_CAPACITY, "request: num_beams %d (1..%d: the engine's max_batch)", p->num_beams, limit);
-    if (p->n < 1 || p->n > rt->max_batch || (p->num_beams > 1 && p->n > p->num_beams))
+    if (p->num_beams < 0 || p->num_beams > limit)
+        return llmrt_error(LLMRT_ERR_CAPACITY, "request: num_beams %d (0..%d: the engine's max_batch)", p->num_beams, limit);
+    if (p->n < 1 || p->n > rt->max_batch || (p->num_beams > 0 && p->n > p->num_beams))
         return llmrt_error(LLMRT_ERR_CAPACITY, "request: n %d (1..%d, and at most num_beams)", p->n,
-                           p->num_beams > 1 ? p->num_beams : rt->max_batch);
-    if (p->num_beams > 1) {
+                           p->num_beams > 0 ? p->num_beams : rt->max_batch);
+    if (p->num_beams > 0) {
         if (sp->temperature > 0 || p->num_stop > 0 || p->min_p > 0 || sp->top_k > 1 || sp->top_p < 1)
             return llmrt_error(LLMRT_ERR_UNSUPPORTED, "request: beam search is deterministic: no temperature, top-k/p, "
-                                                      "min-p or stop strings with num_beams > 1");
+                                                      "min-p or stop strings with num_beams");
         llmrt_penalties pen = {p->repetition_penalty, p->presence_penalty, p->frequency_penalty};
         if (llmrt_penalties_active(&pen) || p->logprobs > 0)
-            return llmrt_error(LLMRT_ERR_UNSUPPORTED, "request: no penalties or top logprobs with num_beams > 1");
+            return llmrt_error(LLMRT_ERR_UNSUPPORTED, "request: no penalties or top logprobs with num_beams");
     }
     return LLMRT_OK;
 }
@@ -235,7 +234,7 @@ llmrt_status llmrt_runtime_submit(llmrt_runtime *rt, const llmrt_request *p, llm
         /* the worst case, every sequence recomputed alone after a preemption,
          * must fit the pool, so that a request alone always completes */
         int32_t room = rt->max_seq_len - n, max_new = p->sampling.max_tokens < room ? p->sampling.max_tokens : room;
-        int32_t seqs = p->num_beams > 1 ? p->num_beams : p->n;
+        int32_t seqs = p->num_beams > 0 ? p->num_beams : p->n;
         int64_t need = (int64_t)seqs * rt_blocks_for(rt, n + max_new);
         kv_cache_stats st;
         kv_cache_get_stats(rt->kv, &st);

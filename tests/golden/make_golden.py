@@ -63,6 +63,25 @@ def adapt_rope_kwargs(cls, kw):
     kw["rope_parameters"] = rp
     return kw
 
+# Checkpoints the committed tests have never seen (other sizes, head counts,
+# dtypes, rope settings, sharded weights): `--set unseen` makes them in a
+# scratch folder to try llmrt as a new user would.
+UNSEEN = [
+    ("u_llama_hd32_mqa_bf16", LlamaConfig, llama_cfg(hidden_size=128, num_attention_heads=4, num_key_value_heads=1,
+        intermediate_size=200, num_hidden_layers=3, rope_theta=250000.0), torch.bfloat16, "v5"),
+    ("u_llama_bias_f16", LlamaConfig, llama_cfg(hidden_size=96, num_attention_heads=6, num_key_value_heads=3,
+        attention_bias=True, mlp_bias=True, vocab_size=300), torch.float16, "v4"),
+    ("u_llama31_rope_f32", LlamaConfig, llama_cfg(hidden_size=80, num_attention_heads=5, num_key_value_heads=5,
+        rope_theta=500000.0, rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0,
+        high_freq_factor=4.0, original_max_position_embeddings=128)), torch.float32, "v5"),
+    ("u_mistral_f16", MistralConfig, llama_cfg(hidden_size=64, num_attention_heads=8, num_key_value_heads=2,
+        intermediate_size=112, sliding_window=None), torch.float16, "v5"),
+    ("u_qwen2_tied_f16", Qwen2Config, llama_cfg(hidden_size=96, num_attention_heads=12, num_key_value_heads=4,
+        tie_word_embeddings=True, rope_theta=1000000.0, use_sliding_window=False, vocab_size=200), torch.float16, "v4"),
+    ("u_gpt2_bf16", GPT2Config, dict(vocab_size=200, n_embd=96, n_layer=4, n_head=6, n_positions=400, n_inner=160,
+        bos_token_id=1, eos_token_id=2), torch.bfloat16, None),
+]
+
 def randomize(model, gen):
     """Decisive logits: matrices with std 0.25 (≫ HF's 0.02), gains near 1, small biases."""
     with torch.no_grad():
@@ -102,10 +121,13 @@ def reference(model, ids):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--set", choices=["committed", "unseen"], default="committed")
+    ap.add_argument("--shard", action="store_true", help="save sharded checkpoints (model.safetensors.index.json)")
     args = ap.parse_args()
+    cases = CASES if args.set == "committed" else UNSEEN
     os.makedirs(args.out, exist_ok=True)
     gen = torch.Generator().manual_seed(1234)
-    for name, cls, kw, dtype, dialect in CASES:
+    for name, cls, kw, dtype, dialect in cases:
         d = os.path.join(args.out, name)
         shutil.rmtree(d, ignore_errors=True)
         cfg = cls(**adapt_rope_kwargs(cls, kw))
@@ -113,7 +135,7 @@ def main():
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
         randomize(model, gen)
         model = model.to(dtype)
-        model.save_pretrained(d, safe_serialization=True)
+        model.save_pretrained(d, safe_serialization=True, **({"max_shard_size": "40KB"} if args.shard else {}))
         if dialect == "v4":
             to_v4_dialect(os.path.join(d, "config.json"))
         ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()

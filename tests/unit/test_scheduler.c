@@ -6,10 +6,11 @@
  * requests leave the others alone and free every block. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "llmrt/llmrt.h"
 #include "llmrt/runtime.h"
@@ -17,6 +18,12 @@
 
 #define CASE_DIR LLMRT_SOURCE_DIR "/tests/golden/cases/llama_f32"
 enum { MAX_REQ = 16, VOCAB = 128 };
+
+#define RUN_TEST_ARG(fn, arg)            \
+    do {                                 \
+        fprintf(stderr, "-- %s\n", #fn); \
+        fn(arg);                         \
+    } while (0)
 
 static char engine_path[1024], text_engine_path[1024];
 
@@ -32,7 +39,7 @@ static int write_tokenizer(const char *dir) {
     }
     json_t *root = json_pack("{s:{s:s, s:o, s:[]}, s:{s:s}}", "model", "type", "BPE", "vocab", vocab, "merges",
                              "decoder", "type", "Fuse");
-    char path[1024];
+    char path[2048];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     int ok = json_dump_file(root, path, 0) == 0;
     json_decref(root);
@@ -146,7 +153,12 @@ static void test_concurrent_greedy(llmrt_engine *e) {
     llmrt_runtime_stats st;
     run_all(e, &o, c, 16, &st);
     for (int i = 0; i < 16; i++) CHECK_MSG(same_as_alone(&c[i]), "request %d (prompt %d) differs from alone", i, c[i].n);
-    CHECK(st.num_preemptions == 0 && st.num_steps > 0);
+    int64_t decode_tokens = 0;
+    for (int i = 0; i < 16; i++) decode_tokens += c[i].expect_n;
+    /* batched: far fewer steps than tokens generated one request at a time */
+    CHECK_MSG(st.num_steps > 0 && st.num_steps < decode_tokens / 4, "%lld steps for %lld tokens",
+              (long long)st.num_steps, (long long)decode_tokens);
+    CHECK(st.num_preemptions == 0 && st.tokens_generated == decode_tokens);
     free_cases(c, 16);
 }
 
@@ -221,6 +233,11 @@ static void test_sampling(llmrt_engine *e) {
     }
     llmrt_runtime_options o;
     llmrt_runtime_options_init(&o);
+    /* min-p is not in llmrt_sampling_params: request 2 alone goes through a runtime */
+    run_all(e, &o, c + 2, 1, NULL);
+    c[2].expect_n = c[2].result.sequences[0].num_output;
+    memcpy(c[2].expect, c[2].result.sequences[0].output_ids, (size_t)c[2].expect_n * sizeof(int32_t));
+    llmrt_result_free(&c[2].result);
     run_all(e, &o, c, 6, NULL);
     for (int i = 0; i < 6; i++) CHECK_MSG(same_as_alone(&c[i]), "seeded request %d differs batched", i);
     free_cases(c, 6);
@@ -275,39 +292,30 @@ static void test_n_sequences(llmrt_engine *e) {
 }
 
 static void test_beam_search(llmrt_engine *e) {
-    batch_case *c = calloc(3, sizeof *c);
-    prepare(e, c, 3, 61, 15, 40);
-    for (int i = 0; i < 3; i++) c[i].req.sampling.max_tokens = 12;
-    c[0].req.num_beams = 1; /* plain greedy path for reference logprobs */
-    c[1].req.num_beams = 1;
-    c[1].req.early_stopping = 1;
+    batch_case *c = calloc(4, sizeof *c);
+    prepare(e, c, 1, 61, 15, 40);
+    c[0].req.sampling.max_tokens = 12;
+    c[0].expect_n = alone(e, c[0].prompt, c[0].n, &c[0].req.sampling, c[0].expect);
+    for (int i = 1; i < 4; i++) c[i] = c[0];
+    c[1].req.num_beams = 1; /* the beam search path with one beam */
+    c[2].req.num_beams = 1;
+    c[2].req.early_stopping = 1;
+    c[3].req.num_beams = 4;
+    c[3].req.n = 2;
     llmrt_runtime_options o;
     llmrt_runtime_options_init(&o);
-    run_all(e, &o, c, 1, NULL);
-    for (int i = 0; i < 3; i++) {
-        c[i].expect_n = alone(e, c[i].prompt, c[i].n, &c[i].req.sampling, c[i].expect);
+    run_all(e, &o, c, 4, NULL); /* all at once: beams batch with the others */
+    for (int i = 0; i < 3; i++) CHECK_MSG(same_as_alone(&c[i]), "case %d differs from greedy", i);
+    double greedy = c[0].result.sequences[0].cumulative_logprob;
+    CHECK(fabs(c[1].result.sequences[0].cumulative_logprob - greedy) < 1e-4);
+    CHECK(c[3].result.num_sequences == 2);
+    if (c[3].result.num_sequences == 2) {
+        const llmrt_sequence_output *best = &c[3].result.sequences[0];
+        CHECK(best->num_output == 12 && best->score >= c[3].result.sequences[1].score);
+        CHECK_MSG(best->cumulative_logprob >= greedy - 1e-5, "best beam %.6f < greedy %.6f", best->cumulative_logprob,
+                  greedy);
     }
-    CHECK(same_as_alone(&c[0]));
-    double greedy_logprob = c[0].result.sequences[0].cumulative_logprob;
-    free_cases(c, 1);
-    /* beams = 4 (and n = 2 returned), alongside a plain request */
-    memcpy(c[1].prompt, c[0].prompt, sizeof c[0].prompt);
-    c[1].n = c[0].n;
-    c[1].req.num_beams = 4;
-    c[1].req.n = 2;
-    c[1].expect_n = c[0].expect_n;
-    memcpy(c[1].expect, c[0].expect, sizeof c[0].expect);
-    run_all(e, &o, c + 1, 2, NULL);
-    CHECK(c[1].result.num_sequences == 2);
-    if (c[1].result.num_sequences == 2) {
-        const llmrt_sequence_output *best = &c[1].result.sequences[0];
-        CHECK(best->num_output == 12 && best->score >= c[1].result.sequences[1].score);
-        CHECK_MSG(best->cumulative_logprob >= greedy_logprob - 1e-5, "beam %.6f < greedy %.6f",
-                  best->cumulative_logprob, greedy_logprob);
-    }
-    CHECK(same_as_alone(&c[2]));
-    free_cases(c, 3);
-    /* beams = 1 through the beam code path equals greedy (n = 1 means no beams, so use 1 beam with early stop) */
+    free_cases(c, 4);
     free(c);
 }
 
@@ -442,7 +450,7 @@ static void test_bad_requests(llmrt_engine *e) {
     int finished = 0;
     for (int spins = 0; !finished && spins < 100000; spins++) {
         CHECK_OK(llmrt_runtime_poll(rt, good, 0, 0, got, 16, &total, &finished));
-        if (!finished) usleep(100);
+        if (!finished) nanosleep(&(struct timespec){0, 100000}, NULL);
     }
     CHECK(finished && total == 6);
     CHECK_OK(llmrt_runtime_wait(rt, good, 0, &res, &done));

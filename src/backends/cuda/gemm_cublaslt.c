@@ -1,4 +1,9 @@
-/* cuBLASLt GEMM with a per-shape cache of descriptors and heuristic choice. */
+/* cuBLASLt GEMM with a per-shape cache of descriptors and heuristic choice.
+ * For large products (prefill) the heuristic's first answer is often not the
+ * fastest on H100: the first call of such a shape times up to
+ * AUTOTUNE_CANDIDATES of its answers on the real operands and keeps the
+ * fastest (LLMRT_CUDA_GEMM_AUTOTUNE=0 turns this off). Never while a stream
+ * is being captured: there the heuristic's first answer is kept. */
 #include "backends/cuda/cuda_gemm.h"
 
 #include <cublasLt.h>
@@ -9,7 +14,9 @@
 #include "backends/cuda/cuda_kernels.h"
 #include "graph/ops.h"
 
-enum { GEMM_CACHE_SIZE = 512 };
+enum { GEMM_CACHE_SIZE = 512, AUTOTUNE_CANDIDATES = 8 };
+/* 2·M·N·K below this (≈ 0.1 ms at 700 TFLOP/s) is not worth timing. */
+static const double AUTOTUNE_MIN_FLOPS = 6e10;
 
 typedef struct gemm_key {
     int64_t M, N, K;
@@ -31,6 +38,8 @@ struct cuda_gemm {
     size_t workspace_bytes;
     gemm_entry cache[GEMM_CACHE_SIZE];
     int next_evict;
+    int autotune;
+    cudaEvent_t ev[2];
 };
 
 static llmrt_status lt_status(cublasStatus_t st, const char *what) {
@@ -54,6 +63,12 @@ llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes) {
         return lt_status(st, "cublasLtCreate");
     }
     g->workspace_bytes = workspace_bytes;
+    const char *env = getenv("LLMRT_CUDA_GEMM_AUTOTUNE");
+    g->autotune = !(env && *env && atoi(env) == 0);
+    if (g->autotune && (cudaEventCreate(&g->ev[0]) != cudaSuccess || cudaEventCreate(&g->ev[1]) != cudaSuccess)) {
+        cudaGetLastError();
+        g->autotune = 0;
+    }
     if (workspace_bytes) {
         cudaError_t err = cudaMalloc(&g->workspace, workspace_bytes);
         if (err != cudaSuccess) {
@@ -79,6 +94,8 @@ void cuda_gemm_free(cuda_gemm *g) {
     if (!g) return;
     for (int i = 0; i < GEMM_CACHE_SIZE; i++) entry_release(&g->cache[i]);
     if (g->workspace) cudaFree(g->workspace);
+    if (g->ev[0]) cudaEventDestroy(g->ev[0]);
+    if (g->ev[1]) cudaEventDestroy(g->ev[1]);
     cublasLtDestroy(g->handle);
     free(g);
 }
@@ -100,9 +117,47 @@ static cudaDataType_t cuda_type(llmrt_dtype t) {
     return t == LLMRT_DTYPE_F16 ? CUDA_R_16F : t == LLMRT_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
+/* The operands of the first call, for timing candidates on real data. */
+typedef struct gemm_operands {
+    void *y;
+    const void *x, *w;
+    const float *bias;
+    cudaStream_t stream;
+} gemm_operands;
+
+/* Median-free quick timing: one warm-up, then one timed run per candidate
+ * (the shapes timed take ≥ 0.1 ms, far above event resolution). Returns
+ * the index of the fastest candidate that ran, or 0. */
+static int pick_fastest(cuda_gemm *g, gemm_entry *e, const cublasLtMatmulHeuristicResult_t *res, int found,
+                        const gemm_operands *op) {
+    const float alpha = 1.0f, beta = 0.0f;
+    int best = 0;
+    float best_ms = 1e30f;
+    for (int i = 0; i < found; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > g->workspace_bytes) continue;
+        float ms = 0;
+        int ok = 1;
+        for (int rep = 0; rep < 2 && ok; rep++) {
+            if (rep == 1 && cudaEventRecord(g->ev[0], op->stream) != cudaSuccess) ok = 0;
+            if (ok && cublasLtMatmul(g->handle, e->desc, &alpha, op->w, e->a, op->x, e->b, &beta, op->y, e->c, op->y,
+                                     e->c, &res[i].algo, g->workspace, g->workspace_bytes,
+                                     op->stream) != CUBLAS_STATUS_SUCCESS)
+                ok = 0;
+        }
+        if (ok && cudaEventRecord(g->ev[1], op->stream) == cudaSuccess && cudaEventSynchronize(g->ev[1]) == cudaSuccess &&
+            cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]) == cudaSuccess && ms < best_ms) {
+            best_ms = ms;
+            best = i;
+        }
+        cudaGetLastError();
+    }
+    return best;
+}
+
 /* Builds descriptors and asks the heuristic, with the bias epilogue if
  * `fuse_bias`; returns UNSUPPORTED when the heuristic has no algorithm. */
-static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, int fuse_bias) {
+static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, int fuse_bias,
+                                const gemm_operands *op) {
     memset(e, 0, sizeof *e);
     e->used = 1;
     e->key = *k;
@@ -136,16 +191,27 @@ static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, 
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
-    cublasLtMatmulHeuristicResult_t result;
+    cublasLtMatmulHeuristicResult_t result[AUTOTUNE_CANDIDATES];
     int found = 0;
-    cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(g->handle, e->desc, e->a, e->b, e->c, e->c, pref, 1, &result, &found);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(op->stream, &capture) != cudaSuccess) {
+        cudaGetLastError();
+        capture = cudaStreamCaptureStatusActive;
+    }
+    const int tune = g->autotune && capture == cudaStreamCaptureStatusNone &&
+                     2.0 * (double)k->M * (double)k->N * (double)k->K >= AUTOTUNE_MIN_FLOPS;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, e->desc, e->a, e->b, e->c, e->c, pref,
+                                                       tune ? AUTOTUNE_CANDIDATES : 1, result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
         entry_release(e);
         return LLMRT_ERR_UNSUPPORTED; /* no message: the caller has a fallback */
     }
-    e->algo = result.algo;
+    if (fuse_bias)
+        LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &op->bias, sizeof op->bias),
+               "set BIAS_POINTER");
+    const int pick = tune && found > 1 ? pick_fastest(g, e, result, found, op) : 0;
+    e->algo = result[pick].algo;
     e->bias_fused = fuse_bias;
     return LLMRT_OK;
 }
@@ -182,8 +248,9 @@ llmrt_status cuda_gemm_run(cuda_gemm *g, void *y, const void *x, const void *w, 
             g->next_evict = (g->next_evict + 1) % GEMM_CACHE_SIZE;
             entry_release(e);
         }
-        llmrt_status s = key.has_bias ? entry_build(g, e, &key, 1) : LLMRT_ERR_UNSUPPORTED;
-        if (s != LLMRT_OK) s = entry_build(g, e, &key, 0);
+        const gemm_operands op = {y, x, w, bias, stream};
+        llmrt_status s = key.has_bias ? entry_build(g, e, &key, 1, &op) : LLMRT_ERR_UNSUPPORTED;
+        if (s != LLMRT_OK) s = entry_build(g, e, &key, 0, &op);
         if (s != LLMRT_OK) return s;
     }
     if (e->bias_fused)
