@@ -81,13 +81,7 @@ int cmd_perplexity(int argc, char **argv) {
         goto done;
     }
     if (llmrt_engine_load(engine_path, &eo, &engine) != LLMRT_OK) goto fail;
-    size_t tok_size;
-    const char *tok_json = llmrt_engine_tokenizer_json(engine, &tok_size);
-    if (!tok_json) {
-        fprintf(stderr, "llmrt perplexity: %s has no tokenizer\n", engine_path);
-        goto done;
-    }
-    if (llmrt_tokenizer_from_json(tok_json, tok_size, engine_path, &tok) != LLMRT_OK) goto fail;
+    if (llmrt_engine_tokenizer(engine, &tok) != LLMRT_OK) goto fail;
     if (llmrt_tokenizer_encode(tok, text, text_size, LLMRT_ENCODE_PLAIN, &ids, &count) != LLMRT_OK) goto fail;
     if (max_tokens > 0 && (size_t)max_tokens < count) count = (size_t)max_tokens;
     if (window > llmrt_engine_max_seq_len(engine)) window = llmrt_engine_max_seq_len(engine);

@@ -60,11 +60,8 @@ static int load(const char *path, llmrt_tokenizer **tok) {
     options.num_threads = 1;
     llmrt_engine *engine = NULL;
     if (llmrt_engine_load(path, &options, &engine) != LLMRT_OK) return 0;
-    size_t size = 0;
-    const char *json = llmrt_engine_tokenizer_json(engine, &size);
-    int ok = 0;
-    if (!json) fprintf(stderr, "llmrt tokenize: %s has no embedded tokenizer\n", path);
-    else ok = llmrt_tokenizer_from_json(json, size, path, tok) == LLMRT_OK;
+    int ok = llmrt_engine_tokenizer(engine, tok) == LLMRT_OK;
+    if (!ok) fprintf(stderr, "llmrt tokenize: %s: %s\n", path, llmrt_last_error());
     llmrt_engine_free(engine);
     return ok;
 }

@@ -17,7 +17,8 @@ static void usage(FILE *out) {
             "usage: llmrt <command> [options]   (llmrt <command> --help for its options)\n\n"
             "commands:\n"
             "  build     compile a HuggingFace checkpoint (or a config with random weights) into an engine\n"
-            "  run       generate from an engine (token ids or text)\n"
+            "  run       generate from an engine (token ids or text; --requests FILE.jsonl for many at once)\n"
+            "  bench     serving throughput and latency (TTFT, TPOT, ITL) through the runtime\n"
             "  inspect   summarise an engine file\n"
             "  tokenize  encode text with a tokenizer.json or an engine's tokenizer\n"
             "  perplexity  perplexity of a text under an engine\n",
@@ -39,6 +40,7 @@ int main(int argc, char **argv) {
         {"inspect", cmd_inspect},
         {"tokenize", cmd_tokenize},
         {"perplexity", cmd_perplexity},
+        {"bench", cmd_bench},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);

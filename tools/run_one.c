@@ -185,11 +185,9 @@ int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_req
         code = report_failure("run");
         goto done;
     }
-    size_t tok_size;
-    const char *tok_json = llmrt_engine_tokenizer_json(engine, &tok_size);
     int needs_text = r->prompt_text || r->chat_path || s->num_stop || s->stream;
-    if (tok_json) {
-        if (llmrt_tokenizer_from_json(tok_json, tok_size, s->engine_path, &tok) != LLMRT_OK) {
+    if (llmrt_engine_tokenizer_json(engine, NULL)) {
+        if (llmrt_engine_tokenizer(engine, &tok) != LLMRT_OK) {
             code = report_failure("run");
             goto done;
         }

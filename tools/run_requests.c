@@ -238,7 +238,9 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
     size_t buf_cap = 0;
     ssize_t got;
     int code = 1;
+    size_t line_no = 0;
     while ((got = getline(&buf, &buf_cap, f)) >= 0) {
+        line_no++;
         size_t start = 0;
         while (start < (size_t)got && (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\n' || buf[start] == '\r'))
             start++;
@@ -253,7 +255,7 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
         memset(l, 0, sizeof *l);
         json_error_t jerr;
         l->json = json_loads(buf + start, 0, &jerr);
-        if (!l->json) snprintf(l->error, sizeof l->error, "line %zu: %s", count, jerr.text);
+        if (!l->json) snprintf(l->error, sizeof l->error, "%s:%zu: %s", path, line_no, jerr.text);
     }
     llmrt_engine *engine = NULL;
     llmrt_runtime *rt = NULL;

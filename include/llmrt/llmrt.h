@@ -76,6 +76,11 @@ int32_t llmrt_engine_max_seq_len(const llmrt_engine *engine);
 const char *llmrt_engine_backend(const llmrt_engine *engine);
 /* The tokenizer.json text embedded at build time (NULL, 0 if none). */
 const char *llmrt_engine_tokenizer_json(const llmrt_engine *engine, size_t *size);
+/* A tokenizer from the engine's embedded tokenizer.json, with its
+ * tokenizer_config.json (chat template, bos/eos names) attached. The caller
+ * frees it with llmrt_tokenizer_free (include/llmrt/tokenizer.h). */
+typedef struct llmrt_tokenizer llmrt_tokenizer;
+llmrt_status llmrt_engine_tokenizer(const llmrt_engine *engine, llmrt_tokenizer **out);
 /* The end-of-sequence ids from the model's config / generation config. */
 int32_t llmrt_engine_eos_ids(const llmrt_engine *engine, const int32_t **ids);
 /* Memory in use: weights, activations, KV cache (bytes). */

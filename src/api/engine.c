@@ -12,6 +12,7 @@
 #include "engine/engine_file.h"
 #include "llmrt/llmrt.h"
 #include "llmrt/runtime.h"
+#include "llmrt/tokenizer.h"
 
 struct llmrt_engine {
     llmrt_engine_image *image;
@@ -118,6 +119,23 @@ const char *llmrt_engine_backend(const llmrt_engine *e) { return e->image->backe
 const char *llmrt_engine_tokenizer_json(const llmrt_engine *e, size_t *size) {
     if (size) *size = e->image->tokenizer.size;
     return e->image->tokenizer.data;
+}
+
+llmrt_status llmrt_engine_tokenizer(const llmrt_engine *e, llmrt_tokenizer **out) {
+    *out = NULL;
+    const llmrt_engine_image *img = e->image;
+    if (!img->tokenizer.data)
+        return llmrt_error(LLMRT_ERR_NOT_FOUND, "the engine has no tokenizer (its checkpoint had no tokenizer.json)");
+    LLMRT_TRY(llmrt_tokenizer_from_json(img->tokenizer.data, img->tokenizer.size, "the engine's tokenizer.json", out));
+    if (img->tokenizer_config.data) {
+        llmrt_status s = llmrt_tokenizer_set_config_json(*out, img->tokenizer_config.data, img->tokenizer_config.size);
+        if (s != LLMRT_OK) {
+            llmrt_tokenizer_free(*out);
+            *out = NULL;
+            return llmrt_error_context(s, "the engine's tokenizer_config.json");
+        }
+    }
+    return LLMRT_OK;
 }
 
 int32_t llmrt_engine_eos_ids(const llmrt_engine *e, const int32_t **ids) {

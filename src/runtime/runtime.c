@@ -115,6 +115,7 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     rt->next_id = 1;
     int32_t blocks = mem.kv_num_blocks;
     if (options->kv_max_blocks > 0 && options->kv_max_blocks < blocks) blocks = options->kv_max_blocks;
+    rt->kv_total_blocks = blocks;
     llmrt_status s = kv_cache_create(blocks, rt->block_size, &rt->kv);
     size_t T = (size_t)rt->max_num_tokens, B = (size_t)rt->max_batch, V = (size_t)rt->vocab;
     if (s == LLMRT_OK) {
@@ -156,11 +157,10 @@ llmrt_status llmrt_runtime_tokenizer(llmrt_runtime *rt, const llmrt_tokenizer **
     llmrt_status s = LLMRT_OK;
     if (!rt->tokenizer_tried) {
         rt->tokenizer_tried = 1;
-        size_t size = 0;
-        const char *json = llmrt_engine_tokenizer_json(rt->engine, &size);
-        if (json) s = llmrt_tokenizer_from_json(json, size, "the engine's tokenizer", &rt->tokenizer);
+        s = llmrt_engine_tokenizer(rt->engine, &rt->tokenizer);
+    } else if (!rt->tokenizer) {
+        s = llmrt_error(LLMRT_ERR_NOT_FOUND, "the engine has no tokenizer");
     }
-    if (s == LLMRT_OK && !rt->tokenizer) s = llmrt_error(LLMRT_ERR_NOT_FOUND, "the engine has no tokenizer");
     *out = rt->tokenizer;
     pthread_mutex_unlock(&rt->tokenizer_lock);
     return s;
@@ -236,11 +236,9 @@ llmrt_status llmrt_runtime_submit(llmrt_runtime *rt, const llmrt_request *p, llm
         int32_t room = rt->max_seq_len - n, max_new = p->sampling.max_tokens < room ? p->sampling.max_tokens : room;
         int32_t seqs = p->num_beams > 0 ? p->num_beams : p->n;
         int64_t need = (int64_t)seqs * rt_blocks_for(rt, n + max_new);
-        kv_cache_stats st;
-        kv_cache_get_stats(rt->kv, &st);
-        if (need > st.total_blocks)
+        if (need > rt->kv_total_blocks) /* fixed at create: no lock needed */
             s = llmrt_error(LLMRT_ERR_CAPACITY, "request: needs up to %lld KV blocks of %d tokens; the cache has %d",
-                            (long long)need, rt->block_size, st.total_blocks);
+                            (long long)need, rt->block_size, rt->kv_total_blocks);
     }
     rt_request *r = NULL;
     if (s == LLMRT_OK) s = rt_request_create(rt, p, prompt, n, &r);

@@ -112,7 +112,7 @@ struct llmrt_runtime {
     llmrt_engine *engine;
     llmrt_backend *backend;
     llmrt_runtime_options options;
-    int32_t max_batch, max_num_tokens, vocab, block_size, max_blocks_per_seq, max_seq_len;
+    int32_t max_batch, max_num_tokens, vocab, block_size, max_blocks_per_seq, max_seq_len, kv_total_blocks;
     const int32_t *eos_ids;
     int32_t num_eos;
     kv_cache *kv;

@@ -140,12 +140,25 @@ def main():
             to_v4_dialect(os.path.join(d, "config.json"))
         ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
         vocab = cfg.vocab_size
+        # HF's own half-precision error on the same prompts: the yardstick for
+        # llmrt's bf16/fp16 engines (these decisive random weights amplify
+        # rounding far more than trained weights do).
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        half = {}
+        for hdt in (torch.bfloat16, torch.float16):
+            half[str(hdt).replace("torch.", "")] = AutoModelForCausalLM.from_pretrained(
+                d, dtype=hdt, attn_implementation="eager").to(device).eval()
         prompts = []
         for length in (SHORT_LEN, LONG_LEN):
             ids = torch.randint(3, vocab, (length,), generator=gen).tolist()
             logits, greedy, margins = reference(ref, ids)
+            hf_half = {}
+            with torch.no_grad():
+                for hname, hmodel in half.items():
+                    hl = hmodel(torch.tensor([ids], device=device)).logits[0].float().cpu()
+                    hf_half[hname] = float((hl - logits).norm() / logits.norm())
             rows = list(range(length)) if length <= 16 else sorted(set(range(0, length, 7)) | set(range(length - 8, length)))
-            prompts.append(dict(ids=ids, logit_rows=rows, logits=[[round(float(v), 7) for v in logits[r]] for r in rows],
+            prompts.append(dict(ids=ids, hf_half_rel_l2=hf_half, logit_rows=rows, logits=[[round(float(v), 7) for v in logits[r]] for r in rows],
                                 greedy=greedy, margins=margins))
         json.dump(dict(name=name, dtype=str(dtype).replace("torch.", ""), transformers=transformers.__version__,
                        vocab_size=vocab, prompts=prompts), open(os.path.join(d, "golden.json"), "w"))

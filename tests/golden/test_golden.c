@@ -21,6 +21,9 @@ int llmrt_cuda_available(void);
 #endif
 
 enum { MAX_CASES = 64 };
+/* A greedy step is compared only while the reference's top-2 margin is
+ * decisive: above 1e-3 for fp32 compute, and above what the engine's
+ * expected error (tolerance × logit RMS, twice) could flip for bf16/fp16. */
 static const double THIN_MARGIN = 1e-3;
 
 typedef struct variant {
@@ -28,6 +31,7 @@ typedef struct variant {
     llmrt_dtype dtype;          /* INVALID: the checkpoint's own */
     const char *disabled_passes;
     double tolerance;           /* relative L2 on logits */
+    const char *hf_baseline;    /* "bfloat16"/"float16": also allow 1.5 × HF's own error in that dtype */
 } variant;
 
 static double worst_error[MAX_CASES][4];
@@ -48,7 +52,7 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
     bo.output_path = engine_path;
     bo.backend = backend;
     bo.dtype = v->dtype;
-    bo.max_seq_len = 512;
+    bo.max_seq_len = 0; /* the model's own limit (GPT-2's learned positions) */
     bo.max_batch = 4;
     bo.max_num_tokens = 128; /* the 300-token prompt prefills in chunks */
     bo.disabled_passes = v->disabled_passes;
@@ -84,9 +88,22 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
                 want[r * (size_t)vocab + (size_t)c] = (float)json_number_value(json_array_get(ref_row, (size_t)c));
         }
         double error = test_rel_l2(got, want, count * (size_t)vocab);
+        double sum_sq = 0;
+        for (size_t i = 0; i < count * (size_t)vocab; i++) sum_sq += (double)want[i] * want[i];
+        double rms = count ? sqrt(sum_sq / (double)(count * (size_t)vocab)) : 0;
+        double thin = v->tolerance > 1e-3 ? 2.0 * v->tolerance * rms : THIN_MARGIN;
+        if (thin < THIN_MARGIN) thin = THIN_MARGIN;
         if (error > worst) worst = error;
-        CHECK_MSG(error < v->tolerance, "%s [%s] prompt %zu (%d tokens): logits rel L2 %.3g >= %.1g", name, v->label, p,
-                  n, error, v->tolerance);
+        /* Half-precision engines are held to 2e-2 or to 1.5 × what HF
+         * transformers itself reaches in that dtype on the same prompt,
+         * whichever is looser (recorded by make_golden.py). */
+        double tolerance = v->tolerance;
+        json_t *baseline = v->hf_baseline ? json_object_get(json_object_get(prompt, "hf_half_rel_l2"), v->hf_baseline)
+                                          : NULL;
+        if (baseline && 1.5 * json_number_value(baseline) > tolerance) tolerance = 1.5 * json_number_value(baseline);
+        CHECK_MSG(error < tolerance, "%s [%s] prompt %zu (%d tokens): logits rel L2 %.3g >= %.3g (HF's own %s: %.3g)",
+                  name, v->label, p, n, error, tolerance, v->hf_baseline ? v->hf_baseline : "-",
+                  baseline ? json_number_value(baseline) : 0.0);
 
         /* greedy continuation, compared up to the first thin margin */
         json_t *greedy = json_object_get(prompt, "greedy"), *margins = json_object_get(prompt, "margins");
@@ -105,7 +122,7 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
                           v->label, p, i, gen.output_ids[i], expected);
                 compared++;
                 if (gen.output_ids[i] != expected) break;
-                if (json_number_value(json_array_get(margins, i)) < THIN_MARGIN) break;
+                if (json_number_value(json_array_get(margins, i)) < thin) break;
             }
             CHECK_MSG(compared > 0, "%s: no greedy step compared", name);
             llmrt_generation_free(&gen);
@@ -157,15 +174,16 @@ int main(int argc, char **argv) {
     int min_cases = argc == 4 ? atoi(argv[3]) : 8;
     CHECK_MSG(count >= min_cases, "expected at least %d golden cases in %s, found %d", min_cases, dir, count);
     const variant cpu_variants[] = {
-        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4},
+        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4, NULL},
         {"unfused", LLMRT_DTYPE_INVALID,
-         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4},
+         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4, NULL},
     };
     const variant gpu_variants[] = {
-        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3},
-        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2},
-        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2},
-        {"unfused-bf16", LLMRT_DTYPE_BF16, "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 2e-2},
+        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3, NULL},
+        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2, "bfloat16"},
+        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2, "float16"},
+        {"unfused-bf16", LLMRT_DTYPE_BF16, "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 2e-2,
+         "bfloat16"},
     };
     const variant *variants = gpu ? gpu_variants : cpu_variants;
     int num_variants = gpu ? 4 : 2;

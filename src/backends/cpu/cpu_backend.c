@@ -278,6 +278,9 @@ static llmrt_status cpu_forward(void *state, const llmrt_step *step, float *logi
     cpu_state *s = state;
     const llmrt_plan *plan = s->plan;
     LLMRT_TRY(check_step(s, step));
+    /* the thread count is per calling thread in OpenMP: the runtime's
+     * step thread is not the one that created the backend */
+    omp_set_num_threads(s->threads);
     step_ctx c = {.s = s, .step = step, .tokens = step->num_tokens, .logits = step->num_logits};
     memcpy(buffer_of(&c, plan->input_token_ids), step->token_ids, (size_t)step->num_tokens * sizeof(int32_t));
     memcpy(buffer_of(&c, plan->input_positions), step->positions, (size_t)step->num_tokens * sizeof(int32_t));

@@ -39,8 +39,14 @@ void cpu_binary(llmrt_op op, float *out, const cpu_shape *out_shape, const float
         for (int64_t i = 0; i < n; i++) out[i] = apply_binary(op, a[i], b[i]);
         return;
     }
+    /* Fast paths are chosen by shape, not by element count: a [T, 1]
+     * statistic and a [D] gain have the same count when T == D. */
     int64_t last = out_shape->ndim ? out_shape->dims[out_shape->ndim - 1] : 1;
-    if (na == n && nb == last) { /* per-row vector (bias, gain) */
+    int b_is_row_vector = nb == last && b_shape->ndim >= 1 && b_shape->dims[b_shape->ndim - 1] == last;
+    for (int32_t i = 0; b_is_row_vector && i + 1 < b_shape->ndim; i++) b_is_row_vector = b_shape->dims[i] == 1;
+    int b_is_column = b_shape->ndim == out_shape->ndim && b_shape->ndim >= 1 &&
+                      b_shape->dims[b_shape->ndim - 1] == 1 && nb * last == n;
+    if (na == n && b_is_row_vector) { /* per-row vector (bias, gain) */
         for (int64_t r = 0; r < n / last; r++)
             for (int64_t i = 0; i < last; i++) out[r * last + i] = apply_binary(op, a[r * last + i], b[i]);
         return;
@@ -53,7 +59,7 @@ void cpu_binary(llmrt_op op, float *out, const cpu_shape *out_shape, const float
         for (int64_t i = 0; i < n; i++) out[i] = apply_binary(op, a[0], b[i]);
         return;
     }
-    if (na == n && nb == n / last && last > 0) { /* per-row scalar (a norm's statistic) */
+    if (na == n && b_is_column) { /* per-row scalar [.., 1] (a norm's statistic) */
         for (int64_t r = 0; r < nb; r++)
             for (int64_t i = 0; i < last; i++) out[r * last + i] = apply_binary(op, a[r * last + i], b[r]);
         return;
