@@ -25,10 +25,10 @@ $(ASAN_BUILD)/CMakeCache.txt: | deps
 test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest -L unit --output-on-failure -j $(JOBS)
+	  ctest -L "unit|cli" --output-on-failure -j $(JOBS)
 
-# Every CPU test (unit, golden, CLI, tokenizer), then the unit tests again
-# under the sanitizers. GPU tests skip themselves where there is no GPU.
+# Every CPU test (unit, golden, CLI, tokenizer), then the unit and CLI tests again
+# under the sanitizers (bad inputs included). GPU tests skip themselves where there is no GPU.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan

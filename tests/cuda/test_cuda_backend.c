@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "backends/cuda/cuda_sampling_api.h"
 #include "compiler/compiler.h"
 #include "cuda_test_util.h"
 
@@ -34,9 +35,15 @@ static llmrt_model_config tiny_config(const char *arch) {
     return c;
 }
 
-static llmrt_plan *compile(const llmrt_model_config *c, const char *target, llmrt_dtype act, llmrt_dtype wt) {
+/* Every fusion pass off: the CUDA backend then runs the generic ops (mean,
+ * sub, pow, rsqrt, broadcast mul/add, tanh, sigmoid, matmul). */
+static const char *const UNFUSED = "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear";
+
+static llmrt_plan *compile(const llmrt_model_config *c, const char *target, llmrt_dtype act, llmrt_dtype wt,
+                           const char *disabled_passes) {
     llmrt_compile_options o = {.target = target, .act_dtype = act, .weight_dtype = wt, .max_num_tokens = 128,
-                               .max_batch = 4, .max_seq_len = 256, .random_weights = 1, .seed = 11};
+                               .max_batch = 4, .max_seq_len = 256, .random_weights = 1, .seed = 11,
+                               .disabled_passes = disabled_passes};
     llmrt_plan *plan = NULL;
     CHECK_OK(llmrt_compile(c, NULL, &o, &plan));
     return plan;
@@ -67,20 +74,22 @@ static llmrt_model_config small_config(const char *arch, int hidden, int heads, 
     return c;
 }
 
-static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, double tol);
+static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, double tol, const char *disabled);
 
 static void run_arch(const char *arch, llmrt_dtype act, double tol) {
     llmrt_model_config c = tiny_config(arch);
-    run_config(&c, act, tol);
+    run_config(&c, act, tol, NULL);
 }
 
-static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, double tol) {
+/* The reference is always the fused f32 CPU plan; `disabled` applies to the
+ * CUDA plan only. */
+static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, double tol, const char *disabled) {
     llmrt_model_config c = *cfg_model;
-    const char *arch = c.architecture;
-    fprintf(stderr, "   %s hidden %d heads %d/%d head_dim %d act %s\n", arch, (int)c.hidden_size, (int)c.num_heads,
-            (int)c.num_kv_heads, (int)c.head_dim, llmrt_dtype_name(act));
-    llmrt_plan *ref_plan = compile(&c, "cpu", LLMRT_DTYPE_F32, LLMRT_DTYPE_F32);
-    llmrt_plan *gpu_plan = compile(&c, "cuda", act, act);
+    const char *arch = c.architecture, *variant = disabled ? " unfused" : "";
+    fprintf(stderr, "   %s hidden %d heads %d/%d head_dim %d act %s%s\n", arch, (int)c.hidden_size, (int)c.num_heads,
+            (int)c.num_kv_heads, (int)c.head_dim, llmrt_dtype_name(act), variant);
+    llmrt_plan *ref_plan = compile(&c, "cpu", LLMRT_DTYPE_F32, LLMRT_DTYPE_F32, NULL);
+    llmrt_plan *gpu_plan = compile(&c, "cuda", act, act, disabled);
     if (!ref_plan || !gpu_plan) {
         llmrt_plan_free(ref_plan);
         llmrt_plan_free(gpu_plan);
@@ -103,14 +112,17 @@ static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, dou
     for (int i = 0; i < 48; i++) next_block[i] = (i * 29 + 7) % 48;
     int used = 0;
     for (int s = 0; s < 3; s++)
-        for (int b = 0; b < 16; b++) seqs[s].blocks[b] = b < 5 ? next_block[used++] : 0;
+        for (int b = 0; b < 16; b++) seqs[s].blocks[b] = b < 8 ? next_block[used++] : 0;
 
     const int V = c.vocab_size;
     uint64_t rng = 99;
     int32_t last_token[3] = {0, 0, 0};
-    /* step plans: {tokens per sequence} for seqs 0..2 (0 = not in the step) */
-    const int steps[6][3] = {{37, 20, 0}, {1, 1, 0}, {1, 1, 0}, {1, 1, 0}, {1, 0, 9}, {1, 1, 1}};
-    for (int st = 0; st < 6; st++) {
+    /* step plans: {tokens per sequence} for seqs 0..2 (0 = not in the step);
+     * the last one has T = 48, the hidden size of two small configs, where a
+     * [T, 1] norm statistic and a [hidden] gain have the same element count */
+    enum { NUM_STEPS = 7 };
+    const int steps[NUM_STEPS][3] = {{37, 20, 0}, {1, 1, 0}, {1, 1, 0}, {1, 1, 0}, {1, 0, 9}, {1, 1, 1}, {46, 1, 1}};
+    for (int st = 0; st < NUM_STEPS; st++) {
         int32_t ids[128], pos[128], seq_start[4], tables[3 * 16], logit_rows[3];
         int T = 0, S = 0;
         seq_start[0] = 0;
@@ -133,7 +145,17 @@ static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, dou
         for (int i = 0; i < S * V; i++) got[i] = NAN;
         CHECK_OK(llmrt_cpu_backend_ops.forward(cpu, &step, want));
         CHECK_OK(llmrt_cuda_backend_ops.forward(gpu, &step, got));
-        CHECK_CLOSE(got, want, (size_t)S * V, tol, "%s %s step %d", arch, llmrt_dtype_name(act), st);
+        CHECK_CLOSE(got, want, (size_t)S * V, tol, "%s %s%s step %d (%d tokens)", arch, llmrt_dtype_name(act), variant,
+                    st, T);
+        /* device-side greedy over the same logits: exactly the host argmax */
+        int32_t dev_ids[3] = {-1, -1, -1};
+        CHECK_OK(llmrt_cuda_argmax_last_logits(gpu, dev_ids));
+        for (int r = 0; r < S; r++) {
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (got[r * V + j] > got[r * V + best]) best = j;
+            CHECK_MSG(dev_ids[r] == best, "%s step %d row %d: device argmax %d, host %d", arch, st, r, dev_ids[r], best);
+        }
         /* greedy next tokens from the reference, so both backends see the same inputs */
         int k = 0;
         for (int s = 0; s < 3; s++) {
@@ -185,22 +207,46 @@ static void test_small_models(void) {
     for (int i = 0; i < 3; i++) {
         llmrt_model_config c;
         c = small_config("LlamaForCausalLM", 64, 8, 2); /* head_dim 8, GQA 4 */
-        run_config(&c, acts[i], tols[i]);
+        run_config(&c, acts[i], tols[i], NULL);
         c = small_config("MistralForCausalLM", 48, 6, 1); /* head_dim 8, MQA */
-        run_config(&c, acts[i], tols[i]);
+        run_config(&c, acts[i], tols[i], NULL);
         c = small_config("Qwen2ForCausalLM", 32, 2, 1); /* head_dim 16, qkv bias, tied */
-        run_config(&c, acts[i], tols[i]);
+        run_config(&c, acts[i], tols[i], NULL);
         c = small_config("GPT2LMHeadModel", 48, 4, 4); /* head_dim 12, LayerNorm, biases */
-        run_config(&c, acts[i], tols[i]);
+        run_config(&c, acts[i], tols[i], NULL);
         c = small_config("LlamaForCausalLM", 120, 3, 3); /* head_dim 40 */
-        run_config(&c, acts[i], tols[i]);
+        run_config(&c, acts[i], tols[i], NULL);
+    }
+}
+
+/* Every model with the fusion passes off (generic ops), f32 and bf16; the
+ * bf16 tolerance is looser since every intermediate is rounded to bf16, as
+ * in HF's own bf16 forward. */
+static void test_unfused(void) {
+    const llmrt_dtype acts[2] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_BF16};
+    const double tols[2] = {1e-4, 5e-2};
+    for (int i = 0; i < 2; i++) {
+        llmrt_model_config c = tiny_config("LlamaForCausalLM");
+        run_config(&c, acts[i], tols[i], UNFUSED);
+        c = tiny_config("GPT2LMHeadModel");
+        run_config(&c, acts[i], tols[i], UNFUSED);
+        c = small_config("LlamaForCausalLM", 64, 8, 2);
+        run_config(&c, acts[i], tols[i], UNFUSED);
+        c = small_config("MistralForCausalLM", 48, 6, 1);
+        run_config(&c, acts[i], tols[i], UNFUSED);
+        c = small_config("Qwen2ForCausalLM", 32, 2, 1);
+        run_config(&c, acts[i], tols[i], UNFUSED);
+        c = small_config("GPT2LMHeadModel", 48, 4, 4); /* hidden 48 = the 48-token step */
+        run_config(&c, acts[i], tols[i], UNFUSED);
+        c = small_config("GPT2LMHeadModel", 32, 2, 2); /* the other golden GPT-2 */
+        run_config(&c, acts[i], tols[i], UNFUSED);
     }
 }
 
 /* Out of memory is an error value with a message. */
 static void test_oom(void) {
     llmrt_model_config c = tiny_config("LlamaForCausalLM");
-    llmrt_plan *plan = compile(&c, "cuda", LLMRT_DTYPE_BF16, LLMRT_DTYPE_BF16);
+    llmrt_plan *plan = compile(&c, "cuda", LLMRT_DTYPE_BF16, LLMRT_DTYPE_BF16, NULL);
     if (!plan) return;
     llmrt_backend_config cfg = {.kv_block_size = 16, .kv_num_blocks = 2000000000};
     void *gpu = NULL;
@@ -217,6 +263,7 @@ int main(void) {
     RUN_TEST(test_llama);
     RUN_TEST(test_gpt2);
     RUN_TEST(test_small_models);
+    RUN_TEST(test_unfused);
     RUN_TEST(test_oom);
     return test_finish();
 }

@@ -106,6 +106,65 @@ static void test_binary(void) {
             }
 }
 
+/* POW of signed inputs with integer exponents (the unfused GELU-tanh's x³,
+ * LayerNorm's square): the kernels build with --use_fast_math, whose powf
+ * is NaN for x < 0. Non-integer exponents on positive inputs. */
+static void test_pow_signed(void) {
+    const float exps[7] = {2.0f, 3.0f, 4.0f, 1.0f, -1.0f, -2.0f, 0.5f};
+    const int64_t n = 1031;
+    for (int ti = 0; ti < 3; ti++)
+        for (int ei = 0; ei < 7; ei++) {
+            const llmrt_dtype t = float_types[ti];
+            const float p = exps[ei];
+            float *x = rand_floats(n, &rng, 3.0f), *ref = malloc(n * 4), *got = malloc(n * 4);
+            for (int64_t i = 0; i < n; i++) {
+                if (p < 0) x[i] += x[i] >= 0 ? 0.25f : -0.25f; /* away from 0 */
+                if (p == 0.5f) x[i] = fabsf(x[i]);
+            }
+            round_to(x, n, t);
+            for (int64_t i = 0; i < n; i++) ref[i] = powf(x[i], p);
+            void *dx = dev_from_f32(x, n, t), *dy = dev_poisoned(n * 4);
+            CUDA_CHECK(cuda_unary(LLMRT_OP_POW, dy, t, dx, t, n, p, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, t == LLMRT_DTYPE_F32 ? 2e-5 : tol_for(t), "pow %g %s", p, llmrt_dtype_name(t));
+            cudaFree(dx);
+            cudaFree(dy);
+            free(x);
+            free(ref);
+            free(got);
+        }
+}
+
+/* A norm's statistic [T, 1] and a gain [D] have the same element count
+ * when T == D; broadcasting must follow the shapes, not the counts. */
+static void test_binary_square(void) {
+    const int64_t D = 48, od[2] = {D, D}, col[2] = {D, 1}, row[1] = {D};
+    for (int ti = 0; ti < 3; ti++)
+        for (int shape = 0; shape < 2; shape++) {
+            const llmrt_dtype t = float_types[ti], tb = shape ? LLMRT_DTYPE_F32 : t;
+            float *a = rand_floats(D * D, &rng, 2.0f), *b = rand_floats(D, &rng, 2.0f), *ref = malloc(D * D * 4),
+                  *got = malloc(D * D * 4);
+            round_to(a, D * D, t);
+            round_to(b, D, tb);
+            for (int64_t r = 0; r < D; r++)
+                for (int64_t c = 0; c < D; c++) ref[r * D + c] = a[r * D + c] - b[shape ? c : r];
+            cuda_broadcast bc;
+            CHECK(cuda_broadcast_init(&bc, 2, od, 2, od, shape ? 1 : 2, shape ? row : col) == 0);
+            void *da = dev_from_f32(a, D * D, t), *db = dev_from_f32(b, D, tb), *dy = dev_poisoned(D * D * 4);
+            CUDA_CHECK(cuda_binary(LLMRT_OP_SUB, dy, t, da, t, db, tb, &bc, 0));
+            dev_to_f32(got, dy, D * D, t);
+            CHECK_CLOSE(got, ref, D * D, tol_for(t), "[%lld,%lld] - %s %s", (long long)D, (long long)D,
+                        shape ? "[D]" : "[T,1]", llmrt_dtype_name(t));
+            cudaFree(da);
+            cudaFree(db);
+            cudaFree(dy);
+            free(a);
+            free(b);
+            free(ref);
+            free(got);
+        }
+}
+
 static void test_silu_mul(void) {
     const int64_t sizes[2] = {4099, 11008};
     for (int ti = 0; ti < 3; ti++)
@@ -313,15 +372,25 @@ static void test_gemm(void) {
                                  {129, 96, 1000}};
     for (int ti = 0; ti < 3; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-            for (int variant = 0; variant < 4; variant++) {
-                /* variant: 0 cuBLASLt, 1 cuBLASLt + bias, 2 cuBLASLt W [K,N], 3 GEMV (+bias) or generic mixed */
+            for (int variant = 0; variant < 6; variant++) {
+                /* variant: 0 cuBLASLt, 1 cuBLASLt + bias, 2 cuBLASLt W [K,N], 3 GEMV (+bias) or generic mixed,
+                 * 4 cuBLASLt + bias with an f32 y, 5 GEMV + bias with an f32 y (the logits paths) */
                 const llmrt_dtype t = float_types[ti];
                 const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
                 float *x = rand_floats(M * K, &rng, 1.0f), *w = rand_floats(N * K, &rng, 0.1f),
                       *bias = rand_floats(N, &rng, 1.0f), *ref = malloc(M * N * 4), *got = malloc(M * N * 4);
                 round_to(x, M * K, t);
                 round_to(w, N * K, t);
-                const int with_bias = variant == 1 || variant == 3;
+                const int with_bias = variant == 1 || variant >= 3;
+                const llmrt_dtype ty = variant >= 4 ? LLMRT_DTYPE_F32 : t;
+                if (variant == 5 && !cuda_gemv_supported(t, M, K, NULL, NULL, NULL)) {
+                    free(x);
+                    free(w);
+                    free(bias);
+                    free(ref);
+                    free(got);
+                    continue;
+                }
                 cpu_linear(ref, x, w, LLMRT_DTYPE_F32, with_bias ? bias : NULL, M, N, K);
                 float *wt = malloc(N * K * 4); /* [K, N] */
                 for (int64_t n = 0; n < N; n++)
@@ -331,6 +400,12 @@ static void test_gemm(void) {
                 const char *what = "cublaslt";
                 if (variant <= 2) {
                     CHECK_OK(cuda_gemm_run(gemm, dy, dx, dw, t, variant != 2, with_bias ? db : NULL, M, N, K, 0));
+                } else if (variant == 4) {
+                    what = "cublaslt f32 out";
+                    CHECK_OK(cuda_gemm_run_out(gemm, dy, ty, dx, dw, t, 1, db, M, N, K, 0));
+                } else if (variant == 5) {
+                    what = "gemv f32 out";
+                    CUDA_CHECK(cuda_gemv_out(dy, ty, dx, dw, t, db, M, N, K, 0));
                 } else if (cuda_gemv_supported(t, M, K, dy, dx, dw)) {
                     what = "gemv";
                     CUDA_CHECK(cuda_gemv(dy, dx, dw, t, db, M, N, K, 0));
@@ -342,8 +417,9 @@ static void test_gemm(void) {
                     CUDA_CHECK(cudaDeviceSynchronize());
                     cudaFree(dwf);
                 }
-                dev_to_f32(got, dy, M * N, t);
-                const double tol = t == LLMRT_DTYPE_F32 ? 1e-5 : tol_for(t);
+                dev_to_f32(got, dy, M * N, ty);
+                /* f32 out: only the inputs were rounded, as in ref */
+                const double tol = ty == LLMRT_DTYPE_F32 ? 1e-5 : tol_for(t);
                 CHECK_CLOSE(got, ref, M * N, tol, "%s %s M=%lld N=%lld K=%lld variant %d", what, llmrt_dtype_name(t),
                             (long long)M, (long long)N, (long long)K, variant);
                 cudaFree(dx);
@@ -734,6 +810,8 @@ int main(void) {
     if (skip >= 0) return skip;
     RUN_TEST(test_unary);
     RUN_TEST(test_binary);
+    RUN_TEST(test_pow_signed);
+    RUN_TEST(test_binary_square);
     RUN_TEST(test_silu_mul);
     RUN_TEST(test_rows);
     RUN_TEST(test_copies);

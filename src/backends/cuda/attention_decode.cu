@@ -3,7 +3,8 @@
 // [p·PART, (p+1)·PART) ∩ [0, pos_t] of kv head g and serves up to
 // DECODE_HEADS query heads of g at once, so each key and value row is read
 // from memory once for its whole GQA group. A second kernel merges the
-// partitions' (max, sum, unnormalised output) triples. Any dtype, any token
+// partitions' (max, sum, unnormalised output) triples, for the tokens whose
+// context spans more than one partition. Any dtype, any token
 // mix; prefill uses the tensor-core kernel where it applies.
 //
 // Head sizes: the common ones (32/64/80/96/128/256) have exact instances
@@ -188,7 +189,10 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     }
 
     const int part = blockIdx.x;
-    const bool single = a.num_partitions == 1;
+    // One live partition (the context fits in one, whatever the grid was
+    // sized for: a graph replays with max_seq_len's partitions): write the
+    // output here; the merge kernel skips such tokens.
+    const bool single = ctx <= CUDA_DECODE_PARTITION;
     // Unrolled so acc[h] keeps compile-time indices (registers, not local
     // memory); nh is uniform across the block, so the barriers are safe.
 #pragma unroll
@@ -228,6 +232,7 @@ __global__ void attention_decode_merge_kernel(T *out, const float *workspace, de
     const int64_t tl = blockIdx.x, t = a.token_offset + tl;
     const int h = blockIdx.y;
     const int nparts = (a.positions[t] + CUDA_DECODE_PARTITION) / CUDA_DECODE_PARTITION;
+    if (nparts <= 1) return; // written by the attention kernel itself
     const int64_t head = tl * a.heads + h;
     const float *ml = workspace + (int64_t)gridDim.x * a.heads * a.num_partitions * D;
     float M = -INFINITY;

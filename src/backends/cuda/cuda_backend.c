@@ -51,6 +51,7 @@ static void cuda_destroy(void *state) {
     cudaFree(st->meta_dev);
     cudaFree(st->attn_ws);
     cudaFree(st->logits_dev);
+    cudaFree(st->ids_dev);
     if (st->meta_host) cudaFreeHost(st->meta_host);
     if (st->bad_index_host) cudaFreeHost(st->bad_index_host);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -366,6 +367,8 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
                   "attention workspace");
     if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
         CUDA_STEP(cudaMalloc((void **)&st->logits_dev, T * (size_t)plan->vocab_size * sizeof(float)), "logits buffer");
+    if (plan->output_logits >= 0)
+        CUDA_STEP(cudaMalloc((void **)&st->ids_dev, T * sizeof(int32_t)), "token id buffer");
 
     STEP(allocate_kv_cache(st, config));
     if (config->verbose)

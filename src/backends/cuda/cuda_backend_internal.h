@@ -59,6 +59,8 @@ typedef struct cuda_state {
     int32_t *bad_index_host; /* pinned: first bad gather index of the step */
 
     float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
+    int logits_direct; /* this step's last product wrote logits_dev itself (no cast) */
+    int32_t *ids_dev;  /* [max_num_tokens]: device-side greedy ids (cuda_sampling_api.h) */
 
     cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
     int num_graphs;

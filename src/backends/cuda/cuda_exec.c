@@ -55,7 +55,9 @@ static llmrt_status node_error(const cuda_state *st, llmrt_value v, llmrt_status
     } while (0)
 
 /* y = x · op(W) (+ bias): the decode GEMV for small M, cuBLASLt for matching
- * types, the generic kernel otherwise. */
+ * types, the generic kernel otherwise. The plan's output (the logits
+ * product) writes st->logits_dev as f32 straight from the fp32
+ * accumulators, so the logits skip one bf16/f16 rounding and the cast. */
 static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv,
                              int transpose_b) {
     const llmrt_node *w = &st->graph->nodes[wv];
@@ -68,19 +70,26 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
     const int64_t M = cuda_value_numel(st, xv) / K;
     void *y = st->node_ptr[v];
     const void *xp = st->node_ptr[xv], *wp = st->node_ptr[wv];
-    const llmrt_dtype ty = cuda_value_type(st, v), tx = cuda_value_type(st, xv), tw = cuda_value_type(st, wv);
+    llmrt_dtype ty = cuda_value_type(st, v);
+    const llmrt_dtype tx = cuda_value_type(st, xv), tw = cuda_value_type(st, wv);
+    if (v == st->plan->output_logits && st->logits_dev && st->L > 0 && is_float_type(ty) &&
+        M * N == st->L * (int64_t)st->plan->vocab_size) {
+        y = st->logits_dev;
+        ty = LLMRT_DTYPE_F32;
+        st->logits_direct = 1;
+    }
     const llmrt_dtype tb = bv >= 0 ? cuda_value_type(st, bv) : LLMRT_DTYPE_F32;
     if (!is_float_type(ty) || !is_float_type(tx) || !is_float_type(tw) || !is_float_type(tb))
         return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "matmul operands must be f32, f16 or bf16");
     const float *bias = bv >= 0 && tb == LLMRT_DTYPE_F32 ? (const float *)st->node_ptr[bv] : NULL;
 
     int done = 0;
-    if (ty == tx && ty == tw) {
-        if (transpose_b && st->use_gemv && cuda_gemv_supported(ty, M, K, y, xp, wp)) {
-            LAUNCH(v, cuda_gemv(y, xp, wp, ty, bias, M, N, K, st->stream));
+    if (tx == tw && (ty == tx || ty == LLMRT_DTYPE_F32)) {
+        if (transpose_b && st->use_gemv && cuda_gemv_supported(tx, M, K, y, xp, wp)) {
+            LAUNCH(v, cuda_gemv_out(y, ty, xp, wp, tx, bias, M, N, K, st->stream));
             done = 1;
         } else {
-            llmrt_status s = cuda_gemm_run(st->gemm, y, xp, wp, ty, transpose_b, bias, M, N, K, st->stream);
+            llmrt_status s = cuda_gemm_run_out(st->gemm, y, ty, xp, wp, tx, transpose_b, bias, M, N, K, st->stream);
             if (s == LLMRT_OK) done = 1;
             else if (s != LLMRT_ERR_UNSUPPORTED) return llmrt_error_context(s, "cuda: node %d", (int)v);
         }
@@ -345,6 +354,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
 }
 
 llmrt_status cuda_run_nodes(cuda_state *st) {
+    st->logits_direct = 0;
     for (llmrt_value v = 0; v < st->graph->num_nodes; v++) {
         if (st->gemv_group && st->gemv_group[v]) {
             int consumed = 1;
@@ -354,7 +364,7 @@ llmrt_status cuda_run_nodes(cuda_state *st) {
         }
         LLMRT_TRY(run_node(st, v));
     }
-    if (st->L > 0 && st->logits_dev) {
+    if (st->L > 0 && st->logits_dev && !st->logits_direct) {
         const llmrt_value out = st->plan->output_logits;
         LAUNCH(out, cuda_cast(st->logits_dev, LLMRT_DTYPE_F32, st->node_ptr[out], cuda_value_type(st, out),
                               st->L * (int64_t)st->plan->vocab_size, st->stream));

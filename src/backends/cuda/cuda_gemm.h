@@ -25,6 +25,12 @@ void cuda_gemm_free(cuda_gemm *g);
 llmrt_status cuda_gemm_run(cuda_gemm *g, void *y, const void *x, const void *w, llmrt_dtype type, int transpose_b,
                            const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
 
+/* The same with y of y_type: `type`, or f32 with 16-bit x and W (cuBLASLt
+ * writes the fp32 accumulators as f32: the logits skip a 16-bit rounding). */
+llmrt_status cuda_gemm_run_out(cuda_gemm *g, void *y, llmrt_dtype y_type, const void *x, const void *w,
+                               llmrt_dtype type, int transpose_b, const float *bias, int64_t M, int64_t N, int64_t K,
+                               cudaStream_t stream);
+
 /* Number of cached shapes (for tests and verbose logs). */
 int cuda_gemm_cached_shapes(const cuda_gemm *g);
 

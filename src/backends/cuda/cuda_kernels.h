@@ -109,6 +109,10 @@ enum { CUDA_GEMV_MAX_M = 4 };
 int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const void *y, const void *x, const void *w);
 cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias, int64_t M,
                       int64_t N, int64_t K, cudaStream_t stream);
+/* The same with y of y_type: `type`, or f32 (the logits: the fp32 sums are
+ * stored without a 16-bit rounding; y then 4-byte aligned). */
+cudaError_t cuda_gemv_out(void *y, llmrt_dtype y_type, const void *x, const void *w, llmrt_dtype type,
+                          const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
 /* Grouped GEMV: the parts share x and run as one launch, as fast as one
  * product of ΣN rows (q/k/v of a layer, gate/up): y_p[M, N_p] = x[M,K] ·
  * W_p[N_p,K]ᵀ (+ bias_p, f32 or NULL). With `gated` (2 parts, equal N):

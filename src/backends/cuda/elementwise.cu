@@ -4,9 +4,28 @@
 #include "backends/cuda/cuda_device.cuh"
 #include "graph/ops.h"
 
+// x^p. Integer exponents multiply out: this file is built with
+// --use_fast_math, where powf is exp2(p·log2 x) and gives NaN for every
+// x < 0, so GELU-tanh's unfused x³ turned GPT-2's logits into NaN.
+// Non-integer exponents of negative x are NaN, as in torch.
+__device__ __forceinline__ float pow_exact(float x, float p) {
+    if (p == 2.0f) return x * x;
+    if (p == 3.0f) return x * x * x;
+    if (p == 1.0f) return x;
+    if (p == 0.5f) return sqrtf(x);
+    if (p == rintf(p) && fabsf(p) <= 64.0f) {
+        int e = abs((int)p);
+        float r = 1.0f, b = x;
+        for (; e; e >>= 1, b *= b)
+            if (e & 1) r *= b;
+        return p < 0.0f ? 1.0f / r : r;
+    }
+    return powf(x, p);
+}
+
 __device__ __forceinline__ float apply_unary(int op, float x, float param) {
     switch (op) {
-    case LLMRT_OP_POW: return param == 2.0f ? x * x : powf(x, param);
+    case LLMRT_OP_POW: return pow_exact(x, param);
     case LLMRT_OP_NEG: return -x;
     case LLMRT_OP_EXP: return expf(x);
     case LLMRT_OP_SQRT: return sqrtf(x);

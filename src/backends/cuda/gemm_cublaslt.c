@@ -24,6 +24,8 @@ static const double AUTOTUNE_MIN_FLOPS = 1e10;
 typedef struct gemm_key {
     int64_t M, N, K;
     int32_t type, transpose_b, has_bias, align; /* align: min pointer alignment in bytes (≤ 256) */
+    int32_t y_type;                             /* type, or f32 (logits straight from the fp32 accumulators) */
+    int32_t pad_;                               /* keys are memset and compared whole */
 } gemm_key;
 
 typedef struct gemm_entry {
@@ -183,7 +185,8 @@ static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, 
     else
         LT_TRY(cublasLtMatrixLayoutCreate(&e->a, dt, (uint64_t)k->N, (uint64_t)k->K, k->N), "layout A");
     LT_TRY(cublasLtMatrixLayoutCreate(&e->b, dt, (uint64_t)k->K, (uint64_t)k->M, k->K), "layout B");
-    LT_TRY(cublasLtMatrixLayoutCreate(&e->c, dt, (uint64_t)k->N, (uint64_t)k->M, k->N), "layout C");
+    LT_TRY(cublasLtMatrixLayoutCreate(&e->c, cuda_type((llmrt_dtype)k->y_type), (uint64_t)k->N, (uint64_t)k->M, k->N),
+           "layout C");
 
     cublasLtMatmulPreference_t pref;
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
@@ -221,14 +224,22 @@ static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, 
 
 llmrt_status cuda_gemm_run(cuda_gemm *g, void *y, const void *x, const void *w, llmrt_dtype type, int transpose_b,
                            const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+    return cuda_gemm_run_out(g, y, type, x, w, type, transpose_b, bias, M, N, K, stream);
+}
+
+llmrt_status cuda_gemm_run_out(cuda_gemm *g, void *y, llmrt_dtype y_type, const void *x, const void *w,
+                               llmrt_dtype type, int transpose_b, const float *bias, int64_t M, int64_t N, int64_t K,
+                               cudaStream_t stream) {
     if (M <= 0 || N <= 0) return LLMRT_OK;
     if (type != LLMRT_DTYPE_F16 && type != LLMRT_DTYPE_BF16 && type != LLMRT_DTYPE_F32) return LLMRT_ERR_UNSUPPORTED;
+    if (y_type != type && y_type != LLMRT_DTYPE_F32) return LLMRT_ERR_UNSUPPORTED;
     gemm_key key;
     memset(&key, 0, sizeof key);
     key.M = M;
     key.N = N;
     key.K = K;
     key.type = type;
+    key.y_type = y_type;
     key.transpose_b = transpose_b ? 1 : 0;
     key.has_bias = bias != NULL;
     int align = pointer_alignment(y);
@@ -267,7 +278,8 @@ llmrt_status cuda_gemm_run(cuda_gemm *g, void *y, const void *x, const void *w, 
         cuda_broadcast bc;
         const int64_t out_dims[2] = {M, N}, bias_dims[1] = {N};
         cuda_broadcast_init(&bc, 2, out_dims, 2, out_dims, 1, bias_dims);
-        LLMRT_CUDA_TRY(cuda_binary(LLMRT_OP_ADD, y, type, y, type, bias, LLMRT_DTYPE_F32, &bc, stream), "gemm bias add");
+        LLMRT_CUDA_TRY(cuda_binary(LLMRT_OP_ADD, y, y_type, y, y_type, bias, LLMRT_DTYPE_F32, &bc, stream),
+                       "gemm bias add");
     }
     return LLMRT_OK;
 }

@@ -10,9 +10,10 @@ enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
 // One warp per output row n: lanes stride over K in 16-byte chunks of W (8
 // elements), GEMV_UNROLL chunks in flight per lane before the first use. W is
 // read once with an evict-first hint (it is 10+ GB per token, L2 cannot hold
-// it; x stays cached). x: [M, K], W: [N, K], y: [M, N].
-template <typename T, int M>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(T *y, const T *x, const T *w, const float *bias,
+// it; x stays cached). x: [M, K], W: [N, K], y: [M, N] of TO: T, or float
+// for the logits (the fp32 sum goes out without a 16-bit rounding).
+template <typename T, typename TO, int M>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
                                                                 int64_t N, int64_t K) {
     const int lane = threadIdx.x & 31;
     const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
@@ -49,7 +50,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(T *y, const T *x,
 #pragma unroll
     for (int m = 0; m < M; m++) {
         float s = warp_sum(acc[m]);
-        if (lane == 0) y[m * N + n] = from_float<T>(s + (bias ? bias[n] : 0.0f));
+        if (lane == 0) y[m * N + n] = from_float<TO>(s + (bias ? bias[n] : 0.0f));
     }
 }
 
@@ -60,28 +61,41 @@ extern "C" int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const
     return ((((uintptr_t)x | (uintptr_t)w) & 15) == 0 && ((uintptr_t)y & 1) == 0) ? 1 : 0;
 }
 
-template <typename T>
-static void launch_gemv(T *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K,
+template <typename T, typename TO>
+static void launch_gemv(TO *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K,
                         cudaStream_t stream) {
     dim3 grid((unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS));
     switch (M) {
-    case 1: gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
-    case 2: gemv_kernel<T, 2><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
-    case 3: gemv_kernel<T, 3><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
-    default: gemv_kernel<T, 4><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    case 1: gemv_kernel<T, TO, 1><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    case 2: gemv_kernel<T, TO, 2><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    case 3: gemv_kernel<T, TO, 3><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    default: gemv_kernel<T, TO, 4><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
     }
+}
+
+template <typename T>
+static void launch_gemv_to(void *y, llmrt_dtype y_type, const void *x, const void *w, const float *bias, int64_t M,
+                           int64_t N, int64_t K, cudaStream_t stream) {
+    if (y_type == LLMRT_DTYPE_F32)
+        launch_gemv<T, float>((float *)y, (const T *)x, (const T *)w, bias, M, N, K, stream);
+    else
+        launch_gemv<T, T>((T *)y, (const T *)x, (const T *)w, bias, M, N, K, stream);
+}
+
+extern "C" cudaError_t cuda_gemv_out(void *y, llmrt_dtype y_type, const void *x, const void *w, llmrt_dtype type,
+                                     const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+    if (!cuda_gemv_supported(type, M, K, y, x, w) || (y_type != type && y_type != LLMRT_DTYPE_F32) ||
+        (y_type == LLMRT_DTYPE_F32 && ((uintptr_t)y & 3)))
+        return cudaErrorInvalidValue;
+    if (N <= 0) return cudaSuccess;
+    if (type == LLMRT_DTYPE_F16) launch_gemv_to<__half>(y, y_type, x, w, bias, M, N, K, stream);
+    else launch_gemv_to<__nv_bfloat16>(y, y_type, x, w, bias, M, N, K, stream);
+    return cudaGetLastError();
 }
 
 extern "C" cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias,
                                  int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
-    if (!cuda_gemv_supported(type, M, K, y, x, w)) return cudaErrorInvalidValue;
-    if (N <= 0) return cudaSuccess;
-    if (type == LLMRT_DTYPE_F16)
-        launch_gemv<__half>((__half *)y, (const __half *)x, (const __half *)w, bias, M, N, K, stream);
-    else
-        launch_gemv<__nv_bfloat16>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, M,
-                                   N, K, stream);
-    return cudaGetLastError();
+    return cuda_gemv_out(y, type, x, w, type, bias, M, N, K, stream);
 }
 
 // Grouped GEMV: the products that share one x (q/k/v, gate/up) in one
