@@ -127,7 +127,10 @@ static void test_logprobs_and_top(void) {
     make_logits(x, 9);
     double lse = llmrt_logsumexp(x, V), total = 0;
     for (int i = 0; i < V; i++) total += exp(x[i] - lse);
-    CHECK(fabs(total - 1.0) < 1e-9);
+    /* log-probabilities are reported as float32; the logsumexp uses a
+     * vectorised exp good to ~2e-7 relative, so probabilities sum to 1
+     * within a few 1e-7 (the exact-libm version was at 1e-9) */
+    CHECK(fabs(total - 1.0) < 1e-6);
     int32_t ids[5];
     llmrt_top_k_ids(x, V, 5, ids);
     CHECK(ids[0] == llmrt_sample_greedy(x, V));
