@@ -163,10 +163,9 @@ static void expand(llmrt_runtime *rt, rt_request *r) {
     }
 }
 
-llmrt_status rt_beam_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row) {
+llmrt_status rt_beam_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row, double lse) {
     rt_sequence *s = &r->seqs[i];
     int32_t k = 2 * r->num_seqs < rt->vocab ? 2 * r->num_seqs : rt->vocab;
-    double lse = llmrt_logsumexp(row, rt->vocab);
     llmrt_top_k_ids(row, rt->vocab, k, rt->top_scratch);
     for (int32_t j = 0; j < k; j++) {
         s->cand_ids[j] = rt->top_scratch[j];

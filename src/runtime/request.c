@@ -367,9 +367,8 @@ static void fork_prompt(llmrt_runtime *rt, rt_request *r) {
     r->forked = 1;
 }
 
-llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row) {
-    if (r->beam) return rt_beam_on_logits(rt, r, i, row);
-    double lse = llmrt_logsumexp(row, rt->vocab);
+llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row, double lse) {
+    if (r->beam) return rt_beam_on_logits(rt, r, i, row, lse);
     if (!r->forked) {
         fork_prompt(rt, r);
         for (int32_t j = 0; j < r->num_seqs; j++) sample_sequence(rt, r, j, row, lse);

@@ -15,6 +15,7 @@
 #include "api/engine_internal.h"
 #include "core/log.h"
 #include "runtime/runtime_internal.h"
+#include "runtime/sampler.h"
 
 void llmrt_runtime_options_init(llmrt_runtime_options *o) {
     memset(o, 0, sizeof *o);
@@ -65,6 +66,7 @@ void llmrt_runtime_free(llmrt_runtime *rt) {
     free(rt->logits);
     free(rt->row);
     free(rt->sampler_scratch);
+    free(rt->row_lse);
     free(rt->counts);
     free(rt->top_scratch);
     free(rt->events);
@@ -129,13 +131,14 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
         rt->step_count = malloc(B * sizeof(int32_t));
         rt->step_logit = malloc(B * sizeof(int32_t));
         rt->logits = malloc(B * V * sizeof(float));
+        rt->row_lse = malloc(B * sizeof(double));
         rt->row = malloc(V * sizeof(float));
         rt->sampler_scratch = malloc(llmrt_sampler_scratch_bytes(rt->vocab));
         rt->counts = calloc(V, sizeof(int32_t));
         rt->top_scratch = malloc(V * sizeof(int32_t));
         if (!rt->step_tokens || !rt->step_positions || !rt->step_seq_start || !rt->step_block_tables ||
             !rt->step_logit_rows || !rt->step_req || !rt->step_seq || !rt->step_count || !rt->step_logit ||
-            !rt->logits || !rt->row || !rt->sampler_scratch || !rt->counts || !rt->top_scratch)
+            !rt->logits || !rt->row_lse || !rt->row || !rt->sampler_scratch || !rt->counts || !rt->top_scratch)
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "runtime: out of memory for step buffers");
     }
     if (s == LLMRT_OK && options->background) {
@@ -426,11 +429,17 @@ static llmrt_status step_locked(llmrt_runtime *rt, int *busy) {
         rt->num_steps++;
         if (s == LLMRT_OK) {
             rt_step_done(rt);
+            /* every row's log-normaliser (for the reported log-probabilities),
+             * in parallel: at large batches this full-vocabulary pass is the
+             * host's main per-token cost; sampling itself stays sequential */
+            int32_t rows = rt->step_num_logits, vocab = rt->vocab;
+#pragma omp parallel for schedule(static) if (rows > 4)
+            for (int32_t l = 0; l < rows; l++) rt->row_lse[l] = llmrt_logsumexp(rt->logits + (size_t)l * vocab, vocab);
             for (int32_t q = 0; q < rt->step_num_seqs; q++) {
                 rt_request *r = rt->step_req[q];
                 if (rt->step_logit[q] < 0 || r->state != REQ_RUNNING) continue;
                 const float *row = rt->logits + (size_t)rt->step_logit[q] * rt->vocab;
-                rt_on_logits(rt, r, rt->step_seq[q], row);
+                rt_on_logits(rt, r, rt->step_seq[q], row, rt->row_lse[rt->step_logit[q]]);
             }
             for (int32_t q = 0; q < rt->step_num_seqs; q++) {
                 rt_request *r = rt->step_req[q];

@@ -135,6 +135,7 @@ struct llmrt_runtime {
     int32_t *step_seq, *step_count, *step_logit; /* per step sequence: index, tokens, logits row or -1 */
     int32_t step_num_seqs, step_num_tokens, step_num_logits;
     float *logits;           /* [max_batch, vocab] */
+    double *row_lse;         /* [max_batch] logsumexp of each logits row */
     float *row;              /* [vocab] penalised copy */
     void *sampler_scratch;
     int32_t *counts;         /* [vocab], all zero between uses */
@@ -159,7 +160,7 @@ void rt_request_free(rt_request *r);
 int rt_is_stop_token(const llmrt_runtime *rt, const rt_request *r, int32_t token);
 /* A step produced the logits row of a sequence's last token: sample (or,
  * for beams, collect candidates) and handle what follows. */
-llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t seq, const float *row);
+llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t seq, const float *row, double lse);
 void rt_sequence_release_blocks(llmrt_runtime *rt, rt_sequence *s);
 /* Ends the request: unfinished sequences end with `reason`; its blocks are
  * freed, its result is built and it moves to the finishing list. */
@@ -177,7 +178,7 @@ void rt_step_done(llmrt_runtime *rt);
 void rt_preempt(llmrt_runtime *rt, rt_request *r);
 
 /* beam_search.c */
-llmrt_status rt_beam_on_logits(llmrt_runtime *rt, rt_request *r, int32_t seq, const float *row);
+llmrt_status rt_beam_on_logits(llmrt_runtime *rt, rt_request *r, int32_t seq, const float *row, double lse);
 void rt_beam_finalize(llmrt_runtime *rt, rt_request *r);
 
 static inline int32_t rt_blocks_for(const llmrt_runtime *rt, int32_t tokens) {
