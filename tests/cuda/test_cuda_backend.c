@@ -203,7 +203,10 @@ static void test_gpt2(void) {
 
 static void test_small_models(void) {
     const llmrt_dtype acts[3] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_BF16, LLMRT_DTYPE_F16};
-    const double tols[3] = {1e-4, 2e-2, 1e-2};
+    /* bf16: HF transformers' own bf16 logits differ from its fp32 ones by
+     * 1.0e-2 to 4.7e-2 on the golden models (make_golden.py records it); a
+     * bf16 engine against the f32 CPU plan is held to 2.5e-2 here. */
+    const double tols[3] = {1e-4, 2.5e-2, 1e-2};
     for (int i = 0; i < 3; i++) {
         llmrt_model_config c;
         c = small_config("LlamaForCausalLM", 64, 8, 2); /* head_dim 8, GQA 4 */

@@ -22,8 +22,8 @@ int llmrt_cuda_available(void);
 
 enum { MAX_CASES = 64 };
 /* A greedy step is compared only while the reference's top-2 margin is
- * decisive: above 1e-3 for fp32 compute, and above what the engine's
- * expected error (tolerance × logit RMS, twice) could flip for bf16/fp16. */
+ * decisive for the engine under test: at least 1e-3, and at least four times
+ * its logits tolerance × the logit RMS (see compare_case). */
 static const double THIN_MARGIN = 1e-3;
 
 typedef struct variant {
@@ -91,8 +91,7 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
         double sum_sq = 0;
         for (size_t i = 0; i < count * (size_t)vocab; i++) sum_sq += (double)want[i] * want[i];
         double rms = count ? sqrt(sum_sq / (double)(count * (size_t)vocab)) : 0;
-        double thin = v->tolerance > 1e-3 ? 2.0 * v->tolerance * rms : THIN_MARGIN;
-        if (thin < THIN_MARGIN) thin = THIN_MARGIN;
+
         if (error > worst) worst = error;
         /* Half-precision engines are held to 2e-2 or to 1.5 × what HF
          * transformers itself reaches in that dtype on the same prompt,
@@ -104,6 +103,11 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
         CHECK_MSG(error < tolerance, "%s [%s] prompt %zu (%d tokens): logits rel L2 %.3g >= %.3g (HF's own %s: %.3g)",
                   name, v->label, p, n, error, tolerance, v->hf_baseline ? v->hf_baseline : "-",
                   baseline ? json_number_value(baseline) : 0.0);
+        /* A top-2 difference can err by about twice the per-logit error
+         * (tolerance × RMS): margins under twice that again are a coin toss
+         * for this engine, so comparison stops before such a step. */
+        double thin = 4.0 * tolerance * rms;
+        if (thin < THIN_MARGIN) thin = THIN_MARGIN;
 
         /* greedy continuation, compared up to the first thin margin */
         json_t *greedy = json_object_get(prompt, "greedy"), *margins = json_object_get(prompt, "margins");
@@ -117,14 +121,17 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
         if (s == LLMRT_OK) {
             int32_t compared = 0;
             for (size_t i = 0; i < json_array_size(greedy) && (int32_t)i < gen.num_output; i++) {
+                if (json_number_value(json_array_get(margins, i)) < thin) break; /* not decisive: stop here */
                 int32_t expected = (int32_t)json_integer_value(json_array_get(greedy, i));
                 CHECK_MSG(gen.output_ids[i] == expected, "%s [%s] prompt %zu: greedy step %zu: got %d, want %d", name,
                           v->label, p, i, gen.output_ids[i], expected);
                 compared++;
                 if (gen.output_ids[i] != expected) break;
-                if (json_number_value(json_array_get(margins, i)) < thin) break;
             }
-            CHECK_MSG(compared > 0, "%s: no greedy step compared", name);
+            /* fp32 engines must reach at least the first step (margins there
+             * are far above 1e-3); half precision may stop at step 0 */
+            CHECK_MSG(compared > 0 || v->tolerance > 1e-3 || json_number_value(json_array_get(margins, 0)) < thin,
+                      "%s: no greedy step compared", name);
             llmrt_generation_free(&gen);
         }
         free(ids);

@@ -7,6 +7,7 @@
  * chunk by exp(m_old − m_new). Memory is O(head_dim) per pair; no T×T or
  * T×context matrix ever exists. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
@@ -66,18 +67,44 @@ void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const fl
 void cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                    const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads, int64_t head_dim,
                    float scale) {
-    cpu_attn_scores_fn *scores_fn = attn_scores_portable;
-    cpu_attn_accumulate_fn *accumulate_fn = attn_accumulate_portable;
-    if (cpu_isa_level() == CPU_ISA_AVX512) {
-        scores_fn = cpu_attn_scores_avx512;
-        accumulate_fn = cpu_attn_accumulate_avx512;
-    } else if (cpu_isa_level() == CPU_ISA_AVX2) {
-        scores_fn = cpu_attn_scores_avx2;
-        accumulate_fn = cpu_attn_accumulate_avx2;
-    }
     const int64_t group = heads / kv_heads;
     const int64_t slot_stride = kv_heads * head_dim;
     const int32_t bs = batch->block_size;
+    const int64_t cap = (int64_t)batch->max_blocks_per_seq * bs;
+    if (cpu_isa_level() == CPU_ISA_AVX512) {
+        /* A work item is a range of query heads of one token, walking the
+         * token's cache positions 16 at a time: every head of the range
+         * reads the chunk's slot rows (all kv heads, contiguous within a
+         * block) while they are in L1, so the cache streams once per token.
+         * Heads are split finer only to give every thread work (and to
+         * bound the per-item state); a head's arithmetic is the same
+         * whichever range it falls in. */
+        const int threads = omp_get_max_threads();
+        int64_t per = heads < CPU_ATTN_HEADS_MAX ? heads : CPU_ATTN_HEADS_MAX;
+        while (per > 1 && T * ((heads + per - 1) / per) < 2 * (int64_t)threads && threads > 1) per = (per + 1) / 2;
+        const int64_t ranges = (heads + per - 1) / per;
+        const int par = T * ranges > 1 && threads > 1;
+        /* Dynamic: tokens late in a long prompt attend to far more
+         * positions than early ones. */
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (par)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t r = 0; r < ranges; r++) {
+                const int32_t s = seq_of_token(batch, t);
+                int64_t len = (int64_t)batch->positions[t] + 1;
+                if (len > cap) len = cap;
+                const int64_t h0 = r * per, h1 = h0 + per < heads ? h0 + per : heads;
+                cpu_attn_token_avx512(out + t * heads * head_dim, q + t * heads * head_dim, h0, h1, group, k_cache,
+                                      v_cache, batch->block_tables + (int64_t)s * batch->max_blocks_per_seq, bs, len,
+                                      slot_stride, head_dim, scale);
+            }
+        return;
+    }
+    cpu_attn_scores_fn *scores_fn = attn_scores_portable;
+    cpu_attn_accumulate_fn *accumulate_fn = attn_accumulate_portable;
+    if (cpu_isa_level() == CPU_ISA_AVX2) {
+        scores_fn = cpu_attn_scores_avx2;
+        accumulate_fn = cpu_attn_accumulate_avx2;
+    }
     /* Dynamic: pairs late in a long prompt attend to far more positions
      * than early ones, so a static split would leave one thread idle. */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (T * heads > 1)
