@@ -1,9 +1,13 @@
+#define _GNU_SOURCE
 /* The CPU backend: runs a plan node by node over one activation arena, with
  * a paged f32 KV cache. Activations are f32; weights are views into the
  * mmapped engine (f32/f16/bf16 matrices, f32 vectors). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_generic_ops.h"
@@ -18,6 +22,9 @@ typedef struct cpu_state {
     size_t layer_stride;      /* floats per layer */
     float *q_scratch, *k_scratch; /* RoPE'd q and k of the step */
     int32_t threads;
+    const void **wptr;        /* per weight slot: where the kernels read it */
+    void *wcopy;              /* owned copy of the weights (experiment) */
+    size_t wcopy_bytes;
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -35,6 +42,8 @@ static void cpu_destroy(void *state) {
     free(s->v_cache);
     free(s->q_scratch);
     free(s->k_scratch);
+    free(s->wptr);
+    if (s->wcopy) munmap(s->wcopy, s->wcopy_bytes);
     free(s);
 }
 
@@ -69,6 +78,34 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
                            "cpu backend: cannot allocate %.1f MiB of activations and %.1f MiB of KV cache",
                            (double)plan->arena_bytes / 1048576.0, 2.0 * (double)kv_bytes / 1048576.0);
     }
+    s->wptr = calloc((size_t)plan->num_weights + 1, sizeof *s->wptr);
+    for (int32_t i = 0; i < plan->num_weights; i++) s->wptr[i] = plan->weights[i].data;
+    const char *mode = getenv("LLMRT_CPU_WEIGHTS");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (mode && (!strcmp(mode, "copy") || !strcmp(mode, "copyhuge"))) {
+        size_t total = 0;
+        for (int32_t i = 0; i < plan->num_weights; i++) total += (plan->weights[i].nbytes + 4095) & ~(size_t)4095;
+        total = (total + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+        void *p = mmap(NULL, total + (2u << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uintptr_t a = ((uintptr_t)p + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+        if (!strcmp(mode, "copyhuge")) madvise((void *)a, total, MADV_HUGEPAGE);
+        s->wcopy = p, s->wcopy_bytes = total + (2u << 20);
+        size_t off = 0;
+        for (int32_t i = 0; i < plan->num_weights; i++) {
+            memcpy((char *)a + off, plan->weights[i].data, plan->weights[i].nbytes);
+            s->wptr[i] = (char *)a + off;
+            off += (plan->weights[i].nbytes + 4095) & ~(size_t)4095;
+        }
+    } else if (mode && !strcmp(mode, "populate")) {
+        for (int32_t i = 0; i < plan->num_weights; i++) {
+            uintptr_t b = (uintptr_t)plan->weights[i].data & ~(uintptr_t)4095;
+            uintptr_t e = (uintptr_t)plan->weights[i].data + plan->weights[i].nbytes;
+            if (madvise((void *)b, e - b, 22 /* MADV_POPULATE_READ */) != 0) perror("populate");
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (mode) fprintf(stderr, "weights mode %s: %.3f s\n", mode, (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
     LLMRT_DEBUG("cpu backend: %d threads, isa %s, %d KV blocks of %d", s->threads, cpu_kernels_isa(), s->num_blocks,
                 s->block_size);
     *out = s;
@@ -86,7 +123,7 @@ typedef struct step_ctx {
 static void *buffer_of(const step_ctx *c, llmrt_value v) {
     const llmrt_node *n = &c->s->plan->graph->nodes[v];
     if (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT)
-        return (void *)c->s->plan->weights[n->weight_slot].data;
+        return (void *)c->s->wptr[n->weight_slot];
     return c->s->arena + n->arena_offset;
 }
 
