@@ -1,5 +1,6 @@
 #include "backends/backend.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **out) {
@@ -17,4 +18,15 @@ llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **ou
 #endif
     }
     return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda)", name);
+}
+
+void *llmrt_backend_host_alloc(const llmrt_backend *backend, size_t bytes) {
+    if (backend->ops->host_alloc) return backend->ops->host_alloc(backend->state, bytes);
+    return malloc(bytes);
+}
+
+void llmrt_backend_host_free(const llmrt_backend *backend, void *ptr) {
+    if (!ptr) return;
+    if (backend->ops->host_free) backend->ops->host_free(backend->state, ptr);
+    else free(ptr);
 }

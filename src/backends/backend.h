@@ -60,7 +60,16 @@ typedef struct llmrt_backend_ops {
     llmrt_status (*copy_kv_block)(void *state, int32_t src_block, int32_t dst_block);
     void (*memory_report)(void *state, llmrt_memory_report *out);
     void (*destroy)(void *state);
+    /* Optional (NULL = malloc/free): host memory that forward's logits copy
+     * fills fastest — page-locked on CUDA, so a batch's logits (megabytes
+     * per step) move by DMA instead of through a staging copy. */
+    void *(*host_alloc)(void *state, size_t bytes);
+    void (*host_free)(void *state, void *ptr);
 } llmrt_backend_ops;
+
+/* host_alloc / host_free if the backend has them, else malloc / free. */
+void *llmrt_backend_host_alloc(const llmrt_backend *backend, size_t bytes);
+void llmrt_backend_host_free(const llmrt_backend *backend, void *ptr);
 
 struct llmrt_backend {
     const llmrt_backend_ops *ops;

@@ -63,7 +63,7 @@ void llmrt_runtime_free(llmrt_runtime *rt) {
     free(rt->step_seq);
     free(rt->step_count);
     free(rt->step_logit);
-    free(rt->logits);
+    if (rt->backend) llmrt_backend_host_free(rt->backend, rt->logits);
     free(rt->row);
     free(rt->sampler_scratch);
     free(rt->row_lse);
@@ -130,7 +130,7 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
         rt->step_seq = malloc(B * sizeof(int32_t));
         rt->step_count = malloc(B * sizeof(int32_t));
         rt->step_logit = malloc(B * sizeof(int32_t));
-        rt->logits = malloc(B * V * sizeof(float));
+        rt->logits = llmrt_backend_host_alloc(rt->backend, B * V * sizeof(float));
         rt->row_lse = malloc(B * sizeof(double));
         rt->row = malloc(V * sizeof(float));
         rt->sampler_scratch = malloc(llmrt_sampler_scratch_bytes(rt->vocab));

@@ -588,6 +588,17 @@ static void cuda_memory_report(void *state, llmrt_memory_report *out) {
     out->kv_block_size = st->kv_block_size;
 }
 
+static void *cuda_host_alloc(void *state, size_t bytes) {
+    (void)state;
+    void *p = NULL;
+    return cudaMallocHost(&p, bytes ? bytes : 1) == cudaSuccess ? p : NULL;
+}
+
+static void cuda_host_free(void *state, void *ptr) {
+    (void)state;
+    if (ptr) cudaFreeHost(ptr);
+}
+
 const llmrt_backend_ops llmrt_cuda_backend_ops = {
     .name = "cuda",
     .create = cuda_create,
@@ -595,4 +606,6 @@ const llmrt_backend_ops llmrt_cuda_backend_ops = {
     .copy_kv_block = cuda_copy_kv_block,
     .memory_report = cuda_memory_report,
     .destroy = cuda_destroy,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
 };
