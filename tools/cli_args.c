@@ -120,3 +120,21 @@ int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **ou
     *out = ids;
     return 1;
 }
+
+char *cli_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *data = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
+        data = malloc((size_t)n + 1);
+    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
+        free(data);
+        data = NULL;
+    }
+    fclose(f);
+    if (!data) return NULL;
+    data[n] = '\0';
+    if (size) *size = (size_t)n;
+    return data;
+}

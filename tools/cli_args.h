@@ -3,6 +3,7 @@
 #ifndef LLMRT_TOOLS_CLI_ARGS_H
 #define LLMRT_TOOLS_CLI_ARGS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct cli_args {
@@ -23,6 +24,10 @@ int cli_int(cli_args *a, const char *option, int64_t min, int64_t max, int64_t *
 int cli_float(cli_args *a, const char *option, double min, double max, double *out);
 /* Reports an error ("llmrt build: ...") and marks the parse failed. */
 void cli_fail(cli_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reads a whole file into a malloc'd NUL-terminated buffer (size may be
+ * NULL); NULL if it cannot be read. */
+char *cli_read_file(const char *path, size_t *size);
+
 /* Parses "1,2,3" into a malloc'd array. */
 int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **out, int32_t *count);
 

@@ -12,25 +12,6 @@
 #include "llmrt/llmrt.h"
 #include "llmrt/tokenizer.h"
 
-static char *slurp(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *data = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
-        free(data);
-        data = NULL;
-    }
-    fclose(f);
-    if (data) {
-        data[n] = '\0';
-        *size = (size_t)n;
-    }
-    return data;
-}
-
 int cmd_perplexity(int argc, char **argv) {
     cli_args a;
     cli_begin(&a, "llmrt perplexity", argc, argv);
@@ -75,7 +56,7 @@ int cmd_perplexity(int argc, char **argv) {
     int32_t *ids = NULL;
     float *logits = NULL;
     size_t text_size = 0, count = 0;
-    char *text = slurp(text_path, &text_size);
+    char *text = cli_read_file(text_path, &text_size);
     if (!text) {
         fprintf(stderr, "llmrt perplexity: cannot read %s\n", text_path);
         goto done;

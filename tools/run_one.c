@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "llmrt/tokenizer.h"
 #include "run_output.h"
@@ -103,22 +104,6 @@ static int on_token(void *user, int32_t id) {
     return st->stopped;
 }
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *data = size >= 0 ? malloc((size_t)size + 1) : NULL;
-    if (data && fread(data, 1, (size_t)size, f) != (size_t)size) {
-        free(data);
-        data = NULL;
-    }
-    if (data) data[size] = '\0';
-    fclose(f);
-    return data;
-}
-
 static int prepare_prompt(const run_request *r, llmrt_tokenizer *tok, int32_t **ids, int32_t *count) {
     if (r->prompt_ids) {
         *ids = malloc((size_t)r->num_prompt_ids * sizeof **ids);
@@ -131,7 +116,7 @@ static int prepare_prompt(const run_request *r, llmrt_tokenizer *tok, int32_t **
     const char *text = r->prompt_text;
     int flags = LLMRT_ENCODE_ADD_SPECIAL;
     if (r->chat_path) {
-        char *messages = read_file(r->chat_path);
+        char *messages = cli_read_file(r->chat_path, NULL);
         if (!messages) {
             fprintf(stderr, "llmrt run: cannot read %s\n", r->chat_path);
             return 0;
