@@ -105,6 +105,8 @@ static int place_weights(cpu_state *s) {
     (void)madvise(dst, usable, MADV_HUGEPAGE);
     s->weight_copy = base;
     s->weight_copy_bytes = bytes;
+    llmrt_progress progress;
+    llmrt_progress_begin(&progress, "loading weights", total);
     size_t offset = 0;
     for (int32_t i = 0; i < plan->num_weights; i++) {
         const char *src = plan->weights[i].data;
@@ -120,7 +122,9 @@ static int place_weights(cpu_state *s) {
             memcpy(to + at, src + at, len);
         }
         s->weights[i] = to;
+        llmrt_progress_add(&progress, n);
     }
+    llmrt_progress_end(&progress);
     (void)mprotect(dst, usable, PROT_READ);
     return 1;
 }
