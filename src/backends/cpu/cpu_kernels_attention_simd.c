@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_simd_avx512.h"
 
 static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __mmask16 tail_mask16(int64_t left) {
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
@@ -94,47 +95,6 @@ CPU_TARGET_AVX2 void cpu_attn_accumulate_avx2(float *acc, float alpha, const flo
  * chunk's K/V rows while they are in L1. Each (token, head) result depends
  * only on its own q and the cache, never on the rest of the batch. */
 
-#define A_LOG2E 1.44269504088896341f
-#define A_LN2_HI 0.693359375f
-#define A_LN2_LO (-2.12194440e-4f)
-
-/* The exp of cpu_kernels_elementwise_simd.c (≤ 2 ulp vs expf; saturates to
- * 0 below about −103). */
-static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 attn_exp16(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(100.0f)), _mm512_set1_ps(-110.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(A_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(A_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(A_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-/* Lane i of the result = the horizontal sum of v[i] (pairwise unpacks fold
- * within 128-bit lanes, then two rounds of shuffle_f32x4 across them). */
-static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 attn_reduce16(const __m512 v[16]) {
-    __m512 s[8], t[4];
-    for (int p = 0; p < 8; p++)
-        s[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]), _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
-    for (int q = 0; q < 4; q++) {
-        __m512d a = _mm512_castps_pd(s[2 * q]), b = _mm512_castps_pd(s[2 * q + 1]);
-        t[q] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
 /* Positions per chunk: ATTN_NV vectors of 16 scores. The softmax update
  * (max, exp, rescale) is a long dependency chain per chunk and head; 32
  * positions give it independent work to overlap with, and the chunk's K and
@@ -216,7 +176,7 @@ attn_token(const int HD, float *out, const float *q, int64_t h0, int64_t h1, int
                     }
                     dots[j] = a;
                 }
-                s[v] = _mm512_mask_blend_ps(valid[v], neg_inf, _mm512_mul_ps(attn_reduce16(dots), vscale));
+                s[v] = _mm512_mask_blend_ps(valid[v], neg_inf, _mm512_mul_ps(cpu_reduce16(dots), vscale));
             }
             __m512 mx = s[0];
             for (int v = 1; v < ATTN_NV; v++) mx = _mm512_max_ps(mx, s[v]);
@@ -226,11 +186,11 @@ attn_token(const int HD, float *out, const float *q, int64_t h0, int64_t h1, int
             const __m512 vmax = _mm512_set1_ps(new_max);
             __m512 sum = _mm512_setzero_ps();
             for (int v = 0; v < ATTN_NV; v++) {
-                __m512 p = _mm512_maskz_mov_ps(valid[v], attn_exp16(_mm512_sub_ps(s[v], vmax)));
+                __m512 p = _mm512_maskz_mov_ps(valid[v], cpu_exp16(_mm512_sub_ps(s[v], vmax)));
                 sum = _mm512_add_ps(sum, p);
                 _mm512_store_ps(pbuf + 16 * v, p);
             }
-            float alpha = first ? 0.0f : _mm512_cvtss_f32(attn_exp16(_mm512_set1_ps(*rm - new_max)));
+            float alpha = first ? 0.0f : _mm512_cvtss_f32(cpu_exp16(_mm512_set1_ps(*rm - new_max)));
             *nl = *nl * alpha + _mm512_reduce_add_ps(sum);
             *rm = new_max;
             /* Broadcast p_j from memory (a load, not a shuffle). */

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_simd_avx512.h"
 
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693359375f          /* few mantissa bits: n·LN2_HI is exact */
@@ -21,25 +22,9 @@
 #define C6 (1.0f / 720)
 #define C7 (1.0f / 5040)
 
-static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(100.0f)), _mm512_set1_ps(-110.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-    __m512 p = _mm512_set1_ps(C7);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 silu16(__m512 x) {
-    __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    __m512 e = cpu_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
     return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_simd_avx512.h"
 
 /* M up to this reads raw weights; above, converting once into a panel wins.
  * Measured on the 2-core Zen 5 box (f16, 5632×2048 and 2048×5632): the
@@ -45,26 +46,6 @@ load_w(const void *w, int type, int64_t index, __mmask16 mask) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* Sums each of the 16 vectors acc[4 m][4 j] into lane 4m + j of the result:
- * pairwise unpacks fold within 128-bit lanes, then two rounds of
- * shuffle_f32x4 fold across lanes. */
-static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 reduce_16(__m512 acc[16]) {
-    __m512 s[8], t[4];
-    for (int p = 0; p < 8; p++)
-        s[p] = _mm512_add_ps(_mm512_unpacklo_ps(acc[2 * p], acc[2 * p + 1]),
-                             _mm512_unpackhi_ps(acc[2 * p], acc[2 * p + 1]));
-    for (int q = 0; q < 4; q++) {
-        __m512d a = _mm512_castps_pd(s[2 * q]), b = _mm512_castps_pd(s[2 * q + 1]);
-        t[q] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm512_shuffle_f32x4(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm512_shuffle_f32x4(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(3, 1, 3, 1)));
-}
 
 /* acc[m][j] += x_m · w_j for the four W vectors of one k-step. */
 #define FMA_ROW(xv, c0, c1, c2, c3)         \
@@ -125,7 +106,7 @@ tile(const int MR, const int type, const int PF, float *y, int64_t ldy, const fl
     __m128 add = bias ? _mm_maskz_loadu_ps(store_mask, bias) : _mm_setzero_ps();
     if (MR == 4) {
         float sums[16] __attribute__((aligned(64)));
-        _mm512_store_ps(sums, reduce_16(acc));
+        _mm512_store_ps(sums, cpu_reduce16(acc));
         for (int m = 0; m < 4; m++) {
             float *out = y + m * ldy;
             __m128 base = accumulate ? _mm_maskz_loadu_ps(store_mask, out) : add;
