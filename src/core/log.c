@@ -48,9 +48,12 @@ void llmrt_progress_begin(llmrt_progress *p, const char *label, uint64_t total) 
     p->is_tty = isatty(STDERR_FILENO);
 }
 
+/* Below this a long operation is not long: no progress lines. */
+static const uint64_t PROGRESS_MIN_BYTES = (uint64_t)64 << 20;
+
 void llmrt_progress_add(llmrt_progress *p, uint64_t amount) {
     p->done += amount;
-    if (current_level < LLMRT_LOG_INFO) return;
+    if (current_level < LLMRT_LOG_INFO || p->total < PROGRESS_MIN_BYTES) return;
     if (p->is_tty) {
         double now = llmrt_now_seconds();
         if (now - p->last_print_time < 0.2) return;
@@ -67,5 +70,5 @@ void llmrt_progress_add(llmrt_progress *p, uint64_t amount) {
 
 void llmrt_progress_end(llmrt_progress *p) {
     p->done = p->total;
-    if (current_level >= LLMRT_LOG_INFO) progress_print(p, 1);
+    if (current_level >= LLMRT_LOG_INFO && p->total >= PROGRESS_MIN_BYTES) progress_print(p, 1);
 }

@@ -19,7 +19,7 @@ void llmrt_log(llmrt_log_level level, const char *fmt, ...) LLMRT_PRINTF(2, 3);
 
 /* A progress line on stderr ("label  42% (123/456 MiB)"), redrawn at most a
  * few times a second when stderr is a terminal, and printed at 25% steps
- * otherwise. Silent below LLMRT_LOG_INFO. */
+ * otherwise. Silent below LLMRT_LOG_INFO and for totals under 64 MiB. */
 typedef struct llmrt_progress {
     const char *label;
     uint64_t total;
