@@ -191,9 +191,10 @@ static void test_silu_mul(void) {
 }
 
 static void test_rows(void) {
-    const int64_t rows = 7, dims[3] = {1000, 4099, 64};
+    /* 1000, 64, 4096: the 16-bit vector RMSNorm path; 4099 the row kernel */
+    const int64_t rows = 7, dims[4] = {1000, 4099, 64, 4096};
     for (int ti = 0; ti < 3; ti++)
-        for (int di = 0; di < 3; di++) {
+        for (int di = 0; di < 4; di++) {
             const llmrt_dtype t = float_types[ti];
             const int64_t dim = dims[di], n = rows * dim;
             float *x = rand_floats(n, &rng, 3.0f), *x2 = rand_floats(n, &rng, 1.0f), *w = rand_floats(dim, &rng, 1.0f),
