@@ -5,6 +5,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "llmrt/runtime.h"
 #include "llmrt/tokenizer.h"
 #include "run_output.h"
 
@@ -33,75 +34,15 @@ int write_npy_f32(const char *path, const float *data, int64_t rows, int64_t col
     return fclose(f) == 0 && ok;
 }
 
-/* Streaming state: text so far, how much of it was printed, stop strings. */
-typedef struct stream_state {
-    const run_settings *settings;
-    llmrt_detokenizer *detok;
-    char *text;
-    size_t length, capacity, printed;
-    int stopped;       /* a stop string matched */
-    size_t stop_at;    /* text is cut here when stopped */
-    llmrt_status error;
-} stream_state;
-
-static int append_text(stream_state *st, const char *piece, size_t n) {
-    if (st->length + n + 1 > st->capacity) {
-        size_t capacity = (st->length + n + 1) * 2;
-        char *grown = realloc(st->text, capacity);
-        if (!grown) return 0;
-        st->text = grown;
-        st->capacity = capacity;
-    }
-    memcpy(st->text + st->length, piece, n);
-    st->length += n;
-    st->text[st->length] = '\0';
-    return 1;
-}
-
-/* Finds the earliest stop string in the text; returns 1 and its offset. */
-static int find_stop(const stream_state *st, size_t *at) {
-    int found = 0;
-    for (int i = 0; i < st->settings->num_stop; i++) {
-        const char *hit = strstr(st->text ? st->text : "", st->settings->stop[i]);
-        if (hit && (!found || (size_t)(hit - st->text) < *at)) {
-            *at = (size_t)(hit - st->text);
-            found = 1;
-        }
-    }
-    return found;
-}
-
-/* Prints what can no longer become part of a stop string, on a UTF-8
- * character boundary. */
-static void print_safe(stream_state *st, int final) {
-    if (!st->settings->stream || st->settings->json) return;
-    size_t limit = st->stopped ? st->stop_at : st->length;
-    if (!final && !st->stopped) {
-        size_t hold = 0;
-        for (int i = 0; i < st->settings->num_stop; i++) {
-            size_t l = strlen(st->settings->stop[i]);
-            if (l - 1 > hold) hold = l - 1;
-        }
-        limit = limit > hold ? limit - hold : 0;
-        while (limit > st->printed && limit < st->length && ((unsigned char)st->text[limit] & 0xc0) == 0x80) limit--;
-    }
-    if (limit > st->printed) {
-        fwrite(st->text + st->printed, 1, limit - st->printed, stdout);
+/* Streaming: the runtime hands over text that is final (stop strings are
+ * held back until decided and cut exactly), so it is printed as it comes. */
+static int on_event(void *user, const llmrt_token_event *event) {
+    (void)user;
+    if (event->text_len) {
+        fwrite(event->text, 1, event->text_len, stdout);
         fflush(stdout);
-        st->printed = limit;
     }
-}
-
-static int on_token(void *user, int32_t id) {
-    stream_state *st = user;
-    if (!st->detok) return 0;
-    const char *piece;
-    size_t n;
-    st->error = llmrt_detokenizer_step(st->detok, id, &piece, &n);
-    if (st->error != LLMRT_OK || !append_text(st, piece, n)) return 1;
-    if (st->settings->num_stop && find_stop(st, &st->stop_at)) st->stopped = 1;
-    print_safe(st, 0);
-    return st->stopped;
+    return 0;
 }
 
 static int prepare_prompt(const run_request *r, llmrt_tokenizer *tok, int32_t **ids, int32_t *count) {
@@ -136,8 +77,7 @@ static int prepare_prompt(const run_request *r, llmrt_tokenizer *tok, int32_t **
     return 1;
 }
 
-static void print_json(const run_request *r, const int32_t *prompt, int32_t n, const llmrt_generation *g,
-                       const char *text, size_t text_len, const char *finish) {
+static void print_json(const int32_t *prompt, int32_t n, const llmrt_sequence_output *g) {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer(0));
     json_t *p = json_array(), *out = json_array();
@@ -145,13 +85,12 @@ static void print_json(const run_request *r, const int32_t *prompt, int32_t n, c
     for (int32_t i = 0; i < g->num_output; i++) json_array_append_new(out, json_integer(g->output_ids[i]));
     json_object_set_new(o, "prompt_ids", p);
     json_object_set_new(o, "output_ids", out);
-    json_object_set_new(o, "text", json_stringn(text ? text : "", text ? text_len : 0));
-    json_object_set_new(o, "finish_reason", json_string(finish));
+    json_object_set_new(o, "text", json_stringn(g->text ? g->text : "", g->text ? g->text_len : 0));
+    json_object_set_new(o, "finish_reason", json_string(g->finish_reason));
     json_t *usage = json_object();
     json_object_set_new(usage, "prompt_tokens", json_integer(n));
     json_object_set_new(usage, "completion_tokens", json_integer(g->num_output));
     json_object_set_new(o, "usage", usage);
-    (void)r;
     char *dump = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (dump) puts(dump);
     free(dump);
@@ -161,11 +100,11 @@ static void print_json(const run_request *r, const int32_t *prompt, int32_t n, c
 int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_request *r) {
     llmrt_engine *engine = NULL;
     llmrt_tokenizer *tok = NULL;
+    llmrt_runtime *rt = NULL;
     int32_t *prompt = NULL, count = 0;
     float *logits = NULL;
-    llmrt_generation g = {0};
-    stream_state st = {.settings = s};
-    int code = 1;
+    llmrt_result result = {0};
+    int code = 1, have_result = 0;
     if (llmrt_engine_load(s->engine_path, eo, &engine) != LLMRT_OK) {
         code = report_failure("run");
         goto done;
@@ -181,7 +120,7 @@ int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_req
         goto done;
     }
     if (!prepare_prompt(r, tok, &prompt, &count)) goto done;
-    if (s->dump_logits) {
+    if (s->dump_logits) { /* before the runtime takes the engine */
         int32_t vocab = llmrt_engine_vocab_size(engine);
         logits = malloc((size_t)count * (size_t)vocab * sizeof *logits);
         if (!logits || llmrt_prompt_logits(engine, prompt, count, logits) != LLMRT_OK) {
@@ -193,53 +132,60 @@ int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_req
             goto done;
         }
     }
-    if (tok && llmrt_detokenizer_create(tok, LLMRT_DECODE_SKIP_SPECIAL, &st.detok) != LLMRT_OK) {
+    /* One request through the runtime: the same path as --requests and the
+     * server (stop strings, streaming text, timings). */
+    llmrt_runtime_options ro;
+    llmrt_runtime_options_init(&ro);
+    ro.background = 0;
+    llmrt_request req;
+    llmrt_request_init(&req);
+    req.prompt_ids = prompt;
+    req.num_prompt_ids = count;
+    req.sampling = s->params;
+    req.stop = s->stop;
+    req.num_stop = s->num_stop;
+    req.detokenize = tok != NULL;
+    if (s->stream && !s->json) req.callback = on_event;
+    llmrt_request_id id;
+    int done_flag = 0;
+    if (llmrt_runtime_create(engine, &ro, &rt) != LLMRT_OK || llmrt_runtime_submit(rt, &req, &id) != LLMRT_OK ||
+        llmrt_runtime_wait(rt, id, -1, &result, &done_flag) != LLMRT_OK) {
         code = report_failure("run");
         goto done;
     }
-    if (llmrt_generate(engine, prompt, count, &s->params, on_token, &st, &g) != LLMRT_OK) {
-        code = report_failure("run");
+    have_result = 1;
+    if (result.status != LLMRT_OK || result.num_sequences < 1) {
+        fprintf(stderr, "llmrt run: %s\n", result.error ? result.error : "the request produced no output");
         goto done;
     }
-    if (st.error != LLMRT_OK) {
-        code = report_failure("run");
-        goto done;
-    }
-    const char *finish = st.stopped ? "stop" : g.finish_reason;
-    if (st.detok && !st.stopped) {
-        const char *piece;
-        size_t n;
-        if (llmrt_detokenizer_flush(st.detok, &piece, &n) == LLMRT_OK) append_text(&st, piece, n);
-    }
-    size_t text_len = st.stopped ? st.stop_at : st.length;
+    const llmrt_sequence_output *g = &result.sequences[0];
     if (s->json) {
-        print_json(r, prompt, count, &g, st.text, text_len, finish);
+        print_json(prompt, count, g);
     } else if (s->stream) {
-        print_safe(&st, 1);
         putchar('\n');
     } else if (tok) {
-        fwrite(st.text ? st.text : "", 1, text_len, stdout);
+        fwrite(g->text ? g->text : "", 1, g->text ? g->text_len : 0, stdout);
         putchar('\n');
     } else {
-        for (int32_t i = 0; i < g.num_output; i++) printf("%s%d", i ? "," : "", g.output_ids[i]);
+        for (int32_t i = 0; i < g->num_output; i++) printf("%s%d", i ? "," : "", g->output_ids[i]);
         putchar('\n');
     }
     if (s->verbose) {
         uint64_t w, act, kv;
         llmrt_engine_memory(engine, &w, &act, &kv);
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", count, g.prefill_seconds,
-                g.prefill_seconds > 0 ? count / g.prefill_seconds : 0.0);
-        if (g.num_output > 1)
-            fprintf(stderr, "decode: %d tokens in %.3f s (%.2f tokens/s)\n", g.num_output - 1, g.decode_seconds,
-                    g.decode_seconds > 0 ? (g.num_output - 1) / g.decode_seconds : 0.0);
+        double prefill = result.ttft_seconds, decode = result.e2e_seconds - result.ttft_seconds;
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", count, prefill,
+                prefill > 0 ? count / prefill : 0.0);
+        if (g->num_output > 1)
+            fprintf(stderr, "decode: %d tokens in %.3f s (%.2f tokens/s)\n", g->num_output - 1, decode,
+                    decode > 0 ? (g->num_output - 1) / decode : 0.0);
         fprintf(stderr, "memory: weights %.1f MiB, activations %.1f MiB, KV cache %.1f MiB\n", (double)w / 1048576.0,
                 (double)act / 1048576.0, (double)kv / 1048576.0);
     }
     code = 0;
 done:
-    llmrt_generation_free(&g);
-    llmrt_detokenizer_free(st.detok);
-    free(st.text);
+    if (have_result) llmrt_result_free(&result);
+    llmrt_runtime_free(rt);
     free(prompt);
     free(logits);
     llmrt_tokenizer_free(tok);
