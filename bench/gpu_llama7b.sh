@@ -4,6 +4,8 @@
 # transformers (eager, bf16) on the same shapes, side by side.
 #
 # usage: bench/gpu_llama7b.sh LLMRT_BINARY [OUT_DIR]
+# HF=0 skips the HF transformers reference; LLMRT_PROFILE=1 makes each llmrt
+# bench print its runtime's per-step phase times.
 set -uo pipefail
 llmrt=$1 out=${2:-/tmp}
 config=bench/configs/llama2-7b.json
@@ -23,5 +25,6 @@ done
 for c in 16 64; do
   b --input-len 2048 --output-len 128 --concurrency $c --requests $((2 * c)) --json | tee "$out/tp_2048_c$c.json"
 done
+[ "${HF:-1}" = 0 ] && exit 0
 echo "== HF transformers eager bf16"
 python3 bench/hf_reference.py "$config" --json | tee "$out/hf.json"

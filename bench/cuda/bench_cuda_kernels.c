@@ -143,7 +143,7 @@ typedef struct model {
     int32_t *ids, *positions, *token_seq, *slots, *tables, *tiles, *argmax;
     float *logits_f32;
     void *attn_ws;
-    int max_tokens, max_partitions;
+    int max_tokens;
     cuda_attention_batch batch;
     int use_gemv;
     int tokens;
@@ -203,8 +203,7 @@ static void model_alloc(model *m, int max_tokens, int max_ctx) {
     m->slots = dmalloc(T * 4);
     m->tables = dmalloc((size_t)blocks * 4);
     m->tiles = dmalloc((T / CUDA_PREFILL_TILE_M + 2) * 2 * 4);
-    m->max_partitions = (max_ctx + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
-    m->attn_ws = dmalloc(cuda_decode_workspace_bytes(1, HEADS, HEAD_DIM, m->max_partitions));
+    m->attn_ws = dmalloc(cuda_decode_workspace_bytes(1, HEADS, HEAD_DIM, CUDA_DECODE_MAX_PARTITIONS));
     int32_t *table = malloc((size_t)blocks * 4);
     for (int b = 0; b < blocks; b++) table[b] = blocks - 1 - b; /* paged, in reverse order: not contiguous */
     CK(cudaMemcpy(m->tables, table, (size_t)blocks * 4, cudaMemcpyHostToDevice));
@@ -295,7 +294,8 @@ static void model_forward(void *arg) {
         }
         if (T == 1)
             CK(cuda_attention_decode(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
-                                     0.08838834764f, m->max_partitions, m->attn_ws, stream));
+                                     0.08838834764f, cuda_decode_partitions(1, HEADS, KV_HEADS), m->attn_ws,
+                                     stream));
         else
             CK(cuda_attention_prefill(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                       0.08838834764f, stream));
@@ -324,6 +324,52 @@ static void model_forward(void *arg) {
     linear(m, m->logits, (char *)m->h + (size_t)(T - 1) * HIDDEN * 2, m->lm_head, 1, VOCAB, HIDDEN);
     CK(cuda_cast(m->logits_f32, LLMRT_DTYPE_F32, m->logits, BF16, VOCAB, stream));
     CK(cuda_argmax(m->argmax, m->logits_f32, 1, VOCAB, stream));
+}
+
+/* ---- decode attention alone: S sequences of ctx keys, one layer -------- */
+typedef struct attn_arg {
+    void *q, *kc, *vc, *ws;
+    cuda_attention_batch b;
+} attn_arg;
+
+static void run_attention_decode(void *p) {
+    attn_arg *a = p;
+    CK(cuda_attention_decode(a->q, a->q, a->kc, a->vc, BF16, &a->b, HEADS, KV_HEADS, HEAD_DIM, 0.08838834764f,
+                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, stream));
+}
+
+/* GB/s of K and V read by the decode-attention kernel. */
+static double attention_gbs(int S, int ctx) {
+    const int per_seq = (ctx + BLOCK - 1) / BLOCK;
+    const size_t row = (size_t)KV_HEADS * HEAD_DIM * 2, blocks = (size_t)S * per_seq;
+    attn_arg a;
+    a.kc = dmalloc(blocks * BLOCK * row);
+    a.vc = dmalloc(blocks * BLOCK * row);
+    fill_random_bf16(a.kc, blocks * BLOCK * row / 2);
+    fill_random_bf16(a.vc, blocks * BLOCK * row / 2);
+    a.q = dmalloc((size_t)S * HEADS * HEAD_DIM * 2);
+    fill_random_bf16(a.q, (size_t)S * HEADS * HEAD_DIM);
+    a.ws = dmalloc(cuda_decode_workspace_bytes(S, HEADS, HEAD_DIM, cuda_decode_partitions(S, HEADS, KV_HEADS)));
+    int32_t *pos = malloc(S * 4), *seq = malloc(S * 4), *tab = malloc(blocks * 4);
+    for (int s = 0; s < S; s++) pos[s] = ctx - 1, seq[s] = s;
+    for (size_t b = 0; b < blocks; b++) tab[b] = (int32_t)((b * 7919) % blocks); /* scattered blocks */
+    int32_t *dpos = dmalloc(S * 4), *dseq = dmalloc(S * 4), *dtab = dmalloc(blocks * 4);
+    CK(cudaMemcpy(dpos, pos, S * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dseq, seq, S * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dtab, tab, blocks * 4, cudaMemcpyHostToDevice));
+    memset(&a.b, 0, sizeof a.b);
+    a.b.num_tokens = S;
+    a.b.num_seqs = S;
+    a.b.positions = dpos;
+    a.b.token_seq = dseq;
+    a.b.block_tables = dtab;
+    a.b.block_table_stride = per_seq;
+    a.b.block_size = BLOCK;
+    const float ms = time_ms(run_attention_decode, &a, 20);
+    void *bufs[] = {a.kc, a.vc, a.q, a.ws, dpos, dseq, dtab};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    free(pos), free(seq), free(tab);
+    return 2.0 * S * ctx * row / (ms * 1e-3) / 1e9;
 }
 
 static cudaGraphExec_t graph_exec;
@@ -469,6 +515,17 @@ int main(int argc, char **argv) {
         printf("%-34s %10.0f %10.0f", names[s], gemv_gbs[s][0], gemv_gbs[s][1]);
         if (group_parts[s]) printf(" %10.0f\n", gemv_gbs[s][2]);
         else printf(" %10s\n", "-");
+    }
+    printf("\n%-34s", "decode attention, GB/s of K+V");
+    const int attn_s[4] = {1, 16, 64, 256}, attn_ctx[2] = {192, 2048};
+    for (int c = 0; c < 2; c++) printf(" %7s%-4d", "ctx ", attn_ctx[c]);
+    printf("\n");
+    for (int i = 0; i < 4; i++) {
+        char label[40];
+        snprintf(label, sizeof label, "  %d sequences", attn_s[i]);
+        printf("%-34s", label);
+        for (int c = 0; c < 2; c++) printf(" %11.0f", attention_gbs(attn_s[i], attn_ctx[c]));
+        printf("\n");
     }
     printf("\n%-44s %9s %9s %8s %8s\n", "LLaMA-2-7B shape, bf16, batch 1", "ms", "floor ms", "x floor", "goal");
     printf("%-44s %9.2f %9.2f %8.2f %8s\n", "decode, 128 ctx (graph, grouped GEMV)", d128, floor_ms, d128 / floor_ms, "<=1.10");

@@ -18,6 +18,26 @@
  * 0..positions[t] of that sequence. Cache position p of sequence s is slot
  * p % block_size of block block_tables[s * max_blocks_per_seq + p / block_size].
  * The step writes the new tokens' keys and values before attending. */
+/* Token selection on the device, per logits row (backends with
+ * ops->device_sampling): the sampler's rule (sampler.h: temperature →
+ * top-k → top-p → min-p, then the caller's uniform draw) without the
+ * logits leaving the device. Penalties, top-N log-probabilities and beams
+ * need the whole row: such rows are marked host_logits. */
+typedef struct llmrt_row_sampling {
+    float temperature; /* <= 0: greedy (also top_k == 1) */
+    float top_p;       /* >= 1: off */
+    float min_p;       /* <= 0: off */
+    float uniform;     /* the request's draw in [0, 1) (unused when greedy) */
+    int32_t top_k;     /* <= 0: off */
+    int32_t host_logits; /* 1: copy this row's logits to the host instead */
+} llmrt_row_sampling;
+
+typedef struct llmrt_step_sampling {
+    const llmrt_row_sampling *rows; /* [L] */
+    int32_t *ids;                   /* [L] out: the chosen token of each device row */
+    float *logprobs;                /* [L] out: its log-probability under the raw logits */
+} llmrt_step_sampling;
+
 typedef struct llmrt_step {
     int32_t num_tokens;            /* T, 1..plan->max_num_tokens */
     const int32_t *token_ids;      /* [T] */
@@ -28,6 +48,10 @@ typedef struct llmrt_step {
     int32_t max_blocks_per_seq;
     int32_t num_logits;            /* L, 0..T */
     const int32_t *logits_indices; /* [L] rows of the step whose logits are returned */
+    /* NULL: every logits row goes to the host. Else (device_sampling
+     * backends) rows are sampled on the device, and only host_logits rows
+     * are written to `logits` (at their row l). */
+    const llmrt_step_sampling *sampling;
 } llmrt_step;
 
 typedef struct llmrt_backend_config {
@@ -65,6 +89,9 @@ typedef struct llmrt_backend_ops {
      * per step) move by DMA instead of through a staging copy. */
     void *(*host_alloc)(void *state, size_t bytes);
     void (*host_free)(void *state, void *ptr);
+    /* 1: forward honours step->sampling (a decode step then copies token
+     * ids, not logits, to the host). */
+    int device_sampling;
 } llmrt_backend_ops;
 
 /* host_alloc / host_free if the backend has them, else malloc / free. */

@@ -294,7 +294,8 @@ void rt_finish_sequence(llmrt_runtime *rt, rt_request *r, int32_t i, const char 
 }
 
 /* Appends a sampled token to sequence i and applies the stop conditions. */
-static void accept_token(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t token, const float *row, double lse) {
+static void accept_token(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t token, float logprob, const float *row,
+                         double lse) {
     rt_sequence *s = &r->seqs[i];
     double now = llmrt_now_seconds();
     if (r->first_token_time == 0) r->first_token_time = now;
@@ -303,12 +304,11 @@ static void accept_token(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t to
         return;
     }
     int32_t k = s->len - r->prompt_len;
-    float logprob = (float)(row[token] - lse);
     s->tokens[s->len++] = token;
     s->logprobs[k] = logprob;
     s->cumulative_logprob += logprob;
     if (i == 0) r->token_times[r->num_token_times++] = now - r->submit_time;
-    if (r->num_top > 0) {
+    if (r->num_top > 0 && row) {
         llmrt_top_k_ids(row, rt->vocab, r->num_top, rt->top_scratch);
         for (int32_t j = 0; j < r->num_top; j++) {
             s->top_ids[(size_t)k * r->num_top + j] = rt->top_scratch[j];
@@ -345,7 +345,7 @@ static void sample_sequence(llmrt_runtime *rt, rt_request *r, int32_t i, const f
         logits = rt->row;
     }
     int32_t token = llmrt_sample(logits, rt->vocab, &cfg, &s->rng, rt->sampler_scratch);
-    accept_token(rt, r, i, token, row, lse);
+    accept_token(rt, r, i, token, (float)(row[token] - lse), row, lse);
 }
 
 /* n > 1: the prompt was computed once by sequence 0; the others take its
@@ -376,6 +376,35 @@ llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const flo
         sample_sequence(rt, r, i, row, lse);
     }
     return LLMRT_OK;
+}
+
+int rt_device_sample_params(llmrt_runtime *rt, rt_request *r, int32_t i, llmrt_row_sampling *row) {
+    (void)rt;
+    const llmrt_request *p = &r->params;
+    const llmrt_penalties pen = {p->repetition_penalty, p->presence_penalty, p->frequency_penalty};
+    memset(row, 0, sizeof *row);
+    /* beams and top-N logprobs rank the whole row; penalties rewrite it; an
+     * unforked n > 1 request samples its n sequences from one row */
+    if (r->beam || r->num_top > 0 || llmrt_penalties_active(&pen) || (!r->forked && r->num_seqs > 1)) {
+        row->host_logits = 1;
+        return 0;
+    }
+    row->temperature = p->sampling.temperature;
+    row->top_k = p->sampling.top_k;
+    row->top_p = p->sampling.top_p;
+    row->min_p = p->min_p;
+    /* one draw per sampled token, as llmrt_sample takes it: the request's
+     * stream of draws is the same whichever side samples */
+    if (row->temperature > 0.0f && row->top_k != 1) {
+        float u = (float)llmrt_rng_uniform(&r->seqs[i].rng);
+        row->uniform = u < 1.0f ? u : 0x1.fffffep-1f;
+    }
+    return 1;
+}
+
+void rt_on_sampled(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t token, float logprob) {
+    if (!r->forked) fork_prompt(rt, r); /* one sequence: only marks the prompt done */
+    accept_token(rt, r, i, token, logprob, NULL, 0);
 }
 
 int rt_request_all_finished(const rt_request *r) {

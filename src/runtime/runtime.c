@@ -8,6 +8,7 @@
  * request only becomes DONE (and retrievable, hence freeable) after its last
  * event was delivered, so events may point into it without the lock. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +37,11 @@ static void *runtime_thread(void *arg);
 
 void llmrt_runtime_free(llmrt_runtime *rt) {
     if (!rt) return;
+    if (rt->profile && rt->num_steps > 0)
+        fprintf(stderr, "llmrt: runtime profile: %lld steps; per step: schedule %.1f us, forward %.1f us, "
+                        "sampling and delivery %.1f us\n",
+                (long long)rt->num_steps, 1e6 * rt->prof_schedule / rt->num_steps,
+                1e6 * rt->prof_forward / rt->num_steps, 1e6 * rt->prof_after / rt->num_steps);
     if (rt->has_thread) {
         pthread_mutex_lock(&rt->lock);
         rt->shutdown = 1;
@@ -67,6 +73,9 @@ void llmrt_runtime_free(llmrt_runtime *rt) {
     free(rt->row);
     free(rt->sampler_scratch);
     free(rt->row_lse);
+    free(rt->sample_rows);
+    free(rt->sampled_ids);
+    free(rt->sampled_logprobs);
     free(rt->counts);
     free(rt->top_scratch);
     free(rt->events);
@@ -110,6 +119,11 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     /* every running sequence must fit one decode token in a step */
     if (rt->max_batch > rt->max_num_tokens) rt->max_batch = rt->max_num_tokens;
     rt->vocab = plan->vocab_size;
+    /* LLMRT_DEVICE_SAMPLING=0 brings every row to the host (comparisons) */
+    const char *env = getenv("LLMRT_DEVICE_SAMPLING");
+    rt->device_sampling = rt->backend->ops->device_sampling && !(env && env[0] == '0');
+    env = getenv("LLMRT_PROFILE");
+    rt->profile = env && env[0] && env[0] != '0';
     rt->block_size = mem.kv_block_size;
     rt->max_seq_len = plan->max_seq_len;
     rt->max_blocks_per_seq = rt_blocks_for(rt, rt->max_seq_len);
@@ -132,13 +146,16 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
         rt->step_logit = malloc(B * sizeof(int32_t));
         rt->logits = llmrt_backend_host_alloc(rt->backend, B * V * sizeof(float));
         rt->row_lse = malloc(B * sizeof(double));
+        rt->sample_rows = malloc(B * sizeof *rt->sample_rows);
+        rt->sampled_ids = malloc(B * sizeof(int32_t));
+        rt->sampled_logprobs = malloc(B * sizeof(float));
         rt->row = malloc(V * sizeof(float));
         rt->sampler_scratch = malloc(llmrt_sampler_scratch_bytes(rt->vocab));
         rt->counts = calloc(V, sizeof(int32_t));
         rt->top_scratch = malloc(V * sizeof(int32_t));
         if (!rt->step_tokens || !rt->step_positions || !rt->step_seq_start || !rt->step_block_tables ||
             !rt->step_logit_rows || !rt->step_req || !rt->step_seq || !rt->step_count || !rt->step_logit ||
-            !rt->logits || !rt->row_lse || !rt->row || !rt->sampler_scratch || !rt->counts || !rt->top_scratch)
+            !rt->logits || !rt->row_lse || !rt->sample_rows || !rt->sampled_ids || !rt->sampled_logprobs || !rt->row || !rt->sampler_scratch || !rt->counts || !rt->top_scratch)
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "runtime: out of memory for step buffers");
     }
     if (s == LLMRT_OK && options->background) {
@@ -405,12 +422,21 @@ static void deliver_and_retire(llmrt_runtime *rt) {
 /* One step; called with the lock held, returns with it held. */
 static llmrt_status step_locked(llmrt_runtime *rt, int *busy) {
     *busy = 0;
+    const double t0 = rt->profile ? llmrt_now_seconds() : 0;
+    double t1 = t0, t2 = t0;
     sweep(rt);
     int32_t tokens = 0;
     llmrt_status s = rt_schedule(rt, &tokens);
     if (s == LLMRT_OK && tokens > 0) {
         *busy = 1;
         rt->stepping = 1;
+        /* on the GPU, rows whose request allows it are sampled there and
+         * only their token ids come back */
+        const int device = rt->device_sampling;
+        llmrt_step_sampling sampling = {rt->sample_rows, rt->sampled_ids, rt->sampled_logprobs};
+        for (int32_t q = 0; device && q < rt->step_num_seqs; q++)
+            if (rt->step_logit[q] >= 0)
+                rt_device_sample_params(rt, rt->step_req[q], rt->step_seq[q], &rt->sample_rows[rt->step_logit[q]]);
         llmrt_step step = {
             .num_tokens = tokens,
             .token_ids = rt->step_tokens,
@@ -421,25 +447,33 @@ static llmrt_status step_locked(llmrt_runtime *rt, int *busy) {
             .max_blocks_per_seq = rt->max_blocks_per_seq,
             .num_logits = rt->step_num_logits,
             .logits_indices = rt->step_logit_rows,
+            .sampling = device ? &sampling : NULL,
         };
         pthread_mutex_unlock(&rt->lock);
+        if (rt->profile) t1 = llmrt_now_seconds();
         s = rt->backend->ops->forward(rt->backend->state, &step, rt->logits);
+        if (rt->profile) t2 = llmrt_now_seconds();
         pthread_mutex_lock(&rt->lock);
         rt->stepping = 0;
         rt->num_steps++;
         if (s == LLMRT_OK) {
             rt_step_done(rt);
-            /* every row's log-normaliser (for the reported log-probabilities),
-             * in parallel: at large batches this full-vocabulary pass is the
-             * host's main per-token cost; sampling itself stays sequential */
+            /* every host row's log-normaliser (for the reported
+             * log-probabilities), in parallel: at large batches this
+             * full-vocabulary pass is the host's main per-token cost;
+             * sampling itself stays sequential */
             int32_t rows = rt->step_num_logits, vocab = rt->vocab;
 #pragma omp parallel for schedule(static) if (rows > 4)
-            for (int32_t l = 0; l < rows; l++) rt->row_lse[l] = llmrt_logsumexp(rt->logits + (size_t)l * vocab, vocab);
+            for (int32_t l = 0; l < rows; l++)
+                if (!device || rt->sample_rows[l].host_logits)
+                    rt->row_lse[l] = llmrt_logsumexp(rt->logits + (size_t)l * vocab, vocab);
             for (int32_t q = 0; q < rt->step_num_seqs; q++) {
                 rt_request *r = rt->step_req[q];
-                if (rt->step_logit[q] < 0 || r->state != REQ_RUNNING) continue;
-                const float *row = rt->logits + (size_t)rt->step_logit[q] * rt->vocab;
-                rt_on_logits(rt, r, rt->step_seq[q], row, rt->row_lse[rt->step_logit[q]]);
+                const int32_t l = rt->step_logit[q];
+                if (l < 0 || r->state != REQ_RUNNING) continue;
+                if (device && !rt->sample_rows[l].host_logits)
+                    rt_on_sampled(rt, r, rt->step_seq[q], rt->sampled_ids[l], rt->sampled_logprobs[l]);
+                else rt_on_logits(rt, r, rt->step_seq[q], rt->logits + (size_t)l * rt->vocab, rt->row_lse[l]);
             }
             for (int32_t q = 0; q < rt->step_num_seqs; q++) {
                 rt_request *r = rt->step_req[q];
@@ -465,6 +499,12 @@ static llmrt_status step_locked(llmrt_runtime *rt, int *busy) {
     }
     if (rt->num_events > 0 || rt->finishing.head) *busy = 1;
     deliver_and_retire(rt);
+    if (rt->profile && tokens > 0) {
+        const double t3 = llmrt_now_seconds();
+        rt->prof_schedule += t1 - t0;
+        rt->prof_forward += t2 - t1;
+        rt->prof_after += t3 - t2;
+    }
     return s;
 }
 

@@ -136,6 +136,11 @@ struct llmrt_runtime {
     int32_t step_num_seqs, step_num_tokens, step_num_logits;
     float *logits;           /* [max_batch, vocab] */
     double *row_lse;         /* [max_batch] logsumexp of each logits row */
+    /* device sampling (backends with ops->device_sampling), [max_batch] */
+    int device_sampling;
+    llmrt_row_sampling *sample_rows;
+    int32_t *sampled_ids;
+    float *sampled_logprobs;
     float *row;              /* [vocab] penalised copy */
     void *sampler_scratch;
     int32_t *counts;         /* [vocab], all zero between uses */
@@ -145,6 +150,9 @@ struct llmrt_runtime {
     int32_t num_events, events_cap;
 
     int64_t num_preemptions, num_steps, prompt_tokens_computed, tokens_generated;
+    /* LLMRT_PROFILE=1: seconds spent per step phase, printed at free */
+    int profile;
+    double prof_schedule, prof_forward, prof_after;
 };
 
 /* lists (request.c) */
@@ -161,6 +169,12 @@ int rt_is_stop_token(const llmrt_runtime *rt, const rt_request *r, int32_t token
 /* A step produced the logits row of a sequence's last token: sample (or,
  * for beams, collect candidates) and handle what follows. */
 llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t seq, const float *row, double lse);
+/* Before a step on a device-sampling backend: the parameters of sequence
+ * seq's logits row; returns 1 if the device can sample it (then the
+ * request's draw is taken now), 0 if the row must come to the host. */
+int rt_device_sample_params(llmrt_runtime *rt, rt_request *r, int32_t seq, llmrt_row_sampling *row);
+/* After such a step: the token the device chose and its log-probability. */
+void rt_on_sampled(llmrt_runtime *rt, rt_request *r, int32_t seq, int32_t token, float logprob);
 void rt_sequence_release_blocks(llmrt_runtime *rt, rt_sequence *s);
 /* Ends the request: unfinished sequences end with `reason`; its blocks are
  * freed, its result is built and it moves to the finishing list. */

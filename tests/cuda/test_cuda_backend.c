@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "backends/backend.h"
-#include "backends/cuda/cuda_sampling_api.h"
 #include "compiler/compiler.h"
 #include "cuda_test_util.h"
 
@@ -147,15 +146,36 @@ static void run_config(const llmrt_model_config *cfg_model, llmrt_dtype act, dou
         CHECK_OK(llmrt_cuda_backend_ops.forward(gpu, &step, got));
         CHECK_CLOSE(got, want, (size_t)S * V, tol, "%s %s%s step %d (%d tokens)", arch, llmrt_dtype_name(act), variant,
                     st, T);
-        /* device-side greedy over the same logits: exactly the host argmax */
+        /* The same step again (it rewrites the same keys and values) with the
+         * rows sampled on the device: row 0 greedy, row 1 to the host, row 2
+         * at temperature 0.8 with top-k/top-p/min-p. */
+        llmrt_row_sampling rows[3] = {{.temperature = 0}, {.host_logits = 1}, {0.8f, 0.9f, 0.01f, 0.37f, 50, 0}};
         int32_t dev_ids[3] = {-1, -1, -1};
-        CHECK_OK(llmrt_cuda_argmax_last_logits(gpu, dev_ids));
+        float dev_lp[3] = {0, 0, 0};
+        llmrt_step_sampling sampling = {.rows = rows, .ids = dev_ids, .logprobs = dev_lp};
+        step.sampling = &sampling;
+        float *again = malloc((size_t)S * V * 4);
+        for (int i = 0; i < S * V; i++) again[i] = NAN;
+        CHECK_OK(llmrt_cuda_backend_ops.forward(gpu, &step, again));
         for (int r = 0; r < S; r++) {
+            const float *row = got + (size_t)r * V;
             int best = 0;
             for (int j = 1; j < V; j++)
-                if (got[r * V + j] > got[r * V + best]) best = j;
-            CHECK_MSG(dev_ids[r] == best, "%s step %d row %d: device argmax %d, host %d", arch, st, r, dev_ids[r], best);
+                if (row[j] > row[best]) best = j;
+            double sum = 0;
+            for (int j = 0; j < V; j++) sum += exp((double)row[j] - row[best]);
+            const double lse = row[best] + log(sum);
+            if (r == 1) {
+                CHECK_CLOSE(again + (size_t)V, row, (size_t)V, 1e-6, "%s step %d: host row after device sampling", arch, st);
+                continue;
+            }
+            CHECK_MSG(dev_ids[r] >= 0 && dev_ids[r] < V, "%s step %d row %d: device id %d", arch, st, r, dev_ids[r]);
+            if (dev_ids[r] < 0 || dev_ids[r] >= V) continue;
+            if (r == 0) CHECK_MSG(dev_ids[r] == best, "%s step %d: device argmax %d, host %d", arch, st, dev_ids[r], best);
+            CHECK_MSG(fabs(dev_lp[r] - (row[dev_ids[r]] - lse)) < 1e-3, "%s step %d row %d: logprob %g vs %g", arch, st, r,
+                      dev_lp[r], row[dev_ids[r]] - lse);
         }
+        free(again);
         /* greedy next tokens from the reference, so both backends see the same inputs */
         int k = 0;
         for (int s = 0; s < 3; s++) {

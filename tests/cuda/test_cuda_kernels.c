@@ -508,7 +508,9 @@ typedef struct attn_case {
     int head_dim, heads, kv_heads, block_size, rotary_dim, neox;
     int num_seqs;
     int new_tokens[4], past[4];
-    int kernel; /* 0: prefill (tensor cores), 1: split-K decode kernel */
+    int kernel; /* 0: prefill (tensor cores), 1: split-K decode kernel, 2: a mixed step as the
+                 * backend runs it (prefill tiles for chunks, decode kernel for one-token rows) */
+    int parts;  /* decode partitions; 0: cuda_decode_partitions */
 } attn_case;
 
 static void run_attention_case(const attn_case *c) {
@@ -549,14 +551,19 @@ static void run_attention_case(const attn_case *c) {
             token_seq[t] = s;
             slots[t] = tables[s * max_blocks + p / bs] * bs + p % bs;
         }
-    int32_t tiles[2 * 64];
-    int num_tiles = 0;
-    for (int s = 0; s < S; s++)
+    int32_t tiles[2 * 64], decode_rows[4];
+    int num_tiles = 0, num_decode = 0;
+    for (int s = 0; s < S; s++) {
+        if (c->kernel == 2 && c->new_tokens[s] == 1) {
+            decode_rows[num_decode++] = seq_start[s];
+            continue;
+        }
         for (int r = seq_start[s]; r < seq_start[s + 1]; r += CUDA_PREFILL_TILE_M) {
             tiles[2 * num_tiles] = r;
             tiles[2 * num_tiles + 1] = seq_start[s + 1] - r < CUDA_PREFILL_TILE_M ? seq_start[s + 1] - r : CUDA_PREFILL_TILE_M;
             num_tiles++;
         }
+    }
 
     /* Inputs: q, new k, v; the past already in the cache (random). */
     const size_t qn = (size_t)T * H * D, kn = (size_t)T * Hkv * D;
@@ -597,7 +604,7 @@ static void run_attention_case(const attn_case *c) {
     void *dout = dev_poisoned(qn * 4), *dfreq = dev_from_f32(inv_freq, 128, LLMRT_DTYPE_F32);
     int32_t *dpos = dev_from_bytes(positions, T * 4), *dseq = dev_from_bytes(token_seq, T * 4),
             *dslots = dev_from_bytes(slots, T * 4), *dtables = dev_from_bytes(tables, (size_t)S * max_blocks * 4),
-            *dtiles = dev_from_bytes(tiles, sizeof tiles);
+            *dtiles = dev_from_bytes(tiles, sizeof tiles), *drows = dev_from_bytes(decode_rows, sizeof decode_rows);
     cuda_attention_batch b = {.num_tokens = T, .num_seqs = S, .positions = dpos, .token_seq = dseq,
                               .slot_mapping = dslots, .block_tables = dtables, .block_table_stride = max_blocks,
                               .block_size = bs, .tiles = dtiles, .num_tiles = num_tiles};
@@ -608,11 +615,17 @@ static void run_attention_case(const attn_case *c) {
     if (c->kernel == 0) {
         CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
     } else {
-        /* as the backend sizes it for a max_seq_len a little beyond this context */
-        const int parts = (max_ctx + 300 + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
-        cudaMalloc(&ws, cuda_decode_workspace_bytes(T, H, D, parts));
-        dev_poison(ws, cuda_decode_workspace_bytes(T, H, D, parts));
-        CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, parts, ws, 0));
+        cuda_attention_batch db = b;
+        if (c->kernel == 2) {
+            if (num_tiles > 0) CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
+            db.token_index = drows;
+            db.num_tokens = num_decode;
+        }
+        const int parts = c->parts ? c->parts : cuda_decode_partitions(db.num_tokens, H, Hkv);
+        const size_t wsb = cuda_decode_workspace_bytes(db.num_tokens, H, D, parts);
+        cudaMalloc(&ws, wsb ? wsb : 4);
+        dev_poison(ws, wsb);
+        CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, 0));
     }
 
     /* CPU reference */
@@ -648,7 +661,7 @@ static void run_attention_case(const attn_case *c) {
     CHECK_CLOSE(kw, kwr, kn, c->type == LLMRT_DTYPE_F32 ? 1e-6 : 4e-3, "rope k cache %s D=%d", llmrt_dtype_name(c->type), D);
     CHECK_CLOSE(vw, vwr, kn, 0.0, "v cache %s D=%d", llmrt_dtype_name(c->type), D);
 
-    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, ws};
+    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, drows, ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     float *hb[] = {q, k, v, kc, vc, qr, kr, ref, got, kg, vg, kw, kwr, vw, vwr};
     for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
@@ -669,22 +682,26 @@ static void test_attention(void) {
                 const int bs = (di + gi) % 2 ? 32 : 16;
                 /* prefill: packed sequences, one with past (chunked prefill), a decode token mixed in */
                 attn_case p = {half_types[ti], dims[di], groups[gi][0], groups[gi][1], bs, dims[di], 1, 4,
-                               {100, 37, 1, 130}, {0, 50, 70, 0}, 0};
+                               {100, 37, 1, 130}, {0, 50, 70, 0}, 0, 0};
                 if (gi == 2) p.rotary_dim = dims[di] / 2, p.neox = 0; /* partial, GPT-J pairing */
                 run_attention_case(&p);
-                /* decode: long pasts exercise split-K */
+                p.kernel = 2; /* the same step as the backend splits it */
+                run_attention_case(&p);
+                /* decode: long pasts exercise split-K (automatic, one and the most partitions) */
                 attn_case d = {half_types[ti], dims[di], groups[gi][0], groups[gi][1], bs, dims[di], 1, 3,
-                               {1, 1, 1}, {2100, 700, 33}, 1};
+                               {1, 1, 1}, {2100, 700, 33}, 1, 0};
+                run_attention_case(&d);
+                d.parts = gi == 0 ? 1 : CUDA_DECODE_MAX_PARTITIONS;
                 run_attention_case(&d);
             }
     /* f32 (CUDA cores) and the other head sizes through the split-K kernel, prefill-shaped too */
     const int more_dims[4] = {32, 64, 128, 256};
     for (int di = 0; di < 4; di++) {
-        attn_case d = {LLMRT_DTYPE_F32, more_dims[di], 8, 2, 16, more_dims[di], 1, 2, {1, 1}, {1500, 9}, 1};
+        attn_case d = {LLMRT_DTYPE_F32, more_dims[di], 8, 2, 16, more_dims[di], 1, 2, {1, 1}, {1500, 9}, 1, 0};
         run_attention_case(&d);
-        attn_case p = {LLMRT_DTYPE_F32, more_dims[di], 4, 4, 32, more_dims[di], 1, 2, {45, 3}, {10, 300}, 1};
+        attn_case p = {LLMRT_DTYPE_F32, more_dims[di], 4, 4, 32, more_dims[di], 1, 2, {45, 3}, {10, 300}, 1, 0};
         run_attention_case(&p);
-        attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1}; /* MQA, no RoPE */
+        attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1, 0}; /* MQA, no RoPE */
         run_attention_case(&b);
     }
     /* Head sizes off the fast paths (the golden models' 8, 12, 16; 40; odd and
@@ -695,11 +712,12 @@ static void test_attention(void) {
         for (int ti = 0; ti < 3; ti++) {
             const llmrt_dtype t = float_types[ti];
             /* prefill-shaped: packed sequences with a chunked past and a decode token mixed in */
-            attn_case p = {t, D, 6, 2, 16, rot, 1, 3, {70, 1, 33}, {0, 40, 130}, t == LLMRT_DTYPE_F32 ? 1 : 0};
+            attn_case p = {t, D, 6, 2, 16, rot, 1, 3, {70, 1, 33}, {0, 40, 130}, t == LLMRT_DTYPE_F32 ? 1 : 0, 0};
             if (D <= 128 || t == LLMRT_DTYPE_F32) run_attention_case(&p);
             else { p.kernel = 1; run_attention_case(&p); }
+            if (D <= 128 && t != LLMRT_DTYPE_F32) { p.kernel = 2; run_attention_case(&p); }
             /* decode, split-K over a long past; MQA and partial GPT-J-style rotary */
-            attn_case d = {t, D, 6, 1, 32, rot, 1, 2, {1, 1}, {600, 5}, 1};
+            attn_case d = {t, D, 6, 1, 32, rot, 1, 2, {1, 1}, {600, 5}, 1, 0};
             if (D >= 8) d.rotary_dim = D / 2 - (D / 2) % 2, d.neox = 0;
             run_attention_case(&d);
         }
@@ -709,7 +727,8 @@ static void test_attention(void) {
 /* ---- sampling ------------------------------------------------------------- */
 
 /* Host reference of cuda_sample's rule, in double. */
-static int ref_sample(const float *row, int vocab, float temp, int top_k, float top_p, float u, double *margin) {
+static int ref_sample(const float *row, int vocab, float temp, int top_k, float top_p, float min_p, float u,
+                      double *margin) {
     double m = -INFINITY;
     for (int j = 0; j < vocab; j++) m = fmax(m, row[j] / temp);
     double *p = malloc(vocab * sizeof(double)), *sorted = malloc(vocab * sizeof(double));
@@ -742,6 +761,7 @@ static int ref_sample(const float *row, int vocab, float temp, int top_k, float 
             }
         }
     }
+    if (min_p > 0 && min_p > tau) tau = min_p; /* the top probability is exp(0) = 1 */
     double kmass = 0;
     for (int j = 0; j < vocab; j++)
         if (p[j] >= tau) kmass += p[j];
@@ -760,20 +780,23 @@ static int ref_sample(const float *row, int vocab, float temp, int top_k, float 
 }
 
 static void test_sampling(void) {
-    const int rows = 9, vocab = 5003;
+    const int rows = 12, vocab = 5003;
     float *logits = rand_floats((size_t)rows * vocab, &rng, 4.0f);
-    float temp[9], top_p[9], u[9];
-    int32_t top_k[9], ids[9];
+    cuda_sample_row prm[12];
+    int32_t ids[12];
+    float lp[12];
     for (int r = 0; r < rows; r++) {
-        temp[r] = r == 0 ? 0.0f : 0.5f + 0.2f * r;
-        top_k[r] = r % 3 == 0 ? 0 : r % 3 == 1 ? 40 : 1000;
-        top_p[r] = r % 2 ? 0.9f : 1.0f;
-        u[r] = (test_rand_uniform(&rng) + 1.0f) * 0.5f;
+        prm[r].temperature = r == 0 ? 0.0f : 0.5f + 0.2f * r;
+        prm[r].top_k = r % 3 == 0 ? 0 : r % 3 == 1 ? 40 : 1000;
+        if (r == 10) prm[r].top_k = 1; /* greedy at any temperature */
+        prm[r].top_p = r % 2 ? 0.9f : 1.0f;
+        prm[r].min_p = r % 4 == 3 ? 0.05f : 0.0f;
+        prm[r].uniform = (test_rand_uniform(&rng) + 1.0f) * 0.5f;
+        prm[r].skip = r == 11; /* left to the host */
     }
-    void *dl = dev_from_f32(logits, (size_t)rows * vocab, LLMRT_DTYPE_F32), *dt = dev_from_bytes(temp, sizeof temp),
-         *dk = dev_from_bytes(top_k, sizeof top_k), *dp = dev_from_bytes(top_p, sizeof top_p),
-         *du = dev_from_bytes(u, sizeof u);
+    void *dl = dev_from_f32(logits, (size_t)rows * vocab, LLMRT_DTYPE_F32), *dprm = dev_from_bytes(prm, sizeof prm);
     int32_t *dids = dev_poisoned(sizeof ids);
+    float *dlp = dev_poisoned(sizeof lp);
     CUDA_CHECK(cuda_argmax(dids, dl, rows, vocab, 0));
     CUDA_CHECK(cudaDeviceSynchronize());
     cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost);
@@ -784,24 +807,37 @@ static void test_sampling(void) {
         CHECK_MSG(ids[r] == best, "argmax row %d: %d vs %d", r, ids[r], best);
     }
     dev_poison(dids, sizeof ids);
-    CUDA_CHECK(cuda_sample(dids, dl, rows, vocab, dt, dk, dp, du, 0));
+    CUDA_CHECK(cuda_sample(dids, dlp, dl, rows, vocab, dprm, 0));
     CUDA_CHECK(cudaDeviceSynchronize());
     cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost);
+    cudaMemcpy(lp, dlp, sizeof lp, cudaMemcpyDeviceToHost);
     for (int r = 0; r < rows; r++) {
+        const float *row = logits + (size_t)r * vocab;
+        if (prm[r].skip) { /* untouched: still the poison */
+            CHECK_MSG(ids[r] == -1, "skipped row %d was written (%d)", r, ids[r]);
+            continue;
+        }
         double margin = 0;
         int want;
-        if (temp[r] <= 0) {
+        if (prm[r].temperature <= 0 || prm[r].top_k == 1) {
             want = 0;
             for (int j = 1; j < vocab; j++)
-                if (logits[r * vocab + j] > logits[r * vocab + want]) want = j;
+                if (row[j] > row[want]) want = j;
             margin = 1;
         } else {
-            want = ref_sample(logits + (size_t)r * vocab, vocab, temp[r], top_k[r], top_p[r], u[r], &margin);
+            want = ref_sample(row, vocab, prm[r].temperature, prm[r].top_k, prm[r].top_p, prm[r].min_p,
+                              prm[r].uniform, &margin);
         }
         /* float vs double cumulative sums may disagree only at a boundary */
         CHECK_MSG(ids[r] == want || margin < 1e-4, "sample row %d: %d vs %d (margin %.2g)", r, ids[r], want, margin);
+        if (ids[r] < 0 || ids[r] >= vocab) continue;
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < vocab; j++) mx = fmax(mx, row[j]);
+        for (int j = 0; j < vocab; j++) sum += exp(row[j] - mx);
+        const double want_lp = row[ids[r]] - mx - log(sum);
+        CHECK_MSG(fabs(lp[r] - want_lp) < 1e-4 * (1 + fabs(want_lp)), "logprob row %d: %g vs %g", r, lp[r], want_lp);
     }
-    void *bufs[] = {dl, dt, dk, dp, du, dids};
+    void *bufs[] = {dl, dprm, dids, dlp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     free(logits);
 }

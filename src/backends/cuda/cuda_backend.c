@@ -52,6 +52,11 @@ static void cuda_destroy(void *state) {
     cudaFree(st->attn_ws);
     cudaFree(st->logits_dev);
     cudaFree(st->ids_dev);
+    cudaFree(st->logprobs_dev);
+    cudaFree(st->sample_dev);
+    if (st->ids_host) cudaFreeHost(st->ids_host);
+    if (st->logprobs_host) cudaFreeHost(st->logprobs_host);
+    if (st->sample_host) cudaFreeHost(st->sample_host);
     if (st->meta_host) cudaFreeHost(st->meta_host);
     if (st->bad_index_host) cudaFreeHost(st->bad_index_host);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -347,28 +352,39 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->bt_stride = (plan->max_seq_len + st->kv_block_size - 1) / st->kv_block_size;
     const size_t T = (size_t)plan->max_num_tokens, S = (size_t)plan->max_batch;
     const size_t max_tiles = T / CUDA_PREFILL_TILE_M + S;
-    st->meta_capacity = 5 * align_up(T, META_ALIGN) + META_ALIGN + align_up(S * st->bt_stride, META_ALIGN) +
+    st->meta_capacity = 6 * align_up(T, META_ALIGN) + META_ALIGN + align_up(S * st->bt_stride, META_ALIGN) +
                         align_up(2 * max_tiles, META_ALIGN) + 8 * META_ALIGN;
     CUDA_STEP(cudaMallocHost((void **)&st->meta_host, st->meta_capacity * sizeof(int32_t)), "pinned metadata");
     CUDA_STEP(cudaMalloc((void **)&st->meta_dev, st->meta_capacity * sizeof(int32_t)), "step metadata");
     CUDA_STEP(cudaMallocHost((void **)&st->bad_index_host, sizeof(int32_t)), "pinned flag");
 
-    /* Split-K partials for the largest decode step. */
+    /* Split-K partials for the largest decode launch: attn_ws_tokens tokens
+     * at a time, each cut into cuda_decode_partitions(tokens) parts. */
     int32_t max_heads = 0;
     for (int32_t v = 0; v < st->graph->num_nodes; v++)
         if (st->graph->nodes[v].op == LLMRT_OP_ATTENTION && st->graph->nodes[v].iattr[1] > max_heads)
             max_heads = (int32_t)st->graph->nodes[v].iattr[1];
-    st->max_partitions = (plan->max_seq_len + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
     st->attn_ws_tokens = plan->max_batch > 64 ? plan->max_batch : 64;
     if (st->attn_ws_tokens > plan->max_num_tokens) st->attn_ws_tokens = plan->max_num_tokens;
-    if (max_heads > 0)
-        CUDA_STEP(cudaMalloc(&st->attn_ws, cuda_decode_workspace_bytes(st->attn_ws_tokens, max_heads, plan->head_dim,
-                                                                        st->max_partitions)),
+    if (max_heads > 0) {
+        size_t units = 0; /* token × partition pairs */
+        for (int64_t n = 1; n <= st->attn_ws_tokens; n++) {
+            const size_t u = (size_t)n * cuda_decode_partitions(n, max_heads, plan->kv_heads);
+            if (u > units) units = u;
+        }
+        CUDA_STEP(cudaMalloc(&st->attn_ws, cuda_decode_workspace_bytes((int64_t)units, max_heads, plan->head_dim, 1)),
                   "attention workspace");
+    }
     if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
         CUDA_STEP(cudaMalloc((void **)&st->logits_dev, T * (size_t)plan->vocab_size * sizeof(float)), "logits buffer");
-    if (plan->output_logits >= 0)
+    if (plan->output_logits >= 0) {
         CUDA_STEP(cudaMalloc((void **)&st->ids_dev, T * sizeof(int32_t)), "token id buffer");
+        CUDA_STEP(cudaMalloc((void **)&st->logprobs_dev, T * sizeof(float)), "logprob buffer");
+        CUDA_STEP(cudaMalloc((void **)&st->sample_dev, T * sizeof(cuda_sample_row)), "sampling parameters");
+        CUDA_STEP(cudaMallocHost((void **)&st->ids_host, T * sizeof(int32_t)), "pinned token ids");
+        CUDA_STEP(cudaMallocHost((void **)&st->logprobs_host, T * sizeof(float)), "pinned logprobs");
+        CUDA_STEP(cudaMallocHost((void **)&st->sample_host, T * sizeof(cuda_sample_row)), "pinned sampling parameters");
+    }
 
     STEP(allocate_kv_cache(st, config));
     if (config->verbose)
@@ -402,6 +418,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     CARVE(off_logits, L > 0 ? L : 1);
     CARVE(off_bad, 1);
     CARVE(off_tables, (size_t)S * st->bt_stride);
+    CARVE(off_decode, T);
     const size_t off_tiles = at;
 #undef CARVE
     memcpy(h + off_tokens, step->token_ids, (size_t)T * sizeof(int32_t));
@@ -410,7 +427,10 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     h[off_bad] = INT32_MAX;
     memset(h + off_tables, 0, (size_t)S * st->bt_stride * sizeof(int32_t));
 
-    int32_t num_tiles = 0, max_ctx = 0;
+    /* A mixed step's attention: sequences with one token in the step go to
+     * the decode kernel (listed at off_decode), longer chunks to prefill tiles. */
+    const int decode_step = T == S;
+    int32_t num_tiles = 0, num_decode = 0;
     for (int32_t s = 0; s < S; s++) {
         const int32_t begin = step->seq_start[s], end = step->seq_start[s + 1];
         if (begin < 0 || end <= begin || end > T)
@@ -441,12 +461,12 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
             h[off_seq + t] = s;
             h[off_slots + t] = row[pos / st->kv_block_size] * st->kv_block_size + pos % st->kv_block_size;
         }
-        for (int32_t r = begin; r < end; r += CUDA_PREFILL_TILE_M) {
+        if (end - begin == 1 && !decode_step) h[off_decode + num_decode++] = begin;
+        for (int32_t r = begin; r < end && end - begin > 1; r += CUDA_PREFILL_TILE_M) {
             h[off_tiles + 2 * (size_t)num_tiles] = r;
             h[off_tiles + 2 * (size_t)num_tiles + 1] = end - r < CUDA_PREFILL_TILE_M ? end - r : CUDA_PREFILL_TILE_M;
             num_tiles++;
         }
-        if (seq_max + 1 > max_ctx) max_ctx = seq_max + 1;
     }
     *out_count = off_tiles + 2 * (size_t)num_tiles;
     if (*out_count > st->meta_capacity) return llmrt_error(LLMRT_ERR_INTERNAL, "cuda: step metadata overflow");
@@ -454,8 +474,10 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     int32_t *d = st->meta_dev;
     st->T = T;
     st->L = L;
-    st->decode_step = T == S;
+    st->decode_step = decode_step;
     st->bad_index_dev = d + off_bad;
+    st->decode_list = d + off_decode;
+    st->num_decode_list = num_decode;
     cuda_attention_batch *b = &st->batch;
     b->num_tokens = T;
     b->num_seqs = S;
@@ -467,10 +489,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     b->block_size = st->kv_block_size;
     b->tiles = d + off_tiles;
     b->num_tiles = num_tiles;
-    /* A replayed graph must cover any context: size its split for max_seq_len. */
-    const int graphed = st->use_graphs && st->decode_step;
-    st->step_partitions = graphed ? st->max_partitions : (max_ctx + CUDA_DECODE_PARTITION - 1) / CUDA_DECODE_PARTITION;
-    if (st->step_partitions < 1) st->step_partitions = 1;
+    b->token_index = NULL;
     if (plan->input_token_ids >= 0) st->node_ptr[plan->input_token_ids] = d + off_tokens;
     if (plan->input_positions >= 0) st->node_ptr[plan->input_positions] = d + off_positions;
     if (plan->input_logits_indices >= 0) st->node_ptr[plan->input_logits_indices] = d + off_logits;
@@ -513,6 +532,57 @@ static llmrt_status run_step_graphed(cuda_state *st) {
     return LLMRT_OK;
 }
 
+/* Enqueues the device sampling of the step's logits rows: parameters up,
+ * one sampling launch, ids and log-probabilities down, and the logits of
+ * host_logits rows (in runs of consecutive rows) to `logits`. */
+static llmrt_status sample_on_device(cuda_state *st, const llmrt_step *step, float *logits) {
+    const llmrt_plan *plan = st->plan;
+    const int32_t L = step->num_logits;
+    const llmrt_row_sampling *rows = step->sampling->rows;
+    if (!rows || !step->sampling->ids || !step->sampling->logprobs)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: step sampling without rows or outputs");
+    int any_device = 0;
+    for (int32_t l = 0; l < L; l++) {
+        cuda_sample_row *p = &st->sample_host[l];
+        p->temperature = rows[l].temperature;
+        p->top_p = rows[l].top_p;
+        p->min_p = rows[l].min_p;
+        p->uniform = rows[l].uniform;
+        p->top_k = rows[l].top_k;
+        p->skip = rows[l].host_logits != 0;
+        if (p->skip && !logits) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: a host row but no logits buffer");
+        any_device |= !p->skip;
+    }
+    const float *src = st->logits_dev ? st->logits_dev : (const float *)st->node_ptr[plan->output_logits];
+    const size_t V = (size_t)plan->vocab_size;
+    if (any_device) {
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->sample_dev, st->sample_host, (size_t)L * sizeof(cuda_sample_row),
+                                       cudaMemcpyHostToDevice, st->stream),
+                       "sampling parameters upload");
+        LLMRT_CUDA_TRY(cuda_sample(st->ids_dev, st->logprobs_dev, src, L, (int64_t)V, st->sample_dev, st->stream),
+                       "sampling launch");
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->ids_host, st->ids_dev, (size_t)L * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                       st->stream),
+                       "token ids download");
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->logprobs_host, st->logprobs_dev, (size_t)L * sizeof(float),
+                                       cudaMemcpyDeviceToHost, st->stream),
+                       "logprobs download");
+    }
+    for (int32_t l = 0; l < L;) {
+        if (!st->sample_host[l].skip) {
+            l++;
+            continue;
+        }
+        int32_t end = l + 1;
+        while (end < L && st->sample_host[end].skip) end++;
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(logits + (size_t)l * V, src + (size_t)l * V, (size_t)(end - l) * V * sizeof(float),
+                                       cudaMemcpyDeviceToHost, st->stream),
+                       "logits download");
+        l = end;
+    }
+    return LLMRT_OK;
+}
+
 static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *logits) {
     cuda_state *st = state;
     const llmrt_plan *plan = st->plan;
@@ -544,7 +614,10 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
     LLMRT_CUDA_TRY(cudaMemcpyAsync(st->bad_index_host, st->bad_index_dev, sizeof(int32_t), cudaMemcpyDeviceToHost,
                                    st->stream),
                    "flag download");
-    if (step->num_logits > 0 && logits) {
+    const llmrt_step_sampling *sampling = step->num_logits > 0 ? step->sampling : NULL;
+    if (sampling) {
+        LLMRT_TRY(sample_on_device(st, step, logits));
+    } else if (step->num_logits > 0 && logits) {
         const void *src = st->logits_dev ? (const void *)st->logits_dev : st->node_ptr[plan->output_logits];
         LLMRT_CUDA_TRY(cudaMemcpyAsync(logits, src, (size_t)step->num_logits * plan->vocab_size * sizeof(float),
                                        cudaMemcpyDeviceToHost, st->stream),
@@ -555,6 +628,10 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
         const int32_t t = *st->bad_index_host;
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: token %d of the step has id %d, outside the vocabulary",
                            (int)t, t < step->num_tokens ? (int)step->token_ids[t] : -1);
+    }
+    if (sampling) {
+        memcpy(sampling->ids, st->ids_host, (size_t)step->num_logits * sizeof(int32_t));
+        memcpy(sampling->logprobs, st->logprobs_host, (size_t)step->num_logits * sizeof(float));
     }
     return LLMRT_OK;
 }
@@ -608,4 +685,5 @@ const llmrt_backend_ops llmrt_cuda_backend_ops = {
     .destroy = cuda_destroy,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
+    .device_sampling = 1,
 };

@@ -54,13 +54,15 @@ typedef struct cuda_state {
 
     /* attention */
     void *attn_ws;
-    int64_t attn_ws_tokens;
-    int32_t max_partitions; /* ceil(max_seq_len / CUDA_DECODE_PARTITION) */
+    int64_t attn_ws_tokens; /* tokens per decode-attention launch */
     int32_t *bad_index_host; /* pinned: first bad gather index of the step */
 
     float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
     int logits_direct; /* this step's last product wrote logits_dev itself (no cast) */
-    int32_t *ids_dev;  /* [max_num_tokens]: device-side greedy ids (cuda_sampling_api.h) */
+    /* device sampling (step->sampling), [max_num_tokens] each */
+    int32_t *ids_dev, *ids_host;          /* chosen tokens (host: pinned) */
+    float *logprobs_dev, *logprobs_host;  /* their log-probabilities */
+    cuda_sample_row *sample_dev, *sample_host; /* per-row parameters */
 
     cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
     int num_graphs;
@@ -69,7 +71,8 @@ typedef struct cuda_state {
     /* the step being run (set by forward before run_nodes) */
     int64_t T, L;
     int decode_step;          /* every sequence contributes one token */
-    int32_t step_partitions;  /* decode partitions for this step's launches */
+    const int32_t *decode_list; /* mixed step: the rows of one-token sequences */
+    int32_t num_decode_list;
     cuda_attention_batch batch;
     int32_t *bad_index_dev;
 } cuda_state;

@@ -243,23 +243,35 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     LAUNCH(v, cuda_rope_kv_write(out, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]],
                                  st->node_ptr[n->inputs[2]], k_cache, v_cache, t, &st->batch, heads, kv_heads, head_dim,
                                  inv_freq ? rotary_dim : 0, inv_freq, neox, st->stream));
+    cuda_attention_batch b = st->batch;
     if (!st->decode_step && st->use_prefill_kernel && cuda_attention_prefill_supported(t, head_dim)) {
-        LAUNCH(v, cuda_attention_prefill(out, out, k_cache, v_cache, t, &st->batch, heads, kv_heads, head_dim, scale,
-                                         st->stream));
-        return LLMRT_OK;
+        /* a mixed step: chunks of two or more tokens on tensor cores, the
+         * one-token sequences (decode tokens) through the split-K kernel */
+        if (b.num_tiles > 0)
+            LAUNCH(v, cuda_attention_prefill(out, out, k_cache, v_cache, t, &b, heads, kv_heads, head_dim, scale,
+                                             st->stream));
+        if (st->num_decode_list == 0) return LLMRT_OK;
+        b.token_index = st->decode_list;
+        b.num_tokens = st->num_decode_list;
     }
     /* Split-K kernel, in chunks of tokens that fit the partials workspace. */
-    const int64_t chunk = st->attn_ws_tokens;
+    const int64_t chunk = st->attn_ws_tokens, total = b.num_tokens;
     const size_t row = (size_t)heads * head_dim * elsize;
-    for (int64_t t0 = 0; t0 < st->T; t0 += chunk) {
-        cuda_attention_batch b = st->batch;
-        b.num_tokens = (int32_t)(st->T - t0 < chunk ? st->T - t0 : chunk);
-        b.positions += t0;
-        b.token_seq += t0;
-        b.slot_mapping += t0;
-        void *o = (unsigned char *)out + (size_t)t0 * row;
-        LAUNCH(v, cuda_attention_decode(o, o, k_cache, v_cache, t, &b, heads, kv_heads, head_dim, scale,
-                                        st->step_partitions, st->attn_ws, st->stream));
+    for (int64_t t0 = 0; t0 < total; t0 += chunk) {
+        cuda_attention_batch c = b;
+        c.num_tokens = (int32_t)(total - t0 < chunk ? total - t0 : chunk);
+        void *o = out;
+        if (c.token_index) {
+            c.token_index += t0; /* rows stay step rows */
+        } else {
+            c.positions += t0;
+            c.token_seq += t0;
+            c.slot_mapping += t0;
+            o = (unsigned char *)out + (size_t)t0 * row;
+        }
+        LAUNCH(v, cuda_attention_decode(o, o, k_cache, v_cache, t, &c, heads, kv_heads, head_dim, scale,
+                                        cuda_decode_partitions(c.num_tokens, heads, kv_heads), st->attn_ws,
+                                        st->stream));
     }
     return LLMRT_OK;
 }

@@ -148,6 +148,9 @@ typedef struct cuda_attention_batch {
      * each an int2 (first row, row count); built by the caller */
     const int32_t *tiles;         /* [num_tiles, 2] */
     int32_t num_tiles;
+    /* decode: NULL, or the step rows the launch covers (then num_tokens
+     * counts them); positions etc. stay indexed by step row */
+    const int32_t *token_index;
 } cuda_attention_batch;
 
 /* Applies RoPE (fp32, HF pairing) to q and k and writes k, v into the paged
@@ -161,20 +164,27 @@ cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const 
                                const float *inv_freq, int neox_style, cudaStream_t stream);
 
 /* Split-K (flash-decoding) attention: each token attends to cache positions
- * 0..positions[t]; the sequence is cut into partitions of
- * CUDA_DECODE_PARTITION keys, one block per (token, kv head, partition)
- * reading the kv head's keys once for all its query heads, then a second
- * kernel merges partitions. Works for any token mix (prefill too, but then
- * K/V is re-read per token). q: [T, heads*D] (already rotated);
- * out: [T, heads*D] (may alias q). workspace: cuda_decode_workspace_bytes. */
-enum { CUDA_DECODE_PARTITION = 256, CUDA_MAX_HEAD_DIM = 256 };
+ * 0..positions[t]; its context is cut into up to `partitions` parts of at
+ * least CUDA_DECODE_MIN_PART keys, one block per (token, kv head, part)
+ * reading the kv head's keys and values once for all its query heads, then
+ * a second kernel merges the parts of tokens that had more than one. Works
+ * for any token mix (prefill too, but then K/V is re-read per token).
+ * With batch->token_index set, the launch covers tokens token_index[0..
+ * num_tokens) of the step (the decode tokens of a mixed step). q: [T,
+ * heads*D] (already rotated); out: [T, heads*D] (may alias q). workspace:
+ * cuda_decode_workspace_bytes(num_tokens, heads, head_dim, partitions). */
+enum { CUDA_DECODE_MIN_PART = 64, CUDA_DECODE_MAX_PARTITIONS = 16, CUDA_MAX_HEAD_DIM = 256 };
+/* Parts per token that give a launch of `tokens` tokens enough blocks to
+ * fill the GPU (1 at large batches). Depends on the shape only, so a CUDA
+ * graph captured for a batch size serves every context length. */
+int32_t cuda_decode_partitions(int64_t tokens, int32_t heads, int32_t kv_heads);
 /* Any head_dim in 1..CUDA_MAX_HEAD_DIM: 32/64/80/96/128/256 take exact
  * instances with 16-byte loads, other sizes a padded, masked instance. */
 int cuda_attention_head_dim_supported(int32_t head_dim);
-size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim, int32_t max_partitions);
+size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim, int32_t partitions);
 cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
-                                  int32_t kv_heads, int32_t head_dim, float scale, int32_t max_partitions,
+                                  int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
                                   void *workspace, cudaStream_t stream);
 
 /* Flash-attention-2 style causal prefill on tensor cores (f16/bf16, any
@@ -193,14 +203,23 @@ cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache
 
 /* ids[r] = argmax(logits[r, :]) (lowest index on ties); logits: [rows, vocab] f32. */
 cudaError_t cuda_argmax(int32_t *ids, const float *logits, int64_t rows, int64_t vocab, cudaStream_t stream);
-/* Temperature / top-k / top-p sampling, one row per sequence, all device
- * arrays [rows]: temperature (≤ 0 → argmax), top_k (≤ 0 → off), top_p
- * (≥ 1 → off), uniform: a number in [0, 1) per row drawn by the caller (the
- * runtime owns seeds). Keeps the top-k tokens, then the smallest set of them
- * whose renormalised mass reaches top_p (ties at a threshold are kept), and
- * picks by inverse CDF in vocabulary order. */
-cudaError_t cuda_sample(int32_t *ids, const float *logits, int64_t rows, int64_t vocab, const float *temperature,
-                        const int32_t *top_k, const float *top_p, const float *uniform, cudaStream_t stream);
+/* Per-row parameters of cuda_sample (the runtime's llmrt_row_sampling). */
+typedef struct cuda_sample_row {
+    float temperature; /* <= 0 or top_k == 1: argmax */
+    float top_p;       /* >= 1: off */
+    float min_p;       /* <= 0: off */
+    float uniform;     /* a draw in [0, 1) by the caller (the runtime owns seeds) */
+    int32_t top_k;     /* <= 0: off */
+    int32_t skip;      /* 1: leave this row alone (sampled on the host) */
+} cuda_sample_row;
+/* Temperature / top-k / top-p / min-p sampling, one block per row; rows:
+ * device array [rows]. Keeps the top-k tokens, then the smallest set of
+ * them whose renormalised mass reaches top_p (ties at a threshold are
+ * kept), then those with probability >= min_p × the top one, and picks by
+ * inverse CDF in vocabulary order. logprobs[r] (may be NULL): the chosen
+ * token's log-probability under the raw logits (log-softmax, no temperature). */
+cudaError_t cuda_sample(int32_t *ids, float *logprobs, const float *logits, int64_t rows, int64_t vocab,
+                        const cuda_sample_row *params, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

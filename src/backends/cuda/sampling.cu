@@ -1,5 +1,6 @@
 // Token selection on the device, so a decode step copies ids, not logits:
-// greedy argmax, and temperature / top-k / top-p sampling. One block per row.
+// greedy argmax, and temperature / top-k / top-p / min-p sampling with the
+// chosen token's log-probability. One block per row.
 // Top-k and top-p thresholds are found by bisection on the bit patterns of
 // the (positive) probabilities, whose integer order is their float order:
 // about 30 passes over the row from L2, no sort, no workspace.
@@ -70,27 +71,41 @@ __device__ void count_mass_at_least(const float *row, int64_t vocab, float inv_t
     *mass = block_sum(s, scratch);
 }
 
-__global__ void sample_kernel(int32_t *ids, const float *logits, int64_t vocab, const float *temperature,
-                              const int32_t *top_k, const float *top_p, const float *uniform) {
+// log Σ exp(row): the normaliser of the raw distribution, given its max.
+__device__ float block_logsumexp(const float *row, int64_t vocab, float max_logit, float *scratch) {
+    float s = 0.0f;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) s += __expf(row[j] - max_logit);
+    return max_logit + __logf(block_sum(s, scratch));
+}
+
+__global__ void sample_kernel(int32_t *ids, float *logprobs, const float *logits, int64_t vocab,
+                              const cuda_sample_row *params) {
     __shared__ float scratch[32];
     __shared__ float warp_tot[32];
     __shared__ int chosen;
     const int r = blockIdx.x;
+    const cuda_sample_row prm = params[r];
+    if (prm.skip) return;
     const float *row = logits + (int64_t)r * vocab;
-    const float temp = temperature[r];
-    if (!(temp > 0.0f)) {
+    if (!(prm.temperature > 0.0f) || prm.top_k == 1) {
         const int idx = block_argmax(row, vocab, 1.0f);
-        if (threadIdx.x == 0) ids[r] = idx;
+        const float best = row[idx];
+        const float lse = logprobs ? block_logsumexp(row, vocab, best, scratch) : 0.0f;
+        if (threadIdx.x == 0) {
+            ids[r] = idx;
+            if (logprobs) logprobs[r] = best - lse;
+        }
         return;
     }
-    const float inv_temp = 1.0f / temp;
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, row[j] * inv_temp);
-    m = block_max(m, scratch);
+    const float inv_temp = 1.0f / prm.temperature;
+    float raw_max = -INFINITY;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) raw_max = fmaxf(raw_max, row[j]);
+    raw_max = block_max(raw_max, scratch);
+    const float m = raw_max * inv_temp; // the largest scaled logit: its probability is 1 unnormalised
 
     // Top-k: the largest tau with count(p ≥ tau) ≥ k.
     float tau = 0.0f, cnt, mass;
-    const int k = top_k[r];
+    const int k = prm.top_k;
     if (k > 0 && k < vocab) {
         uint32_t lo = 0, hi = __float_as_uint(1.0f) + 1;
         while (hi - lo > 1) {
@@ -103,7 +118,7 @@ __global__ void sample_kernel(int32_t *ids, const float *logits, int64_t vocab, 
     }
     count_mass_at_least(row, vocab, inv_temp, m, tau, &cnt, &mass, scratch);
     // Top-p on the renormalised top-k set: the largest tau' ≥ tau whose kept mass still reaches p·mass.
-    const float p = top_p[r];
+    const float p = prm.top_p;
     if (p < 1.0f) {
         const float target = p * mass;
         uint32_t lo = __float_as_uint(tau), hi = __float_as_uint(1.0f) + 1;
@@ -115,12 +130,14 @@ __global__ void sample_kernel(int32_t *ids, const float *logits, int64_t vocab, 
             else hi = mid;
         }
         tau = __uint_as_float(lo);
-        count_mass_at_least(row, vocab, inv_temp, m, tau, &cnt, &mass, scratch);
     }
+    // Min-p: probabilities relative to the top one, which is 1 here.
+    if (prm.min_p > 0.0f) tau = fmaxf(tau, prm.min_p);
+    count_mass_at_least(row, vocab, inv_temp, m, tau, &cnt, &mass, scratch);
 
     // Inverse CDF in vocabulary order: each thread owns a contiguous chunk;
     // a block scan of chunk masses finds the chunk holding u·mass.
-    const float target = uniform[r] * mass;
+    const float target = prm.uniform * mass;
     const int64_t chunk = (vocab + blockDim.x - 1) / blockDim.x;
     const int64_t begin = threadIdx.x * chunk, end = min(begin + chunk, vocab);
     float local = 0.0f;
@@ -169,15 +186,18 @@ __global__ void sample_kernel(int32_t *ids, const float *logits, int64_t vocab, 
     // Rounding can leave u·mass past the last chunk: take the last kept token.
     int fallback = (int)block_max((float)last_kept, scratch); // exact for ids < 2^24
     __syncthreads();
-    if (threadIdx.x == 0) ids[r] = chosen >= 0 ? chosen : fallback;
+    const int id = chosen >= 0 ? chosen : fallback;
+    const float lse = logprobs ? block_logsumexp(row, vocab, raw_max, scratch) : 0.0f;
+    if (threadIdx.x == 0) {
+        ids[r] = id;
+        if (logprobs) logprobs[r] = row[id] - lse;
+    }
 }
 
-extern "C" cudaError_t cuda_sample(int32_t *ids, const float *logits, int64_t rows, int64_t vocab,
-                                   const float *temperature, const int32_t *top_k, const float *top_p,
-                                   const float *uniform, cudaStream_t stream) {
+extern "C" cudaError_t cuda_sample(int32_t *ids, float *logprobs, const float *logits, int64_t rows, int64_t vocab,
+                                   const cuda_sample_row *params, cudaStream_t stream) {
     if (rows <= 0) return cudaSuccess;
     if (vocab >= (1 << 24)) return cudaErrorInvalidValue;
-    sample_kernel<<<(unsigned)rows, SAMPLE_THREADS, 0, stream>>>(ids, logits, vocab, temperature, top_k, top_p,
-                                                                 uniform);
+    sample_kernel<<<(unsigned)rows, SAMPLE_THREADS, 0, stream>>>(ids, logprobs, logits, vocab, params);
     return cudaGetLastError();
 }
