@@ -12,14 +12,14 @@ config=bench/configs/llama2-7b.json
 engine=/tmp/llama2-7b-bf16.engine
 if [ ! -f "$engine" ]; then
   "$llmrt" build --config "$config" --random-weights --backend cuda --dtype bf16 \
-    --max-seq-len 2304 --max-batch 256 --max-num-tokens 4096 --output "$engine" --quiet || exit 1
+    --max-seq-len 2304 --max-batch 512 --max-num-tokens 4096 --output "$engine" --quiet || exit 1
 fi
 b() { "$llmrt" bench --engine "$engine" "$@"; }
 echo "== llmrt batch 1"
 b --input-len 128 --output-len 128 --concurrency 1 --requests 4 --json | tee "$out/b1_128.json"
 b --input-len 2048 --output-len 128 --concurrency 1 --requests 4 --json | tee "$out/b1_2048.json"
 echo "== llmrt throughput"
-for c in 64 256; do
+for c in ${CONC_128:-64 256 384}; do
   b --input-len 128 --output-len 128 --concurrency $c --requests $((2 * c)) --json | tee "$out/tp_128_c$c.json"
 done
 for c in 16 64; do

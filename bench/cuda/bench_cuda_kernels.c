@@ -475,6 +475,9 @@ int main(int argc, char **argv) {
     const double weight_bytes = (double)LAYERS * (3.0 * HIDDEN * HIDDEN + HIDDEN * HIDDEN + 3.0 * INTER * HIDDEN) * 2 +
                                 (double)VOCAB * HIDDEN * 2;
     const double floor_ms = weight_bytes / bw * 1e3; /* read-only stream at the copy rate */
+    cuda_gemv_set_pdl(0);
+    const float d128_nopdl = decode_ms(&m, 128, 2, 1);
+    cuda_gemv_set_pdl(prop.major >= 9);
     const float d128 = decode_ms(&m, 128, 2, 1);
     const float d2048 = decode_ms(&m, 2048, 2, 1);
     const float d128_ungrouped = decode_ms(&m, 128, 1, 1);
@@ -530,6 +533,7 @@ int main(int argc, char **argv) {
     printf("\n%-44s %9s %9s %8s %8s\n", "LLaMA-2-7B shape, bf16, batch 1", "ms", "floor ms", "x floor", "goal");
     printf("%-44s %9.2f %9.2f %8.2f %8s\n", "decode, 128 ctx (graph, grouped GEMV)", d128, floor_ms, d128 / floor_ms, "<=1.10");
     printf("%-44s %9.2f %9.2f %8.2f %8s\n", "decode, 2048 ctx (graph, grouped GEMV)", d2048, floor2048, d2048 / floor2048, "<=1.10");
+    printf("%-44s %9.2f %9.2f %8.2f\n", "decode, 128 ctx (graph, no PDL)", d128_nopdl, floor_ms, d128_nopdl / floor_ms);
     printf("%-44s %9.2f %9.2f %8.2f\n", "decode, 128 ctx (graph, GEMV + slices)", d128_ungrouped, floor_ms,
            d128_ungrouped / floor_ms);
     printf("%-44s %9.2f %9.2f %8.2f\n", "decode, 128 ctx (graph, cuBLASLt GEMV)", d128_lt, floor_ms, d128_lt / floor_ms);

@@ -855,6 +855,15 @@ int main(void) {
     RUN_TEST(test_embedding);
     RUN_TEST(test_gemm);
     RUN_TEST(test_gemv_multi);
+    { /* again with programmatic dependent launch, where the GPU has it */
+        int major = 0;
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+        if (major >= 9) {
+            cuda_gemv_set_pdl(1);
+            RUN_TEST(test_gemv_multi);
+            cuda_gemv_set_pdl(0);
+        }
+    }
     RUN_TEST(test_attention);
     RUN_TEST(test_sampling);
     CUDA_CHECK(cudaGetLastError());

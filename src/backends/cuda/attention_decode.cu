@@ -83,6 +83,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     constexpr int VEC = S::VEC, TPK = S::TPK, CPT = S::CPT, KPB = S::KPB, CHUNKS = S::CHUNKS, U = S::UNROLL;
     __shared__ __align__(16) float red[KPB][D];
     __shared__ float m_s[KPB][NH], l_s[KPB][NH];
+    pdl_trigger(); // the output projection's GEMV may start loading its weights
 
     const int64_t local = a.token_offset + blockIdx.z, t = step_token(a, local);
     const int g = blockIdx.y / a.head_chunks, chunk = blockIdx.y % a.head_chunks;
@@ -231,6 +232,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
 // Merges the live partitions of (token, head): out = Σ e^{m_p−M} acc_p / Σ e^{m_p−M} l_p.
 template <typename T>
 __global__ void attention_decode_merge_kernel(T *out, const float *workspace, decode_args a, int D) {
+    pdl_trigger();
     const int64_t tl = blockIdx.x, t = step_token(a, a.token_offset + tl);
     const int h = blockIdx.y;
     const int ctx = a.positions[t] + 1, part_len = partition_length(ctx, a.num_partitions);

@@ -63,6 +63,8 @@ static void cuda_destroy(void *state) {
     free(st->weight_offsets);
     free(st->node_ptr);
     free(st->fused);
+    free(st->exec);
+    free(st->next_exec);
     free(st->gemv_group);
     free(st);
 }
@@ -150,12 +152,14 @@ static llmrt_status find_gemv_groups(cuda_state *st) {
         for (int i = 0; i < g->nodes[v].num_inputs; i++)
             if (g->nodes[v].inputs[i] >= 0) uses[g->nodes[v].inputs[i]]++;
     const llmrt_value outputs[3] = {st->plan->output_logits, st->plan->input_token_ids, st->plan->input_positions};
-    for (int32_t v = 0; v + 1 < g->num_nodes; v++) {
+    const int32_t *ex = st->exec;
+    for (int32_t p = 0; p + 1 < st->num_exec; p++) {
+        const int32_t v = ex[p];
         const llmrt_node *first = &g->nodes[v];
         if (first->op != LLMRT_OP_LINEAR) continue;
         int count = 1;
-        while (count < CUDA_GEMV_MAX_PARTS && v + count < g->num_nodes) {
-            const llmrt_node *n = &g->nodes[v + count];
+        while (count < CUDA_GEMV_MAX_PARTS && p + count < st->num_exec) {
+            const llmrt_node *n = &g->nodes[ex[p + count]];
             if (n->op != LLMRT_OP_LINEAR || n->inputs[0] != first->inputs[0] || n->dtype != first->dtype ||
                 g->nodes[n->inputs[1]].ndim != 2 ||
                 g->nodes[n->inputs[1]].dims[1] != g->nodes[first->inputs[1]].dims[1])
@@ -164,21 +168,21 @@ static llmrt_status find_gemv_groups(cuda_state *st) {
         }
         if (count < 2) continue;
         int gated = 0;
-        const llmrt_value s = v + 2;
-        if (count == 2 && s < g->num_nodes && g->nodes[s].op == LLMRT_OP_SILU_MUL && g->nodes[s].inputs[0] == v &&
-            g->nodes[s].inputs[1] == v + 1 && uses[v] == 1 && uses[v + 1] == 1 && g->nodes[s].dtype == first->dtype &&
+        const llmrt_value v1 = ex[p + 1], s = p + 2 < st->num_exec ? ex[p + 2] : -1;
+        if (count == 2 && s >= 0 && g->nodes[s].op == LLMRT_OP_SILU_MUL && g->nodes[s].inputs[0] == v &&
+            g->nodes[s].inputs[1] == v1 && uses[v] == 1 && uses[v1] == 1 && g->nodes[s].dtype == first->dtype &&
             g->nodes[v].ndim == g->nodes[s].ndim && g->nodes[v].dims[g->nodes[v].ndim - 1] ==
-                                                        g->nodes[v + 1].dims[g->nodes[v + 1].ndim - 1]) {
+                                                        g->nodes[v1].dims[g->nodes[v1].ndim - 1]) {
             gated = !values_overlap(st, s, first->inputs[0]);
             for (int i = 0; i < 3; i++)
-                if (outputs[i] == v || outputs[i] == v + 1) gated = 0;
+                if (outputs[i] == v || outputs[i] == v1) gated = 0;
         }
         int ok = 1;
         for (int i = 0; i < count; i++)
-            if (values_overlap(st, v + i, first->inputs[0])) ok = 0;
+            if (values_overlap(st, ex[p + i], first->inputs[0])) ok = 0;
         if (!ok) continue;
         st->gemv_group[v] = (unsigned char)(count | (gated ? CUDA_GROUP_GATED : 0));
-        v += count - 1;
+        p += count - 1;
     }
     free(uses);
     return LLMRT_OK;
@@ -192,7 +196,18 @@ static llmrt_status place_values(cuda_state *st) {
     const llmrt_plan *plan = st->plan;
     st->node_ptr = calloc((size_t)g->num_nodes, sizeof *st->node_ptr);
     st->fused = calloc((size_t)g->num_nodes, 1);
-    if (!st->node_ptr || !st->fused) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    st->exec = malloc(((size_t)g->num_nodes + 1) * sizeof *st->exec);
+    st->next_exec = malloc(((size_t)g->num_nodes + 1) * sizeof *st->next_exec);
+    if (!st->node_ptr || !st->fused || !st->exec || !st->next_exec)
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
+    st->num_exec = 0;
+    for (int32_t v = 0; v < g->num_nodes; v++) {
+        const llmrt_op op = g->nodes[v].op;
+        st->next_exec[v] = -1;
+        if (op == LLMRT_OP_INPUT || op == LLMRT_OP_WEIGHT || op == LLMRT_OP_CONSTANT || op == LLMRT_OP_VIEW) continue;
+        if (st->num_exec > 0) st->next_exec[st->exec[st->num_exec - 1]] = v;
+        st->exec[st->num_exec++] = v;
+    }
 
     /* Constants the compiler left without a weight slot get their own block. */
     size_t const_bytes = 0;
@@ -238,9 +253,10 @@ static llmrt_status place_values(cuda_state *st) {
     }
 
     /* Residual add followed by the RMSNorm of its sum: one fused kernel. */
-    for (int32_t v = 1; v < g->num_nodes; v++) {
-        const llmrt_node *r = &g->nodes[v], *a = &g->nodes[v - 1];
-        if (r->op != LLMRT_OP_RMSNORM || a->op != LLMRT_OP_ADD || r->inputs[0] != v - 1) continue;
+    for (int32_t p = 1; p < st->num_exec; p++) {
+        const int32_t v = st->exec[p];
+        const llmrt_node *r = &g->nodes[v], *a = &g->nodes[st->exec[p - 1]];
+        if (r->op != LLMRT_OP_RMSNORM || a->op != LLMRT_OP_ADD || r->inputs[0] != st->exec[p - 1]) continue;
         if (r->dtype != a->dtype || !(a->dtype == LLMRT_DTYPE_F32 || a->dtype == LLMRT_DTYPE_F16 ||
                                       a->dtype == LLMRT_DTYPE_BF16))
             continue;
@@ -334,6 +350,10 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     }
     CUDA_STEP(cudaSetDevice(st->device), "cudaSetDevice");
     CUDA_STEP(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    int cc_major = 0;
+    CUDA_STEP(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, st->device), "device query");
+    /* programmatic dependent launch exists from Hopper on */
+    cuda_gemv_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
     STEP(upload_weights(st));
     if (plan->arena_bytes) {
         cudaError_t err = cudaMalloc(&st->arena, plan->arena_bytes);

@@ -34,8 +34,14 @@ typedef struct cuda_state {
     void *arena;
     size_t arena_bytes;
     void **node_ptr;      /* [num_nodes] device address of every value */
-    unsigned char *fused; /* [num_nodes] 1: computed by the node before it (add + rmsnorm) */
-    /* [num_nodes] at the first of 2-3 adjacent LINEARs that read the same x:
+    /* the nodes that launch work, in plan order (weights, constants,
+     * inputs and views launch nothing and sit between them in the plan):
+     * fusions below pair nodes adjacent in this order */
+    int32_t *exec;
+    int32_t num_exec;
+    int32_t *next_exec;   /* [num_nodes] the next node of `exec` after it, or -1 */
+    unsigned char *fused; /* [num_nodes] 1: computed by the node before it in exec (add + rmsnorm) */
+    /* [num_nodes] at the first of 2-3 LINEARs adjacent in exec that read the same x:
      * how many run as one grouped GEMV at decode sizes, | CUDA_GROUP_GATED
      * when the next node is their SILU_MUL (computed in the same kernel). */
     unsigned char *gemv_group;

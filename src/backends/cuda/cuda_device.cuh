@@ -100,6 +100,23 @@ __device__ __forceinline__ float block_max(float v, float *scratch) {
     return warp_max(v);
 }
 
+// Programmatic dependent launch (Hopper): a kernel launched with the
+// programmatic-serialization attribute may start while its predecessor is
+// still running; it must call pdl_wait() before touching anything the
+// predecessor writes or reads. pdl_trigger() lets the successor start
+// (every block of this kernel has begun). Both are no-ops without PDL.
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Grid size for a grid-stride loop over n items.
 static inline unsigned grid_for(int64_t n, int threads) {
     int64_t blocks = (n + threads - 1) / threads;

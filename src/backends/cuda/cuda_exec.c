@@ -108,7 +108,8 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
  * computes all its parts (and the SILU_MUL after a gated pair); *consumed
  * says how many nodes that covered. Otherwise only the first LINEAR runs
  * here and the others follow as usual. */
-static llmrt_status run_linear_group(cuda_state *st, llmrt_value v, int *consumed) {
+static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
+    const llmrt_value v = st->exec[p];
     const int count = st->gemv_group[v] & ~CUDA_GROUP_GATED, gated = (st->gemv_group[v] & CUDA_GROUP_GATED) != 0;
     const llmrt_node *first = &st->graph->nodes[v];
     const llmrt_value xv = first->inputs[0];
@@ -118,13 +119,14 @@ static llmrt_status run_linear_group(cuda_state *st, llmrt_value v, int *consume
     int ok = st->use_gemv && K > 0 && cuda_value_type(st, xv) == t;
     cuda_gemv_part parts[CUDA_GEMV_MAX_PARTS];
     for (int i = 0; ok && i < count; i++) {
-        const llmrt_node *n = &st->graph->nodes[v + i];
+        const llmrt_value vi = st->exec[p + i];
+        const llmrt_node *n = &st->graph->nodes[vi];
         const llmrt_value wv = n->inputs[1], bv = n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE;
-        parts[i].y = gated ? st->node_ptr[v + 2] : st->node_ptr[v + i];
+        parts[i].y = gated ? st->node_ptr[st->exec[p + 2]] : st->node_ptr[vi];
         parts[i].w = st->node_ptr[wv];
         parts[i].bias = bv >= 0 ? (const float *)st->node_ptr[bv] : NULL;
         parts[i].N = cuda_value_dim(st, wv, 0);
-        ok = cuda_value_type(st, wv) == t && cuda_value_type(st, v + i) == t && cuda_value_dim(st, wv, 1) == K &&
+        ok = cuda_value_type(st, wv) == t && cuda_value_type(st, vi) == t && cuda_value_dim(st, wv, 1) == K &&
              (bv < 0 || cuda_value_type(st, bv) == LLMRT_DTYPE_F32) &&
              cuda_gemv_supported(t, M, K, parts[i].y, st->node_ptr[xv], parts[i].w);
     }
@@ -288,11 +290,12 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
     case LLMRT_OP_LINEAR:
         return run_gemm(st, v, n->inputs[0], n->inputs[1], n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE, 1);
     case LLMRT_OP_ADD:
-        if (v + 1 < st->graph->num_nodes && st->fused[v + 1]) {
+        if (st->next_exec[v] >= 0 && st->fused[st->next_exec[v]]) {
             /* residual add + the RMSNorm that reads it, in one pass */
-            const llmrt_node *r = &st->graph->nodes[v + 1];
+            const llmrt_value rv = st->next_exec[v];
+            const llmrt_node *r = &st->graph->nodes[rv];
             const int64_t dim = cuda_value_dim(st, v, n->ndim - 1);
-            LAUNCH(v, cuda_add_rmsnorm(st->node_ptr[v + 1], y, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], ty,
+            LAUNCH(v, cuda_add_rmsnorm(st->node_ptr[rv], y, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], ty,
                                        st->node_ptr[r->inputs[1]], cuda_value_type(st, r->inputs[1]),
                                        cuda_value_numel(st, v) / dim, dim, r->fattr[0], st->stream));
             return LLMRT_OK;
@@ -367,11 +370,12 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
 
 llmrt_status cuda_run_nodes(cuda_state *st) {
     st->logits_direct = 0;
-    for (llmrt_value v = 0; v < st->graph->num_nodes; v++) {
+    for (int32_t p = 0; p < st->num_exec; p++) {
+        const llmrt_value v = st->exec[p];
         if (st->gemv_group && st->gemv_group[v]) {
             int consumed = 1;
-            LLMRT_TRY(run_linear_group(st, v, &consumed));
-            v += consumed - 1;
+            LLMRT_TRY(run_linear_group(st, p, &consumed));
+            p += consumed - 1;
             continue;
         }
         LLMRT_TRY(run_node(st, v));

@@ -7,49 +7,109 @@
 
 enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
 
-// One warp per output row n: lanes stride over K in 16-byte chunks of W (8
-// elements), GEMV_UNROLL chunks in flight per lane before the first use. W is
-// read once with an evict-first hint (it is 10+ GB per token, L2 cannot hold
-// it; x stays cached). x: [M, K], W: [N, K], y: [M, N] of TO: T, or float
-// for the logits (the fp32 sum goes out without a 16-bit rounding).
-template <typename T, typename TO, int M>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
-                                                                int64_t N, int64_t K) {
-    const int lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (n >= N) return;
-    const uint4 *wrow = reinterpret_cast<const uint4 *>(w + n * K);
-    const int64_t chunks = K / 8;
-    float acc[M];
+// Programmatic dependent launch of the GEMVs (cuda_gemv_set_pdl): the
+// weight stream does not depend on the kernel before, so a GEMV's blocks
+// start while it finishes and have their first loads in flight when it
+// ends; only the x reads and the y writes wait (pdl_wait).
+static int gemv_pdl = 0;
+
+extern "C" void cuda_gemv_set_pdl(int on) { gemv_pdl = on; }
+
+template <typename... KArgs, typename... Args>
+static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, cudaStream_t stream, Args... args) {
+    if (!gemv_pdl) {
+        kernel<<<blocks, GEMV_WARPS * 32, 0, stream>>>(args...);
+        return;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(GEMV_WARPS * 32);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+// GEMV_UNROLL 16-byte chunks of each of R weight rows, from chunk c0 on
+// (lane strided); zero past the row.
+template <int R>
+__device__ __forceinline__ void load_w_chunks(uint4 (&wv)[R][GEMV_UNROLL], const uint4 *const (&wrow)[R], int64_t c0,
+                                              int64_t chunks) {
 #pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0.0f;
-    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-        uint4 wv[GEMV_UNROLL];
+    for (int u = 0; u < GEMV_UNROLL; u++)
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            int64_t c = c0 + (int64_t)u * 32;
-            wv[u] = c < chunks ? __ldcs(wrow + c) : make_uint4(0, 0, 0, 0);
+        for (int r = 0; r < R; r++) {
+            const int64_t c = c0 + (int64_t)u * 32;
+            wv[r][u] = c < chunks ? __ldcs(wrow[r] + c) : make_uint4(0, 0, 0, 0);
         }
+}
+
+// acc[r][m] += W[r] chunks · x[m] chunks for the loaded batch at c0.
+template <typename T, int M, int R>
+__device__ __forceinline__ void fma_w_chunks(float (&acc)[R][M], const uint4 (&wv)[R][GEMV_UNROLL], const T *x,
+                                             int64_t c0, int64_t chunks, int64_t K) {
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            int64_t c = c0 + (int64_t)u * 32;
-            if (c >= chunks) break;
-            float wf[8];
-            const T *we = reinterpret_cast<const T *>(&wv[u]);
+    for (int u = 0; u < GEMV_UNROLL; u++) {
+        const int64_t c = c0 + (int64_t)u * 32;
+        if (c >= chunks) break;
 #pragma unroll
-            for (int j = 0; j < 8; j++) wf[j] = to_float<T>(we[j]);
+        for (int m = 0; m < M; m++) {
+            float xf[8];
+            load16_float(xf, x + m * K + c * 8);
 #pragma unroll
-            for (int m = 0; m < M; m++) {
-                float xf[8];
-                load16_float(xf, x + m * K + c * 8);
+            for (int r = 0; r < R; r++) {
+                const T *we = reinterpret_cast<const T *>(&wv[r][u]);
 #pragma unroll
-                for (int j = 0; j < 8; j++) acc[m] = fmaf(wf[j], xf[j], acc[m]);
+                for (int j = 0; j < 8; j++) acc[r][m] = fmaf(to_float<T>(we[j]), xf[j], acc[r][m]);
             }
         }
     }
+}
+
+// R weight rows against M rows of x, one warp: lanes stride over K in
+// 16-byte chunks (8 elements), GEMV_UNROLL chunks a lane per batch, the
+// next batch loaded before the current one is used (two in flight). W is
+// read once with an evict-first hint (it is 10+ GB per token, L2 cannot
+// hold it; x stays cached). The first batch goes out before pdl_wait.
+template <typename T, int M, int R>
+__device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const (&wrow)[R], const T *x, int64_t K) {
+    const int lane = threadIdx.x & 31;
+    const int64_t chunks = K / 8, step = 32 * GEMV_UNROLL;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
+    uint4 wv[R][GEMV_UNROLL], next[R][GEMV_UNROLL];
+    load_w_chunks<R>(wv, wrow, lane, chunks);
+    pdl_wait();
+    for (int64_t c0 = lane; c0 < chunks; c0 += step) {
+        if (c0 + step < chunks) load_w_chunks<R>(next, wrow, c0 + step, chunks);
+        fma_w_chunks<T, M, R>(acc, wv, x, c0, chunks, K);
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+            for (int r = 0; r < R; r++) wv[r][u] = next[r][u];
+    }
+}
+
+// One warp per output row n. x: [M, K], W: [N, K], y: [M, N] of TO: T, or
+// float for the logits (the fp32 sum goes out without a 16-bit rounding).
+template <typename T, typename TO, int M>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
+                                                                int64_t N, int64_t K) {
+    pdl_trigger();
+    const int lane = threadIdx.x & 31;
+    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (n >= N) return;
+    const uint4 *const wrow[1] = {reinterpret_cast<const uint4 *>(w + n * K)};
+    float acc[1][M];
+    gemv_rows<T, M, 1>(acc, wrow, x, K);
 #pragma unroll
     for (int m = 0; m < M; m++) {
-        float s = warp_sum(acc[m]);
+        float s = warp_sum(acc[0][m]);
         if (lane == 0) y[m * N + n] = from_float<TO>(s + (bias ? bias[n] : 0.0f));
     }
 }
@@ -64,12 +124,12 @@ extern "C" int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const
 template <typename T, typename TO>
 static void launch_gemv(TO *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K,
                         cudaStream_t stream) {
-    dim3 grid((unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS));
+    const unsigned blocks = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
     switch (M) {
-    case 1: gemv_kernel<T, TO, 1><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
-    case 2: gemv_kernel<T, TO, 2><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
-    case 3: gemv_kernel<T, TO, 3><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
-    default: gemv_kernel<T, TO, 4><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, x, w, bias, N, K); break;
+    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, stream, y, x, w, bias, N, K); break;
+    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, stream, y, x, w, bias, N, K); break;
+    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, stream, y, x, w, bias, N, K); break;
+    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, stream, y, x, w, bias, N, K); break;
     }
 }
 
@@ -116,6 +176,7 @@ struct gemv_multi_args {
 template <typename T, int M, bool GATED>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x, gemv_multi_args a, int64_t K) {
     constexpr int R = GATED ? 2 : 1; // weight rows per warp
+    pdl_trigger();
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (row >= a.row_start[a.num_parts]) return;
@@ -128,38 +189,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     const uint4 *wrow[R];
 #pragma unroll
     for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
-    const int64_t chunks = K / 8;
     float acc[R][M];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
-    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-        uint4 wv[R][GEMV_UNROLL];
-#pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++)
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const int64_t c = c0 + (int64_t)u * 32;
-                wv[r][u] = c < chunks ? __ldcs(wrow[r] + c) : make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            const int64_t c = c0 + (int64_t)u * 32;
-            if (c >= chunks) break;
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-                float xf[8];
-                load16_float(xf, x + m * K + c * 8);
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const T *we = reinterpret_cast<const T *>(&wv[r][u]);
-#pragma unroll
-                    for (int j = 0; j < 8; j++) acc[r][m] = fmaf(to_float<T>(we[j]), xf[j], acc[r][m]);
-                }
-            }
-        }
-    }
+    gemv_rows<T, M, R>(acc, wrow, x, K);
 #pragma unroll
     for (int m = 0; m < M; m++) {
         float s[R];
@@ -179,12 +210,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
 template <typename T, bool GATED>
 static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, int64_t K, cudaStream_t stream) {
     const int64_t rows = a.row_start[a.num_parts];
-    dim3 grid((unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS));
+    const unsigned blocks = (unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS);
     switch (M) {
-    case 1: gemv_multi_kernel<T, 1, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
-    case 2: gemv_multi_kernel<T, 2, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
-    case 3: gemv_multi_kernel<T, 3, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
-    default: gemv_multi_kernel<T, 4, GATED><<<grid, GEMV_WARPS * 32, 0, stream>>>(x, a, K); break;
+    case 1: launch_gemv_kernel(gemv_multi_kernel<T, 1, GATED>, blocks, stream, x, a, K); break;
+    case 2: launch_gemv_kernel(gemv_multi_kernel<T, 2, GATED>, blocks, stream, x, a, K); break;
+    case 3: launch_gemv_kernel(gemv_multi_kernel<T, 3, GATED>, blocks, stream, x, a, K); break;
+    default: launch_gemv_kernel(gemv_multi_kernel<T, 4, GATED>, blocks, stream, x, a, K); break;
     }
 }
 

@@ -52,6 +52,7 @@ template <typename T>
 __global__ void rmsnorm_kernel(T *y, T *sum, const T *a, const T *b, const void *weight, int w_type, int64_t dim,
                                float eps) {
     __shared__ float scratch[32];
+    pdl_trigger(); // the GEMV after a norm may start loading its weights
     const int64_t base = (int64_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -87,6 +88,7 @@ template <typename T>
 __global__ void __launch_bounds__(RMS_VEC_MAX_THREADS)
     rmsnorm_vec_kernel(T *y, T *sum, const T *a, const T *b, const float *weight, int64_t dim, float eps) {
     __shared__ float scratch[32];
+    pdl_trigger();
     const int64_t base = (int64_t)blockIdx.x * dim;
     const int64_t i = (int64_t)threadIdx.x * RMS_VEC;
     const bool active = i < dim;
@@ -173,6 +175,7 @@ template <typename T>
 __global__ void layernorm_kernel(T *y, const T *x, const void *weight, const void *bias, int w_type, int64_t dim,
                                  float eps) {
     __shared__ float scratch[32];
+    pdl_trigger();
     const int64_t base = (int64_t)blockIdx.x * dim;
     float s = 0.0f;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) s += to_float<T>(x[base + i]);
