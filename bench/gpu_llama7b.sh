@@ -20,7 +20,8 @@ b --input-len 128 --output-len 128 --concurrency 1 --requests 4 --json | tee "$o
 b --input-len 2048 --output-len 128 --concurrency 1 --requests 4 --json | tee "$out/b1_2048.json"
 echo "== llmrt throughput"
 for c in ${CONC_128:-64 256 384}; do
-  b --input-len 128 --output-len 128 --concurrency $c --requests $((2 * c)) --json | tee "$out/tp_128_c$c.json"
+  # 4x as many requests as slots: the steady state, not the ramp up and down
+  b --input-len 128 --output-len 128 --concurrency $c --requests $((4 * c)) --json | tee "$out/tp_128_c$c.json"
 done
 for c in 16 64; do
   b --input-len 2048 --output-len 128 --concurrency $c --requests $((2 * c)) --json | tee "$out/tp_2048_c$c.json"

@@ -143,6 +143,7 @@ typedef struct model {
     int32_t *ids, *positions, *token_seq, *slots, *tables, *tiles, *argmax;
     float *logits_f32;
     void *attn_ws;
+    int32_t *attn_counters;
     int max_tokens;
     cuda_attention_batch batch;
     int use_gemv;
@@ -204,6 +205,8 @@ static void model_alloc(model *m, int max_tokens, int max_ctx) {
     m->tables = dmalloc((size_t)blocks * 4);
     m->tiles = dmalloc((T / CUDA_PREFILL_TILE_M + 2) * 2 * 4);
     m->attn_ws = dmalloc(cuda_decode_workspace_bytes(1, HEADS, HEAD_DIM, CUDA_DECODE_MAX_PARTITIONS));
+    m->attn_counters = dmalloc(HEADS * 4);
+    CK(cudaMemset(m->attn_counters, 0, HEADS * 4));
     int32_t *table = malloc((size_t)blocks * 4);
     for (int b = 0; b < blocks; b++) table[b] = blocks - 1 - b; /* paged, in reverse order: not contiguous */
     CK(cudaMemcpy(m->tables, table, (size_t)blocks * 4, cudaMemcpyHostToDevice));
@@ -217,7 +220,7 @@ static void model_free(model *m) {
     }
     void *p[] = {m->embed, m->lm_head, m->final_norm, m->inv_freq, m->k_cache, m->v_cache, m->x, m->h, m->qkv, m->attn,
                  m->gate_up, m->act, m->logits, m->logits_f32, m->argmax, m->ids, m->positions, m->token_seq,
-                 m->slots, m->tables, m->tiles, m->attn_ws};
+                 m->slots, m->tables, m->tiles, m->attn_ws, m->attn_counters};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) cudaFree(p[i]);
 }
 
@@ -295,7 +298,7 @@ static void model_forward(void *arg) {
         if (T == 1)
             CK(cuda_attention_decode(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                      0.08838834764f, cuda_decode_partitions(1, HEADS, KV_HEADS), m->attn_ws,
-                                     stream));
+                                     m->attn_counters, stream));
         else
             CK(cuda_attention_prefill(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                       0.08838834764f, stream));
@@ -329,13 +332,14 @@ static void model_forward(void *arg) {
 /* ---- decode attention alone: S sequences of ctx keys, one layer -------- */
 typedef struct attn_arg {
     void *q, *kc, *vc, *ws;
+    int32_t *counters;
     cuda_attention_batch b;
 } attn_arg;
 
 static void run_attention_decode(void *p) {
     attn_arg *a = p;
     CK(cuda_attention_decode(a->q, a->q, a->kc, a->vc, BF16, &a->b, HEADS, KV_HEADS, HEAD_DIM, 0.08838834764f,
-                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, stream));
+                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, a->counters, stream));
 }
 
 /* GB/s of K and V read by the decode-attention kernel. */
@@ -350,6 +354,8 @@ static double attention_gbs(int S, int ctx) {
     a.q = dmalloc((size_t)S * HEADS * HEAD_DIM * 2);
     fill_random_bf16(a.q, (size_t)S * HEADS * HEAD_DIM);
     a.ws = dmalloc(cuda_decode_workspace_bytes(S, HEADS, HEAD_DIM, cuda_decode_partitions(S, HEADS, KV_HEADS)));
+    a.counters = dmalloc((size_t)S * HEADS * 4);
+    CK(cudaMemset(a.counters, 0, (size_t)S * HEADS * 4));
     int32_t *pos = malloc(S * 4), *seq = malloc(S * 4), *tab = malloc(blocks * 4);
     for (int s = 0; s < S; s++) pos[s] = ctx - 1, seq[s] = s;
     for (size_t b = 0; b < blocks; b++) tab[b] = (int32_t)((b * 7919) % blocks); /* scattered blocks */
@@ -366,7 +372,7 @@ static double attention_gbs(int S, int ctx) {
     a.b.block_table_stride = per_seq;
     a.b.block_size = BLOCK;
     const float ms = time_ms(run_attention_decode, &a, 20);
-    void *bufs[] = {a.kc, a.vc, a.q, a.ws, dpos, dseq, dtab};
+    void *bufs[] = {a.kc, a.vc, a.q, a.ws, a.counters, dpos, dseq, dtab};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     free(pos), free(seq), free(tab);
     return 2.0 * S * ctx * row / (ms * 1e-3) / 1e9;

@@ -612,6 +612,7 @@ static void run_attention_case(const attn_case *c) {
     CUDA_CHECK(cuda_rope_kv_write(dout, dq, dk, dv, dkc, dvc, c->type, &b, H, Hkv, D, c->rotary_dim,
                                   c->rotary_dim ? dfreq : NULL, c->neox, 0));
     void *ws = NULL;
+    int32_t *counters = NULL;
     if (c->kernel == 0) {
         CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
     } else {
@@ -625,7 +626,15 @@ static void run_attention_case(const attn_case *c) {
         const size_t wsb = cuda_decode_workspace_bytes(db.num_tokens, H, D, parts);
         cudaMalloc(&ws, wsb ? wsb : 4);
         dev_poison(ws, wsb);
-        CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, 0));
+        cudaMalloc((void **)&counters, (size_t)T * H * 4);
+        cudaMemset(counters, 0, (size_t)T * H * 4);
+        CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters, 0));
+        int32_t *left = malloc((size_t)T * H * 4);
+        cudaMemcpy(left, counters, (size_t)T * H * 4, cudaMemcpyDeviceToHost);
+        int nonzero = 0;
+        for (int i = 0; i < T * H; i++) nonzero += left[i] != 0;
+        CHECK_MSG(nonzero == 0, "attention left %d merge counters nonzero", nonzero);
+        free(left);
     }
 
     /* CPU reference */
@@ -661,7 +670,7 @@ static void run_attention_case(const attn_case *c) {
     CHECK_CLOSE(kw, kwr, kn, c->type == LLMRT_DTYPE_F32 ? 1e-6 : 4e-3, "rope k cache %s D=%d", llmrt_dtype_name(c->type), D);
     CHECK_CLOSE(vw, vwr, kn, 0.0, "v cache %s D=%d", llmrt_dtype_name(c->type), D);
 
-    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, drows, ws};
+    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, drows, ws, counters};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     float *hb[] = {q, k, v, kc, vc, qr, kr, ref, got, kg, vg, kw, kwr, vw, vwr};
     for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);

@@ -9,7 +9,9 @@
 // rows of K and V at once so that many loads are in flight, and no barrier
 // is needed inside the loop. The row groups merge through shared memory at
 // the end. A partition that holds the whole context writes the output; else
-// a second kernel merges the partitions' (max, sum, unnormalised output).
+// each writes its (max, sum, unnormalised output) to the workspace and the
+// last of the token's partitions to finish (a counter per token and head
+// chunk) merges them: no second kernel.
 //
 // Partitions: the caller picks how many (cuda_decode_partitions: enough
 // blocks to fill the GPU, one per token at large batches), the kernel cuts
@@ -39,6 +41,7 @@ template <typename T, int D, int NH> struct decode_shape {
 
 struct decode_args {
     const int32_t *positions, *token_seq, *block_tables, *token_index;
+    int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
     int32_t block_table_stride, block_size;
     int heads, kv_heads, group, head_chunks, num_partitions;
     int head_dim; // d: the row length in the cache, q and out (≤ the instance's D)
@@ -92,7 +95,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     const int ctx = a.positions[t] + 1;
     const int part_len = partition_length(ctx, a.num_partitions);
     const int start = blockIdx.x * part_len;
-    if (start >= ctx) return; // nothing here; the merge reads only live partitions
+    if (start >= ctx) return; // nothing here; only live partitions are merged
     const int nkeys = min(part_len, ctx - start);
     const int seq = a.token_seq[t];
     const int sub = threadIdx.x % TPK, kg = threadIdx.x / TPK;
@@ -227,32 +230,36 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
             ml[(head * a.num_partitions + part) * 2 + 1] = L;
         }
     }
-}
+    if (single) return;
 
-// Merges the live partitions of (token, head): out = Σ e^{m_p−M} acc_p / Σ e^{m_p−M} l_p.
-template <typename T>
-__global__ void attention_decode_merge_kernel(T *out, const float *workspace, decode_args a, int D) {
-    pdl_trigger();
-    const int64_t tl = blockIdx.x, t = step_token(a, a.token_offset + tl);
-    const int h = blockIdx.y;
-    const int ctx = a.positions[t] + 1, part_len = partition_length(ctx, a.num_partitions);
-    const int nparts = (ctx + part_len - 1) / part_len;
-    if (nparts <= 1) return; // written by the attention kernel itself
-    const int64_t head = tl * a.heads + h;
-    const float *ml = workspace + (int64_t)gridDim.x * a.heads * a.num_partitions * D;
-    float M = -INFINITY;
-    for (int p = 0; p < nparts; p++) M = fmaxf(M, ml[(head * a.num_partitions + p) * 2]);
-    float L = 0.0f;
-    for (int p = 0; p < nparts; p++) {
-        const float *e = ml + (head * a.num_partitions + p) * 2;
-        L += __expf(e[0] - M) * e[1];
+    // The last partition of this (token, head chunk) to finish merges all:
+    // out = Σ e^{m_p−M} acc_p / Σ e^{m_p−M} l_p.
+    __shared__ int last;
+    __threadfence(); // this block's partials are visible before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int32_t *counter = a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y;
+        last = atomicAdd(counter, 1) == live_parts - 1;
+        if (last) *counter = 0; // ready for the next launch
     }
-    const float inv = 1.0f / L;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float s = 0.0f;
-        for (int p = 0; p < nparts; p++)
-            s += __expf(ml[(head * a.num_partitions + p) * 2] - M) * workspace[(head * a.num_partitions + p) * D + d];
-        out[(t * a.heads + h) * D + d] = from_float<T>(s * inv);
+    __syncthreads();
+    if (!last) return;
+    __threadfence(); // the other partitions' partials
+    const float *ml = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * d;
+    for (int h = 0; h < nh; h++) {
+        const int64_t head = (int64_t)blockIdx.z * a.heads + h0 + h;
+        const volatile float *e = ml + head * a.num_partitions * 2;
+        float M = -INFINITY;
+        for (int p = 0; p < live_parts; p++) M = fmaxf(M, e[2 * p]);
+        float L = 0.0f;
+        for (int p = 0; p < live_parts; p++) L += __expf(e[2 * p] - M) * e[2 * p + 1];
+        const float inv = 1.0f / L;
+        const volatile float *acc_p = workspace + head * a.num_partitions * d;
+        for (int c = threadIdx.x; c < d; c += DECODE_THREADS) {
+            float sum = 0.0f;
+            for (int p = 0; p < live_parts; p++) sum += __expf(e[2 * p] - M) * acc_p[(int64_t)p * d + c];
+            out[(t * a.heads + h0 + h) * d + c] = from_float<T>(sum * inv);
+        }
     }
 }
 
@@ -283,9 +290,6 @@ static cudaError_t launch_decode(T *out, const T *q, const T *kc, const T *vc, f
     if ((int64_t)a.kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a.num_partitions, (unsigned)(a.kv_heads * a.head_chunks), (unsigned)tokens);
     attention_decode_kernel<T, D, EXACT, NH><<<grid, DECODE_THREADS, 0, stream>>>(out, q, kc, vc, ws, a);
-    if (a.num_partitions > 1)
-        attention_decode_merge_kernel<T><<<dim3((unsigned)tokens, (unsigned)a.heads), 128, 0, stream>>>(
-            out, ws, a, a.head_dim);
     return cudaGetLastError();
 }
 
@@ -322,9 +326,10 @@ static cudaError_t dispatch_decode(T *o, const T *q, const T *kc, const T *vc, f
 extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
                                              llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                              int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
-                                             void *workspace, cudaStream_t stream) {
+                                             void *workspace, int32_t *counters, cudaStream_t stream) {
     if (batch->num_tokens <= 0) return cudaSuccess;
     if (kv_heads <= 0 || heads % kv_heads || partitions < 1 || partitions > CUDA_DECODE_MAX_PARTITIONS ||
+        (partitions > 1 && !counters) ||
         !cuda_attention_head_dim_supported(head_dim))
         return cudaErrorInvalidValue;
     decode_args a;
@@ -340,6 +345,7 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const voi
     a.head_chunks = 1;
     a.num_partitions = partitions;
     a.scale = scale;
+    a.counters = counters;
     a.head_dim = head_dim;
     // The workspace holds `batch->num_tokens` tokens' partials only when the
     // caller sized it so; the backend sizes it for its largest decode launch

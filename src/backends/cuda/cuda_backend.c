@@ -50,6 +50,7 @@ static void cuda_destroy(void *state) {
     cudaFree(st->kv);
     cudaFree(st->meta_dev);
     cudaFree(st->attn_ws);
+    cudaFree(st->attn_counters);
     cudaFree(st->logits_dev);
     cudaFree(st->ids_dev);
     cudaFree(st->logprobs_dev);
@@ -394,6 +395,9 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
         }
         CUDA_STEP(cudaMalloc(&st->attn_ws, cuda_decode_workspace_bytes((int64_t)units, max_heads, plan->head_dim, 1)),
                   "attention workspace");
+        const size_t counters = (size_t)st->attn_ws_tokens * max_heads * sizeof(int32_t);
+        CUDA_STEP(cudaMalloc((void **)&st->attn_counters, counters), "attention counters");
+        CUDA_STEP(cudaMemset(st->attn_counters, 0, counters), "attention counters");
     }
     if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
         CUDA_STEP(cudaMalloc((void **)&st->logits_dev, T * (size_t)plan->vocab_size * sizeof(float)), "logits buffer");

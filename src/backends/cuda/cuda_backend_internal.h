@@ -60,6 +60,7 @@ typedef struct cuda_state {
 
     /* attention */
     void *attn_ws;
+    int32_t *attn_counters; /* [attn_ws_tokens × heads], zero between launches */
     int64_t attn_ws_tokens; /* tokens per decode-attention launch */
     int32_t *bad_index_host; /* pinned: first bad gather index of the step */
 

@@ -273,7 +273,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
         }
         LAUNCH(v, cuda_attention_decode(o, o, k_cache, v_cache, t, &c, heads, kv_heads, head_dim, scale,
                                         cuda_decode_partitions(c.num_tokens, heads, kv_heads), st->attn_ws,
-                                        st->stream));
+                                        st->attn_counters, st->stream));
     }
     return LLMRT_OK;
 }

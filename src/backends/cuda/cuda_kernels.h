@@ -170,7 +170,8 @@ cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const 
  * 0..positions[t]; its context is cut into up to `partitions` parts of at
  * least CUDA_DECODE_MIN_PART keys, one block per (token, kv head, part)
  * reading the kv head's keys and values once for all its query heads, then
- * a second kernel merges the parts of tokens that had more than one. Works
+ * the last part of a token to finish merges them (counters: int32 [num_tokens
+ * × heads], zero before the first launch and left zero by each). Works
  * for any token mix (prefill too, but then K/V is re-read per token).
  * With batch->token_index set, the launch covers tokens token_index[0..
  * num_tokens) of the step (the decode tokens of a mixed step). q: [T,
@@ -188,7 +189,7 @@ size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_d
 cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                   int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
-                                  void *workspace, cudaStream_t stream);
+                                  void *workspace, int32_t *counters, cudaStream_t stream);
 
 /* Flash-attention-2 style causal prefill on tensor cores (f16/bf16, any
  * head_dim ≤ 128; 64/80/96/128 exact, others padded to 16/32/64/128 and
