@@ -87,6 +87,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     __shared__ __align__(16) float red[KPB][D];
     __shared__ float m_s[KPB][NH], l_s[KPB][NH];
     pdl_trigger(); // the output projection's GEMV may start loading its weights
+    pdl_wait();
 
     const int64_t local = a.token_offset + blockIdx.z, t = step_token(a, local);
     const int g = blockIdx.y / a.head_chunks, chunk = blockIdx.y % a.head_chunks;
@@ -289,7 +290,7 @@ static cudaError_t launch_decode(T *out, const T *q, const T *kc, const T *vc, f
     a.head_chunks = (a.group + NH - 1) / NH;
     if ((int64_t)a.kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a.num_partitions, (unsigned)(a.kv_heads * a.head_chunks), (unsigned)tokens);
-    attention_decode_kernel<T, D, EXACT, NH><<<grid, DECODE_THREADS, 0, stream>>>(out, q, kc, vc, ws, a);
+    launch_pdl(attention_decode_kernel<T, D, EXACT, NH>, grid, dim3(DECODE_THREADS), stream, out, q, kc, vc, ws, a);
     return cudaGetLastError();
 }
 

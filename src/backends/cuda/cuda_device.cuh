@@ -117,6 +117,30 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// The process-wide switch (cuda_gemv_set_pdl, in gemv.cu).
+extern "C" int cuda_pdl_enabled(void);
+
+// Launches `kernel` with programmatic dependent launch when it is on; the
+// kernel must call pdl_wait() before its first access to memory that an
+// earlier kernel writes or reads.
+template <typename... KArgs, typename... Args>
+static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+    if (!cuda_pdl_enabled()) {
+        kernel<<<grid, block, 0, stream>>>(args...);
+        return;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 // Grid size for a grid-stride loop over n items.
 static inline unsigned grid_for(int64_t n, int threads) {
     int64_t blocks = (n + threads - 1) / threads;

@@ -7,30 +7,20 @@
 
 enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
 
-// Programmatic dependent launch of the GEMVs (cuda_gemv_set_pdl): the
-// weight stream does not depend on the kernel before, so a GEMV's blocks
-// start while it finishes and have their first loads in flight when it
-// ends; only the x reads and the y writes wait (pdl_wait).
+// Programmatic dependent launch (cuda_gemv_set_pdl) of the decode-step
+// kernels: the weight stream does not depend on the kernel before, so a
+// GEMV's blocks start while it finishes and have their first loads in
+// flight when it ends; only the x reads and the y writes wait (pdl_wait).
+// The norms, RoPE and decode attention are launched the same way and wait
+// at their first line: what they save is the launch gap.
 static int gemv_pdl = 0;
 
 extern "C" void cuda_gemv_set_pdl(int on) { gemv_pdl = on; }
+extern "C" int cuda_pdl_enabled(void) { return gemv_pdl; }
 
 template <typename... KArgs, typename... Args>
 static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, cudaStream_t stream, Args... args) {
-    if (!gemv_pdl) {
-        kernel<<<blocks, GEMV_WARPS * 32, 0, stream>>>(args...);
-        return;
-    }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(blocks);
-    cfg.blockDim = dim3(GEMV_WARPS * 32);
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kernel, args...);
+    launch_pdl(kernel, dim3(blocks), dim3(GEMV_WARPS * 32), stream, args...);
 }
 
 // GEMV_UNROLL 16-byte chunks of each of R weight rows, from chunk c0 on

@@ -53,6 +53,7 @@ __global__ void rmsnorm_kernel(T *y, T *sum, const T *a, const T *b, const void 
                                float eps) {
     __shared__ float scratch[32];
     pdl_trigger(); // the GEMV after a norm may start loading its weights
+    pdl_wait();
     const int64_t base = (int64_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -89,6 +90,7 @@ __global__ void __launch_bounds__(RMS_VEC_MAX_THREADS)
     rmsnorm_vec_kernel(T *y, T *sum, const T *a, const T *b, const float *weight, int64_t dim, float eps) {
     __shared__ float scratch[32];
     pdl_trigger();
+    pdl_wait();
     const int64_t base = (int64_t)blockIdx.x * dim;
     const int64_t i = (int64_t)threadIdx.x * RMS_VEC;
     const bool active = i < dim;
@@ -139,11 +141,11 @@ static bool rmsnorm_vec(void *y, void *sum, const void *a, const void *b, llmrt_
         return false;
     const unsigned threads = (unsigned)((dim / RMS_VEC + 31) / 32 * 32);
     if (type == LLMRT_DTYPE_BF16)
-        rmsnorm_vec_kernel<__nv_bfloat16><<<(unsigned)rows, threads, 0, stream>>>(
+        launch_pdl(rmsnorm_vec_kernel<__nv_bfloat16>, dim3((unsigned)rows), dim3(threads), stream,
             (__nv_bfloat16 *)y, (__nv_bfloat16 *)sum, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b,
             (const float *)weight, dim, eps);
     else
-        rmsnorm_vec_kernel<__half><<<(unsigned)rows, threads, 0, stream>>>(
+        launch_pdl(rmsnorm_vec_kernel<__half>, dim3((unsigned)rows), dim3(threads), stream,
             (__half *)y, (__half *)sum, (const __half *)a, (const __half *)b, (const float *)weight, dim, eps);
     return true;
 }
@@ -153,8 +155,8 @@ extern "C" cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, co
     if (rows <= 0) return cudaSuccess;
     if (rmsnorm_vec(y, nullptr, x, nullptr, type, weight, w_type, rows, dim, eps, stream)) return cudaGetLastError();
     DISPATCH_FLOAT_TYPES(type, T, {
-        rmsnorm_kernel<T><<<(unsigned)rows, ROW_THREADS, 0, stream>>>((T *)y, nullptr, (const T *)x, nullptr, weight,
-                                                                     w_type, dim, eps);
+        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), stream, (T *)y, (T *)nullptr,
+                   (const T *)x, (const T *)nullptr, weight, (int)w_type, dim, eps);
     });
     return cudaGetLastError();
 }
@@ -165,8 +167,8 @@ extern "C" cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const
     if (rows <= 0) return cudaSuccess;
     if (rmsnorm_vec(y, sum, a, b, type, weight, w_type, rows, dim, eps, stream)) return cudaGetLastError();
     DISPATCH_FLOAT_TYPES(type, T, {
-        rmsnorm_kernel<T><<<(unsigned)rows, ROW_THREADS, 0, stream>>>((T *)y, (T *)sum, (const T *)a, (const T *)b,
-                                                                     weight, w_type, dim, eps);
+        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), stream, (T *)y, (T *)sum,
+                   (const T *)a, (const T *)b, weight, (int)w_type, dim, eps);
     });
     return cudaGetLastError();
 }

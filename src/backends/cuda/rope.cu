@@ -36,6 +36,8 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kv_write_kernel(
     T *q_out, const T *q, const T *k, const T *v, T *k_cache, T *v_cache, const int32_t *positions,
     const int32_t *slot_mapping, int heads, int kv_heads, int D, int rotary_dim, const float *inv_freq, int neox) {
     __shared__ float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+    pdl_trigger();
+    pdl_wait();
     const int64_t t = blockIdx.x;
     const int half = inv_freq ? rotary_dim / 2 : 0;
     const float pos = (float)positions[t];
@@ -71,8 +73,8 @@ extern "C" cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void
     if (!inv_freq) rotary_dim = 0;
     DISPATCH_FLOAT_TYPES(type, T, {
         const int groups = ((heads > kv_heads ? heads : kv_heads) + ROPE_HEADS_PER_BLOCK - 1) / ROPE_HEADS_PER_BLOCK;
-        rope_kv_write_kernel<T><<<dim3((unsigned)batch->num_tokens, (unsigned)groups), ROPE_THREADS, 0, stream>>>(
-            (T *)q_out, (const T *)q, (const T *)k, (const T *)v, (T *)k_cache, (T *)v_cache, batch->positions,
+        launch_pdl(rope_kv_write_kernel<T>, dim3((unsigned)batch->num_tokens, (unsigned)groups), dim3(ROPE_THREADS),
+            stream, (T *)q_out, (const T *)q, (const T *)k, (const T *)v, (T *)k_cache, (T *)v_cache, batch->positions,
             batch->slot_mapping, heads, kv_heads, head_dim, rotary_dim, inv_freq, neox_style);
     });
     return cudaGetLastError();
