@@ -12,8 +12,13 @@
 // columns d..D of Q, K and V are zero in shared memory, so the scores are
 // exact and the padded output columns are never stored.
 //
-// Not yet done (see bench): double-buffered cp.async loads of the next K/V
-// tile during the current tile's math, and wgmma on sm_90a.
+// K/V tiles are double-buffered: the next tile's rows are in flight
+// (cp.async, 16 bytes a copy) while the current tile's math runs, and the
+// query tile is staged in the second buffer before the first prefetch.
+// Blocks are launched heaviest first (the last query tiles of a sequence
+// see the most keys), so the causal imbalance does not make a tail.
+//
+// Not yet done: ldmatrix for the K fragments, and wgmma on sm_90a.
 #include "backends/cuda/cuda_device.cuh"
 
 enum { TILE_M = CUDA_PREFILL_TILE_M, TILE_N = 64, PREFILL_THREADS = 128 };
@@ -59,8 +64,17 @@ struct prefill_args {
 // aligned for ldmatrix.
 template <int D> struct prefill_smem {
     static constexpr int STRIDE = D + 8;
-    static constexpr size_t BYTES = (size_t)(TILE_M + 2 * TILE_N) * STRIDE * 2 + TILE_N * sizeof(int64_t);
+    static_assert(TILE_M <= 2 * TILE_N, "the query tile is staged in a K/V buffer");
+    static constexpr size_t BYTES = (size_t)(4 * TILE_N) * STRIDE * 2 + 2 * TILE_N * sizeof(int64_t);
 };
+
+// 16 bytes global → shared without registers; src_bytes 0 writes zeros.
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+    const uint32_t dst = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
 // 8 elements (16 bytes) of a row starting at `col`: one vector load when the
 // instance is exact, else element-wise with zeros past d.
@@ -80,32 +94,75 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
                                                                             const T *v_cache, prefill_args a) {
     constexpr int STRIDE = prefill_smem<D>::STRIDE, CH = D / 8; // 16-byte chunks per row
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *Qs = reinterpret_cast<T *>(smem_raw);
-    T *Ks = Qs + TILE_M * STRIDE;
-    T *Vs = Ks + TILE_N * STRIDE;
-    int64_t *row_off = reinterpret_cast<int64_t *>(Vs + TILE_N * STRIDE);
+    T *Kb[2], *Vb[2];
+    Kb[0] = reinterpret_cast<T *>(smem_raw);
+    Vb[0] = Kb[0] + TILE_N * STRIDE;
+    Kb[1] = Vb[0] + TILE_N * STRIDE;
+    Vb[1] = Kb[1] + TILE_N * STRIDE;
+    int64_t *row_off = reinterpret_cast<int64_t *>(Vb[1] + TILE_N * STRIDE); // [2][TILE_N]
+    T *Qs = Kb[1]; // until the first prefetch into buffer 1
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tig = lane & 3;
-    const int r0 = a.tiles[2 * blockIdx.x], nr = a.tiles[2 * blockIdx.x + 1];
-    const int h = blockIdx.y, kvh = h / (a.heads / a.kv_heads);
+    const int tile = (int)gridDim.y - 1 - (int)blockIdx.y; // heaviest first
+    const int r0 = a.tiles[2 * tile], nr = a.tiles[2 * tile + 1];
+    const int h = blockIdx.x, kvh = h / (a.heads / a.kv_heads);
     const int seq = a.token_seq[r0];
     const int d = EXACT ? D : a.head_dim;
     const int64_t q_stride = (int64_t)a.heads * d;
+    int max_pos = 0;
+    for (int i = 0; i < nr; i++) max_pos = max(max_pos, a.positions[r0 + i]);
+    const int num_key_tiles = max_pos / TILE_N + 1;
 
-    // Q tile → shared (rows past the tile's end are zero).
+    // Cache row offsets of key tile kb (threads < TILE_N), -1 past max_pos.
+    auto tile_offsets = [&](int kb, int64_t *dst) {
+        if (tid < TILE_N) {
+            const int p = kb * TILE_N + tid;
+            int64_t off = -1;
+            if (p <= max_pos) {
+                const int32_t block = a.block_tables[(int64_t)seq * a.block_table_stride + p / a.block_size];
+                off = (((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + kvh) * d;
+            }
+            dst[tid] = off;
+        }
+    };
+    // K and V rows of a tile into buffer `b`: cp.async when rows are
+    // 16-byte aligned (exact instances), else through registers.
+    auto issue_tile = [&](int b, const int64_t *offs) {
+        for (int idx = tid; idx < TILE_N * CH; idx += PREFILL_THREADS) {
+            const int j = idx / CH, c = idx % CH;
+            const int64_t off = offs[j];
+            T *kd = Kb[b] + j * STRIDE + c * 8, *vd = Vb[b] + j * STRIDE + c * 8;
+            if (EXACT) {
+                cp_async16(kd, off >= 0 ? k_cache + off + c * 8 : k_cache, off >= 0 ? 16 : 0);
+                cp_async16(vd, off >= 0 ? v_cache + off + c * 8 : v_cache, off >= 0 ? 16 : 0);
+            } else {
+                uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+                if (off >= 0) {
+                    kv = load8<T, EXACT>(k_cache + off, c * 8, d);
+                    vv = load8<T, EXACT>(v_cache + off, c * 8, d);
+                }
+                *reinterpret_cast<uint4 *>(kd) = kv;
+                *reinterpret_cast<uint4 *>(vd) = vv;
+            }
+        }
+        cp_async_commit();
+    };
+
+    // Tile 0 goes out first; the Q tile is staged meanwhile (rows past the
+    // tile's end are zero).
+    tile_offsets(0, row_off);
     for (int idx = tid; idx < TILE_M * CH; idx += PREFILL_THREADS) {
         const int i = idx / CH, c = idx % CH;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (i < nr) v = load8<T, EXACT>(q + (r0 + i) * q_stride + (int64_t)h * d, c * 8, d);
         *reinterpret_cast<uint4 *>(Qs + i * STRIDE + c * 8) = v;
     }
-    int max_pos = 0;
-    for (int i = 0; i < nr; i++) max_pos = max(max_pos, a.positions[r0 + i]);
     const int row_a = warp * 16 + g, row_b = row_a + 8;
     // Rows past the end take row 0's position: finite softmax, never stored.
     const int qp_a = a.positions[r0 + (row_a < nr ? row_a : 0)];
     const int qp_b = a.positions[r0 + (row_b < nr ? row_b : 0)];
     __syncthreads();
+    issue_tile(0, row_off);
 
     uint32_t qf[D / 16][4];
 #pragma unroll
@@ -122,32 +179,16 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
     for (int dt = 0; dt < D / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
 
-    const int num_key_tiles = max_pos / TILE_N + 1;
     for (int kb = 0; kb < num_key_tiles; kb++) {
-        const int kstart = kb * TILE_N;
-        __syncthreads(); // previous tile's K/V reads are done
-        if (tid < TILE_N) {
-            const int p = kstart + tid;
-            int64_t off = -1;
-            if (p <= max_pos) {
-                const int32_t block = a.block_tables[(int64_t)seq * a.block_table_stride + p / a.block_size];
-                off = (((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + kvh) * d;
-            }
-            row_off[tid] = off;
-        }
+        const int kstart = kb * TILE_N, cur = kb & 1, nxt = cur ^ 1;
+        if (kb + 1 < num_key_tiles) tile_offsets(kb + 1, row_off + nxt * TILE_N);
+        // Everyone is done with buffer nxt (tile kb - 1, or Q) and its offsets are in.
         __syncthreads();
-        for (int idx = tid; idx < TILE_N * CH; idx += PREFILL_THREADS) {
-            const int j = idx / CH, c = idx % CH;
-            const int64_t off = row_off[j];
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-            if (off >= 0) {
-                kv = load8<T, EXACT>(k_cache + off, c * 8, d);
-                vv = load8<T, EXACT>(v_cache + off, c * 8, d);
-            }
-            *reinterpret_cast<uint4 *>(Ks + j * STRIDE + c * 8) = kv;
-            *reinterpret_cast<uint4 *>(Vs + j * STRIDE + c * 8) = vv;
-        }
-        __syncthreads();
+        if (kb + 1 < num_key_tiles) issue_tile(nxt, row_off + nxt * TILE_N);
+        else cp_async_commit(); // an empty group keeps the count
+        cp_async_wait_one();    // tile kb has landed (this thread's copies)
+        __syncthreads();        // and everyone's
+        const T *Ks = Kb[cur], *Vs = Vb[cur];
 
         // S = Q · Kᵀ for this warp's 16 rows × 64 keys.
         float s[TILE_N / 8][4];
@@ -266,7 +307,8 @@ static cudaError_t launch_prefill(T *out, const T *q, const T *kc, const T *vc, 
         if (err != cudaSuccess) return err;
         configured = true;
     }
-    attention_prefill_kernel<T, D, EXACT><<<dim3((unsigned)num_tiles, (unsigned)a.heads), PREFILL_THREADS, smem, stream>>>(
+    if (num_tiles > 65535) return cudaErrorInvalidValue;
+    attention_prefill_kernel<T, D, EXACT><<<dim3((unsigned)a.heads, (unsigned)num_tiles), PREFILL_THREADS, smem, stream>>>(
         out, q, kc, vc, a);
     return cudaGetLastError();
 }
@@ -292,7 +334,7 @@ extern "C" cudaError_t cuda_attention_prefill(void *out, const void *q, const vo
                                               llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                               int32_t kv_heads, int32_t head_dim, float scale, cudaStream_t stream) {
     if (batch->num_tiles <= 0) return cudaSuccess;
-    if (!cuda_attention_prefill_supported(type, head_dim) || kv_heads <= 0 || heads % kv_heads || heads > 65535)
+    if (!cuda_attention_prefill_supported(type, head_dim) || kv_heads <= 0 || heads % kv_heads)
         return cudaErrorInvalidValue;
     prefill_args a;
     a.positions = batch->positions;
