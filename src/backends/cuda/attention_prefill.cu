@@ -18,7 +18,7 @@
 // Blocks are launched heaviest first (the last query tiles of a sequence
 // see the most keys), so the causal imbalance does not make a tail.
 //
-// Not yet done: ldmatrix for the K fragments, and wgmma on sm_90a.
+// Not yet done: wgmma on sm_90a.
 #include "backends/cuda/cuda_device.cuh"
 
 enum { TILE_M = CUDA_PREFILL_TILE_M, TILE_N = 64, PREFILL_THREADS = 128 };
@@ -194,12 +194,22 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
         float s[TILE_N / 8][4];
 #pragma unroll
         for (int nt = 0; nt < TILE_N / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        // K fragments by ldmatrix: one x4 load gives b0/b1 of two 8-key groups
+        // (lanes 0-7 / 8-15 address keys 0-7 at columns +0 / +8, lanes
+        // 16-31 keys 8-15).
+        const int krow_l = (lane & 7) + ((lane >> 4) << 3), kcol_l = ((lane >> 3) & 1) * 8;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
 #pragma unroll
-            for (int nt = 0; nt < TILE_N / 8; nt++) {
-                const T *krow = Ks + (nt * 8 + g) * STRIDE + kk * 16 + tig * 2;
-                mma_op<T>::run(s[nt], qf[kk], ld_shared_u32(krow), ld_shared_u32(krow + 8));
+            for (int np = 0; np < TILE_N / 16; np++) {
+                uint32_t b[4];
+                const uint32_t addr =
+                    (uint32_t)__cvta_generic_to_shared(Ks + (np * 16 + krow_l) * STRIDE + kk * 16 + kcol_l);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                             : "r"(addr));
+                mma_op<T>::run(s[2 * np], qf[kk], b[0], b[1]);
+                mma_op<T>::run(s[2 * np + 1], qf[kk], b[2], b[3]);
             }
         }
 
