@@ -1,7 +1,7 @@
 /* cpu_linear and cpu_matmul_f32 against double-precision references, on
  * every SIMD path this machine has, all weight dtypes, odd shapes (tails in
  * every dimension, both the decode and the panelled prefill regime), and
- * 1 vs 2 threads. */
+ * 1 vs 2 threads; and that a row's result does not depend on M. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -83,6 +83,43 @@ static void test_linear(void) {
             check_linear_shape(shapes[s][0], shapes[s][1], shapes[s][2], types[t], (int)((s + t) & 1), &rng);
 }
 
+/* A row's result is the same bits whatever M is and wherever the row sits
+ * in the batch, on every path, decode (M ≤ 32) and prefill alike while K fits
+ * one k-block: batched decoding must give each sequence what it gets alone. */
+static void test_linear_rows_independent(void) {
+    static const int64_t shapes[][2] = {{37, 100}, {70, 257}, {16, 512}, {5, 33}};
+    static const int64_t Ms[] = {2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16, 17, 32, 40, 70};
+    static const llmrt_dtype types[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_F16, LLMRT_DTYPE_BF16};
+    uint64_t rng = 2024;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t t = 0; t < 3; t++) {
+            const int64_t N = shapes[s][0], K = shapes[s][1], max_m = 70;
+            float *x = malloc(sizeof(float) * max_m * K), *exact = malloc(sizeof(float) * N * K);
+            float *bias = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * max_m * N);
+            float *one = malloc(sizeof(float) * max_m * N);
+            test_fill_random(x, (size_t)(max_m * K), &rng, 1.0f);
+            test_fill_random(bias, (size_t)N, &rng, 1.0f);
+            void *w = make_weights(exact, (size_t)(N * K), types[t], &rng);
+            for (size_t i = 0; i < sizeof isa_names / sizeof isa_names[0]; i++) {
+                if (!use_isa(isa_names[i])) continue;
+                for (int64_t m = 0; m < max_m; m++)
+                    cpu_linear(one + m * N, x + m * K, w, types[t], s & 1 ? bias : NULL, 1, N, K);
+                int same = 1;
+                for (size_t j = 0; j < sizeof Ms / sizeof Ms[0]; j++) {
+                    /* rows [first, first + M): each lands in a different place of its tile */
+                    const int64_t M = Ms[j], first = (int64_t)(j % 3);
+                    if (first + M > max_m) continue;
+                    cpu_linear(y, x + first * K, w, types[t], s & 1 ? bias : NULL, M, N, K);
+                    same &= memcmp(y, one + first * N, sizeof(float) * M * N) == 0;
+                }
+                CHECK_MSG(same, "linear %s %s N=%lld K=%lld: a row's result depends on M", isa_names[i],
+                          llmrt_dtype_name(types[t]), (long long)N, (long long)K);
+            }
+            cpu_kernels_force_isa(NULL);
+            free(x), free(exact), free(bias), free(y), free(one), free(w);
+        }
+}
+
 /* Special values in weights pass through (no flush of f16 subnormals,
  * inf stays inf). */
 static void test_linear_special_values(void) {
@@ -150,6 +187,7 @@ static void test_isa_selection(void) {
 int main(void) {
     RUN_TEST(test_isa_selection);
     RUN_TEST(test_linear);
+    RUN_TEST(test_linear_rows_independent);
     RUN_TEST(test_linear_special_values);
     RUN_TEST(test_matmul);
     return test_finish();

@@ -23,8 +23,13 @@ static int use_isa(const char *isa) {
 /* Sequence s already has past[s] positions cached and brings fresh[s] new
  * tokens at positions past[s] .. past[s] + fresh[s] - 1. */
 #define NUM_SEQS 4
-static const int32_t past[NUM_SEQS] = {37, 0, 50, 3};
-static const int32_t fresh[NUM_SEQS] = {1, 23, 5, 1};
+static const int32_t short_past[NUM_SEQS] = {37, 0, 50, 3};
+static const int32_t short_fresh[NUM_SEQS] = {1, 23, 5, 1};
+/* Contexts past one softmax chunk of the AVX-512 kernel (256 positions):
+ * decode tokens at 600 and 257, a prefill crossing 256. */
+static const int32_t long_past[NUM_SEQS] = {599, 250, 256, 0};
+static const int32_t long_fresh[NUM_SEQS] = {1, 9, 1, 3};
+static const int32_t *past = short_past, *fresh = short_fresh;
 
 static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim, uint64_t *rng) {
     int32_t seq_start[NUM_SEQS + 1] = {0}, max_len = 0;
@@ -118,6 +123,18 @@ static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads,
         cpu_attention(out1, q, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, scale);
         CHECK_MSG(memcmp(out, out1, sizeof(float) * T * heads * head_dim) == 0, "attention %s: 1 vs 2 threads differ",
                   isa_names[i]);
+        /* Each sequence alone gives the same bits as in the batch. */
+        int alone_ok = 1;
+        for (int s = 0; s < NUM_SEQS; s++) {
+            const int64_t t0 = seq_start[s], n = seq_start[s + 1] - t0;
+            int32_t one_start[2] = {0, (int32_t)n};
+            cpu_attention_batch one = {1, one_start, positions + t0, tables + s * max_blocks, max_blocks, block_size};
+            omp_set_num_threads(2);
+            cpu_attention(out1, q + t0 * heads * head_dim, k_cache, v_cache, &one, n, heads, kv_heads, head_dim, scale);
+            alone_ok &= memcmp(out1, out + t0 * heads * head_dim, sizeof(float) * n * heads * head_dim) == 0;
+        }
+        CHECK_MSG(alone_ok, "attention %s bs=%d heads=%lld kv_heads=%lld head_dim=%lld: alone differs from batched",
+                  isa_names[i], block_size, (long long)heads, (long long)kv_heads, (long long)head_dim);
     }
     cpu_kernels_force_isa(NULL);
     omp_set_num_threads(2);
@@ -134,6 +151,11 @@ static void test_attention(void) {
             for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++)
                 check_attention(bs, head_groups[g][0], head_groups[g][1], head_dims[d], &rng);
     check_attention(128, 4, 1, 96, &rng); /* a block larger than one score chunk */
+    past = long_past, fresh = long_fresh;
+    check_attention(16, 8, 4, 32, &rng); /* the demo model's shape */
+    check_attention(16, 6, 2, 64, &rng); /* three heads per kv head: pairs and a single */
+    check_attention(32, 5, 5, 24, &rng);
+    past = short_past, fresh = short_fresh;
 }
 
 /* HF: angle = fp32(pos · inv_freq), then x·cos + rotate(x)·sin. */
@@ -166,6 +188,26 @@ static void check_rope(int64_t T, int64_t heads, int64_t head_dim, int64_t rotar
     free(x), free(ref), free(inv_freq), free(pos);
 }
 
+/* The per-step table path rotates exactly as cpu_rope, in place or not. */
+static void check_rope_table(int64_t T, int64_t heads, int64_t head_dim, int64_t rotary_dim, int neox, uint64_t *rng) {
+    const int64_t n = T * heads * head_dim;
+    float *x = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n);
+    float *inv_freq = malloc(sizeof(float) * (rotary_dim / 2 + 1)), *table = malloc(sizeof(float) * T * rotary_dim);
+    int32_t *pos = malloc(sizeof(int32_t) * T);
+    test_fill_random(x, (size_t)n, rng, 1.0f);
+    for (int64_t i = 0; i < rotary_dim / 2; i++) inv_freq[i] = (float)pow(10000.0, -2.0 * (double)i / (double)rotary_dim);
+    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(test_rand_u64(rng) % 4096);
+    memcpy(ref, x, sizeof(float) * n);
+    cpu_rope(ref, pos, T, heads, head_dim, rotary_dim, inv_freq, neox);
+    cpu_rope_table(table, pos, T, rotary_dim, inv_freq);
+    cpu_rope_apply(out, x, table, T, heads, head_dim, rotary_dim, neox);
+    CHECK_MSG(memcmp(out, ref, sizeof(float) * n) == 0, "rope table T=%lld head_dim=%lld rotary=%lld neox=%d differs",
+              (long long)T, (long long)head_dim, (long long)rotary_dim, neox);
+    cpu_rope_apply(x, x, table, T, heads, head_dim, rotary_dim, neox);
+    CHECK_MSG(memcmp(x, ref, sizeof(float) * n) == 0, "rope table in place differs");
+    free(x), free(ref), free(out), free(inv_freq), free(table), free(pos);
+}
+
 static void test_rope(void) {
     uint64_t rng = 4242;
     check_rope(7, 4, 64, 64, 1, &rng);
@@ -173,6 +215,10 @@ static void test_rope(void) {
     check_rope(5, 3, 64, 32, 0, &rng);   /* GPT-J: partial rotary */
     check_rope(5, 3, 80, 20, 1, &rng);   /* partial neox, odd pair count */
     check_rope(3, 2, 256, 256, 1, &rng); /* more pairs than one chunk */
+    check_rope_table(7, 4, 64, 64, 1, &rng);
+    check_rope_table(300, 3, 32, 32, 1, &rng); /* the parallel path */
+    check_rope_table(5, 3, 64, 32, 0, &rng);
+    check_rope_table(5, 3, 80, 20, 1, &rng);
 }
 
 int main(void) {

@@ -21,6 +21,9 @@ typedef struct cpu_state {
     int32_t num_blocks, block_size;
     size_t layer_stride;      /* floats per layer */
     float *q_scratch, *k_scratch; /* RoPE'd q and k of the step */
+    float *rope_table;            /* the step's cos/sin (cpu_rope_table), [max_num_tokens, rotary] */
+    const float *rope_inv_freq;   /* what rope_table holds this step: NULL, or these frequencies */
+    int64_t rope_dim;
     int32_t threads;
     const void **weights;     /* per weight slot: the bytes the kernels read */
     void *weight_copy;        /* anonymous copy of the weights, or NULL */
@@ -42,6 +45,7 @@ static void cpu_destroy(void *state) {
     free(s->v_cache);
     free(s->q_scratch);
     free(s->k_scratch);
+    free(s->rope_table);
     free(s->weights);
     if (s->weight_copy) munmap(s->weight_copy, s->weight_copy_bytes);
     free(s);
@@ -144,17 +148,20 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     s->num_blocks = config->kv_num_blocks > 0 ? config->kv_num_blocks : blocks_per_seq * plan->max_batch;
     s->layer_stride = (size_t)s->num_blocks * (size_t)s->block_size * (size_t)plan->kv_heads * (size_t)plan->head_dim;
     size_t kv_bytes = s->layer_stride * (size_t)plan->num_kv_layers * sizeof(float);
-    size_t q_width = 0, k_width = (size_t)plan->kv_heads * (size_t)plan->head_dim;
+    size_t q_width = 0, k_width = (size_t)plan->kv_heads * (size_t)plan->head_dim, rope_width = 1;
     for (int32_t i = 0; i < plan->graph->num_nodes; i++) {
         const llmrt_node *n = &plan->graph->nodes[i];
         if (n->op == LLMRT_OP_ATTENTION && (size_t)n->dims[1] > q_width) q_width = (size_t)n->dims[1];
+        if (n->op == LLMRT_OP_ATTENTION && n->iattr[4] > 0 && (size_t)n->iattr[4] > rope_width)
+            rope_width = (size_t)n->iattr[4];
     }
     s->arena = aligned_calloc(plan->arena_bytes);
     s->k_cache = aligned_calloc(kv_bytes);
     s->v_cache = aligned_calloc(kv_bytes);
     s->q_scratch = aligned_calloc((size_t)plan->max_num_tokens * q_width * sizeof(float));
     s->k_scratch = aligned_calloc((size_t)plan->max_num_tokens * k_width * sizeof(float));
-    if (!s->arena || !s->k_cache || !s->v_cache || !s->q_scratch || !s->k_scratch) {
+    s->rope_table = aligned_calloc((size_t)plan->max_num_tokens * rope_width * sizeof(float));
+    if (!s->arena || !s->k_cache || !s->v_cache || !s->q_scratch || !s->k_scratch || !s->rope_table) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY,
                            "cpu backend: cannot allocate %.1f MiB of activations and %.1f MiB of KV cache",
@@ -201,12 +208,18 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
     int64_t heads = n->iattr[1], kv_heads = n->iattr[2], head_dim = n->iattr[3], rotary = n->iattr[4];
     int64_t T = c->tokens;
     const float *q = buffer_of(c, n->inputs[0]), *k = buffer_of(c, n->inputs[1]), *v = buffer_of(c, n->inputs[2]);
-    memcpy(s->q_scratch, q, (size_t)(T * heads * head_dim) * sizeof(float));
-    memcpy(s->k_scratch, k, (size_t)(T * kv_heads * head_dim) * sizeof(float));
     if (rotary > 0) {
+        /* every layer rotates at the step's positions: one table per step */
         const float *inv_freq = buffer_of(c, n->inputs[3]);
-        cpu_rope(s->q_scratch, step->positions, T, heads, head_dim, rotary, inv_freq, (int)n->iattr[5]);
-        cpu_rope(s->k_scratch, step->positions, T, kv_heads, head_dim, rotary, inv_freq, (int)n->iattr[5]);
+        if (s->rope_inv_freq != inv_freq || s->rope_dim != rotary) {
+            cpu_rope_table(s->rope_table, step->positions, T, rotary, inv_freq);
+            s->rope_inv_freq = inv_freq, s->rope_dim = rotary;
+        }
+        cpu_rope_apply(s->q_scratch, q, s->rope_table, T, heads, head_dim, rotary, (int)n->iattr[5]);
+        cpu_rope_apply(s->k_scratch, k, s->rope_table, T, kv_heads, head_dim, rotary, (int)n->iattr[5]);
+    } else {
+        memcpy(s->q_scratch, q, (size_t)(T * heads * head_dim) * sizeof(float));
+        memcpy(s->k_scratch, k, (size_t)(T * kv_heads * head_dim) * sizeof(float));
     }
     cpu_attention_batch batch = {
         .num_seqs = step->num_seqs,
@@ -377,6 +390,7 @@ static llmrt_status cpu_forward(void *state, const llmrt_step *step, float *logi
      * step thread is not the one that created the backend */
     omp_set_num_threads(s->threads);
     step_ctx c = {.s = s, .step = step, .tokens = step->num_tokens, .logits = step->num_logits};
+    s->rope_inv_freq = NULL; /* the table is per step */
     memcpy(buffer_of(&c, plan->input_token_ids), step->token_ids, (size_t)step->num_tokens * sizeof(int32_t));
     memcpy(buffer_of(&c, plan->input_positions), step->positions, (size_t)step->num_tokens * sizeof(int32_t));
     memcpy(buffer_of(&c, plan->input_logits_indices), step->logits_indices,

@@ -60,6 +60,14 @@ void cpu_silu_mul(float *y, const float *gate, const float *up, int64_t n);
 void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int64_t head_dim,
               int64_t rotary_dim, const float *inv_freq, int neox_style);
 
+/* cpu_rope in two steps, for several tensors rotated at the same positions:
+ * cos_sin [T, rotary_dim] (per token: the cos of the rotary_dim / 2 angles,
+ * then their sin), then dst = rotate(src) from the table (dst may be src;
+ * dims past rotary_dim are copied). Bit-identical to cpu_rope. */
+void cpu_rope_table(float *cos_sin, const int32_t *positions, int64_t T, int64_t rotary_dim, const float *inv_freq);
+void cpu_rope_apply(float *dst, const float *src, const float *cos_sin, int64_t T, int64_t heads, int64_t head_dim,
+                    int64_t rotary_dim, int neox_style);
+
 /* The packed-token batch as the attention kernels see it. Tokens of sequence
  * s are rows [seq_start[s], seq_start[s+1]) of q; token t sits at position
  * positions[t] and attends causally to cache positions 0..positions[t].

@@ -93,9 +93,11 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
                 int64_t len = (int64_t)batch->positions[t] + 1;
                 if (len > cap) len = cap;
                 const int64_t h0 = r * per, h1 = h0 + per < heads ? h0 + per : heads;
+                /* a decode token among several sequences reads its cache once */
+                const int stream = batch->num_seqs > 1 && batch->seq_start[s + 1] - batch->seq_start[s] == 1;
                 cpu_attn_token_avx512(out + t * heads * head_dim, q + t * heads * head_dim, h0, h1, group, k_cache,
                                       v_cache, batch->block_tables + (int64_t)s * batch->max_blocks_per_seq, bs, len,
-                                      slot_stride, head_dim, scale);
+                                      slot_stride, head_dim, scale, stream);
             }
         return;
     }
@@ -177,6 +179,52 @@ void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int6
                     xh[b] = xb * cos_v[i] + xa * sin_v[i];
                 }
             }
+        }
+    }
+}
+
+/* The same rotation in two steps, for a step whose every attention layer
+ * rotates at the same positions: the angles' cos/sin once per step, then
+ * each layer's q and k from the table (the trigonometry was most of the
+ * rotation's cost, repeated for q, k and every layer). Same values as
+ * cpu_rope, bit for bit. */
+void cpu_rope_table(float *cos_sin, const int32_t *positions, int64_t T, int64_t rotary_dim, const float *inv_freq) {
+    const int64_t half = rotary_dim / 2;
+#pragma omp parallel for schedule(static) if (T * half >= (1 << 12))
+    for (int64_t t = 0; t < T; t++) {
+        const float pos = (float)positions[t];
+        float *row = cos_sin + t * rotary_dim;
+        for (int64_t i = 0; i < half; i++) {
+            float angle = pos * inv_freq[i];
+            row[i] = cosf(angle);
+            row[half + i] = sinf(angle);
+        }
+    }
+}
+
+void cpu_rope_apply(float *dst, const float *src, const float *cos_sin, int64_t T, int64_t heads, int64_t head_dim,
+                    int64_t rotary_dim, int neox_style) {
+    const int64_t half = rotary_dim / 2;
+#pragma omp parallel for schedule(static) if (T * heads * head_dim >= (1 << 16))
+    for (int64_t t = 0; t < T; t++) {
+        const float *cos_v = cos_sin + t * rotary_dim, *sin_v = cos_v + half;
+        for (int64_t h = 0; h < heads; h++) {
+            const float *xs = src + (t * heads + h) * head_dim;
+            float *xd = dst + (t * heads + h) * head_dim;
+            if (neox_style) {
+                for (int64_t i = 0; i < half; i++) {
+                    float xa = xs[i], xb = xs[i + half];
+                    xd[i] = xa * cos_v[i] - xb * sin_v[i];
+                    xd[i + half] = xb * cos_v[i] + xa * sin_v[i];
+                }
+            } else {
+                for (int64_t i = 0; i < half; i++) {
+                    float xa = xs[2 * i], xb = xs[2 * i + 1];
+                    xd[2 * i] = xa * cos_v[i] - xb * sin_v[i];
+                    xd[2 * i + 1] = xb * cos_v[i] + xa * sin_v[i];
+                }
+            }
+            for (int64_t d = 2 * half; d < head_dim && xd != xs; d++) xd[d] = xs[d];
         }
     }
 }

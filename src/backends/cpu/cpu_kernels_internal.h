@@ -44,18 +44,21 @@ typedef void cpu_attn_scores_fn(float *scores, const float *q, const float *k, i
                                 int64_t head_dim, float scale);
 typedef void cpu_attn_accumulate_fn(float *acc, float alpha, const float *p, const float *v, int64_t stride,
                                     int n, int64_t head_dim);
-cpu_attn_scores_fn cpu_attn_scores_avx512, cpu_attn_scores_avx2;
-cpu_attn_accumulate_fn cpu_attn_accumulate_avx512, cpu_attn_accumulate_avx2;
+cpu_attn_scores_fn cpu_attn_scores_avx2;
+cpu_attn_accumulate_fn cpu_attn_accumulate_avx2;
 
 /* AVX-512 attention for query heads [h0, h1) of one token (h1 − h0 ≤
  * CPU_ATTN_HEADS_MAX; head h reads kv head h / group). out and q point at
  * the token's head 0 (heads head_dim apart). The token attends to cache
  * positions [0, len) of the sequence whose block table is `table`; position
- * p's slot row (all kv heads) starts at (table[p / bs]·bs + p % bs)·slot_stride. */
+ * p's slot row (all kv heads) starts at (table[p / bs]·bs + p % bs)·slot_stride.
+ * stream = 1 reads the cache with non-temporal prefetches (a decode token
+ * of a batch: its sequence's cache is read once in the step). The result
+ * does not depend on it. */
 #define CPU_ATTN_HEADS_MAX 32
 void cpu_attn_token_avx512(float *out, const float *q, int64_t h0, int64_t h1, int64_t group, const float *k_cache,
                            const float *v_cache, const int32_t *table, int32_t bs, int64_t len, int64_t slot_stride,
-                           int64_t head_dim, float scale);
+                           int64_t head_dim, float scale, int stream);
 
 /* One thread's scratch buffer of at least `bytes`, 64-byte aligned, kept
  * for the thread's life (so prefill does not malloc per call). NULL if the
