@@ -1,6 +1,9 @@
 // Causal prefill attention on tensor cores, FlashAttention-2 style (Dao,
-// 2023): a block owns TILE_M = 64 query rows of one sequence and one head
-// (4 warps × 16 rows); keys and values stream from the paged cache in tiles
+// 2023): a block owns TILE_M = 128 query rows of one sequence and one head
+// (4 warps × 32 rows: each K and V fragment read from shared memory serves
+// two 16-row mma tiles, which halves the shared-memory traffic per FLOP
+// that bounded the 16-rows-a-warp kernel); keys and values stream from the
+// paged cache in tiles
 // of TILE_N = 64 rows through shared memory; scores S = Q·Kᵀ and
 // probabilities P live only in registers (the mma.m16n8k16 accumulator
 // layout is reused as the A operand of P·V), with the online softmax
@@ -13,8 +16,9 @@
 // exact and the padded output columns are never stored.
 //
 // K/V tiles are double-buffered: the next tile's rows are in flight
-// (cp.async, 16 bytes a copy) while the current tile's math runs, and the
-// query tile is staged in the second buffer before the first prefetch.
+// (cp.async, 16 bytes a copy) while the current tile's math runs. The
+// query tile stays in shared memory and its fragments are reloaded (ldmatrix)
+// per key tile, which leaves the registers to two row tiles' outputs.
 // Blocks are launched heaviest first (the last query tiles of a sequence
 // see the most keys), so the causal imbalance does not make a tail.
 //
@@ -22,6 +26,7 @@
 #include "backends/cuda/cuda_device.cuh"
 
 enum { TILE_M = CUDA_PREFILL_TILE_M, TILE_N = 64, PREFILL_THREADS = 128 };
+static_assert(TILE_M == 32 * (PREFILL_THREADS / 32), "each warp owns 32 query rows");
 
 template <typename T> struct mma_op;
 template <> struct mma_op<__half> {
@@ -64,8 +69,7 @@ struct prefill_args {
 // aligned for ldmatrix.
 template <int D> struct prefill_smem {
     static constexpr int STRIDE = D + 8;
-    static_assert(TILE_M <= 2 * TILE_N, "the query tile is staged in a K/V buffer");
-    static constexpr size_t BYTES = (size_t)(4 * TILE_N) * STRIDE * 2 + 2 * TILE_N * sizeof(int64_t);
+    static constexpr size_t BYTES = (size_t)(TILE_M + 4 * TILE_N) * STRIDE * 2 + 2 * TILE_N * sizeof(int64_t);
 };
 
 // 16 bytes global → shared without registers; src_bytes 0 writes zeros.
@@ -94,13 +98,13 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
                                                                             const T *v_cache, prefill_args a) {
     constexpr int STRIDE = prefill_smem<D>::STRIDE, CH = D / 8; // 16-byte chunks per row
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *Qs = reinterpret_cast<T *>(smem_raw);
     T *Kb[2], *Vb[2];
-    Kb[0] = reinterpret_cast<T *>(smem_raw);
+    Kb[0] = Qs + TILE_M * STRIDE;
     Vb[0] = Kb[0] + TILE_N * STRIDE;
     Kb[1] = Vb[0] + TILE_N * STRIDE;
     Vb[1] = Kb[1] + TILE_N * STRIDE;
     int64_t *row_off = reinterpret_cast<int64_t *>(Vb[1] + TILE_N * STRIDE); // [2][TILE_N]
-    T *Qs = Kb[1]; // until the first prefetch into buffer 1
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tig = lane & 3;
     const int tile = (int)gridDim.y - 1 - (int)blockIdx.y; // heaviest first
@@ -148,8 +152,9 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
         cp_async_commit();
     };
 
-    // Tile 0 goes out first; the Q tile is staged meanwhile (rows past the
-    // tile's end are zero).
+    // The Q tile stays in shared memory (rows past the tile's end are zero);
+    // its fragments are reloaded per key tile to leave registers for two
+    // row tiles' outputs.
     tile_offsets(0, row_off);
     for (int idx = tid; idx < TILE_M * CH; idx += PREFILL_THREADS) {
         const int i = idx / CH, c = idx % CH;
@@ -157,32 +162,38 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
         if (i < nr) v = load8<T, EXACT>(q + (r0 + i) * q_stride + (int64_t)h * d, c * 8, d);
         *reinterpret_cast<uint4 *>(Qs + i * STRIDE + c * 8) = v;
     }
-    const int row_a = warp * 16 + g, row_b = row_a + 8;
-    // Rows past the end take row 0's position: finite softmax, never stored.
-    const int qp_a = a.positions[r0 + (row_a < nr ? row_a : 0)];
-    const int qp_b = a.positions[r0 + (row_b < nr ? row_b : 0)];
+    // Each warp owns ROWS_PER_WARP = 32 query rows: row tiles mt = 0, 1 of
+    // 16, rows g and g + 8 of each (the mma accumulator layout). Rows past
+    // the end take row 0's position: finite softmax, never stored.
+    int row[2][2], qp[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int hb = 0; hb < 2; hb++) {
+            row[mt][hb] = warp * 32 + mt * 16 + hb * 8 + g;
+            qp[mt][hb] = a.positions[r0 + (row[mt][hb] < nr ? row[mt][hb] : 0)];
+        }
     __syncthreads();
     issue_tile(0, row_off);
 
-    uint32_t qf[D / 16][4];
+    float o[2][D / 8][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        const int col = kk * 16 + tig * 2;
-        qf[kk][0] = ld_shared_u32(Qs + row_a * STRIDE + col);
-        qf[kk][1] = ld_shared_u32(Qs + row_b * STRIDE + col);
-        qf[kk][2] = ld_shared_u32(Qs + row_a * STRIDE + col + 8);
-        qf[kk][3] = ld_shared_u32(Qs + row_b * STRIDE + col + 8);
-    }
-
-    float o[D / 8][4];
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-    for (int dt = 0; dt < D / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+        for (int dt = 0; dt < D / 8; dt++) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+    float m[2][2], l[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+    // ldmatrix lane addressing: A (Q) fragments of a 16×16 block, and two
+    // 8-key groups of K (lanes 0-7 / 8-15 keys 0-7 at columns +0 / +8,
+    // lanes 16-31 keys 8-15).
+    const int qrow_l = (lane & 15), qcol_l = (lane >> 4) * 8;
+    const int krow_l = (lane & 7) + ((lane >> 4) << 3), kcol_l = ((lane >> 3) & 1) * 8;
 
     for (int kb = 0; kb < num_key_tiles; kb++) {
         const int kstart = kb * TILE_N, cur = kb & 1, nxt = cur ^ 1;
         if (kb + 1 < num_key_tiles) tile_offsets(kb + 1, row_off + nxt * TILE_N);
-        // Everyone is done with buffer nxt (tile kb - 1, or Q) and its offsets are in.
+        // Everyone is done with buffer nxt (tile kb - 1) and its offsets are in.
         __syncthreads();
         if (kb + 1 < num_key_tiles) issue_tile(nxt, row_off + nxt * TILE_N);
         else cp_async_commit(); // an empty group keeps the count
@@ -190,16 +201,23 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
         __syncthreads();        // and everyone's
         const T *Ks = Kb[cur], *Vs = Vb[cur];
 
-        // S = Q · Kᵀ for this warp's 16 rows × 64 keys.
-        float s[TILE_N / 8][4];
+        // S = Q · Kᵀ: 2 row tiles × 64 keys; each K fragment serves both.
+        float s[2][TILE_N / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < TILE_N / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-        // K fragments by ldmatrix: one x4 load gives b0/b1 of two 8-key groups
-        // (lanes 0-7 / 8-15 address keys 0-7 at columns +0 / +8, lanes
-        // 16-31 keys 8-15).
-        const int krow_l = (lane & 7) + ((lane >> 4) << 3), kcol_l = ((lane >> 3) & 1) * 8;
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < TILE_N / 8; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t qa[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                const uint32_t addr = (uint32_t)__cvta_generic_to_shared(
+                    Qs + (warp * 32 + mt * 16 + qrow_l) * STRIDE + kk * 16 + qcol_l);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(qa[mt][0]), "=r"(qa[mt][1]), "=r"(qa[mt][2]), "=r"(qa[mt][3])
+                             : "r"(addr));
+            }
 #pragma unroll
             for (int np = 0; np < TILE_N / 16; np++) {
                 uint32_t b[4];
@@ -208,62 +226,69 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
                 asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                              : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
                              : "r"(addr));
-                mma_op<T>::run(s[2 * np], qf[kk], b[0], b[1]);
-                mma_op<T>::run(s[2 * np + 1], qf[kk], b[2], b[3]);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mma_op<T>::run(s[mt][2 * np], qa[mt], b[0], b[1]);
+                    mma_op<T>::run(s[mt][2 * np + 1], qa[mt], b[2], b[3]);
+                }
             }
         }
 
-        // Causal mask and online softmax (base 2), rows a and b.
-        float mx_a = -INFINITY, mx_b = -INFINITY;
+        // Causal mask and online softmax (base 2), per row.
 #pragma unroll
-        for (int nt = 0; nt < TILE_N / 8; nt++) {
+        for (int mt = 0; mt < 2; mt++) {
+            float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int p = kstart + nt * 8 + tig * 2 + e;
-                s[nt][e] = p <= qp_a ? s[nt][e] * a.scale_log2 : -INFINITY;
-                s[nt][2 + e] = p <= qp_b ? s[nt][2 + e] * a.scale_log2 : -INFINITY;
-                mx_a = fmaxf(mx_a, s[nt][e]);
-                mx_b = fmaxf(mx_b, s[nt][2 + e]);
+            for (int nt = 0; nt < TILE_N / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int hb = e >> 1, p = kstart + nt * 8 + tig * 2 + (e & 1);
+                    s[mt][nt][e] = p <= qp[mt][hb] ? s[mt][nt][e] * a.scale_log2 : -INFINITY;
+                    mx[hb] = fmaxf(mx[hb], s[mt][nt][e]);
+                }
+#pragma unroll
+            for (int hb = 0; hb < 2; hb++) {
+#pragma unroll
+                for (int o2 = 1; o2 <= 2; o2 <<= 1) mx[hb] = fmaxf(mx[hb], __shfl_xor_sync(0xffffffffu, mx[hb], o2));
+            }
+            // Key 0 is visible to every row, so after the first tile m is finite.
+            float alpha[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+            for (int hb = 0; hb < 2; hb++) {
+                const float mn = fmaxf(m[mt][hb], mx[hb]);
+                alpha[hb] = exp2f(m[mt][hb] - mn);
+                m[mt][hb] = mn;
+            }
+#pragma unroll
+            for (int nt = 0; nt < TILE_N / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    s[mt][nt][e] = exp2f(s[mt][nt][e] - m[mt][e >> 1]);
+                    rs[e >> 1] += s[mt][nt][e];
+                }
+#pragma unroll
+            for (int hb = 0; hb < 2; hb++) l[mt][hb] = l[mt][hb] * alpha[hb] + rs[hb];
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                o[mt][dt][0] *= alpha[0];
+                o[mt][dt][1] *= alpha[0];
+                o[mt][dt][2] *= alpha[1];
+                o[mt][dt][3] *= alpha[1];
             }
         }
-#pragma unroll
-        for (int o2 = 1; o2 <= 2; o2 <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, o2));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, o2));
-        }
-        // Key 0 is visible to every row, so after the first tile m is finite.
-        const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-        const float alpha_a = exp2f(m_a - mn_a), alpha_b = exp2f(m_b - mn_b);
-        m_a = mn_a;
-        m_b = mn_b;
-        float rs_a = 0.0f, rs_b = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < TILE_N / 8; nt++) {
-            s[nt][0] = exp2f(s[nt][0] - m_a);
-            s[nt][1] = exp2f(s[nt][1] - m_a);
-            s[nt][2] = exp2f(s[nt][2] - m_b);
-            s[nt][3] = exp2f(s[nt][3] - m_b);
-            rs_a += s[nt][0] + s[nt][1];
-            rs_b += s[nt][2] + s[nt][3];
-        }
-        l_a = l_a * alpha_a + rs_a;
-        l_b = l_b * alpha_b + rs_b;
-#pragma unroll
-        for (int dt = 0; dt < D / 8; dt++) {
-            o[dt][0] *= alpha_a;
-            o[dt][1] *= alpha_a;
-            o[dt][2] *= alpha_b;
-            o[dt][3] *= alpha_b;
-        }
 
-        // O += P · V: P's accumulator fragments become A fragments directly.
+        // O += P · V: P's accumulator fragments become A fragments directly;
+        // each V fragment (ldmatrix.trans) serves both row tiles.
 #pragma unroll
         for (int kk = 0; kk < TILE_N / 16; kk++) {
-            uint32_t pa[4];
-            pa[0] = mma_op<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-            pa[1] = mma_op<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-            pa[2] = mma_op<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[3] = mma_op<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            uint32_t pa[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                pa[mt][0] = mma_op<T>::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = mma_op<T>::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = mma_op<T>::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = mma_op<T>::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
             const T *vrow = Vs + (kk * 16 + (lane & 15)) * STRIDE;
 #pragma unroll
             for (int dt = 0; dt < D / 8; dt++) {
@@ -272,30 +297,38 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
                 asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
                              : "=r"(b0), "=r"(b1)
                              : "r"(addr));
-                mma_op<T>::run(o[dt], pa, b0, b1);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) mma_op<T>::run(o[mt][dt], pa[mt], b0, b1);
             }
         }
     }
 
 #pragma unroll
-    for (int o2 = 1; o2 <= 2; o2 <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, o2);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, o2);
-    }
-    const float inv_a = 1.0f / l_a, inv_b = 1.0f / l_b;
+    for (int mt = 0; mt < 2; mt++) {
+        float inv[2];
 #pragma unroll
-    for (int dt = 0; dt < D / 8; dt++) {
-        const int col = dt * 8 + tig * 2;
-        T *oa = out + (r0 + row_a) * q_stride + (int64_t)h * d + col;
-        T *ob = out + (r0 + row_b) * q_stride + (int64_t)h * d + col;
-        if (EXACT) {
-            if (row_a < nr) *reinterpret_cast<uint32_t *>(oa) = mma_op<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
-            if (row_b < nr) *reinterpret_cast<uint32_t *>(ob) = mma_op<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
-        } else {
-            if (row_a < nr && col < d) oa[0] = from_float<T>(o[dt][0] * inv_a);
-            if (row_a < nr && col + 1 < d) oa[1] = from_float<T>(o[dt][1] * inv_a);
-            if (row_b < nr && col < d) ob[0] = from_float<T>(o[dt][2] * inv_b);
-            if (row_b < nr && col + 1 < d) ob[1] = from_float<T>(o[dt][3] * inv_b);
+        for (int hb = 0; hb < 2; hb++) {
+            float sum = l[mt][hb];
+#pragma unroll
+            for (int o2 = 1; o2 <= 2; o2 <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o2);
+            inv[hb] = 1.0f / sum;
+        }
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++) {
+            const int col = dt * 8 + tig * 2;
+#pragma unroll
+            for (int hb = 0; hb < 2; hb++) {
+                const int r = row[mt][hb];
+                if (r >= nr) continue;
+                T *dst = out + (r0 + r) * q_stride + (int64_t)h * d + col;
+                const float x0 = o[mt][dt][2 * hb] * inv[hb], x1 = o[mt][dt][2 * hb + 1] * inv[hb];
+                if (EXACT) {
+                    *reinterpret_cast<uint32_t *>(dst) = mma_op<T>::pack(x0, x1);
+                } else {
+                    if (col < d) dst[0] = from_float<T>(x0);
+                    if (col + 1 < d) dst[1] = from_float<T>(x1);
+                }
+            }
         }
     }
 }

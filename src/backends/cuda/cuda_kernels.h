@@ -197,7 +197,7 @@ cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache,
  * rows of one sequence, head); keys and values stream from the paged cache
  * in tiles, the score matrix never leaves registers. q: [T, heads*D] rotated;
  * out: [T, heads*D] (may alias q: each block reads its rows before writing). */
-enum { CUDA_PREFILL_TILE_M = 64 };
+enum { CUDA_PREFILL_TILE_M = 128 };
 int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim);
 cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache, const void *v_cache,
                                    llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
