@@ -8,10 +8,10 @@
 # With --bin DIR nothing is built: the binaries are taken from DIR as built
 # elsewhere (the GPU machine has no jansson/pcre2 headers), e.g.
 #   cmake -S . -B build-gpu -DLLMRT_CUDA=ON && cmake --build build-gpu -j2 \
-#     --target llmrt_cli test_cuda_kernels test_cuda_backend test_cuda_runtime bench_cuda_kernels test_golden
+#     --target llmrt_cli test_cuda_kernels test_cuda_attention test_cuda_backend test_cuda_runtime bench_cuda_kernels test_golden
 #   mkdir -p .carry/gpu && cp build-gpu/{llmrt,tests/cuda/test_cuda_kernels,...} .carry/gpu/
 #   scripts/gpu-check.sh --bin .carry/gpu
-# DIR holds test_cuda_kernels, test_cuda_backend, test_cuda_runtime, bench_cuda_kernels,
+# DIR holds test_cuda_kernels, test_cuda_attention, test_cuda_backend, test_cuda_runtime, bench_cuda_kernels,
 # test_golden and llmrt (any missing one is reported, not fatal).
 #
 # usage: scripts/gpu-check.sh [--quick] [--no-build] [--no-bench] [--bin DIR]
@@ -37,10 +37,12 @@ BUILD=build-gpu
 LOGS=${OUT:-$BUILD/gpu-check-logs}
 # Where each binary lives: the prebuilt folder, or the CMake build tree.
 if [ -n "$BIN" ]; then
-  BIN_KERNELS=$BIN/test_cuda_kernels BIN_BACKEND=$BIN/test_cuda_backend BIN_RUNTIME=$BIN/test_cuda_runtime
+  BIN_KERNELS=$BIN/test_cuda_kernels BIN_ATTENTION=$BIN/test_cuda_attention BIN_BACKEND=$BIN/test_cuda_backend
+  BIN_RUNTIME=$BIN/test_cuda_runtime
   BIN_BENCH=$BIN/bench_cuda_kernels BIN_GOLDEN=$BIN/test_golden BIN_CLI=$BIN/llmrt
 else
   BIN_KERNELS=$BUILD/tests/cuda/test_cuda_kernels BIN_BACKEND=$BUILD/tests/cuda/test_cuda_backend
+  BIN_ATTENTION=$BUILD/tests/cuda/test_cuda_attention
   BIN_RUNTIME=$BUILD/tests/cuda/test_cuda_runtime
   BIN_BENCH=$BUILD/bench/bench_cuda_kernels BIN_GOLDEN=$BUILD/tests/golden/test_golden BIN_CLI=$BUILD/llmrt
 fi
@@ -56,7 +58,7 @@ record() { SUMMARY+=("$(printf '%-24s %-6s %s' "$1" "$2" "${3:-}")"); [ "$2" = F
 
 # Prebuilt binaries: say up front when a shared library is missing here.
 if [ -n "$BIN" ]; then
-  for b in "$BIN_KERNELS" "$BIN_BACKEND" "$BIN_RUNTIME" "$BIN_BENCH" "$BIN_GOLDEN" "$BIN_CLI"; do
+  for b in "$BIN_KERNELS" "$BIN_ATTENTION" "$BIN_BACKEND" "$BIN_RUNTIME" "$BIN_BENCH" "$BIN_GOLDEN" "$BIN_CLI"; do
     [ -x "$b" ] || continue
     missing=$(ldd "$b" 2>/dev/null | grep "not found" | awk '{print $1}' | tr '\n' ' ')
     [ -n "$missing" ] && record "$(basename "$b")-libs" FAIL "missing: $missing"
@@ -66,8 +68,8 @@ fi
 if [ "$BUILD_STEP" = 1 ]; then
   start=$(date +%s)
   if cmake -S . -B "$BUILD" -DLLMRT_CUDA=ON -DCMAKE_BUILD_TYPE=Release > "$LOGS/configure.log" 2>&1 &&
-     cmake --build "$BUILD" -j "$JOBS" --target test_cuda_kernels test_cuda_backend test_cuda_runtime bench_cuda_kernels \
-       > "$LOGS/build.log" 2>&1; then
+     cmake --build "$BUILD" -j "$JOBS" --target test_cuda_kernels test_cuda_attention test_cuda_backend \
+       test_cuda_runtime bench_cuda_kernels > "$LOGS/build.log" 2>&1; then
     record build ok "$(( $(date +%s) - start )) s"
   else
     record build FAIL "see build.log"
@@ -95,6 +97,7 @@ run_test() { # name binary [args...]
 }
 
 run_test cuda_kernels "$BIN_KERNELS"
+run_test cuda_attention "$BIN_ATTENTION"
 run_test cuda_backend "$BIN_BACKEND"
 run_test cuda_runtime "$BIN_RUNTIME" tests/golden/cases/llama_f32
 # Golden cases run directly (not through ctest: the build tree's absolute
