@@ -333,9 +333,33 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
     }
 }
 
+// Shared memory of the instance a head size runs (exact or padded).
+static size_t prefill_smem_bytes(int32_t head_dim) {
+    switch (head_dim) {
+    case 64: return prefill_smem<64>::BYTES;
+    case 80: return prefill_smem<80>::BYTES;
+    case 96: return prefill_smem<96>::BYTES;
+    case 128: return prefill_smem<128>::BYTES;
+    default: break;
+    }
+    return head_dim <= 16   ? prefill_smem<16>::BYTES
+           : head_dim <= 32 ? prefill_smem<32>::BYTES
+           : head_dim <= 64 ? prefill_smem<64>::BYTES
+                            : prefill_smem<128>::BYTES;
+}
+
 extern "C" int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim) {
     if (type != LLMRT_DTYPE_F16 && type != LLMRT_DTYPE_BF16) return 0;
-    return head_dim >= 1 && head_dim <= 128;
+    if (head_dim < 1 || head_dim > 128) return 0;
+    // GPUs with less shared memory per block than a 128-row tile needs (some
+    // consumer parts have 99 KB) take the split-K kernel instead.
+    int device = 0, optin = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return prefill_smem_bytes(head_dim) <= (size_t)optin;
 }
 
 template <typename T, int D, bool EXACT>

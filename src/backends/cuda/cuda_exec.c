@@ -246,7 +246,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
                                  st->node_ptr[n->inputs[2]], k_cache, v_cache, t, &st->batch, heads, kv_heads, head_dim,
                                  inv_freq ? rotary_dim : 0, inv_freq, neox, st->stream));
     cuda_attention_batch b = st->batch;
-    if (!st->decode_step && st->use_prefill_kernel && cuda_attention_prefill_supported(t, head_dim)) {
+    if (!st->decode_step && st->use_prefill_kernel) { /* checked against the plan's head size at create */
         /* a mixed step: chunks of two or more tokens on tensor cores, the
          * one-token sequences (decode tokens) through the split-K kernel */
         if (b.num_tiles > 0)

@@ -193,11 +193,14 @@ cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache,
 
 /* Flash-attention-2 style causal prefill on tensor cores (f16/bf16, any
  * head_dim ≤ 128; 64/80/96/128 exact, others padded to 16/32/64/128 and
- * masked; larger heads and f32 use the split-K kernel): one block per (tile of CUDA_PREFILL_TILE_M query
- * rows of one sequence, head); keys and values stream from the paged cache
- * in tiles, the score matrix never leaves registers. q: [T, heads*D] rotated;
- * out: [T, heads*D] (may alias q: each block reads its rows before writing). */
+ * masked; larger heads and f32 use the split-K kernel): one block per (tile
+ * of CUDA_PREFILL_TILE_M query rows of one sequence, head); keys and values
+ * stream from the paged cache in tiles, the score matrix never leaves
+ * registers. q: [T, heads*D] rotated; out: [T, heads*D] (may alias q: each
+ * block reads its rows before writing). */
 enum { CUDA_PREFILL_TILE_M = 128 };
+/* 1 if the current GPU runs the prefill kernel for this type and head size
+ * (it needs up to ~105 KB of shared memory per block). */
 int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim);
 cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache, const void *v_cache,
                                    llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
