@@ -481,9 +481,9 @@ int main(int argc, char **argv) {
     const double weight_bytes = (double)LAYERS * (3.0 * HIDDEN * HIDDEN + HIDDEN * HIDDEN + 3.0 * INTER * HIDDEN) * 2 +
                                 (double)VOCAB * HIDDEN * 2;
     const double floor_ms = weight_bytes / bw * 1e3; /* read-only stream at the copy rate */
-    cuda_gemv_set_pdl(0);
+    cuda_set_pdl(0);
     const float d128_nopdl = decode_ms(&m, 128, 2, 1);
-    cuda_gemv_set_pdl(prop.major >= 9);
+    cuda_set_pdl(prop.major >= 9);
     const float d128 = decode_ms(&m, 128, 2, 1);
     const float d2048 = decode_ms(&m, 2048, 2, 1);
     const float d128_ungrouped = decode_ms(&m, 128, 1, 1);

@@ -520,9 +520,9 @@ int main(void) {
         int major = 0;
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
         if (major >= 9) {
-            cuda_gemv_set_pdl(1);
+            cuda_set_pdl(1);
             RUN_TEST(test_gemv_multi);
-            cuda_gemv_set_pdl(0);
+            cuda_set_pdl(0);
         }
     }
     CUDA_CHECK(cudaGetLastError());

@@ -65,19 +65,6 @@ __device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int 
     return ((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + g;
 }
 
-// 16 bytes (VEC elements) of a row starting at element `col`: one vector
-// load when the instance is exact, else element-wise, zero past d.
-template <typename T, bool EXACT>
-__device__ __forceinline__ uint4 load_row_chunk(const T *row, int col, int d) {
-    if (EXACT) return *reinterpret_cast<const uint4 *>(row + col);
-    uint4 raw = make_uint4(0, 0, 0, 0);
-    T *e = reinterpret_cast<T *>(&raw);
-#pragma unroll
-    for (int i = 0; i < (int)(16 / sizeof(T)); i++)
-        if (col + i < d) e[i] = row[col + i];
-    return raw;
-}
-
 template <typename T, int D, bool EXACT, int NH>
 __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out, const T *q, const T *k_cache,
                                                                           const T *v_cache, float *workspace,
@@ -138,8 +125,8 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
             for (int c = 0; c < CPT; c++) {
                 const int ci = sub + c * TPK;
                 const bool live = row >= 0 && ci < CHUNKS;
-                kv[u][c] = live ? load_row_chunk<T, EXACT>(k_cache + row, ci * VEC, d) : make_uint4(0, 0, 0, 0);
-                vv[u][c] = live ? load_row_chunk<T, EXACT>(v_cache + row, ci * VEC, d) : make_uint4(0, 0, 0, 0);
+                kv[u][c] = live ? load16_masked<T, EXACT>(k_cache + row, ci * VEC, d) : make_uint4(0, 0, 0, 0);
+                vv[u][c] = live ? load16_masked<T, EXACT>(v_cache + row, ci * VEC, d) : make_uint4(0, 0, 0, 0);
             }
         }
         float s[NH][U];

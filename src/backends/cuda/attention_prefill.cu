@@ -80,19 +80,6 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
-// 8 elements (16 bytes) of a row starting at `col`: one vector load when the
-// instance is exact, else element-wise with zeros past d.
-template <typename T, bool EXACT>
-__device__ __forceinline__ uint4 load8(const T *row, int col, int d) {
-    if (EXACT) return *reinterpret_cast<const uint4 *>(row + col);
-    uint4 raw = make_uint4(0, 0, 0, 0);
-    T *e = reinterpret_cast<T *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-        if (col + i < d) e[i] = row[col + i];
-    return raw;
-}
-
 template <typename T, int D, bool EXACT>
 __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *out, const T *q, const T *k_cache,
                                                                             const T *v_cache, prefill_args a) {
@@ -142,8 +129,8 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
             } else {
                 uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
                 if (off >= 0) {
-                    kv = load8<T, EXACT>(k_cache + off, c * 8, d);
-                    vv = load8<T, EXACT>(v_cache + off, c * 8, d);
+                    kv = load16_masked<T, EXACT>(k_cache + off, c * 8, d);
+                    vv = load16_masked<T, EXACT>(v_cache + off, c * 8, d);
                 }
                 *reinterpret_cast<uint4 *>(kd) = kv;
                 *reinterpret_cast<uint4 *>(vd) = vv;
@@ -159,7 +146,7 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *o
     for (int idx = tid; idx < TILE_M * CH; idx += PREFILL_THREADS) {
         const int i = idx / CH, c = idx % CH;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (i < nr) v = load8<T, EXACT>(q + (r0 + i) * q_stride + (int64_t)h * d, c * 8, d);
+        if (i < nr) v = load16_masked<T, EXACT>(q + (r0 + i) * q_stride + (int64_t)h * d, c * 8, d);
         *reinterpret_cast<uint4 *>(Qs + i * STRIDE + c * 8) = v;
     }
     // Each warp owns ROWS_PER_WARP = 32 query rows: row tiles mt = 0, 1 of

@@ -354,7 +354,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     int cc_major = 0;
     CUDA_STEP(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, st->device), "device query");
     /* programmatic dependent launch exists from Hopper on */
-    cuda_gemv_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
+    cuda_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
     /* the tensor-core prefill kernel, where this GPU and head size allow it */
     st->use_prefill_kernel = st->use_prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));

@@ -100,6 +100,20 @@ __device__ __forceinline__ float block_max(float v, float *scratch) {
     return warp_max(v);
 }
 
+// 16 bytes of a row of T starting at element `col`: one vector load when
+// the row is known 16-byte aligned and at least col + 16 bytes long
+// (EXACT), else element-wise with zeros at and past d.
+template <typename T, bool EXACT>
+__device__ __forceinline__ uint4 load16_masked(const T *row, int col, int d) {
+    if (EXACT) return *reinterpret_cast<const uint4 *>(row + col);
+    uint4 raw = make_uint4(0, 0, 0, 0);
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < (int)(16 / sizeof(T)); i++)
+        if (col + i < d) e[i] = row[col + i];
+    return raw;
+}
+
 // Programmatic dependent launch (Hopper): a kernel launched with the
 // programmatic-serialization attribute may start while its predecessor is
 // still running; it must call pdl_wait() before touching anything the
@@ -117,7 +131,7 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// The process-wide switch (cuda_gemv_set_pdl, in gemv.cu).
+// The process-wide switch (cuda_set_pdl, in gemv.cu).
 extern "C" int cuda_pdl_enabled(void);
 
 // Launches `kernel` with programmatic dependent launch when it is on; the

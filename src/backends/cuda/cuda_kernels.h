@@ -126,9 +126,10 @@ typedef struct cuda_gemv_part {
     const float *bias;
     int64_t N;
 } cuda_gemv_part;
-/* 1: launch the GEMVs with programmatic dependent launch (Hopper and
- * later), so each overlaps the end of the kernel before it. */
-void cuda_gemv_set_pdl(int on);
+/* 1: launch the decode-step kernels (GEMVs, norms, RoPE, decode attention)
+ * with programmatic dependent launch (Hopper and later), so each overlaps
+ * the end of the kernel before it. Process-wide; defined in gemv.cu. */
+void cuda_set_pdl(int on);
 cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x, llmrt_dtype type,
                             int64_t M, int64_t K, cudaStream_t stream);
 

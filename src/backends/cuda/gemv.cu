@@ -7,16 +7,16 @@
 
 enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
 
-// Programmatic dependent launch (cuda_gemv_set_pdl) of the decode-step
+// Programmatic dependent launch (cuda_set_pdl) of the decode-step
 // kernels: the weight stream does not depend on the kernel before, so a
 // GEMV's blocks start while it finishes and have their first loads in
 // flight when it ends; only the x reads and the y writes wait (pdl_wait).
 // The norms, RoPE and decode attention are launched the same way and wait
 // at their first line: what they save is the launch gap.
-static int gemv_pdl = 0;
+static int pdl_on = 0;
 
-extern "C" void cuda_gemv_set_pdl(int on) { gemv_pdl = on; }
-extern "C" int cuda_pdl_enabled(void) { return gemv_pdl; }
+extern "C" void cuda_set_pdl(int on) { pdl_on = on; }
+extern "C" int cuda_pdl_enabled(void) { return pdl_on; }
 
 template <typename... KArgs, typename... Args>
 static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, cudaStream_t stream, Args... args) {
