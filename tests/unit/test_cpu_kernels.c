@@ -120,6 +120,55 @@ static void test_linear_rows_independent(void) {
         }
 }
 
+/* cpu_linear_group gives each part cpu_linear's bits, and the gated form
+ * silu(gate) · up as cpu_silu_mul computes it, on every path and thread
+ * count, for decode and prefill M. */
+static void test_linear_group(void) {
+    static const int64_t shapes[][4] = {{1, 37, 20, 100}, {8, 256, 128, 256}, {3, 33, 33, 17}, {70, 50, 64, 257}};
+    static const llmrt_dtype types[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_F16, LLMRT_DTYPE_BF16};
+    uint64_t rng = 4242;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t t = 0; t < 3; t++) {
+            const int64_t M = shapes[s][0], N0 = shapes[s][1], N1 = shapes[s][2], K = shapes[s][3];
+            const int64_t N[3] = {N0, N1, N1};
+            float *x = malloc(sizeof(float) * M * K), *exact = malloc(sizeof(float) * (N0 > N1 ? N0 : N1) * K);
+            float *bias = malloc(sizeof(float) * N0);
+            test_fill_random(x, (size_t)(M * K), &rng, 1.0f);
+            test_fill_random(bias, (size_t)N0, &rng, 1.0f);
+            void *w[3];
+            float *y[3], *want[3];
+            for (int i = 0; i < 3; i++) {
+                w[i] = make_weights(exact, (size_t)(N[i] * K), types[t], &rng);
+                y[i] = malloc(sizeof(float) * M * N[i]), want[i] = malloc(sizeof(float) * M * N[i]);
+            }
+            float *gated = malloc(sizeof(float) * M * N1), *gated_want = malloc(sizeof(float) * M * N1);
+            for (size_t i = 0; i < sizeof isa_names / sizeof isa_names[0]; i++) {
+                if (!use_isa(isa_names[i])) continue;
+                for (int p = 0; p < 3; p++) cpu_linear(want[p], x, w[p], types[t], p == 0 ? bias : NULL, M, N[p], K);
+                cpu_silu_mul(gated_want, want[1], want[2], M * N1);
+                for (int threads = 1; threads <= 2; threads++) {
+                    omp_set_num_threads(threads);
+                    cpu_linear_part parts[3];
+                    for (int p = 0; p < 3; p++)
+                        parts[p] = (cpu_linear_part){y[p], w[p], types[t], p == 0 ? bias : NULL, N[p]};
+                    cpu_linear_group(parts, 3, x, M, K, NULL);
+                    int same = 1;
+                    for (int p = 0; p < 3; p++) same &= memcmp(y[p], want[p], sizeof(float) * M * N[p]) == 0;
+                    cpu_linear_group(parts + 1, 2, x, M, K, gated);
+                    same &= memcmp(gated, gated_want, sizeof(float) * M * N1) == 0;
+                    cpu_linear_group(parts + 1, 2, x, M, K, y[1]); /* in place over gate */
+                    same &= memcmp(y[1], gated_want, sizeof(float) * M * N1) == 0;
+                    CHECK_MSG(same, "linear group %s %s M=%lld K=%lld threads=%d: differs from cpu_linear",
+                              isa_names[i], llmrt_dtype_name(types[t]), (long long)M, (long long)K, threads);
+                }
+            }
+            cpu_kernels_force_isa(NULL);
+            omp_set_num_threads(2);
+            for (int i = 0; i < 3; i++) free(w[i]), free(y[i]), free(want[i]);
+            free(x), free(exact), free(bias), free(gated), free(gated_want);
+        }
+}
+
 /* Special values in weights pass through (no flush of f16 subnormals,
  * inf stays inf). */
 static void test_linear_special_values(void) {
@@ -188,6 +237,7 @@ int main(void) {
     RUN_TEST(test_isa_selection);
     RUN_TEST(test_linear);
     RUN_TEST(test_linear_rows_independent);
+    RUN_TEST(test_linear_group);
     RUN_TEST(test_linear_special_values);
     RUN_TEST(test_matmul);
     return test_finish();

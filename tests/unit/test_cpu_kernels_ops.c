@@ -57,6 +57,14 @@ static void test_norms(void) {
                     memcpy(res, res0, sizeof(float) * n);
                     cpu_add_rmsnorm(y, res, x, w, rows, dim, eps);
                     CHECK(memcmp(res, ref_res, sizeof(float) * n) == 0);
+                    /* the out-of-place form: the same bits, also in place on an input */
+                    float *y2 = malloc(sizeof(float) * n), *sum = malloc(sizeof(float) * n);
+                    cpu_add_rmsnorm_to(y2, sum, res0, x, w, rows, dim, eps);
+                    CHECK(memcmp(sum, ref_res, sizeof(float) * n) == 0 && memcmp(y2, y, sizeof(float) * n) == 0);
+                    memcpy(sum, res0, sizeof(float) * n);
+                    cpu_add_rmsnorm_to(y2, sum, sum, x, w, rows, dim, eps);
+                    CHECK(memcmp(sum, ref_res, sizeof(float) * n) == 0 && memcmp(y2, y, sizeof(float) * n) == 0);
+                    free(y2), free(sum);
                 }
                 if (pass >= 2) cpu_layernorm(y, x, w, pass == 2 ? b : NULL, rows, dim, eps);
                 double err = test_rel_l2(y, ref, (size_t)n);

@@ -24,6 +24,20 @@ void cpu_kernels_force_isa(const char *isa); /* tests; NULL = auto */
 void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias,
                 int64_t M, int64_t N, int64_t K);
 
+/* Several linears of one x (q/k/v, gate/up) in one parallel region; each
+ * output is bit-identical to cpu_linear's. With `gated` non-NULL (count 2,
+ * gate then up, equal N): gated[M,N] = silu(y_gate) · y_up as well, each
+ * thread on the columns it computed. gated must not overlap x, and may
+ * coincide with a part's y but not partly overlap it. */
+typedef struct cpu_linear_part {
+    float *y;            /* [M, N] */
+    const void *w;       /* [N, K] */
+    llmrt_dtype w_type;
+    const float *bias;   /* [N] or NULL */
+    int64_t N;
+} cpu_linear_part;
+void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated);
+
 /* c[M,N] = a[M,K] · b[K,N], all f32 row-major (activation × activation). */
 void cpu_matmul_f32(float *c, const float *a, const float *b, int64_t M, int64_t N, int64_t K);
 
@@ -41,6 +55,12 @@ void cpu_layernorm(float *y, const float *x, const float *weight, const float *b
 /* Fused residual: residual += x (in place), then y = rmsnorm(residual). */
 void cpu_add_rmsnorm(float *y, float *residual, const float *x, const float *weight, int64_t rows,
                      int64_t dim, float eps);
+
+/* sum = a + b, then y = rmsnorm(sum): a block's residual add and the next
+ * norm in one pass (the sum is the residual stream, kept). Bit-identical to
+ * the two ops apart. a, b, sum, y: [rows, dim]; sum may alias a or b. */
+void cpu_add_rmsnorm_to(float *y, float *sum, const float *a, const float *b, const float *weight, int64_t rows,
+                        int64_t dim, float eps);
 
 /* Row-wise softmax over the last dim, numerically stable, in place allowed. */
 void cpu_softmax(float *y, const float *x, int64_t rows, int64_t dim);

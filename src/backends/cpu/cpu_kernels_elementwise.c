@@ -41,10 +41,17 @@ void cpu_silu(float *y, const float *x, int64_t n) {
         int64_t begin, end;
         thread_chunk(n, &begin, &end);
         if (begin >= end) {
-        } else if (level == CPU_ISA_AVX512) cpu_silu_avx512(y + begin, x + begin, end - begin);
+        } else if (level >= CPU_ISA_AVX512) cpu_silu_avx512(y + begin, x + begin, end - begin);
         else if (level == CPU_ISA_AVX2) cpu_silu_avx2(y + begin, x + begin, end - begin);
         else silu_portable(y + begin, x + begin, end - begin);
     }
+}
+
+void cpu_silu_mul_range(int level, float *y, const float *gate, const float *up, int64_t n) {
+    if (n <= 0) return;
+    if (level >= CPU_ISA_AVX512) cpu_silu_mul_avx512(y, gate, up, n);
+    else if (level == CPU_ISA_AVX2) cpu_silu_mul_avx2(y, gate, up, n);
+    else silu_mul_portable(y, gate, up, n);
 }
 
 void cpu_silu_mul(float *y, const float *gate, const float *up, int64_t n) {
@@ -53,10 +60,7 @@ void cpu_silu_mul(float *y, const float *gate, const float *up, int64_t n) {
     {
         int64_t begin, end;
         thread_chunk(n, &begin, &end);
-        if (begin >= end) {
-        } else if (level == CPU_ISA_AVX512) cpu_silu_mul_avx512(y + begin, gate + begin, up + begin, end - begin);
-        else if (level == CPU_ISA_AVX2) cpu_silu_mul_avx2(y + begin, gate + begin, up + begin, end - begin);
-        else silu_mul_portable(y + begin, gate + begin, up + begin, end - begin);
+        cpu_silu_mul_range(level, y + begin, gate + begin, up + begin, end - begin);
     }
 }
 

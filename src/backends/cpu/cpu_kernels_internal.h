@@ -36,6 +36,9 @@ void cpu_silu_mul_avx512(float *y, const float *gate, const float *up, int64_t n
 void cpu_silu_avx2(float *y, const float *x, int64_t n);
 void cpu_silu_mul_avx2(float *y, const float *gate, const float *up, int64_t n);
 
+/* cpu_silu_mul on one thread, at ISA `level` (no parallel region). */
+void cpu_silu_mul_range(int level, float *y, const float *gate, const float *up, int64_t n);
+
 /* Attention's inner loops over n cache slots of one kv head, the slots
  * `stride` floats apart, each head_dim long:
  *   scores[j] = scale · q·k_j

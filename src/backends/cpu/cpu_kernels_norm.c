@@ -9,11 +9,19 @@
 
 #define PARALLEL_MIN_ELEMENTS (1 << 15)
 
+/* Eight partial sums (one chain per i mod 8, added in a fixed order): the
+ * compiler vectorises them, where one chain of double adds cost ~4 cycles
+ * per element (3.8 µs per 8×256 norm in a decode step). Squares of floats
+ * are exact in double, so FMA contraction cannot change the result. */
 static void rmsnorm_row(float *y, const float *x, const float *weight, int64_t dim, float eps) {
-    double sum_sq = 0.0;
-    for (int64_t i = 0; i < dim; i++) sum_sq += (double)x[i] * x[i];
+    double part[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= dim; i += 8)
+        for (int j = 0; j < 8; j++) part[j] += (double)x[i + j] * x[i + j];
+    for (; i < dim; i++) part[0] += (double)x[i] * x[i];
+    const double sum_sq = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     float inv = (float)(1.0 / sqrt(sum_sq / (double)dim + (double)eps));
-    for (int64_t i = 0; i < dim; i++) y[i] = x[i] * inv * weight[i];
+    for (i = 0; i < dim; i++) y[i] = x[i] * inv * weight[i];
 }
 
 void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps) {
@@ -29,6 +37,17 @@ void cpu_add_rmsnorm(float *y, float *residual, const float *x, const float *wei
         const float *xr = x + r * dim;
         for (int64_t i = 0; i < dim; i++) res[i] += xr[i];
         rmsnorm_row(y + r * dim, res, weight, dim, eps);
+    }
+}
+
+void cpu_add_rmsnorm_to(float *y, float *sum, const float *a, const float *b, const float *weight, int64_t rows,
+                        int64_t dim, float eps) {
+#pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = sum + r * dim;
+        const float *ar = a + r * dim, *br = b + r * dim;
+        for (int64_t i = 0; i < dim; i++) sr[i] = ar[i] + br[i];
+        rmsnorm_row(y + r * dim, sr, weight, dim, eps);
     }
 }
 
