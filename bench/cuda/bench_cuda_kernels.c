@@ -121,7 +121,7 @@ static void run_gemv_grouped(void *y, const void *x, const void *w, int64_t M, i
         p[i].bias = NULL;
         p[i].N = n;
     }
-    CK(cuda_gemv_multi(p, parts, gated, x, BF16, M, K, stream));
+    CK(cuda_gemv_multi(p, parts, gated, x, NULL, BF16, M, K, stream));
 }
 static void run_gemm(void *p) {
     gemm_arg *g = p;
@@ -278,7 +278,7 @@ static void model_forward(void *arg) {
             cuda_gemv_part p[3] = {{m->attn, w->qkv, NULL, HIDDEN},
                                    {k, (char *)w->qkv + (size_t)HIDDEN * HIDDEN * 2, NULL, HIDDEN},
                                    {v, (char *)w->qkv + (size_t)2 * HIDDEN * HIDDEN * 2, NULL, HIDDEN}};
-            CK(cuda_gemv_multi(p, 3, 0, m->h, BF16, T, HIDDEN, stream));
+            CK(cuda_gemv_multi(p, 3, 0, m->h, NULL, BF16, T, HIDDEN, stream));
             CK(cuda_rope_kv_write(m->attn, m->attn, k, v, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM,
                                   m->inv_freq, 1, stream));
         } else {
@@ -298,7 +298,7 @@ static void model_forward(void *arg) {
         if (T == 1)
             CK(cuda_attention_decode(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                      0.08838834764f, cuda_decode_partitions(1, HEADS, KV_HEADS), m->attn_ws,
-                                     m->attn_counters, stream));
+                                     m->attn_counters, NULL, stream));
         else
             CK(cuda_attention_prefill(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                       0.08838834764f, stream));
@@ -307,7 +307,7 @@ static void model_forward(void *arg) {
         if (grouped) {
             cuda_gemv_part p[2] = {{m->act, w->gate_up, NULL, INTER},
                                    {m->act, (char *)w->gate_up + (size_t)INTER * HIDDEN * 2, NULL, INTER}};
-            CK(cuda_gemv_multi(p, 2, 1, m->attn, BF16, T, HIDDEN, stream));
+            CK(cuda_gemv_multi(p, 2, 1, m->attn, NULL, BF16, T, HIDDEN, stream));
         } else {
         linear(m, m->gate_up, m->attn, w->gate_up, T, 2 * INTER, HIDDEN);
         /* gate and up halves of each row: silu_mul over [T, INTER] with row stride 2·INTER (T = 1 contiguous) */
@@ -339,7 +339,7 @@ typedef struct attn_arg {
 static void run_attention_decode(void *p) {
     attn_arg *a = p;
     CK(cuda_attention_decode(a->q, a->q, a->kc, a->vc, BF16, &a->b, HEADS, KV_HEADS, HEAD_DIM, 0.08838834764f,
-                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, a->counters, stream));
+                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, a->counters, NULL, stream));
 }
 
 /* GB/s of K and V read by the decode-attention kernel. */

@@ -22,7 +22,9 @@ typedef struct attn_case {
     int num_seqs;
     int new_tokens[4], past[4];
     int kernel; /* 0: prefill (tensor cores), 1: split-K decode kernel, 2: a mixed step as the
-                 * backend runs it (prefill tiles for chunks, decode kernel for one-token rows) */
+                 * backend runs it (prefill tiles for chunks, decode kernel for one-token rows),
+                 * 3: a decode step with RoPE and the KV write fused into the decode kernel (also
+                 * checked bit for bit against 1) */
     int parts;  /* decode partitions; 0: cuda_decode_partitions */
 } attn_case;
 
@@ -122,9 +124,21 @@ static void run_attention_case(const attn_case *c) {
                               .slot_mapping = dslots, .block_tables = dtables, .block_table_stride = max_blocks,
                               .block_size = bs, .tiles = dtiles, .num_tiles = num_tiles};
     const float scale = 1.0f / sqrtf((float)D);
-    CUDA_CHECK(cuda_rope_kv_write(dout, dq, dk, dv, dkc, dvc, c->type, &b, H, Hkv, D, c->rotary_dim,
-                                  c->rotary_dim ? dfreq : NULL, c->neox, 0));
-    void *ws = NULL;
+    void *ws = NULL, *dkc2 = NULL, *dvc2 = NULL, *dout2 = NULL, *dtable = NULL;
+    const size_t es = llmrt_dtype_size(c->type);
+    if (c->kernel == 3) { /* the unfused pair on copies of the caches, for the bitwise comparison */
+        cudaMalloc(&dkc2, cache_n * es);
+        cudaMalloc(&dvc2, cache_n * es);
+        cudaMalloc(&dout2, qn * es);
+        cudaMemcpy(dkc2, dkc, cache_n * es, cudaMemcpyDeviceToDevice);
+        cudaMemcpy(dvc2, dvc, cache_n * es, cudaMemcpyDeviceToDevice);
+        cudaMalloc(&dtable, (size_t)T * 256 * sizeof(float));
+        if (c->rotary_dim)
+            CUDA_CHECK(cuda_rope_table(dtable, dpos, T, dfreq, c->rotary_dim, 0));
+    } else {
+        CUDA_CHECK(cuda_rope_kv_write(dout, dq, dk, dv, dkc, dvc, c->type, &b, H, Hkv, D, c->rotary_dim,
+                                      c->rotary_dim ? dfreq : NULL, c->neox, 0));
+    }
     int32_t *counters = NULL;
     if (c->kernel == 0) {
         CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
@@ -141,7 +155,30 @@ static void run_attention_case(const attn_case *c) {
         dev_poison(ws, wsb);
         cudaMalloc((void **)&counters, (size_t)T * H * 4);
         cudaMemset(counters, 0, (size_t)T * H * 4);
-        CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters, 0));
+        if (c->kernel == 3) {
+            const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox};
+            CUDA_CHECK(cuda_attention_decode(dout, dq, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
+                                             &rope, 0));
+            CUDA_CHECK(cuda_rope_kv_write(dout2, dq, dk, dv, dkc2, dvc2, c->type, &b, H, Hkv, D, c->rotary_dim,
+                                          c->rotary_dim ? dfreq : NULL, c->neox, 0));
+            CUDA_CHECK(cuda_attention_decode(dout2, dout2, dkc2, dvc2, c->type, &db, H, Hkv, D, scale, parts, ws,
+                                             counters, NULL, 0));
+            const size_t nb[3] = {qn * es, cache_n * es, cache_n * es};
+            void *pa[3] = {dout, dkc, dvc}, *pb[3] = {dout2, dkc2, dvc2};
+            for (int i = 0; i < 3; i++) {
+                unsigned char *ha = malloc(nb[i]), *hb = malloc(nb[i]);
+                cudaMemcpy(ha, pa[i], nb[i], cudaMemcpyDeviceToHost);
+                cudaMemcpy(hb, pb[i], nb[i], cudaMemcpyDeviceToHost);
+                CHECK_MSG(memcmp(ha, hb, nb[i]) == 0, "fused RoPE decode differs from the unfused pair (%s) %s D=%d "
+                          "H=%d Hkv=%d rot=%d neox=%d", i == 0 ? "output" : i == 1 ? "K cache" : "V cache",
+                          llmrt_dtype_name(c->type), D, H, Hkv, c->rotary_dim, c->neox);
+                free(ha);
+                free(hb);
+            }
+        } else {
+            CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
+                                             NULL, 0));
+        }
         int32_t *left = malloc((size_t)T * H * 4);
         cudaMemcpy(left, counters, (size_t)T * H * 4, cudaMemcpyDeviceToHost);
         int nonzero = 0;
@@ -183,7 +220,8 @@ static void run_attention_case(const attn_case *c) {
     CHECK_CLOSE(kw, kwr, kn, c->type == LLMRT_DTYPE_F32 ? 1e-6 : 4e-3, "rope k cache %s D=%d", llmrt_dtype_name(c->type), D);
     CHECK_CLOSE(vw, vwr, kn, 0.0, "v cache %s D=%d", llmrt_dtype_name(c->type), D);
 
-    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, drows, ws, counters};
+    void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, drows, ws, counters,
+                    dkc2, dvc2, dout2, dtable};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     float *hb[] = {q, k, v, kc, vc, qr, kr, ref, got, kg, vg, kw, kwr, vw, vwr};
     for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
@@ -215,6 +253,11 @@ static void test_attention(void) {
                 run_attention_case(&d);
                 d.parts = gi == 0 ? 1 : CUDA_DECODE_MAX_PARTITIONS;
                 run_attention_case(&d);
+                d.kernel = 3; /* RoPE fused, GPT-J pairing and partial rotary for one group */
+                if (gi == 1) d.rotary_dim = dims[di] / 2, d.neox = 0;
+                run_attention_case(&d);
+                d.parts = 0;
+                run_attention_case(&d);
             }
     /* f32 (CUDA cores) and the other head sizes through the split-K kernel, prefill-shaped too */
     const int more_dims[4] = {32, 64, 128, 256};
@@ -225,6 +268,10 @@ static void test_attention(void) {
         run_attention_case(&p);
         attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1, 0}; /* MQA, no RoPE */
         run_attention_case(&b);
+        b.kernel = 3;
+        run_attention_case(&b);
+        d.kernel = 3;
+        run_attention_case(&d);
     }
     /* Head sizes off the fast paths (the golden models' 8, 12, 16; 40; odd and
      * large ones): the padded, masked instances of both kernels and RoPE. */
@@ -241,6 +288,10 @@ static void test_attention(void) {
             /* decode, split-K over a long past; MQA and partial GPT-J-style rotary */
             attn_case d = {t, D, 6, 1, 32, rot, 1, 2, {1, 1}, {600, 5}, 1, 0};
             if (D >= 8) d.rotary_dim = D / 2 - (D / 2) % 2, d.neox = 0;
+            run_attention_case(&d);
+            d.kernel = 3;
+            run_attention_case(&d);
+            d.rotary_dim = rot, d.neox = 1;
             run_attention_case(&d);
         }
     }

@@ -440,22 +440,48 @@ static void test_gemm(void) {
     cuda_gemm_free(gemm);
 }
 
+/* x = RMSNorm(a (+ b)) with gain g, rounded as the add + RMSNorm kernel
+ * rounds (the sum to t, then the output); the sum to `sum`. */
+static void ref_add_rmsnorm(float *x, float *sum, const float *a, const float *b, const float *g, int64_t M, int64_t K,
+                            float eps, llmrt_dtype t) {
+    for (int64_t m = 0; m < M; m++) {
+        double ss = 0;
+        for (int64_t k = 0; k < K; k++) {
+            sum[m * K + k] = a[m * K + k] + (b ? b[m * K + k] : 0.0f);
+            round_to(&sum[m * K + k], 1, t);
+            ss += (double)sum[m * K + k] * sum[m * K + k];
+        }
+        const float inv = (float)(1.0 / sqrt(ss / K + eps));
+        for (int64_t k = 0; k < K; k++) x[m * K + k] = sum[m * K + k] * inv * g[k];
+    }
+    round_to(x, M * K, t);
+}
+
 /* Grouped GEMV: 2-3 parts sharing x (with and without biases), and the
- * gated pair against gate/up rounded to the type, then silu·mul. */
+ * gated pair against gate/up rounded to the type, then silu·mul; x as
+ * given, or made in the prologue as RMSNorm(a) or RMSNorm(a + b). */
 static void test_gemv_multi(void) {
     const int64_t shapes[][2] = {{1, 64}, {2, 136}, {3, 4096}, {4, 1000}};
     const int64_t part_n[3] = {37, 128, 301};
     for (int ti = 1; ti < 3; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-            for (int variant = 0; variant < 3; variant++) {
-                /* variant: 0 three parts, 1 two parts + biases, 2 gated pair (+ bias when M is odd) */
+            for (int variant = 0; variant < 3 * 3; variant++) {
+                /* variant % 3: 0 three parts, 1 two parts + biases, 2 gated pair (+ bias when M is odd);
+                 * variant / 3: x given, x = RMSNorm(a), x = RMSNorm(a + b) */
                 const llmrt_dtype t = float_types[ti];
                 const int64_t M = shapes[si][0], K = shapes[si][1];
-                const int parts = variant == 0 ? 3 : 2, gated = variant == 2;
-                const int with_bias = variant == 1 || (gated && M % 2);
+                const int norm = variant / 3, parts = variant % 3 == 0 ? 3 : 2, gated = variant % 3 == 2;
+                const int with_bias = variant % 3 == 1 || (gated && M % 2);
                 float *x = rand_floats(M * K, &rng, 1.0f);
                 round_to(x, M * K, t);
-                void *dx = dev_from_f32(x, M * K, t);
+                float *na = rand_floats(M * K, &rng, 2.0f), *nb = rand_floats(M * K, &rng, 1.0f),
+                      *gain = rand_floats(K, &rng, 1.0f), *sum = malloc(M * K * 4);
+                round_to(na, M * K, t);
+                round_to(nb, M * K, t);
+                if (norm) ref_add_rmsnorm(x, sum, na, norm == 2 ? nb : NULL, gain, M, K, 1e-5f, t);
+                void *dx = dev_from_f32(x, M * K, t), *dna = dev_from_f32(na, M * K, t), *dnb = dev_from_f32(nb, M * K, t),
+                     *dgain = dev_from_f32(gain, K, LLMRT_DTYPE_F32), *dsum = dev_poisoned(M * K * 4);
+                const cuda_gemv_norm nrm = {dna, norm == 2 ? dnb : NULL, norm == 2 ? dsum : NULL, dgain, 1e-5f};
                 cuda_gemv_part p[3];
                 float *w[3], *bias[3], *ref[3];
                 void *dw[3], *db[3], *dy[3];
@@ -478,7 +504,14 @@ static void test_gemv_multi(void) {
                     cpu_silu_mul(ref[0], ref[0], ref[1], n);
                     p[1].y = p[0].y;
                 }
-                CUDA_CHECK(cuda_gemv_multi(p, parts, gated, dx, t, M, K, 0));
+                CUDA_CHECK(cuda_gemv_multi(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, t, M, K, 0));
+                if (norm == 2) { /* the residual sum, exactly */
+                    float *got = malloc(M * K * 4);
+                    dev_to_f32(got, dsum, M * K, t);
+                    CHECK_CLOSE(got, sum, M * K, 0.0, "gemv_multi norm sum %s M=%lld K=%lld", llmrt_dtype_name(t),
+                                (long long)M, (long long)K);
+                    free(got);
+                }
                 for (int i = 0; i < (gated ? 1 : parts); i++) {
                     const int64_t N = gated ? part_n[1] : part_n[i];
                     float *got = malloc(M * N * 4);
@@ -496,11 +529,19 @@ static void test_gemv_multi(void) {
                     free(ref[i]);
                 }
                 cudaFree(dx);
+                cudaFree(dna);
+                cudaFree(dnb);
+                cudaFree(dgain);
+                cudaFree(dsum);
                 free(x);
+                free(na);
+                free(nb);
+                free(gain);
+                free(sum);
             }
     /* gated needs two equal parts */
     cuda_gemv_part bad[2] = {{NULL, NULL, NULL, 8}, {NULL, NULL, NULL, 9}};
-    CHECK(cuda_gemv_multi(bad, 2, 1, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
+    CHECK(cuda_gemv_multi(bad, 2, 1, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
 }
 
 int main(void) {

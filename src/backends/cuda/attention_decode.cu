@@ -24,6 +24,13 @@
 // the next padded size D ∈ {32, 64, 128, 256} with element-wise loads
 // masked at d (rows of d elements are not 16-byte aligned in general); the
 // padded lanes hold zeros, so they add nothing to the dot products.
+//
+// Fused RoPE (a.rk set, decode steps): q arrives raw and is rotated as it is
+// loaded; the token's own key and value (the last row of its context) are
+// taken from the step's raw k/v, rotated, and used from registers for that
+// row (no block reads the row this launch writes), and the partition that
+// holds the row writes it into the cache. This is the RoPE + KV-write
+// kernel's work without its launch, with the same bits (rope_pair).
 #include "backends/cuda/cuda_device.cuh"
 
 enum { DECODE_THREADS = 128, TARGET_BLOCKS = 1024 };
@@ -41,6 +48,12 @@ template <typename T, int D, int NH> struct decode_shape {
 
 struct decode_args {
     const int32_t *positions, *token_seq, *block_tables, *token_index;
+    // fused RoPE: raw k, v [T, kv_heads*d] of the step (NULL: unfused), the
+    // step's (cos, sin) table [T][rotary_dim/2] and the slots to write
+    const void *rk, *rv;
+    const float2 *rope_table;
+    const int32_t *slot_mapping;
+    int rotary_dim, rope_neox;
     int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
     int32_t block_table_stride, block_size;
     int heads, kv_heads, group, head_chunks, num_partitions;
@@ -65,16 +78,56 @@ __device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int 
     return ((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + g;
 }
 
+// 16 bytes of a raw q or k row from column col, rotated (HF pairing, the
+// table row cs) where col < rot and rounded to T as the RoPE kernel stores
+// it; zeros at and past d.
+template <typename T, bool EXACT>
+__device__ __forceinline__ uint4 load16_rope(const T *row, int col, int d, const float2 *cs, int rot, int neox) {
+    constexpr int VEC = 16 / sizeof(T);
+    const uint4 in = load16_masked<T, EXACT>(row, col, d);
+    if (col >= rot) return in;
+    uint4 out = in;
+    const T *x = reinterpret_cast<const T *>(&in);
+    T *y = reinterpret_cast<T *>(&out);
+    const int half = rot / 2;
+#pragma unroll
+    for (int i = 0; i < VEC; i++) {
+        const int c = col + i;
+        if (c >= rot || c >= d) continue;
+        const bool first = neox ? c < half : (c & 1) == 0;
+        const int partner = neox ? (first ? c + half : c - half) : c ^ 1;
+        const int idx = neox ? (first ? c : c - half) : c >> 1;
+        const float v = to_float<T>(x[i]);
+        const float p = partner >= col && partner < col + VEC ? to_float<T>(x[partner - col]) : to_float<T>(row[partner]);
+        const float2 t = cs[idx];
+        float o1, o2;
+        if (first) {
+            rope_pair(v, p, t.x, t.y, o1, o2);
+            y[i] = from_float<T>(o1);
+        } else {
+            rope_pair(p, v, t.x, t.y, o1, o2);
+            y[i] = from_float<T>(o2);
+        }
+    }
+    return out;
+}
+
 template <typename T, int D, bool EXACT, int NH>
-__global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out, const T *q, const T *k_cache,
-                                                                          const T *v_cache, float *workspace,
+__global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out, const T *q, T *k_cache,
+                                                                          T *v_cache, float *workspace,
                                                                           decode_args a) {
     using S = decode_shape<T, D, NH>;
     constexpr int VEC = S::VEC, TPK = S::TPK, CPT = S::CPT, KPB = S::KPB, CHUNKS = S::CHUNKS, U = S::UNROLL;
     __shared__ __align__(16) float red[KPB][D];
     __shared__ float m_s[KPB][NH], l_s[KPB][NH];
     pdl_trigger(); // the output projection's GEMV may start loading its weights
-    pdl_wait();
+    // Fused RoPE runs in decode steps only, where every cache row a block
+    // reads but the token's own was written by an earlier step: the first
+    // batch of K/V rows is loaded before waiting for the q/k/v GEMV (this
+    // kernel is latency-bound at small batches). The step metadata came
+    // with the copy before the step's first kernel.
+    const bool fused = a.rk != nullptr;
+    if (!fused) pdl_wait();
 
     const int64_t local = a.token_offset + blockIdx.z, t = step_token(a, local);
     const int g = blockIdx.y / a.head_chunks, chunk = blockIdx.y % a.head_chunks;
@@ -89,17 +142,94 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     const int sub = threadIdx.x % TPK, kg = threadIdx.x / TPK;
     const int d = EXACT ? D : a.head_dim;
 
+    // cur: the index of the token's own row in this partition (fused RoPE;
+    // ≥ nkeys or < 0: not here).
+    const int cur = fused ? ctx - 1 - start : -1;
+    // Rows j0 + u·KPB of the partition from `base` on, the own row from
+    // (kc, vc) (zeros before they exist), zeros past nkeys.
+    const int j0 = kg;
+    uint4 kv[U][CPT], vv[U][CPT];
+    auto load_rows = [&](int base, const uint4 *kc, const uint4 *vc) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int j = base + j0 + u * KPB;
+            const bool own = j == cur;
+            const int64_t row = j < nkeys && !own ? cache_row(a, seq, start + j, g) * d : -1;
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                const int ci = sub + c * TPK;
+                const bool live = row >= 0 && ci < CHUNKS;
+                kv[u][c] = live ? load16_masked<T, EXACT>(k_cache + row, ci * VEC, d)
+                                : own && kc && ci < CHUNKS ? kc[c] : make_uint4(0, 0, 0, 0);
+                vv[u][c] = live ? load16_masked<T, EXACT>(v_cache + row, ci * VEC, d)
+                                : own && vc && ci < CHUNKS ? vc[c] : make_uint4(0, 0, 0, 0);
+            }
+        }
+    };
+    load_rows(0, nullptr, nullptr);
+    if (fused) pdl_wait();
+
+    // Fused RoPE: the table row of this token, and the token's own key
+    // (rotated) and value for this thread's columns.
+    const float2 *cs = fused ? a.rope_table + (int64_t)t * (a.rotary_dim / 2) : nullptr;
+    const int rot = fused ? a.rotary_dim : 0;
+    uint4 kc[CPT], vc[CPT];
+#pragma unroll
+    for (int c = 0; c < CPT; c++) {
+        const int ci = sub + c * TPK;
+        kc[c] = vc[c] = make_uint4(0, 0, 0, 0);
+        if (cur >= 0 && cur < nkeys && ci < CHUNKS) {
+            const int64_t kv_row = (t * a.kv_heads + g) * d;
+            kc[c] = load16_rope<T, EXACT>((const T *)a.rk + kv_row, ci * VEC, d, cs, rot, a.rope_neox);
+            vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
+        }
+    }
+    // The partition holding the token's row writes it into the cache.
+    if (cur >= 0 && cur < nkeys && chunk == 0 && kg == 0 && a.slot_mapping[t] >= 0) {
+        const int64_t dst = ((int64_t)a.slot_mapping[t] * a.kv_heads + g) * d;
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int ci = sub + c * TPK;
+            if (ci >= CHUNKS) continue;
+            if (EXACT) {
+                *reinterpret_cast<uint4 *>(k_cache + dst + ci * VEC) = kc[c];
+                *reinterpret_cast<uint4 *>(v_cache + dst + ci * VEC) = vc[c];
+            } else {
+                const T *ke = reinterpret_cast<const T *>(&kc[c]), *ve = reinterpret_cast<const T *>(&vc[c]);
+                for (int i = 0; i < VEC && ci * VEC + i < d; i++) {
+                    k_cache[dst + ci * VEC + i] = ke[i];
+                    v_cache[dst + ci * VEC + i] = ve[i];
+                }
+            }
+        }
+    }
+
+    // The own row in the first batch (loaded before kc, vc existed).
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if (j0 + u * KPB == cur)
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                kv[u][c] = kc[c];
+                vv[u][c] = vc[c];
+            }
+
     // This thread's columns of q (pre-scaled) for each head of the chunk.
     float qr[NH][CPT][VEC];
 #pragma unroll
     for (int h = 0; h < NH; h++)
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
-            const int col = (sub + c * TPK) * VEC;
+            const int ci = sub + c * TPK;
+            uint4 raw = make_uint4(0, 0, 0, 0);
+            if (h < nh && ci < CHUNKS) {
+                const T *qrow = q + (t * a.heads + h0 + h) * d;
+                raw = fused ? load16_rope<T, EXACT>(qrow, ci * VEC, d, cs, rot, a.rope_neox)
+                            : load16_masked<T, EXACT>(qrow, ci * VEC, d);
+            }
+            const T *e = reinterpret_cast<const T *>(&raw);
 #pragma unroll
-            for (int i = 0; i < VEC; i++)
-                qr[h][c][i] = h < nh && col + i < d ? to_float<T>(q[(t * a.heads + h0 + h) * d + col + i]) * a.scale
-                                                    : 0.0f;
+            for (int i = 0; i < VEC; i++) qr[h][c][i] = to_float<T>(e[i]) * a.scale;
         }
     float acc[NH][CPT][VEC], m[NH], l[NH];
 #pragma unroll
@@ -115,20 +245,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     // The bound is uniform across the block (the shuffles below need every
     // lane); rows past nkeys are masked.
     for (int base = 0; base < nkeys; base += KPB * U) {
-        const int j0 = base + kg;
-        uint4 kv[U][CPT], vv[U][CPT];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int j = j0 + u * KPB;
-            const int64_t row = j < nkeys ? cache_row(a, seq, start + j, g) * d : -1;
-#pragma unroll
-            for (int c = 0; c < CPT; c++) {
-                const int ci = sub + c * TPK;
-                const bool live = row >= 0 && ci < CHUNKS;
-                kv[u][c] = live ? load16_masked<T, EXACT>(k_cache + row, ci * VEC, d) : make_uint4(0, 0, 0, 0);
-                vv[u][c] = live ? load16_masked<T, EXACT>(v_cache + row, ci * VEC, d) : make_uint4(0, 0, 0, 0);
-            }
-        }
+        if (base > 0) load_rows(base, kc, vc);
         float s[NH][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -143,7 +260,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
                 }
 #pragma unroll
                 for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-                s[h][u] = j0 + u * KPB < nkeys ? dot : -INFINITY;
+                s[h][u] = base + j0 + u * KPB < nkeys ? dot : -INFINITY;
             }
         }
 #pragma unroll
@@ -272,7 +389,7 @@ extern "C" size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int
 }
 
 template <typename T, int D, bool EXACT, int NH>
-static cudaError_t launch_decode(T *out, const T *q, const T *kc, const T *vc, float *ws, decode_args a,
+static cudaError_t launch_decode(T *out, const T *q, T *kc, T *vc, float *ws, decode_args a,
                                  int64_t tokens, cudaStream_t stream) {
     a.head_chunks = (a.group + NH - 1) / NH;
     if ((int64_t)a.kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
@@ -282,7 +399,7 @@ static cudaError_t launch_decode(T *out, const T *q, const T *kc, const T *vc, f
 }
 
 template <typename T, int D>
-static cudaError_t launch_exact(T *o, const T *q, const T *kc, const T *vc, float *ws, decode_args a, int64_t n,
+static cudaError_t launch_exact(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
                                 cudaStream_t stream) {
     switch (heads_per_block(a.group)) {
     case 1: return launch_decode<T, D, true, 1>(o, q, kc, vc, ws, a, n, stream);
@@ -294,7 +411,7 @@ static cudaError_t launch_exact(T *o, const T *q, const T *kc, const T *vc, floa
 // The exact instance for the common head sizes, else the padded generic one
 // (rare sizes: one heads-per-block variant only, to bound the instances).
 template <typename T>
-static cudaError_t dispatch_decode(T *o, const T *q, const T *kc, const T *vc, float *ws, decode_args a, int64_t n,
+static cudaError_t dispatch_decode(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
                                    cudaStream_t stream) {
     switch (a.head_dim) {
     case 32: return launch_exact<T, 32>(o, q, kc, vc, ws, a, n, stream);
@@ -311,16 +428,26 @@ static cudaError_t dispatch_decode(T *o, const T *q, const T *kc, const T *vc, f
     return launch_decode<T, 256, false, 8>(o, q, kc, vc, ws, a, n, stream);
 }
 
-extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
+extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_cache, void *v_cache,
                                              llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                              int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
-                                             void *workspace, int32_t *counters, cudaStream_t stream) {
+                                             void *workspace, int32_t *counters, const cuda_rope_fused *rope,
+                                             cudaStream_t stream) {
     if (batch->num_tokens <= 0) return cudaSuccess;
     if (kv_heads <= 0 || heads % kv_heads || partitions < 1 || partitions > CUDA_DECODE_MAX_PARTITIONS ||
         (partitions > 1 && !counters) ||
         !cuda_attention_head_dim_supported(head_dim))
         return cudaErrorInvalidValue;
+    if (rope && (!rope->k || !rope->v || rope->rotary_dim < 0 || rope->rotary_dim > head_dim || rope->rotary_dim % 2 ||
+                 (rope->rotary_dim > 0 && !rope->table) || !batch->slot_mapping))
+        return cudaErrorInvalidValue;
     decode_args a;
+    a.rk = rope ? rope->k : nullptr;
+    a.rv = rope ? rope->v : nullptr;
+    a.rope_table = rope ? (const float2 *)rope->table : nullptr;
+    a.rotary_dim = rope ? rope->rotary_dim : 0;
+    a.rope_neox = rope ? rope->neox : 1;
+    a.slot_mapping = batch->slot_mapping;
     a.positions = batch->positions;
     a.token_seq = batch->token_seq;
     a.block_tables = batch->block_tables;
@@ -344,7 +471,7 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, const voi
         a.token_offset = t0;
         cudaError_t err = cudaSuccess;
         DISPATCH_FLOAT_TYPES(type, T, {
-            err = dispatch_decode<T>((T *)out, (const T *)q, (const T *)k_cache, (const T *)v_cache,
+            err = dispatch_decode<T>((T *)out, (const T *)q, (T *)k_cache, (T *)v_cache,
                                      (float *)workspace, a, n, stream);
         });
         if (err != cudaSuccess) return err;

@@ -51,6 +51,7 @@ static void cuda_destroy(void *state) {
     cudaFree(st->meta_dev);
     cudaFree(st->attn_ws);
     cudaFree(st->attn_counters);
+    cudaFree(st->rope_table);
     cudaFree(st->logits_dev);
     cudaFree(st->ids_dev);
     cudaFree(st->logprobs_dev);
@@ -63,10 +64,9 @@ static void cuda_destroy(void *state) {
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st->weight_offsets);
     free(st->node_ptr);
-    free(st->fused);
+    cuda_fusion_free(st);
     free(st->exec);
     free(st->next_exec);
-    free(st->gemv_group);
     free(st);
 }
 
@@ -115,78 +115,6 @@ static int64_t static_numel(const llmrt_node *n) {
     int64_t c = 1;
     for (int d = 0; d < n->ndim; d++) c *= n->dims[d];
     return c;
-}
-
-/* Bytes of a value at the plan's largest step (what the planner sized). */
-static size_t max_value_bytes(const cuda_state *st, llmrt_value v) {
-    const llmrt_node *n = &st->graph->nodes[v];
-    int64_t c = 1;
-    for (int d = 0; d < n->ndim; d++)
-        c *= n->dims[d] == LLMRT_DIM_TOKENS || n->dims[d] == LLMRT_DIM_LOGITS ? st->plan->max_num_tokens : n->dims[d];
-    return (size_t)c * llmrt_dtype_size(cuda_value_type(st, v));
-}
-
-static int values_overlap(const cuda_state *st, llmrt_value a, llmrt_value b) {
-    const unsigned char *pa = st->node_ptr[a], *pb = st->node_ptr[b];
-    return pa < pb + max_value_bytes(st, b) && pb < pa + max_value_bytes(st, a);
-}
-
-/* Adjacent LINEARs reading the same x (LLaMA's q/k/v, gate/up) become one
- * grouped GEMV at decode sizes: one launch instead of three, and a grid as
- * long as the fused matrix. Only adjacent nodes, so running the later ones
- * early reorders nothing; a SILU_MUL right after gate/up that is their only
- * reader is folded in, provided its buffer does not overlap x (the planner
- * may reuse x's buffer for it, since x is dead by then). */
-static llmrt_status find_gemv_groups(cuda_state *st) {
-    const llmrt_graph *g = st->graph;
-    st->gemv_group = calloc((size_t)g->num_nodes, 1);
-    int32_t *uses = calloc((size_t)g->num_nodes, sizeof *uses);
-    if (!st->gemv_group || !uses) {
-        free(uses);
-        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
-    }
-    if (!st->use_gemv_groups) {
-        free(uses);
-        return LLMRT_OK;
-    }
-    for (int32_t v = 0; v < g->num_nodes; v++)
-        for (int i = 0; i < g->nodes[v].num_inputs; i++)
-            if (g->nodes[v].inputs[i] >= 0) uses[g->nodes[v].inputs[i]]++;
-    const llmrt_value outputs[3] = {st->plan->output_logits, st->plan->input_token_ids, st->plan->input_positions};
-    const int32_t *ex = st->exec;
-    for (int32_t p = 0; p + 1 < st->num_exec; p++) {
-        const int32_t v = ex[p];
-        const llmrt_node *first = &g->nodes[v];
-        if (first->op != LLMRT_OP_LINEAR) continue;
-        int count = 1;
-        while (count < CUDA_GEMV_MAX_PARTS && p + count < st->num_exec) {
-            const llmrt_node *n = &g->nodes[ex[p + count]];
-            if (n->op != LLMRT_OP_LINEAR || n->inputs[0] != first->inputs[0] || n->dtype != first->dtype ||
-                g->nodes[n->inputs[1]].ndim != 2 ||
-                g->nodes[n->inputs[1]].dims[1] != g->nodes[first->inputs[1]].dims[1])
-                break;
-            count++;
-        }
-        if (count < 2) continue;
-        int gated = 0;
-        const llmrt_value v1 = ex[p + 1], s = p + 2 < st->num_exec ? ex[p + 2] : -1;
-        if (count == 2 && s >= 0 && g->nodes[s].op == LLMRT_OP_SILU_MUL && g->nodes[s].inputs[0] == v &&
-            g->nodes[s].inputs[1] == v1 && uses[v] == 1 && uses[v1] == 1 && g->nodes[s].dtype == first->dtype &&
-            g->nodes[v].ndim == g->nodes[s].ndim && g->nodes[v].dims[g->nodes[v].ndim - 1] ==
-                                                        g->nodes[v1].dims[g->nodes[v1].ndim - 1]) {
-            gated = !values_overlap(st, s, first->inputs[0]);
-            for (int i = 0; i < 3; i++)
-                if (outputs[i] == v || outputs[i] == v1) gated = 0;
-        }
-        int ok = 1;
-        for (int i = 0; i < count; i++)
-            if (values_overlap(st, ex[p + i], first->inputs[0])) ok = 0;
-        if (!ok) continue;
-        st->gemv_group[v] = (unsigned char)(count | (gated ? CUDA_GROUP_GATED : 0));
-        p += count - 1;
-    }
-    free(uses);
-    return LLMRT_OK;
 }
 
 /* Device addresses of every value: weights and constants in the weight
@@ -253,23 +181,7 @@ static llmrt_status place_values(cuda_state *st) {
         }
     }
 
-    /* Residual add followed by the RMSNorm of its sum: one fused kernel. */
-    for (int32_t p = 1; p < st->num_exec; p++) {
-        const int32_t v = st->exec[p];
-        const llmrt_node *r = &g->nodes[v], *a = &g->nodes[st->exec[p - 1]];
-        if (r->op != LLMRT_OP_RMSNORM || a->op != LLMRT_OP_ADD || r->inputs[0] != st->exec[p - 1]) continue;
-        if (r->dtype != a->dtype || !(a->dtype == LLMRT_DTYPE_F32 || a->dtype == LLMRT_DTYPE_F16 ||
-                                      a->dtype == LLMRT_DTYPE_BF16))
-            continue;
-        int same = g->nodes[a->inputs[0]].ndim == a->ndim && g->nodes[a->inputs[1]].ndim == a->ndim &&
-                   g->nodes[a->inputs[0]].dtype == a->dtype && g->nodes[a->inputs[1]].dtype == a->dtype &&
-                   g->nodes[a->inputs[0]].op != LLMRT_OP_WEIGHT && g->nodes[a->inputs[1]].op != LLMRT_OP_WEIGHT &&
-                   g->nodes[a->inputs[0]].op != LLMRT_OP_CONSTANT && g->nodes[a->inputs[1]].op != LLMRT_OP_CONSTANT;
-        for (int d = 0; same && d < a->ndim; d++)
-            same = g->nodes[a->inputs[0]].dims[d] == a->dims[d] && g->nodes[a->inputs[1]].dims[d] == a->dims[d];
-        if (same) st->fused[v] = 1;
-    }
-    return find_gemv_groups(st);
+    return cuda_find_fusions(st);
 }
 
 /* The KV cache gets kv_cache_fraction of the memory left after everything
@@ -322,6 +234,8 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->use_gemv = env_flag("LLMRT_CUDA_GEMV", 1);
     st->use_prefill_kernel = env_flag("LLMRT_CUDA_PREFILL_KERNEL", 1);
     st->use_gemv_groups = env_flag("LLMRT_CUDA_GEMV_GROUPS", 1);
+    st->use_rope_fusion = env_flag("LLMRT_CUDA_FUSE_ROPE", 1);
+    st->use_norm_fusion = env_flag("LLMRT_CUDA_FUSE_NORM", 1);
     llmrt_backend_config defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!config) config = &defaults;
@@ -397,6 +311,8 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
         }
         CUDA_STEP(cudaMalloc(&st->attn_ws, cuda_decode_workspace_bytes((int64_t)units, max_heads, plan->head_dim, 1)),
                   "attention workspace");
+        CUDA_STEP(cudaMalloc((void **)&st->rope_table, T * (size_t)(plan->head_dim / 2 + 1) * 2 * sizeof(float)),
+                  "RoPE table");
         const size_t counters = (size_t)st->attn_ws_tokens * max_heads * sizeof(int32_t);
         CUDA_STEP(cudaMalloc((void **)&st->attn_counters, counters), "attention counters");
         CUDA_STEP(cudaMemset(st->attn_counters, 0, counters), "attention counters");
@@ -632,6 +548,7 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
     LLMRT_CUDA_TRY(cudaMemcpyAsync(st->meta_dev, st->meta_host, count * sizeof(int32_t), cudaMemcpyHostToDevice,
                                    st->stream),
                    "step metadata upload");
+    cuda_fusion_select(st, step->num_tokens);
     llmrt_status s = st->use_graphs && st->decode_step ? run_step_graphed(st) : cuda_run_nodes(st);
     if (s != LLMRT_OK) {
         cudaStreamSynchronize(st->stream);

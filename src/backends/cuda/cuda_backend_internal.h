@@ -17,6 +17,17 @@ typedef struct cuda_decode_graph {
     cudaGraphExec_t exec;
 } cuda_decode_graph;
 
+typedef struct cuda_norm_site {
+    llmrt_value add;  /* the residual ADD whose sum is normalised, or LLMRT_NO_VALUE */
+    llmrt_value norm; /* the RMSNORM */
+} cuda_norm_site;
+
+typedef struct cuda_redirect {
+    llmrt_value value;
+    size_t offset;           /* in redirect_buf */
+    void *plan_ptr, *own_ptr;
+} cuda_redirect;
+
 typedef struct cuda_state {
     const llmrt_plan *plan;
     const llmrt_graph *graph;
@@ -45,6 +56,19 @@ typedef struct cuda_state {
      * how many run as one grouped GEMV at decode sizes, | CUDA_GROUP_GATED
      * when the next node is their SILU_MUL (computed in the same kernel). */
     unsigned char *gemv_group;
+    /* norm sites (cuda_fusion.c): at a group's first LINEAR, 1 + its site's
+     * index when the (ADD +) RMSNORM before it runs in the GEMV's prologue
+     * at decode sizes; norm_skip marks those ADD and RMSNORM nodes. Active
+     * (norm_active) for steps of ≤ CUDA_GEMV_MAX_M tokens, when the values
+     * in `redirects` point at their own buffers. */
+    int32_t *norm_site_of;
+    unsigned char *norm_skip;
+    cuda_norm_site *norm_sites;
+    int32_t num_norm_sites, norm_site_capacity;
+    cuda_redirect *redirects;
+    int32_t num_redirects, redirect_capacity;
+    void *redirect_buf;
+    int norm_active;
 
     /* paged KV cache: per layer K then V, each [blocks, block_size, kv_heads, head_dim] */
     void *kv;
@@ -63,6 +87,11 @@ typedef struct cuda_state {
     int32_t *attn_counters; /* [attn_ws_tokens × heads], zero between launches */
     int64_t attn_ws_tokens; /* tokens per decode-attention launch */
     int32_t *bad_index_host; /* pinned: first bad gather index of the step */
+    /* fused RoPE in decode attention: the step's (cos, sin) table
+     * [max_num_tokens][head_dim/2], made for this inv_freq and rotary_dim */
+    float *rope_table;
+    const float *rope_table_freq;
+    int32_t rope_table_dim;
 
     float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
     int logits_direct; /* this step's last product wrote logits_dev itself (no cast) */
@@ -73,7 +102,7 @@ typedef struct cuda_state {
 
     cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
     int num_graphs;
-    int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups;
+    int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups, use_rope_fusion, use_norm_fusion;
 
     /* the step being run (set by forward before run_nodes) */
     int64_t T, L;
@@ -88,6 +117,13 @@ typedef struct cuda_state {
  * (captured into a CUDA graph for decode steps), including the final cast
  * of the logits to f32. */
 llmrt_status cuda_run_nodes(cuda_state *st);
+
+/* cuda_fusion.c: decides the fusions once (end of value placement);
+ * cuda_fusion_select points the redirected values for a step of `tokens`
+ * tokens (before it runs or is captured); cuda_fusion_free at destroy. */
+llmrt_status cuda_find_fusions(cuda_state *st);
+void cuda_fusion_select(cuda_state *st, int64_t tokens);
+void cuda_fusion_free(cuda_state *st);
 
 /* Dims of a value for the current step (symbols resolved). */
 int64_t cuda_value_dim(const cuda_state *st, llmrt_value v, int d);

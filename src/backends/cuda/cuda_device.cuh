@@ -114,6 +114,26 @@ __device__ __forceinline__ uint4 load16_masked(const T *row, int col, int d) {
     return raw;
 }
 
+// One RoPE pair (HF pairing): (x1, x2) → (x1·c − x2·s, x2·c + x1·s), with
+// explicit roundings so that every kernel that rotates (the RoPE + KV-write
+// kernel, the fused decode attention) gets the same bits whatever the
+// compiler contracts.
+__device__ __forceinline__ void rope_pair(float x1, float x2, float c, float s, float &o1, float &o2) {
+    o1 = __fadd_rn(__fmul_rn(x1, c), -__fmul_rn(x2, s));
+    o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+}
+
+// RoPE's angle for position pos and frequency f: the fp32 product, as HF
+// computes it; its sine and cosine in double (the build uses
+// --use_fast_math, whose sinf/cosf lose accuracy for long contexts' angles).
+__device__ __forceinline__ void rope_cos_sin(int32_t pos, float f, float &c, float &s) {
+    const float angle = (float)pos * f;
+    double sd, cd;
+    sincos((double)angle, &sd, &cd);
+    c = (float)cd;
+    s = (float)sd;
+}
+
 // Programmatic dependent launch (Hopper): a kernel launched with the
 // programmatic-serialization attribute may start while its predecessor is
 // still running; it must call pdl_wait() before touching anything the
@@ -138,14 +158,16 @@ extern "C" int cuda_pdl_enabled(void);
 // kernel must call pdl_wait() before its first access to memory that an
 // earlier kernel writes or reads.
 template <typename... KArgs, typename... Args>
-static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+static inline void launch_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                                   Args... args) {
     if (!cuda_pdl_enabled()) {
-        kernel<<<grid, block, 0, stream>>>(args...);
+        kernel<<<grid, block, smem, stream>>>(args...);
         return;
     }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -153,6 +175,11 @@ static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, c
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+template <typename... KArgs, typename... Args>
+static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+    launch_pdl_smem(kernel, grid, block, 0, stream, args...);
 }
 
 // Grid size for a grid-stride loop over n items.

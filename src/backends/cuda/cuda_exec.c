@@ -130,11 +130,26 @@ static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
              (bv < 0 || cuda_value_type(st, bv) == LLMRT_DTYPE_F32) &&
              cuda_gemv_supported(t, M, K, parts[i].y, st->node_ptr[xv], parts[i].w);
     }
+    const int site = st->norm_active ? st->norm_site_of[v] : 0;
     if (!ok) {
+        /* the norm of an active site is not computed anywhere else */
+        if (site) return node_error(st, v, LLMRT_ERR_INTERNAL, "a fused RMSNorm's GEMV cannot run this step");
         *consumed = 1;
         return run_gemm(st, v, xv, first->inputs[1], first->num_inputs > 2 ? first->inputs[2] : LLMRT_NO_VALUE, 1);
     }
-    LAUNCH(v, cuda_gemv_multi(parts, count, gated, st->node_ptr[xv], t, M, K, st->stream));
+    cuda_gemv_norm norm;
+    if (site) { /* x = RMSNorm(a (+ b)) made in the GEMV's prologue */
+        const cuda_norm_site *ns = &st->norm_sites[site - 1];
+        const llmrt_node *r = &st->graph->nodes[ns->norm];
+        const llmrt_node *add = ns->add >= 0 ? &st->graph->nodes[ns->add] : NULL;
+        norm.a = st->node_ptr[add ? add->inputs[0] : r->inputs[0]];
+        norm.b = add ? st->node_ptr[add->inputs[1]] : NULL;
+        norm.sum = add ? st->node_ptr[ns->add] : NULL;
+        norm.w = (const float *)st->node_ptr[r->inputs[1]];
+        norm.eps = r->fattr[0];
+    }
+    LAUNCH(v, cuda_gemv_multi(parts, count, gated, site ? NULL : st->node_ptr[xv], site ? &norm : NULL, t, M, K,
+                              st->stream));
     *consumed = count + gated;
     return LLMRT_OK;
 }
@@ -242,9 +257,27 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     unsigned char *k_cache = (unsigned char *)st->kv + (size_t)layer * 2 * st->kv_layer_elems * elsize;
     unsigned char *v_cache = k_cache + st->kv_layer_elems * elsize;
     void *out = st->node_ptr[v];
-    LAUNCH(v, cuda_rope_kv_write(out, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]],
-                                 st->node_ptr[n->inputs[2]], k_cache, v_cache, t, &st->batch, heads, kv_heads, head_dim,
-                                 inv_freq ? rotary_dim : 0, inv_freq, neox, st->stream));
+    const void *q = out;
+    const void *qkv[3] = {st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], st->node_ptr[n->inputs[2]]};
+    const int rot = inv_freq ? rotary_dim : 0;
+    /* A decode step folds RoPE and the KV write into the attention kernel
+     * (one launch fewer a layer); the (cos, sin) table is made once per step. */
+    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox};
+    const int fuse_rope = st->decode_step && st->use_rope_fusion && rot <= head_dim &&
+                          (((uintptr_t)qkv[0] | (uintptr_t)qkv[1] | (uintptr_t)qkv[2]) & 15) == 0;
+    if (fuse_rope) {
+        q = qkv[0];
+        if (rot > 0 && (st->rope_table_freq != inv_freq || st->rope_table_dim != rot)) {
+            LAUNCH(v, cuda_rope_table(st->rope_table, st->batch.positions, st->batch.num_tokens, inv_freq, rot,
+                                      st->stream));
+            st->rope_table_freq = inv_freq;
+            st->rope_table_dim = rot;
+        }
+        rope.table = rot > 0 ? st->rope_table : NULL;
+    } else {
+        LAUNCH(v, cuda_rope_kv_write(out, qkv[0], qkv[1], qkv[2], k_cache, v_cache, t, &st->batch, heads, kv_heads,
+                                     head_dim, rot, inv_freq, neox, st->stream));
+    }
     cuda_attention_batch b = st->batch;
     if (!st->decode_step && st->use_prefill_kernel) { /* checked against the plan's head size at create */
         /* a mixed step: chunks of two or more tokens on tensor cores, the
@@ -258,11 +291,13 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     }
     /* Split-K kernel, in chunks of tokens that fit the partials workspace. */
     const int64_t chunk = st->attn_ws_tokens, total = b.num_tokens;
-    const size_t row = (size_t)heads * head_dim * elsize;
+    const size_t row = (size_t)heads * head_dim * elsize, kv_row = (size_t)kv_heads * head_dim * elsize;
     for (int64_t t0 = 0; t0 < total; t0 += chunk) {
         cuda_attention_batch c = b;
         c.num_tokens = (int32_t)(total - t0 < chunk ? total - t0 : chunk);
         void *o = out;
+        const void *qc = q;
+        cuda_rope_fused rc = rope;
         if (c.token_index) {
             c.token_index += t0; /* rows stay step rows */
         } else {
@@ -270,10 +305,14 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
             c.token_seq += t0;
             c.slot_mapping += t0;
             o = (unsigned char *)out + (size_t)t0 * row;
+            qc = (const unsigned char *)q + (size_t)t0 * row;
+            rc.k = (const unsigned char *)rope.k + (size_t)t0 * kv_row;
+            rc.v = (const unsigned char *)rope.v + (size_t)t0 * kv_row;
+            if (rc.table) rc.table += t0 * (rot / 2) * 2;
         }
-        LAUNCH(v, cuda_attention_decode(o, o, k_cache, v_cache, t, &c, heads, kv_heads, head_dim, scale,
+        LAUNCH(v, cuda_attention_decode(o, qc, k_cache, v_cache, t, &c, heads, kv_heads, head_dim, scale,
                                         cuda_decode_partitions(c.num_tokens, heads, kv_heads), st->attn_ws,
-                                        st->attn_counters, st->stream));
+                                        st->attn_counters, fuse_rope ? &rc : NULL, st->stream));
     }
     return LLMRT_OK;
 }
@@ -290,6 +329,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
     case LLMRT_OP_LINEAR:
         return run_gemm(st, v, n->inputs[0], n->inputs[1], n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE, 1);
     case LLMRT_OP_ADD:
+        if (st->norm_active && st->norm_skip[v]) return LLMRT_OK; /* in the next GEMV's prologue */
         if (st->next_exec[v] >= 0 && st->fused[st->next_exec[v]]) {
             /* residual add + the RMSNorm that reads it, in one pass */
             const llmrt_value rv = st->next_exec[v];
@@ -338,7 +378,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
     case LLMRT_OP_ATTENTION:
         return run_attention(st, v);
     case LLMRT_OP_RMSNORM: case LLMRT_OP_LAYERNORM: {
-        if (st->fused[v]) return LLMRT_OK;
+        if (st->fused[v] || (st->norm_active && st->norm_skip[v])) return LLMRT_OK;
         const llmrt_value x = n->inputs[0];
         if (cuda_value_type(st, x) != ty) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "input and output dtypes differ");
         const int64_t dim = cuda_value_dim(st, v, n->ndim - 1);
@@ -370,6 +410,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
 
 llmrt_status cuda_run_nodes(cuda_state *st) {
     st->logits_direct = 0;
+    st->rope_table_freq = NULL; /* the step's positions are new */
     for (int32_t p = 0; p < st->num_exec; p++) {
         const llmrt_value v = st->exec[p];
         if (st->gemv_group && st->gemv_group[v]) {

@@ -130,8 +130,23 @@ typedef struct cuda_gemv_part {
  * with programmatic dependent launch (Hopper and later), so each overlaps
  * the end of the kernel before it. Process-wide; defined in gemv.cu. */
 void cuda_set_pdl(int on);
-cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x, llmrt_dtype type,
-                            int64_t M, int64_t K, cudaStream_t stream);
+/* x for a grouped GEMV made in its prologue (decode sizes): x = RMSNorm(a +
+ * b) with gain w (f32) and eps, each block normalising the M rows into shared
+ * memory, as the add + RMSNorm kernel would (its launch is gone). b may be
+ * NULL (x = RMSNorm(a)); with b, block 0 also writes the sum a + b to `sum`
+ * (the residual stream), which must not overlap a, b or any part's y; nor
+ * may a or b overlap a y (other blocks still read them). Needs
+ * M·K·sizeof(T) ≤ CUDA_GEMV_NORM_MAX_BYTES. */
+enum { CUDA_GEMV_NORM_MAX_BYTES = 48 * 1024 };
+typedef struct cuda_gemv_norm {
+    const void *a, *b;
+    void *sum;
+    const float *w;
+    float eps;
+} cuda_gemv_norm;
+/* x: the shared input, or NULL with `norm` (x made from it); norm NULL: as is. */
+cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
+                            const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream);
 
 /* ---- attention (rope.cu, attention_decode.cu, attention_prefill.cu) ------- */
 
@@ -167,6 +182,25 @@ cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const 
                                int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t rotary_dim,
                                const float *inv_freq, int neox_style, cudaStream_t stream);
 
+/* The step's RoPE table for the fused decode attention: table (float2
+ * [num_tokens][rotary_dim/2]) = (cos, sin) of positions[t] · inv_freq[i],
+ * the values cuda_rope_kv_write computes. */
+cudaError_t cuda_rope_table(float *table, const int32_t *positions, int32_t num_tokens, const float *inv_freq,
+                            int32_t rotary_dim, cudaStream_t stream);
+
+/* RoPE and the KV write folded into the decode attention (a decode step:
+ * one query per sequence, its key the last of its context): q is read raw
+ * and rotated in registers, the token's own key and value come from k and v
+ * ([T, kv_heads*D], raw) instead of the cache, and the partition holding
+ * that position writes them (k rotated) into the cache at slot_mapping[t].
+ * Bit-identical to cuda_rope_kv_write followed by the unfused kernel. */
+typedef struct cuda_rope_fused {
+    const void *k, *v;   /* [T, kv_heads*D] */
+    const float *table;  /* cuda_rope_table's, or NULL with rotary_dim 0 */
+    int32_t rotary_dim;  /* ≤ D; 0: no rotation */
+    int32_t neox;        /* 1: pairs (i, i + rotary_dim/2); 0: (2i, 2i+1) */
+} cuda_rope_fused;
+
 /* Split-K (flash-decoding) attention: each token attends to cache positions
  * 0..positions[t]; its context is cut into up to `partitions` parts of at
  * least CUDA_DECODE_MIN_PART keys, one block per (token, kv head, part)
@@ -177,7 +211,9 @@ cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const 
  * With batch->token_index set, the launch covers tokens token_index[0..
  * num_tokens) of the step (the decode tokens of a mixed step). q: [T,
  * heads*D] (already rotated); out: [T, heads*D] (may alias q). workspace:
- * cuda_decode_workspace_bytes(num_tokens, heads, head_dim, partitions). */
+ * cuda_decode_workspace_bytes(num_tokens, heads, head_dim, partitions).
+ * rope: NULL (q already rotated, the token's K/V already in the cache), or
+ * the fused form above; then q is raw and out must not overlap q, k or v. */
 enum { CUDA_DECODE_MIN_PART = 64, CUDA_DECODE_MAX_PARTITIONS = 16, CUDA_MAX_HEAD_DIM = 256 };
 /* Parts per token that give a launch of `tokens` tokens enough blocks to
  * fill the GPU (1 at large batches). Depends on the shape only, so a CUDA
@@ -187,10 +223,11 @@ int32_t cuda_decode_partitions(int64_t tokens, int32_t heads, int32_t kv_heads);
  * instances with 16-byte loads, other sizes a padded, masked instance. */
 int cuda_attention_head_dim_supported(int32_t head_dim);
 size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim, int32_t partitions);
-cudaError_t cuda_attention_decode(void *out, const void *q, const void *k_cache, const void *v_cache,
+cudaError_t cuda_attention_decode(void *out, const void *q, void *k_cache, void *v_cache,
                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                   int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
-                                  void *workspace, int32_t *counters, cudaStream_t stream);
+                                  void *workspace, int32_t *counters, const cuda_rope_fused *rope,
+                                  cudaStream_t stream);
 
 /* Flash-attention-2 style causal prefill on tensor cores (f16/bf16, any
  * head_dim ≤ 128; 64/80/96/128 exact, others padded to 16/32/64/128 and

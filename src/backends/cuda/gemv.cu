@@ -19,8 +19,9 @@ extern "C" void cuda_set_pdl(int on) { pdl_on = on; }
 extern "C" int cuda_pdl_enabled(void) { return pdl_on; }
 
 template <typename... KArgs, typename... Args>
-static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, cudaStream_t stream, Args... args) {
-    launch_pdl(kernel, dim3(blocks), dim3(GEMV_WARPS * 32), stream, args...);
+static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, size_t smem, cudaStream_t stream,
+                               Args... args) {
+    launch_pdl_smem(kernel, dim3(blocks), dim3(GEMV_WARPS * 32), smem, stream, args...);
 }
 
 // GEMV_UNROLL 16-byte chunks of each of R weight rows, from chunk c0 on
@@ -59,13 +60,23 @@ __device__ __forceinline__ void fma_w_chunks(float (&acc)[R][M], const uint4 (&w
     }
 }
 
+// The x of a grouped GEMV as it is: nothing to prepare.
+struct x_as_is {
+    template <typename T> __device__ __forceinline__ const T *operator()(const T *x) const { return x; }
+};
+
 // R weight rows against M rows of x, one warp: lanes stride over K in
 // 16-byte chunks (8 elements), GEMV_UNROLL chunks a lane per batch, the
 // next batch loaded before the current one is used (two in flight). W is
 // read once with an evict-first hint (it is 10+ GB per token, L2 cannot
-// hold it; x stays cached). The first batch goes out before pdl_wait.
-template <typename T, int M, int R>
-__device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const (&wrow)[R], const T *x, int64_t K) {
+// hold it; x stays cached). The first batch goes out before pdl_wait;
+// then `prepare` (called by every warp of the block, live or not) gives
+// the x to use; a warp that is not `live` stops there. (Tried and
+// dropped: two batches in flight before the wait, alternating buffers:
+// 5.04 → 5.18 ms/token, even with the second batch loaded after the wait.)
+template <typename T, int M, int R, typename Prepare>
+__device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const (&wrow)[R], const T *x, int64_t K,
+                                          bool live, const Prepare &prepare) {
     const int lane = threadIdx.x & 31;
     const int64_t chunks = K / 8, step = 32 * GEMV_UNROLL;
 #pragma unroll
@@ -73,8 +84,10 @@ __device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const
 #pragma unroll
         for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
     uint4 wv[R][GEMV_UNROLL], next[R][GEMV_UNROLL];
-    load_w_chunks<R>(wv, wrow, lane, chunks);
+    if (live) load_w_chunks<R>(wv, wrow, lane, chunks);
     pdl_wait();
+    x = prepare(x);
+    if (!live) return;
     for (int64_t c0 = lane; c0 < chunks; c0 += step) {
         if (c0 + step < chunks) load_w_chunks<R>(next, wrow, c0 + step, chunks);
         fma_w_chunks<T, M, R>(acc, wv, x, c0, chunks, K);
@@ -87,6 +100,8 @@ __device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const
 
 // One warp per output row n. x: [M, K], W: [N, K], y: [M, N] of TO: T, or
 // float for the logits (the fp32 sum goes out without a 16-bit rounding).
+// (Tried: two rows a warp, half the warps in flight: no change end to end,
+// 5.02–5.03 ms/token either way; the GEMVs are not bound by x's loads.)
 template <typename T, typename TO, int M>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
                                                                 int64_t N, int64_t K) {
@@ -96,7 +111,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *y, const T *x
     if (n >= N) return;
     const uint4 *const wrow[1] = {reinterpret_cast<const uint4 *>(w + n * K)};
     float acc[1][M];
-    gemv_rows<T, M, 1>(acc, wrow, x, K);
+    gemv_rows<T, M, 1>(acc, wrow, x, K, true, x_as_is());
 #pragma unroll
     for (int m = 0; m < M; m++) {
         float s = warp_sum(acc[0][m]);
@@ -116,10 +131,10 @@ static void launch_gemv(TO *y, const T *x, const T *w, const float *bias, int64_
                         cudaStream_t stream) {
     const unsigned blocks = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
     switch (M) {
-    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, stream, y, x, w, bias, N, K); break;
-    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, stream, y, x, w, bias, N, K); break;
-    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, stream, y, x, w, bias, N, K); break;
-    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, stream, y, x, w, bias, N, K); break;
+    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, 0, stream, y, x, w, bias, N, K); break;
+    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, 0, stream, y, x, w, bias, N, K); break;
+    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, 0, stream, y, x, w, bias, N, K); break;
+    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, 0, stream, y, x, w, bias, N, K); break;
     }
 }
 
@@ -161,15 +176,85 @@ struct gemv_multi_args {
     int64_t n[CUDA_GEMV_MAX_PARTS];
     int64_t row_start[CUDA_GEMV_MAX_PARTS + 1];
     int num_parts;
+    cuda_gemv_norm norm; // NORM instances: x made from it
 };
 
-template <typename T, int M, bool GATED>
+// The NORM prologue: x = RMSNorm(a (+ b)) for the M rows, into the block's
+// shared memory, rounded as the add + RMSNorm kernel rounds (the sum to T,
+// then T(v · inv · w)); block 0 also stores the sum. A thread normalises the
+// chunks it summed, so only the final barrier is needed.
+template <typename T, int M> struct x_rmsnorm {
+    const cuda_gemv_norm &n;
+    int64_t K;
+    __device__ __forceinline__ const T *operator()(const T *) const {
+        extern __shared__ __align__(16) unsigned char gemv_smem[];
+        __shared__ float partial[M][GEMV_WARPS];
+        T *xs = reinterpret_cast<T *>(gemv_smem);
+        const T *a = (const T *)n.a, *b = (const T *)n.b;
+        T *sum = blockIdx.x == 0 ? (T *)n.sum : nullptr;
+        const int64_t chunks = K / 8;
+        float ss[M];
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            ss[m] = 0.0f;
+            for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+                const int64_t at = m * K + c * 8;
+                uint4 ra = *reinterpret_cast<const uint4 *>(a + at), rs = ra;
+                if (b) {
+                    const uint4 rb = *reinterpret_cast<const uint4 *>(b + at);
+                    const T *pa = reinterpret_cast<const T *>(&ra), *pb = reinterpret_cast<const T *>(&rb);
+                    T *ps = reinterpret_cast<T *>(&rs);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) ps[i] = from_float<T>(to_float<T>(pa[i]) + to_float<T>(pb[i]));
+                    if (sum) *reinterpret_cast<uint4 *>(sum + at) = rs;
+                }
+                const T *ps = reinterpret_cast<const T *>(&rs);
+#pragma unroll
+                for (int i = 0; i < 8; i++) ss[m] += to_float<T>(ps[i]) * to_float<T>(ps[i]);
+                *reinterpret_cast<uint4 *>(xs + at) = rs;
+            }
+        }
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const float v = warp_sum(ss[m]);
+            if (lane == 0) partial[m][warp] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            float t = 0.0f;
+#pragma unroll
+            for (int w = 0; w < GEMV_WARPS; w++) t += partial[m][w];
+            const float inv = rsqrtf(t / (float)K + n.eps);
+            for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+                const int64_t at = m * K + c * 8;
+                float v[8];
+                load16_float(v, xs + at);
+                const float4 w0 = *reinterpret_cast<const float4 *>(n.w + c * 8);
+                const float4 w1 = *reinterpret_cast<const float4 *>(n.w + c * 8 + 4);
+                const float g[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+                for (int i = 0; i < 8; i++) v[i] = v[i] * inv * g[i];
+                store16_float(xs + at, v);
+            }
+        }
+        __syncthreads();
+        return xs;
+    }
+};
+
+template <typename T, int M, bool GATED, bool NORM>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x, gemv_multi_args a, int64_t K) {
     constexpr int R = GATED ? 2 : 1; // weight rows per warp
     pdl_trigger();
     const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (row >= a.row_start[a.num_parts]) return;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const bool live = row < a.row_start[a.num_parts];
+    if (!live) {
+        if (!NORM) return; // else the warp still helps make x
+        row = 0;
+    }
     int p = 0;
     if (!GATED)
 #pragma unroll
@@ -180,7 +265,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
 #pragma unroll
     for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
     float acc[R][M];
-    gemv_rows<T, M, R>(acc, wrow, x, K);
+    if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M>{a.norm, K});
+    else gemv_rows<T, M, R>(acc, wrow, x, K, true, x_as_is());
+    if (!live) return;
 #pragma unroll
     for (int m = 0; m < M; m++) {
         float s[R];
@@ -197,24 +284,48 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     }
 }
 
-template <typename T, bool GATED>
+template <typename T, bool GATED, bool NORM>
 static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, int64_t K, cudaStream_t stream) {
     const int64_t rows = a.row_start[a.num_parts];
     const unsigned blocks = (unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS);
+    const size_t smem = NORM ? (size_t)M * K * sizeof(T) : 0;
     switch (M) {
-    case 1: launch_gemv_kernel(gemv_multi_kernel<T, 1, GATED>, blocks, stream, x, a, K); break;
-    case 2: launch_gemv_kernel(gemv_multi_kernel<T, 2, GATED>, blocks, stream, x, a, K); break;
-    case 3: launch_gemv_kernel(gemv_multi_kernel<T, 3, GATED>, blocks, stream, x, a, K); break;
-    default: launch_gemv_kernel(gemv_multi_kernel<T, 4, GATED>, blocks, stream, x, a, K); break;
+    case 1: launch_gemv_kernel(gemv_multi_kernel<T, 1, GATED, NORM>, blocks, smem, stream, x, a, K); break;
+    case 2: launch_gemv_kernel(gemv_multi_kernel<T, 2, GATED, NORM>, blocks, smem, stream, x, a, K); break;
+    case 3: launch_gemv_kernel(gemv_multi_kernel<T, 3, GATED, NORM>, blocks, smem, stream, x, a, K); break;
+    default: launch_gemv_kernel(gemv_multi_kernel<T, 4, GATED, NORM>, blocks, smem, stream, x, a, K); break;
     }
 }
 
+template <typename T, bool NORM>
+static void launch_gemv_multi_gated(const T *x, const gemv_multi_args &a, int gated, int64_t M, int64_t K,
+                                    cudaStream_t stream) {
+    if (gated) launch_gemv_multi<T, true, NORM>(x, a, M, K, stream);
+    else launch_gemv_multi<T, false, NORM>(x, a, M, K, stream);
+}
+
+template <typename T>
+static void launch_gemv_multi_any(const T *x, const gemv_multi_args &a, int gated, int norm, int64_t M, int64_t K,
+                                  cudaStream_t stream) {
+    if (norm) launch_gemv_multi_gated<T, true>(x, a, gated, M, K, stream);
+    else launch_gemv_multi_gated<T, false>(x, a, gated, M, K, stream);
+}
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
-                                       llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream) {
+                                       const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K,
+                                       cudaStream_t stream) {
     if (num_parts < 1 || num_parts > CUDA_GEMV_MAX_PARTS || (gated && (num_parts != 2 || parts[0].N != parts[1].N)))
         return cudaErrorInvalidValue;
+    if (norm && (!norm->a || !norm->w || !aligned16(norm->a) || !aligned16(norm->w) ||
+                 (norm->b && !aligned16(norm->b)) || (norm->sum && !aligned16(norm->sum)) ||
+                 M * K * 2 > CUDA_GEMV_NORM_MAX_BYTES)) /* f16/bf16 only (checked below) */
+        return cudaErrorInvalidValue;
+    if (norm) x = norm->a; // alignment and M/K checks below; x itself is made in the kernel
     gemv_multi_args a;
     memset(&a, 0, sizeof a);
+    if (norm) a.norm = *norm;
     a.num_parts = gated ? 1 : num_parts; // gated: one row range, two weights
     a.row_start[0] = 0;
     for (int i = 0; i < num_parts; i++) {
@@ -226,13 +337,8 @@ extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_part
         a.n[i] = parts[i].N;
         if (i < a.num_parts) a.row_start[i + 1] = a.row_start[i] + parts[i].N;
     }
-    if (type == LLMRT_DTYPE_F16) {
-        if (gated) launch_gemv_multi<__half, true>((const __half *)x, a, M, K, stream);
-        else launch_gemv_multi<__half, false>((const __half *)x, a, M, K, stream);
-    } else {
-        if (gated) launch_gemv_multi<__nv_bfloat16, true>((const __nv_bfloat16 *)x, a, M, K, stream);
-        else launch_gemv_multi<__nv_bfloat16, false>((const __nv_bfloat16 *)x, a, M, K, stream);
-    }
+    if (type == LLMRT_DTYPE_F16) launch_gemv_multi_any<__half>((const __half *)x, a, gated, norm != NULL, M, K, stream);
+    else launch_gemv_multi_any<__nv_bfloat16>((const __nv_bfloat16 *)x, a, gated, norm != NULL, M, K, stream);
     return cudaGetLastError();
 }
 

@@ -20,8 +20,10 @@ __device__ void rope_row(T *x_out, const T *x_in, int heads, int D, int rotary_d
         const int h = p / half, i = p % half;
         const int d1 = neox ? i : 2 * i, d2 = neox ? i + half : 2 * i + 1;
         const float x1 = to_float<T>(x_in[h * D + d1]), x2 = to_float<T>(x_in[h * D + d2]);
-        x_out[h * D + d1] = from_float<T>(x1 * cs[i] - x2 * sn[i]);
-        x_out[h * D + d2] = from_float<T>(x2 * cs[i] + x1 * sn[i]);
+        float o1, o2;
+        rope_pair(x1, x2, cs[i], sn[i], o1, o2);
+        x_out[h * D + d1] = from_float<T>(o1);
+        x_out[h * D + d2] = from_float<T>(o2);
     }
     const int pass = D - rotary_dim;
     if (pass > 0 && x_out != x_in)
@@ -40,14 +42,8 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kv_write_kernel(
     pdl_wait();
     const int64_t t = blockIdx.x;
     const int half = inv_freq ? rotary_dim / 2 : 0;
-    const float pos = (float)positions[t];
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float angle = pos * inv_freq[i]; // fp32 product, as HF
-        double s, c;
-        sincos((double)angle, &s, &c);
-        cs[i] = (float)c;
-        sn[i] = (float)s;
-    }
+    const int32_t pos = positions[t];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) rope_cos_sin(pos, inv_freq[i], cs[i], sn[i]);
     __syncthreads();
     const int rdim = 2 * half;
     const int h0 = blockIdx.y * ROPE_HEADS_PER_BLOCK;
@@ -77,5 +73,30 @@ extern "C" cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void
             stream, (T *)q_out, (const T *)q, (const T *)k, (const T *)v, (T *)k_cache, (T *)v_cache, batch->positions,
             batch->slot_mapping, heads, kv_heads, head_dim, rotary_dim, inv_freq, neox_style);
     });
+    return cudaGetLastError();
+}
+
+// The step's rotation table for the fused decode attention: table[t][i] =
+// (cos, sin) of positions[t] · inv_freq[i], i < half. Computed once per
+// step (and inv_freq), read by every layer's attention.
+__global__ void rope_table_kernel(float2 *table, const int32_t *positions, const float *inv_freq, int half,
+                                  int64_t count) {
+    pdl_trigger();
+    pdl_wait();
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < count; e += (int64_t)gridDim.x * blockDim.x) {
+        float c, s;
+        rope_cos_sin(positions[e / half], inv_freq[e % half], c, s);
+        table[e] = make_float2(c, s);
+    }
+}
+
+extern "C" cudaError_t cuda_rope_table(float *table, const int32_t *positions, int32_t num_tokens,
+                                       const float *inv_freq, int32_t rotary_dim, cudaStream_t stream) {
+    const int half = rotary_dim / 2;
+    if (num_tokens <= 0 || half <= 0) return cudaSuccess;
+    if (!inv_freq || rotary_dim % 2 || half > ROPE_MAX_HALF) return cudaErrorInvalidValue;
+    const int64_t count = (int64_t)num_tokens * half;
+    launch_pdl(rope_table_kernel, dim3(grid_for(count, ROPE_THREADS)), dim3(ROPE_THREADS), stream, (float2 *)table,
+               positions, inv_freq, half, count);
     return cudaGetLastError();
 }

@@ -71,6 +71,69 @@ __device__ void count_mass_at_least(const float *row, int64_t vocab, float inv_t
     *mass = block_sum(s, scratch);
 }
 
+// Greedy in one pass: the largest logit (lowest index on ties, NaNs
+// skipped) and Σ exp(x − max) kept online, merged across the block.
+struct max_sum {
+    float m, s;
+    int i;
+};
+
+__device__ __forceinline__ void max_sum_add(max_sum &a, float x, int j) {
+    if (x > a.m) {
+        a.s = a.s * __expf(a.m - x) + 1.0f; // a.m = −∞ gives 0 · 0
+        a.m = x;
+        a.i = j;
+    } else if (x == x) {
+        a.s += __expf(x - a.m);
+        if (x == a.m && j < a.i) a.i = j;
+    }
+}
+
+__device__ __forceinline__ void max_sum_merge(max_sum &a, const max_sum &b) {
+    if (b.m == -INFINITY) return;
+    if (a.m == -INFINITY) {
+        a = b;
+        return;
+    }
+    const float m = fmaxf(a.m, b.m);
+    a.s = a.s * __expf(a.m - m) + b.s * __expf(b.m - m);
+    a.i = a.m == b.m ? min(a.i, b.i) : a.m > b.m ? a.i : b.i;
+    a.m = m;
+}
+
+__device__ max_sum block_max_sum(const float *row, int64_t vocab) {
+    __shared__ max_sum part[32];
+    max_sum a = {-INFINITY, 0.0f, 0x7fffffff};
+    if (vocab % 4 == 0 && ((uintptr_t)row & 15) == 0) {
+        const float4 *r4 = reinterpret_cast<const float4 *>(row);
+        for (int64_t q = threadIdx.x; q < vocab / 4; q += blockDim.x) {
+            const float4 v = r4[q];
+            max_sum_add(a, v.x, (int)(4 * q));
+            max_sum_add(a, v.y, (int)(4 * q + 1));
+            max_sum_add(a, v.z, (int)(4 * q + 2));
+            max_sum_add(a, v.w, (int)(4 * q + 3));
+        }
+    } else {
+        for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) max_sum_add(a, row[j], (int)j);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const max_sum b = {__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o),
+                           __shfl_xor_sync(0xffffffffu, a.i, o)};
+        max_sum_merge(a, b);
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) part[warp] = a;
+    __syncthreads();
+    a = lane < (int)(blockDim.x >> 5) ? part[lane] : max_sum{-INFINITY, 0.0f, 0x7fffffff};
+    for (int o = 16; o > 0; o >>= 1) {
+        const max_sum b = {__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o),
+                           __shfl_xor_sync(0xffffffffu, a.i, o)};
+        max_sum_merge(a, b);
+    }
+    if (a.i == 0x7fffffff) a.i = 0;
+    return a;
+}
+
 // log Σ exp(row): the normaliser of the raw distribution, given its max.
 __device__ float block_logsumexp(const float *row, int64_t vocab, float max_logit, float *scratch) {
     float s = 0.0f;
@@ -88,12 +151,10 @@ __global__ void sample_kernel(int32_t *ids, float *logprobs, const float *logits
     if (prm.skip) return;
     const float *row = logits + (int64_t)r * vocab;
     if (!(prm.temperature > 0.0f) || prm.top_k == 1) {
-        const int idx = block_argmax(row, vocab, 1.0f);
-        const float best = row[idx];
-        const float lse = logprobs ? block_logsumexp(row, vocab, best, scratch) : 0.0f;
+        const max_sum best = block_max_sum(row, vocab);
         if (threadIdx.x == 0) {
-            ids[r] = idx;
-            if (logprobs) logprobs[r] = best - lse;
+            ids[r] = best.i;
+            if (logprobs) logprobs[r] = -__logf(best.s); // x_best − (x_best + log Σ e^{x − x_best})
         }
         return;
     }
