@@ -136,6 +136,7 @@ struct llmrt_runtime {
     int32_t step_num_seqs, step_num_tokens, step_num_logits;
     float *logits;           /* [max_batch, vocab] */
     double *row_lse;         /* [max_batch] logsumexp of each logits row */
+    int32_t *host_rows;      /* [max_batch] the step's rows sampled on the host */
     /* device sampling (backends with ops->device_sampling), [max_batch] */
     int device_sampling;
     llmrt_row_sampling *sample_rows;
@@ -153,6 +154,7 @@ struct llmrt_runtime {
     /* LLMRT_PROFILE=1: seconds spent per step phase, printed at free */
     int profile;
     double prof_schedule, prof_forward, prof_after;
+    double prof_relock, prof_tokens, prof_deliver; /* parts of prof_after */
 };
 
 /* lists (request.c) */
