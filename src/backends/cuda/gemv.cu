@@ -5,7 +5,12 @@
 
 #include "backends/cuda/cuda_device.cuh"
 
-enum { GEMV_WARPS = 8, GEMV_UNROLL = 4 };
+// Warps (= weight rows) a block, for the grouped and the plain kernel:
+// fewer, larger blocks cost less (the grouped kernel's blocks each make x
+// in the norm prologue). Measured end to end at batch 1, 128 / 2048 tokens
+// of context: 4 warps 5.38 ms/token; 8: 5.02 / 5.48; 16: 4.98 / 5.41; 32
+// for the plain kernel: 4.96 / 5.43, with spills at M ≥ 3 (64 registers).
+enum { GEMV_WARPS = 16, GEMV_PLAIN_WARPS = 16, GEMV_UNROLL = 4 };
 
 // Programmatic dependent launch (cuda_set_pdl) of the decode-step
 // kernels: the weight stream does not depend on the kernel before, so a
@@ -19,9 +24,9 @@ extern "C" void cuda_set_pdl(int on) { pdl_on = on; }
 extern "C" int cuda_pdl_enabled(void) { return pdl_on; }
 
 template <typename... KArgs, typename... Args>
-static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, size_t smem, cudaStream_t stream,
-                               Args... args) {
-    launch_pdl_smem(kernel, dim3(blocks), dim3(GEMV_WARPS * 32), smem, stream, args...);
+static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, unsigned warps, size_t smem,
+                               cudaStream_t stream, Args... args) {
+    launch_pdl_smem(kernel, dim3(blocks), dim3(warps * 32), smem, stream, args...);
 }
 
 // GEMV_UNROLL 16-byte chunks of each of R weight rows, from chunk c0 on
@@ -103,11 +108,11 @@ __device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const
 // (Tried: two rows a warp, half the warps in flight: no change end to end,
 // 5.02–5.03 ms/token either way; the GEMVs are not bound by x's loads.)
 template <typename T, typename TO, int M>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
+__global__ void __launch_bounds__(GEMV_PLAIN_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
                                                                 int64_t N, int64_t K) {
     pdl_trigger();
     const int lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const int64_t n = (int64_t)blockIdx.x * GEMV_PLAIN_WARPS + (threadIdx.x >> 5);
     if (n >= N) return;
     const uint4 *const wrow[1] = {reinterpret_cast<const uint4 *>(w + n * K)};
     float acc[1][M];
@@ -129,12 +134,12 @@ extern "C" int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const
 template <typename T, typename TO>
 static void launch_gemv(TO *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K,
                         cudaStream_t stream) {
-    const unsigned blocks = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
+    const unsigned blocks = (unsigned)((N + GEMV_PLAIN_WARPS - 1) / GEMV_PLAIN_WARPS);
     switch (M) {
-    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, 0, stream, y, x, w, bias, N, K); break;
-    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, 0, stream, y, x, w, bias, N, K); break;
-    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, 0, stream, y, x, w, bias, N, K); break;
-    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, 0, stream, y, x, w, bias, N, K); break;
+    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
+    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
+    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
+    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
     }
 }
 
@@ -290,10 +295,10 @@ static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, i
     const unsigned blocks = (unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS);
     const size_t smem = NORM ? (size_t)M * K * sizeof(T) : 0;
     switch (M) {
-    case 1: launch_gemv_kernel(gemv_multi_kernel<T, 1, GATED, NORM>, blocks, smem, stream, x, a, K); break;
-    case 2: launch_gemv_kernel(gemv_multi_kernel<T, 2, GATED, NORM>, blocks, smem, stream, x, a, K); break;
-    case 3: launch_gemv_kernel(gemv_multi_kernel<T, 3, GATED, NORM>, blocks, smem, stream, x, a, K); break;
-    default: launch_gemv_kernel(gemv_multi_kernel<T, 4, GATED, NORM>, blocks, smem, stream, x, a, K); break;
+    case 1: launch_gemv_kernel(gemv_multi_kernel<T, 1, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
+    case 2: launch_gemv_kernel(gemv_multi_kernel<T, 2, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
+    case 3: launch_gemv_kernel(gemv_multi_kernel<T, 3, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
+    default: launch_gemv_kernel(gemv_multi_kernel<T, 4, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
     }
 }
 
