@@ -122,6 +122,10 @@ llmrt_status cuda_run_nodes(cuda_state *st);
  * cuda_fusion_select points the redirected values for a step of `tokens`
  * tokens (before it runs or is captured); cuda_fusion_free at destroy. */
 llmrt_status cuda_find_fusions(cuda_state *st);
+/* LINEAR v can be a part of a grouped GEMV over x [.., K] of type t: its
+ * output and 2-D weight [N, K] of type t, any bias f32 (the static half of
+ * the check; cuda_gemv_supported checks M and the addresses). */
+int cuda_gemv_part_types_ok(const cuda_state *st, llmrt_value v, llmrt_dtype t, int64_t K);
 void cuda_fusion_select(cuda_state *st, int64_t tokens);
 void cuda_fusion_free(cuda_state *st);
 

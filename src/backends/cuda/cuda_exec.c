@@ -126,8 +126,7 @@ static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
         parts[i].w = st->node_ptr[wv];
         parts[i].bias = bv >= 0 ? (const float *)st->node_ptr[bv] : NULL;
         parts[i].N = cuda_value_dim(st, wv, 0);
-        ok = cuda_value_type(st, wv) == t && cuda_value_type(st, vi) == t && cuda_value_dim(st, wv, 1) == K &&
-             (bv < 0 || cuda_value_type(st, bv) == LLMRT_DTYPE_F32) &&
+        ok = cuda_gemv_part_types_ok(st, vi, t, K) &&
              cuda_gemv_supported(t, M, K, parts[i].y, st->node_ptr[xv], parts[i].w);
     }
     const int site = st->norm_active ? st->norm_site_of[v] : 0;

@@ -97,6 +97,13 @@ static llmrt_status find_gemv_groups(cuda_state *st, const int32_t *uses) {
 
 
 
+int cuda_gemv_part_types_ok(const cuda_state *st, llmrt_value v, llmrt_dtype t, int64_t K) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    const llmrt_value wv = n->inputs[1], bv = n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE;
+    return cuda_value_type(st, wv) == t && cuda_value_type(st, v) == t && st->graph->nodes[wv].ndim == 2 &&
+           st->graph->nodes[wv].dims[1] == K && (bv < 0 || cuda_value_type(st, bv) == LLMRT_DTYPE_F32);
+}
+
 /* A value a norm site may move into a buffer of its own: an activation
  * [tokens, K] that no view aliases and the plan does not hand out. */
 static int redirectable(const cuda_state *st, llmrt_value v, int64_t K) {
@@ -140,13 +147,7 @@ static llmrt_status find_norm_sites(cuda_state *st, const int32_t *uses) {
             continue;
         /* the group must run as a GEMV whenever the site is active */
         int ok = 1;
-        for (int i = 0; i < count; i++) {
-            const llmrt_node *n = &g->nodes[ex[p + i]];
-            const llmrt_value wv = n->inputs[1], bv = n->num_inputs > 2 ? n->inputs[2] : LLMRT_NO_VALUE;
-            ok = ok && cuda_value_type(st, wv) == t && cuda_value_type(st, ex[p + i]) == t &&
-                 g->nodes[wv].ndim == 2 && g->nodes[wv].dims[1] == K &&
-                 (bv < 0 || cuda_value_type(st, bv) == LLMRT_DTYPE_F32);
-        }
+        for (int i = 0; i < count; i++) ok = ok && cuda_gemv_part_types_ok(st, ex[p + i], t, K);
         const llmrt_value add = st->fused[r] && p >= 2 ? ex[p - 2] : LLMRT_NO_VALUE;
         llmrt_value want[3] = {add >= 0 ? g->nodes[add].inputs[0] : rn->inputs[0],
                                add >= 0 ? g->nodes[add].inputs[1] : LLMRT_NO_VALUE, add};
