@@ -31,9 +31,29 @@
 // row (no block reads the row this launch writes), and the partition that
 // holds the row writes it into the cache. This is the RoPE + KV-write
 // kernel's work without its launch, with the same bits (rope_pair).
+//
+// Latency at batch 1 (the kernel moves ~1 MB at 128 tokens of context but
+// sits between two GEMVs): up to two batches of K/V rows are in flight
+// before the wait, every read of the q/k/v GEMV's output goes out at once,
+// and (rope.prefetch) the live blocks
+// ask L2 for the output projection's weights while HBM would idle.
 #include "backends/cuda/cuda_device.cuh"
 
-enum { DECODE_THREADS = 128, TARGET_BLOCKS = 1024 };
+// CUDA_DECODE_PREFETCH_MAX_CTX: the longest context for which the launch's
+// L2 prefetch (cuda_rope_fused.prefetch) is issued; past it the blocks' own
+// K/V reads keep HBM busy (measured at 2048: no gain).
+// PRE2_MIN_BLOCKS: blocks an SM must hold for the PRE2 instance of one query
+// head a block (≤ 128 registers a thread): left free, the compiler took 241
+// and a batch-1 launch at 2048 tokens of context (512 blocks) ran in two
+// waves. PRE2_MAX_TOKENS: the launches that take the PRE2 instances.
+enum {
+    DECODE_THREADS = 128,
+    TARGET_BLOCKS = 1024,
+    CUDA_DECODE_PREFETCH_MAX_CTX = 1024,
+    PRE2_MIN_BLOCKS = 4,
+    MIN_BLOCKS = 6, // the others, one head a block: as resident as before PRE2 (80 registers)
+    PRE2_MAX_TOKENS = 4
+};
 
 static constexpr int pow2_at_least(int x) { return x <= 1 ? 1 : 2 * pow2_at_least((x + 1) / 2); }
 
@@ -54,6 +74,8 @@ struct decode_args {
     const float2 *rope_table;
     const int32_t *slot_mapping;
     int rotary_dim, rope_neox;
+    const char *prefetch; // fused only: L2 prefetch of the next product's weights
+    int64_t prefetch_bytes;
     int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
     int32_t block_table_stride, block_size;
     int heads, kv_heads, group, head_chunks, num_partitions;
@@ -78,18 +100,48 @@ __device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int 
     return ((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + g;
 }
 
-// 16 bytes of a raw q or k row from column col, rotated (HF pairing, the
-// table row cs) where col < rot and rounded to T as the RoPE kernel stores
-// it; zeros at and past d.
-template <typename T, bool EXACT>
-__device__ __forceinline__ uint4 load16_rope(const T *row, int col, int d, const float2 *cs, int rot, int neox) {
+// This block's slice of the L2 prefetch: the live blocks of the launch's
+// first token share it (one bulk request each, by thread 0); none when that
+// context is long (its own K/V keep HBM busy then).
+__device__ __forceinline__ void prefetch_slice(const decode_args &a, int ctx, int live_parts) {
+    if (!a.prefetch_bytes || threadIdx.x != 0 || blockIdx.z != 0 || ctx > CUDA_DECODE_PREFETCH_MAX_CTX) return;
+    const int64_t blocks = (int64_t)gridDim.y * live_parts, b = (int64_t)blockIdx.y * live_parts + blockIdx.x;
+    const int64_t per = ((a.prefetch_bytes + blocks - 1) / blocks + 15) / 16 * 16, off = b * per;
+    if (off < a.prefetch_bytes) prefetch_l2_bulk(a.prefetch + off, min(per, a.prefetch_bytes - off));
+}
+
+// 16 bytes of a raw q or k row from column col, and (PARTNER, NeoX pairing
+// with whole chunks in each half) the 16 bytes of partner columns: loaded
+// together, before anything is stored, so that they take one round trip.
+// Without PARTNER (fewer registers) rope16 reads the partners one by one.
+struct rope_raw {
+    uint4 in, partner;
+};
+
+template <typename T, bool EXACT, bool PARTNER>
+__device__ __forceinline__ rope_raw load16_rope_raw(const T *row, int col, int d, int rot, int neox) {
     constexpr int VEC = 16 / sizeof(T);
-    const uint4 in = load16_masked<T, EXACT>(row, col, d);
-    if (col >= rot) return in;
-    uint4 out = in;
-    const T *x = reinterpret_cast<const T *>(&in);
+    rope_raw r;
+    r.in = load16_masked<T, EXACT>(row, col, d);
+    r.partner = make_uint4(0, 0, 0, 0);
+    const int half = rot / 2;
+    if (PARTNER && EXACT && neox && col < rot && half % VEC == 0)
+        r.partner = *reinterpret_cast<const uint4 *>(row + (col < half ? col + half : col - half));
+    return r;
+}
+
+// The chunk at col rotated (HF pairing, the table row cs) where col < rot
+// and rounded to T as the RoPE kernel stores it; zeros at and past d.
+template <typename T, bool EXACT, bool PARTNER>
+__device__ __forceinline__ uint4 rope16(const rope_raw &r, const T *row, int col, int d, const float2 *cs, int rot,
+                                        int neox) {
+    constexpr int VEC = 16 / sizeof(T);
+    if (col >= rot) return r.in;
+    uint4 out = r.in;
+    const T *x = reinterpret_cast<const T *>(&r.in), *px = reinterpret_cast<const T *>(&r.partner);
     T *y = reinterpret_cast<T *>(&out);
     const int half = rot / 2;
+    const bool chunk_partner = PARTNER && EXACT && neox && half % VEC == 0;
 #pragma unroll
     for (int i = 0; i < VEC; i++) {
         const int c = col + i;
@@ -98,7 +150,9 @@ __device__ __forceinline__ uint4 load16_rope(const T *row, int col, int d, const
         const int partner = neox ? (first ? c + half : c - half) : c ^ 1;
         const int idx = neox ? (first ? c : c - half) : c >> 1;
         const float v = to_float<T>(x[i]);
-        const float p = partner >= col && partner < col + VEC ? to_float<T>(x[partner - col]) : to_float<T>(row[partner]);
+        const float p = chunk_partner                             ? to_float<T>(px[i])
+                        : partner >= col && partner < col + VEC ? to_float<T>(x[partner - col])
+                                                                : to_float<T>(row[partner]);
         const float2 t = cs[idx];
         float o1, o2;
         if (first) {
@@ -112,10 +166,9 @@ __device__ __forceinline__ uint4 load16_rope(const T *row, int col, int d, const
     return out;
 }
 
-template <typename T, int D, bool EXACT, int NH>
-__global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out, const T *q, T *k_cache,
-                                                                          T *v_cache, float *workspace,
-                                                                          decode_args a) {
+template <typename T, int D, bool EXACT, int NH, bool PRE2>
+__global__ void __launch_bounds__(DECODE_THREADS, NH > 1 ? 1 : PRE2 ? PRE2_MIN_BLOCKS : MIN_BLOCKS)
+    attention_decode_kernel(T *out, const T *q, T *k_cache, T *v_cache, float *workspace, decode_args a) {
     using S = decode_shape<T, D, NH>;
     constexpr int VEC = S::VEC, TPK = S::TPK, CPT = S::CPT, KPB = S::KPB, CHUNKS = S::CHUNKS, U = S::UNROLL;
     __shared__ __align__(16) float red[KPB][D];
@@ -123,7 +176,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     pdl_trigger(); // the output projection's GEMV may start loading its weights
     // Fused RoPE runs in decode steps only, where every cache row a block
     // reads but the token's own was written by an earlier step: the first
-    // batch of K/V rows is loaded before waiting for the q/k/v GEMV (this
+    // batches of K/V rows are loaded before waiting for the q/k/v GEMV (this
     // kernel is latency-bound at small batches). The step metadata came
     // with the copy before the step's first kernel.
     const bool fused = a.rk != nullptr;
@@ -137,6 +190,7 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     const int part_len = partition_length(ctx, a.num_partitions);
     const int start = blockIdx.x * part_len;
     if (start >= ctx) return; // nothing here; only live partitions are merged
+    const int live_parts = (ctx + part_len - 1) / part_len;
     const int nkeys = min(part_len, ctx - start);
     const int seq = a.token_seq[t];
     const int sub = threadIdx.x % TPK, kg = threadIdx.x / TPK;
@@ -145,11 +199,17 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     // cur: the index of the token's own row in this partition (fused RoPE;
     // ≥ nkeys or < 0: not here).
     const int cur = fused ? ctx - 1 - start : -1;
-    // Rows j0 + u·KPB of the partition from `base` on, the own row from
-    // (kc, vc) (zeros before they exist), zeros past nkeys.
+    const bool own_here = cur >= 0 && cur < nkeys;
+    // Rows j0 + u·KPB of the partition from `base` on into (kd, vd), the own
+    // row from (kc, vc) (zeros before they exist), zeros past nkeys. With
+    // PRE2 (small launches, where latency is all) the second batch goes out
+    // before the wait too, into registers of its own, so that a partition of
+    // up to 2·KPB·U rows has all its K/V in flight before the q/k/v GEMV
+    // ends (shared memory instead cost more: its carveout serialised the
+    // kernels around it).
     const int j0 = kg;
-    uint4 kv[U][CPT], vv[U][CPT];
-    auto load_rows = [&](int base, const uint4 *kc, const uint4 *vc) {
+    uint4 kv[U][CPT], vv[U][CPT], kv2[PRE2 ? U : 1][CPT], vv2[PRE2 ? U : 1][CPT];
+    auto load_rows = [&](uint4 (&kd)[U][CPT], uint4 (&vd)[U][CPT], int base, const uint4 *kc, const uint4 *vc) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int j = base + j0 + u * KPB;
@@ -159,33 +219,28 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
             for (int c = 0; c < CPT; c++) {
                 const int ci = sub + c * TPK;
                 const bool live = row >= 0 && ci < CHUNKS;
-                kv[u][c] = live ? load16_masked<T, EXACT>(k_cache + row, ci * VEC, d)
+                kd[u][c] = live ? load16_masked<T, EXACT>(k_cache + row, ci * VEC, d)
                                 : own && kc && ci < CHUNKS ? kc[c] : make_uint4(0, 0, 0, 0);
-                vv[u][c] = live ? load16_masked<T, EXACT>(v_cache + row, ci * VEC, d)
+                vd[u][c] = live ? load16_masked<T, EXACT>(v_cache + row, ci * VEC, d)
                                 : own && vc && ci < CHUNKS ? vc[c] : make_uint4(0, 0, 0, 0);
             }
         }
     };
-    load_rows(0, nullptr, nullptr);
+    load_rows(kv, vv, 0, nullptr, nullptr);
+    if constexpr (PRE2) load_rows(kv2, vv2, KPB * U, nullptr, nullptr);
     if (fused) pdl_wait();
 
-    // Fused RoPE: the table row of this token, and the token's own key
-    // (rotated) and value for this thread's columns.
+    // Fused RoPE: the table row of this token; the token's own key (rotated)
+    // and value for this thread's columns (kc, vc); q (pre-scaled) for each
+    // head of the chunk (qr).
     const float2 *cs = fused ? a.rope_table + (int64_t)t * (a.rotary_dim / 2) : nullptr;
     const int rot = fused ? a.rotary_dim : 0;
+    const int64_t kv_row = (t * a.kv_heads + g) * d;
     uint4 kc[CPT], vc[CPT];
-#pragma unroll
-    for (int c = 0; c < CPT; c++) {
-        const int ci = sub + c * TPK;
-        kc[c] = vc[c] = make_uint4(0, 0, 0, 0);
-        if (cur >= 0 && cur < nkeys && ci < CHUNKS) {
-            const int64_t kv_row = (t * a.kv_heads + g) * d;
-            kc[c] = load16_rope<T, EXACT>((const T *)a.rk + kv_row, ci * VEC, d, cs, rot, a.rope_neox);
-            vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
-        }
-    }
+    float qr[NH][CPT][VEC];
     // The partition holding the token's row writes it into the cache.
-    if (cur >= 0 && cur < nkeys && chunk == 0 && kg == 0 && a.slot_mapping[t] >= 0) {
+    auto store_own_row = [&]() {
+        if (!own_here || chunk != 0 || kg != 0 || a.slot_mapping[t] < 0) return;
         const int64_t dst = ((int64_t)a.slot_mapping[t] * a.kv_heads + g) * d;
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
@@ -202,35 +257,99 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
                 }
             }
         }
-    }
-
-    // The own row in the first batch (loaded before kc, vc existed).
+    };
+    auto set_q = [&](int h, int c, const uint4 &raw) {
+        const T *e = reinterpret_cast<const T *>(&raw);
 #pragma unroll
-    for (int u = 0; u < U; u++)
-        if (j0 + u * KPB == cur)
-#pragma unroll
-            for (int c = 0; c < CPT; c++) {
-                kv[u][c] = kc[c];
-                vv[u][c] = vc[c];
-            }
-
-    // This thread's columns of q (pre-scaled) for each head of the chunk.
-    float qr[NH][CPT][VEC];
-#pragma unroll
-    for (int h = 0; h < NH; h++)
+        for (int i = 0; i < VEC; i++) qr[h][c][i] = to_float<T>(e[i]) * a.scale;
+    };
+    if constexpr (PRE2) {
+        // Everything the block reads that the q/k/v GEMV wrote goes out at
+        // once (one round trip, partner chunks included where registers
+        // allow: q of 8 heads twice over would spill), then is rotated; then
+        // the L2 prefetch, then the cache write.
+        constexpr bool Q_PARTNER = NH * CPT <= 4;
+        rope_raw qraw[NH][CPT], kraw[CPT];
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             const int ci = sub + c * TPK;
-            uint4 raw = make_uint4(0, 0, 0, 0);
-            if (h < nh && ci < CHUNKS) {
-                const T *qrow = q + (t * a.heads + h0 + h) * d;
-                raw = fused ? load16_rope<T, EXACT>(qrow, ci * VEC, d, cs, rot, a.rope_neox)
-                            : load16_masked<T, EXACT>(qrow, ci * VEC, d);
+            kraw[c].in = kraw[c].partner = vc[c] = make_uint4(0, 0, 0, 0);
+            if (own_here && ci < CHUNKS) {
+                kraw[c] = load16_rope_raw<T, EXACT, true>((const T *)a.rk + kv_row, ci * VEC, d, rot, a.rope_neox);
+                vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
             }
-            const T *e = reinterpret_cast<const T *>(&raw);
 #pragma unroll
-            for (int i = 0; i < VEC; i++) qr[h][c][i] = to_float<T>(e[i]) * a.scale;
+            for (int h = 0; h < NH; h++) {
+                qraw[h][c].in = qraw[h][c].partner = make_uint4(0, 0, 0, 0);
+                if (h < nh && ci < CHUNKS)
+                    qraw[h][c] = load16_rope_raw<T, EXACT, Q_PARTNER>(q + (t * a.heads + h0 + h) * d, ci * VEC, d,
+                                                                      rot, a.rope_neox);
+            }
         }
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int ci = sub + c * TPK;
+            kc[c] = own_here && ci < CHUNKS
+                        ? rope16<T, EXACT, true>(kraw[c], (const T *)a.rk + kv_row, ci * VEC, d, cs, rot, a.rope_neox)
+                        : kraw[c].in;
+#pragma unroll
+            for (int h = 0; h < NH; h++)
+                set_q(h, c,
+                      fused && h < nh && ci < CHUNKS
+                          ? rope16<T, EXACT, Q_PARTNER>(qraw[h][c], q + (t * a.heads + h0 + h) * d, ci * VEC, d, cs,
+                                                        rot, a.rope_neox)
+                          : qraw[h][c].in);
+        }
+        if (fused) prefetch_slice(a, ctx, live_parts);
+        store_own_row();
+    } else {
+        // Larger launches keep the leaner order (registers are occupancy
+        // there): own row, cache write, then q.
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int ci = sub + c * TPK;
+            kc[c] = vc[c] = make_uint4(0, 0, 0, 0);
+            if (own_here && ci < CHUNKS) {
+                const T *krow = (const T *)a.rk + kv_row;
+                kc[c] = rope16<T, EXACT, false>(load16_rope_raw<T, EXACT, false>(krow, ci * VEC, d, rot, a.rope_neox),
+                                                krow, ci * VEC, d, cs, rot, a.rope_neox);
+                vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
+            }
+        }
+        store_own_row();
+#pragma unroll
+        for (int h = 0; h < NH; h++)
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                const int ci = sub + c * TPK;
+                uint4 raw = make_uint4(0, 0, 0, 0);
+                if (h < nh && ci < CHUNKS) {
+                    const T *qrow = q + (t * a.heads + h0 + h) * d;
+                    raw = fused ? rope16<T, EXACT, false>(load16_rope_raw<T, EXACT, false>(qrow, ci * VEC, d, rot,
+                                                                                          a.rope_neox),
+                                                          qrow, ci * VEC, d, cs, rot, a.rope_neox)
+                                : load16_masked<T, EXACT>(qrow, ci * VEC, d);
+                }
+                set_q(h, c, raw);
+            }
+    }
+
+    // The own row in the preloaded batches (loaded before kc, vc existed).
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            if (j0 + u * KPB == cur) {
+                kv[u][c] = kc[c];
+                vv[u][c] = vc[c];
+            }
+            if constexpr (PRE2)
+                if (KPB * U + j0 + u * KPB == cur) {
+                    kv2[u][c] = kc[c];
+                    vv2[u][c] = vc[c];
+                }
+        }
+
     float acc[NH][CPT][VEC], m[NH], l[NH];
 #pragma unroll
     for (int h = 0; h < NH; h++) {
@@ -245,7 +364,18 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     // The bound is uniform across the block (the shuffles below need every
     // lane); rows past nkeys are masked.
     for (int base = 0; base < nkeys; base += KPB * U) {
-        if (base > 0) load_rows(base, kc, vc);
+        if (PRE2 && base == KPB * U) {
+            if constexpr (PRE2)
+#pragma unroll
+                for (int u = 0; u < U; u++)
+#pragma unroll
+                    for (int c = 0; c < CPT; c++) {
+                        kv[u][c] = kv2[u][c];
+                        vv[u][c] = vv2[u][c];
+                    }
+        } else if (base > 0) {
+            load_rows(kv, vv, base, kc, vc);
+        }
         float s[NH][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -299,7 +429,6 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
             l_s[kg][h] = l[h];
         }
     __syncthreads();
-    const int live_parts = (ctx + part_len - 1) / part_len;
     const bool single = live_parts == 1; // write the output here; the merge skips such tokens
     const int part = blockIdx.x;
 #pragma unroll
@@ -350,20 +479,50 @@ __global__ void __launch_bounds__(DECODE_THREADS) attention_decode_kernel(T *out
     __syncthreads();
     if (!last) return;
     __threadfence(); // the other partitions' partials
+    // The partials were written by other blocks: read from L2 (ld.cg). In
+    // small launches (PRE2) every (m, l) and this thread's column of every
+    // partial are loaded at once, one round trip (the (m, l) a lane each,
+    // combined by shuffles); else in loops (fewer registers).
     const float *ml = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * d;
     for (int h = 0; h < nh; h++) {
         const int64_t head = (int64_t)blockIdx.z * a.heads + h0 + h;
-        const volatile float *e = ml + head * a.num_partitions * 2;
-        float M = -INFINITY;
-        for (int p = 0; p < live_parts; p++) M = fmaxf(M, e[2 * p]);
-        float L = 0.0f;
-        for (int p = 0; p < live_parts; p++) L += __expf(e[2 * p] - M) * e[2 * p + 1];
-        const float inv = 1.0f / L;
-        const volatile float *acc_p = workspace + head * a.num_partitions * d;
-        for (int c = threadIdx.x; c < d; c += DECODE_THREADS) {
-            float sum = 0.0f;
-            for (int p = 0; p < live_parts; p++) sum += __expf(e[2 * p] - M) * acc_p[(int64_t)p * d + c];
-            out[(t * a.heads + h0 + h) * d + c] = from_float<T>(sum * inv);
+        const float *e = ml + head * a.num_partitions * 2;
+        const float *acc_p = workspace + head * a.num_partitions * d;
+        T *o = out + (t * a.heads + h0 + h) * d;
+        if constexpr (PRE2) {
+            // lane p holds partition p's (m, l); shuffles hand them round
+            constexpr int MAXP = CUDA_DECODE_MAX_PARTITIONS;
+            const int lane = threadIdx.x & 31;
+            const float m_l = lane < live_parts ? __ldcg(e + 2 * lane) : -INFINITY;
+            const float l_l = lane < live_parts ? __ldcg(e + 2 * lane + 1) : 0.0f;
+            // every lane shuffles (the column loop below may leave some out)
+            const float M = warp_max(m_l);
+            const float w = lane < live_parts ? __expf(m_l - M) : 0.0f;
+            const float inv = 1.0f / warp_sum(w * l_l);
+            float wp[MAXP];
+#pragma unroll
+            for (int p = 0; p < MAXP; p++) wp[p] = __shfl_sync(0xffffffffu, w, p);
+            for (int c = threadIdx.x; c < d; c += DECODE_THREADS) {
+                float part[MAXP];
+#pragma unroll
+                for (int p = 0; p < MAXP; p++) part[p] = p < live_parts ? __ldcg(acc_p + (int64_t)p * d + c) : 0.0f;
+                float sum = 0.0f;
+#pragma unroll
+                for (int p = 0; p < MAXP; p++) sum += wp[p] * part[p];
+                o[c] = from_float<T>(sum * inv);
+            }
+        } else {
+            float M = -INFINITY;
+            for (int p = 0; p < live_parts; p++) M = fmaxf(M, __ldcg(e + 2 * p));
+            float L = 0.0f;
+            for (int p = 0; p < live_parts; p++) L += __expf(__ldcg(e + 2 * p) - M) * __ldcg(e + 2 * p + 1);
+            const float inv = 1.0f / L;
+            for (int c = threadIdx.x; c < d; c += DECODE_THREADS) {
+                float sum = 0.0f;
+                for (int p = 0; p < live_parts; p++)
+                    sum += __expf(__ldcg(e + 2 * p) - M) * __ldcg(acc_p + (int64_t)p * d + c);
+                o[c] = from_float<T>(sum * inv);
+            }
         }
     }
 }
@@ -388,23 +547,34 @@ extern "C" size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int
     return (size_t)tokens * heads * partitions * (head_dim + 2) * sizeof(float);
 }
 
-template <typename T, int D, bool EXACT, int NH>
+template <typename T, int D, bool EXACT, int NH, bool PRE2 = false>
 static cudaError_t launch_decode(T *out, const T *q, T *kc, T *vc, float *ws, decode_args a,
                                  int64_t tokens, cudaStream_t stream) {
     a.head_chunks = (a.group + NH - 1) / NH;
     if ((int64_t)a.kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a.num_partitions, (unsigned)(a.kv_heads * a.head_chunks), (unsigned)tokens);
-    launch_pdl(attention_decode_kernel<T, D, EXACT, NH>, grid, dim3(DECODE_THREADS), stream, out, q, kc, vc, ws, a);
+    launch_pdl(attention_decode_kernel<T, D, EXACT, NH, PRE2>, grid, dim3(DECODE_THREADS), stream, out, q, kc, vc, ws,
+               a);
     return cudaGetLastError();
+}
+
+// Small launches of 16-bit types (a row share of one chunk) take the PRE2
+// instance: latency over occupancy.
+template <typename T, int D, int NH>
+static cudaError_t launch_exact_nh(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
+                                   cudaStream_t stream) {
+    if constexpr (sizeof(T) == 2)
+        if (n <= PRE2_MAX_TOKENS) return launch_decode<T, D, true, NH, true>(o, q, kc, vc, ws, a, n, stream);
+    return launch_decode<T, D, true, NH>(o, q, kc, vc, ws, a, n, stream);
 }
 
 template <typename T, int D>
 static cudaError_t launch_exact(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
                                 cudaStream_t stream) {
     switch (heads_per_block(a.group)) {
-    case 1: return launch_decode<T, D, true, 1>(o, q, kc, vc, ws, a, n, stream);
-    case 4: return launch_decode<T, D, true, 4>(o, q, kc, vc, ws, a, n, stream);
-    default: return launch_decode<T, D, true, 8>(o, q, kc, vc, ws, a, n, stream);
+    case 1: return launch_exact_nh<T, D, 1>(o, q, kc, vc, ws, a, n, stream);
+    case 4: return launch_exact_nh<T, D, 4>(o, q, kc, vc, ws, a, n, stream);
+    default: return launch_exact_nh<T, D, 8>(o, q, kc, vc, ws, a, n, stream);
     }
 }
 
@@ -447,6 +617,9 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     a.rope_table = rope ? (const float2 *)rope->table : nullptr;
     a.rotary_dim = rope ? rope->rotary_dim : 0;
     a.rope_neox = rope ? rope->neox : 1;
+    a.prefetch = rope && rope->prefetch && rope->prefetch_bytes >= 16 ? (const char *)rope->prefetch : nullptr;
+    a.prefetch_bytes = a.prefetch ? (int64_t)(rope->prefetch_bytes & ~(size_t)15) : 0;
+    if (a.prefetch && ((uintptr_t)a.prefetch & 15)) return cudaErrorInvalidValue;
     a.slot_mapping = batch->slot_mapping;
     a.positions = batch->positions;
     a.token_seq = batch->token_seq;

@@ -72,14 +72,6 @@ template <int D> struct prefill_smem {
     static constexpr size_t BYTES = (size_t)(TILE_M + 4 * TILE_N) * STRIDE * 2 + 2 * TILE_N * sizeof(int64_t);
 };
 
-// 16 bytes global → shared without registers; src_bytes 0 writes zeros.
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
-    const uint32_t dst = (uint32_t)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
-
 template <typename T, int D, bool EXACT>
 __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(T *out, const T *q, const T *k_cache,
                                                                             const T *v_cache, prefill_args a) {

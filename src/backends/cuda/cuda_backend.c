@@ -53,14 +53,8 @@ static void cuda_destroy(void *state) {
     cudaFree(st->attn_counters);
     cudaFree(st->rope_table);
     cudaFree(st->logits_dev);
-    cudaFree(st->ids_dev);
-    cudaFree(st->logprobs_dev);
-    cudaFree(st->sample_dev);
-    if (st->ids_host) cudaFreeHost(st->ids_host);
-    if (st->logprobs_host) cudaFreeHost(st->logprobs_host);
-    if (st->sample_host) cudaFreeHost(st->sample_host);
     if (st->meta_host) cudaFreeHost(st->meta_host);
-    if (st->bad_index_host) cudaFreeHost(st->bad_index_host);
+    if (st->out_host) cudaFreeHost(st->out_host);
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st->weight_offsets);
     free(st->node_ptr);
@@ -236,6 +230,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->use_gemv_groups = env_flag("LLMRT_CUDA_GEMV_GROUPS", 1);
     st->use_rope_fusion = env_flag("LLMRT_CUDA_FUSE_ROPE", 1);
     st->use_norm_fusion = env_flag("LLMRT_CUDA_FUSE_NORM", 1);
+    st->use_attn_prefetch = env_flag("LLMRT_CUDA_ATTN_PREFETCH", 1);
     llmrt_backend_config defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!config) config = &defaults;
@@ -289,11 +284,13 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->bt_stride = (plan->max_seq_len + st->kv_block_size - 1) / st->kv_block_size;
     const size_t T = (size_t)plan->max_num_tokens, S = (size_t)plan->max_batch;
     const size_t max_tiles = T / CUDA_PREFILL_TILE_M + S;
-    st->meta_capacity = 6 * align_up(T, META_ALIGN) + META_ALIGN + align_up(S * st->bt_stride, META_ALIGN) +
+    const size_t sample_words = sizeof(cuda_sample_row) / sizeof(int32_t);
+    st->meta_capacity = 6 * align_up(T, META_ALIGN) + align_up(1 + 2 * T, META_ALIGN) +
+                        align_up(sample_words * T, META_ALIGN) + align_up(S * st->bt_stride, META_ALIGN) +
                         align_up(2 * max_tiles, META_ALIGN) + 8 * META_ALIGN;
     CUDA_STEP(cudaMallocHost((void **)&st->meta_host, st->meta_capacity * sizeof(int32_t)), "pinned metadata");
     CUDA_STEP(cudaMalloc((void **)&st->meta_dev, st->meta_capacity * sizeof(int32_t)), "step metadata");
-    CUDA_STEP(cudaMallocHost((void **)&st->bad_index_host, sizeof(int32_t)), "pinned flag");
+    CUDA_STEP(cudaMallocHost((void **)&st->out_host, (1 + 2 * T) * sizeof(int32_t)), "pinned step results");
 
     /* Split-K partials for the largest decode launch: attn_ws_tokens tokens
      * at a time, each cut into cuda_decode_partitions(tokens) parts. */
@@ -319,14 +316,6 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     }
     if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
         CUDA_STEP(cudaMalloc((void **)&st->logits_dev, T * (size_t)plan->vocab_size * sizeof(float)), "logits buffer");
-    if (plan->output_logits >= 0) {
-        CUDA_STEP(cudaMalloc((void **)&st->ids_dev, T * sizeof(int32_t)), "token id buffer");
-        CUDA_STEP(cudaMalloc((void **)&st->logprobs_dev, T * sizeof(float)), "logprob buffer");
-        CUDA_STEP(cudaMalloc((void **)&st->sample_dev, T * sizeof(cuda_sample_row)), "sampling parameters");
-        CUDA_STEP(cudaMallocHost((void **)&st->ids_host, T * sizeof(int32_t)), "pinned token ids");
-        CUDA_STEP(cudaMallocHost((void **)&st->logprobs_host, T * sizeof(float)), "pinned logprobs");
-        CUDA_STEP(cudaMallocHost((void **)&st->sample_host, T * sizeof(cuda_sample_row)), "pinned sampling parameters");
-    }
 
     STEP(allocate_kv_cache(st, config));
     if (config->verbose)
@@ -345,7 +334,34 @@ fail:
 /* Lays out and fills the step's metadata in the pinned block; returns the
  * number of int32s to copy. The layout depends only on (T, S, L, tiles), so
  * a captured decode graph sees the same addresses at every replay. */
-static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_t *out_count) {
+_Static_assert(sizeof(cuda_sample_row) % sizeof(int32_t) == 0, "sampling rows are carved in int32 words");
+
+/* The rows' sampling parameters into `rows` (every row skipped when the
+ * step samples nothing on the device); 1 if any row is sampled here. */
+static llmrt_status fill_sampling(const llmrt_step *step, const float *logits, cuda_sample_row *rows, int *any) {
+    const llmrt_step_sampling *sampling = step->num_logits > 0 ? step->sampling : NULL;
+    *any = 0;
+    if (sampling && (!sampling->rows || !sampling->ids || !sampling->logprobs))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: step sampling without rows or outputs");
+    for (int32_t l = 0; l < step->num_logits; l++) {
+        cuda_sample_row *p = &rows[l];
+        memset(p, 0, sizeof *p);
+        p->skip = 1;
+        if (!sampling) continue;
+        const llmrt_row_sampling *r = &sampling->rows[l];
+        p->temperature = r->temperature;
+        p->top_p = r->top_p;
+        p->min_p = r->min_p;
+        p->uniform = r->uniform;
+        p->top_k = r->top_k;
+        p->skip = r->host_logits != 0;
+        if (p->skip && !logits) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: a host row but no logits buffer");
+        *any |= !p->skip;
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const float *logits, size_t *out_count) {
     const llmrt_plan *plan = st->plan;
     const int32_t T = step->num_tokens, S = step->num_seqs, L = step->num_logits;
     int32_t *h = st->meta_host;
@@ -358,7 +374,8 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     CARVE(off_seq, T);
     CARVE(off_slots, T);
     CARVE(off_logits, L > 0 ? L : 1);
-    CARVE(off_bad, 1);
+    CARVE(off_out, 1 + 2 * (size_t)L); /* flag, ids, logprobs: copied back in one piece */
+    CARVE(off_sample, sizeof(cuda_sample_row) / sizeof(int32_t) * (size_t)L);
     CARVE(off_tables, (size_t)S * st->bt_stride);
     CARVE(off_decode, T);
     const size_t off_tiles = at;
@@ -366,7 +383,8 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     memcpy(h + off_tokens, step->token_ids, (size_t)T * sizeof(int32_t));
     memcpy(h + off_positions, step->positions, (size_t)T * sizeof(int32_t));
     if (L > 0) memcpy(h + off_logits, step->logits_indices, (size_t)L * sizeof(int32_t));
-    h[off_bad] = INT32_MAX;
+    h[off_out] = INT32_MAX;
+    LLMRT_TRY(fill_sampling(step, logits, (cuda_sample_row *)(h + off_sample), &st->sample_any));
     memset(h + off_tables, 0, (size_t)S * st->bt_stride * sizeof(int32_t));
 
     /* A mixed step's attention: sequences with one token in the step go to
@@ -417,7 +435,9 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     st->T = T;
     st->L = L;
     st->decode_step = decode_step;
-    st->bad_index_dev = d + off_bad;
+    st->out_dev = d + off_out;
+    st->sample_dev = (cuda_sample_row *)(d + off_sample);
+    st->sample_host = (cuda_sample_row *)(h + off_sample);
     st->decode_list = d + off_decode;
     st->num_decode_list = num_decode;
     cuda_attention_batch *b = &st->batch;
@@ -444,16 +464,30 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, size_
     return LLMRT_OK;
 }
 
+/* The step's kernels: the plan's nodes, then the device sampling of its
+ * logits rows into out_dev (rows marked skip are left alone; a captured
+ * graph always has the launch, so that one graph serves steps with and
+ * without device-sampled rows). */
+static llmrt_status run_step_kernels(cuda_state *st, int capturing) {
+    LLMRT_TRY(cuda_run_nodes(st));
+    if (st->L <= 0 || st->plan->output_logits < 0 || (!capturing && !st->sample_any)) return LLMRT_OK;
+    const float *src = st->logits_dev ? st->logits_dev : (const float *)st->node_ptr[st->plan->output_logits];
+    LLMRT_CUDA_TRY(cuda_sample(st->out_dev + 1, (float *)(st->out_dev + 1 + st->L), src, st->L,
+                               (int64_t)st->plan->vocab_size, st->sample_dev, st->stream),
+                   "sampling launch");
+    return LLMRT_OK;
+}
+
 static llmrt_status run_step_graphed(cuda_state *st) {
     cuda_decode_graph *g = NULL;
     for (int i = 0; i < st->num_graphs; i++)
         if (st->graphs[i].num_tokens == st->T && st->graphs[i].num_logits == st->L) g = &st->graphs[i];
     if (!g) {
-        if (st->num_graphs == CUDA_MAX_DECODE_GRAPHS) return cuda_run_nodes(st); /* rare shapes run eagerly */
+        if (st->num_graphs == CUDA_MAX_DECODE_GRAPHS) return run_step_kernels(st, 0); /* rare shapes run eagerly */
         /* Views and the metadata layout are fixed per shape, so the capture
          * stays valid for every later step of this shape. */
         LLMRT_CUDA_TRY(cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal), "graph capture begin");
-        llmrt_status s = cuda_run_nodes(st);
+        llmrt_status s = run_step_kernels(st, 1);
         cudaGraph_t graph = NULL;
         cudaError_t end_err = cudaStreamEndCapture(st->stream, &graph);
         if (s != LLMRT_OK) {
@@ -474,49 +508,26 @@ static llmrt_status run_step_graphed(cuda_state *st) {
     return LLMRT_OK;
 }
 
-/* Enqueues the device sampling of the step's logits rows: parameters up,
- * one sampling launch, ids and log-probabilities down, and the logits of
- * host_logits rows (in runs of consecutive rows) to `logits`. */
-static llmrt_status sample_on_device(cuda_state *st, const llmrt_step *step, float *logits) {
-    const llmrt_plan *plan = st->plan;
+/* Enqueues the step's results back to the host in one copy (flag, ids,
+ * logprobs), then the logits rows the host wants: every row without
+ * device sampling, else the host_logits rows, in runs of consecutive rows. */
+static llmrt_status download_results(cuda_state *st, const llmrt_step *step, float *logits) {
     const int32_t L = step->num_logits;
-    const llmrt_row_sampling *rows = step->sampling->rows;
-    if (!rows || !step->sampling->ids || !step->sampling->logprobs)
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: step sampling without rows or outputs");
-    int any_device = 0;
-    for (int32_t l = 0; l < L; l++) {
-        cuda_sample_row *p = &st->sample_host[l];
-        p->temperature = rows[l].temperature;
-        p->top_p = rows[l].top_p;
-        p->min_p = rows[l].min_p;
-        p->uniform = rows[l].uniform;
-        p->top_k = rows[l].top_k;
-        p->skip = rows[l].host_logits != 0;
-        if (p->skip && !logits) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: a host row but no logits buffer");
-        any_device |= !p->skip;
-    }
-    const float *src = st->logits_dev ? st->logits_dev : (const float *)st->node_ptr[plan->output_logits];
-    const size_t V = (size_t)plan->vocab_size;
-    if (any_device) {
-        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->sample_dev, st->sample_host, (size_t)L * sizeof(cuda_sample_row),
-                                       cudaMemcpyHostToDevice, st->stream),
-                       "sampling parameters upload");
-        LLMRT_CUDA_TRY(cuda_sample(st->ids_dev, st->logprobs_dev, src, L, (int64_t)V, st->sample_dev, st->stream),
-                       "sampling launch");
-        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->ids_host, st->ids_dev, (size_t)L * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                       st->stream),
-                       "token ids download");
-        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->logprobs_host, st->logprobs_dev, (size_t)L * sizeof(float),
-                                       cudaMemcpyDeviceToHost, st->stream),
-                       "logprobs download");
-    }
+    const size_t words = 1 + (st->sample_any ? 2 * (size_t)L : 0);
+    LLMRT_CUDA_TRY(cudaMemcpyAsync(st->out_host, st->out_dev, words * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                   st->stream),
+                   "step results download");
+    if (L <= 0 || !logits) return LLMRT_OK;
+    const int sampled = step->sampling != NULL;
+    const float *src = st->logits_dev ? st->logits_dev : (const float *)st->node_ptr[st->plan->output_logits];
+    const size_t V = (size_t)st->plan->vocab_size;
     for (int32_t l = 0; l < L;) {
-        if (!st->sample_host[l].skip) {
+        if (sampled && !st->sample_host[l].skip) {
             l++;
             continue;
         }
         int32_t end = l + 1;
-        while (end < L && st->sample_host[end].skip) end++;
+        while (end < L && (!sampled || st->sample_host[end].skip)) end++;
         LLMRT_CUDA_TRY(cudaMemcpyAsync(logits + (size_t)l * V, src + (size_t)l * V, (size_t)(end - l) * V * sizeof(float),
                                        cudaMemcpyDeviceToHost, st->stream),
                        "logits download");
@@ -544,37 +555,32 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
                                (int)step->logits_indices[i], (int)step->num_tokens);
     LLMRT_CUDA_TRY(cudaSetDevice(st->device), "cudaSetDevice");
     size_t count = 0;
-    LLMRT_TRY(build_metadata(st, step, &count));
+    LLMRT_TRY(build_metadata(st, step, logits, &count));
     LLMRT_CUDA_TRY(cudaMemcpyAsync(st->meta_dev, st->meta_host, count * sizeof(int32_t), cudaMemcpyHostToDevice,
                                    st->stream),
                    "step metadata upload");
     cuda_fusion_select(st, step->num_tokens);
-    llmrt_status s = st->use_graphs && st->decode_step ? run_step_graphed(st) : cuda_run_nodes(st);
+    llmrt_status s = st->use_graphs && st->decode_step ? run_step_graphed(st) : run_step_kernels(st, 0);
+    if (s == LLMRT_OK) s = download_results(st, step, logits);
     if (s != LLMRT_OK) {
         cudaStreamSynchronize(st->stream);
         return s;
     }
-    LLMRT_CUDA_TRY(cudaMemcpyAsync(st->bad_index_host, st->bad_index_dev, sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                   st->stream),
-                   "flag download");
-    const llmrt_step_sampling *sampling = step->num_logits > 0 ? step->sampling : NULL;
-    if (sampling) {
-        LLMRT_TRY(sample_on_device(st, step, logits));
-    } else if (step->num_logits > 0 && logits) {
-        const void *src = st->logits_dev ? (const void *)st->logits_dev : st->node_ptr[plan->output_logits];
-        LLMRT_CUDA_TRY(cudaMemcpyAsync(logits, src, (size_t)step->num_logits * plan->vocab_size * sizeof(float),
-                                       cudaMemcpyDeviceToHost, st->stream),
-                       "logits download");
-    }
     LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "forward step");
-    if (*st->bad_index_host != INT32_MAX) {
-        const int32_t t = *st->bad_index_host;
+    if (st->out_host[0] != INT32_MAX) {
+        const int32_t t = st->out_host[0];
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: token %d of the step has id %d, outside the vocabulary",
                            (int)t, t < step->num_tokens ? (int)step->token_ids[t] : -1);
     }
-    if (sampling) {
-        memcpy(sampling->ids, st->ids_host, (size_t)step->num_logits * sizeof(int32_t));
-        memcpy(sampling->logprobs, st->logprobs_host, (size_t)step->num_logits * sizeof(float));
+    if (st->sample_any) {
+        /* rows sampled on the host keep what the runtime put there */
+        const int32_t L = step->num_logits;
+        const float *lp = (const float *)(st->out_host + 1 + L);
+        for (int32_t l = 0; l < L; l++)
+            if (!st->sample_host[l].skip) {
+                step->sampling->ids[l] = st->out_host[1 + l];
+                step->sampling->logprobs[l] = lp[l];
+            }
     }
     return LLMRT_OK;
 }

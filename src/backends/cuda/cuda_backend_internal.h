@@ -86,7 +86,6 @@ typedef struct cuda_state {
     void *attn_ws;
     int32_t *attn_counters; /* [attn_ws_tokens × heads], zero between launches */
     int64_t attn_ws_tokens; /* tokens per decode-attention launch */
-    int32_t *bad_index_host; /* pinned: first bad gather index of the step */
     /* fused RoPE in decode attention: the step's (cos, sin) table
      * [max_num_tokens][head_dim/2], made for this inv_freq and rotary_dim */
     float *rope_table;
@@ -95,14 +94,16 @@ typedef struct cuda_state {
 
     float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
     int logits_direct; /* this step's last product wrote logits_dev itself (no cast) */
-    /* device sampling (step->sampling), [max_num_tokens] each */
-    int32_t *ids_dev, *ids_host;          /* chosen tokens (host: pinned) */
-    float *logprobs_dev, *logprobs_host;  /* their log-probabilities */
-    cuda_sample_row *sample_dev, *sample_host; /* per-row parameters */
+    /* What a step copies back, in one piece: the first bad gather index,
+     * then (device sampling) the chosen ids and their log-probabilities;
+     * pinned, [1 + 2·max_num_tokens] int32s. On the device it is part of
+     * the step's metadata block (out_dev below). */
+    int32_t *out_host;
 
     cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
     int num_graphs;
     int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups, use_rope_fusion, use_norm_fusion;
+    int use_attn_prefetch; /* LLMRT_CUDA_ATTN_PREFETCH: see attention_prefetch_next */
 
     /* the step being run (set by forward before run_nodes) */
     int64_t T, L;
@@ -110,7 +111,11 @@ typedef struct cuda_state {
     const int32_t *decode_list; /* mixed step: the rows of one-token sequences */
     int32_t num_decode_list;
     cuda_attention_batch batch;
-    int32_t *bad_index_dev;
+    /* in the metadata block: the step's results [1 + 2L] (flag, ids[L],
+     * logprobs[L] as f32) and the rows' sampling parameters [L] */
+    int32_t *out_dev;
+    cuda_sample_row *sample_dev, *sample_host; /* sample_host: the same in meta_host */
+    int sample_any; /* some row of the step is sampled on the device */
 } cuda_state;
 
 /* Enqueues every node of the plan for the current step on st->stream

@@ -151,6 +151,24 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// 16 bytes global → shared without registers (cp.async, sm_80+); src_bytes
+// 0 writes zeros. A thread sees its own copies after cp_async_wait_*.
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+    const uint32_t dst = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+// Asks L2 to fetch [p, p + bytes) (16-byte aligned, bytes a multiple of 16)
+// without waiting: one bulk prefetch on Hopper, nothing before it.
+__device__ __forceinline__ void prefetch_l2_bulk(const void *p, int64_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"((unsigned)bytes) : "memory");
+#endif
+}
+
 // The process-wide switch (cuda_set_pdl, in gemv.cu).
 extern "C" int cuda_pdl_enabled(void);
 

@@ -232,6 +232,21 @@ static llmrt_status run_copy_op(cuda_state *st, llmrt_value v) {
     return LLMRT_OK;
 }
 
+/* At decode sizes the attention is latency-bound and HBM idles while it
+ * runs: it prefetches the weights of the product that reads its output
+ * (the output projection, next in exec) into L2. */
+static void attention_prefetch_next(const cuda_state *st, llmrt_value v, cuda_rope_fused *rope) {
+    if (!st->use_attn_prefetch || !st->use_gemv || st->batch.num_tokens > CUDA_GEMV_MAX_M) return;
+    const llmrt_value nx = st->next_exec[v];
+    if (nx < 0 || st->graph->nodes[nx].op != LLMRT_OP_LINEAR) return;
+    llmrt_value x = st->graph->nodes[nx].inputs[0];
+    while (x >= 0 && st->graph->nodes[x].op == LLMRT_OP_VIEW) x = st->graph->nodes[x].inputs[0];
+    if (x != v) return;
+    const llmrt_value w = st->graph->nodes[nx].inputs[1];
+    rope->prefetch = st->node_ptr[w];
+    rope->prefetch_bytes = (size_t)cuda_value_numel(st, w) * llmrt_dtype_size(cuda_value_type(st, w));
+}
+
 static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     const llmrt_node *n = &st->graph->nodes[v];
     const int32_t layer = (int32_t)n->iattr[0], heads = (int32_t)n->iattr[1], kv_heads = (int32_t)n->iattr[2];
@@ -261,7 +276,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     const int rot = inv_freq ? rotary_dim : 0;
     /* A decode step folds RoPE and the KV write into the attention kernel
      * (one launch fewer a layer); the (cos, sin) table is made once per step. */
-    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox};
+    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0};
     const int fuse_rope = st->decode_step && st->use_rope_fusion && rot <= head_dim &&
                           (((uintptr_t)qkv[0] | (uintptr_t)qkv[1] | (uintptr_t)qkv[2]) & 15) == 0;
     if (fuse_rope) {
@@ -273,6 +288,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
             st->rope_table_dim = rot;
         }
         rope.table = rot > 0 ? st->rope_table : NULL;
+        attention_prefetch_next(st, v, &rope);
     } else {
         LAUNCH(v, cuda_rope_kv_write(out, qkv[0], qkv[1], qkv[2], k_cache, v_cache, t, &st->batch, heads, kv_heads,
                                      head_dim, rot, inv_freq, neox, st->stream));
@@ -365,7 +381,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
             return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects table [rows, D] and i32 indices");
         LAUNCH(v, cuda_embedding(y, ty, st->node_ptr[table], cuda_value_type(st, table), cuda_value_dim(st, table, 0),
                                  cuda_value_dim(st, table, 1), st->node_ptr[idx], cuda_value_numel(st, idx),
-                                 st->bad_index_dev, st->stream));
+                                 st->out_dev /* the step's flag */, st->stream));
         return LLMRT_OK;
     }
     case LLMRT_OP_CONCAT: case LLMRT_OP_SLICE: case LLMRT_OP_PERMUTE:

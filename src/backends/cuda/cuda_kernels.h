@@ -199,6 +199,11 @@ typedef struct cuda_rope_fused {
     const float *table;  /* cuda_rope_table's, or NULL with rotary_dim 0 */
     int32_t rotary_dim;  /* ≤ D; 0: no rotation */
     int32_t neox;        /* 1: pairs (i, i + rotary_dim/2); 0: (2i, 2i+1) */
+    /* Optional: bytes the kernel asks L2 to fetch once the q/k/v are ready
+     * (the next product's weights: this kernel is latency-bound at small
+     * batches and leaves HBM idle), spread over its blocks; NULL: none. */
+    const void *prefetch;
+    size_t prefetch_bytes;
 } cuda_rope_fused;
 
 /* Split-K (flash-decoding) attention: each token attends to cache positions
