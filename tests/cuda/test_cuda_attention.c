@@ -26,6 +26,7 @@ typedef struct attn_case {
                  * 3: a decode step with RoPE and the KV write fused into the decode kernel (also
                  * checked bit for bit against 1) */
     int parts;  /* decode partitions; 0: cuda_decode_partitions */
+    int wide;   /* kernels 1 and 3: ask for the register-rich small-launch instance */
 } attn_case;
 
 static void run_attention_case(const attn_case *c) {
@@ -144,6 +145,7 @@ static void run_attention_case(const attn_case *c) {
         CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
     } else {
         cuda_attention_batch db = b;
+        db.wide = c->wide;
         if (c->kernel == 2) {
             if (num_tiles > 0) CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
             db.token_index = drows;
@@ -244,14 +246,14 @@ static void test_attention(void) {
                 const int bs = (di + gi) % 2 ? 32 : 16;
                 /* prefill: packed sequences, one with past (chunked prefill), a decode token mixed in */
                 attn_case p = {half_types[ti], dims[di], groups[gi][0], groups[gi][1], bs, dims[di], 1, 4,
-                               {100, 37, 1, 130}, {0, 50, 70, 0}, 0, 0};
+                               {100, 37, 1, 130}, {0, 50, 70, 0}, 0, 0, 0};
                 if (gi == 2) p.rotary_dim = dims[di] / 2, p.neox = 0; /* partial, GPT-J pairing */
                 run_attention_case(&p);
                 p.kernel = 2; /* the same step as the backend splits it */
                 run_attention_case(&p);
                 /* decode: long pasts exercise split-K (automatic, one and the most partitions) */
                 attn_case d = {half_types[ti], dims[di], groups[gi][0], groups[gi][1], bs, dims[di], 1, 3,
-                               {1, 1, 1}, {2100, 700, 33}, 1, 0};
+                               {1, 1, 1}, {2100, 700, 33}, 1, 0, 0};
                 run_attention_case(&d);
                 d.parts = gi == 0 ? 1 : CUDA_DECODE_MAX_PARTITIONS;
                 run_attention_case(&d);
@@ -260,21 +262,42 @@ static void test_attention(void) {
                 run_attention_case(&d);
                 d.parts = 0;
                 run_attention_case(&d);
+                if (gi == 0) { /* one query head a block: the wide instance, fused and not */
+                    d.wide = 1;
+                    run_attention_case(&d);
+                    d.kernel = 1;
+                    run_attention_case(&d);
+                }
             }
     /* f32 (CUDA cores) and the other head sizes through the split-K kernel, prefill-shaped too */
     const int more_dims[4] = {32, 64, 128, 256};
     for (int di = 0; di < 4; di++) {
-        attn_case d = {LLMRT_DTYPE_F32, more_dims[di], 8, 2, 16, more_dims[di], 1, 2, {1, 1}, {1500, 9}, 1, 0};
+        attn_case d = {LLMRT_DTYPE_F32, more_dims[di], 8, 2, 16, more_dims[di], 1, 2, {1, 1}, {1500, 9}, 1, 0, 0};
         run_attention_case(&d);
-        attn_case p = {LLMRT_DTYPE_F32, more_dims[di], 4, 4, 32, more_dims[di], 1, 2, {45, 3}, {10, 300}, 1, 0};
+        attn_case p = {LLMRT_DTYPE_F32, more_dims[di], 4, 4, 32, more_dims[di], 1, 2, {45, 3}, {10, 300}, 1, 0, 0};
         run_attention_case(&p);
-        attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1, 0}; /* MQA, no RoPE */
+        attn_case b = {LLMRT_DTYPE_BF16, more_dims[di], 32, 1, 16, 0, 1, 1, {1}, {777}, 1, 0, 0}; /* MQA, no RoPE */
         run_attention_case(&b);
         b.kernel = 3;
         run_attention_case(&b);
         d.kernel = 3;
         run_attention_case(&d);
+        attn_case w = {LLMRT_DTYPE_F16, more_dims[di], 4, 4, 16, more_dims[di], 1, 4, {1, 1, 1, 1},
+                       {300, 40, 64, 0}, 3, 0, 1};
+        run_attention_case(&w);
     }
+    /* which launches take the wide instance: all live blocks in one wave */
+    CHECK(cuda_decode_wide_fits(264, 1, 32, 32, 16, 200) == 1);  /* 4 live parts of 64 keys: 128 blocks */
+    CHECK(cuda_decode_wide_fits(264, 1, 32, 32, 16, 512) == 1);  /* 8 parts: 256 */
+    CHECK(cuda_decode_wide_fits(264, 1, 32, 32, 16, 513) == 0);  /* 9 parts: 288 */
+    CHECK(cuda_decode_wide_fits(264, 1, 32, 32, 16, 2048) == 0); /* 16 parts */
+    CHECK(cuda_decode_wide_fits(264, 2, 32, 32, 16, 256) == 1);
+    CHECK(cuda_decode_wide_fits(264, 5, 32, 32, 16, 64) == 0);   /* not a small launch */
+    CHECK(cuda_decode_wide_fits(264, 1, 32, 8, 16, 64) == 0);    /* GQA: no wide instance */
+    CHECK(cuda_decode_wide_fits(0, 1, 32, 32, 16, 64) == 0);
+    CHECK(cuda_decode_wide_slots(LLMRT_DTYPE_BF16, 32, 32, 128) > 0);
+    CHECK(cuda_decode_wide_slots(LLMRT_DTYPE_F32, 32, 32, 128) == 0);
+    CHECK(cuda_decode_wide_slots(LLMRT_DTYPE_BF16, 32, 8, 128) == 0);
     /* Head sizes off the fast paths (the golden models' 8, 12, 16; 40; odd and
      * large ones): the padded, masked instances of both kernels and RoPE. */
     const int odd_dims[7] = {8, 12, 16, 40, 3, 72, 200};
@@ -283,12 +306,12 @@ static void test_attention(void) {
         for (int ti = 0; ti < 3; ti++) {
             const llmrt_dtype t = float_types[ti];
             /* prefill-shaped: packed sequences with a chunked past and a decode token mixed in */
-            attn_case p = {t, D, 6, 2, 16, rot, 1, 3, {70, 1, 33}, {0, 40, 130}, t == LLMRT_DTYPE_F32 ? 1 : 0, 0};
+            attn_case p = {t, D, 6, 2, 16, rot, 1, 3, {70, 1, 33}, {0, 40, 130}, t == LLMRT_DTYPE_F32 ? 1 : 0, 0, 0};
             if (D <= 128 || t == LLMRT_DTYPE_F32) run_attention_case(&p);
             else { p.kernel = 1; run_attention_case(&p); }
             if (D <= 128 && t != LLMRT_DTYPE_F32) { p.kernel = 2; run_attention_case(&p); }
             /* decode, split-K over a long past; MQA and partial GPT-J-style rotary */
-            attn_case d = {t, D, 6, 1, 32, rot, 1, 2, {1, 1}, {600, 5}, 1, 0};
+            attn_case d = {t, D, 6, 1, 32, rot, 1, 2, {1, 1}, {600, 5}, 1, 0, 0};
             if (D >= 8) d.rotary_dim = D / 2 - (D / 2) % 2, d.neox = 0;
             run_attention_case(&d);
             d.kernel = 3;

@@ -214,6 +214,11 @@ static void test_llama(void) {
     run_arch("LlamaForCausalLM", LLMRT_DTYPE_F32, 1e-4);
     run_arch("LlamaForCausalLM", LLMRT_DTYPE_BF16, 2e-2);
     run_arch("LlamaForCausalLM", LLMRT_DTYPE_F16, 1e-2);
+    /* one query head a kv head: decode steps take the wide decode attention
+     * (fused RoPE), in graphs keyed by it */
+    llmrt_model_config c = tiny_config("LlamaForCausalLM");
+    c.num_kv_heads = c.num_heads;
+    run_config(&c, LLMRT_DTYPE_BF16, 2e-2, NULL);
 }
 
 static void test_gpt2(void) {

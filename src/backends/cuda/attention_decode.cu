@@ -45,7 +45,10 @@
 // PRE2_MIN_BLOCKS: blocks an SM must hold for the PRE2 instance of one query
 // head a block (≤ 128 registers a thread): left free, the compiler took 241
 // and a batch-1 launch at 2048 tokens of context (512 blocks) ran in two
-// waves. PRE2_MAX_TOKENS: the launches that take the PRE2 instances.
+// waves. Where the live blocks fit one wave of that free instance (the
+// WIDE one: a short context, cuda_decode_wide_fits), it is the faster one,
+// so the caller may ask for it (batch->wide). PRE2_MAX_TOKENS: the
+// launches that take the PRE2 instances.
 enum {
     DECODE_THREADS = 128,
     TARGET_BLOCKS = 1024,
@@ -85,7 +88,7 @@ struct decode_args {
 };
 
 // Keys per partition for a context of ctx keys cut into at most `parts`.
-__device__ __forceinline__ int partition_length(int ctx, int parts) {
+__host__ __device__ __forceinline__ int partition_length(int ctx, int parts) {
     int len = (ctx + parts - 1) / parts;
     len = (len + 15) / 16 * 16;
     return len < CUDA_DECODE_MIN_PART ? CUDA_DECODE_MIN_PART : len;
@@ -166,8 +169,8 @@ __device__ __forceinline__ uint4 rope16(const rope_raw &r, const T *row, int col
     return out;
 }
 
-template <typename T, int D, bool EXACT, int NH, bool PRE2>
-__global__ void __launch_bounds__(DECODE_THREADS, NH > 1 ? 1 : PRE2 ? PRE2_MIN_BLOCKS : MIN_BLOCKS)
+template <typename T, int D, bool EXACT, int NH, bool PRE2, bool WIDE = false>
+__global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PRE2_MIN_BLOCKS : MIN_BLOCKS)
     attention_decode_kernel(T *out, const T *q, T *k_cache, T *v_cache, float *workspace, decode_args a) {
     using S = decode_shape<T, D, NH>;
     constexpr int VEC = S::VEC, TPK = S::TPK, CPT = S::CPT, KPB = S::KPB, CHUNKS = S::CHUNKS, U = S::UNROLL;
@@ -547,49 +550,101 @@ extern "C" size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int
     return (size_t)tokens * heads * partitions * (head_dim + 2) * sizeof(float);
 }
 
-template <typename T, int D, bool EXACT, int NH, bool PRE2 = false>
+template <typename T, int D, bool EXACT, int NH, bool PRE2 = false, bool WIDE = false>
 static cudaError_t launch_decode(T *out, const T *q, T *kc, T *vc, float *ws, decode_args a,
                                  int64_t tokens, cudaStream_t stream) {
     a.head_chunks = (a.group + NH - 1) / NH;
     if ((int64_t)a.kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a.num_partitions, (unsigned)(a.kv_heads * a.head_chunks), (unsigned)tokens);
-    launch_pdl(attention_decode_kernel<T, D, EXACT, NH, PRE2>, grid, dim3(DECODE_THREADS), stream, out, q, kc, vc, ws,
-               a);
+    launch_pdl(attention_decode_kernel<T, D, EXACT, NH, PRE2, WIDE>, grid, dim3(DECODE_THREADS), stream, out, q, kc,
+               vc, ws, a);
     return cudaGetLastError();
 }
 
 // Small launches of 16-bit types (a row share of one chunk) take the PRE2
-// instance: latency over occupancy.
+// instance: latency over occupancy; with one query head a block and `wide`
+// (its live blocks fit one wave of it), the one with registers left free.
 template <typename T, int D, int NH>
-static cudaError_t launch_exact_nh(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
+static cudaError_t launch_exact_nh(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n, int wide,
                                    cudaStream_t stream) {
     if constexpr (sizeof(T) == 2)
-        if (n <= PRE2_MAX_TOKENS) return launch_decode<T, D, true, NH, true>(o, q, kc, vc, ws, a, n, stream);
+        if (n <= PRE2_MAX_TOKENS) {
+            if constexpr (NH == 1)
+                if (wide) return launch_decode<T, D, true, 1, true, true>(o, q, kc, vc, ws, a, n, stream);
+            return launch_decode<T, D, true, NH, true>(o, q, kc, vc, ws, a, n, stream);
+        }
     return launch_decode<T, D, true, NH>(o, q, kc, vc, ws, a, n, stream);
 }
 
+// Blocks of the WIDE instance for head size D one SM holds at once.
+template <typename T, int D> static int wide_blocks_per_sm() {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attention_decode_kernel<T, D, true, 1, true, true>,
+                                                      DECODE_THREADS, 0) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+template <typename T> static int wide_blocks_per_sm_for(int32_t head_dim) {
+    switch (head_dim) {
+    case 32: return wide_blocks_per_sm<T, 32>();
+    case 64: return wide_blocks_per_sm<T, 64>();
+    case 80: return wide_blocks_per_sm<T, 80>();
+    case 96: return wide_blocks_per_sm<T, 96>();
+    case 128: return wide_blocks_per_sm<T, 128>();
+    case 256: return wide_blocks_per_sm<T, 256>();
+    default: return 0;
+    }
+}
+
+extern "C" int64_t cuda_decode_wide_slots(llmrt_dtype type, int32_t heads, int32_t kv_heads, int32_t head_dim) {
+    if (kv_heads < 1 || heads != kv_heads) return 0; // one query head a block only
+    int per_sm = 0;
+    if (type == LLMRT_DTYPE_BF16) per_sm = wide_blocks_per_sm_for<__nv_bfloat16>(head_dim);
+    else if (type == LLMRT_DTYPE_F16) per_sm = wide_blocks_per_sm_for<__half>(head_dim);
+    int device = 0, sms = 0;
+    if (per_sm <= 0 || cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return (int64_t)per_sm * sms;
+}
+
+extern "C" int cuda_decode_wide_fits(int64_t slots, int64_t tokens, int32_t heads, int32_t kv_heads,
+                                     int32_t partitions, int32_t max_context) {
+    if (slots <= 0 || tokens < 1 || tokens > PRE2_MAX_TOKENS || kv_heads < 1 || heads != kv_heads ||
+        partitions < 1 || max_context < 1)
+        return 0;
+    // the live parts of a token grow with its context
+    const int len = partition_length(max_context, partitions);
+    return tokens * kv_heads * ((max_context + len - 1) / len) <= slots;
+}
+
 template <typename T, int D>
-static cudaError_t launch_exact(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
+static cudaError_t launch_exact(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n, int wide,
                                 cudaStream_t stream) {
     switch (heads_per_block(a.group)) {
-    case 1: return launch_exact_nh<T, D, 1>(o, q, kc, vc, ws, a, n, stream);
-    case 4: return launch_exact_nh<T, D, 4>(o, q, kc, vc, ws, a, n, stream);
-    default: return launch_exact_nh<T, D, 8>(o, q, kc, vc, ws, a, n, stream);
+    case 1: return launch_exact_nh<T, D, 1>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 4: return launch_exact_nh<T, D, 4>(o, q, kc, vc, ws, a, n, wide, stream);
+    default: return launch_exact_nh<T, D, 8>(o, q, kc, vc, ws, a, n, wide, stream);
     }
 }
 
 // The exact instance for the common head sizes, else the padded generic one
 // (rare sizes: one heads-per-block variant only, to bound the instances).
 template <typename T>
-static cudaError_t dispatch_decode(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n,
+static cudaError_t dispatch_decode(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n, int wide,
                                    cudaStream_t stream) {
     switch (a.head_dim) {
-    case 32: return launch_exact<T, 32>(o, q, kc, vc, ws, a, n, stream);
-    case 64: return launch_exact<T, 64>(o, q, kc, vc, ws, a, n, stream);
-    case 80: return launch_exact<T, 80>(o, q, kc, vc, ws, a, n, stream);
-    case 96: return launch_exact<T, 96>(o, q, kc, vc, ws, a, n, stream);
-    case 128: return launch_exact<T, 128>(o, q, kc, vc, ws, a, n, stream);
-    case 256: return launch_exact<T, 256>(o, q, kc, vc, ws, a, n, stream);
+    case 32: return launch_exact<T, 32>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 64: return launch_exact<T, 64>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 80: return launch_exact<T, 80>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 96: return launch_exact<T, 96>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 128: return launch_exact<T, 128>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 256: return launch_exact<T, 256>(o, q, kc, vc, ws, a, n, wide, stream);
     default: break;
     }
     if (a.head_dim <= 32) return launch_decode<T, 32, false, 8>(o, q, kc, vc, ws, a, n, stream);
@@ -645,7 +700,7 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
         cudaError_t err = cudaSuccess;
         DISPATCH_FLOAT_TYPES(type, T, {
             err = dispatch_decode<T>((T *)out, (const T *)q, (T *)k_cache, (T *)v_cache,
-                                     (float *)workspace, a, n, stream);
+                                     (float *)workspace, a, n, batch->wide, stream);
         });
         if (err != cudaSuccess) return err;
     }

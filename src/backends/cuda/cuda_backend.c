@@ -313,6 +313,9 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
         const size_t counters = (size_t)st->attn_ws_tokens * max_heads * sizeof(int32_t);
         CUDA_STEP(cudaMalloc((void **)&st->attn_counters, counters), "attention counters");
         CUDA_STEP(cudaMemset(st->attn_counters, 0, counters), "attention counters");
+        st->attn_heads = max_heads;
+        if (env_flag("LLMRT_CUDA_ATTN_WIDE", 1))
+            st->attn_wide_slots = cuda_decode_wide_slots(st->act_type, max_heads, plan->kv_heads, plan->head_dim);
     }
     if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
         CUDA_STEP(cudaMalloc((void **)&st->logits_dev, T * (size_t)plan->vocab_size * sizeof(float)), "logits buffer");
@@ -390,7 +393,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
     /* A mixed step's attention: sequences with one token in the step go to
      * the decode kernel (listed at off_decode), longer chunks to prefill tiles. */
     const int decode_step = T == S;
-    int32_t num_tiles = 0, num_decode = 0;
+    int32_t num_tiles = 0, num_decode = 0, step_max = 0;
     for (int32_t s = 0; s < S; s++) {
         const int32_t begin = step->seq_start[s], end = step->seq_start[s + 1];
         if (begin < 0 || end <= begin || end > T)
@@ -404,6 +407,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
                                    (int)t, (int)s, (int)pos, (int)plan->max_seq_len);
             if (pos > seq_max) seq_max = pos;
         }
+        if (seq_max > step_max) step_max = seq_max;
         const int32_t blocks_needed = seq_max / st->kv_block_size + 1;
         if (blocks_needed > step->max_blocks_per_seq)
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
@@ -452,6 +456,10 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
     b->tiles = d + off_tiles;
     b->num_tiles = num_tiles;
     b->token_index = NULL;
+    /* the instance is part of a decode graph's key: chosen per step */
+    b->wide = decode_step && st->attn_wide_slots > 0 &&
+              cuda_decode_wide_fits(st->attn_wide_slots, T, st->attn_heads, plan->kv_heads,
+                                    cuda_decode_partitions(T, st->attn_heads, plan->kv_heads), step_max + 1);
     if (plan->input_token_ids >= 0) st->node_ptr[plan->input_token_ids] = d + off_tokens;
     if (plan->input_positions >= 0) st->node_ptr[plan->input_positions] = d + off_positions;
     if (plan->input_logits_indices >= 0) st->node_ptr[plan->input_logits_indices] = d + off_logits;
@@ -481,7 +489,9 @@ static llmrt_status run_step_kernels(cuda_state *st, int capturing) {
 static llmrt_status run_step_graphed(cuda_state *st) {
     cuda_decode_graph *g = NULL;
     for (int i = 0; i < st->num_graphs; i++)
-        if (st->graphs[i].num_tokens == st->T && st->graphs[i].num_logits == st->L) g = &st->graphs[i];
+        if (st->graphs[i].num_tokens == st->T && st->graphs[i].num_logits == st->L &&
+            st->graphs[i].wide == st->batch.wide)
+            g = &st->graphs[i];
     if (!g) {
         if (st->num_graphs == CUDA_MAX_DECODE_GRAPHS) return run_step_kernels(st, 0); /* rare shapes run eagerly */
         /* Views and the metadata layout are fixed per shape, so the capture
@@ -502,6 +512,7 @@ static llmrt_status run_step_graphed(cuda_state *st) {
         g = &st->graphs[st->num_graphs++];
         g->num_tokens = (int32_t)st->T;
         g->num_logits = (int32_t)st->L;
+        g->wide = st->batch.wide;
         g->exec = exec;
     }
     LLMRT_CUDA_TRY(cudaGraphLaunch(g->exec, st->stream), "decode graph launch");

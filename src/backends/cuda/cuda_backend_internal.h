@@ -13,7 +13,8 @@
 enum { CUDA_MAX_DECODE_GRAPHS = 64, CUDA_GROUP_GATED = 0x80 };
 
 typedef struct cuda_decode_graph {
-    int32_t num_tokens, num_logits; /* the key: a decode step of this shape */
+    int32_t num_tokens, num_logits; /* the key: a decode step of this shape, */
+    int32_t wide;                   /* with this decode-attention instance */
     cudaGraphExec_t exec;
 } cuda_decode_graph;
 
@@ -86,6 +87,11 @@ typedef struct cuda_state {
     void *attn_ws;
     int32_t *attn_counters; /* [attn_ws_tokens × heads], zero between launches */
     int64_t attn_ws_tokens; /* tokens per decode-attention launch */
+    int32_t attn_heads;     /* query heads of the widest attention layer */
+    /* blocks of the register-rich small-launch decode attention the GPU
+     * holds at once (0: none, or LLMRT_CUDA_ATTN_WIDE=0); a decode step
+     * whose live blocks fit takes it (batch.wide) */
+    int64_t attn_wide_slots;
     /* fused RoPE in decode attention: the step's (cos, sin) table
      * [max_num_tokens][head_dim/2], made for this inv_freq and rotary_dim */
     float *rope_table;

@@ -170,6 +170,9 @@ typedef struct cuda_attention_batch {
     /* decode: NULL, or the step rows the launch covers (then num_tokens
      * counts them); positions etc. stay indexed by step row */
     const int32_t *token_index;
+    /* decode, host side: 1 asks small launches for the register-rich
+     * latency instance (where cuda_decode_wide_fits holds) */
+    int32_t wide;
 } cuda_attention_batch;
 
 /* Applies RoPE (fp32, HF pairing) to q and k and writes k, v into the paged
@@ -228,6 +231,14 @@ int32_t cuda_decode_partitions(int64_t tokens, int32_t heads, int32_t kv_heads);
  * instances with 16-byte loads, other sizes a padded, masked instance. */
 int cuda_attention_head_dim_supported(int32_t head_dim);
 size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int32_t head_dim, int32_t partitions);
+/* The register-rich latency instance of small decode launches (16-bit, one
+ * query head a block): the blocks of it the current GPU holds at once (0:
+ * this shape has none), and whether a launch of `tokens` tokens whose
+ * longest context is max_context has all its live blocks in one such wave
+ * (then it beats the capped instance; past it, it runs in two waves). */
+int64_t cuda_decode_wide_slots(llmrt_dtype type, int32_t heads, int32_t kv_heads, int32_t head_dim);
+int cuda_decode_wide_fits(int64_t slots, int64_t tokens, int32_t heads, int32_t kv_heads, int32_t partitions,
+                          int32_t max_context);
 cudaError_t cuda_attention_decode(void *out, const void *q, void *k_cache, void *v_cache,
                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                   int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
