@@ -44,11 +44,12 @@
 // K/V reads keep HBM busy (measured at 2048: no gain).
 // PRE2_MIN_BLOCKS: blocks an SM must hold for the PRE2 instance of one query
 // head a block (≤ 128 registers a thread): left free, the compiler took 241
-// and a batch-1 launch at 2048 tokens of context (512 blocks) ran in two
-// waves. Where the live blocks fit one wave of that free instance (the
-// WIDE one: a short context, cuda_decode_wide_fits), it is the faster one,
-// so the caller may ask for it (batch->wide). PRE2_MAX_TOKENS: the
-// launches that take the PRE2 instances.
+// (147 for the kernel as it is now: three blocks an SM) and a batch-1 launch
+// at 2048 tokens of context (512 blocks) ran in two waves. Where the live
+// blocks fit one wave of that free instance (the WIDE one: a short context,
+// cuda_decode_wide_fits), it is the faster one, so the caller may ask for
+// it (batch->wide). PRE2_MAX_TOKENS: the launches that take the PRE2
+// instances.
 enum {
     DECODE_THREADS = 128,
     TARGET_BLOCKS = 1024,
