@@ -158,9 +158,10 @@ static void run_attention_case(const attn_case *c) {
         cudaMalloc((void **)&counters, (size_t)T * H * 4);
         cudaMemset(counters, 0, (size_t)T * H * 4);
         if (c->kernel == 3) {
-            /* with an L2 prefetch of q's bytes: a hint that must not change a bit */
+            /* with an L2 prefetch of q's bytes, and the late PDL trigger in
+             * half the cases: hints that must not change a bit */
             const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox,
-                                          dq, qn * llmrt_dtype_size(c->type)};
+                                          dq, qn * llmrt_dtype_size(c->type), c->neox};
             CUDA_CHECK(cuda_attention_decode(dout, dq, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
                                              &rope, 0));
             CUDA_CHECK(cuda_rope_kv_write(dout2, dq, dk, dv, dkc2, dvc2, c->type, &b, H, Hkv, D, c->rotary_dim,

@@ -80,6 +80,7 @@ struct decode_args {
     int rotary_dim, rope_neox;
     const char *prefetch; // fused only: L2 prefetch of the next product's weights
     int64_t prefetch_bytes;
+    int trigger_after_wait;
     int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
     int32_t block_table_stride, block_size;
     int heads, kv_heads, group, head_chunks, num_partitions;
@@ -177,7 +178,9 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     constexpr int VEC = S::VEC, TPK = S::TPK, CPT = S::CPT, KPB = S::KPB, CHUNKS = S::CHUNKS, U = S::UNROLL;
     __shared__ __align__(16) float red[KPB][D];
     __shared__ float m_s[KPB][NH], l_s[KPB][NH];
-    pdl_trigger(); // the output projection's GEMV may start loading its weights
+    // The output projection's GEMV may launch and start loading its weights
+    // now, or (trigger_after_wait) once the q/k/v GEMV has finished.
+    if (!a.trigger_after_wait) pdl_trigger();
     // Fused RoPE runs in decode steps only, where every cache row a block
     // reads but the token's own was written by an earlier step: the first
     // batches of K/V rows are loaded before waiting for the q/k/v GEMV (this
@@ -233,6 +236,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     load_rows(kv, vv, 0, nullptr, nullptr);
     if constexpr (PRE2) load_rows(kv2, vv2, KPB * U, nullptr, nullptr);
     if (fused) pdl_wait();
+    if (a.trigger_after_wait) pdl_trigger();
 
     // Fused RoPE: the table row of this token; the token's own key (rotated)
     // and value for this thread's columns (kc, vc); q (pre-scaled) for each
@@ -675,6 +679,7 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     a.rope_neox = rope ? rope->neox : 1;
     a.prefetch = rope && rope->prefetch && rope->prefetch_bytes >= 16 ? (const char *)rope->prefetch : nullptr;
     a.prefetch_bytes = a.prefetch ? (int64_t)(rope->prefetch_bytes & ~(size_t)15) : 0;
+    a.trigger_after_wait = rope ? rope->trigger_after_wait != 0 : 0;
     if (a.prefetch && ((uintptr_t)a.prefetch & 15)) return cudaErrorInvalidValue;
     a.slot_mapping = batch->slot_mapping;
     a.positions = batch->positions;

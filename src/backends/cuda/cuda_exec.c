@@ -276,7 +276,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     const int rot = inv_freq ? rotary_dim : 0;
     /* A decode step folds RoPE and the KV write into the attention kernel
      * (one launch fewer a layer); the (cos, sin) table is made once per step. */
-    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0};
+    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0, st->attn_late_trigger};
     const int fuse_rope = st->decode_step && st->use_rope_fusion && rot <= head_dim &&
                           (((uintptr_t)qkv[0] | (uintptr_t)qkv[1] | (uintptr_t)qkv[2]) & 15) == 0;
     if (fuse_rope) {
