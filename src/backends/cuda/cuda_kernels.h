@@ -209,7 +209,7 @@ typedef struct cuda_rope_fused {
     size_t prefetch_bytes;
     /* 1: the kernel lets the next one launch only once q/k/v are ready, so
      * that the output projection's blocks do not take SMs and HBM while
-     * the q/k/v GEMV still streams (H200: -20 µs a token at batch 1). */
+     * the q/k/v GEMV still streams (H200, batch 1: 0–20 µs a token). */
     int32_t trigger_after_wait;
 } cuda_rope_fused;
 
