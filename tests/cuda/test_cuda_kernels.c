@@ -565,6 +565,15 @@ int main(void) {
             RUN_TEST(test_gemv_multi);
             cuda_set_pdl(0);
         }
+        /* resident blocks: 1 and 3 (many rows a warp, across part ends), and as many as fit */
+        const int resident[3] = {1, 3, -1};
+        for (int i = 0; i < 3; i++) {
+            cuda_set_gemv_resident(resident[i]);
+            cuda_set_pdl(major >= 9 && i == 1);
+            RUN_TEST(test_gemv_multi);
+        }
+        cuda_set_gemv_resident(0);
+        cuda_set_pdl(0);
     }
     CUDA_CHECK(cudaGetLastError());
     return test_finish();

@@ -265,6 +265,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     CUDA_STEP(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, st->device), "device query");
     /* programmatic dependent launch exists from Hopper on */
     cuda_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
+    cuda_set_gemv_resident(env_flag("LLMRT_CUDA_GEMV_RESIDENT", 1) ? -1 : 0);
     /* the tensor-core prefill kernel, where this GPU and head size allow it */
     st->use_prefill_kernel = st->use_prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));

@@ -130,6 +130,11 @@ typedef struct cuda_gemv_part {
  * with programmatic dependent launch (Hopper and later), so each overlaps
  * the end of the kernel before it. Process-wide; defined in gemv.cu. */
 void cuda_set_pdl(int on);
+/* Grouped GEMVs (cuda_gemv_multi) with resident blocks: 0 off (one block a
+ * 16 rows); < 0 as many blocks as the GPU holds at once, each walking rows
+ * a grid apart; > 0 at most that many (tests: many rows a warp).
+ * Process-wide; defined in gemv.cu. */
+void cuda_set_gemv_resident(int max_blocks);
 /* x for a grouped GEMV made in its prologue (decode sizes): x = RMSNorm(a +
  * b) with gain w (f32) and eps, each block normalising the M rows into shared
  * memory, as the add + RMSNorm kernel would (its launch is gone). b may be

@@ -249,36 +249,15 @@ template <typename T, int M> struct x_rmsnorm {
     }
 };
 
-template <typename T, int M, bool GATED, bool NORM>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x, gemv_multi_args a, int64_t K) {
-    constexpr int R = GATED ? 2 : 1; // weight rows per warp
-    pdl_trigger();
-    const int lane = threadIdx.x & 31;
-    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    const bool live = row < a.row_start[a.num_parts];
-    if (!live) {
-        if (!NORM) return; // else the warp still helps make x
-        row = 0;
-    }
-    int p = 0;
-    if (!GATED)
-#pragma unroll
-        for (int i = 1; i < CUDA_GEMV_MAX_PARTS; i++)
-            if (i < a.num_parts && row >= a.row_start[i]) p = i;
-    const int64_t n = row - a.row_start[p];
-    const uint4 *wrow[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
-    float acc[R][M];
-    if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M>{a.norm, K});
-    else gemv_rows<T, M, R>(acc, wrow, x, K, true, x_as_is());
-    if (!live) return;
+// Warp sums of acc for row n of part p, out as the grouped GEMV writes them.
+template <typename T, int M, int R, bool GATED>
+__device__ __forceinline__ void gemv_multi_store(const gemv_multi_args &a, const float (&acc)[R][M], int p, int64_t n) {
 #pragma unroll
     for (int m = 0; m < M; m++) {
         float s[R];
 #pragma unroll
         for (int r = 0; r < R; r++) s[r] = warp_sum(acc[r][m]) + (a.bias[p + r] ? a.bias[p + r][n] : 0.0f);
-        if (lane != 0) continue;
+        if ((threadIdx.x & 31) != 0) continue;
         if (GATED) {
             // Rounded like the unfused graph: gate and up to T, then silu·mul in fp32.
             const float g = to_float<T>(from_float<T>(s[0])), u = to_float<T>(from_float<T>(s[R - 1]));
@@ -289,16 +268,153 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     }
 }
 
+// The part of global row `row` and the row within it.
+__device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t row, bool gated) {
+    int p = 0;
+    if (!gated)
+#pragma unroll
+        for (int i = 1; i < CUDA_GEMV_MAX_PARTS; i++)
+            if (i < a.num_parts && row >= a.row_start[i]) p = i;
+    return p;
+}
+
+// The grouped GEMV with resident blocks (gridDim.x ≤ what the GPU holds at
+// once): x (and its norm) is made once a block, not once a 16 rows, and a
+// warp walks rows g, g + G, ... (g = warp · gridDim.x + block, G the warps
+// of the grid: the last round's rows spread over every SM) as one stream of
+// weight batches, the next batch in flight across row ends too.
+template <typename T, int M, bool GATED, bool NORM>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_multi_resident_kernel(const T *x, gemv_multi_args a, int64_t K) {
+    constexpr int R = GATED ? 2 : 1;
+    pdl_trigger();
+    const int lane = threadIdx.x & 31;
+    const int64_t rows = a.row_start[a.num_parts], G = (int64_t)gridDim.x * GEMV_WARPS;
+    const int64_t first = (int64_t)(threadIdx.x >> 5) * gridDim.x + blockIdx.x;
+    const int64_t chunks = K / 8, step = 32 * GEMV_UNROLL, iters = (chunks + step - 1) / step;
+    const int64_t total = first < rows ? (rows - first + G - 1) / G * iters : 0;
+    auto row_ptrs = [&](int64_t row, const uint4 *(&wr)[R], int &p, int64_t &n) {
+        p = gemv_part_of(a, row, GATED);
+        n = row - a.row_start[p];
+#pragma unroll
+        for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
+    };
+    int64_t row = first, n = 0, j = 0;
+    int p = 0;
+    const uint4 *wr[R];
+    uint4 wv[R][GEMV_UNROLL], next[R][GEMV_UNROLL];
+    if (total > 0) {
+        row_ptrs(row, wr, p, n);
+        load_w_chunks<R>(wv, wr, lane, chunks);
+    }
+    pdl_wait();
+    if constexpr (NORM) x = x_rmsnorm<T, M>{a.norm, K}(x);
+    float acc[R][M];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
+    for (int64_t it = 0; it < total; it++) {
+        // the batch after this one: the next chunks of this row, or the first of the next row
+        int64_t nrow = row, nn = n, nj = j + 1;
+        int np = p;
+        const uint4 *nwr[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) nwr[r] = wr[r];
+        if (nj == iters) {
+            nj = 0;
+            nrow = row + G;
+            if (it + 1 < total) row_ptrs(nrow, nwr, np, nn);
+        }
+        if (it + 1 < total) load_w_chunks<R>(next, nwr, lane + nj * step, chunks);
+        fma_w_chunks<T, M, R>(acc, wv, x, lane + j * step, chunks, K);
+        if (j == iters - 1) {
+            gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+            for (int r = 0; r < R; r++) wv[r][u] = next[r][u];
+#pragma unroll
+        for (int r = 0; r < R; r++) wr[r] = nwr[r];
+        row = nrow;
+        n = nn;
+        p = np;
+        j = nj;
+    }
+}
+
+template <typename T, int M, bool GATED, bool NORM>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x, gemv_multi_args a, int64_t K) {
+    constexpr int R = GATED ? 2 : 1; // weight rows per warp
+    pdl_trigger();
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const bool live = row < a.row_start[a.num_parts];
+    if (!live) {
+        if (!NORM) return; // else the warp still helps make x
+        row = 0;
+    }
+    const int p = gemv_part_of(a, row, GATED);
+    const int64_t n = row - a.row_start[p];
+    const uint4 *wrow[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
+    float acc[R][M];
+    if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M>{a.norm, K});
+    else gemv_rows<T, M, R>(acc, wrow, x, K, true, x_as_is());
+    if (!live) return;
+    gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
+}
+
+// cuda_set_gemv_resident: 0 off; < 0 as many blocks as the GPU holds; > 0 at most that many.
+static int resident_blocks = 0;
+extern "C" void cuda_set_gemv_resident(int max_blocks) { resident_blocks = max_blocks; }
+
+// Blocks of a resident kernel the GPU holds at once (cached per instance).
+template <typename K> static int64_t resident_capacity(K kernel, size_t smem) {
+    static int64_t cached = -1;
+    if (cached < 0) {
+        int per_sm = 0, device = 0, sms = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, GEMV_WARPS * 32, smem) != cudaSuccess ||
+            cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+            (void)cudaGetLastError();
+            per_sm = sms = 0;
+        }
+        cached = (int64_t)per_sm * sms;
+    }
+    return cached;
+}
+
+template <typename T, int M, bool GATED, bool NORM>
+static void launch_gemv_multi_m(const T *x, const gemv_multi_args &a, unsigned blocks, size_t smem, int64_t K,
+                                cudaStream_t stream) {
+    if (resident_blocks != 0) {
+        auto kernel = gemv_multi_resident_kernel<T, M, GATED, NORM>;
+        int64_t cap = resident_capacity(kernel, smem);
+        if (resident_blocks > 0 && resident_blocks < cap) cap = resident_blocks;
+        if (cap > 0) {
+            launch_gemv_kernel(kernel, (unsigned)(cap < blocks ? cap : blocks), GEMV_WARPS, smem, stream, x, a, K);
+            return;
+        }
+    }
+    launch_gemv_kernel(gemv_multi_kernel<T, M, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K);
+}
+
 template <typename T, bool GATED, bool NORM>
 static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, int64_t K, cudaStream_t stream) {
     const int64_t rows = a.row_start[a.num_parts];
     const unsigned blocks = (unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS);
     const size_t smem = NORM ? (size_t)M * K * sizeof(T) : 0;
     switch (M) {
-    case 1: launch_gemv_kernel(gemv_multi_kernel<T, 1, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
-    case 2: launch_gemv_kernel(gemv_multi_kernel<T, 2, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
-    case 3: launch_gemv_kernel(gemv_multi_kernel<T, 3, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
-    default: launch_gemv_kernel(gemv_multi_kernel<T, 4, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K); break;
+    case 1: launch_gemv_multi_m<T, 1, GATED, NORM>(x, a, blocks, smem, K, stream); break;
+    case 2: launch_gemv_multi_m<T, 2, GATED, NORM>(x, a, blocks, smem, K, stream); break;
+    case 3: launch_gemv_multi_m<T, 3, GATED, NORM>(x, a, blocks, smem, K, stream); break;
+    default: launch_gemv_multi_m<T, 4, GATED, NORM>(x, a, blocks, smem, K, stream); break;
     }
 }
 
