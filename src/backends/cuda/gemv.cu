@@ -268,7 +268,7 @@ __device__ __forceinline__ void gemv_multi_store(const gemv_multi_args &a, const
     }
 }
 
-// The part of global row `row` and the row within it.
+// The part that global row `row` falls in (gated: always part 0).
 __device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t row, bool gated) {
     int p = 0;
     if (!gated)
@@ -374,18 +374,29 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
 static int resident_blocks = 0;
 extern "C" void cuda_set_gemv_resident(int max_blocks) { resident_blocks = max_blocks; }
 
-// Blocks of a resident kernel the GPU holds at once (cached per instance).
-template <typename K> static int64_t resident_capacity(K kernel, size_t smem) {
+// Blocks of resident kernel instance <T, M, GATED, NORM> the current GPU
+// holds at once with `smem` bytes of x (cached per instance, recomputed
+// when the device or the size changes).
+template <typename T, int M, bool GATED, bool NORM> static int64_t resident_capacity(size_t smem) {
     static int64_t cached = -1;
-    if (cached < 0) {
-        int per_sm = 0, device = 0, sms = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, GEMV_WARPS * 32, smem) != cudaSuccess ||
-            cudaGetDevice(&device) != cudaSuccess ||
+    static size_t cached_smem = 0;
+    static int cached_device = -1;
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (cached < 0 || cached_smem != smem || cached_device != device) {
+        int per_sm = 0, sms = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_resident_kernel<T, M, GATED, NORM>,
+                                                          GEMV_WARPS * 32, smem) != cudaSuccess ||
             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
             (void)cudaGetLastError();
             per_sm = sms = 0;
         }
         cached = (int64_t)per_sm * sms;
+        cached_smem = smem;
+        cached_device = device;
     }
     return cached;
 }
@@ -395,7 +406,7 @@ static void launch_gemv_multi_m(const T *x, const gemv_multi_args &a, unsigned b
                                 cudaStream_t stream) {
     if (resident_blocks != 0) {
         auto kernel = gemv_multi_resident_kernel<T, M, GATED, NORM>;
-        int64_t cap = resident_capacity(kernel, smem);
+        int64_t cap = resident_capacity<T, M, GATED, NORM>(smem);
         if (resident_blocks > 0 && resident_blocks < cap) cap = resident_blocks;
         if (cap > 0) {
             launch_gemv_kernel(kernel, (unsigned)(cap < blocks ? cap : blocks), GEMV_WARPS, smem, stream, x, a, K);
