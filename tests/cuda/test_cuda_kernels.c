@@ -371,8 +371,8 @@ static void test_gemm(void) {
     cuda_gemm *gemm = NULL;
     CHECK_OK(cuda_gemm_create(&gemm, 32 << 20));
     if (!gemm) return;
-    const int64_t shapes[][3] = {{1, 257, 64}, {3, 300, 136}, {4, 1000, 4096}, {37, 515, 72}, {64, 512, 256},
-                                 {129, 96, 1000}};
+    const int64_t shapes[][3] = {{1, 257, 64},  {3, 300, 136},  {4, 1000, 4096}, {2, 77, 2056},
+                                 {37, 515, 72}, {64, 512, 256}, {129, 96, 1000}};
     for (int ti = 0; ti < 3; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
             for (int variant = 0; variant < 6; variant++) {
@@ -565,14 +565,18 @@ int main(void) {
             RUN_TEST(test_gemv_multi);
             cuda_set_pdl(0);
         }
-        /* resident blocks: 1 and 3 (many rows a warp, across part ends), and as many as fit */
+        /* resident blocks: 1 and 3 (many rows a warp, across part ends), and as many as fit,
+         * with 4, 6 and 8 chunks a lane for one-row warps */
         const int resident[3] = {1, 3, -1};
-        for (int i = 0; i < 3; i++) {
-            cuda_set_gemv_resident(resident[i]);
-            cuda_set_pdl(major >= 9 && i == 1);
-            RUN_TEST(test_gemv_multi);
-        }
+        for (int unroll = 4; unroll <= 8; unroll += 2)
+            for (int i = 0; i < 3; i++) {
+                cuda_set_gemv_resident(resident[i]);
+                cuda_set_gemv_resident_unroll(unroll);
+                cuda_set_pdl(major >= 9 && i == 1);
+                RUN_TEST(test_gemv_multi);
+            }
         cuda_set_gemv_resident(0);
+        cuda_set_gemv_resident_unroll(4);
         cuda_set_pdl(0);
     }
     CUDA_CHECK(cudaGetLastError());

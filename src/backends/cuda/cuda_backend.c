@@ -36,6 +36,11 @@ static int env_flag(const char *name, int fallback) {
     return atoi(s) != 0;
 }
 
+static int env_int(const char *name, int fallback) {
+    const char *s = getenv(name);
+    return s && *s ? atoi(s) : fallback;
+}
+
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 static void cuda_destroy(void *state) {
@@ -266,6 +271,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     /* programmatic dependent launch exists from Hopper on */
     cuda_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
     cuda_set_gemv_resident(env_flag("LLMRT_CUDA_GEMV_RESIDENT", 1) ? -1 : 0);
+    cuda_set_gemv_resident_unroll(env_int("LLMRT_CUDA_GEMV_UNROLL", 6));
     /* the tensor-core prefill kernel, where this GPU and head size allow it */
     st->use_prefill_kernel = st->use_prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));

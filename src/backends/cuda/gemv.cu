@@ -23,19 +23,25 @@ static int pdl_on = 0;
 extern "C" void cuda_set_pdl(int on) { pdl_on = on; }
 extern "C" int cuda_pdl_enabled(void) { return pdl_on; }
 
+// cuda_set_gemv_resident: 0 off; < 0 as many blocks as the GPU holds; > 0
+// at most that many. The resident grouped GEMV's unroll for one-row warps.
+static int resident_blocks = 0, resident_unroll = GEMV_UNROLL;
+extern "C" void cuda_set_gemv_resident(int max_blocks) { resident_blocks = max_blocks; }
+extern "C" void cuda_set_gemv_resident_unroll(int u) { resident_unroll = u == 6 || u == 8 ? u : GEMV_UNROLL; }
+
 template <typename... KArgs, typename... Args>
 static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, unsigned warps, size_t smem,
                                cudaStream_t stream, Args... args) {
     launch_pdl_smem(kernel, dim3(blocks), dim3(warps * 32), smem, stream, args...);
 }
 
-// GEMV_UNROLL 16-byte chunks of each of R weight rows, from chunk c0 on
+// U 16-byte chunks of each of R weight rows, from chunk c0 on
 // (lane strided); zero past the row.
-template <int R>
-__device__ __forceinline__ void load_w_chunks(uint4 (&wv)[R][GEMV_UNROLL], const uint4 *const (&wrow)[R], int64_t c0,
+template <int R, int U = GEMV_UNROLL>
+__device__ __forceinline__ void load_w_chunks(uint4 (&wv)[R][U], const uint4 *const (&wrow)[R], int64_t c0,
                                               int64_t chunks) {
 #pragma unroll
-    for (int u = 0; u < GEMV_UNROLL; u++)
+    for (int u = 0; u < U; u++)
 #pragma unroll
         for (int r = 0; r < R; r++) {
             const int64_t c = c0 + (int64_t)u * 32;
@@ -44,11 +50,11 @@ __device__ __forceinline__ void load_w_chunks(uint4 (&wv)[R][GEMV_UNROLL], const
 }
 
 // acc[r][m] += W[r] chunks · x[m] chunks for the loaded batch at c0.
-template <typename T, int M, int R>
-__device__ __forceinline__ void fma_w_chunks(float (&acc)[R][M], const uint4 (&wv)[R][GEMV_UNROLL], const T *x,
-                                             int64_t c0, int64_t chunks, int64_t K) {
+template <typename T, int M, int R, int U = GEMV_UNROLL>
+__device__ __forceinline__ void fma_w_chunks(float (&acc)[R][M], const uint4 (&wv)[R][U], const T *x, int64_t c0,
+                                             int64_t chunks, int64_t K) {
 #pragma unroll
-    for (int u = 0; u < GEMV_UNROLL; u++) {
+    for (int u = 0; u < U; u++) {
         const int64_t c = c0 + (int64_t)u * 32;
         if (c >= chunks) break;
 #pragma unroll
@@ -283,7 +289,14 @@ __device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t ro
 // warp walks rows g, g + G, ... (g = warp · gridDim.x + block, G the warps
 // of the grid: the last round's rows spread over every SM) as one stream of
 // weight batches, the next batch in flight across row ends too.
-template <typename T, int M, bool GATED, bool NORM>
+//
+// U chunks a lane per batch (one block an SM, so registers bound the bytes
+// in flight): gated warps 4 of each of two rows; one-row warps (q/k/v)
+// cuda_set_gemv_resident_unroll's 4, 6 or 8. Batch 1 on an H200, q/k/v
+// per layer: 4 → 26.99 µs, 6 → 26.33, 8 → 25.42, but at 8 (98 registers)
+// the decode attention's blocks no longer fit beside it before its wait,
+// and it takes 9.2 µs instead of 7.3 (docs/PERFORMANCE.md).
+template <typename T, int M, bool GATED, bool NORM, int U>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_multi_resident_kernel(const T *x, gemv_multi_args a, int64_t K) {
     constexpr int R = GATED ? 2 : 1;
@@ -291,7 +304,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const int lane = threadIdx.x & 31;
     const int64_t rows = a.row_start[a.num_parts], G = (int64_t)gridDim.x * GEMV_WARPS;
     const int64_t first = (int64_t)(threadIdx.x >> 5) * gridDim.x + blockIdx.x;
-    const int64_t chunks = K / 8, step = 32 * GEMV_UNROLL, iters = (chunks + step - 1) / step;
+    const int64_t chunks = K / 8, step = 32 * U, iters = (chunks + step - 1) / step;
     const int64_t total = first < rows ? (rows - first + G - 1) / G * iters : 0;
     auto row_ptrs = [&](int64_t row, const uint4 *(&wr)[R], int &p, int64_t &n) {
         p = gemv_part_of(a, row, GATED);
@@ -302,10 +315,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     int64_t row = first, n = 0, j = 0;
     int p = 0;
     const uint4 *wr[R];
-    uint4 wv[R][GEMV_UNROLL], next[R][GEMV_UNROLL];
+    uint4 wv[R][U], next[R][U];
     if (total > 0) {
         row_ptrs(row, wr, p, n);
-        load_w_chunks<R>(wv, wr, lane, chunks);
+        load_w_chunks<R, U>(wv, wr, lane, chunks);
     }
     pdl_wait();
     if constexpr (NORM) x = x_rmsnorm<T, M>{a.norm, K}(x);
@@ -326,8 +339,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             nrow = row + G;
             if (it + 1 < total) row_ptrs(nrow, nwr, np, nn);
         }
-        if (it + 1 < total) load_w_chunks<R>(next, nwr, lane + nj * step, chunks);
-        fma_w_chunks<T, M, R>(acc, wv, x, lane + j * step, chunks, K);
+        if (it + 1 < total) load_w_chunks<R, U>(next, nwr, lane + nj * step, chunks);
+        fma_w_chunks<T, M, R, U>(acc, wv, x, lane + j * step, chunks, K);
         if (j == iters - 1) {
             gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
 #pragma unroll
@@ -336,7 +349,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                 for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
         }
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++)
+        for (int u = 0; u < U; u++)
 #pragma unroll
             for (int r = 0; r < R; r++) wv[r][u] = next[r][u];
 #pragma unroll
@@ -370,14 +383,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
 }
 
-// cuda_set_gemv_resident: 0 off; < 0 as many blocks as the GPU holds; > 0 at most that many.
-static int resident_blocks = 0;
-extern "C" void cuda_set_gemv_resident(int max_blocks) { resident_blocks = max_blocks; }
-
-// Blocks of resident kernel instance <T, M, GATED, NORM> the current GPU
+// Blocks of resident kernel instance <T, M, GATED, NORM, U> the current GPU
 // holds at once with `smem` bytes of x (cached per instance, recomputed
 // when the device or the size changes).
-template <typename T, int M, bool GATED, bool NORM> static int64_t resident_capacity(size_t smem) {
+template <typename T, int M, bool GATED, bool NORM, int U> static int64_t resident_capacity(size_t smem) {
     static int64_t cached = -1;
     static size_t cached_smem = 0;
     static int cached_device = -1;
@@ -388,7 +397,7 @@ template <typename T, int M, bool GATED, bool NORM> static int64_t resident_capa
     }
     if (cached < 0 || cached_smem != smem || cached_device != device) {
         int per_sm = 0, sms = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_resident_kernel<T, M, GATED, NORM>,
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_resident_kernel<T, M, GATED, NORM, U>,
                                                           GEMV_WARPS * 32, smem) != cudaSuccess ||
             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
             (void)cudaGetLastError();
@@ -401,17 +410,31 @@ template <typename T, int M, bool GATED, bool NORM> static int64_t resident_capa
     return cached;
 }
 
+// The resident instance <..., U> in as many blocks as fit (at most `blocks`);
+// 0 where none fits.
+template <typename T, int M, bool GATED, bool NORM, int U>
+static int launch_gemv_resident(const T *x, const gemv_multi_args &a, unsigned blocks, size_t smem, int64_t K,
+                                cudaStream_t stream) {
+    int64_t cap = resident_capacity<T, M, GATED, NORM, U>(smem);
+    if (resident_blocks > 0 && resident_blocks < cap) cap = resident_blocks;
+    if (cap <= 0) return 0;
+    launch_gemv_kernel(gemv_multi_resident_kernel<T, M, GATED, NORM, U>, (unsigned)(cap < blocks ? cap : blocks),
+                       GEMV_WARPS, smem, stream, x, a, K);
+    return 1;
+}
+
 template <typename T, int M, bool GATED, bool NORM>
 static void launch_gemv_multi_m(const T *x, const gemv_multi_args &a, unsigned blocks, size_t smem, int64_t K,
                                 cudaStream_t stream) {
     if (resident_blocks != 0) {
-        auto kernel = gemv_multi_resident_kernel<T, M, GATED, NORM>;
-        int64_t cap = resident_capacity<T, M, GATED, NORM>(smem);
-        if (resident_blocks > 0 && resident_blocks < cap) cap = resident_blocks;
-        if (cap > 0) {
-            launch_gemv_kernel(kernel, (unsigned)(cap < blocks ? cap : blocks), GEMV_WARPS, smem, stream, x, a, K);
-            return;
+        // gated: two rows a warp already; one-row warps take resident_unroll
+        if constexpr (!GATED) {
+            if (resident_unroll == 8 && launch_gemv_resident<T, M, GATED, NORM, 8>(x, a, blocks, smem, K, stream))
+                return;
+            if (resident_unroll == 6 && launch_gemv_resident<T, M, GATED, NORM, 6>(x, a, blocks, smem, K, stream))
+                return;
         }
+        if (launch_gemv_resident<T, M, GATED, NORM, GEMV_UNROLL>(x, a, blocks, smem, K, stream)) return;
     }
     launch_gemv_kernel(gemv_multi_kernel<T, M, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K);
 }
