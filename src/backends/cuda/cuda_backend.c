@@ -30,16 +30,12 @@ int llmrt_cuda_available(void) {
     return count > 0;
 }
 
-static int env_flag(const char *name, int fallback) {
-    const char *s = getenv(name);
-    if (!s || !*s) return fallback;
-    return atoi(s) != 0;
-}
-
 static int env_int(const char *name, int fallback) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : fallback;
 }
+
+static int env_flag(const char *name, int fallback) { return env_int(name, fallback) != 0; }
 
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 

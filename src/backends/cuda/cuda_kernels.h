@@ -136,7 +136,8 @@ void cuda_set_pdl(int on);
  * Process-wide; defined in gemv.cu. */
 void cuda_set_gemv_resident(int max_blocks);
 /* The resident grouped GEMV's 16-byte chunks a lane per batch for one-row
- * warps: 4, 6 or 8 (gated warps stream two rows of 4). Process-wide. */
+ * warps: 4, 6 or 8, any other value 4 (gated warps stream two rows of 4).
+ * Process-wide. */
 void cuda_set_gemv_resident_unroll(int unroll);
 /* x for a grouped GEMV made in its prologue (decode sizes): x = RMSNorm(a +
  * b) with gain w (f32) and eps, each block normalising the M rows into shared
