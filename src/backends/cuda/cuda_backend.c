@@ -43,6 +43,8 @@ static void cuda_destroy(void *state) {
     cuda_state *st = state;
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
+    if (st->probe_out && cuda_probe_dump(st->probe_out) != cudaSuccess)
+        fprintf(stderr, "llmrt: cuda: could not write the probe records to %s\n", st->probe_out);
     for (int i = 0; i < st->num_graphs; i++) cudaGraphExecDestroy(st->graphs[i].exec);
     cuda_gemm_free(st->gemm);
     cudaFree(st->weights_dev);
@@ -268,6 +270,16 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     cuda_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
     cuda_set_gemv_resident(env_flag("LLMRT_CUDA_GEMV_RESIDENT", 1) ? -1 : 0);
     cuda_set_gemv_resident_unroll(env_int("LLMRT_CUDA_GEMV_UNROLL", 6));
+    /* the diagnostic GEMV block timeline (a -DLLMRT_CUDA_PROBE=ON build) */
+    const char *probe = getenv("LLMRT_CUDA_PROBE_OUT");
+    if (probe && *probe) {
+        if (!cuda_probe_compiled()) {
+            s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: LLMRT_CUDA_PROBE_OUT needs a build with -DLLMRT_CUDA_PROBE=ON");
+            goto fail;
+        }
+        CUDA_STEP(cuda_probe_start(1u << 20), "probe buffer");
+        st->probe_out = probe;
+    }
     /* the tensor-core prefill kernel, where this GPU and head size allow it */
     st->use_prefill_kernel = st->use_prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));

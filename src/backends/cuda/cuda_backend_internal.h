@@ -111,6 +111,7 @@ typedef struct cuda_state {
     int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups, use_rope_fusion, use_norm_fusion;
     int use_attn_prefetch; /* LLMRT_CUDA_ATTN_PREFETCH: see attention_prefetch_next */
     int attn_late_trigger; /* LLMRT_CUDA_ATTN_LATE_TRIGGER: cuda_rope_fused.trigger_after_wait */
+    const char *probe_out;  /* LLMRT_CUDA_PROBE_OUT: where destroy writes the probe records */
 
     /* the step being run (set by forward before run_nodes) */
     int64_t T, L;

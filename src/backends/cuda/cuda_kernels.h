@@ -139,6 +139,13 @@ void cuda_set_gemv_resident(int max_blocks);
  * warps: 4, 6 or 8, any other value 4 (gated warps stream two rows of 4).
  * Process-wide. */
 void cuda_set_gemv_resident_unroll(int unroll);
+/* The diagnostic block timeline of the decode GEMVs (gemv_probe.cuh; a
+ * build with -DLLMRT_CUDA_PROBE=ON, else 0 / cudaErrorNotSupported):
+ * start records into a device buffer of `records`; dump writes them to
+ * `path` as CSV and frees the buffer. Process-wide: one engine at a time. */
+int cuda_probe_compiled(void);
+cudaError_t cuda_probe_start(size_t records);
+cudaError_t cuda_probe_dump(const char *path);
 /* x for a grouped GEMV made in its prologue (decode sizes): x = RMSNorm(a +
  * b) with gain w (f32) and eps, each block normalising the M rows into shared
  * memory, as the add + RMSNorm kernel would (its launch is gone). b may be

@@ -1,9 +1,12 @@
 // Matrix products not served by cuBLASLt: the decode GEMV (M ≤ 4, where a
 // bandwidth-bound stream of W is all that matters) and a generic tiled
 // product for mixed element types (correctness path, not a fast path).
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/cuda/cuda_device.cuh"
+#include "backends/cuda/gemv_probe.cuh"
 
 // Warps (= weight rows) a block, for the grouped and the plain kernel:
 // fewer, larger blocks cost less (the grouped kernel's blocks each make x
@@ -98,6 +101,7 @@ __device__ __forceinline__ void gemv_rows(float (&acc)[R][M], const uint4 *const
     if (live) load_w_chunks<R>(wv, wrow, lane, chunks);
     pdl_wait();
     x = prepare(x);
+    PROBE_READY();
     if (!live) return;
     for (int64_t c0 = lane; c0 < chunks; c0 += step) {
         if (c0 + step < chunks) load_w_chunks<R>(next, wrow, c0 + step, chunks);
@@ -117,9 +121,13 @@ template <typename T, typename TO, int M>
 __global__ void __launch_bounds__(GEMV_PLAIN_WARPS * 32) gemv_kernel(TO *y, const T *x, const T *w, const float *bias,
                                                                 int64_t N, int64_t K) {
     pdl_trigger();
+    PROBE_BEGIN();
     const int lane = threadIdx.x & 31;
     const int64_t n = (int64_t)blockIdx.x * GEMV_PLAIN_WARPS + (threadIdx.x >> 5);
-    if (n >= N) return;
+    if (n >= N) {
+        PROBE_WARP_DONE(w);
+        return;
+    }
     const uint4 *const wrow[1] = {reinterpret_cast<const uint4 *>(w + n * K)};
     float acc[1][M];
     gemv_rows<T, M, 1>(acc, wrow, x, K, true, x_as_is());
@@ -128,6 +136,7 @@ __global__ void __launch_bounds__(GEMV_PLAIN_WARPS * 32) gemv_kernel(TO *y, cons
         float s = warp_sum(acc[0][m]);
         if (lane == 0) y[m * N + n] = from_float<TO>(s + (bias ? bias[n] : 0.0f));
     }
+    PROBE_WARP_DONE(w);
 }
 
 extern "C" int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const void *y, const void *x,
@@ -301,6 +310,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_multi_resident_kernel(const T *x, gemv_multi_args a, int64_t K) {
     constexpr int R = GATED ? 2 : 1;
     pdl_trigger();
+    PROBE_BEGIN();
     const int lane = threadIdx.x & 31;
     const int64_t rows = a.row_start[a.num_parts], G = (int64_t)gridDim.x * GEMV_WARPS;
     const int64_t first = (int64_t)(threadIdx.x >> 5) * gridDim.x + blockIdx.x;
@@ -322,6 +332,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     }
     pdl_wait();
     if constexpr (NORM) x = x_rmsnorm<T, M>{a.norm, K}(x);
+    PROBE_READY();
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -359,17 +370,22 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         p = np;
         j = nj;
     }
+    PROBE_WARP_DONE(a.w[0]);
 }
 
 template <typename T, int M, bool GATED, bool NORM>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x, gemv_multi_args a, int64_t K) {
     constexpr int R = GATED ? 2 : 1; // weight rows per warp
     pdl_trigger();
+    PROBE_BEGIN();
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     const bool live = row < a.row_start[a.num_parts];
     if (!live) {
-        if (!NORM) return; // else the warp still helps make x
-        row = 0;
+        if (!NORM) {
+            PROBE_WARP_DONE(a.w[0]);
+            return;
+        }
+        row = 0; // else the warp still helps make x
     }
     const int p = gemv_part_of(a, row, GATED);
     const int64_t n = row - a.row_start[p];
@@ -379,8 +395,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     float acc[R][M];
     if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M>{a.norm, K});
     else gemv_rows<T, M, R>(acc, wrow, x, K, true, x_as_is());
-    if (!live) return;
-    gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
+    if (live) gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
+    PROBE_WARP_DONE(a.w[0]);
 }
 
 // Blocks of resident kernel instance <T, M, GATED, NORM, U> the current GPU
@@ -495,6 +511,63 @@ extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_part
     if (type == LLMRT_DTYPE_F16) launch_gemv_multi_any<__half>((const __half *)x, a, gated, norm != NULL, M, K, stream);
     else launch_gemv_multi_any<__nv_bfloat16>((const __nv_bfloat16 *)x, a, gated, norm != NULL, M, K, stream);
     return cudaGetLastError();
+}
+
+// The probe's host side (gemv_probe.cuh): a buffer of `records`, then its
+// records as CSV. Without the diagnostic build: cudaErrorNotSupported.
+extern "C" int cuda_probe_compiled(void) {
+#ifdef LLMRT_CUDA_PROBE
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+extern "C" cudaError_t cuda_probe_start(size_t records) {
+#ifdef LLMRT_CUDA_PROBE
+    probe_record *buf = nullptr;
+    cudaError_t e = cudaMalloc(&buf, records * sizeof *buf);
+    const unsigned cap = (unsigned)records, zero = 0;
+    if (e == cudaSuccess) e = cudaMemcpyToSymbol(probe_buf, &buf, sizeof buf);
+    if (e == cudaSuccess) e = cudaMemcpyToSymbol(probe_cap, &cap, sizeof cap);
+    if (e == cudaSuccess) e = cudaMemcpyToSymbol(probe_cursor, &zero, sizeof zero);
+    return e;
+#else
+    (void)records;
+    return cudaErrorNotSupported;
+#endif
+}
+
+extern "C" cudaError_t cuda_probe_dump(const char *path) {
+#ifdef LLMRT_CUDA_PROBE
+    probe_record *buf = nullptr;
+    unsigned cap = 0, used = 0;
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaMemcpyFromSymbol(&buf, probe_buf, sizeof buf);
+    if (e == cudaSuccess) e = cudaMemcpyFromSymbol(&cap, probe_cap, sizeof cap);
+    if (e == cudaSuccess) e = cudaMemcpyFromSymbol(&used, probe_cursor, sizeof used);
+    if (e != cudaSuccess || !buf) return e;
+    if (used > cap) used = cap;
+    probe_record *host = (probe_record *)malloc((size_t)used * sizeof *host + 1);
+    FILE *f = fopen(path, "w");
+    if (host && f && cudaMemcpy(host, buf, (size_t)used * sizeof *host, cudaMemcpyDeviceToHost) == cudaSuccess) {
+        fprintf(f, "tag,sm,block,blocks,warps,start,ready,end\n");
+        for (unsigned i = 0; i < used; i++)
+            fprintf(f, "%llx,%u,%u,%u,%u,%llu,%llu,%llu\n", host[i].tag, host[i].sm, host[i].block, host[i].blocks,
+                    host[i].warps, host[i].start, host[i].ready, host[i].end);
+    } else {
+        e = cudaErrorUnknown;
+    }
+    if (f) fclose(f);
+    free(host);
+    cudaFree(buf);
+    probe_record *none = nullptr;
+    cudaMemcpyToSymbol(probe_buf, &none, sizeof none);
+    return e;
+#else
+    (void)path;
+    return cudaErrorNotSupported;
+#endif
 }
 
 enum { MM_TILE = 16 };
