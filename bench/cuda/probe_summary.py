@@ -32,20 +32,19 @@ def main():
     recs = []
     with open(args.csv) as f:
         for r in csv.DictReader(f):
-            recs.append((r["tag"], int(r["sm"]), int(r["blocks"]), int(r["start"]), int(r["ready"]), int(r["end"])))
-    recs.sort(key=lambda r: r[3])
+            recs.append((r["tag"], int(r["blocks"]), int(r["start"]), int(r["ready"]), int(r["end"])))
+    recs.sort(key=lambda r: r[2])
     launches, cur = [], {}
-    for tag, sm, blocks, start, ready, end in recs:
+    for tag, blocks, start, ready, end in recs:
         launch = cur.get(tag)
         if launch is None or start - launch["t0"] > 1_000_000:
-            launch = {"tag": tag, "t0": start, "blocks": blocks, "start": [], "ready": [], "end": [], "sm": []}
+            launch = {"tag": tag, "t0": start, "blocks": blocks, "start": [], "ready": [], "end": []}
             launches.append(launch)
             cur[tag] = launch
         launch["start"].append(start)
         if ready:
             launch["ready"].append(ready)
         launch["end"].append(end)
-        launch["sm"].append(sm)
     launches.sort(key=lambda l: min(l["start"]))
     if not launches:
         raise SystemExit("no records")
