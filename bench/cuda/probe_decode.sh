@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Block timeline of the decode GEMVs (gemv_probe.cuh) at batch 1: llmrt bench
+# Block timeline of the decode GEMVs and attention (kernel_probe.cuh) at batch 1: llmrt bench
 # from a diagnostic build (cmake -DLLMRT_CUDA_PROBE=ON) with
 # LLMRT_CUDA_PROBE_OUT, then bench/cuda/probe_summary.py.
 #

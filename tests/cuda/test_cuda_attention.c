@@ -24,7 +24,8 @@ typedef struct attn_case {
     int kernel; /* 0: prefill (tensor cores), 1: split-K decode kernel, 2: a mixed step as the
                  * backend runs it (prefill tiles for chunks, decode kernel for one-token rows),
                  * 3: a decode step with RoPE and the KV write fused into the decode kernel (also
-                 * checked bit for bit against 1) */
+                 * checked bit for bit against 1), 4: the same in the early mode (q by a flag
+                 * already up, the own row last; one token, one query head a kv head) */
     int parts;  /* decode partitions; 0: cuda_decode_partitions */
     int wide;   /* kernels 1 and 3: ask for the register-rich small-launch instance */
 } attn_case;
@@ -127,7 +128,7 @@ static void run_attention_case(const attn_case *c) {
     const float scale = 1.0f / sqrtf((float)D);
     void *ws = NULL, *dkc2 = NULL, *dvc2 = NULL, *dout2 = NULL, *dtable = NULL;
     const size_t es = llmrt_dtype_size(c->type);
-    if (c->kernel == 3) { /* the unfused pair on copies of the caches, for the bitwise comparison */
+    if (c->kernel >= 3) { /* the unfused pair on copies of the caches, for the bitwise comparison */
         cudaMalloc(&dkc2, cache_n * es);
         cudaMalloc(&dvc2, cache_n * es);
         cudaMalloc(&dout2, qn * es);
@@ -161,7 +162,7 @@ static void run_attention_case(const attn_case *c) {
             /* with an L2 prefetch of q's bytes, and the late PDL trigger in
              * half the cases: hints that must not change a bit */
             const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox,
-                                          dq, qn * llmrt_dtype_size(c->type), c->neox};
+                                          dq, qn * llmrt_dtype_size(c->type), c->neox, NULL, 0};
             CUDA_CHECK(cuda_attention_decode(dout, dq, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
                                              &rope, 0));
             CUDA_CHECK(cuda_rope_kv_write(dout2, dq, dk, dv, dkc2, dvc2, c->type, &b, H, Hkv, D, c->rotary_dim,
@@ -180,6 +181,25 @@ static void run_attention_case(const attn_case *c) {
                 free(ha);
                 free(hb);
             }
+        } else if (c->kernel == 4) {
+            /* the early mode, its q/k/v GEMV's flag already up: the cached
+             * rows before the own one, the own row and the merge after */
+            int32_t *early = NULL, up[2] = {H * D, 0}, left_flags[2] = {-1, -1};
+            cudaMalloc((void **)&early, sizeof up);
+            cudaMemcpy(early, up, sizeof up, cudaMemcpyHostToDevice);
+            db.wide = 1;
+            CHECK(cuda_attention_early_supported(c->type, H, Hkv, D, db.num_tokens));
+            const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox, NULL, 0, 1,
+                                          early, H * D};
+            CUDA_CHECK(cuda_attention_decode(dout, dq, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
+                                             &rope, 0));
+            cudaMemcpy(left_flags, early, sizeof left_flags, cudaMemcpyDeviceToHost);
+            CHECK_MSG(left_flags[0] == 0 && left_flags[1] == 0, "early attention left its flags at %d, %d",
+                      left_flags[0], left_flags[1]);
+            db.wide = 0; /* the early mode needs the wide instance */
+            CHECK(cuda_attention_decode(dout2, dq, dkc2, dvc2, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
+                                        &rope, 0) == cudaErrorInvalidValue);
+            cudaFree(early);
         } else {
             CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
                                              NULL, 0));
@@ -287,6 +307,27 @@ static void test_attention(void) {
                        {300, 40, 64, 0}, 3, 0, 1};
         run_attention_case(&w);
     }
+    /* the early mode (one token, one query head a kv head): contexts of one
+     * part and of several, forced to one part, partial and no rotary */
+    const int early_dims[5] = {32, 64, 80, 96, 128}, early_past[6] = {0, 30, 63, 64, 200, 900};
+    for (int ti = 0; ti < 2; ti++)
+        for (int di = 0; di < 5; di++)
+            for (int pi = 0; pi < 6; pi++) {
+                const int D = early_dims[di];
+                attn_case e = {half_types[ti], D, 8, 8, pi % 2 ? 16 : 32, D, 1, 1, {1}, {early_past[pi]}, 4, 0, 1};
+                if (pi == 2) e.rotary_dim = D / 2, e.neox = 0;
+                if (pi == 3) e.rotary_dim = 0;
+                run_attention_case(&e);
+                if (pi == 4) {
+                    e.parts = 1;
+                    run_attention_case(&e);
+                }
+            }
+    CHECK(!cuda_attention_early_supported(LLMRT_DTYPE_BF16, 32, 8, 128, 1)); /* GQA */
+    CHECK(!cuda_attention_early_supported(LLMRT_DTYPE_BF16, 32, 32, 128, 2)); /* two tokens */
+    CHECK(!cuda_attention_early_supported(LLMRT_DTYPE_BF16, 32, 32, 256, 1));
+    CHECK(!cuda_attention_early_supported(LLMRT_DTYPE_F32, 32, 32, 128, 1));
+    CHECK(cuda_attention_early_supported(LLMRT_DTYPE_F16, 32, 32, 80, 1));
     /* which launches take the wide instance: all live blocks in one wave */
     CHECK(cuda_decode_wide_fits(264, 1, 32, 32, 16, 200) == 1);  /* 4 live parts of 64 keys: 128 blocks */
     CHECK(cuda_decode_wide_fits(264, 1, 32, 32, 16, 512) == 1);  /* 8 parts: 256 */

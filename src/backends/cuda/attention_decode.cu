@@ -32,12 +32,23 @@
 // holds the row writes it into the cache. This is the RoPE + KV-write
 // kernel's work without its launch, with the same bits (rope_pair).
 //
+// Early mode (batch 1, one query head a block, the wide instance): the
+// kernel runs beside the q/k/v GEMV, which raises a flag once every q row
+// is stored (cuda_gemv_multi_signal); the blocks attend to the cached rows
+// then, while the GEMV still streams k and v, and publish their partials;
+// only the part holding the token's own row waits for the GEMV's end,
+// adds that row, and merges the others (read before its wait).
+//
 // Latency at batch 1 (the kernel moves ~1 MB at 128 tokens of context but
 // sits between two GEMVs): up to two batches of K/V rows are in flight
 // before the wait, every read of the q/k/v GEMV's output goes out at once,
 // and (rope.prefetch) the live blocks
 // ask L2 for the output projection's weights while HBM would idle.
 #include "backends/cuda/cuda_device.cuh"
+#include "backends/cuda/kernel_probe.cuh"
+#include "backends/cuda/rope_fused.cuh"
+
+PROBE_BIND(cuda_probe_bind_attention)
 
 // CUDA_DECODE_PREFETCH_MAX_CTX: the longest context for which the launch's
 // L2 prefetch (cuda_rope_fused.prefetch) is issued; past it the blocks' own
@@ -81,6 +92,8 @@ struct decode_args {
     const char *prefetch; // fused only: L2 prefetch of the next product's weights
     int64_t prefetch_bytes;
     int trigger_after_wait;
+    int32_t *early; // early mode (cuda_rope_fused.early): [q rows stored, mergers done]; NULL: off
+    int32_t early_rows;
     int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
     int32_t block_table_stride, block_size;
     int heads, kv_heads, group, head_chunks, num_partitions;
@@ -105,70 +118,15 @@ __device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int 
     return ((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + g;
 }
 
-// This block's slice of the L2 prefetch: the live blocks of the launch's
-// first token share it (one bulk request each, by thread 0); none when that
-// context is long (its own K/V keep HBM busy then).
-__device__ __forceinline__ void prefetch_slice(const decode_args &a, int ctx, int live_parts) {
+// This block's slice of the L2 prefetch: `blocks` blocks of the launch's
+// first token share it (its live blocks; in the early mode the merging
+// ones, which ask once the q/k/v GEMV has ended), one bulk request each,
+// by thread 0; none when that context is long (its own K/V keep HBM busy
+// then).
+__device__ __forceinline__ void prefetch_slice(const decode_args &a, int ctx, int64_t b, int64_t blocks) {
     if (!a.prefetch_bytes || threadIdx.x != 0 || blockIdx.z != 0 || ctx > CUDA_DECODE_PREFETCH_MAX_CTX) return;
-    const int64_t blocks = (int64_t)gridDim.y * live_parts, b = (int64_t)blockIdx.y * live_parts + blockIdx.x;
     const int64_t per = ((a.prefetch_bytes + blocks - 1) / blocks + 15) / 16 * 16, off = b * per;
     if (off < a.prefetch_bytes) prefetch_l2_bulk(a.prefetch + off, min(per, a.prefetch_bytes - off));
-}
-
-// 16 bytes of a raw q or k row from column col, and (PARTNER, NeoX pairing
-// with whole chunks in each half) the 16 bytes of partner columns: loaded
-// together, before anything is stored, so that they take one round trip.
-// Without PARTNER (fewer registers) rope16 reads the partners one by one.
-struct rope_raw {
-    uint4 in, partner;
-};
-
-template <typename T, bool EXACT, bool PARTNER>
-__device__ __forceinline__ rope_raw load16_rope_raw(const T *row, int col, int d, int rot, int neox) {
-    constexpr int VEC = 16 / sizeof(T);
-    rope_raw r;
-    r.in = load16_masked<T, EXACT>(row, col, d);
-    r.partner = make_uint4(0, 0, 0, 0);
-    const int half = rot / 2;
-    if (PARTNER && EXACT && neox && col < rot && half % VEC == 0)
-        r.partner = *reinterpret_cast<const uint4 *>(row + (col < half ? col + half : col - half));
-    return r;
-}
-
-// The chunk at col rotated (HF pairing, the table row cs) where col < rot
-// and rounded to T as the RoPE kernel stores it; zeros at and past d.
-template <typename T, bool EXACT, bool PARTNER>
-__device__ __forceinline__ uint4 rope16(const rope_raw &r, const T *row, int col, int d, const float2 *cs, int rot,
-                                        int neox) {
-    constexpr int VEC = 16 / sizeof(T);
-    if (col >= rot) return r.in;
-    uint4 out = r.in;
-    const T *x = reinterpret_cast<const T *>(&r.in), *px = reinterpret_cast<const T *>(&r.partner);
-    T *y = reinterpret_cast<T *>(&out);
-    const int half = rot / 2;
-    const bool chunk_partner = PARTNER && EXACT && neox && half % VEC == 0;
-#pragma unroll
-    for (int i = 0; i < VEC; i++) {
-        const int c = col + i;
-        if (c >= rot || c >= d) continue;
-        const bool first = neox ? c < half : (c & 1) == 0;
-        const int partner = neox ? (first ? c + half : c - half) : c ^ 1;
-        const int idx = neox ? (first ? c : c - half) : c >> 1;
-        const float v = to_float<T>(x[i]);
-        const float p = chunk_partner                             ? to_float<T>(px[i])
-                        : partner >= col && partner < col + VEC ? to_float<T>(x[partner - col])
-                                                                : to_float<T>(row[partner]);
-        const float2 t = cs[idx];
-        float o1, o2;
-        if (first) {
-            rope_pair(v, p, t.x, t.y, o1, o2);
-            y[i] = from_float<T>(o1);
-        } else {
-            rope_pair(p, v, t.x, t.y, o1, o2);
-            y[i] = from_float<T>(o2);
-        }
-    }
-    return out;
 }
 
 template <typename T, int D, bool EXACT, int NH, bool PRE2, bool WIDE = false>
@@ -178,6 +136,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     constexpr int VEC = S::VEC, TPK = S::TPK, CPT = S::CPT, KPB = S::KPB, CHUNKS = S::CHUNKS, U = S::UNROLL;
     __shared__ __align__(16) float red[KPB][D];
     __shared__ float m_s[KPB][NH], l_s[KPB][NH];
+    PROBE_ATTN_DECL;
     // The output projection's GEMV may launch and start loading its weights
     // now, or (trigger_after_wait) once the q/k/v GEMV has finished.
     if (!a.trigger_after_wait) pdl_trigger();
@@ -187,6 +146,12 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     // kernel is latency-bound at small batches). The step metadata came
     // with the copy before the step's first kernel.
     const bool fused = a.rk != nullptr;
+    // Early mode (small launches of one query head a block): q comes from
+    // a flag the q/k/v GEMV raises before it ends; the token's own key and
+    // value only with the GEMV's end, in the part that holds their row.
+    // the WIDE instance only (its registers are free; the others would spill)
+    constexpr bool EARLY_CAP = PRE2 && WIDE && NH == 1 && D <= DECODE_THREADS; // a column a thread in the merge
+    const bool early = EARLY_CAP && a.early != nullptr;
     if (!fused) pdl_wait();
 
     const int64_t local = a.token_offset + blockIdx.z, t = step_token(a, local);
@@ -235,8 +200,10 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     };
     load_rows(kv, vv, 0, nullptr, nullptr);
     if constexpr (PRE2) load_rows(kv2, vv2, KPB * U, nullptr, nullptr);
-    if (fused) pdl_wait();
-    if (a.trigger_after_wait) pdl_trigger();
+    if (early) block_wait_at_least(a.early, a.early_rows);
+    else if (fused) pdl_wait();
+    PROBE_ATTN_MARK(PROBE_T1);
+    if (a.trigger_after_wait && !early) pdl_trigger();
 
     // Fused RoPE: the table row of this token; the token's own key (rotated)
     // and value for this thread's columns (kc, vc); q (pre-scaled) for each
@@ -282,7 +249,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
         for (int c = 0; c < CPT; c++) {
             const int ci = sub + c * TPK;
             kraw[c].in = kraw[c].partner = vc[c] = make_uint4(0, 0, 0, 0);
-            if (own_here && ci < CHUNKS) {
+            if (own_here && !early && ci < CHUNKS) {
                 kraw[c] = load16_rope_raw<T, EXACT, true>((const T *)a.rk + kv_row, ci * VEC, d, rot, a.rope_neox);
                 vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
             }
@@ -297,7 +264,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             const int ci = sub + c * TPK;
-            kc[c] = own_here && ci < CHUNKS
+            kc[c] = own_here && !early && ci < CHUNKS
                         ? rope16<T, EXACT, true>(kraw[c], (const T *)a.rk + kv_row, ci * VEC, d, cs, rot, a.rope_neox)
                         : kraw[c].in;
 #pragma unroll
@@ -308,8 +275,10 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
                                                         rot, a.rope_neox)
                           : qraw[h][c].in);
         }
-        if (fused) prefetch_slice(a, ctx, live_parts);
-        store_own_row();
+        if (fused && !early) {
+            prefetch_slice(a, ctx, (int64_t)blockIdx.y * live_parts + blockIdx.x, (int64_t)gridDim.y * live_parts);
+            store_own_row();
+        }
     } else {
         // Larger launches keep the leaner order (registers are occupancy
         // there): own row, cache write, then q.
@@ -342,6 +311,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
             }
     }
 
+    PROBE_ATTN_MARK(PROBE_T3);
     // The own row in the preloaded batches (loaded before kc, vc existed).
 #pragma unroll
     for (int u = 0; u < U; u++)
@@ -398,7 +368,8 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
                 }
 #pragma unroll
                 for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-                s[h][u] = base + j0 + u * KPB < nkeys ? dot : -INFINITY;
+                const int j = base + j0 + u * KPB;
+                s[h][u] = j < nkeys && !(early && j == cur) ? dot : -INFINITY; // early: the own row comes later
             }
         }
 #pragma unroll
@@ -429,6 +400,87 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
         }
     }
 
+    PROBE_ATTN_MARK(PROBE_T4);
+    // Early mode, the part that holds the own row, which merges the others:
+    // their partials (published while the GEMV streamed) are combined
+    // first, against their own max: (o_max, o_sum, this thread's column
+    // o_acc); then the GEMV's end, then the own row (rotated key, value)
+    // into row group cur % KPB, and the cache write.
+    constexpr int MAXP = CUDA_DECODE_MAX_PARTITIONS;
+    const int others = live_parts - 1;
+    float o_max = -INFINITY, o_sum = 0.0f, o_acc = 0.0f;
+    if (early && own_here) {
+        if (others > 0) {
+            int32_t *counter = a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y;
+            block_wait_at_least(counter, others);
+            const int64_t head = (int64_t)blockIdx.z * a.heads + h0;
+            const float *e = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * d +
+                             head * a.num_partitions * 2;
+            const float *acc_p = workspace + head * a.num_partitions * d;
+            const int lane = threadIdx.x & 31;
+            const float m_l = lane < others ? __ldcg(e + 2 * lane) : -INFINITY;
+            const float l_l = lane < others ? __ldcg(e + 2 * lane + 1) : 0.0f;
+            float part[EARLY_CAP ? MAXP : 1];
+#pragma unroll
+            for (int p = 0; p < (EARLY_CAP ? MAXP : 1); p++)
+                part[p] = p < others && (int)threadIdx.x < d ? __ldcg(acc_p + (int64_t)p * d + threadIdx.x) : 0.0f;
+            o_max = warp_max(m_l);
+            const float w = lane < others ? __expf(m_l - o_max) : 0.0f;
+            o_sum = warp_sum(w * l_l);
+#pragma unroll
+            for (int p = 0; p < (EARLY_CAP ? MAXP : 1); p++) o_acc = fmaf(__shfl_sync(0xffffffffu, w, p), part[p], o_acc);
+            __syncthreads();
+            if (threadIdx.x == 0) *counter = 0; // every other part has counted: ready for the next launch
+        }
+        pdl_wait();
+        PROBE_ATTN_MARK(PROBE_T2);
+        if (a.trigger_after_wait) pdl_trigger();
+        rope_raw kr[CPT];
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int ci = sub + c * TPK;
+            kr[c].in = kr[c].partner = vc[c] = make_uint4(0, 0, 0, 0);
+            if (ci < CHUNKS) {
+                kr[c] = load16_rope_raw<T, EXACT, true>((const T *)a.rk + kv_row, ci * VEC, d, rot, a.rope_neox);
+                vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int ci = sub + c * TPK;
+            kc[c] = ci < CHUNKS ? rope16<T, EXACT, true>(kr[c], (const T *)a.rk + kv_row, ci * VEC, d, cs, rot,
+                                                         a.rope_neox)
+                                : kr[c].in;
+        }
+        prefetch_slice(a, ctx, blockIdx.y, gridDim.y);
+        store_own_row();
+        // every row group scores the row (the shuffles need whole warps); one takes it
+#pragma unroll
+        for (int h = 0; h < NH; h++) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                const T *e = reinterpret_cast<const T *>(&kc[c]);
+#pragma unroll
+                for (int i = 0; i < VEC; i++) dot = fmaf(qr[h][c][i], to_float<T>(e[i]), dot);
+            }
+#pragma unroll
+            for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            if (kg == cur % KPB) {
+                const float m_new = fmaxf(m[h], dot), corr = __expf(m[h] - m_new), p = __expf(dot - m_new);
+                m[h] = m_new;
+                l[h] = l[h] * corr + p;
+#pragma unroll
+                for (int c = 0; c < CPT; c++) {
+                    const T *e = reinterpret_cast<const T *>(&vc[c]);
+#pragma unroll
+                    for (int i = 0; i < VEC; i++) acc[h][c][i] = fmaf(p, to_float<T>(e[i]), acc[h][c][i] * corr);
+                }
+            }
+        }
+    }
+    const bool merges_here = early && own_here && others > 0; // early: the merge is this block's
+
     // Merge the row groups: each rescales to the block's max.
     if (sub == 0)
 #pragma unroll
@@ -449,6 +501,8 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
 #pragma unroll
         for (int r = 0; r < KPB; r++) L += m_s[r][h] == -INFINITY ? 0.0f : __expf(m_s[r][h] - M) * l_s[r][h];
         const float mine = m[h] == -INFINITY ? 0.0f : __expf(m[h] - M);
+        // early merge: this block's and the others' against the common max
+        const float Mx = fmaxf(M, o_max), self_w = __expf(M - Mx), other_w = __expf(o_max - Mx);
         __syncthreads();
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
@@ -463,20 +517,47 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
             float sum = 0.0f;
 #pragma unroll
             for (int r = 0; r < KPB; r++) sum += red[r][c];
-            if (single) out[(t * a.heads + h0 + h) * d + c] = from_float<T>(sum / L);
-            else workspace[(head * a.num_partitions + part) * d + c] = sum;
+            if (merges_here) {
+                out[(t * a.heads + h0 + h) * d + c] =
+                    from_float<T>((self_w * sum + other_w * o_acc) / (self_w * L + other_w * o_sum));
+            } else if (single) {
+                out[(t * a.heads + h0 + h) * d + c] = from_float<T>(sum / L);
+            } else {
+                workspace[(head * a.num_partitions + part) * d + c] = sum;
+            }
         }
-        if (!single && threadIdx.x == 0) {
+        if (!single && !merges_here && threadIdx.x == 0) {
             float *ml = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * d;
             ml[(head * a.num_partitions + part) * 2 + 0] = M;
             ml[(head * a.num_partitions + part) * 2 + 1] = L;
         }
     }
-    if (single) return;
+    if (early) {
+        if (own_here) {
+            // the last (token, head chunk) to merge sets the q flag back
+            if (threadIdx.x == 0 && atomicAdd(a.early + 1, 1) == (int)(gridDim.y * gridDim.z) - 1) {
+                atomicExch(a.early, 0);
+                atomicExch(a.early + 1, 0);
+            }
+        } else {
+            // publish the partials to the merging part (it waits for them)
+            PROBE_ATTN_MARK(PROBE_T2);
+            __threadfence();
+            __syncthreads();
+            if (threadIdx.x == 0) red_release_add(a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y, 1);
+        }
+        PROBE_ATTN_RECORD(k_cache);
+        return;
+    }
+    if (single) {
+        PROBE_ATTN_RECORD(k_cache);
+        return;
+    }
 
     // The last partition of this (token, head chunk) to finish merges all:
     // out = Σ e^{m_p−M} acc_p / Σ e^{m_p−M} l_p.
     __shared__ int last;
+    PROBE_ATTN_MARK(PROBE_T2);
     __threadfence(); // this block's partials are visible before it is counted
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -485,7 +566,10 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
         if (last) *counter = 0; // ready for the next launch
     }
     __syncthreads();
-    if (!last) return;
+    if (!last) {
+        PROBE_ATTN_RECORD(k_cache);
+        return;
+    }
     __threadfence(); // the other partitions' partials
     // The partials were written by other blocks: read from L2 (ld.cg). In
     // small launches (PRE2) every (m, l) and this thread's column of every
@@ -533,10 +617,21 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
             }
         }
     }
+    PROBE_ATTN_RECORD(k_cache);
 }
 
 extern "C" int cuda_attention_head_dim_supported(int32_t head_dim) {
     return head_dim >= 1 && head_dim <= CUDA_MAX_HEAD_DIM;
+}
+
+// The launches that reach an instance with EARLY_CAP: 16-bit, one query
+// head a block, an exact head size ≤ DECODE_THREADS, the WIDE instance
+// (batch->wide, checked by the launch).
+extern "C" int cuda_attention_early_supported(llmrt_dtype type, int32_t heads, int32_t kv_heads, int32_t head_dim,
+                                              int32_t tokens) {
+    const int exact = head_dim == 32 || head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 128;
+    return (type == LLMRT_DTYPE_BF16 || type == LLMRT_DTYPE_F16) && kv_heads >= 1 && heads == kv_heads && exact &&
+           tokens == 1;
 }
 
 // Query heads one block serves: the GQA group rounded up to 1, 4 or 8.
@@ -671,6 +766,11 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     if (rope && (!rope->k || !rope->v || rope->rotary_dim < 0 || rope->rotary_dim > head_dim || rope->rotary_dim % 2 ||
                  (rope->rotary_dim > 0 && !rope->table) || !batch->slot_mapping))
         return cudaErrorInvalidValue;
+    // the early mode must be taken whenever it is asked for: its GEMV raises the flag regardless
+    if (rope && rope->early &&
+        (!cuda_attention_early_supported(type, heads, kv_heads, head_dim, batch->num_tokens) ||
+         !batch->wide || rope->early_rows < 1 || (partitions > 1 && !counters)))
+        return cudaErrorInvalidValue;
     decode_args a;
     a.rk = rope ? rope->k : nullptr;
     a.rv = rope ? rope->v : nullptr;
@@ -680,6 +780,8 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     a.prefetch = rope && rope->prefetch && rope->prefetch_bytes >= 16 ? (const char *)rope->prefetch : nullptr;
     a.prefetch_bytes = a.prefetch ? (int64_t)(rope->prefetch_bytes & ~(size_t)15) : 0;
     a.trigger_after_wait = rope ? rope->trigger_after_wait != 0 : 0;
+    a.early = rope ? rope->early : nullptr;
+    a.early_rows = rope ? rope->early_rows : 0;
     if (a.prefetch && ((uintptr_t)a.prefetch & 15)) return cudaErrorInvalidValue;
     a.slot_mapping = batch->slot_mapping;
     a.positions = batch->positions;

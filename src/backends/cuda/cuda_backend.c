@@ -54,6 +54,7 @@ static void cuda_destroy(void *state) {
     cudaFree(st->meta_dev);
     cudaFree(st->attn_ws);
     cudaFree(st->attn_counters);
+    cudaFree(st->attn_early);
     cudaFree(st->rope_table);
     cudaFree(st->logits_dev);
     if (st->meta_host) cudaFreeHost(st->meta_host);
@@ -235,6 +236,8 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->use_norm_fusion = env_flag("LLMRT_CUDA_FUSE_NORM", 1);
     st->use_attn_prefetch = env_flag("LLMRT_CUDA_ATTN_PREFETCH", 1);
     st->attn_late_trigger = env_flag("LLMRT_CUDA_ATTN_LATE_TRIGGER", 1);
+    st->use_attn_early = env_flag("LLMRT_CUDA_ATTN_EARLY", 1);
+    st->early_attn = -1;
     llmrt_backend_config defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!config) config = &defaults;
@@ -329,6 +332,8 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
         const size_t counters = (size_t)st->attn_ws_tokens * max_heads * sizeof(int32_t);
         CUDA_STEP(cudaMalloc((void **)&st->attn_counters, counters), "attention counters");
         CUDA_STEP(cudaMemset(st->attn_counters, 0, counters), "attention counters");
+        CUDA_STEP(cudaMalloc((void **)&st->attn_early, 2 * sizeof(int32_t)), "attention flags");
+        CUDA_STEP(cudaMemset(st->attn_early, 0, 2 * sizeof(int32_t)), "attention flags");
         st->attn_heads = max_heads;
         if (env_flag("LLMRT_CUDA_ATTN_WIDE", 1))
             st->attn_wide_slots = cuda_decode_wide_slots(st->act_type, max_heads, plan->kv_heads, plan->head_dim);

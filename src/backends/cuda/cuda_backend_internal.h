@@ -86,6 +86,12 @@ typedef struct cuda_state {
     /* attention */
     void *attn_ws;
     int32_t *attn_counters; /* [attn_ws_tokens × heads], zero between launches */
+    /* the decode attention's early mode (cuda_rope_fused.early): [2] int32,
+     * zero between launches; early_attn: the attention node the q/k/v GEMV
+     * just launched raises it for (-1: none) */
+    int32_t *attn_early;
+    llmrt_value early_attn;
+    int early_raised; /* the flag is up for an attention that has not been launched */
     int64_t attn_ws_tokens; /* tokens per decode-attention launch */
     int32_t attn_heads;     /* query heads of the widest attention layer */
     /* blocks of the register-rich small-launch decode attention the GPU
@@ -111,6 +117,7 @@ typedef struct cuda_state {
     int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups, use_rope_fusion, use_norm_fusion;
     int use_attn_prefetch; /* LLMRT_CUDA_ATTN_PREFETCH: see attention_prefetch_next */
     int attn_late_trigger; /* LLMRT_CUDA_ATTN_LATE_TRIGGER: cuda_rope_fused.trigger_after_wait */
+    int use_attn_early;    /* LLMRT_CUDA_ATTN_EARLY: see early_attention_for */
     const char *probe_out;  /* LLMRT_CUDA_PROBE_OUT: where destroy writes the probe records */
 
     /* the step being run (set by forward before run_nodes) */

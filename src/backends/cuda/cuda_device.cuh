@@ -151,6 +151,33 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// Flags between kernels that run at once (a producer and the PDL-launched
+// consumer beside it): the producer publishes with a release add, the
+// consumer reads with acquire loads; PTX fences are cumulative, so what
+// the producer's block had made visible to its warp (a CTA-scope release
+// before) is published too.
+__device__ __forceinline__ void red_release_add(int32_t *p, int32_t v) {
+    asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ int32_t ld_relaxed(const int32_t *p) {
+    int32_t v;
+    asm volatile("ld.relaxed.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// Thread 0 waits until *p ≥ target, then the block goes on (every thread
+// may read what the publisher wrote). Relaxed polls and one fence after
+// (an acquire load a poll would invalidate the SM's L1 each time, under
+// the kernel that shares the SM).
+__device__ __forceinline__ void block_wait_at_least(const int32_t *p, int32_t target) {
+    if (threadIdx.x == 0) {
+        while (ld_relaxed(p) < target) __nanosleep(64);
+        __threadfence();
+    }
+    __syncthreads();
+}
+
 // 16 bytes global → shared without registers (cp.async, sm_80+); src_bytes
 // 0 writes zeros. A thread sees its own copies after cp_async_wait_*.
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {

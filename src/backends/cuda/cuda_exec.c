@@ -108,6 +108,53 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
  * computes all its parts (and the SILU_MUL after a gated pair); *consumed
  * says how many nodes that covered. Otherwise only the first LINEAR runs
  * here and the others follow as usual. */
+static llmrt_value strip_views(const cuda_state *st, llmrt_value x) {
+    while (x >= 0 && st->graph->nodes[x].op == LLMRT_OP_VIEW) x = st->graph->nodes[x].inputs[0];
+    return x;
+}
+
+/* A decode step folds RoPE and the KV write into the attention kernel (one
+ * launch fewer a layer) where q, k and v are 16-byte aligned; *inv_freq and
+ * *rot say which rotation (NULL, 0: none). */
+static int attention_fuses_rope(const cuda_state *st, llmrt_value v, const float **inv_freq, int32_t *rot) {
+    const llmrt_node *n = &st->graph->nodes[v];
+    const int32_t rotary_dim = (int32_t)n->iattr[4], head_dim = (int32_t)n->iattr[3];
+    const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
+    *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
+    *rot = *inv_freq ? rotary_dim : 0;
+    uintptr_t bits = 0;
+    for (int i = 0; i < 3; i++) bits |= (uintptr_t)st->node_ptr[n->inputs[i]];
+    return st->decode_step && st->use_rope_fusion && *rot <= head_dim && (bits & 15) == 0;
+}
+
+/* The attention node the grouped GEMV at exec[p] (count parts, not gated,
+ * batch 1) may hand q to early (cuda_rope_fused.early): the next node but
+ * views, reading part 0 as q, fusing RoPE with this step's table already
+ * made (the table kernel would sit between them), in a launch the kernel
+ * takes early. -1: none. The GEMV raises the flag only then, and the
+ * attention then always takes it. */
+static llmrt_value early_attention_for(const cuda_state *st, int32_t p, int count, int gated, int64_t M,
+                                       int64_t q_rows) {
+    if (!st->use_attn_early || !st->attn_early || !cuda_pdl_enabled() || gated || M != 1 || !st->decode_step ||
+        st->batch.num_tokens != 1 || !st->batch.wide || st->attn_ws_tokens < 1 || !st->attn_counters)
+        return -1;
+    int32_t q = p + count;
+    while (q < st->num_exec && st->graph->nodes[st->exec[q]].op == LLMRT_OP_VIEW) q++;
+    if (q >= st->num_exec) return -1;
+    const llmrt_value av = st->exec[q];
+    const llmrt_node *a = &st->graph->nodes[av];
+    if (a->op != LLMRT_OP_ATTENTION || a->num_inputs < 3 || strip_views(st, a->inputs[0]) != st->exec[p]) return -1;
+    const int32_t heads = (int32_t)a->iattr[1], kv_heads = (int32_t)a->iattr[2], head_dim = (int32_t)a->iattr[3];
+    if ((int64_t)heads * head_dim != q_rows || kv_heads != st->plan->kv_heads || head_dim != st->plan->head_dim ||
+        !cuda_attention_early_supported(st->act_type, heads, kv_heads, head_dim, st->batch.num_tokens))
+        return -1;
+    const float *inv_freq;
+    int32_t rot;
+    if (!attention_fuses_rope(st, av, &inv_freq, &rot)) return -1;
+    if (rot > 0 && (st->rope_table_freq != inv_freq || st->rope_table_dim != rot)) return -1;
+    return av;
+}
+
 static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
     const llmrt_value v = st->exec[p];
     const int count = st->gemv_group[v] & ~CUDA_GROUP_GATED, gated = (st->gemv_group[v] & CUDA_GROUP_GATED) != 0;
@@ -147,8 +194,12 @@ static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
         norm.w = (const float *)st->node_ptr[r->inputs[1]];
         norm.eps = r->fattr[0];
     }
-    LAUNCH(v, cuda_gemv_multi(parts, count, gated, site ? NULL : st->node_ptr[xv], site ? &norm : NULL, t, M, K,
-                              st->stream));
+    const llmrt_value early = early_attention_for(st, p, count, gated, M, parts[0].N);
+    const cuda_gemv_signal signal = {st->attn_early, parts[0].N};
+    LAUNCH(v, cuda_gemv_multi_signal(parts, count, gated, site ? NULL : st->node_ptr[xv], site ? &norm : NULL,
+                                     early >= 0 ? &signal : NULL, t, M, K, st->stream));
+    st->early_attn = early;
+    st->early_raised = early >= 0;
     *consumed = count + gated;
     return LLMRT_OK;
 }
@@ -239,9 +290,7 @@ static void attention_prefetch_next(const cuda_state *st, llmrt_value v, cuda_ro
     if (!st->use_attn_prefetch || !st->use_gemv || st->batch.num_tokens > CUDA_GEMV_MAX_M) return;
     const llmrt_value nx = st->next_exec[v];
     if (nx < 0 || st->graph->nodes[nx].op != LLMRT_OP_LINEAR) return;
-    llmrt_value x = st->graph->nodes[nx].inputs[0];
-    while (x >= 0 && st->graph->nodes[x].op == LLMRT_OP_VIEW) x = st->graph->nodes[x].inputs[0];
-    if (x != v) return;
+    if (strip_views(st, st->graph->nodes[nx].inputs[0]) != v) return;
     const llmrt_value w = st->graph->nodes[nx].inputs[1];
     rope->prefetch = st->node_ptr[w];
     rope->prefetch_bytes = (size_t)cuda_value_numel(st, w) * llmrt_dtype_size(cuda_value_type(st, w));
@@ -250,7 +299,7 @@ static void attention_prefetch_next(const cuda_state *st, llmrt_value v, cuda_ro
 static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     const llmrt_node *n = &st->graph->nodes[v];
     const int32_t layer = (int32_t)n->iattr[0], heads = (int32_t)n->iattr[1], kv_heads = (int32_t)n->iattr[2];
-    const int32_t head_dim = (int32_t)n->iattr[3], rotary_dim = (int32_t)n->iattr[4], neox = (int32_t)n->iattr[5];
+    const int32_t head_dim = (int32_t)n->iattr[3], neox = (int32_t)n->iattr[5];
     const float scale = n->fattr[0];
     if (layer < 0 || layer >= st->plan->num_kv_layers || kv_heads != st->plan->kv_heads ||
         head_dim != st->plan->head_dim || kv_heads <= 0 || heads % kv_heads)
@@ -263,9 +312,16 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     if (!cuda_attention_head_dim_supported(head_dim))
         return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "head_dim must be between 1 and 256");
     const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
-    const float *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
+    const float *inv_freq;
+    int32_t rot;
+    const int fuse_rope = attention_fuses_rope(st, v, &inv_freq, &rot);
     if (inv_freq && cuda_value_type(st, fv) != LLMRT_DTYPE_F32)
         return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "inv_freq must be f32");
+    /* the q/k/v GEMV before raises the early flag for this node: take it */
+    const int early = st->early_attn == v;
+    st->early_attn = -1;
+    if (early && !fuse_rope)
+        return node_error(st, v, LLMRT_ERR_INTERNAL, "the early attention lost its fused RoPE");
 
     const size_t elsize = llmrt_dtype_size(t);
     unsigned char *k_cache = (unsigned char *)st->kv + (size_t)layer * 2 * st->kv_layer_elems * elsize;
@@ -273,12 +329,12 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     void *out = st->node_ptr[v];
     const void *q = out;
     const void *qkv[3] = {st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], st->node_ptr[n->inputs[2]]};
-    const int rot = inv_freq ? rotary_dim : 0;
-    /* A decode step folds RoPE and the KV write into the attention kernel
-     * (one launch fewer a layer); the (cos, sin) table is made once per step. */
-    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0, st->attn_late_trigger};
-    const int fuse_rope = st->decode_step && st->use_rope_fusion && rot <= head_dim &&
-                          (((uintptr_t)qkv[0] | (uintptr_t)qkv[1] | (uintptr_t)qkv[2]) & 15) == 0;
+    /* fused: the (cos, sin) table is made once per step */
+    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0, st->attn_late_trigger, NULL, 0};
+    if (early) {
+        rope.early = st->attn_early;
+        rope.early_rows = heads * head_dim;
+    }
     if (fuse_rope) {
         q = qkv[0];
         if (rot > 0 && (st->rope_table_freq != inv_freq || st->rope_table_dim != rot)) {
@@ -329,6 +385,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
                                         cuda_decode_partitions(c.num_tokens, heads, kv_heads), st->attn_ws,
                                         st->attn_counters, fuse_rope ? &rc : NULL, st->stream));
     }
+    if (early) st->early_raised = 0; /* consumed: the kernel sets it back */
     return LLMRT_OK;
 }
 
@@ -426,6 +483,8 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
 llmrt_status cuda_run_nodes(cuda_state *st) {
     st->logits_direct = 0;
     st->rope_table_freq = NULL; /* the step's positions are new */
+    st->early_attn = -1;
+    st->early_raised = 0;
     for (int32_t p = 0; p < st->num_exec; p++) {
         const llmrt_value v = st->exec[p];
         if (st->gemv_group && st->gemv_group[v]) {
@@ -434,7 +493,13 @@ llmrt_status cuda_run_nodes(cuda_state *st) {
             p += consumed - 1;
             continue;
         }
-        LLMRT_TRY(run_node(st, v));
+        const llmrt_status s = run_node(st, v);
+        if (s != LLMRT_OK) {
+            /* a q/k/v GEMV raised the early flag for an attention that did not run */
+            if (st->early_raised) cudaMemsetAsync(st->attn_early, 0, 2 * sizeof(int32_t), st->stream);
+            st->early_raised = 0;
+            return s;
+        }
     }
     if (st->L > 0 && st->logits_dev && !st->logits_direct) {
         const llmrt_value out = st->plan->output_logits;

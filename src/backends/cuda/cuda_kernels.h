@@ -130,6 +130,7 @@ typedef struct cuda_gemv_part {
  * with programmatic dependent launch (Hopper and later), so each overlaps
  * the end of the kernel before it. Process-wide; defined in gemv.cu. */
 void cuda_set_pdl(int on);
+int cuda_pdl_enabled(void);
 /* Grouped GEMVs (cuda_gemv_multi) with resident blocks: 0 off (one block a
  * 16 rows); < 0 as many blocks as the GPU holds at once, each walking rows
  * a grid apart; > 0 at most that many (tests: many rows a warp).
@@ -139,7 +140,8 @@ void cuda_set_gemv_resident(int max_blocks);
  * warps: 4, 6 or 8, any other value 4 (gated warps stream two rows of 4).
  * Process-wide. */
 void cuda_set_gemv_resident_unroll(int unroll);
-/* The diagnostic block timeline of the decode GEMVs (gemv_probe.cuh; a
+/* The diagnostic block timeline of the decode GEMVs and attention
+ * (kernel_probe.cuh, kernel_probe.cu; a
  * build with -DLLMRT_CUDA_PROBE=ON, else 0 / cudaErrorNotSupported):
  * start records into a device buffer of `records`; dump writes them to
  * `path` as CSV and frees the buffer. Process-wide: one engine at a time. */
@@ -163,6 +165,18 @@ typedef struct cuda_gemv_norm {
 /* x: the shared input, or NULL with `norm` (x made from it); norm NULL: as is. */
 cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
                             const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream);
+/* The same, telling a consumer that runs beside it (PDL) when the first
+ * `rows` outputs of part 0 are in memory (M = 1, not gated): the blocks add
+ * the count of those rows they stored to *counter, with release semantics,
+ * so a reader that acquires *counter == rows may read them. The consumer
+ * sets the counter back to zero (the decode attention's early mode). */
+typedef struct cuda_gemv_signal {
+    int32_t *counter;
+    int64_t rows;
+} cuda_gemv_signal;
+cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
+                                   const cuda_gemv_norm *norm, const cuda_gemv_signal *signal, llmrt_dtype type,
+                                   int64_t M, int64_t K, cudaStream_t stream);
 
 /* ---- attention (rope.cu, attention_decode.cu, attention_prefill.cu) ------- */
 
@@ -227,7 +241,23 @@ typedef struct cuda_rope_fused {
      * that the output projection's blocks do not take SMs and HBM while
      * the q/k/v GEMV still streams (H200, batch 1: 0–20 µs a token). */
     int32_t trigger_after_wait;
+    /* Optional early mode (cuda_attention_early_supported; NULL: off): the
+     * kernel runs beside the q/k/v GEMV that was launched with
+     * cuda_gemv_multi_signal(counter = early, rows = early_rows = heads·D)
+     * and reads q as soon as early[0] says all of it is stored, so the
+     * cached keys and values are attended to while the GEMV still streams
+     * k and v; only the part that holds the token's own row waits for the
+     * GEMV to end, takes that row and merges the others. early: int32 [2],
+     * zero before the launch and left zero by it. */
+    int32_t *early;
+    int32_t early_rows;
 } cuda_rope_fused;
+
+/* 1 if cuda_attention_decode takes the early mode for this launch: 16-bit
+ * types, one query head a kv head (MHA), head_dim 32/64/80/96/128, one
+ * token; the batch must also ask for the wide instance (batch->wide). */
+int cuda_attention_early_supported(llmrt_dtype type, int32_t heads, int32_t kv_heads, int32_t head_dim,
+                                   int32_t tokens);
 
 /* Split-K (flash-decoding) attention: each token attends to cache positions
  * 0..positions[t]; its context is cut into up to `partitions` parts of at

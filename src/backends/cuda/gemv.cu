@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "backends/cuda/cuda_device.cuh"
-#include "backends/cuda/gemv_probe.cuh"
+#include "backends/cuda/kernel_probe.cuh"
 
 // Warps (= weight rows) a block, for the grouped and the plain kernel:
 // fewer, larger blocks cost less (the grouped kernel's blocks each make x
@@ -197,7 +197,36 @@ struct gemv_multi_args {
     int64_t row_start[CUDA_GEMV_MAX_PARTS + 1];
     int num_parts;
     cuda_gemv_norm norm; // NORM instances: x made from it
+    int32_t *signal;     // NULL, or rows [0, signal_rows) are published here as they are stored
+    int64_t signal_rows;
 };
+
+// The signalled rows (cuda_gemv_signal): each warp, once, after storing the
+// last of them it owns (or at its start if it owns none), counts itself in
+// the block after a CTA-scope fence; the block's last warp acquires the
+// counts (CTA scope) and adds the block's rows to the counter with a GPU
+// release, which is cumulative: a reader that sees the counter at
+// signal_rows sees those rows. One atomic a block (same-address atomics
+// from every warp queue behind each other). The fences cost the GEMV: a
+// warp's fence waits for its weight batch in flight (H200, q/k/v: ~1.5 µs
+// a launch with GPU-scope fences in every warp, less with these).
+__device__ __forceinline__ void gemv_signal_warp(const gemv_multi_args &a, unsigned *warps_done,
+                                                 int64_t (*block_rows)(const gemv_multi_args &)) {
+    if ((threadIdx.x & 31) != 0) return;
+    __threadfence_block(); // this lane stored the warp's outputs
+    if (atomicAdd(warps_done, 1u) != blockDim.x / 32 - 1) return;
+    __threadfence_block(); // acquires the other warps' counts (and their stores, cumulatively)
+    red_release_add(a.signal, (int32_t)block_rows(a));
+}
+
+__device__ __forceinline__ unsigned *gemv_signal_init(const gemv_multi_args &a) {
+    __shared__ unsigned warps_done;
+    if (a.signal) {
+        if (threadIdx.x == 0) warps_done = 0;
+        __syncthreads();
+    }
+    return &warps_done;
+}
 
 // The NORM prologue: x = RMSNorm(a (+ b)) for the M rows, into the block's
 // shared memory, rounded as the add + RMSNorm kernel rounds (the sum to T,
@@ -293,6 +322,14 @@ __device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t ro
     return p;
 }
 
+// Registers a thread of the resident kernel may take: its blocks have
+// GEMV_WARPS · 32 threads; the one-row instance at unroll 6 and batch 1
+// (q/k/v) must leave the decode attention's blocks room beside it (≤ 88:
+// 45 K of the SM's 64 K; the compiler would take 89 with the signal).
+static constexpr int resident_max_registers(int m, bool gated, int u) {
+    return m == 1 && !gated && u == 6 ? 88 : 65536 / (GEMV_WARPS * 32);
+}
+
 // The grouped GEMV with resident blocks (gridDim.x ≤ what the GPU holds at
 // once): x (and its norm) is made once a block, not once a 16 rows, and a
 // warp walks rows g, g + G, ... (g = warp · gridDim.x + block, G the warps
@@ -306,7 +343,7 @@ __device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t ro
 // the decode attention's blocks no longer fit beside it before its wait,
 // and it takes 9.2 µs instead of 7.3 (docs/PERFORMANCE.md).
 template <typename T, int M, bool GATED, bool NORM, int U>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
+__global__ void __maxnreg__(resident_max_registers(M, GATED, U))
     gemv_multi_resident_kernel(const T *x, gemv_multi_args a, int64_t K) {
     constexpr int R = GATED ? 2 : 1;
     pdl_trigger();
@@ -326,6 +363,25 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     int p = 0;
     const uint4 *wr[R];
     uint4 wv[R][U], next[R][U];
+    // signalled rows: warp w's rows below lim are w·gridDim + block, + G, ...
+    unsigned *warps_done = GATED ? nullptr : gemv_signal_init(a);
+    auto block_rows = [](const gemv_multi_args &a) -> int64_t {
+        const int64_t rows = a.row_start[a.num_parts], lim = min(a.signal_rows, rows);
+        const int64_t G = (int64_t)gridDim.x * (blockDim.x / 32);
+        int64_t sum = 0;
+        for (int w = 0; w < (int)(blockDim.x / 32); w++) {
+            const int64_t f = (int64_t)w * gridDim.x + blockIdx.x;
+            sum += f < lim ? (lim - f + G - 1) / G : 0;
+        }
+        return sum;
+    };
+    // the row after whose store this warp signals (-1: none, it signals now)
+    int32_t sig_row = -1;
+    if (!GATED && a.signal) {
+        const int64_t lim = min(a.signal_rows, rows);
+        if (first < lim) sig_row = (int32_t)(first + (lim - first - 1) / G * G);
+        else gemv_signal_warp(a, warps_done, block_rows);
+    }
     if (total > 0) {
         row_ptrs(row, wr, p, n);
         load_w_chunks<R, U>(wv, wr, lane, chunks);
@@ -354,6 +410,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         fma_w_chunks<T, M, R, U>(acc, wv, x, lane + j * step, chunks, K);
         if (j == iters - 1) {
             gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
+            if (!GATED && row == sig_row) gemv_signal_warp(a, warps_done, block_rows);
 #pragma unroll
             for (int r = 0; r < R; r++)
 #pragma unroll
@@ -380,6 +437,13 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     PROBE_BEGIN();
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     const bool live = row < a.row_start[a.num_parts];
+    unsigned *warps_done = gemv_signal_init(a);
+    auto block_rows = [](const gemv_multi_args &a) -> int64_t {
+        const int64_t lim = min(a.signal_rows, a.row_start[a.num_parts]), b0 = (int64_t)blockIdx.x * GEMV_WARPS;
+        return lim <= b0 ? 0 : lim - b0 < GEMV_WARPS ? lim - b0 : GEMV_WARPS;
+    };
+    const bool signalled = a.signal && live && row < a.signal_rows;
+    if (a.signal && !signalled) gemv_signal_warp(a, warps_done, block_rows);
     if (!live) {
         if (!NORM) {
             PROBE_WARP_DONE(a.w[0]);
@@ -396,6 +460,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M>{a.norm, K});
     else gemv_rows<T, M, R>(acc, wrow, x, K, true, x_as_is());
     if (live) gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
+    if (signalled) gemv_signal_warp(a, warps_done, block_rows);
     PROBE_WARP_DONE(a.w[0]);
 }
 
@@ -487,6 +552,15 @@ static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
                                        const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K,
                                        cudaStream_t stream) {
+    return cuda_gemv_multi_signal(parts, num_parts, gated, x, norm, NULL, type, M, K, stream);
+}
+
+extern "C" cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
+                                              const cuda_gemv_norm *norm, const cuda_gemv_signal *signal,
+                                              llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream) {
+    if (signal && (!signal->counter || M != 1 || gated || signal->rows < 1 || signal->rows > parts[0].N ||
+                   signal->rows > INT32_MAX))
+        return cudaErrorInvalidValue;
     if (num_parts < 1 || num_parts > CUDA_GEMV_MAX_PARTS || (gated && (num_parts != 2 || parts[0].N != parts[1].N)))
         return cudaErrorInvalidValue;
     if (norm && (!norm->a || !norm->w || !aligned16(norm->a) || !aligned16(norm->w) ||
@@ -497,6 +571,8 @@ extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_part
     gemv_multi_args a;
     memset(&a, 0, sizeof a);
     if (norm) a.norm = *norm;
+    a.signal = signal ? signal->counter : NULL;
+    a.signal_rows = signal ? signal->rows : 0;
     a.num_parts = gated ? 1 : num_parts; // gated: one row range, two weights
     a.row_start[0] = 0;
     for (int i = 0; i < num_parts; i++) {
@@ -513,62 +589,7 @@ extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_part
     return cudaGetLastError();
 }
 
-// The probe's host side (gemv_probe.cuh): a buffer of `records`, then its
-// records as CSV. Without the diagnostic build: cudaErrorNotSupported.
-extern "C" int cuda_probe_compiled(void) {
-#ifdef LLMRT_CUDA_PROBE
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-extern "C" cudaError_t cuda_probe_start(size_t records) {
-#ifdef LLMRT_CUDA_PROBE
-    probe_record *buf = nullptr;
-    cudaError_t e = cudaMalloc(&buf, records * sizeof *buf);
-    const unsigned cap = (unsigned)records, zero = 0;
-    if (e == cudaSuccess) e = cudaMemcpyToSymbol(probe_buf, &buf, sizeof buf);
-    if (e == cudaSuccess) e = cudaMemcpyToSymbol(probe_cap, &cap, sizeof cap);
-    if (e == cudaSuccess) e = cudaMemcpyToSymbol(probe_cursor, &zero, sizeof zero);
-    return e;
-#else
-    (void)records;
-    return cudaErrorNotSupported;
-#endif
-}
-
-extern "C" cudaError_t cuda_probe_dump(const char *path) {
-#ifdef LLMRT_CUDA_PROBE
-    probe_record *buf = nullptr;
-    unsigned cap = 0, used = 0;
-    cudaError_t e = cudaDeviceSynchronize();
-    if (e == cudaSuccess) e = cudaMemcpyFromSymbol(&buf, probe_buf, sizeof buf);
-    if (e == cudaSuccess) e = cudaMemcpyFromSymbol(&cap, probe_cap, sizeof cap);
-    if (e == cudaSuccess) e = cudaMemcpyFromSymbol(&used, probe_cursor, sizeof used);
-    if (e != cudaSuccess || !buf) return e;
-    if (used > cap) used = cap;
-    probe_record *host = (probe_record *)malloc((size_t)used * sizeof *host + 1);
-    FILE *f = fopen(path, "w");
-    if (host && f && cudaMemcpy(host, buf, (size_t)used * sizeof *host, cudaMemcpyDeviceToHost) == cudaSuccess) {
-        fprintf(f, "tag,sm,block,blocks,warps,start,ready,end\n");
-        for (unsigned i = 0; i < used; i++)
-            fprintf(f, "%llx,%u,%u,%u,%u,%llu,%llu,%llu\n", host[i].tag, host[i].sm, host[i].block, host[i].blocks,
-                    host[i].warps, host[i].start, host[i].ready, host[i].end);
-    } else {
-        e = cudaErrorUnknown;
-    }
-    if (f) fclose(f);
-    free(host);
-    cudaFree(buf);
-    probe_record *none = nullptr;
-    cudaMemcpyToSymbol(probe_buf, &none, sizeof none);
-    return e;
-#else
-    (void)path;
-    return cudaErrorNotSupported;
-#endif
-}
+PROBE_BIND(cuda_probe_bind_gemv)
 
 enum { MM_TILE = 16 };
 
