@@ -153,9 +153,10 @@ __device__ __forceinline__ void pdl_wait() {
 
 // Flags between kernels that run at once (a producer and the PDL-launched
 // consumer beside it): the producer publishes with a release add, the
-// consumer reads with acquire loads; PTX fences are cumulative, so what
-// the producer's block had made visible to its warp (a CTA-scope release
-// before) is published too.
+// consumer polls with relaxed loads and fences once it sees the value
+// (block_wait_at_least); PTX fences are cumulative, so what the producer's
+// block had made visible to its warp (a CTA-scope release before) is
+// published too.
 __device__ __forceinline__ void red_release_add(int32_t *p, int32_t v) {
     asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }

@@ -104,10 +104,6 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
     return LLMRT_OK;
 }
 
-/* A grouped LINEAR (see find_gemv_groups): at decode sizes one grouped GEMV
- * computes all its parts (and the SILU_MUL after a gated pair); *consumed
- * says how many nodes that covered. Otherwise only the first LINEAR runs
- * here and the others follow as usual. */
 static llmrt_value strip_views(const cuda_state *st, llmrt_value x) {
     while (x >= 0 && st->graph->nodes[x].op == LLMRT_OP_VIEW) x = st->graph->nodes[x].inputs[0];
     return x;
@@ -155,6 +151,10 @@ static llmrt_value early_attention_for(const cuda_state *st, int32_t p, int coun
     return av;
 }
 
+/* A grouped LINEAR (see find_gemv_groups): at decode sizes one grouped GEMV
+ * computes all its parts (and the SILU_MUL after a gated pair); *consumed
+ * says how many nodes that covered. Otherwise only the first LINEAR runs
+ * here and the others follow as usual. */
 static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
     const llmrt_value v = st->exec[p];
     const int count = st->gemv_group[v] & ~CUDA_GROUP_GATED, gated = (st->gemv_group[v] & CUDA_GROUP_GATED) != 0;

@@ -1,8 +1,6 @@
 // Matrix products not served by cuBLASLt: the decode GEMV (M ≤ 4, where a
 // bandwidth-bound stream of W is all that matters) and a generic tiled
 // product for mixed element types (correctness path, not a fast path).
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "backends/cuda/cuda_device.cuh"
