@@ -44,90 +44,12 @@
 // before the wait, every read of the q/k/v GEMV's output goes out at once,
 // and (rope.prefetch) the live blocks
 // ask L2 for the output projection's weights while HBM would idle.
+#include "backends/cuda/attention_decode_args.cuh"
 #include "backends/cuda/cuda_device.cuh"
 #include "backends/cuda/kernel_probe.cuh"
 #include "backends/cuda/rope_fused.cuh"
 
 PROBE_BIND(cuda_probe_bind_attention)
-
-// CUDA_DECODE_PREFETCH_MAX_CTX: the longest context for which the launch's
-// L2 prefetch (cuda_rope_fused.prefetch) is issued; past it the blocks' own
-// K/V reads keep HBM busy (measured at 2048: no gain).
-// PRE2_MIN_BLOCKS: blocks an SM must hold for the PRE2 instance of one query
-// head a block (≤ 128 registers a thread): left free, the compiler took 241
-// (147 for the kernel as it is now: three blocks an SM) and a batch-1 launch
-// at 2048 tokens of context (512 blocks) ran in two waves. Where the live
-// blocks fit one wave of that free instance (the WIDE one: a short context,
-// cuda_decode_wide_fits), it is the faster one, so the caller may ask for
-// it (batch->wide). PRE2_MAX_TOKENS: the launches that take the PRE2
-// instances.
-enum {
-    DECODE_THREADS = 128,
-    TARGET_BLOCKS = 1024,
-    CUDA_DECODE_PREFETCH_MAX_CTX = 1024,
-    PRE2_MIN_BLOCKS = 4,
-    MIN_BLOCKS = 6, // the others, one head a block: as resident as before PRE2 (80 registers)
-    PRE2_MAX_TOKENS = 4
-};
-
-static constexpr int pow2_at_least(int x) { return x <= 1 ? 1 : 2 * pow2_at_least((x + 1) / 2); }
-
-template <typename T, int D, int NH> struct decode_shape {
-    static constexpr int VEC = 16 / sizeof(T);                     // elements per 16-byte load
-    static constexpr int CHUNKS = D / VEC;                          // 16-byte chunks per row
-    static constexpr int TPK = pow2_at_least(CHUNKS) > 32 ? 32 : pow2_at_least(CHUNKS); // threads per key row
-    static constexpr int CPT = (CHUNKS + TPK - 1) / TPK;            // chunks per thread
-    static constexpr int KPB = DECODE_THREADS / TPK;                // row groups per block
-    static constexpr int UNROLL = NH >= 8 || CPT > 1 ? 2 : 4;       // rows per group in flight
-};
-
-struct decode_args {
-    const int32_t *positions, *token_seq, *block_tables, *token_index;
-    // fused RoPE: raw k, v [T, kv_heads*d] of the step (NULL: unfused), the
-    // step's (cos, sin) table [T][rotary_dim/2] and the slots to write
-    const void *rk, *rv;
-    const float2 *rope_table;
-    const int32_t *slot_mapping;
-    int rotary_dim, rope_neox;
-    const char *prefetch; // fused only: L2 prefetch of the next product's weights
-    int64_t prefetch_bytes;
-    int trigger_after_wait;
-    int32_t *early; // early mode (cuda_rope_fused.early): [q rows stored, mergers done]; NULL: off
-    int32_t early_rows;
-    int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
-    int32_t block_table_stride, block_size;
-    int heads, kv_heads, group, head_chunks, num_partitions;
-    int head_dim; // d: the row length in the cache, q and out (≤ the instance's D)
-    int64_t token_offset;
-    float scale;
-};
-
-// Keys per partition for a context of ctx keys cut into at most `parts`.
-__host__ __device__ __forceinline__ int partition_length(int ctx, int parts) {
-    int len = (ctx + parts - 1) / parts;
-    len = (len + 15) / 16 * 16;
-    return len < CUDA_DECODE_MIN_PART ? CUDA_DECODE_MIN_PART : len;
-}
-
-__device__ __forceinline__ int64_t step_token(const decode_args &a, int64_t local) {
-    return a.token_index ? a.token_index[local] : local;
-}
-
-__device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int p, int g) {
-    const int32_t block = a.block_tables[(int64_t)seq * a.block_table_stride + p / a.block_size];
-    return ((int64_t)block * a.block_size + p % a.block_size) * a.kv_heads + g;
-}
-
-// This block's slice of the L2 prefetch: `blocks` blocks of the launch's
-// first token share it (its live blocks; in the early mode the merging
-// ones, which ask once the q/k/v GEMV has ended), one bulk request each,
-// by thread 0; none when that context is long (its own K/V keep HBM busy
-// then).
-__device__ __forceinline__ void prefetch_slice(const decode_args &a, int ctx, int64_t b, int64_t blocks) {
-    if (!a.prefetch_bytes || threadIdx.x != 0 || blockIdx.z != 0 || ctx > CUDA_DECODE_PREFETCH_MAX_CTX) return;
-    const int64_t per = ((a.prefetch_bytes + blocks - 1) / blocks + 15) / 16 * 16, off = b * per;
-    if (off < a.prefetch_bytes) prefetch_l2_bulk(a.prefetch + off, min(per, a.prefetch_bytes - off));
-}
 
 template <typename T, int D, bool EXACT, int NH, bool PRE2, bool WIDE = false>
 __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PRE2_MIN_BLOCKS : MIN_BLOCKS)
@@ -778,7 +700,10 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     a.rotary_dim = rope ? rope->rotary_dim : 0;
     a.rope_neox = rope ? rope->neox : 1;
     a.prefetch = rope && rope->prefetch && rope->prefetch_bytes >= 16 ? (const char *)rope->prefetch : nullptr;
-    a.prefetch_bytes = a.prefetch ? (int64_t)(rope->prefetch_bytes & ~(size_t)15) : 0;
+    const size_t prefetch_max = (size_t)1 << 30;
+    a.prefetch_bytes = a.prefetch ? (int64_t)((rope->prefetch_bytes < prefetch_max ? rope->prefetch_bytes : prefetch_max) &
+                                              ~(size_t)15)
+                                  : 0;
     a.trigger_after_wait = rope ? rope->trigger_after_wait != 0 : 0;
     a.early = rope ? rope->early : nullptr;
     a.early_rows = rope ? rope->early_rows : 0;
@@ -790,6 +715,9 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     a.token_index = batch->token_index;
     a.block_table_stride = batch->block_table_stride;
     a.block_size = batch->block_size;
+    a.block_shift = -1;
+    for (int sh = 0; sh < 31; sh++)
+        if (batch->block_size == (1 << sh)) a.block_shift = sh;
     a.heads = heads;
     a.kv_heads = kv_heads;
     a.group = heads / kv_heads;

@@ -153,8 +153,8 @@ __device__ __forceinline__ void pdl_wait() {
 
 // Flags between kernels that run at once (a producer and the PDL-launched
 // consumer beside it): the producer publishes with a release add, the
-// consumer polls with relaxed loads and fences once it sees the value
-// (block_wait_at_least); PTX fences are cumulative, so what the producer's
+// consumer polls with relaxed loads and acquires once it sees the value
+// (block_wait_at_least); release is cumulative, so what the producer's
 // block had made visible to its warp (a CTA-scope release before) is
 // published too.
 __device__ __forceinline__ void red_release_add(int32_t *p, int32_t v) {
@@ -167,14 +167,27 @@ __device__ __forceinline__ int32_t ld_relaxed(const int32_t *p) {
     return v;
 }
 
+__device__ __forceinline__ int32_t ld_acquire(const int32_t *p) {
+    int32_t v;
+    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
 // Thread 0 waits until *p ≥ target, then the block goes on (every thread
-// may read what the publisher wrote). Relaxed polls and one fence after
-// (an acquire load a poll would invalidate the SM's L1 each time, under
-// the kernel that shares the SM).
+// may read what the publisher wrote). Relaxed polls (an acquire poll would
+// invalidate the SM's L1 each time, under the kernel that shares the SM),
+// then one acquire load of the flag: it synchronises with the release as a
+// fence would, without a GPU-scope fence's wait for the thread's loads in
+// flight (a GEMV's first weight batch: ~0.3-0.5 µs on the H200). A flag
+// that never gets there (a bug) traps after ~2^26 polls (> 4 s), so the
+// step fails with an error instead of hanging the GPU.
 __device__ __forceinline__ void block_wait_at_least(const int32_t *p, int32_t target) {
     if (threadIdx.x == 0) {
-        while (ld_relaxed(p) < target) __nanosleep(64);
-        __threadfence();
+        for (unsigned polls = 0; ld_relaxed(p) < target; polls++) {
+            if (polls == 1u << 26) __trap();
+            __nanosleep(64);
+        }
+        (void)ld_acquire(p);
     }
     __syncthreads();
 }

@@ -205,9 +205,7 @@ struct gemv_multi_args {
 // counts (CTA scope) and adds the block's rows to the counter with a GPU
 // release, which is cumulative: a reader that sees the counter at
 // signal_rows sees those rows. One atomic a block (same-address atomics
-// from every warp queue behind each other). The fences cost the GEMV: a
-// warp's fence waits for its weight batch in flight (H200, q/k/v: ~1.5 µs
-// a launch with GPU-scope fences in every warp, less with these).
+// from every warp queue behind each other).
 __device__ __forceinline__ void gemv_signal_warp(const gemv_multi_args &a, unsigned *warps_done,
                                                  int64_t (*block_rows)(const gemv_multi_args &)) {
     if ((threadIdx.x & 31) != 0) return;
@@ -323,7 +321,7 @@ __device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t ro
 // Registers a thread of the resident kernel may take: its blocks have
 // GEMV_WARPS · 32 threads; the one-row instance at unroll 6 and batch 1
 // (q/k/v) must leave the decode attention's blocks room beside it (≤ 88:
-// 45 K of the SM's 64 K; the compiler would take 89 with the signal).
+// 45 K of the SM's 64 K; it takes 86 with the signal).
 static constexpr int resident_max_registers(int m, bool gated, int u) {
     return m == 1 && !gated && u == 6 ? 88 : 65536 / (GEMV_WARPS * 32);
 }
@@ -361,17 +359,15 @@ __global__ void __maxnreg__(resident_max_registers(M, GATED, U))
     int p = 0;
     const uint4 *wr[R];
     uint4 wv[R][U], next[R][U];
-    // signalled rows: warp w's rows below lim are w·gridDim + block, + G, ...
+    // The block's signalled rows: warp w's are w·gridDim + block, + G, ...,
+    // so row r is block r mod gridDim's (G is a multiple of gridDim), and
+    // one 32-bit division counts them (lim ≤ INT32_MAX). The sum over the
+    // warps it replaced took 16 int64 divisions, emulated: ~1.6 µs of the
+    // signalling warp, by which every block ended later (docs/PERFORMANCE.md).
     unsigned *warps_done = GATED ? nullptr : gemv_signal_init(a);
     auto block_rows = [](const gemv_multi_args &a) -> int64_t {
-        const int64_t rows = a.row_start[a.num_parts], lim = min(a.signal_rows, rows);
-        const int64_t G = (int64_t)gridDim.x * (blockDim.x / 32);
-        int64_t sum = 0;
-        for (int w = 0; w < (int)(blockDim.x / 32); w++) {
-            const int64_t f = (int64_t)w * gridDim.x + blockIdx.x;
-            sum += f < lim ? (lim - f + G - 1) / G : 0;
-        }
-        return sum;
+        const uint32_t lim = (uint32_t)min(a.signal_rows, a.row_start[a.num_parts]);
+        return blockIdx.x < lim ? (lim - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
     };
     // the row after whose store this warp signals (-1: none, it signals now)
     int32_t sig_row = -1;
