@@ -402,8 +402,14 @@ static float decode_ms(model *m, int ctx, int use_gemv, int use_graph) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
+    int gemv_only = 0;
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        if (strcmp(argv[i], "--gemv-only") == 0) gemv_only = 1;
+    }
+    /* the backend's GEMV switches, for A/B runs of the kernels alone */
+    const char *ring = getenv("LLMRT_CUDA_GEMV_RING"), *carveout = getenv("LLMRT_CUDA_GEMV_RING_CARVEOUT");
+    cuda_set_gemv_ring(ring ? atoi(ring) : 0, carveout ? atoi(carveout) : -1);
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
         printf("no CUDA device: benchmark skipped\n");
@@ -474,6 +480,12 @@ int main(int argc, char **argv) {
         cudaFree(wbuf), cudaFree(x), cudaFree(y);
     }
 
+    if (gemv_only) {
+        for (int s = 0; s < 5; s++)
+            printf("%-20s GB/s: gemv %.0f, cublaslt %.0f, grouped %.0f\n", names[s], gemv_gbs[s][0], gemv_gbs[s][1],
+                   gemv_gbs[s][2]);
+        return 0;
+    }
     /* synthetic model */
     model m;
     const int max_prefill = quick ? 128 : 2048;

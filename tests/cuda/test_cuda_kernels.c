@@ -457,91 +457,149 @@ static void ref_add_rmsnorm(float *x, float *sum, const float *a, const float *b
     round_to(x, M * K, t);
 }
 
-/* Grouped GEMV: 2-3 parts sharing x (with and without biases), and the
- * gated pair against gate/up rounded to the type, then silu·mul; x as
- * given, or made in the prologue as RMSNorm(a) or RMSNorm(a + b). */
+/* One grouped GEMV case: 2-3 parts sharing x (with and without biases), or
+ * the gated pair against gate/up rounded to the type, then silu·mul; x as
+ * given, or made in the prologue as RMSNorm(a) or RMSNorm(a + b).
+ * variant % 3: 0 three parts, 1 two parts + biases, 2 gated pair (+ bias
+ * when M is odd); variant / 3: x given, RMSNorm(a), RMSNorm(a + b). With
+ * `signal` (not gated, M = 1) the first part_n[0] - 3 rows of part 0 are
+ * signalled, and the counter must end at exactly that. */
+static void gemv_multi_case(llmrt_dtype t, int64_t M, int64_t K, int variant, const int64_t part_n[3], int signal) {
+    const int norm = variant / 3, parts = variant % 3 == 0 ? 3 : 2, gated = variant % 3 == 2;
+    const int with_bias = variant % 3 == 1 || (gated && M % 2);
+    signal = signal && !gated && M == 1;
+    float *x = rand_floats(M * K, &rng, 1.0f);
+    round_to(x, M * K, t);
+    float *na = rand_floats(M * K, &rng, 2.0f), *nb = rand_floats(M * K, &rng, 1.0f), *gain = rand_floats(K, &rng, 1.0f),
+          *sum = malloc(M * K * 4);
+    round_to(na, M * K, t);
+    round_to(nb, M * K, t);
+    if (norm) ref_add_rmsnorm(x, sum, na, norm == 2 ? nb : NULL, gain, M, K, 1e-5f, t);
+    void *dx = dev_from_f32(x, M * K, t), *dna = dev_from_f32(na, M * K, t), *dnb = dev_from_f32(nb, M * K, t),
+         *dgain = dev_from_f32(gain, K, LLMRT_DTYPE_F32), *dsum = dev_poisoned(M * K * 4);
+    const cuda_gemv_norm nrm = {dna, norm == 2 ? dnb : NULL, norm == 2 ? dsum : NULL, dgain, 1e-5f};
+    cuda_gemv_part p[3];
+    float *w[3], *bias[3], *ref[3];
+    void *dw[3], *db[3], *dy[3];
+    for (int i = 0; i < parts; i++) {
+        const int64_t N = gated ? part_n[1] : part_n[i];
+        w[i] = rand_floats(N * K, &rng, 0.1f);
+        round_to(w[i], N * K, t);
+        bias[i] = rand_floats(N, &rng, 1.0f);
+        ref[i] = malloc(M * N * 4);
+        cpu_linear(ref[i], x, w[i], LLMRT_DTYPE_F32, with_bias ? bias[i] : NULL, M, N, K);
+        dw[i] = dev_from_f32(w[i], N * K, t);
+        db[i] = dev_from_f32(bias[i], N, LLMRT_DTYPE_F32);
+        dy[i] = dev_poisoned(M * N * 4);
+        p[i] = (cuda_gemv_part){dy[i], dw[i], with_bias ? db[i] : NULL, N};
+    }
+    if (gated) {
+        const int64_t n = M * part_n[1];
+        round_to(ref[0], n, t);
+        round_to(ref[1], n, t);
+        cpu_silu_mul(ref[0], ref[0], ref[1], n);
+        p[1].y = p[0].y;
+    }
+    int32_t *counter = NULL;
+    const int32_t signal_rows = (int32_t)(part_n[0] > 3 ? part_n[0] - 3 : part_n[0]);
+    if (signal) {
+        CUDA_CHECK(cudaMalloc((void **)&counter, sizeof *counter));
+        CUDA_CHECK(cudaMemset(counter, 0, sizeof *counter));
+        const cuda_gemv_signal sig = {counter, signal_rows};
+        CUDA_CHECK(cuda_gemv_multi_signal(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, &sig, t, M, K, 0));
+    } else {
+        CUDA_CHECK(cuda_gemv_multi(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, t, M, K, 0));
+    }
+    if (norm == 2) { /* the residual sum, exactly */
+        float *got = malloc(M * K * 4);
+        dev_to_f32(got, dsum, M * K, t);
+        CHECK_CLOSE(got, sum, M * K, 0.0, "gemv_multi norm sum %s M=%lld K=%lld", llmrt_dtype_name(t), (long long)M,
+                    (long long)K);
+        free(got);
+    }
+    for (int i = 0; i < (gated ? 1 : parts); i++) {
+        const int64_t N = gated ? part_n[1] : part_n[i];
+        float *got = malloc(M * N * 4);
+        dev_to_f32(got, dy[i], M * N, t);
+        CHECK_CLOSE(got, ref[i], M * N, tol_for(t), "gemv_multi %s M=%lld K=%lld N0=%lld variant %d part %d",
+                    llmrt_dtype_name(t), (long long)M, (long long)K, (long long)part_n[0], variant, i);
+        free(got);
+    }
+    if (counter) {
+        int32_t got = -1;
+        CUDA_CHECK(cudaMemcpy(&got, counter, sizeof got, cudaMemcpyDeviceToHost));
+        CHECK_MSG(got == signal_rows, "gemv_multi signal K=%lld variant %d: counter %d, expected %d", (long long)K,
+                  variant, got, signal_rows);
+        cudaFree(counter);
+    }
+    for (int i = 0; i < parts; i++) {
+        cudaFree(dw[i]);
+        cudaFree(db[i]);
+        cudaFree(dy[i]);
+        free(w[i]);
+        free(bias[i]);
+        free(ref[i]);
+    }
+    cudaFree(dx);
+    cudaFree(dna);
+    cudaFree(dnb);
+    cudaFree(dgain);
+    cudaFree(dsum);
+    free(x);
+    free(na);
+    free(nb);
+    free(gain);
+    free(sum);
+}
+
 static void test_gemv_multi(void) {
-    const int64_t shapes[][2] = {{1, 64}, {2, 136}, {3, 4096}, {4, 1000}};
+    const int64_t shapes[][2] = {{1, 64}, {2, 136}, {3, 4096}, {4, 1000}, {1, 256}};
     const int64_t part_n[3] = {37, 128, 301};
     for (int ti = 1; ti < 3; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-            for (int variant = 0; variant < 3 * 3; variant++) {
-                /* variant % 3: 0 three parts, 1 two parts + biases, 2 gated pair (+ bias when M is odd);
-                 * variant / 3: x given, x = RMSNorm(a), x = RMSNorm(a + b) */
-                const llmrt_dtype t = float_types[ti];
-                const int64_t M = shapes[si][0], K = shapes[si][1];
-                const int norm = variant / 3, parts = variant % 3 == 0 ? 3 : 2, gated = variant % 3 == 2;
-                const int with_bias = variant % 3 == 1 || (gated && M % 2);
-                float *x = rand_floats(M * K, &rng, 1.0f);
-                round_to(x, M * K, t);
-                float *na = rand_floats(M * K, &rng, 2.0f), *nb = rand_floats(M * K, &rng, 1.0f),
-                      *gain = rand_floats(K, &rng, 1.0f), *sum = malloc(M * K * 4);
-                round_to(na, M * K, t);
-                round_to(nb, M * K, t);
-                if (norm) ref_add_rmsnorm(x, sum, na, norm == 2 ? nb : NULL, gain, M, K, 1e-5f, t);
-                void *dx = dev_from_f32(x, M * K, t), *dna = dev_from_f32(na, M * K, t), *dnb = dev_from_f32(nb, M * K, t),
-                     *dgain = dev_from_f32(gain, K, LLMRT_DTYPE_F32), *dsum = dev_poisoned(M * K * 4);
-                const cuda_gemv_norm nrm = {dna, norm == 2 ? dnb : NULL, norm == 2 ? dsum : NULL, dgain, 1e-5f};
-                cuda_gemv_part p[3];
-                float *w[3], *bias[3], *ref[3];
-                void *dw[3], *db[3], *dy[3];
-                for (int i = 0; i < parts; i++) {
-                    const int64_t N = gated ? part_n[1] : part_n[i];
-                    w[i] = rand_floats(N * K, &rng, 0.1f);
-                    round_to(w[i], N * K, t);
-                    bias[i] = rand_floats(N, &rng, 1.0f);
-                    ref[i] = malloc(M * N * 4);
-                    cpu_linear(ref[i], x, w[i], LLMRT_DTYPE_F32, with_bias ? bias[i] : NULL, M, N, K);
-                    dw[i] = dev_from_f32(w[i], N * K, t);
-                    db[i] = dev_from_f32(bias[i], N, LLMRT_DTYPE_F32);
-                    dy[i] = dev_poisoned(M * N * 4);
-                    p[i] = (cuda_gemv_part){dy[i], dw[i], with_bias ? db[i] : NULL, N};
-                }
-                if (gated) {
-                    const int64_t n = M * part_n[1];
-                    round_to(ref[0], n, t);
-                    round_to(ref[1], n, t);
-                    cpu_silu_mul(ref[0], ref[0], ref[1], n);
-                    p[1].y = p[0].y;
-                }
-                CUDA_CHECK(cuda_gemv_multi(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, t, M, K, 0));
-                if (norm == 2) { /* the residual sum, exactly */
-                    float *got = malloc(M * K * 4);
-                    dev_to_f32(got, dsum, M * K, t);
-                    CHECK_CLOSE(got, sum, M * K, 0.0, "gemv_multi norm sum %s M=%lld K=%lld", llmrt_dtype_name(t),
-                                (long long)M, (long long)K);
-                    free(got);
-                }
-                for (int i = 0; i < (gated ? 1 : parts); i++) {
-                    const int64_t N = gated ? part_n[1] : part_n[i];
-                    float *got = malloc(M * N * 4);
-                    dev_to_f32(got, dy[i], M * N, t);
-                    CHECK_CLOSE(got, ref[i], M * N, tol_for(t), "gemv_multi %s M=%lld K=%lld variant %d part %d",
-                                llmrt_dtype_name(t), (long long)M, (long long)K, variant, i);
-                    free(got);
-                }
-                for (int i = 0; i < parts; i++) {
-                    cudaFree(dw[i]);
-                    cudaFree(db[i]);
-                    cudaFree(dy[i]);
-                    free(w[i]);
-                    free(bias[i]);
-                    free(ref[i]);
-                }
-                cudaFree(dx);
-                cudaFree(dna);
-                cudaFree(dnb);
-                cudaFree(dgain);
-                cudaFree(dsum);
-                free(x);
-                free(na);
-                free(nb);
-                free(gain);
-                free(sum);
-            }
+            for (int variant = 0; variant < 3 * 3; variant++)
+                gemv_multi_case(float_types[ti], shapes[si][0], shapes[si][1], variant, part_n, variant % 2);
     /* gated needs two equal parts */
     cuda_gemv_part bad[2] = {{NULL, NULL, NULL, 8}, {NULL, NULL, NULL, 9}};
     CHECK(cuda_gemv_multi(bad, 2, 1, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
+}
+
+/* The staged GEMV (batch 1, K % 256 == 0): the grouped cases at the decode
+ * widths, parts shorter than the grid (blocks with no rows) and longer
+ * (rows across stages: K = 11008 rows are 21.5 KB, a stage 16 KB), the
+ * signal; and the plain GEMV with a 16-bit and an f32 y (o_proj, down, the
+ * logits). It must have run (the launch count). */
+static void test_gemv_ring(void) {
+    const int64_t widths[] = {256, 4096, 11008};
+    const int64_t few[3] = {37, 128, 301}, many[3] = {4099, 1000, 517};
+    const int before = cuda_gemv_ring_launches();
+    for (int ti = 1; ti < 3; ti++)
+        for (size_t ki = 0; ki < sizeof widths / sizeof widths[0]; ki++)
+            for (int variant = 0; variant < 3 * 3; variant++)
+                gemv_multi_case(float_types[ti], 1, widths[ki], variant, ki == 1 && variant % 2 ? many : few,
+                                variant % 2 == 0);
+    const int64_t plain[][2] = {{4096, 4096}, {4096, 11008}, {1000, 4096}, {5, 256}};
+    for (int ti = 1; ti < 3; ti++)
+        for (size_t si = 0; si < sizeof plain / sizeof plain[0]; si++)
+            for (int f32_out = 0; f32_out < 2; f32_out++) {
+                const llmrt_dtype t = float_types[ti], ty = f32_out ? LLMRT_DTYPE_F32 : t;
+                const int64_t N = plain[si][0], K = plain[si][1];
+                float *x = rand_floats(K, &rng, 1.0f), *w = rand_floats(N * K, &rng, 0.1f),
+                      *bias = rand_floats(N, &rng, 1.0f), *ref = malloc(N * 4), *got = malloc(N * 4);
+                round_to(x, K, t);
+                round_to(w, N * K, t);
+                cpu_linear(ref, x, w, LLMRT_DTYPE_F32, si % 2 ? bias : NULL, 1, N, K);
+                void *dx = dev_from_f32(x, K, t), *dw = dev_from_f32(w, N * K, t),
+                     *db = dev_from_f32(bias, N, LLMRT_DTYPE_F32), *dy = dev_poisoned(N * 4);
+                CUDA_CHECK(cuda_gemv_out(dy, ty, dx, dw, t, si % 2 ? db : NULL, 1, N, K, 0));
+                dev_to_f32(got, dy, N, ty);
+                CHECK_CLOSE(got, ref, N, f32_out ? 1e-5 : tol_for(t), "ring gemv %s N=%lld K=%lld f32 %d",
+                            llmrt_dtype_name(t), (long long)N, (long long)K, f32_out);
+                cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
+                free(x), free(w), free(bias), free(ref), free(got);
+            }
+    CHECK_MSG(cuda_gemv_ring_launches() - before == 2 * 3 * 9 + 2 * 4 * 2, "staged GEMV launches: %d",
+              cuda_gemv_ring_launches() - before);
 }
 
 int main(void) {
@@ -577,6 +635,13 @@ int main(void) {
             }
         cuda_set_gemv_resident(0);
         cuda_set_gemv_resident_unroll(4);
+        /* the staged GEMV: 2, 4 and 8 stages (PDL on, off, on), and the largest shared-memory carveout */
+        for (int stages = 2; stages <= 8; stages *= 2) {
+            cuda_set_gemv_ring(stages, stages == 8 ? 100 : -1);
+            cuda_set_pdl(major >= 9 && stages != 4);
+            RUN_TEST(test_gemv_ring);
+        }
+        cuda_set_gemv_ring(0, -1);
         cuda_set_pdl(0);
     }
     CUDA_CHECK(cudaGetLastError());
