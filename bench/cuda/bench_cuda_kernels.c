@@ -10,7 +10,8 @@
  * Prints a table last. The full-model benchmark (an engine built by
  * `llmrt build --random-weights`, through the backend) is bench/cuda/bench_model.sh.
  *
- * usage: bench_cuda_kernels [--quick] */
+ * usage: bench_cuda_kernels [--quick] [--gemv-only]
+ *   --gemv-only: the decode GEMV rates alone (GB/s a weight shape), then exit */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -407,9 +408,6 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
         if (strcmp(argv[i], "--gemv-only") == 0) gemv_only = 1;
     }
-    /* the backend's GEMV switches, for A/B runs of the kernels alone */
-    const char *ring = getenv("LLMRT_CUDA_GEMV_RING"), *carveout = getenv("LLMRT_CUDA_GEMV_RING_CARVEOUT");
-    cuda_set_gemv_ring(ring ? atoi(ring) : 0, carveout ? atoi(carveout) : -1);
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
         printf("no CUDA device: benchmark skipped\n");

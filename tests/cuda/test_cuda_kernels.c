@@ -564,44 +564,6 @@ static void test_gemv_multi(void) {
     CHECK(cuda_gemv_multi(bad, 2, 1, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
 }
 
-/* The staged GEMV (batch 1, K % 256 == 0): the grouped cases at the decode
- * widths, parts shorter than the grid (blocks with no rows) and longer
- * (rows across stages: K = 11008 rows are 21.5 KB, a stage 16 KB), the
- * signal; and the plain GEMV with a 16-bit and an f32 y (o_proj, down, the
- * logits). It must have run (the launch count). */
-static void test_gemv_ring(void) {
-    const int64_t widths[] = {256, 4096, 11008};
-    const int64_t few[3] = {37, 128, 301}, many[3] = {4099, 1000, 517};
-    const int before = cuda_gemv_ring_launches();
-    for (int ti = 1; ti < 3; ti++)
-        for (size_t ki = 0; ki < sizeof widths / sizeof widths[0]; ki++)
-            for (int variant = 0; variant < 3 * 3; variant++)
-                gemv_multi_case(float_types[ti], 1, widths[ki], variant, ki == 1 && variant % 2 ? many : few,
-                                variant % 2 == 0);
-    const int64_t plain[][2] = {{4096, 4096}, {4096, 11008}, {1000, 4096}, {5, 256}};
-    for (int ti = 1; ti < 3; ti++)
-        for (size_t si = 0; si < sizeof plain / sizeof plain[0]; si++)
-            for (int f32_out = 0; f32_out < 2; f32_out++) {
-                const llmrt_dtype t = float_types[ti], ty = f32_out ? LLMRT_DTYPE_F32 : t;
-                const int64_t N = plain[si][0], K = plain[si][1];
-                float *x = rand_floats(K, &rng, 1.0f), *w = rand_floats(N * K, &rng, 0.1f),
-                      *bias = rand_floats(N, &rng, 1.0f), *ref = malloc(N * 4), *got = malloc(N * 4);
-                round_to(x, K, t);
-                round_to(w, N * K, t);
-                cpu_linear(ref, x, w, LLMRT_DTYPE_F32, si % 2 ? bias : NULL, 1, N, K);
-                void *dx = dev_from_f32(x, K, t), *dw = dev_from_f32(w, N * K, t),
-                     *db = dev_from_f32(bias, N, LLMRT_DTYPE_F32), *dy = dev_poisoned(N * 4);
-                CUDA_CHECK(cuda_gemv_out(dy, ty, dx, dw, t, si % 2 ? db : NULL, 1, N, K, 0));
-                dev_to_f32(got, dy, N, ty);
-                CHECK_CLOSE(got, ref, N, f32_out ? 1e-5 : tol_for(t), "ring gemv %s N=%lld K=%lld f32 %d",
-                            llmrt_dtype_name(t), (long long)N, (long long)K, f32_out);
-                cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
-                free(x), free(w), free(bias), free(ref), free(got);
-            }
-    CHECK_MSG(cuda_gemv_ring_launches() - before == 2 * 3 * 9 + 2 * 4 * 2, "staged GEMV launches: %d",
-              cuda_gemv_ring_launches() - before);
-}
-
 int main(void) {
     int skip = cuda_test_skip_code();
     if (skip >= 0) return skip;
@@ -635,13 +597,6 @@ int main(void) {
             }
         cuda_set_gemv_resident(0);
         cuda_set_gemv_resident_unroll(4);
-        /* the staged GEMV: 2, 4 and 8 stages (PDL on, off, on), and the largest shared-memory carveout */
-        for (int stages = 2; stages <= 8; stages *= 2) {
-            cuda_set_gemv_ring(stages, stages == 8 ? 100 : -1);
-            cuda_set_pdl(major >= 9 && stages != 4);
-            RUN_TEST(test_gemv_ring);
-        }
-        cuda_set_gemv_ring(0, -1);
         cuda_set_pdl(0);
     }
     CUDA_CHECK(cudaGetLastError());

@@ -273,7 +273,6 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     cuda_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
     cuda_set_gemv_resident(env_flag("LLMRT_CUDA_GEMV_RESIDENT", 1) ? -1 : 0);
     cuda_set_gemv_resident_unroll(env_int("LLMRT_CUDA_GEMV_UNROLL", 6));
-    cuda_set_gemv_ring(env_int("LLMRT_CUDA_GEMV_RING", 0), env_int("LLMRT_CUDA_GEMV_RING_CARVEOUT", -1));
     /* the diagnostic GEMV block timeline (a -DLLMRT_CUDA_PROBE=ON build) */
     const char *probe = getenv("LLMRT_CUDA_PROBE_OUT");
     if (probe && *probe) {

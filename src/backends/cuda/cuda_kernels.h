@@ -140,14 +140,6 @@ void cuda_set_gemv_resident(int max_blocks);
  * warps: 4, 6 or 8, any other value 4 (gated warps stream two rows of 4).
  * Process-wide. */
 void cuda_set_gemv_resident_unroll(int unroll);
-/* The staged decode GEMV (gemv_ring.cu: weights through a ring of shared-
- * memory stages filled by bulk copies, batch 1, K % 256 == 0): `stages`
- * 16 KB stages a block (2..8; 0: off, the register-streaming kernels) and
- * its shared-memory carveout preference (-1 the driver's, else percent).
- * Process-wide. */
-void cuda_set_gemv_ring(int stages, int carveout);
-/* Launches of the staged GEMV so far (tests check that it ran). */
-int cuda_gemv_ring_launches(void);
 /* The diagnostic block timeline of the decode GEMVs and attention
  * (kernel_probe.cuh, kernel_probe.cu; a
  * build with -DLLMRT_CUDA_PROBE=ON, else 0 / cudaErrorNotSupported):

@@ -4,8 +4,6 @@
 #include <string.h>
 
 #include "backends/cuda/cuda_device.cuh"
-#include "backends/cuda/gemv_norm.cuh"
-#include "backends/cuda/gemv_ring.cuh"
 #include "backends/cuda/kernel_probe.cuh"
 
 // Warps (= weight rows) a block, for the grouped and the plain kernel:
@@ -173,9 +171,6 @@ extern "C" cudaError_t cuda_gemv_out(void *y, llmrt_dtype y_type, const void *x,
         (y_type == LLMRT_DTYPE_F32 && ((uintptr_t)y & 3)))
         return cudaErrorInvalidValue;
     if (N <= 0) return cudaSuccess;
-    const cuda_gemv_part part = {y, w, bias, N};
-    const cudaError_t staged = cuda_gemv_ring(&part, 1, 0, x, NULL, NULL, type, y_type, M, K, stream);
-    if (staged != cudaErrorNotSupported) return staged;
     if (type == LLMRT_DTYPE_F16) launch_gemv_to<__half>(y, y_type, x, w, bias, M, N, K, stream);
     else launch_gemv_to<__nv_bfloat16>(y, y_type, x, w, bias, M, N, K, stream);
     return cudaGetLastError();
@@ -229,6 +224,71 @@ __device__ __forceinline__ unsigned *gemv_signal_init(const gemv_multi_args &a) 
     return &warps_done;
 }
 
+// The NORM prologue: x = RMSNorm(a (+ b)) for the M rows, into the block's
+// shared memory, rounded as the add + RMSNorm kernel rounds (the sum to T,
+// then T(v · inv · w)); block 0 also stores the sum. A thread normalises the
+// chunks it summed, so only the final barrier is needed.
+template <typename T, int M> struct x_rmsnorm {
+    const cuda_gemv_norm &n;
+    int64_t K;
+    __device__ __forceinline__ const T *operator()(const T *) const {
+        extern __shared__ __align__(16) unsigned char gemv_smem[];
+        __shared__ float partial[M][GEMV_WARPS];
+        T *xs = reinterpret_cast<T *>(gemv_smem);
+        const T *a = (const T *)n.a, *b = (const T *)n.b;
+        T *sum = blockIdx.x == 0 ? (T *)n.sum : nullptr;
+        const int64_t chunks = K / 8;
+        float ss[M];
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            ss[m] = 0.0f;
+            for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+                const int64_t at = m * K + c * 8;
+                uint4 ra = *reinterpret_cast<const uint4 *>(a + at), rs = ra;
+                if (b) {
+                    const uint4 rb = *reinterpret_cast<const uint4 *>(b + at);
+                    const T *pa = reinterpret_cast<const T *>(&ra), *pb = reinterpret_cast<const T *>(&rb);
+                    T *ps = reinterpret_cast<T *>(&rs);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) ps[i] = from_float<T>(to_float<T>(pa[i]) + to_float<T>(pb[i]));
+                    if (sum) *reinterpret_cast<uint4 *>(sum + at) = rs;
+                }
+                const T *ps = reinterpret_cast<const T *>(&rs);
+#pragma unroll
+                for (int i = 0; i < 8; i++) ss[m] += to_float<T>(ps[i]) * to_float<T>(ps[i]);
+                *reinterpret_cast<uint4 *>(xs + at) = rs;
+            }
+        }
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const float v = warp_sum(ss[m]);
+            if (lane == 0) partial[m][warp] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            float t = 0.0f;
+#pragma unroll
+            for (int w = 0; w < GEMV_WARPS; w++) t += partial[m][w];
+            const float inv = rsqrtf(t / (float)K + n.eps);
+            for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+                const int64_t at = m * K + c * 8;
+                float v[8];
+                load16_float(v, xs + at);
+                const float4 w0 = *reinterpret_cast<const float4 *>(n.w + c * 8);
+                const float4 w1 = *reinterpret_cast<const float4 *>(n.w + c * 8 + 4);
+                const float g[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+                for (int i = 0; i < 8; i++) v[i] = v[i] * inv * g[i];
+                store16_float(xs + at, v);
+            }
+        }
+        __syncthreads();
+        return xs;
+    }
+};
+
 // Warp sums of acc for row n of part p, out as the grouped GEMV writes them.
 template <typename T, int M, int R, bool GATED>
 __device__ __forceinline__ void gemv_multi_store(const gemv_multi_args &a, const float (&acc)[R][M], int p, int64_t n) {
@@ -277,7 +337,7 @@ static constexpr int resident_max_registers(int m, bool gated, int u) {
 // cuda_set_gemv_resident_unroll's 4, 6 or 8. Batch 1 on an H200, q/k/v
 // per layer: 4 → 26.99 µs, 6 → 26.33, 8 → 25.42, but at 8 (98 registers)
 // the decode attention's blocks no longer fit beside it before its wait,
-// and it takes 9.2 µs instead of 7.3 (docs/PERFORMANCE.md).
+// and it takes 9.2 µs instead of 7.3 (docs/PERFORMANCE-HISTORY.md, eighth session).
 template <typename T, int M, bool GATED, bool NORM, int U>
 __global__ void __maxnreg__(resident_max_registers(M, GATED, U))
     gemv_multi_resident_kernel(const T *x, gemv_multi_args a, int64_t K) {
@@ -288,7 +348,9 @@ __global__ void __maxnreg__(resident_max_registers(M, GATED, U))
     const int64_t rows = a.row_start[a.num_parts], G = (int64_t)gridDim.x * GEMV_WARPS;
     const int64_t first = (int64_t)(threadIdx.x >> 5) * gridDim.x + blockIdx.x;
     const int64_t chunks = K / 8, step = 32 * U, iters = (chunks + step - 1) / step;
-    const int64_t total = first < rows ? (rows - first + G - 1) / G * iters : 0;
+    // 32-bit divisions (rows < 2^31, checked at launch): a 64-bit one is
+    // emulated, ~0.1 µs ahead of the block's first weight load
+    const int64_t total = first < rows ? (int64_t)(((uint32_t)(rows - first) + (uint32_t)G - 1) / (uint32_t)G) * iters : 0;
     auto row_ptrs = [&](int64_t row, const uint4 *(&wr)[R], int &p, int64_t &n) {
         p = gemv_part_of(a, row, GATED);
         n = row - a.row_start[p];
@@ -313,7 +375,7 @@ __global__ void __maxnreg__(resident_max_registers(M, GATED, U))
     int32_t sig_row = -1;
     if (!GATED && a.signal) {
         const int64_t lim = min(a.signal_rows, rows);
-        if (first < lim) sig_row = (int32_t)(first + (lim - first - 1) / G * G);
+        if (first < lim) sig_row = (int32_t)(first + (int64_t)((uint32_t)(lim - first - 1) / (uint32_t)G) * G);
         else gemv_signal_warp(a, warps_done, block_rows);
     }
     if (total > 0) {
@@ -321,7 +383,7 @@ __global__ void __maxnreg__(resident_max_registers(M, GATED, U))
         load_w_chunks<R, U>(wv, wr, lane, chunks);
     }
     pdl_wait();
-    if constexpr (NORM) x = x_rmsnorm<T, M, GEMV_WARPS>{a.norm, K}(x);
+    if constexpr (NORM) x = x_rmsnorm<T, M>{a.norm, K}(x);
     PROBE_READY();
     float acc[R][M];
 #pragma unroll
@@ -391,7 +453,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
 #pragma unroll
     for (int r = 0; r < R; r++) wrow[r] = reinterpret_cast<const uint4 *>((const T *)a.w[p + r] + n * K);
     float acc[R][M];
-    if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M, GEMV_WARPS>{a.norm, K});
+    if (NORM) gemv_rows<T, M, R>(acc, wrow, x, K, live, x_rmsnorm<T, M>{a.norm, K});
     else gemv_rows<T, M, R>(acc, wrow, x, K, true, x_as_is());
     if (live) gemv_multi_store<T, M, R, GATED>(a, acc, p, n);
     if (signalled) gemv_signal_warp(a, warps_done, block_rows);
@@ -518,8 +580,7 @@ extern "C" cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int n
         a.n[i] = parts[i].N;
         if (i < a.num_parts) a.row_start[i + 1] = a.row_start[i] + parts[i].N;
     }
-    const cudaError_t staged = cuda_gemv_ring(parts, num_parts, gated, x, norm, signal, type, type, M, K, stream);
-    if (staged != cudaErrorNotSupported) return staged;
+    if (a.row_start[a.num_parts] > INT32_MAX) return cudaErrorInvalidValue; // the kernels count rows in 32 bits
     if (type == LLMRT_DTYPE_F16) launch_gemv_multi_any<__half>((const __half *)x, a, gated, norm != NULL, M, K, stream);
     else launch_gemv_multi_any<__nv_bfloat16>((const __nv_bfloat16 *)x, a, gated, norm != NULL, M, K, stream);
     return cudaGetLastError();

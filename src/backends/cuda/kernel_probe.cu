@@ -8,7 +8,6 @@
 
 #ifdef LLMRT_CUDA_PROBE
 extern "C" cudaError_t cuda_probe_bind_gemv(void *state);
-extern "C" cudaError_t cuda_probe_bind_gemv_ring(void *state);
 extern "C" cudaError_t cuda_probe_bind_attention(void *state);
 static probe_state *probe_dev; // the device copy of the state
 #endif
@@ -28,7 +27,6 @@ extern "C" cudaError_t cuda_probe_start(size_t records) {
     if (e == cudaSuccess) e = cudaMalloc(&probe_dev, sizeof host);
     if (e == cudaSuccess) e = cudaMemcpy(probe_dev, &host, sizeof host, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) e = cuda_probe_bind_gemv(probe_dev);
-    if (e == cudaSuccess) e = cuda_probe_bind_gemv_ring(probe_dev);
     if (e == cudaSuccess) e = cuda_probe_bind_attention(probe_dev);
     return e;
 #else
@@ -61,7 +59,6 @@ extern "C" cudaError_t cuda_probe_dump(const char *path) {
     free(host);
     void *none = nullptr;
     cuda_probe_bind_gemv(none);
-    cuda_probe_bind_gemv_ring(none);
     cuda_probe_bind_attention(none);
     cudaFree(st.buf);
     cudaFree(probe_dev);
