@@ -20,18 +20,11 @@
 #include <string.h>
 
 #include "backends/cuda/cuda_gemm.h"
+#include "bench_check.h"
 #include "backends/cuda/cuda_kernels.h"
 #include "core/dtype.h"
 #include "core/status.h"
 
-#define CK(call)                                                                                      \
-    do {                                                                                              \
-        cudaError_t e_ = (call);                                                                      \
-        if (e_ != cudaSuccess) {                                                                      \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));   \
-            exit(1);                                                                                  \
-        }                                                                                             \
-    } while (0)
 #define OK(call)                                                                                      \
     do {                                                                                              \
         if ((call) != LLMRT_OK) {                                                                     \
