@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "backends/cuda/cuda_gemm.h"
-#include "bench_check.h"
 #include "backends/cuda/cuda_kernels.h"
+#include "bench_check.h"
 #include "core/dtype.h"
 #include "core/status.h"
 

@@ -350,7 +350,8 @@ __global__ void __maxnreg__(resident_max_registers(M, GATED, U))
     const int64_t chunks = K / 8, step = 32 * U, iters = (chunks + step - 1) / step;
     // 32-bit divisions (rows < 2^31, checked at launch): a 64-bit one is
     // emulated, ~0.1 µs ahead of the block's first weight load
-    const int64_t total = first < rows ? (int64_t)(((uint32_t)(rows - first) + (uint32_t)G - 1) / (uint32_t)G) * iters : 0;
+    const int64_t total =
+        first < rows ? (int64_t)(((uint32_t)(rows - first) + (uint32_t)G - 1) / (uint32_t)G) * iters : 0;
     auto row_ptrs = [&](int64_t row, const uint4 *(&wr)[R], int &p, int64_t &n) {
         p = gemv_part_of(a, row, GATED);
         n = row - a.row_start[p];
