@@ -564,89 +564,6 @@ static void test_gemv_multi(void) {
     CHECK(cuda_gemv_multi(bad, 2, 1, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
 }
 
-/* The fused MLP (cuda_gemv_mlp_run) against gate/up rounded to the type,
- * silu·mul rounded (h), then down over h: x given or RMSNorm(a + b), biases
- * on the three products when M is odd. Outputs start poisoned, so a down
- * row that read h before its rows were stored fails. The round counters
- * must add up to h's rows, and every down row must have been handed out. Where resident blocks are off the call must
- * decline (cudaErrorNotSupported) and leave the outputs alone. */
-static void gemv_mlp_case(llmrt_dtype t, int64_t M, int64_t K, int64_t N, int64_t NO, int norm) {
-    const int with_bias = M % 2;
-    float *x = rand_floats(M * K, &rng, 1.0f), *na = rand_floats(M * K, &rng, 2.0f), *nb = rand_floats(M * K, &rng, 1.0f),
-          *gain = rand_floats(K, &rng, 1.0f), *sum = malloc(M * K * 4);
-    round_to(x, M * K, t);
-    round_to(na, M * K, t);
-    round_to(nb, M * K, t);
-    if (norm) ref_add_rmsnorm(x, sum, na, nb, gain, M, K, 1e-5f, t);
-    float *wg = rand_floats(N * K, &rng, 0.1f), *wu = rand_floats(N * K, &rng, 0.1f), *wd = rand_floats(NO * N, &rng, 0.1f);
-    float *bg = rand_floats(N, &rng, 1.0f), *bu = rand_floats(N, &rng, 1.0f), *bd = rand_floats(NO, &rng, 1.0f);
-    round_to(wg, N * K, t);
-    round_to(wu, N * K, t);
-    round_to(wd, NO * N, t);
-    float *g = malloc(M * N * 4), *u = malloc(M * N * 4), *yref = malloc(M * NO * 4);
-    cpu_linear(g, x, wg, LLMRT_DTYPE_F32, with_bias ? bg : NULL, M, N, K);
-    cpu_linear(u, x, wu, LLMRT_DTYPE_F32, with_bias ? bu : NULL, M, N, K);
-    round_to(g, M * N, t);
-    round_to(u, M * N, t);
-    cpu_silu_mul(g, g, u, M * N); /* h */
-    round_to(g, M * N, t);
-    cpu_linear(yref, g, wd, LLMRT_DTYPE_F32, with_bias ? bd : NULL, M, NO, N);
-    void *dx = dev_from_f32(x, M * K, t), *dna = dev_from_f32(na, M * K, t), *dnb = dev_from_f32(nb, M * K, t),
-         *dgain = dev_from_f32(gain, K, LLMRT_DTYPE_F32), *dsum = dev_poisoned(M * K * 4);
-    void *dwg = dev_from_f32(wg, N * K, t), *dwu = dev_from_f32(wu, N * K, t), *dwd = dev_from_f32(wd, NO * N, t);
-    void *dbg = dev_from_f32(bg, N, LLMRT_DTYPE_F32), *dbu = dev_from_f32(bu, N, LLMRT_DTYPE_F32),
-         *dbd = dev_from_f32(bd, NO, LLMRT_DTYPE_F32), *dh = dev_poisoned(M * N * 2), *dy = dev_poisoned(M * NO * 2);
-    int32_t *rounds = NULL;
-    CUDA_CHECK(cudaMalloc((void **)&rounds, CUDA_GEMV_MLP_ROUNDS * sizeof(int32_t)));
-    CUDA_CHECK(cudaMemset(rounds, 0, CUDA_GEMV_MLP_ROUNDS * sizeof(int32_t)));
-    const cuda_gemv_norm nrm = {dna, dnb, dsum, dgain, 1e-5f};
-    const cuda_gemv_mlp mlp = {dwg, dwu, with_bias ? dbg : NULL, with_bias ? dbu : NULL, dh, N,
-                               dwd, with_bias ? dbd : NULL, dy, NO, rounds};
-    const cudaError_t e = cuda_gemv_mlp_run(&mlp, norm ? NULL : dx, norm ? &nrm : NULL, t, M, K, 0);
-    float *got_h = malloc(M * N * 4), *got_y = malloc(M * NO * 4);
-    dev_to_f32(got_h, dh, M * N, t);
-    dev_to_f32(got_y, dy, M * NO, t);
-    if (e == cudaErrorNotSupported) {
-        CHECK_MSG(isnan(got_h[0]) && isnan(got_y[0]), "gemv_mlp declined but wrote its outputs");
-    } else {
-        CUDA_CHECK(e);
-        CHECK_CLOSE(got_h, g, M * N, tol_for(t), "gemv_mlp h %s M=%lld K=%lld N=%lld NO=%lld norm %d",
-                    llmrt_dtype_name(t), (long long)M, (long long)K, (long long)N, (long long)NO, norm);
-        CHECK_CLOSE(got_y, yref, M * NO, tol_for(t), "gemv_mlp y %s M=%lld K=%lld N=%lld NO=%lld norm %d",
-                    llmrt_dtype_name(t), (long long)M, (long long)K, (long long)N, (long long)NO, norm);
-        int32_t counts[CUDA_GEMV_MLP_ROUNDS];
-        CUDA_CHECK(cudaMemcpy(counts, rounds, sizeof counts, cudaMemcpyDeviceToHost));
-        int64_t rows = 0;
-        for (int i = 0; i < CUDA_GEMV_MLP_ROUNDS - 1; i++) rows += counts[i];
-        CHECK_MSG(rows == N, "gemv_mlp counted %lld rows of h, expected %lld", (long long)rows, (long long)N);
-        /* the last counter hands out down rows: every one was taken */
-        CHECK_MSG(counts[CUDA_GEMV_MLP_ROUNDS - 1] >= NO, "gemv_mlp handed out %d down rows of %lld",
-                  counts[CUDA_GEMV_MLP_ROUNDS - 1], (long long)NO);
-        if (norm) {
-            float *got = malloc(M * K * 4);
-            dev_to_f32(got, dsum, M * K, t);
-            CHECK_CLOSE(got, sum, M * K, 0.0, "gemv_mlp norm sum %s M=%lld", llmrt_dtype_name(t), (long long)M);
-            free(got);
-        }
-    }
-    void *dev[] = {dx, dna, dnb, dgain, dsum, dwg, dwu, dwd, dbg, dbu, dbd, dh, dy, rounds};
-    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) cudaFree(dev[i]);
-    float *host[] = {x, na, nb, gain, sum, wg, wu, wd, bg, bu, bd, g, u, yref, got_h, got_y};
-    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
-}
-
-static void test_gemv_mlp(void) {
-    /* M, K, N (h), N_out: many rounds of a small grid, K not a multiple of a batch, h rows across rounds */
-    const int64_t shapes[][4] = {{1, 64, 128, 37}, {2, 136, 344, 64}, {3, 1000, 1000, 301}, {4, 256, 2048, 96},
-                                 {1, 4096, 1376, 512}};
-    for (int ti = 1; ti < 3; ti++)
-        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-            for (int norm = 0; norm < 2; norm++)
-                gemv_mlp_case(float_types[ti], shapes[si][0], shapes[si][1], shapes[si][2], shapes[si][3], norm);
-    const cuda_gemv_mlp bad = {NULL, NULL, NULL, NULL, NULL, 12, NULL, NULL, NULL, 8, NULL};
-    CHECK(cuda_gemv_mlp_run(&bad, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) != cudaSuccess);
-}
-
 int main(void) {
     int skip = cuda_test_skip_code();
     if (skip >= 0) return skip;
@@ -680,15 +597,6 @@ int main(void) {
             }
         cuda_set_gemv_resident(0);
         cuda_set_gemv_resident_unroll(4);
-        cuda_set_pdl(0);
-        RUN_TEST(test_gemv_mlp); /* resident off: declined */
-        for (int i = 0; i < 3; i++)
-            for (int pdl = 0; pdl <= (major >= 9); pdl++) {
-                cuda_set_gemv_resident(resident[i]);
-                cuda_set_pdl(pdl);
-                RUN_TEST(test_gemv_mlp);
-            }
-        cuda_set_gemv_resident(0);
         cuda_set_pdl(0);
     }
     CUDA_CHECK(cudaGetLastError());

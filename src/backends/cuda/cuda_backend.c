@@ -234,7 +234,6 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->use_gemv_groups = env_flag("LLMRT_CUDA_GEMV_GROUPS", 1);
     st->use_rope_fusion = env_flag("LLMRT_CUDA_FUSE_ROPE", 1);
     st->use_norm_fusion = env_flag("LLMRT_CUDA_FUSE_NORM", 1);
-    st->use_mlp_fusion = env_flag("LLMRT_CUDA_FUSE_MLP", 0);
     st->use_attn_prefetch = env_flag("LLMRT_CUDA_ATTN_PREFETCH", 1);
     st->attn_late_trigger = env_flag("LLMRT_CUDA_ATTN_LATE_TRIGGER", 1);
     st->use_attn_early = env_flag("LLMRT_CUDA_ATTN_EARLY", 1);

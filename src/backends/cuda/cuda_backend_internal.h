@@ -70,13 +70,6 @@ typedef struct cuda_state {
     int32_t num_redirects, redirect_capacity;
     void *redirect_buf;
     int norm_active;
-    /* MLP sites (cuda_fusion.c): at a gated group's first LINEAR, 1 + the
-     * site's index when the down LINEAR right after its SILU_MUL runs in
-     * the same launch at decode sizes (cuda_gemv_mlp_run); each site has
-     * CUDA_GEMV_MLP_ROUNDS counters in mlp_rounds, zeroed at every step. */
-    int32_t *mlp_site_of;
-    int32_t num_mlp_sites;
-    int32_t *mlp_rounds;
 
     /* paged KV cache: per layer K then V, each [blocks, block_size, kv_heads, head_dim] */
     void *kv;
@@ -124,7 +117,6 @@ typedef struct cuda_state {
     int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups, use_rope_fusion, use_norm_fusion;
     int use_attn_prefetch; /* LLMRT_CUDA_ATTN_PREFETCH: see attention_prefetch_next */
     int attn_late_trigger; /* LLMRT_CUDA_ATTN_LATE_TRIGGER: cuda_rope_fused.trigger_after_wait */
-    int use_mlp_fusion;    /* LLMRT_CUDA_FUSE_MLP: see cuda_gemv_mlp_run */
     int use_attn_early;    /* LLMRT_CUDA_ATTN_EARLY: see early_attention_for */
     const char *probe_out;  /* LLMRT_CUDA_PROBE_OUT: where destroy writes the probe records */
 

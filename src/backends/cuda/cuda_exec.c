@@ -194,22 +194,6 @@ static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
         norm.w = (const float *)st->node_ptr[r->inputs[1]];
         norm.eps = r->fattr[0];
     }
-    const int mlp = gated && st->use_mlp_fusion ? st->mlp_site_of[v] : 0;
-    if (mlp) { /* the down LINEAR after the SILU_MUL in the same launch, where resident blocks fit */
-        const llmrt_node *dn = &st->graph->nodes[st->exec[p + 3]];
-        const llmrt_value dw = dn->inputs[1], db = dn->num_inputs > 2 ? dn->inputs[2] : LLMRT_NO_VALUE;
-        const cuda_gemv_mlp m = {parts[0].w, parts[1].w, parts[0].bias, parts[1].bias, parts[0].y, parts[0].N,
-                                 st->node_ptr[dw], db >= 0 ? (const float *)st->node_ptr[db] : NULL,
-                                 st->node_ptr[st->exec[p + 3]], cuda_value_dim(st, dw, 0),
-                                 st->mlp_rounds + (size_t)(mlp - 1) * CUDA_GEMV_MLP_ROUNDS};
-        const cudaError_t e = cuda_gemv_mlp_run(&m, site ? NULL : st->node_ptr[xv], site ? &norm : NULL, t, M, K,
-                                                st->stream);
-        if (e == cudaSuccess) {
-            *consumed = 4;
-            return LLMRT_OK;
-        }
-        if (e != cudaErrorNotSupported) return node_fail(st, v, e);
-    }
     const llmrt_value early = early_attention_for(st, p, count, gated, M, parts[0].N);
     const cuda_gemv_signal signal = {st->attn_early, parts[0].N};
     LAUNCH(v, cuda_gemv_multi_signal(parts, count, gated, site ? NULL : st->node_ptr[xv], site ? &norm : NULL,
@@ -501,11 +485,6 @@ llmrt_status cuda_run_nodes(cuda_state *st) {
     st->rope_table_freq = NULL; /* the step's positions are new */
     st->early_attn = -1;
     st->early_raised = 0;
-    /* the MLP launches' counters start at zero */
-    if (st->num_mlp_sites && st->use_mlp_fusion && st->batch.num_tokens <= CUDA_GEMV_MAX_M)
-        LAUNCH(st->exec[0], cudaMemsetAsync(st->mlp_rounds, 0,
-                                            (size_t)st->num_mlp_sites * CUDA_GEMV_MLP_ROUNDS * sizeof(int32_t),
-                                            st->stream));
     for (int32_t p = 0; p < st->num_exec; p++) {
         const llmrt_value v = st->exec[p];
         if (st->gemv_group && st->gemv_group[v]) {

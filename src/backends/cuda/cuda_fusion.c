@@ -9,9 +9,7 @@
  *    it writes then lives in a small buffer of its own (redirects), because
  *    the planner lets a value's buffer be reused once its last reader has
  *    run, and here the readers are blocks of a kernel that is still
- *    writing its outputs;
- *  - a gated group and the down LINEAR reading its SILU_MUL: one launch at
- *    decode sizes (MLP sites, cuda_gemv_mlp_run). */
+ *    writing its outputs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,55 +187,18 @@ static llmrt_status find_norm_sites(cuda_state *st, const int32_t *uses) {
     return LLMRT_OK;
 }
 
-/* A gated group (gate, up, SILU_MUL in exec order) whose next node is a
- * LINEAR reading the SILU_MUL alone (LLaMA's down projection): an MLP site.
- * The down output must not overlap h or x (blocks still read them while
- * others store it). With a norm site x is made from buffers of their own
- * (redirects), and the plan's buffer for x, unused, may well be the down
- * output's. */
-static llmrt_status find_mlp_sites(cuda_state *st, const int32_t *uses) {
-    const llmrt_graph *g = st->graph;
-    const int32_t *ex = st->exec;
-    const llmrt_value outputs[3] = {st->plan->output_logits, st->plan->input_token_ids, st->plan->input_positions};
-    for (int32_t p = 0; p + 3 < st->num_exec; p++) {
-        const llmrt_value v = ex[p];
-        if (st->gemv_group[v] != (2 | CUDA_GROUP_GATED)) continue;
-        const llmrt_value h = ex[p + 2], d = ex[p + 3];
-        const llmrt_node *dn = &g->nodes[d], *hn = &g->nodes[h];
-        const llmrt_dtype t = cuda_value_type(st, v);
-        if (dn->op != LLMRT_OP_LINEAR || dn->inputs[0] != h || uses[h] != 1 || dn->dtype != g->nodes[v].dtype ||
-            hn->ndim < 1 || !cuda_gemv_part_types_ok(st, d, t, hn->dims[hn->ndim - 1]) ||
-            values_overlap(st, d, h) || (!st->norm_site_of[v] && values_overlap(st, d, g->nodes[v].inputs[0])))
-            continue;
-        int ok = 1;
-        for (int i = 0; i < 3; i++) ok = ok && outputs[i] != d && outputs[i] != h;
-        if (!ok) continue;
-        st->mlp_site_of[v] = ++st->num_mlp_sites;
-    }
-    if (st->num_mlp_sites == 0) return LLMRT_OK;
-    const size_t bytes = (size_t)st->num_mlp_sites * CUDA_GEMV_MLP_ROUNDS * sizeof(int32_t);
-    cudaError_t err = cudaMalloc((void **)&st->mlp_rounds, bytes);
-    if (err == cudaSuccess) err = cudaMemset(st->mlp_rounds, 0, bytes);
-    if (err != cudaSuccess)
-        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: cannot allocate the MLP counters (%s)",
-                           cudaGetErrorString(err));
-    return LLMRT_OK;
-}
-
 llmrt_status cuda_find_fusions(cuda_state *st) {
     const llmrt_graph *g = st->graph;
     LLMRT_TRY(mark_add_norm(st));
     st->gemv_group = calloc((size_t)g->num_nodes, 1);
     st->norm_site_of = calloc((size_t)g->num_nodes, sizeof *st->norm_site_of);
     st->norm_skip = calloc((size_t)g->num_nodes, 1);
-    st->mlp_site_of = calloc((size_t)g->num_nodes, sizeof *st->mlp_site_of);
     st->norm_site_capacity = g->num_nodes / 2 + 1;
     st->norm_sites = calloc((size_t)st->norm_site_capacity, sizeof *st->norm_sites);
     st->redirect_capacity = 3 * st->norm_site_capacity;
     st->redirects = calloc((size_t)st->redirect_capacity, sizeof *st->redirects);
     int32_t *uses = calloc((size_t)g->num_nodes, sizeof *uses);
-    if (!st->gemv_group || !st->norm_site_of || !st->norm_skip || !st->mlp_site_of || !st->norm_sites ||
-        !st->redirects || !uses) {
+    if (!st->gemv_group || !st->norm_site_of || !st->norm_skip || !st->norm_sites || !st->redirects || !uses) {
         free(uses);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
     }
@@ -246,13 +207,10 @@ llmrt_status cuda_find_fusions(cuda_state *st) {
             if (g->nodes[v].inputs[i] >= 0) uses[g->nodes[v].inputs[i]]++;
     llmrt_status s = find_gemv_groups(st, uses);
     if (s == LLMRT_OK) s = find_norm_sites(st, uses);
-    if (s == LLMRT_OK && st->use_mlp_fusion) s = find_mlp_sites(st, uses);
     free(uses);
     if (s == LLMRT_OK && st->num_norm_sites)
         LLMRT_DEBUG("cuda: %d RMSNorms fold into their GEMV at decode sizes (%d values in own buffers)",
                     (int)st->num_norm_sites, (int)st->num_redirects);
-    if (s == LLMRT_OK && st->num_mlp_sites)
-        LLMRT_DEBUG("cuda: %d MLPs run as one launch at decode sizes", (int)st->num_mlp_sites);
     return s;
 }
 
@@ -267,8 +225,6 @@ void cuda_fusion_free(cuda_state *st) {
     free(st->gemv_group);
     free(st->norm_site_of);
     free(st->norm_skip);
-    free(st->mlp_site_of);
-    cudaFree(st->mlp_rounds);
     free(st->norm_sites);
     free(st->redirects);
     cudaFree(st->redirect_buf);

@@ -178,32 +178,6 @@ cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int num_parts, i
                                    const cuda_gemv_norm *norm, const cuda_gemv_signal *signal, llmrt_dtype type,
                                    int64_t M, int64_t K, cudaStream_t stream);
 
-/* The MLP at decode sizes in one launch (gemv_mlp.cu): h = silu(x·Wgᵀ + bg)
- * ⊙ (x·Wuᵀ + bu) as the gated cuda_gemv_multi computes it (x given, or made
- * by `norm`), then y = h·Wdᵀ + bd by the same blocks, each down row reading
- * h as the rows it needs are stored (no kernel boundary between the two).
- * Needs resident blocks (cuda_set_gemv_resident): cudaErrorNotSupported
- * where they are off or h takes more than CUDA_GEMV_MLP_ROUNDS rounds of
- * the grid's warps; the caller then runs the two GEMVs. `rounds`:
- * CUDA_GEMV_MLP_ROUNDS int32, zero at the launch (the kernel counts h's
- * rows there, and hands out down rows from the last; the caller zeroes
- * them before the next launch on them). h
- * must not overlap x, norm's buffers or y; biases f32 or NULL. */
-enum { CUDA_GEMV_MLP_ROUNDS = 64 };
-typedef struct cuda_gemv_mlp {
-    const void *w_gate, *w_up; /* [N, K] */
-    const float *bias_gate, *bias_up;
-    void *h;                   /* [M, N] */
-    int64_t N;
-    const void *w_down;        /* [N_out, N] */
-    const float *bias_down;
-    void *y;                   /* [M, N_out] */
-    int64_t N_out;
-    int32_t *rounds;
-} cuda_gemv_mlp;
-cudaError_t cuda_gemv_mlp_run(const cuda_gemv_mlp *mlp, const void *x, const cuda_gemv_norm *norm, llmrt_dtype type,
-                              int64_t M, int64_t K, cudaStream_t stream);
-
 /* ---- attention (rope.cu, attention_decode.cu, attention_prefill.cu) ------- */
 
 /* The packed step as the attention kernels see it (all device arrays).

@@ -9,7 +9,6 @@
 #ifdef LLMRT_CUDA_PROBE
 extern "C" cudaError_t cuda_probe_bind_gemv(void *state);
 extern "C" cudaError_t cuda_probe_bind_attention(void *state);
-extern "C" cudaError_t cuda_probe_bind_gemv_mlp(void *state);
 static probe_state *probe_dev; // the device copy of the state
 #endif
 
@@ -29,7 +28,6 @@ extern "C" cudaError_t cuda_probe_start(size_t records) {
     if (e == cudaSuccess) e = cudaMemcpy(probe_dev, &host, sizeof host, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) e = cuda_probe_bind_gemv(probe_dev);
     if (e == cudaSuccess) e = cuda_probe_bind_attention(probe_dev);
-    if (e == cudaSuccess) e = cuda_probe_bind_gemv_mlp(probe_dev);
     return e;
 #else
     (void)records;
@@ -62,7 +60,6 @@ extern "C" cudaError_t cuda_probe_dump(const char *path) {
     void *none = nullptr;
     cuda_probe_bind_gemv(none);
     cuda_probe_bind_attention(none);
-    cuda_probe_bind_gemv_mlp(none);
     cudaFree(st.buf);
     cudaFree(probe_dev);
     probe_dev = nullptr;
