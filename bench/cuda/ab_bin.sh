@@ -7,17 +7,7 @@
 set -uo pipefail
 base=$1 new=$2 engine=$3 rounds=${4:-3} lens=${5:-128 2048}
 declare -A bin=([base]=$base [new]=$new)
-for len in $lens; do
-  declare -A row=([base]="" [new]="")
-  for r in $(seq "$rounds"); do
-    for b in base new; do
-      t=$("${bin[$b]}" bench --engine "$engine" --input-len "$len" --output-len 128 --concurrency 1 --requests 4 \
-            --json | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["tpot_ms"]["p50"])')
-      row[$b]+=" $t"
-    done
-  done
-  for b in base new; do echo "$b decode ctx $len ms/token:${row[$b]}"; done
-done
+bash "$(dirname "$0")/ab_env.sh" - "$engine" - "LLMRT=$base LLMRT=$new" "$rounds" "$lens"
 for r in 1 2; do
   for b in base new; do
     t=$("${bin[$b]}" bench --engine "$engine" --input-len 128 --output-len 128 --concurrency 384 --requests 1536 \
