@@ -3,6 +3,7 @@
  * at added tokens with normalized = true; each text segment is pre-tokenized
  * into pieces, and each piece goes through the BPE model. The post-processor
  * (BOS/EOS) wraps the result when asked. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,16 +23,28 @@ static llmrt_status ids_concat(int32_t **dst, size_t *dst_len, const int32_t *a,
     return LLMRT_OK;
 }
 
+/* An id the post-processor adds must name a token of the vocabulary (json_t
+ * integers are 64-bit: a cast alone would wrap). */
+static int names_token(json_int_t id, const struct llmrt_tokenizer *tok) {
+    return id >= 0 && (uint64_t)id < tok->vocab_size && tok->id_to_token[id] != NULL;
+}
+
 /* BertProcessing / RobertaProcessing: "cls": ["[CLS]", 101]. */
-static llmrt_status pair_id(json_t *node, const char *key, const char *where, int32_t *id) {
+static llmrt_status pair_id(json_t *node, const char *key, const char *where, const struct llmrt_tokenizer *tok,
+                            int32_t *id) {
     json_t *v = json_object_get(node, key);
     if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 1)))
         return llmrt_error(LLMRT_ERR_FORMAT, "%s.%s: expected [token, id]", where, key);
-    *id = (int32_t)json_integer_value(json_array_get(v, 1));
+    const json_int_t value = json_integer_value(json_array_get(v, 1));
+    if (!names_token(value, tok))
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s.%s: id %lld names no token of the vocabulary (%zu ids)", where, key,
+                           (long long)value, tok->vocab_size);
+    *id = (int32_t)value;
     return LLMRT_OK;
 }
 
-static llmrt_status parse_template(json_t *node, const char *where, tok_post_processor *out) {
+static llmrt_status parse_template(json_t *node, const char *where, const struct llmrt_tokenizer *tok,
+                                   tok_post_processor *out) {
     json_t *single = json_object_get(node, "single");
     json_t *special = json_object_get(node, "special_tokens");
     if (!json_is_array(single)) return llmrt_error(LLMRT_ERR_FORMAT, "%s.single: expected an array", where);
@@ -61,9 +74,14 @@ static llmrt_status parse_template(json_t *node, const char *where, tok_post_pro
         }
         for (size_t k = 0; k < json_array_size(ids) && st == LLMRT_OK; k++) {
             json_t *id = json_array_get(ids, k);
-            if (!json_is_integer(id) || json_integer_value(id) < 0)
+            if (!json_is_integer(id))
                 st = llmrt_error(LLMRT_ERR_FORMAT, "%s.special_tokens[\"%s\"].ids[%zu]: expected an id", where,
                                  json_string_value(name), k);
+            else if (!names_token(json_integer_value(id), tok))
+                st = llmrt_error(LLMRT_ERR_FORMAT,
+                                 "%s.special_tokens[\"%s\"].ids[%zu]: id %lld names no token of the vocabulary "
+                                 "(%zu ids)",
+                                 where, json_string_value(name), k, (long long)json_integer_value(id), tok->vocab_size);
             else st = tok_ids_push(seen_sequence ? &after : &before, (int32_t)json_integer_value(id));
         }
     }
@@ -74,17 +92,18 @@ static llmrt_status parse_template(json_t *node, const char *where, tok_post_pro
     return st;
 }
 
-static llmrt_status parse_processor(json_t *node, const char *where, tok_post_processor *out) {
+static llmrt_status parse_processor(json_t *node, const char *where, const struct llmrt_tokenizer *tok,
+                                    tok_post_processor *out) {
     if (!node || json_is_null(node)) return LLMRT_OK;
     if (!json_is_object(node)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected an object", where);
     const char *type = NULL;
     LLMRT_TRY(tok_json_string(node, "type", where, 1, &type, NULL));
     if (strcmp(type, "ByteLevel") == 0) return LLMRT_OK; /* offsets only */
-    if (strcmp(type, "TemplateProcessing") == 0) return parse_template(node, where, out);
+    if (strcmp(type, "TemplateProcessing") == 0) return parse_template(node, where, tok, out);
     if (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0) {
         int32_t cls, sep;
-        LLMRT_TRY(pair_id(node, "cls", where, &cls));
-        LLMRT_TRY(pair_id(node, "sep", where, &sep));
+        LLMRT_TRY(pair_id(node, "cls", where, tok, &cls));
+        LLMRT_TRY(pair_id(node, "sep", where, tok, &sep));
         LLMRT_TRY(ids_concat(&out->prefix, &out->prefix_len, &cls, 1, out->prefix, out->prefix_len));
         return ids_concat(&out->suffix, &out->suffix_len, out->suffix, out->suffix_len, &sep, 1);
     }
@@ -94,7 +113,7 @@ static llmrt_status parse_processor(json_t *node, const char *where, tok_post_pr
         for (size_t i = 0; i < json_array_size(list); i++) {
             char sub[300];
             snprintf(sub, sizeof sub, "%s.processors[%zu]", where, i);
-            LLMRT_TRY(parse_processor(json_array_get(list, i), sub, out));
+            LLMRT_TRY(parse_processor(json_array_get(list, i), sub, tok, out));
         }
         return LLMRT_OK;
     }
@@ -103,9 +122,8 @@ static llmrt_status parse_processor(json_t *node, const char *where, tok_post_pr
 
 llmrt_status tok_post_processor_parse(json_t *node, const char *where, const struct llmrt_tokenizer *tok,
                                       tok_post_processor *out) {
-    (void)tok;
     memset(out, 0, sizeof *out);
-    return parse_processor(node, where, out);
+    return parse_processor(node, where, tok, out);
 }
 
 /* --- encoding --------------------------------------------------------------------------- */

@@ -298,6 +298,18 @@ static void test_malformed(void) {
     check_load_error("{\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}],"
                      " \"special_tokens\": {}}, \"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
                      LLMRT_ERR_FORMAT, "$.post_processor.special_tokens[\"<s>\"]");
+    /* the ids a post-processor adds must name tokens (a 64-bit id would wrap to a negative int32) */
+    check_load_error("{\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}],"
+                     " \"special_tokens\": {\"<s>\": {\"ids\": [9223372036854775807]}}},"
+                     " \"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0}}}",
+                     LLMRT_ERR_FORMAT, "$.post_processor.special_tokens[\"<s>\"].ids[0]: id 9223372036854775807 names no token");
+    check_load_error("{\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}],"
+                     " \"special_tokens\": {\"<s>\": {\"ids\": [1]}}},"
+                     " \"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"a\": 2}}}",
+                     LLMRT_ERR_FORMAT, "ids[0]: id 1 names no token of the vocabulary (3 ids)");
+    check_load_error("{\"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", -1], \"sep\": [\"[SEP]\", 0]},"
+                     " \"model\": {\"type\": \"BPE\", \"vocab\": {\"[SEP]\": 0}}}",
+                     LLMRT_ERR_FORMAT, "$.post_processor.cls: id -1 names no token");
     llmrt_tokenizer *tok = NULL;
     CHECK(llmrt_tokenizer_load("/nonexistent/tokenizer.json", &tok) == LLMRT_ERR_IO && tok == NULL);
     CHECK(llmrt_tokenizer_from_json(NULL, 5, "x", &tok) == LLMRT_ERR_INVALID_ARGUMENT);
