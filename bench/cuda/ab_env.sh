@@ -8,8 +8,8 @@
 #   one switch: each value of VALUES is VAR's
 #     bench/cuda/ab_env.sh build-gpu/llmrt E LLMRT_CUDA_FUSE_ROPE "0 1" 3 "128 2048"
 #   VAR "-": each value (VALUES split at spaces) is a comma-separated list of
-#   KEY=VALUE settings, and
-#   the key LLMRT names the binary to run for it (default LLMRT_BINARY)
+#   KEY=VALUE settings; the key LLMRT names the binary to run for it
+#   (default LLMRT_BINARY)
 #     bench/cuda/ab_env.sh build-gpu/llmrt E - "LLMRT_CUDA_PDL=1 LLMRT_CUDA_PDL=0,LLMRT_CUDA_GRAPHS=0" 2 128
 #     bench/cuda/ab_env.sh - E - "LLMRT=old/llmrt LLMRT=new/llmrt" 3 "128 2048"
 set -uo pipefail

@@ -4,6 +4,7 @@
  * a short window of recent ids, emits only what extends the text already
  * emitted, and holds back while the window's text ends in U+FFFD (a
  * character whose bytes have not all arrived). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,8 +74,9 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_decoder *list
         if (!json_is_integer(start) || !json_is_integer(stop) || json_integer_value(start) < 0 ||
             json_integer_value(stop) < 0)
             return llmrt_error(LLMRT_ERR_FORMAT, "%s: start and stop must be non-negative integers", where);
-        d->strip_start = (int)json_integer_value(start);
-        d->strip_stop = (int)json_integer_value(stop);
+        /* counts past INT_MAX strip as much as INT_MAX does: everything (a cast would wrap) */
+        d->strip_start = json_integer_value(start) > INT_MAX ? INT_MAX : (int)json_integer_value(start);
+        d->strip_stop = json_integer_value(stop) > INT_MAX ? INT_MAX : (int)json_integer_value(stop);
     } else if (strcmp(type, "Metaspace") == 0) {
         d->type = DEC_METASPACE;
         LLMRT_TRY(tok_json_string(node, "replacement", where, 1, &s, &len));

@@ -316,6 +316,16 @@ static void test_malformed(void) {
 }
 
 /* Random bytes never crash encode, and decode of the ids gives valid text. */
+/* Strip (per token, as HF's) takes 64-bit counts from the JSON: past
+ * INT_MAX it strips every leading space (2^32 + 1 used to wrap to 1). */
+static void test_strip_counts(void) {
+    llmrt_tokenizer *tok = load_json("{\"decoder\": {\"type\": \"Strip\", \"content\": \" \", \"start\": 4294967297, \"stop\": 0},"
+                                     " \"model\": {\"type\": \"BPE\", \"vocab\": {\"   \": 0, \"a  \": 1}, \"merges\": []}}");
+    if (!tok) return;
+    check_decode(tok, (int32_t[]){0, 1}, 2, 0, "a  ");
+    llmrt_tokenizer_free(tok);
+}
+
 static void test_random_bytes(void) {
     llmrt_tokenizer *tok = load_json(sp_json("{\"type\": \"NFC\"},", 0));
     char *json = byte_level_json(0);
@@ -374,6 +384,7 @@ int main(void) {
     RUN_TEST(test_sentencepiece);
     RUN_TEST(test_byte_level);
     RUN_TEST(test_malformed);
+    RUN_TEST(test_strip_counts);
     RUN_TEST(test_random_bytes);
     RUN_TEST(test_chat_errors);
     return test_finish();
