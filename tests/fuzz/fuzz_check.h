@@ -19,7 +19,9 @@
     } while (0)
 
 /* Is s[0, n) well-formed UTF-8 (no overlongs, surrogates or code points past
- * U+10FFFF)? */
+ * U+10FFFF)? Written apart from the tokenizer's tok_utf8_valid on purpose:
+ * the decoder's lossy output goes through that code, so it cannot be its
+ * own oracle. */
 static inline int fuzz_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {

@@ -68,18 +68,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                         "\xFF\xC3", "  \n\t 12345 it's", "<|endoftext|><|eot_id|>"};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) check_encode(tok, texts[i], strlen(texts[i]));
     check_encode(tok, (const char *)data, size < 512 ? size : 512);
+    const size_t vocab = llmrt_tokenizer_vocab_size(tok);
     /* ids from the input's bytes: negative, past the vocabulary, special */
     int32_t ids[64];
     size_t n = 0;
     for (size_t i = 0; i + 4 <= size && n < 64; i += 4 + (size / 256)) {
         uint32_t v;
         memcpy(&v, data + i, 4);
-        ids[n] = (int32_t)(n % 2 ? v : v % (llmrt_tokenizer_vocab_size(tok) + 2));
+        ids[n] = (int32_t)(n % 2 ? v : v % (vocab + 2));
         n++;
     }
     check_decode(tok, ids, n);
     /* the vocabulary's lookups agree where a string names one id */
-    const size_t vocab = llmrt_tokenizer_vocab_size(tok);
     for (size_t id = 0; id < vocab && id < 300; id++) {
         const char *s = llmrt_tokenizer_id_to_token(tok, (int32_t)id);
         FUZZ_CHECK(!s || llmrt_tokenizer_token_to_id(tok, s) >= 0, "id %zu's token \"%s\" has no id", id, s);

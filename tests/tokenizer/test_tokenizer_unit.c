@@ -315,7 +315,6 @@ static void test_malformed(void) {
     CHECK(llmrt_tokenizer_from_json(NULL, 5, "x", &tok) == LLMRT_ERR_INVALID_ARGUMENT);
 }
 
-/* Random bytes never crash encode, and decode of the ids gives valid text. */
 /* Strip (per token, as HF's) takes 64-bit counts from the JSON: past
  * INT_MAX it strips every leading space (2^32 + 1 used to wrap to 1). */
 static void test_strip_counts(void) {
@@ -326,6 +325,7 @@ static void test_strip_counts(void) {
     llmrt_tokenizer_free(tok);
 }
 
+/* Random bytes never crash encode, and decode of the ids gives valid text. */
 static void test_random_bytes(void) {
     llmrt_tokenizer *tok = load_json(sp_json("{\"type\": \"NFC\"},", 0));
     char *json = byte_level_json(0);
