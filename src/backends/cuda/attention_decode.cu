@@ -36,8 +36,8 @@
 // kernel runs beside the q/k/v GEMV, which raises a flag once every q row
 // is stored (cuda_gemv_multi_signal); the blocks attend to the cached rows
 // then, while the GEMV still streams k and v, and publish their partials;
-// only the part holding the token's own row waits for the GEMV's end,
-// adds that row, and merges the others (read before its wait).
+// the part holding the token's own row merges the others' partials
+// before the GEMV's end too, and only adds that row after it.
 //
 // Latency at batch 1 (the kernel moves ~1 MB at 128 tokens of context but
 // sits between two GEMVs): up to two batches of K/V rows are in flight
@@ -323,15 +323,39 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     }
 
     PROBE_ATTN_MARK(PROBE_T4);
-    // Early mode, the part that holds the own row, which merges the others:
-    // their partials (published while the GEMV streamed) are combined
-    // first, against their own max: (o_max, o_sum, this thread's column
-    // o_acc); then the GEMV's end, then the own row (rotated key, value)
-    // into row group cur % KPB, and the cache write.
-    constexpr int MAXP = CUDA_DECODE_MAX_PARTITIONS;
-    const int others = live_parts - 1;
-    float o_max = -INFINITY, o_sum = 0.0f, o_acc = 0.0f;
+    // Early mode, the part that holds the own row, which merges the others.
+    // Everything that does not need the token's own key and value is done
+    // before the GEMV's end, while it streams: this block's row groups
+    // merged (thread c then holds column c), the other parts' partials
+    // (published meanwhile) combined with them, and the RoPE table row
+    // copied to shared memory (the acquire of the q flag made it visible:
+    // the GEMV waited for every kernel before it; after the GEMV's end a
+    // read from global memory would go to L2: the acquires invalidate L1).
+    // After the end only the own row is left: one round trip for its key
+    // and value, the score, and each thread's column out, with no barrier.
     if (early && own_here) {
+        constexpr int MAXP = CUDA_DECODE_MAX_PARTITIONS;
+        if (sub == 0) {
+            m_s[kg][0] = m[0];
+            l_s[kg][0] = l[0];
+        }
+        __syncthreads();
+        float M = -INFINITY, L = 0.0f;
+#pragma unroll
+        for (int r = 0; r < KPB; r++) M = fmaxf(M, m_s[r][0]);
+#pragma unroll
+        for (int r = 0; r < KPB; r++) L += m_s[r][0] == -INFINITY ? 0.0f : __expf(m_s[r][0] - M) * l_s[r][0];
+        const float mine = m[0] == -INFINITY ? 0.0f : __expf(m[0] - M);
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int ci = sub + c * TPK;
+            if (ci < CHUNKS)
+#pragma unroll
+                for (int i = 0; i < VEC; i++) red[kg][ci * VEC + i] = acc[0][c][i] * mine;
+        }
+        const int col = threadIdx.x; // D ≤ DECODE_THREADS: a column a thread
+        const int others = live_parts - 1;
+        float o_max = -INFINITY, o_sum = 0.0f, o_acc = 0.0f;
         if (others > 0) {
             int32_t *counter = a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y;
             block_wait_at_least(counter, others);
@@ -345,15 +369,32 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
             float part[EARLY_CAP ? MAXP : 1];
 #pragma unroll
             for (int p = 0; p < (EARLY_CAP ? MAXP : 1); p++)
-                part[p] = p < others && (int)threadIdx.x < d ? __ldcg(acc_p + (int64_t)p * d + threadIdx.x) : 0.0f;
+                part[p] = p < others && col < d ? __ldcg(acc_p + (int64_t)p * d + col) : 0.0f;
             o_max = warp_max(m_l);
             const float w = lane < others ? __expf(m_l - o_max) : 0.0f;
             o_sum = warp_sum(w * l_l);
 #pragma unroll
             for (int p = 0; p < (EARLY_CAP ? MAXP : 1); p++) o_acc = fmaf(__shfl_sync(0xffffffffu, w, p), part[p], o_acc);
-            __syncthreads();
-            if (threadIdx.x == 0) *counter = 0; // every other part has counted: ready for the next launch
         }
+        __syncthreads(); // red complete; every other part has counted
+        if (others > 0 && threadIdx.x == 0) *(a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y) = 0;
+        float A = 0.0f; // column col of this block's rows, against M
+        if (col < d)
+#pragma unroll
+            for (int r = 0; r < KPB; r++) A += red[r][col];
+        const float Mx = fmaxf(M, o_max);
+        const float self_w = M == -INFINITY ? 0.0f : __expf(M - Mx);
+        const float other_w = o_max == -INFINITY ? 0.0f : __expf(o_max - Mx);
+        A = self_w * A + other_w * o_acc;
+        L = self_w * L + other_w * o_sum;
+        // the table row where red was (it is read): more shared memory would
+        // change the kernel's carveout and keep its blocks from the GEMV's SMs
+        static_assert(sizeof(red) >= D / 2 * sizeof(float2), "the RoPE table row fits red");
+        float2 *cs_s = reinterpret_cast<float2 *>(&red[0][0]);
+        __syncthreads();
+        for (int i = threadIdx.x; i < rot / 2 && i < D / 2; i += DECODE_THREADS) cs_s[i] = cs[i];
+        __syncthreads();
+
         pdl_wait();
         PROBE_ATTN_MARK(PROBE_T2);
         if (a.trigger_after_wait) pdl_trigger();
@@ -364,44 +405,41 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
             kr[c].in = kr[c].partner = vc[c] = make_uint4(0, 0, 0, 0);
             if (ci < CHUNKS) {
                 kr[c] = load16_rope_raw<T, EXACT, true>((const T *)a.rk + kv_row, ci * VEC, d, rot, a.rope_neox);
-                vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d);
+                if (kg == 0) vc[c] = load16_masked<T, EXACT>((const T *)a.rv + kv_row, ci * VEC, d); // for the cache
             }
         }
+        const float v_own = col < d ? to_float<T>(((const T *)a.rv)[kv_row + col]) : 0.0f;
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             const int ci = sub + c * TPK;
-            kc[c] = ci < CHUNKS ? rope16<T, EXACT, true>(kr[c], (const T *)a.rk + kv_row, ci * VEC, d, cs, rot,
+            kc[c] = ci < CHUNKS ? rope16<T, EXACT, true>(kr[c], (const T *)a.rk + kv_row, ci * VEC, d, cs_s, rot,
                                                          a.rope_neox)
                                 : kr[c].in;
         }
         prefetch_slice(a, ctx, blockIdx.y, gridDim.y);
         store_own_row();
-        // every row group scores the row (the shuffles need whole warps); one takes it
+        // every row group scores the row (the shuffles need whole warps)
+        float dot = 0.0f;
 #pragma unroll
-        for (int h = 0; h < NH; h++) {
-            float dot = 0.0f;
+        for (int c = 0; c < CPT; c++) {
+            const T *e = reinterpret_cast<const T *>(&kc[c]);
 #pragma unroll
-            for (int c = 0; c < CPT; c++) {
-                const T *e = reinterpret_cast<const T *>(&kc[c]);
-#pragma unroll
-                for (int i = 0; i < VEC; i++) dot = fmaf(qr[h][c][i], to_float<T>(e[i]), dot);
-            }
-#pragma unroll
-            for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-            if (kg == cur % KPB) {
-                const float m_new = fmaxf(m[h], dot), corr = __expf(m[h] - m_new), p = __expf(dot - m_new);
-                m[h] = m_new;
-                l[h] = l[h] * corr + p;
-#pragma unroll
-                for (int c = 0; c < CPT; c++) {
-                    const T *e = reinterpret_cast<const T *>(&vc[c]);
-#pragma unroll
-                    for (int i = 0; i < VEC; i++) acc[h][c][i] = fmaf(p, to_float<T>(e[i]), acc[h][c][i] * corr);
-                }
-            }
+            for (int i = 0; i < VEC; i++) dot = fmaf(qr[0][c][i], to_float<T>(e[i]), dot);
         }
+#pragma unroll
+        for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (col < d) {
+            const float Mn = fmaxf(Mx, dot), old_w = Mx == -INFINITY ? 0.0f : __expf(Mx - Mn), p = __expf(dot - Mn);
+            out[(t * a.heads + h0) * d + col] = from_float<T>((old_w * A + p * v_own) / (old_w * L + p));
+        }
+        // the last (token, head chunk) to merge sets the q flag back
+        if (threadIdx.x == 0 && atomicAdd(a.early + 1, 1) == (int)(gridDim.y * gridDim.z) - 1) {
+            atomicExch(a.early, 0);
+            atomicExch(a.early + 1, 0);
+        }
+        PROBE_ATTN_RECORD(k_cache);
+        return;
     }
-    const bool merges_here = early && own_here && others > 0; // early: the merge is this block's
 
     // Merge the row groups: each rescales to the block's max.
     if (sub == 0)
@@ -423,8 +461,6 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
 #pragma unroll
         for (int r = 0; r < KPB; r++) L += m_s[r][h] == -INFINITY ? 0.0f : __expf(m_s[r][h] - M) * l_s[r][h];
         const float mine = m[h] == -INFINITY ? 0.0f : __expf(m[h] - M);
-        // early merge: this block's and the others' against the common max
-        const float Mx = fmaxf(M, o_max), self_w = __expf(M - Mx), other_w = __expf(o_max - Mx);
         __syncthreads();
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
@@ -439,35 +475,24 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
             float sum = 0.0f;
 #pragma unroll
             for (int r = 0; r < KPB; r++) sum += red[r][c];
-            if (merges_here) {
-                out[(t * a.heads + h0 + h) * d + c] =
-                    from_float<T>((self_w * sum + other_w * o_acc) / (self_w * L + other_w * o_sum));
-            } else if (single) {
+            if (single) {
                 out[(t * a.heads + h0 + h) * d + c] = from_float<T>(sum / L);
             } else {
                 workspace[(head * a.num_partitions + part) * d + c] = sum;
             }
         }
-        if (!single && !merges_here && threadIdx.x == 0) {
+        if (!single && threadIdx.x == 0) {
             float *ml = workspace + (int64_t)gridDim.z * a.heads * a.num_partitions * d;
             ml[(head * a.num_partitions + part) * 2 + 0] = M;
             ml[(head * a.num_partitions + part) * 2 + 1] = L;
         }
     }
     if (early) {
-        if (own_here) {
-            // the last (token, head chunk) to merge sets the q flag back
-            if (threadIdx.x == 0 && atomicAdd(a.early + 1, 1) == (int)(gridDim.y * gridDim.z) - 1) {
-                atomicExch(a.early, 0);
-                atomicExch(a.early + 1, 0);
-            }
-        } else {
-            // publish the partials to the merging part (it waits for them)
-            PROBE_ATTN_MARK(PROBE_T2);
-            __threadfence();
-            __syncthreads();
-            if (threadIdx.x == 0) red_release_add(a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y, 1);
-        }
+        // publish the partials to the merging part (it waits for them)
+        PROBE_ATTN_MARK(PROBE_T2);
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) red_release_add(a.counters + (int64_t)blockIdx.z * gridDim.y + blockIdx.y, 1);
         PROBE_ATTN_RECORD(k_cache);
         return;
     }
