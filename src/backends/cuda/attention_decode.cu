@@ -42,8 +42,8 @@
 // Latency at batch 1 (the kernel moves ~1 MB at 128 tokens of context but
 // sits between two GEMVs): up to two batches of K/V rows are in flight
 // before the wait, every read of the q/k/v GEMV's output goes out at once,
-// and (rope.prefetch) the live blocks
-// ask L2 for the output projection's weights while HBM would idle.
+// and (rope.prefetch, off by default) the live blocks ask L2 for the
+// output projection's weights while HBM would idle.
 #include "backends/cuda/attention_decode_args.cuh"
 #include "backends/cuda/cuda_device.cuh"
 #include "backends/cuda/kernel_probe.cuh"

@@ -234,8 +234,14 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->use_gemv_groups = env_flag("LLMRT_CUDA_GEMV_GROUPS", 1);
     st->use_rope_fusion = env_flag("LLMRT_CUDA_FUSE_ROPE", 1);
     st->use_norm_fusion = env_flag("LLMRT_CUDA_FUSE_NORM", 1);
-    st->use_attn_prefetch = env_flag("LLMRT_CUDA_ATTN_PREFETCH", 1);
-    st->attn_late_trigger = env_flag("LLMRT_CUDA_ATTN_LATE_TRIGGER", 1);
+    /* Both off since the q/k/v GEMV is resident (one block an SM, no
+     * waves: o_proj's blocks are placed only as its blocks exit anyway) and
+     * the early attention's merge moved before that GEMV's end: batch-1
+     * decode after 128 tokens 3.557-3.565 ms/token with both on, 3.531-3.538
+     * with the trigger at the start, 3.524-3.533 with the prefetch off too
+     * (H200, docs/PERFORMANCE.md, fourteenth session). */
+    st->use_attn_prefetch = env_flag("LLMRT_CUDA_ATTN_PREFETCH", 0);
+    st->attn_late_trigger = env_flag("LLMRT_CUDA_ATTN_LATE_TRIGGER", 0);
     st->use_attn_early = env_flag("LLMRT_CUDA_ATTN_EARLY", 1);
     st->early_attn = -1;
     llmrt_backend_config defaults;

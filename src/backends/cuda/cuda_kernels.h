@@ -239,7 +239,9 @@ typedef struct cuda_rope_fused {
     size_t prefetch_bytes;
     /* 1: the kernel lets the next one launch only once q/k/v are ready, so
      * that the output projection's blocks do not take SMs and HBM while
-     * the q/k/v GEMV still streams (H200, batch 1: 0–20 µs a token). */
+     * the q/k/v GEMV still streams (H200, batch 1: 0–20 µs a token while
+     * that GEMV ran in waves; 25 µs a token slower since it is resident,
+     * so the backend passes 0 unless LLMRT_CUDA_ATTN_LATE_TRIGGER=1). */
     int32_t trigger_after_wait;
     /* Optional early mode (cuda_attention_early_supported; NULL: off): the
      * kernel runs beside the q/k/v GEMV that was launched with
