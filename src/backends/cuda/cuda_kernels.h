@@ -248,8 +248,9 @@ typedef struct cuda_rope_fused {
      * cuda_gemv_multi_signal(counter = early, rows = early_rows = heads·D)
      * and reads q as soon as early[0] says all of it is stored, so the
      * cached keys and values are attended to while the GEMV still streams
-     * k and v; only the part that holds the token's own row waits for the
-     * GEMV to end, takes that row and merges the others. early: int32 [2],
+     * k and v; the part that holds the token's own row merges the others
+     * before the GEMV's end too, and only takes that row after it (its PDL
+     * wait). early: int32 [2],
      * zero before the launch and left zero by it. */
     int32_t *early;
     int32_t early_rows;
