@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one run (issues 3 and 4): LLaMA-2-7B shape, bf16,
-# random weights. llmrt batch-1 latency and batched throughput, then HF
-# transformers (eager, bf16) on the same shapes, side by side.
+# The GPU benchmark in one run: LLaMA-2-7B shape, bf16, random weights.
+# llmrt batch-1 latency and batched throughput, then HF transformers (eager,
+# bf16) on the same shapes, side by side.
 #
 # usage: bench/gpu_llama7b.sh LLMRT_BINARY [OUT_DIR]
 # HF=0 skips the HF transformers reference; LLMRT_PROFILE=1 makes each llmrt
