@@ -133,6 +133,26 @@ static void list_free(str_list *l) {
 
 #define ITEM(l, i) ((l)->text.data + (l)->offsets[i])
 
+/* Pushes s[0..len) with every non-overlapping occurrence of `pattern`,
+ * left to right, replaced by `with`. */
+static llmrt_status push_replaced(str_list *out, const char *s, size_t len, const char *pattern, size_t pattern_len,
+                                  const char *with, size_t with_len) {
+    llmrt_status st = list_push(out, "", 0);
+    size_t k = 0, copied = 0;
+    while (st == LLMRT_OK && k + pattern_len <= len) {
+        if (memcmp(s + k, pattern, pattern_len) == 0) {
+            st = list_extend_last(out, s + copied, k - copied);
+            if (st == LLMRT_OK) st = list_extend_last(out, with, with_len);
+            k += pattern_len;
+            copied = k;
+        } else {
+            k++;
+        }
+    }
+    if (st == LLMRT_OK) st = list_extend_last(out, s + copied, len - copied);
+    return st;
+}
+
 /* --- the decoders -------------------------------------------------------------------------- */
 
 static int byte_token(const char *s, size_t len, uint8_t *byte) {
@@ -212,22 +232,8 @@ static llmrt_status apply_decoder(const tok_decoder *d, const str_list *in, str_
         for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) st = list_extend_last(out, ITEM(in, i), in->lens[i]);
         return st;
     case DEC_REPLACE:
-        for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) {
-            const char *s = ITEM(in, i);
-            size_t len = in->lens[i], k = 0, copied = 0;
-            st = list_push(out, "", 0);
-            while (st == LLMRT_OK && k + d->pattern_len <= len) {
-                if (memcmp(s + k, d->pattern, d->pattern_len) == 0) {
-                    st = list_extend_last(out, s + copied, k - copied);
-                    if (st == LLMRT_OK) st = list_extend_last(out, d->content, d->content_len);
-                    k += d->pattern_len;
-                    copied = k;
-                } else {
-                    k++;
-                }
-            }
-            if (st == LLMRT_OK) st = list_extend_last(out, s + copied, len - copied);
-        }
+        for (size_t i = 0; i < in->count && st == LLMRT_OK; i++)
+            st = push_replaced(out, ITEM(in, i), in->lens[i], d->pattern, d->pattern_len, d->content, d->content_len);
         return st;
     case DEC_STRIP:
         for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) {
@@ -254,20 +260,8 @@ static llmrt_status apply_decoder(const tok_decoder *d, const str_list *in, str_
         /* ▁ → ' ', except that the first token loses its ▁ entirely when a
          * prefix was prepended at encoding (HF's Metaspace decoder). */
         for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) {
-            const char *s = ITEM(in, i);
-            size_t len = in->lens[i], copied = 0;
-            st = list_push(out, "", 0);
-            for (size_t k = 0; st == LLMRT_OK && k + d->replacement_len <= len;) {
-                if (memcmp(s + k, d->replacement, d->replacement_len) == 0) {
-                    st = list_extend_last(out, s + copied, k - copied);
-                    if (st == LLMRT_OK && !(i == 0 && d->prepend)) st = list_extend_last(out, " ", 1);
-                    k += d->replacement_len;
-                    copied = k;
-                } else {
-                    k++;
-                }
-            }
-            if (st == LLMRT_OK) st = list_extend_last(out, s + copied, len - copied);
+            int drop = i == 0 && d->prepend;
+            st = push_replaced(out, ITEM(in, i), in->lens[i], d->replacement, d->replacement_len, " ", drop ? 0 : 1);
         }
         return st;
     }
