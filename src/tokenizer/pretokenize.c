@@ -33,13 +33,9 @@ llmrt_status tok_regex_compile(const char *pattern, size_t len, int literal, con
 }
 
 llmrt_status tok_pieces_push(tok_pieces *p, size_t offset, size_t len) {
-    if (p->len == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        tok_piece *d = realloc(p->data, cap * sizeof *d);
-        if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for pieces");
-        p->data = d;
-        p->cap = cap;
-    }
+    tok_piece *d = tok_grow(p->data, p->len, &p->cap, sizeof *d, 64);
+    if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for pieces");
+    p->data = d;
     p->data[p->len++] = (tok_piece){offset, len};
     return LLMRT_OK;
 }
@@ -161,13 +157,9 @@ typedef struct ranges {
 } ranges;
 
 static llmrt_status ranges_push(ranges *r, size_t start, size_t end, int is_match) {
-    if (r->len == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        range *d = realloc(r->data, cap * sizeof *d);
-        if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for splits");
-        r->data = d;
-        r->cap = cap;
-    }
+    range *d = tok_grow(r->data, r->len, &r->cap, sizeof *d, 64);
+    if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for splits");
+    r->data = d;
     r->data[r->len++] = (range){start, end, is_match};
     return LLMRT_OK;
 }

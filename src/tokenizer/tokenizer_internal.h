@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <jansson.h>
 #include <pcre2.h>
@@ -32,6 +33,19 @@ typedef struct tok_buf {
     char *data;
     size_t len, cap;
 } tok_buf;
+
+/* Room for element `len` of a growable array of elem_size-byte elements
+ * with *cap allocated: data itself while len < *cap, else data reallocated
+ * to twice *cap (`first` when empty) and *cap updated; NULL when out of
+ * memory, data then still valid and *cap unchanged. Inline: the pushes
+ * that call it run per piece and per code point. */
+static inline void *tok_grow(void *data, size_t len, size_t *cap, size_t elem_size, size_t first) {
+    if (len < *cap) return data;
+    size_t grown = *cap ? *cap * 2 : first;
+    void *p = realloc(data, grown * elem_size);
+    if (p) *cap = grown;
+    return p;
+}
 
 llmrt_status tok_buf_reserve(tok_buf *b, size_t extra);
 llmrt_status tok_buf_append(tok_buf *b, const void *data, size_t len);
