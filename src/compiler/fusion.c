@@ -55,10 +55,33 @@ static void rewrite(llmrt_graph *g, llmrt_value root, llmrt_op op, const llmrt_v
     }
 }
 
-static int begin(matcher *m, llmrt_graph *g) {
-    m->g = g;
-    m->uses = llmrt_graph_use_counts(g);
-    return m->uses != NULL;
+/* What a pattern found: the fused op that replaces the root, its inputs,
+ * and its float attribute (eps for the norms; 0 otherwise). */
+typedef struct fused_node {
+    llmrt_op op;
+    llmrt_value inputs[LLMRT_GRAPH_MAX_INPUTS];
+    int32_t num_inputs;
+    float fattr0;
+} fused_node;
+
+/* Returns 1 and fills *out when the subgraph ending at root matches. */
+typedef int (*pattern_fn)(const matcher *m, const llmrt_node *root, fused_node *out);
+
+/* The loop every fusion shares: each node whose op is root_op is offered to
+ * the pattern and rewritten in place when it matches. Use counts are taken
+ * once, before the first rewrite. */
+static llmrt_status fuse_each(llmrt_graph *g, llmrt_pass_context *ctx, llmrt_op root_op, pattern_fn pattern) {
+    matcher m = {g, llmrt_graph_use_counts(g)};
+    if (!m.uses) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        fused_node f = {0};
+        if (g->nodes[i].op != root_op || !pattern(&m, &g->nodes[i], &f)) continue;
+        rewrite(g, i, f.op, f.inputs, f.num_inputs);
+        g->nodes[i].fattr[0] = f.fattr0;
+        ctx->rewrites++;
+    }
+    free(m.uses);
+    return LLMRT_OK;
 }
 
 /* rsqrt(mean(pow(x, 2)) + eps) → (x, eps) */
@@ -81,83 +104,72 @@ static int match_inverse_rms(const matcher *m, llmrt_value v, llmrt_value *x, fl
 }
 
 /* mul(mul(x, rsqrt(mean(x²) + eps)), w) → RMSNORM(x, w) */
-llmrt_status llmrt_pass_fuse_rmsnorm(llmrt_graph *g, llmrt_pass_context *ctx) {
-    matcher m;
-    if (!begin(&m, g)) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
-    for (int32_t i = 0; i < g->num_nodes; i++) {
-        const llmrt_node *root = &g->nodes[i];
-        if (root->op != LLMRT_OP_MUL || root->ndim < 1) continue;
-        int64_t dim = root->dims[root->ndim - 1];
-        for (int side = 0; side < 2; side++) {
-            llmrt_value w = root->inputs[side], normed_v = root->inputs[1 - side];
-            if (!is_vector_weight(&m, w, dim)) continue;
-            const llmrt_node *normed = match(&m, normed_v, LLMRT_OP_MUL, 1);
-            if (!normed) continue;
-            llmrt_value x = LLMRT_NO_VALUE;
-            float eps = 0;
-            int found = 0;
-            for (int s = 0; s < 2 && !found; s++) {
-                llmrt_value cand_x;
-                if (match_inverse_rms(&m, normed->inputs[1 - s], &cand_x, &eps) && cand_x == normed->inputs[s]) {
-                    x = cand_x;
-                    found = 1;
-                }
+static int match_rmsnorm(const matcher *m, const llmrt_node *root, fused_node *out) {
+    if (root->ndim < 1) return 0;
+    int64_t dim = root->dims[root->ndim - 1];
+    for (int side = 0; side < 2; side++) {
+        llmrt_value w = root->inputs[side], normed_v = root->inputs[1 - side];
+        if (!is_vector_weight(m, w, dim)) continue;
+        const llmrt_node *normed = match(m, normed_v, LLMRT_OP_MUL, 1);
+        if (!normed) continue;
+        llmrt_value x = LLMRT_NO_VALUE;
+        float eps = 0;
+        int found = 0;
+        for (int s = 0; s < 2 && !found; s++) {
+            llmrt_value cand_x;
+            if (match_inverse_rms(m, normed->inputs[1 - s], &cand_x, &eps) && cand_x == normed->inputs[s]) {
+                x = cand_x;
+                found = 1;
             }
-            if (!found) continue;
-            llmrt_value inputs[2] = {x, w};
-            rewrite(g, i, LLMRT_OP_RMSNORM, inputs, 2);
-            g->nodes[i].fattr[0] = eps;
-            ctx->rewrites++;
-            break;
         }
+        if (!found) continue;
+        *out = (fused_node){LLMRT_OP_RMSNORM, {x, w}, 2, eps};
+        return 1;
     }
-    free(m.uses);
-    return LLMRT_OK;
+    return 0;
+}
+
+llmrt_status llmrt_pass_fuse_rmsnorm(llmrt_graph *g, llmrt_pass_context *ctx) {
+    return fuse_each(g, ctx, LLMRT_OP_MUL, match_rmsnorm);
 }
 
 /* add(mul(mul(c, rsqrt(mean(c²) + eps)), w), b), c = sub(x, mean(x)) → LAYERNORM(x, w, b) */
-llmrt_status llmrt_pass_fuse_layernorm(llmrt_graph *g, llmrt_pass_context *ctx) {
-    matcher m;
-    if (!begin(&m, g)) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
-    for (int32_t i = 0; i < g->num_nodes; i++) {
-        const llmrt_node *root = &g->nodes[i];
-        if (root->op != LLMRT_OP_ADD || root->ndim < 1) continue;
-        int64_t dim = root->dims[root->ndim - 1];
-        for (int side = 0; side < 2; side++) {
-            llmrt_value b = root->inputs[side];
-            if (!is_vector_weight(&m, b, dim)) continue;
-            const llmrt_node *scaled = match(&m, root->inputs[1 - side], LLMRT_OP_MUL, 1);
-            if (!scaled) continue;
-            llmrt_value w = scaled->inputs[1], normed_v = scaled->inputs[0];
-            if (!is_vector_weight(&m, w, dim)) {
-                w = scaled->inputs[0];
-                normed_v = scaled->inputs[1];
-                if (!is_vector_weight(&m, w, dim)) continue;
-            }
-            const llmrt_node *normed = match(&m, normed_v, LLMRT_OP_MUL, 1);
-            if (!normed) continue;
-            llmrt_value c_v = LLMRT_NO_VALUE, cand;
-            float eps = 0;
-            for (int s = 0; s < 2; s++)
-                if (match_inverse_rms(&m, normed->inputs[1 - s], &cand, &eps) && cand == normed->inputs[s]) c_v = cand;
-            if (c_v == LLMRT_NO_VALUE) continue;
-            /* c is read twice: by the square and by the product */
-            const llmrt_node *centered = match(&m, c_v, LLMRT_OP_SUB, 0);
-            if (!centered || m.uses[c_v] != 2) continue;
-            const llmrt_node *mean = match(&m, centered->inputs[1], LLMRT_OP_MEAN, 1);
-            if (!mean || mean->inputs[0] != centered->inputs[0]) continue;
-            llmrt_value inputs[3] = {centered->inputs[0], w, b};
-            rewrite(g, i, LLMRT_OP_LAYERNORM, inputs, 3);
-            g->nodes[i].fattr[0] = eps;
-            ctx->rewrites++;
-            break;
+static int match_layernorm(const matcher *m, const llmrt_node *root, fused_node *out) {
+    if (root->ndim < 1) return 0;
+    int64_t dim = root->dims[root->ndim - 1];
+    for (int side = 0; side < 2; side++) {
+        llmrt_value b = root->inputs[side];
+        if (!is_vector_weight(m, b, dim)) continue;
+        const llmrt_node *scaled = match(m, root->inputs[1 - side], LLMRT_OP_MUL, 1);
+        if (!scaled) continue;
+        llmrt_value w = scaled->inputs[1], normed_v = scaled->inputs[0];
+        if (!is_vector_weight(m, w, dim)) {
+            w = scaled->inputs[0];
+            normed_v = scaled->inputs[1];
+            if (!is_vector_weight(m, w, dim)) continue;
         }
+        const llmrt_node *normed = match(m, normed_v, LLMRT_OP_MUL, 1);
+        if (!normed) continue;
+        llmrt_value c_v = LLMRT_NO_VALUE, cand;
+        float eps = 0;
+        for (int s = 0; s < 2; s++)
+            if (match_inverse_rms(m, normed->inputs[1 - s], &cand, &eps) && cand == normed->inputs[s]) c_v = cand;
+        if (c_v == LLMRT_NO_VALUE) continue;
+        /* c is read twice: by the square and by the product */
+        const llmrt_node *centered = match(m, c_v, LLMRT_OP_SUB, 0);
+        if (!centered || m->uses[c_v] != 2) continue;
+        const llmrt_node *mean = match(m, centered->inputs[1], LLMRT_OP_MEAN, 1);
+        if (!mean || mean->inputs[0] != centered->inputs[0]) continue;
+        *out = (fused_node){LLMRT_OP_LAYERNORM, {centered->inputs[0], w, b}, 3, eps};
+        return 1;
     }
-    free(m.uses);
-    return LLMRT_OK;
+    return 0;
 }
 
-/* x·sigmoid(x) → SILU(x); the tanh-form GELU chain → GELU_TANH(x). */
+llmrt_status llmrt_pass_fuse_layernorm(llmrt_graph *g, llmrt_pass_context *ctx) {
+    return fuse_each(g, ctx, LLMRT_OP_ADD, match_layernorm);
+}
+
 static int match_gelu_tanh(const matcher *m, const llmrt_node *root, llmrt_value *x_out) {
     /* mul(mul(x, 0.5), add(tanh(mul(add(x, mul(pow(x, 3), 0.044715)), √(2/π))), 1)) */
     for (int side = 0; side < 2; side++) {
@@ -184,56 +196,61 @@ static int match_gelu_tanh(const matcher *m, const llmrt_node *root, llmrt_value
     return 0;
 }
 
-llmrt_status llmrt_pass_fuse_activations(llmrt_graph *g, llmrt_pass_context *ctx) {
-    matcher m;
-    if (!begin(&m, g)) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
-    for (int32_t i = 0; i < g->num_nodes; i++) {
-        const llmrt_node *root = &g->nodes[i];
-        if (root->op != LLMRT_OP_MUL) continue;
-        llmrt_value x;
-        if (match_gelu_tanh(&m, root, &x)) {
-            rewrite(g, i, LLMRT_OP_GELU_TANH, &x, 1);
-            ctx->rewrites++;
-            continue;
-        }
-        for (int side = 0; side < 2; side++) {
-            const llmrt_node *s = match(&m, root->inputs[side], LLMRT_OP_SIGMOID, 1);
-            if (s && s->inputs[0] == root->inputs[1 - side]) {
-                x = s->inputs[0];
-                rewrite(g, i, LLMRT_OP_SILU, &x, 1);
-                ctx->rewrites++;
-                break;
-            }
+/* x·sigmoid(x) → SILU(x); the tanh-form GELU chain → GELU_TANH(x). */
+static int match_activation(const matcher *m, const llmrt_node *root, fused_node *out) {
+    llmrt_value x;
+    if (match_gelu_tanh(m, root, &x)) {
+        *out = (fused_node){LLMRT_OP_GELU_TANH, {x}, 1, 0};
+        return 1;
+    }
+    for (int side = 0; side < 2; side++) {
+        const llmrt_node *s = match(m, root->inputs[side], LLMRT_OP_SIGMOID, 1);
+        if (s && s->inputs[0] == root->inputs[1 - side]) {
+            *out = (fused_node){LLMRT_OP_SILU, {s->inputs[0]}, 1, 0};
+            return 1;
         }
     }
-    free(m.uses);
-    return LLMRT_OK;
+    return 0;
+}
+
+llmrt_status llmrt_pass_fuse_activations(llmrt_graph *g, llmrt_pass_context *ctx) {
+    return fuse_each(g, ctx, LLMRT_OP_MUL, match_activation);
 }
 
 /* mul(silu(gate), up) → SILU_MUL(gate, up) */
-llmrt_status llmrt_pass_fuse_silu_mul(llmrt_graph *g, llmrt_pass_context *ctx) {
-    matcher m;
-    if (!begin(&m, g)) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
-    for (int32_t i = 0; i < g->num_nodes; i++) {
-        const llmrt_node *root = &g->nodes[i];
-        if (root->op != LLMRT_OP_MUL) continue;
-        for (int side = 0; side < 2; side++) {
-            const llmrt_node *s = match(&m, root->inputs[side], LLMRT_OP_SILU, 1);
-            const llmrt_node *up = node_at(&m, root->inputs[1 - side]);
-            if (!s || !up || up->ndim != root->ndim || up->dims[up->ndim - 1] != root->dims[root->ndim - 1]) continue;
-            llmrt_value inputs[2] = {s->inputs[0], root->inputs[1 - side]};
-            const llmrt_node *gate = node_at(&m, inputs[0]);
-            if (gate->ndim != root->ndim || gate->dims[gate->ndim - 1] != root->dims[root->ndim - 1]) continue;
-            rewrite(g, i, LLMRT_OP_SILU_MUL, inputs, 2);
-            ctx->rewrites++;
-            break;
-        }
+static int match_silu_mul(const matcher *m, const llmrt_node *root, fused_node *out) {
+    for (int side = 0; side < 2; side++) {
+        const llmrt_node *s = match(m, root->inputs[side], LLMRT_OP_SILU, 1);
+        const llmrt_node *up = node_at(m, root->inputs[1 - side]);
+        if (!s || !up || up->ndim != root->ndim || up->dims[up->ndim - 1] != root->dims[root->ndim - 1]) continue;
+        const llmrt_node *gate = node_at(m, s->inputs[0]);
+        if (gate->ndim != root->ndim || gate->dims[gate->ndim - 1] != root->dims[root->ndim - 1]) continue;
+        *out = (fused_node){LLMRT_OP_SILU_MUL, {s->inputs[0], root->inputs[1 - side]}, 2, 0};
+        return 1;
     }
-    free(m.uses);
-    return LLMRT_OK;
+    return 0;
 }
 
-/* matmul(x, W) with W a weight → LINEAR(x, W); add(LINEAR(x, W), b) → LINEAR(x, W, b). */
+llmrt_status llmrt_pass_fuse_silu_mul(llmrt_graph *g, llmrt_pass_context *ctx) {
+    return fuse_each(g, ctx, LLMRT_OP_MUL, match_silu_mul);
+}
+
+/* add(LINEAR(x, W), b) with b a vector weight → LINEAR(x, W, b) */
+static int match_linear_bias(const matcher *m, const llmrt_node *root, fused_node *out) {
+    if (root->ndim < 1) return 0;
+    int64_t dim = root->dims[root->ndim - 1];
+    for (int side = 0; side < 2; side++) {
+        const llmrt_node *lin = match(m, root->inputs[side], LLMRT_OP_LINEAR, 1);
+        llmrt_value b = root->inputs[1 - side];
+        if (!lin || lin->num_inputs != 2 || !is_vector_weight(m, b, dim)) continue;
+        if (lin->ndim != root->ndim) continue;
+        *out = (fused_node){LLMRT_OP_LINEAR, {lin->inputs[0], lin->inputs[1], b}, 3, 0};
+        return 1;
+    }
+    return 0;
+}
+
+/* matmul(x, W) with W a weight → LINEAR(x, W); then the bias add joins it. */
 llmrt_status llmrt_pass_fuse_linear(llmrt_graph *g, llmrt_pass_context *ctx) {
     for (int32_t i = 0; i < g->num_nodes; i++) {
         llmrt_node *n = &g->nodes[i];
@@ -243,23 +260,5 @@ llmrt_status llmrt_pass_fuse_linear(llmrt_graph *g, llmrt_pass_context *ctx) {
             ctx->rewrites++;
         }
     }
-    matcher m;
-    if (!begin(&m, g)) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
-    for (int32_t i = 0; i < g->num_nodes; i++) {
-        const llmrt_node *root = &g->nodes[i];
-        if (root->op != LLMRT_OP_ADD || root->ndim < 1) continue;
-        int64_t dim = root->dims[root->ndim - 1];
-        for (int side = 0; side < 2; side++) {
-            const llmrt_node *lin = match(&m, root->inputs[side], LLMRT_OP_LINEAR, 1);
-            llmrt_value b = root->inputs[1 - side];
-            if (!lin || lin->num_inputs != 2 || !is_vector_weight(&m, b, dim)) continue;
-            if (lin->ndim != root->ndim) continue;
-            llmrt_value inputs[3] = {lin->inputs[0], lin->inputs[1], b};
-            rewrite(g, i, LLMRT_OP_LINEAR, inputs, 3);
-            ctx->rewrites++;
-            break;
-        }
-    }
-    free(m.uses);
-    return LLMRT_OK;
+    return fuse_each(g, ctx, LLMRT_OP_ADD, match_linear_bias);
 }

@@ -84,48 +84,48 @@ void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq) {
     }
 }
 
-llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *c, int32_t layer,
-                                  const llmrt_attention_layer_names *names, llmrt_value inv_freq) {
-    int64_t hidden = c->hidden_size;
-    int64_t q_width = (int64_t)c->num_heads * c->head_dim, kv_width = (int64_t)c->num_kv_heads * c->head_dim;
+llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *p,
+                                  int32_t layer, const llmrt_attention_layer_names *names, llmrt_value inv_freq) {
+    int64_t hidden = p->hidden;
+    int64_t q_width = (int64_t)p->num_heads * p->head_dim, kv_width = (int64_t)p->num_kv_heads * p->head_dim;
     llmrt_value q, k, v;
     if (names->qkv) {
-        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, c->attention_bias,
+        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
                                              names->conv1d_layout);
         q = llmrt_slice(g, qkv, 1, 0, q_width);
         k = llmrt_slice(g, qkv, 1, q_width, kv_width);
         v = llmrt_slice(g, qkv, 1, q_width + kv_width, kv_width);
     } else {
-        q = llmrt_linear_layer(g, x, names->q, hidden, q_width, c->attention_bias, names->conv1d_layout);
-        k = llmrt_linear_layer(g, x, names->k, hidden, kv_width, c->attention_bias, names->conv1d_layout);
-        v = llmrt_linear_layer(g, x, names->v, hidden, kv_width, c->attention_bias, names->conv1d_layout);
+        q = llmrt_linear_layer(g, x, names->q, hidden, q_width, p->qkv_bias, names->conv1d_layout);
+        k = llmrt_linear_layer(g, x, names->k, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
+        v = llmrt_linear_layer(g, x, names->v, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
     }
     llmrt_attention_params params = {
         .layer = layer,
-        .num_heads = c->num_heads,
-        .num_kv_heads = c->num_kv_heads,
-        .head_dim = c->head_dim,
-        .rotary_dim = c->rope.type == LLMRT_ROPE_NONE ? 0 : c->rope.rotary_dim,
+        .num_heads = p->num_heads,
+        .num_kv_heads = p->num_kv_heads,
+        .head_dim = p->head_dim,
+        .rotary_dim = p->rotary_dim,
         .rope_neox = 1,
-        .scale = 1.0f / sqrtf((float)c->head_dim),
+        .scale = 1.0f / sqrtf((float)p->head_dim),
     };
     llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
-    return llmrt_linear_layer(g, attended, names->out, q_width, hidden, c->attention_out_bias, names->conv1d_layout);
+    return llmrt_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias, names->conv1d_layout);
 }
 
-llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *c, const char *gate,
+llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p, const char *gate,
                                   const char *up, const char *down) {
-    int64_t hidden = c->hidden_size, inter = c->intermediate_size;
-    llmrt_value gated = llmrt_activation_layer(g, llmrt_linear_layer(g, x, gate, hidden, inter, c->mlp_bias, 0),
-                                               c->activation);
-    llmrt_value product = llmrt_mul(g, gated, llmrt_linear_layer(g, x, up, hidden, inter, c->mlp_bias, 0));
-    return llmrt_linear_layer(g, product, down, inter, hidden, c->mlp_bias, 0);
+    int64_t hidden = p->hidden, inter = p->intermediate;
+    llmrt_value gated = llmrt_activation_layer(g, llmrt_linear_layer(g, x, gate, hidden, inter, p->bias, 0),
+                                               p->activation);
+    llmrt_value product = llmrt_mul(g, gated, llmrt_linear_layer(g, x, up, hidden, inter, p->bias, 0));
+    return llmrt_linear_layer(g, product, down, inter, hidden, p->bias, 0);
 }
 
-llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *c, const char *fc,
+llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p, const char *fc,
                             const char *proj, int conv1d_layout) {
-    int64_t hidden = c->hidden_size, inter = c->intermediate_size;
-    llmrt_value h = llmrt_activation_layer(g, llmrt_linear_layer(g, x, fc, hidden, inter, c->mlp_bias, conv1d_layout),
-                                           c->activation);
-    return llmrt_linear_layer(g, h, proj, inter, hidden, c->mlp_bias, conv1d_layout);
+    int64_t hidden = p->hidden, inter = p->intermediate;
+    llmrt_value h = llmrt_activation_layer(g, llmrt_linear_layer(g, x, fc, hidden, inter, p->bias, conv1d_layout),
+                                           p->activation);
+    return llmrt_linear_layer(g, h, proj, inter, hidden, p->bias, conv1d_layout);
 }

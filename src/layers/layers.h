@@ -6,7 +6,7 @@
 #define LLMRT_LAYERS_LAYERS_H
 
 #include "graph/graph.h"
-#include "models/model_config.h"
+#include "layers/layer_params.h"
 
 /* y = x·Wᵀ + b. Weight "<prefix>.weight" is [out, in] (nn.Linear) or, when
  * conv1d_layout, [in, out] (GPT-2 Conv1D); bias "<prefix>.bias" if has_bias. */
@@ -34,14 +34,14 @@ typedef struct llmrt_attention_layer_names {
 
 /* Self-attention block: projections, the attention plugin op (RoPE inside),
  * output projection. x: [T, hidden] → [T, hidden]. inv_freq may be NO_VALUE. */
-llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *config, int32_t layer,
-                                  const llmrt_attention_layer_names *names, llmrt_value inv_freq);
+llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *params,
+                                  int32_t layer, const llmrt_attention_layer_names *names, llmrt_value inv_freq);
 
 /* down(act(gate(x)) · up(x)) — LLaMA's SwiGLU MLP. */
-llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *config,
+llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *params,
                                   const char *gate, const char *up, const char *down);
 /* proj(act(fc(x))) — GPT-2's MLP. */
-llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_model_config *config, const char *fc,
+llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *params, const char *fc,
                             const char *proj, int conv1d_layout);
 
 #endif

@@ -27,6 +27,8 @@ static llmrt_value gpt2_build(llmrt_graph *g, const llmrt_model_config *c) {
     llmrt_value h = llmrt_add(g, llmrt_embedding_layer(g, in.token_ids, "transformer.wte.weight", c->vocab_size, hidden),
                               llmrt_embedding_layer(g, in.positions, "transformer.wpe.weight",
                                                     c->max_position_embeddings, hidden));
+    llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
+    llmrt_mlp_layer_params mlp = llmrt_model_mlp_params(c);
     for (int32_t l = 0; l < c->num_layers; l++) {
         char ln1[64], ln2[64], attn[64], attn_proj[64], fc[64], proj[64];
         snprintf(ln1, sizeof ln1, "transformer.h.%d.ln_1", (int)l);
@@ -37,9 +39,9 @@ static llmrt_value gpt2_build(llmrt_graph *g, const llmrt_model_config *c) {
         snprintf(proj, sizeof proj, "transformer.h.%d.mlp.c_proj", (int)l);
         llmrt_attention_layer_names names = {.qkv = attn, .out = attn_proj, .conv1d_layout = 1};
         llmrt_value x = llmrt_layernorm_layer(g, h, ln1, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_attention_layer(g, x, c, l, &names, LLMRT_NO_VALUE));
+        h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, LLMRT_NO_VALUE));
         x = llmrt_layernorm_layer(g, h, ln2, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_mlp_layer(g, x, c, fc, proj, 1));
+        h = llmrt_add(g, h, llmrt_mlp_layer(g, x, &mlp, fc, proj, 1));
     }
     h = llmrt_gather(g, h, in.logits_indices);
     h = llmrt_layernorm_layer(g, h, "transformer.ln_f", hidden, c->norm_eps);

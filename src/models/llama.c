@@ -34,6 +34,8 @@ static llmrt_value llama_build(llmrt_graph *g, const llmrt_model_config *c) {
     llmrt_value freq = llmrt_constant(g, "rope.inv_freq", inv_freq, 1, &half);
     free(inv_freq);
 
+    llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
+    llmrt_mlp_layer_params mlp = llmrt_model_mlp_params(c);
     for (int32_t l = 0; l < c->num_layers; l++) {
         char p[8][96];
         snprintf(p[0], sizeof p[0], "model.layers.%d.input_layernorm", (int)l);
@@ -50,9 +52,9 @@ static llmrt_value llama_build(llmrt_graph *g, const llmrt_model_config *c) {
 
         llmrt_attention_layer_names names = {.q = p[1], .k = p[2], .v = p[3], .out = p[4]};
         llmrt_value x = llmrt_rmsnorm_layer(g, h, p[0], hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_attention_layer(g, x, c, l, &names, freq));
+        h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, freq));
         x = llmrt_rmsnorm_layer(g, h, p[5], hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_gated_mlp_layer(g, x, c, gate, up, down));
+        h = llmrt_add(g, h, llmrt_gated_mlp_layer(g, x, &mlp, gate, up, down));
     }
     /* Norm and project only the rows whose logits are wanted. */
     h = llmrt_gather(g, h, in.logits_indices);

@@ -1,39 +1,17 @@
 /* The model spec: what a network builder needs to know about a checkpoint,
  * independent of how its config.json spells it. src/import/hf_config.c fills
  * it from config.json (both the transformers-4 and transformers-5 dialects);
- * the engine file stores it; src/models/<family>.c turns it into a network. */
+ * the engine file stores it; src/models/<family>.c turns it into a network.
+ * Its activation and RoPE types are the layers' own (layers/layer_params.h). */
 #ifndef LLMRT_MODELS_MODEL_CONFIG_H
 #define LLMRT_MODELS_MODEL_CONFIG_H
 
 #include <stdint.h>
 
+#include "layers/layer_params.h"
 #include "llmrt/dtype.h"
 
 enum { LLMRT_MAX_EOS_TOKENS = 8, LLMRT_NAME_CAPACITY = 64 };
-
-typedef enum llmrt_rope_type {
-    LLMRT_ROPE_NONE = 0,    /* no rotary embedding (e.g. GPT-2: learned positions) */
-    LLMRT_ROPE_DEFAULT = 1, /* inv_freq = theta^(-2i/d) */
-    LLMRT_ROPE_LINEAR = 2,  /* inv_freq / factor */
-    LLMRT_ROPE_LLAMA3 = 3,  /* LLaMA-3.1 frequency-banded scaling */
-} llmrt_rope_type;
-
-typedef enum llmrt_activation {
-    LLMRT_ACT_SILU = 0,
-    LLMRT_ACT_GELU = 1,       /* exact erf form ("gelu") */
-    LLMRT_ACT_GELU_TANH = 2,  /* tanh approximation ("gelu_new", "gelu_pytorch_tanh") */
-    LLMRT_ACT_RELU = 3,
-} llmrt_activation;
-
-typedef struct llmrt_rope_config {
-    llmrt_rope_type type;
-    float theta;              /* base, e.g. 10000 or 500000 */
-    float factor;             /* linear and llama3 */
-    float low_freq_factor;    /* llama3 */
-    float high_freq_factor;   /* llama3 */
-    int32_t original_max_position_embeddings; /* llama3 */
-    int32_t rotary_dim;       /* dimensions rotated per head (head_dim * partial_rotary_factor) */
-} llmrt_rope_config;
 
 typedef struct llmrt_model_config {
     char architecture[LLMRT_NAME_CAPACITY]; /* HF "architectures"[0], e.g. "LlamaForCausalLM" */

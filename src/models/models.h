@@ -4,6 +4,7 @@
 #define LLMRT_MODELS_MODELS_H
 
 #include "graph/graph.h"
+#include "layers/layer_params.h"
 #include "models/model_config.h"
 
 typedef struct llmrt_model_family {
@@ -30,6 +31,10 @@ typedef struct llmrt_model_inputs {
     llmrt_value token_ids, positions, logits_indices;
 } llmrt_model_inputs;
 llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g);
+/* The spec's attention and MLP sizes, biases and activation as the layers
+ * take them (family_common.c). */
+llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_config *config);
+llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *config);
 
 extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;

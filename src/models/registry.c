@@ -24,12 +24,3 @@ llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_fami
     return llmrt_error(LLMRT_ERR_UNSUPPORTED, "architecture '%s' is not supported (supported: %s)", architecture,
                        llmrt_model_supported_list());
 }
-
-llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g) {
-    int64_t tokens = LLMRT_DIM_TOKENS, logits = LLMRT_DIM_LOGITS;
-    llmrt_model_inputs in;
-    in.token_ids = llmrt_input(g, "token_ids", LLMRT_DTYPE_I32, 1, &tokens);
-    in.positions = llmrt_input(g, "positions", LLMRT_DTYPE_I32, 1, &tokens);
-    in.logits_indices = llmrt_input(g, "logits_indices", LLMRT_DTYPE_I32, 1, &logits);
-    return in;
-}

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/engine_internal.h"
 #include "core/log.h"
+#include "engine/loaded_engine.h"
 #include "runtime/runtime_internal.h"
 #include "runtime/sampler.h"
 
@@ -22,6 +22,12 @@ void llmrt_runtime_options_init(llmrt_runtime_options *o) {
     memset(o, 0, sizeof *o);
     o->background = 1;
     o->prefix_caching = 1;
+}
+
+void llmrt_sampling_params_init(llmrt_sampling_params *p) {
+    memset(p, 0, sizeof *p);
+    p->max_tokens = 16;
+    p->top_p = 1.0f;
 }
 
 void llmrt_request_init(llmrt_request *r) {
@@ -130,7 +136,7 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     rt->block_size = mem.kv_block_size;
     rt->max_seq_len = plan->max_seq_len;
     rt->max_blocks_per_seq = rt_blocks_for(rt, rt->max_seq_len);
-    rt->num_eos = llmrt_engine_eos_ids(engine, &rt->eos_ids);
+    rt->num_eos = llmrt_loaded_engine_eos_ids(engine, &rt->eos_ids);
     rt->next_id = 1;
     int32_t blocks = mem.kv_num_blocks;
     if (options->kv_max_blocks > 0 && options->kv_max_blocks < blocks) blocks = options->kv_max_blocks;
@@ -181,7 +187,7 @@ llmrt_status llmrt_runtime_tokenizer(llmrt_runtime *rt, const llmrt_tokenizer **
     llmrt_status s = LLMRT_OK;
     if (!rt->tokenizer_tried) {
         rt->tokenizer_tried = 1;
-        s = llmrt_engine_tokenizer(rt->engine, &rt->tokenizer);
+        s = llmrt_loaded_engine_tokenizer(rt->engine, &rt->tokenizer);
     } else if (!rt->tokenizer) {
         s = llmrt_error(LLMRT_ERR_NOT_FOUND, "the engine has no tokenizer");
     }

@@ -113,13 +113,9 @@ void tok_added_matcher_free(tok_added_matcher *m) {
 }
 
 static llmrt_status segments_push(tok_segments *s, size_t offset, size_t len, int32_t id) {
-    if (s->len == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        tok_segment *d = realloc(s->data, cap * sizeof *d);
-        if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for segments");
-        s->data = d;
-        s->cap = cap;
-    }
+    tok_segment *d = tok_grow(s->data, s->len, &s->cap, sizeof *d, 16);
+    if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for segments");
+    s->data = d;
     s->data[s->len++] = (tok_segment){offset, len, id};
     return LLMRT_OK;
 }

@@ -12,36 +12,10 @@
 
 static const char replacement_char[] = "\xEF\xBF\xBD";
 
-static char *dup_bytes(const char *s, size_t len) {
-    char *p = malloc(len + 1);
-    if (p) {
-        memcpy(p, s, len);
-        p[len] = '\0';
-    }
-    return p;
-}
-
 /* --- parsing ----------------------------------------------------------------------------- */
 
-static llmrt_status parse_one(json_t *node, const char *where, tok_decoder *list, size_t *count, size_t cap) {
-    if (json_is_null(node)) return LLMRT_OK;
-    if (!json_is_object(node)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected an object", where);
-    const char *type = NULL;
-    LLMRT_TRY(tok_json_string(node, "type", where, 1, &type, NULL));
-    if (strcmp(type, "Sequence") == 0) {
-        json_t *items = json_object_get(node, "decoders");
-        if (!json_is_array(items)) return llmrt_error(LLMRT_ERR_FORMAT, "%s.decoders: expected an array", where);
-        for (size_t i = 0; i < json_array_size(items); i++) {
-            char sub[300];
-            snprintf(sub, sizeof sub, "%s.decoders[%zu]", where, i);
-            LLMRT_TRY(parse_one(json_array_get(items, i), sub, list, count, cap));
-        }
-        return LLMRT_OK;
-    }
-    if (*count >= cap) return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: more than %zu decoders", where, cap);
-    tok_decoder *d = &list[*count];
-    memset(d, 0, sizeof *d);
-    (*count)++;
+static llmrt_status parse_decoder(json_t *node, const char *type, const char *where, void *item) {
+    tok_decoder *d = item;
     const char *s = NULL;
     size_t len = 0;
     if (strcmp(type, "ByteLevel") == 0) {
@@ -59,10 +33,10 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_decoder *list
             return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: only {\"String\": ...} patterns are supported", sub);
         LLMRT_TRY(tok_json_string(pattern, "String", sub, 1, &s, &len));
         if (len == 0) return llmrt_error(LLMRT_ERR_FORMAT, "%s.String: empty pattern", sub);
-        d->pattern = dup_bytes(s, len);
+        d->pattern = tok_dup_bytes(s, len);
         d->pattern_len = len;
         LLMRT_TRY(tok_json_string(node, "content", where, 1, &s, &len));
-        d->content = dup_bytes(s, len);
+        d->content = tok_dup_bytes(s, len);
         d->content_len = len;
         if (!d->pattern || !d->content) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
     } else if (strcmp(type, "Strip") == 0) {
@@ -94,22 +68,16 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_decoder *list
     return LLMRT_OK;
 }
 
+static void free_decoders(void *items, size_t count) { tok_decoders_free(items, count); }
+
 llmrt_status tok_decoders_parse(json_t *node, const char *where, tok_decoder **out, size_t *count) {
-    enum { MAX_DECODERS = 16 };
-    *out = NULL;
-    *count = 0;
-    if (!node || json_is_null(node)) return LLMRT_OK;
-    tok_decoder *list = calloc(MAX_DECODERS, sizeof *list);
-    if (!list) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
-    size_t n = 0;
-    llmrt_status st = parse_one(node, where, list, &n, MAX_DECODERS);
-    if (st != LLMRT_OK) {
-        tok_decoders_free(list, n);
-        return st;
-    }
-    *out = list;
-    *count = n;
-    return LLMRT_OK;
+    static const tok_component_kind kind = {.sequence_key = "decoders", .noun = "decoders",
+                                            .item_size = sizeof(tok_decoder), .capacity = 16,
+                                            .parse = parse_decoder, .free_list = free_decoders};
+    void *items = NULL;
+    llmrt_status st = tok_components_parse(node, where, &kind, &items, count);
+    *out = items;
+    return st;
 }
 
 void tok_decoders_free(tok_decoder *d, size_t count) {
@@ -164,6 +132,26 @@ static void list_free(str_list *l) {
 }
 
 #define ITEM(l, i) ((l)->text.data + (l)->offsets[i])
+
+/* Pushes s[0..len) with every non-overlapping occurrence of `pattern`,
+ * left to right, replaced by `with`. */
+static llmrt_status push_replaced(str_list *out, const char *s, size_t len, const char *pattern, size_t pattern_len,
+                                  const char *with, size_t with_len) {
+    llmrt_status st = list_push(out, "", 0);
+    size_t k = 0, copied = 0;
+    while (st == LLMRT_OK && k + pattern_len <= len) {
+        if (memcmp(s + k, pattern, pattern_len) == 0) {
+            st = list_extend_last(out, s + copied, k - copied);
+            if (st == LLMRT_OK) st = list_extend_last(out, with, with_len);
+            k += pattern_len;
+            copied = k;
+        } else {
+            k++;
+        }
+    }
+    if (st == LLMRT_OK) st = list_extend_last(out, s + copied, len - copied);
+    return st;
+}
 
 /* --- the decoders -------------------------------------------------------------------------- */
 
@@ -244,22 +232,8 @@ static llmrt_status apply_decoder(const tok_decoder *d, const str_list *in, str_
         for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) st = list_extend_last(out, ITEM(in, i), in->lens[i]);
         return st;
     case DEC_REPLACE:
-        for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) {
-            const char *s = ITEM(in, i);
-            size_t len = in->lens[i], k = 0, copied = 0;
-            st = list_push(out, "", 0);
-            while (st == LLMRT_OK && k + d->pattern_len <= len) {
-                if (memcmp(s + k, d->pattern, d->pattern_len) == 0) {
-                    st = list_extend_last(out, s + copied, k - copied);
-                    if (st == LLMRT_OK) st = list_extend_last(out, d->content, d->content_len);
-                    k += d->pattern_len;
-                    copied = k;
-                } else {
-                    k++;
-                }
-            }
-            if (st == LLMRT_OK) st = list_extend_last(out, s + copied, len - copied);
-        }
+        for (size_t i = 0; i < in->count && st == LLMRT_OK; i++)
+            st = push_replaced(out, ITEM(in, i), in->lens[i], d->pattern, d->pattern_len, d->content, d->content_len);
         return st;
     case DEC_STRIP:
         for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) {
@@ -286,20 +260,8 @@ static llmrt_status apply_decoder(const tok_decoder *d, const str_list *in, str_
         /* ▁ → ' ', except that the first token loses its ▁ entirely when a
          * prefix was prepended at encoding (HF's Metaspace decoder). */
         for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) {
-            const char *s = ITEM(in, i);
-            size_t len = in->lens[i], copied = 0;
-            st = list_push(out, "", 0);
-            for (size_t k = 0; st == LLMRT_OK && k + d->replacement_len <= len;) {
-                if (memcmp(s + k, d->replacement, d->replacement_len) == 0) {
-                    st = list_extend_last(out, s + copied, k - copied);
-                    if (st == LLMRT_OK && !(i == 0 && d->prepend)) st = list_extend_last(out, " ", 1);
-                    k += d->replacement_len;
-                    copied = k;
-                } else {
-                    k++;
-                }
-            }
-            if (st == LLMRT_OK) st = list_extend_last(out, s + copied, len - copied);
+            int drop = i == 0 && d->prepend;
+            st = push_replaced(out, ITEM(in, i), in->lens[i], d->replacement, d->replacement_len, " ", drop ? 0 : 1);
         }
         return st;
     }

@@ -5,43 +5,14 @@
 
 #include "tokenizer/tokenizer_internal.h"
 
-static char *dup_bytes(const char *s, size_t len) {
-    char *p = malloc(len + 1);
-    if (p) {
-        memcpy(p, s, len);
-        p[len] = '\0';
-    }
-    return p;
-}
-
-static llmrt_status parse_one(json_t *node, const char *where, tok_normalizer *out, size_t *count, size_t cap);
-
-static llmrt_status parse_list(json_t *list, const char *where, tok_normalizer *out, size_t *count, size_t cap) {
-    if (!json_is_array(list))
-        return llmrt_error(LLMRT_ERR_FORMAT, "%s.normalizers: expected an array", where);
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        char sub[256];
-        snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
-        LLMRT_TRY(parse_one(json_array_get(list, i), sub, out, count, cap));
-    }
-    return LLMRT_OK;
-}
-
-static llmrt_status parse_one(json_t *node, const char *where, tok_normalizer *out, size_t *count, size_t cap) {
-    if (json_is_null(node)) return LLMRT_OK;
-    if (!json_is_object(node)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected an object", where);
-    const char *type = NULL;
-    LLMRT_TRY(tok_json_string(node, "type", where, 1, &type, NULL));
-    if (strcmp(type, "Sequence") == 0) return parse_list(json_object_get(node, "normalizers"), where, out, count, cap);
-    if (*count >= cap) return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: more than %zu normalizers", where, cap);
-    tok_normalizer *n = &out[*count];
-    memset(n, 0, sizeof *n);
+static llmrt_status parse_normalizer(json_t *node, const char *type, const char *where, void *item) {
+    tok_normalizer *n = item;
     if (strcmp(type, "Prepend") == 0) {
         const char *s = NULL;
         size_t len = 0;
         LLMRT_TRY(tok_json_string(node, "prepend", where, 1, &s, &len));
         n->type = NORM_PREPEND;
-        n->text = dup_bytes(s, len);
+        n->text = tok_dup_bytes(s, len);
         n->text_len = len;
     } else if (strcmp(type, "Replace") == 0) {
         const char *content;
@@ -56,7 +27,7 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_normalizer *o
         if (json_is_object(pattern) && json_object_get(pattern, "String")) {
             LLMRT_TRY(tok_json_string(pattern, "String", sub, 1, &s, &len));
             if (len == 0) return llmrt_error(LLMRT_ERR_FORMAT, "%s.String: empty pattern", sub);
-            n->pattern = dup_bytes(s, len);
+            n->pattern = tok_dup_bytes(s, len);
             n->pattern_len = len;
         } else if (json_is_object(pattern) && json_object_get(pattern, "Regex")) {
             LLMRT_TRY(tok_json_string(pattern, "Regex", sub, 1, &s, &len));
@@ -64,7 +35,7 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_normalizer *o
         } else {
             return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected {\"String\": ...} or {\"Regex\": ...}", sub);
         }
-        n->text = dup_bytes(content, content_len);
+        n->text = tok_dup_bytes(content, content_len);
         n->text_len = content_len;
     } else if (strcmp(type, "NFC") == 0) {
         n->type = NORM_NFC;
@@ -77,26 +48,19 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_normalizer *o
     }
     if ((n->type == NORM_PREPEND || n->type == NORM_REPLACE) && !n->text)
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
-    (*count)++;
     return LLMRT_OK;
 }
 
+static void free_normalizers(void *items, size_t count) { tok_normalizers_free(items, count); }
+
 llmrt_status tok_normalizers_parse(json_t *node, const char *where, tok_normalizer **out, size_t *count) {
-    enum { MAX_NORMALIZERS = 32 };
-    *out = NULL;
-    *count = 0;
-    if (!node || json_is_null(node)) return LLMRT_OK;
-    tok_normalizer *list = calloc(MAX_NORMALIZERS, sizeof *list);
-    if (!list) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
-    size_t n = 0;
-    llmrt_status st = parse_one(node, where, list, &n, MAX_NORMALIZERS);
-    if (st != LLMRT_OK) {
-        tok_normalizers_free(list, n + 1 <= MAX_NORMALIZERS ? n + 1 : n);
-        return st;
-    }
-    *out = list;
-    *count = n;
-    return LLMRT_OK;
+    static const tok_component_kind kind = {.sequence_key = "normalizers", .noun = "normalizers",
+                                            .item_size = sizeof(tok_normalizer), .capacity = 32,
+                                            .parse = parse_normalizer, .free_list = free_normalizers};
+    void *items = NULL;
+    llmrt_status st = tok_components_parse(node, where, &kind, &items, count);
+    *out = items;
+    return st;
 }
 
 void tok_normalizers_free(tok_normalizer *n, size_t count) {

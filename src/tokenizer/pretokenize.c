@@ -33,13 +33,9 @@ llmrt_status tok_regex_compile(const char *pattern, size_t len, int literal, con
 }
 
 llmrt_status tok_pieces_push(tok_pieces *p, size_t offset, size_t len) {
-    if (p->len == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        tok_piece *d = realloc(p->data, cap * sizeof *d);
-        if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for pieces");
-        p->data = d;
-        p->cap = cap;
-    }
+    tok_piece *d = tok_grow(p->data, p->len, &p->cap, sizeof *d, 64);
+    if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for pieces");
+    p->data = d;
     p->data[p->len++] = (tok_piece){offset, len};
     return LLMRT_OK;
 }
@@ -56,28 +52,8 @@ static llmrt_status parse_behavior(json_t *node, const char *where, tok_split_be
     return LLMRT_OK;
 }
 
-static llmrt_status parse_one(json_t *node, const char *where, tok_pretokenizer *list, size_t *count, size_t cap);
-
-static llmrt_status parse_one(json_t *node, const char *where, tok_pretokenizer *list, size_t *count, size_t cap) {
-    if (json_is_null(node)) return LLMRT_OK;
-    if (!json_is_object(node)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected an object", where);
-    const char *type = NULL;
-    LLMRT_TRY(tok_json_string(node, "type", where, 1, &type, NULL));
-    if (strcmp(type, "Sequence") == 0) {
-        json_t *items = json_object_get(node, "pretokenizers");
-        if (!json_is_array(items))
-            return llmrt_error(LLMRT_ERR_FORMAT, "%s.pretokenizers: expected an array", where);
-        for (size_t i = 0; i < json_array_size(items); i++) {
-            char sub[256];
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", where, i);
-            LLMRT_TRY(parse_one(json_array_get(items, i), sub, list, count, cap));
-        }
-        return LLMRT_OK;
-    }
-    if (*count >= cap) return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: more than %zu pre-tokenizers", where, cap);
-    tok_pretokenizer *p = &list[*count];
-    memset(p, 0, sizeof *p);
-    (*count)++;
+static llmrt_status parse_pretokenizer(json_t *node, const char *type, const char *where, void *item) {
+    tok_pretokenizer *p = item;
     if (strcmp(type, "Split") == 0) {
         p->type = PRE_SPLIT;
         json_t *pattern = json_object_get(node, "pattern");
@@ -128,17 +104,21 @@ static llmrt_status parse_one(json_t *node, const char *where, tok_pretokenizer 
     return LLMRT_OK;
 }
 
+static void free_pretokenizers(void *items, size_t count) { tok_pretokenizers_free(items, count); }
+
 llmrt_status tok_pretokenizers_parse(json_t *node, const char *where, tok_pretokenizer **out, size_t *count,
                                      int *byte_level) {
-    enum { MAX_PRETOKENIZERS = 16 };
+    static const tok_component_kind kind = {.sequence_key = "pretokenizers", .noun = "pre-tokenizers",
+                                            .item_size = sizeof(tok_pretokenizer), .capacity = 16,
+                                            .parse = parse_pretokenizer, .free_list = free_pretokenizers};
     *out = NULL;
     *count = 0;
     *byte_level = 0;
-    if (!node || json_is_null(node)) return LLMRT_OK;
-    tok_pretokenizer *list = calloc(MAX_PRETOKENIZERS, sizeof *list);
-    if (!list) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
+    void *items = NULL;
     size_t n = 0;
-    llmrt_status st = parse_one(node, where, list, &n, MAX_PRETOKENIZERS);
+    LLMRT_TRY(tok_components_parse(node, where, &kind, &items, &n));
+    tok_pretokenizer *list = items;
+    llmrt_status st = LLMRT_OK;
     for (size_t i = 0; st == LLMRT_OK && i < n; i++) {
         /* The byte → unicode mapping is done by the model on raw bytes, which
          * is only the same when nothing after ByteLevel looks at the text. */
@@ -177,13 +157,9 @@ typedef struct ranges {
 } ranges;
 
 static llmrt_status ranges_push(ranges *r, size_t start, size_t end, int is_match) {
-    if (r->len == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        range *d = realloc(r->data, cap * sizeof *d);
-        if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for splits");
-        r->data = d;
-        r->cap = cap;
-    }
+    range *d = tok_grow(r->data, r->len, &r->cap, sizeof *d, 64);
+    if (!d) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory for splits");
+    r->data = d;
     r->data[r->len++] = (range){start, end, is_match};
     return LLMRT_OK;
 }

@@ -1,6 +1,7 @@
 /* Loading a tokenizer from tokenizer.json (and tokenizer_config.json), and
  * the vocabulary calls of the public API. Every field read is checked; an
  * error names its JSON path, e.g. "tokenizer.json: $.model.merges[12]: ...". */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,13 +30,54 @@ int tok_json_bool(json_t *obj, const char *key, int fallback) {
     return fallback;
 }
 
-static char *dup_string(const char *s, size_t len) {
+char *tok_dup_bytes(const char *s, size_t len) {
     char *p = malloc(len + 1);
     if (p) {
         memcpy(p, s, len);
         p[len] = '\0';
     }
     return p;
+}
+
+static llmrt_status parse_component(json_t *node, const char *where, const tok_component_kind *kind, char *items,
+                                    size_t *count) {
+    if (json_is_null(node)) return LLMRT_OK;
+    if (!json_is_object(node)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected an object", where);
+    const char *type = NULL;
+    LLMRT_TRY(tok_json_string(node, "type", where, 1, &type, NULL));
+    if (strcmp(type, "Sequence") == 0) {
+        json_t *list = json_object_get(node, kind->sequence_key);
+        if (!json_is_array(list))
+            return llmrt_error(LLMRT_ERR_FORMAT, "%s.%s: expected an array", where, kind->sequence_key);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            char sub[300];
+            snprintf(sub, sizeof sub, "%s.%s[%zu]", where, kind->sequence_key, i);
+            LLMRT_TRY(parse_component(json_array_get(list, i), sub, kind, items, count));
+        }
+        return LLMRT_OK;
+    }
+    if (*count >= kind->capacity)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: more than %zu %s", where, kind->capacity, kind->noun);
+    /* counted before it is filled, so that a failure part-way releases what it holds */
+    return kind->parse(node, type, where, items + (*count)++ * kind->item_size);
+}
+
+llmrt_status tok_components_parse(json_t *node, const char *where, const tok_component_kind *kind, void **out,
+                                  size_t *count) {
+    *out = NULL;
+    *count = 0;
+    if (!node || json_is_null(node)) return LLMRT_OK;
+    char *items = calloc(kind->capacity, kind->item_size);
+    if (!items) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
+    size_t n = 0;
+    llmrt_status st = parse_component(node, where, kind, items, &n);
+    if (st != LLMRT_OK) {
+        kind->free_list(items, n);
+        return st;
+    }
+    *out = items;
+    *count = n;
+    return LLMRT_OK;
 }
 
 int32_t tok_added_lookup(const llmrt_tokenizer *tok, const char *s, size_t len) {
@@ -62,7 +104,7 @@ static llmrt_status parse_added_tokens(llmrt_tokenizer *tok, json_t *list, const
         size_t len = 0;
         LLMRT_TRY(tok_json_string(item, "content", sub, 1, &content, &len));
         tok_added_token *t = &tok->added[tok->added_count++];
-        t->content = dup_string(content, len);
+        t->content = tok_dup_bytes(content, len);
         if (!t->content) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", sub);
         t->len = len;
         t->id = (int32_t)json_integer_value(id);
@@ -93,7 +135,7 @@ static llmrt_status build_id_table(llmrt_tokenizer *tok, const char *where) {
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu ids", where, size);
     for (uint32_t e = 0; e < v->count; e++) {
         const struct tok_strmap_entry *entry = &v->entries[e];
-        char *s = dup_string(v->pool.data + entry->offset, entry->len);
+        char *s = tok_dup_bytes(v->pool.data + entry->offset, entry->len);
         if (!s) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
         free(tok->id_to_token[entry->value]);
         tok->id_to_token[entry->value] = s;
@@ -101,7 +143,7 @@ static llmrt_status build_id_table(llmrt_tokenizer *tok, const char *where) {
     /* Added tokens win, as HF's decode looks them up first. */
     for (size_t i = 0; i < tok->added_count; i++) {
         const tok_added_token *t = &tok->added[i];
-        char *s = dup_string(t->content, t->len);
+        char *s = tok_dup_bytes(t->content, t->len);
         if (!s) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
         free(tok->id_to_token[t->id]);
         tok->id_to_token[t->id] = s;
@@ -180,7 +222,7 @@ llmrt_status llmrt_tokenizer_from_json(const char *json_text, size_t len, const 
         json_decref(root);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
     }
-    tok->name = dup_string(name, strlen(name));
+    tok->name = tok_dup_bytes(name, strlen(name));
     /* Errors name JSONPath-style fields: "tokenizer.json: $.model.vocab: ...". */
     char where[256];
     snprintf(where, sizeof where, "%s: $", name);
@@ -235,7 +277,7 @@ static llmrt_status config_token(json_t *root, const char *key, char **out) {
     if (!json_is_string(v))
         return llmrt_error(LLMRT_ERR_FORMAT, "tokenizer_config.json: %s: expected a string or {\"content\": ...}", key);
     free(*out);
-    *out = dup_string(json_string_value(v), json_string_length(v));
+    *out = tok_dup_bytes(json_string_value(v), json_string_length(v));
     return *out ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer_config.json: out of memory");
 }
 
@@ -276,7 +318,7 @@ llmrt_status llmrt_tokenizer_set_chat_template(llmrt_tokenizer *tok, const char 
     tok->chat_template = NULL;
     tok->chat_family = CHAT_NONE;
     if (!chat_template) return LLMRT_OK;
-    tok->chat_template = dup_string(chat_template, strlen(chat_template));
+    tok->chat_template = tok_dup_bytes(chat_template, strlen(chat_template));
     if (!tok->chat_template) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "chat template: out of memory");
     tok->chat_family = tok_chat_detect(chat_template);
     return LLMRT_OK;

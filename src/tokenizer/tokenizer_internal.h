@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <jansson.h>
 #include <pcre2.h>
@@ -32,6 +33,19 @@ typedef struct tok_buf {
     char *data;
     size_t len, cap;
 } tok_buf;
+
+/* Room for element `len` of a growable array of elem_size-byte elements
+ * with *cap allocated: data itself while len < *cap, else data reallocated
+ * to twice *cap (`first` when empty) and *cap updated; NULL when out of
+ * memory, data then still valid and *cap unchanged. Inline: the pushes
+ * that call it run per piece and per code point. */
+static inline void *tok_grow(void *data, size_t len, size_t *cap, size_t elem_size, size_t first) {
+    if (len < *cap) return data;
+    size_t grown = *cap ? *cap * 2 : first;
+    void *p = realloc(data, grown * elem_size);
+    if (p) *cap = grown;
+    return p;
+}
 
 llmrt_status tok_buf_reserve(tok_buf *b, size_t extra);
 llmrt_status tok_buf_append(tok_buf *b, const void *data, size_t len);
@@ -323,9 +337,32 @@ struct llmrt_tokenizer {
 
 int32_t tok_added_lookup(const llmrt_tokenizer *tok, const char *s, size_t len);
 
-/* The JSON path helpers for error messages. */
+/* The JSON path helpers for error messages (tokenizer.c). */
 llmrt_status tok_json_string(json_t *obj, const char *key, const char *where, int required, const char **out,
                              size_t *len);
 int tok_json_bool(json_t *obj, const char *key, int fallback);
+/* A NUL-terminated copy of s[0..len), or NULL when out of memory. */
+char *tok_dup_bytes(const char *s, size_t len);
+
+/* Normalizers, pre-tokenizers and decoders share one shape in tokenizer.json:
+ * null, one {"type": ...} object, or {"type": "Sequence", "<key>": [...]}
+ * holding more of them, nested. A kind says how to read one of the three;
+ * tok_components_parse flattens the shape into an array of items. */
+typedef struct tok_component_kind {
+    const char *sequence_key; /* "normalizers", "pretokenizers", "decoders" */
+    const char *noun;         /* for "more than <capacity> <noun>" */
+    size_t item_size;
+    size_t capacity;          /* items at most */
+    /* Fills `item` (zeroed) from `node`, an object of this `type` (never
+     * "Sequence"). On failure the item is released with the list. */
+    llmrt_status (*parse)(json_t *node, const char *type, const char *where, void *item);
+    /* Releases `count` items and the array. */
+    void (*free_list)(void *items, size_t count);
+} tok_component_kind;
+
+/* *out: a new array of *count items (NULL and 0 when node is absent or
+ * null), for kind->free_list; nothing is left allocated on failure. */
+llmrt_status tok_components_parse(json_t *node, const char *where, const tok_component_kind *kind, void **out,
+                                  size_t *count);
 
 #endif

@@ -216,13 +216,9 @@ typedef struct cp_vec {
 } cp_vec;
 
 static llmrt_status cp_push(cp_vec *v, uint32_t cp) {
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        uint32_t *p = realloc(v->data, cap * sizeof *p);
-        if (!p) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory in NFC");
-        v->data = p;
-        v->cap = cap;
-    }
+    uint32_t *p = tok_grow(v->data, v->len, &v->cap, sizeof *p, 64);
+    if (!p) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory in NFC");
+    v->data = p;
     v->data[v->len++] = cp;
     return LLMRT_OK;
 }

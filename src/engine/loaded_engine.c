@@ -1,0 +1,94 @@
+/* Loading an engine: map the file, start the backend it was built for, and
+ * set aside what llmrt_prompt_logits drives the backend with (an identity
+ * block table and a logits buffer), so that no call allocates them. */
+#include "engine/loaded_engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "llmrt/tokenizer.h"
+
+llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_options *options, llmrt_engine **out) {
+    *out = NULL;
+    double start = llmrt_now_seconds();
+    llmrt_engine *e = calloc(1, sizeof *e);
+    if (!e) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_status s = llmrt_engine_image_open(path, options->verify_checksum, &e->image);
+    const llmrt_backend_ops *ops = NULL;
+    if (s == LLMRT_OK) s = llmrt_backend_lookup(e->image->backend, &ops);
+    if (s == LLMRT_OK) {
+        const llmrt_plan *plan = e->image->plan;
+        e->block_size = options->kv_block_size;
+        e->blocks_per_seq = (plan->max_seq_len + e->block_size - 1) / e->block_size;
+        e->block_table = malloc((size_t)e->blocks_per_seq * sizeof *e->block_table);
+        e->logits = malloc((size_t)plan->max_num_tokens * (size_t)plan->vocab_size * sizeof *e->logits);
+        if (!e->block_table || !e->logits)
+            s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        for (int32_t i = 0; s == LLMRT_OK && i < e->blocks_per_seq; i++) e->block_table[i] = i;
+    }
+    if (s == LLMRT_OK) {
+        llmrt_backend_config config = {
+            .num_threads = options->num_threads,
+            .device = options->device,
+            .kv_block_size = e->block_size,
+            .kv_num_blocks = strcmp(ops->name, "cpu") == 0 ? e->blocks_per_seq * e->image->plan->max_batch : 0,
+            .kv_cache_fraction = options->kv_cache_fraction,
+        };
+        e->backend.ops = ops;
+        e->backend.plan = e->image->plan;
+        s = ops->create(e->image->plan, &config, &e->backend.state);
+        if (s != LLMRT_OK) llmrt_error_context(s, "%s: starting the %s backend", path, ops->name);
+    }
+    if (s != LLMRT_OK) {
+        llmrt_loaded_engine_close(e);
+        return s;
+    }
+    LLMRT_INFO("loaded %s (%s, %s backend) in %.2f s", path, e->image->config.architecture, ops->name,
+               llmrt_now_seconds() - start);
+    *out = e;
+    return LLMRT_OK;
+}
+
+void llmrt_loaded_engine_close(llmrt_engine *e) {
+    if (!e) return;
+    if (e->backend.ops && e->backend.state) e->backend.ops->destroy(e->backend.state);
+    llmrt_engine_image_close(e->image);
+    free(e->block_table);
+    free(e->logits);
+    free(e);
+}
+
+llmrt_status llmrt_loaded_engine_tokenizer(const llmrt_engine *e, llmrt_tokenizer **out) {
+    *out = NULL;
+    const llmrt_engine_image *img = e->image;
+    if (!img->tokenizer.data)
+        return llmrt_error(LLMRT_ERR_NOT_FOUND, "the engine has no tokenizer (its checkpoint had no tokenizer.json)");
+    LLMRT_TRY(llmrt_tokenizer_from_json(img->tokenizer.data, img->tokenizer.size, "the engine's tokenizer.json", out));
+    if (img->tokenizer_config.data) {
+        llmrt_status s = llmrt_tokenizer_set_config_json(*out, img->tokenizer_config.data, img->tokenizer_config.size);
+        if (s != LLMRT_OK) {
+            llmrt_tokenizer_free(*out);
+            *out = NULL;
+            return llmrt_error_context(s, "the engine's tokenizer_config.json");
+        }
+    }
+    return LLMRT_OK;
+}
+
+int32_t llmrt_loaded_engine_eos_ids(const llmrt_engine *e, const int32_t **ids) {
+    *ids = e->image->config.eos_token_ids;
+    return e->image->config.num_eos_tokens;
+}
+
+llmrt_backend *llmrt_engine_backend_instance(llmrt_engine *e) { return &e->backend; }
+
+llmrt_status llmrt_engine_acquire(llmrt_engine *e, const char *who) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&e->in_use, &expected, 1))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "engine busy: %s needs the engine's KV cache, which a runtime or another call holds", who);
+    return LLMRT_OK;
+}
+
+void llmrt_engine_release(llmrt_engine *e) { atomic_store(&e->in_use, 0); }

@@ -1,0 +1,45 @@
+/* A loaded engine: an engine file's image started on its backend. This is
+ * the object behind the public llmrt_engine handle; src/api/engine.c is the
+ * public layer over it, and the runtime (which sits above this module and
+ * below the API) uses it directly: the backend instance, and exclusive use
+ * of the backend's KV cache (one runtime, or one llmrt_generate /
+ * llmrt_prompt_logits call, at a time). */
+#ifndef LLMRT_ENGINE_LOADED_ENGINE_H
+#define LLMRT_ENGINE_LOADED_ENGINE_H
+
+#include <stdatomic.h>
+
+#include "backends/backend.h"
+#include "engine/engine_file.h"
+#include "llmrt/llmrt.h"
+
+struct llmrt_engine {
+    llmrt_engine_image *image;
+    llmrt_backend backend;
+    int32_t block_size;
+    int32_t blocks_per_seq;
+    int32_t *block_table;  /* llmrt_prompt_logits' sequence: [blocks_per_seq] */
+    float *logits;         /* [max_num_tokens, vocab] */
+    atomic_int in_use;     /* the KV cache has a user (llmrt_engine_acquire) */
+};
+
+/* Maps and validates the engine file at `path` and starts its backend.
+ * `options` are checked by the caller (llmrt_engine_load). The engine owns
+ * everything it holds; llmrt_loaded_engine_close releases it. */
+llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_options *options, llmrt_engine **out);
+void llmrt_loaded_engine_close(llmrt_engine *engine);
+
+/* A tokenizer from the image's tokenizer.json with its tokenizer_config.json
+ * attached, owned by the caller; LLMRT_ERR_NOT_FOUND when the checkpoint had
+ * no tokenizer.json. */
+llmrt_status llmrt_loaded_engine_tokenizer(const llmrt_engine *engine, llmrt_tokenizer **out);
+/* The end-of-sequence ids from the model's config (a view into the image). */
+int32_t llmrt_loaded_engine_eos_ids(const llmrt_engine *engine, const int32_t **ids);
+
+llmrt_backend *llmrt_engine_backend_instance(llmrt_engine *engine);
+/* Takes the engine's KV cache for the caller; fails with "engine busy"
+ * while another holder has it. */
+llmrt_status llmrt_engine_acquire(llmrt_engine *engine, const char *who);
+void llmrt_engine_release(llmrt_engine *engine);
+
+#endif

@@ -1,0 +1,33 @@
+/* What every family's network builder shares: the step's inputs, and the
+ * model spec translated into the layers' parameters. */
+#include "models/models.h"
+
+llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g) {
+    int64_t tokens = LLMRT_DIM_TOKENS, logits = LLMRT_DIM_LOGITS;
+    llmrt_model_inputs in;
+    in.token_ids = llmrt_input(g, "token_ids", LLMRT_DTYPE_I32, 1, &tokens);
+    in.positions = llmrt_input(g, "positions", LLMRT_DTYPE_I32, 1, &tokens);
+    in.logits_indices = llmrt_input(g, "logits_indices", LLMRT_DTYPE_I32, 1, &logits);
+    return in;
+}
+
+llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_config *c) {
+    return (llmrt_attention_layer_params){
+        .hidden = c->hidden_size,
+        .num_heads = c->num_heads,
+        .num_kv_heads = c->num_kv_heads,
+        .head_dim = c->head_dim,
+        .rotary_dim = c->rope.type == LLMRT_ROPE_NONE ? 0 : c->rope.rotary_dim,
+        .qkv_bias = c->attention_bias,
+        .out_bias = c->attention_out_bias,
+    };
+}
+
+llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *c) {
+    return (llmrt_mlp_layer_params){
+        .hidden = c->hidden_size,
+        .intermediate = c->intermediate_size,
+        .activation = c->activation,
+        .bias = c->mlp_bias,
+    };
+}
