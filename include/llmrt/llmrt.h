@@ -37,8 +37,8 @@ typedef struct llmrt_build_options {
     const char *backend;        /* "cpu" (default) or "cuda" */
     llmrt_dtype dtype;          /* weight storage; default INVALID = the checkpoint's torch_dtype (f32 if unknown) */
     int32_t max_seq_len;        /* default 0 = min(max_position_embeddings, 4096) */
-    int32_t max_batch;          /* sequences per step; default 8 */
-    int32_t max_num_tokens;     /* tokens per step; default 0 = max(512, max_batch) */
+    int32_t max_batch;          /* sequences per step; default 0 = the backend's (cuda 256, cpu 16) */
+    int32_t max_num_tokens;     /* tokens per step; default 0 = the backend's (cuda 2048, cpu 512), at least max_batch */
     const char *disabled_passes;/* comma-separated compiler passes to skip (testing); default NULL */
 } llmrt_build_options;
 
@@ -64,7 +64,9 @@ typedef struct llmrt_engine_options {
     int32_t device;             /* GPU ordinal; default 0 */
     int verify_checksum;        /* check the weights' checksum on load; default 1 */
     int32_t kv_block_size;      /* tokens per KV block; default 16 */
-    float kv_cache_fraction;    /* GPU: share of free memory for the KV cache; default 0.9 */
+    float kv_cache_fraction;    /* share of memory for the KV cache: GPU memory free after weights and
+                                   activations (default 0.9), CPU memory available at load (default 0.5);
+                                   0 = the backend's default. Never more than max_batch full sequences. */
 } llmrt_engine_options;
 
 void llmrt_engine_options_init(llmrt_engine_options *options);

@@ -14,8 +14,12 @@ void llmrt_build_options_init(llmrt_build_options *o) {
     memset(o, 0, sizeof *o);
     o->backend = "cpu";
     o->dtype = LLMRT_DTYPE_INVALID;
-    o->max_batch = 8;
 }
+
+/* Limits a served engine needs: a GPU step holds hundreds of sequences and a
+ * whole 2048-token prompt (one prefill step, not four); a CPU step gains
+ * little from more. The KV cache is sized from memory at load, not here. */
+enum { CUDA_MAX_BATCH = 256, CUDA_MAX_NUM_TOKENS = 2048, CPU_MAX_BATCH = 16, CPU_MAX_NUM_TOKENS = 512 };
 
 /* Reads an optional file of the checkpoint directory (NULL if absent). */
 static llmrt_status read_optional(const char *dir, const char *name, char **data, size_t *size) {
@@ -36,6 +40,7 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     const char *backend = o->backend ? o->backend : "cpu";
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: unknown backend '%s' (cpu, cuda)", backend);
+    const int on_cpu = strcmp(backend, "cpu") == 0;
     double start = llmrt_now_seconds();
 
     llmrt_model_config config;
@@ -62,16 +67,19 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     llmrt_compile_options copts = {
         .target = backend,
         /* CPUs compute in f32 whatever the storage; GPUs in the storage type */
-        .act_dtype = strcmp(backend, "cpu") == 0 ? LLMRT_DTYPE_F32 : dtype,
+        .act_dtype = on_cpu ? LLMRT_DTYPE_F32 : dtype,
         .weight_dtype = dtype,
-        .max_batch = o->max_batch > 0 ? o->max_batch : 8,
+        .max_batch = o->max_batch > 0 ? o->max_batch : on_cpu ? CPU_MAX_BATCH : CUDA_MAX_BATCH,
         .max_seq_len = o->max_seq_len > 0 ? o->max_seq_len
                                           : (config.max_position_embeddings < 4096 ? config.max_position_embeddings : 4096),
         .disabled_passes = o->disabled_passes,
         .random_weights = o->random_weights,
         .seed = o->seed,
     };
-    copts.max_num_tokens = o->max_num_tokens > 0 ? o->max_num_tokens : (copts.max_batch > 512 ? copts.max_batch : 512);
+    const int32_t default_tokens = on_cpu ? CPU_MAX_NUM_TOKENS : CUDA_MAX_NUM_TOKENS;
+    copts.max_num_tokens = o->max_num_tokens > 0             ? o->max_num_tokens
+                           : copts.max_batch > default_tokens ? copts.max_batch
+                                                              : default_tokens;
     if (copts.max_num_tokens < copts.max_batch)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --max-num-tokens %d is below --max-batch %d",
                            copts.max_num_tokens, copts.max_batch);

@@ -22,7 +22,6 @@ void llmrt_engine_options_init(llmrt_engine_options *o) {
     memset(o, 0, sizeof *o);
     o->verify_checksum = 1;
     o->kv_block_size = 16;
-    o->kv_cache_fraction = 0.9f;
 }
 
 llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *options, llmrt_engine **out) {
@@ -34,6 +33,9 @@ llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *opt
     }
     if (options->kv_block_size < 1 || options->kv_block_size > 4096)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "kv block size %d (1..4096)", options->kv_block_size);
+    if (!(options->kv_cache_fraction >= 0 && options->kv_cache_fraction <= 1))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "kv cache fraction %g (0..1; 0 = the backend's default)",
+                           (double)options->kv_cache_fraction);
     return llmrt_loaded_engine_open(path, options, out);
 }
 
@@ -75,10 +77,10 @@ static llmrt_status check_prompt(const llmrt_engine *e, const int32_t *ids, int3
     return LLMRT_OK;
 }
 
-/* Runs tokens [first, first + count) of one sequence (positions = indices);
- * logits for the last `want_logits` rows (count rows when want_all). */
-static llmrt_status run_chunk(llmrt_engine *e, const int32_t *ids, int32_t first, int32_t count, int want_all,
-                              int32_t *positions, int32_t *logit_rows) {
+/* Runs tokens [first, first + count) of one sequence (positions = indices)
+ * and writes every row's logits to logits: [count, vocab]. */
+static llmrt_status run_chunk(llmrt_engine *e, const int32_t *ids, int32_t first, int32_t count, int32_t *positions,
+                              int32_t *logit_rows, float *logits) {
     for (int32_t i = 0; i < count; i++) {
         positions[i] = first + i;
         logit_rows[i] = i;
@@ -92,10 +94,10 @@ static llmrt_status run_chunk(llmrt_engine *e, const int32_t *ids, int32_t first
         .seq_start = seq_start,
         .block_tables = e->block_table,
         .max_blocks_per_seq = e->blocks_per_seq,
-        .num_logits = want_all ? count : 1,
-        .logits_indices = want_all ? logit_rows : &logit_rows[count - 1],
+        .num_logits = count,
+        .logits_indices = logit_rows,
     };
-    return e->backend.ops->forward(e->backend.state, &step, e->logits);
+    return e->backend.ops->forward(e->backend.state, &step, logits);
 }
 
 llmrt_status llmrt_prompt_logits(llmrt_engine *e, const int32_t *ids, int32_t n, float *logits) {
@@ -108,10 +110,7 @@ llmrt_status llmrt_prompt_logits(llmrt_engine *e, const int32_t *ids, int32_t n,
     llmrt_status s = positions && rows ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     for (int32_t first = 0; s == LLMRT_OK && first < n; first += chunk_cap) {
         int32_t count = n - first < chunk_cap ? n - first : chunk_cap;
-        s = run_chunk(e, ids, first, count, 1, positions, rows);
-        if (s == LLMRT_OK)
-            memcpy(logits + (size_t)first * plan->vocab_size, e->logits,
-                   (size_t)count * (size_t)plan->vocab_size * sizeof *logits);
+        s = run_chunk(e, ids, first, count, positions, rows, logits + (size_t)first * plan->vocab_size);
     }
     free(positions);
     free(rows);

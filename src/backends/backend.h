@@ -59,7 +59,7 @@ typedef struct llmrt_backend_config {
     int32_t device;            /* CUDA: device ordinal */
     int32_t kv_block_size;     /* tokens per KV block */
     int32_t kv_num_blocks;     /* 0: size the cache from memory (kv_cache_fraction) */
-    float kv_cache_fraction;   /* CUDA: fraction of free memory after weights and arena */
+    float kv_cache_fraction;   /* share of free memory (GPU: after weights and arena; CPU: available); 0 = default */
     int32_t verbose;
 } llmrt_backend_config;
 

@@ -1,6 +1,6 @@
 /* Loading an engine: map the file, start the backend it was built for, and
- * set aside what llmrt_prompt_logits drives the backend with (an identity
- * block table and a logits buffer), so that no call allocates them. */
+ * set aside the identity block table llmrt_prompt_logits drives the
+ * backend with. The KV cache is the backend's to size (from memory). */
 #include "engine/loaded_engine.h"
 
 #include <stdlib.h>
@@ -22,8 +22,7 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
         e->block_size = options->kv_block_size;
         e->blocks_per_seq = (plan->max_seq_len + e->block_size - 1) / e->block_size;
         e->block_table = malloc((size_t)e->blocks_per_seq * sizeof *e->block_table);
-        e->logits = malloc((size_t)plan->max_num_tokens * (size_t)plan->vocab_size * sizeof *e->logits);
-        if (!e->block_table || !e->logits)
+        if (!e->block_table)
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         for (int32_t i = 0; s == LLMRT_OK && i < e->blocks_per_seq; i++) e->block_table[i] = i;
     }
@@ -32,7 +31,6 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
             .num_threads = options->num_threads,
             .device = options->device,
             .kv_block_size = e->block_size,
-            .kv_num_blocks = strcmp(ops->name, "cpu") == 0 ? e->blocks_per_seq * e->image->plan->max_batch : 0,
             .kv_cache_fraction = options->kv_cache_fraction,
         };
         e->backend.ops = ops;
@@ -55,7 +53,6 @@ void llmrt_loaded_engine_close(llmrt_engine *e) {
     if (e->backend.ops && e->backend.state) e->backend.ops->destroy(e->backend.state);
     llmrt_engine_image_close(e->image);
     free(e->block_table);
-    free(e->logits);
     free(e);
 }
 

@@ -19,7 +19,6 @@ struct llmrt_engine {
     int32_t block_size;
     int32_t blocks_per_seq;
     int32_t *block_table;  /* llmrt_prompt_logits' sequence: [blocks_per_seq] */
-    float *logits;         /* [max_num_tokens, vocab] */
     atomic_int in_use;     /* the KV cache has a user (llmrt_engine_acquire) */
 };
 
