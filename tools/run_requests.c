@@ -9,11 +9,13 @@
  * reported on its own output line and the others still run. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "llmrt/runtime.h"
 #include "run_output.h"
@@ -34,10 +36,23 @@ static int get_number(json_t *o, const char *key, double min, double max, double
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 1;
     if (!json_is_number(v) || json_number_value(v) < min || json_number_value(v) > max) {
-        snprintf(error, cap, "\"%s\" must be a number in [%g, %g]", key, min, max);
+        char lo[32], hi[32];
+        snprintf(error, cap, "\"%s\" must be a number in [%s, %s]", key, cli_format_number(lo, min),
+                 cli_format_number(hi, max));
         return 0;
     }
     *out = json_number_value(v);
+    return 1;
+}
+
+/* A count or id: 2.5 tokens would be cut to 2 without a word. */
+static int get_integer(json_t *o, const char *key, double min, double max, double *out, char *error, size_t cap) {
+    if (!get_number(o, key, min, max, out, error, cap)) return 0;
+    json_t *v = json_object_get(o, key);
+    if (v && json_is_real(v) && json_real_value(v) != floor(json_real_value(v))) {
+        snprintf(error, cap, "\"%s\" must be an integer", key);
+        return 0;
+    }
     return 1;
 }
 
@@ -48,6 +63,22 @@ static int parse_line(line_request *l, const run_settings *s, int32_t beams, siz
     if (!json_is_object(o)) {
         snprintf(error, cap, "a line must be a JSON object");
         return 0;
+    }
+    /* a field the runtime does not implement (logit_bias, min_tokens,
+     * best_of, ...) is refused rather than silently ignored */
+    static const char *const known[] = {"prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k",
+                                        "min_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty",
+                                        "repetition_penalty", "logprobs", "beams", "length_penalty",
+                                        "early_stopping", "ignore_eos"};
+    const char *key;
+    json_t *value;
+    json_object_foreach(o, key, value) {
+        size_t k = 0;
+        while (k < sizeof known / sizeof known[0] && strcmp(key, known[k]) != 0) k++;
+        if (k == sizeof known / sizeof known[0]) {
+            snprintf(error, cap, "unsupported field \"%.100s\" (llmrt run --help lists the fields)", key);
+            return 0;
+        }
     }
     llmrt_request *r = &l->req;
     llmrt_request_init(r);
@@ -79,7 +110,7 @@ static int parse_line(line_request *l, const run_settings *s, int32_t beams, siz
     }
     double x;
     x = r->sampling.max_tokens;
-    if (!get_number(o, "max_tokens", 0, 1 << 24, &x, error, cap)) return 0;
+    if (!get_integer(o, "max_tokens", 0, 1 << 24, &x, error, cap)) return 0;
     r->sampling.max_tokens = (int32_t)x;
     x = r->sampling.temperature;
     if (!get_number(o, "temperature", 0, 100, &x, error, cap)) return 0;
@@ -88,10 +119,10 @@ static int parse_line(line_request *l, const run_settings *s, int32_t beams, siz
     if (!get_number(o, "top_p", 0, 1, &x, error, cap)) return 0;
     r->sampling.top_p = (float)x;
     x = r->sampling.top_k;
-    if (!get_number(o, "top_k", 0, 1 << 24, &x, error, cap)) return 0;
+    if (!get_integer(o, "top_k", 0, 1 << 24, &x, error, cap)) return 0;
     r->sampling.top_k = (int32_t)x;
     x = (double)r->sampling.seed;
-    if (!get_number(o, "seed", 0, 9007199254740992.0, &x, error, cap)) return 0;
+    if (!get_integer(o, "seed", 0, 9007199254740992.0, &x, error, cap)) return 0;
     r->sampling.seed = (uint64_t)x;
     struct { const char *key; float *field; double min, max; } floats[] = {
         {"min_p", &r->min_p, 0, 1},
@@ -106,16 +137,16 @@ static int parse_line(line_request *l, const run_settings *s, int32_t beams, siz
         *floats[i].field = (float)x;
     }
     x = 1;
-    if (!get_number(o, "n", 1, 1024, &x, error, cap)) return 0;
+    if (!get_integer(o, "n", 1, 1024, &x, error, cap)) return 0;
     r->n = (int32_t)x;
     x = beams;
-    if (!get_number(o, "beams", 0, 64, &x, error, cap)) return 0;
+    if (!get_integer(o, "beams", 0, 64, &x, error, cap)) return 0;
     r->num_beams = (int32_t)x;
     json_t *lp = json_object_get(o, "logprobs");
     if (json_is_boolean(lp)) r->logprobs = 0;
     else if (lp && !json_is_null(lp)) {
         x = 0;
-        if (!get_number(o, "logprobs", 0, LLMRT_MAX_LOGPROBS, &x, error, cap)) return 0;
+        if (!get_integer(o, "logprobs", 0, LLMRT_MAX_LOGPROBS, &x, error, cap)) return 0;
         r->logprobs = (int32_t)x;
     }
     json_t *flag = json_object_get(o, "ignore_eos");
@@ -138,6 +169,42 @@ static int parse_line(line_request *l, const run_settings *s, int32_t beams, siz
             return snprintf(error, cap, "\"stop\" must be a string or an array of up to %d", LLMRT_MAX_STOP_STRINGS), 0;
         }
     }
+    return 1;
+}
+
+/* Splits the file's text into one line_request per non-blank line, each
+ * parsed (duplicate keys rejected, as a second "prompt" would silently win)
+ * or holding its parse error. Returns 0 when out of memory. */
+static int parse_request_lines(char *text, const char *path, line_request **out, size_t *out_count) {
+    line_request *lines = NULL;
+    size_t count = 0, cap = 0, line_no = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        line_no++;
+        size_t start = strspn(line, " \t\r");
+        if (line[start]) { /* blank lines are not requests */
+            if (count == cap) {
+                cap = cap ? cap * 2 : 16;
+                line_request *grown = realloc(lines, cap * sizeof *grown);
+                if (!grown) {
+                    for (size_t i = 0; i < count; i++) json_decref(lines[i].json);
+                    free(lines);
+                    return 0;
+                }
+                lines = grown;
+            }
+            line_request *l = &lines[count++];
+            memset(l, 0, sizeof *l);
+            json_error_t jerr;
+            l->json = json_loads(line + start, JSON_REJECT_DUPLICATES, &jerr);
+            if (!l->json) snprintf(l->error, sizeof l->error, "%s:%zu: %s", path, line_no, jerr.text);
+        }
+        if (!end) break;
+        line = end + 1;
+    }
+    *out = lines;
+    *out_count = count;
     return 1;
 }
 
@@ -203,7 +270,7 @@ static void print_result(size_t index, const line_request *l) {
     json_decref(o);
 }
 
-static void print_plain(size_t index, const line_request *l) {
+static void print_plain(size_t index, const line_request *l, int32_t max_seq_len) {
     const llmrt_result *res = &l->result;
     if (!l->submitted || res->status != LLMRT_OK || res->num_sequences < 1) {
         printf("[%zu] error: %s\n", index, l->submitted ? (res->error ? res->error : "failed") : l->error);
@@ -216,6 +283,8 @@ static void print_plain(size_t index, const line_request *l) {
         else
             for (int32_t k = 0; k < s->num_output; k++) printf("%s%d", k ? "," : "", s->output_ids[k]);
         putchar('\n');
+        fflush(stdout);
+        note_if_cut(index, res->prompt_tokens, s, l->req.sampling.max_tokens, max_seq_len);
     }
 }
 
@@ -227,35 +296,25 @@ double cli_now_seconds(void) {
 
 int run_requests(const run_settings *s, const llmrt_engine_options *eo, const run_requests_options *opts) {
     const char *path = opts->path;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "llmrt run: cannot open %s\n", path);
+    line_request *lines = NULL;
+    size_t count = 0;
+    int code = 1;
+    size_t size = 0;
+    char *buf = cli_read_file(path, &size);
+    if (!buf) return report_failure("run");
+    if (strlen(buf) != size) {
+        fprintf(stderr, "llmrt run: %s: a NUL byte at offset %zu (requests are JSON text, one per line)\n", path,
+                strlen(buf));
+        free(buf);
         return 1;
     }
-    line_request *lines = NULL;
-    size_t count = 0, cap = 0;
-    char *buf = NULL;
-    size_t buf_cap = 0;
-    ssize_t got;
-    int code = 1;
-    size_t line_no = 0;
-    while ((got = getline(&buf, &buf_cap, f)) >= 0) {
-        line_no++;
-        size_t start = 0;
-        while (start < (size_t)got && (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\n' || buf[start] == '\r'))
-            start++;
-        if (start == (size_t)got) continue; /* blank lines are not requests */
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            line_request *grown = realloc(lines, cap * sizeof *grown);
-            if (!grown) goto done;
-            lines = grown;
-        }
-        line_request *l = &lines[count++];
-        memset(l, 0, sizeof *l);
-        json_error_t jerr;
-        l->json = json_loads(buf + start, 0, &jerr);
-        if (!l->json) snprintf(l->error, sizeof l->error, "%s:%zu: %s", path, line_no, jerr.text);
+    if (!parse_request_lines(buf, path, &lines, &count)) {
+        fprintf(stderr, "llmrt run: %s: out of memory\n", path);
+        goto done;
+    }
+    if (count == 0) {
+        fprintf(stderr, "llmrt run: %s: no requests (one JSON object per line)\n", path);
+        goto done;
     }
     llmrt_engine *engine = NULL;
     llmrt_runtime *rt = NULL;
@@ -287,7 +346,7 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
         }
         failed |= !l->submitted || l->result.status != LLMRT_OK;
         if (s->json) print_result(i, l);
-        else print_plain(i, l);
+        else print_plain(i, l, llmrt_engine_max_seq_len(engine));
         fflush(stdout);
     }
     if (s->verbose) {
@@ -312,6 +371,5 @@ done:
     }
     free(lines);
     free(buf);
-    fclose(f);
     return code;
 }

@@ -172,6 +172,19 @@ static inline float exp_nonpositive(float x) {
     return p * scale;
 }
 
+/* The exponent bits all ones is NaN or ±Inf; an OR over the row's bits
+ * vectorises, and the row is read once more per token besides the
+ * log-normaliser's pass. */
+int llmrt_logits_finite(const float *logits, int32_t vocab) {
+    uint32_t bad = 0;
+    for (int32_t i = 0; i < vocab; i++) {
+        uint32_t bits;
+        memcpy(&bits, &logits[i], sizeof bits);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return !bad;
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 double llmrt_logsumexp(const float *logits, int32_t vocab) {
     /* every token of every request pays this (log-probabilities are always
