@@ -135,6 +135,8 @@ done
 printf '{"prompt_ids": [1], "max_tokens": 2, "max_tokens": 9}\n' > "$tmp/dup.jsonl"
 expect 1 "duplicate object key" -- "$llmrt" run --engine "$engine" --requests "$tmp/dup.jsonl"
 expect 1 "duplicate object key" -- "$llmrt" bench --engine "$engine" --dataset "$tmp/dup.jsonl" --requests 1
+printf '{"prompt_ids": [1], "stop": ["a", ""]}\n' > "$tmp/stop.jsonl"
+expect 1 '"stop"[1] must be a non-empty string' -- "$llmrt" run --engine "$engine" --requests "$tmp/stop.jsonl"
 printf '{"prompt_ids": [1], "max_tokens": 2.5}\n' > "$tmp/real.jsonl"
 expect 1 '"max_tokens" must be an integer' -- "$llmrt" run --engine "$engine" --requests "$tmp/real.jsonl"
 printf '{"prompt_ids": [1], "seed": -1}\n' > "$tmp/seed.jsonl"
