@@ -56,7 +56,7 @@ char *llmrt_path_join(const char *dir, const char *name) {
 
 int llmrt_file_exists(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 /* Opening a FIFO for reading blocks until a writer comes, and a device such

@@ -52,6 +52,9 @@ llmrt_status llmrt_file_create_temp(const char *tmp_path, FILE **out);
 /* Joins a directory and a file name into a malloc'd path. */
 char *llmrt_path_join(const char *dir, const char *name);
 
+/* 1 if `path` names something other than a directory. A FIFO or device
+ * counts, so that an optional file (tokenizer.json, generation_config.json)
+ * that is one is refused by name when read rather than silently skipped. */
 int llmrt_file_exists(const char *path);
 
 #endif

@@ -63,6 +63,10 @@ mkfifo "$fifo_model/model.safetensors"
 expect 1 "model.safetensors: not a regular file (a FIFO)" -- "$llmrt" build --model "$fifo_model" --output "$tmp/x.engine" --quiet
 fifo_cfg=$tmp/fifo_cfg; cp -r "$case_dir" "$fifo_cfg"; rm "$fifo_cfg/config.json"; mkfifo "$fifo_cfg/config.json"
 expect 1 "a FIFO" -- "$llmrt" build --model "$fifo_cfg" --output "$tmp/x.engine" --quiet
+for name in tokenizer.json generation_config.json; do
+  d=$tmp/fifo_$name; cp -r "$case_dir" "$d"; rm -f "$d/$name"; mkfifo "$d/$name"
+  expect 1 "$name: not a regular file (a FIFO)" -- "$llmrt" build --model "$d" --output "$tmp/x.engine" --quiet
+done
 fifo_tok=$tmp/fifo_tok; mkdir "$fifo_tok"; mkfifo "$fifo_tok/tokenizer.json"
 expect 1 "a FIFO" -- "$llmrt" tokenize --tokenizer "$fifo_tok" --text hi
 
