@@ -381,7 +381,7 @@ static llmrt_status fail_nonfinite(llmrt_runtime *rt, rt_request *r, int32_t i) 
 }
 
 llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row, double lse) {
-    if (!isfinite(lse) || !llmrt_logits_finite(row, rt->vocab)) return fail_nonfinite(rt, r, i);
+    if (!isfinite(lse)) return fail_nonfinite(rt, r, i); /* NaN for a row with a NaN or an infinity */
     if (r->beam) return rt_beam_on_logits(rt, r, i, row, lse);
     if (!r->forked) {
         fork_prompt(rt, r);

@@ -55,7 +55,8 @@ int llmrt_penalties_active(const llmrt_penalties *p);
  * each return an arbitrary answer, so such a row fails its request. */
 int llmrt_logits_finite(const float *logits, int32_t vocab);
 
-/* log Σ exp(logits): log-probability of token t is logits[t] - this. */
+/* log Σ exp(logits): log-probability of token t is logits[t] - this; NaN
+ * when a logit is not finite. */
 double llmrt_logsumexp(const float *logits, int32_t vocab);
 
 /* The k largest logits, best first (ties: lower id first), k <= vocab. */
