@@ -153,10 +153,24 @@ static int load_dataset(const char *path, bench_prompt **out, int32_t *count, js
     for (size_t i = 0; ok && *out && i < n; i++) {
         json_t *o = json_array_get(all, i), *ids = json_object_get(o, "prompt_ids");
         bench_prompt *p = &(*out)[i];
+        /* the benchmark uses these three; a sampling field would be ignored */
+        const char *key;
+        json_t *value;
+        json_object_foreach(o, key, value) {
+            if (ok && strcmp(key, "prompt") != 0 && strcmp(key, "prompt_ids") != 0 && strcmp(key, "max_tokens") != 0) {
+                fprintf(stderr, "llmrt bench: %s: request %zu: unsupported field \"%.100s\" (prompt, prompt_ids, "
+                                "max_tokens)\n", path, i, key);
+                ok = 0;
+            }
+        }
+        json_t *max_tokens = json_object_get(o, "max_tokens");
         p->text = json_string_value(json_object_get(o, "prompt"));
-        p->max_tokens = json_is_integer(json_object_get(o, "max_tokens"))
-                            ? (int32_t)json_integer_value(json_object_get(o, "max_tokens"))
-                            : 128;
+        p->max_tokens = max_tokens ? (int32_t)json_integer_value(max_tokens) : 128;
+        if (ok && max_tokens && (!json_is_integer(max_tokens) || json_integer_value(max_tokens) < 1 ||
+                                 json_integer_value(max_tokens) > 1 << 24)) {
+            fprintf(stderr, "llmrt bench: %s: request %zu: max_tokens must be an integer in [1, 16777216]\n", path, i);
+            ok = 0;
+        }
         if (json_is_array(ids)) {
             p->n = (int32_t)json_array_size(ids);
             p->ids = malloc(((size_t)p->n + 1) * sizeof *p->ids);

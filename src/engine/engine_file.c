@@ -181,9 +181,9 @@ llmrt_status llmrt_engine_write(const char *path, const llmrt_engine_write_input
         uint64_t first, bad = in->allow_nonfinite ? 0 : count_nonfinite(pw->data, pw->nbytes, pw->dtype, &first);
         if (bad) {
             s = llmrt_error(LLMRT_ERR_FORMAT,
-                            "weight '%s' has %llu non-finite values (NaN or Inf; the first at element %llu): "
+                            "weight '%s' has %llu non-finite values as %s (NaN or Inf; the first at element %llu): "
                             "not building (--allow-nonfinite to build anyway)",
-                            pw->name, (unsigned long long)bad, (unsigned long long)first);
+                            pw->name, (unsigned long long)bad, llmrt_dtype_name(pw->dtype), (unsigned long long)first);
             break;
         }
         s = write_bytes(&w, pw->data, pw->nbytes);

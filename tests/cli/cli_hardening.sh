@@ -94,9 +94,15 @@ expect 1 "weight 'model.norm.weight' has 64 non-finite values" -- "$llmrt" build
 [ ! -e "$tmp/nan.engine" ] && [ ! -e "$tmp/nan.engine.tmp" ] && ok || bad "a refused build left a file"
 d=$(mutate inf 'b, n, h = header(); a, e = h["model.layers.1.mlp.down_proj.weight"]["data_offsets"]
 b[8 + n + a + 40:8 + n + a + 44] = struct.pack("<f", float("-inf")); open(st, "wb").write(b)')
-expect 1 "'model.layers.1.mlp.down_proj.weight' has 1 non-finite values (NaN or Inf; the first at element 10)" -- \
+expect 1 "'model.layers.1.mlp.down_proj.weight' has 1 non-finite values as f32 (NaN or Inf; the first at element 10)" -- \
   "$llmrt" build --model "$d" --output "$tmp/x.engine" --quiet
-expect 1 "non-finite" -- "$llmrt" build --model "$d" --output "$tmp/x.engine" --dtype bf16 --quiet
+expect 1 "non-finite values as bf16" -- "$llmrt" build --model "$d" --output "$tmp/x.engine" --dtype bf16 --quiet
+# finite in the checkpoint, too large for f16: the conversion makes it infinite
+d=$(mutate f16_overflow 'b, n, h = header(); a, e = h["model.layers.0.mlp.up_proj.weight"]["data_offsets"]
+b[8 + n + a:8 + n + a + 4] = struct.pack("<f", 1e6); open(st, "wb").write(b)')
+expect 0 "" -- "$llmrt" build --model "$d" --output "$tmp/x.engine" --quiet
+expect 1 "'model.layers.0.mlp.up_proj.weight' has 1 non-finite values as f16" -- \
+  "$llmrt" build --model "$d" --output "$tmp/x.engine" --dtype fp16 --quiet
 expect 0 "" -- "$llmrt" build --model "$tmp/nan" --output "$tmp/nan.engine" --allow-nonfinite --quiet
 for mode in "" "--temperature 1" "--temperature 1 --top-k 5" "--json"; do
   expect 1 "logits are not finite" -- "$llmrt" run --engine "$tmp/nan.engine" --prompt-ids 1,2 $mode
@@ -139,6 +145,14 @@ done
 printf '{"prompt_ids": [1], "max_tokens": 2, "max_tokens": 9}\n' > "$tmp/dup.jsonl"
 expect 1 "duplicate object key" -- "$llmrt" run --engine "$engine" --requests "$tmp/dup.jsonl"
 expect 1 "duplicate object key" -- "$llmrt" bench --engine "$engine" --dataset "$tmp/dup.jsonl" --requests 1
+printf '{"prompt_ids": [1, 2], "temperature": 0.7}\n' > "$tmp/bench_field.jsonl"
+expect 1 'request 0: unsupported field "temperature"' -- "$llmrt" bench --engine "$engine" --dataset "$tmp/bench_field.jsonl" --requests 1
+printf '{"prompt_ids": [1, 2], "max_tokens": 0}\n' > "$tmp/bench_max.jsonl"
+expect 1 'max_tokens must be an integer in [1, 16777216]' -- "$llmrt" bench --engine "$engine" --dataset "$tmp/bench_max.jsonl" --requests 1
+printf '{"prompt_ids": [1, 2], "max_tokens": 3}\n\n{"prompt": "hi"}\n' > "$tmp/bench_ok.jsonl"
+expect 1 'no tokenizer' -- "$llmrt" bench --engine "$engine" --dataset "$tmp/bench_ok.jsonl" --requests 2
+head -1 "$tmp/bench_ok.jsonl" > "$tmp/bench_ids.jsonl"
+expect 0 'request throughput' -- "$llmrt" bench --engine "$engine" --dataset "$tmp/bench_ids.jsonl" --requests 2
 printf '{"prompt_ids": [1], "stop": ["a", ""]}\n' > "$tmp/stop.jsonl"
 expect 1 '"stop"[1] must be a non-empty string' -- "$llmrt" run --engine "$engine" --requests "$tmp/stop.jsonl"
 printf '{"prompt_ids": [1], "max_tokens": 2.5}\n' > "$tmp/real.jsonl"
@@ -158,7 +172,7 @@ d=$(mutate bos 'c = json.load(open(cfg)); c["bos_token_id"] = 500; json.dump(c, 
 expect 1 "'bos_token_id' = 500 is outside the vocabulary" -- "$llmrt" build --model "$d" --output "$tmp/x.engine"
 d=$(mutate pad 'g = os.path.join(d, "generation_config.json"); c = json.load(open(g)); c["pad_token_id"] = 128; json.dump(c, open(g, "w"))')
 expect 1 "generation_config.json: field 'pad_token_id' = 128 is outside the vocabulary" -- "$llmrt" build --model "$d" --output "$tmp/x.engine"
-d=$(mutate big 'c = json.load(open(cfg)); c["hidden_size"] = 1e10; json.dump(c, open(cfg, "w"))')
+d=$(mutate big_int 'c = json.load(open(cfg)); c["hidden_size"] = 1e10; json.dump(c, open(cfg, "w"))')
 expect 1 "= 10000000000 is not an integer in" -- "$llmrt" build --model "$d" --output "$tmp/x.engine"
 expect 1 "unknown pass 'fuse_linaer'" -- "$llmrt" build --model "$model" --output "$tmp/x.engine" --disable-passes fuse_rmsnorm,fuse_linaer
 expect 0 "" -- "$llmrt" build --model "$model" --output "$tmp/x.engine" --disable-passes fuse_rmsnorm,fuse_linear --quiet
