@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llmrt/llmrt.h"
+
 static const char *pending_inline_value;
 
 void cli_begin(cli_args *a, const char *command, int argc, char **argv) {
@@ -70,6 +72,12 @@ int cli_int(cli_args *a, const char *option, int64_t min, int64_t max, int64_t *
     return 1;
 }
 
+const char *cli_format_number(char buf[32], double x) {
+    if (x == floor(x) && fabs(x) < 1e18) snprintf(buf, 32, "%.0f", x);
+    else snprintf(buf, 32, "%g", x);
+    return buf;
+}
+
 int cli_float(cli_args *a, const char *option, double min, double max, double *out) {
     const char *v = cli_value(a, option);
     if (!v) return 0;
@@ -77,7 +85,9 @@ int cli_float(cli_args *a, const char *option, double min, double max, double *o
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || *end || !isfinite(x) || x < min || x > max) {
-        cli_fail(a, "%s '%s': expected a number in [%g, %g]", option, v, min, max);
+        char lo[32], hi[32];
+        cli_fail(a, "%s '%s': expected a number in [%s, %s]", option, v, cli_format_number(lo, min),
+                 cli_format_number(hi, max));
         return 0;
     }
     *out = x;
@@ -122,19 +132,34 @@ int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **ou
 }
 
 char *cli_read_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
     char *data = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        data = malloc((size_t)n + 1);
-    if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
-        free(data);
-        data = NULL;
+    return llmrt_read_file(path, LLMRT_READ_MAX, &data, size) == LLMRT_OK ? data : NULL;
+}
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, surrogates or code points past
+ * U+10FFFF. */
+size_t cli_utf8_invalid_at(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (n == 0 || i + n > len) return i;
+        uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        static const uint32_t min_for_length[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_for_length[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += n;
     }
-    fclose(f);
-    if (!data) return NULL;
-    data[n] = '\0';
-    if (size) *size = (size_t)n;
-    return data;
+    return SIZE_MAX;
+}
+
+int cli_check_utf8(const char *command, const char *what, const char *text, size_t len) {
+    size_t bad = cli_utf8_invalid_at(text, len);
+    if (bad == SIZE_MAX) return 1;
+    fprintf(stderr, "%s: %s: invalid UTF-8 at byte offset %zu\n", command, what, bad);
+    return 0;
 }

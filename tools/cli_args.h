@@ -24,9 +24,21 @@ int cli_int(cli_args *a, const char *option, int64_t min, int64_t max, int64_t *
 int cli_float(cli_args *a, const char *option, double min, double max, double *out);
 /* Reports an error ("llmrt build: ...") and marks the parse failed. */
 void cli_fail(cli_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Reads a whole file into a malloc'd NUL-terminated buffer (size may be
- * NULL); NULL if it cannot be read. */
+/* Reads a whole regular file of at most LLMRT_READ_MAX bytes into a
+ * malloc'd NUL-terminated buffer (size may be NULL); NULL if it cannot be
+ * read, with llmrt_last_error() saying why. */
 char *cli_read_file(const char *path, size_t *size);
+
+/* x as messages print it: an integral value as an integer ("16777216", not
+ * "1.67772e+07"), others with %g. Returns buf. */
+const char *cli_format_number(char buf[32], double x);
+
+/* The byte offset of the first invalid UTF-8 sequence, or SIZE_MAX. */
+size_t cli_utf8_invalid_at(const char *text, size_t len);
+/* 1 if text is valid UTF-8; else prints "COMMAND: WHAT: invalid UTF-8 at
+ * byte offset N" and returns 0 (the policy of --requests, whose JSON parser
+ * refuses such text). */
+int cli_check_utf8(const char *command, const char *what, const char *text, size_t len);
 
 /* Parses "1,2,3" into a malloc'd array. */
 int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **out, int32_t *count);

@@ -29,6 +29,7 @@ static void bench_usage(FILE *out) {
             "  --input-len N       prompt tokens of synthetic requests (default 128)\n"
             "  --output-len N      generated tokens per request (default 128)\n"
             "  --dataset FILE      JSONL requests (prompt or prompt_ids, max_tokens), used in turn\n"
+            "                      (a regular file of at most 256 MiB)\n"
             "  --concurrency C     requests in flight (default 1; with --rate: a cap, 0 = none)\n"
             "  --rate R            Poisson arrivals at R requests/s (default: off)\n"
             "  --requests N        measured requests (default 32)\n"
@@ -119,37 +120,69 @@ static void print_row(const char *name, summary s) {
 }
 
 static int load_dataset(const char *path, bench_prompt **out, int32_t *count, json_t **keep) {
+    size_t size = 0, line_no = 0;
+    char *text = cli_read_file(path, &size);
+    if (!text) return report_failure("bench") && 0;
     json_t *all = json_array();
-    FILE *f = fopen(path, "rb");
-    if (!f) return fprintf(stderr, "llmrt bench: cannot open %s\n", path), 0;
-    char *line = NULL;
-    size_t cap = 0;
-    int ok = 1;
-    while (ok && getline(&line, &cap, f) >= 0) {
-        if (strspn(line, " \t\r\n") == strlen(line)) continue;
+    int ok = all != NULL;
+    if (strlen(text) != size) {
+        fprintf(stderr, "llmrt bench: %s: a NUL byte at offset %zu\n", path, strlen(text));
+        ok = 0;
+    }
+    for (char *line = text, *end = NULL; ok && line && *line; line = end ? end + 1 : NULL) {
+        end = strchr(line, '\n');
+        if (end) *end = '\0';
+        line_no++;
+        if (line[strspn(line, " \t\r")] == '\0') continue;
         json_error_t err;
-        json_t *o = json_loads(line, 0, &err);
+        json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &err);
         if (!json_is_object(o)) {
-            fprintf(stderr, "llmrt bench: %s: %s\n", path, o ? "a line must be an object" : err.text);
+            fprintf(stderr, "llmrt bench: %s:%zu: %s\n", path, line_no, o ? "a line must be an object" : err.text);
             ok = 0;
         }
-        if (o) json_array_append_new(all, o);
+        if (o && json_array_append_new(all, o) != 0) ok = 0;
     }
-    free(line);
-    fclose(f);
+    free(text);
     size_t n = json_array_size(all);
+    if (ok && n == 0) {
+        fprintf(stderr, "llmrt bench: %s: no requests (one JSON object per line)\n", path);
+        ok = 0;
+    }
     *out = calloc(n + 1, sizeof **out);
+    if (ok && !*out) fprintf(stderr, "llmrt bench: %s: out of memory\n", path);
     for (size_t i = 0; ok && *out && i < n; i++) {
         json_t *o = json_array_get(all, i), *ids = json_object_get(o, "prompt_ids");
         bench_prompt *p = &(*out)[i];
+        /* the benchmark uses these three; a sampling field would be ignored */
+        const char *key;
+        json_t *value;
+        json_object_foreach(o, key, value) {
+            if (ok && strcmp(key, "prompt") != 0 && strcmp(key, "prompt_ids") != 0 && strcmp(key, "max_tokens") != 0) {
+                fprintf(stderr, "llmrt bench: %s: request %zu: unsupported field \"%.100s\" (prompt, prompt_ids, "
+                                "max_tokens)\n", path, i, key);
+                ok = 0;
+            }
+        }
+        json_t *max_tokens = json_object_get(o, "max_tokens");
         p->text = json_string_value(json_object_get(o, "prompt"));
-        p->max_tokens = json_is_integer(json_object_get(o, "max_tokens"))
-                            ? (int32_t)json_integer_value(json_object_get(o, "max_tokens"))
-                            : 128;
+        p->max_tokens = max_tokens ? (int32_t)json_integer_value(max_tokens) : 128;
+        if (ok && max_tokens && (!json_is_integer(max_tokens) || json_integer_value(max_tokens) < 1 ||
+                                 json_integer_value(max_tokens) > 1 << 24)) {
+            fprintf(stderr, "llmrt bench: %s: request %zu: max_tokens must be an integer in [1, 16777216]\n", path, i);
+            ok = 0;
+        }
         if (json_is_array(ids)) {
             p->n = (int32_t)json_array_size(ids);
             p->ids = malloc(((size_t)p->n + 1) * sizeof *p->ids);
-            for (int32_t k = 0; p->ids && k < p->n; k++) p->ids[k] = (int32_t)json_integer_value(json_array_get(ids, (size_t)k));
+            for (int32_t k = 0; p->ids && k < p->n; k++) {
+                json_t *id = json_array_get(ids, (size_t)k);
+                if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > INT32_MAX) {
+                    fprintf(stderr, "llmrt bench: %s: request %zu: prompt_ids[%d] is not a token id\n", path, i, k);
+                    ok = 0;
+                    break;
+                }
+                p->ids[k] = (int32_t)json_integer_value(id);
+            }
         }
         if (!p->text && !p->ids) {
             fprintf(stderr, "llmrt bench: %s: request %zu has no prompt or prompt_ids\n", path, i);
@@ -321,6 +354,11 @@ int cmd_bench(int argc, char **argv) {
     if (dataset) {
         if (!load_dataset(dataset, &prompts, &num_prompts, &dataset_json)) goto done;
     } else {
+        if (input_len >= llmrt_engine_max_seq_len(engine)) {
+            fprintf(stderr, "llmrt bench: --input-len %lld leaves no room to generate: the engine's max sequence "
+                            "length is %d\n", (long long)input_len, llmrt_engine_max_seq_len(engine));
+            goto done;
+        }
         /* one prompt per request, so no prefix is shared by accident */
         num_prompts = c.requests + c.warmup;
         prompts = calloc((size_t)num_prompts, sizeof *prompts);

@@ -20,6 +20,8 @@ static void build_usage(FILE *out) {
             "  --max-batch N          sequences per step (default 8)\n"
             "  --max-num-tokens N     tokens per step (default max(512, max-batch))\n"
             "  --disable-passes LIST  skip compiler passes, comma-separated (testing)\n"
+            "  --allow-nonfinite      build even if a weight holds NaN or Inf (by default an error naming it)\n"
+            "  --ignore-extra-tensors build even if the checkpoint has tensors the model does not use\n"
             "  --quiet                no progress lines\n");
 }
 
@@ -53,6 +55,8 @@ int cmd_build(int argc, char **argv) {
         else if (strcmp(opt, "--max-num-tokens") == 0) {
             if (cli_int(&a, opt, 1, 1 << 20, &x)) o.max_num_tokens = (int32_t)x;
         } else if (strcmp(opt, "--disable-passes") == 0) o.disabled_passes = cli_value(&a, opt);
+        else if (strcmp(opt, "--allow-nonfinite") == 0) o.allow_nonfinite = 1;
+        else if (strcmp(opt, "--ignore-extra-tensors") == 0) o.ignore_extra_tensors = 1;
         else if (strcmp(opt, "--quiet") == 0) quiet = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt build --help)", opt);
     }
@@ -60,6 +64,11 @@ int cmd_build(int argc, char **argv) {
     if (!o.output_path || (!o.model_dir && !o.config_path)) {
         fprintf(stderr, "llmrt build: --output and one of --model / --config are required\n\n");
         build_usage(stderr);
+        return 2;
+    }
+    if (o.model_dir && (o.config_path || o.random_weights)) {
+        fprintf(stderr, "llmrt build: --model DIR builds the checkpoint's weights: give either --model or "
+                        "--config FILE --random-weights, not both\n");
         return 2;
     }
     if (o.config_path && !o.random_weights) {

@@ -26,7 +26,7 @@ int cmd_perplexity(int argc, char **argv) {
         if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
             printf("usage: llmrt perplexity [--engine FILE] [--text FILE] [--window N] [--max-tokens N] [--json]\n\n"
                    "  --engine FILE   default: the embedded demo model\n"
-                   "  --text FILE     default: the demo model's validation.txt\n"
+                   "  --text FILE     default: the demo model's validation.txt (UTF-8, at most 256 MiB)\n"
                    "  --window N      tokens per window (default 256)\n"
                    "  --max-tokens N  stop after N tokens of text (default: all)\n"
                    "  --threads N     CPU threads\n");
@@ -57,10 +57,8 @@ int cmd_perplexity(int argc, char **argv) {
     float *logits = NULL;
     size_t text_size = 0, count = 0;
     char *text = cli_read_file(text_path, &text_size);
-    if (!text) {
-        fprintf(stderr, "llmrt perplexity: cannot read %s\n", text_path);
-        goto done;
-    }
+    if (!text) goto fail;
+    if (!cli_check_utf8("llmrt perplexity", text_path, text, text_size)) goto done;
     if (llmrt_engine_load(engine_path, &eo, &engine) != LLMRT_OK) goto fail;
     if (llmrt_engine_tokenizer(engine, &tok) != LLMRT_OK) goto fail;
     if (llmrt_tokenizer_encode(tok, text, text_size, LLMRT_ENCODE_PLAIN, &ids, &count) != LLMRT_OK) goto fail;
@@ -85,7 +83,16 @@ int cmd_perplexity(int argc, char **argv) {
             predicted++;
         }
     }
-    double ppl = exp(nll / (double)(predicted ? predicted : 1));
+    if (predicted == 0) {
+        fprintf(stderr, "llmrt perplexity: %s: %zu tokens, too short for one prediction (at least 2 needed)\n",
+                text_path, count);
+        goto done;
+    }
+    double ppl = exp(nll / (double)predicted);
+    if (!isfinite(nll)) {
+        fprintf(stderr, "llmrt perplexity: %s: the model's logits are not finite (NaN or Inf)\n", engine_path);
+        goto done;
+    }
     if (json) printf("{\"perplexity\": %.6f, \"tokens\": %zu, \"window\": %lld}\n", ppl, predicted, (long long)window);
     else printf("perplexity %.4f over %zu predicted tokens (windows of %lld) of %s\n", ppl, predicted,
                 (long long)window, text_path);

@@ -19,7 +19,11 @@ static void run_usage(FILE *out) {
             "  --prompt-ids LIST    prompt token ids, comma-separated\n"
             "  --chat FILE          a JSON array of {role, content} messages, rendered with the chat template\n"
             "  --requests FILE      JSONL, one request per line (prompt or prompt_ids, OpenAI sampling names),\n"
-            "                       all batched together; results in input order (the options below are defaults)\n"
+            "                       all batched together; results in input order (the options below are defaults);\n"
+            "                       fields: prompt, prompt_ids, max_tokens, temperature, top_p, top_k, min_p, seed,\n"
+            "                       stop, n, presence_penalty, frequency_penalty, repetition_penalty, logprobs,\n"
+            "                       beams, length_penalty, early_stopping, ignore_eos (others are refused);\n"
+            "                       a regular file of at most 256 MiB\n"
             "  --beams N            beam search with N beams (with --requests)\n"
             "  --max-tokens N       tokens to generate (default 16)\n"
             "  --temperature T      0 = greedy (default)\n"
@@ -90,6 +94,10 @@ int cmd_run(int argc, char **argv) {
     if (a.failed) goto done;
     if (sources != 1) {
         fprintf(stderr, "llmrt run: give exactly one of --prompt, --prompt-ids, --chat, --requests\n");
+        goto done;
+    }
+    if (req.prompt_text && !cli_check_utf8("llmrt run", "--prompt", req.prompt_text, strlen(req.prompt_text))) {
+        exit_code = 1;
         goto done;
     }
     if (batch.beams && !batch.path) {

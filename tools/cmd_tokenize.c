@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "cli_args.h"
 
 #include "commands.h"
 #include "llmrt/llmrt.h"
@@ -13,37 +16,18 @@ static void usage(FILE *out) {
             "usage: llmrt tokenize --tokenizer FILE|DIR|ENGINE [--text TEXT] [--json] [--no-special]\n"
             "       llmrt tokenize --tokenizer FILE|DIR|ENGINE --decode 1,2,3 [--skip-special] [--json]\n\n"
             "  --tokenizer PATH   tokenizer.json, a checkpoint directory (tokenizer.json +\n"
-            "                     tokenizer_config.json), or an engine file\n"
+            "                     tokenizer_config.json), or an engine file (JSON files at most 256 MiB)\n"
             "  --text TEXT        text to encode; without it stdin is read exactly as given\n"
+            "                     (at most 256 MiB); the text must be valid UTF-8\n"
             "  --no-special       do not add the post-processor's special tokens (BOS/EOS)\n"
             "  --decode IDS       decode comma-separated ids instead of encoding\n"
             "  --skip-special     with --decode: drop special tokens\n"
             "  --json             print {\"ids\": [...]} (or {\"text\": ...} with --decode)\n");
 }
 
-static char *read_stream(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n == cap) {
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                free(buf);
-                return NULL;
-            }
-            buf = p;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    *len = n;
-    return buf;
-}
-
 static int is_engine_file(const char *path) {
+    struct stat st; /* a FIFO would block fopen: leave it to the loader's refusal */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     char magic[8] = {0};
@@ -111,6 +95,13 @@ static int parse_ids(const char *text, int32_t **ids, size_t *count) {
     return 1;
 }
 
+/* The index of the first id the vocabulary has no token for, or count. */
+static size_t first_unknown_id(const llmrt_tokenizer *tok, const int32_t *ids, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (!llmrt_tokenizer_id_to_token(tok, ids[i])) return i;
+    return count;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL, *text = NULL, *decode = NULL;
     int json = 0, add_special = 1, skip_special = 0;
@@ -151,9 +142,14 @@ int cmd_tokenize(int argc, char **argv) {
         size_t count = 0;
         char *out = NULL;
         size_t out_len = 0;
+        size_t bad = 0;
         if (!parse_ids(decode, &ids, &count)) {
             fprintf(stderr, "llmrt tokenize: --decode: expected comma-separated non-negative ids\n");
             code = 2;
+        } else if (count && (bad = first_unknown_id(tok, ids, count)) < count) {
+            fprintf(stderr, "llmrt tokenize: --decode: id %d (position %zu) is outside the vocabulary (%zu ids)\n",
+                    ids[bad], bad, llmrt_tokenizer_vocab_size(tok));
+            code = 1;
         } else if (llmrt_tokenizer_decode(tok, ids, count, skip_special ? LLMRT_DECODE_SKIP_SPECIAL : 0, &out,
                                           &out_len) != LLMRT_OK) {
             code = report_failure("tokenize");
@@ -175,13 +171,16 @@ int cmd_tokenize(int argc, char **argv) {
     if (text) {
         len = strlen(text);
     } else {
-        input = read_stream(stdin, &len);
-        if (!input) {
-            fprintf(stderr, "llmrt tokenize: cannot read stdin\n");
+        if (llmrt_read_stream(stdin, "stdin", LLMRT_READ_MAX, &input, &len) != LLMRT_OK) {
             llmrt_tokenizer_free(tok);
-            return 1;
+            return report_failure("tokenize");
         }
         text = input;
+    }
+    if (!cli_check_utf8("llmrt tokenize", input ? "stdin" : "--text", text, len)) {
+        free(input);
+        llmrt_tokenizer_free(tok);
+        return 1;
     }
     int32_t *ids = NULL;
     size_t count = 0;

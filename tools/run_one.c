@@ -58,10 +58,7 @@ static int prepare_prompt(const run_request *r, llmrt_tokenizer *tok, int32_t **
     int flags = LLMRT_ENCODE_ADD_SPECIAL;
     if (r->chat_path) {
         char *messages = cli_read_file(r->chat_path, NULL);
-        if (!messages) {
-            fprintf(stderr, "llmrt run: cannot read %s\n", r->chat_path);
-            return 0;
-        }
+        if (!messages) return report_failure("run") && 0;
         llmrt_chat_options chat = {.add_generation_prompt = 1, .enable_thinking = -1};
         llmrt_status s = llmrt_tokenizer_apply_chat_template(tok, messages, &chat, &rendered);
         free(messages);
@@ -75,6 +72,17 @@ static int prepare_prompt(const run_request *r, llmrt_tokenizer *tok, int32_t **
     if (s != LLMRT_OK) return report_failure("run") && 0;
     *count = (int32_t)n;
     return 1;
+}
+
+void note_if_cut(size_t index, int32_t prompt_tokens, const llmrt_sequence_output *g, int32_t max_tokens,
+                 int32_t max_seq_len) {
+    if (!g->finish_reason || strcmp(g->finish_reason, "length") != 0 || g->num_output >= max_tokens ||
+        prompt_tokens + g->num_output < max_seq_len)
+        return;
+    char label[32] = "";
+    if (index != SIZE_MAX) snprintf(label, sizeof label, "[%zu] ", index);
+    fprintf(stderr, "llmrt run: %scut at the engine's max sequence length of %d tokens (%d of prompt, %d of the %d "
+                    "requested generated)\n", label, max_seq_len, prompt_tokens, g->num_output, max_tokens);
 }
 
 static void print_json(const int32_t *prompt, int32_t n, const llmrt_sequence_output *g) {
@@ -127,6 +135,11 @@ int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_req
             code = report_failure("run");
             goto done;
         }
+        const char *inputs[] = {s->engine_path, r->chat_path};
+        if (llmrt_check_output_path(s->dump_logits, inputs, 2) != LLMRT_OK) {
+            code = report_failure("run");
+            goto done;
+        }
         if (!write_npy_f32(s->dump_logits, logits, count, vocab)) {
             fprintf(stderr, "llmrt run: cannot write %s\n", s->dump_logits);
             goto done;
@@ -170,6 +183,7 @@ int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_req
         for (int32_t i = 0; i < g->num_output; i++) printf("%s%d", i ? "," : "", g->output_ids[i]);
         putchar('\n');
     }
+    if (!s->json) note_if_cut(SIZE_MAX, count, g, s->params.max_tokens, llmrt_engine_max_seq_len(engine));
     if (s->verbose) {
         uint64_t w, act, kv;
         llmrt_engine_memory(engine, &w, &act, &kv);

@@ -3,9 +3,11 @@
 #ifndef LLMRT_TOOLS_RUN_OUTPUT_H
 #define LLMRT_TOOLS_RUN_OUTPUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "llmrt/llmrt.h"
+#include "llmrt/runtime.h"
 
 enum { RUN_MAX_STOP = 16 };
 
@@ -28,6 +30,11 @@ typedef struct run_request {
 void run_settings_init(run_settings *s);
 /* Returns the exit code. */
 int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_request *r);
+/* Text mode's note on stderr when request `index` (SIZE_MAX: the only one)
+ * ended at the engine's window rather than at max_tokens (JSON says
+ * finish_reason "length"). */
+void note_if_cut(size_t index, int32_t prompt_tokens, const llmrt_sequence_output *g, int32_t max_tokens,
+                 int32_t max_seq_len);
 /* Writes a float32 .npy file of shape [rows, cols]. */
 int write_npy_f32(const char *path, const float *data, int64_t rows, int64_t cols);
 

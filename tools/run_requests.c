@@ -1,12 +1,7 @@
 /* llmrt run --requests FILE.jsonl: one request per line, all submitted at
  * once to one runtime (in-flight batching), results printed in input order.
- *
- * A line holds "prompt" (text) or "prompt_ids", and sampling parameters
- * under their OpenAI names (max_tokens, temperature, top_p, top_k, min_p,
- * seed, stop, n, presence_penalty, frequency_penalty, repetition_penalty,
- * logprobs) plus beams, length_penalty, early_stopping and ignore_eos; what a
- * line leaves out comes from the command line's options. A bad line is
- * reported on its own output line and the others still run. */
+ * The lines are parsed by request_lines.c; a bad line is reported on its own
+ * output line and the others still run. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <stdio.h>
@@ -14,132 +9,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "llmrt/runtime.h"
 #include "run_output.h"
+#include "request_lines.h"
 #include "run_requests.h"
-
-typedef struct line_request {
-    json_t *json;              /* the parsed line (owns the strings the request borrows) */
-    llmrt_request req;
-    const char *stop[LLMRT_MAX_STOP_STRINGS];
-    int32_t *prompt_ids;
-    char error[512];
-    llmrt_request_id id;
-    llmrt_result result;
-    int submitted, done;
-} line_request;
-
-static int get_number(json_t *o, const char *key, double min, double max, double *out, char *error, size_t cap) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 1;
-    if (!json_is_number(v) || json_number_value(v) < min || json_number_value(v) > max) {
-        snprintf(error, cap, "\"%s\" must be a number in [%g, %g]", key, min, max);
-        return 0;
-    }
-    *out = json_number_value(v);
-    return 1;
-}
-
-/* Fills l->req from the line's JSON over the command line's defaults. */
-static int parse_line(line_request *l, const run_settings *s, int32_t beams, size_t cap) {
-    char *error = l->error;
-    json_t *o = l->json;
-    if (!json_is_object(o)) {
-        snprintf(error, cap, "a line must be a JSON object");
-        return 0;
-    }
-    llmrt_request *r = &l->req;
-    llmrt_request_init(r);
-    r->sampling = s->params;
-    r->num_stop = s->num_stop;
-    for (int i = 0; i < s->num_stop; i++) l->stop[i] = s->stop[i];
-    r->stop = l->stop;
-    json_t *prompt = json_object_get(o, "prompt"), *ids = json_object_get(o, "prompt_ids");
-    if ((prompt != NULL) == (ids != NULL)) {
-        snprintf(error, cap, "give exactly one of \"prompt\" and \"prompt_ids\"");
-        return 0;
-    }
-    if (prompt) {
-        if (!json_is_string(prompt)) return snprintf(error, cap, "\"prompt\" must be a string"), 0;
-        r->prompt_text = json_string_value(prompt);
-    } else {
-        size_t n = json_array_size(ids);
-        if (!json_is_array(ids) || n == 0) return snprintf(error, cap, "\"prompt_ids\" must be a non-empty array"), 0;
-        l->prompt_ids = malloc(n * sizeof *l->prompt_ids);
-        if (!l->prompt_ids) return snprintf(error, cap, "out of memory"), 0;
-        for (size_t i = 0; i < n; i++) {
-            json_t *v = json_array_get(ids, i);
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
-                return snprintf(error, cap, "\"prompt_ids\"[%zu] must be a token id", i), 0;
-            l->prompt_ids[i] = (int32_t)json_integer_value(v);
-        }
-        r->prompt_ids = l->prompt_ids;
-        r->num_prompt_ids = (int32_t)n;
-    }
-    double x;
-    x = r->sampling.max_tokens;
-    if (!get_number(o, "max_tokens", 0, 1 << 24, &x, error, cap)) return 0;
-    r->sampling.max_tokens = (int32_t)x;
-    x = r->sampling.temperature;
-    if (!get_number(o, "temperature", 0, 100, &x, error, cap)) return 0;
-    r->sampling.temperature = (float)x;
-    x = r->sampling.top_p;
-    if (!get_number(o, "top_p", 0, 1, &x, error, cap)) return 0;
-    r->sampling.top_p = (float)x;
-    x = r->sampling.top_k;
-    if (!get_number(o, "top_k", 0, 1 << 24, &x, error, cap)) return 0;
-    r->sampling.top_k = (int32_t)x;
-    x = (double)r->sampling.seed;
-    if (!get_number(o, "seed", 0, 9007199254740992.0, &x, error, cap)) return 0;
-    r->sampling.seed = (uint64_t)x;
-    struct { const char *key; float *field; double min, max; } floats[] = {
-        {"min_p", &r->min_p, 0, 1},
-        {"presence_penalty", &r->presence_penalty, -2, 2},
-        {"frequency_penalty", &r->frequency_penalty, -2, 2},
-        {"repetition_penalty", &r->repetition_penalty, 0, 100},
-        {"length_penalty", &r->length_penalty, -100, 100},
-    };
-    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
-        x = *floats[i].field;
-        if (!get_number(o, floats[i].key, floats[i].min, floats[i].max, &x, error, cap)) return 0;
-        *floats[i].field = (float)x;
-    }
-    x = 1;
-    if (!get_number(o, "n", 1, 1024, &x, error, cap)) return 0;
-    r->n = (int32_t)x;
-    x = beams;
-    if (!get_number(o, "beams", 0, 64, &x, error, cap)) return 0;
-    r->num_beams = (int32_t)x;
-    json_t *lp = json_object_get(o, "logprobs");
-    if (json_is_boolean(lp)) r->logprobs = 0;
-    else if (lp && !json_is_null(lp)) {
-        x = 0;
-        if (!get_number(o, "logprobs", 0, LLMRT_MAX_LOGPROBS, &x, error, cap)) return 0;
-        r->logprobs = (int32_t)x;
-    }
-    json_t *flag = json_object_get(o, "ignore_eos");
-    if (flag && !json_is_boolean(flag)) return snprintf(error, cap, "\"ignore_eos\" must be true or false"), 0;
-    if (flag) r->sampling.ignore_eos = json_is_true(flag);
-    flag = json_object_get(o, "early_stopping");
-    if (flag && !json_is_boolean(flag)) return snprintf(error, cap, "\"early_stopping\" must be true or false"), 0;
-    if (flag) r->early_stopping = json_is_true(flag);
-    json_t *stop = json_object_get(o, "stop");
-    if (stop && !json_is_null(stop)) {
-        r->num_stop = 0;
-        if (json_is_string(stop)) l->stop[r->num_stop++] = json_string_value(stop);
-        else if (json_is_array(stop) && json_array_size(stop) <= LLMRT_MAX_STOP_STRINGS) {
-            for (size_t i = 0; i < json_array_size(stop); i++) {
-                if (!json_is_string(json_array_get(stop, i)))
-                    return snprintf(error, cap, "\"stop\"[%zu] must be a string", i), 0;
-                l->stop[r->num_stop++] = json_string_value(json_array_get(stop, i));
-            }
-        } else {
-            return snprintf(error, cap, "\"stop\" must be a string or an array of up to %d", LLMRT_MAX_STOP_STRINGS), 0;
-        }
-    }
-    return 1;
-}
 
 static json_t *ids_json(const int32_t *ids, int32_t n) {
     json_t *a = json_array();
@@ -203,7 +78,7 @@ static void print_result(size_t index, const line_request *l) {
     json_decref(o);
 }
 
-static void print_plain(size_t index, const line_request *l) {
+static void print_plain(size_t index, const line_request *l, int32_t max_seq_len) {
     const llmrt_result *res = &l->result;
     if (!l->submitted || res->status != LLMRT_OK || res->num_sequences < 1) {
         printf("[%zu] error: %s\n", index, l->submitted ? (res->error ? res->error : "failed") : l->error);
@@ -216,6 +91,8 @@ static void print_plain(size_t index, const line_request *l) {
         else
             for (int32_t k = 0; k < s->num_output; k++) printf("%s%d", k ? "," : "", s->output_ids[k]);
         putchar('\n');
+        fflush(stdout);
+        note_if_cut(index, res->prompt_tokens, s, l->req.sampling.max_tokens, max_seq_len);
     }
 }
 
@@ -227,35 +104,25 @@ double cli_now_seconds(void) {
 
 int run_requests(const run_settings *s, const llmrt_engine_options *eo, const run_requests_options *opts) {
     const char *path = opts->path;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "llmrt run: cannot open %s\n", path);
+    line_request *lines = NULL;
+    size_t count = 0;
+    int code = 1;
+    size_t size = 0;
+    char *buf = cli_read_file(path, &size);
+    if (!buf) return report_failure("run");
+    if (strlen(buf) != size) {
+        fprintf(stderr, "llmrt run: %s: a NUL byte at offset %zu (requests are JSON text, one per line)\n", path,
+                strlen(buf));
+        free(buf);
         return 1;
     }
-    line_request *lines = NULL;
-    size_t count = 0, cap = 0;
-    char *buf = NULL;
-    size_t buf_cap = 0;
-    ssize_t got;
-    int code = 1;
-    size_t line_no = 0;
-    while ((got = getline(&buf, &buf_cap, f)) >= 0) {
-        line_no++;
-        size_t start = 0;
-        while (start < (size_t)got && (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\n' || buf[start] == '\r'))
-            start++;
-        if (start == (size_t)got) continue; /* blank lines are not requests */
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            line_request *grown = realloc(lines, cap * sizeof *grown);
-            if (!grown) goto done;
-            lines = grown;
-        }
-        line_request *l = &lines[count++];
-        memset(l, 0, sizeof *l);
-        json_error_t jerr;
-        l->json = json_loads(buf + start, 0, &jerr);
-        if (!l->json) snprintf(l->error, sizeof l->error, "%s:%zu: %s", path, line_no, jerr.text);
+    if (!request_lines_split(buf, path, &lines, &count)) {
+        fprintf(stderr, "llmrt run: %s: out of memory\n", path);
+        goto done;
+    }
+    if (count == 0) {
+        fprintf(stderr, "llmrt run: %s: no requests (one JSON object per line)\n", path);
+        goto done;
     }
     llmrt_engine *engine = NULL;
     llmrt_runtime *rt = NULL;
@@ -273,7 +140,7 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
     double start = cli_now_seconds();
     for (size_t i = 0; i < count; i++) {
         line_request *l = &lines[i];
-        if (!l->json || !parse_line(l, s, opts->beams, sizeof l->error)) continue;
+        if (!l->json || !request_line_parse(l, s, opts->beams, sizeof l->error)) continue;
         if (llmrt_runtime_submit(rt, &l->req, &l->id) != LLMRT_OK)
             snprintf(l->error, sizeof l->error, "%s", llmrt_last_error());
         else l->submitted = 1;
@@ -287,7 +154,7 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
         }
         failed |= !l->submitted || l->result.status != LLMRT_OK;
         if (s->json) print_result(i, l);
-        else print_plain(i, l);
+        else print_plain(i, l, llmrt_engine_max_seq_len(engine));
         fflush(stdout);
     }
     if (s->verbose) {
@@ -305,13 +172,8 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
     llmrt_runtime_free(rt);
     llmrt_engine_free(engine);
 done:
-    for (size_t i = 0; i < count; i++) {
-        llmrt_result_free(&lines[i].result);
-        free(lines[i].prompt_ids);
-        json_decref(lines[i].json);
-    }
-    free(lines);
+    for (size_t i = 0; i < count; i++) llmrt_result_free(&lines[i].result);
+    request_lines_free(lines, count);
     free(buf);
-    fclose(f);
     return code;
 }

@@ -40,6 +40,8 @@ typedef struct llmrt_build_options {
     int32_t max_batch;          /* sequences per step; default 0 = the backend's (cuda 256, cpu 16) */
     int32_t max_num_tokens;     /* tokens per step; default 0 = the backend's (cuda 2048, cpu 512), at least max_batch */
     const char *disabled_passes;/* comma-separated compiler passes to skip (testing); default NULL */
+    int allow_nonfinite;        /* build even if a weight holds NaN or Inf; default 0 (an error naming it) */
+    int ignore_extra_tensors;   /* build even if the checkpoint has tensors the model does not use; default 0 */
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);
@@ -121,6 +123,24 @@ void llmrt_generation_free(llmrt_generation *generation);
 /* Logits at every prompt position: logits[num_prompt_ids × vocab] (caller-allocated). */
 llmrt_status llmrt_prompt_logits(llmrt_engine *engine, const int32_t *prompt_ids, int32_t num_prompt_ids,
                                  float *logits);
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* What the library and the llmrt program read: regular files only (a FIFO,
+ * device or directory is refused before anything blocks or reads forever),
+ * and at most LLMRT_READ_MAX bytes of a whole-file read or a stream. */
+#define LLMRT_READ_MAX ((size_t)256 << 20)
+
+/* Reads a whole regular file of at most max_bytes into a NUL-terminated
+ * buffer (free with llmrt_free); out_size may be NULL. */
+llmrt_status llmrt_read_file(const char *path, size_t max_bytes, char **out_data, size_t *out_size);
+/* Reads a stream to its end (stdin), failing past max_bytes; `name` names it
+ * in messages. Free with llmrt_free. */
+llmrt_status llmrt_read_stream(void *stdio_file, const char *name, size_t max_bytes, char **out_data,
+                               size_t *out_size);
+/* Checks that `path` may be written: absent, or an existing regular file that
+ * is none of inputs[0..num_inputs) (NULL entries skipped). */
+llmrt_status llmrt_check_output_path(const char *path, const char *const *inputs, size_t num_inputs);
 
 #ifdef __cplusplus
 }

@@ -41,6 +41,8 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: unknown backend '%s' (cpu, cuda)", backend);
     const int on_cpu = strcmp(backend, "cpu") == 0;
+    const char *inputs[] = {o->config_path};
+    LLMRT_TRY(llmrt_file_check_output(o->output_path, inputs, 1, o->model_dir));
     double start = llmrt_now_seconds();
 
     llmrt_model_config config;
@@ -93,8 +95,18 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     LLMRT_INFO("compiling %s: %d layers, hidden %d, %s weights, %s backend", config.architecture, config.num_layers,
                config.hidden_size, llmrt_dtype_name(dtype), backend);
     s = llmrt_compile(&config, checkpoint, &copts, &plan);
+    char unused[1024];
+    size_t num_unused = s == LLMRT_OK ? llmrt_checkpoint_unused(checkpoint, unused, sizeof unused) : 0;
     llmrt_checkpoint_close(checkpoint);
     if (s != LLMRT_OK) return s;
+    if (num_unused && !o->ignore_extra_tensors) {
+        llmrt_plan_free(plan);
+        return llmrt_error(LLMRT_ERR_FORMAT,
+                           "%s: %zu tensors the model does not use (does config.json match the checkpoint?): %s "
+                           "(--ignore-extra-tensors to build anyway)",
+                           o->model_dir, num_unused, unused);
+    }
+    if (num_unused) LLMRT_WARN("ignoring %zu checkpoint tensors the model does not use: %s", num_unused, unused);
 
     char *tokenizer = NULL, *tokenizer_config = NULL, *generation_config = NULL;
     size_t tokenizer_size = 0, tokenizer_config_size = 0, generation_config_size = 0;
@@ -111,6 +123,7 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
             .tokenizer = {tokenizer, tokenizer_size},
             .tokenizer_config = {tokenizer_config, tokenizer_config_size},
             .generation_config = {generation_config, generation_config_size},
+            .allow_nonfinite = o->allow_nonfinite,
         };
         s = llmrt_engine_write(o->output_path, &in);
     }

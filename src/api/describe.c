@@ -48,7 +48,7 @@ static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
 llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     *out_text = NULL;
     llmrt_engine_image *img;
-    LLMRT_TRY(llmrt_engine_image_open(path, 0, &img));
+    LLMRT_TRY(llmrt_engine_image_open(path, 1, &img));
     const llmrt_model_config *c = &img->config;
     const llmrt_plan *plan = img->plan;
     text t = {0};
@@ -73,6 +73,7 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     for (int i = 0; i < LLMRT_DTYPE_COUNT; i++)
         if (by_dtype[i]) append(&t, " %s %.1f MiB", llmrt_dtype_name((llmrt_dtype)i), mib(by_dtype[i]));
     append(&t, "\n");
+    append(&t, "checksums     header, sections and weights verified (XXH3-64)\n");
     append(&t, "activations   %.2f MiB arena (planned by liveness) vs %.2f MiB naive, for %d tokens\n",
            mib(plan->arena_bytes), mib(plan->naive_arena_bytes), plan->max_num_tokens);
     append(&t, "tokenizer     %s\n", img->tokenizer.data ? "embedded" : "none");

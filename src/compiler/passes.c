@@ -103,7 +103,27 @@ static int name_in_list(const char *name, const char *list) {
     return 0;
 }
 
+/* A misspelt name would leave the pass on while the user believes it off. */
+static llmrt_status check_disabled(const char *list) {
+    for (const char *p = list; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        int known = 0;
+        for (int32_t i = 0; i < llmrt_default_pass_count && !known; i++)
+            known = strlen(llmrt_default_passes[i].name) == len && strncmp(p, llmrt_default_passes[i].name, len) == 0;
+        if (!known)
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                               "--disable-passes: unknown pass '%.*s' (weight_layout, fuse_layernorm, fuse_rmsnorm, "
+                               "fuse_activations, fuse_silu_mul, fuse_linear)",
+                               (int)len, p);
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_run_passes(llmrt_graph *g, llmrt_pass_context *ctx, const char *disabled) {
+    LLMRT_TRY(check_disabled(disabled));
     for (int32_t i = 0; i < llmrt_default_pass_count; i++) {
         const llmrt_pass *pass = &llmrt_default_passes[i];
         /* dead_code and plan_memory are needed for a runnable plan */

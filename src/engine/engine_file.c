@@ -58,6 +58,30 @@ static llmrt_status pad_to(writer *w, uint64_t alignment) {
     return write_bytes(w, zeros, (size_t)pad);
 }
 
+/* Counts the NaN and infinite elements of a floating-point weight (exponent
+ * bits all ones) and the index of the first. Branch-free over the bits so
+ * it vectorises: it runs over every weight byte of a build, beside the
+ * write and the checksum. Other dtypes have none. */
+static uint64_t count_nonfinite(const void *data, size_t nbytes, llmrt_dtype dtype, uint64_t *first) {
+    uint64_t bad = 0;
+    *first = 0;
+    if (dtype == LLMRT_DTYPE_F32) {
+        const uint32_t *p = data;
+        size_t n = nbytes / 4;
+        for (size_t i = 0; i < n; i++) bad += (p[i] & 0x7f800000u) == 0x7f800000u;
+        if (bad)
+            while ((p[*first] & 0x7f800000u) != 0x7f800000u) ++*first;
+    } else if (dtype == LLMRT_DTYPE_F16 || dtype == LLMRT_DTYPE_BF16) {
+        const uint16_t *p = data;
+        const uint16_t mask = dtype == LLMRT_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+        size_t n = nbytes / 2;
+        for (size_t i = 0; i < n; i++) bad += (uint16_t)(p[i] & mask) == mask;
+        if (bad)
+            while ((uint16_t)(p[*first] & mask) != mask) ++*first;
+    }
+    return bad;
+}
+
 static json_t *build_meta(const llmrt_engine_write_input *in) {
     json_t *meta = json_object();
     json_object_set_new(meta, "format_version", json_integer(LLMRT_ENGINE_FORMAT_VERSION));
@@ -99,9 +123,11 @@ llmrt_status llmrt_engine_write(const char *path, const llmrt_engine_write_input
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     snprintf(tmp_path, path_len + 8, "%s.tmp", path);
-    writer w = {.f = fopen(tmp_path, "wb"), .path = path};
-    if (!w.f) {
-        llmrt_status s = llmrt_error(LLMRT_ERR_IO, "%s: cannot create: %s", tmp_path, strerror(errno));
+    writer w = {.path = path};
+    llmrt_status opened = llmrt_file_check_output(path, NULL, 0, NULL);
+    if (opened == LLMRT_OK) opened = llmrt_file_create_temp(tmp_path, &w.f);
+    if (opened != LLMRT_OK) {
+        llmrt_status s = opened;
         free(meta_text);
         free(tmp_path);
         return s;
@@ -150,6 +176,14 @@ llmrt_status llmrt_engine_write(const char *path, const llmrt_engine_write_input
         }
         if (w.position - start != pw->file_offset) {
             s = llmrt_error(LLMRT_ERR_INTERNAL, "%s: weight layout out of step", path);
+            break;
+        }
+        uint64_t first, bad = in->allow_nonfinite ? 0 : count_nonfinite(pw->data, pw->nbytes, pw->dtype, &first);
+        if (bad) {
+            s = llmrt_error(LLMRT_ERR_FORMAT,
+                            "weight '%s' has %llu non-finite values as %s (NaN or Inf; the first at element %llu): "
+                            "not building (--allow-nonfinite to build anyway)",
+                            pw->name, (unsigned long long)bad, llmrt_dtype_name(pw->dtype), (unsigned long long)first);
             break;
         }
         s = write_bytes(&w, pw->data, pw->nbytes);
@@ -270,6 +304,8 @@ static llmrt_status parse_image(llmrt_engine_image *img, const char *name, int v
     const char *source = json_string_value(json_object_get(build, "source"));
     if (!backend || !dtype || !act_dtype || strlen(backend) >= sizeof img->backend)
         s = llmrt_error(LLMRT_ERR_FORMAT, "%s: metadata field 'build' is incomplete", name);
+    else if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+        s = llmrt_error(LLMRT_ERR_FORMAT, "%s: metadata names an unknown backend '%s' (cpu, cuda)", name, backend);
     if (s == LLMRT_OK) {
         snprintf(img->backend, sizeof img->backend, "%s", backend);
         snprintf(img->source, sizeof img->source, "%s", source ? source : "");

@@ -47,8 +47,11 @@ typedef struct llmrt_engine_write_input {
     llmrt_engine_blob tokenizer;         /* tokenizer.json, or {NULL, 0} */
     llmrt_engine_blob tokenizer_config;  /* tokenizer_config.json */
     llmrt_engine_blob generation_config; /* generation_config.json */
+    int allow_nonfinite;                 /* 0: a weight with a NaN or Inf fails the write, naming it */
 } llmrt_engine_write_input;
 
+/* Writes PATH.tmp and renames it over PATH; refuses a PATH that exists and
+ * is not a regular file (a device node, FIFO or directory). */
 llmrt_status llmrt_engine_write(const char *path, const llmrt_engine_write_input *input);
 
 /* A loaded engine file: the map and everything decoded from it. The plan's

@@ -48,8 +48,8 @@ static llmrt_status int_value(const char *source, const char *field, const json_
         double d = json_real_value(value);
         /* Range-check in double first: casting an out-of-range double is UB. */
         if (!(d >= (double)min && d <= (double)max) || d != floor(d))
-            return llmrt_error(LLMRT_ERR_FORMAT, "%s: field '%s' = %g is not an integer in [%lld, %lld]", source,
-                               field, d, min, max);
+            return llmrt_error(LLMRT_ERR_FORMAT, "%s: field '%s' = %.*g is not an integer in [%lld, %lld]", source,
+                               field, d == floor(d) && fabs(d) < 1e18 ? 18 : 6, d, min, max);
         v = (long long)d;
     } else {
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: field '%s' must be an integer", source, field);
@@ -165,6 +165,20 @@ static llmrt_status token_list(const char *source, const char *field, const json
     ids[0] = (int32_t)id;
     *count = 1;
     return LLMRT_OK;
+}
+
+/* A special-token id past the vocabulary would never be produced (an EOS
+ * that never stops generation) or index past the embedding (a BOS). */
+static llmrt_status check_token_ids(const char *source, const llmrt_model_config *c) {
+    const char *field = NULL;
+    int32_t id = 0;
+    if (c->bos_token_id >= c->vocab_size) field = "bos_token_id", id = c->bos_token_id;
+    else if (c->pad_token_id >= c->vocab_size) field = "pad_token_id", id = c->pad_token_id;
+    for (int32_t i = 0; !field && i < c->num_eos_tokens && i < LLMRT_MAX_EOS_TOKENS; i++)
+        if (c->eos_token_ids[i] >= c->vocab_size) field = "eos_token_id", id = c->eos_token_ids[i];
+    if (!field) return LLMRT_OK;
+    return llmrt_error(LLMRT_ERR_FORMAT, "%s: field '%s' = %d is outside the vocabulary (vocab_size %d)", source, field,
+                       id, c->vocab_size);
 }
 
 /* ---- names of enums ------------------------------------------------------------ */
@@ -422,6 +436,7 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     LLMRT_TRY(get_int(source, root, ALIASES("pad_token_id"), 0, -1, -1, MAX_TOKEN_ID, &c->pad_token_id));
     const json_t *eos = json_object_get(root, "eos_token_id");
     if (eos && !json_is_null(eos)) LLMRT_TRY(token_list(source, "eos_token_id", eos, c->eos_token_ids, &c->num_eos_tokens));
+    LLMRT_TRY(check_token_ids(source, c));
 
     return parse_rope(source, root, is_gpt2, c);
 }
@@ -483,6 +498,7 @@ llmrt_status llmrt_hf_generation_config_merge(const char *path, llmrt_model_conf
     const json_t *eos = json_object_get(root, "eos_token_id");
     if (status == LLMRT_OK && eos && !json_is_null(eos))
         status = token_list(path, "eos_token_id", eos, merged.eos_token_ids, &merged.num_eos_tokens);
+    if (status == LLMRT_OK) status = check_token_ids(path, &merged);
     json_decref(root);
     if (status == LLMRT_OK) *config = merged;
     return status;

@@ -32,6 +32,7 @@ struct llmrt_checkpoint {
     llmrt_st_tensor *tensors; /* sorted by name once loading is complete */
     size_t tensor_count;
     size_t tensor_capacity;
+    unsigned char *used;      /* [tensor_count]: looked up by llmrt_checkpoint_find */
 };
 
 llmrt_dtype llmrt_safetensors_dtype(const char *name) {
@@ -324,7 +325,8 @@ static llmrt_status finish_table(llmrt_checkpoint *cp) {
             return llmrt_error(LLMRT_ERR_FORMAT, "tensor '%s' is present in both %s and %s", cp->tensors[i].name,
                                cp->tensors[i - 1].file_path, cp->tensors[i].file_path);
     }
-    return LLMRT_OK;
+    cp->used = calloc(cp->tensor_count + 1, 1);
+    return cp->used ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "checkpoint: out of memory");
 }
 
 static llmrt_checkpoint *checkpoint_new(size_t file_capacity) {
@@ -347,6 +349,7 @@ void llmrt_checkpoint_close(llmrt_checkpoint *cp) {
     for (size_t i = 0; i < cp->file_count; i++) llmrt_file_unmap(&cp->files[i]);
     free(cp->files);
     free(cp->memory_name);
+    free(cp->used);
     free(cp);
 }
 
@@ -399,7 +402,31 @@ const llmrt_st_tensor *llmrt_checkpoint_tensor(const llmrt_checkpoint *cp, size_
 const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *cp, const char *name) {
     if (!cp || !name || cp->tensor_count == 0) return NULL;
     llmrt_st_tensor key = {.name = name};
-    return bsearch(&key, cp->tensors, cp->tensor_count, sizeof key, compare_tensor_names);
+    const llmrt_st_tensor *t = bsearch(&key, cp->tensors, cp->tensor_count, sizeof key, compare_tensor_names);
+    if (t && cp->used) cp->used[t - cp->tensors] = 1;
+    return t;
+}
+
+/* Buffers some exporters save that no model reads: not an error. */
+static int is_ignorable_tensor(const char *name) {
+    const char *suffix = ".rotary_emb.inv_freq";
+    size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+size_t llmrt_checkpoint_unused(const llmrt_checkpoint *cp, char *list, size_t cap) {
+    size_t count = 0, len = 0;
+    if (cap) list[0] = '\0';
+    for (size_t i = 0; cp && cp->used && i < cp->tensor_count; i++) {
+        if (cp->used[i] || is_ignorable_tensor(cp->tensors[i].name)) continue;
+        count++;
+        if (len < cap) {
+            int n = snprintf(list + len, cap - len, "%s%s", count > 1 ? ", " : "", cp->tensors[i].name);
+            len = n < 0 ? cap : len + (size_t)n;
+        }
+    }
+    if (cap > 4 && len >= cap) memcpy(list + cap - 4, "...", 4);
+    return count;
 }
 
 /* ---- sharded checkpoints --------------------------------------------------- */
@@ -500,6 +527,7 @@ static llmrt_status open_index(const char *dir, const char *index_path, llmrt_ch
             goto done;
         }
     }
+    memset(cp->used, 0, cp->tensor_count); /* the lookups above were checks, not uses */
     /* Tensors a shard holds beyond the index are kept: transformers ignores
      * them too, and a builder only ever asks for names it knows. */
     if (cp->tensor_count > entry_count)

@@ -46,6 +46,10 @@ size_t llmrt_checkpoint_tensor_count(const llmrt_checkpoint *checkpoint);
 const llmrt_st_tensor *llmrt_checkpoint_tensor(const llmrt_checkpoint *checkpoint, size_t index);
 /* NULL if absent. */
 const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *checkpoint, const char *name);
+/* How many tensors llmrt_checkpoint_find has not been asked for (apart from
+ * buffers such as rotary_emb.inv_freq), and their names, comma-separated, in
+ * list[cap] ("..." at the end when cut). */
+size_t llmrt_checkpoint_unused(const llmrt_checkpoint *checkpoint, char *list, size_t cap);
 
 /* Maps safetensors dtype strings ("F32", "F16", "BF16", "F64", "I8", "U8",
  * "I16", "I32", "I64", "BOOL", "F8_E4M3", "F8_E5M2") to llmrt_dtype. */

@@ -3,6 +3,7 @@
  * per token), what happens to each new token (sampling, stop ids, stop
  * strings cut exactly in the text, max tokens, streaming events), and the
  * result handed to the caller. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -367,7 +368,20 @@ static void fork_prompt(llmrt_runtime *rt, rt_request *r) {
     r->forked = 1;
 }
 
+/* Non-finite logits (weights holding NaN or Inf, an activation overflowing
+ * its dtype) fail the request rather than sample: greedy would print token
+ * 0 forever, a draw an arbitrary token, beam search nothing. */
+static llmrt_status fail_nonfinite(llmrt_runtime *rt, rt_request *r, int32_t i) {
+    llmrt_status s = llmrt_error(LLMRT_ERR_BACKEND,
+                                 "request %llu: the model's logits are not finite (NaN or Inf) at position %d of "
+                                 "sequence %d (weights holding NaN or Inf, or an activation overflowing its dtype)",
+                                 (unsigned long long)r->id, r->seqs[i].len, i);
+    rt_finish_request(rt, r, s, "error");
+    return s;
+}
+
 llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row, double lse) {
+    if (!isfinite(lse)) return fail_nonfinite(rt, r, i); /* NaN for a row with a NaN or an infinity */
     if (r->beam) return rt_beam_on_logits(rt, r, i, row, lse);
     if (!r->forked) {
         fork_prompt(rt, r);
@@ -403,6 +417,12 @@ int rt_device_sample_params(llmrt_runtime *rt, rt_request *r, int32_t i, llmrt_r
 }
 
 void rt_on_sampled(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t token, float logprob) {
+    /* the device sampler reports a row with a NaN or an infinity through a
+     * non-finite log-probability */
+    if (!isfinite(logprob) || token < 0 || token >= rt->vocab) {
+        fail_nonfinite(rt, r, i);
+        return;
+    }
     if (!r->forked) fork_prompt(rt, r); /* one sequence: only marks the prompt done */
     accept_token(rt, r, i, token, logprob, NULL, 0);
 }

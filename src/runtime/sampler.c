@@ -172,11 +172,30 @@ static inline float exp_nonpositive(float x) {
     return p * scale;
 }
 
+/* The exponent bits all ones is NaN or ±Inf. An OR over the row's bits
+ * vectorises: a small part of llmrt_logsumexp's cost, which runs it first. */
+static inline int row_finite(const float *logits, int32_t vocab) {
+    uint32_t bad = 0;
+    for (int32_t i = 0; i < vocab; i++) {
+        uint32_t bits;
+        memcpy(&bits, &logits[i], sizeof bits);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return !bad;
+}
+
+int llmrt_logits_finite(const float *logits, int32_t vocab) { return row_finite(logits, vocab); }
+
+/* The clones are static behind a plain llmrt_logsumexp: clang 14 names the
+ * dispatcher of an exported target_clones function "llmrt_logsumexp.ifunc",
+ * so callers in other files (runtime.c) did not link in clang builds
+ * (make fuzz). */
 __attribute__((target_clones("avx512f", "avx2", "default")))
-double llmrt_logsumexp(const float *logits, int32_t vocab) {
+static double logsumexp_dispatched(const float *logits, int32_t vocab) {
     /* every token of every request pays this (log-probabilities are always
      * reported), over the whole vocabulary: a vectorisable exp and float
      * partial sums in blocks (each block's terms are <= 1), then double */
+    if (!row_finite(logits, vocab)) return NAN; /* and exp_nonpositive never sees a NaN */
     float max_logit = logits[llmrt_sample_greedy(logits, vocab)];
     double sum = 0;
     enum { BLOCK = 256 };
@@ -188,6 +207,8 @@ double llmrt_logsumexp(const float *logits, int32_t vocab) {
     }
     return max_logit + log(sum);
 }
+
+double llmrt_logsumexp(const float *logits, int32_t vocab) { return logsumexp_dispatched(logits, vocab); }
 
 void llmrt_top_k_ids(const float *logits, int32_t vocab, int32_t k, int32_t *ids) {
     /* insertion into a sorted list of k: O(vocab × k) worst case, and k is

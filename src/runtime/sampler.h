@@ -50,7 +50,13 @@ void llmrt_apply_penalties(float *logits, int32_t vocab, const llmrt_penalties *
                            int32_t num_tokens, int32_t output_start, int32_t *counts);
 int llmrt_penalties_active(const llmrt_penalties *p);
 
-/* log Σ exp(logits): log-probability of token t is logits[t] - this. */
+/* 1 if every logit is finite. A row with a NaN or an infinity has no
+ * distribution: argmax, the draw, the top-k and the log-normaliser would
+ * each return an arbitrary answer, so such a row fails its request. */
+int llmrt_logits_finite(const float *logits, int32_t vocab);
+
+/* log Σ exp(logits): log-probability of token t is logits[t] - this; NaN
+ * when a logit is not finite. */
 double llmrt_logsumexp(const float *logits, int32_t vocab);
 
 /* The k largest logits, best first (ties: lower id first), k <= vocab. */

@@ -6,21 +6,7 @@
 # usage: cli_errors.sh LLMRT SOURCE_DIR
 set -u
 llmrt=$1 src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-
-# expect CODE NEEDLE -- command...: exit code and a message containing NEEDLE
-expect() {
-  local code=$1 needle=$2; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "exit $rc (want $code): $* :: $out"; return; fi
-  if [ -n "$needle" ] && ! grep -qF -- "$needle" <<<"$out"; then bad "no '$needle' in output of $*: $out"; return; fi
-  ok
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 case_dir=$src/tests/golden/cases/llama_f32
 model=$tmp/model
@@ -57,17 +43,6 @@ expect 1 "no tokenizer" -- "$llmrt" run --engine "$tmp/good.engine" --prompt "he
 expect 1 "cannot open" -- "$llmrt" run --engine "$tmp/missing.engine" --prompt-ids 1
 expect 1 "config.json" -- "$llmrt" build --model "$tmp/nowhere" --output "$tmp/x.engine"
 
-mutate() { # name python-snippet: copy the model and change it
-  local d=$tmp/$1; rm -rf "$d"; cp -r "$case_dir" "$d"
-  python3 - "$d" <<PY
-import json, os, struct, sys
-d = sys.argv[1]
-st = os.path.join(d, "model.safetensors")
-cfg = os.path.join(d, "config.json")
-$2
-PY
-  echo "$d"
-}
 d=$(mutate arch 'c = json.load(open(cfg)); c["architectures"] = ["FooForCausalLM"]; json.dump(c, open(cfg, "w"))')
 expect 1 "FooForCausalLM" -- "$llmrt" build --model "$d" --output "$tmp/x.engine"
 d=$(mutate heads 'c = json.load(open(cfg)); c["num_key_value_heads"] = 3; json.dump(c, open(cfg, "w"))')
@@ -99,5 +74,4 @@ cp "$tmp/good.engine" "$tmp/flip.engine"
 printf '\x55' | dd of="$tmp/flip.engine" bs=1 seek=$(( $(stat -c %s "$tmp/good.engine") - 7 )) conv=notrunc 2>/dev/null
 expect 1 "checksum" -- "$llmrt" run --engine "$tmp/flip.engine" --prompt-ids 1
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_finish

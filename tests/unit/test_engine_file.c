@@ -3,8 +3,10 @@
  * format version, flipped bytes in each section, random bytes, a tampered
  * plan whose checksums were recomputed (the plan verifier must catch it). */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -156,11 +158,53 @@ static void test_missing_file(void) {
     CHECK(strstr(llmrt_last_error(), "/nonexistent/x.engine") != NULL);
 }
 
+/* The writer refuses a weight holding NaN or Inf (naming it, leaving no
+ * file) unless told otherwise, and the reader an unknown backend name. */
+static void test_writer_refusals(void) {
+    llmrt_engine_image *img = NULL;
+    CHECK_OK(llmrt_engine_image_open(engine_path, 1, &img));
+    if (!img) return;
+    llmrt_engine_write_input in = {.plan = img->plan, .config = &img->config,
+                                   .build = {.backend = "tpu", .dtype = img->dtype, .act_dtype = img->act_dtype,
+                                             .source = "test"}};
+    char path[600], tmp[700];
+    snprintf(path, sizeof path, "%s/tpu.engine", dir);
+    CHECK_OK(llmrt_engine_write(path, &in));
+    llmrt_engine_image *other = NULL;
+    CHECK(llmrt_engine_image_open(path, 1, &other) == LLMRT_ERR_FORMAT);
+    CHECK(strstr(llmrt_last_error(), "unknown backend 'tpu'") != NULL);
+
+    in.build.backend = "cpu";
+    llmrt_plan_weight *w = &img->plan->weights[img->plan->num_weights - 1];
+    CHECK(w->dtype == LLMRT_DTYPE_F32 && w->nbytes >= 8);
+    const void *saved = w->data;
+    float *copy = malloc(w->nbytes);
+    memcpy(copy, saved, w->nbytes);
+    copy[w->nbytes / 4 - 1] = NAN;
+    copy[1] = -INFINITY;
+    w->data = copy;
+    snprintf(path, sizeof path, "%s/nan.engine", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(llmrt_engine_write(path, &in) == LLMRT_ERR_FORMAT);
+    CHECK(strstr(llmrt_last_error(), w->name) != NULL);
+    CHECK(strstr(llmrt_last_error(), "2 non-finite values") != NULL);
+    CHECK(strstr(llmrt_last_error(), "first at element 1)") != NULL);
+    CHECK(access(path, F_OK) != 0 && access(tmp, F_OK) != 0);
+    in.allow_nonfinite = 1;
+    CHECK_OK(llmrt_engine_write(path, &in));
+    w->data = saved;
+    free(copy);
+    CHECK(llmrt_engine_write(dir, &in) == LLMRT_ERR_INVALID_ARGUMENT); /* a directory */
+    CHECK(strstr(llmrt_last_error(), "not a regular file") != NULL);
+    llmrt_engine_image_close(img);
+}
+
 int main(void) {
     dir = test_temp_dir();
     build_tiny();
     RUN_TEST(test_round_trip);
     RUN_TEST(test_damage);
     RUN_TEST(test_missing_file);
+    RUN_TEST(test_writer_refusals);
     return test_finish();
 }

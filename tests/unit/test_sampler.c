@@ -140,11 +140,35 @@ static void test_logprobs_and_top(void) {
     CHECK(bigger == 4);
 }
 
+/* Every non-finite value anywhere in the row is caught, the vectorised body
+ * and the tail alike (by llmrt_logsumexp too, under UBSan: its fast exp
+ * must never see a NaN); the largest finite float and -0 are not. */
+static void test_logits_finite(void) {
+    enum { N = 1027 };
+    float x[N];
+    make_logits(x, 5);
+    CHECK(llmrt_logits_finite(x, N));
+    x[0] = 3.4028235e38f;
+    x[1] = -0.0f;
+    CHECK(llmrt_logits_finite(x, N));
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    const int at[] = {0, 511, N - 1};
+    for (int b = 0; b < 3; b++)
+        for (int p = 0; p < 3; p++) {
+            float saved = x[at[p]];
+            x[at[p]] = bad[b];
+            CHECK(!llmrt_logits_finite(x, N));
+            CHECK(isnan(llmrt_logsumexp(x, N))); /* the runtime fails such a row on this */
+            x[at[p]] = saved;
+        }
+}
+
 int main(void) {
     RUN_TEST(test_greedy_and_top_k1);
     RUN_TEST(test_filters);
     RUN_TEST(test_seed_reproducible);
     RUN_TEST(test_penalties);
     RUN_TEST(test_logprobs_and_top);
+    RUN_TEST(test_logits_finite);
     return test_finish();
 }
