@@ -41,9 +41,8 @@
 //
 // Latency at batch 1 (the kernel moves ~1 MB at 128 tokens of context but
 // sits between two GEMVs): up to two batches of K/V rows are in flight
-// before the wait, every read of the q/k/v GEMV's output goes out at once,
-// and (rope.prefetch, off by default) the live blocks ask L2 for the
-// output projection's weights while HBM would idle.
+// before the wait, and every read of the q/k/v GEMV's output goes out at
+// once.
 #include "backends/cuda/attention_decode_args.cuh"
 #include "backends/cuda/cuda_device.cuh"
 #include "backends/cuda/kernel_probe.cuh"
@@ -60,8 +59,11 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     __shared__ float m_s[KPB][NH], l_s[KPB][NH];
     PROBE_ATTN_DECL;
     // The output projection's GEMV may launch and start loading its weights
-    // now, or (trigger_after_wait) once the q/k/v GEMV has finished.
-    if (!a.trigger_after_wait) pdl_trigger();
+    // now. (Releasing it only after the wait on the q/k/v GEMV helped while
+    // that GEMV ran in waves; with it resident it cost 0.025 ms/token at
+    // batch 1 on an H200: o_proj's blocks are placed only as its blocks
+    // exit anyway.)
+    pdl_trigger();
     // Fused RoPE runs in decode steps only, where every cache row a block
     // reads but the token's own was written by an earlier step: the first
     // batches of K/V rows are loaded before waiting for the q/k/v GEMV (this
@@ -125,7 +127,6 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
     if (early) block_wait_at_least(a.early, a.early_rows);
     else if (fused) pdl_wait();
     PROBE_ATTN_MARK(PROBE_T1);
-    if (a.trigger_after_wait && !early) pdl_trigger();
 
     // Fused RoPE: the table row of this token; the token's own key (rotated)
     // and value for this thread's columns (kc, vc); q (pre-scaled) for each
@@ -164,7 +165,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
         // Everything the block reads that the q/k/v GEMV wrote goes out at
         // once (one round trip, partner chunks included where registers
         // allow: q of 8 heads twice over would spill), then is rotated; then
-        // the L2 prefetch, then the cache write.
+        // the cache write.
         constexpr bool Q_PARTNER = NH * CPT <= 4;
         rope_raw qraw[NH][CPT], kraw[CPT];
 #pragma unroll
@@ -197,10 +198,7 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
                                                         rot, a.rope_neox)
                           : qraw[h][c].in);
         }
-        if (fused && !early) {
-            prefetch_slice(a, ctx, (int64_t)blockIdx.y * live_parts + blockIdx.x, (int64_t)gridDim.y * live_parts);
-            store_own_row();
-        }
+        if (fused && !early) store_own_row();
     } else {
         // Larger launches keep the leaner order (registers are occupancy
         // there): own row, cache write, then q.
@@ -397,7 +395,6 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
 
         pdl_wait();
         PROBE_ATTN_MARK(PROBE_T2);
-        if (a.trigger_after_wait) pdl_trigger();
         rope_raw kr[CPT];
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
@@ -416,7 +413,6 @@ __global__ void __launch_bounds__(DECODE_THREADS, NH > 1 || WIDE ? 1 : PRE2 ? PR
                                                          a.rope_neox)
                                 : kr[c].in;
         }
-        prefetch_slice(a, ctx, blockIdx.y, gridDim.y);
         store_own_row();
         // every row group scores the row (the shuffles need whole warps)
         float dot = 0.0f;
@@ -599,12 +595,12 @@ extern "C" size_t cuda_decode_workspace_bytes(int64_t tokens, int32_t heads, int
 
 template <typename T, int D, bool EXACT, int NH, bool PRE2 = false, bool WIDE = false>
 static cudaError_t launch_decode(T *out, const T *q, T *kc, T *vc, float *ws, decode_args a,
-                                 int64_t tokens, cudaStream_t stream) {
+                                 int64_t tokens, int pdl, cudaStream_t stream) {
     a.head_chunks = (a.group + NH - 1) / NH;
     if ((int64_t)a.kv_heads * a.head_chunks > 65535) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a.num_partitions, (unsigned)(a.kv_heads * a.head_chunks), (unsigned)tokens);
-    launch_pdl(attention_decode_kernel<T, D, EXACT, NH, PRE2, WIDE>, grid, dim3(DECODE_THREADS), stream, out, q, kc,
-               vc, ws, a);
+    launch_pdl(attention_decode_kernel<T, D, EXACT, NH, PRE2, WIDE>, grid, dim3(DECODE_THREADS), pdl, stream, out,
+               q, kc, vc, ws, a);
     return cudaGetLastError();
 }
 
@@ -613,14 +609,14 @@ static cudaError_t launch_decode(T *out, const T *q, T *kc, T *vc, float *ws, de
 // (its live blocks fit one wave of it), the one with registers left free.
 template <typename T, int D, int NH>
 static cudaError_t launch_exact_nh(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n, int wide,
-                                   cudaStream_t stream) {
+                                   int pdl, cudaStream_t stream) {
     if constexpr (sizeof(T) == 2)
         if (n <= PRE2_MAX_TOKENS) {
             if constexpr (NH == 1)
-                if (wide) return launch_decode<T, D, true, 1, true, true>(o, q, kc, vc, ws, a, n, stream);
-            return launch_decode<T, D, true, NH, true>(o, q, kc, vc, ws, a, n, stream);
+                if (wide) return launch_decode<T, D, true, 1, true, true>(o, q, kc, vc, ws, a, n, pdl, stream);
+            return launch_decode<T, D, true, NH, true>(o, q, kc, vc, ws, a, n, pdl, stream);
         }
-    return launch_decode<T, D, true, NH>(o, q, kc, vc, ws, a, n, stream);
+    return launch_decode<T, D, true, NH>(o, q, kc, vc, ws, a, n, pdl, stream);
 }
 
 // Blocks of the WIDE instance for head size D one SM holds at once.
@@ -672,11 +668,11 @@ extern "C" int cuda_decode_wide_fits(int64_t slots, int64_t tokens, int32_t head
 
 template <typename T, int D>
 static cudaError_t launch_exact(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n, int wide,
-                                cudaStream_t stream) {
+                                int pdl, cudaStream_t stream) {
     switch (heads_per_block(a.group)) {
-    case 1: return launch_exact_nh<T, D, 1>(o, q, kc, vc, ws, a, n, wide, stream);
-    case 4: return launch_exact_nh<T, D, 4>(o, q, kc, vc, ws, a, n, wide, stream);
-    default: return launch_exact_nh<T, D, 8>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 1: return launch_exact_nh<T, D, 1>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    case 4: return launch_exact_nh<T, D, 4>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    default: return launch_exact_nh<T, D, 8>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
     }
 }
 
@@ -684,27 +680,27 @@ static cudaError_t launch_exact(T *o, const T *q, T *kc, T *vc, float *ws, decod
 // (rare sizes: one heads-per-block variant only, to bound the instances).
 template <typename T>
 static cudaError_t dispatch_decode(T *o, const T *q, T *kc, T *vc, float *ws, decode_args a, int64_t n, int wide,
-                                   cudaStream_t stream) {
+                                   int pdl, cudaStream_t stream) {
     switch (a.head_dim) {
-    case 32: return launch_exact<T, 32>(o, q, kc, vc, ws, a, n, wide, stream);
-    case 64: return launch_exact<T, 64>(o, q, kc, vc, ws, a, n, wide, stream);
-    case 80: return launch_exact<T, 80>(o, q, kc, vc, ws, a, n, wide, stream);
-    case 96: return launch_exact<T, 96>(o, q, kc, vc, ws, a, n, wide, stream);
-    case 128: return launch_exact<T, 128>(o, q, kc, vc, ws, a, n, wide, stream);
-    case 256: return launch_exact<T, 256>(o, q, kc, vc, ws, a, n, wide, stream);
+    case 32: return launch_exact<T, 32>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    case 64: return launch_exact<T, 64>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    case 80: return launch_exact<T, 80>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    case 96: return launch_exact<T, 96>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    case 128: return launch_exact<T, 128>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
+    case 256: return launch_exact<T, 256>(o, q, kc, vc, ws, a, n, wide, pdl, stream);
     default: break;
     }
-    if (a.head_dim <= 32) return launch_decode<T, 32, false, 8>(o, q, kc, vc, ws, a, n, stream);
-    if (a.head_dim <= 64) return launch_decode<T, 64, false, 8>(o, q, kc, vc, ws, a, n, stream);
-    if (a.head_dim <= 128) return launch_decode<T, 128, false, 8>(o, q, kc, vc, ws, a, n, stream);
-    return launch_decode<T, 256, false, 8>(o, q, kc, vc, ws, a, n, stream);
+    if (a.head_dim <= 32) return launch_decode<T, 32, false, 8>(o, q, kc, vc, ws, a, n, pdl, stream);
+    if (a.head_dim <= 64) return launch_decode<T, 64, false, 8>(o, q, kc, vc, ws, a, n, pdl, stream);
+    if (a.head_dim <= 128) return launch_decode<T, 128, false, 8>(o, q, kc, vc, ws, a, n, pdl, stream);
+    return launch_decode<T, 256, false, 8>(o, q, kc, vc, ws, a, n, pdl, stream);
 }
 
 extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_cache, void *v_cache,
                                              llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                              int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
                                              void *workspace, int32_t *counters, const cuda_rope_fused *rope,
-                                             cudaStream_t stream) {
+                                             int pdl, cudaStream_t stream) {
     if (batch->num_tokens <= 0) return cudaSuccess;
     if (kv_heads <= 0 || heads % kv_heads || partitions < 1 || partitions > CUDA_DECODE_MAX_PARTITIONS ||
         (partitions > 1 && !counters) ||
@@ -724,15 +720,8 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
     a.rope_table = rope ? (const float2 *)rope->table : nullptr;
     a.rotary_dim = rope ? rope->rotary_dim : 0;
     a.rope_neox = rope ? rope->neox : 1;
-    a.prefetch = rope && rope->prefetch && rope->prefetch_bytes >= 16 ? (const char *)rope->prefetch : nullptr;
-    const size_t prefetch_max = (size_t)1 << 30;
-    a.prefetch_bytes = a.prefetch ? (int64_t)((rope->prefetch_bytes < prefetch_max ? rope->prefetch_bytes : prefetch_max) &
-                                              ~(size_t)15)
-                                  : 0;
-    a.trigger_after_wait = rope ? rope->trigger_after_wait != 0 : 0;
     a.early = rope ? rope->early : nullptr;
     a.early_rows = rope ? rope->early_rows : 0;
-    if (a.prefetch && ((uintptr_t)a.prefetch & 15)) return cudaErrorInvalidValue;
     a.slot_mapping = batch->slot_mapping;
     a.positions = batch->positions;
     a.token_seq = batch->token_seq;
@@ -761,7 +750,7 @@ extern "C" cudaError_t cuda_attention_decode(void *out, const void *q, void *k_c
         cudaError_t err = cudaSuccess;
         DISPATCH_FLOAT_TYPES(type, T, {
             err = dispatch_decode<T>((T *)out, (const T *)q, (T *)k_cache, (T *)v_cache,
-                                     (float *)workspace, a, n, batch->wide, stream);
+                                     (float *)workspace, a, n, batch->wide, pdl, stream);
         });
         if (err != cudaSuccess) return err;
     }
