@@ -12,7 +12,6 @@
  *
  * usage: bench_cuda_kernels [--quick] [--gemv-only]
  *   --gemv-only: the decode GEMV rates alone (GB/s a weight shape), then exit */
-#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +38,7 @@ static const llmrt_dtype BF16 = LLMRT_DTYPE_BF16;
 
 static cudaStream_t stream;
 static cuda_gemm *gemm;
+static int pdl; /* the decode kernels with programmatic dependent launch (the model timings) */
 static int quick;
 
 static int cmp_float(const void *a, const void *b) {
@@ -115,12 +115,12 @@ static void run_gemv_grouped(void *y, const void *x, const void *w, int64_t M, i
         p[i].bias = NULL;
         p[i].N = n;
     }
-    CK(cuda_gemv_multi(p, parts, gated, x, NULL, BF16, M, K, stream));
+    CK(cuda_gemv_multi(p, parts, gated, x, NULL, BF16, M, K, 0, pdl, stream));
 }
 static void run_gemm(void *p) {
     gemm_arg *g = p;
     if (g->use_gemv >= 2) run_gemv_grouped(g->y, g->x, g->w, g->M, g->N, g->K, g->parts, g->use_gemv == 3);
-    else if (g->use_gemv) CK(cuda_gemv(g->y, g->x, g->w, BF16, NULL, g->M, g->N, g->K, stream));
+    else if (g->use_gemv) CK(cuda_gemv(g->y, g->x, g->w, BF16, NULL, g->M, g->N, g->K, pdl, stream));
     else OK(cuda_gemm_run(gemm, g->y, g->x, g->w, BF16, 1, NULL, g->M, g->N, g->K, stream));
 }
 
@@ -248,7 +248,7 @@ static void model_set_step(model *m, int tokens, int past) {
 }
 
 static void linear(model *m, void *y, const void *x, const void *w, int64_t M, int64_t N, int64_t K) {
-    if (m->use_gemv && cuda_gemv_supported(BF16, M, K, y, x, w)) CK(cuda_gemv(y, x, w, BF16, NULL, M, N, K, stream));
+    if (m->use_gemv && cuda_gemv_supported(BF16, M, K, y, x, w)) CK(cuda_gemv(y, x, w, BF16, NULL, M, N, K, pdl, stream));
     else OK(cuda_gemm_run(gemm, y, x, w, BF16, 1, NULL, M, N, K, stream));
 }
 
@@ -262,7 +262,7 @@ static void model_forward(void *arg) {
     const int T = m->tokens;
     const size_t cache_bytes = m->layer_cache_elems * 2;
     CK(cuda_embedding(m->x, BF16, m->embed, BF16, VOCAB, HIDDEN, m->ids, T, NULL, stream));
-    CK(cuda_rmsnorm(m->h, m->x, BF16, m->layers[0].norm1, LLMRT_DTYPE_F32, T, HIDDEN, 1e-5f, stream));
+    CK(cuda_rmsnorm(m->h, m->x, BF16, m->layers[0].norm1, LLMRT_DTYPE_F32, T, HIDDEN, 1e-5f, pdl, stream));
     for (int l = 0; l < LAYERS; l++) {
         layer_weights *w = &m->layers[l];
         char *kc = (char *)m->k_cache + l * cache_bytes, *vc = (char *)m->v_cache + l * cache_bytes;
@@ -272,9 +272,9 @@ static void model_forward(void *arg) {
             cuda_gemv_part p[3] = {{m->attn, w->qkv, NULL, HIDDEN},
                                    {k, (char *)w->qkv + (size_t)HIDDEN * HIDDEN * 2, NULL, HIDDEN},
                                    {v, (char *)w->qkv + (size_t)2 * HIDDEN * HIDDEN * 2, NULL, HIDDEN}};
-            CK(cuda_gemv_multi(p, 3, 0, m->h, NULL, BF16, T, HIDDEN, stream));
+            CK(cuda_gemv_multi(p, 3, 0, m->h, NULL, BF16, T, HIDDEN, 0, pdl, stream));
             CK(cuda_rope_kv_write(m->attn, m->attn, k, v, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM,
-                                  m->inv_freq, 1, stream));
+                                  m->inv_freq, 1, pdl, stream));
         } else {
         linear(m, m->qkv, m->h, w->qkv, T, 3 * HIDDEN, HIDDEN);
         /* q, k, v as strided thirds of the merged output: the real plan slices
@@ -287,21 +287,21 @@ static void model_forward(void *arg) {
         c.x_offset = 2 * HIDDEN;
         CK(cuda_strided_copy(v, BF16, m->qkv, BF16, &c, stream));
         CK(cuda_rope_kv_write(m->attn, m->attn, k, v, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM, HEAD_DIM,
-                              m->inv_freq, 1, stream));
+                              m->inv_freq, 1, pdl, stream));
         }
         if (T == 1)
             CK(cuda_attention_decode(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                      0.08838834764f, cuda_decode_partitions(1, HEADS, KV_HEADS), m->attn_ws,
-                                     m->attn_counters, NULL, stream));
+                                     m->attn_counters, NULL, pdl, stream));
         else
             CK(cuda_attention_prefill(m->attn, m->attn, kc, vc, BF16, &m->batch, HEADS, KV_HEADS, HEAD_DIM,
                                       0.08838834764f, stream));
         linear(m, m->h, m->attn, w->o, T, HIDDEN, HIDDEN);
-        CK(cuda_add_rmsnorm(m->attn, m->x, m->x, m->h, BF16, w->norm2, LLMRT_DTYPE_F32, T, HIDDEN, 1e-5f, stream));
+        CK(cuda_add_rmsnorm(m->attn, m->x, m->x, m->h, BF16, w->norm2, LLMRT_DTYPE_F32, T, HIDDEN, 1e-5f, pdl, stream));
         if (grouped) {
             cuda_gemv_part p[2] = {{m->act, w->gate_up, NULL, INTER},
                                    {m->act, (char *)w->gate_up + (size_t)INTER * HIDDEN * 2, NULL, INTER}};
-            CK(cuda_gemv_multi(p, 2, 1, m->attn, NULL, BF16, T, HIDDEN, stream));
+            CK(cuda_gemv_multi(p, 2, 1, m->attn, NULL, BF16, T, HIDDEN, 0, pdl, stream));
         } else {
         linear(m, m->gate_up, m->attn, w->gate_up, T, 2 * INTER, HIDDEN);
         /* gate and up halves of each row: silu_mul over [T, INTER] with row stride 2·INTER (T = 1 contiguous) */
@@ -313,7 +313,7 @@ static void model_forward(void *arg) {
         }
         linear(m, m->h, m->act, w->down, T, HIDDEN, INTER);
         const float *next_norm = l + 1 < LAYERS ? m->layers[l + 1].norm1 : m->final_norm;
-        CK(cuda_add_rmsnorm(m->attn, m->x, m->x, m->h, BF16, next_norm, LLMRT_DTYPE_F32, T, HIDDEN, 1e-5f, stream));
+        CK(cuda_add_rmsnorm(m->attn, m->x, m->x, m->h, BF16, next_norm, LLMRT_DTYPE_F32, T, HIDDEN, 1e-5f, pdl, stream));
         void *tmp = m->h;
         m->h = m->attn, m->attn = tmp; /* normed input of the next layer */
     }
@@ -333,7 +333,8 @@ typedef struct attn_arg {
 static void run_attention_decode(void *p) {
     attn_arg *a = p;
     CK(cuda_attention_decode(a->q, a->q, a->kc, a->vc, BF16, &a->b, HEADS, KV_HEADS, HEAD_DIM, 0.08838834764f,
-                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, a->counters, NULL, stream));
+                             cuda_decode_partitions(a->b.num_tokens, HEADS, KV_HEADS), a->ws, a->counters, NULL, pdl,
+                             stream));
 }
 
 /* GB/s of K and V read by the decode-attention kernel. */
@@ -409,7 +410,7 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    OK(cuda_gemm_create(&gemm, 32 << 20));
+    OK(cuda_gemm_create(&gemm, 32 << 20, 0));
     printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
 
     /* ceilings */
@@ -484,9 +485,9 @@ int main(int argc, char **argv) {
     const double weight_bytes = (double)LAYERS * (3.0 * HIDDEN * HIDDEN + HIDDEN * HIDDEN + 3.0 * INTER * HIDDEN) * 2 +
                                 (double)VOCAB * HIDDEN * 2;
     const double floor_ms = weight_bytes / bw * 1e3; /* read-only stream at the copy rate */
-    cuda_set_pdl(0);
+    pdl = 0;
     const float d128_nopdl = decode_ms(&m, 128, 2, 1);
-    cuda_set_pdl(prop.major >= 9);
+    pdl = prop.major >= 9;
     const float d128 = decode_ms(&m, 128, 2, 1);
     const float d2048 = decode_ms(&m, 2048, 2, 1);
     const float d128_ungrouped = decode_ms(&m, 128, 1, 1);
@@ -499,9 +500,7 @@ int main(int argc, char **argv) {
     /* prefill again with cuBLASLt candidates timed at first use (autotune) */
     float prefill_tuned_ms[2];
     cuda_gemm *heuristic_gemm = gemm;
-    setenv("LLMRT_CUDA_GEMM_AUTOTUNE", "1", 1);
-    OK(cuda_gemm_create(&gemm, 32 << 20));
-    unsetenv("LLMRT_CUDA_GEMM_AUTOTUNE");
+    OK(cuda_gemm_create(&gemm, 32 << 20, 1));
     for (int i = 0; i < 2; i++) {
         const int P = i == 0 ? 128 : max_prefill;
         model_set_step(&m, P, 0);

@@ -178,9 +178,8 @@ int main(int argc, char **argv) {
     // the PDL kernel's shared memory so that a second block cannot fit
     const size_t pad = (size_t)prop.sharedMemPerMultiprocessor / 2 + 1024;
     CK(cudaFuncSetAttribute(gemv_pdl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)pad));
-    cuda_set_pdl(1);
     auto launch = [&](const bf16 *W, const bf16 *x, bf16 *y, int rows, size_t smem) {
-        launch_pdl_smem(gemv_pdl, dim3(sms), dim3(WARPS * 32), smem, s, W, x, y, rows);
+        launch_pdl_smem(gemv_pdl, dim3(sms), dim3(WARPS * 32), smem, 1, s, W, x, y, rows);
         CK(cudaGetLastError());
     };
     const char *names[5] = {"one GEMV of L x 4096 rows", "pdl, 2 blocks/SM fit", "pdl, 1 block/SM",

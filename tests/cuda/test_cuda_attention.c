@@ -136,10 +136,10 @@ static void run_attention_case(const attn_case *c) {
         cudaMemcpy(dvc2, dvc, cache_n * es, cudaMemcpyDeviceToDevice);
         cudaMalloc(&dtable, (size_t)T * 256 * sizeof(float));
         if (c->rotary_dim)
-            CUDA_CHECK(cuda_rope_table(dtable, dpos, T, dfreq, c->rotary_dim, 0));
+            CUDA_CHECK(cuda_rope_table(dtable, dpos, T, dfreq, c->rotary_dim, 0, 0));
     } else {
         CUDA_CHECK(cuda_rope_kv_write(dout, dq, dk, dv, dkc, dvc, c->type, &b, H, Hkv, D, c->rotary_dim,
-                                      c->rotary_dim ? dfreq : NULL, c->neox, 0));
+                                      c->rotary_dim ? dfreq : NULL, c->neox, 0, 0));
     }
     int32_t *counters = NULL;
     if (c->kernel == 0) {
@@ -159,16 +159,13 @@ static void run_attention_case(const attn_case *c) {
         cudaMalloc((void **)&counters, (size_t)T * H * 4);
         cudaMemset(counters, 0, (size_t)T * H * 4);
         if (c->kernel == 3) {
-            /* with an L2 prefetch of q's bytes, and the late PDL trigger in
-             * half the cases: hints that must not change a bit */
-            const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox,
-                                          dq, qn * llmrt_dtype_size(c->type), c->neox, NULL, 0};
+            const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox, NULL, 0};
             CUDA_CHECK(cuda_attention_decode(dout, dq, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
-                                             &rope, 0));
+                                             &rope, 0, 0));
             CUDA_CHECK(cuda_rope_kv_write(dout2, dq, dk, dv, dkc2, dvc2, c->type, &b, H, Hkv, D, c->rotary_dim,
-                                          c->rotary_dim ? dfreq : NULL, c->neox, 0));
+                                          c->rotary_dim ? dfreq : NULL, c->neox, 0, 0));
             CUDA_CHECK(cuda_attention_decode(dout2, dout2, dkc2, dvc2, c->type, &db, H, Hkv, D, scale, parts, ws,
-                                             counters, NULL, 0));
+                                             counters, NULL, 0, 0));
             const size_t nb[3] = {qn * es, cache_n * es, cache_n * es};
             void *pa[3] = {dout, dkc, dvc}, *pb[3] = {dout2, dkc2, dvc2};
             for (int i = 0; i < 3; i++) {
@@ -189,20 +186,19 @@ static void run_attention_case(const attn_case *c) {
             cudaMemcpy(early, up, sizeof up, cudaMemcpyHostToDevice);
             db.wide = 1;
             CHECK(cuda_attention_early_supported(c->type, H, Hkv, D, db.num_tokens));
-            const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox, NULL, 0, 1,
-                                          early, H * D};
+            const cuda_rope_fused rope = {dk, dv, c->rotary_dim ? dtable : NULL, c->rotary_dim, c->neox, early, H * D};
             CUDA_CHECK(cuda_attention_decode(dout, dq, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
-                                             &rope, 0));
+                                             &rope, 0, 0));
             cudaMemcpy(left_flags, early, sizeof left_flags, cudaMemcpyDeviceToHost);
             CHECK_MSG(left_flags[0] == 0 && left_flags[1] == 0, "early attention left its flags at %d, %d",
                       left_flags[0], left_flags[1]);
             db.wide = 0; /* the early mode needs the wide instance */
             CHECK(cuda_attention_decode(dout2, dq, dkc2, dvc2, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
-                                        &rope, 0) == cudaErrorInvalidValue);
+                                        &rope, 0, 0) == cudaErrorInvalidValue);
             cudaFree(early);
         } else {
             CUDA_CHECK(cuda_attention_decode(dout, dout, dkc, dvc, c->type, &db, H, Hkv, D, scale, parts, ws, counters,
-                                             NULL, 0));
+                                             NULL, 0, 0));
         }
         int32_t *left = malloc((size_t)T * H * 4);
         cudaMemcpy(left, counters, (size_t)T * H * 4, cudaMemcpyDeviceToHost);

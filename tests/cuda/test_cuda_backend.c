@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "backends/cuda/cuda_settings.h"
 #include "compiler/compiler.h"
 #include "cuda_test_util.h"
 
@@ -285,9 +286,50 @@ static void test_oom(void) {
     llmrt_plan_free(plan);
 }
 
+/* The settings: defaults, the switches' off values, and a malformed value
+ * refused with the variable's name (no GPU needed). The environment the
+ * suite runs under (an ablation such as LLMRT_CUDA_GRAPHS=0) is restored
+ * for the tests after this one. */
+static void test_settings(void) {
+    static const char *const names[] = {
+        "LLMRT_CUDA_GRAPHS",         "LLMRT_CUDA_GEMV",      "LLMRT_CUDA_GEMV_GROUPS",   "LLMRT_CUDA_GEMV_RESIDENT",
+        "LLMRT_CUDA_FUSE_NORM",      "LLMRT_CUDA_FUSE_ROPE", "LLMRT_CUDA_PREFILL_KERNEL", "LLMRT_CUDA_ATTN_WIDE",
+        "LLMRT_CUDA_ATTN_EARLY",     "LLMRT_CUDA_PDL",       "LLMRT_CUDA_GEMM_AUTOTUNE", "LLMRT_CUDA_PROBE_OUT"};
+    enum { N = sizeof names / sizeof names[0] };
+    char *saved[N];
+    for (int i = 0; i < N; i++) {
+        const char *v = getenv(names[i]);
+        saved[i] = v ? strdup(v) : NULL;
+        unsetenv(names[i]);
+    }
+    setenv("LLMRT_CUDA_PDL", "", 1); /* empty: the default */
+    cuda_settings s;
+    CHECK_OK(cuda_settings_read(&s));
+    CHECK(s.graphs == 1 && s.gemv == 1 && s.gemv_groups == 1 && s.gemv_resident == 1 && s.fuse_norm == 1 &&
+          s.fuse_rope == 1 && s.prefill_kernel == 1 && s.attn_wide == 1 && s.attn_early == 1 && s.pdl == 1);
+    CHECK(s.gemm_autotune == 0 && s.probe_out == NULL);
+    setenv("LLMRT_CUDA_GRAPHS", "0", 1);
+    setenv("LLMRT_CUDA_GEMM_AUTOTUNE", "1", 1);
+    setenv("LLMRT_CUDA_PROBE_OUT", "/tmp/probe.csv", 1);
+    CHECK_OK(cuda_settings_read(&s));
+    CHECK(s.graphs == 0 && s.gemm_autotune == 1 && s.probe_out && strcmp(s.probe_out, "/tmp/probe.csv") == 0);
+    const char *bad[] = {"abc", "2", "-1", "1x", " 1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("LLMRT_CUDA_GEMV", bad[i], 1);
+        CHECK(cuda_settings_read(&s) == LLMRT_ERR_INVALID_ARGUMENT);
+        CHECK_MSG(strstr(llmrt_last_error(), "LLMRT_CUDA_GEMV") != NULL, "%s", llmrt_last_error());
+    }
+    for (int i = 0; i < N; i++) {
+        if (saved[i]) setenv(names[i], saved[i], 1);
+        else unsetenv(names[i]);
+        free(saved[i]);
+    }
+}
+
 int main(void) {
+    RUN_TEST(test_settings);
     int skip = cuda_test_skip_code();
-    if (skip >= 0) return skip;
+    if (skip >= 0) return test_checks_failed ? test_finish() : skip;
     RUN_TEST(test_llama);
     RUN_TEST(test_gpt2);
     RUN_TEST(test_small_models);

@@ -231,7 +231,7 @@ static void test_rows(void) {
             /* rmsnorm */
             cpu_rmsnorm(ref, x, w, rows, dim, 1e-5f);
             dev_poison(dy, n * 4);
-            CUDA_CHECK(cuda_rmsnorm(dy, dx, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+            CUDA_CHECK(cuda_rmsnorm(dy, dx, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0, 0));
             dev_to_f32(got, dy, n, t);
             CHECK_CLOSE(got, ref, n, tol, "rmsnorm %s dim %lld", llmrt_dtype_name(t), (long long)dim);
             /* layernorm, with and without bias */
@@ -249,13 +249,13 @@ static void test_rows(void) {
             cpu_rmsnorm(ref, ref2, w, rows, dim, 1e-5f);
             dev_poison(dy, n * 4);
             dev_poison(ds, n * 4);
-            CUDA_CHECK(cuda_add_rmsnorm(dy, ds, dx, dx2, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+            CUDA_CHECK(cuda_add_rmsnorm(dy, ds, dx, dx2, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0, 0));
             dev_to_f32(got, dy, n, t);
             CHECK_CLOSE(got, ref, n, tol, "add_rmsnorm y %s dim %lld", llmrt_dtype_name(t), (long long)dim);
             dev_to_f32(got, ds, n, t);
             CHECK_CLOSE(got, ref2, n, 1e-6, "add_rmsnorm sum %s dim %lld", llmrt_dtype_name(t), (long long)dim);
             /* in place: the residual stream overwritten with the sum */
-            CUDA_CHECK(cuda_add_rmsnorm(dy, dx, dx, dx2, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0));
+            CUDA_CHECK(cuda_add_rmsnorm(dy, dx, dx, dx2, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0, 0));
             dev_to_f32(got, dy, n, t);
             CHECK_CLOSE(got, ref, n, tol, "add_rmsnorm in place %s", llmrt_dtype_name(t));
             cudaFree(dx);
@@ -369,7 +369,7 @@ static void test_embedding(void) {
 /* cuBLASLt, the decode GEMV and the generic product, against cpu_linear. */
 static void test_gemm(void) {
     cuda_gemm *gemm = NULL;
-    CHECK_OK(cuda_gemm_create(&gemm, 32 << 20));
+    CHECK_OK(cuda_gemm_create(&gemm, 32 << 20, 0));
     if (!gemm) return;
     const int64_t shapes[][3] = {{1, 257, 64},  {3, 300, 136},  {4, 1000, 4096}, {2, 77, 2056},
                                  {37, 515, 72}, {64, 512, 256}, {129, 96, 1000}};
@@ -408,10 +408,10 @@ static void test_gemm(void) {
                     CHECK_OK(cuda_gemm_run_out(gemm, dy, ty, dx, dw, t, 1, db, M, N, K, 0));
                 } else if (variant == 5) {
                     what = "gemv f32 out";
-                    CUDA_CHECK(cuda_gemv_out(dy, ty, dx, dw, t, db, M, N, K, 0));
+                    CUDA_CHECK(cuda_gemv_out(dy, ty, dx, dw, t, db, M, N, K, 0, 0));
                 } else if (cuda_gemv_supported(t, M, K, dy, dx, dw)) {
                     what = "gemv";
-                    CUDA_CHECK(cuda_gemv(dy, dx, dw, t, db, M, N, K, 0));
+                    CUDA_CHECK(cuda_gemv(dy, dx, dw, t, db, M, N, K, 0, 0));
                 } else {
                     /* generic: x in t, W in f32 (the mixed-type path) */
                     what = "generic";
@@ -464,6 +464,10 @@ static void ref_add_rmsnorm(float *x, float *sum, const float *a, const float *b
  * when M is odd); variant / 3: x given, RMSNorm(a), RMSNorm(a + b). With
  * `signal` (not gated, M = 1) the first part_n[0] - 3 rows of part 0 are
  * signalled, and the counter must end at exactly that. */
+/* How test_gemv_multi launches its cases (cuda_gemv_multi's resident_blocks
+ * and pdl); main runs it under several. */
+static int gemv_resident_blocks = 0, gemv_pdl = 0;
+
 static void gemv_multi_case(llmrt_dtype t, int64_t M, int64_t K, int variant, const int64_t part_n[3], int signal) {
     const int norm = variant / 3, parts = variant % 3 == 0 ? 3 : 2, gated = variant % 3 == 2;
     const int with_bias = variant % 3 == 1 || (gated && M % 2);
@@ -506,9 +510,11 @@ static void gemv_multi_case(llmrt_dtype t, int64_t M, int64_t K, int variant, co
         CUDA_CHECK(cudaMalloc((void **)&counter, sizeof *counter));
         CUDA_CHECK(cudaMemset(counter, 0, sizeof *counter));
         const cuda_gemv_signal sig = {counter, signal_rows};
-        CUDA_CHECK(cuda_gemv_multi_signal(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, &sig, t, M, K, 0));
+        CUDA_CHECK(cuda_gemv_multi_signal(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, &sig, t, M, K,
+                                          gemv_resident_blocks, gemv_pdl, 0));
     } else {
-        CUDA_CHECK(cuda_gemv_multi(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, t, M, K, 0));
+        CUDA_CHECK(cuda_gemv_multi(p, parts, gated, norm ? NULL : dx, norm ? &nrm : NULL, t, M, K, gemv_resident_blocks,
+                                   gemv_pdl, 0));
     }
     if (norm == 2) { /* the residual sum, exactly */
         float *got = malloc(M * K * 4);
@@ -561,7 +567,7 @@ static void test_gemv_multi(void) {
                 gemv_multi_case(float_types[ti], shapes[si][0], shapes[si][1], variant, part_n, variant % 2);
     /* gated needs two equal parts */
     cuda_gemv_part bad[2] = {{NULL, NULL, NULL, 8}, {NULL, NULL, NULL, 9}};
-    CHECK(cuda_gemv_multi(bad, 2, 1, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0) == cudaErrorInvalidValue);
+    CHECK(cuda_gemv_multi(bad, 2, 1, NULL, NULL, LLMRT_DTYPE_BF16, 1, 64, 0, 0, 0) == cudaErrorInvalidValue);
 }
 
 int main(void) {
@@ -581,23 +587,19 @@ int main(void) {
         int major = 0;
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
         if (major >= 9) {
-            cuda_set_pdl(1);
+            gemv_pdl = 1;
             RUN_TEST(test_gemv_multi);
-            cuda_set_pdl(0);
+            gemv_pdl = 0;
         }
-        /* resident blocks: 1 and 3 (many rows a warp, across part ends), and as many as fit,
-         * with 4, 6 and 8 chunks a lane for one-row warps */
+        /* resident blocks: 1 and 3 (many rows a warp, across part ends), and as many as fit */
         const int resident[3] = {1, 3, -1};
-        for (int unroll = 4; unroll <= 8; unroll += 2)
-            for (int i = 0; i < 3; i++) {
-                cuda_set_gemv_resident(resident[i]);
-                cuda_set_gemv_resident_unroll(unroll);
-                cuda_set_pdl(major >= 9 && i == 1);
-                RUN_TEST(test_gemv_multi);
-            }
-        cuda_set_gemv_resident(0);
-        cuda_set_gemv_resident_unroll(4);
-        cuda_set_pdl(0);
+        for (int i = 0; i < 3; i++) {
+            gemv_resident_blocks = resident[i];
+            gemv_pdl = major >= 9 && i == 1;
+            RUN_TEST(test_gemv_multi);
+        }
+        gemv_resident_blocks = 0;
+        gemv_pdl = 0;
     }
     CUDA_CHECK(cudaGetLastError());
     return test_finish();

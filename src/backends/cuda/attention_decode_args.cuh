@@ -5,9 +5,6 @@
 
 #include "backends/cuda/cuda_device.cuh"
 
-// CUDA_DECODE_PREFETCH_MAX_CTX: the longest context for which the launch's
-// L2 prefetch (cuda_rope_fused.prefetch) is issued; past it the blocks' own
-// K/V reads keep HBM busy (measured at 2048: no gain).
 // PRE2_MIN_BLOCKS: blocks an SM must hold for the PRE2 instance of one query
 // head a block (≤ 128 registers a thread): left free, the compiler took 241
 // (147 for the kernel as it is now: three blocks an SM) and a batch-1 launch
@@ -19,7 +16,6 @@
 enum {
     DECODE_THREADS = 128,
     TARGET_BLOCKS = 1024,
-    CUDA_DECODE_PREFETCH_MAX_CTX = 1024,
     PRE2_MIN_BLOCKS = 4,
     MIN_BLOCKS = 6, // the others, one head a block: as resident as before PRE2 (80 registers)
     PRE2_MAX_TOKENS = 4
@@ -44,9 +40,6 @@ struct decode_args {
     const float2 *rope_table;
     const int32_t *slot_mapping;
     int rotary_dim, rope_neox;
-    const char *prefetch; // fused only: L2 prefetch of the next product's weights
-    int64_t prefetch_bytes; // < 2^31 (clamped: L2 holds far less)
-    int trigger_after_wait;
     int32_t *early; // early mode (cuda_rope_fused.early): [q rows stored, mergers done]; NULL: off
     int32_t early_rows;
     int32_t *counters; // [tokens, kv_heads * head_chunks], zero between launches
@@ -76,21 +69,6 @@ __device__ __forceinline__ int64_t cache_row(const decode_args &a, int seq, int 
     const int pb = pow2 ? p >> a.block_shift : p / a.block_size, po = pow2 ? p & (a.block_size - 1) : p % a.block_size;
     const int32_t block = a.block_tables[(int64_t)seq * a.block_table_stride + pb];
     return ((int64_t)block * a.block_size + po) * a.kv_heads + g;
-}
-
-// This block's slice of the L2 prefetch: `blocks` blocks of the launch's
-// first token share it (its live blocks; in the early mode the merging
-// ones, which ask once the q/k/v GEMV has ended), one bulk request each,
-// by thread 0; none when that context is long (its own K/V keep HBM busy
-// then).
-__device__ __forceinline__ void prefetch_slice(const decode_args &a, int ctx, int64_t b, int64_t blocks) {
-    if (!a.prefetch_bytes || threadIdx.x != 0 || blockIdx.z != 0 || ctx > CUDA_DECODE_PREFETCH_MAX_CTX) return;
-    // 32-bit: the merging part calls this after the GEMV's end, where an
-    // int64 division (emulated) would hold up thread 0, and so its warp
-    const uint32_t bytes = (uint32_t)a.prefetch_bytes, n = (uint32_t)blocks;
-    const uint32_t per = ((bytes + n - 1) / n + 15) & ~15u;
-    const int64_t off = b * (int64_t)per;
-    if (off < a.prefetch_bytes) prefetch_l2_bulk(a.prefetch + off, min((int64_t)per, a.prefetch_bytes - off));
 }
 
 #endif

@@ -30,21 +30,14 @@ int llmrt_cuda_available(void) {
     return count > 0;
 }
 
-static int env_int(const char *name, int fallback) {
-    const char *s = getenv(name);
-    return s && *s ? atoi(s) : fallback;
-}
-
-static int env_flag(const char *name, int fallback) { return env_int(name, fallback) != 0; }
-
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 static void cuda_destroy(void *state) {
     cuda_state *st = state;
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
-    if (st->probe_out && cuda_probe_dump(st->probe_out) != cudaSuccess)
-        fprintf(stderr, "llmrt: cuda: could not write the probe records to %s\n", st->probe_out);
+    if (st->probe_started && cuda_probe_dump(st->settings.probe_out) != cudaSuccess)
+        fprintf(stderr, "llmrt: cuda: could not write the probe records to %s\n", st->settings.probe_out);
     for (int i = 0; i < st->num_graphs; i++) cudaGraphExecDestroy(st->graphs[i].exec);
     cuda_gemm_free(st->gemm);
     cudaFree(st->weights_dev);
@@ -228,21 +221,6 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->graph = plan->graph;
     st->device = config ? config->device : 0;
     st->act_type = plan->graph->act_dtype;
-    st->use_graphs = env_flag("LLMRT_CUDA_GRAPHS", 1);
-    st->use_gemv = env_flag("LLMRT_CUDA_GEMV", 1);
-    st->use_prefill_kernel = env_flag("LLMRT_CUDA_PREFILL_KERNEL", 1);
-    st->use_gemv_groups = env_flag("LLMRT_CUDA_GEMV_GROUPS", 1);
-    st->use_rope_fusion = env_flag("LLMRT_CUDA_FUSE_ROPE", 1);
-    st->use_norm_fusion = env_flag("LLMRT_CUDA_FUSE_NORM", 1);
-    /* Both off since the q/k/v GEMV is resident (one block an SM, no
-     * waves: o_proj's blocks are placed only as its blocks exit anyway) and
-     * the early attention's merge moved before that GEMV's end: batch-1
-     * decode after 128 tokens 3.557-3.565 ms/token with both on, 3.531-3.538
-     * with the trigger at the start, 3.524-3.533 with the prefetch off too
-     * (H200, docs/PERFORMANCE.md, fourteenth session). */
-    st->use_attn_prefetch = env_flag("LLMRT_CUDA_ATTN_PREFETCH", 0);
-    st->attn_late_trigger = env_flag("LLMRT_CUDA_ATTN_LATE_TRIGGER", 0);
-    st->use_attn_early = env_flag("LLMRT_CUDA_ATTN_EARLY", 1);
     st->early_attn = -1;
     llmrt_backend_config defaults;
     memset(&defaults, 0, sizeof defaults);
@@ -263,6 +241,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
         }                                                       \
     } while (0)
 
+    STEP(cuda_settings_read(&st->settings));
     if (plan->max_num_tokens <= 0 || plan->max_batch <= 0 || plan->max_seq_len <= 0) {
         s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: plan limits must be positive");
         goto fail;
@@ -276,21 +255,18 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     int cc_major = 0;
     CUDA_STEP(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, st->device), "device query");
     /* programmatic dependent launch exists from Hopper on */
-    cuda_set_pdl(cc_major >= 9 && env_flag("LLMRT_CUDA_PDL", 1));
-    cuda_set_gemv_resident(env_flag("LLMRT_CUDA_GEMV_RESIDENT", 1) ? -1 : 0);
-    cuda_set_gemv_resident_unroll(env_int("LLMRT_CUDA_GEMV_UNROLL", 6));
-    /* the diagnostic GEMV block timeline (a -DLLMRT_CUDA_PROBE=ON build) */
-    const char *probe = getenv("LLMRT_CUDA_PROBE_OUT");
-    if (probe && *probe) {
+    st->pdl = st->settings.pdl && cc_major >= 9;
+    /* the diagnostic block timeline (a -DLLMRT_CUDA_PROBE=ON build) */
+    if (st->settings.probe_out) {
         if (!cuda_probe_compiled()) {
             s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: LLMRT_CUDA_PROBE_OUT needs a build with -DLLMRT_CUDA_PROBE=ON");
             goto fail;
         }
         CUDA_STEP(cuda_probe_start(1u << 20), "probe buffer");
-        st->probe_out = probe;
+        st->probe_started = 1;
     }
     /* the tensor-core prefill kernel, where this GPU and head size allow it */
-    st->use_prefill_kernel = st->use_prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
+    st->prefill_kernel = st->settings.prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));
     if (plan->arena_bytes) {
         cudaError_t err = cudaMalloc(&st->arena, plan->arena_bytes);
@@ -302,7 +278,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     }
     st->arena_bytes = plan->arena_bytes;
     STEP(place_values(st));
-    STEP(cuda_gemm_create(&st->gemm, GEMM_WORKSPACE_BYTES));
+    STEP(cuda_gemm_create(&st->gemm, GEMM_WORKSPACE_BYTES, st->settings.gemm_autotune));
 
     /* Step metadata, laid out by cuda_forward; sized for the largest step. */
     st->kv_block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
@@ -341,7 +317,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
         CUDA_STEP(cudaMalloc((void **)&st->attn_early, 2 * sizeof(int32_t)), "attention flags");
         CUDA_STEP(cudaMemset(st->attn_early, 0, 2 * sizeof(int32_t)), "attention flags");
         st->attn_heads = max_heads;
-        if (env_flag("LLMRT_CUDA_ATTN_WIDE", 1))
+        if (st->settings.attn_wide)
             st->attn_wide_slots = cuda_decode_wide_slots(st->act_type, max_heads, plan->kv_heads, plan->head_dim);
     }
     if (plan->output_logits >= 0 && cuda_value_type(st, plan->output_logits) != LLMRT_DTYPE_F32)
@@ -598,7 +574,7 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
                                    st->stream),
                    "step metadata upload");
     cuda_fusion_select(st, step->num_tokens);
-    llmrt_status s = st->use_graphs && st->decode_step ? run_step_graphed(st) : run_step_kernels(st, 0);
+    llmrt_status s = st->settings.graphs && st->decode_step ? run_step_graphed(st) : run_step_kernels(st, 0);
     if (s == LLMRT_OK) s = download_results(st, step, logits);
     if (s != LLMRT_OK) {
         cudaStreamSynchronize(st->stream);

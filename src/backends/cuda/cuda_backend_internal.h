@@ -9,6 +9,7 @@
 #include "backends/backend.h"
 #include "backends/cuda/cuda_gemm.h"
 #include "backends/cuda/cuda_kernels.h"
+#include "backends/cuda/cuda_settings.h"
 
 enum { CUDA_MAX_DECODE_GRAPHS = 64, CUDA_GROUP_GATED = 0x80 };
 
@@ -34,6 +35,9 @@ typedef struct cuda_state {
     const llmrt_graph *graph;
     int device;
     cudaStream_t stream;
+    cuda_settings settings; /* read once at create (cuda_settings.h) */
+    int pdl;                /* settings.pdl on a GPU that has PDL (Hopper and later) */
+    int prefill_kernel;     /* settings.prefill_kernel where this GPU and head size allow it */
     cuda_gemm *gemm;
 
     /* weights: one allocation, each plan weight at weight_offsets[slot] */
@@ -95,7 +99,7 @@ typedef struct cuda_state {
     int64_t attn_ws_tokens; /* tokens per decode-attention launch */
     int32_t attn_heads;     /* query heads of the widest attention layer */
     /* blocks of the register-rich small-launch decode attention the GPU
-     * holds at once (0: none, or LLMRT_CUDA_ATTN_WIDE=0); a decode step
+     * holds at once (0: none, or settings.attn_wide off); a decode step
      * whose live blocks fit takes it (batch.wide) */
     int64_t attn_wide_slots;
     /* fused RoPE in decode attention: the step's (cos, sin) table
@@ -114,11 +118,7 @@ typedef struct cuda_state {
 
     cuda_decode_graph graphs[CUDA_MAX_DECODE_GRAPHS];
     int num_graphs;
-    int use_graphs, use_gemv, use_prefill_kernel, use_gemv_groups, use_rope_fusion, use_norm_fusion;
-    int use_attn_prefetch; /* LLMRT_CUDA_ATTN_PREFETCH: see attention_prefetch_next */
-    int attn_late_trigger; /* LLMRT_CUDA_ATTN_LATE_TRIGGER: cuda_rope_fused.trigger_after_wait */
-    int use_attn_early;    /* LLMRT_CUDA_ATTN_EARLY: see early_attention_for */
-    const char *probe_out;  /* LLMRT_CUDA_PROBE_OUT: where destroy writes the probe records */
+    int probe_started; /* settings.probe_out: destroy writes the probe records there */
 
     /* the step being run (set by forward before run_nodes) */
     int64_t T, L;

@@ -202,24 +202,14 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 __device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
-// Asks L2 to fetch [p, p + bytes) (16-byte aligned, bytes a multiple of 16)
-// without waiting: one bulk prefetch on Hopper, nothing before it.
-__device__ __forceinline__ void prefetch_l2_bulk(const void *p, int64_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"((unsigned)bytes) : "memory");
-#endif
-}
-
-// The process-wide switch (cuda_set_pdl, in gemv.cu).
-extern "C" int cuda_pdl_enabled(void);
-
-// Launches `kernel` with programmatic dependent launch when it is on; the
-// kernel must call pdl_wait() before its first access to memory that an
-// earlier kernel writes or reads.
+// Launches `kernel` with programmatic dependent launch when `pdl` is 1 (the
+// caller's: the backend's settings on a GPU that has it); the kernel must
+// call pdl_wait() before its first access to memory that an earlier kernel
+// writes or reads.
 template <typename... KArgs, typename... Args>
-static inline void launch_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                                   Args... args) {
-    if (!cuda_pdl_enabled()) {
+static inline void launch_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, int pdl,
+                                   cudaStream_t stream, Args... args) {
+    if (!pdl) {
         kernel<<<grid, block, smem, stream>>>(args...);
         return;
     }
@@ -237,8 +227,9 @@ static inline void launch_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 blo
 }
 
 template <typename... KArgs, typename... Args>
-static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
-    launch_pdl_smem(kernel, grid, block, 0, stream, args...);
+static inline void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, int pdl, cudaStream_t stream,
+                              Args... args) {
+    launch_pdl_smem(kernel, grid, block, 0, pdl, stream, args...);
 }
 
 // Grid size for a grid-stride loop over n items.

@@ -85,8 +85,8 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
 
     int done = 0;
     if (tx == tw && (ty == tx || ty == LLMRT_DTYPE_F32)) {
-        if (transpose_b && st->use_gemv && cuda_gemv_supported(tx, M, K, y, xp, wp)) {
-            LAUNCH(v, cuda_gemv_out(y, ty, xp, wp, tx, bias, M, N, K, st->stream));
+        if (transpose_b && st->settings.gemv && cuda_gemv_supported(tx, M, K, y, xp, wp)) {
+            LAUNCH(v, cuda_gemv_out(y, ty, xp, wp, tx, bias, M, N, K, st->pdl, st->stream));
             done = 1;
         } else {
             llmrt_status s = cuda_gemm_run_out(st->gemm, y, ty, xp, wp, tx, transpose_b, bias, M, N, K, st->stream);
@@ -120,7 +120,7 @@ static int attention_fuses_rope(const cuda_state *st, llmrt_value v, const float
     *rot = *inv_freq ? rotary_dim : 0;
     uintptr_t bits = 0;
     for (int i = 0; i < 3; i++) bits |= (uintptr_t)st->node_ptr[n->inputs[i]];
-    return st->decode_step && st->use_rope_fusion && *rot <= head_dim && (bits & 15) == 0;
+    return st->decode_step && st->settings.fuse_rope && *rot <= head_dim && (bits & 15) == 0;
 }
 
 /* The attention node the grouped GEMV at exec[p] (count parts, not gated,
@@ -131,7 +131,7 @@ static int attention_fuses_rope(const cuda_state *st, llmrt_value v, const float
  * attention then always takes it. */
 static llmrt_value early_attention_for(const cuda_state *st, int32_t p, int count, int gated, int64_t M,
                                        int64_t q_rows) {
-    if (!st->use_attn_early || !st->attn_early || !cuda_pdl_enabled() || gated || M != 1 || !st->decode_step ||
+    if (!st->settings.attn_early || !st->attn_early || !st->pdl || gated || M != 1 || !st->decode_step ||
         st->batch.num_tokens != 1 || !st->batch.wide || st->attn_ws_tokens < 1 || !st->attn_counters)
         return -1;
     int32_t q = p + count;
@@ -163,7 +163,7 @@ static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
     const llmrt_dtype t = cuda_value_type(st, v);
     const int64_t K = cuda_value_dim(st, xv, st->graph->nodes[xv].ndim - 1);
     const int64_t M = K > 0 ? cuda_value_numel(st, xv) / K : 0;
-    int ok = st->use_gemv && K > 0 && cuda_value_type(st, xv) == t;
+    int ok = st->settings.gemv && K > 0 && cuda_value_type(st, xv) == t;
     cuda_gemv_part parts[CUDA_GEMV_MAX_PARTS];
     for (int i = 0; ok && i < count; i++) {
         const llmrt_value vi = st->exec[p + i];
@@ -197,7 +197,8 @@ static llmrt_status run_linear_group(cuda_state *st, int32_t p, int *consumed) {
     const llmrt_value early = early_attention_for(st, p, count, gated, M, parts[0].N);
     const cuda_gemv_signal signal = {st->attn_early, parts[0].N};
     LAUNCH(v, cuda_gemv_multi_signal(parts, count, gated, site ? NULL : st->node_ptr[xv], site ? &norm : NULL,
-                                     early >= 0 ? &signal : NULL, t, M, K, st->stream));
+                                     early >= 0 ? &signal : NULL, t, M, K, st->settings.gemv_resident ? -1 : 0,
+                                     st->pdl, st->stream));
     st->early_attn = early;
     st->early_raised = early >= 0;
     *consumed = count + gated;
@@ -283,21 +284,6 @@ static llmrt_status run_copy_op(cuda_state *st, llmrt_value v) {
     return LLMRT_OK;
 }
 
-/* At decode sizes the attention is latency-bound and HBM idles while it
- * runs: with LLMRT_CUDA_ATTN_PREFETCH=1 it prefetches the weights of the
- * product that reads its output (the output projection, next in exec)
- * into L2 (worth 30 µs a token on the H100 of the fourth session; nothing
- * or a small loss on the H200 since, hence off by default). */
-static void attention_prefetch_next(const cuda_state *st, llmrt_value v, cuda_rope_fused *rope) {
-    if (!st->use_attn_prefetch || !st->use_gemv || st->batch.num_tokens > CUDA_GEMV_MAX_M) return;
-    const llmrt_value nx = st->next_exec[v];
-    if (nx < 0 || st->graph->nodes[nx].op != LLMRT_OP_LINEAR) return;
-    if (strip_views(st, st->graph->nodes[nx].inputs[0]) != v) return;
-    const llmrt_value w = st->graph->nodes[nx].inputs[1];
-    rope->prefetch = st->node_ptr[w];
-    rope->prefetch_bytes = (size_t)cuda_value_numel(st, w) * llmrt_dtype_size(cuda_value_type(st, w));
-}
-
 static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     const llmrt_node *n = &st->graph->nodes[v];
     const int32_t layer = (int32_t)n->iattr[0], heads = (int32_t)n->iattr[1], kv_heads = (int32_t)n->iattr[2];
@@ -332,7 +318,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     const void *q = out;
     const void *qkv[3] = {st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], st->node_ptr[n->inputs[2]]};
     /* fused: the (cos, sin) table is made once per step */
-    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0, st->attn_late_trigger, NULL, 0};
+    cuda_rope_fused rope = {qkv[1], qkv[2], NULL, rot, neox, NULL, 0};
     if (early) {
         rope.early = st->attn_early;
         rope.early_rows = heads * head_dim;
@@ -341,18 +327,17 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
         q = qkv[0];
         if (rot > 0 && (st->rope_table_freq != inv_freq || st->rope_table_dim != rot)) {
             LAUNCH(v, cuda_rope_table(st->rope_table, st->batch.positions, st->batch.num_tokens, inv_freq, rot,
-                                      st->stream));
+                                      st->pdl, st->stream));
             st->rope_table_freq = inv_freq;
             st->rope_table_dim = rot;
         }
         rope.table = rot > 0 ? st->rope_table : NULL;
-        attention_prefetch_next(st, v, &rope);
     } else {
         LAUNCH(v, cuda_rope_kv_write(out, qkv[0], qkv[1], qkv[2], k_cache, v_cache, t, &st->batch, heads, kv_heads,
-                                     head_dim, rot, inv_freq, neox, st->stream));
+                                     head_dim, rot, inv_freq, neox, st->pdl, st->stream));
     }
     cuda_attention_batch b = st->batch;
-    if (!st->decode_step && st->use_prefill_kernel) { /* checked against the plan's head size at create */
+    if (!st->decode_step && st->prefill_kernel) { /* checked against the plan's head size at create */
         /* a mixed step: chunks of two or more tokens on tensor cores, the
          * one-token sequences (decode tokens) through the split-K kernel */
         if (b.num_tiles > 0)
@@ -385,7 +370,7 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
         }
         LAUNCH(v, cuda_attention_decode(o, qc, k_cache, v_cache, t, &c, heads, kv_heads, head_dim, scale,
                                         cuda_decode_partitions(c.num_tokens, heads, kv_heads), st->attn_ws,
-                                        st->attn_counters, fuse_rope ? &rc : NULL, st->stream));
+                                        st->attn_counters, fuse_rope ? &rc : NULL, st->pdl, st->stream));
     }
     if (early) st->early_raised = 0; /* consumed: the kernel sets it back */
     return LLMRT_OK;
@@ -411,7 +396,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
             const int64_t dim = cuda_value_dim(st, v, n->ndim - 1);
             LAUNCH(v, cuda_add_rmsnorm(st->node_ptr[rv], y, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]], ty,
                                        st->node_ptr[r->inputs[1]], cuda_value_type(st, r->inputs[1]),
-                                       cuda_value_numel(st, v) / dim, dim, r->fattr[0], st->stream));
+                                       cuda_value_numel(st, v) / dim, dim, r->fattr[0], st->pdl, st->stream));
             return LLMRT_OK;
         }
         return run_binary(st, v);
@@ -460,7 +445,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         const llmrt_dtype tw = cuda_value_type(st, n->inputs[1]);
         if (n->op == LLMRT_OP_RMSNORM)
             LAUNCH(v, cuda_rmsnorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]], tw, rows, dim, n->fattr[0],
-                                   st->stream));
+                                   st->pdl, st->stream));
         else
             LAUNCH(v, cuda_layernorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]],
                                      n->num_inputs > 2 ? st->node_ptr[n->inputs[2]] : NULL, tw, rows, dim, n->fattr[0],

@@ -58,7 +58,7 @@ static llmrt_status mark_add_norm(cuda_state *st) {
  * may reuse x's buffer for it, since x is dead by then). */
 static llmrt_status find_gemv_groups(cuda_state *st, const int32_t *uses) {
     const llmrt_graph *g = st->graph;
-    if (!st->use_gemv_groups) return LLMRT_OK;
+    if (!st->settings.gemv_groups) return LLMRT_OK;
     const llmrt_value outputs[3] = {st->plan->output_logits, st->plan->input_token_ids, st->plan->input_positions};
     const int32_t *ex = st->exec;
     for (int32_t p = 0; p + 1 < st->num_exec; p++) {
@@ -132,7 +132,7 @@ static llmrt_status find_norm_sites(cuda_state *st, const int32_t *uses) {
     const llmrt_graph *g = st->graph;
     const int32_t *ex = st->exec;
     const llmrt_dtype t = st->act_type;
-    if (!st->use_norm_fusion || (t != LLMRT_DTYPE_F16 && t != LLMRT_DTYPE_BF16)) return LLMRT_OK;
+    if (!st->settings.fuse_norm || (t != LLMRT_DTYPE_F16 && t != LLMRT_DTYPE_BF16)) return LLMRT_OK;
     for (int32_t p = 1; p < st->num_exec; p++) {
         const llmrt_value v = ex[p];
         if (!st->gemv_group[v]) continue;
@@ -215,7 +215,7 @@ llmrt_status cuda_find_fusions(cuda_state *st) {
 }
 
 void cuda_fusion_select(cuda_state *st, int64_t tokens) {
-    st->norm_active = st->num_norm_sites > 0 && st->use_gemv && tokens <= CUDA_GEMV_MAX_M;
+    st->norm_active = st->num_norm_sites > 0 && st->settings.gemv && tokens <= CUDA_GEMV_MAX_M;
     for (int i = 0; i < st->num_redirects; i++)
         st->node_ptr[st->redirects[i].value] = st->norm_active ? st->redirects[i].own_ptr : st->redirects[i].plan_ptr;
 }

@@ -12,8 +12,10 @@
 
 typedef struct cuda_gemm cuda_gemm;
 
-/* Owns a cuBLASLt handle, a device workspace and the per-shape cache. */
-llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes);
+/* Owns a cuBLASLt handle, a device workspace and the per-shape cache.
+ * autotune 1: the first call of a large shape times cuBLASLt's candidates
+ * on the real operands and keeps the fastest (see gemm_cublaslt.c). */
+llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes, int autotune);
 void cuda_gemm_free(cuda_gemm *g);
 
 /* y[M,N] = x[M,K] · W (+ bias[N], f32): W is [N,K] (nn.Linear, transpose_b

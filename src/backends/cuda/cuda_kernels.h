@@ -5,7 +5,12 @@
  *
  * Element types are llmrt_dtype values: activations may be f32, f16 or bf16
  * (ids i32); every kernel computes in fp32 and rounds once on store. Shapes
- * are in elements. Pointers are device pointers unless said otherwise. */
+ * are in elements. Pointers are device pointers unless said otherwise.
+ *
+ * The launchers of a decode step's kernels (RMSNorm, RoPE, GEMVs, decode
+ * attention) take `pdl`: 1 launches with programmatic dependent launch
+ * (Hopper and later; the caller checks), so that the kernel's blocks start
+ * while the kernel before it ends: the caller's choice at each launch. */
 #ifndef LLMRT_BACKENDS_CUDA_KERNELS_H
 #define LLMRT_BACKENDS_CUDA_KERNELS_H
 
@@ -59,12 +64,12 @@ cudaError_t cuda_softmax(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype
                          int64_t dim, cudaStream_t stream);
 /* y = x / sqrt(mean(x²) + eps) * weight; x, y: [rows, dim], weight: [dim]. */
 cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight, llmrt_dtype w_type,
-                         int64_t rows, int64_t dim, float eps, cudaStream_t stream);
+                         int64_t rows, int64_t dim, float eps, int pdl, cudaStream_t stream);
 /* Residual-fused: sum = a + b (rounded to `type`, written when sum != NULL),
  * y = rmsnorm(sum). One pass instead of two launches and a re-read. */
 cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
                              const void *weight, llmrt_dtype w_type, int64_t rows, int64_t dim, float eps,
-                             cudaStream_t stream);
+                             int pdl, cudaStream_t stream);
 /* y = (x - mean) / sqrt(var + eps) * weight + bias (bias may be NULL). */
 cudaError_t cuda_layernorm(void *y, const void *x, llmrt_dtype type, const void *weight, const void *bias,
                            llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, cudaStream_t stream);
@@ -108,11 +113,11 @@ cudaError_t cuda_matmul_generic(void *y, llmrt_dtype y_type, const void *x, llmr
 enum { CUDA_GEMV_MAX_M = 4 };
 int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const void *y, const void *x, const void *w);
 cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias, int64_t M,
-                      int64_t N, int64_t K, cudaStream_t stream);
+                      int64_t N, int64_t K, int pdl, cudaStream_t stream);
 /* The same with y of y_type: `type`, or f32 (the logits: the fp32 sums are
  * stored without a 16-bit rounding; y then 4-byte aligned). */
 cudaError_t cuda_gemv_out(void *y, llmrt_dtype y_type, const void *x, const void *w, llmrt_dtype type,
-                          const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
+                          const float *bias, int64_t M, int64_t N, int64_t K, int pdl, cudaStream_t stream);
 /* Grouped GEMV: the parts share x and run as one launch, as fast as one
  * product of ΣN rows (q/k/v of a layer, gate/up): y_p[M, N_p] = x[M,K] ·
  * W_p[N_p,K]ᵀ (+ bias_p, f32 or NULL). With `gated` (2 parts, equal N):
@@ -126,20 +131,6 @@ typedef struct cuda_gemv_part {
     const float *bias;
     int64_t N;
 } cuda_gemv_part;
-/* 1: launch the decode-step kernels (GEMVs, norms, RoPE, decode attention)
- * with programmatic dependent launch (Hopper and later), so each overlaps
- * the end of the kernel before it. Process-wide; defined in gemv.cu. */
-void cuda_set_pdl(int on);
-int cuda_pdl_enabled(void);
-/* Grouped GEMVs (cuda_gemv_multi) with resident blocks: 0 off (one block a
- * 16 rows); < 0 as many blocks as the GPU holds at once, each walking rows
- * a grid apart; > 0 at most that many (tests: many rows a warp).
- * Process-wide; defined in gemv.cu. */
-void cuda_set_gemv_resident(int max_blocks);
-/* The resident grouped GEMV's 16-byte chunks a lane per batch for one-row
- * warps: 4, 6 or 8, any other value 4 (gated warps stream two rows of 4).
- * Process-wide. */
-void cuda_set_gemv_resident_unroll(int unroll);
 /* The diagnostic block timeline of the decode GEMVs and attention
  * (kernel_probe.cuh, kernel_probe.cu; a
  * build with -DLLMRT_CUDA_PROBE=ON, else 0 / cudaErrorNotSupported):
@@ -162,9 +153,13 @@ typedef struct cuda_gemv_norm {
     const float *w;
     float eps;
 } cuda_gemv_norm;
-/* x: the shared input, or NULL with `norm` (x made from it); norm NULL: as is. */
+/* x: the shared input, or NULL with `norm` (x made from it); norm NULL: as
+ * is. resident_blocks: 0 launches one block a 16 rows; < 0 as many blocks
+ * as the GPU holds at once, each making x once and walking rows a grid
+ * apart; > 0 at most that many (tests: many rows a warp). */
 cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
-                            const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream);
+                            const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K, int resident_blocks,
+                            int pdl, cudaStream_t stream);
 /* The same, telling a consumer that runs beside it (PDL) when the first
  * `rows` outputs of part 0 are in memory (M = 1, not gated): the blocks add
  * the count of those rows they stored to *counter, with release semantics,
@@ -176,7 +171,7 @@ typedef struct cuda_gemv_signal {
 } cuda_gemv_signal;
 cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
                                    const cuda_gemv_norm *norm, const cuda_gemv_signal *signal, llmrt_dtype type,
-                                   int64_t M, int64_t K, cudaStream_t stream);
+                                   int64_t M, int64_t K, int resident_blocks, int pdl, cudaStream_t stream);
 
 /* ---- attention (rope.cu, attention_decode.cu, attention_prefill.cu) ------- */
 
@@ -213,13 +208,13 @@ typedef struct cuda_attention_batch {
 cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const void *v, void *k_cache,
                                void *v_cache, llmrt_dtype type, const cuda_attention_batch *batch,
                                int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t rotary_dim,
-                               const float *inv_freq, int neox_style, cudaStream_t stream);
+                               const float *inv_freq, int neox_style, int pdl, cudaStream_t stream);
 
 /* The step's RoPE table for the fused decode attention: table (float2
  * [num_tokens][rotary_dim/2]) = (cos, sin) of positions[t] · inv_freq[i],
  * the values cuda_rope_kv_write computes. */
 cudaError_t cuda_rope_table(float *table, const int32_t *positions, int32_t num_tokens, const float *inv_freq,
-                            int32_t rotary_dim, cudaStream_t stream);
+                            int32_t rotary_dim, int pdl, cudaStream_t stream);
 
 /* RoPE and the KV write folded into the decode attention (a decode step:
  * one query per sequence, its key the last of its context): q is read raw
@@ -232,17 +227,6 @@ typedef struct cuda_rope_fused {
     const float *table;  /* cuda_rope_table's, or NULL with rotary_dim 0 */
     int32_t rotary_dim;  /* ≤ D; 0: no rotation */
     int32_t neox;        /* 1: pairs (i, i + rotary_dim/2); 0: (2i, 2i+1) */
-    /* Optional: bytes the kernel asks L2 to fetch once the q/k/v are ready
-     * (the next product's weights: this kernel is latency-bound at small
-     * batches and leaves HBM idle), spread over its blocks; NULL: none. */
-    const void *prefetch;
-    size_t prefetch_bytes;
-    /* 1: the kernel lets the next one launch only once q/k/v are ready, so
-     * that the output projection's blocks do not take SMs and HBM while
-     * the q/k/v GEMV still streams (H200, batch 1: 0–20 µs a token while
-     * that GEMV ran in waves; 25 µs a token slower since it is resident,
-     * so the backend passes 0 unless LLMRT_CUDA_ATTN_LATE_TRIGGER=1). */
-    int32_t trigger_after_wait;
     /* Optional early mode (cuda_attention_early_supported; NULL: off): the
      * kernel runs beside the q/k/v GEMV that was launched with
      * cuda_gemv_multi_signal(counter = early, rows = early_rows = heads·D)
@@ -295,7 +279,7 @@ int cuda_decode_wide_fits(int64_t slots, int64_t tokens, int32_t heads, int32_t 
 cudaError_t cuda_attention_decode(void *out, const void *q, void *k_cache, void *v_cache,
                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                   int32_t kv_heads, int32_t head_dim, float scale, int32_t partitions,
-                                  void *workspace, int32_t *counters, const cuda_rope_fused *rope,
+                                  void *workspace, int32_t *counters, const cuda_rope_fused *rope, int pdl,
                                   cudaStream_t stream);
 
 /* Flash-attention-2 style causal prefill on tensor cores (f16/bf16, any

@@ -2,9 +2,10 @@
  * For large products (prefill) the heuristic's first answer is often not the
  * fastest on H100: the first call of such a shape times up to
  * AUTOTUNE_CANDIDATES of its answers on the real operands and keeps the
- * fastest, when LLMRT_CUDA_GEMM_AUTOTUNE=1. Off by default: the cache is
- * per exact shape, so every new prompt length would pay the timing again
- * (bench_cuda_kernels reports prefill both ways). Never while a stream is
+ * fastest, when asked to (`autotune`: the backend's gemm_autotune setting,
+ * cuda_settings.h). Off by default: the cache is per exact shape, so every
+ * new prompt length would pay the timing again (bench_cuda_kernels reports
+ * prefill both ways). Never while a stream is
  * being captured: there the heuristic's first answer is kept. */
 #include "backends/cuda/cuda_gemm.h"
 
@@ -58,7 +59,7 @@ static llmrt_status lt_status(cublasStatus_t st, const char *what) {
         if (lt_st_ != CUBLAS_STATUS_SUCCESS) return lt_status(lt_st_, (what)); \
     } while (0)
 
-llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes) {
+llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes, int autotune) {
     *out = NULL;
     cuda_gemm *g = calloc(1, sizeof *g);
     if (!g) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda gemm: out of host memory");
@@ -68,8 +69,7 @@ llmrt_status cuda_gemm_create(cuda_gemm **out, size_t workspace_bytes) {
         return lt_status(st, "cublasLtCreate");
     }
     g->workspace_bytes = workspace_bytes;
-    const char *env = getenv("LLMRT_CUDA_GEMM_AUTOTUNE");
-    g->autotune = env && *env && atoi(env) != 0;
+    g->autotune = autotune != 0;
     if (g->autotune && (cudaEventCreate(&g->ev[0]) != cudaSuccess || cudaEventCreate(&g->ev[1]) != cudaSuccess)) {
         cudaGetLastError();
         g->autotune = 0;

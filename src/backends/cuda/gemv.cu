@@ -11,29 +11,21 @@
 // in the norm prologue). Measured end to end at batch 1, 128 / 2048 tokens
 // of context: 4 warps 5.38 ms/token; 8: 5.02 / 5.48; 16: 4.98 / 5.41; 32
 // for the plain kernel: 4.96 / 5.43, with spills at M ≥ 3 (64 registers).
-enum { GEMV_WARPS = 16, GEMV_PLAIN_WARPS = 16, GEMV_UNROLL = 4 };
+// GEMV_UNROLL: 16-byte chunks a lane per batch (the plain kernel, the
+// grouped one, the resident one's gated warps, which stream two rows);
+// GEMV_RESIDENT_UNROLL: the resident kernel's one-row warps (see there).
+enum { GEMV_WARPS = 16, GEMV_PLAIN_WARPS = 16, GEMV_UNROLL = 4, GEMV_RESIDENT_UNROLL = 6 };
 
-// Programmatic dependent launch (cuda_set_pdl) of the decode-step
-// kernels: the weight stream does not depend on the kernel before, so a
-// GEMV's blocks start while it finishes and have their first loads in
-// flight when it ends; only the x reads and the y writes wait (pdl_wait).
-// The norms, RoPE and decode attention are launched the same way and wait
-// at their first line: what they save is the launch gap.
-static int pdl_on = 0;
-
-extern "C" void cuda_set_pdl(int on) { pdl_on = on; }
-extern "C" int cuda_pdl_enabled(void) { return pdl_on; }
-
-// cuda_set_gemv_resident: 0 off; < 0 as many blocks as the GPU holds; > 0
-// at most that many. The resident grouped GEMV's unroll for one-row warps.
-static int resident_blocks = 0, resident_unroll = GEMV_UNROLL;
-extern "C" void cuda_set_gemv_resident(int max_blocks) { resident_blocks = max_blocks; }
-extern "C" void cuda_set_gemv_resident_unroll(int u) { resident_unroll = u == 6 || u == 8 ? u : GEMV_UNROLL; }
-
+// With programmatic dependent launch (pdl) the weight stream does not
+// depend on the kernel before, so a GEMV's blocks start while it finishes
+// and have their first loads in flight when it ends; only the x reads and
+// the y writes wait (pdl_wait). The norms, RoPE and decode attention are
+// launched the same way and wait at their first line: what they save is
+// the launch gap.
 template <typename... KArgs, typename... Args>
-static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, unsigned warps, size_t smem,
+static void launch_gemv_kernel(void (*kernel)(KArgs...), unsigned blocks, unsigned warps, size_t smem, int pdl,
                                cudaStream_t stream, Args... args) {
-    launch_pdl_smem(kernel, dim3(blocks), dim3(warps * 32), smem, stream, args...);
+    launch_pdl_smem(kernel, dim3(blocks), dim3(warps * 32), smem, pdl, stream, args...);
 }
 
 // U 16-byte chunks of each of R weight rows, from chunk c0 on
@@ -145,40 +137,41 @@ extern "C" int cuda_gemv_supported(llmrt_dtype type, int64_t M, int64_t K, const
 }
 
 template <typename T, typename TO>
-static void launch_gemv(TO *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K,
+static void launch_gemv(TO *y, const T *x, const T *w, const float *bias, int64_t M, int64_t N, int64_t K, int pdl,
                         cudaStream_t stream) {
     const unsigned blocks = (unsigned)((N + GEMV_PLAIN_WARPS - 1) / GEMV_PLAIN_WARPS);
     switch (M) {
-    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
-    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
-    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
-    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, GEMV_PLAIN_WARPS, 0, stream, y, x, w, bias, N, K); break;
+    case 1: launch_gemv_kernel(gemv_kernel<T, TO, 1>, blocks, GEMV_PLAIN_WARPS, 0, pdl, stream, y, x, w, bias, N, K); break;
+    case 2: launch_gemv_kernel(gemv_kernel<T, TO, 2>, blocks, GEMV_PLAIN_WARPS, 0, pdl, stream, y, x, w, bias, N, K); break;
+    case 3: launch_gemv_kernel(gemv_kernel<T, TO, 3>, blocks, GEMV_PLAIN_WARPS, 0, pdl, stream, y, x, w, bias, N, K); break;
+    default: launch_gemv_kernel(gemv_kernel<T, TO, 4>, blocks, GEMV_PLAIN_WARPS, 0, pdl, stream, y, x, w, bias, N, K); break;
     }
 }
 
 template <typename T>
 static void launch_gemv_to(void *y, llmrt_dtype y_type, const void *x, const void *w, const float *bias, int64_t M,
-                           int64_t N, int64_t K, cudaStream_t stream) {
+                           int64_t N, int64_t K, int pdl, cudaStream_t stream) {
     if (y_type == LLMRT_DTYPE_F32)
-        launch_gemv<T, float>((float *)y, (const T *)x, (const T *)w, bias, M, N, K, stream);
+        launch_gemv<T, float>((float *)y, (const T *)x, (const T *)w, bias, M, N, K, pdl, stream);
     else
-        launch_gemv<T, T>((T *)y, (const T *)x, (const T *)w, bias, M, N, K, stream);
+        launch_gemv<T, T>((T *)y, (const T *)x, (const T *)w, bias, M, N, K, pdl, stream);
 }
 
 extern "C" cudaError_t cuda_gemv_out(void *y, llmrt_dtype y_type, const void *x, const void *w, llmrt_dtype type,
-                                     const float *bias, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+                                     const float *bias, int64_t M, int64_t N, int64_t K, int pdl,
+                                     cudaStream_t stream) {
     if (!cuda_gemv_supported(type, M, K, y, x, w) || (y_type != type && y_type != LLMRT_DTYPE_F32) ||
         (y_type == LLMRT_DTYPE_F32 && ((uintptr_t)y & 3)))
         return cudaErrorInvalidValue;
     if (N <= 0) return cudaSuccess;
-    if (type == LLMRT_DTYPE_F16) launch_gemv_to<__half>(y, y_type, x, w, bias, M, N, K, stream);
-    else launch_gemv_to<__nv_bfloat16>(y, y_type, x, w, bias, M, N, K, stream);
+    if (type == LLMRT_DTYPE_F16) launch_gemv_to<__half>(y, y_type, x, w, bias, M, N, K, pdl, stream);
+    else launch_gemv_to<__nv_bfloat16>(y, y_type, x, w, bias, M, N, K, pdl, stream);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t cuda_gemv(void *y, const void *x, const void *w, llmrt_dtype type, const float *bias,
-                                 int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
-    return cuda_gemv_out(y, type, x, w, type, bias, M, N, K, stream);
+                                 int64_t M, int64_t N, int64_t K, int pdl, cudaStream_t stream) {
+    return cuda_gemv_out(y, type, x, w, type, bias, M, N, K, pdl, stream);
 }
 
 // Grouped GEMV: the products that share one x (q/k/v, gate/up) in one
@@ -319,11 +312,11 @@ __device__ __forceinline__ int gemv_part_of(const gemv_multi_args &a, int64_t ro
 }
 
 // Registers a thread of the resident kernel may take: its blocks have
-// GEMV_WARPS · 32 threads; the one-row instance at unroll 6 and batch 1
-// (q/k/v) must leave the decode attention's blocks room beside it (≤ 88:
-// 45 K of the SM's 64 K; it takes 86 with the signal).
-static constexpr int resident_max_registers(int m, bool gated, int u) {
-    return m == 1 && !gated && u == 6 ? 88 : 65536 / (GEMV_WARPS * 32);
+// GEMV_WARPS · 32 threads; the one-row instance at batch 1 (q/k/v) must
+// leave the decode attention's blocks room beside it (≤ 88: 45 K of the
+// SM's 64 K; it takes 86 with the signal).
+static constexpr int resident_max_registers(int m, bool gated) {
+    return m == 1 && !gated ? 88 : 65536 / (GEMV_WARPS * 32);
 }
 
 // The grouped GEMV with resident blocks (gridDim.x ≤ what the GPU holds at
@@ -333,15 +326,16 @@ static constexpr int resident_max_registers(int m, bool gated, int u) {
 // weight batches, the next batch in flight across row ends too.
 //
 // U chunks a lane per batch (one block an SM, so registers bound the bytes
-// in flight): gated warps 4 of each of two rows; one-row warps (q/k/v)
-// cuda_set_gemv_resident_unroll's 4, 6 or 8. Batch 1 on an H200, q/k/v
-// per layer: 4 → 26.99 µs, 6 → 26.33, 8 → 25.42, but at 8 (98 registers)
-// the decode attention's blocks no longer fit beside it before its wait,
-// and it takes 9.2 µs instead of 7.3 (docs/PERFORMANCE-HISTORY.md, eighth session).
-template <typename T, int M, bool GATED, bool NORM, int U>
-__global__ void __maxnreg__(resident_max_registers(M, GATED, U))
+// in flight): gated warps 4 of each of two rows; one-row warps (q/k/v) 6.
+// Batch-1 decode on an H200, ms/token after 128 / 2048 tokens (mean of 3):
+// 3.686 / 4.115 at 4, 3.676 / 4.090 at 6, 3.701 / 4.072 at 8; q/k/v per layer
+// 26.99 µs at 4, 26.33 at 6, 25.42 at 8, but at 8 (98 registers) the
+// decode attention's blocks no longer fit beside it before its wait, and
+// it takes 9.2 µs instead of 7.3.
+template <typename T, int M, bool GATED, bool NORM>
+__global__ void __maxnreg__(resident_max_registers(M, GATED))
     gemv_multi_resident_kernel(const T *x, gemv_multi_args a, int64_t K) {
-    constexpr int R = GATED ? 2 : 1;
+    constexpr int R = GATED ? 2 : 1, U = GATED ? GEMV_UNROLL : GEMV_RESIDENT_UNROLL;
     pdl_trigger();
     PROBE_BEGIN();
     const int lane = threadIdx.x & 31;
@@ -461,10 +455,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_multi_kernel(const T *x,
     PROBE_WARP_DONE(a.w[0]);
 }
 
-// Blocks of resident kernel instance <T, M, GATED, NORM, U> the current GPU
+// Blocks of resident kernel instance <T, M, GATED, NORM> the current GPU
 // holds at once with `smem` bytes of x (cached per instance, recomputed
 // when the device or the size changes).
-template <typename T, int M, bool GATED, bool NORM, int U> static int64_t resident_capacity(size_t smem) {
+template <typename T, int M, bool GATED, bool NORM> static int64_t resident_capacity(size_t smem) {
     static int64_t cached = -1;
     static size_t cached_smem = 0;
     static int cached_device = -1;
@@ -475,7 +469,7 @@ template <typename T, int M, bool GATED, bool NORM, int U> static int64_t reside
     }
     if (cached < 0 || cached_smem != smem || cached_device != device) {
         int per_sm = 0, sms = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_resident_kernel<T, M, GATED, NORM, U>,
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_multi_resident_kernel<T, M, GATED, NORM>,
                                                           GEMV_WARPS * 32, smem) != cudaSuccess ||
             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
             (void)cudaGetLastError();
@@ -488,73 +482,68 @@ template <typename T, int M, bool GATED, bool NORM, int U> static int64_t reside
     return cached;
 }
 
-// The resident instance <..., U> in as many blocks as fit (at most `blocks`);
-// 0 where none fits.
-template <typename T, int M, bool GATED, bool NORM, int U>
+// The resident instance in as many blocks as fit (at most `blocks`, and at
+// most `resident_blocks` when that is > 0); 0 where none fits.
+template <typename T, int M, bool GATED, bool NORM>
 static int launch_gemv_resident(const T *x, const gemv_multi_args &a, unsigned blocks, size_t smem, int64_t K,
-                                cudaStream_t stream) {
-    int64_t cap = resident_capacity<T, M, GATED, NORM, U>(smem);
+                                int resident_blocks, int pdl, cudaStream_t stream) {
+    int64_t cap = resident_capacity<T, M, GATED, NORM>(smem);
     if (resident_blocks > 0 && resident_blocks < cap) cap = resident_blocks;
     if (cap <= 0) return 0;
-    launch_gemv_kernel(gemv_multi_resident_kernel<T, M, GATED, NORM, U>, (unsigned)(cap < blocks ? cap : blocks),
-                       GEMV_WARPS, smem, stream, x, a, K);
+    launch_gemv_kernel(gemv_multi_resident_kernel<T, M, GATED, NORM>, (unsigned)(cap < blocks ? cap : blocks),
+                       GEMV_WARPS, smem, pdl, stream, x, a, K);
     return 1;
 }
 
 template <typename T, int M, bool GATED, bool NORM>
 static void launch_gemv_multi_m(const T *x, const gemv_multi_args &a, unsigned blocks, size_t smem, int64_t K,
-                                cudaStream_t stream) {
-    if (resident_blocks != 0) {
-        // gated: two rows a warp already; one-row warps take resident_unroll
-        if constexpr (!GATED) {
-            if (resident_unroll == 8 && launch_gemv_resident<T, M, GATED, NORM, 8>(x, a, blocks, smem, K, stream))
-                return;
-            if (resident_unroll == 6 && launch_gemv_resident<T, M, GATED, NORM, 6>(x, a, blocks, smem, K, stream))
-                return;
-        }
-        if (launch_gemv_resident<T, M, GATED, NORM, GEMV_UNROLL>(x, a, blocks, smem, K, stream)) return;
-    }
-    launch_gemv_kernel(gemv_multi_kernel<T, M, GATED, NORM>, blocks, GEMV_WARPS, smem, stream, x, a, K);
+                                int resident_blocks, int pdl, cudaStream_t stream) {
+    if (resident_blocks != 0 &&
+        launch_gemv_resident<T, M, GATED, NORM>(x, a, blocks, smem, K, resident_blocks, pdl, stream))
+        return;
+    launch_gemv_kernel(gemv_multi_kernel<T, M, GATED, NORM>, blocks, GEMV_WARPS, smem, pdl, stream, x, a, K);
 }
 
 template <typename T, bool GATED, bool NORM>
-static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, int64_t K, cudaStream_t stream) {
+static void launch_gemv_multi(const T *x, const gemv_multi_args &a, int64_t M, int64_t K, int resident_blocks, int pdl,
+                              cudaStream_t stream) {
     const int64_t rows = a.row_start[a.num_parts];
     const unsigned blocks = (unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS);
     const size_t smem = NORM ? (size_t)M * K * sizeof(T) : 0;
     switch (M) {
-    case 1: launch_gemv_multi_m<T, 1, GATED, NORM>(x, a, blocks, smem, K, stream); break;
-    case 2: launch_gemv_multi_m<T, 2, GATED, NORM>(x, a, blocks, smem, K, stream); break;
-    case 3: launch_gemv_multi_m<T, 3, GATED, NORM>(x, a, blocks, smem, K, stream); break;
-    default: launch_gemv_multi_m<T, 4, GATED, NORM>(x, a, blocks, smem, K, stream); break;
+    case 1: launch_gemv_multi_m<T, 1, GATED, NORM>(x, a, blocks, smem, K, resident_blocks, pdl, stream); break;
+    case 2: launch_gemv_multi_m<T, 2, GATED, NORM>(x, a, blocks, smem, K, resident_blocks, pdl, stream); break;
+    case 3: launch_gemv_multi_m<T, 3, GATED, NORM>(x, a, blocks, smem, K, resident_blocks, pdl, stream); break;
+    default: launch_gemv_multi_m<T, 4, GATED, NORM>(x, a, blocks, smem, K, resident_blocks, pdl, stream); break;
     }
 }
 
 template <typename T, bool NORM>
 static void launch_gemv_multi_gated(const T *x, const gemv_multi_args &a, int gated, int64_t M, int64_t K,
-                                    cudaStream_t stream) {
-    if (gated) launch_gemv_multi<T, true, NORM>(x, a, M, K, stream);
-    else launch_gemv_multi<T, false, NORM>(x, a, M, K, stream);
+                                    int resident_blocks, int pdl, cudaStream_t stream) {
+    if (gated) launch_gemv_multi<T, true, NORM>(x, a, M, K, resident_blocks, pdl, stream);
+    else launch_gemv_multi<T, false, NORM>(x, a, M, K, resident_blocks, pdl, stream);
 }
 
 template <typename T>
 static void launch_gemv_multi_any(const T *x, const gemv_multi_args &a, int gated, int norm, int64_t M, int64_t K,
-                                  cudaStream_t stream) {
-    if (norm) launch_gemv_multi_gated<T, true>(x, a, gated, M, K, stream);
-    else launch_gemv_multi_gated<T, false>(x, a, gated, M, K, stream);
+                                  int resident_blocks, int pdl, cudaStream_t stream) {
+    if (norm) launch_gemv_multi_gated<T, true>(x, a, gated, M, K, resident_blocks, pdl, stream);
+    else launch_gemv_multi_gated<T, false>(x, a, gated, M, K, resident_blocks, pdl, stream);
 }
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 extern "C" cudaError_t cuda_gemv_multi(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
                                        const cuda_gemv_norm *norm, llmrt_dtype type, int64_t M, int64_t K,
-                                       cudaStream_t stream) {
-    return cuda_gemv_multi_signal(parts, num_parts, gated, x, norm, NULL, type, M, K, stream);
+                                       int resident_blocks, int pdl, cudaStream_t stream) {
+    return cuda_gemv_multi_signal(parts, num_parts, gated, x, norm, NULL, type, M, K, resident_blocks, pdl, stream);
 }
 
 extern "C" cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int num_parts, int gated, const void *x,
                                               const cuda_gemv_norm *norm, const cuda_gemv_signal *signal,
-                                              llmrt_dtype type, int64_t M, int64_t K, cudaStream_t stream) {
+                                              llmrt_dtype type, int64_t M, int64_t K, int resident_blocks, int pdl,
+                                              cudaStream_t stream) {
     if (signal && (!signal->counter || M != 1 || gated || signal->rows < 1 || signal->rows > parts[0].N ||
                    signal->rows > INT32_MAX))
         return cudaErrorInvalidValue;
@@ -582,8 +571,11 @@ extern "C" cudaError_t cuda_gemv_multi_signal(const cuda_gemv_part *parts, int n
         if (i < a.num_parts) a.row_start[i + 1] = a.row_start[i] + parts[i].N;
     }
     if (a.row_start[a.num_parts] > INT32_MAX) return cudaErrorInvalidValue; // the kernels count rows in 32 bits
-    if (type == LLMRT_DTYPE_F16) launch_gemv_multi_any<__half>((const __half *)x, a, gated, norm != NULL, M, K, stream);
-    else launch_gemv_multi_any<__nv_bfloat16>((const __nv_bfloat16 *)x, a, gated, norm != NULL, M, K, stream);
+    if (type == LLMRT_DTYPE_F16)
+        launch_gemv_multi_any<__half>((const __half *)x, a, gated, norm != NULL, M, K, resident_blocks, pdl, stream);
+    else
+        launch_gemv_multi_any<__nv_bfloat16>((const __nv_bfloat16 *)x, a, gated, norm != NULL, M, K, resident_blocks,
+                                             pdl, stream);
     return cudaGetLastError();
 }
 

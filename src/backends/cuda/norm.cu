@@ -134,28 +134,29 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 // Launches the vector kernel when it applies (16-bit activations, f32 gain,
 // dim a multiple of 8 up to 8192, 16-byte aligned buffers); false otherwise.
 static bool rmsnorm_vec(void *y, void *sum, const void *a, const void *b, llmrt_dtype type, const void *weight,
-                        llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
+                        llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, int pdl, cudaStream_t stream) {
     if ((type != LLMRT_DTYPE_BF16 && type != LLMRT_DTYPE_F16) || w_type != LLMRT_DTYPE_F32 || dim % RMS_VEC != 0 ||
         dim > (int64_t)RMS_VEC * RMS_VEC_MAX_THREADS || !aligned16(y) || !aligned16(a) || !aligned16(weight) ||
         (b && !aligned16(b)) || (sum && !aligned16(sum)))
         return false;
     const unsigned threads = (unsigned)((dim / RMS_VEC + 31) / 32 * 32);
     if (type == LLMRT_DTYPE_BF16)
-        launch_pdl(rmsnorm_vec_kernel<__nv_bfloat16>, dim3((unsigned)rows), dim3(threads), stream,
+        launch_pdl(rmsnorm_vec_kernel<__nv_bfloat16>, dim3((unsigned)rows), dim3(threads), pdl, stream,
             (__nv_bfloat16 *)y, (__nv_bfloat16 *)sum, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b,
             (const float *)weight, dim, eps);
     else
-        launch_pdl(rmsnorm_vec_kernel<__half>, dim3((unsigned)rows), dim3(threads), stream,
+        launch_pdl(rmsnorm_vec_kernel<__half>, dim3((unsigned)rows), dim3(threads), pdl, stream,
             (__half *)y, (__half *)sum, (const __half *)a, (const __half *)b, (const float *)weight, dim, eps);
     return true;
 }
 
 extern "C" cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight,
-                                    llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
+                                    llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, int pdl,
+                                    cudaStream_t stream) {
     if (rows <= 0) return cudaSuccess;
-    if (rmsnorm_vec(y, nullptr, x, nullptr, type, weight, w_type, rows, dim, eps, stream)) return cudaGetLastError();
+    if (rmsnorm_vec(y, nullptr, x, nullptr, type, weight, w_type, rows, dim, eps, pdl, stream)) return cudaGetLastError();
     DISPATCH_FLOAT_TYPES(type, T, {
-        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), stream, (T *)y, (T *)nullptr,
+        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), pdl, stream, (T *)y, (T *)nullptr,
                    (const T *)x, (const T *)nullptr, weight, (int)w_type, dim, eps);
     });
     return cudaGetLastError();
@@ -163,11 +164,11 @@ extern "C" cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, co
 
 extern "C" cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
                                         const void *weight, llmrt_dtype w_type, int64_t rows, int64_t dim, float eps,
-                                        cudaStream_t stream) {
+                                        int pdl, cudaStream_t stream) {
     if (rows <= 0) return cudaSuccess;
-    if (rmsnorm_vec(y, sum, a, b, type, weight, w_type, rows, dim, eps, stream)) return cudaGetLastError();
+    if (rmsnorm_vec(y, sum, a, b, type, weight, w_type, rows, dim, eps, pdl, stream)) return cudaGetLastError();
     DISPATCH_FLOAT_TYPES(type, T, {
-        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), stream, (T *)y, (T *)sum,
+        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), pdl, stream, (T *)y, (T *)sum,
                    (const T *)a, (const T *)b, weight, (int)w_type, dim, eps);
     });
     return cudaGetLastError();

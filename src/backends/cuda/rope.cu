@@ -63,14 +63,14 @@ __global__ void __launch_bounds__(ROPE_THREADS) rope_kv_write_kernel(
 extern "C" cudaError_t cuda_rope_kv_write(void *q_out, const void *q, const void *k, const void *v, void *k_cache,
                                           void *v_cache, llmrt_dtype type, const cuda_attention_batch *batch,
                                           int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t rotary_dim,
-                                          const float *inv_freq, int neox_style, cudaStream_t stream) {
+                                          const float *inv_freq, int neox_style, int pdl, cudaStream_t stream) {
     if (batch->num_tokens <= 0) return cudaSuccess;
     if (rotary_dim > head_dim || rotary_dim / 2 > ROPE_MAX_HALF || rotary_dim % 2) return cudaErrorInvalidValue;
     if (!inv_freq) rotary_dim = 0;
     DISPATCH_FLOAT_TYPES(type, T, {
         const int groups = ((heads > kv_heads ? heads : kv_heads) + ROPE_HEADS_PER_BLOCK - 1) / ROPE_HEADS_PER_BLOCK;
         launch_pdl(rope_kv_write_kernel<T>, dim3((unsigned)batch->num_tokens, (unsigned)groups), dim3(ROPE_THREADS),
-            stream, (T *)q_out, (const T *)q, (const T *)k, (const T *)v, (T *)k_cache, (T *)v_cache, batch->positions,
+            pdl, stream, (T *)q_out, (const T *)q, (const T *)k, (const T *)v, (T *)k_cache, (T *)v_cache, batch->positions,
             batch->slot_mapping, heads, kv_heads, head_dim, rotary_dim, inv_freq, neox_style);
     });
     return cudaGetLastError();
@@ -91,12 +91,12 @@ __global__ void rope_table_kernel(float2 *table, const int32_t *positions, const
 }
 
 extern "C" cudaError_t cuda_rope_table(float *table, const int32_t *positions, int32_t num_tokens,
-                                       const float *inv_freq, int32_t rotary_dim, cudaStream_t stream) {
+                                       const float *inv_freq, int32_t rotary_dim, int pdl, cudaStream_t stream) {
     const int half = rotary_dim / 2;
     if (num_tokens <= 0 || half <= 0) return cudaSuccess;
     if (!inv_freq || rotary_dim % 2 || half > ROPE_MAX_HALF) return cudaErrorInvalidValue;
     const int64_t count = (int64_t)num_tokens * half;
-    launch_pdl(rope_table_kernel, dim3(grid_for(count, ROPE_THREADS)), dim3(ROPE_THREADS), stream, (float2 *)table,
+    launch_pdl(rope_table_kernel, dim3(grid_for(count, ROPE_THREADS)), dim3(ROPE_THREADS), pdl, stream, (float2 *)table,
                positions, inv_freq, half, count);
     return cudaGetLastError();
 }
