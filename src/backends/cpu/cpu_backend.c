@@ -12,6 +12,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/cpu_pool.h"
 #include "core/log.h"
 
 typedef struct cpu_state {
@@ -88,6 +89,16 @@ static void prefault_mapped(const llmrt_plan *plan) {
     }
 }
 
+typedef struct copy_job {
+    char *to;
+    const char *from;
+} copy_job;
+
+static void copy_chunk(void *ctx, int64_t begin, int64_t end) {
+    const copy_job *j = ctx;
+    memcpy(j->to + begin, j->from + begin, (size_t)(end - begin));
+}
+
 static int place_weights(cpu_state *s) {
     const llmrt_plan *plan = s->plan;
     s->weights = calloc((size_t)plan->num_weights + 1, sizeof *s->weights);
@@ -123,12 +134,8 @@ static int place_weights(cpu_state *s) {
         offset += (n + WEIGHT_ALIGN - 1) & ~(WEIGHT_ALIGN - 1);
         if (!src || n == 0) continue;
         /* every thread copies: first touch of fresh memory dominates */
-        const int64_t chunks = (int64_t)((n + HUGE_PAGE - 1) / HUGE_PAGE);
-#pragma omp parallel for schedule(static) if (chunks > 1)
-        for (int64_t c = 0; c < chunks; c++) {
-            size_t at = (size_t)c * HUGE_PAGE, len = n - at < HUGE_PAGE ? n - at : HUGE_PAGE;
-            memcpy(to + at, src + at, len);
-        }
+        copy_job job = {.to = to, .from = src};
+        cpu_parallel_for((int64_t)n, (int64_t)HUGE_PAGE, 1, copy_chunk, &job);
         s->weights[i] = to;
         llmrt_progress_add(&progress, n);
     }
@@ -140,7 +147,7 @@ static int place_weights(cpu_state *s) {
 /* ---- runtime fusions ---------------------------------------------------------
  *
  * A decode step of a small model does a few microseconds of work per node,
- * and each node's parallel region costs ~1.5 µs of fork and join, while a
+ * and each node's parallel job costs ~1.5 µs to start and join, while a
  * serial elementwise op makes the other core wait (and reads what that core
  * just wrote). So, as the CUDA backend does, adjacent nodes are run as one:
  *  - a residual ADD and the RMSNORM of its sum (one pass, no region);
@@ -548,7 +555,7 @@ static llmrt_status cpu_forward(void *state, const llmrt_step *step, float *logi
     cpu_state *s = state;
     const llmrt_plan *plan = s->plan;
     LLMRT_TRY(check_step(s, step));
-    /* the thread count is per calling thread in OpenMP: the runtime's
+    /* the thread count is an OpenMP ICV, per calling thread: the runtime's
      * step thread is not the one that created the backend */
     omp_set_num_threads(s->threads);
     step_ctx c = {.s = s, .step = step, .tokens = step->num_tokens, .logits = step->num_logits};

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/cpu_pool.h"
 
 int64_t cpu_shape_numel(const cpu_shape *s) {
     int64_t n = 1;
@@ -31,12 +32,26 @@ static void broadcast_strides(const cpu_shape *s, const cpu_shape *out, int64_t 
     }
 }
 
+/* The element-wise loops' arguments. */
+typedef struct generic_job {
+    llmrt_op op;
+    float *out;
+    const float *a, *b;
+    int64_t dim;
+    float attr;
+} generic_job;
+
+static void binary_chunk(void *ctx, int64_t begin, int64_t end) {
+    const generic_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) j->out[i] = apply_binary(j->op, j->a[i], j->b[i]);
+}
+
 void cpu_binary(llmrt_op op, float *out, const cpu_shape *out_shape, const float *a, const cpu_shape *a_shape,
                 const float *b, const cpu_shape *b_shape) {
     int64_t n = cpu_shape_numel(out_shape), na = cpu_shape_numel(a_shape), nb = cpu_shape_numel(b_shape);
     if (na == n && nb == n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) out[i] = apply_binary(op, a[i], b[i]);
+        generic_job job = {.op = op, .out = out, .a = a, .b = b};
+        cpu_parallel_for(n, cpu_pool_chunk(n, 64), n > 65536, binary_chunk, &job);
         return;
     }
     /* Fast paths are chosen by shape, not by element count: a [T, 1]
@@ -82,18 +97,13 @@ void cpu_binary(llmrt_op op, float *out, const cpu_shape *out_shape, const float
     }
 }
 
-void cpu_unary(llmrt_op op, float *out, const float *a, int64_t n, float attr) {
-    switch (op) {
-    case LLMRT_OP_SILU: cpu_silu(out, a, n); return;
-    case LLMRT_OP_GELU: cpu_gelu_erf(out, a, n); return;
-    case LLMRT_OP_GELU_TANH: cpu_gelu_tanh(out, a, n); return;
-    default: break;
-    }
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        float x = a[i];
+static void unary_chunk(void *ctx, int64_t begin, int64_t end) {
+    const generic_job *j = ctx;
+    const float attr = j->attr;
+    for (int64_t i = begin; i < end; i++) {
+        float x = j->a[i];
         float y;
-        switch (op) {
+        switch (j->op) {
         case LLMRT_OP_POW: y = attr == 2.0f ? x * x : attr == 3.0f ? x * x * x : powf(x, attr); break;
         case LLMRT_OP_NEG: y = -x; break;
         case LLMRT_OP_EXP: y = expf(x); break;
@@ -105,17 +115,33 @@ void cpu_unary(llmrt_op op, float *out, const float *a, int64_t n, float attr) {
         case LLMRT_OP_RELU: y = x > 0 ? x : 0; break;
         default: y = x; break;
         }
-        out[i] = y;
+        j->out[i] = y;
+    }
+}
+
+void cpu_unary(llmrt_op op, float *out, const float *a, int64_t n, float attr) {
+    switch (op) {
+    case LLMRT_OP_SILU: cpu_silu(out, a, n); return;
+    case LLMRT_OP_GELU: cpu_gelu_erf(out, a, n); return;
+    case LLMRT_OP_GELU_TANH: cpu_gelu_tanh(out, a, n); return;
+    default: break;
+    }
+    generic_job job = {.op = op, .out = out, .a = a, .attr = attr};
+    cpu_parallel_for(n, cpu_pool_chunk(n, 64), n > 65536, unary_chunk, &job);
+}
+
+static void reduce_chunk(void *ctx, int64_t begin, int64_t end) {
+    const generic_job *j = ctx;
+    for (int64_t r = begin; r < end; r++) {
+        double sum = 0;
+        for (int64_t i = 0; i < j->dim; i++) sum += j->a[r * j->dim + i];
+        j->out[r] = (float)(j->op == LLMRT_OP_MEAN ? sum / (double)j->dim : sum);
     }
 }
 
 void cpu_reduce_last(llmrt_op op, float *out, const float *a, int64_t rows, int64_t dim) {
-#pragma omp parallel for schedule(static) if (rows * dim > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        double sum = 0;
-        for (int64_t i = 0; i < dim; i++) sum += a[r * dim + i];
-        out[r] = (float)(op == LLMRT_OP_MEAN ? sum / (double)dim : sum);
-    }
+    generic_job job = {.op = op, .out = out, .a = a, .dim = dim};
+    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), rows * dim > 65536, reduce_chunk, &job);
 }
 
 /* (outer, axis, inner) factorisation of a shape around `axis`. */

@@ -76,7 +76,7 @@ void cpu_kernels_force_isa(const char *isa) {
     atomic_store_explicit(&current_level, level, memory_order_relaxed);
 }
 
-/* Each OpenMP worker keeps its buffer for its life; the pool's threads live
+/* Each pool worker keeps its buffer for its life; the pool's threads live
  * as long as the process, so this is one allocation per thread, ever (it
  * only grows when a larger shape arrives). */
 static _Thread_local float *scratch;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_pool.h"
 
 /* Scores of one chunk live on the stack; 64 covers block sizes 16/32/64 in
  * one chunk each and keeps the chunk's K and V rows (64 × head_dim × 4 B ×
@@ -49,28 +50,112 @@ static int32_t seq_of_token(const cpu_attention_batch *batch, int64_t t) {
     return lo;
 }
 
-void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v,
-                        const cpu_attention_batch *batch, int64_t T, int64_t kv_heads, int64_t head_dim) {
-    const int64_t row = kv_heads * head_dim;
+/* What the attention kernels' chunks read. */
+typedef struct attention_job {
+    float *out;
+    const float *q, *k, *v;
+    float *k_cache, *v_cache;
+    const float *k_cache_in, *v_cache_in;
+    const cpu_attention_batch *batch;
+    int64_t heads, kv_heads, head_dim, group, per, ranges;
+    float scale;
+    cpu_attn_scores_fn *scores_fn;
+    cpu_attn_accumulate_fn *accumulate_fn;
+} attention_job;
+
+static void kv_cache_write_chunk(void *ctx, int64_t begin, int64_t end) {
+    const attention_job *j = ctx;
+    const cpu_attention_batch *batch = j->batch;
+    const int64_t row = j->kv_heads * j->head_dim;
     const int32_t bs = batch->block_size;
-#pragma omp parallel for schedule(static) if (T * row >= (1 << 15))
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = begin; t < end; t++) {
         int32_t s = seq_of_token(batch, t), pos = batch->positions[t];
         if (pos < 0 || pos / bs >= batch->max_blocks_per_seq) continue; /* no slot: the runtime's bug */
         int64_t block = batch->block_tables[(int64_t)s * batch->max_blocks_per_seq + pos / bs];
         size_t offset = ((size_t)block * bs + (size_t)(pos % bs)) * (size_t)row;
-        memcpy(k_cache + offset, k + t * row, sizeof(float) * (size_t)row);
-        memcpy(v_cache + offset, v + t * row, sizeof(float) * (size_t)row);
+        memcpy(j->k_cache + offset, j->k + t * row, sizeof(float) * (size_t)row);
+        memcpy(j->v_cache + offset, j->v + t * row, sizeof(float) * (size_t)row);
+    }
+}
+
+void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v,
+                        const cpu_attention_batch *batch, int64_t T, int64_t kv_heads, int64_t head_dim) {
+    attention_job job = {.k = k, .v = v, .k_cache = k_cache, .v_cache = v_cache, .batch = batch,
+                         .kv_heads = kv_heads, .head_dim = head_dim};
+    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * kv_heads * head_dim >= (1 << 15), kv_cache_write_chunk, &job);
+}
+
+/* Items t·ranges + r: query heads [r·per, (r+1)·per) of token t. */
+static void attention_avx512_chunk(void *ctx, int64_t begin, int64_t end) {
+    const attention_job *j = ctx;
+    const cpu_attention_batch *batch = j->batch;
+    const int32_t bs = batch->block_size;
+    const int64_t cap = (int64_t)batch->max_blocks_per_seq * bs, slot_stride = j->kv_heads * j->head_dim;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t t = item / j->ranges, r = item % j->ranges;
+        const int32_t s = seq_of_token(batch, t);
+        int64_t len = (int64_t)batch->positions[t] + 1;
+        if (len > cap) len = cap;
+        const int64_t h0 = r * j->per, h1 = h0 + j->per < j->heads ? h0 + j->per : j->heads;
+        /* a decode token among several sequences reads its cache once */
+        const int stream = batch->num_seqs > 1 && batch->seq_start[s + 1] - batch->seq_start[s] == 1;
+        cpu_attn_token_avx512(j->out + t * j->heads * j->head_dim, j->q + t * j->heads * j->head_dim, h0, h1, j->group,
+                              j->k_cache_in, j->v_cache_in, batch->block_tables + (int64_t)s * batch->max_blocks_per_seq,
+                              bs, len, slot_stride, j->head_dim, j->scale, stream);
+    }
+}
+
+/* Items t·heads + h: one (token, head) pair. */
+static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
+    const attention_job *j = ctx;
+    const cpu_attention_batch *batch = j->batch;
+    const int32_t bs = batch->block_size;
+    const int64_t slot_stride = j->kv_heads * j->head_dim, head_dim = j->head_dim;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t t = item / j->heads, h = item % j->heads;
+        const float *qv = j->q + (t * j->heads + h) * head_dim;
+        float *acc = j->out + (t * j->heads + h) * head_dim;
+        memset(acc, 0, sizeof(float) * (size_t)head_dim);
+        const int32_t s = seq_of_token(batch, t);
+        const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
+        int64_t len = (int64_t)batch->positions[t] + 1;
+        if (len > (int64_t)batch->max_blocks_per_seq * bs) len = (int64_t)batch->max_blocks_per_seq * bs;
+        const int64_t kv_offset = (h / j->group) * head_dim;
+        float running_max = -INFINITY, normaliser = 0.0f, scores[ATTN_CHUNK];
+        for (int64_t p0 = 0; p0 < len;) {
+            /* A chunk never crosses a block: its slots are evenly strided. */
+            int64_t slot = p0 % bs, n = bs - slot;
+            if (n > len - p0) n = len - p0;
+            if (n > ATTN_CHUNK) n = ATTN_CHUNK;
+            size_t base = ((size_t)table[p0 / bs] * bs + (size_t)slot) * (size_t)slot_stride + kv_offset;
+            j->scores_fn(scores, qv, j->k_cache_in + base, slot_stride, (int)n, head_dim, j->scale);
+            float chunk_max = scores[0];
+            for (int i = 1; i < n; i++) chunk_max = scores[i] > chunk_max ? scores[i] : chunk_max;
+            float new_max = chunk_max > running_max ? chunk_max : running_max;
+            float alpha = expf(running_max - new_max); /* 0 on the first chunk */
+            float chunk_sum = 0.0f;
+            for (int i = 0; i < n; i++) {
+                scores[i] = expf(scores[i] - new_max);
+                chunk_sum += scores[i];
+            }
+            normaliser = normaliser * alpha + chunk_sum;
+            j->accumulate_fn(acc, alpha, scores, j->v_cache_in + base, slot_stride, (int)n, head_dim);
+            running_max = new_max;
+            p0 += n;
+        }
+        if (normaliser > 0.0f) {
+            float inv = 1.0f / normaliser;
+            for (int64_t d = 0; d < head_dim; d++) acc[d] *= inv;
+        }
     }
 }
 
 void cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                    const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads, int64_t head_dim,
                    float scale) {
-    const int64_t group = heads / kv_heads;
-    const int64_t slot_stride = kv_heads * head_dim;
-    const int32_t bs = batch->block_size;
-    const int64_t cap = (int64_t)batch->max_blocks_per_seq * bs;
+    attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
+                         .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
+                         .scale = scale};
     if (cpu_isa_level() == CPU_ISA_AVX512) {
         /* A work item is a range of query heads of one token, walking the
          * token's cache positions 16 at a time: every head of the range
@@ -82,98 +167,56 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
         const int threads = omp_get_max_threads();
         int64_t per = heads < CPU_ATTN_HEADS_MAX ? heads : CPU_ATTN_HEADS_MAX;
         while (per > 1 && T * ((heads + per - 1) / per) < 2 * (int64_t)threads && threads > 1) per = (per + 1) / 2;
-        const int64_t ranges = (heads + per - 1) / per;
-        const int par = T * ranges > 1 && threads > 1;
-        /* Dynamic: tokens late in a long prompt attend to far more
-         * positions than early ones. */
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (par)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t r = 0; r < ranges; r++) {
-                const int32_t s = seq_of_token(batch, t);
-                int64_t len = (int64_t)batch->positions[t] + 1;
-                if (len > cap) len = cap;
-                const int64_t h0 = r * per, h1 = h0 + per < heads ? h0 + per : heads;
-                /* a decode token among several sequences reads its cache once */
-                const int stream = batch->num_seqs > 1 && batch->seq_start[s + 1] - batch->seq_start[s] == 1;
-                cpu_attn_token_avx512(out + t * heads * head_dim, q + t * heads * head_dim, h0, h1, group, k_cache,
-                                      v_cache, batch->block_tables + (int64_t)s * batch->max_blocks_per_seq, bs, len,
-                                      slot_stride, head_dim, scale, stream);
-            }
+        job.per = per;
+        job.ranges = (heads + per - 1) / per;
+        /* One item a chunk: tokens late in a long prompt attend to far
+         * more positions than early ones. */
+        cpu_parallel_for(T * job.ranges, 1, T * job.ranges > 1 && threads > 1, attention_avx512_chunk, &job);
         return;
     }
-    cpu_attn_scores_fn *scores_fn = attn_scores_portable;
-    cpu_attn_accumulate_fn *accumulate_fn = attn_accumulate_portable;
+    job.scores_fn = attn_scores_portable;
+    job.accumulate_fn = attn_accumulate_portable;
     if (cpu_isa_level() == CPU_ISA_AVX2) {
-        scores_fn = cpu_attn_scores_avx2;
-        accumulate_fn = cpu_attn_accumulate_avx2;
+        job.scores_fn = cpu_attn_scores_avx2;
+        job.accumulate_fn = cpu_attn_accumulate_avx2;
     }
-    /* Dynamic: pairs late in a long prompt attend to far more positions
-     * than early ones, so a static split would leave one thread idle. */
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (T * heads > 1)
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < heads; h++) {
-            const float *qv = q + (t * heads + h) * head_dim;
-            float *acc = out + (t * heads + h) * head_dim;
-            memset(acc, 0, sizeof(float) * (size_t)head_dim);
-            const int32_t s = seq_of_token(batch, t);
-            const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
-            int64_t len = (int64_t)batch->positions[t] + 1;
-            if (len > (int64_t)batch->max_blocks_per_seq * bs) len = (int64_t)batch->max_blocks_per_seq * bs;
-            const int64_t kv_offset = (h / group) * head_dim;
-            float running_max = -INFINITY, normaliser = 0.0f, scores[ATTN_CHUNK];
-            for (int64_t p0 = 0; p0 < len;) {
-                /* A chunk never crosses a block: its slots are evenly strided. */
-                int64_t slot = p0 % bs, n = bs - slot;
-                if (n > len - p0) n = len - p0;
-                if (n > ATTN_CHUNK) n = ATTN_CHUNK;
-                size_t base = ((size_t)table[p0 / bs] * bs + (size_t)slot) * (size_t)slot_stride + kv_offset;
-                scores_fn(scores, qv, k_cache + base, slot_stride, (int)n, head_dim, scale);
-                float chunk_max = scores[0];
-                for (int j = 1; j < n; j++) chunk_max = scores[j] > chunk_max ? scores[j] : chunk_max;
-                float new_max = chunk_max > running_max ? chunk_max : running_max;
-                float alpha = expf(running_max - new_max); /* 0 on the first chunk */
-                float chunk_sum = 0.0f;
-                for (int j = 0; j < n; j++) {
-                    scores[j] = expf(scores[j] - new_max);
-                    chunk_sum += scores[j];
-                }
-                normaliser = normaliser * alpha + chunk_sum;
-                accumulate_fn(acc, alpha, scores, v_cache + base, slot_stride, (int)n, head_dim);
-                running_max = new_max;
-                p0 += n;
-            }
-            if (normaliser > 0.0f) {
-                float inv = 1.0f / normaliser;
-                for (int64_t d = 0; d < head_dim; d++) acc[d] *= inv;
-            }
-        }
+    /* One pair a chunk: pairs late in a long prompt attend to far more
+     * positions than early ones, so an even split would leave one thread
+     * idle. */
+    cpu_parallel_for(T * heads, 1, T * heads > 1, attention_pair_chunk, &job);
 }
-
 /* HF's order of operations, all in fp32: angle = (float)pos · inv_freq[i]
  * (one rounding), cos/sin of that angle, then x·cos ∓ x_pair·sin. Angles are
  * computed once per token for up to ROPE_CHUNK frequencies and reused by
  * every head. */
 #define ROPE_CHUNK 64
 
-void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int64_t head_dim, int64_t rotary_dim,
-              const float *inv_freq, int neox_style) {
-    const int64_t half = rotary_dim / 2;
-#pragma omp parallel for schedule(static) if (T * heads * rotary_dim >= (1 << 15))
-    for (int64_t t = 0; t < T; t++) {
+typedef struct rope_job {
+    float *x, *dst;
+    const float *src, *cos_sin, *inv_freq;
+    const int32_t *positions;
+    int64_t heads, head_dim, rotary_dim;
+    int neox_style;
+} rope_job;
+
+static void rope_chunk(void *ctx, int64_t begin, int64_t end) {
+    const rope_job *j = ctx;
+    const int64_t half = j->rotary_dim / 2;
+    for (int64_t t = begin; t < end; t++) {
         float cos_v[ROPE_CHUNK], sin_v[ROPE_CHUNK];
-        const float pos = (float)positions[t];
+        const float pos = (float)j->positions[t];
         for (int64_t i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
             int64_t n = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
             for (int64_t i = 0; i < n; i++) {
-                float angle = pos * inv_freq[i0 + i];
+                float angle = pos * j->inv_freq[i0 + i];
                 cos_v[i] = cosf(angle);
                 sin_v[i] = sinf(angle);
             }
-            for (int64_t h = 0; h < heads; h++) {
-                float *xh = x + (t * heads + h) * head_dim;
+            for (int64_t h = 0; h < j->heads; h++) {
+                float *xh = j->x + (t * j->heads + h) * j->head_dim;
                 for (int64_t i = 0; i < n; i++) {
-                    int64_t a = neox_style ? i0 + i : 2 * (i0 + i);
-                    int64_t b = neox_style ? i0 + i + half : 2 * (i0 + i) + 1;
+                    int64_t a = j->neox_style ? i0 + i : 2 * (i0 + i);
+                    int64_t b = j->neox_style ? i0 + i + half : 2 * (i0 + i) + 1;
                     float xa = xh[a], xb = xh[b];
                     xh[a] = xa * cos_v[i] - xb * sin_v[i];
                     xh[b] = xb * cos_v[i] + xa * sin_v[i];
@@ -183,35 +226,46 @@ void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int6
     }
 }
 
+void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+              const float *inv_freq, int neox_style) {
+    rope_job job = {.x = x, .inv_freq = inv_freq, .positions = positions, .heads = heads, .head_dim = head_dim,
+                    .rotary_dim = rotary_dim, .neox_style = neox_style};
+    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * heads * rotary_dim >= (1 << 15), rope_chunk, &job);
+}
+
 /* The same rotation in two steps, for a step whose every attention layer
  * rotates at the same positions: the angles' cos/sin once per step, then
  * each layer's q and k from the table (the trigonometry was most of the
  * rotation's cost, repeated for q, k and every layer). Same values as
  * cpu_rope, bit for bit. */
-void cpu_rope_table(float *cos_sin, const int32_t *positions, int64_t T, int64_t rotary_dim, const float *inv_freq) {
-    const int64_t half = rotary_dim / 2;
-#pragma omp parallel for schedule(static) if (T * half >= (1 << 12))
-    for (int64_t t = 0; t < T; t++) {
-        const float pos = (float)positions[t];
-        float *row = cos_sin + t * rotary_dim;
+static void rope_table_chunk(void *ctx, int64_t begin, int64_t end) {
+    const rope_job *j = ctx;
+    const int64_t half = j->rotary_dim / 2;
+    for (int64_t t = begin; t < end; t++) {
+        const float pos = (float)j->positions[t];
+        float *row = j->dst + t * j->rotary_dim;
         for (int64_t i = 0; i < half; i++) {
-            float angle = pos * inv_freq[i];
+            float angle = pos * j->inv_freq[i];
             row[i] = cosf(angle);
             row[half + i] = sinf(angle);
         }
     }
 }
 
-void cpu_rope_apply(float *dst, const float *src, const float *cos_sin, int64_t T, int64_t heads, int64_t head_dim,
-                    int64_t rotary_dim, int neox_style) {
-    const int64_t half = rotary_dim / 2;
-#pragma omp parallel for schedule(static) if (T * heads * head_dim >= (1 << 16))
-    for (int64_t t = 0; t < T; t++) {
-        const float *cos_v = cos_sin + t * rotary_dim, *sin_v = cos_v + half;
+void cpu_rope_table(float *cos_sin, const int32_t *positions, int64_t T, int64_t rotary_dim, const float *inv_freq) {
+    rope_job job = {.dst = cos_sin, .inv_freq = inv_freq, .positions = positions, .rotary_dim = rotary_dim};
+    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * (rotary_dim / 2) >= (1 << 12), rope_table_chunk, &job);
+}
+
+static void rope_apply_chunk(void *ctx, int64_t begin, int64_t end) {
+    const rope_job *j = ctx;
+    const int64_t half = j->rotary_dim / 2, heads = j->heads, head_dim = j->head_dim;
+    for (int64_t t = begin; t < end; t++) {
+        const float *cos_v = j->cos_sin + t * j->rotary_dim, *sin_v = cos_v + half;
         for (int64_t h = 0; h < heads; h++) {
-            const float *xs = src + (t * heads + h) * head_dim;
-            float *xd = dst + (t * heads + h) * head_dim;
-            if (neox_style) {
+            const float *xs = j->src + (t * heads + h) * head_dim;
+            float *xd = j->dst + (t * heads + h) * head_dim;
+            if (j->neox_style) {
                 for (int64_t i = 0; i < half; i++) {
                     float xa = xs[i], xb = xs[i + half];
                     xd[i] = xa * cos_v[i] - xb * sin_v[i];
@@ -227,4 +281,11 @@ void cpu_rope_apply(float *dst, const float *src, const float *cos_sin, int64_t 
             for (int64_t d = 2 * half; d < head_dim && xd != xs; d++) xd[d] = xs[d];
         }
     }
+}
+
+void cpu_rope_apply(float *dst, const float *src, const float *cos_sin, int64_t T, int64_t heads, int64_t head_dim,
+                    int64_t rotary_dim, int neox_style) {
+    rope_job job = {.dst = dst, .src = src, .cos_sin = cos_sin, .heads = heads, .head_dim = head_dim,
+                    .rotary_dim = rotary_dim, .neox_style = neox_style};
+    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * heads * head_dim >= (1 << 16), rope_apply_chunk, &job);
 }

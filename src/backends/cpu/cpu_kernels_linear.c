@@ -1,14 +1,14 @@
 /* cpu_linear's dispatcher and portable path, and cpu_matmul_f32.
  * The SIMD bodies of cpu_linear live in cpu_kernels_linear_avx512.c and
  * cpu_kernels_linear_avx2.c. */
-#include <omp.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_pool.h"
 #include "core/dtype.h"
 
 /* Below this many multiply-adds a second thread costs more to wake than it
- * saves (~5 µs fork/join vs ~2 GFLOP/s of scalar work per µs). */
+ * saves (~5 µs start and join vs ~2 GFLOP/s of scalar work per µs). */
 #define PARALLEL_MIN_WORK (1 << 16)
 
 /* Portable: each W row is converted once into scratch and dotted with every
@@ -47,18 +47,12 @@ static void linear_rows_portable(float *y, const float *x, const void *w, llmrt_
     }
 }
 
-/* This thread's share of y = x · Wᵀ + bias: N is split into one contiguous
- * range per thread, rounded to 16 rows so tiles never straddle threads;
- * each thread owns its columns of y, so no reduction is needed and every
- * weight is read by one thread only. A row's result does not depend on the
- * split. Returns the range in *begin, *end. */
-static void linear_share(int level, float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias,
-                         int64_t M, int64_t N, int64_t K, int64_t *begin_out, int64_t *end_out) {
-    int threads = omp_get_num_threads(), tid = omp_get_thread_num();
-    int64_t per = (N + threads - 1) / threads;
-    per = (per + 15) & ~(int64_t)15;
-    int64_t begin = per * tid, end = begin + per < N ? begin + per : N;
-    if (begin_out) *begin_out = begin, *end_out = end;
+/* Rows [begin, end) of y = x · Wᵀ + bias. The pool cuts N at multiples of
+ * 16 rows so tiles never straddle chunks; each chunk owns its columns of y,
+ * so no reduction is needed and every weight is read once. A row's result
+ * does not depend on the split. */
+static void linear_rows(int level, float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias,
+                        int64_t M, int64_t N, int64_t K, int64_t begin, int64_t end) {
     if (begin >= end) return;
     if (K <= 0) {
         for (int64_t m = 0; m < M; m++)
@@ -72,36 +66,61 @@ static void linear_share(int level, float *y, const float *x, const void *w, llm
     }
 }
 
+#define LINEAR_ROW_ALIGN 16
+
+/* The job's rows: part i's rows are items [start[i], start[i] + N) of the
+ * range (each start a multiple of 16), so a chunk may cover rows of
+ * several parts; a gated pair starts both parts at 0, so a chunk computes
+ * the same columns of gate and up. */
+typedef struct linear_job {
+    int level, count;
+    const cpu_linear_part *parts;
+    int64_t start[3];
+    const float *x;
+    int64_t M, K;
+    float *gated;
+} linear_job;
+
+static void linear_chunk(void *ctx, int64_t begin, int64_t end) {
+    const linear_job *j = ctx;
+    for (int i = 0; i < j->count; i++) {
+        const cpu_linear_part *p = &j->parts[i];
+        const int64_t b = begin - j->start[i], e = end - j->start[i];
+        linear_rows(j->level, p->y, j->x, p->w, p->w_type, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,
+                    e < p->N ? e : p->N);
+    }
+    /* this chunk computed these columns of both gate and up: the product
+     * needs no barrier */
+    if (j->gated)
+        for (int64_t m = 0; m < j->M && begin < end; m++) {
+            const int64_t at = m * j->parts[0].N + begin;
+            cpu_silu_mul_range(j->level, j->gated + at, j->parts[0].y + at, j->parts[1].y + at, end - begin);
+        }
+}
+
 void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias, int64_t M,
                 int64_t N, int64_t K) {
     if (M <= 0 || N <= 0) return;
-    const int level = cpu_isa_level();
+    const cpu_linear_part part = {.y = y, .w = w, .w_type = w_type, .bias = bias, .N = N};
+    linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K};
     const int parallel = (double)M * N * K >= PARALLEL_MIN_WORK && N >= 8;
-#pragma omp parallel if (parallel)
-    linear_share(level, y, x, w, w_type, bias, M, N, K, NULL, NULL);
+    cpu_parallel_for(N, cpu_pool_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
 }
 
 void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated) {
-    if (M <= 0 || count <= 0) return;
-    const int level = cpu_isa_level();
+    if (M <= 0 || count <= 0 || count > 3) return;
+    /* One job for all parts (a decode step has ~5 µs of useful work per
+     * linear, against ~1.5 µs to start and join the threads). */
+    linear_job job = {.level = cpu_isa_level(), .count = count, .parts = parts, .x = x, .M = M, .K = K,
+                      .gated = gated};
     double work = 0;
-    for (int i = 0; i < count; i++) work += (double)M * parts[i].N * K;
-    /* One fork/join for all parts (a decode step has ~5 µs of useful work
-     * per linear, against ~1.5 µs per parallel region). */
-#pragma omp parallel if (work >= PARALLEL_MIN_WORK)
-    {
-        int64_t begin = 0, end = 0;
-        for (int i = 0; i < count; i++)
-            linear_share(level, parts[i].y, x, parts[i].w, parts[i].w_type, parts[i].bias, M, parts[i].N, K, &begin,
-                         &end);
-        /* gate and up have the same N, so this thread owns the same
-         * columns of both and the product needs no barrier */
-        if (gated)
-            for (int64_t m = 0; m < M && begin < end; m++) {
-                const int64_t at = m * parts[0].N + begin;
-                cpu_silu_mul_range(level, gated + at, parts[0].y + at, parts[1].y + at, end - begin);
-            }
+    int64_t rows = 0;
+    for (int i = 0; i < count; i++) {
+        work += (double)M * parts[i].N * K;
+        job.start[i] = gated ? 0 : rows;
+        rows = gated ? parts[i].N : rows + (parts[i].N + LINEAR_ROW_ALIGN - 1) / LINEAR_ROW_ALIGN * LINEAR_ROW_ALIGN;
     }
+    cpu_parallel_for(rows, cpu_pool_chunk(rows, LINEAR_ROW_ALIGN), work >= PARALLEL_MIN_WORK, linear_chunk, &job);
 }
 
 /* c[i0:i0+rows, j0:j0+cols] = a · b for one tile, i-k-j order: the inner
@@ -140,22 +159,34 @@ static void matmul_tile_portable(float *c, const float *a, const float *b, int64
 #define MATMUL_TILE_ROWS 8
 #define MATMUL_TILE_COLS 256
 
+typedef struct matmul_job {
+    int level;
+    float *c;
+    const float *a, *b;
+    int64_t M, N, K, col_tiles;
+} matmul_job;
+
+static void matmul_chunk(void *ctx, int64_t begin, int64_t end) {
+    const matmul_job *j = ctx;
+    for (int64_t tile = begin; tile < end; tile++) {
+        const int64_t i0 = tile / j->col_tiles * MATMUL_TILE_ROWS, j0 = tile % j->col_tiles * MATMUL_TILE_COLS;
+        const int64_t rows = j->M - i0 < MATMUL_TILE_ROWS ? j->M - i0 : MATMUL_TILE_ROWS;
+        const int64_t cols = j->N - j0 < MATMUL_TILE_COLS ? j->N - j0 : MATMUL_TILE_COLS;
+        if (j->level == CPU_ISA_AVX512)
+            matmul_tile_avx512(j->c, j->a, j->b, j->N, j->K, i0, rows, j0, cols);
+        else if (j->level == CPU_ISA_AVX2)
+            matmul_tile_avx2(j->c, j->a, j->b, j->N, j->K, i0, rows, j0, cols);
+        else
+            matmul_tile_portable(j->c, j->a, j->b, j->N, j->K, i0, rows, j0, cols);
+    }
+}
+
 void cpu_matmul_f32(float *c, const float *a, const float *b, int64_t M, int64_t N, int64_t K) {
     if (M <= 0 || N <= 0) return;
-    const int level = cpu_isa_level();
     const int64_t row_tiles = (M + MATMUL_TILE_ROWS - 1) / MATMUL_TILE_ROWS;
     const int64_t col_tiles = (N + MATMUL_TILE_COLS - 1) / MATMUL_TILE_COLS;
-#pragma omp parallel for collapse(2) schedule(static) if ((double)M * N * K >= PARALLEL_MIN_WORK)
-    for (int64_t ti = 0; ti < row_tiles; ti++)
-        for (int64_t tj = 0; tj < col_tiles; tj++) {
-            int64_t i0 = ti * MATMUL_TILE_ROWS, j0 = tj * MATMUL_TILE_COLS;
-            int64_t rows = M - i0 < MATMUL_TILE_ROWS ? M - i0 : MATMUL_TILE_ROWS;
-            int64_t cols = N - j0 < MATMUL_TILE_COLS ? N - j0 : MATMUL_TILE_COLS;
-            if (level == CPU_ISA_AVX512)
-                matmul_tile_avx512(c, a, b, N, K, i0, rows, j0, cols);
-            else if (level == CPU_ISA_AVX2)
-                matmul_tile_avx2(c, a, b, N, K, i0, rows, j0, cols);
-            else
-                matmul_tile_portable(c, a, b, N, K, i0, rows, j0, cols);
-        }
+    matmul_job job = {.level = cpu_isa_level(), .c = c, .a = a, .b = b, .M = M, .N = N, .K = K,
+                      .col_tiles = col_tiles};
+    const int64_t tiles = row_tiles * col_tiles;
+    cpu_parallel_for(tiles, cpu_pool_chunk(tiles, 1), (double)M * N * K >= PARALLEL_MIN_WORK, matmul_chunk, &job);
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_pool.h"
 
 #define PARALLEL_MIN_ELEMENTS (1 << 15)
 
@@ -24,49 +25,82 @@ static void rmsnorm_row(float *y, const float *x, const float *weight, int64_t d
     for (i = 0; i < dim; i++) y[i] = x[i] * inv * weight[i];
 }
 
+/* One job for the four norms: rows [begin, end). */
+typedef struct norm_job {
+    float *y, *sum;
+    const float *x, *b, *weight, *bias;
+    int64_t dim;
+    float eps;
+} norm_job;
+
+#define PARALLEL_ROWS(rows, dim) ((rows) * (dim) >= PARALLEL_MIN_ELEMENTS && (rows) > 1)
+
+static void rmsnorm_chunk(void *ctx, int64_t begin, int64_t end) {
+    const norm_job *j = ctx;
+    for (int64_t r = begin; r < end; r++) rmsnorm_row(j->y + r * j->dim, j->x + r * j->dim, j->weight, j->dim, j->eps);
+}
+
 void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps) {
-#pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1)
-    for (int64_t r = 0; r < rows; r++) rmsnorm_row(y + r * dim, x + r * dim, weight, dim, eps);
+    norm_job job = {.y = y, .x = x, .weight = weight, .dim = dim, .eps = eps};
+    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), rmsnorm_chunk, &job);
+}
+
+/* sum += x (x in `x`), then y = rmsnorm(sum) */
+static void add_rmsnorm_chunk(void *ctx, int64_t begin, int64_t end) {
+    const norm_job *j = ctx;
+    for (int64_t r = begin; r < end; r++) {
+        float *res = j->sum + r * j->dim;
+        const float *xr = j->x + r * j->dim;
+        for (int64_t i = 0; i < j->dim; i++) res[i] += xr[i];
+        rmsnorm_row(j->y + r * j->dim, res, j->weight, j->dim, j->eps);
+    }
 }
 
 void cpu_add_rmsnorm(float *y, float *residual, const float *x, const float *weight, int64_t rows,
                      int64_t dim, float eps) {
-#pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        float *res = residual + r * dim;
-        const float *xr = x + r * dim;
-        for (int64_t i = 0; i < dim; i++) res[i] += xr[i];
-        rmsnorm_row(y + r * dim, res, weight, dim, eps);
+    norm_job job = {.y = y, .sum = residual, .x = x, .weight = weight, .dim = dim, .eps = eps};
+    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), add_rmsnorm_chunk, &job);
+}
+
+/* sum = x + b, then y = rmsnorm(sum) */
+static void add_rmsnorm_to_chunk(void *ctx, int64_t begin, int64_t end) {
+    const norm_job *j = ctx;
+    for (int64_t r = begin; r < end; r++) {
+        float *sr = j->sum + r * j->dim;
+        const float *ar = j->x + r * j->dim, *br = j->b + r * j->dim;
+        for (int64_t i = 0; i < j->dim; i++) sr[i] = ar[i] + br[i];
+        rmsnorm_row(j->y + r * j->dim, sr, j->weight, j->dim, j->eps);
     }
 }
 
 void cpu_add_rmsnorm_to(float *y, float *sum, const float *a, const float *b, const float *weight, int64_t rows,
                         int64_t dim, float eps) {
-#pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        float *sr = sum + r * dim;
-        const float *ar = a + r * dim, *br = b + r * dim;
-        for (int64_t i = 0; i < dim; i++) sr[i] = ar[i] + br[i];
-        rmsnorm_row(y + r * dim, sr, weight, dim, eps);
-    }
+    norm_job job = {.y = y, .sum = sum, .x = a, .b = b, .weight = weight, .dim = dim, .eps = eps};
+    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), add_rmsnorm_to_chunk, &job);
 }
 
 /* Two passes (mean, then centred variance): the one-pass E[x²] − E[x]²
  * formula cancels catastrophically when |mean| ≫ std. */
-void cpu_layernorm(float *y, const float *x, const float *weight, const float *bias, int64_t rows,
-                   int64_t dim, float eps) {
-#pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * dim;
-        float *yr = y + r * dim;
+static void layernorm_chunk(void *ctx, int64_t begin, int64_t end) {
+    const norm_job *j = ctx;
+    const int64_t dim = j->dim;
+    for (int64_t r = begin; r < end; r++) {
+        const float *xr = j->x + r * dim;
+        float *yr = j->y + r * dim;
         double sum = 0.0;
         for (int64_t i = 0; i < dim; i++) sum += xr[i];
         double mean = sum / (double)dim, var = 0.0;
         for (int64_t i = 0; i < dim; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
-        double inv = 1.0 / sqrt(var / (double)dim + (double)eps);
+        double inv = 1.0 / sqrt(var / (double)dim + (double)j->eps);
         for (int64_t i = 0; i < dim; i++) {
-            float v = (float)(((double)xr[i] - mean) * inv) * weight[i];
-            yr[i] = bias ? v + bias[i] : v;
+            float v = (float)(((double)xr[i] - mean) * inv) * j->weight[i];
+            yr[i] = j->bias ? v + j->bias[i] : v;
         }
     }
+}
+
+void cpu_layernorm(float *y, const float *x, const float *weight, const float *bias, int64_t rows,
+                   int64_t dim, float eps) {
+    norm_job job = {.y = y, .x = x, .weight = weight, .bias = bias, .dim = dim, .eps = eps};
+    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), layernorm_chunk, &job);
 }
