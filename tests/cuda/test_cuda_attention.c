@@ -478,10 +478,51 @@ static void test_sampling(void) {
     free(logits);
 }
 
+/* A row holding NaN, +inf or -inf (first, middle or last position) gets
+ * log-probability NaN from cuda_sample, greedy and sampled alike, so that the
+ * runtime fails the request; clean rows beside it are sampled as usual. */
+static void sampling_nonfinite_case(int vocab) {
+    const int rows = 20; /* rows 18-19 clean */
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    float *logits = rand_floats((size_t)rows * vocab, &rng, 4.0f);
+    cuda_sample_row prm[20];
+    for (int r = 0; r < rows; r++) {
+        prm[r] = (cuda_sample_row){.temperature = r % 2 ? 0.8f : 0.0f, .top_k = r % 4 == 1 ? 40 : 0, .top_p = 1.0f,
+                                   .uniform = 0.5f};
+        if (r < 18) {
+            const int pos = (r / 2) % 3 == 0 ? 0 : (r / 2) % 3 == 1 ? vocab / 2 : vocab - 1;
+            logits[(size_t)r * vocab + pos] = bad[(r / 6) % 3];
+        }
+    }
+    void *dl = dev_from_f32(logits, (size_t)rows * vocab, LLMRT_DTYPE_F32), *dprm = dev_from_bytes(prm, sizeof prm);
+    int32_t *dids = dev_poisoned(rows * sizeof(int32_t));
+    float *dlp = dev_poisoned(rows * sizeof(float));
+    CUDA_CHECK(cuda_sample(dids, dlp, dl, rows, vocab, dprm, 0));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    int32_t ids[20];
+    float lp[20];
+    cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost);
+    cudaMemcpy(lp, dlp, sizeof lp, cudaMemcpyDeviceToHost);
+    for (int r = 0; r < rows; r++) {
+        if (r < 18) CHECK_MSG(isnan(lp[r]), "row %d (%s logit): logprob %g, want NaN", r, r / 6 == 0 ? "NaN" : "inf", lp[r]);
+        else CHECK_MSG(isfinite(lp[r]) && lp[r] <= 0 && ids[r] >= 0 && ids[r] < vocab, "clean row %d: id %d logprob %g",
+                       r, ids[r], lp[r]);
+    }
+    void *bufs[] = {dl, dprm, dids, dlp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    free(logits);
+}
+
+static void test_sampling_nonfinite(void) {
+    sampling_nonfinite_case(4099); /* the scalar loads */
+    sampling_nonfinite_case(4100); /* the float4 loads */
+}
+
 int main(void) {
     int skip = cuda_test_skip_code();
     if (skip >= 0) return skip;
     RUN_TEST(test_attention);
     RUN_TEST(test_sampling);
+    RUN_TEST(test_sampling_nonfinite);
     return test_finish();
 }

@@ -1,6 +1,8 @@
 // Token selection on the device, so a decode step copies ids, not logits:
 // greedy argmax, and temperature / top-k / top-p / min-p sampling with the
-// chosen token's log-probability. One block per row.
+// chosen token's log-probability. One block per row. A row holding a NaN or
+// an infinity gets log-probability NaN, which fails its request on the host
+// (rt_on_sampled) rather than sampling from garbage.
 // Top-k and top-p thresholds are found by bisection on the bit patterns of
 // the (positive) probabilities, whose integer order is their float order:
 // about 30 passes over the row from L2, no sort, no workspace.
@@ -101,21 +103,28 @@ __device__ __forceinline__ void max_sum_merge(max_sum &a, const max_sum &b) {
     a.m = m;
 }
 
-__device__ max_sum block_max_sum(const float *row, int64_t vocab) {
+// *nonfinite: whether any logit of the row is NaN or ±∞ (the same on every thread).
+__device__ max_sum block_max_sum(const float *row, int64_t vocab, int *nonfinite) {
     __shared__ max_sum part[32];
     max_sum a = {-INFINITY, 0.0f, 0x7fffffff};
+    int bad = 0;
     if (vocab % 4 == 0 && ((uintptr_t)row & 15) == 0) {
         const float4 *r4 = reinterpret_cast<const float4 *>(row);
         for (int64_t q = threadIdx.x; q < vocab / 4; q += blockDim.x) {
             const float4 v = r4[q];
+            bad |= !isfinite(v.x) | !isfinite(v.y) | !isfinite(v.z) | !isfinite(v.w);
             max_sum_add(a, v.x, (int)(4 * q));
             max_sum_add(a, v.y, (int)(4 * q + 1));
             max_sum_add(a, v.z, (int)(4 * q + 2));
             max_sum_add(a, v.w, (int)(4 * q + 3));
         }
     } else {
-        for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) max_sum_add(a, row[j], (int)j);
+        for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+            bad |= !isfinite(row[j]);
+            max_sum_add(a, row[j], (int)j);
+        }
     }
+    *nonfinite = __syncthreads_or(bad);
     for (int o = 16; o > 0; o >>= 1) {
         const max_sum b = {__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o),
                            __shfl_xor_sync(0xffffffffu, a.i, o)};
@@ -151,16 +160,28 @@ __global__ void sample_kernel(int32_t *ids, float *logprobs, const float *logits
     if (prm.skip) return;
     const float *row = logits + (int64_t)r * vocab;
     if (!(prm.temperature > 0.0f) || prm.top_k == 1) {
-        const max_sum best = block_max_sum(row, vocab);
+        int nonfinite;
+        const max_sum best = block_max_sum(row, vocab, &nonfinite);
         if (threadIdx.x == 0) {
-            ids[r] = best.i;
-            if (logprobs) logprobs[r] = -__logf(best.s); // x_best − (x_best + log Σ e^{x − x_best})
+            ids[r] = nonfinite ? 0 : best.i;
+            if (logprobs) logprobs[r] = nonfinite ? NAN : -__logf(best.s); // x_best − (x_best + log Σ e^{x − x_best})
         }
         return;
     }
     const float inv_temp = 1.0f / prm.temperature;
     float raw_max = -INFINITY;
-    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) raw_max = fmaxf(raw_max, row[j]);
+    int bad = 0;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+        bad |= !isfinite(row[j]);
+        raw_max = fmaxf(raw_max, row[j]);
+    }
+    if (__syncthreads_or(bad)) { // block-uniform: every thread leaves here
+        if (threadIdx.x == 0) {
+            ids[r] = 0;
+            if (logprobs) logprobs[r] = NAN;
+        }
+        return;
+    }
     raw_max = block_max(raw_max, scratch);
     const float m = raw_max * inv_temp; // the largest scaled logit: its probability is 1 unnormalised
 
