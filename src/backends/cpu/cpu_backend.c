@@ -12,8 +12,8 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
-#include "backends/cpu/cpu_pool.h"
 #include "core/log.h"
+#include "core/thread_pool.h"
 
 typedef struct cpu_state {
     const llmrt_plan *plan;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels.h"
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 
 int64_t cpu_shape_numel(const cpu_shape *s) {
     int64_t n = 1;
@@ -51,7 +51,7 @@ void cpu_binary(llmrt_op op, float *out, const cpu_shape *out_shape, const float
     int64_t n = cpu_shape_numel(out_shape), na = cpu_shape_numel(a_shape), nb = cpu_shape_numel(b_shape);
     if (na == n && nb == n) {
         generic_job job = {.op = op, .out = out, .a = a, .b = b};
-        cpu_parallel_for(n, cpu_pool_chunk(n, 64), n > 65536, binary_chunk, &job);
+        llmrt_parallel_for(n, llmrt_parallel_chunk(n, 64), n > 65536, binary_chunk, &job);
         return;
     }
     /* Fast paths are chosen by shape, not by element count: a [T, 1]
@@ -127,7 +127,7 @@ void cpu_unary(llmrt_op op, float *out, const float *a, int64_t n, float attr) {
     default: break;
     }
     generic_job job = {.op = op, .out = out, .a = a, .attr = attr};
-    cpu_parallel_for(n, cpu_pool_chunk(n, 64), n > 65536, unary_chunk, &job);
+    llmrt_parallel_for(n, llmrt_parallel_chunk(n, 64), n > 65536, unary_chunk, &job);
 }
 
 static void reduce_chunk(void *ctx, int64_t begin, int64_t end) {
@@ -141,7 +141,7 @@ static void reduce_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_reduce_last(llmrt_op op, float *out, const float *a, int64_t rows, int64_t dim) {
     generic_job job = {.op = op, .out = out, .a = a, .dim = dim};
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), rows * dim > 65536, reduce_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), rows * dim > 65536, reduce_chunk, &job);
 }
 
 /* (outer, axis, inner) factorisation of a shape around `axis`. */

@@ -1,8 +1,8 @@
 /* CPU kernels: plain functions over arrays with explicit shapes. Activations
  * are float32; weights may be f32, f16 or bf16 (fp32 accumulation always).
- * Kernels parallelise internally on cpu_pool's threads (the caller sets the
- * thread count with omp_set_num_threads) and pick AVX-512 / AVX2+FMA /
- * portable code at run time.
+ * Kernels parallelise internally on the thread pool (core/thread_pool.h;
+ * the caller sets the thread count with omp_set_num_threads) and pick
+ * AVX-512 / AVX2+FMA / portable code at run time.
  * These are also the reference twins of the CUDA kernels. */
 #ifndef LLMRT_BACKENDS_CPU_KERNELS_H
 #define LLMRT_BACKENDS_CPU_KERNELS_H

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 
 /* Scores of one chunk live on the stack; 64 covers block sizes 16/32/64 in
  * one chunk each and keeps the chunk's K and V rows (64 × head_dim × 4 B ×
@@ -82,7 +82,7 @@ void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const fl
                         const cpu_attention_batch *batch, int64_t T, int64_t kv_heads, int64_t head_dim) {
     attention_job job = {.k = k, .v = v, .k_cache = k_cache, .v_cache = v_cache, .batch = batch,
                          .kv_heads = kv_heads, .head_dim = head_dim};
-    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * kv_heads * head_dim >= (1 << 15), kv_cache_write_chunk, &job);
+    llmrt_parallel_for(T, llmrt_parallel_chunk(T, 1), T * kv_heads * head_dim >= (1 << 15), kv_cache_write_chunk, &job);
 }
 
 /* Items t·ranges + r: query heads [r·per, (r+1)·per) of token t. */
@@ -171,7 +171,7 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
         job.ranges = (heads + per - 1) / per;
         /* One item a chunk: tokens late in a long prompt attend to far
          * more positions than early ones. */
-        cpu_parallel_for(T * job.ranges, 1, T * job.ranges > 1 && threads > 1, attention_avx512_chunk, &job);
+        llmrt_parallel_for(T * job.ranges, 1, T * job.ranges > 1 && threads > 1, attention_avx512_chunk, &job);
         return;
     }
     job.scores_fn = attn_scores_portable;
@@ -183,7 +183,7 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
     /* One pair a chunk: pairs late in a long prompt attend to far more
      * positions than early ones, so an even split would leave one thread
      * idle. */
-    cpu_parallel_for(T * heads, 1, T * heads > 1, attention_pair_chunk, &job);
+    llmrt_parallel_for(T * heads, 1, T * heads > 1, attention_pair_chunk, &job);
 }
 /* HF's order of operations, all in fp32: angle = (float)pos · inv_freq[i]
  * (one rounding), cos/sin of that angle, then x·cos ∓ x_pair·sin. Angles are
@@ -230,7 +230,7 @@ void cpu_rope(float *x, const int32_t *positions, int64_t T, int64_t heads, int6
               const float *inv_freq, int neox_style) {
     rope_job job = {.x = x, .inv_freq = inv_freq, .positions = positions, .heads = heads, .head_dim = head_dim,
                     .rotary_dim = rotary_dim, .neox_style = neox_style};
-    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * heads * rotary_dim >= (1 << 15), rope_chunk, &job);
+    llmrt_parallel_for(T, llmrt_parallel_chunk(T, 1), T * heads * rotary_dim >= (1 << 15), rope_chunk, &job);
 }
 
 /* The same rotation in two steps, for a step whose every attention layer
@@ -254,7 +254,7 @@ static void rope_table_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_rope_table(float *cos_sin, const int32_t *positions, int64_t T, int64_t rotary_dim, const float *inv_freq) {
     rope_job job = {.dst = cos_sin, .inv_freq = inv_freq, .positions = positions, .rotary_dim = rotary_dim};
-    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * (rotary_dim / 2) >= (1 << 12), rope_table_chunk, &job);
+    llmrt_parallel_for(T, llmrt_parallel_chunk(T, 1), T * (rotary_dim / 2) >= (1 << 12), rope_table_chunk, &job);
 }
 
 static void rope_apply_chunk(void *ctx, int64_t begin, int64_t end) {
@@ -287,5 +287,5 @@ void cpu_rope_apply(float *dst, const float *src, const float *cos_sin, int64_t 
                     int64_t rotary_dim, int neox_style) {
     rope_job job = {.dst = dst, .src = src, .cos_sin = cos_sin, .heads = heads, .head_dim = head_dim,
                     .rotary_dim = rotary_dim, .neox_style = neox_style};
-    cpu_parallel_for(T, cpu_pool_chunk(T, 1), T * heads * head_dim >= (1 << 16), rope_apply_chunk, &job);
+    llmrt_parallel_for(T, llmrt_parallel_chunk(T, 1), T * heads * head_dim >= (1 << 16), rope_apply_chunk, &job);
 }

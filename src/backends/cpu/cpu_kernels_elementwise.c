@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 #include "core/dtype.h"
 
 /* Starting and joining the threads costs ~5 µs; below this many elements one thread is faster. */
@@ -44,7 +44,7 @@ static void silu_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_silu(float *y, const float *x, int64_t n) {
     unary_job job = {.level = cpu_isa_level(), .y = y, .x = x};
-    cpu_parallel_for(n, cpu_pool_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, silu_chunk, &job);
+    llmrt_parallel_for(n, llmrt_parallel_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, silu_chunk, &job);
 }
 
 void cpu_silu_mul_range(int level, float *y, const float *gate, const float *up, int64_t n) {
@@ -61,7 +61,7 @@ static void silu_mul_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_silu_mul(float *y, const float *gate, const float *up, int64_t n) {
     unary_job job = {.level = cpu_isa_level(), .y = y, .x = gate, .up = up};
-    cpu_parallel_for(n, cpu_pool_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, silu_mul_chunk, &job);
+    llmrt_parallel_for(n, llmrt_parallel_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, silu_mul_chunk, &job);
 }
 
 /* PyTorch: 0.5 · x · (1 + erf(x / √2)). */
@@ -72,7 +72,7 @@ static void gelu_erf_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_gelu_erf(float *y, const float *x, int64_t n) {
     unary_job job = {.y = y, .x = x};
-    cpu_parallel_for(n, cpu_pool_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, gelu_erf_chunk, &job);
+    llmrt_parallel_for(n, llmrt_parallel_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, gelu_erf_chunk, &job);
 }
 
 /* PyTorch's approximate='tanh': 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 x³))). */
@@ -87,7 +87,7 @@ static void gelu_tanh_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_gelu_tanh(float *y, const float *x, int64_t n) {
     unary_job job = {.y = y, .x = x};
-    cpu_parallel_for(n, cpu_pool_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, gelu_tanh_chunk, &job);
+    llmrt_parallel_for(n, llmrt_parallel_chunk(n, ELEMENT_ALIGN), n >= PARALLEL_MIN_ELEMENTS, gelu_tanh_chunk, &job);
 }
 
 /* Max-subtracted; the sum is kept in double so a 150k-entry vocabulary row
@@ -118,7 +118,7 @@ static void softmax_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_softmax(float *y, const float *x, int64_t rows, int64_t dim) {
     rows_job job = {.y = y, .x = x, .dim = dim};
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1, softmax_chunk,
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), rows * dim >= PARALLEL_MIN_ELEMENTS && rows > 1, softmax_chunk,
                      &job);
 }
 
@@ -151,7 +151,7 @@ int64_t cpu_embedding(float *out, const void *table, llmrt_dtype table_type, int
     for (int64_t t = 0; t < count && first_invalid < 0; t++)
         if (ids[t] < 0 || ids[t] >= rows) first_invalid = t;
     embedding_job job = {.out = out, .table = table, .table_type = table_type, .rows = rows, .dim = dim, .ids = ids};
-    cpu_parallel_for(count, cpu_pool_chunk(count, 1), count * dim >= PARALLEL_MIN_ELEMENTS && count > 1,
+    llmrt_parallel_for(count, llmrt_parallel_chunk(count, 1), count * dim >= PARALLEL_MIN_ELEMENTS && count > 1,
                      embedding_chunk, &job);
     return first_invalid;
 }

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 #include "core/dtype.h"
 
 /* Below this many multiply-adds a second thread costs more to wake than it
@@ -104,7 +104,7 @@ void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, con
     const cpu_linear_part part = {.y = y, .w = w, .w_type = w_type, .bias = bias, .N = N};
     linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K};
     const int parallel = (double)M * N * K >= PARALLEL_MIN_WORK && N >= 8;
-    cpu_parallel_for(N, cpu_pool_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
+    llmrt_parallel_for(N, llmrt_parallel_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
 }
 
 void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated) {
@@ -120,7 +120,7 @@ void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, i
         job.start[i] = gated ? 0 : rows;
         rows = gated ? parts[i].N : rows + (parts[i].N + LINEAR_ROW_ALIGN - 1) / LINEAR_ROW_ALIGN * LINEAR_ROW_ALIGN;
     }
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, LINEAR_ROW_ALIGN), work >= PARALLEL_MIN_WORK, linear_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, LINEAR_ROW_ALIGN), work >= PARALLEL_MIN_WORK, linear_chunk, &job);
 }
 
 /* c[i0:i0+rows, j0:j0+cols] = a · b for one tile, i-k-j order: the inner
@@ -188,5 +188,5 @@ void cpu_matmul_f32(float *c, const float *a, const float *b, int64_t M, int64_t
     matmul_job job = {.level = cpu_isa_level(), .c = c, .a = a, .b = b, .M = M, .N = N, .K = K,
                       .col_tiles = col_tiles};
     const int64_t tiles = row_tiles * col_tiles;
-    cpu_parallel_for(tiles, cpu_pool_chunk(tiles, 1), (double)M * N * K >= PARALLEL_MIN_WORK, matmul_chunk, &job);
+    llmrt_parallel_for(tiles, llmrt_parallel_chunk(tiles, 1), (double)M * N * K >= PARALLEL_MIN_WORK, matmul_chunk, &job);
 }

@@ -6,7 +6,7 @@
 #include <math.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 
 #define PARALLEL_MIN_ELEMENTS (1 << 15)
 
@@ -42,7 +42,7 @@ static void rmsnorm_chunk(void *ctx, int64_t begin, int64_t end) {
 
 void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps) {
     norm_job job = {.y = y, .x = x, .weight = weight, .dim = dim, .eps = eps};
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), rmsnorm_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), PARALLEL_ROWS(rows, dim), rmsnorm_chunk, &job);
 }
 
 /* sum += x (x in `x`), then y = rmsnorm(sum) */
@@ -59,7 +59,7 @@ static void add_rmsnorm_chunk(void *ctx, int64_t begin, int64_t end) {
 void cpu_add_rmsnorm(float *y, float *residual, const float *x, const float *weight, int64_t rows,
                      int64_t dim, float eps) {
     norm_job job = {.y = y, .sum = residual, .x = x, .weight = weight, .dim = dim, .eps = eps};
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), add_rmsnorm_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), PARALLEL_ROWS(rows, dim), add_rmsnorm_chunk, &job);
 }
 
 /* sum = x + b, then y = rmsnorm(sum) */
@@ -76,7 +76,7 @@ static void add_rmsnorm_to_chunk(void *ctx, int64_t begin, int64_t end) {
 void cpu_add_rmsnorm_to(float *y, float *sum, const float *a, const float *b, const float *weight, int64_t rows,
                         int64_t dim, float eps) {
     norm_job job = {.y = y, .sum = sum, .x = a, .b = b, .weight = weight, .dim = dim, .eps = eps};
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), add_rmsnorm_to_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), PARALLEL_ROWS(rows, dim), add_rmsnorm_to_chunk, &job);
 }
 
 /* Two passes (mean, then centred variance): the one-pass E[x²] − E[x]²
@@ -102,5 +102,5 @@ static void layernorm_chunk(void *ctx, int64_t begin, int64_t end) {
 void cpu_layernorm(float *y, const float *x, const float *weight, const float *bias, int64_t rows,
                    int64_t dim, float eps) {
     norm_job job = {.y = y, .x = x, .weight = weight, .bias = bias, .dim = dim, .eps = eps};
-    cpu_parallel_for(rows, cpu_pool_chunk(rows, 1), PARALLEL_ROWS(rows, dim), layernorm_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), PARALLEL_ROWS(rows, dim), layernorm_chunk, &job);
 }

@@ -1,5 +1,6 @@
-/* The CPU kernels' worker threads: one process-wide pool that runs a range
- * of independent items in chunks, the calling thread taking part.
+/* Worker threads for the CPU kernels and the runtime's host sampling: one
+ * process-wide pool that runs a range of independent items in chunks, the
+ * calling thread taking part.
  *
  * Why not OpenMP: a parallel region ends in a barrier that waits for every
  * thread of the team, so when another process holds one of the cores, each
@@ -19,13 +20,13 @@
  *
  * The thread count is the calling thread's OpenMP ICV (omp_get_max_threads:
  * the backend and the tests set it with omp_set_num_threads). */
-#ifndef LLMRT_BACKENDS_CPU_POOL_H
-#define LLMRT_BACKENDS_CPU_POOL_H
+#ifndef LLMRT_BACKENDS_LLMRT_POOL_H
+#define LLMRT_BACKENDS_LLMRT_POOL_H
 
 #include <stdint.h>
 
 /* Items [begin, end) of a range; ctx is the caller's. */
-typedef void cpu_range_fn(void *ctx, int64_t begin, int64_t end);
+typedef void llmrt_range_fn(void *ctx, int64_t begin, int64_t end);
 
 /* Calls fn over [0, n) in chunks of `chunk` items (the last one ends at
  * n), on up to omp_get_max_threads() threads; with `parallel` 0, or one
@@ -33,11 +34,11 @@ typedef void cpu_range_fn(void *ctx, int64_t begin, int64_t end);
  * when every chunk is done. fn must give the same result however the range
  * is cut at multiples of chunk. A call made while the pool is busy (from
  * inside fn, or from a second thread) runs on its caller alone. */
-void cpu_parallel_for(int64_t n, int64_t chunk, int parallel, cpu_range_fn *fn, void *ctx);
+void llmrt_parallel_for(int64_t n, int64_t chunk, int parallel, llmrt_range_fn *fn, void *ctx);
 
 /* A chunk size for n items on the calling thread's thread count: about
- * CPU_POOL_CHUNKS_PER_THREAD chunks a thread, so that the others can take
+ * LLMRT_POOL_CHUNKS_PER_THREAD chunks a thread, so that the others can take
  * over most of a stalled thread's share; a multiple of `align`. */
-int64_t cpu_pool_chunk(int64_t n, int64_t align);
+int64_t llmrt_parallel_chunk(int64_t n, int64_t align);
 
 #endif

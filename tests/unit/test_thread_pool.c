@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 #include "test_util.h"
 
 typedef struct count_job {
@@ -37,7 +37,7 @@ static void count_chunk(void *ctx, int64_t begin, int64_t end) {
 static int run_count(int64_t n, int64_t chunk, int parallel, int sleep_every) {
     count_job job = {.hits = calloc((size_t)n + 1, sizeof(_Atomic int)), .n = n, .chunk = chunk,
                      .sleep_every = sleep_every};
-    cpu_parallel_for(n, chunk, parallel, count_chunk, &job);
+    llmrt_parallel_for(n, chunk, parallel, count_chunk, &job);
     int ok = atomic_load(&job.bad_bounds) == 0;
     for (int64_t i = 0; i < n; i++) ok &= atomic_load(&job.hits[i]) == 1;
     free(job.hits);
@@ -54,15 +54,15 @@ static void test_every_item_once(void) {
                           (long long)sizes[s][0], (long long)sizes[s][1], threads);
     }
     omp_set_num_threads(2);
-    cpu_parallel_for(0, 1, 1, count_chunk, NULL); /* nothing to do: fn is not called */
+    llmrt_parallel_for(0, 1, 1, count_chunk, NULL); /* nothing to do: fn is not called */
 }
 
 static void test_chunk_size(void) {
     omp_set_num_threads(2);
-    CHECK(cpu_pool_chunk(256, 16) % 16 == 0);
-    CHECK(cpu_pool_chunk(256, 16) >= 16);
-    CHECK(cpu_pool_chunk(3, 64) == 64);
-    CHECK(cpu_pool_chunk(1000, 1) >= 1000 / 8);
+    CHECK(llmrt_parallel_chunk(256, 16) % 16 == 0);
+    CHECK(llmrt_parallel_chunk(256, 16) >= 16);
+    CHECK(llmrt_parallel_chunk(3, 64) == 64);
+    CHECK(llmrt_parallel_chunk(1000, 1) >= 1000 / 8);
 }
 
 /* Thousands of small jobs back to back: workers catch jobs while spinning,
@@ -99,7 +99,7 @@ static void nested_chunk(void *ctx, int64_t begin, int64_t end) {
 static void test_nested(void) {
     omp_set_num_threads(2);
     nested_job job = {0};
-    cpu_parallel_for(8, 1, 1, nested_chunk, &job);
+    llmrt_parallel_for(8, 1, 1, nested_chunk, &job);
     CHECK(atomic_load(&job.outer_items) == 8);
     CHECK(atomic_load(&job.inner_ok) == 8);
 }

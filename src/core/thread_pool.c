@@ -1,4 +1,4 @@
-/* The kernels' thread pool (see cpu_pool.h for why it exists).
+/* The kernels' thread pool (see thread_pool.h for why it exists).
  *
  * A job is n items cut into chunks. Participant p (0 is the caller, p ≥ 1
  * worker p) owns chunks [p·C/t, (p+1)·C/t) and claims them from its cursor;
@@ -16,7 +16,7 @@
  * and then sleeps on `done`: a sleeping caller frees its core for the
  * worker it waits for, where spinning would keep that worker off it. */
 #define _GNU_SOURCE /* syscall */
-#include "backends/cpu/cpu_pool.h"
+#include "core/thread_pool.h"
 
 #include <limits.h>
 #include <linux/futex.h>
@@ -49,7 +49,7 @@
 /* Jobs not counted after threads are started or the cap is raised: a
  * sleeping worker takes tens of µs to wake. */
 #define WINDOW_GRACE_JOBS 32
-#define CPU_POOL_CHUNKS_PER_THREAD 4
+#define LLMRT_POOL_CHUNKS_PER_THREAD 4
 
 typedef struct pool_slot {
     _Alignas(64) _Atomic uint64_t cursor; /* next chunk << 32 | end chunk */
@@ -59,7 +59,7 @@ static struct {
     pthread_mutex_t lock; /* held by the caller of the job in flight */
     int workers;          /* started; only grows, under lock */
     /* the job; written under lock before cursors are published */
-    _Atomic(cpu_range_fn *) fn;
+    _Atomic(llmrt_range_fn *) fn;
     _Atomic(void *) ctx;
     _Atomic int64_t n, chunk;
     _Atomic int participants;
@@ -112,7 +112,7 @@ static int64_t run_chunks(int self, int slots) {
             old = atomic_fetch_add_explicit(cursor, (uint64_t)1 << 32, memory_order_acquire);
             const uint64_t index = old >> 32;
             if (index >= (old & 0xffffffffu)) break;
-            cpu_range_fn *fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
+            llmrt_range_fn *fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
             void *ctx = atomic_load_explicit(&pool.ctx, memory_order_relaxed);
             const int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
             const int64_t chunk = atomic_load_explicit(&pool.chunk, memory_order_relaxed);
@@ -180,7 +180,7 @@ static void note_stall(int threads, int64_t now) {
     pool.probe_at = now + pool.backoff_ns;
 }
 
-void cpu_parallel_for(int64_t n, int64_t chunk, int parallel, cpu_range_fn *fn, void *ctx) {
+void llmrt_parallel_for(int64_t n, int64_t chunk, int parallel, llmrt_range_fn *fn, void *ctx) {
     if (n <= 0) return;
     if (chunk < 1) chunk = 1;
     int threads = parallel ? omp_get_max_threads() : 1;
@@ -261,8 +261,8 @@ void cpu_parallel_for(int64_t n, int64_t chunk, int parallel, cpu_range_fn *fn, 
     pthread_mutex_unlock(&pool.lock);
 }
 
-int64_t cpu_pool_chunk(int64_t n, int64_t align) {
-    const int64_t pieces = (int64_t)omp_get_max_threads() * CPU_POOL_CHUNKS_PER_THREAD;
+int64_t llmrt_parallel_chunk(int64_t n, int64_t align) {
+    const int64_t pieces = (int64_t)omp_get_max_threads() * LLMRT_POOL_CHUNKS_PER_THREAD;
     int64_t chunk = (n + pieces - 1) / pieces;
     return align > 1 ? (chunk + align - 1) / align * align : chunk > 0 ? chunk : 1;
 }
