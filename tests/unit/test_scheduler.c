@@ -462,8 +462,43 @@ static void test_bad_requests(llmrt_engine *e) {
     llmrt_runtime_free(rt);
 }
 
+/* The CPU KV cache is sized from memory: a tiny fraction gives one block, a
+ * whole one at most max_batch (16) sequences of max_seq_len (512 = 32
+ * blocks); a fraction outside 0..1 is refused at load. */
+static void test_kv_cache_sizing(void) {
+    llmrt_engine_options eo;
+    llmrt_engine_options_init(&eo);
+    int32_t want[] = {1, 16 * 32};
+    float fractions[] = {1e-12f, 1.0f};
+    uint64_t kv_bytes[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        eo.kv_cache_fraction = fractions[i];
+        llmrt_engine *e = NULL;
+        CHECK_OK(llmrt_engine_load(engine_path, &eo, &e));
+        if (!e) continue;
+        uint64_t w, act;
+        llmrt_engine_memory(e, &w, &act, &kv_bytes[i]);
+        llmrt_runtime *rt = NULL;
+        CHECK_OK(llmrt_runtime_create(e, NULL, &rt));
+        llmrt_runtime_stats st;
+        if (rt) {
+            llmrt_runtime_get_stats(rt, &st);
+            CHECK_MSG(st.kv_total_blocks == want[i], "fraction %g: %d KV blocks, want %d", fractions[i],
+                      st.kv_total_blocks, want[i]);
+        }
+        llmrt_runtime_free(rt);
+        llmrt_engine_free(e);
+    }
+    CHECK(kv_bytes[0] > 0 && kv_bytes[1] == kv_bytes[0] * (uint64_t)want[1]);
+    llmrt_engine *bad = NULL;
+    eo.kv_cache_fraction = 1.5f;
+    CHECK(llmrt_engine_load(engine_path, &eo, &bad) != LLMRT_OK && bad == NULL);
+    CHECK(strstr(llmrt_last_error(), "kv cache fraction") != NULL);
+}
+
 int main(void) {
     if (!setup()) return test_finish();
+    RUN_TEST(test_kv_cache_sizing);
     llmrt_engine *e = NULL;
     CHECK_OK(llmrt_engine_load(engine_path, NULL, &e));
     if (e) {

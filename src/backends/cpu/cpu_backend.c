@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* MAP_ANONYMOUS, madvise */
 #include <omp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -135,7 +136,7 @@ static int place_weights(cpu_state *s) {
         if (!src || n == 0) continue;
         /* every thread copies: first touch of fresh memory dominates */
         copy_job job = {.to = to, .from = src};
-        cpu_parallel_for((int64_t)n, (int64_t)HUGE_PAGE, 1, copy_chunk, &job);
+        llmrt_parallel_for((int64_t)n, (int64_t)HUGE_PAGE, 1, copy_chunk, &job);
         s->weights[i] = to;
         llmrt_progress_add(&progress, n);
     }
@@ -273,6 +274,36 @@ static int plan_fusions(cpu_state *s) {
     return 1;
 }
 
+/* Memory the system can give without swapping (MemAvailable), else free pages. */
+static double available_memory_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kib) == 1) break;
+    if (f) fclose(f);
+    if (kib >= 0) return (double)kib * 1024.0;
+    return (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* KV blocks when the config fixes none: kv_cache_fraction (default 0.5) of
+ * the memory available at load, never more than max_batch sequences of
+ * max_seq_len (the most a step can use), never fewer than one block. Sizing
+ * by max_batch × max_seq_len alone asked a 7B-shape engine for 64 GiB. */
+static int32_t kv_blocks_from_memory(const llmrt_plan *plan, const llmrt_backend_config *config, int32_t block_size) {
+    const double fraction = config->kv_cache_fraction > 0 ? config->kv_cache_fraction : 0.5;
+    const double per_block = 2.0 * plan->num_kv_layers * block_size * plan->kv_heads * plan->head_dim * sizeof(float);
+    const int64_t blocks_per_seq = (plan->max_seq_len + block_size - 1) / block_size;
+    const int64_t most = blocks_per_seq * plan->max_batch;
+    const double fit = per_block > 0 ? fraction * available_memory_bytes() / per_block : (double)most;
+    const int64_t blocks = fit < 1 ? 1 : fit < (double)most ? (int64_t)fit : most;
+    const int64_t capped = blocks > INT32_MAX ? INT32_MAX : blocks;
+    LLMRT_INFO("cpu backend: KV cache of %lld blocks of %d tokens (%.1f MiB, %.1f sequences of %d tokens)",
+               (long long)capped, block_size, capped * per_block / 1048576.0, (double)capped / blocks_per_seq,
+               plan->max_seq_len);
+    return (int32_t)capped;
+}
+
 static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_config *config, void **out) {
     *out = NULL;
     if (plan->graph->act_dtype != LLMRT_DTYPE_F32)
@@ -284,8 +315,7 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     s->threads = config->num_threads > 0 ? config->num_threads : omp_get_num_procs();
     omp_set_num_threads(s->threads);
     s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
-    int32_t blocks_per_seq = (plan->max_seq_len + s->block_size - 1) / s->block_size;
-    s->num_blocks = config->kv_num_blocks > 0 ? config->kv_num_blocks : blocks_per_seq * plan->max_batch;
+    s->num_blocks = config->kv_num_blocks > 0 ? config->kv_num_blocks : kv_blocks_from_memory(plan, config, s->block_size);
     s->layer_stride = (size_t)s->num_blocks * (size_t)s->block_size * (size_t)plan->kv_heads * (size_t)plan->head_dim;
     size_t kv_bytes = s->layer_stride * (size_t)plan->num_kv_layers * sizeof(float);
     size_t q_width = 0, k_width = (size_t)plan->kv_heads * (size_t)plan->head_dim, rope_width = 1;
