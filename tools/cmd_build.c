@@ -17,12 +17,15 @@ static void build_usage(FILE *out) {
             "  --backend cpu|cuda     target backend (default cpu)\n"
             "  --dtype fp32|fp16|bf16 weight storage (default: the checkpoint's torch_dtype)\n"
             "  --max-seq-len N        tokens per sequence (default min(max_position_embeddings, 4096))\n"
-            "  --max-batch N          sequences per step (default 8)\n"
-            "  --max-num-tokens N     tokens per step (default max(512, max-batch))\n"
+            "  --max-batch N          sequences per step (default 256 on cuda, 16 on cpu)\n"
+            "  --max-num-tokens N     tokens per step; longer prompts prefill in chunks\n"
+            "                         (default 2048 on cuda, 512 on cpu, at least max-batch)\n"
             "  --disable-passes LIST  skip compiler passes, comma-separated (testing)\n"
             "  --allow-nonfinite      build even if a weight holds NaN or Inf (by default an error naming it)\n"
             "  --ignore-extra-tensors build even if the checkpoint has tensors the model does not use\n"
-            "  --quiet                no progress lines\n");
+            "  --quiet                no progress lines\n\n"
+            "The KV cache is sized when the engine loads: 0.9 of the GPU memory left, or 0.5 of the\n"
+            "host memory available (at most max-batch sequences of max-seq-len).\n");
 }
 
 int cmd_build(int argc, char **argv) {
