@@ -19,8 +19,6 @@
 struct srv_engine {
     pthread_mutex_t lock;
     pthread_cond_t work_cond;
-    pthread_t thread;
-    int thread_started;
     llmrt_engine *engine;
     llmrt_runtime *rt;
     llmrt_tokenizer *tokenizer;
@@ -336,8 +334,7 @@ static void fail_queued_locked(srv_engine *e, srv_job *job, int status, const ch
     job_unref_locked(job);
 }
 
-static void *engine_thread(void *arg) {
-    srv_engine *e = arg;
+void srv_engine_run(srv_engine *e) {
     pthread_mutex_lock(&e->lock);
     while (!e->stop) {
         /* queued jobs whose client left never start */
@@ -402,7 +399,6 @@ static void *engine_thread(void *arg) {
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
-    return NULL;
 }
 
 /* ---- start and stop ------------------------------------------------------- */
@@ -490,31 +486,26 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     e->snapshot.stats = st;
     e->max_concurrent = o->max_concurrent > 0 ? o->max_concurrent : 256;
     e->max_queue = o->max_queue >= 0 ? o->max_queue : 1024;
-    if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
-        snprintf(error, cap, "cannot start the engine thread");
-        goto done;
-    }
-    e->thread_started = 1;
     e->snapshot.ready = 1;
     ok = 1;
 done:
     if (!ok) {
-        srv_engine_stop(e);
+        srv_engine_free(e);
         return 0;
     }
     *out = e;
     return 1;
 }
 
-void srv_engine_stop(srv_engine *e) {
+void srv_engine_request_stop(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    e->stop = 1;
+    pthread_cond_signal(&e->work_cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void srv_engine_free(srv_engine *e) {
     if (!e) return;
-    if (e->thread_started) {
-        pthread_mutex_lock(&e->lock);
-        e->stop = 1;
-        pthread_cond_signal(&e->work_cond);
-        pthread_mutex_unlock(&e->lock);
-        pthread_join(e->thread, NULL);
-    }
     if (e->rt) llmrt_runtime_free(e->rt);
     if (e->tokenizer) llmrt_tokenizer_free(e->tokenizer);
     if (e->engine) llmrt_engine_free(e->engine);

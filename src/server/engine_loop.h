@@ -86,12 +86,17 @@ typedef struct srv_job {
     struct srv_job *run_next; /* the running list */
 } srv_job;
 
-/* Loads the engine and starts the engine thread; prints what it chose for
- * the KV cache to stderr. */
+/* Loads the engine and creates its runtime; prints what it chose for the
+ * KV cache to stderr. */
 int srv_engine_start(const srv_engine_options *options, srv_metrics *metrics, srv_engine **out, char *error,
                      size_t error_cap);
-/* Cancels everything left and stops the thread; frees the engine. */
-void srv_engine_stop(srv_engine *e);
+/* The engine loop, on the calling thread (llmrt serve's main thread, whose
+ * OpenMP pool then lives as long as the process), until
+ * srv_engine_request_stop; what is left then is cancelled and collected. */
+void srv_engine_run(srv_engine *e);
+void srv_engine_request_stop(srv_engine *e);
+/* After srv_engine_run has returned (or never ran). */
+void srv_engine_free(srv_engine *e);
 
 /* Borrowed, valid while the engine lives; thread-safe to encode/decode. */
 const llmrt_engine *srv_engine_model(const srv_engine *e);

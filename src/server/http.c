@@ -105,7 +105,8 @@ void srv_reply_error(srv_reply *reply, int status, const char *param, const char
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
     json_t *e = json_object();
-    json_object_set_new(e, "message", json_string(message) ? json_string(message) : json_string("(message not UTF-8)"));
+    json_t *m = json_string(message);
+    json_object_set_new(e, "message", m ? m : json_string("(message not UTF-8)"));
     json_object_set_new(e, "type", json_string(error_type(status)));
     json_object_set_new(e, "param", param ? json_string(param) : json_null());
     json_object_set_new(e, "code", json_integer(status));

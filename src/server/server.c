@@ -1,9 +1,11 @@
 /* llmrt serve: start-up, signals and the graceful drain.
  *
+ * The main thread runs the engine loop (engine_loop.c); libmicrohttpd's
+ * threads serve connections; a control thread waits for the signals.
  * SIGTERM and SIGINT are blocked in every thread and taken by sigwait on
- * the main thread, so no handler runs in an arbitrary thread. On the first
- * one the server stops accepting connections, answers new requests on open
- * connections with 503, lets in-flight requests finish for up to
+ * the control thread, so no handler runs in an arbitrary thread. On the
+ * first one the server stops accepting connections, answers new requests
+ * on open connections with 503, lets in-flight requests finish for up to
  * --drain-timeout seconds, cancels what is left, and exits 0. */
 #define _POSIX_C_SOURCE 200809L
 #include "server/server.h"
@@ -12,6 +14,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +57,41 @@ static char *default_model_name(const char *path) {
     char *dot = strstr(name, ".engine");
     if (dot && dot[7] == 0 && dot != name) *dot = 0;
     return name;
+}
+
+typedef struct control {
+    srv_server *server;
+    struct MHD_Daemon *daemon;
+    sigset_t signals;
+} control;
+
+/* Waits for SIGTERM or SIGINT, drains, stops the HTTP daemon, then the
+ * engine loop. */
+static void *control_main(void *arg) {
+    control *c = arg;
+    srv_server *s = c->server;
+    int sig = 0;
+    sigwait(&c->signals, &sig);
+    fprintf(stderr, "llmrt serve: %s: draining (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+            s->options.drain_timeout);
+    MHD_socket listener = MHD_quiesce_daemon(c->daemon);
+    srv_engine_set_draining(s->engine);
+    double deadline = srv_now() + s->options.drain_timeout;
+    while (srv_engine_active_jobs(s->engine) > 0 && srv_now() < deadline) sleep_seconds(0.02);
+    int left = srv_engine_active_jobs(s->engine);
+    if (left > 0) {
+        fprintf(stderr, "llmrt serve: drain timeout: cancelling %d requests\n", left);
+        srv_engine_cancel_all(s->engine);
+        double grace = srv_now() + 5;
+        while (srv_engine_active_jobs(s->engine) > 0 && srv_now() < grace) sleep_seconds(0.02);
+    }
+    /* let the streams write their last events before the connections close */
+    sleep_seconds(0.2);
+    s->stopping = 1;
+    MHD_stop_daemon(c->daemon);
+    if (listener != MHD_INVALID_SOCKET) close(listener);
+    srv_engine_request_stop(s->engine);
+    return NULL;
 }
 
 int srv_run(const srv_options *o) {
@@ -107,32 +145,20 @@ int srv_run(const srv_options *o) {
             o->api_key ? ", API key required" : "");
     fflush(stderr);
 
-    int sig = 0;
-    sigwait(&signals, &sig);
-    fprintf(stderr, "llmrt serve: %s: draining (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-            o->drain_timeout);
-    MHD_socket listener = MHD_quiesce_daemon(daemon);
-    srv_engine_set_draining(s->engine);
-    double deadline = srv_now() + o->drain_timeout;
-    while (srv_engine_active_jobs(s->engine) > 0 && srv_now() < deadline) sleep_seconds(0.02);
-    int left = srv_engine_active_jobs(s->engine);
-    if (left > 0) {
-        fprintf(stderr, "llmrt serve: drain timeout: cancelling %d requests\n", left);
-        srv_engine_cancel_all(s->engine);
-        double grace = srv_now() + 5;
-        while (srv_engine_active_jobs(s->engine) > 0 && srv_now() < grace) sleep_seconds(0.02);
+    control c = {.server = s, .daemon = daemon, .signals = signals};
+    pthread_t control_thread;
+    if (pthread_create(&control_thread, NULL, control_main, &c) != 0) {
+        fprintf(stderr, "llmrt serve: cannot start the control thread\n");
+        goto done;
     }
-    /* let the streams write their last events before the connections close */
-    sleep_seconds(0.2);
-    s->stopping = 1;
-    MHD_stop_daemon(daemon);
+    srv_engine_run(s->engine); /* until the control thread has drained and stopped it */
+    pthread_join(control_thread, NULL);
     daemon = NULL;
-    if (listener != MHD_INVALID_SOCKET) close(listener);
     fprintf(stderr, "llmrt serve: stopped\n");
     code = 0;
 done:
     if (daemon) MHD_stop_daemon(daemon);
-    srv_engine_stop(s->engine);
+    srv_engine_free(s->engine);
     srv_metrics_destroy(&s->metrics);
     free(model_name);
     free(s);

@@ -28,7 +28,7 @@ stop_server() {
   local pid; eval "pid=\$PID_$1"
   kill -TERM "$pid" 2>/dev/null
   wait "$pid"; local rc=$?
-  [ "$rc" -eq 0 ] && ok || bad "server $1 exited $rc after SIGTERM"
+  [ "$rc" -eq 0 ] && ok || { bad "server $1 exited $rc after SIGTERM"; tail -40 "$tmp/$1.log"; }
 }
 
 # call OUT METHOD URL [curl args...]: prints the status code; body in OUT
