@@ -149,9 +149,10 @@ int srv_submit_job(srv_http_request *req, srv_job *job, srv_reply *reply) {
         return 0;
     }
     uint64_t seen = 0;
+    enum srv_job_state state;
     for (;;) {
         srv_engine_lock(job->engine);
-        enum srv_job_state state = job->state;
+        state = job->state;
         srv_engine_unlock(job->engine);
         if (state != SRV_JOB_QUEUED) break;
         if (srv_client_gone(req) || req->server->stopping) {
@@ -161,7 +162,7 @@ int srv_submit_job(srv_http_request *req, srv_job *job, srv_reply *reply) {
         }
         srv_job_wait_change(job, &seen, 0.1);
     }
-    if (job->state == SRV_JOB_FAILED) {
+    if (state == SRV_JOB_FAILED) { /* final: the engine no longer writes the job */
         srv_reply_error(reply, job->error_status ? job->error_status : 500, NULL, "%s", job->error);
         return 0;
     }

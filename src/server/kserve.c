@@ -247,7 +247,7 @@ void srv_kserve_dispatch(srv_http_request *req, const char *path, srv_reply *rep
         if (!get) return kserve_error(reply, 405, "GET only");
         srv_engine_snapshot snap;
         srv_engine_get_snapshot(s->engine, &snap);
-        int ready = path[8] == 'l' || (snap.ready && !s->stopping);
+        int ready = path[8] == 'l' || (snap.ready && !s->draining);
         return srv_reply_text(reply, ready ? 200 : 503, "application/json", ready ? "{}" : "{\"error\":\"not ready\"}",
                               ready ? 2 : 21);
     }
@@ -272,7 +272,8 @@ void srv_kserve_dispatch(srv_http_request *req, const char *path, srv_reply *rep
     }
     if (strcmp(rest, "/ready") == 0) {
         if (!get) return kserve_error(reply, 405, "GET only");
-        return srv_reply_text(reply, s->stopping ? 503 : 200, "application/json", "{}", 2);
+        return srv_reply_text(reply, s->draining ? 503 : 200, "application/json", s->draining ? "{\"error\":\"draining\"}" : "{}",
+                              s->draining ? 20 : 2);
     }
     int generate = strcmp(rest, "/generate") == 0, stream = strcmp(rest, "/generate_stream") == 0,
         infer = strcmp(rest, "/infer") == 0;

@@ -74,6 +74,7 @@ static void *control_main(void *arg) {
     sigwait(&c->signals, &sig);
     fprintf(stderr, "llmrt serve: %s: draining (up to %.0f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
             s->options.drain_timeout);
+    s->draining = 1;
     MHD_socket listener = MHD_quiesce_daemon(c->daemon);
     srv_engine_set_draining(s->engine);
     double deadline = srv_now() + s->options.drain_timeout;

@@ -47,6 +47,7 @@ typedef struct srv_server {
     srv_engine *engine;
     srv_metrics metrics;
     int64_t created;            /* unix time at start-up */
+    volatile int draining;      /* SIGTERM seen: not ready, no new requests */
     volatile int stopping;      /* streams end now */
 } srv_server;
 

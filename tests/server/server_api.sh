@@ -13,7 +13,7 @@ sse() { python3 "$src/tests/server/sse_check.py" "$@"; }
 
 engine=$tmp/demo.engine
 "$llmrt" build --model "$src/models/demo" --output "$engine" --max-seq-len 1024 --quiet || { echo "FAIL: build"; exit 1; }
-start_server main --engine "$engine" --served-model-name demo --max-body-bytes 65536 --threads 2
+start_server main --engine "$engine" --served-model-name demo --max-body-bytes 65536 --threads 2 --drain-timeout 300
 U=$URL_main
 o=$tmp/out.json
 
@@ -207,16 +207,17 @@ else
 fi
 
 # --- SIGTERM: the request in flight completes, then exit 0 -----------------------
-curl -s "$U/v1/completions" -d '{"prompt":"x","max_tokens":300,"ignore_eos":true}' >"$tmp/drain.json" &
+curl -s "$U/v1/completions" -d '{"prompt":"x","max_tokens":100,"ignore_eos":true}' >"$tmp/drain.json" &
 curl_pid=$!
 for _ in $(seq 1 100); do [ "$(metric num_requests_running)" = "1" ] && break; sleep 0.05; done
 stop_server main
 wait $curl_pid
-jcheck "$tmp/drain.json" 'j["usage"]["completion_tokens"] == 300 and j["choices"][0]["finish_reason"] == "length"' "in-flight request at SIGTERM did not complete"
+jcheck "$tmp/drain.json" 'j["usage"]["completion_tokens"] == 100 and j["choices"][0]["finish_reason"] == "length"' "in-flight request at SIGTERM did not complete: $(tail -c 300 "$tmp/drain.json")"
 grep -q 'draining' "$tmp/main.log" && ok || bad "no drain message"
 
 # --- auth ----------------------------------------------------------------------------
-start_server auth --engine "$engine" --api-key sekrit --threads 1
+start_server auth --engine "$engine" --api-key sekrit --threads 1 --kv-cache-memory 0.5
+grep -q 'KV cache: 256 blocks of 16 tokens' "$tmp/auth.log" && ok || bad "--kv-cache-memory 0.5: $(head -1 "$tmp/auth.log")"
 expect_error 401 "$o" GET "$URL_auth/v1/models"
 expect_error 401 "$o" POST "$URL_auth/v1/completions" -H 'Authorization: Bearer wrong' -d '{"prompt":"x","max_tokens":1}'
 expect_code 200 "$o" POST "$URL_auth/v1/completions" -H 'Authorization: Bearer sekrit' -d '{"prompt":"x","max_tokens":1}'
@@ -226,7 +227,8 @@ expect_code 401 "$o" GET "$URL_auth/metrics"
 stop_server auth
 
 # --- full: 429 with Retry-After, never an unbounded queue ---------------------------
-start_server full --engine "$engine" --max-concurrent 1 --max-queue 1 --threads 1
+start_server full --engine "$engine" --max-concurrent 1 --max-queue 1 --threads 1 --kv-cache-memory 8388608
+grep -q 'KV cache: 64 blocks of 16 tokens (8.0 MiB' "$tmp/full.log" && ok || bad "--kv-cache-memory 8388608: $(head -1 "$tmp/full.log")"
 U=$URL_full
 curl -s "$URL_full/v1/completions" -d '{"prompt":"x","max_tokens":1000,"ignore_eos":true}' >/dev/null &
 full_a=$!
