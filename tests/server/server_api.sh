@@ -209,9 +209,13 @@ fi
 # --- SIGTERM: the request in flight completes, then exit 0 -----------------------
 curl -s "$U/v1/completions" -d '{"prompt":"x","max_tokens":100,"ignore_eos":true}' >"$tmp/drain.json" &
 curl_pid=$!
-for _ in $(seq 1 100); do [ "$(metric num_requests_running)" = "1" ] && break; sleep 0.05; done
+curl -sN "$U/v1/completions" -d '{"prompt":"y","max_tokens":100,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}' >"$tmp/drain.txt" &
+stream_pid=$!
+for _ in $(seq 1 100); do [ "$(metric num_requests_running)" = "2" ] && break; sleep 0.05; done
 stop_server main
-wait $curl_pid
+wait $curl_pid $stream_pid
+sse "$tmp/drain.txt" --usage && grep -q '"completion_tokens":100,' "$tmp/drain.txt" && ok ||
+  bad "stream in flight at SIGTERM did not complete: $(tail -c 300 "$tmp/drain.txt")"
 jcheck "$tmp/drain.json" 'j["usage"]["completion_tokens"] == 100 and j["choices"][0]["finish_reason"] == "length"' "in-flight request at SIGTERM did not complete: $(tail -c 300 "$tmp/drain.json")"
 grep -q 'draining' "$tmp/main.log" && ok || bad "no drain message"
 
