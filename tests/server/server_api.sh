@@ -174,8 +174,9 @@ grep -q '/v1/chat/completions' "$o" && ! grep -qE '(src|href)="https?://' "$o" &
 
 # --- a client that leaves mid-stream frees its KV blocks --------------------------
 metric() { curl -s "$U/metrics" | awk -v n="llmrt:$1{" 'index($0, n) == 1 {print $2}' | head -1; }
-timeout 1.5 curl -sN "$U/v1/completions" -d '{"prompt":"x","max_tokens":1000,"ignore_eos":true,"stream":true}' >/dev/null
-timeout 1.5 curl -s "$U/v1/completions" -d '{"prompt":"y","max_tokens":1000,"ignore_eos":true}' >/dev/null
+# the streaming client reads its first events and hangs up (curl dies writing to a closed pipe)
+curl -sN "$U/v1/completions" -d '{"prompt":"x","max_tokens":1000,"ignore_eos":true,"stream":true}' | head -c 300 >/dev/null
+timeout 0.5 curl -s "$U/v1/completions" -d '{"prompt":["y","z","w","v"],"max_tokens":1000,"ignore_eos":true}' >/dev/null
 freed=0
 for _ in $(seq 1 50); do
   [ "$(metric kv_cache_used_blocks)" = "0" ] && [ "$(metric num_requests_running)" = "0" ] && { freed=1; break; }
