@@ -231,6 +231,24 @@ expect_code 200 "$o" GET "$URL_auth/v2/health/ready"
 expect_code 401 "$o" GET "$URL_auth/metrics"
 stop_server auth
 
+# --- generation_config.json supplies the defaults ------------------------------
+cp -r "$src/models/demo" "$tmp/gen"
+echo '{"bos_token_id": 0, "eos_token_id": 0, "temperature": 0.9, "top_p": 0.95, "max_new_tokens": 7}' >"$tmp/gen/generation_config.json"
+"$llmrt" build --model "$tmp/gen" --output "$tmp/gen.engine" --max-seq-len 1024 --quiet || bad "build with a generation_config"
+start_server gen --engine "$tmp/gen.engine" --threads 1
+"$llmrt" run --engine "$tmp/gen.engine" --prompt "$prompt" --temperature 0.9 --top-p 0.95 --seed 3 --max-tokens 7 \
+  --ignore-eos --json >"$tmp/gen_run.json" 2>/dev/null
+expect_code 200 "$o" POST "$URL_gen/v1/completions" -d "{\"prompt\":\"$prompt\",\"seed\":3,\"ignore_eos\":true}"
+python3 - "$o" "$tmp/gen_run.json" <<'PY' && ok || bad "generation_config defaults not applied"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["usage"]["completion_tokens"] == 7 and a["choices"][0]["text"] == b["text"], (a, b)
+PY
+expect_code 200 "$o" POST "$URL_gen/v1/completions" -d "{\"prompt\":\"$prompt\",\"temperature\":0,\"max_tokens\":12}"
+python3 -c "import json,sys; sys.exit(json.load(open('$o'))['choices'][0]['text'] != json.load(open('$tmp/run.json'))['text'])" && ok ||
+  bad "an explicit temperature does not override generation_config"
+stop_server gen
+
 # --- full: 429 with Retry-After, never an unbounded queue ---------------------------
 start_server full --engine "$engine" --max-concurrent 1 --max-queue 1 --threads 1 --kv-cache-memory 8388608
 grep -q 'KV cache: 64 blocks of 16 tokens (8.0 MiB' "$tmp/full.log" && ok || bad "--kv-cache-memory 8388608: $(head -1 "$tmp/full.log")"
