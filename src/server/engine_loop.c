@@ -225,9 +225,12 @@ static int on_event(void *user, const llmrt_token_event *ev) {
         c->finish_reason = ev->finish_reason;
     }
     if (!ok) job->cancel = 1; /* out of memory for this client's output: give up on it alone */
-    job_changed(job);
+    job->version++;
     int cancel = job->cancel;
     pthread_mutex_unlock(&e->lock);
+    /* woken after the unlock, the HTTP thread need not wait for it; the
+     * job lives on (the engine, this thread, holds a reference) */
+    pthread_cond_broadcast(&job->cond);
     return cancel;
 }
 
