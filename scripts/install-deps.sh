@@ -3,12 +3,15 @@
 # checks first and calls apt-get (update first) only when something is missing.
 set -euo pipefail
 packages=(build-essential cmake pkg-config clang libclang-rt-14-dev
-          libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev
-          python3 python3-numpy curl)
+          libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev libcurl4-openssl-dev
+          python3 python3-numpy curl chromium)
 missing=()
-# npm fetches the tokenizer test vocabularies; a Node.js install may bring it
-# without Debian's package, so ask for the command, not the package.
+# npm fetches the tokenizer test vocabularies and the server tests' openai
+# client; node runs that client and drives Chromium for the chat page test.
+# A Node.js install may bring them without Debian's packages, so ask for
+# the commands, not the packages.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

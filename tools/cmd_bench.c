@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_url.h"
 #include "cli_args.h"
 #include "commands.h"
 #include "llmrt/runtime.h"
@@ -23,9 +24,11 @@
 
 static void bench_usage(FILE *out) {
     fprintf(out,
-            "usage: llmrt bench --engine FILE [--input-len N --output-len N | --dataset FILE.jsonl]\n"
+            "usage: llmrt bench (--engine FILE | --url URL) [--input-len N --output-len N | --dataset FILE.jsonl]\n"
             "                   [--concurrency C] [--rate R] [--requests N] [options]\n\n"
             "  --engine FILE       the engine to run\n"
+            "  --url URL           instead, a live server (http://HOST:PORT) over the OpenAI streaming API\n"
+            "                      (synthetic prompt ids are drawn below 1000; TTFT at the first SSE chunk)\n"
             "  --input-len N       prompt tokens of synthetic requests (default 128)\n"
             "  --output-len N      generated tokens per request (default 128)\n"
             "  --dataset FILE      JSONL requests (prompt or prompt_ids, max_tokens), used in turn\n"
@@ -39,13 +42,6 @@ static void bench_usage(FILE *out) {
             "  --threads N         CPU threads (default: all cores)\n"
             "  --json              print one JSON object\n");
 }
-
-typedef struct bench_prompt {
-    int32_t *ids;
-    int32_t n;
-    const char *text;
-    int32_t max_tokens;
-} bench_prompt;
 
 /* Request ids whose last event arrived; the callback fills, main drains. */
 typedef struct finish_queue {
@@ -297,10 +293,28 @@ static int drive(llmrt_runtime *rt, finish_queue *q, const bench_prompt *prompts
     return 1;
 }
 
+/* One request of bench --url; user is the totals, NULL for warm-up. */
+static void url_record(void *user, const bench_url_result *r) {
+    bench_totals *t = user;
+    if (!t) return;
+    if (!r->ok) {
+        t->failed++;
+        fprintf(stderr, "llmrt bench: request failed: %s\n", r->error);
+        return;
+    }
+    t->completed++;
+    t->input_tokens += r->prompt_tokens;
+    t->output_tokens += r->output_tokens;
+    int ok = series_add(&t->ttft, r->ttft) && series_add(&t->e2e, r->e2e);
+    if (r->output_tokens > 1) ok = ok && series_add(&t->tpot, (r->e2e - r->ttft) / (r->output_tokens - 1));
+    for (int32_t k = 1; k < r->num_chunks; k++) ok = ok && series_add(&t->itl, r->chunk_times[k] - r->chunk_times[k - 1]);
+    if (!ok) t->failed++;
+}
+
 int cmd_bench(int argc, char **argv) {
     cli_args a;
     cli_begin(&a, "llmrt bench", argc, argv);
-    const char *engine_path = NULL, *dataset = NULL;
+    const char *engine_path = NULL, *dataset = NULL, *url = NULL;
     int64_t input_len = 128, output_len = 128;
     bench_config c = {.concurrency = 1, .requests = 32, .warmup = -1};
     int json = 0, concurrency_set = 0;
@@ -315,6 +329,7 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         } else if (strcmp(opt, "--engine") == 0) engine_path = cli_value(&a, opt);
         else if (strcmp(opt, "--dataset") == 0) dataset = cli_value(&a, opt);
+        else if (strcmp(opt, "--url") == 0) url = cli_value(&a, opt);
         else if (strcmp(opt, "--input-len") == 0) cli_int(&a, opt, 1, 1 << 24, &input_len);
         else if (strcmp(opt, "--output-len") == 0) cli_int(&a, opt, 1, 1 << 24, &output_len);
         else if (strcmp(opt, "--concurrency") == 0) { if (cli_int(&a, opt, 0, 1 << 20, &x)) c.concurrency = (int32_t)x, concurrency_set = 1; }
@@ -328,8 +343,12 @@ int cmd_bench(int argc, char **argv) {
         else cli_fail(&a, "unknown option '%s' (see llmrt bench --help)", opt);
     }
     if (a.failed) return 2;
-    if (!engine_path) {
-        fprintf(stderr, "llmrt bench: --engine FILE is required\n");
+    if (!engine_path == !url) {
+        fprintf(stderr, "llmrt bench: give one of --engine FILE and --url URL\n");
+        return 2;
+    }
+    if (url && c.rate > 0) {
+        fprintf(stderr, "llmrt bench: --rate is not supported with --url (use --concurrency)\n");
         return 2;
     }
     if (c.rate > 0 && !concurrency_set) c.concurrency = 0;
@@ -347,7 +366,7 @@ int cmd_bench(int argc, char **argv) {
     pthread_cond_init(&q.cond, NULL);
     q.ids = malloc((size_t)q.cap * sizeof *q.ids);
     if (!q.ids) goto done;
-    if (llmrt_engine_load(engine_path, &eo, &engine) != LLMRT_OK) {
+    if (!url && llmrt_engine_load(engine_path, &eo, &engine) != LLMRT_OK) {
         code = report_failure("bench");
         goto done;
     }
@@ -363,7 +382,7 @@ int cmd_bench(int argc, char **argv) {
         num_prompts = c.requests + c.warmup;
         prompts = calloc((size_t)num_prompts, sizeof *prompts);
         uint64_t st = c.seed * 0x9e3779b97f4a7c15ull + 1;
-        int32_t vocab = llmrt_engine_vocab_size(engine);
+        int32_t vocab = url ? 1000 : llmrt_engine_vocab_size(engine);
         for (int32_t i = 0; prompts && i < num_prompts; i++) {
             prompts[i].n = (int32_t)input_len;
             prompts[i].max_tokens = (int32_t)output_len;
@@ -376,6 +395,18 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!prompts) goto done;
     }
+    llmrt_runtime_stats st = {0};
+    if (url) {
+        int32_t warm_concurrency = c.concurrency > 0 ? c.concurrency : 1;
+        if (c.warmup > 0 && !bench_url_run(url, prompts, num_prompts, 0, c.warmup, warm_concurrency, c.temperature,
+                                           c.seed, url_record, NULL, &t.seconds))
+            goto done;
+        if (!bench_url_run(url, prompts, num_prompts, c.warmup, c.requests, warm_concurrency, c.temperature, c.seed,
+                           url_record, &t, &t.seconds))
+            goto done;
+        engine_path = url;
+        goto report;
+    }
     llmrt_runtime_options ro;
     llmrt_runtime_options_init(&ro);
     if (llmrt_runtime_create(engine, &ro, &rt) != LLMRT_OK) {
@@ -387,8 +418,8 @@ int cmd_bench(int argc, char **argv) {
     if (warm.concurrency == 0) warm.concurrency = c.warmup > 0 ? c.warmup : 1;
     if (c.warmup > 0 && !drive(rt, &q, prompts, num_prompts, &warm, c.warmup, 0, NULL)) goto done;
     if (!drive(rt, &q, prompts, num_prompts, &c, c.requests, c.warmup, &t)) goto done;
-    llmrt_runtime_stats st;
     llmrt_runtime_get_stats(rt, &st);
+report:;
     summary ttft = summarize(&t.ttft), tpot = summarize(&t.tpot), itl = summarize(&t.itl), e2e = summarize(&t.e2e);
     double secs = t.seconds > 0 ? t.seconds : 1e-9;
     double kv_peak = st.kv_total_blocks ? (double)st.kv_peak_used_blocks / st.kv_total_blocks : 0;

@@ -9,6 +9,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "llmrt <command>: <llmrt_last_error()>" and returns 1. */
 int report_failure(const char *command);

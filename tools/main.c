@@ -18,6 +18,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  build     compile a HuggingFace checkpoint (or a config with random weights) into an engine\n"
             "  run       generate from an engine (token ids or text; --requests FILE.jsonl for many at once)\n"
+            "  serve     HTTP server: OpenAI-compatible and KServe v2 APIs, metrics, a chat page\n"
             "  bench     serving throughput and latency (TTFT, TPOT, ITL) through the runtime\n"
             "  inspect   summarise an engine file\n"
             "  tokenize  encode text with a tokenizer.json or an engine's tokenizer\n"
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
         {"tokenize", cmd_tokenize},
         {"perplexity", cmd_perplexity},
         {"bench", cmd_bench},
+        {"serve", cmd_serve},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);

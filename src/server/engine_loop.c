@@ -1,0 +1,551 @@
+/* The engine thread: the only caller of the runtime (background = 0), so
+ * model code never runs on an HTTP thread and the runtime needs no thread of
+ * its own. Lock order: the server's mutex may be held while calling the
+ * runtime (whose callbacks run outside the runtime's own lock), never the
+ * other way round. */
+#define _POSIX_C_SOURCE 200809L
+#include "server/engine_loop.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine_file.h"
+#include "server/metrics.h"
+
+struct srv_engine {
+    pthread_mutex_t lock;
+    pthread_cond_t work_cond;
+    llmrt_engine *engine;
+    llmrt_runtime *rt;
+    llmrt_tokenizer *tokenizer;
+    json_t *generation_config;
+    srv_metrics *metrics;
+    srv_job *queue_head, *queue_tail;
+    int32_t queue_len;
+    srv_job *running;          /* jobs with submitted requests */
+    int32_t running_requests;
+    int32_t max_concurrent, max_queue;
+    int draining, stop;
+    srv_engine_snapshot snapshot;
+};
+
+double srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void deadline_after(struct timespec *ts, double seconds) {
+    clock_gettime(CLOCK_REALTIME, ts);
+    long whole = (long)seconds;
+    ts->tv_sec += whole;
+    ts->tv_nsec += (long)((seconds - (double)whole) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* ---- jobs ----------------------------------------------------------------- */
+
+srv_job *srv_job_new(srv_engine *e, int num_subs, int n) {
+    srv_job *job = calloc(1, sizeof *job);
+    if (!job) return NULL;
+    job->engine = e;
+    job->num_subs = num_subs;
+    job->n = n;
+    job->refs = 1;
+    job->subs = calloc((size_t)num_subs, sizeof *job->subs);
+    job->choices = calloc((size_t)num_subs * (size_t)n, sizeof *job->choices);
+    if (!job->subs || !job->choices) {
+        free(job->subs);
+        free(job->choices);
+        free(job);
+        return NULL;
+    }
+    for (int i = 0; i < num_subs; i++) {
+        job->subs[i].job = job;
+        job->subs[i].index = i;
+        llmrt_request_init(&job->subs[i].req);
+    }
+    pthread_cond_init(&job->cond, NULL);
+    return job;
+}
+
+int srv_job_add_stop(srv_job *job, const char *stop) {
+    if (job->num_stop >= LLMRT_MAX_STOP_STRINGS) return 0;
+    char *copy = strdup(stop);
+    if (!copy) return 0;
+    job->stop_strings[job->num_stop++] = copy;
+    return 1;
+}
+
+static void job_free(srv_job *job) {
+    for (int i = 0; i < job->num_subs; i++) {
+        free(job->subs[i].prompt_ids);
+        llmrt_result_free(&job->subs[i].result);
+    }
+    for (int i = 0; i < job->num_subs * job->n; i++) {
+        free(job->choices[i].text);
+        free(job->choices[i].tokens);
+    }
+    for (int i = 0; i < job->num_stop; i++) free(job->stop_strings[i]);
+    pthread_cond_destroy(&job->cond);
+    free(job->subs);
+    free(job->choices);
+    free(job);
+}
+
+/* Drops one reference; called with the lock held. */
+static void job_unref_locked(srv_job *job) {
+    if (--job->refs == 0) job_free(job);
+}
+
+static void job_changed(srv_job *job) {
+    job->version++;
+    pthread_cond_broadcast(&job->cond);
+}
+
+void srv_job_cancel(srv_job *job) {
+    srv_engine *e = job->engine;
+    pthread_mutex_lock(&e->lock);
+    if (job->state == SRV_JOB_QUEUED || job->state == SRV_JOB_RUNNING) {
+        job->cancel = 1;
+        pthread_cond_signal(&e->work_cond);
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+void srv_job_release(srv_job *job) {
+    srv_engine *e = job->engine;
+    pthread_mutex_lock(&e->lock);
+    if (job->state == SRV_JOB_QUEUED || job->state == SRV_JOB_RUNNING) {
+        job->cancel = 1;
+        pthread_cond_signal(&e->work_cond);
+    }
+    job_unref_locked(job);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int srv_job_wait_change(srv_job *job, uint64_t *seen, double timeout) {
+    srv_engine *e = job->engine;
+    pthread_mutex_lock(&e->lock);
+    if (job->version == *seen) {
+        struct timespec ts;
+        deadline_after(&ts, timeout);
+        while (job->version == *seen) {
+            int rc = pthread_cond_timedwait(&job->cond, &e->lock, &ts);
+            if (rc == ETIMEDOUT) break;
+        }
+    }
+    int changed = job->version != *seen;
+    *seen = job->version;
+    pthread_mutex_unlock(&e->lock);
+    return changed;
+}
+
+void srv_engine_lock(srv_engine *e) { pthread_mutex_lock(&e->lock); }
+void srv_engine_unlock(srv_engine *e) { pthread_mutex_unlock(&e->lock); }
+
+int srv_engine_enqueue(srv_engine *e, srv_job *job) {
+    pthread_mutex_lock(&e->lock);
+    int rc = SRV_ENQUEUE_OK;
+    if (e->draining || e->stop) rc = SRV_ENQUEUE_DRAINING;
+    else if (e->queue_len >= e->max_queue &&
+             (e->running_requests + job->num_subs > e->max_concurrent || e->queue_len > 0))
+        rc = SRV_ENQUEUE_FULL; /* a free slot still takes a job even with a zero-length queue */
+    if (rc == SRV_ENQUEUE_OK) {
+        job->refs++;
+        job->state = SRV_JOB_QUEUED;
+        job->enqueue_time = srv_now();
+        job->next = NULL;
+        if (e->queue_tail) e->queue_tail->next = job;
+        else e->queue_head = job;
+        e->queue_tail = job;
+        e->queue_len++;
+        pthread_cond_signal(&e->work_cond);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+/* ---- the runtime's callback (engine thread, inside llmrt_runtime_step) ---- */
+
+static int append_text(srv_choice *c, const char *text, size_t len) {
+    if (c->text_len + len > c->text_cap) {
+        size_t cap = (c->text_len + len) * 2 + 64;
+        char *grown = realloc(c->text, cap);
+        if (!grown) return 0;
+        c->text = grown;
+        c->text_cap = cap;
+    }
+    memcpy(c->text + c->text_len, text, len);
+    c->text_len += len;
+    return 1;
+}
+
+static int append_token(srv_choice *c, const llmrt_token_event *ev) {
+    if (c->num_tokens == c->tokens_cap) {
+        int32_t cap = c->tokens_cap ? c->tokens_cap * 2 : 16;
+        srv_token *grown = realloc(c->tokens, (size_t)cap * sizeof *grown);
+        if (!grown) return 0;
+        c->tokens = grown;
+        c->tokens_cap = cap;
+    }
+    srv_token *t = &c->tokens[c->num_tokens++];
+    t->id = ev->token_id;
+    t->logprob = ev->logprob;
+    t->num_top = ev->num_top < LLMRT_MAX_LOGPROBS ? ev->num_top : LLMRT_MAX_LOGPROBS;
+    for (int32_t k = 0; k < t->num_top; k++) {
+        t->top_ids[k] = ev->top_ids[k];
+        t->top_logprobs[k] = ev->top_logprobs[k];
+    }
+    return 1;
+}
+
+static int on_event(void *user, const llmrt_token_event *ev) {
+    srv_sub *sub = user;
+    srv_job *job = sub->job;
+    srv_engine *e = job->engine;
+    pthread_mutex_lock(&e->lock);
+    int seq = ev->sequence >= 0 && ev->sequence < job->n ? ev->sequence : 0;
+    srv_choice *c = &job->choices[sub->index * job->n + seq];
+    int ok = 1;
+    if (ev->text_len) ok = append_text(c, ev->text, ev->text_len);
+    if (ev->token_id >= 0) {
+        c->total_tokens++;
+        if (job->want_tokens && ok) ok = append_token(c, ev);
+    }
+    if (ev->finished) {
+        c->finished = 1;
+        c->finish_reason = ev->finish_reason;
+    }
+    if (!ok) job->cancel = 1; /* out of memory for this client's output: give up on it alone */
+    job->version++;
+    int cancel = job->cancel;
+    pthread_mutex_unlock(&e->lock);
+    /* woken after the unlock, the HTTP thread need not wait for it; the
+     * job lives on (the engine, this thread, holds a reference) */
+    pthread_cond_broadcast(&job->cond);
+    return cancel;
+}
+
+/* ---- the engine thread ---------------------------------------------------- */
+
+static int status_for(llmrt_status s) {
+    switch (s) {
+    case LLMRT_ERR_INVALID_ARGUMENT:
+    case LLMRT_ERR_CAPACITY:
+    case LLMRT_ERR_UNSUPPORTED:
+    case LLMRT_ERR_NOT_FOUND: return 400;
+    default: return 500;
+    }
+}
+
+/* Submits every sub of a job; on a failure the job fails with that message
+ * and the subs already submitted are cancelled (their results still come). */
+static void admit_locked(srv_engine *e, srv_job *job) {
+    job->state = SRV_JOB_RUNNING;
+    job->run_next = e->running;
+    e->running = job;
+    e->running_requests += job->num_subs;
+    for (int i = 0; i < job->num_subs; i++) {
+        srv_sub *sub = &job->subs[i];
+        sub->req.callback = on_event;
+        sub->req.user_data = sub;
+        sub->req.stop = (const char *const *)job->stop_strings;
+        sub->req.num_stop = job->num_stop;
+        llmrt_status s = llmrt_runtime_submit(e->rt, &sub->req, &sub->id);
+        if (s != LLMRT_OK) {
+            job->state = SRV_JOB_FAILED;
+            job->error_status = status_for(s);
+            snprintf(job->error, sizeof job->error, "%s", llmrt_last_error());
+            for (int k = 0; k < i; k++) llmrt_runtime_cancel(e->rt, job->subs[k].id);
+            e->running_requests -= job->num_subs - i;
+            break;
+        }
+        sub->submitted = 1;
+    }
+    job_changed(job);
+}
+
+/* Collects finished results; retires jobs whose every request is done. */
+static void collect_locked(srv_engine *e) {
+    srv_job **link = &e->running;
+    while (*link) {
+        srv_job *job = *link;
+        int pending = 0;
+        if (job->cancel && !job->cancel_sent) {
+            for (int i = 0; i < job->num_subs; i++)
+                if (job->subs[i].submitted && !job->subs[i].done) llmrt_runtime_cancel(e->rt, job->subs[i].id);
+            job->cancel_sent = 1;
+        }
+        for (int i = 0; i < job->num_subs; i++) {
+            srv_sub *sub = &job->subs[i];
+            if (!sub->submitted || sub->done) continue;
+            int done = 0;
+            llmrt_result result;
+            if (llmrt_runtime_wait(e->rt, sub->id, 0, &result, &done) != LLMRT_OK) {
+                /* the id is gone: a bug, but this job alone must not hang */
+                memset(&sub->result, 0, sizeof sub->result);
+                sub->result.status = LLMRT_ERR_INTERNAL;
+                sub->done = 1;
+                e->running_requests--;
+                continue;
+            }
+            if (!done) {
+                pending++;
+                continue;
+            }
+            sub->result = result;
+            sub->done = 1;
+            e->running_requests--;
+            if (e->metrics) srv_metrics_record_result(e->metrics, &result);
+            for (int32_t s = 0; s < result.num_sequences && s < job->n; s++) {
+                srv_choice *c = &job->choices[i * job->n + s];
+                if (!c->finished) {
+                    c->finished = 1;
+                    c->finish_reason = result.sequences[s].finish_reason;
+                }
+            }
+            if (result.status != LLMRT_OK && job->state == SRV_JOB_RUNNING) {
+                job->state = SRV_JOB_FAILED;
+                job->error_status = 500;
+                snprintf(job->error, sizeof job->error, "%s", result.error ? result.error : "generation failed");
+            }
+        }
+        if (pending) {
+            link = &job->run_next;
+            continue;
+        }
+        *link = job->run_next;
+        if (job->state == SRV_JOB_RUNNING) job->state = SRV_JOB_DONE;
+        job_changed(job);
+        job_unref_locked(job);
+    }
+}
+
+static void fail_queued_locked(srv_engine *e, srv_job *job, int status, const char *message) {
+    job->state = SRV_JOB_FAILED;
+    job->error_status = status;
+    snprintf(job->error, sizeof job->error, "%s", message);
+    job_changed(job);
+    job_unref_locked(job);
+}
+
+void srv_engine_run(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    while (!e->stop) {
+        /* queued jobs whose client left never start */
+        srv_job **link = &e->queue_head, *prev = NULL;
+        while (*link) {
+            srv_job *job = *link;
+            if (!job->cancel) {
+                prev = job;
+                link = &job->next;
+                continue;
+            }
+            *link = job->next;
+            if (e->queue_tail == job) e->queue_tail = prev;
+            e->queue_len--;
+            fail_queued_locked(e, job, 499, "the request was cancelled");
+        }
+        while (e->queue_head &&
+               (e->running_requests + e->queue_head->num_subs <= e->max_concurrent || e->running_requests == 0)) {
+            srv_job *job = e->queue_head;
+            e->queue_head = job->next;
+            if (!e->queue_head) e->queue_tail = NULL;
+            e->queue_len--;
+            admit_locked(e, job);
+        }
+        collect_locked(e);
+        e->snapshot.queued_jobs = e->queue_len;
+        e->snapshot.running_requests = e->running_requests;
+        if (!e->running) {
+            llmrt_runtime_get_stats(e->rt, &e->snapshot.stats);
+            if (!e->queue_head && !e->stop) pthread_cond_wait(&e->work_cond, &e->lock);
+            continue;
+        }
+        int busy = 0;
+        pthread_mutex_unlock(&e->lock); /* the step's callbacks take it */
+        llmrt_status s = llmrt_runtime_step(e->rt, &busy);
+        pthread_mutex_lock(&e->lock);
+        if (s != LLMRT_OK) fprintf(stderr, "llmrt serve: engine step: %s\n", llmrt_last_error());
+        llmrt_runtime_get_stats(e->rt, &e->snapshot.stats);
+        if (!busy) {
+            /* running jobs but nothing to step: results are about to be
+             * collected; do not spin while waiting for them */
+            struct timespec ts;
+            deadline_after(&ts, 0.001);
+            pthread_cond_timedwait(&e->work_cond, &e->lock, &ts);
+        }
+    }
+    /* shutting down: whatever is left is cancelled and collected */
+    while (e->queue_head) {
+        srv_job *job = e->queue_head;
+        e->queue_head = job->next;
+        e->queue_len--;
+        fail_queued_locked(e, job, 503, "the server is shutting down");
+    }
+    e->queue_tail = NULL;
+    for (srv_job *job = e->running; job; job = job->run_next) job->cancel = 1;
+    for (int spins = 0; e->running && spins < 100000; spins++) {
+        collect_locked(e);
+        if (!e->running) break;
+        int busy = 0;
+        pthread_mutex_unlock(&e->lock);
+        llmrt_runtime_step(e->rt, &busy);
+        pthread_mutex_lock(&e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* ---- start and stop ------------------------------------------------------- */
+
+static json_t *read_generation_config(const char *path) {
+    llmrt_engine_image *img = NULL;
+    if (llmrt_engine_image_open(path, 0, &img) != LLMRT_OK) return NULL;
+    json_t *config = NULL;
+    if (img->generation_config.data && img->generation_config.size) {
+        json_error_t err;
+        config = json_loadb(img->generation_config.data, img->generation_config.size, 0, &err);
+        if (config && !json_is_object(config)) {
+            json_decref(config);
+            config = NULL;
+        }
+    }
+    llmrt_engine_image_close(img);
+    return config;
+}
+
+static int fail(char *error, size_t cap, const char *what) {
+    snprintf(error, cap, "%s: %s", what, llmrt_last_error());
+    return 0;
+}
+
+int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engine **out, char *error, size_t cap) {
+    *out = NULL;
+    srv_engine *e = calloc(1, sizeof *e);
+    if (!e) return snprintf(error, cap, "out of memory"), 0;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->work_cond, NULL);
+    e->metrics = metrics;
+    llmrt_engine_options eo;
+    llmrt_engine_options_init(&eo);
+    if (o->num_threads > 0) eo.num_threads = o->num_threads;
+    if (o->kv_cache_memory > 0 && o->kv_cache_memory <= 1) eo.kv_cache_fraction = (float)o->kv_cache_memory;
+    int ok = 0;
+    if (llmrt_engine_load(o->engine_path, &eo, &e->engine) != LLMRT_OK) {
+        fail(error, cap, "loading the engine");
+        goto done;
+    }
+    if (llmrt_engine_tokenizer_json(e->engine, NULL) && llmrt_engine_tokenizer(e->engine, &e->tokenizer) != LLMRT_OK) {
+        fail(error, cap, "the engine's tokenizer");
+        goto done;
+    }
+    e->generation_config = read_generation_config(o->engine_path);
+    llmrt_runtime_options ro;
+    llmrt_runtime_options_init(&ro);
+    ro.background = 0;
+    if (llmrt_runtime_create(e->engine, &ro, &e->rt) != LLMRT_OK) {
+        fail(error, cap, "creating the runtime");
+        goto done;
+    }
+    llmrt_runtime_stats st;
+    llmrt_runtime_get_stats(e->rt, &st);
+    uint64_t kv_bytes = 0;
+    llmrt_engine_memory(e->engine, NULL, NULL, &kv_bytes);
+    double block_bytes = st.kv_total_blocks ? (double)kv_bytes / st.kv_total_blocks : 0;
+    int32_t blocks = st.kv_total_blocks;
+    /* The backend sizes its pool when the engine loads (on CUDA from the
+     * fraction of free memory, default 0.9, which leaves the rest of the
+     * process its room); a byte budget or, on CPU, a fraction caps the
+     * blocks the runtime may use. */
+    if (o->kv_cache_memory > 1 && block_bytes > 0) blocks = (int32_t)(o->kv_cache_memory / block_bytes);
+    else if (o->kv_cache_memory > 0 && strcmp(llmrt_engine_backend(e->engine), "cpu") == 0)
+        blocks = (int32_t)(o->kv_cache_memory * st.kv_total_blocks);
+    if (blocks < 1) {
+        snprintf(error, cap, "--kv-cache-memory %g leaves no KV block (one is %.0f bytes)", o->kv_cache_memory,
+                 block_bytes);
+        goto done;
+    }
+    if (blocks < st.kv_total_blocks) {
+        llmrt_runtime_free(e->rt);
+        e->rt = NULL;
+        ro.kv_max_blocks = blocks;
+        if (llmrt_runtime_create(e->engine, &ro, &e->rt) != LLMRT_OK) {
+            fail(error, cap, "creating the runtime");
+            goto done;
+        }
+        llmrt_runtime_get_stats(e->rt, &st);
+    }
+    fprintf(stderr, "llmrt serve: KV cache: %d blocks of %d tokens (%.1f MiB; %s)\n", st.kv_total_blocks,
+            st.kv_block_size, block_bytes * st.kv_total_blocks / 1048576.0,
+            o->kv_cache_memory > 0 ? "--kv-cache-memory" : "the backend's default pool");
+    e->snapshot.stats = st;
+    e->max_concurrent = o->max_concurrent > 0 ? o->max_concurrent : 256;
+    e->max_queue = o->max_queue >= 0 ? o->max_queue : 1024;
+    e->snapshot.ready = 1;
+    ok = 1;
+done:
+    if (!ok) {
+        srv_engine_free(e);
+        return 0;
+    }
+    *out = e;
+    return 1;
+}
+
+void srv_engine_request_stop(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    e->stop = 1;
+    pthread_cond_signal(&e->work_cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void srv_engine_free(srv_engine *e) {
+    if (!e) return;
+    if (e->rt) llmrt_runtime_free(e->rt);
+    if (e->tokenizer) llmrt_tokenizer_free(e->tokenizer);
+    if (e->engine) llmrt_engine_free(e->engine);
+    json_decref(e->generation_config);
+    pthread_cond_destroy(&e->work_cond);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+const llmrt_engine *srv_engine_model(const srv_engine *e) { return e->engine; }
+const llmrt_tokenizer *srv_engine_tokenizer(const srv_engine *e) { return e->tokenizer; }
+const void *srv_engine_generation_config(const srv_engine *e) { return e->generation_config; }
+
+void srv_engine_set_draining(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    e->draining = 1;
+    pthread_mutex_unlock(&e->lock);
+}
+
+int srv_engine_active_jobs(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    int n = e->queue_len;
+    for (srv_job *j = e->running; j; j = j->run_next) n++;
+    pthread_mutex_unlock(&e->lock);
+    return n;
+}
+
+void srv_engine_cancel_all(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    for (srv_job *j = e->queue_head; j; j = j->next) j->cancel = 1;
+    for (srv_job *j = e->running; j; j = j->run_next) j->cancel = 1;
+    pthread_cond_signal(&e->work_cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void srv_engine_get_snapshot(srv_engine *e, srv_engine_snapshot *out) {
+    pthread_mutex_lock(&e->lock);
+    *out = e->snapshot;
+    pthread_mutex_unlock(&e->lock);
+}
