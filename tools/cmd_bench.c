@@ -373,7 +373,7 @@ int cmd_bench(int argc, char **argv) {
     if (dataset) {
         if (!load_dataset(dataset, &prompts, &num_prompts, &dataset_json)) goto done;
     } else {
-        if (input_len >= llmrt_engine_max_seq_len(engine)) {
+        if (engine && input_len >= llmrt_engine_max_seq_len(engine)) { /* a server checks its own */
             fprintf(stderr, "llmrt bench: --input-len %lld leaves no room to generate: the engine's max sequence "
                             "length is %d\n", (long long)input_len, llmrt_engine_max_seq_len(engine));
             goto done;
