@@ -4,6 +4,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,17 +77,27 @@ void cpu_kernels_force_isa(const char *isa) {
     atomic_store_explicit(&current_level, level, memory_order_relaxed);
 }
 
-/* Each pool worker keeps its buffer for its life; the pool's threads live
- * as long as the process, so this is one allocation per thread, ever (it
- * only grows when a larger shape arrives). */
+/* Each thread keeps its buffer for its life: the pool's workers live as
+ * long as the process, so this is one allocation per thread, ever (it only
+ * grows when a larger shape arrives). A caller thread that exits (a
+ * server's engine thread, say) frees its buffer through the key's
+ * destructor. */
 static _Thread_local float *scratch;
 static _Thread_local size_t scratch_bytes;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
+
+static void scratch_key_create(void) { pthread_key_create(&scratch_key, free); }
 
 float *cpu_thread_scratch(size_t bytes) {
     if (bytes <= scratch_bytes) return scratch;
+    pthread_once(&scratch_key_once, scratch_key_create);
     size_t rounded = (bytes + 63) & ~(size_t)63;
     float *fresh = aligned_alloc(64, rounded);
-    if (!fresh) return NULL;
+    if (!fresh || pthread_setspecific(scratch_key, fresh) != 0) {
+        free(fresh);
+        return NULL;
+    }
     free(scratch);
     scratch = fresh;
     scratch_bytes = rounded;
