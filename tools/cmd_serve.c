@@ -23,7 +23,8 @@ static void serve_usage(FILE *out) {
             "  --max-body-bytes N       largest request body (default 4194304)\n"
             "  --drain-timeout S        on SIGTERM, seconds to let in-flight requests finish (default 30)\n"
             "  --kv-cache-memory X      KV cache budget: bytes (> 1, e.g. 536870912) or a fraction (0, 1]\n"
-            "                           (GPU: of free memory, default 0.9; CPU: of the engine's pool)\n"
+            "                           (GPU: of the memory left, default 0.9; CPU: of the memory\n"
+            "                           available, default 0.5; at most max-batch full sequences)\n"
             "  --threads N              CPU threads (default: all cores)\n"
             "  --no-access-log          no per-request log line on stderr\n"
             "  --verbose                engine loading progress\n");

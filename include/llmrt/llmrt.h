@@ -69,6 +69,8 @@ typedef struct llmrt_engine_options {
     float kv_cache_fraction;    /* share of memory for the KV cache: GPU memory free after weights and
                                    activations (default 0.9), CPU memory available at load (default 0.5);
                                    0 = the backend's default. Never more than max_batch full sequences. */
+    uint64_t kv_cache_bytes;    /* a KV cache of this many bytes instead (rounded down to whole blocks);
+                                   default 0 = by kv_cache_fraction */
 } llmrt_engine_options;
 
 void llmrt_engine_options_init(llmrt_engine_options *options);

@@ -60,6 +60,7 @@ typedef struct llmrt_backend_config {
     int32_t kv_block_size;     /* tokens per KV block */
     int32_t kv_num_blocks;     /* 0: size the cache from memory (kv_cache_fraction) */
     float kv_cache_fraction;   /* share of free memory (GPU: after weights and arena; CPU: available); 0 = default */
+    uint64_t kv_cache_bytes;   /* > 0: a cache of this many bytes instead of the fraction */
     int32_t verbose;
 } llmrt_backend_config;
 

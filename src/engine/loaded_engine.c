@@ -32,6 +32,7 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
             .device = options->device,
             .kv_block_size = e->block_size,
             .kv_cache_fraction = options->kv_cache_fraction,
+            .kv_cache_bytes = options->kv_cache_bytes,
         };
         e->backend.ops = ops;
         e->backend.plan = e->image->plan;

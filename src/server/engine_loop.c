@@ -437,7 +437,11 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     llmrt_engine_options eo;
     llmrt_engine_options_init(&eo);
     if (o->num_threads > 0) eo.num_threads = o->num_threads;
-    if (o->kv_cache_memory > 0 && o->kv_cache_memory <= 1) eo.kv_cache_fraction = (float)o->kv_cache_memory;
+    /* The backend sizes its KV pool at load: from a byte budget, or from a
+     * fraction of free memory (GPU: 0.9 by default, of what weights and
+     * activations leave; CPU: 0.5 of what is available). */
+    if (o->kv_cache_memory > 1) eo.kv_cache_bytes = (uint64_t)o->kv_cache_memory;
+    else if (o->kv_cache_memory > 0) eo.kv_cache_fraction = (float)o->kv_cache_memory;
     int ok = 0;
     if (llmrt_engine_load(o->engine_path, &eo, &e->engine) != LLMRT_OK) {
         fail(error, cap, "loading the engine");
@@ -459,33 +463,8 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     llmrt_runtime_get_stats(e->rt, &st);
     uint64_t kv_bytes = 0;
     llmrt_engine_memory(e->engine, NULL, NULL, &kv_bytes);
-    double block_bytes = st.kv_total_blocks ? (double)kv_bytes / st.kv_total_blocks : 0;
-    int32_t blocks = st.kv_total_blocks;
-    /* The backend sizes its pool when the engine loads (on CUDA from the
-     * fraction of free memory, default 0.9, which leaves the rest of the
-     * process its room); a byte budget or, on CPU, a fraction caps the
-     * blocks the runtime may use. */
-    if (o->kv_cache_memory > 1 && block_bytes > 0) blocks = (int32_t)(o->kv_cache_memory / block_bytes);
-    else if (o->kv_cache_memory > 0 && strcmp(llmrt_engine_backend(e->engine), "cpu") == 0)
-        blocks = (int32_t)(o->kv_cache_memory * st.kv_total_blocks);
-    if (blocks < 1) {
-        snprintf(error, cap, "--kv-cache-memory %g leaves no KV block (one is %.0f bytes)", o->kv_cache_memory,
-                 block_bytes);
-        goto done;
-    }
-    if (blocks < st.kv_total_blocks) {
-        llmrt_runtime_free(e->rt);
-        e->rt = NULL;
-        ro.kv_max_blocks = blocks;
-        if (llmrt_runtime_create(e->engine, &ro, &e->rt) != LLMRT_OK) {
-            fail(error, cap, "creating the runtime");
-            goto done;
-        }
-        llmrt_runtime_get_stats(e->rt, &st);
-    }
     fprintf(stderr, "llmrt serve: KV cache: %d blocks of %d tokens (%.1f MiB; %s)\n", st.kv_total_blocks,
-            st.kv_block_size, block_bytes * st.kv_total_blocks / 1048576.0,
-            o->kv_cache_memory > 0 ? "--kv-cache-memory" : "the backend's default pool");
+            st.kv_block_size, kv_bytes / 1048576.0, o->kv_cache_memory > 0 ? "--kv-cache-memory" : "the backend's default");
     e->snapshot.stats = st;
     e->max_concurrent = o->max_concurrent > 0 ? o->max_concurrent : 256;
     e->max_queue = o->max_queue >= 0 ? o->max_queue : 1024;

@@ -221,8 +221,9 @@ jcheck "$tmp/drain.json" 'j["usage"]["completion_tokens"] == 100 and j["choices"
 grep -q 'draining' "$tmp/main.log" && ok || bad "no drain message"
 
 # --- auth ----------------------------------------------------------------------------
-start_server auth --engine "$engine" --api-key sekrit --threads 1 --kv-cache-memory 0.5
-grep -q 'KV cache: 256 blocks of 16 tokens' "$tmp/auth.log" && ok || bad "--kv-cache-memory 0.5: $(head -1 "$tmp/auth.log")"
+# a byte budget sizes the pool: 32 MiB of the demo model's 128 KiB blocks
+start_server auth --engine "$engine" --api-key sekrit --threads 1 --kv-cache-memory 33554432
+grep -q 'KV cache: 256 blocks of 16 tokens (32.0 MiB' "$tmp/auth.log" && ok || bad "--kv-cache-memory 33554432: $(head -1 "$tmp/auth.log")"
 expect_error 401 "$o" GET "$URL_auth/v1/models"
 expect_error 401 "$o" POST "$URL_auth/v1/completions" -H 'Authorization: Bearer wrong' -d '{"prompt":"x","max_tokens":1}'
 expect_code 200 "$o" POST "$URL_auth/v1/completions" -H 'Authorization: Bearer sekrit' -d '{"prompt":"x","max_tokens":1}'

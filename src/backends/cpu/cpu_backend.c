@@ -286,16 +286,18 @@ static double available_memory_bytes(void) {
     return (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
 }
 
-/* KV blocks when the config fixes none: kv_cache_fraction (default 0.5) of
- * the memory available at load, never more than max_batch sequences of
- * max_seq_len (the most a step can use), never fewer than one block. Sizing
- * by max_batch × max_seq_len alone asked a 7B-shape engine for 64 GiB. */
+/* KV blocks when the config fixes none: kv_cache_bytes, else
+ * kv_cache_fraction (default 0.5) of the memory available at load; never
+ * more than max_batch sequences of max_seq_len (the most a step can use),
+ * never fewer than one block. Sizing by max_batch × max_seq_len alone asked
+ * a 7B-shape engine for 64 GiB. */
 static int32_t kv_blocks_from_memory(const llmrt_plan *plan, const llmrt_backend_config *config, int32_t block_size) {
     const double fraction = config->kv_cache_fraction > 0 ? config->kv_cache_fraction : 0.5;
     const double per_block = 2.0 * plan->num_kv_layers * block_size * plan->kv_heads * plan->head_dim * sizeof(float);
     const int64_t blocks_per_seq = (plan->max_seq_len + block_size - 1) / block_size;
     const int64_t most = blocks_per_seq * plan->max_batch;
-    const double fit = per_block > 0 ? fraction * available_memory_bytes() / per_block : (double)most;
+    const double budget = config->kv_cache_bytes > 0 ? (double)config->kv_cache_bytes : fraction * available_memory_bytes();
+    const double fit = per_block > 0 ? budget / per_block : (double)most;
     const int64_t blocks = fit < 1 ? 1 : fit < (double)most ? (int64_t)fit : most;
     const int64_t capped = blocks > INT32_MAX ? INT32_MAX : blocks;
     LLMRT_INFO("cpu backend: KV cache of %lld blocks of %d tokens (%.1f MiB, %.1f sequences of %d tokens)",

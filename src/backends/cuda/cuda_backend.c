@@ -175,8 +175,8 @@ static llmrt_status place_values(cuda_state *st) {
     return cuda_find_fusions(st);
 }
 
-/* The KV cache gets kv_cache_fraction of the memory left after everything
- * else, unless the config fixes the block count. */
+/* The KV cache gets kv_cache_bytes, or kv_cache_fraction of the memory
+ * left after everything else, unless the config fixes the block count. */
 static llmrt_status allocate_kv_cache(cuda_state *st, const llmrt_backend_config *config) {
     const llmrt_plan *plan = st->plan;
     st->kv_block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
@@ -189,7 +189,8 @@ static llmrt_status allocate_kv_cache(cuda_state *st, const llmrt_backend_config
     int64_t blocks = config->kv_num_blocks;
     if (blocks <= 0) {
         float fraction = config->kv_cache_fraction > 0 && config->kv_cache_fraction <= 1 ? config->kv_cache_fraction : 0.9f;
-        blocks = (int64_t)((double)free_bytes * fraction / (double)per_block);
+        blocks = config->kv_cache_bytes > 0 ? (int64_t)(config->kv_cache_bytes / per_block)
+                                            : (int64_t)((double)free_bytes * fraction / (double)per_block);
         if (blocks > INT32_MAX) blocks = INT32_MAX;
     }
     if (blocks < 1)
