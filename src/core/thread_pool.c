@@ -32,8 +32,12 @@
 #define WORKER_SPIN_NS 200000
 #define CALLER_SPIN_NS 20000
 /* A job whose caller, its own chunks done, waits longer than it computed
- * plus STALL_SLACK_NS waited for a worker that lost its core mid-chunk. */
-#define STALL_SLACK_NS 100000
+ * plus STALL_SLACK_NS waited for a worker that lost its core mid-chunk. A
+ * neighbour's time slice is milliseconds; a quiet VM's vCPU also pauses for
+ * a few hundred µs now and then, and at a 100 µs slack those pauses alone
+ * sent the quiet demo decode to one thread for half its jobs (780 against
+ * 1,100-1,500 tokens/s). */
+#define STALL_SLACK_NS 500000
 #define BACKOFF_MIN_NS 10000000LL
 #define BACKOFF_MAX_NS 1000000000LL
 /* Jobs over which the workers' share of the chunks and the caller's
