@@ -45,6 +45,23 @@ for name in llama_f32 gpt2_f32 llama_bf16; do
   same_bytes "$tmp/$name.fresh.npy" "$tmp/$name.refit.npy" "$name: logits differ from a fresh build's"
 done
 
+# every other golden case, and a storage dtype other than the checkpoint's:
+# the weights section equals a fresh build's
+for c in "$src"/tests/golden/cases/*/; do
+  name=$(basename "$c"); case $name in llama_f32|gpt2_f32|llama_bf16) continue;; esac
+  expect 0 "" -- "$llmrt" build --config "$c/config.json" --random-weights --output "$tmp/$name.engine" --max-seq-len 64 --quiet
+  expect 0 "" -- "$llmrt" build --model "$c" --output "$tmp/$name.fresh" --max-seq-len 64 --quiet
+  expect 0 "" -- "$llmrt" refit --engine "$tmp/$name.engine" --model "$c" --quiet
+  [ "$(section weights "$tmp/$name.engine")" = "$(section weights "$tmp/$name.fresh")" ] && ok || bad "$name: weights differ from a fresh build's"
+done
+for dtype in fp16 bf16; do
+  c=$src/tests/golden/cases/gpt2_f32
+  expect 0 "" -- "$llmrt" build --config "$c/config.json" --random-weights --dtype $dtype --output "$tmp/$dtype.engine" --max-seq-len 64 --quiet
+  expect 0 "" -- "$llmrt" build --model "$c" --dtype $dtype --output "$tmp/$dtype.fresh" --max-seq-len 64 --quiet
+  expect 0 "" -- "$llmrt" refit --engine "$tmp/$dtype.engine" --model "$c" --quiet
+  [ "$(section weights "$tmp/$dtype.engine")" = "$(section weights "$tmp/$dtype.fresh")" ] && ok || bad "gpt2_f32 as $dtype: weights differ from a fresh build's"
+done
+
 # --- refusals: exit 1, the culprit named, the engine byte for byte unchanged --
 case_dir=$src/tests/golden/cases/llama_f32
 engine=$tmp/llama_f32.random
