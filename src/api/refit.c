@@ -7,6 +7,7 @@
  * (RoPE tables and the like, which come from the config, not the checkpoint),
  * and writes the engine again. The plan, the limits and the tokenizer are the
  * engine's; only the weights and the recorded source change. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
+#include "import/hf_config.h"
 #include "import/safetensors.h"
 #include "llmrt/llmrt.h"
 
@@ -25,6 +27,42 @@ static const llmrt_node *weight_node_of_slot(const llmrt_graph *g, int32_t slot)
     for (int32_t i = 0; i < g->num_nodes; i++)
         if (g->nodes[i].op == LLMRT_OP_WEIGHT && g->nodes[i].weight_slot == slot) return &g->nodes[i];
     return NULL;
+}
+
+/* The engine keeps its own config (its plan was compiled from it): a
+ * checkpoint whose config.json says otherwise in a field the weights'
+ * shapes do not show (rope_theta, an epsilon) is worth a warning naming
+ * the field. A checkpoint without config.json is taken as it is. */
+static void warn_config_differences(const char *model_dir, const llmrt_model_config *engine_config) {
+    char *path = llmrt_path_join(model_dir, "config.json");
+    if (!path || !llmrt_file_exists(path)) {
+        free(path);
+        return;
+    }
+    llmrt_model_config checkpoint_config;
+    llmrt_status s = llmrt_hf_config_load(path, &checkpoint_config);
+    free(path);
+    if (s != LLMRT_OK) {
+        LLMRT_WARN("refit: %s (the engine keeps its own config)", llmrt_last_error());
+        return;
+    }
+    char *a = llmrt_model_config_to_json(engine_config), *b = llmrt_model_config_to_json(&checkpoint_config);
+    json_t *ja = a ? json_loads(a, 0, NULL) : NULL, *jb = b ? json_loads(b, 0, NULL) : NULL;
+    const char *key;
+    json_t *value;
+    json_object_foreach(ja, key, value) {
+        /* generation_config.json may set the EOS ids; refit keeps the engine's */
+        if (strcmp(key, "eos_token_ids") == 0) continue;
+        if (!json_equal(value, json_object_get(jb, key))) {
+            LLMRT_WARN("refit: %s/config.json differs from the engine's config in '%s'; the engine keeps its own",
+                       model_dir, key);
+            break;
+        }
+    }
+    json_decref(ja);
+    json_decref(jb);
+    free(a);
+    free(b);
 }
 
 /* Binds every weight slot of `plan` from `checkpoint` into freshly owned
@@ -70,6 +108,7 @@ llmrt_status llmrt_refit(const llmrt_refit_options *o) {
     LLMRT_TRY(llmrt_engine_image_open(o->engine_path, 1, &image));
     llmrt_checkpoint *checkpoint = NULL;
     LLMRT_INFO("opening checkpoint %s", o->model_dir);
+    warn_config_differences(o->model_dir, &image->config);
     llmrt_status s = llmrt_checkpoint_open_dir(o->model_dir, &checkpoint);
     if (s == LLMRT_OK) s = bind_all(o->engine_path, &image->config, image->plan, checkpoint);
     char unused[1024];

@@ -100,6 +100,9 @@ d=$(rewrite nan "import math; t['model.norm.weight'][2] = struct.pack('<f', math
 refit_fails "weight 'model.norm.weight' has 1 non-finite values" "$d"
 expect 0 "" -- "$llmrt" refit --engine "$engine" --model "$d" --output "$tmp/nan.engine" --allow-nonfinite --quiet
 refit_fails "has no tensor 'model.embed_tokens.weight'" "$src/tests/golden/cases/gpt2_f32"
+# a config.json that disagrees where shapes cannot tell: a warning naming the field
+d=$(mutate theta "c = json.load(open(cfg)); c['rope_parameters']['rope_theta'] = 5000.0; json.dump(c, open(cfg, 'w'))")
+expect 0 "differs from the engine's config in 'rope'" -- "$llmrt" refit --engine "$engine" --model "$d" --output "$tmp/theta.engine"
 # outputs that must not be clobbered, inputs that are not engines
 mkfifo "$tmp/fifo"
 expect 1 "not a regular file" -- "$llmrt" refit --engine "$engine" --model "$case_dir" --output "$tmp/fifo" --quiet
