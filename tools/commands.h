@@ -4,6 +4,7 @@
 #define LLMRT_TOOLS_COMMANDS_H
 
 int cmd_build(int argc, char **argv);
+int cmd_refit(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

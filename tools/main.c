@@ -17,6 +17,7 @@ static void usage(FILE *out) {
             "usage: llmrt <command> [options]   (llmrt <command> --help for its options)\n\n"
             "commands:\n"
             "  build     compile a HuggingFace checkpoint (or a config with random weights) into an engine\n"
+            "  refit     replace an engine's weights with a checkpoint's, without recompiling\n"
             "  run       generate from an engine (token ids or text; --requests FILE.jsonl for many at once)\n"
             "  serve     HTTP server: OpenAI-compatible and KServe v2 APIs, metrics, a chat page\n"
             "  bench     serving throughput and latency (TTFT, TPOT, ITL) through the runtime\n"
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     }
     static const struct { const char *name; int (*run)(int, char **); } commands[] = {
         {"build", cmd_build},
+        {"refit", cmd_refit},
         {"run", cmd_run},
         {"inspect", cmd_inspect},
         {"tokenize", cmd_tokenize},

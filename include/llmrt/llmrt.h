@@ -47,6 +47,22 @@ typedef struct llmrt_build_options {
 void llmrt_build_options_init(llmrt_build_options *options);
 llmrt_status llmrt_build(const llmrt_build_options *options);
 
+/* Refit: replaces an engine's weights by name with a checkpoint's, without
+ * recompiling. Every weight of the engine must be in the checkpoint with the
+ * shape the engine's config implies and a float dtype; it is converted with
+ * the build's own rules (layout, storage dtype). On any error the engine is
+ * left as it was: the new one is written to a temporary file and renamed. */
+typedef struct llmrt_refit_options {
+    const char *engine_path;    /* required: the engine to refit */
+    const char *model_dir;      /* required: HF checkpoint with the new weights */
+    const char *output_path;    /* default NULL = replace engine_path in place */
+    int allow_nonfinite;        /* accept a weight holding NaN or Inf; default 0 (an error naming it) */
+    int ignore_extra_tensors;   /* accept checkpoint tensors the engine does not use; default 0 */
+} llmrt_refit_options;
+
+void llmrt_refit_options_init(llmrt_refit_options *options);
+llmrt_status llmrt_refit(const llmrt_refit_options *options);
+
 /* A human-readable summary of an engine file (architecture, dims, ops before
  * and after fusion, weight bytes by dtype, activation memory). Free with llmrt_free. */
 llmrt_status llmrt_engine_describe(const char *path, char **out_text);

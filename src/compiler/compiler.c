@@ -123,12 +123,18 @@ typedef struct binder {
     llmrt_progress progress;
 } binder;
 
-static llmrt_status bind_from_checkpoint(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch) {
-    const llmrt_st_tensor *t = llmrt_checkpoint_find(b->checkpoint, w->name);
+/* Converts the checkpoint tensor that weight node `w` names into `dst`, in
+ * w's storage dtype and layout: the family's alias for a name the checkpoint
+ * lacks, the transpose the weight_layout pass asked for (GPT-2's Conv1D), the
+ * shape the config implies. Build and refit both bind through here, so a
+ * refit engine holds the bytes a fresh build would. */
+static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
+                                const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress) {
+    const llmrt_st_tensor *t = llmrt_checkpoint_find(checkpoint, w->name);
     char alias[256];
-    if (!t && b->family->alias_weight) {
-        const char *other = b->family->alias_weight(w->name, alias, sizeof alias);
-        if (other) t = llmrt_checkpoint_find(b->checkpoint, other);
+    if (!t && family->alias_weight) {
+        const char *other = family->alias_weight(w->name, alias, sizeof alias);
+        if (other) t = llmrt_checkpoint_find(checkpoint, other);
     }
     if (!t) return llmrt_error(LLMRT_ERR_NOT_FOUND, "checkpoint has no tensor '%s'", w->name);
     int transposed = w->iattr[0] != 0;
@@ -155,7 +161,7 @@ static llmrt_status bind_from_checkpoint(binder *b, const llmrt_node *w, llmrt_p
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected a float type)",
                            t->file_path, t->name, llmrt_dtype_name(t->dtype));
     int64_t numel = llmrt_node_numel(w, 0, 0);
-    unsigned src_size = llmrt_dtype_size(t->dtype), dst_size = llmrt_dtype_size(pw->dtype);
+    unsigned src_size = llmrt_dtype_size(t->dtype), dst_size = llmrt_dtype_size(w->dtype);
     if (transposed) {
         /* small (GPT-2 Conv1D): convert whole, transpose through scratch */
         float *whole = malloc((size_t)numel * sizeof *whole);
@@ -164,21 +170,34 @@ static llmrt_status bind_from_checkpoint(binder *b, const llmrt_node *w, llmrt_p
         int64_t rows = expected[0], cols = expected[1];
         for (int64_t c = 0; c < cols; c++) {
             for (int64_t r = 0; r < rows; r++) scratch[r] = whole[r * cols + c];
-            llmrt_convert_from_f32((uint8_t *)pw->owned_data + (size_t)(c * rows) * dst_size, pw->dtype, scratch,
+            llmrt_convert_from_f32((uint8_t *)dst + (size_t)(c * rows) * dst_size, w->dtype, scratch,
                                    (size_t)rows);
         }
         free(whole);
-        llmrt_progress_add(&b->progress, (uint64_t)numel * dst_size);
+        if (progress) llmrt_progress_add(progress, (uint64_t)numel * dst_size);
         return LLMRT_OK;
     }
     const int64_t chunk = 1 << 20;
     for (int64_t i = 0; i < numel; i += chunk) {
         int64_t n = numel - i < chunk ? numel - i : chunk;
         llmrt_convert_to_f32(scratch, t->data + (size_t)i * src_size, t->dtype, (size_t)n);
-        llmrt_convert_from_f32((uint8_t *)pw->owned_data + (size_t)i * dst_size, pw->dtype, scratch, (size_t)n);
-        llmrt_progress_add(&b->progress, (uint64_t)n * dst_size);
+        llmrt_convert_from_f32((uint8_t *)dst + (size_t)i * dst_size, w->dtype, scratch, (size_t)n);
+        if (progress) llmrt_progress_add(progress, (uint64_t)n * dst_size);
     }
     return LLMRT_OK;
+}
+
+llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
+                                       const llmrt_node *weight, void *dst, llmrt_progress *progress) {
+    const llmrt_model_family *family;
+    LLMRT_TRY(llmrt_model_lookup(config->architecture, &family));
+    if (weight->op != LLMRT_OP_WEIGHT)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s' is not a weight node", weight->name);
+    float *scratch = malloc((size_t)(1 << 20) * sizeof *scratch + 1);
+    if (!scratch) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_status s = bind_tensor(checkpoint, family, weight, dst, scratch, progress);
+    free(scratch);
+    return s;
 }
 
 static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weight *pw) {
@@ -257,7 +276,7 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
         } else if (b->options->random_weights) {
             status = bind_random(b, n, pw);
         } else {
-            status = bind_from_checkpoint(b, n, pw, scratch);
+            status = bind_tensor(b->checkpoint, b->family, n, pw->owned_data, scratch, &b->progress);
         }
     }
     free(scratch);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "compiler/plan.h"
+#include "core/log.h"
 #include "import/safetensors.h"
 #include "models/model_config.h"
 
@@ -25,6 +26,12 @@ typedef struct llmrt_compile_options {
  * the storage dtypes. The plan owns its weight bytes. */
 llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
                            const llmrt_compile_options *options, llmrt_plan **out);
+
+/* Converts the checkpoint tensor a weight node names into `dst` (the node's
+ * dtype and layout, llmrt_node_bytes of it) exactly as llmrt_compile binds
+ * it; refit uses it on the nodes of a loaded plan. progress may be NULL. */
+llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
+                                       const llmrt_node *weight, void *dst, llmrt_progress *progress);
 
 /* Fills plan bindings (inputs, output, vocab, KV geometry) from its graph. */
 llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan);

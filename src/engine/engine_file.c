@@ -236,10 +236,18 @@ static llmrt_status parse_image(llmrt_engine_image *img, const char *name, int v
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: not an llmrt engine file (bad magic or shorter than the header)",
                            name);
     img->format_version = get_u32(data + 8);
-    if (img->format_version != LLMRT_ENGINE_FORMAT_VERSION)
+    /* Checked before the header checksum: another version may lay out the
+     * header differently, and the version is what the user needs to know. */
+    if (img->format_version < LLMRT_ENGINE_FORMAT_MIN_VERSION)
         return llmrt_error(LLMRT_ERR_FORMAT,
-                           "%s: engine format version %u, but this llmrt reads version %d: rebuild the engine", name,
-                           img->format_version, LLMRT_ENGINE_FORMAT_VERSION);
+                           "%s: engine format %u, this llmrt reads formats %d..%d: rebuild the engine from its "
+                           "checkpoint (llmrt build)",
+                           name, img->format_version, LLMRT_ENGINE_FORMAT_MIN_VERSION, LLMRT_ENGINE_FORMAT_VERSION);
+    if (img->format_version > LLMRT_ENGINE_FORMAT_VERSION)
+        return llmrt_error(LLMRT_ERR_FORMAT,
+                           "%s: engine format %u was made by a newer llmrt; this one reads formats %d..%d: load it "
+                           "with that llmrt or rebuild the engine with this one (llmrt build)",
+                           name, img->format_version, LLMRT_ENGINE_FORMAT_MIN_VERSION, LLMRT_ENGINE_FORMAT_VERSION);
     uint8_t header[LLMRT_ENGINE_HEADER_BYTES];
     memcpy(header, data, sizeof header);
     uint64_t stored = get_u64(header + 24);

@@ -25,7 +25,17 @@
 #include "models/model_config.h"
 
 #define LLMRT_ENGINE_MAGIC "LLMRTENG"
-enum { LLMRT_ENGINE_FORMAT_VERSION = 1, LLMRT_ENGINE_HEADER_BYTES = 4096, LLMRT_ENGINE_WEIGHT_ALIGNMENT = 256 };
+/* The format this llmrt writes, and the oldest it reads. Version 1 is the
+ * only one there has been; a change to the layout or to the meta JSON that
+ * an older reader would misread bumps the version, and the loader keeps
+ * reading every version from the minimum up (tests/cli/data keeps an engine
+ * of each; cli_engine_format loads them). */
+enum {
+    LLMRT_ENGINE_FORMAT_VERSION = 1,
+    LLMRT_ENGINE_FORMAT_MIN_VERSION = 1,
+    LLMRT_ENGINE_HEADER_BYTES = 4096,
+    LLMRT_ENGINE_WEIGHT_ALIGNMENT = 256
+};
 
 typedef struct llmrt_engine_build_info {
     const char *backend;       /* "cpu" / "cuda" */

@@ -111,7 +111,9 @@ static void test_damage(void) {
 
     memcpy(copy, good, size);
     copy[8] = 99; /* format version */
-    expect_rejected(copy, size, LLMRT_ERR_FORMAT, "format version 99", "version");
+    expect_rejected(copy, size, LLMRT_ERR_FORMAT, "engine format 99 was made by a newer llmrt", "newer version");
+    copy[8] = 0;
+    expect_rejected(copy, size, LLMRT_ERR_FORMAT, "engine format 0, this llmrt reads formats 1..1", "older version");
 
     memcpy(copy, good, size);
     copy[40] ^= 1; /* a section name byte */
