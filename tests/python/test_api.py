@@ -1,6 +1,8 @@
 """Errors, lifetime and building through the Python API."""
 import gc
+import json
 import os
+import shutil
 import weakref
 
 import pytest
@@ -108,3 +110,29 @@ def test_builds_a_checkpoint_into_the_cache(engine_path):
         assert again.engine_path == path  # built once
     with LLM(engine_path) as demo:
         assert demo.generate("Once upon a time", params)[0].token_ids == got.token_ids
+
+
+def test_chat_template_from_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint whose tokenizer_config.json has a chat template: the
+    rendering equals transformers' (tests/tokenizer/refs), and chat()
+    generates from the rendered conversation."""
+    ref = json.load(open(os.path.join(REPO, "tests", "tokenizer", "refs", "chat_chatml.json")))
+    model = tmp_path / "demo-chat"
+    shutil.copytree(os.path.join(REPO, "models", "demo"), model)
+    config = json.load(open(model / "tokenizer_config.json"))
+    config["chat_template"] = ref["template"]
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("LLMRT_CACHE_DIR", str(tmp_path / "cache"))
+    with LLM(str(model), max_seq_len=512, kv_cache_bytes=8 << 20) as llm:
+        assert llm.engine_path.startswith(str(tmp_path / "cache"))
+        for case in ref["cases"]:
+            got = llm.apply_chat_template(case["messages"], add_generation_prompt=case["add_generation_prompt"])
+            assert got == case["rendered"]
+        messages = [{"role": "user", "content": "Hello!"}]
+        params = SamplingParams(max_tokens=12, temperature=0.7, seed=11)
+        reply = llm.chat(messages, params)
+        ids = llm.tokenizer.encode(llm.apply_chat_template(messages), add_special_tokens=False)
+        assert reply.prompt_token_ids == ids
+        assert reply.token_ids == llm.generate({"prompt_token_ids": ids}, params)[0].token_ids
+        with pytest.raises(TypeError, match="messages"):
+            llm.chat("Hello!")
