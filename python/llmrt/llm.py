@@ -24,6 +24,7 @@ _BUILD_OPTIONS = ("max_seq_len", "max_batch", "max_num_tokens", "seed", "random_
 _ENGINE_OPTIONS = ("num_threads", "device", "verify_checksum", "kv_block_size", "kv_cache_fraction",
                    "kv_cache_bytes")
 _RUNTIME_OPTIONS = ("max_batch", "max_num_tokens", "kv_max_blocks", "prefix_caching")
+_WAIT_SLICE = 0.25  # seconds of steps per call into the library while waiting
 
 
 def _cache_dir() -> str:
@@ -256,13 +257,16 @@ class LLM:
         return rid.value
 
     def _wait(self, rid: int, prompt: Optional[str], ids: List[int], params: SamplingParams) -> RequestOutput:
-        """Runs steps until `rid` is done (one C call, without the GIL)."""
+        """Runs steps until `rid` is done. Each call into the library runs
+        steps for up to _WAIT_SLICE seconds without the GIL; between them
+        Python handles signals, so Ctrl-C interrupts a long generate."""
         res = _lib.Result()
         done = ctypes.c_int()
-        with self._lock:
-            self._check_open()
-            check(self._lib.llmrt_runtime_wait(self._handles["runtime"], rid, -1.0, ctypes.byref(res),
-                                               ctypes.byref(done)), "wait")
+        while not done.value:
+            with self._lock:
+                self._check_open()
+                check(self._lib.llmrt_runtime_wait(self._handles["runtime"], rid, _WAIT_SLICE, ctypes.byref(res),
+                                                   ctypes.byref(done)), "wait")
         try:
             if res.status != _lib.OK:
                 raise InvalidArgumentError((res.error or b"request failed").decode("utf-8", "replace"), res.status)
