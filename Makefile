@@ -6,7 +6,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-unit test-asan test-gpu demo clean fuzz
+.PHONY: all deps build test test-unit test-asan test-gpu demo clean fuzz install
 
 all: build
 
@@ -40,6 +40,11 @@ test-gpu: build
 fuzz: deps
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DLLMRT_FUZZ=ON -DLLMRT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build build-fuzz -j $(JOBS)
+
+# The llmrt program, libllmrt.so/.a, the headers and llmrt.pc under PREFIX.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 demo: build
 	@bash scripts/demo.sh $(BUILD)/llmrt

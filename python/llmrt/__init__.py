@@ -1,0 +1,21 @@
+"""llmrt: LLM inference from Python over libllmrt (ctypes, standard library only).
+
+    from llmrt import LLM, SamplingParams
+    llm = LLM()  # the embedded demo model; or an engine file / checkpoint dir
+    print(llm.generate(["Once upon a time"], SamplingParams(max_tokens=32))[0].text)
+"""
+from ._lib import lib as _load_library
+from .errors import InvalidArgumentError, LLMRTError, NotFoundError
+from .llm import LLM
+from .outputs import CompletionOutput, RequestOutput
+from .sampling_params import SamplingParams
+from .tokenizer import Tokenizer
+
+__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Tokenizer", "LLMRTError",
+           "InvalidArgumentError", "NotFoundError", "version"]
+__version__ = "0.1.0"
+
+
+def version() -> str:
+    """The C library's version string."""
+    return _load_library().llmrt_version().decode()

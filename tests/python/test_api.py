@@ -1,0 +1,138 @@
+"""Errors, lifetime and building through the Python API."""
+import gc
+import json
+import os
+import shutil
+import weakref
+
+import pytest
+
+import llmrt
+from llmrt import LLM, SamplingParams
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.parametrize("field,value", [("temperature", -1.0), ("top_p", 0.0), ("top_p", 1.5), ("max_tokens", -2),
+                                          ("n", 0), ("logprobs", 21), ("seed", -1), ("presence_penalty", 3.0),
+                                          ("repetition_penalty", 0.0), ("stop", [""]), ("top_k", -5)])
+def test_bad_sampling_params(field, value):
+    with pytest.raises(ValueError, match=field):
+        SamplingParams(**{field: value})
+
+
+def test_bad_arguments(llm, engine_path, tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither an engine file"):
+        LLM(str(tmp_path / "missing"))
+    with pytest.raises(TypeError, match="unknown option"):
+        LLM(engine_path, max_tokenz=3)
+    with pytest.raises(ValueError, match="backend"):
+        LLM(engine_path, backend="tpu")
+    with pytest.raises(ValueError, match="dtype"):
+        LLM(engine_path, dtype="f16")
+    with pytest.raises(TypeError, match="prompt"):
+        llm.generate([123])
+    with pytest.raises(ValueError, match="2 sampling_params for 1 prompts"):
+        llm.generate(["a"], [SamplingParams(), SamplingParams()])
+    with pytest.raises(ValueError, match="at least one token"):
+        llm.generate({"prompt_token_ids": []})
+
+
+def test_library_errors_carry_its_message(llm, engine_path, tmp_path):
+    bad = tmp_path / "bad.engine"
+    bad.write_bytes(b"not an engine at all" * 10)
+    with pytest.raises(llmrt.LLMRTError) as e:
+        LLM(str(bad))
+    assert str(bad) in str(e.value) and e.value.status != 0 and e.value.status_name
+    # A request beyond the engine's context: the library's message names it.
+    too_long = {"prompt_token_ids": [5] * 100000}
+    with pytest.raises(llmrt.InvalidArgumentError) as e:
+        llm.generate(too_long)
+    assert "submit:" in str(e.value) and len(str(e.value)) > len("submit: ")
+    with pytest.raises(llmrt.InvalidArgumentError, match="vocab|token"):
+        llm.generate({"prompt_token_ids": [10 ** 9]})
+    # The LLM still works after refusals.
+    assert llm.generate("Hello", SamplingParams(max_tokens=3))[0].token_ids
+    # The demo model has no chat template: a clear error, not a crash.
+    with pytest.raises(llmrt.NotFoundError, match="chat template"):
+        llm.chat([{"role": "user", "content": "hi"}])
+
+
+def test_closed_llm_raises(engine_path):
+    llm = LLM(engine_path, kv_cache_bytes=4 << 20)
+    tok = llm.tokenizer
+    llm.close()
+    llm.close()  # idempotent
+    assert llm.closed
+    with pytest.raises(ValueError, match="closed"):
+        llm.generate("Hello")
+    with pytest.raises(ValueError, match="closed"):
+        tok.encode("Hello")
+
+
+def test_garbage_collector_frees(engine_path):
+    llm = LLM(engine_path, kv_cache_bytes=4 << 20)
+    finalizer = llm._finalizer
+    ref = weakref.ref(llm)
+    del llm
+    gc.collect()
+    assert ref() is None and not finalizer.alive
+
+
+def _rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def test_thousand_create_close_cycles_leak_nothing(engine_path):
+    def cycle():
+        with LLM(engine_path, kv_cache_bytes=4 << 20, verify_checksum=0) as model:
+            model.tokenizer.encode("hello")
+
+    for _ in range(100):  # warm up allocator pools and caches
+        cycle()
+    gc.collect()
+    before = _rss_kib()
+    for _ in range(1000):
+        cycle()
+    gc.collect()
+    grown = _rss_kib() - before
+    assert grown < 8 * 1024, f"RSS grew by {grown} KiB over 1000 cycles"
+
+
+def test_builds_a_checkpoint_into_the_cache(engine_path):
+    params = SamplingParams(max_tokens=12)
+    with LLM(os.path.join(REPO, "models", "demo"), backend="cpu", max_seq_len=256, kv_cache_bytes=8 << 20) as built:
+        assert built.engine_path.endswith(".engine") and os.path.isfile(built.engine_path)
+        got = built.generate("Once upon a time", params)[0]
+        path = built.engine_path
+    with LLM(os.path.join(REPO, "models", "demo"), backend="cpu", max_seq_len=256, kv_cache_bytes=8 << 20) as again:
+        assert again.engine_path == path  # built once
+    with LLM(engine_path) as demo:
+        assert demo.generate("Once upon a time", params)[0].token_ids == got.token_ids
+
+
+def test_chat_template_from_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint whose tokenizer_config.json has a chat template: the
+    rendering equals transformers' (tests/tokenizer/refs), and chat()
+    generates from the rendered conversation."""
+    ref = json.load(open(os.path.join(REPO, "tests", "tokenizer", "refs", "chat_chatml.json")))
+    model = tmp_path / "demo-chat"
+    shutil.copytree(os.path.join(REPO, "models", "demo"), model)
+    config = json.load(open(model / "tokenizer_config.json"))
+    config["chat_template"] = ref["template"]
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("LLMRT_CACHE_DIR", str(tmp_path / "cache"))
+    with LLM(str(model), max_seq_len=512, kv_cache_bytes=8 << 20) as llm:
+        assert llm.engine_path.startswith(str(tmp_path / "cache"))
+        for case in ref["cases"]:
+            got = llm.apply_chat_template(case["messages"], add_generation_prompt=case["add_generation_prompt"])
+            assert got == case["rendered"]
+        messages = [{"role": "user", "content": "Hello!"}]
+        params = SamplingParams(max_tokens=12, temperature=0.7, seed=11)
+        reply = llm.chat(messages, params)
+        ids = llm.tokenizer.encode(llm.apply_chat_template(messages), add_special_tokens=False)
+        assert reply.prompt_token_ids == ids
+        assert reply.token_ids == llm.generate({"prompt_token_ids": ids}, params)[0].token_ids
+        with pytest.raises(TypeError, match="messages"):
+            llm.chat("Hello!")
