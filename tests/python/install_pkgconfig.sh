@@ -21,7 +21,10 @@ int main(void) {
 C
 cc -Wall -Wextra -o "$work/hello" "$work/hello.c" $(pkg-config --cflags --libs llmrt)
 LD_LIBRARY_PATH="$work/prefix/lib" "$work/hello"
-LD_LIBRARY_PATH="$work/prefix/lib" ldd "$work/hello" | grep -q "=> $work/prefix/lib/libllmrt.so" || { echo "hello did not link the installed libllmrt.so" >&2; exit 1; }
+# ldd's output read whole: `ldd | grep -q` can kill ldd with SIGPIPE, which
+# pipefail turns into a failure whenever grep finds the line early.
+libs=$(LD_LIBRARY_PATH="$work/prefix/lib" ldd "$work/hello")
+grep -q "=> $work/prefix/lib/libllmrt.so" <<<"$libs" || { echo "hello did not link the installed libllmrt.so" >&2; exit 1; }
 [ -x "$work/prefix/bin/llmrt" ] && [ -f "$work/prefix/lib/libllmrt.a" ] && [ -f "$work/prefix/include/llmrt/runtime.h" ]
 others=$(nm -D --defined-only "$work/prefix/lib/libllmrt.so" | awk '{print $3}' | grep -v '^llmrt_' || true)
 [ -z "$others" ] || { echo "libllmrt.so exports non-llmrt symbols: $others" >&2; exit 1; }
