@@ -61,6 +61,20 @@ void llmrt_runtime_free(llmrt_runtime *rt);
  * error when the engine has none. */
 llmrt_status llmrt_runtime_tokenizer(llmrt_runtime *rt, const llmrt_tokenizer **out);
 
+/* The prompt scored by the model (llmrt_request.prompt_logprobs): what it
+ * gave each prompt token given the tokens before it, as evaluation
+ * harnesses (loglikelihood, perplexity) and OpenAI's echo with logprobs
+ * ask. Token 0 has nothing before it: its log-probability is NaN and its
+ * alternatives are absent (ids -1). */
+typedef struct llmrt_prompt_logprobs {
+    int32_t num_tokens;        /* the prompt's tokens; 0 when not asked */
+    int32_t *ids;              /* [num_tokens] */
+    float *logprobs;           /* [num_tokens] */
+    int32_t num_top;           /* alternatives per token (the request's logprobs) */
+    int32_t *top_ids;          /* [num_tokens × num_top], best first */
+    float *top_logprobs;
+} llmrt_prompt_logprobs;
+
 /* One streaming event: a new token of one sequence of a request, and/or
  * the end of that sequence. Pointers are borrowed for the call only. */
 typedef struct llmrt_token_event {
@@ -75,6 +89,9 @@ typedef struct llmrt_token_event {
     size_t text_len;
     int finished;              /* the sequence ended with this event */
     const char *finish_reason; /* when finished: "stop", "length", "cancelled", "error" */
+    /* the first event of a request with prompt_logprobs (sequence 0): the
+     * prompt's scores, borrowed like the rest; else NULL */
+    const llmrt_prompt_logprobs *prompt;
 } llmrt_token_event;
 
 /* Return non-zero to cancel the request. */
@@ -99,6 +116,14 @@ typedef struct llmrt_request {
     int detokenize;             /* produce text (needs the engine's tokenizer); default 1 when it has one */
     llmrt_stream_callback callback; /* default NULL */
     void *user_data;
+    /* token sequences never to generate, back to back in bad_word_ids: a
+     * sequence's last token is banned wherever the output (or prompt) ends
+     * with the ones before it; a one-token sequence always. Default none */
+    const int32_t *bad_word_ids;
+    const int32_t *bad_word_lengths; /* [num_bad_words] */
+    int32_t num_bad_words;
+    int prompt_logprobs;        /* also score the prompt (llmrt_prompt_logprobs; its prefix-cache hits are
+                                   recomputed); default 0 */
 } llmrt_request;
 
 void llmrt_request_init(llmrt_request *request);
@@ -145,6 +170,7 @@ typedef struct llmrt_result {
     int32_t num_token_times;
     double *token_times;        /* seconds after submit of each token of sequence 0 */
     int32_t num_preemptions;
+    llmrt_prompt_logprobs prompt; /* with prompt_logprobs */
 } llmrt_result;
 
 /* Waits until the request is done, up to timeout_seconds (< 0: forever;

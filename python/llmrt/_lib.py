@@ -48,10 +48,16 @@ class SamplingParamsC(Structure):
                 ("seed", c_uint64), ("ignore_eos", c_int), ("stop_ids", c_int32_p), ("num_stop_ids", c_int32)]
 
 
+class PromptLogprobs(Structure):
+    _fields_ = [("num_tokens", c_int32), ("ids", c_int32_p), ("logprobs", c_float_p), ("num_top", c_int32),
+                ("top_ids", c_int32_p), ("top_logprobs", c_float_p)]
+
+
 class TokenEvent(Structure):
     _fields_ = [("request", c_uint64), ("sequence", c_int32), ("token_id", c_int32), ("logprob", c_float),
                 ("num_top", c_int32), ("top_ids", c_int32_p), ("top_logprobs", c_float_p),
-                ("text", c_void_p), ("text_len", c_size_t), ("finished", c_int), ("finish_reason", c_char_p)]
+                ("text", c_void_p), ("text_len", c_size_t), ("finished", c_int), ("finish_reason", c_char_p),
+                ("prompt", POINTER(PromptLogprobs))]
 
 
 StreamCallback = ctypes.CFUNCTYPE(c_int, c_void_p, POINTER(TokenEvent))
@@ -63,7 +69,8 @@ class Request(Structure):
                 ("presence_penalty", c_float), ("frequency_penalty", c_float), ("stop", POINTER(c_char_p)),
                 ("num_stop", c_int32), ("n", c_int32), ("num_beams", c_int32), ("length_penalty", c_float),
                 ("early_stopping", c_int), ("logprobs", c_int32), ("detokenize", c_int),
-                ("callback", StreamCallback), ("user_data", c_void_p)]
+                ("callback", StreamCallback), ("user_data", c_void_p), ("bad_word_ids", c_int32_p),
+                ("bad_word_lengths", c_int32_p), ("num_bad_words", c_int32), ("prompt_logprobs", c_int)]
 
 
 class SequenceOutput(Structure):
@@ -77,7 +84,7 @@ class Result(Structure):
                 ("cached_prompt_tokens", c_int32), ("num_sequences", c_int32),
                 ("sequences", POINTER(SequenceOutput)), ("queue_seconds", c_double), ("ttft_seconds", c_double),
                 ("e2e_seconds", c_double), ("num_token_times", c_int32), ("token_times", POINTER(c_double)),
-                ("num_preemptions", c_int32)]
+                ("num_preemptions", c_int32), ("prompt", PromptLogprobs)]
 
 
 class RuntimeOptions(Structure):

@@ -245,7 +245,15 @@ class LLM:
         req.stop = stops
         req.num_stop = len(stops)
         req.n = params.n
-        req.logprobs = params.logprobs or 0
+        req.logprobs = max(params.logprobs or 0, params.prompt_logprobs or 0)
+        req.prompt_logprobs = 1 if params.prompt_logprobs is not None else 0
+        words = [self.tokenizer.encode(w, add_special_tokens=False) for w in (params.bad_words or [])]
+        words = [w for w in words if w]
+        bad_ids = (ctypes.c_int32 * sum(len(w) for w in words))(*(i for w in words for i in w))
+        bad_lengths = (ctypes.c_int32 * len(words))(*(len(w) for w in words))
+        req.bad_word_ids = bad_ids
+        req.bad_word_lengths = bad_lengths
+        req.num_bad_words = len(words)
         if user_data:
             req.callback = self._callback
             req.user_data = user_data
@@ -270,7 +278,7 @@ class LLM:
         try:
             if res.status != _lib.OK:
                 raise InvalidArgumentError((res.error or b"request failed").decode("utf-8", "replace"), res.status)
-            return _convert(res, prompt, ids, params.logprobs is not None)
+            return _convert(res, prompt, ids, params)
         finally:
             self._lib.llmrt_result_free(ctypes.byref(res))
 
@@ -366,8 +374,21 @@ class LLM:
         return self.generate({"prompt_token_ids": ids}, sampling_params)[0]
 
 
-def _convert(res: _lib.Result, prompt: Optional[str], ids: List[int], with_logprobs: bool) -> RequestOutput:
+def _prompt_logprobs(p: _lib.PromptLogprobs, alternatives: int) -> List[Optional[Dict[int, float]]]:
+    scores: List[Optional[Dict[int, float]]] = [None]
+    k = p.num_top
+    for j in range(1, p.num_tokens):
+        d = {p.top_ids[j * k + t]: p.top_logprobs[j * k + t] for t in range(min(k, alternatives))}
+        d.setdefault(p.ids[j], p.logprobs[j])
+        scores.append(d)
+    return scores
+
+
+def _convert(res: _lib.Result, prompt: Optional[str], ids: List[int], params: SamplingParams) -> RequestOutput:
+    with_logprobs = params.logprobs is not None
     out = RequestOutput(prompt=prompt, prompt_token_ids=ids, cached_prompt_tokens=res.cached_prompt_tokens)
+    if params.prompt_logprobs is not None and res.prompt.num_tokens:
+        out.prompt_logprobs = _prompt_logprobs(res.prompt, params.prompt_logprobs)
     for i in range(res.num_sequences):
         s = res.sequences[i]
         n = s.num_output
@@ -378,7 +399,7 @@ def _convert(res: _lib.Result, prompt: Optional[str], ids: List[int], with_logpr
             k = s.num_top
             logprobs = []
             for j in range(n):
-                d = {s.top_ids[j * k + t]: s.top_logprobs[j * k + t] for t in range(k)}
+                d = {s.top_ids[j * k + t]: s.top_logprobs[j * k + t] for t in range(min(k, params.logprobs or 0))}
                 d.setdefault(tokens[j], s.logprobs[j])
                 logprobs.append(d)
         out.outputs.append(CompletionOutput(index=i, text=text, token_ids=tokens,

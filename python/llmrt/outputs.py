@@ -27,6 +27,9 @@ class RequestOutput:
     prompt_token_ids: List[int]
     outputs: List[CompletionOutput] = field(default_factory=list)
     cached_prompt_tokens: int = 0
+    # with SamplingParams.prompt_logprobs: per prompt token a {token_id:
+    # logprob} dict (the token and its top alternatives); None for the first
+    prompt_logprobs: Optional[List[Optional[Dict[int, float]]]] = None
 
     @property
     def text(self) -> str:

@@ -30,6 +30,8 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     logprobs: Optional[int] = None  # top alternatives per token, 0..20; None: no logprobs
     ignore_eos: bool = False
+    prompt_logprobs: Optional[int] = None  # score the prompt too, with this many alternatives; None: off
+    bad_words: Optional[List[str]] = None  # words never generated (each as it tokenizes on its own)
     stop_strings: List[str] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -54,6 +56,10 @@ class SamplingParams:
              f"seed must be an int in [0, 2**64), got {self.seed!r}")
         need(self.logprobs is None or (isinstance(self.logprobs, int) and 0 <= self.logprobs <= MAX_LOGPROBS),
              f"logprobs must be None or an int in [0, {MAX_LOGPROBS}], got {self.logprobs!r}")
+        need(self.prompt_logprobs is None or
+             (isinstance(self.prompt_logprobs, int) and 0 <= self.prompt_logprobs <= MAX_LOGPROBS),
+             f"prompt_logprobs must be None or an int in [0, {MAX_LOGPROBS}], got {self.prompt_logprobs!r}")
+        need(all(isinstance(w, str) and w for w in (self.bad_words or [])), "bad_words must be non-empty strings")
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         need(all(isinstance(s, str) and s for s in stop), "stop must be non-empty strings")
         need(len(stop) <= MAX_STOP_STRINGS, f"at most {MAX_STOP_STRINGS} stop strings, got {len(stop)}")

@@ -70,6 +70,9 @@ void rt_request_free(rt_request *r) {
     for (int32_t i = 0; r->stop_strings && i < r->params.num_stop; i++) free(r->stop_strings[i]);
     free(r->stop_strings);
     free(r->stop_ids);
+    free(r->bad_word_ids);
+    free(r->bad_word_lengths);
+    rt_prompt_scores_free(&r->prompt);
     free(r->token_times);
     free(r->error);
     llmrt_result_free(&r->result);
@@ -123,6 +126,7 @@ llmrt_status rt_request_create(llmrt_runtime *rt, const llmrt_request *p, const 
     r->params.prompt_text = NULL;
     r->params.stop = NULL;
     r->params.sampling.stop_ids = NULL;
+    r->params.bad_word_ids = r->params.bad_word_lengths = NULL;
     r->prompt_len = prompt_len;
     int32_t room = rt->max_seq_len - prompt_len;
     r->max_new = p->sampling.max_tokens < room ? p->sampling.max_tokens : room;
@@ -146,9 +150,10 @@ llmrt_status rt_request_create(llmrt_runtime *rt, const llmrt_request *p, const 
             if (n > r->max_stop_len) r->max_stop_len = n;
         }
     }
+    ok = ok && rt_bad_words_copy(r, p);
     r->seqs = ok ? calloc((size_t)r->num_seqs, sizeof *r->seqs) : NULL;
     r->token_times = ok ? malloc(((size_t)r->max_new + 1) * sizeof *r->token_times) : NULL;
-    ok = r->seqs && r->token_times;
+    ok = r->seqs && r->token_times && rt_prompt_scores_alloc(r, prompt);
     for (int32_t i = 0; ok && i < r->num_seqs; i++) ok = alloc_sequence(rt, r, &r->seqs[i], tok);
     if (ok && r->beam) {
         r->hyps = calloc((size_t)r->num_seqs, sizeof *r->hyps);
@@ -264,6 +269,7 @@ static void queue_event(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t tok
     rt_event e = {.req = r, .seq = i, .token = token, .logprob = logprob, .top_index = top_index,
                   .text_from = s->text_sent, .text_to = to, .finished = s->state == SEQ_FINISHED,
                   .finish_reason = s->finish_reason};
+    if (r->params.prompt_logprobs && !r->prompt_sent && i == 0) e.with_prompt = r->prompt_sent = 1;
     s->text_sent = to;
     if (rt_push_event(rt, &e) != LLMRT_OK) r->params.callback = NULL; /* stop streaming rather than fail */
 }
@@ -340,9 +346,11 @@ static void sample_sequence(llmrt_runtime *rt, rt_request *r, int32_t i, const f
     llmrt_penalties pen = {p->repetition_penalty, p->presence_penalty, p->frequency_penalty};
     llmrt_sampler_config cfg = {p->sampling.temperature, p->sampling.top_k, p->sampling.top_p, p->min_p};
     const float *logits = row;
-    if (llmrt_penalties_active(&pen)) {
+    const int penalise = llmrt_penalties_active(&pen);
+    if (penalise || p->num_bad_words > 0) {
         memcpy(rt->row, row, (size_t)rt->vocab * sizeof *row);
-        llmrt_apply_penalties(rt->row, rt->vocab, &pen, s->tokens, s->len, r->prompt_len, rt->counts);
+        if (penalise) llmrt_apply_penalties(rt->row, rt->vocab, &pen, s->tokens, s->len, r->prompt_len, rt->counts);
+        rt_bad_words_ban(r, s, rt->row);
         logits = rt->row;
     }
     int32_t token = llmrt_sample(logits, rt->vocab, &cfg, &s->rng, rt->sampler_scratch);
@@ -382,6 +390,10 @@ static llmrt_status fail_nonfinite(llmrt_runtime *rt, rt_request *r, int32_t i) 
 
 llmrt_status rt_on_logits(llmrt_runtime *rt, rt_request *r, int32_t i, const float *row, double lse) {
     if (!isfinite(lse)) return fail_nonfinite(rt, r, i); /* NaN for a row with a NaN or an infinity */
+    if (r->max_new == 0) { /* a prompt scored, nothing to generate */
+        rt_finish_request(rt, r, LLMRT_OK, "length");
+        return LLMRT_OK;
+    }
     if (r->beam) return rt_beam_on_logits(rt, r, i, row, lse);
     if (!r->forked) {
         fork_prompt(rt, r);
@@ -397,9 +409,11 @@ int rt_device_sample_params(llmrt_runtime *rt, rt_request *r, int32_t i, llmrt_r
     const llmrt_request *p = &r->params;
     const llmrt_penalties pen = {p->repetition_penalty, p->presence_penalty, p->frequency_penalty};
     memset(row, 0, sizeof *row);
-    /* beams and top-N logprobs rank the whole row; penalties rewrite it; an
-     * unforked n > 1 request samples its n sequences from one row */
-    if (r->beam || r->num_top > 0 || llmrt_penalties_active(&pen) || (!r->forked && r->num_seqs > 1)) {
+    /* beams and top-N logprobs rank the whole row; penalties and bad words
+     * rewrite it; an unforked n > 1 request samples its n sequences from
+     * one row; a scored prompt may generate nothing */
+    if (r->beam || r->num_top > 0 || llmrt_penalties_active(&pen) || (!r->forked && r->num_seqs > 1) ||
+        p->num_bad_words > 0 || p->prompt_logprobs) {
         row->host_logits = 1;
         return 0;
     }
@@ -476,6 +490,7 @@ static int build_result(llmrt_runtime *rt, rt_request *r) {
     res->ttft_seconds = r->first_token_time ? r->first_token_time - r->submit_time : 0;
     res->e2e_seconds = r->finish_time - r->submit_time;
     res->num_preemptions = r->num_preemptions;
+    if (!rt_prompt_scores_copy(&res->prompt, &r->prompt)) return 0;
     if (r->error) {
         res->error = strdup(r->error);
         if (!res->error) return 0;

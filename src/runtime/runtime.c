@@ -74,6 +74,9 @@ void llmrt_runtime_free(llmrt_runtime *rt) {
     free(rt->step_seq_start);
     free(rt->step_block_tables);
     free(rt->step_logit_rows);
+    free(rt->step_score_count);
+    free(rt->step_score_pos);
+    free(rt->step_score_row);
     free(rt->step_req);
     free(rt->step_seq);
     free(rt->step_count);
@@ -144,28 +147,35 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     rt->kv_total_blocks = blocks;
     llmrt_status s = kv_cache_create(blocks, rt->block_size, &rt->kv);
     size_t T = (size_t)rt->max_num_tokens, B = (size_t)rt->max_batch, V = (size_t)rt->vocab;
+    /* a step's logits rows are distinct tokens: never more than T */
+    rt->logit_capacity = (int32_t)(B + RT_SCORE_ROWS < T ? B + RT_SCORE_ROWS : T);
+    size_t R = (size_t)rt->logit_capacity;
     if (s == LLMRT_OK) {
         rt->step_tokens = malloc(T * sizeof(int32_t));
         rt->step_positions = malloc(T * sizeof(int32_t));
         rt->step_seq_start = malloc((B + 1) * sizeof(int32_t));
         rt->step_block_tables = calloc(B * (size_t)rt->max_blocks_per_seq, sizeof(int32_t));
-        rt->step_logit_rows = malloc(B * sizeof(int32_t));
+        rt->step_logit_rows = malloc(R * sizeof(int32_t));
         rt->step_req = malloc(B * sizeof *rt->step_req);
         rt->step_seq = malloc(B * sizeof(int32_t));
         rt->step_count = malloc(B * sizeof(int32_t));
         rt->step_logit = malloc(B * sizeof(int32_t));
-        rt->logits = llmrt_backend_host_alloc(rt->backend, B * V * sizeof(float));
-        rt->row_lse = malloc(B * sizeof(double));
-        rt->host_rows = malloc(B * sizeof(int32_t));
-        rt->sample_rows = malloc(B * sizeof *rt->sample_rows);
-        rt->sampled_ids = malloc(B * sizeof(int32_t));
-        rt->sampled_logprobs = malloc(B * sizeof(float));
+        rt->step_score_count = malloc(B * sizeof(int32_t));
+        rt->step_score_pos = malloc(B * sizeof(int32_t));
+        rt->step_score_row = malloc(B * sizeof(int32_t));
+        rt->logits = llmrt_backend_host_alloc(rt->backend, R * V * sizeof(float));
+        rt->row_lse = malloc(R * sizeof(double));
+        rt->host_rows = malloc(R * sizeof(int32_t));
+        rt->sample_rows = malloc(R * sizeof *rt->sample_rows);
+        rt->sampled_ids = malloc(R * sizeof(int32_t));
+        rt->sampled_logprobs = malloc(R * sizeof(float));
         rt->row = malloc(V * sizeof(float));
         rt->sampler_scratch = malloc(llmrt_sampler_scratch_bytes(rt->vocab));
         rt->counts = calloc(V, sizeof(int32_t));
         rt->top_scratch = malloc(V * sizeof(int32_t));
         if (!rt->step_tokens || !rt->step_positions || !rt->step_seq_start || !rt->step_block_tables ||
             !rt->step_logit_rows || !rt->step_req || !rt->step_seq || !rt->step_count || !rt->step_logit ||
+            !rt->step_score_count || !rt->step_score_pos || !rt->step_score_row ||
             !rt->logits || !rt->row_lse || !rt->host_rows || !rt->sample_rows || !rt->sampled_ids || !rt->sampled_logprobs || !rt->row || !rt->sampler_scratch || !rt->counts || !rt->top_scratch)
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "runtime: out of memory for step buffers");
     }
@@ -231,7 +241,7 @@ static llmrt_status check_params(const llmrt_runtime *rt, const llmrt_request *p
         if (llmrt_penalties_active(&pen) || p->logprobs > 0)
             return llmrt_error(LLMRT_ERR_UNSUPPORTED, "request: no penalties or top logprobs with num_beams");
     }
-    return LLMRT_OK;
+    return rt_bad_words_check(rt, p);
 }
 
 llmrt_status llmrt_runtime_submit(llmrt_runtime *rt, const llmrt_request *p, llmrt_request_id *out_id) {
@@ -348,6 +358,7 @@ void llmrt_result_free(llmrt_result *res) {
     free(res->sequences);
     free(res->token_times);
     free(res->error);
+    rt_prompt_scores_free(&res->prompt);
     memset(res, 0, sizeof *res);
 }
 
@@ -382,7 +393,7 @@ static void sweep(llmrt_runtime *rt) {
         while (r) {
             rt_request *next = r->next;
             if (r->cancel_requested) rt_finish_request(rt, r, LLMRT_OK, "cancelled");
-            else if (r->max_new == 0) rt_finish_request(rt, r, LLMRT_OK, "length");
+            else if (r->max_new == 0 && !r->params.prompt_logprobs) rt_finish_request(rt, r, LLMRT_OK, "length");
             r = next;
         }
     }
@@ -409,6 +420,7 @@ static void deliver_and_retire(llmrt_runtime *rt) {
                 .text_len = s->text && !r->beam ? e->text_to - e->text_from : 0,
                 .finished = e->finished,
                 .finish_reason = e->finish_reason,
+                .prompt = e->with_prompt ? &r->prompt : NULL,
             };
             rt->events[i].cancel = r->params.callback && r->params.callback(r->params.user_data, &ev);
         }
@@ -455,9 +467,12 @@ static llmrt_status step_locked(llmrt_runtime *rt, int *busy) {
          * only their token ids come back */
         const int device = rt->device_sampling;
         llmrt_step_sampling sampling = {rt->sample_rows, rt->sampled_ids, rt->sampled_logprobs};
-        for (int32_t q = 0; device && q < rt->step_num_seqs; q++)
+        for (int32_t q = 0; device && q < rt->step_num_seqs; q++) {
             if (rt->step_logit[q] >= 0)
                 rt_device_sample_params(rt, rt->step_req[q], rt->step_seq[q], &rt->sample_rows[rt->step_logit[q]]);
+            for (int32_t k = 0; k < rt->step_score_count[q]; k++) /* prompt scores: host rows */
+                rt->sample_rows[rt->step_score_row[q] + k] = (llmrt_row_sampling){.host_logits = 1};
+        }
         llmrt_step step = {
             .num_tokens = tokens,
             .token_ids = rt->step_tokens,
@@ -492,6 +507,7 @@ static llmrt_status step_locked(llmrt_runtime *rt, int *busy) {
             for (int32_t l = 0; l < rows; l++)
                 if (!device || rt->sample_rows[l].host_logits) rt->host_rows[num_host++] = l;
             llmrt_parallel_for(num_host, 1, num_host > 4, host_rows_logsumexp, rt);
+            if (rt->step_score_rows > 0) rt_prompt_score_rows(rt);
             for (int32_t q = 0; q < rt->step_num_seqs; q++) {
                 rt_request *r = rt->step_req[q];
                 const int32_t l = rt->step_logit[q];

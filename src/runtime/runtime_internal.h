@@ -70,6 +70,9 @@ struct rt_request {
     rt_request *prev, *next; /* in the list of its state */
     llmrt_request params;    /* copied; the pointers below own the arrays */
     int32_t *stop_ids;
+    int32_t *bad_word_ids, *bad_word_lengths; /* copies; params.num_bad_words of them */
+    llmrt_prompt_logprobs prompt; /* prompt_logprobs: filled as prefill chunks are scored */
+    int prompt_sent;         /* ... and handed to the first event */
     char **stop_strings;
     size_t max_stop_len;
     int32_t prompt_len, max_new, num_top;
@@ -102,6 +105,7 @@ typedef struct rt_event {
     int32_t token;           /* -1: end only */
     float logprob;
     int32_t top_index;       /* output index into the sequence's top arrays, or -1 */
+    int with_prompt;         /* carries the request's prompt scores */
     size_t text_from, text_to;
     int finished;
     const char *finish_reason;
@@ -133,11 +137,17 @@ struct llmrt_runtime {
     int32_t *step_tokens, *step_positions, *step_seq_start, *step_block_tables, *step_logit_rows;
     rt_request **step_req;   /* [max_batch] */
     int32_t *step_seq, *step_count, *step_logit; /* per step sequence: index, tokens, logits row or -1 */
-    int32_t step_num_seqs, step_num_tokens, step_num_logits;
-    float *logits;           /* [max_batch, vocab] */
-    double *row_lse;         /* [max_batch] logsumexp of each logits row */
-    int32_t *host_rows;      /* [max_batch] the step's rows sampled on the host */
-    /* device sampling (backends with ops->device_sampling), [max_batch] */
+    /* per step sequence: prompt positions scored (prompt_logprobs), the
+     * first's position and logits row */
+    int32_t *step_score_count, *step_score_pos, *step_score_row;
+    int32_t step_num_seqs, step_num_tokens, step_num_logits, step_score_rows;
+    /* logits rows a step may return: one per sequence (max_batch) and
+     * RT_SCORE_ROWS more for scoring prompts */
+    int32_t logit_capacity;
+    float *logits;           /* [logit_capacity, vocab] */
+    double *row_lse;         /* [logit_capacity] logsumexp of each logits row */
+    int32_t *host_rows;      /* [logit_capacity] the step's rows sampled on the host */
+    /* device sampling (backends with ops->device_sampling), [logit_capacity] */
     int device_sampling;
     llmrt_row_sampling *sample_rows;
     int32_t *sampled_ids;
@@ -185,6 +195,24 @@ void rt_finish_request(llmrt_runtime *rt, rt_request *r, llmrt_status status, co
 void rt_finish_sequence(llmrt_runtime *rt, rt_request *r, int32_t i, const char *reason);
 int rt_request_all_finished(const rt_request *r);
 llmrt_status rt_push_event(llmrt_runtime *rt, const rt_event *event);
+
+/* bad_words.c */
+llmrt_status rt_bad_words_check(const llmrt_runtime *rt, const llmrt_request *params);
+int rt_bad_words_copy(rt_request *r, const llmrt_request *params);
+/* Sets the logits of the tokens sequence s may not take next to -inf. */
+void rt_bad_words_ban(const rt_request *r, const rt_sequence *s, float *logits);
+
+/* prompt_logprobs.c */
+enum { RT_SCORE_ROWS = 64 };
+int rt_prompt_scores_alloc(rt_request *r, const int32_t *prompt);
+/* Tokens [computed, computed + count) of sequence seq shortened so that the
+ * prompt positions among them fit the step's free scoring rows; the number
+ * of rows they need goes to *rows. */
+int32_t rt_prompt_score_fit(const llmrt_runtime *rt, const rt_request *r, int32_t seq, int32_t count, int32_t *rows);
+/* After the step: the log-probabilities of the prompt tokens its scoring rows predict. */
+void rt_prompt_score_rows(llmrt_runtime *rt);
+int rt_prompt_scores_copy(llmrt_prompt_logprobs *dst, const llmrt_prompt_logprobs *src);
+void rt_prompt_scores_free(llmrt_prompt_logprobs *p);
 
 /* scheduler.c */
 /* Builds the next step into the step buffers; returns its token count. */

@@ -58,10 +58,16 @@ static llmrt_status ensure_blocks(llmrt_runtime *rt, rt_sequence *s, int32_t upt
     return LLMRT_OK;
 }
 
-/* Appends tokens [computed, computed + count) of a sequence to the step. */
-static void add_to_step(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t count) {
+/* Appends tokens [computed, computed + count) of a sequence to the step,
+ * `score` of them prompt positions whose logits score the prompt. */
+static void add_to_step(llmrt_runtime *rt, rt_request *r, int32_t i, int32_t count, int32_t score) {
     rt_sequence *s = &r->seqs[i];
     int32_t q = rt->step_num_seqs++, t0 = rt->step_num_tokens;
+    rt->step_score_count[q] = score;
+    rt->step_score_pos[q] = s->computed;
+    rt->step_score_row[q] = rt->step_num_logits;
+    for (int32_t k = 0; k < score; k++) rt->step_logit_rows[rt->step_num_logits++] = t0 + k;
+    rt->step_score_rows += score;
     for (int32_t k = 0; k < count; k++) {
         rt->step_tokens[t0 + k] = s->tokens[s->computed + k];
         rt->step_positions[t0 + k] = s->computed + k;
@@ -114,12 +120,15 @@ static llmrt_status schedule_running(llmrt_runtime *rt, int32_t *budget, int *pr
     while (r && *budget > 0) {
         rt_request *next = r->next;
         int32_t mark_seqs = rt->step_num_seqs, mark_tokens = rt->step_num_tokens, mark_logits = rt->step_num_logits;
+        int32_t mark_score = rt->step_score_rows;
         int32_t mark_budget = *budget;
         int self_preempted = 0;
         for (int32_t i = 0; i < r->num_seqs && *budget > 0 && !self_preempted; i++) {
             rt_sequence *s = &r->seqs[i];
             if (s->state != SEQ_ACTIVE || s->computed >= s->len) continue;
-            int32_t count = s->len - s->computed < *budget ? s->len - s->computed : *budget;
+            int32_t count = s->len - s->computed < *budget ? s->len - s->computed : *budget, score;
+            count = rt_prompt_score_fit(rt, r, i, count, &score);
+            if (count == 0) continue; /* the step's scoring rows are taken */
             int32_t need = blocks_needed(rt, s, s->computed + count);
             while (kv_cache_available(rt->kv) < need) {
                 rt_request *victim = rt->running.tail;
@@ -133,13 +142,14 @@ static llmrt_status schedule_running(llmrt_runtime *rt, int32_t *budget, int *pr
             }
             if (self_preempted) break;
             LLMRT_TRY(ensure_blocks(rt, s, s->computed + count));
-            add_to_step(rt, r, i, count);
+            add_to_step(rt, r, i, count, score);
             *budget -= count;
         }
         if (self_preempted) { /* roll back the entries this request already made */
             rt->step_num_seqs = mark_seqs;
             rt->step_num_tokens = mark_tokens;
             rt->step_num_logits = mark_logits;
+            rt->step_score_rows = mark_score;
             *budget = mark_budget;
             break; /* everything after it was newer and is gone too */
         }
@@ -157,9 +167,10 @@ static llmrt_status try_admit(llmrt_runtime *rt, rt_request *r, int32_t headroom
         if (s->state != SEQ_ACTIVE) continue;
         int32_t hit = 0;
         s->last_key = KV_CACHE_ROOT_KEY;
-        if (rt->options.prefix_caching) {
+        if (rt->options.prefix_caching && !r->params.prompt_logprobs) {
             /* at least the last token is computed: its logits are needed, and
-             * writing into a shared full block is not allowed */
+             * writing into a shared full block is not allowed; a prompt to
+             * score is computed whole */
             uint64_t key;
             hit = kv_cache_match_prefix(rt->kv, s->tokens, (s->len - 1) / rt->block_size, s->blocks, &key);
             cached_taken += kv_cache_count_cached(rt->kv, s->blocks, hit);
@@ -173,7 +184,7 @@ static llmrt_status try_admit(llmrt_runtime *rt, rt_request *r, int32_t headroom
         rt_sequence *s = &r->seqs[i];
         if (s->state != SEQ_ACTIVE) continue;
         int32_t hit = s->num_indexed;
-        if (rt->options.prefix_caching) kv_cache_record_lookup(rt->kv, (s->len - 1) / rt->block_size, hit);
+        if (rt->options.prefix_caching && !r->params.prompt_logprobs) kv_cache_record_lookup(rt->kv, (s->len - 1) / rt->block_size, hit);
         for (int32_t b = 0; b < hit; b++) kv_cache_retain(rt->kv, s->blocks[b]);
         s->num_blocks = hit;
         s->computed = hit * rt->block_size;
@@ -188,7 +199,7 @@ static llmrt_status try_admit(llmrt_runtime *rt, rt_request *r, int32_t headroom
 }
 
 llmrt_status rt_schedule(llmrt_runtime *rt, int32_t *num_tokens) {
-    rt->step_num_seqs = rt->step_num_tokens = rt->step_num_logits = 0;
+    rt->step_num_seqs = rt->step_num_tokens = rt->step_num_logits = rt->step_score_rows = 0;
     rt->step_seq_start[0] = 0;
     int32_t budget = rt->max_num_tokens;
     int preempted = 0;
@@ -205,8 +216,10 @@ llmrt_status rt_schedule(llmrt_runtime *rt, int32_t *num_tokens) {
         for (int32_t i = 0; i < r->num_seqs && budget > 0; i++) {
             rt_sequence *s = &r->seqs[i];
             if (s->state != SEQ_ACTIVE || s->computed >= s->len) continue;
-            int32_t count = s->len - s->computed < budget ? s->len - s->computed : budget;
-            add_to_step(rt, r, i, count);
+            int32_t count = s->len - s->computed < budget ? s->len - s->computed : budget, score;
+            count = rt_prompt_score_fit(rt, r, i, count, &score);
+            if (count == 0) continue;
+            add_to_step(rt, r, i, count, score);
             budget -= count;
         }
     }

@@ -84,11 +84,53 @@ int srv_job_add_stop(srv_job *job, const char *stop) {
     return 1;
 }
 
+int srv_job_add_bad_word(srv_job *job, const int32_t *ids, int32_t n) {
+    int32_t *grown_ids = realloc(job->bad_word_ids, ((size_t)job->num_bad_word_ids + (size_t)n) * sizeof *grown_ids);
+    if (!grown_ids) return 0;
+    job->bad_word_ids = grown_ids;
+    int32_t *grown_lengths = realloc(job->bad_word_lengths, ((size_t)job->num_bad_words + 1) * sizeof *grown_lengths);
+    if (!grown_lengths) return 0;
+    job->bad_word_lengths = grown_lengths;
+    memcpy(job->bad_word_ids + job->num_bad_word_ids, ids, (size_t)n * sizeof *ids);
+    job->num_bad_word_ids += n;
+    job->bad_word_lengths[job->num_bad_words++] = n;
+    return 1;
+}
+
+static void prompt_scores_free(llmrt_prompt_logprobs *p) {
+    free(p->ids);
+    free(p->logprobs);
+    free(p->top_ids);
+    free(p->top_logprobs);
+}
+
+/* The event's prompt scores are borrowed for the call: keep a copy. */
+static int prompt_scores_keep(srv_sub *sub, const llmrt_prompt_logprobs *p) {
+    llmrt_prompt_logprobs *q = &sub->prompt;
+    const size_t n = (size_t)p->num_tokens, top = n * (size_t)p->num_top;
+    q->ids = malloc(n * sizeof *q->ids);
+    q->logprobs = malloc(n * sizeof *q->logprobs);
+    q->top_ids = malloc((top + 1) * sizeof *q->top_ids);
+    q->top_logprobs = malloc((top + 1) * sizeof *q->top_logprobs);
+    if (!q->ids || !q->logprobs || !q->top_ids || !q->top_logprobs) return 0;
+    memcpy(q->ids, p->ids, n * sizeof *q->ids);
+    memcpy(q->logprobs, p->logprobs, n * sizeof *q->logprobs);
+    if (top) memcpy(q->top_ids, p->top_ids, top * sizeof *q->top_ids);
+    if (top) memcpy(q->top_logprobs, p->top_logprobs, top * sizeof *q->top_logprobs);
+    q->num_tokens = p->num_tokens;
+    q->num_top = p->num_top;
+    sub->prompt_ready = 1;
+    return 1;
+}
+
 static void job_free(srv_job *job) {
     for (int i = 0; i < job->num_subs; i++) {
         free(job->subs[i].prompt_ids);
         llmrt_result_free(&job->subs[i].result);
+        prompt_scores_free(&job->subs[i].prompt);
     }
+    free(job->bad_word_ids);
+    free(job->bad_word_lengths);
     for (int i = 0; i < job->num_subs * job->n; i++) {
         free(job->choices[i].text);
         free(job->choices[i].tokens);
@@ -216,6 +258,7 @@ static int on_event(void *user, const llmrt_token_event *ev) {
     srv_choice *c = &job->choices[sub->index * job->n + seq];
     int ok = 1;
     if (ev->text_len) ok = append_text(c, ev->text, ev->text_len);
+    if (ev->prompt && !sub->prompt_ready) ok = ok && prompt_scores_keep(sub, ev->prompt);
     if (ev->token_id >= 0) {
         c->total_tokens++;
         if (job->want_tokens && ok) ok = append_token(c, ev);
@@ -259,6 +302,9 @@ static void admit_locked(srv_engine *e, srv_job *job) {
         sub->req.user_data = sub;
         sub->req.stop = (const char *const *)job->stop_strings;
         sub->req.num_stop = job->num_stop;
+        sub->req.bad_word_ids = job->bad_word_ids;
+        sub->req.bad_word_lengths = job->bad_word_lengths;
+        sub->req.num_bad_words = job->num_bad_words;
         llmrt_status s = llmrt_runtime_submit(e->rt, &sub->req, &sub->id);
         if (s != LLMRT_OK) {
             job->state = SRV_JOB_FAILED;

@@ -61,6 +61,8 @@ typedef struct srv_sub {
     llmrt_request_id id;      /* 0 until submitted */
     int submitted, done;
     llmrt_result result;      /* valid once done */
+    llmrt_prompt_logprobs prompt; /* prompt_logprobs: copied from the first event */
+    int prompt_ready;
 } srv_sub;
 
 enum srv_job_state { SRV_JOB_QUEUED, SRV_JOB_RUNNING, SRV_JOB_DONE, SRV_JOB_FAILED };
@@ -72,6 +74,8 @@ typedef struct srv_job {
     srv_choice *choices;      /* [num_subs * n] */
     char *stop_strings[LLMRT_MAX_STOP_STRINGS]; /* owned copies the requests point at */
     int num_stop;
+    int32_t *bad_word_ids, *bad_word_lengths; /* the requests' bad words, tokenized */
+    int32_t num_bad_words, num_bad_word_ids;
     int want_tokens;          /* keep per-token data for the consumer (logprobs) */
     enum srv_job_state state;
     int error_status;         /* FAILED: the HTTP status (400, 500) */
@@ -109,6 +113,8 @@ const void *srv_engine_generation_config(const srv_engine *e);
 srv_job *srv_job_new(srv_engine *e, int num_subs, int n);
 /* Copies a stop string into the job; 0 when there are too many. */
 int srv_job_add_stop(srv_job *job, const char *stop);
+/* Appends a tokenized bad word to the job; 0 when out of memory. */
+int srv_job_add_bad_word(srv_job *job, const int32_t *ids, int32_t n);
 
 enum { SRV_ENQUEUE_OK = 0, SRV_ENQUEUE_FULL = 1, SRV_ENQUEUE_DRAINING = 2 };
 /* Hands the job to the engine thread (which takes its own reference). */

@@ -202,6 +202,8 @@ int srv_job_take(srv_job *job, srv_taken *out, int *reported) {
         c->text_len = c->text_cap = 0;
         c->tokens = NULL;
         c->num_tokens = c->tokens_cap = 0;
+        const srv_sub *sub = &job->subs[i / job->n];
+        t->prompt = sub->prompt_ready ? &sub->prompt : NULL; /* fixed once ready */
         if (c->finished && !reported[i]) {
             t->finished_now = 1;
             t->finish_reason = c->finish_reason;

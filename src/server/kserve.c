@@ -78,12 +78,6 @@ static srv_job *generate_job(srv_server *s, json_t *body, srv_reply *reply) {
     }
     json_t *stop = json_object_get(fields, "stop_words");
     if (stop) json_object_set(fields, "stop", stop);
-    json_t *bad = json_object_get(fields, "bad_words");
-    if (bad && !json_is_null(bad) && !(json_is_string(bad) && json_string_length(bad) == 0) &&
-        !(json_is_array(bad) && json_array_size(bad) == 0)) {
-        kserve_error(reply, 400, "'bad_words' is not supported by this server");
-        goto done;
-    }
     job = text_job(s, json_string_value(text), json_string_length(text), fields, json_object_get(fields, "max_tokens"),
                    reply);
 done:

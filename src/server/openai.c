@@ -1,10 +1,13 @@
 /* The OpenAI-compatible API: /v1/models, /v1/completions and
  * /v1/chat/completions, non-streaming and streaming (server-sent events, one
  * chunk per choice per engine step that produced text, then data: [DONE]).
+ * Completions with echo and logprobs score the prompt too, as evaluation
+ * harnesses ask (lm-evaluation-harness's loglikelihood).
  *
  * Unknown fields are ignored, as clients send many; fields the server cannot
- * honour (response_format json_object/json_schema, tools, echo with
- * logprobs) are refused with a 400 that names them. */
+ * honour (response_format json_object/json_schema, tools) are refused with
+ * a 400 that names them. */
+#include <math.h>
 #define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
 #include <stdio.h>
@@ -190,10 +193,21 @@ static void logprobs_begin(oa_logprobs *l, int chat) {
     }
 }
 
+/* A NaN logprob (the prompt's first token, which nothing predicts) is
+ * null, with null alternatives. */
 static void logprobs_add(oa_logprobs *l, const llmrt_tokenizer *tok, int32_t id, float logprob, int32_t num_top,
                          const int32_t *top_ids, const float *top_logprobs, size_t *offset) {
     char *text = token_text(tok, id);
     if (!text) return;
+    if (isnan(logprob) && !l->content) {
+        json_array_append_new(l->tokens, text_json(text, strlen(text)));
+        json_array_append_new(l->token_logprobs, json_null());
+        json_array_append_new(l->top, json_null());
+        json_array_append_new(l->offsets, json_integer((json_int_t)*offset));
+        *offset += strlen(text);
+        free(text);
+        return;
+    }
     if (l->content) {
         json_t *entry = json_object(), *alts = json_array();
         json_object_set_new(entry, "token", text_json(text, strlen(text)));
@@ -224,6 +238,14 @@ static void logprobs_add(oa_logprobs *l, const llmrt_tokenizer *tok, int32_t id,
         *offset += strlen(text);
     }
     free(text);
+}
+
+/* The scored prompt's tokens, ahead of the generated ones (echo). */
+static void prompt_logprobs_add(oa_logprobs *l, const llmrt_tokenizer *tok, const llmrt_prompt_logprobs *p,
+                                size_t *offset) {
+    for (int32_t k = 0; k < p->num_tokens; k++)
+        logprobs_add(l, tok, p->ids[k], p->logprobs[k], p->num_top, p->top_ids + (size_t)k * (size_t)p->num_top,
+                     p->top_logprobs + (size_t)k * (size_t)p->num_top, offset);
 }
 
 /* ---- building jobs ---------------------------------------------------------------- */
@@ -338,6 +360,7 @@ static srv_job *completion_job(oa_request *r, srv_reply *reply) {
         q->sampling.max_tokens = max_tokens;
         q->n = r->n;
         q->logprobs = r->top_logprobs;
+        q->prompt_logprobs = r->echo && r->logprobs;
         q->sampling.seed = base.sampling.seed + (uint64_t)i; /* each prompt of a list has its own stream */
     }
     return job;
@@ -500,6 +523,10 @@ static void reply_complete(oa_request *r, srv_job *job, srv_reply *reply) {
             if (r->logprobs && seq->logprobs) {
                 oa_logprobs l;
                 logprobs_begin(&l, r->chat);
+                if (r->echo) {
+                    size_t prompt_offset = 0;
+                    prompt_logprobs_add(&l, tok, &res->prompt, &prompt_offset);
+                }
                 for (int32_t k = 0; k < seq->num_output; k++)
                     logprobs_add(&l, tok, seq->output_ids[k], seq->logprobs[k], seq->num_top,
                                  seq->top_ids + (size_t)k * (size_t)seq->num_top,
@@ -573,12 +600,22 @@ static int oa_produce(void *ctx, srv_job *job, srv_buf *out) {
     const llmrt_tokenizer *tok = srv_engine_tokenizer(r->server->engine);
     for (int i = 0; i < t.num_choices; i++) {
         srv_taken_choice *c = &t.choices[i];
-        if (!s->started[i]) {
+        /* echo with logprobs: the prompt's chunk waits for its scores */
+        const int wait_scores = r->echo && r->logprobs && !c->prompt && !t.job_over;
+        if (!s->started[i] && !wait_scores) {
             s->started[i] = 1;
             if (r->chat) send_event(out, chunk(s, i, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL));
             else if (r->echo && r->echo_text[i / job->n]) {
                 const char *e = r->echo_text[i / job->n];
-                send_event(out, chunk(s, i, text_json(e, strlen(e)), NULL, NULL));
+                json_t *lp = NULL;
+                if (r->logprobs && c->prompt) {
+                    oa_logprobs l;
+                    size_t prompt_offset = 0;
+                    logprobs_begin(&l, 0);
+                    prompt_logprobs_add(&l, tok, c->prompt, &prompt_offset);
+                    lp = l.root;
+                }
+                send_event(out, chunk(s, i, text_json(e, strlen(e)), lp, NULL));
                 s->offsets[i] = strlen(e);
             }
         }
@@ -632,10 +669,6 @@ static void generate(srv_http_request *req, srv_reply *reply, int chat) {
             goto done;
         }
         r.echo = json_is_true(echo);
-        if (r.echo && r.logprobs) {
-            srv_reply_error(reply, 400, "echo", "'echo' with 'logprobs' (prompt logprobs) is not supported by this server");
-            goto done;
-        }
         json_t *suffix = json_object_get(r.body, "suffix");
         if (suffix && !json_is_null(suffix)) {
             srv_reply_error(reply, 400, "suffix", "'suffix' is not supported by this server");

@@ -5,6 +5,7 @@
  * so a bad one is a 400 naming the field, never a surprise in the engine. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/server.h"
@@ -56,6 +57,34 @@ static int read_integer(json_t *body, const char *key, double lo, double hi, dou
     if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == floor(json_real_value(v))))
         return bad(err, key, "'%s' must be an integer in [%g, %g]", lo, hi);
     return read_number(body, key, lo, hi, out, err);
+}
+
+enum { SRV_MAX_BAD_WORDS = 64 };
+
+/* bad_words (Triton; vLLM's extra field): a string or a list of strings,
+ * each tokenized as it stands (no special tokens) into a sequence the
+ * output must not contain. */
+static int read_bad_words(srv_server *s, json_t *body, srv_job *job, srv_params_error *err) {
+    json_t *v = json_object_get(body, "bad_words");
+    if (!v || json_is_null(v)) return 1;
+    size_t count = json_is_array(v) ? json_array_size(v) : 1;
+    if (!json_is_string(v) && !json_is_array(v))
+        return bad(err, "bad_words", "'%s' must be a string or a list of strings", 0, 0);
+    if (count > SRV_MAX_BAD_WORDS) return bad(err, "bad_words", "'%s' takes at most %g strings", SRV_MAX_BAD_WORDS, 0);
+    for (size_t i = 0; i < count; i++) {
+        json_t *item = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_string(item)) return bad(err, "bad_words", "'%s' must hold strings", 0, 0);
+        if (json_string_length(item) == 0) continue; /* Triton sends "" for none */
+        int32_t *ids = NULL, n = 0;
+        if (!srv_encode(s, json_string_value(item), json_string_length(item), LLMRT_ENCODE_PLAIN, &ids, &n, err)) {
+            snprintf(err->param, sizeof err->param, "bad_words");
+            return 0;
+        }
+        int ok = srv_job_add_bad_word(job, ids, n);
+        free(ids);
+        if (!ok) return bad(err, "bad_words", "out of memory", 0, 0);
+    }
+    return 1;
 }
 
 static double config_number(srv_server *s, const char *key, double fallback) {
@@ -115,7 +144,7 @@ int srv_params_read(srv_server *s, json_t *body, llmrt_request *r, srv_job *job,
             return bad(err, "stop", "'%s' must be a string or a list of strings", 0, 0);
         }
     }
-    return 1;
+    return read_bad_words(s, body, job, err);
 }
 
 int srv_params_max_tokens(srv_server *s, json_t *body, const char *const *keys, int32_t prompt_len, int32_t fallback,

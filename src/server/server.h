@@ -115,6 +115,7 @@ typedef struct srv_taken_choice {
     int32_t num_tokens;
     int finished_now;           /* finished, and not reported by an earlier take */
     const char *finish_reason;
+    const llmrt_prompt_logprobs *prompt; /* the prompt's scores once known (prompt_logprobs) */
 } srv_taken_choice;
 typedef struct srv_taken {
     int num_choices;

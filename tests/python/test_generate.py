@@ -80,6 +80,30 @@ def test_n_sequences_and_logprobs(llm):
     assert llm.generate("Hello", SamplingParams(max_tokens=4))[0].logprobs is None
 
 
+def test_prompt_logprobs_score_the_continuation(llm):
+    """The prompt's scores of a greedy continuation are the log-probabilities
+    it was generated with."""
+    first = llm.generate("The king said", SamplingParams(max_tokens=6, logprobs=0))[0]
+    ids = llm.tokenizer.encode("The king said") + first.token_ids
+    out = llm.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=1, prompt_logprobs=2))[0]
+    scores = out.prompt_logprobs
+    assert len(scores) == len(ids) and scores[0] is None
+    assert all(ids[k] in scores[k] and 2 <= len(scores[k]) <= 3 for k in range(1, len(ids)))
+    generated = [d[t] for t, d in zip(first.token_ids, first.logprobs)]
+    tail = [scores[k][ids[k]] for k in range(len(ids) - 6, len(ids))]
+    assert tail == pytest.approx(generated, abs=1e-4)
+    assert llm.generate("Hello", SamplingParams(max_tokens=2))[0].prompt_logprobs is None
+
+
+def test_bad_words_are_not_generated(llm):
+    free = llm.generate("Once upon a time", SamplingParams(max_tokens=8))[0]
+    word = llm.tokenizer.decode(free.token_ids[:1])
+    banned = llm.generate("Once upon a time", SamplingParams(max_tokens=8, bad_words=[word]))[0]
+    assert banned.token_ids[0] != free.token_ids[0]
+    with pytest.raises(ValueError):
+        SamplingParams(bad_words=[""])
+
+
 def test_prompt_token_ids_and_tokenizer(llm, cli_run):
     want = cli_run("In the beginning", "--max-tokens", "10")
     ids = llm.tokenizer.encode("In the beginning")

@@ -65,6 +65,22 @@ expect_code 200 "$o" POST "$U/v1/completions" -d "{\"prompt\":\"$prompt\",\"max_
 jcheck "$o" 'j["choices"][0]["text"].startswith("Once upon a time")'
 expect_code 200 "$o" POST "$U/v1/completions" -d "{\"prompt\":\"$prompt\",\"max_tokens\":4,\"logprobs\":2}"
 jcheck "$o" 'len(j["choices"][0]["logprobs"]["tokens"]) == 4 and len(j["choices"][0]["logprobs"]["token_logprobs"]) == 4 and all(len(t) == 2 for t in j["choices"][0]["logprobs"]["top_logprobs"]) and j["choices"][0]["logprobs"]["text_offset"][0] == 0'
+cp "$o" "$tmp/lp.json"
+# echo with logprobs scores the prompt too (lm-evaluation-harness's loglikelihood)
+expect_code 200 "$o" POST "$U/v1/completions" -d "{\"prompt\":\"$prompt\",\"max_tokens\":4,\"logprobs\":2,\"echo\":true}"
+cp "$o" "$tmp/echo.json"
+python3 - "$o" "$tmp/lp.json" <<'PY' && ok || bad "echo with logprobs: prompt scores missing or generated ones differ"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+la, lb = a["choices"][0]["logprobs"], b["choices"][0]["logprobs"]
+p = a["usage"]["prompt_tokens"]
+assert a["choices"][0]["text"].startswith("Once upon a time")
+assert len(la["tokens"]) == len(la["token_logprobs"]) == len(la["top_logprobs"]) == p + 4
+assert la["token_logprobs"][0] is None and la["top_logprobs"][0] is None
+assert all(x <= 0 for x in la["token_logprobs"][1:]) and all(len(t) == 2 for t in la["top_logprobs"][1:])
+assert la["tokens"][p:] == lb["tokens"]
+assert all(abs(x - y) < 1e-5 for x, y in zip(la["token_logprobs"][p:], lb["token_logprobs"]))
+PY
 expect_code 200 "$o" POST "$U/v1/completions" -d "{\"prompt\":\"$prompt\",\"max_tokens\":4,\"ignore_eos\":true,\"max_completion_tokens\":2}"
 jcheck "$o" 'j["usage"]["completion_tokens"] == 4'
 
@@ -77,6 +93,16 @@ sse "$tmp/s2.txt" && ok || bad "completion stream with empty stream_options malf
 curl -sN "$U/v1/completions" -d '{"prompt":["a","b"],"n":2,"temperature":0.7,"max_tokens":5,"stream":true,"logprobs":1}' >"$tmp/s3.txt"
 sse "$tmp/s3.txt" --choices 4 && ok || bad "stream of 4 choices malformed"
 grep -q '"token_logprobs"' "$tmp/s3.txt" && ok || bad "streamed logprobs missing"
+curl -sN "$U/v1/completions" -d "{\"prompt\":\"$prompt\",\"max_tokens\":3,\"stream\":true,\"echo\":true,\"logprobs\":1}" >"$tmp/s4.txt"
+sse "$tmp/s4.txt" && ok || bad "stream with echo and logprobs malformed"
+python3 - "$tmp/s4.txt" "$tmp/echo.json" <<'PY' && ok || bad "streamed echo does not lead with the scored prompt"
+import json, sys
+first = json.loads(open(sys.argv[1]).read().split("\n\n")[0][6:])["choices"][0]
+echo = json.load(open(sys.argv[2]))["choices"][0]["logprobs"]
+assert first["text"] == "Once upon a time"
+p = len(echo["tokens"]) - 4
+assert first["logprobs"]["tokens"] == echo["tokens"][:p] and first["logprobs"]["token_logprobs"][0] is None
+PY
 
 # --- chat ------------------------------------------------------------------------
 msgs='[{"role":"system","content":"You are terse."},{"role":"user","content":"Tell me a story."}]'
@@ -115,7 +141,7 @@ expect_error 400 "$o" POST "$C" -d '{"prompt":"lone \ud800 surrogate"}'
 expect_error 400 "$o" POST "$C" -d '{"prompt":[1,2,4096]}'
 expect_error 400 "$o" POST "$C" -d '{"prompt":[1,-2]}'
 expect_error 400 "$o" POST "$C" -d '{"prompt":[]}'
-expect_error 400 "$o" POST "$C" -d '{"prompt":"x","echo":true,"logprobs":1}'
+expect_error 400 "$o" POST "$C" -d '{"prompt":"x","bad_words":[1]}'
 head -c 70000 /dev/zero | tr '\0' 'a' >"$tmp/big.txt"
 expect_error 413 "$o" POST "$C" --data-binary @"$tmp/big.txt"
 expect_error 413 "$o" POST "$C" -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big.txt"
@@ -160,7 +186,15 @@ expect_code 200 "$o" POST "$U/v2/models/demo/infer" -d "{\"id\":\"r1\",\"inputs\
 python3 -c "import json,sys; a=json.load(open('$o')); o=a['outputs'][0]; sys.exit(not (a['id']=='r1' and o['name']=='text_output' and o['datatype']=='BYTES' and o['data'][0]==json.load(open('$tmp/run.json'))['text']))" && ok || bad "infer output differs"
 expect_code 400 "$o" POST "$U/v2/models/demo/generate" -d '{"max_tokens":3}'
 jcheck "$o" 'isinstance(j["error"], str)'
-expect_code 400 "$o" POST "$U/v2/models/demo/generate" -d '{"text_input":"x","bad_words":["y"]}'
+# bad_words: the greedy continuation's first word, banned, is not generated
+expect_code 200 "$o" POST "$U/v2/models/demo/generate" -d "{\"text_input\":\"$prompt\",\"max_tokens\":12,\"bad_words\":[\"$(python3 -c "import json,re; print(re.match(r'\s*\S+', json.load(open('$tmp/run.json'))['text']).group(0))")\"]}"
+python3 - "$o" "$tmp/run.json" <<'PY' && ok || bad "bad_words did not change the greedy text"
+import json, re, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+first = re.match(r"\s*\S+", b["text"]).group(0)
+assert not a["text_output"].startswith(first), (a, first)
+PY
+expect_code 400 "$o" POST "$U/v2/models/demo/generate" -d '{"text_input":"x","bad_words":{"y":1}}'
 expect_code 400 "$o" POST "$U/v2/models/demo/generate" -d '{"text_input":"x","max_tokens":0}'
 expect_code 400 "$o" POST "$U/v2/models/demo/infer" -d '{"inputs":[{"name":"text_input","datatype":"INT32","shape":[1],"data":[1]}]}'
 expect_code 400 "$o" POST "$U/v2/models/demo/infer" -d '{"inputs":[{"name":"other","datatype":"BYTES","shape":[1],"data":["x"]}]}'

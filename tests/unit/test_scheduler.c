@@ -19,12 +19,6 @@
 #define CASE_DIR LLMRT_SOURCE_DIR "/tests/golden/cases/llama_f32"
 enum { MAX_REQ = 16, VOCAB = 128 };
 
-#define RUN_TEST_ARG(fn, arg)            \
-    do {                                 \
-        fprintf(stderr, "-- %s\n", #fn); \
-        fn(arg);                         \
-    } while (0)
-
 static char engine_path[1024], text_engine_path[1024];
 
 /* A 128-token vocabulary of printable characters and pairs, no merges, with

@@ -41,6 +41,13 @@ extern int test_checks_failed;
         fn();                                \
     } while (0)
 
+/* Runs a test function with one argument, printing its name. */
+#define RUN_TEST_ARG(fn, arg)                \
+    do {                                     \
+        fprintf(stderr, "-- %s\n", #fn);     \
+        fn(arg);                             \
+    } while (0)
+
 /* Prints the summary line and returns the process exit code. */
 int test_finish(void);
 
