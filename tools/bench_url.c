@@ -1,5 +1,5 @@
 /* llmrt bench --url over libcurl: see bench_url.h. TTFT is taken at the
- * first server-sent event that carries text, as a client sees it. */
+ * first server-sent event of a step that generated, as a client sees it. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_url.h"
 
@@ -54,8 +54,11 @@ static void on_event_data(stream_state *s, const char *data) {
     }
     json_t *choices = json_object_get(o, "choices"), *usage = json_object_get(o, "usage"), *error = json_object_get(o, "error");
     if (error) snprintf(s->result.error, sizeof s->result.error, "%.200s", json_string_value(json_object_get(error, "message")));
-    const char *text = json_string_value(json_object_get(json_array_get(choices, 0), "text"));
-    if (text && *text) {
+    /* every step's chunk counts, text or not (held back, or no tokenizer);
+     * the last one, with a finish_reason, carries no token */
+    json_t *choice = json_array_get(choices, 0);
+    const char *text = json_string_value(json_object_get(choice, "text"));
+    if (text && json_is_null(json_object_get(choice, "finish_reason"))) {
         double t = cli_now_seconds() - s->start;
         if (s->result.num_chunks == 0) s->result.ttft = t;
         if (s->result.num_chunks == s->times_cap) {

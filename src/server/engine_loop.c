@@ -261,6 +261,7 @@ static int on_event(void *user, const llmrt_token_event *ev) {
     if (ev->prompt && !sub->prompt_ready) ok = ok && prompt_scores_keep(sub, ev->prompt);
     if (ev->token_id >= 0) {
         c->total_tokens++;
+        c->new_tokens++;
         if (job->want_tokens && ok) ok = append_token(c, ev);
     }
     if (ev->finished) {

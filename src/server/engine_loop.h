@@ -48,6 +48,7 @@ typedef struct srv_choice {
     srv_token *tokens;        /* pending tokens */
     int32_t num_tokens, tokens_cap;
     int32_t total_tokens;     /* generated so far */
+    int32_t new_tokens;       /* generated since the consumer last took */
     int finished;
     const char *finish_reason; /* static, once finished */
 } srv_choice;

@@ -198,6 +198,8 @@ int srv_job_take(srv_job *job, srv_taken *out, int *reported) {
         t->text_len = c->text_len;
         t->tokens = c->tokens;
         t->num_tokens = c->num_tokens;
+        t->new_tokens = c->new_tokens;
+        c->new_tokens = 0;
         c->text = NULL;
         c->text_len = c->text_cap = 0;
         c->tokens = NULL;

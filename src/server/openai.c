@@ -619,7 +619,10 @@ static int oa_produce(void *ctx, srv_job *job, srv_buf *out) {
                 s->offsets[i] = strlen(e);
             }
         }
-        if (c->text_len || (r->logprobs && c->num_tokens)) {
+        /* a chunk per step that generated: tokens whose text is held back
+         * (an incomplete character, a possible stop string) or that have
+         * none (an engine without a tokenizer) give an empty one */
+        if (c->text_len || c->new_tokens) {
             json_t *lp = NULL;
             if (r->logprobs && c->num_tokens) {
                 oa_logprobs l;

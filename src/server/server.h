@@ -113,6 +113,7 @@ typedef struct srv_taken_choice {
     size_t text_len;
     srv_token *tokens;
     int32_t num_tokens;
+    int32_t new_tokens;         /* generated since the last take (with or without text) */
     int finished_now;           /* finished, and not reported by an earlier take */
     const char *finish_reason;
     const llmrt_prompt_logprobs *prompt; /* the prompt's scores once known (prompt_logprobs) */
