@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "run_requests.h"
 
@@ -19,6 +20,8 @@ typedef struct url_run {
     const char *url;
     const bench_prompt *prompts;
     int32_t num_prompts, first, total;
+    const double *arrivals;
+    double start;
     float temperature;
     uint64_t seed;
     char model[256];
@@ -128,6 +131,13 @@ static void *worker(void *arg) {
     for (;;) {
         int32_t i = atomic_fetch_add(&r->next, 1);
         if (i >= r->total) break;
+        if (r->arrivals) { /* Poisson arrivals: not before its time */
+            double wait = r->start + r->arrivals[i] - cli_now_seconds();
+            if (wait > 0) {
+                struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+        }
         char *body = request_body(r, i);
         s.len = 0;
         s.done = 0;
@@ -185,19 +195,21 @@ static int fetch_model(url_run *r) {
 static void init_curl(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 int bench_url_run(const char *url, const bench_prompt *prompts, int32_t num_prompts, int32_t first, int32_t total,
-                  int32_t concurrency, float temperature, uint64_t seed, bench_url_record record, void *user,
-                  double *seconds) {
+                  int32_t concurrency, const double *arrivals, float temperature, uint64_t seed,
+                  bench_url_record record, void *user, double *seconds) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, init_curl);
     url_run r = {.url = url, .prompts = prompts, .num_prompts = num_prompts, .first = first, .total = total,
-                 .temperature = temperature, .seed = seed, .record = record, .user = user};
+                 .arrivals = arrivals, .temperature = temperature, .seed = seed, .record = record, .user = user};
     if (!fetch_model(&r)) return 0;
     pthread_mutex_init(&r.lock, NULL);
-    int32_t n = concurrency > 0 ? concurrency : 1;
+    /* one client thread per request in flight */
+    int32_t n = concurrency > 0 ? concurrency : arrivals ? total : 1;
     if (n > total) n = total;
     pthread_t *threads = calloc((size_t)n, sizeof *threads);
     if (!threads) return 0;
     double start = cli_now_seconds();
+    r.start = start;
     r.last_finish = start;
     int32_t started = 0;
     for (; started < n; started++)
@@ -210,8 +222,8 @@ int bench_url_run(const char *url, const bench_prompt *prompts, int32_t num_prom
 }
 #else
 int bench_url_run(const char *url, const bench_prompt *prompts, int32_t num_prompts, int32_t first, int32_t total,
-                  int32_t concurrency, float temperature, uint64_t seed, bench_url_record record, void *user,
-                  double *seconds) {
+                  int32_t concurrency, const double *arrivals, float temperature, uint64_t seed,
+                  bench_url_record record, void *user, double *seconds) {
     fprintf(stderr, "llmrt bench: --url needs libcurl (Debian libcurl4-openssl-dev); this build has none\n");
     return 0;
 }

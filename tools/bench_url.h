@@ -27,11 +27,13 @@ typedef struct bench_url_result {
 typedef void (*bench_url_record)(void *user, const bench_url_result *result);
 
 /* Sends prompts[(first + i) % num_prompts] for i < total with `concurrency`
- * in flight; calls record (serialised) for each; *seconds is the wall time
- * from the first send to the last finish. Returns 0 when the server cannot
+ * in flight; with `arrivals` (seconds after the start, one per request,
+ * ascending) request i is not sent before its arrival, and concurrency is a
+ * cap (0: none). Calls record (serialised) for each; *seconds is the wall
+ * time from the start to the last finish. Returns 0 when the server cannot
  * be reached or libcurl is missing. */
 int bench_url_run(const char *url, const bench_prompt *prompts, int32_t num_prompts, int32_t first, int32_t total,
-                  int32_t concurrency, float temperature, uint64_t seed, bench_url_record record, void *user,
-                  double *seconds);
+                  int32_t concurrency, const double *arrivals, float temperature, uint64_t seed,
+                  bench_url_record record, void *user, double *seconds);
 
 #endif

@@ -352,10 +352,6 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llmrt bench: give one of --engine FILE and --url URL\n");
         return 2;
     }
-    if (url && c.rate > 0) {
-        fprintf(stderr, "llmrt bench: --rate is not supported with --url (use --concurrency)\n");
-        return 2;
-    }
     if (c.rate > 0 && !concurrency_set) c.concurrency = 0;
     if (c.warmup < 0) c.warmup = c.concurrency > 0 ? c.concurrency : 1;
     llmrt_set_log_level(1);
@@ -403,12 +399,18 @@ int cmd_bench(int argc, char **argv) {
     llmrt_runtime_stats st = {0};
     if (url) {
         int32_t warm_concurrency = c.concurrency > 0 ? c.concurrency : 1;
-        if (c.warmup > 0 && !bench_url_run(url, prompts, num_prompts, 0, c.warmup, warm_concurrency, c.temperature,
-                                           c.seed, url_record, NULL, &t.seconds))
-            goto done;
-        if (!bench_url_run(url, prompts, num_prompts, c.warmup, c.requests, warm_concurrency, c.temperature, c.seed,
-                           url_record, &t, &t.seconds))
-            goto done;
+        /* the in-process run's arrival times: same seed, same draws */
+        double *arrivals = c.rate > 0 ? malloc((size_t)c.requests * sizeof *arrivals) : NULL;
+        uint64_t draws = c.seed * 2654435761u + 17;
+        for (int32_t i = 0; arrivals && i < c.requests; i++)
+            arrivals[i] = i ? arrivals[i - 1] + exponential(&draws) / c.rate : 0;
+        int ok = (c.rate <= 0 || arrivals) &&
+                 (c.warmup == 0 || bench_url_run(url, prompts, num_prompts, 0, c.warmup, warm_concurrency, NULL,
+                                                 c.temperature, c.seed, url_record, NULL, &t.seconds)) &&
+                 bench_url_run(url, prompts, num_prompts, c.warmup, c.requests, c.rate > 0 ? c.concurrency : warm_concurrency,
+                               arrivals, c.temperature, c.seed, url_record, &t, &t.seconds);
+        free(arrivals);
+        if (!ok) goto done;
         engine_path = url;
         goto report;
     }
