@@ -235,6 +235,9 @@ grep -qE '"POST /v1/completions" 413 ' "$tmp/main.log" && ok || bad "no access-l
 # --- llmrt bench --url: the benchmark over the streaming API -----------------------
 if "$llmrt" bench --url "$U" --input-len 8 --output-len 4 --concurrency 2 --requests 4 --json >"$tmp/bench.json" 2>"$tmp/bench.err"; then
   jcheck "$tmp/bench.json" 'j["requests"] == 4 and j["failed"] == 0 and j["output_tokens"] == 16 and j["input_tokens"] == 32 and j["ttft_ms"]["p50"] > 0'
+  # Poisson arrivals at 8 requests/s: 6 requests take about 5/8 s of arrivals
+  "$llmrt" bench --url "$U" --input-len 8 --output-len 4 --rate 8 --requests 6 --warmup 0 --json >"$tmp/bench.json" 2>"$tmp/bench.err"
+  jcheck "$tmp/bench.json" 'j["requests"] == 6 and j["failed"] == 0 and j["rate"] == 8 and j["output_tokens"] == 24 and j["duration_s"] > 0.1'
 elif grep -q 'needs libcurl' "$tmp/bench.err"; then
   echo "note: this build has no libcurl: bench --url not checked"
 else
