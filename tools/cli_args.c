@@ -163,3 +163,15 @@ int cli_check_utf8(const char *command, const char *what, const char *text, size
     fprintf(stderr, "%s: %s: invalid UTF-8 at byte offset %zu\n", command, what, bad);
     return 0;
 }
+
+int cli_engine_limit(cli_args *a, const char *option, int32_t *max_seq_len, int32_t *max_batch,
+                     int32_t *max_num_tokens) {
+    int32_t *target = strcmp(option, "--max-seq-len") == 0      ? max_seq_len
+                      : strcmp(option, "--max-batch") == 0      ? max_batch
+                      : strcmp(option, "--max-num-tokens") == 0 ? max_num_tokens
+                                                                : NULL;
+    if (!target) return 0;
+    int64_t x;
+    if (cli_int(a, option, 1, 1 << 24, &x)) *target = (int32_t)x;
+    return 1;
+}

@@ -40,6 +40,15 @@ size_t cli_utf8_invalid_at(const char *text, size_t len);
  * refuses such text). */
 int cli_check_utf8(const char *command, const char *what, const char *text, size_t len);
 
+/* The engine's load-time limits (llmrt_engine_options): consumes the
+ * option and returns 1 if it is one of them. */
+int cli_engine_limit(cli_args *a, const char *option, int32_t *max_seq_len, int32_t *max_batch,
+                     int32_t *max_num_tokens);
+#define CLI_ENGINE_LIMITS_HELP                                                                          \
+    "  --max-seq-len N     tokens per sequence, up to the model's positions (default: the build's)\n" \
+    "  --max-batch N       sequences per step (default: the build's)\n"                               \
+    "  --max-num-tokens N  tokens per step, at least max-batch (default: the build's)\n"
+
 /* Parses "1,2,3" into a malloc'd array. */
 int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **out, int32_t *count);
 

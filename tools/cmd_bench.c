@@ -40,8 +40,7 @@ static void bench_usage(FILE *out) {
             "  --temperature T     sampling temperature (default 0: greedy)\n"
             "  --seed S            prompts and arrivals (default 0)\n"
             "  --threads N         CPU threads (default: all cores)\n"
-            "  --max-batch N       sequences a step, at most the engine's (default: the engine's)\n"
-            "  --max-num-tokens N  tokens a step, at most the engine's (default: the engine's)\n"
+            CLI_ENGINE_LIMITS_HELP
             "  --json              print one JSON object\n");
 }
 
@@ -317,7 +316,6 @@ int cmd_bench(int argc, char **argv) {
     cli_args a;
     cli_begin(&a, "llmrt bench", argc, argv);
     const char *engine_path = NULL, *dataset = NULL, *url = NULL;
-    int32_t max_batch = 0, max_num_tokens = 0; /* 0: the engine's */
     int64_t input_len = 128, output_len = 128;
     bench_config c = {.concurrency = 1, .requests = 32, .warmup = -1};
     int json = 0, concurrency_set = 0;
@@ -342,8 +340,7 @@ int cmd_bench(int argc, char **argv) {
         else if (strcmp(opt, "--temperature") == 0) { if (cli_float(&a, opt, 0, 100, &f)) c.temperature = (float)f; }
         else if (strcmp(opt, "--seed") == 0) { if (cli_int(&a, opt, 0, INT64_MAX, &x)) c.seed = (uint64_t)x; }
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
-        else if (strcmp(opt, "--max-batch") == 0) { if (cli_int(&a, opt, 1, 1 << 20, &x)) max_batch = (int32_t)x; }
-        else if (strcmp(opt, "--max-num-tokens") == 0) { if (cli_int(&a, opt, 1, 1 << 24, &x)) max_num_tokens = (int32_t)x; }
+        else if (cli_engine_limit(&a, opt, &eo.max_seq_len, &eo.max_batch, &eo.max_num_tokens)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt bench --help)", opt);
     }
@@ -416,8 +413,6 @@ int cmd_bench(int argc, char **argv) {
     }
     llmrt_runtime_options ro;
     llmrt_runtime_options_init(&ro);
-    ro.max_batch = max_batch;
-    ro.max_num_tokens = max_num_tokens;
     if (llmrt_runtime_create(engine, &ro, &rt) != LLMRT_OK) {
         code = report_failure("bench");
         goto done;

@@ -26,6 +26,7 @@ static void serve_usage(FILE *out) {
             "                           (GPU: of the memory left, default 0.9; CPU: of the memory\n"
             "                           available, default 0.5; at most max-batch full sequences)\n"
             "  --threads N              CPU threads (default: all cores)\n"
+            CLI_ENGINE_LIMITS_HELP
             "  --no-access-log          no per-request log line on stderr\n"
             "  --verbose                engine loading progress\n");
 }
@@ -63,6 +64,7 @@ int cmd_serve(int argc, char **argv) {
                 o.kv_cache_memory = f;
             }
         } else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) o.num_threads = (int32_t)x; }
+        else if (cli_engine_limit(&a, opt, &o.max_seq_len, &o.max_batch, &o.max_num_tokens)) continue;
         else if (strcmp(opt, "--no-access-log") == 0) o.access_log = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) verbose = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt serve --help)", opt);

@@ -87,6 +87,12 @@ typedef struct llmrt_engine_options {
                                    0 = the backend's default. Never more than max_batch full sequences. */
     uint64_t kv_cache_bytes;    /* a KV cache of this many bytes instead (rounded down to whole blocks);
                                    default 0 = by kv_cache_fraction */
+    /* Limits a server tunes, set at load rather than baked in at build; 0
+     * keeps the build's. max_seq_len goes up to the model's
+     * max_position_embeddings; max_num_tokens is at least max_batch. */
+    int32_t max_seq_len;        /* tokens per sequence */
+    int32_t max_batch;          /* sequences per step */
+    int32_t max_num_tokens;     /* tokens per step (a longer prompt prefills in chunks) */
 } llmrt_engine_options;
 
 void llmrt_engine_options_init(llmrt_engine_options *options);

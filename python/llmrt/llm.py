@@ -21,8 +21,10 @@ Prompt = Union[str, Dict[str, Any]]  # text, or {"prompt_token_ids": [...]}
 
 _BUILD_OPTIONS = ("max_seq_len", "max_batch", "max_num_tokens", "seed", "random_weights", "disabled_passes",
                   "allow_nonfinite", "ignore_extra_tensors")
+# max_seq_len, max_batch and max_num_tokens are also the engine's load-time
+# limits: an engine file given as `model` runs with them
 _ENGINE_OPTIONS = ("num_threads", "device", "verify_checksum", "kv_block_size", "kv_cache_fraction",
-                   "kv_cache_bytes")
+                   "kv_cache_bytes", "max_seq_len", "max_batch", "max_num_tokens")
 _RUNTIME_OPTIONS = ("max_batch", "max_num_tokens", "kv_max_blocks", "prefix_caching")
 _WAIT_SLICE = 0.25  # seconds of steps per call into the library while waiting
 

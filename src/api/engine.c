@@ -36,6 +36,9 @@ llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *opt
     if (!(options->kv_cache_fraction >= 0 && options->kv_cache_fraction <= 1))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "kv cache fraction %g (0..1; 0 = the backend's default)",
                            (double)options->kv_cache_fraction);
+    if (options->max_seq_len < 0 || options->max_batch < 0 || options->max_num_tokens < 0)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "max_seq_len, max_batch and max_num_tokens must be >= 0 "
+                                                       "(0 = the build's)");
     return llmrt_loaded_engine_open(path, options, out);
 }
 

@@ -1,13 +1,37 @@
-/* Loading an engine: map the file, start the backend it was built for, and
- * set aside the identity block table llmrt_prompt_logits drives the
- * backend with. The KV cache is the backend's to size (from memory). */
+/* Loading an engine: map the file, apply the load-time limits, start the
+ * backend it was built for, and set aside the identity block table
+ * llmrt_prompt_logits drives the backend with. The KV cache is the
+ * backend's to size (from memory). */
 #include "engine/loaded_engine.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "compiler/passes.h"
 #include "core/log.h"
 #include "llmrt/tokenizer.h"
+
+/* The load-time limits over the build's: the plan takes them, and its
+ * activation arena is planned again when the tokens per step change. */
+static llmrt_status apply_limits(llmrt_plan *plan, const llmrt_model_config *config, const llmrt_engine_options *o) {
+    const int32_t seq_len = o->max_seq_len > 0 ? o->max_seq_len : plan->max_seq_len;
+    const int32_t batch = o->max_batch > 0 ? o->max_batch : plan->max_batch;
+    const int32_t tokens = o->max_num_tokens > 0 ? o->max_num_tokens : plan->max_num_tokens;
+    if (config->max_position_embeddings > 0 && seq_len > config->max_position_embeddings)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "max_seq_len %d is beyond the model's %d positions "
+                                                       "(max_position_embeddings)",
+                           seq_len, config->max_position_embeddings);
+    if (tokens < batch)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "max_num_tokens %d is below max_batch %d", tokens, batch);
+    plan->max_seq_len = seq_len;
+    plan->max_batch = batch;
+    if (tokens != plan->max_num_tokens) {
+        plan->max_num_tokens = tokens;
+        llmrt_pass_context ctx = {.plan = plan, .target = NULL};
+        LLMRT_TRY(llmrt_pass_plan_memory(plan->graph, &ctx));
+    }
+    return LLMRT_OK;
+}
 
 llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_options *options, llmrt_engine **out) {
     *out = NULL;
@@ -17,6 +41,10 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
     llmrt_status s = llmrt_engine_image_open(path, options->verify_checksum, &e->image);
     const llmrt_backend_ops *ops = NULL;
     if (s == LLMRT_OK) s = llmrt_backend_lookup(e->image->backend, &ops);
+    if (s == LLMRT_OK) {
+        s = apply_limits(e->image->plan, &e->image->config, options);
+        if (s != LLMRT_OK) llmrt_error_context(s, "%s", path);
+    }
     if (s == LLMRT_OK) {
         const llmrt_plan *plan = e->image->plan;
         e->block_size = options->kv_block_size;

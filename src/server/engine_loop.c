@@ -484,6 +484,9 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     llmrt_engine_options eo;
     llmrt_engine_options_init(&eo);
     if (o->num_threads > 0) eo.num_threads = o->num_threads;
+    eo.max_seq_len = o->max_seq_len;
+    eo.max_batch = o->max_batch;
+    eo.max_num_tokens = o->max_num_tokens;
     /* The backend sizes its KV pool at load: from a byte budget, or from a
      * fraction of free memory (GPU: 0.9 by default, of what weights and
      * activations leave; CPU: 0.5 of what is available). */
