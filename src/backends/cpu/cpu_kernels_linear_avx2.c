@@ -12,18 +12,19 @@
  *
  *  - M = 1 (decode): gemv8, eight W rows against x, prefetching ahead in
  *    every row into L2: eight DRAM streams a core.
- *  - M ≥ 2: a 2 × 6 tile, 2 rows of x × 6 rows of W in 12 accumulators.
- *    Each W vector is converted once and feeds both rows; per 8 values of k,
- *    8 loads feed 12 FMAs. The W rows are taken in chunks of ≤ 256 KB and x
- *    in blocks of ≤ 384 KB rows, so both stay in L2 (1 MB) while every row
- *    pair of the block meets every 6-row group of the chunk (L1).
+ *  - M ≥ 2: register tiles of x rows × W rows, 2 × 6 (below 32 rows) or
+ *    3 × 4, in 12 accumulators; each W vector is converted once and feeds
+ *    every row of the tile. The W rows are taken in chunks of ≤ 256 KB and x
+ *    in blocks of ≤ 384 KB of rows, so both stay in L2 (1 MB) while every
+ *    row group of the block meets every W group of the chunk (L1).
  *
  * Measured on the AVX-512 Zen 4 VM (one thread, CPU time, f16 512×2048 and
- * 256×5632 at M = 16 and 128): 2 × 6 tile 93-105 GFLOP/s; 2 × 4 86-99;
- * an outer-product 6 × 16 kernel on packed, transposed f32 panels 78-90
- * (packing 16 rows a K·2 bytes apart thrashes an L1 set, and the transpose
- * costs shuffles); the 2 × 4 tile on a converted f32 panel 72-75 (the
- * conversion in registers is not the bottleneck). The AVX-512 path: 93-114. */
+ * 256×5632; GFLOP/s): M = 128: 3 × 4 98-105, 2 × 6 88-101, the AVX-512
+ * path 98-101; M = 4-16: 2 × 6 86-107, 3 × 4 81-105. An outer-product 6 ×
+ * 16 kernel on packed, transposed f32 panels reached 78-90 (packing 16
+ * rows K·2 bytes apart thrashes an L1 set, and the transpose costs
+ * shuffles); the 2 × 4 tile on a converted f32 panel 72-75 (the conversion
+ * in registers is not the bottleneck). */
 #include <immintrin.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
@@ -35,8 +36,8 @@
  * 8 × 5632×2048 and 8 × 1024×5632 from DRAM, alternating, medians): L1 at
  * 1 KB 12.0 / 16.1 GB/s, L2 at 2 KB 18.0 / 19.3, no prefetch 17.8 / 16.5. */
 #define PREFETCH_BYTES 2048
-/* W rows per tile (12 accumulators + 2 x + 1 W of the 16 ymm registers). */
-#define TILE_NR 6
+/* From this many rows of x the 3 × 4 tile beats the 2 × 6 one. */
+#define WIDE_TILE_MIN_M 32
 /* L2 budget of the M ≥ 2 loop: a chunk of W rows and a block of x rows. */
 #define CHUNK_BYTES (256 << 10)
 #define XBLOCK_BYTES (384 << 10)
@@ -105,31 +106,38 @@ gemv8(const int type, float *y, const float *x, const void *w, int64_t K, int nr
     }
 }
 
-/* y[m, j] = bias[j] + x_m · w_j for m < MR (≤ 2) and 6 W rows (nr ≤ 6
- * valid; rows past nr re-read the last one, results dropped). Named
- * accumulators, not an array: GCC keeps these in registers. */
+/* y[m, j] = bias[j] + x_m · w_j for m < MR and NR W rows (nr ≤ NR valid;
+ * rows past nr re-read the last one, results dropped): MR × NR ≤ 12
+ * accumulators, MR x registers and one W vector at a time, converted once
+ * for the MR rows. Named accumulators, not an array: GCC keeps these in
+ * registers (the unused ones vanish). */
 static inline __attribute__((always_inline)) CPU_TARGET_AVX2 void
-dot_tile(const int MR, const int type, float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
-         int64_t K, int nr, const float *bias) {
+dot_tile(const int MR, const int NR, const int type, float *y, int64_t ldy, const float *x, int64_t ldx,
+         const void *w, int64_t K, int nr, const float *bias) {
     const size_t esize = type == W_F32 ? 4 : 2;
     const char *r[6];
     for (int j = 0; j < 6; j++) r[j] = (const char *)w + (size_t)(j < nr ? j : nr - 1) * K * esize;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00;
     __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c24 = c00, c25 = c00;
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
-        const __m256 x0 = _mm256_loadu_ps(x + k), x1 = MR > 1 ? _mm256_loadu_ps(x + ldx + k) : x0;
-#define DOT_COL(j, d0, d1)                                                                                \
-    {                                                                                                     \
+        const __m256 x0 = _mm256_loadu_ps(x + k);
+        const __m256 x1 = MR > 1 ? _mm256_loadu_ps(x + ldx + k) : x0;
+        const __m256 x2 = MR > 2 ? _mm256_loadu_ps(x + 2 * ldx + k) : x0;
+#define DOT_COL(j, d0, d1, d2)                                                                            \
+    if (NR > j) {                                                                                         \
         const __m256 wv = load8_w(r[j], type, k);                                                         \
         d0 = _mm256_fmadd_ps(x0, wv, d0);                                                                 \
         if (MR > 1) d1 = _mm256_fmadd_ps(x1, wv, d1);                                                     \
+        if (MR > 2) d2 = _mm256_fmadd_ps(x2, wv, d2);                                                     \
     }
-        DOT_COL(0, c00, c10) DOT_COL(1, c01, c11) DOT_COL(2, c02, c12)
-        DOT_COL(3, c03, c13) DOT_COL(4, c04, c14) DOT_COL(5, c05, c15)
+        DOT_COL(0, c00, c10, c20) DOT_COL(1, c01, c11, c21) DOT_COL(2, c02, c12, c22)
+        DOT_COL(3, c03, c13, c23) DOT_COL(4, c04, c14, c24) DOT_COL(5, c05, c15, c25)
 #undef DOT_COL
     }
-    const __m256 acc[12] = {c00, c01, c02, c03, c04, c05, c10, c11, c12, c13, c14, c15};
+    const __m256 acc[18] = {c00, c01, c02, c03, c04, c05, c10, c11, c12, c13, c14, c15,
+                            c20, c21, c22, c23, c24, c25};
     for (int m = 0; m < MR; m++)
         for (int j = 0; j < nr; j++) {
             float s = hsum8(acc[m * 6 + j]);
@@ -138,51 +146,59 @@ dot_tile(const int MR, const int type, float *y, int64_t ldy, const float *x, in
         }
 }
 
+/* The tiles' instances: 2 × 6 below WIDE_TILE_MIN_M rows, 3 × 4 from there
+ * (fewer loads and conversions per FMA, but a third x row only pays once
+ * there are many). mr < the tile's rows for the block's last rows. */
+static CPU_TARGET_AVX2 void tile_any(int wide, int mr, int type, float *y, int64_t ldy, const float *x, int64_t ldx,
+                                     const void *w, int64_t K, int nr, const float *bias) {
+#define TILE_CASE(MR, NR, T)                                                                              \
+    case ((MR) * 8 + (NR)) * 4 + (T):                                                                     \
+        dot_tile(MR, NR, T, y, ldy, x, ldx, w, K, nr, bias);                                              \
+        break
+#define TILE_TYPES(MR, NR) TILE_CASE(MR, NR, W_F32); TILE_CASE(MR, NR, W_F16); TILE_CASE(MR, NR, W_BF16)
+    switch ((mr * 8 + (wide ? 4 : 6)) * 4 + type) {
+        TILE_TYPES(1, 6); TILE_TYPES(2, 6);
+        TILE_TYPES(1, 4); TILE_TYPES(2, 4); TILE_TYPES(3, 4);
+    default: break;
+    }
+#undef TILE_TYPES
+#undef TILE_CASE
+}
+
 /* Rows [n_begin, n_end) of y. */
 CPU_TARGET_AVX2 void cpu_linear_rows_avx2(float *y, const float *x, const void *w, llmrt_dtype w_type,
                                           const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                                           int64_t n_end) {
     const int type = w_kind(w_type);
     const size_t esize = type == W_F32 ? 4 : 2;
-#define EACH_TYPE(CALL)                                                                                   \
-    do {                                                                                                  \
-        if (type == W_F16) CALL(W_F16);                                                                   \
-        else if (type == W_BF16) CALL(W_BF16);                                                            \
-        else CALL(W_F32);                                                                                 \
-    } while (0)
     if (M == 1) {
         for (int64_t n = n_begin; n < n_end; n += 8) {
             const int nr = (int)(n_end - n < 8 ? n_end - n : 8);
             const void *wn = (const char *)w + (size_t)n * K * esize;
-#define GEMV(T) gemv8(T, y + n, x, wn, K, nr, bias ? bias + n : NULL)
-            EACH_TYPE(GEMV);
-#undef GEMV
+            if (type == W_F16) gemv8(W_F16, y + n, x, wn, K, nr, bias ? bias + n : NULL);
+            else if (type == W_BF16) gemv8(W_BF16, y + n, x, wn, K, nr, bias ? bias + n : NULL);
+            else gemv8(W_F32, y + n, x, wn, K, nr, bias ? bias + n : NULL);
         }
         return;
     }
-    /* A chunk of W rows and a block of x rows share L2; each 6-row W group
-     * (L1) meets every row pair of the block. */
-    const int64_t fit = CHUNK_BYTES / (K * (int64_t)esize) / TILE_NR * TILE_NR;
-    const int64_t chunk = fit > TILE_NR ? fit : TILE_NR;
-    const int64_t block = XBLOCK_BYTES / (K * 4) / 2 * 2 > 2 ? XBLOCK_BYTES / (K * 4) / 2 * 2 : 2;
+    /* A chunk of W rows and a block of x rows share L2; each group of W rows
+     * (L1) meets every row group of the block. */
+    const int wide = M >= WIDE_TILE_MIN_M, tile_m = wide ? 3 : 2, tile_n = wide ? 4 : 6;
+    const int64_t fit = CHUNK_BYTES / (K * (int64_t)esize) / tile_n * tile_n;
+    const int64_t chunk = fit > tile_n ? fit : tile_n;
+    const int64_t rows = XBLOCK_BYTES / (K * 4) / tile_m * tile_m, block = rows > tile_m ? rows : tile_m;
     for (int64_t c0 = n_begin; c0 < n_end; c0 += chunk) {
         const int64_t c1 = n_end - c0 < chunk ? n_end : c0 + chunk;
         for (int64_t m0 = 0; m0 < M; m0 += block) {
             const int64_t m1 = M - m0 < block ? M : m0 + block;
-            for (int64_t n = c0; n < c1; n += TILE_NR) {
-                const int nr = (int)(c1 - n < TILE_NR ? c1 - n : TILE_NR);
+            for (int64_t n = c0; n < c1; n += tile_n) {
+                const int nr = (int)(c1 - n < tile_n ? c1 - n : tile_n);
                 const void *wn = (const char *)w + (size_t)n * K * esize;
-                for (int64_t m = m0; m < m1; m += 2) {
-                    float *ym = y + m * N + n;
-                    const float *xm = x + m * K, *bn = bias ? bias + n : NULL;
-#define TILE(T)                                                                                           \
-    (m1 - m >= 2 ? dot_tile(2, T, ym, N, xm, K, wn, K, nr, bn) : dot_tile(1, T, ym, N, xm, K, wn, K, nr, bn))
-                    EACH_TYPE(TILE);
-#undef TILE
-                }
+                for (int64_t m = m0; m < m1; m += tile_m)
+                    tile_any(wide, (int)(m1 - m < tile_m ? m1 - m : tile_m), type, y + m * N + n, N, x + m * K, K,
+                             wn, K, nr, bias ? bias + n : NULL);
             }
         }
     }
-#undef EACH_TYPE
 }
 
