@@ -1,16 +1,26 @@
-/* cpu_linear on the TinyLlama-1.1B shapes, next to the machine's read
- * bandwidth. Not wired into CMake (bench/ is not a CMake folder); build by
- * hand from the repository root:
+/* cpu_linear on the TinyLlama-1.1B shapes, on every SIMD path the CPU has,
+ * next to the machine's measured read bandwidth and FMA peak. Not wired into
+ * CMake (bench/ is not a CMake folder); build by hand from the repository
+ * root:
  *
  *   gcc -O3 -std=c11 -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc \
  *       bench/cpu_kernels_bench.c src/backends/cpu/cpu_isa.c \
- *       src/backends/cpu/cpu_kernels_*.c src/core/dtype.c -lm -o build-cpu/cpu_kernels_bench
- *   OMP_NUM_THREADS=2 build-cpu/cpu_kernels_bench [runs]
+ *       src/backends/cpu/cpu_kernels_*.c src/core/dtype.c src/core/thread_pool.c \
+ *       -lm -o build/cpu_kernels_bench
+ *   OMP_NUM_THREADS=2 build/cpu_kernels_bench [runs] [isa ...]
+ *   OMP_NUM_THREADS=2 build/cpu_kernels_bench peaks [isa ...]
+ *
+ * isa: avx2, avx512 or portable (default: avx2 and avx512 where the CPU has
+ * them). The paths alternate within every run, so their ratios come from
+ * the same minutes of a shared machine. `peaks` prints the read bandwidth
+ * and FMA peaks alone (a model benchmark's floor, taken beside it).
  *
  * The whole model's 155 linears (22 layers × q,k,v,o,gate,up,down + lm_head)
  * get their own weights (2.07 GB in f16, 4.1 GB in f32), so every "token"
  * streams all of them from DRAM exactly as decode does; nothing fits in
- * cache. Reported: median over runs of one full pass. */
+ * cache. Reported: median over runs of one full pass; GB/s against the read
+ * bandwidth (the floor of M = 1), GFLOP/s against the FMA peak of the path's
+ * vector width (the ceiling of M ≥ 16). */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -25,7 +35,7 @@
 #define INTER 5632
 #define VOCAB 32000
 #define LAYERS 22
-#define FLOOR_GBS 17.0 /* ANCHORS.md: 2-thread AVX-512 read bandwidth */
+#define MAX_ISAS 3
 
 static double now(void) {
     struct timespec ts;
@@ -43,7 +53,9 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* --- read bandwidth: 2 threads summing 1 GB with AVX-512 loads ------------- */
+static int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+
+/* --- read bandwidth: threads summing 1 GB with the widest loads --------------- */
 __attribute__((target("avx512f"))) static double sum_avx512(const float *p, size_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i + 64 <= n; i += 64) {
@@ -55,20 +67,27 @@ __attribute__((target("avx512f"))) static double sum_avx512(const float *p, size
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* The same sum over 4 distant parts of the thread's half at once: one
- * sequential stream per core leaves DRAM idle between prefetcher requests,
- * while the GEMV reads 4 weight rows at a time. Reported next to the plain
- * sum so that the floor the GEMV is held to is the higher of the two. */
-__attribute__((target("avx512f"))) static double sum4_avx512(const float *p, size_t n) {
-    const size_t q = n / 4;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i + 16 <= q; i += 16) {
-        a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
-        a1 = _mm512_add_ps(a1, _mm512_load_ps(p + q + i));
-        a2 = _mm512_add_ps(a2, _mm512_load_ps(p + 2 * q + i));
-        a3 = _mm512_add_ps(a3, _mm512_load_ps(p + 3 * q + i));
+__attribute__((target("avx2"))) static double sum_avx2(const float *p, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    float s[8];
+    _mm256_storeu_ps(s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+/* The sum over 4 distant parts of the thread's share at once: one stream per
+ * core can leave DRAM idle between prefetcher requests, while the kernels
+ * read 8-16 weight rows at a time. The floor is the higher of the two. */
+static double sum_streams(const float *p, size_t n, int streams) {
+    double s = 0;
+    const size_t q = n / (size_t)streams / 64 * 64;
+    for (int i = 0; i < streams; i++) s += has_avx512() ? sum_avx512(p + i * q, q) : sum_avx2(p + i * q, q);
+    return s;
 }
 
 static double read_bandwidth_gbs(int runs, int streams) {
@@ -82,14 +101,55 @@ static double read_bandwidth_gbs(int runs, int streams) {
 #pragma omp parallel reduction(+ : sink)
         {
             size_t per = n / (size_t)omp_get_num_threads();
-            const float *part = buf + per * (size_t)omp_get_thread_num();
-            sink += streams == 1 ? sum_avx512(part, per) : sum4_avx512(part, per);
+            sink += sum_streams(buf + per * (size_t)omp_get_thread_num(), per, streams);
         }
         t[r] = now() - t0;
     }
     if (sink == 42.0) printf(" ");
     free(buf);
     return bytes / median(t, runs) / 1e9;
+}
+
+/* --- FMA peak: 12 independent chains per thread (enough to cover 2 pipes ×
+ * 4-5 cycles of latency), no memory traffic ----------------------------------- */
+#define PEAK_ITERS 20000000L
+__attribute__((target("avx512f"))) static float fma_loop_avx512(float seed) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(seed + (float)i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float fma_loop_avx2(float seed) {
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(seed + (float)i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+    float out[8];
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    _mm256_storeu_ps(out, s);
+    return out[0] + out[7];
+}
+
+/* GFLOP/s of all threads together at `width` floats per FMA (8 or 16);
+ * the portable path is held to the AVX2 figure (what its compiler could
+ * reach at best). The best of 5 runs: a ceiling, which other jobs on the
+ * cores can only lower. */
+static double fma_peak_gflops(int width) {
+    double best = 1e30, sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+#pragma omp parallel reduction(+ : sink)
+        sink += width == 16 ? fma_loop_avx512((float)omp_get_thread_num()) : fma_loop_avx2((float)omp_get_thread_num());
+        const double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    if (sink == 42.0) printf(" ");
+    return 2.0 * width * 12 * PEAK_ITERS * omp_get_max_threads() / best / 1e9;
 }
 
 /* --- the model's linears ----------------------------------------------------- */
@@ -162,48 +222,81 @@ static void print_load(const char *when) {
 }
 
 int main(int argc, char **argv) {
-    int runs = argc > 1 ? atoi(argv[1]) : 5;
+    const int peaks_only = argc > 1 && strcmp(argv[1], "peaks") == 0;
+    int runs = argc > 1 && !peaks_only ? atoi(argv[1]) : 5;
     if (runs < 1 || runs > 16) runs = 5;
-    printf("isa %s, %d threads, median of %d runs (3 for M=128); best run in the last column\n", cpu_kernels_isa(),
+    const char *isas[MAX_ISAS] = {"avx2", "avx512"};
+    int n_isas = 2;
+    if (argc > 2) n_isas = 0;
+    for (int i = 2; i < argc && n_isas < MAX_ISAS; i++) isas[n_isas++] = argv[i];
+    int kept = 0; /* the paths this CPU runs */
+    for (int i = 0; i < n_isas; i++) {
+        cpu_kernels_force_isa(isas[i]);
+        if (strcmp(cpu_kernels_isa(), isas[i]) == 0) isas[kept++] = isas[i];
+    }
+    n_isas = kept;
+    if (n_isas == 0) {
+        fprintf(stderr, "no requested path runs on this CPU\n");
+        return 1;
+    }
+    printf("%d threads, median of %d runs (3 for M=128), paths alternating within each run; best run last\n",
            omp_get_max_threads(), runs);
     print_load("before");
     double bw1 = read_bandwidth_gbs(runs, 1), bw4 = read_bandwidth_gbs(runs, 4);
-    double bw = bw1 > bw4 ? bw1 : bw4;
-    printf("memory read bandwidth, AVX-512 sum over 1 GB: 1 stream/thread %.2f GB/s, 4 streams/thread %.2f GB/s "
-           "(ANCHORS floor %.1f GB/s)\n\n", bw1, bw4, FLOOR_GBS);
+    const double bw = bw1 > bw4 ? bw1 : bw4;
+    printf("read bandwidth over 1 GB (%s loads): 1 stream a thread %.2f GB/s, 4 streams a thread %.2f GB/s\n",
+           has_avx512() ? "AVX-512" : "AVX2", bw1, bw4);
+    double peak[MAX_ISAS];
+    for (int i = 0; i < n_isas; i++) {
+        peak[i] = fma_peak_gflops(strcmp(isas[i], "avx512") == 0 ? 16 : 8);
+        printf("FMA peak, %s path: %.1f GFLOP/s\n", isas[i], peak[i]);
+    }
+    printf("\n");
+    if (peaks_only) return 0;
 
     float *x = aligned_alloc(64, sizeof(float) * 128 * INTER), *y = aligned_alloc(64, sizeof(float) * 128 * VOCAB);
     for (int i = 0; i < 128 * INTER; i++) x[i] = (float)((i * 37) % 101 - 50) / 100.0f;
     static const llmrt_dtype types[] = {LLMRT_DTYPE_F16, LLMRT_DTYPE_BF16, LLMRT_DTYPE_F32};
     static const char *const type_names[] = {"f16", "bf16", "f32"};
     static const int64_t Ms[] = {1, 4, 8, 16, 128};
-    printf("%-5s %4s %10s %9s %10s %12s %12s %10s\n", "w", "M", "s/pass", "GB/s", "GFLOP/s", "vs measured", "vs 17 GB/s",
-           "best s");
+    printf("%-5s %4s %-9s %9s %8s %8s %9s %8s %9s\n", "w", "M", "path", "s/pass", "GB/s", "of bw", "GFLOP/s",
+           "of peak", "best s");
     for (int t = 0; t < 3; t++) {
         model m;
         model_create(&m, types[t]);
-        double kind_time[NUM_KINDS] = {0};
+        double kind_time[MAX_ISAS][NUM_KINDS] = {{0}};
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
-            int64_t M = Ms[mi];
+            const int64_t M = Ms[mi];
             if (types[t] != LLMRT_DTYPE_F16 && M != 1 && M != 128) continue;
-            int r_count = M == 128 ? (runs < 3 ? runs : 3) : runs;
-            double times[16];
-            model_pass(&m, types[t], M, x, y, NULL); /* warm: page tables, scratch */
-            for (int r = 0; r < r_count; r++) times[r] = model_pass(&m, types[t], M, x, y, M == 1 ? kind_time : NULL);
-            double best = times[0];
-            for (int r = 1; r < r_count; r++) best = times[r] < best ? times[r] : best;
-            double s = median(times, r_count);
-            double gbs = m.bytes / s / 1e9, gflops = 2.0 * M * m.params / s / 1e9;
-            printf("%-5s %4lld %10.4f %9.2f %10.1f %11.1f%% %11.1f%% %10.4f\n", type_names[t], (long long)M, s, gbs,
-                   gflops, 100 * gbs / bw, 100 * gbs / FLOOR_GBS, best);
+            const int r_count = M == 128 ? (runs < 3 ? runs : 3) : runs;
+            double times[MAX_ISAS][16];
+            for (int i = 0; i < n_isas; i++) { /* warm: page tables, scratch */
+                cpu_kernels_force_isa(isas[i]);
+                model_pass(&m, types[t], M, x, y, NULL);
+            }
+            for (int r = 0; r < r_count; r++)
+                for (int i = 0; i < n_isas; i++) {
+                    cpu_kernels_force_isa(isas[i]);
+                    times[i][r] = model_pass(&m, types[t], M, x, y, M == 1 ? kind_time[i] : NULL);
+                }
+            for (int i = 0; i < n_isas; i++) {
+                double best = times[i][0];
+                for (int r = 1; r < r_count; r++) best = times[i][r] < best ? times[i][r] : best;
+                const double s = median(times[i], r_count);
+                const double gbs = m.bytes / s / 1e9, gflops = 2.0 * M * m.params / s / 1e9;
+                printf("%-5s %4lld %-9s %9.4f %8.2f %7.1f%% %9.1f %7.1f%% %9.4f\n", type_names[t], (long long)M,
+                       isas[i], s, gbs, 100 * gbs / bw, gflops, 100 * gflops / peak[i], best);
+            }
         }
-        printf("      M=1 per shape (mean over runs):");
-        for (int k = 0; k < NUM_KINDS; k++) {
-            int64_t n = k == 7 ? VOCAB : layer_shapes[k].n, kk = k == 7 ? HIDDEN : layer_shapes[k].k;
-            double bytes = (double)n * kk * (types[t] == LLMRT_DTYPE_F32 ? 4 : 2) * (k == 7 ? 1 : LAYERS) * runs;
-            printf(" %s %.1f", k == 7 ? "lm_head" : layer_shapes[k].name, bytes / kind_time[k] / 1e9);
+        for (int i = 0; i < n_isas; i++) {
+            printf("      M=1 %s, GB/s per shape (mean over runs):", isas[i]);
+            for (int k = 0; k < NUM_KINDS; k++) {
+                int64_t n = k == 7 ? VOCAB : layer_shapes[k].n, kk = k == 7 ? HIDDEN : layer_shapes[k].k;
+                double bytes = (double)n * kk * (types[t] == LLMRT_DTYPE_F32 ? 4 : 2) * (k == 7 ? 1 : LAYERS) * runs;
+                printf(" %s %.1f", k == 7 ? "lm_head" : layer_shapes[k].name, bytes / kind_time[i][k] / 1e9);
+            }
+            printf("\n");
         }
-        printf(" GB/s\n");
         model_free(&m);
     }
     print_load("after");

@@ -189,6 +189,42 @@ static void test_linear_special_values(void) {
     cpu_kernels_force_isa(NULL);
 }
 
+/* Each SIMD path against the portable one on odd shapes: M = 1 (decode),
+ * 3, 17 and 128 (prefill), K not a multiple of the 8- or 16-float vector
+ * width, N not a multiple of the tiles' 4, 6, 8 or 16 rows. The paths sum in
+ * different orders, so they agree to float rounding, not bit for bit. */
+static void test_linear_paths_agree(void) {
+    static const int64_t Ms[] = {1, 3, 17, 128};
+    static const int64_t Ks[] = {13, 100, 257, 1031};
+    static const llmrt_dtype types[] = {LLMRT_DTYPE_F32, LLMRT_DTYPE_F16, LLMRT_DTYPE_BF16};
+    const int64_t N = 45;
+    uint64_t rng = 31337;
+    for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (size_t t = 0; t < 3; t++) {
+                const int64_t M = Ms[mi], K = Ks[ki];
+                float *x = malloc(sizeof(float) * M * K), *exact = malloc(sizeof(float) * N * K);
+                float *bias = malloc(sizeof(float) * N), *want = malloc(sizeof(float) * M * N);
+                float *y = malloc(sizeof(float) * M * N);
+                test_fill_random(x, (size_t)(M * K), &rng, 1.0f);
+                test_fill_random(bias, (size_t)N, &rng, 1.0f);
+                void *w = make_weights(exact, (size_t)(N * K), types[t], &rng);
+                const float *b = (mi + ki) & 1 ? bias : NULL;
+                CHECK(use_isa("portable"));
+                cpu_linear(want, x, w, types[t], b, M, N, K);
+                for (size_t i = 1; i < sizeof isa_names / sizeof isa_names[0]; i++) {
+                    if (!use_isa(isa_names[i])) continue;
+                    for (int64_t j = 0; j < M * N; j++) y[j] = NAN;
+                    cpu_linear(y, x, w, types[t], b, M, N, K);
+                    double err = test_rel_l2(y, want, (size_t)(M * N));
+                    CHECK_MSG(err < 1e-5, "linear %s vs portable, %s M=%lld K=%lld: rel err %g", isa_names[i],
+                              llmrt_dtype_name(types[t]), (long long)M, (long long)K, err);
+                }
+                cpu_kernels_force_isa(NULL);
+                free(x), free(exact), free(bias), free(want), free(y), free(w);
+            }
+}
+
 static void test_matmul(void) {
     static const int64_t shapes[][3] = {{1, 33, 100}, {17, 257, 33}, {129, 300, 70}, {3, 1, 5}, {9, 513, 17}};
     uint64_t rng = 777;
@@ -237,6 +273,7 @@ int main(void) {
     RUN_TEST(test_isa_selection);
     RUN_TEST(test_linear);
     RUN_TEST(test_linear_rows_independent);
+    RUN_TEST(test_linear_paths_agree);
     RUN_TEST(test_linear_group);
     RUN_TEST(test_linear_special_values);
     RUN_TEST(test_matmul);

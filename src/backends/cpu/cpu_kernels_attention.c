@@ -59,6 +59,7 @@ typedef struct attention_job {
     const cpu_attention_batch *batch;
     int64_t heads, kv_heads, head_dim, group, per, ranges;
     float scale;
+    int avx512; /* the token kernel: AVX-512, else AVX2 */
     cpu_attn_scores_fn *scores_fn;
     cpu_attn_accumulate_fn *accumulate_fn;
 } attention_job;
@@ -86,7 +87,7 @@ void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const fl
 }
 
 /* Items t·ranges + r: query heads [r·per, (r+1)·per) of token t. */
-static void attention_avx512_chunk(void *ctx, int64_t begin, int64_t end) {
+static void attention_token_chunk(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
     const cpu_attention_batch *batch = j->batch;
     const int32_t bs = batch->block_size;
@@ -99,9 +100,15 @@ static void attention_avx512_chunk(void *ctx, int64_t begin, int64_t end) {
         const int64_t h0 = r * j->per, h1 = h0 + j->per < j->heads ? h0 + j->per : j->heads;
         /* a decode token among several sequences reads its cache once */
         const int stream = batch->num_seqs > 1 && batch->seq_start[s + 1] - batch->seq_start[s] == 1;
-        cpu_attn_token_avx512(j->out + t * j->heads * j->head_dim, j->q + t * j->heads * j->head_dim, h0, h1, j->group,
-                              j->k_cache_in, j->v_cache_in, batch->block_tables + (int64_t)s * batch->max_blocks_per_seq,
-                              bs, len, slot_stride, j->head_dim, j->scale, stream);
+        float *out = j->out + t * j->heads * j->head_dim;
+        const float *q = j->q + t * j->heads * j->head_dim;
+        const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
+        if (j->avx512)
+            cpu_attn_token_avx512(out, q, h0, h1, j->group, j->k_cache_in, j->v_cache_in, table, bs, len, slot_stride,
+                                  j->head_dim, j->scale, stream);
+        else
+            cpu_attn_token_avx2(out, q, h0, h1, j->group, j->k_cache_in, j->v_cache_in, table, bs, len, slot_stride,
+                                j->head_dim, j->scale);
     }
 }
 
@@ -156,9 +163,10 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
     attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
                          .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
                          .scale = scale};
-    if (cpu_isa_level() == CPU_ISA_AVX512) {
+    const int level = cpu_isa_level();
+    if (level == CPU_ISA_AVX512 || (level == CPU_ISA_AVX2 && head_dim % 8 == 0)) {
         /* A work item is a range of query heads of one token, walking the
-         * token's cache positions 16 at a time: every head of the range
+         * token's cache positions 16 (AVX2: 8) at a time: every head of the range
          * reads the chunk's slot rows (all kv heads, contiguous within a
          * block) while they are in L1, so the cache streams once per token.
          * Heads are split finer only to give every thread work (and to
@@ -171,12 +179,13 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
         job.ranges = (heads + per - 1) / per;
         /* One item a chunk: tokens late in a long prompt attend to far
          * more positions than early ones. */
-        llmrt_parallel_for(T * job.ranges, 1, T * job.ranges > 1 && threads > 1, attention_avx512_chunk, &job);
+        job.avx512 = level == CPU_ISA_AVX512;
+        llmrt_parallel_for(T * job.ranges, 1, T * job.ranges > 1 && threads > 1, attention_token_chunk, &job);
         return;
     }
     job.scores_fn = attn_scores_portable;
     job.accumulate_fn = attn_accumulate_portable;
-    if (cpu_isa_level() == CPU_ISA_AVX2) {
+    if (level == CPU_ISA_AVX2) { /* head_dim not a multiple of 8 */
         job.scores_fn = cpu_attn_scores_avx2;
         job.accumulate_fn = cpu_attn_accumulate_avx2;
     }

@@ -63,6 +63,12 @@ void cpu_attn_token_avx512(float *out, const float *q, int64_t h0, int64_t h1, i
                            const float *v_cache, const int32_t *table, int32_t bs, int64_t len, int64_t slot_stride,
                            int64_t head_dim, float scale, int stream);
 
+/* cpu_attn_token_avx512's arguments on AVX2 (no stream hint), for head_dim
+ * a multiple of 8. */
+void cpu_attn_token_avx2(float *out, const float *q, int64_t h0, int64_t h1, int64_t group, const float *k_cache,
+                         const float *v_cache, const int32_t *table, int32_t bs, int64_t len, int64_t slot_stride,
+                         int64_t head_dim, float scale);
+
 /* One thread's scratch buffer of at least `bytes`, 64-byte aligned, kept
  * for the thread's life (so prefill does not malloc per call). NULL if the
  * allocation fails. */
