@@ -30,10 +30,13 @@ llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols,
     out->cols = cols;
     out->group_size = group_size;
     out->groups = (cols + group_size - 1) / group_size;
-    out->row_bytes = bits == 8 ? cols : (cols + LLMRT_QWEIGHT_BLOCK - 1) / LLMRT_QWEIGHT_BLOCK * 16;
-    const uint64_t scales = align64(LLMRT_QWEIGHT_HEADER_BYTES + (uint64_t)rows * (uint64_t)out->row_bytes);
-    const uint64_t zeros = align64(scales + (uint64_t)rows * (uint64_t)out->groups * 2);
-    const uint64_t total = align64(zeros + (uint64_t)rows * (uint64_t)out->groups);
+    const int64_t padded = (cols + LLMRT_QWEIGHT_BLOCK - 1) / LLMRT_QWEIGHT_BLOCK * LLMRT_QWEIGHT_BLOCK;
+    const uint64_t panels = (uint64_t)((rows + LLMRT_QWEIGHT_PANEL - 1) / LLMRT_QWEIGHT_PANEL);
+    out->panel_bytes = padded / (bits == 8 ? 4 : 8) * 64;
+    const uint64_t per_group = panels * LLMRT_QWEIGHT_PANEL * (uint64_t)out->groups;
+    const uint64_t scales = align64(LLMRT_QWEIGHT_HEADER_BYTES + panels * (uint64_t)out->panel_bytes);
+    const uint64_t zeros = align64(scales + per_group * 2);
+    const uint64_t total = align64(zeros + per_group);
     if (zeros > UINT32_MAX || total > ((uint64_t)1 << 48))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "quantized weight [%lld, %lld] is too large", (long long)rows,
                            (long long)cols);
@@ -74,9 +77,8 @@ void llmrt_quantize_row(void *blob, int64_t n, const float *w, int asymmetric) {
     const llmrt_qweight_header *h = blob;
     const int bits = (int)h->bits;
     const int qmax = (1 << bits) - 1, mid = 1 << (bits - 1);
-    uint8_t *codes = (uint8_t *)blob + LLMRT_QWEIGHT_HEADER_BYTES + (size_t)n * (size_t)h->row_bytes;
-    uint16_t *scales = (uint16_t *)((uint8_t *)blob + h->scales_offset) + (size_t)n * (size_t)h->groups;
-    uint8_t *zeros = (uint8_t *)blob + h->zeros_offset + (size_t)n * (size_t)h->groups;
+    uint16_t *scales = (uint16_t *)((uint8_t *)blob + h->scales_offset);
+    uint8_t *zeros = (uint8_t *)blob + h->zeros_offset;
     for (int64_t g = 0; g < h->groups; g++) {
         const int64_t k0 = g * h->group_size, k1 = k0 + h->group_size < h->cols ? k0 + h->group_size : h->cols;
         float lo = 0.0f, hi = 0.0f, amax = 0.0f;
@@ -95,24 +97,25 @@ void llmrt_quantize_row(void *blob, int64_t n, const float *w, int asymmetric) {
             zero = (int)lrintf(-lo / scale);
             zero = zero < 0 ? 0 : zero > qmax ? qmax : zero;
         }
-        scales[g] = stored;
-        zeros[g] = (uint8_t)zero;
+        scales[llmrt_qweight_group_index(h, n, g)] = stored;
+        zeros[llmrt_qweight_group_index(h, n, g)] = (uint8_t)zero;
         for (int64_t k = k0; k < k1; k++) {
             int q = scale > 0.0f ? (int)lrintf(w[k] / scale) + zero : zero;
             q = q < 0 ? 0 : q > qmax ? qmax : q;
-            llmrt_qweight_set_code(codes, bits, k, (unsigned)q);
+            llmrt_qweight_set(blob, n, k, (unsigned)q);
         }
     }
 }
 
 void llmrt_dequantize_row(const void *blob, int64_t n, float *out) {
     const llmrt_qweight_header *h = blob;
-    const uint8_t *codes = llmrt_qweight_codes(blob) + (size_t)n * (size_t)h->row_bytes;
-    const uint16_t *scales = llmrt_qweight_scales(blob) + (size_t)n * (size_t)h->groups;
-    const uint8_t *zeros = llmrt_qweight_zeros(blob) + (size_t)n * (size_t)h->groups;
-    for (int64_t k = 0; k < h->cols; k++) {
-        const int64_t g = k / h->group_size;
-        out[k] = llmrt_f16_to_f32(scales[g]) *
-                 (float)((int)llmrt_qweight_code(codes, (int)h->bits, k) - (int)zeros[g]);
+    const uint16_t *scales = llmrt_qweight_scales(blob);
+    const uint8_t *zeros = llmrt_qweight_zeros(blob);
+    for (int64_t g = 0; g < h->groups; g++) {
+        const size_t at = llmrt_qweight_group_index(h, n, g);
+        const float s = llmrt_f16_to_f32(scales[at]);
+        const int z = zeros[at];
+        const int64_t k1 = (g + 1) * h->group_size < h->cols ? (g + 1) * h->group_size : h->cols;
+        for (int64_t k = g * h->group_size; k < k1; k++) out[k] = s * (float)((int)llmrt_qweight_get(blob, n, k) - z);
     }
 }

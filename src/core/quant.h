@@ -5,18 +5,25 @@
  * A quantized matrix W [rows = N outputs, cols = K inputs] is one blob:
  *
  *   header   64 bytes (llmrt_qweight_header, little-endian)
- *   codes    rows × row_bytes: unsigned codes, int8-wo one byte per weight,
- *            int4-wo two per byte; int4 rows are cut in blocks of 32 inputs,
- *            byte j of a block holding input j in its low nibble and input
- *            j + 16 in its high nibble (so one 16-byte load unpacks to 32
- *            inputs in order); row_bytes = ceil(K / 32) · 16, padding codes 0
- *   scales   rows × groups f16
- *   zeros    rows × groups u8
+ *   codes    panels of 16 rows (N rounded up; the padding rows are zero),
+ *            each panel_bytes long: K (rounded up to 32, padding codes 0)
+ *            in steps of 4 inputs (int8) or 8 (int4), each step 64 bytes,
+ *            4 bytes per row of the panel in row order. int8: byte j of a
+ *            row's 4 is input 4q + j of step q. int4: byte j holds input
+ *            8q + j in its low nibble and 8q + 4 + j in its high nibble.
+ *   scales   f16 [panels][groups][16]: the panel's 16 rows side by side
+ *   zeros    u8  [panels][groups][16]
  *
- * Input k of row n belongs to group k / group_size (the last group may be
- * shorter) and dequantizes to scales[n, g] · (code − zeros[n, g]). Symmetric
- * quantization stores the midpoint as the zero (8, 128), so one kernel
- * serves both. Every section starts 64-byte aligned from the blob's start. */
+ * Codes are unsigned. Input k of row n belongs to group k / group_size (the
+ * last group may be shorter) and dequantizes to s · (code − z) of that
+ * group. Symmetric quantization stores the midpoint as the zero (8, 128),
+ * so one kernel serves both.
+ *
+ * Why panels: a 64-byte step is one SIMD register holding 4 (or 8) inputs
+ * of 16 outputs, so one vpdpbusd against 4 broadcast bytes of x advances
+ * 16 dot products at once, and the per-block scaling is one multiply for
+ * 16 outputs rather than one per output. Every section starts 64-byte
+ * aligned from the blob's start. */
 #ifndef LLMRT_CORE_QUANT_H
 #define LLMRT_CORE_QUANT_H
 
@@ -28,7 +35,8 @@
 
 #define LLMRT_QWEIGHT_MAGIC 0x3157514cu /* "LQW1" */
 #define LLMRT_QWEIGHT_HEADER_BYTES 64
-#define LLMRT_QWEIGHT_BLOCK 32 /* int4 nibble block; also the activation block of the integer kernels */
+#define LLMRT_QWEIGHT_PANEL 16 /* rows per panel */
+#define LLMRT_QWEIGHT_BLOCK 32 /* K is padded to a multiple; also the activation block of the integer kernels */
 
 typedef struct llmrt_qweight_header {
     uint32_t magic;
@@ -37,7 +45,7 @@ typedef struct llmrt_qweight_header {
     int64_t cols;        /* K */
     int64_t group_size;  /* inputs per scale; cols for per-channel */
     int64_t groups;      /* ceil(cols / group_size) */
-    int64_t row_bytes;   /* bytes of codes per row */
+    int64_t panel_bytes; /* bytes of codes per panel of 16 rows */
     uint32_t scales_offset, zeros_offset; /* from the blob's start */
     uint64_t total_bytes;
 } llmrt_qweight_header;
@@ -74,19 +82,29 @@ static inline const uint8_t *llmrt_qweight_zeros(const void *blob) {
     return (const uint8_t *)blob + h->zeros_offset;
 }
 
-/* Code of input k in a row's codes (either width). */
-static inline unsigned llmrt_qweight_code(const uint8_t *row, int bits, int64_t k) {
-    if (bits == 8) return row[k];
-    const uint8_t byte = row[k / 32 * 16 + k % 16];
-    return k % 32 < 16 ? byte & 15u : byte >> 4;
+/* Byte offset of input k of row n in the codes section. */
+static inline size_t llmrt_qweight_code_offset(const llmrt_qweight_header *h, int64_t n, int64_t k) {
+    const int64_t per_step = h->bits == 8 ? 4 : 8;
+    return (size_t)(n / LLMRT_QWEIGHT_PANEL * h->panel_bytes + k / per_step * 64 + n % LLMRT_QWEIGHT_PANEL * 4 +
+                    k % per_step % 4);
 }
-static inline void llmrt_qweight_set_code(uint8_t *row, int bits, int64_t k, unsigned code) {
-    if (bits == 8) {
-        row[k] = (uint8_t)code;
-        return;
-    }
-    uint8_t *byte = &row[k / 32 * 16 + k % 16];
-    *byte = k % 32 < 16 ? (uint8_t)((*byte & 0xf0u) | code) : (uint8_t)((*byte & 0x0fu) | (code << 4));
+/* Index of (row n, group g) in the scales and zeros sections. */
+static inline size_t llmrt_qweight_group_index(const llmrt_qweight_header *h, int64_t n, int64_t g) {
+    return (size_t)((n / LLMRT_QWEIGHT_PANEL * h->groups + g) * LLMRT_QWEIGHT_PANEL + n % LLMRT_QWEIGHT_PANEL);
+}
+/* The code of input k of row n. */
+static inline unsigned llmrt_qweight_get(const void *blob, int64_t n, int64_t k) {
+    const llmrt_qweight_header *h = blob;
+    const uint8_t byte = llmrt_qweight_codes(blob)[llmrt_qweight_code_offset(h, n, k)];
+    if (h->bits == 8) return byte;
+    return k % 8 < 4 ? byte & 15u : byte >> 4;
+}
+static inline void llmrt_qweight_set(void *blob, int64_t n, int64_t k, unsigned code) {
+    const llmrt_qweight_header *h = blob;
+    uint8_t *byte = (uint8_t *)blob + LLMRT_QWEIGHT_HEADER_BYTES + llmrt_qweight_code_offset(h, n, k);
+    if (h->bits == 8) *byte = (uint8_t)code;
+    else if (k % 8 < 4) *byte = (uint8_t)((*byte & 0xf0u) | code);
+    else *byte = (uint8_t)((*byte & 0x0fu) | (code << 4));
 }
 
 /* Round-to-nearest quantization of row n of W (f32, cols values) into an

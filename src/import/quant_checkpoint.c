@@ -242,7 +242,6 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
     }
     static const int awq_nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7}; /* output 8c + p sits in nibble awq_nibble_of[p] */
     llmrt_qweight_init(blob, &layout);
-    uint8_t *codes = (uint8_t *)blob + LLMRT_QWEIGHT_HEADER_BYTES;
     uint16_t *dst_scales = (uint16_t *)((uint8_t *)blob + layout.scales_offset);
     uint8_t *dst_zeros = (uint8_t *)blob + layout.zeros_offset;
     for (int64_t g = 0; g < groups; g++)
@@ -253,15 +252,15 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
             if (zero > 255)
                 return llmrt_error(LLMRT_ERR_FORMAT, "%s: tensor '%s': zero point %u of output %lld is out of range",
                                    qzeros->file_path, qzeros->name, zero, (long long)n);
-            dst_zeros[n * groups + g] = (uint8_t)zero;
-            dst_scales[n * groups + g] = u16_at(scales, (size_t)(g * N + n));
+            dst_zeros[llmrt_qweight_group_index(&layout, n, g)] = (uint8_t)zero;
+            dst_scales[llmrt_qweight_group_index(&layout, n, g)] = u16_at(scales, (size_t)(g * N + n));
         }
     for (int64_t k = 0; k < K; k++)
         for (int64_t n = 0; n < N; n++) {
             unsigned code;
             if (awq) code = (u32_at(qweight, (size_t)(k * (N / 8) + n / 8)) >> (awq_nibble_of[n % 8] * 4)) & mask;
             else code = (u32_at(qweight, (size_t)((k / per_word) * N + n)) >> ((k % per_word) * bits)) & mask;
-            llmrt_qweight_set_code(codes + n * layout.row_bytes, bits, k, code);
+            llmrt_qweight_set(blob, n, k, code);
         }
     return LLMRT_OK;
 }

@@ -69,22 +69,20 @@ static void test_round_trip(void) {
                     for (int64_t n = 0; n < N; n++) {
                         llmrt_quantize_row(blob, n, w + n * K, asym);
                         llmrt_dequantize_row(blob, n, back);
-                        const uint16_t *scales = llmrt_qweight_scales(blob) + n * h.groups;
-                        const uint8_t *zeros = llmrt_qweight_zeros(blob) + n * h.groups;
+                        const uint16_t *scales = llmrt_qweight_scales(blob);
+                        const uint8_t *zeros = llmrt_qweight_zeros(blob);
                         for (int64_t k = 0; k < K; k++) {
                             const int64_t g = k / h.group_size;
-                            const float s = llmrt_f16_to_f32(scales[g]);
+                            const float s = llmrt_f16_to_f32(scales[llmrt_qweight_group_index(&h, n, g)]);
                             /* round to nearest: within half a step; the
                              * asymmetric zero's own rounding adds up to half */
                             const float bound = (asym ? 1.0f : 0.5f) * s * 1.001f + 1e-7f;
                             if (fabsf(back[k] - w[n * K + k]) > bound) worst = 1;
                         }
                         for (int64_t g = 0; g < h.groups; g++)
-                            if (!asym && zeros[g] != mid) worst = 1;
+                            if (!asym && zeros[llmrt_qweight_group_index(&h, n, g)] != mid) worst = 1;
                         for (int64_t k = 0; k < K; k++)
-                            if ((int)llmrt_qweight_code(llmrt_qweight_codes(blob) + n * h.row_bytes, (int)h.bits, k) >
-                                qmax)
-                                worst = 1;
+                            if ((int)llmrt_qweight_get(blob, n, k) > qmax) worst = 1;
                     }
                     CHECK_MSG(!worst, "round trip %s K=%lld group=%lld asym=%d", llmrt_dtype_name(dtypes[t]),
                               (long long)K, (long long)group, asym);
@@ -95,7 +93,7 @@ static void test_round_trip(void) {
 static void test_blob_check(void) {
     llmrt_qweight_header h;
     CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 8, 64, 32, &h));
-    CHECK(h.groups == 2 && h.row_bytes == 32 && h.total_bytes % 64 == 0);
+    CHECK(h.groups == 2 && h.panel_bytes == 64 * 8 && h.total_bytes % 64 == 0);
     CHECK(llmrt_qweight_bytes(LLMRT_DTYPE_INT4_WO, 8, 64, 32) == h.total_bytes);
     CHECK(llmrt_qweight_layout(LLMRT_DTYPE_F16, 8, 64, 32, &h) != LLMRT_OK);
     CHECK(llmrt_qweight_layout(LLMRT_DTYPE_INT8_WO, 0, 64, 32, &h) != LLMRT_OK);
@@ -105,6 +103,19 @@ static void test_blob_check(void) {
     CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 32, "w") == LLMRT_OK);
     CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 64, "w") != LLMRT_OK);
     CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes - 64, LLMRT_DTYPE_INT4_WO, 8, 64, 32, "w") != LLMRT_OK);
+    /* the documented placement: int4 input 13 of row 17 is panel 1, step 1
+     * (inputs 8..15), the row's 4 bytes at 4, byte 13 % 4 = 1, high nibble */
+    llmrt_qweight_set(blob, 17 % 8, 13, 0); /* (row 1 of panel 0: a neighbour stays 0) */
+    void *big = aligned_alloc(64, llmrt_qweight_bytes(LLMRT_DTYPE_INT4_WO, 20, 64, 32));
+    llmrt_qweight_header hb;
+    CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 20, 64, 32, &hb));
+    llmrt_qweight_init(big, &hb);
+    llmrt_qweight_set(big, 17, 13, 9);
+    const uint8_t *codes = llmrt_qweight_codes(big);
+    CHECK(codes[hb.panel_bytes + 64 + 4 + 1] == 0x90);
+    CHECK(llmrt_qweight_get(big, 17, 13) == 9 && llmrt_qweight_get(big, 17, 9) == 0);
+    CHECK(llmrt_qweight_group_index(&hb, 17, 1) == (size_t)((1 * 2 + 1) * 16 + 1));
+    free(big);
     ((llmrt_qweight_header *)blob)->rows = 9;
     CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 32, "w") != LLMRT_OK);
     CHECK(strstr(llmrt_last_error(), "'w'") != NULL);

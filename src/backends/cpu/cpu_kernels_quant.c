@@ -53,28 +53,18 @@ int cpu_qlinear_path(void) {
 static inline __attribute__((always_inline)) void quantize_row(const cpu_qact *a, const float *x, int64_t m) {
     int8_t *q = a->q + m * a->K;
     float *d = a->d + m * a->nb, *sd = a->sd + m * a->nb;
-    const int64_t swizzled_blocks = a->swizzled ? a->nb / 4 * 4 : 0;
     for (int64_t b = 0; b < a->nb; b++) {
         const float *xb = x + b * 32;
         float amax = 0.0f;
         for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
-        const float scale = amax / 127.0f, inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int8_t codes[32];
+        const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int i = 0; i < 32; i++) {
-            codes[i] = (int8_t)nearbyintf(xb[i] * inverse);
-            sum += codes[i];
+            q[b * 32 + i] = (int8_t)nearbyintf(xb[i] * inverse);
+            sum += q[b * 32 + i];
         }
-        d[b] = scale;
-        sd[b] = scale * (float)sum;
-        if (b < swizzled_blocks) {
-            /* chunk c = b / 4: [low 16 of its blocks 0..3][high 16 of blocks 0..3] */
-            int8_t *chunk = q + b / 4 * 128;
-            memcpy(chunk + (b % 4) * 16, codes, 16);
-            memcpy(chunk + 64 + (b % 4) * 16, codes + 16, 16);
-        } else {
-            memcpy(q + b * 32, codes, 32);
-        }
+        d[b] = amax / 127.0f;
+        sd[b] = d[b] * (float)sum;
     }
 }
 
@@ -109,31 +99,26 @@ static void sum_groups(cpu_qact *a, int64_t group) {
 void cpu_qlinear_rows_portable(float *y, int64_t N, const void *blob, const float *bias, const cpu_qact *a,
                                int64_t n_begin, int64_t n_end) {
     const llmrt_qweight_header *h = blob;
-    const int bits = (int)h->bits;
     const int64_t per = h->group_size / 32;
-    for (int64_t n = n_begin; n < n_end; n++) {
-        const uint8_t *codes = llmrt_qweight_codes(blob) + n * h->row_bytes;
-        const uint16_t *scales = llmrt_qweight_scales(blob) + n * h->groups;
-        const uint8_t *zeros = llmrt_qweight_zeros(blob) + n * h->groups;
+    const uint16_t *scales = llmrt_qweight_scales(blob);
+    const uint8_t *zeros = llmrt_qweight_zeros(blob);
+    for (int64_t n = n_begin; n < n_end; n++)
         for (int64_t m = 0; m < a->M; m++) {
             const int8_t *q = a->q + m * a->K;
             const float *d = a->d + m * a->nb;
-            float total = 0.0f, correction = 0.0f;
+            float total = 0.0f;
             for (int64_t g = 0; g < h->groups; g++) {
-                const float s = llmrt_f16_to_f32(scales[g]);
+                const size_t at = llmrt_qweight_group_index(h, n, g);
                 float part = 0.0f;
                 for (int64_t b = g * per; b < (g + 1) * per && b < a->nb; b++) {
                     int32_t dot = 0;
-                    for (int64_t k = b * 32; k < b * 32 + 32; k++)
-                        dot += (int32_t)llmrt_qweight_code(codes, bits, k) * q[k];
+                    for (int64_t k = b * 32; k < b * 32 + 32; k++) dot += (int32_t)llmrt_qweight_get(blob, n, k) * q[k];
                     part += d[b] * (float)dot;
                 }
-                total += s * part;
-                correction += (float)zeros[g] * s * a->gsum[m * a->groups + g];
+                total += llmrt_f16_to_f32(scales[at]) * (part - (float)zeros[at] * a->gsum[m * a->groups + g]);
             }
-            y[m * N + n] = (bias ? bias[n] : 0.0f) + (total - correction);
+            y[m * N + n] = (bias ? bias[n] : 0.0f) + total;
         }
-    }
 }
 
 /* ---- the exact path ---------------------------------------------------------------------- */
@@ -154,13 +139,10 @@ static void qlinear_rows_exact(float *y, int64_t N, const void *blob, const floa
                     for (int i = 0; i < 8; i++) s[i] += xm[k + i] * row[k + i];
                 for (; k < K; k++) s[0] += xm[k] * row[k];
             } else { /* no scratch memory: dequantize element by element */
-                const uint8_t *codes = llmrt_qweight_codes(blob) + n * h->row_bytes;
-                const uint16_t *scales = llmrt_qweight_scales(blob) + n * h->groups;
-                const uint8_t *zeros = llmrt_qweight_zeros(blob) + n * h->groups;
                 for (; k < K; k++) {
-                    const int64_t g = k / h->group_size;
-                    s[0] += xm[k] * llmrt_f16_to_f32(scales[g]) *
-                            (float)((int)llmrt_qweight_code(codes, (int)h->bits, k) - (int)zeros[g]);
+                    const size_t at = llmrt_qweight_group_index(h, n, k / h->group_size);
+                    s[0] += xm[k] * llmrt_f16_to_f32(llmrt_qweight_scales(blob)[at]) *
+                            (float)((int)llmrt_qweight_get(blob, n, k) - (int)llmrt_qweight_zeros(blob)[at]);
                 }
             }
             const float total = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
@@ -176,8 +158,8 @@ static size_t act_size(int64_t M, int64_t K) {
     return (((size_t)(M * K) + 63) & ~(size_t)63) + (size_t)(M * nb) * 3 * sizeof(float) + 64;
 }
 
-static void act_carve(cpu_qact *a, char *base, int64_t M, int64_t K, int swizzled) {
-    a->M = M, a->K = K, a->nb = K / 32, a->swizzled = swizzled, a->group = 0, a->groups = 0;
+static void act_carve(cpu_qact *a, char *base, int64_t M, int64_t K) {
+    a->M = M, a->K = K, a->nb = K / 32, a->group = 0, a->groups = 0;
     a->q = (int8_t *)base;
     float *f = (float *)(base + (((size_t)(M * K) + 63) & ~(size_t)63));
     a->d = f;
@@ -229,11 +211,8 @@ static void qlinear_chunk(void *ctx, int64_t begin, int64_t end) {
 void cpu_qlinear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated) {
     if (M <= 0 || K <= 0 || count <= 0 || count > 3) return;
     qlinear_job job = {.parts = parts, .count = count, .path = cpu_qlinear_path(), .x = x, .M = M, .K = K};
-    const int level = cpu_isa_level();
-    /* quantized x per code order: [0] in order, [1] swizzled (int4 on VNNI) */
-    cpu_qact acts[2];
-    int prepared[2] = {0, 0};
-    char *buffer = NULL;
+    cpu_qact act;
+    int prepared = 0;
     double work = 0;
     int64_t rows = 0;
     for (int i = 0; i < count; i++) {
@@ -248,35 +227,35 @@ void cpu_qlinear_group(const cpu_linear_part *parts, int count, const float *x, 
         work += (double)M * p->N * K;
         const llmrt_qweight_header *h = p->w;
         job.kind[i] = integer_path_on() && K % 32 == 0 && h->group_size % 32 == 0 ? PART_INTEGER : PART_EXACT;
-        if (job.kind[i] != PART_INTEGER) continue;
-        const int variant = job.path == 2 && h->bits == 4;
-        if (!buffer && !(buffer = cpu_thread_buffer(1, 2 * act_size(M, K)))) {
-            job.kind[i] = PART_EXACT; /* no memory for quantized x: the exact path needs none */
+        if (job.kind[i] != PART_INTEGER || prepared) continue;
+        char *buffer = cpu_thread_buffer(1, act_size(M, K));
+        if (!buffer) { /* no memory for quantized x: the exact path needs none */
+            job.kind[i] = PART_EXACT;
             continue;
         }
-        cpu_qact *a = &acts[variant];
-        if (!prepared[variant]) {
-            act_carve(a, buffer + (size_t)variant * act_size(M, K), M, K, variant);
-            quantize_job qj = {.a = a, .x = x, .level = level};
-            llmrt_parallel_for(M, 1, M >= 8, quantize_chunk, &qj);
-            prepared[variant] = 1;
-        }
-        if (a->group != h->group_size) sum_groups(a, h->group_size);
-        /* parts of one group share K and, in practice, the group size; a
-         * different one re-sums in place, so run that part now */
-        job.act[i] = a;
+        act_carve(&act, buffer, M, K);
+        quantize_job qj = {.a = &act, .x = x, .level = cpu_isa_level()};
+        llmrt_parallel_for(M, 1, M >= 8, quantize_chunk, &qj);
+        prepared = 1;
     }
-    for (int i = 0; i < count; i++)
-        if (job.kind[i] == PART_INTEGER && job.act[i]->group != ((const llmrt_qweight_header *)parts[i].w)->group_size) {
-            cpu_qact *a = (cpu_qact *)job.act[i];
-            sum_groups(a, ((const llmrt_qweight_header *)parts[i].w)->group_size);
-            qlinear_job one = job;
-            for (int k = 0; k < count; k++) one.kind[k] = k == i ? PART_INTEGER : PART_FLOAT;
-            llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, ROW_ALIGN), work >= PARALLEL_MIN_WORK, qlinear_chunk,
-                               &one);
-            job.kind[i] = PART_FLOAT; /* done */
+    /* the parts of a group share K and, in practice, the group size; a part
+     * of another group size runs alone after the others, with x re-summed */
+    int64_t group = 0;
+    for (int pass = 0; pass < count; pass++) {
+        qlinear_job one = job;
+        int any = 0;
+        for (int i = 0; i < count; i++) {
+            const int64_t g = job.kind[i] == PART_INTEGER ? ((const llmrt_qweight_header *)parts[i].w)->group_size : 0;
+            if (g && !group) group = g;
+            const int now = job.kind[i] == PART_EXACT || (g && g == group);
+            one.kind[i] = now ? job.kind[i] : PART_FLOAT;
+            if (now) job.kind[i] = PART_FLOAT, any = 1;
+            one.act[i] = &act;
         }
-    if (rows > 0)
-        llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, ROW_ALIGN), work >= PARALLEL_MIN_WORK, qlinear_chunk, &job);
+        if (!any) break;
+        if (group && act.group != group) sum_groups(&act, group);
+        llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, ROW_ALIGN), work >= PARALLEL_MIN_WORK, qlinear_chunk, &one);
+        group = 0;
+    }
     if (gated) cpu_silu_mul(gated, parts[0].y, parts[1].y, M * parts[0].N);
 }

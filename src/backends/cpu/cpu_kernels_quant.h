@@ -23,8 +23,6 @@
 /* x quantized for the integer path. */
 typedef struct cpu_qact {
     int64_t M, K, nb;    /* rows, inputs, blocks of 32 (K / 32) */
-    int swizzled;        /* each whole 128-input chunk stored as the low 16 inputs of its 4 blocks, then the high
-                            16 (the order AVX-512 unpacks int4 codes in); a tail of fewer blocks is in order */
     int8_t *q;           /* [M, K] */
     float *d;            /* [M, nb] block scales */
     float *sd;           /* [M, nb] d_b · Σ q of the block */
@@ -34,8 +32,8 @@ typedef struct cpu_qact {
 } cpu_qact;
 
 /* Rows [n_begin, n_end) of y[M, N] = x · dequant(W)ᵀ + bias on the integer
- * path, all M rows of `a`. The blob's group size is a multiple of 32 (or
- * K) and a->gsum is summed for it. */
+ * path, all M rows of `a`; n_begin is a multiple of 16 (a panel). The
+ * blob's group size is a multiple of 32 (or K) and a->gsum is summed for it. */
 typedef void cpu_qlinear_rows_fn(float *y, int64_t N, const void *blob, const float *bias, const cpu_qact *a,
                                  int64_t n_begin, int64_t n_end);
 cpu_qlinear_rows_fn cpu_qlinear_rows_portable;
