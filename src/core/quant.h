@@ -74,11 +74,11 @@ static inline const uint8_t *llmrt_qweight_codes(const void *blob) {
     return (const uint8_t *)blob + LLMRT_QWEIGHT_HEADER_BYTES;
 }
 static inline const uint16_t *llmrt_qweight_scales(const void *blob) {
-    const llmrt_qweight_header *h = blob;
+    const llmrt_qweight_header *h = (const llmrt_qweight_header *)blob;
     return (const uint16_t *)((const uint8_t *)blob + h->scales_offset);
 }
 static inline const uint8_t *llmrt_qweight_zeros(const void *blob) {
-    const llmrt_qweight_header *h = blob;
+    const llmrt_qweight_header *h = (const llmrt_qweight_header *)blob;
     return (const uint8_t *)blob + h->zeros_offset;
 }
 
@@ -94,13 +94,13 @@ static inline size_t llmrt_qweight_group_index(const llmrt_qweight_header *h, in
 }
 /* The code of input k of row n. */
 static inline unsigned llmrt_qweight_get(const void *blob, int64_t n, int64_t k) {
-    const llmrt_qweight_header *h = blob;
+    const llmrt_qweight_header *h = (const llmrt_qweight_header *)blob;
     const uint8_t byte = llmrt_qweight_codes(blob)[llmrt_qweight_code_offset(h, n, k)];
     if (h->bits == 8) return byte;
     return k % 8 < 4 ? byte & 15u : byte >> 4;
 }
 static inline void llmrt_qweight_set(void *blob, int64_t n, int64_t k, unsigned code) {
-    const llmrt_qweight_header *h = blob;
+    const llmrt_qweight_header *h = (const llmrt_qweight_header *)blob;
     uint8_t *byte = (uint8_t *)blob + LLMRT_QWEIGHT_HEADER_BYTES + llmrt_qweight_code_offset(h, n, k);
     if (h->bits == 8) *byte = (uint8_t)code;
     else if (k % 8 < 4) *byte = (uint8_t)((*byte & 0xf0u) | code);
