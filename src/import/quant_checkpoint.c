@@ -199,6 +199,28 @@ static llmrt_status find_tensor(const llmrt_checkpoint *cp, const char *weight_n
     return LLMRT_OK;
 }
 
+/* The tensor named `name` without marking it read (tensors are sorted by name). */
+static const llmrt_st_tensor *peek(const llmrt_checkpoint *cp, const char *name) {
+    size_t lo = 0, hi = llmrt_checkpoint_tensor_count(cp);
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        const int c = strcmp(llmrt_checkpoint_tensor(cp, mid)->name, name);
+        if (c == 0) return llmrt_checkpoint_tensor(cp, mid);
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* Every element ±0 (a float tensor). */
+static int all_zero(const llmrt_st_tensor *t) {
+    const size_t size = llmrt_dtype_size(t->dtype);
+    if (t->dtype != LLMRT_DTYPE_F16 && t->dtype != LLMRT_DTYPE_BF16 && t->dtype != LLMRT_DTYPE_F32) return 0;
+    for (size_t i = 0; i < t->nbytes; i++)
+        if (t->data[i] & (i % size == size - 1 ? 0x7f : 0xff)) return 0;
+    return 1;
+}
+
 /* Safetensors data need not be aligned for its dtype: read through memcpy. */
 static uint32_t u32_at(const llmrt_st_tensor *t, size_t index) {
     uint32_t v;
@@ -240,6 +262,14 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
                                "supported; export with desc_act false",
                                g_idx->file_path, g_idx->name, (long long)k, g);
     }
+    /* AutoGPTQ saves a bias for every quantized layer, zeros where the
+     * model has none: an all-zero bias is marked read, so that it is not
+     * reported as a tensor the model does not use; any other stays for the
+     * model's own binding (or that report) */
+    char bias_name[512];
+    const llmrt_st_tensor *bias = sibling_name(weight_name, "bias", bias_name, sizeof bias_name)
+                                      ? peek(cp, bias_name) : NULL;
+    if (bias && all_zero(bias)) llmrt_checkpoint_find(cp, bias_name);
     static const int awq_nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7}; /* output 8c + p sits in nibble awq_nibble_of[p] */
     llmrt_qweight_init(blob, &layout);
     uint16_t *dst_scales = (uint16_t *)((uint8_t *)blob + layout.scales_offset);

@@ -115,7 +115,7 @@ static void pack(format f, int bits, const int32_t *q, const int32_t *z, const u
 }
 
 /* What a test checkpoint should break, to see the error name it. */
-typedef enum flaw { FLAW_NONE, FLAW_VERSION, FLAW_METHOD, FLAW_ACT_ORDER, FLAW_DTYPE } flaw;
+typedef enum flaw { FLAW_NONE, FLAW_VERSION, FLAW_METHOD, FLAW_ACT_ORDER, FLAW_DTYPE, FLAW_BIAS } flaw;
 
 typedef struct variant {
     const char *label;
@@ -124,6 +124,7 @@ typedef struct variant {
     const char *config_file; /* NULL: quantization_config in config.json */
     flaw flaw;
     const char *error;       /* with a flaw: a word the error must hold */
+    int biases;              /* AutoGPTQ's bias beside every packed layer: 0 none, 1 zeros (FLAW_BIAS: not zero) */
 } variant;
 
 static void write_config(const char *case_dir, const char *out_dir, const variant *v) {
@@ -164,9 +165,9 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
     CHECK_OK(llmrt_checkpoint_open_file(path, &cp));
     if (!cp) return;
     const size_t count = llmrt_checkpoint_tensor_count(cp);
-    llmrt_st_write_entry *out = calloc(count * 4, sizeof *out), *ref = calloc(count, sizeof *ref);
-    char (*names)[256] = calloc(count * 4, sizeof *names);
-    void **owned = calloc(count * 12, sizeof *owned);
+    llmrt_st_write_entry *out = calloc(count * 5, sizeof *out), *ref = calloc(count, sizeof *ref);
+    char (*names)[256] = calloc(count * 5, sizeof *names);
+    void **owned = calloc(count * 13, sizeof *owned);
     size_t n_out = 0, n_owned = 0;
     for (size_t i = 0; i < count; i++) {
         const llmrt_st_tensor *t = llmrt_checkpoint_tensor(cp, i);
@@ -186,15 +187,18 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
         if (v->flaw == FLAW_ACT_ORDER && p->g_idx) p->g_idx[0] = 1, p->g_idx[GROUP] = 0;
         ref[i] = (llmrt_st_write_entry){t->name, LLMRT_DTYPE_F32, 2, t->shape, deq};
         const size_t stem = strlen(t->name) - strlen("weight");
-        const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx"};
-        const void *data[] = {p->qweight, p->qzeros, p->scales, p->g_idx};
-        const int64_t *shapes[] = {p->qweight_shape, p->qzeros_shape, p->scales_shape, p->g_idx_shape};
-        for (int k = 0; k < 4; k++) {
+        uint16_t *bias = v->biases ? calloc((size_t)N, sizeof *bias) : NULL;
+        if (bias && v->flaw == FLAW_BIAS) bias[0] = 0x3c00; /* 1.0 */
+        const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx", "bias"};
+        const void *data[] = {p->qweight, p->qzeros, p->scales, p->g_idx, bias};
+        const int64_t *shapes[] = {p->qweight_shape, p->qzeros_shape, p->scales_shape, p->g_idx_shape, t->shape};
+        owned[n_owned++] = bias;
+        for (int k = 0; k < 5; k++) {
             if (!data[k]) continue;
             snprintf(names[n_out], sizeof names[n_out], "%.*s%s", (int)stem, t->name, suffix[k]);
-            llmrt_dtype dtype = k == 2 ? LLMRT_DTYPE_F16 : LLMRT_DTYPE_I32;
+            llmrt_dtype dtype = k == 2 || k == 4 ? LLMRT_DTYPE_F16 : LLMRT_DTYPE_I32;
             if (v->flaw == FLAW_DTYPE && k == 0) dtype = LLMRT_DTYPE_F32;
-            out[n_out] = (llmrt_st_write_entry){names[n_out], dtype, k == 3 ? 1 : 2, shapes[k], data[k]};
+            out[n_out] = (llmrt_st_write_entry){names[n_out], dtype, k >= 3 ? 1 : 2, shapes[k], data[k]};
             n_out++;
         }
         owned[n_owned++] = w, owned[n_owned++] = deq, owned[n_owned++] = q, owned[n_owned++] = z;
@@ -276,15 +280,17 @@ int main(void) {
     /* the exact path: x stays f32, so only the weights differ */
     cpu_qlinear_set_integer(0);
     const variant variants[] = {
-        {"awq", AWQ, 4, 0, NULL, FLAW_NONE, NULL},
-        {"awq quant_config.json", AWQ, 4, 0, "quant_config.json", FLAW_NONE, NULL},
-        {"gptq v1 sym", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL},
-        {"gptq v2 asym", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL},
-        {"gptq v2 8-bit quantize_config.json", GPTQ_V2, 8, 0, "quantize_config.json", FLAW_NONE, NULL},
-        {"awq gemv", AWQ, 4, 0, NULL, FLAW_VERSION, "'version'"},
-        {"bitsandbytes", GPTQ_V2, 4, 0, NULL, FLAW_METHOD, "'quant_method'"},
-        {"gptq act-order", GPTQ_V2, 4, 0, NULL, FLAW_ACT_ORDER, "g_idx"},
-        {"gptq f32 qweight", GPTQ_V2, 4, 0, NULL, FLAW_DTYPE, "qweight"},
+        {"awq", AWQ, 4, 0, NULL, FLAW_NONE, NULL, 0},
+        {"awq quant_config.json", AWQ, 4, 0, "quant_config.json", FLAW_NONE, NULL, 0},
+        {"gptq v1 sym", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 0},
+        {"gptq v2 asym", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL, 0},
+        {"gptq v2 8-bit quantize_config.json", GPTQ_V2, 8, 0, "quantize_config.json", FLAW_NONE, NULL, 0},
+        {"awq gemv", AWQ, 4, 0, NULL, FLAW_VERSION, "'version'", 0},
+        {"bitsandbytes", GPTQ_V2, 4, 0, NULL, FLAW_METHOD, "'quant_method'", 0},
+        {"gptq act-order", GPTQ_V2, 4, 0, NULL, FLAW_ACT_ORDER, "g_idx", 0},
+        {"gptq f32 qweight", GPTQ_V2, 4, 0, NULL, FLAW_DTYPE, "qweight", 0},
+        {"gptq v1 zero biases", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 1},
+        {"gptq non-zero bias", GPTQ_V1, 4, 1, NULL, FLAW_BIAS, "does not use", 1},
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         fprintf(stderr, "-- %s\n", variants[i].label);
