@@ -7,7 +7,8 @@
  * table is gathered): the head and the embeddings stay 16-bit, as in AWQ and
  * GPTQ checkpoints. A quantized weight node keeps its [N, K] shape and
  * carries iattr[1] = group size (K for per channel), iattr[2] = 1 when
- * asymmetric. */
+ * asymmetric, iattr[3] = 1 when its inputs are stored permuted (GPTQ
+ * act-order). */
 #include <stdlib.h>
 
 #include "compiler/passes.h"
@@ -33,7 +34,7 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
             continue;
         llmrt_dtype dtype = ctx->quant_dtype;
         int64_t group = ctx->quant_group_size;
-        int32_t asymmetric = ctx->quant_asymmetric;
+        int32_t asymmetric = ctx->quant_asymmetric, permuted = 0;
         if (ctx->prequantized) {
             if (!llmrt_quant_checkpoint_has(ctx->checkpoint, w->name)) continue;
             if (w->iattr[0])
@@ -41,11 +42,13 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
             dtype = llmrt_quant_config_dtype(ctx->prequantized);
             group = ctx->prequantized->group_size;
             asymmetric = 1;
+            permuted = llmrt_quant_checkpoint_permuted(ctx->checkpoint, ctx->prequantized, w->name, w->dims[1]);
         }
         const int64_t K = w->dims[1];
         w->dtype = dtype;
         w->iattr[1] = group > 0 && group < K ? group : K;
         w->iattr[2] = asymmetric;
+        w->iattr[3] = permuted;
         ctx->rewrites++;
     }
     free(uses), free(linear_uses);
@@ -53,8 +56,11 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
 }
 
 llmrt_status llmrt_quantize_matrix(const llmrt_node *w, const float *values, void *blob) {
+    if (w->iattr[3])
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s' holds act-order (permuted) codes: rebuild the engine from its "
+                           "GPTQ checkpoint", w->name);
     llmrt_qweight_header layout;
-    LLMRT_TRY(llmrt_qweight_layout(w->dtype, w->dims[0], w->dims[1], w->iattr[1], &layout));
+    LLMRT_TRY(llmrt_qweight_layout(w->dtype, w->dims[0], w->dims[1], w->iattr[1], 0, &layout));
     llmrt_qweight_init(blob, &layout);
     const int64_t N = w->dims[0], K = w->dims[1];
     const int asymmetric = w->iattr[2] != 0;

@@ -1,6 +1,7 @@
 #include "core/quant.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
@@ -15,7 +16,7 @@ int llmrt_quant_bits(llmrt_dtype dtype) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size,
+llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size, int permuted,
                                   llmrt_qweight_header *out) {
     memset(out, 0, sizeof *out);
     const int bits = llmrt_quant_bits(dtype);
@@ -25,7 +26,8 @@ llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols,
                            (long long)rows, (long long)cols, (long long)group_size);
     if (group_size == 0 || group_size > cols) group_size = cols;
     out->magic = LLMRT_QWEIGHT_MAGIC;
-    out->bits = (uint32_t)bits;
+    out->bits = (uint16_t)bits;
+    out->flags = permuted ? LLMRT_QWEIGHT_PERMUTED : 0;
     out->rows = rows;
     out->cols = cols;
     out->group_size = group_size;
@@ -36,7 +38,7 @@ llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols,
     const uint64_t per_group = panels * LLMRT_QWEIGHT_PANEL * (uint64_t)out->groups;
     const uint64_t scales = align64(LLMRT_QWEIGHT_HEADER_BYTES + panels * (uint64_t)out->panel_bytes);
     const uint64_t zeros = align64(scales + per_group * 2);
-    const uint64_t total = align64(zeros + per_group);
+    const uint64_t total = align64(zeros + per_group) + (permuted ? align64((uint64_t)cols * 4) : 0);
     if (zeros > UINT32_MAX || total > ((uint64_t)1 << 48))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "quantized weight [%lld, %lld] is too large", (long long)rows,
                            (long long)cols);
@@ -46,17 +48,17 @@ llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols,
     return LLMRT_OK;
 }
 
-size_t llmrt_qweight_bytes(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size) {
+size_t llmrt_qweight_bytes(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size, int permuted) {
     llmrt_qweight_header h;
     if (!llmrt_quant_bits(dtype) || rows <= 0 || cols <= 0 || group_size < 0) return 0;
-    if (llmrt_qweight_layout(dtype, rows, cols, group_size, &h) != LLMRT_OK) return 0;
+    if (llmrt_qweight_layout(dtype, rows, cols, group_size, permuted, &h) != LLMRT_OK) return 0;
     return (size_t)h.total_bytes;
 }
 
 llmrt_status llmrt_qweight_check(const void *blob, size_t nbytes, llmrt_dtype dtype, int64_t rows, int64_t cols,
-                                 int64_t group_size, const char *what) {
+                                 int64_t group_size, int permuted, const char *what) {
     llmrt_qweight_header want, got;
-    LLMRT_TRY(llmrt_qweight_layout(dtype, rows, cols, group_size, &want));
+    LLMRT_TRY(llmrt_qweight_layout(dtype, rows, cols, group_size, permuted, &want));
     if (!blob || nbytes < sizeof got || nbytes != want.total_bytes)
         return llmrt_error(LLMRT_ERR_FORMAT, "quantized weight '%s': %zu bytes, its layout needs %llu", what, nbytes,
                            (unsigned long long)want.total_bytes);
@@ -65,6 +67,20 @@ llmrt_status llmrt_qweight_check(const void *blob, size_t nbytes, llmrt_dtype dt
         return llmrt_error(LLMRT_ERR_FORMAT,
                            "quantized weight '%s': its header disagrees with the plan's [%lld, %lld] %s, group %lld",
                            what, (long long)rows, (long long)cols, llmrt_dtype_name(dtype), (long long)want.group_size);
+    if (permuted) { /* each input exactly once */
+        uint8_t *seen = calloc((size_t)cols, 1);
+        if (!seen) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        const uint8_t *perm = (const uint8_t *)blob + llmrt_qweight_perm_offset(&want);
+        int ok = 1;
+        for (int64_t j = 0; j < cols && ok; j++) {
+            int32_t k;
+            memcpy(&k, perm + j * 4, 4);
+            ok = k >= 0 && k < cols && !seen[k];
+            if (ok) seen[k] = 1;
+        }
+        free(seen);
+        if (!ok) return llmrt_error(LLMRT_ERR_FORMAT, "quantized weight '%s': its input order is not a permutation", what);
+    }
     return LLMRT_OK;
 }
 
@@ -111,11 +127,13 @@ void llmrt_dequantize_row(const void *blob, int64_t n, float *out) {
     const llmrt_qweight_header *h = blob;
     const uint16_t *scales = llmrt_qweight_scales(blob);
     const uint8_t *zeros = llmrt_qweight_zeros(blob);
+    const int32_t *perm = llmrt_qweight_perm(blob);
     for (int64_t g = 0; g < h->groups; g++) {
         const size_t at = llmrt_qweight_group_index(h, n, g);
         const float s = llmrt_f16_to_f32(scales[at]);
         const int z = zeros[at];
         const int64_t k1 = (g + 1) * h->group_size < h->cols ? (g + 1) * h->group_size : h->cols;
-        for (int64_t k = g * h->group_size; k < k1; k++) out[k] = s * (float)((int)llmrt_qweight_get(blob, n, k) - z);
+        for (int64_t k = g * h->group_size; k < k1; k++)
+            out[perm ? perm[k] : k] = s * (float)((int)llmrt_qweight_get(blob, n, k) - z);
     }
 }

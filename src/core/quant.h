@@ -13,6 +13,9 @@
  *            8q + j in its low nibble and 8q + 4 + j in its high nibble.
  *   scales   f16 [panels][groups][16]: the panel's 16 rows side by side
  *   zeros    u8  [panels][groups][16]
+ *   perm     i32 [K], only when flags has LLMRT_QWEIGHT_PERMUTED: stored
+ *            input j is input perm[j] of x (GPTQ act-order: its groups
+ *            are sets of inputs, made runs by sorting the inputs by group)
  *
  * Codes are unsigned. Input k of row n belongs to group k / group_size (the
  * last group may be shorter) and dequantizes to s · (code − z) of that
@@ -38,9 +41,12 @@
 #define LLMRT_QWEIGHT_PANEL 16 /* rows per panel */
 #define LLMRT_QWEIGHT_BLOCK 32 /* K is padded to a multiple; also the activation block of the integer kernels */
 
+enum { LLMRT_QWEIGHT_PERMUTED = 1 };
+
 typedef struct llmrt_qweight_header {
     uint32_t magic;
-    uint32_t bits;       /* 8 or 4 */
+    uint16_t bits;       /* 8 or 4 */
+    uint16_t flags;      /* LLMRT_QWEIGHT_PERMUTED */
     int64_t rows;        /* N */
     int64_t cols;        /* K */
     int64_t group_size;  /* inputs per scale; cols for per-channel */
@@ -56,16 +62,17 @@ int llmrt_dtype_is_quantized(llmrt_dtype dtype);
 int llmrt_quant_bits(llmrt_dtype dtype);
 
 /* The layout of a [rows, cols] matrix of `dtype` in groups of group_size
- * (0 or >= cols: per channel). Fails on a non-quantized dtype, non-positive
- * sizes or a blob over 2^48 bytes. */
-llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size,
+ * (0 or >= cols: per channel), with a perm section when `permuted`. Fails
+ * on a non-quantized dtype, non-positive sizes or a blob over 2^48 bytes. */
+llmrt_status llmrt_qweight_layout(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size, int permuted,
                                   llmrt_qweight_header *out);
 /* Bytes of that blob; 0 when the layout is invalid. */
-size_t llmrt_qweight_bytes(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size);
-/* Checks that `blob` (nbytes) holds a header for exactly this matrix, so
- * kernels may trust it: `what` names the weight in the error. */
+size_t llmrt_qweight_bytes(llmrt_dtype dtype, int64_t rows, int64_t cols, int64_t group_size, int permuted);
+/* Checks that `blob` (nbytes) holds a header for exactly this matrix, and
+ * a permutation of 0..cols-1 if permuted, so kernels may trust it: `what`
+ * names the weight in the error. */
 llmrt_status llmrt_qweight_check(const void *blob, size_t nbytes, llmrt_dtype dtype, int64_t rows, int64_t cols,
-                                 int64_t group_size, const char *what);
+                                 int64_t group_size, int permuted, const char *what);
 /* Writes the header of `layout` at the blob's start. */
 void llmrt_qweight_init(void *blob, const llmrt_qweight_header *layout);
 
@@ -80,6 +87,16 @@ static inline const uint16_t *llmrt_qweight_scales(const void *blob) {
 static inline const uint8_t *llmrt_qweight_zeros(const void *blob) {
     const llmrt_qweight_header *h = (const llmrt_qweight_header *)blob;
     return (const uint8_t *)blob + h->zeros_offset;
+}
+/* The perm section's offset (the blob's last 64-aligned run of cols i32). */
+static inline uint64_t llmrt_qweight_perm_offset(const llmrt_qweight_header *h) {
+    return h->total_bytes - (((uint64_t)h->cols * 4 + 63) & ~(uint64_t)63);
+}
+/* The permutation of a checked blob, or NULL when it has none. */
+static inline const int32_t *llmrt_qweight_perm(const void *blob) {
+    const llmrt_qweight_header *h = (const llmrt_qweight_header *)blob;
+    if (!(h->flags & LLMRT_QWEIGHT_PERMUTED)) return NULL;
+    return (const int32_t *)((const uint8_t *)blob + llmrt_qweight_perm_offset(h));
 }
 
 /* Byte offset of input k of row n in the codes section. */
@@ -107,12 +124,13 @@ static inline void llmrt_qweight_set(void *blob, int64_t n, int64_t k, unsigned 
     else *byte = (uint8_t)((*byte & 0x0fu) | (code << 4));
 }
 
-/* Round-to-nearest quantization of row n of W (f32, cols values) into an
- * initialised blob: per group, symmetric (scale = max|w| / (2^(bits-1) − 1),
+/* Round-to-nearest quantization of row n of W (f32, cols values, in stored
+ * order: w[j] is the weight of stored input j) into an initialised blob: per group, symmetric (scale = max|w| / (2^(bits-1) − 1),
  * zero at the midpoint) or asymmetric (scale = (max − min) / (2^bits − 1),
  * zero = round(−min / scale), the range always holding 0). */
 void llmrt_quantize_row(void *blob, int64_t n, const float *w, int asymmetric);
-/* Row n of a checked blob back to f32 (cols values). */
+/* Row n of a checked blob back to f32 (cols values, in x's order: a
+ * permuted blob's stored input j lands at out[perm[j]]). */
 void llmrt_dequantize_row(const void *blob, int64_t n, float *out);
 
 #endif

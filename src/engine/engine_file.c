@@ -344,7 +344,8 @@ static llmrt_status parse_image(llmrt_engine_image *img, const char *name, int v
         const llmrt_node *n = &img->plan->graph->nodes[i];
         if (n->op != LLMRT_OP_WEIGHT || !llmrt_dtype_is_quantized(n->dtype)) continue;
         const llmrt_plan_weight *w = &img->plan->weights[n->weight_slot];
-        LLMRT_TRY(llmrt_qweight_check(w->data, w->nbytes, n->dtype, n->dims[0], n->dims[1], n->iattr[1], w->name));
+        LLMRT_TRY(llmrt_qweight_check(w->data, w->nbytes, n->dtype, n->dims[0], n->dims[1], n->iattr[1],
+                                      (int)n->iattr[3], w->name));
     }
     if (img->plan->vocab_size != img->config.vocab_size)
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: plan vocab %d disagrees with model config %d", name,

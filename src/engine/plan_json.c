@@ -215,7 +215,7 @@ llmrt_status llmrt_plan_from_json(const json_t *root, const char *what, llmrt_pl
         unsigned __int128 expected = llmrt_dtype_size(w->dtype);
         for (int32_t k = 0; k < ndim; k++) expected *= (unsigned __int128)w->dims[k];
         if (llmrt_dtype_is_quantized(w->dtype)) {
-            if (ndim != 2 || w->nbytes < llmrt_qweight_bytes(w->dtype, w->dims[0], w->dims[1], w->dims[1]))
+            if (ndim != 2 || w->nbytes < llmrt_qweight_bytes(w->dtype, w->dims[0], w->dims[1], w->dims[1], 0))
                 s = bad(&d, "nbytes", "is too small for a quantized matrix of these dims");
         } else if (expected != (unsigned __int128)w->nbytes) {
             s = bad(&d, "nbytes", "disagrees with dims and dtype");

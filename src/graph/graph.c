@@ -68,7 +68,8 @@ int64_t llmrt_node_numel(const llmrt_node *node, int64_t tokens, int64_t logits)
 
 size_t llmrt_node_bytes(const llmrt_node *node, int64_t tokens, int64_t logits) {
     if (llmrt_dtype_is_quantized(node->dtype))
-        return node->ndim == 2 ? llmrt_qweight_bytes(node->dtype, node->dims[0], node->dims[1], node->iattr[1]) : 0;
+        return node->ndim == 2 ? llmrt_qweight_bytes(node->dtype, node->dims[0], node->dims[1], node->iattr[1],
+                                                     (int)node->iattr[3]) : 0;
     return (size_t)llmrt_node_numel(node, tokens, logits) * llmrt_dtype_size(node->dtype);
 }
 

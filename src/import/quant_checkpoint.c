@@ -212,6 +212,26 @@ static const llmrt_st_tensor *peek(const llmrt_checkpoint *cp, const char *name)
     return NULL;
 }
 
+/* 1 when g_idx puts input k in group k / group for every k (no act-order). */
+static int trivial_g_idx(const llmrt_st_tensor *g_idx, int64_t K, int64_t group) {
+    for (int64_t k = 0; k < K; k++) {
+        uint32_t g;
+        memcpy(&g, g_idx->data + k * 4, 4);
+        if ((int64_t)g != k / group) return 0;
+    }
+    return 1;
+}
+
+int llmrt_quant_checkpoint_permuted(const llmrt_checkpoint *checkpoint, const llmrt_quant_config *config,
+                                    const char *weight_name, int64_t cols) {
+    char name[512];
+    if (config->method != LLMRT_QUANT_METHOD_GPTQ || !sibling_name(weight_name, "g_idx", name, sizeof name)) return 0;
+    const llmrt_st_tensor *g_idx = peek(checkpoint, name);
+    const int64_t group = config->group_size > 0 && config->group_size < cols ? config->group_size : cols;
+    if (!g_idx || g_idx->dtype != LLMRT_DTYPE_I32 || g_idx->ndim != 1 || g_idx->shape[0] != cols) return 0;
+    return !trivial_g_idx(g_idx, cols, group);
+}
+
 /* Every element ±0 (a float tensor). */
 static int all_zero(const llmrt_st_tensor *t) {
     const size_t size = llmrt_dtype_size(t->dtype);
@@ -243,8 +263,6 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
                            "%s: weight '%s' [%lld, %lld] does not divide into groups of %lld and words of %d codes",
                            c->source, weight_name, (long long)N, (long long)K, (long long)group, per_word);
     const int64_t groups = K / group;
-    llmrt_qweight_header layout;
-    LLMRT_TRY(llmrt_qweight_layout(bits == 8 ? LLMRT_DTYPE_INT8_WO : LLMRT_DTYPE_INT4_WO, N, K, group, &layout));
     const llmrt_st_tensor *qweight, *qzeros, *scales, *g_idx = NULL;
     const int awq = c->method == LLMRT_QUANT_METHOD_AWQ;
     if (awq) LLMRT_TRY(find_tensor(cp, weight_name, "qweight", LLMRT_DTYPE_I32, K, N / per_word, 0, &qweight));
@@ -252,15 +270,32 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
     LLMRT_TRY(find_tensor(cp, weight_name, "qzeros", LLMRT_DTYPE_I32, groups, N / per_word, 0, &qzeros));
     LLMRT_TRY(find_tensor(cp, weight_name, "scales", LLMRT_DTYPE_F16, groups, N, 0, &scales));
     if (!awq) LLMRT_TRY(find_tensor(cp, weight_name, "g_idx", LLMRT_DTYPE_I32, K, 0, 1, &g_idx));
-    /* act-order: llmrt's groups are runs of consecutive inputs, so a g_idx
-     * that permutes them cannot be represented without moving inputs */
-    for (int64_t k = 0; g_idx && k < K; k++) {
-        const int32_t g = (int32_t)u32_at(g_idx, (size_t)k);
-        if (g != k / group)
-            return llmrt_error(LLMRT_ERR_UNSUPPORTED,
-                               "%s: tensor '%s' g_idx[%lld] = %d: act-order (desc_act) group orders are not "
-                               "supported; export with desc_act false",
-                               g_idx->file_path, g_idx->name, (long long)k, g);
+    /* act-order: llmrt's groups are runs of stored inputs, so the inputs
+     * are stored sorted by group (stably) and the engine keeps the order */
+    int32_t *perm = NULL;
+    if (g_idx && !trivial_g_idx(g_idx, K, group)) {
+        perm = malloc(sizeof *perm * (size_t)K);
+        int64_t *fill = calloc((size_t)groups, sizeof *fill);
+        llmrt_status s = perm && fill ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        for (int64_t k = 0; k < K && s == LLMRT_OK; k++) {
+            const int32_t g = (int32_t)u32_at(g_idx, (size_t)k);
+            if (g < 0 || g >= groups || fill[g] == group)
+                s = llmrt_error(LLMRT_ERR_FORMAT, "%s: tensor '%s' g_idx[%lld] = %d: groups must be %lld inputs each",
+                                g_idx->file_path, g_idx->name, (long long)k, g, (long long)group);
+            else perm[g * group + fill[g]++] = (int32_t)k;
+        }
+        free(fill);
+        if (s != LLMRT_OK) {
+            free(perm);
+            return s;
+        }
+    }
+    llmrt_qweight_header layout;
+    llmrt_status s = llmrt_qweight_layout(bits == 8 ? LLMRT_DTYPE_INT8_WO : LLMRT_DTYPE_INT4_WO, N, K, group,
+                                          perm != NULL, &layout);
+    if (s != LLMRT_OK) {
+        free(perm);
+        return s;
     }
     /* AutoGPTQ saves a bias for every quantized layer, zeros where the
      * model has none: an all-zero bias is marked read, so that it is not
@@ -272,6 +307,7 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
     if (bias && all_zero(bias)) llmrt_checkpoint_find(cp, bias_name);
     static const int awq_nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7}; /* output 8c + p sits in nibble awq_nibble_of[p] */
     llmrt_qweight_init(blob, &layout);
+    if (perm) memcpy((uint8_t *)blob + llmrt_qweight_perm_offset(&layout), perm, sizeof *perm * (size_t)K);
     uint16_t *dst_scales = (uint16_t *)((uint8_t *)blob + layout.scales_offset);
     uint8_t *dst_zeros = (uint8_t *)blob + layout.zeros_offset;
     for (int64_t g = 0; g < groups; g++)
@@ -279,18 +315,23 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
             const int slot = awq ? awq_nibble_of[n % 8] : (int)(n % per_word);
             unsigned zero = (u32_at(qzeros, (size_t)(g * (N / per_word) + n / per_word)) >> (slot * bits)) & mask;
             if (c->zeros_minus_one) zero += 1;
-            if (zero > 255)
+            if (zero > 255) {
+                free(perm);
                 return llmrt_error(LLMRT_ERR_FORMAT, "%s: tensor '%s': zero point %u of output %lld is out of range",
                                    qzeros->file_path, qzeros->name, zero, (long long)n);
+            }
             dst_zeros[llmrt_qweight_group_index(&layout, n, g)] = (uint8_t)zero;
             dst_scales[llmrt_qweight_group_index(&layout, n, g)] = u16_at(scales, (size_t)(g * N + n));
         }
-    for (int64_t k = 0; k < K; k++)
+    for (int64_t j = 0; j < K; j++) {
+        const int64_t k = perm ? perm[j] : j; /* stored input j is input k of the checkpoint */
         for (int64_t n = 0; n < N; n++) {
             unsigned code;
             if (awq) code = (u32_at(qweight, (size_t)(k * (N / 8) + n / 8)) >> (awq_nibble_of[n % 8] * 4)) & mask;
             else code = (u32_at(qweight, (size_t)((k / per_word) * N + n)) >> ((k % per_word) * bits)) & mask;
-            llmrt_qweight_set(blob, n, k, code);
+            llmrt_qweight_set(blob, n, j, code);
         }
+    }
+    free(perm);
     return LLMRT_OK;
 }

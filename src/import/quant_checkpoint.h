@@ -40,10 +40,16 @@ llmrt_dtype llmrt_quant_config_dtype(const llmrt_quant_config *config);
  * "….qweight" beside it. */
 int llmrt_quant_checkpoint_has(const llmrt_checkpoint *checkpoint, const char *weight_name);
 
+/* 1 if the packed weight's g_idx orders its groups otherwise than k / group
+ * (GPTQ act-order): its blob then stores the inputs sorted by group and
+ * keeps the order (core/quant.h, LLMRT_QWEIGHT_PERMUTED). */
+int llmrt_quant_checkpoint_permuted(const llmrt_checkpoint *checkpoint, const llmrt_quant_config *config,
+                                    const char *weight_name, int64_t cols);
+
 /* Repacks the weight `weight_name` [rows, cols] (nn.Linear layout: rows
  * outputs) into `blob`, an int4-wo / int8-wo blob of the config's group
- * size (llmrt_qweight_bytes). Shapes, dtypes and codes are checked; an
- * error names the tensor. */
+ * size (llmrt_qweight_bytes, permuted as llmrt_quant_checkpoint_permuted
+ * says). Shapes, dtypes and codes are checked; an error names the tensor. */
 llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *checkpoint, const llmrt_quant_config *config,
                                          const char *weight_name, int64_t rows, int64_t cols, void *blob);
 

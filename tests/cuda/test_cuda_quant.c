@@ -2,7 +2,8 @@
  * dequantizes in registers (decode sizes) and the dequantization the
  * prefill GEMM reads, for int8-wo / int4-wo, groups of 32, 128 and per
  * channel, odd N (a partial panel) and K (a padded block), f32 / f16 / bf16
- * activations; then whole int4-wo / int8-wo engines on the cuda backend
+ * activations, inputs stored in order and permuted (GPTQ act-order); then
+ * whole int4-wo / int8-wo engines on the cuda backend
  * against the same engines on the CPU (exact path), prompt and decode.
  * Without a GPU it exits 77 (skipped). */
 #include <math.h>
@@ -16,11 +17,17 @@
 #include "cuda_test_util.h"
 #include "llmrt/llmrt.h"
 
-static void *make_blob(llmrt_dtype dtype, int64_t N, int64_t K, int64_t group, float *deq, uint64_t *rng) {
+/* `permuted`: inputs stored reversed (a GPTQ act-order blob). */
+static void *make_blob(llmrt_dtype dtype, int64_t N, int64_t K, int64_t group, int permuted, float *deq,
+                       uint64_t *rng) {
     llmrt_qweight_header h;
-    if (llmrt_qweight_layout(dtype, N, K, group, &h) != LLMRT_OK) return NULL;
+    if (llmrt_qweight_layout(dtype, N, K, group, permuted, &h) != LLMRT_OK) return NULL;
     void *blob = aligned_alloc(64, (size_t)h.total_bytes);
     llmrt_qweight_init(blob, &h);
+    if (permuted) {
+        int32_t *perm = (int32_t *)((uint8_t *)blob + llmrt_qweight_perm_offset(&h));
+        for (int64_t k = 0; k < K; k++) perm[k] = (int32_t)(K - 1 - k);
+    }
     float *row = malloc(sizeof(float) * (size_t)K);
     for (int64_t n = 0; n < N; n++) {
         test_fill_random(row, (size_t)K, rng, 0.2f);
@@ -32,11 +39,11 @@ static void *make_blob(llmrt_dtype dtype, int64_t N, int64_t K, int64_t group, f
 }
 
 static void check_kernels(llmrt_dtype dtype, llmrt_dtype act, int64_t M, int64_t N, int64_t K, int64_t group,
-                          uint64_t *rng) {
+                          int permuted, uint64_t *rng) {
     float *deq = malloc(sizeof(float) * (size_t)(N * K)), *x = malloc(sizeof(float) * (size_t)(M * K));
     float *bias = malloc(sizeof(float) * (size_t)N), *ref = malloc(sizeof(float) * (size_t)(M * N));
     float *got = malloc(sizeof(float) * (size_t)(M * N)), *back = malloc(sizeof(float) * (size_t)(N * K));
-    void *blob = make_blob(dtype, N, K, group, deq, rng);
+    void *blob = make_blob(dtype, N, K, group, permuted, deq, rng);
     const llmrt_qweight_header *h = blob;
     test_fill_random(x, (size_t)(M * K), rng, 1.0f);
     test_fill_random(bias, (size_t)N, rng, 0.5f);
@@ -63,9 +70,9 @@ static void check_kernels(llmrt_dtype dtype, llmrt_dtype act, int64_t M, int64_t
             free(host);
             const double err = test_rel_l2(got, ref, (size_t)(M * N));
             const double tol = ty == LLMRT_DTYPE_F32 ? 1e-5 : ty == LLMRT_DTYPE_F16 ? 2e-3 : 1e-2;
-            CHECK_MSG(err < tol, "qgemv %s x %s -> %s M=%lld N=%lld K=%lld group=%lld: rel err %g",
+            CHECK_MSG(err < tol, "qgemv %s x %s -> %s M=%lld N=%lld K=%lld group=%lld permuted=%d: rel err %g",
                       llmrt_dtype_name(dtype), llmrt_dtype_name(act), llmrt_dtype_name(ty), (long long)M, (long long)N,
-                      (long long)K, (long long)group, err);
+                      (long long)K, (long long)group, permuted, err);
         }
     }
     /* the dequantization: exactly the CPU's values, rounded to the type */
@@ -76,8 +83,9 @@ static void check_kernels(llmrt_dtype dtype, llmrt_dtype act, int64_t M, int64_t
     llmrt_convert_to_f32(back, host, act, (size_t)(N * K));
     free(host);
     round_to(deq, (size_t)(N * K), act);
-    CHECK_MSG(memcmp(back, deq, sizeof(float) * (size_t)(N * K)) == 0, "qdequantize %s -> %s N=%lld K=%lld group=%lld",
-              llmrt_dtype_name(dtype), llmrt_dtype_name(act), (long long)N, (long long)K, (long long)group);
+    CHECK_MSG(memcmp(back, deq, sizeof(float) * (size_t)(N * K)) == 0,
+              "qdequantize %s -> %s N=%lld K=%lld group=%lld permuted=%d", llmrt_dtype_name(dtype),
+              llmrt_dtype_name(act), (long long)N, (long long)K, (long long)group, permuted);
     cudaFree(d_blob), cudaFree(d_x), cudaFree(d_bias), cudaFree(d_y), cudaFree(d_w);
     free(deq), free(x), free(bias), free(ref), free(got), free(back), free(blob);
 }
@@ -91,7 +99,8 @@ static void test_kernels(void) {
     for (int t = 0; t < 2; t++)
         for (int a = 0; a < 3; a++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-                check_kernels(dtypes[t], acts[a], shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], &rng);
+                check_kernels(dtypes[t], acts[a], shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], (int)(s % 2),
+                              &rng);
 }
 
 static float *engine_logits(const char *path, const int32_t *ids, int32_t n, int32_t *vocab) {

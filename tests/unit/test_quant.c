@@ -25,13 +25,23 @@ static int use_isa(const char *isa) {
 }
 
 /* A quantized [N, K] matrix of random values (with a few outliers so
- * groups differ in range), and its dequantized f32 values. */
-static void *make_qweight(llmrt_dtype dtype, int64_t N, int64_t K, int64_t group, int asym, float *deq,
-                          uint64_t *rng) {
+ * groups differ in range), and its dequantized f32 values (in x's order).
+ * `permuted`: the inputs stored in a shuffled order (GPTQ act-order). */
+static void *make_qweight_perm(llmrt_dtype dtype, int64_t N, int64_t K, int64_t group, int asym, int permuted,
+                               float *deq, uint64_t *rng) {
     llmrt_qweight_header h;
-    if (llmrt_qweight_layout(dtype, N, K, group, &h) != LLMRT_OK) return NULL;
+    if (llmrt_qweight_layout(dtype, N, K, group, permuted, &h) != LLMRT_OK) return NULL;
     void *blob = aligned_alloc(64, (size_t)h.total_bytes);
     llmrt_qweight_init(blob, &h);
+    if (permuted) {
+        int32_t *perm = (int32_t *)((uint8_t *)blob + llmrt_qweight_perm_offset(&h));
+        for (int64_t k = 0; k < K; k++) perm[k] = (int32_t)k;
+        for (int64_t k = K - 1; k > 0; k--) {
+            const int64_t r = (int64_t)(test_rand_u64(rng) % (uint64_t)(k + 1));
+            const int32_t t = perm[k];
+            perm[k] = perm[r], perm[r] = t;
+        }
+    }
     float *w = malloc(sizeof(float) * (size_t)K);
     for (int64_t n = 0; n < N; n++) {
         test_fill_random(w, (size_t)K, rng, 0.1f);
@@ -56,10 +66,10 @@ static void test_round_trip(void) {
                 for (int asym = 0; asym < 2; asym++) {
                     const int64_t N = 5, K = Ks[ki], group = groups[gi];
                     llmrt_qweight_header h;
-                    CHECK_OK(llmrt_qweight_layout(dtypes[t], N, K, group, &h));
+                    CHECK_OK(llmrt_qweight_layout(dtypes[t], N, K, group, 0, &h));
                     void *blob = aligned_alloc(64, (size_t)h.total_bytes);
                     llmrt_qweight_init(blob, &h);
-                    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, dtypes[t], N, K, group, "w") == LLMRT_OK);
+                    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, dtypes[t], N, K, group, 0, "w") == LLMRT_OK);
                     float *w = malloc(sizeof(float) * (size_t)(N * K)), *back = malloc(sizeof(float) * (size_t)K);
                     test_fill_random(w, (size_t)(N * K), &rng, 1.0f);
                     if (asym)
@@ -92,23 +102,23 @@ static void test_round_trip(void) {
 
 static void test_blob_check(void) {
     llmrt_qweight_header h;
-    CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 8, 64, 32, &h));
+    CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 8, 64, 32, 0, &h));
     CHECK(h.groups == 2 && h.panel_bytes == 64 * 8 && h.total_bytes % 64 == 0);
-    CHECK(llmrt_qweight_bytes(LLMRT_DTYPE_INT4_WO, 8, 64, 32) == h.total_bytes);
-    CHECK(llmrt_qweight_layout(LLMRT_DTYPE_F16, 8, 64, 32, &h) != LLMRT_OK);
-    CHECK(llmrt_qweight_layout(LLMRT_DTYPE_INT8_WO, 0, 64, 32, &h) != LLMRT_OK);
-    llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 8, 64, 32, &h);
+    CHECK(llmrt_qweight_bytes(LLMRT_DTYPE_INT4_WO, 8, 64, 32, 0) == h.total_bytes);
+    CHECK(llmrt_qweight_layout(LLMRT_DTYPE_F16, 8, 64, 32, 0, &h) != LLMRT_OK);
+    CHECK(llmrt_qweight_layout(LLMRT_DTYPE_INT8_WO, 0, 64, 32, 0, &h) != LLMRT_OK);
+    llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 8, 64, 32, 0, &h);
     void *blob = aligned_alloc(64, (size_t)h.total_bytes);
     llmrt_qweight_init(blob, &h);
-    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 32, "w") == LLMRT_OK);
-    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 64, "w") != LLMRT_OK);
-    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes - 64, LLMRT_DTYPE_INT4_WO, 8, 64, 32, "w") != LLMRT_OK);
+    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 32, 0, "w") == LLMRT_OK);
+    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 64, 0, "w") != LLMRT_OK);
+    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes - 64, LLMRT_DTYPE_INT4_WO, 8, 64, 32, 0, "w") != LLMRT_OK);
     /* the documented placement: int4 input 13 of row 17 is panel 1, step 1
      * (inputs 8..15), the row's 4 bytes at 4, byte 13 % 4 = 1, high nibble */
     llmrt_qweight_set(blob, 17 % 8, 13, 0); /* (row 1 of panel 0: a neighbour stays 0) */
-    void *big = aligned_alloc(64, llmrt_qweight_bytes(LLMRT_DTYPE_INT4_WO, 20, 64, 32));
+    void *big = aligned_alloc(64, llmrt_qweight_bytes(LLMRT_DTYPE_INT4_WO, 20, 64, 32, 0));
     llmrt_qweight_header hb;
-    CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 20, 64, 32, &hb));
+    CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT4_WO, 20, 64, 32, 0, &hb));
     llmrt_qweight_init(big, &hb);
     llmrt_qweight_set(big, 17, 13, 9);
     const uint8_t *codes = llmrt_qweight_codes(big);
@@ -116,8 +126,22 @@ static void test_blob_check(void) {
     CHECK(llmrt_qweight_get(big, 17, 13) == 9 && llmrt_qweight_get(big, 17, 9) == 0);
     CHECK(llmrt_qweight_group_index(&hb, 17, 1) == (size_t)((1 * 2 + 1) * 16 + 1));
     free(big);
+    /* a permuted blob must hold a permutation */
+    llmrt_qweight_header hp;
+    CHECK_OK(llmrt_qweight_layout(LLMRT_DTYPE_INT8_WO, 4, 64, 32, 1, &hp));
+    void *pb = aligned_alloc(64, (size_t)hp.total_bytes);
+    llmrt_qweight_init(pb, &hp);
+    int32_t *perm = (int32_t *)((uint8_t *)pb + llmrt_qweight_perm_offset(&hp));
+    for (int k = 0; k < 64; k++) perm[k] = 63 - k;
+    CHECK(llmrt_qweight_perm(pb) == perm);
+    CHECK(llmrt_qweight_check(pb, (size_t)hp.total_bytes, LLMRT_DTYPE_INT8_WO, 4, 64, 32, 1, "p") == LLMRT_OK);
+    CHECK(llmrt_qweight_check(pb, (size_t)hp.total_bytes, LLMRT_DTYPE_INT8_WO, 4, 64, 32, 0, "p") != LLMRT_OK);
+    perm[5] = perm[6];
+    CHECK(llmrt_qweight_check(pb, (size_t)hp.total_bytes, LLMRT_DTYPE_INT8_WO, 4, 64, 32, 1, "p") != LLMRT_OK);
+    CHECK(strstr(llmrt_last_error(), "permutation") != NULL);
+    free(pb);
     ((llmrt_qweight_header *)blob)->rows = 9;
-    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 32, "w") != LLMRT_OK);
+    CHECK(llmrt_qweight_check(blob, (size_t)h.total_bytes, LLMRT_DTYPE_INT4_WO, 8, 64, 32, 0, "w") != LLMRT_OK);
     CHECK(strstr(llmrt_last_error(), "'w'") != NULL);
     free(blob);
 }
@@ -131,11 +155,12 @@ static void reference(float *y, const float *x, const float *w, const float *bia
         }
 }
 
-static void check_shape(llmrt_dtype dtype, int64_t M, int64_t N, int64_t K, int64_t group, int asym, uint64_t *rng) {
+static void check_shape(llmrt_dtype dtype, int64_t M, int64_t N, int64_t K, int64_t group, int asym, int permuted,
+                        uint64_t *rng) {
     float *deq = malloc(sizeof(float) * (size_t)(N * K)), *x = malloc(sizeof(float) * (size_t)(M * K));
     float *bias = malloc(sizeof(float) * (size_t)N), *ref = malloc(sizeof(float) * (size_t)(M * N));
     float *y = malloc(sizeof(float) * (size_t)(M * N)), *portable = malloc(sizeof(float) * (size_t)(M * N));
-    void *blob = make_qweight(dtype, N, K, group, asym, deq, rng);
+    void *blob = make_qweight_perm(dtype, N, K, group, asym, permuted, deq, rng);
     test_fill_random(x, (size_t)(M * K), rng, 1.0f);
     test_fill_random(bias, (size_t)N, rng, 0.5f);
     reference(ref, x, deq, bias, M, N, K);
@@ -152,9 +177,9 @@ static void check_shape(llmrt_dtype dtype, int64_t M, int64_t N, int64_t K, int6
             const double twin = test_rel_l2(y, portable, (size_t)(M * N));
             /* x in 8 bits costs ~0.5% of a random dot product */
             const double tolerance = integer && integer_applies ? 2e-2 : 1e-5;
-            CHECK_MSG(err < tolerance && twin < 1e-5, "%s %s integer=%d M=%lld N=%lld K=%lld group=%lld asym=%d: "
-                      "rel err %g, against portable %g", isa_names[i], llmrt_dtype_name(dtype), integer, (long long)M,
-                      (long long)N, (long long)K, (long long)group, asym, err, twin);
+            CHECK_MSG(err < tolerance && twin < 1e-5, "%s %s integer=%d M=%lld N=%lld K=%lld group=%lld asym=%d "
+                      "permuted=%d: rel err %g, against portable %g", isa_names[i], llmrt_dtype_name(dtype), integer,
+                      (long long)M, (long long)N, (long long)K, (long long)group, asym, permuted, err, twin);
         }
     }
     cpu_kernels_force_isa(NULL);
@@ -172,7 +197,8 @@ static void test_linear(void) {
     for (int t = 0; t < 2; t++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
-                check_shape(dtypes[t], shapes[s][0], shapes[s][1], shapes[s][2], groups[g], (int)(g + s) % 2, &rng);
+                check_shape(dtypes[t], shapes[s][0], shapes[s][1], shapes[s][2], groups[g], (int)(g + s) % 2,
+                            (int)(g + s + t) % 3 == 0, &rng);
 }
 
 /* Grouped (q/k/v) and gated (gate/up) calls give the separate results. */
@@ -183,8 +209,8 @@ static void test_group(void) {
     test_fill_random(x, (size_t)(M * K), &rng, 1.0f);
     void *w[3];
     float *y[3], *alone[3];
-    for (int i = 0; i < 3; i++) {
-        w[i] = make_qweight(i == 2 ? LLMRT_DTYPE_INT8_WO : LLMRT_DTYPE_INT4_WO, N[i], K, 64, 1, deq, &rng);
+    for (int i = 0; i < 3; i++) { /* part 0 permuted: the parts run in two passes over x */
+        w[i] = make_qweight_perm(i == 2 ? LLMRT_DTYPE_INT8_WO : LLMRT_DTYPE_INT4_WO, N[i], K, 64, 1, i == 0, deq, &rng);
         y[i] = malloc(sizeof(float) * (size_t)(M * N[i]));
         alone[i] = malloc(sizeof(float) * (size_t)(M * N[i]));
         cpu_linear(alone[i], x, w[i], i == 2 ? LLMRT_DTYPE_INT8_WO : LLMRT_DTYPE_INT4_WO, NULL, M, N[i], K);

@@ -46,15 +46,18 @@ static int is_linear(const llmrt_st_tensor *t) {
     return 0;
 }
 
-/* Round to nearest per group of GROUP inputs; fills q [K][N], z and s
- * [G][N] (s as f16 bits) and deq [N][K], the values a reader must give. */
-static void quantize(const float *w, int64_t N, int64_t K, int bits, int symmetric, int32_t *q, int32_t *z,
-                     uint16_t *s, float *deq) {
+/* Round to nearest per group of GROUP inputs (group g: inputs order[g·GROUP
+ * ..], order NULL for k / GROUP); fills q [K][N], z and s [G][N] (s as f16
+ * bits) and deq [N][K], the values a reader must give. */
+static void quantize(const float *w, int64_t N, int64_t K, int bits, int symmetric, const int32_t *order, int32_t *q,
+                     int32_t *z, uint16_t *s, float *deq) {
     const int qmax = (1 << bits) - 1;
+#define INPUT(j) (order ? order[j] : (j))
     for (int64_t n = 0; n < N; n++)
         for (int64_t g = 0; g < K / GROUP; g++) {
             float lo = 0, hi = 0;
-            for (int64_t k = g * GROUP; k < (g + 1) * GROUP; k++) lo = fminf(lo, w[n * K + k]), hi = fmaxf(hi, w[n * K + k]);
+            for (int64_t j = g * GROUP; j < (g + 1) * GROUP; j++)
+                lo = fminf(lo, w[n * K + INPUT(j)]), hi = fmaxf(hi, w[n * K + INPUT(j)]);
             float scale = symmetric ? fmaxf(hi, -lo) / (float)(qmax / 2) : (hi - lo) / (float)qmax;
             if (scale == 0) scale = 1e-3f;
             const uint16_t bits16 = llmrt_f32_to_f16(scale);
@@ -63,17 +66,19 @@ static void quantize(const float *w, int64_t N, int64_t K, int bits, int symmetr
             if (!symmetric && zero < 1) zero = 1; /* v1 cannot store a zero of 0 */
             s[g * N + n] = bits16;
             z[g * N + n] = zero;
-            for (int64_t k = g * GROUP; k < (g + 1) * GROUP; k++) {
+            for (int64_t j = g * GROUP; j < (g + 1) * GROUP; j++) {
+                const int64_t k = INPUT(j);
                 int v = (int)lrintf(w[n * K + k] / scale) + zero;
                 v = v < 0 ? 0 : v > qmax ? qmax : v;
                 q[k * N + n] = v;
                 deq[n * K + k] = scale * (float)(v - zero);
             }
         }
+#undef INPUT
 }
 
-static void pack(format f, int bits, const int32_t *q, const int32_t *z, const uint16_t *s, int64_t N, int64_t K,
-                 packed *p) {
+static void pack(format f, int bits, const int32_t *q, const int32_t *z, const uint16_t *s, const int32_t *order,
+                 int64_t N, int64_t K, packed *p) {
     static const int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     const int per = 32 / bits;
     const int64_t G = K / GROUP;
@@ -110,12 +115,12 @@ static void pack(format f, int bits, const int32_t *q, const int32_t *z, const u
                 p->qzeros[g * (N / per) + c] |= (int32_t)(stored << (bits * j));
             }
     p->g_idx = malloc(sizeof(int32_t) * (size_t)K);
-    for (int64_t k = 0; k < K; k++) p->g_idx[k] = (int32_t)(k / GROUP);
+    for (int64_t j = 0; j < K; j++) p->g_idx[order ? order[j] : j] = (int32_t)(j / GROUP);
     p->g_idx_shape[0] = K;
 }
 
 /* What a test checkpoint should break, to see the error name it. */
-typedef enum flaw { FLAW_NONE, FLAW_VERSION, FLAW_METHOD, FLAW_ACT_ORDER, FLAW_DTYPE, FLAW_BIAS } flaw;
+typedef enum flaw { FLAW_NONE, FLAW_VERSION, FLAW_METHOD, FLAW_UNEVEN_GROUPS, FLAW_DTYPE, FLAW_BIAS } flaw;
 
 typedef struct variant {
     const char *label;
@@ -125,6 +130,7 @@ typedef struct variant {
     flaw flaw;
     const char *error;       /* with a flaw: a word the error must hold */
     int biases;              /* AutoGPTQ's bias beside every packed layer: 0 none, 1 zeros (FLAW_BIAS: not zero) */
+    int act_order;           /* GPTQ desc_act: groups are sets of inputs in a shuffled order */
 } variant;
 
 static void write_config(const char *case_dir, const char *out_dir, const variant *v) {
@@ -141,7 +147,7 @@ static void write_config(const char *case_dir, const char *out_dir, const varian
         json_object_set_new(q, "version", json_string(v->flaw == FLAW_VERSION ? "gemv" : "gemm"));
     } else {
         json_object_set_new(q, "sym", json_boolean(v->symmetric));
-        json_object_set_new(q, "desc_act", json_boolean(v->flaw == FLAW_ACT_ORDER));
+        json_object_set_new(q, "desc_act", json_boolean(v->act_order));
         json_object_set_new(q, "checkpoint_format", json_string(v->f == GPTQ_V1 ? "gptq" : "gptq_v2"));
     }
     if (v->config_file) {
@@ -181,10 +187,22 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
         int32_t *q = malloc(sizeof(int32_t) * (size_t)(N * K)), *z = malloc(sizeof(int32_t) * (size_t)(N * K / GROUP));
         uint16_t *s = malloc(sizeof(uint16_t) * (size_t)(N * K / GROUP));
         llmrt_convert_to_f32(w, t->data, t->dtype, (size_t)(N * K));
-        quantize(w, N, K, v->bits, v->symmetric, q, z, s, deq);
+        int32_t *order = NULL;
+        if (v->act_order) { /* a shuffle of the inputs, seeded by the tensor */
+            order = malloc(sizeof *order * (size_t)K);
+            uint64_t rng = i + 1;
+            for (int64_t k = 0; k < K; k++) order[k] = (int32_t)k;
+            for (int64_t k = K - 1; k > 0; k--) {
+                const int64_t r = (int64_t)(test_rand_u64(&rng) % (uint64_t)(k + 1));
+                const int32_t tmp = order[k];
+                order[k] = order[r], order[r] = tmp;
+            }
+        }
+        quantize(w, N, K, v->bits, v->symmetric, order, q, z, s, deq);
         packed *p = calloc(1, sizeof *p);
-        pack(v->f, v->bits, q, z, s, N, K, p);
-        if (v->flaw == FLAW_ACT_ORDER && p->g_idx) p->g_idx[0] = 1, p->g_idx[GROUP] = 0;
+        pack(v->f, v->bits, q, z, s, order, N, K, p);
+        if (v->flaw == FLAW_UNEVEN_GROUPS && p->g_idx) p->g_idx[order ? order[0] : 0] = 1; /* group 1 gets 33 */
+        free(order);
         ref[i] = (llmrt_st_write_entry){t->name, LLMRT_DTYPE_F32, 2, t->shape, deq};
         const size_t stem = strlen(t->name) - strlen("weight");
         uint16_t *bias = v->biases ? calloc((size_t)N, sizeof *bias) : NULL;
@@ -280,17 +298,19 @@ int main(void) {
     /* the exact path: x stays f32, so only the weights differ */
     cpu_qlinear_set_integer(0);
     const variant variants[] = {
-        {"awq", AWQ, 4, 0, NULL, FLAW_NONE, NULL, 0},
-        {"awq quant_config.json", AWQ, 4, 0, "quant_config.json", FLAW_NONE, NULL, 0},
-        {"gptq v1 sym", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 0},
-        {"gptq v2 asym", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL, 0},
-        {"gptq v2 8-bit quantize_config.json", GPTQ_V2, 8, 0, "quantize_config.json", FLAW_NONE, NULL, 0},
-        {"awq gemv", AWQ, 4, 0, NULL, FLAW_VERSION, "'version'", 0},
-        {"bitsandbytes", GPTQ_V2, 4, 0, NULL, FLAW_METHOD, "'quant_method'", 0},
-        {"gptq act-order", GPTQ_V2, 4, 0, NULL, FLAW_ACT_ORDER, "g_idx", 0},
-        {"gptq f32 qweight", GPTQ_V2, 4, 0, NULL, FLAW_DTYPE, "qweight", 0},
-        {"gptq v1 zero biases", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 1},
-        {"gptq non-zero bias", GPTQ_V1, 4, 1, NULL, FLAW_BIAS, "does not use", 1},
+        {"awq", AWQ, 4, 0, NULL, FLAW_NONE, NULL, 0, 0},
+        {"awq quant_config.json", AWQ, 4, 0, "quant_config.json", FLAW_NONE, NULL, 0, 0},
+        {"gptq v1 sym", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 0, 0},
+        {"gptq v2 asym", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL, 0, 0},
+        {"gptq v2 8-bit quantize_config.json", GPTQ_V2, 8, 0, "quantize_config.json", FLAW_NONE, NULL, 0, 0},
+        {"awq gemv", AWQ, 4, 0, NULL, FLAW_VERSION, "'version'", 0, 0},
+        {"bitsandbytes", GPTQ_V2, 4, 0, NULL, FLAW_METHOD, "'quant_method'", 0, 0},
+        {"gptq act-order", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL, 0, 1},
+        {"gptq v1 act-order 8-bit", GPTQ_V1, 8, 1, NULL, FLAW_NONE, NULL, 0, 1},
+        {"gptq uneven groups", GPTQ_V2, 4, 0, NULL, FLAW_UNEVEN_GROUPS, "g_idx", 0, 1},
+        {"gptq f32 qweight", GPTQ_V2, 4, 0, NULL, FLAW_DTYPE, "qweight", 0, 0},
+        {"gptq v1 zero biases", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 1, 0},
+        {"gptq non-zero bias", GPTQ_V1, 4, 1, NULL, FLAW_BIAS, "does not use", 1, 0},
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         fprintf(stderr, "-- %s\n", variants[i].label);
@@ -299,5 +319,6 @@ int main(void) {
     /* biases on q/k/v and a tied LM head */
     run_variant("qwen2_f32", &variants[0]);
     run_variant("qwen2_f32", &variants[3]);
+    run_variant("qwen2_f32", &variants[7]); /* act-order */
     return test_finish();
 }

@@ -68,18 +68,19 @@ static inline __attribute__((always_inline)) void quantize_row(const cpu_qact *a
     }
 }
 
+/* x points at row m0. */
 static CPU_TARGET_AVX512 void quantize_rows_avx512(cpu_qact *a, const float *x, int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; m++) quantize_row(a, x + m * a->K, m);
+    for (int64_t m = m0; m < m1; m++) quantize_row(a, x + (m - m0) * a->K, m);
 }
 static CPU_TARGET_AVX2 void quantize_rows_avx2(cpu_qact *a, const float *x, int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; m++) quantize_row(a, x + m * a->K, m);
+    for (int64_t m = m0; m < m1; m++) quantize_row(a, x + (m - m0) * a->K, m);
 }
 
 void cpu_qact_quantize_rows(cpu_qact *a, const float *x, int64_t m0, int64_t m1, int level) {
     if (level >= CPU_ISA_AVX512) quantize_rows_avx512(a, x, m0, m1);
     else if (level == CPU_ISA_AVX2) quantize_rows_avx2(a, x, m0, m1);
     else
-        for (int64_t m = m0; m < m1; m++) quantize_row(a, x + m * a->K, m);
+        for (int64_t m = m0; m < m1; m++) quantize_row(a, x + (m - m0) * a->K, m);
 }
 
 static void sum_groups(cpu_qact *a, int64_t group) {
@@ -170,12 +171,31 @@ static void act_carve(cpu_qact *a, char *base, int64_t M, int64_t K) {
 typedef struct quantize_job {
     cpu_qact *a;
     const float *x;
+    const int32_t *perm; /* or NULL: quantize x[perm[j]] as input j */
     int level;
+    int failed;
 } quantize_job;
 
 static void quantize_chunk(void *ctx, int64_t begin, int64_t end) {
-    const quantize_job *j = ctx;
-    cpu_qact_quantize_rows(j->a, j->x, begin, end, j->level);
+    quantize_job *j = ctx;
+    if (!j->perm) {
+        cpu_qact_quantize_rows(j->a, j->x + begin * j->a->K, begin, end, j->level);
+        return;
+    }
+    const int64_t K = j->a->K;
+    float *row = cpu_thread_scratch(sizeof(float) * (size_t)K);
+    if (!row) {
+        j->failed = 1;
+        return;
+    }
+    for (int64_t m = begin; m < end; m++) {
+        for (int64_t k = 0; k < K; k++) row[k] = j->x[m * K + j->perm[k]];
+        cpu_qact_quantize_rows(j->a, row, m, m + 1, j->level);
+    }
+}
+
+static int same_perm(const int32_t *a, const int32_t *b, int64_t K) {
+    return a == b || (a && b && memcmp(a, b, sizeof *a * (size_t)K) == 0);
 }
 
 enum { PART_FLOAT = 0, PART_EXACT, PART_INTEGER };
@@ -212,12 +232,13 @@ void cpu_qlinear_group(const cpu_linear_part *parts, int count, const float *x, 
     if (M <= 0 || K <= 0 || count <= 0 || count > 3) return;
     qlinear_job job = {.parts = parts, .count = count, .path = cpu_qlinear_path(), .x = x, .M = M, .K = K};
     cpu_qact act;
-    int prepared = 0;
+    char *buffer = NULL;
     double work = 0;
     int64_t rows = 0;
     for (int i = 0; i < count; i++) {
         const cpu_linear_part *p = &parts[i];
         job.start[i] = rows;
+        job.act[i] = &act;
         if (!llmrt_dtype_is_quantized(p->w_type)) {
             job.kind[i] = PART_FLOAT;
             cpu_linear(p->y, x, p->w, p->w_type, p->bias, M, p->N, K);
@@ -227,35 +248,42 @@ void cpu_qlinear_group(const cpu_linear_part *parts, int count, const float *x, 
         work += (double)M * p->N * K;
         const llmrt_qweight_header *h = p->w;
         job.kind[i] = integer_path_on() && K % 32 == 0 && h->group_size % 32 == 0 ? PART_INTEGER : PART_EXACT;
-        if (job.kind[i] != PART_INTEGER || prepared) continue;
-        char *buffer = cpu_thread_buffer(1, act_size(M, K));
-        if (!buffer) { /* no memory for quantized x: the exact path needs none */
-            job.kind[i] = PART_EXACT;
-            continue;
-        }
-        act_carve(&act, buffer, M, K);
-        quantize_job qj = {.a = &act, .x = x, .level = cpu_isa_level()};
-        llmrt_parallel_for(M, 1, M >= 8, quantize_chunk, &qj);
-        prepared = 1;
+        if (job.kind[i] == PART_INTEGER && !buffer && !(buffer = cpu_thread_buffer(1, act_size(M, K))))
+            job.kind[i] = PART_EXACT; /* no memory for quantized x: the exact path needs none */
     }
-    /* the parts of a group share K and, in practice, the group size; a part
-     * of another group size runs alone after the others, with x re-summed */
-    int64_t group = 0;
-    for (int pass = 0; pass < count; pass++) {
+    if (buffer) act_carve(&act, buffer, M, K);
+    /* Parts run in passes of one (group size, input order): the parts of a
+     * group share K and, in practice, both; x is re-quantized or re-summed
+     * only when a pass needs another. The exact parts run in the first. */
+    int prepared = 0;
+    const int32_t *prepared_perm = NULL;
+    for (int pass = 0; pass <= count; pass++) {
         qlinear_job one = job;
+        int64_t group = 0;
+        const int32_t *perm = NULL;
         int any = 0;
         for (int i = 0; i < count; i++) {
-            const int64_t g = job.kind[i] == PART_INTEGER ? ((const llmrt_qweight_header *)parts[i].w)->group_size : 0;
-            if (g && !group) group = g;
-            const int now = job.kind[i] == PART_EXACT || (g && g == group);
+            const llmrt_qweight_header *h = parts[i].w;
+            int now = job.kind[i] == PART_EXACT;
+            if (job.kind[i] == PART_INTEGER) {
+                const int32_t *p = llmrt_qweight_perm(parts[i].w);
+                if (!group) group = h->group_size, perm = p;
+                now = h->group_size == group && same_perm(p, perm, K);
+            }
             one.kind[i] = now ? job.kind[i] : PART_FLOAT;
             if (now) job.kind[i] = PART_FLOAT, any = 1;
-            one.act[i] = &act;
         }
         if (!any) break;
-        if (group && act.group != group) sum_groups(&act, group);
+        if (group && (!prepared || !same_perm(perm, prepared_perm, K))) {
+            quantize_job qj = {.a = &act, .x = x, .perm = perm, .level = cpu_isa_level()};
+            llmrt_parallel_for(M, 1, M >= 8, quantize_chunk, &qj);
+            if (qj.failed) /* no scratch to gather x: these parts take the exact path */
+                for (int i = 0; i < count; i++)
+                    if (one.kind[i] == PART_INTEGER) one.kind[i] = PART_EXACT;
+            prepared = !qj.failed, prepared_perm = perm, act.group = 0;
+        }
+        if (group && prepared && act.group != group) sum_groups(&act, group);
         llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, ROW_ALIGN), work >= PARALLEL_MIN_WORK, qlinear_chunk, &one);
-        group = 0;
     }
     if (gated) cpu_silu_mul(gated, parts[0].y, parts[1].y, M * parts[0].N);
 }

@@ -33,15 +33,17 @@ typedef struct cpu_qact {
 
 /* Rows [n_begin, n_end) of y[M, N] = x · dequant(W)ᵀ + bias on the integer
  * path, all M rows of `a`; n_begin is a multiple of 16 (a panel). The
- * blob's group size is a multiple of 32 (or K) and a->gsum is summed for it. */
+ * blob's group size is a multiple of 32 (or K), a->gsum is summed for it,
+ * and a holds x in the blob's input order (gathered by its perm). */
 typedef void cpu_qlinear_rows_fn(float *y, int64_t N, const void *blob, const float *bias, const cpu_qact *a,
                                  int64_t n_begin, int64_t n_end);
 cpu_qlinear_rows_fn cpu_qlinear_rows_portable;
 cpu_qlinear_rows_fn cpu_qlinear_rows_avx2;
 cpu_qlinear_rows_fn cpu_qlinear_rows_avx512vnni;
 
-/* Quantizes x [M, K] (K a multiple of 32) into a (buffers allocated by the
- * caller at the sizes above), rows [m_begin, m_end), at ISA `level`. */
+/* Quantizes rows [m_begin, m_end) of x [M, K] (K a multiple of 32; x points
+ * at row m_begin) into a (buffers allocated by the caller at the sizes
+ * above), at ISA `level`. */
 void cpu_qact_quantize_rows(cpu_qact *a, const float *x, int64_t m_begin, int64_t m_end, int level);
 
 /* Which integer path: 2 AVX-512 VNNI, 1 AVX2, 0 portable (the ISA level,

@@ -8,11 +8,19 @@
 // 512 contiguous bytes; a block of QGEMV_THREADS walks one panel, so the
 // weights stream once, at 4× (int4) or 2× (int8) fewer bytes than bf16.
 // Each thread keeps, per row of x and per output, Σ code·x of its steps,
-// scaled as it goes by the step's group: s · (Σ code·x − z · Σ x).
+// scaled as it goes by the step's group: s · (Σ code·x − z · Σ x). A
+// permuted blob (GPTQ act-order) reads x through its perm; the
+// dequantization writes each stored input back to its place in x's order.
 #include "backends/cuda/cuda_device.cuh"
 #include "backends/cuda/cuda_quant.h"
 
 enum { QGEMV_THREADS = 256, QDEQUANT_THREADS = 256 };
+
+// The blob's input order (stored input j is x's input perm[j]), or NULL.
+__device__ __forceinline__ const int32_t *perm_of(const uint8_t *blob, const llmrt_qweight_header &h) {
+    if (!(h.flags & LLMRT_QWEIGHT_PERMUTED)) return nullptr;
+    return (const int32_t *)(blob + h.total_bytes - (((uint64_t)h.cols * 4 + 63) & ~(uint64_t)63));
+}
 
 template <int BITS>
 __device__ __forceinline__ int code_at(uint32_t word, int j) {
@@ -35,6 +43,7 @@ __global__ void __launch_bounds__(QGEMV_THREADS)
     const uint8_t *codes = blob + LLMRT_QWEIGHT_HEADER_BYTES + p * h.panel_bytes;
     const __half *scales = (const __half *)(blob + h.scales_offset) + p * h.groups * 16;
     const uint8_t *zeros = blob + h.zeros_offset + p * h.groups * 16;
+    const int32_t *perm = perm_of(blob, h);
     const int64_t steps = (K + PER_STEP - 1) / PER_STEP;
     float acc[CUDA_QGEMV_MAX_M][4];
 #pragma unroll
@@ -57,7 +66,7 @@ __global__ void __launch_bounds__(QGEMV_THREADS)
             float xv[PER_STEP], xsum = 0.0f;
 #pragma unroll
             for (int j = 0; j < PER_STEP; j++) {
-                xv[j] = k0 + j < K ? to_float<T>(x[m * K + k0 + j]) : 0.0f;
+                xv[j] = k0 + j < K ? to_float<T>(x[m * K + (perm ? perm[k0 + j] : k0 + j)]) : 0.0f;
                 xsum += xv[j];
             }
 #pragma unroll
@@ -103,6 +112,7 @@ __global__ void __launch_bounds__(QDEQUANT_THREADS)
     const uint8_t *codes = blob + LLMRT_QWEIGHT_HEADER_BYTES;
     const __half *scales = (const __half *)(blob + h.scales_offset);
     const uint8_t *zeros = blob + h.zeros_offset;
+    const int32_t *perm = perm_of(blob, h);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t p = i / (steps * 4), s = i / 4 % steps;
         const int quad = (int)(i % 4);
@@ -117,7 +127,8 @@ __global__ void __launch_bounds__(QDEQUANT_THREADS)
             const float z = (float)zeros[(p * h.groups + g) * 16 + quad * 4 + r];
 #pragma unroll
             for (int j = 0; j < PER_STEP; j++)
-                if (k0 + j < h.cols) out[n * h.cols + k0 + j] = from_float<T>(sc * ((float)code_at<BITS>(w[r], j) - z));
+                if (k0 + j < h.cols)
+                    out[n * h.cols + (perm ? perm[k0 + j] : k0 + j)] = from_float<T>(sc * ((float)code_at<BITS>(w[r], j) - z));
         }
     }
 }
