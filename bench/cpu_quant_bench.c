@@ -54,12 +54,13 @@ static linear *make(llmrt_dtype type, size_t *bytes) {
     *bytes = 0;
     for (int i = 0; i < LAYERS * 7; i++) {
         l[i].N = shapes[i % 7][0], l[i].K = shapes[i % 7][1];
-        size_t size = llmrt_dtype_is_quantized(type) ? llmrt_qweight_bytes(type, l[i].N, l[i].K, 128)
+        const int64_t group = type == LLMRT_DTYPE_INT4_WO ? 128 : 0; /* int8-wo per channel */
+        size_t size = llmrt_dtype_is_quantized(type) ? llmrt_qweight_bytes(type, l[i].N, l[i].K, group, 0)
                                                      : (size_t)(l[i].N * l[i].K) * 2;
         l[i].w = aligned_alloc(64, (size + 63) & ~(size_t)63);
         llmrt_qweight_header h;
         if (llmrt_dtype_is_quantized(type)) {
-            llmrt_qweight_layout(type, l[i].N, l[i].K, type == LLMRT_DTYPE_INT4_WO ? 128 : 0, &h);
+            llmrt_qweight_layout(type, l[i].N, l[i].K, group, 0, &h);
             llmrt_qweight_init(l[i].w, &h);
         }
         for (int64_t n = 0; n < l[i].N; n++) {
