@@ -22,6 +22,14 @@ for q in "int8-wo" "int8-wo --quant-scheme asym --group-size 32" "int4-wo" "int4
   expect 0 "" -- "$llmrt" run --engine "$tmp/$name.engine" --prompt-ids 5,6,7 --max-tokens 4 --ignore-eos
 done
 
+# GPT-2's Conv1D weights ([in, out] in the checkpoint) quantize too, and
+# the engine loads and runs
+gpt2=$src/tests/golden/cases/gpt2_f32
+for q in int8-wo int4-wo; do
+  expect 0 "" -- "$llmrt" build --model "$gpt2" --output "$tmp/gpt2_$q.engine" --quant $q --group-size 32 "${small[@]}"
+  expect 0 "" -- "$llmrt" run --engine "$tmp/gpt2_$q.engine" --prompt-ids 5,6,7 --max-tokens 4 --ignore-eos
+done
+
 # refit a quantized engine from the checkpoint: the same bytes as a fresh build
 "$llmrt" build --config "$case_dir/config.json" --random-weights --output "$tmp/r.engine" --quant int4-wo --group-size 32 "${small[@]}"
 expect 0 "" -- "$llmrt" refit --engine "$tmp/r.engine" --model "$case_dir" --output "$tmp/refit.engine" --quiet
