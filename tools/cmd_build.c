@@ -16,6 +16,10 @@ static void build_usage(FILE *out) {
             "  --output FILE          the engine file to write\n"
             "  --backend cpu|cuda     target backend (default cpu)\n"
             "  --dtype fp32|fp16|bf16 weight storage (default: the checkpoint's torch_dtype)\n"
+            "  --quant int8-wo|int4-wo  weight-only quantization of the linear layers (not the LM head\n"
+            "                         or embeddings; activations stay in the engine's precision)\n"
+            "  --group-size N         inputs per scale: int8-wo default per channel, int4-wo 128 (32, 64, 128)\n"
+            "  --quant-scheme sym|asym  zero points: int8-wo default sym, int4-wo asym\n"
             "  --max-seq-len N        tokens per sequence (default min(max_position_embeddings, 4096))\n"
             "  --max-batch N          sequences per step (default 256 on cuda, 16 on cpu)\n"
             "  --max-num-tokens N     tokens per step; longer prompts prefill in chunks\n"
@@ -53,6 +57,23 @@ int cmd_build(int argc, char **argv) {
                 if (o.dtype != LLMRT_DTYPE_F32 && o.dtype != LLMRT_DTYPE_F16 && o.dtype != LLMRT_DTYPE_BF16)
                     cli_fail(&a, "--dtype '%s': expected fp32, fp16 or bf16", v);
             }
+        } else if (strcmp(opt, "--quant") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v && strcmp(v, "none") != 0) {
+                o.quant = llmrt_dtype_from_name(v);
+                if (o.quant != LLMRT_DTYPE_INT8_WO && o.quant != LLMRT_DTYPE_INT4_WO)
+                    cli_fail(&a, "--quant '%s': expected int8-wo, int4-wo or none", v);
+            }
+        } else if (strcmp(opt, "--group-size") == 0) {
+            if (cli_int(&a, opt, 32, 1 << 20, &x)) {
+                if (x % 32 != 0) cli_fail(&a, "--group-size %lld: expected a multiple of 32 (32, 64, 128)", (long long)x);
+                o.group_size = (int32_t)x;
+            }
+        } else if (strcmp(opt, "--quant-scheme") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v && strcmp(v, "sym") == 0) o.quant_scheme = 1;
+            else if (v && strcmp(v, "asym") == 0) o.quant_scheme = 2;
+            else if (v) cli_fail(&a, "--quant-scheme '%s': expected sym or asym", v);
         } else if (strcmp(opt, "--max-seq-len") == 0) { if (cli_int(&a, opt, 1, 1 << 22, &x)) o.max_seq_len = (int32_t)x; }
         else if (strcmp(opt, "--max-batch") == 0) { if (cli_int(&a, opt, 1, 1 << 16, &x)) o.max_batch = (int32_t)x; }
         else if (strcmp(opt, "--max-num-tokens") == 0) {
@@ -72,6 +93,10 @@ int cmd_build(int argc, char **argv) {
     if (o.model_dir && (o.config_path || o.random_weights)) {
         fprintf(stderr, "llmrt build: --model DIR builds the checkpoint's weights: give either --model or "
                         "--config FILE --random-weights, not both\n");
+        return 2;
+    }
+    if ((o.group_size || o.quant_scheme) && o.quant == LLMRT_DTYPE_INVALID) {
+        fprintf(stderr, "llmrt build: --group-size and --quant-scheme need --quant int8-wo|int4-wo\n");
         return 2;
     }
     if (o.config_path && !o.random_weights) {

@@ -20,10 +20,15 @@ typedef enum llmrt_dtype {
     LLMRT_DTYPE_BOOL = 10,
     LLMRT_DTYPE_FP8_E4M3 = 11,
     LLMRT_DTYPE_FP8_E5M2 = 12,
+    /* weight-only quantized matrices (int8 / int4 codes with per-group f16
+     * scales and zero points); engine weights only, never activations */
+    LLMRT_DTYPE_INT8_WO = 13,
+    LLMRT_DTYPE_INT4_WO = 14,
     LLMRT_DTYPE_COUNT
 } llmrt_dtype;
 
-/* Bytes per element (0 for INVALID). */
+/* Bytes per element (0 for INVALID and the quantized matrix formats, whose
+ * size depends on their layout). */
 unsigned llmrt_dtype_size(llmrt_dtype dtype);
 /* Lower-case name: "f32", "f16", "bf16", ... */
 const char *llmrt_dtype_name(llmrt_dtype dtype);

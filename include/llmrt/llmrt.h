@@ -42,6 +42,14 @@ typedef struct llmrt_build_options {
     const char *disabled_passes;/* comma-separated compiler passes to skip (testing); default NULL */
     int allow_nonfinite;        /* build even if a weight holds NaN or Inf; default 0 (an error naming it) */
     int ignore_extra_tensors;   /* build even if the checkpoint has tensors the model does not use; default 0 */
+    /* Weight-only quantization of the linear layers (the LM head and the
+     * embeddings stay in `dtype`; activations too): LLMRT_DTYPE_INT8_WO or
+     * LLMRT_DTYPE_INT4_WO; default INVALID = none. An AWQ or GPTQ
+     * checkpoint builds into int4-wo (int8-wo for 8-bit GPTQ) whatever this
+     * says, from its own codes. */
+    llmrt_dtype quant;
+    int32_t group_size;         /* inputs per scale: 0 = default (int8-wo per channel, int4-wo 128) */
+    int32_t quant_scheme;       /* 0 = default (int8-wo symmetric, int4-wo asymmetric), 1 symmetric, 2 asymmetric */
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);

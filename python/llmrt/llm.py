@@ -20,7 +20,8 @@ from .tokenizer import Tokenizer
 Prompt = Union[str, Dict[str, Any]]  # text, or {"prompt_token_ids": [...]}
 
 _BUILD_OPTIONS = ("max_seq_len", "max_batch", "max_num_tokens", "seed", "random_weights", "disabled_passes",
-                  "allow_nonfinite", "ignore_extra_tensors")
+                  "allow_nonfinite", "ignore_extra_tensors", "quant", "group_size", "quant_scheme")
+_QUANT_SCHEMES = {"default": 0, "sym": 1, "asym": 2}
 # max_seq_len, max_batch and max_num_tokens are also the engine's load-time
 # limits: an engine file given as `model` runs with them
 _ENGINE_OPTIONS = ("num_threads", "device", "verify_checksum", "kv_block_size", "kv_cache_fraction",
@@ -54,7 +55,8 @@ class LLM:
     options, then loaded), or None / "demo" for the embedded default model.
 
     Keyword options: build (max_seq_len, max_batch, max_num_tokens, seed,
-    random_weights, disabled_passes, allow_nonfinite, ignore_extra_tensors),
+    random_weights, disabled_passes, allow_nonfinite, ignore_extra_tensors,
+    quant ("int8-wo" / "int4-wo"), group_size, quant_scheme ("sym" / "asym")),
     engine (num_threads, device, verify_checksum, kv_block_size,
     kv_cache_fraction, kv_cache_bytes) and runtime (max_batch,
     max_num_tokens, kv_max_blocks, prefix_caching).
@@ -180,7 +182,17 @@ class LLM:
         bo.backend = backend.encode()
         bo.dtype = dtype_code
         for name, value in build.items():
-            setattr(bo, name, value.encode() if isinstance(value, str) else int(value))
+            if name == "quant":
+                code = lib.llmrt_dtype_from_name(str(value).encode()) if value not in (None, "none") else 0
+                if value not in (None, "none") and str(value) not in ("int8-wo", "int4-wo"):
+                    raise ValueError(f"LLM: quant must be 'int8-wo', 'int4-wo' or None, got {value!r}")
+                bo.quant = code
+            elif name == "quant_scheme":
+                if value not in _QUANT_SCHEMES:
+                    raise ValueError(f"LLM: quant_scheme must be 'sym' or 'asym', got {value!r}")
+                bo.quant_scheme = _QUANT_SCHEMES[value]
+            else:
+                setattr(bo, name, value.encode() if isinstance(value, str) else int(value))
         try:
             check(lib.llmrt_build(ctypes.byref(bo)), f"building {model_dir}")
             os.replace(tmp, path)  # a finished engine appears whole, or not at all

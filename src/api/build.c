@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "engine/engine_file.h"
 #include "import/hf_config.h"
+#include "import/quant_checkpoint.h"
 #include "import/safetensors.h"
 #include "llmrt/llmrt.h"
 
@@ -66,6 +67,24 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
                     : LLMRT_DTYPE_F32;
     if (dtype != LLMRT_DTYPE_F32 && dtype != LLMRT_DTYPE_F16 && dtype != LLMRT_DTYPE_BF16)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --dtype %s (fp32, fp16, bf16)", llmrt_dtype_name(dtype));
+    llmrt_quant_config prequantized;
+    LLMRT_TRY(llmrt_quant_config_load(o->random_weights ? NULL : o->model_dir, &prequantized));
+    const int packed = prequantized.method != LLMRT_QUANT_METHOD_NONE;
+    if (o->quant != LLMRT_DTYPE_INVALID && o->quant != LLMRT_DTYPE_INT8_WO && o->quant != LLMRT_DTYPE_INT4_WO)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --quant %s (int8-wo, int4-wo)", llmrt_dtype_name(o->quant));
+    if (o->group_size < 0 || (o->group_size > 0 && o->group_size % 32 != 0))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size %d (a multiple of 32: 32, 64, 128, ...)",
+                           o->group_size);
+    if (o->quant_scheme < 0 || o->quant_scheme > 2)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: quant_scheme %d (0 default, 1 sym, 2 asym)",
+                           o->quant_scheme);
+    if (packed && o->quant != LLMRT_DTYPE_INVALID && o->quant != llmrt_quant_config_dtype(&prequantized))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: %s holds %d-bit %s weights; --quant %s cannot change them",
+                           o->model_dir, prequantized.bits,
+                           prequantized.method == LLMRT_QUANT_METHOD_AWQ ? "AWQ" : "GPTQ", llmrt_dtype_name(o->quant));
+    if (packed) LLMRT_INFO("%s: %d-bit %s weights, group %lld", prequantized.source, prequantized.bits,
+                           prequantized.method == LLMRT_QUANT_METHOD_AWQ ? "AWQ" : "GPTQ",
+                           (long long)prequantized.group_size);
     llmrt_compile_options copts = {
         .target = backend,
         /* CPUs compute in f32 whatever the storage; GPUs in the storage type */
@@ -77,6 +96,11 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
         .disabled_passes = o->disabled_passes,
         .random_weights = o->random_weights,
         .seed = o->seed,
+        .quant_dtype = o->quant,
+        /* int4 per channel loses too much: 128 unless asked */
+        .quant_group_size = o->group_size > 0 ? o->group_size : o->quant == LLMRT_DTYPE_INT4_WO ? 128 : 0,
+        .quant_asymmetric = o->quant_scheme == 2 || (o->quant_scheme == 0 && o->quant == LLMRT_DTYPE_INT4_WO),
+        .prequantized = packed ? &prequantized : NULL,
     };
     const int32_t default_tokens = on_cpu ? CPU_MAX_NUM_TOKENS : CUDA_MAX_NUM_TOKENS;
     copts.max_num_tokens = o->max_num_tokens > 0             ? o->max_num_tokens

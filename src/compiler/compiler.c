@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "compiler/passes.h"
+#include "compiler/quantize.h"
 #include "core/dtype.h"
+#include "core/quant.h"
 #include "core/log.h"
 #include "models/models.h"
 
@@ -187,6 +189,31 @@ static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_
     return LLMRT_OK;
 }
 
+/* A quantized weight: the checkpoint's packed codes (AWQ / GPTQ), else its
+ * float tensor converted as for an f32 engine and quantized. */
+static llmrt_status bind_quantized(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
+                                   const llmrt_quant_config *prequantized, const llmrt_node *w, void *dst,
+                                   float *scratch, llmrt_progress *progress) {
+    if (prequantized && llmrt_quant_checkpoint_has(checkpoint, w->name)) {
+        LLMRT_TRY(llmrt_quant_checkpoint_read(checkpoint, prequantized, w->name, w->dims[0], w->dims[1], dst));
+        if (progress) llmrt_progress_add(progress, llmrt_node_bytes(w, 0, 0));
+        return LLMRT_OK;
+    }
+    if (!prequantized && llmrt_quant_checkpoint_has(checkpoint, w->name))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s' is packed (AWQ / GPTQ) in this checkpoint: rebuild the engine",
+                           w->name);
+    llmrt_node as_f32 = *w;
+    as_f32.dtype = LLMRT_DTYPE_F32;
+    const size_t bytes = llmrt_node_bytes(&as_f32, 0, 0);
+    float *values = malloc(bytes ? bytes : 1);
+    if (!values) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
+    llmrt_status s = bind_tensor(checkpoint, family, &as_f32, values, scratch, NULL);
+    if (s == LLMRT_OK) s = llmrt_quantize_matrix(w, values, dst);
+    if (s == LLMRT_OK && progress) llmrt_progress_add(progress, llmrt_node_bytes(w, 0, 0));
+    free(values);
+    return s;
+}
+
 llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
                                        const llmrt_node *weight, void *dst, llmrt_progress *progress) {
     const llmrt_model_family *family;
@@ -195,13 +222,28 @@ llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const l
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s' is not a weight node", weight->name);
     float *scratch = malloc((size_t)(1 << 20) * sizeof *scratch + 1);
     if (!scratch) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    llmrt_status s = bind_tensor(checkpoint, family, weight, dst, scratch, progress);
+    llmrt_status s = llmrt_dtype_is_quantized(weight->dtype)
+                         ? bind_quantized(checkpoint, family, NULL, weight, dst, scratch, progress)
+                         : bind_tensor(checkpoint, family, weight, dst, scratch, progress);
     free(scratch);
     return s;
 }
 
 static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weight *pw) {
     int64_t numel = llmrt_node_numel(w, 0, 0);
+    if (llmrt_dtype_is_quantized(w->dtype)) {
+        /* the values an f32 engine of this seed holds, quantized */
+        float *values = malloc((size_t)numel * sizeof *values);
+        if (!values) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory generating '%s'", w->name);
+        const int64_t chunk = 1 << 20;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t first = 0; first < numel; first += chunk)
+            fill_random(values + first, w, b->options->seed, first, numel - first < chunk ? numel - first : chunk);
+        llmrt_status s = llmrt_quantize_matrix(w, values, pw->owned_data);
+        free(values);
+        if (s == LLMRT_OK) llmrt_progress_add(&b->progress, pw->nbytes);
+        return s;
+    }
     unsigned dst_size = llmrt_dtype_size(pw->dtype);
     const int64_t chunk = 1 << 20;
     int64_t chunks = (numel + chunk - 1) / chunk;
@@ -246,6 +288,11 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
         if (n->op == LLMRT_OP_CONSTANT) snprintf(name, sizeof name, "const.%d.%s", i, n->name);
         else snprintf(name, sizeof name, "%s%s", n->name, n->iattr[0] ? "#transposed" : "");
         int32_t slot = llmrt_plan_find_weight(plan, name);
+        if (slot >= 0 && (plan->weights[slot].dtype != n->dtype || plan->weights[slot].nbytes != llmrt_node_bytes(n, 0, 0))) {
+            status = llmrt_error(LLMRT_ERR_UNSUPPORTED, "weight %s is read as both %s and %s", n->name,
+                                 llmrt_dtype_name(plan->weights[slot].dtype), llmrt_dtype_name(n->dtype));
+            break;
+        }
         if (slot >= 0) {
             n->weight_slot = slot;
             continue;
@@ -275,6 +322,9 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
             memcpy(pw->owned_data, n->const_data, pw->nbytes);
         } else if (b->options->random_weights) {
             status = bind_random(b, n, pw);
+        } else if (llmrt_dtype_is_quantized(n->dtype)) {
+            status = bind_quantized(b->checkpoint, b->family, b->options->prequantized, n, pw->owned_data, scratch,
+                                    &b->progress);
         } else {
             status = bind_tensor(b->checkpoint, b->family, n, pw->owned_data, scratch, &b->progress);
         }
@@ -319,7 +369,10 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
         if (status != LLMRT_OK) llmrt_error_context(status, "building the %s network", config->architecture);
     }
     if (status == LLMRT_OK) {
-        llmrt_pass_context ctx = {.plan = plan, .target = options->target};
+        llmrt_pass_context ctx = {.plan = plan, .target = options->target, .quant_dtype = options->quant_dtype,
+                                  .quant_group_size = options->quant_group_size,
+                                  .quant_asymmetric = options->quant_asymmetric, .checkpoint = checkpoint,
+                                  .prequantized = options->prequantized};
         status = llmrt_run_passes(plan->graph, &ctx, options->disabled_passes);
     }
     if (status == LLMRT_OK) status = llmrt_plan_resolve_bindings(plan);

@@ -6,6 +6,7 @@
 
 #include "compiler/plan.h"
 #include "core/log.h"
+#include "import/quant_checkpoint.h"
 #include "import/safetensors.h"
 #include "models/model_config.h"
 
@@ -19,6 +20,11 @@ typedef struct llmrt_compile_options {
     const char *disabled_passes; /* comma-separated pass names, or NULL */
     int32_t random_weights;      /* 1: seeded random weights instead of a checkpoint */
     uint64_t seed;
+    /* weight-only quantization of the linear layers but the LM head */
+    llmrt_dtype quant_dtype;     /* LLMRT_DTYPE_INT8_WO / INT4_WO; INVALID: none */
+    int64_t quant_group_size;    /* inputs per scale; 0: per channel */
+    int32_t quant_asymmetric;    /* 1: zero points from each group's range; 0: symmetric */
+    const llmrt_quant_config *prequantized; /* the checkpoint's AWQ / GPTQ settings, or NULL */
 } llmrt_compile_options;
 
 /* Builds the network for `config`, runs the compiler passes and binds the

@@ -85,6 +85,7 @@ const llmrt_pass llmrt_default_passes[] = {
     {"fuse_activations", llmrt_pass_fuse_activations},
     {"fuse_silu_mul", llmrt_pass_fuse_silu_mul},
     {"fuse_linear", llmrt_pass_fuse_linear},
+    {"quantize_weights", llmrt_pass_quantize_weights},
     {"dead_code", llmrt_pass_dead_code},
     {"plan_memory", llmrt_pass_plan_memory},
 };
@@ -114,7 +115,7 @@ static llmrt_status check_disabled(const char *list) {
         if (!known)
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
                                "--disable-passes: unknown pass '%.*s' (weight_layout, fuse_layernorm, fuse_rmsnorm, "
-                               "fuse_activations, fuse_silu_mul, fuse_linear)",
+                               "fuse_activations, fuse_silu_mul, fuse_linear, quantize_weights)",
                                (int)len, p);
         if (!comma) break;
         p = comma + 1;
@@ -128,6 +129,8 @@ llmrt_status llmrt_run_passes(llmrt_graph *g, llmrt_pass_context *ctx, const cha
         const llmrt_pass *pass = &llmrt_default_passes[i];
         /* dead_code and plan_memory are needed for a runnable plan */
         int required = strcmp(pass->name, "plan_memory") == 0 || strcmp(pass->name, "dead_code") == 0;
+        /* a pre-quantized checkpoint has no 16-bit weights to bind instead */
+        if (ctx->prequantized && strcmp(pass->name, "quantize_weights") == 0) required = 1;
         if (!required && name_in_list(pass->name, disabled)) continue;
         ctx->rewrites = 0;
         int32_t before = g->num_nodes;

@@ -9,10 +9,17 @@
 
 #include "compiler/plan.h"
 #include "graph/graph.h"
+#include "import/quant_checkpoint.h"
 
 typedef struct llmrt_pass_context {
     llmrt_plan *plan;        /* being built; weights may not be bound yet */
     const char *target;      /* backend name: "cpu", "cuda" */
+    /* quantize_weights: what to store the linear layers' weights in */
+    llmrt_dtype quant_dtype;                /* INVALID: leave them */
+    int64_t quant_group_size;               /* 0: per channel */
+    int32_t quant_asymmetric;
+    const llmrt_checkpoint *checkpoint;     /* with prequantized: where the packed weights are */
+    const llmrt_quant_config *prequantized; /* an AWQ / GPTQ checkpoint's settings, or NULL */
     int32_t rewrites;        /* set by the pass: how many rewrites it made */
 } llmrt_pass_context;
 
@@ -35,6 +42,9 @@ llmrt_status llmrt_pass_fuse_layernorm(llmrt_graph *g, llmrt_pass_context *ctx);
 llmrt_status llmrt_pass_fuse_activations(llmrt_graph *g, llmrt_pass_context *ctx);
 llmrt_status llmrt_pass_fuse_silu_mul(llmrt_graph *g, llmrt_pass_context *ctx);
 llmrt_status llmrt_pass_fuse_linear(llmrt_graph *g, llmrt_pass_context *ctx);
+/* Weight-only quantization (quantize.c): the weights of LINEARs (but the
+ * LM head's) become int8-wo / int4-wo; binding fills them. */
+llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx);
 /* Liveness-based arena planning (memory_planner.c). */
 llmrt_status llmrt_pass_plan_memory(llmrt_graph *g, llmrt_pass_context *ctx);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "compiler/compiler.h"
+#include "core/quant.h"
 
 static llmrt_status mismatch(int32_t i, const llmrt_node *n, const char *why) {
     return llmrt_error(LLMRT_ERR_FORMAT, "plan node %d (%s): %s", (int)i, llmrt_op_name(n->op), why);
@@ -114,6 +115,17 @@ llmrt_status llmrt_plan_verify(const llmrt_plan *plan) {
         const llmrt_node *n = &g->nodes[i];
         for (int32_t k = 0; k < n->num_inputs; k++)
             if (n->inputs[k] >= i) status = mismatch(i, n, "input does not precede the node");
+        /* quantized weights: 2-D, a sane group, read by LINEARs only (iattr[0],
+         * GPT-2's Conv1D transpose, says how binding read the checkpoint:
+         * the blob is [N, K] either way) */
+        if (llmrt_dtype_is_quantized(n->dtype) &&
+            (n->op != LLMRT_OP_WEIGHT || n->ndim != 2 || n->iattr[1] < 1 || n->iattr[1] > n->dims[1] ||
+             n->iattr[2] < 0 || n->iattr[2] > 1 || n->iattr[3] < 0 || n->iattr[3] > 1))
+            status = mismatch(i, n, "a quantized value that is not a [N, K] weight of a valid group size");
+        for (int32_t k = 0; k < n->num_inputs && status == LLMRT_OK; k++)
+            if (n->inputs[k] >= 0 && llmrt_dtype_is_quantized(g->nodes[n->inputs[k]].dtype) &&
+                !(n->op == LLMRT_OP_LINEAR && k == 1))
+                status = mismatch(i, n, "reads a quantized weight (only LINEAR may)");
         if (status != LLMRT_OK) break;
         llmrt_node copy = *n;
         copy.name = NULL;

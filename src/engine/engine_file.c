@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "core/log.h"
+#include "core/quant.h"
 #include "engine/plan_json.h"
 #include "import/hf_config.h"
 
@@ -336,6 +337,15 @@ static llmrt_status parse_image(llmrt_engine_image *img, const char *name, int v
             return llmrt_error(LLMRT_ERR_FORMAT, "%s: weight '%s' [%llu, +%zu) lies outside the weights section", name,
                                w->name, (unsigned long long)w->file_offset, w->nbytes);
         w->data = weights + w->file_offset;
+    }
+    /* a quantized weight's header must describe the matrix its nodes
+     * name, since kernels index its sections through it */
+    for (int32_t i = 0; i < img->plan->graph->num_nodes; i++) {
+        const llmrt_node *n = &img->plan->graph->nodes[i];
+        if (n->op != LLMRT_OP_WEIGHT || !llmrt_dtype_is_quantized(n->dtype)) continue;
+        const llmrt_plan_weight *w = &img->plan->weights[n->weight_slot];
+        LLMRT_TRY(llmrt_qweight_check(w->data, w->nbytes, n->dtype, n->dims[0], n->dims[1], n->iattr[1],
+                                      (int)n->iattr[3], w->name));
     }
     if (img->plan->vocab_size != img->config.vocab_size)
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: plan vocab %d disagrees with model config %d", name,

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quant.h"
+
 static json_t *int_array(const int64_t *values, int32_t count) {
     json_t *a = json_array();
     for (int32_t i = 0; i < count; i++) json_array_append_new(a, json_integer(values[i]));
@@ -141,6 +143,8 @@ static llmrt_status decode_node(decoder *d, const json_t *o, int32_t index, cons
         const llmrt_plan_weight *w = &plan->weights[n->weight_slot];
         if (w->ndim != n->ndim || w->dtype != n->dtype || memcmp(w->dims, n->dims, (size_t)n->ndim * sizeof *n->dims))
             return bad(d, "slot", "names a weight of another shape or dtype");
+        if (llmrt_dtype_is_quantized(n->dtype) && llmrt_node_bytes(n, 0, 0) != w->nbytes)
+            return bad(d, "nbytes", "of a quantized weight disagrees with its group size");
         for (int32_t i = 0; i < n->ndim; i++)
             if (n->dims[i] < 0) return bad(d, "dims", "of a weight is symbolic");
     } else {
@@ -205,10 +209,17 @@ llmrt_status llmrt_plan_from_json(const json_t *root, const char *what, llmrt_pl
         STEP(get_int(&d, o, "nbytes", 0, INT64_MAX, &x));
         w->nbytes = (size_t)x;
         if (s != LLMRT_OK) break;
-        /* nbytes must equal the product of dims × element size, without overflow */
+        /* nbytes must equal the product of dims × element size, without
+         * overflow; a quantized matrix's size depends on its group size,
+         * which its nodes carry (checked against them in decode_node) */
         unsigned __int128 expected = llmrt_dtype_size(w->dtype);
         for (int32_t k = 0; k < ndim; k++) expected *= (unsigned __int128)w->dims[k];
-        if (expected != (unsigned __int128)w->nbytes) s = bad(&d, "nbytes", "disagrees with dims and dtype");
+        if (llmrt_dtype_is_quantized(w->dtype)) {
+            if (ndim != 2 || w->nbytes < llmrt_qweight_bytes(w->dtype, w->dims[0], w->dims[1], w->dims[1], 0))
+                s = bad(&d, "nbytes", "is too small for a quantized matrix of these dims");
+        } else if (expected != (unsigned __int128)w->nbytes) {
+            s = bad(&d, "nbytes", "disagrees with dims and dtype");
+        }
     }
     for (size_t i = 0; s == LLMRT_OK && i < json_array_size(nodes); i++) {
         snprintf(d.where, sizeof d.where, "node %zu", i);

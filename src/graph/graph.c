@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quant.h"
+
 llmrt_graph *llmrt_graph_create(llmrt_dtype act_dtype, llmrt_dtype weight_dtype) {
     llmrt_graph *g = calloc(1, sizeof *g);
     if (!g) return NULL;
@@ -65,6 +67,9 @@ int64_t llmrt_node_numel(const llmrt_node *node, int64_t tokens, int64_t logits)
 }
 
 size_t llmrt_node_bytes(const llmrt_node *node, int64_t tokens, int64_t logits) {
+    if (llmrt_dtype_is_quantized(node->dtype))
+        return node->ndim == 2 ? llmrt_qweight_bytes(node->dtype, node->dims[0], node->dims[1], node->iattr[1],
+                                                     (int)node->iattr[3]) : 0;
     return (size_t)llmrt_node_numel(node, tokens, logits) * llmrt_dtype_size(node->dtype);
 }
 

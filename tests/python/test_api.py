@@ -112,6 +112,19 @@ def test_builds_a_checkpoint_into_the_cache(engine_path):
         assert demo.generate("Once upon a time", params)[0].token_ids == got.token_ids
 
 
+def test_builds_a_quantized_engine():
+    """quant= builds a weight-only int4 engine of the checkpoint; it runs,
+    and a bad value is a ValueError naming the option."""
+    demo = os.path.join(REPO, "models", "demo")
+    with LLM(demo, backend="cpu", quant="int4-wo", group_size=64, max_seq_len=256, kv_cache_bytes=8 << 20) as q:
+        out = q.generate("Once upon a time", SamplingParams(max_tokens=8))[0]
+        assert len(out.token_ids) == 8
+    with pytest.raises(ValueError, match="quant"):
+        LLM(demo, backend="cpu", quant="int3", max_seq_len=256)
+    with pytest.raises(ValueError, match="quant_scheme"):
+        LLM(demo, backend="cpu", quant="int8-wo", quant_scheme="half", max_seq_len=256)
+
+
 def test_chat_template_from_checkpoint(tmp_path, monkeypatch):
     """A checkpoint whose tokenizer_config.json has a chat template: the
     rendering equals transformers' (tests/tokenizer/refs), and chat()

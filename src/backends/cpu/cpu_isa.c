@@ -77,29 +77,40 @@ void cpu_kernels_force_isa(const char *isa) {
     atomic_store_explicit(&current_level, level, memory_order_relaxed);
 }
 
-/* Each thread keeps its buffer for its life: the pool's workers live as
- * long as the process, so this is one allocation per thread, ever (it only
- * grows when a larger shape arrives). A caller thread that exits (a
- * server's engine thread, say) frees its buffer through the key's
+/* Each thread keeps its buffers for its life: the pool's workers live as
+ * long as the process, so this is one allocation per thread and slot, ever
+ * (it only grows when a larger shape arrives). A caller thread that exits
+ * (a server's engine thread, say) frees its buffers through the key's
  * destructor. */
-static _Thread_local float *scratch;
-static _Thread_local size_t scratch_bytes;
+enum { SCRATCH_SLOTS = 2 };
+typedef struct scratch_slots {
+    void *data[SCRATCH_SLOTS];
+    size_t bytes[SCRATCH_SLOTS];
+} scratch_slots;
+static _Thread_local scratch_slots scratch;
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
 
-static void scratch_key_create(void) { pthread_key_create(&scratch_key, free); }
+static void scratch_free(void *p) {
+    scratch_slots *slots = p;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(slots->data[i]);
+}
+static void scratch_key_create(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-float *cpu_thread_scratch(size_t bytes) {
-    if (bytes <= scratch_bytes) return scratch;
+void *cpu_thread_buffer(int slot, size_t bytes) {
+    if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
+    if (bytes <= scratch.bytes[slot]) return scratch.data[slot];
     pthread_once(&scratch_key_once, scratch_key_create);
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    float *fresh = aligned_alloc(64, rounded);
-    if (!fresh || pthread_setspecific(scratch_key, fresh) != 0) {
+    void *fresh = aligned_alloc(64, rounded);
+    if (!fresh || pthread_setspecific(scratch_key, &scratch) != 0) {
         free(fresh);
         return NULL;
     }
-    free(scratch);
-    scratch = fresh;
-    scratch_bytes = rounded;
-    return scratch;
+    free(scratch.data[slot]);
+    scratch.data[slot] = fresh;
+    scratch.bytes[slot] = rounded;
+    return fresh;
 }
+
+float *cpu_thread_scratch(size_t bytes) { return cpu_thread_buffer(0, bytes); }

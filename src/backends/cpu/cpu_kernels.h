@@ -18,7 +18,8 @@
 const char *cpu_kernels_isa(void);
 void cpu_kernels_force_isa(const char *isa); /* tests; NULL = auto */
 
-/* y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N] if non-NULL). W is f32/f16/bf16, row
+/* y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N] if non-NULL). W is f32/f16/bf16 (or an
+ * int8-wo / int4-wo blob, core/quant.h, through cpu_kernels_quant.c), row
  * n holds output n's weights (the nn.Linear layout). M = 1 is the decode
  * GEMV (bandwidth-bound: stream W once); larger M blocks W so each weight
  * panel is converted once and reused across rows (compute-bound). */

@@ -73,5 +73,8 @@ void cpu_attn_token_avx2(float *out, const float *q, int64_t h0, int64_t h1, int
  * for the thread's life (so prefill does not malloc per call). NULL if the
  * allocation fails. */
 float *cpu_thread_scratch(size_t bytes);
+/* The same for slot 0 (cpu_thread_scratch's) or 1 (held by a caller across
+ * a parallel region whose chunks use slot 0 on the same thread). */
+void *cpu_thread_buffer(int slot, size_t bytes);
 
 #endif

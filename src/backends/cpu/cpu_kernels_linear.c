@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_kernels_quant.h"
 #include "core/thread_pool.h"
 #include "core/dtype.h"
 
@@ -102,6 +103,10 @@ void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, con
                 int64_t N, int64_t K) {
     if (M <= 0 || N <= 0) return;
     const cpu_linear_part part = {.y = y, .w = w, .w_type = w_type, .bias = bias, .N = N};
+    if (llmrt_dtype_is_quantized(w_type)) {
+        cpu_qlinear_group(&part, 1, x, M, K, NULL);
+        return;
+    }
     linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K};
     const int parallel = (double)M * N * K >= PARALLEL_MIN_WORK && N >= 8;
     llmrt_parallel_for(N, llmrt_parallel_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
@@ -109,6 +114,11 @@ void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, con
 
 void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated) {
     if (M <= 0 || count <= 0 || count > 3) return;
+    for (int i = 0; i < count; i++)
+        if (llmrt_dtype_is_quantized(parts[i].w_type)) {
+            cpu_qlinear_group(parts, count, x, M, K, gated);
+            return;
+        }
     /* One job for all parts (a decode step has ~5 µs of useful work per
      * linear, against ~1.5 µs to start and join the threads). */
     linear_job job = {.level = cpu_isa_level(), .count = count, .parts = parts, .x = x, .M = M, .K = K,

@@ -50,6 +50,7 @@ static void cuda_destroy(void *state) {
     cudaFree(st->attn_early);
     cudaFree(st->rope_table);
     cudaFree(st->logits_dev);
+    cudaFree(st->qweight_scratch);
     if (st->meta_host) cudaFreeHost(st->meta_host);
     if (st->out_host) cudaFreeHost(st->out_host);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -269,6 +270,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     /* the tensor-core prefill kernel, where this GPU and head size allow it */
     st->prefill_kernel = st->settings.prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));
+    STEP(cuda_qlinear_prepare(st));
     if (plan->arena_bytes) {
         cudaError_t err = cudaMalloc(&st->arena, plan->arena_bytes);
         if (err != cudaSuccess) {

@@ -108,6 +108,10 @@ typedef struct cuda_state {
     const float *rope_table_freq;
     int32_t rope_table_dim;
 
+    /* quantized LINEARs of a prefill step dequantize W here (cuda_qlinear.c) */
+    void *qweight_scratch;
+    size_t qweight_scratch_bytes;
+
     float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
     int logits_direct; /* this step's last product wrote logits_dev itself (no cast) */
     /* What a step copies back, in one piece: the first bad gather index,
@@ -137,6 +141,11 @@ typedef struct cuda_state {
  * (captured into a CUDA graph for decode steps), including the final cast
  * of the logits to f32. */
 llmrt_status cuda_run_nodes(cuda_state *st);
+
+/* Quantized LINEARs (cuda_qlinear.c): the scratch for prefill steps, made
+ * at create; and y = x · dequant(W)ᵀ + bias for node v. */
+llmrt_status cuda_qlinear_prepare(cuda_state *st);
+llmrt_status cuda_qlinear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv);
 
 /* cuda_fusion.c: decides the fusions once (end of value placement);
  * cuda_fusion_select points the redirected values for a step of `tokens`

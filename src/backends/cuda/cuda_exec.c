@@ -8,6 +8,7 @@
 #include "backends/cuda/cuda_backend_internal.h"
 #include "backends/cuda/cuda_common.h"
 #include "core/log.h"
+#include "core/quant.h"
 
 int64_t cuda_value_dim(const cuda_state *st, llmrt_value v, int d) {
     const int64_t x = st->graph->nodes[v].dims[d];
@@ -63,6 +64,10 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
     const llmrt_node *w = &st->graph->nodes[wv];
     const llmrt_node *x = &st->graph->nodes[xv];
     if (w->ndim != 2 || x->ndim < 1) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects x [..., K] and a 2-D W");
+    if (llmrt_dtype_is_quantized(w->dtype)) {
+        if (!transpose_b) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "a quantized W must be [N, K]");
+        return cuda_qlinear_run(st, v, xv, wv, bv);
+    }
     const int64_t K = cuda_value_dim(st, xv, x->ndim - 1);
     const int64_t N = transpose_b ? cuda_value_dim(st, wv, 0) : cuda_value_dim(st, wv, 1);
     const int64_t wk = transpose_b ? cuda_value_dim(st, wv, 1) : cuda_value_dim(st, wv, 0);
