@@ -42,6 +42,9 @@ typedef struct llmrt_build_options {
     const char *disabled_passes;/* comma-separated compiler passes to skip (testing); default NULL */
     int allow_nonfinite;        /* build even if a weight holds NaN or Inf; default 0 (an error naming it) */
     int ignore_extra_tensors;   /* build even if the checkpoint has tensors the model does not use; default 0 */
+    const char *onnx_path;      /* an ONNX decoder (torch.onnx.export) instead of model_dir; config_path then
+                                   optional (token ids, RoPE theta), its folder's tokenizer files are embedded */
+    int print_report;           /* with onnx_path: print what was recognised and fused to stdout; default 0 */
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);
