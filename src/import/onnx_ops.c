@@ -132,6 +132,32 @@ static llmrt_value rsqrt_of_sqrt(lower_ctx *l, int32_t sqrt_value) {
     return s >= 0 ? llmrt_rsqrt(l->c->g, operand(l, node_input(l->c, s, 0))) : LLMRT_NO_VALUE;
 }
 
+static int is_scalar_input(lower_ctx *l, int32_t n, int32_t k, double want) {
+    double x;
+    return onnx_scalar(&l->c->values[node_input(l->c, n, k)], &x) && fabs(x - want) <= 1e-6 * fabs(want);
+}
+
+/* GELU as torch writes gelu(x) (exact): Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5)
+ * → the graph's erf GELU of x, or NO_VALUE. */
+static llmrt_value gelu_erf(lower_ctx *l) {
+    onnx_ctx *c = l->c;
+    for (int side = 0; side < 2; side++) {
+        if (!is_scalar_input(l, l->n, 1 - side, 0.5)) continue;
+        int32_t inner = onnx_producer_is(c, node_input(c, l->n, side), "Mul");
+        for (int s2 = 0; inner >= 0 && s2 < 2; s2++) {
+            int32_t x = node_input(c, inner, s2), add = onnx_producer_is(c, node_input(c, inner, 1 - s2), "Add");
+            for (int s3 = 0; add >= 0 && s3 < 2; s3++) {
+                int32_t erf = onnx_producer_is(c, node_input(c, add, s3), "Erf");
+                if (erf < 0 || !is_scalar_input(l, add, 1 - s3, 1.0)) continue;
+                int32_t div = onnx_producer_is(c, node_input(c, erf, 0), "Div");
+                if (div >= 0 && node_input(c, div, 0) == x && is_scalar_input(l, div, 1, sqrt(2.0)))
+                    return llmrt_gelu(c->g, operand(l, x));
+            }
+        }
+    }
+    return LLMRT_NO_VALUE;
+}
+
 /* x·rsqrt(mean(x²) + eps), the form the norm fusions match */
 static llmrt_value normalize(llmrt_graph *g, llmrt_value x, float eps) {
     llmrt_value variance = llmrt_mean(g, llmrt_pow(g, x, 2.0f));
@@ -162,9 +188,16 @@ static llmrt_status lower_node(lower_ctx *l, llmrt_value *out) {
             if (*out == LLMRT_NO_VALUE) *out = llmrt_div(g, llmrt_scalar(g, 1.0f), b);
         } else if (a == LLMRT_NO_VALUE || b == LLMRT_NO_VALUE) {
             return node_fail(l, LLMRT_ERR_UNSUPPORTED, "an input is neither an activation nor a known tensor");
+        } else if (op_is(l, "Div") && onnx_producer_is(c, node_input(c, l->n, 1), "Sqrt") >= 0) {
+            *out = llmrt_mul(g, a, rsqrt_of_sqrt(l, node_input(c, l->n, 1))); /* x / √v as the norms write it */
+        } else if (op_is(l, "Mul") && (*out = gelu_erf(l)) != LLMRT_NO_VALUE) {
         } else {
-            *out = op_is(l, "Add") ? llmrt_add(g, a, b) : op_is(l, "Sub") ? llmrt_sub(g, a, b)
-                 : op_is(l, "Mul") ? llmrt_mul(g, a, b) : llmrt_div(g, a, b);
+            /* constants second, as torch writes `x * 0.5` and the fusions expect */
+            int swap = (op_is(l, "Add") || op_is(l, "Mul")) && llmrt_graph_node(g, a)->op == LLMRT_OP_CONSTANT &&
+                       llmrt_graph_node(g, b)->op != LLMRT_OP_CONSTANT;
+            llmrt_value x = swap ? b : a, y = swap ? a : b;
+            *out = op_is(l, "Add") ? llmrt_add(g, x, y) : op_is(l, "Sub") ? llmrt_sub(g, x, y)
+                 : op_is(l, "Mul") ? llmrt_mul(g, x, y) : llmrt_div(g, x, y);
         }
     } else if (op_is(l, "Pow")) {
         double e;
@@ -209,6 +242,14 @@ static llmrt_status lower_node(lower_ctx *l, llmrt_value *out) {
         if (op_is(l, "Gemm") && (onnx_attr_int(l->node, "transA", 0) || onnx_attr_float(l->node, "alpha", 1) != 1 ||
                                  onnx_attr_float(l->node, "beta", 1) != 1))
             return node_fail(l, LLMRT_ERR_UNSUPPORTED, "Gemm with transA, alpha or beta");
+        const ival *wv = &c->values[bv];
+        if (wv->init && wv->dtype != LLMRT_DTYPE_F32 && wv->dtype != LLMRT_DTYPE_F16 &&
+            wv->dtype != LLMRT_DTYPE_BF16 && wv->dtype != LLMRT_DTYPE_F64) {
+            char what[300];
+            snprintf(what, sizeof what, "weight '%s' has type %s (expected a float type)", wv->name,
+                     llmrt_dtype_name(wv->dtype));
+            return node_fail(l, LLMRT_ERR_FORMAT, what);
+        }
         llmrt_value w = operand(l, bv);
         if (w == LLMRT_NO_VALUE || llmrt_graph_node(g, w)->op != LLMRT_OP_WEIGHT)
             return node_fail(l, LLMRT_ERR_UNSUPPORTED, "multiplies two activations outside an attention subgraph");
