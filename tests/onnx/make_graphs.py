@@ -21,7 +21,7 @@ writes for transformers models, for the ONNX import tests:
 and malformed variants of llama.onnx (bad_*.onnx, listed in malformed.txt with
 the words each error must contain).
 
-usage: make_graphs.py OUT_DIR
+usage: make_graphs.py OUT_DIR | --fuzz-seeds CORPUS_DIR
 """
 import os, sys
 
@@ -327,7 +327,18 @@ def malformed(out):
             f.write(f"{name}\t{expect}\n")
 
 
+def fuzz_seeds(out):
+    """Small versions of the graphs, the fuzz corpus (tests/fuzz/corpus/onnx)."""
+    tiny = dict(vocab=16, hidden=8, nh=2, kvh=1, inter=12, layers=1)
+    for name, model in (("llama", llama(False, **tiny)), ("llama_past", llama(True, **tiny)),
+                        ("gpt", gpt(False, vocab=16, hidden=8, nh=2, layers=1, npos=16))):
+        model.ir_version = 8
+        onnx.save(model, os.path.join(out, f"seed_{name}.onnx"))
+
+
 def main():
+    if sys.argv[1] == "--fuzz-seeds":
+        return fuzz_seeds(sys.argv[2]) or 0
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for name, model in (("llama", llama(False)), ("llama_past", llama(True)), ("gpt", gpt(False)),
