@@ -20,13 +20,23 @@
 #include "core/log.h"
 #include "import/onnx_internal.h"
 
+/* Back through ops that leave values as they are: casts (the engine keeps
+ * one float type), Identity, Dropout, a Slice that keeps everything (the
+ * `x[:, :]` indexing torch writes), a Concat with an empty tensor. */
 static int32_t through_casts(const onnx_ctx *c, int32_t v) {
-    for (int hops = 0; v >= 0 && hops < 8; hops++) {
+    for (int hops = 0; v >= 0 && hops < 16; hops++) {
         int32_t n = c->values[v].producer;
         if (n < 0) break;
         const char *op = c->model->nodes[n].op_type;
-        if (strcmp(op, "Cast") && strcmp(op, "Identity") && strcmp(op, "Dropout")) break;
-        v = node_input(c, n, 0);
+        int32_t in = node_input(c, n, 0);
+        if (!strcmp(op, "Cast") || !strcmp(op, "Identity") || !strcmp(op, "Dropout")) v = in;
+        else if (!strcmp(op, "Slice") && onnx_same_shape(&c->values[v], &c->values[in])) v = in;
+        else if (!strcmp(op, "Concat") && c->model->nodes[n].num_inputs == 2) {
+            int32_t other = node_input(c, n, 1);
+            if (onnx_value_numel(&c->values[in]) == 0) v = other;
+            else if (onnx_value_numel(&c->values[other]) == 0) v = in;
+            else break;
+        } else break;
     }
     return v;
 }
@@ -42,7 +52,10 @@ static int perm_is(const onnx_ctx *c, int32_t n, const int64_t *want, int32_t co
 static const int64_t PERM_HEADS[4] = {0, 2, 1, 3}, PERM_KT[4] = {0, 1, 3, 2}, PERM_KT_FROM_X[4] = {0, 2, 3, 1};
 
 /* Transpose(Reshape(x, [1, T, H, D]), [0, 2, 1, 3]) → x, H, D */
+static int32_t through_casts(const onnx_ctx *c, int32_t v);
+
 static int split_heads(const onnx_ctx *c, int32_t v, int32_t *x, int32_t *heads, int32_t *dim) {
+    v = through_casts(c, v);
     int32_t t = onnx_producer_is(c, v, "Transpose");
     if (t < 0 || !perm_is(c, t, PERM_HEADS, 4)) return 0;
     int32_t r = onnx_producer_is(c, node_input(c, t, 0), "Reshape");
@@ -102,7 +115,7 @@ static int strip_rope(const onnx_ctx *c, int32_t v, int64_t dim, int32_t *a, int
         for (int s1 = 0; s1 < 2; s1++)
             for (int s2 = 0; s2 < 2; s2++) {
                 int32_t base = node_input(c, m1, s1);
-                if (is_rotate_half(c, node_input(c, m2, s2), base, dim)) {
+                if (is_rotate_half(c, through_casts(c, node_input(c, m2, s2)), base, dim)) {
                     *a = base;
                     *cos = node_input(c, m1, 1 - s1);
                     return 1;
@@ -114,24 +127,28 @@ static int strip_rope(const onnx_ctx *c, int32_t v, int64_t dim, int32_t *a, int
 
 /* Reshape(Expand(Unsqueeze(k))) (repeat_kv) → k */
 static int32_t strip_repeat_kv(const onnx_ctx *c, int32_t v) {
+    v = through_casts(c, v);
     int32_t r = onnx_producer_is(c, v, "Reshape");
     if (r < 0) return v;
-    int32_t e = onnx_producer_is(c, node_input(c, r, 0), "Expand");
+    int32_t e = onnx_producer_is(c, through_casts(c, node_input(c, r, 0)), "Expand");
     if (e < 0) return v;
-    int32_t u = onnx_producer_is(c, node_input(c, e, 0), "Unsqueeze");
+    int32_t into = through_casts(c, node_input(c, e, 0));
+    int32_t u = onnx_producer_is(c, into, "Unsqueeze");
     if (u < 0) {
         /* some exports index with [:, :, None] → Unsqueeze folded into a Reshape */
-        u = onnx_producer_is(c, node_input(c, e, 0), "Reshape");
+        u = onnx_producer_is(c, into, "Reshape");
         if (u < 0) return v;
     }
-    return node_input(c, u, 0);
+    return through_casts(c, node_input(c, u, 0));
 }
 
 /* Concat(past, new, axis=2) with past a graph input → new (and past) */
 static int32_t strip_past(const onnx_ctx *c, int32_t v, int32_t *past) {
+    v = through_casts(c, v);
     int32_t n = onnx_producer_is(c, v, "Concat");
     *past = -1;
-    if (n < 0 || c->model->nodes[n].num_inputs != 2 || onnx_attr_int(&c->model->nodes[n], "axis", 0) != 2) return v;
+    int64_t axis = n >= 0 ? onnx_attr_int(&c->model->nodes[n], "axis", 0) : 0;
+    if (n < 0 || c->model->nodes[n].num_inputs != 2 || (axis != 2 && axis != -2)) return v;
     int32_t p = through_casts(c, node_input(c, n, 0));
     if (c->values[p].producer >= 0 || c->values[p].init) return v;
     *past = p;
@@ -147,6 +164,7 @@ static int trace_head(const onnx_ctx *c, int32_t v, int kv, int32_t *x, int32_t 
         v = strip_repeat_kv(c, v);
         v = strip_past(c, v, past);
     }
+    v = through_casts(c, v);
     const ival *hv = &c->values[v];
     int64_t d = hv->ndim == 4 ? hv->dims[3] : -1;
     int32_t base;
@@ -231,7 +249,7 @@ static llmrt_status match_site(onnx_ctx *c, int32_t softmax, attention_site *sit
     }
     int32_t qh = strip_scale(c, node_input(c, mm, 0), &scale);
     int32_t kt = strip_scale(c, node_input(c, mm, 1), &scale);
-    int32_t t = onnx_producer_is(c, kt, "Transpose");
+    int32_t t = onnx_producer_is(c, through_casts(c, kt), "Transpose");
     if (t < 0) return LLMRT_OK;
     int32_t kh = node_input(c, t, 0);
     int32_t xq, xk, xv, hq, hk, hv, dq, dk, dv, past_v, cos_q = -1, cos_k = -1, unused;

@@ -28,7 +28,7 @@ static const char *const SUPPORTED_OPS[] = {
     "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Trilu", "Unsqueeze", "Where",
 };
 
-static int op_supported(const char *op) {
+int onnx_op_known(const char *op) {
     for (size_t i = 0; i < sizeof SUPPORTED_OPS / sizeof SUPPORTED_OPS[0]; i++)
         if (!strcmp(SUPPORTED_OPS[i], op)) return 1;
     return 0;
@@ -51,24 +51,6 @@ int32_t onnx_find_value(const onnx_ctx *c, const char *name) {
     for (int32_t i = c->num_values - 1; i >= 0; i--)
         if (c->values[i].name && !strcmp(c->values[i].name, name)) return i;
     return -1;
-}
-
-static llmrt_status list_unsupported(const onnx_ctx *c) {
-    char list[1024] = "";
-    size_t used = 0;
-    int32_t count = 0;
-    for (int32_t n = 0; n < c->model->num_nodes; n++) {
-        if (op_supported(c->model->nodes[n].op_type)) continue;
-        char label[256];
-        if (used < sizeof list - 64)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", count ? ", " : "",
-                                     onnx_node_label(c, n, label, sizeof label));
-        count++;
-    }
-    if (!count) return LLMRT_OK;
-    if (used >= sizeof list - 64) snprintf(list + used, sizeof list - used, ", ...");
-    return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: %d nodes have op types llmrt does not import: %s", c->source,
-                       (int)count, list);
 }
 
 /* A hash from names to values, for wiring node inputs. */
@@ -269,7 +251,6 @@ static void ctx_free(onnx_ctx *c) {
 }
 
 static llmrt_status import_model(onnx_ctx *c, llmrt_onnx_report *report) {
-    LLMRT_TRY(list_unsupported(c));
     LLMRT_TRY(build_values(c));
     LLMRT_TRY(onnx_infer_shapes(c));
     LLMRT_TRY(onnx_find_attention(c));

@@ -79,6 +79,8 @@ static inline int32_t node_output(const onnx_ctx *c, int32_t n, int32_t k) { ret
 /* the node producing value v if its op type is `op`, else -1 */
 int32_t onnx_producer_is(const onnx_ctx *c, int32_t v, const char *op);
 int32_t onnx_find_value(const onnx_ctx *c, const char *name);
+/* 1 for the op types the importer knows (lowers, folds or replaces). */
+int onnx_op_known(const char *op);
 /* "node 'name' (Op)" for messages */
 const char *onnx_node_label(const onnx_ctx *c, int32_t n, char *buf, size_t size);
 
@@ -87,6 +89,8 @@ int onnx_value_known(const ival *v);
 int64_t onnx_value_int(const ival *v, int64_t i);
 double onnx_value_float(const ival *v, int64_t i);
 int64_t onnx_value_numel(const ival *v); /* -1 with a symbolic or unknown dim */
+/* 1 when both shapes are known and equal (symbols included). */
+int onnx_same_shape(const ival *a, const ival *b);
 /* 1 and *out when v is a known scalar (or one-element tensor). */
 int onnx_scalar(const ival *v, double *out);
 

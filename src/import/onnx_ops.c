@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "import/onnx_internal.h"
+#include "core/log.h"
 #include "layers/layers.h"
 
 typedef struct lower_ctx {
@@ -17,6 +18,7 @@ typedef struct lower_ctx {
     int32_t n;
     const onnx_node *node;
     int32_t logits;   /* the value of the graph output */
+    int32_t head;     /* the LM head's output: logits before casts and full slices */
     int32_t layer;    /* attention sites lowered so far */
 } lower_ctx;
 
@@ -254,7 +256,8 @@ static llmrt_status lower_node(lower_ctx *l, llmrt_value *out) {
         if (w == LLMRT_NO_VALUE || llmrt_graph_node(g, w)->op != LLMRT_OP_WEIGHT)
             return node_fail(l, LLMRT_ERR_UNSUPPORTED, "multiplies two activations outside an attention subgraph");
         /* the LM head projects only the rows whose logits the step returns */
-        if (node_output(c, l->n, 0) == l->logits && llmrt_graph_node(g, a)->ndim == 2)
+        if (node_output(c, l->n, 0) == l->head && llmrt_graph_node(g, a)->ndim == 2 &&
+            llmrt_graph_node(g, a)->dims[0] == LLMRT_DIM_TOKENS)
             a = llmrt_gather(g, a, c->logits_indices);
         *out = llmrt_matmul(g, a, w, transpose);
         if (op_is(l, "Gemm") && node_input(c, l->n, 2) >= 0) *out = llmrt_add(g, *out, input_of(l, 2));
@@ -287,6 +290,8 @@ static llmrt_status lower_node(lower_ctx *l, llmrt_value *out) {
             }
         }
         *out = identity ? a : llmrt_permute(g, a, gperm);
+    } else if (op_is(l, "Slice") && onnx_same_shape(ov, &c->values[in0])) {
+        *out = a; /* x[:, :] keeps everything */
     } else if (op_is(l, "Slice") || op_is(l, "Split")) {
         /* Split's outputs are lowered all at once; Slice is one output */
         const ival *iv = &c->values[in0];
@@ -371,6 +376,38 @@ static llmrt_status mark_needed(onnx_ctx *c, int32_t logits) {
     return LLMRT_OK;
 }
 
+/* Ops the importer does not know fail the build where the logits need them,
+ * listed all at once; elsewhere (a mask built in some newer way) they are
+ * never run, and a warning names them. */
+static llmrt_status check_needed_ops(onnx_ctx *c) {
+    char needed[1024] = "", other[1024] = "";
+    size_t used_needed = 0, used_other = 0;
+    int32_t count_needed = 0, count_other = 0;
+    for (int32_t n = 0; n < c->model->num_nodes; n++) {
+        if (onnx_op_known(c->model->nodes[n].op_type)) continue;
+        int is_needed = 0;
+        for (int32_t k = 0; k < c->model->nodes[n].num_outputs; k++)
+            is_needed |= c->values[node_output(c, n, k)].needed && !onnx_value_known(&c->values[node_output(c, n, k)]);
+        char label[256];
+        char *list = is_needed ? needed : other;
+        size_t *used = is_needed ? &used_needed : &used_other;
+        int32_t *count = is_needed ? &count_needed : &count_other;
+        if (*used < sizeof needed - 300)
+            *used += (size_t)snprintf(list + *used, sizeof needed - *used, "%s%s", *count ? ", " : "",
+                                      onnx_node_label(c, n, label, sizeof label));
+        else if (*used < sizeof needed - 4)
+            *used += (size_t)snprintf(list + *used, sizeof needed - *used, ", ...");
+        (*count)++;
+    }
+    if (count_needed)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: %d nodes have op types llmrt does not import: %s", c->source,
+                           (int)count_needed, needed);
+    if (count_other)
+        LLMRT_WARN("%s: %d nodes of op types llmrt does not import are outside what the logits need (the "
+                   "attention's mask or the present K/V): %s", c->source, (int)count_other, other);
+    return LLMRT_OK;
+}
+
 llmrt_status onnx_lower(onnx_ctx *c) {
     const onnx_model *m = c->model;
     int32_t logits = -1;
@@ -378,7 +415,18 @@ llmrt_status onnx_lower(onnx_ctx *c) {
         if (!strcmp(m->outputs[i].name, "logits")) logits = onnx_find_value(c, m->outputs[i].name);
     if (logits < 0) logits = onnx_find_value(c, m->outputs[0].name);
     LLMRT_TRY(mark_needed(c, logits));
-    lower_ctx l = {.c = c, .logits = logits};
+    LLMRT_TRY(check_needed_ops(c));
+    lower_ctx l = {.c = c, .logits = logits, .head = logits};
+    for (int hops = 0; hops < 8; hops++) {
+        int32_t n = c->values[l.head].producer;
+        if (n < 0) break;
+        const char *op = m->nodes[n].op_type;
+        int32_t in = node_input(c, n, 0);
+        if (strcmp(op, "Cast") && strcmp(op, "Identity") &&
+            (strcmp(op, "Slice") || !onnx_same_shape(&c->values[l.head], &c->values[in])))
+            break;
+        l.head = in;
+    }
     for (int32_t n = 0; n < m->num_nodes; n++) {
         int32_t first = node_output(c, n, 0);
         ival *ov = &c->values[first];

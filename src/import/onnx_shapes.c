@@ -30,6 +30,13 @@ int64_t onnx_value_numel(const ival *v) {
     return n;
 }
 
+int onnx_same_shape(const ival *a, const ival *b) {
+    if (a->ndim < 0 || a->ndim != b->ndim) return 0;
+    for (int32_t d = 0; d < a->ndim; d++)
+        if (a->dims[d] != b->dims[d] || a->dims[d] == SYM_ANY) return 0;
+    return 1;
+}
+
 int64_t onnx_value_int(const ival *v, int64_t i) {
     if (v->ints) return v->ints[i];
     if (v->floats) return (int64_t)v->floats[i];

@@ -5,7 +5,7 @@ writes for transformers models, for the ONNX import tests:
   llama.onnx        LLaMA: RMSNorm (Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul),
                     RoPE from inv_freq (MatMul, Transpose, Concat, Cos, Sin,
                     rotate_half with Slice, Neg, Concat), GQA repeat_kv
-                    (Unsqueeze, Expand, Reshape), the causal mask from shapes
+                    (Slice, Unsqueeze, Expand, Reshape), the causal mask from shapes
                     (Shape, Gather, Range, Unsqueeze, Less/Greater, Where, Trilu,
                     ConstantOfShape, Equal, Expand), QKᵀ/√D, Softmax, SwiGLU
                     (Sigmoid, Mul), opset 17
@@ -92,7 +92,9 @@ def rotate_half(g, x, d):
 def repeat_kv(g, x, kvh, rep, d):
     if rep == 1:
         return x
-    u = g.op("Unsqueeze", [x, g.const([2])])
+    # x[:, :, None] as torch traces it: a Slice that keeps everything, then Unsqueeze
+    full = g.op("Slice", [x, g.const([0]), g.const([2 ** 63 - 1]), g.const([1]), g.const([1])])
+    u = g.op("Unsqueeze", [full, g.const([2])])
     b, s = dim(g, x, 0), dim(g, x, 2)
     e = g.op("Expand", [u, g.op("Concat", [b, g.const([kvh]), g.const([rep]), s, g.const([d])], axis=0)])
     return g.op("Reshape", [e, g.op("Concat", [b, g.const([kvh * rep]), s, g.const([d])], axis=0)])
@@ -151,7 +153,7 @@ def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=
             pk, pv = f"past_key_values.{l}.key", f"past_key_values.{l}.value"
             inputs += [helper.make_tensor_value_info(pk, F, ["batch", kvh, "past", d]),
                        helper.make_tensor_value_info(pv, F, ["batch", kvh, "past", d])]
-            k = g.op("Concat", [pk, k], axis=2)
+            k = g.op("Concat", [pk, k], axis=-2)
             v = g.op("Concat", [pv, v], axis=2)
             g.nodes.append(helper.make_node("Identity", [k], [f"present.{l}.key"], name=g.name("/Identity")))
             g.nodes.append(helper.make_node("Identity", [v], [f"present.{l}.value"], name=g.name("/Identity")))
@@ -174,8 +176,10 @@ def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=
         h = g.op("Add", [h, g.op("MatMul", [g.op("Mul", [act, up]),
                                            g.weight(f"onnx::MatMul_down{l}", [inter, hidden])])])
     h = rms_norm(g, h, g.weight("model.norm.weight", [hidden], std=0.1, offset=1.0), eps)
-    g.nodes.append(helper.make_node("MatMul", [h, g.weight("onnx::MatMul_lm_head", [hidden, vocab])], ["logits"],
-                                    name="/lm_head/MatMul"))
+    # hidden_states[:, slice(0, None), :] and logits.float(), as transformers writes them
+    h = g.op("Slice", [h, g.const([0]), g.const([2 ** 63 - 1]), g.const([1]), g.const([1])])
+    head = g.op("MatMul", [h, g.weight("onnx::MatMul_lm_head", [hidden, vocab])])
+    g.nodes.append(helper.make_node("Cast", [head], ["logits"], name="/Cast_logits", to=F))
     graph = helper.make_graph(g.nodes, "llama", inputs, outputs, g.inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="llmrt-tests")
 
