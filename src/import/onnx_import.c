@@ -22,7 +22,7 @@ struct llmrt_onnx_file {
  * replaces (mask, RoPE tables) and so never run. */
 static const char *const SUPPORTED_OPS[] = {
     "Abs", "Add", "And", "Cast", "Concat", "Constant", "ConstantOfShape", "Cos", "Div", "Dropout", "Equal", "Erf",
-    "Exp", "Expand", "Flatten", "Gather", "Gemm", "Greater", "GreaterOrEqual", "Identity", "IsInf", "IsNaN",
+    "Exp", "Expand", "Flatten", "Gather", "Gemm", "Greater", "GreaterOrEqual", "Identity",
     "LayerNormalization", "Less", "LessOrEqual", "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range",
     "Reciprocal", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "SimplifiedLayerNormalization",
     "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Trilu", "Unsqueeze", "Where",

@@ -18,61 +18,6 @@ static int is_int_type(llmrt_dtype t) {
            t == LLMRT_DTYPE_U8 || t == LLMRT_DTYPE_BOOL;
 }
 
-int onnx_value_known(const ival *v) { return v->init || v->ints || v->floats; }
-
-int64_t onnx_value_numel(const ival *v) {
-    if (v->ndim < 0) return -1;
-    int64_t n = 1;
-    for (int32_t d = 0; d < v->ndim; d++) {
-        if (v->dims[d] < 0) return -1;
-        n *= v->dims[d];
-    }
-    return n;
-}
-
-int onnx_same_shape(const ival *a, const ival *b) {
-    if (a->ndim < 0 || a->ndim != b->ndim) return 0;
-    for (int32_t d = 0; d < a->ndim; d++)
-        if (a->dims[d] != b->dims[d] || a->dims[d] == SYM_ANY) return 0;
-    return 1;
-}
-
-int64_t onnx_value_int(const ival *v, int64_t i) {
-    if (v->ints) return v->ints[i];
-    if (v->floats) return (int64_t)v->floats[i];
-    const uint8_t *p = v->init->data;
-    switch (v->init->dtype) {
-    case LLMRT_DTYPE_I64: { int64_t x; memcpy(&x, p + i * 8, 8); return x; }
-    case LLMRT_DTYPE_I32: { int32_t x; memcpy(&x, p + i * 4, 4); return x; }
-    case LLMRT_DTYPE_I16: { int16_t x; memcpy(&x, p + i * 2, 2); return x; }
-    case LLMRT_DTYPE_I8: return (int8_t)p[i];
-    case LLMRT_DTYPE_U8: case LLMRT_DTYPE_BOOL: return p[i];
-    default: return (int64_t)onnx_value_float(v, i);
-    }
-}
-
-double onnx_value_float(const ival *v, int64_t i) {
-    if (v->floats) return v->floats[i];
-    if (v->ints) return (double)v->ints[i];
-    const uint8_t *p = v->init->data;
-    switch (v->init->dtype) {
-    case LLMRT_DTYPE_F32: { float x; memcpy(&x, p + i * 4, 4); return x; }
-    case LLMRT_DTYPE_F64: { double x; memcpy(&x, p + i * 8, 8); return x; }
-    case LLMRT_DTYPE_F16: case LLMRT_DTYPE_BF16: {
-        float x;
-        llmrt_convert_to_f32(&x, p + i * 2, v->init->dtype, 1);
-        return x;
-    }
-    default: return (double)onnx_value_int(v, i);
-    }
-}
-
-int onnx_scalar(const ival *v, double *out) {
-    if (!onnx_value_known(v) || onnx_value_numel(v) != 1) return 0;
-    *out = onnx_value_float(v, 0);
-    return 1;
-}
-
 /* ---- symbolic dims ------------------------------------------------------- */
 
 static int64_t sym_add(int64_t a, int64_t b) {
@@ -249,11 +194,12 @@ static llmrt_status infer_unary(node_io *io) {
     if (!foldable(a)) return LLMRT_OK;
     int64_t n = onnx_value_numel(a);
     if (is_int_type(out->dtype) && (!strcmp(op, "Cast") || !strcmp(op, "Identity") || !strcmp(op, "Neg") ||
-                                    !strcmp(op, "Not"))) {
+                                    !strcmp(op, "Not") || !strcmp(op, "Abs"))) {
         if (!set_ints(out, n)) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         for (int64_t i = 0; i < n; i++) {
             int64_t x = onnx_value_int(a, i);
             out->ints[i] = !strcmp(op, "Neg") ? (sym_is(x) ? SYM_ANY : -x) : !strcmp(op, "Not") ? !x
+                           : !strcmp(op, "Abs") ? (sym_is(x) ? x : x < 0 ? -x : x)
                            : out->dtype == LLMRT_DTYPE_BOOL && !sym_is(x) ? x != 0 : x;
         }
         return LLMRT_OK;
@@ -272,6 +218,7 @@ static llmrt_status infer_unary(node_io *io) {
         else if (!strcmp(op, "Sigmoid")) y = 1.0 / (1.0 + exp(-x));
         else if (!strcmp(op, "Erf")) y = erf(x);
         else if (!strcmp(op, "Relu")) y = x > 0 ? x : 0;
+        else if (!strcmp(op, "Abs")) y = fabs(x);
         out->floats[i] = (float)y;
     }
     return LLMRT_OK;
@@ -689,6 +636,24 @@ static llmrt_status infer_reduce(node_io *io) {
     return LLMRT_OK;
 }
 
+static llmrt_status infer_flatten(node_io *io) {
+    ival *a = io->in[0], *out = io->out;
+    out->dtype = a->dtype;
+    int32_t axis;
+    if (a->ndim < 0) return LLMRT_OK;
+    int64_t at = onnx_attr_int(io->node, "axis", 1);
+    if (at == a->ndim) axis = a->ndim;
+    else if (!norm_axis(at, a->ndim, &axis)) return fail(io, "axis out of range", NULL);
+    int64_t outer = 1, inner = 1;
+    for (int32_t d = 0; d < a->ndim; d++) {
+        if (d < axis) outer = sym_mul(outer, a->dims[d]);
+        else inner = sym_mul(inner, a->dims[d]);
+    }
+    int64_t dims[2] = {outer, inner};
+    shape_of(out, 2, dims);
+    return copy_contents(a, out);
+}
+
 static llmrt_status infer_split(node_io *io) {
     ival *a = io->in[0];
     int32_t axis;
@@ -726,7 +691,7 @@ llmrt_status onnx_infer_shapes(onnx_ctx *c) {
                     !strcmp(op, "Sigmoid") || !strcmp(op, "Relu") || !strcmp(op, "Cast") || !strcmp(op, "Identity") ||
                     !strcmp(op, "Softmax") || !strcmp(op, "Not") || !strcmp(op, "Trilu") || !strcmp(op, "Dropout") ||
                     !strcmp(op, "LayerNormalization") || !strcmp(op, "SimplifiedLayerNormalization") ||
-                    !strcmp(op, "Abs") || !strcmp(op, "IsNaN") || !strcmp(op, "IsInf");
+                    !strcmp(op, "Abs");
         int binary = !strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") ||
                      !strcmp(op, "Pow") || is_compare(op) || !strcmp(op, "Max") || !strcmp(op, "Min");
         llmrt_status s = LLMRT_OK;
@@ -779,6 +744,7 @@ llmrt_status onnx_infer_shapes(onnx_ctx *c) {
         else if (!strcmp(op, "Where")) s = infer_where(&io);
         else if (!strcmp(op, "ReduceMean") || !strcmp(op, "ReduceSum")) s = infer_reduce(&io);
         else if (!strcmp(op, "Split")) s = infer_split(&io);
+        else if (!strcmp(op, "Flatten")) s = infer_flatten(&io);
         else if (!strcmp(op, "Gemm")) {
             ival *a = io.in[0], *b = io.in[1];
             io.out->dtype = a->dtype;

@@ -17,6 +17,7 @@ writes for transformers models, for the ONNX import tests:
                     Mul, Where mask (Range, Greater, Not), tanh-GELU (Pow, Tanh), Gemm on a flattened
                     [T, hidden] view, Squeeze/Unsqueeze with axes inputs
   gpt_ln.onnx       GPT-2 style, opset 17: the LayerNormalization op, exact GELU (Erf)
+  ops.onnx          the rest of the op set (see llama's `ops`), with past key/values
 
 and malformed variants of llama.onnx (bad_*.onnx, listed in malformed.txt with
 the words each error must contain).
@@ -78,8 +79,12 @@ def rms_norm(g, x, w, eps):
     return g.op("Mul", [w, g.op("Cast", [g.op("Mul", [x, r])], to=F)])
 
 
-def heads(g, x, n, d, perm=(0, 2, 1, 3)):
-    shape = g.op("Concat", [dim(g, x, 0), dim(g, x, 1), g.const([n]), g.const([d])], axis=0)
+def heads(g, x, n, d, perm=(0, 2, 1, 3), arith=False):
+    nv, dv = g.const([n]), g.const([d])
+    if arith:  # the same numbers through Abs, Min and Max, folded at import
+        nv = g.op("Abs", [g.op("Min", [g.const([-n]), g.const([n])])])
+        dv = g.op("Max", [g.const([d]), g.const([1])])
+    shape = g.op("Concat", [dim(g, x, 0), dim(g, x, 1), nv, dv], axis=0)
     return g.op("Transpose", [g.op("Reshape", [x, shape])], perm=list(perm))
 
 
@@ -98,6 +103,19 @@ def repeat_kv(g, x, kvh, rep, d):
     b, s = dim(g, x, 0), dim(g, x, 2)
     e = g.op("Expand", [u, g.op("Concat", [b, g.const([kvh]), g.const([rep]), s, g.const([d])], axis=0)])
     return g.op("Reshape", [e, g.op("Concat", [b, g.const([kvh * rep]), s, g.const([d])], axis=0)])
+
+
+def causal_mask_logic(g, ids, total_from):
+    """The same causal mask through And, Or, Less, LessOrEqual, GreaterOrEqual."""
+    s = g.op("Squeeze", [dim(g, ids, 1), g.const([0])])
+    total = g.op("Squeeze", [dim(g, total_from, 1), g.const([0])])
+    kpos = g.op("Unsqueeze", [g.op("Range", [g.const(0), total, g.const(1)]), g.const([0])])
+    qpos = g.op("Unsqueeze", [g.op("Add", [g.op("Range", [g.const(0), s, g.const(1)]), g.op("Sub", [total, s])]),
+                              g.const([1])])
+    allowed = g.op("And", [g.op("LessOrEqual", [kpos, qpos]), g.op("GreaterOrEqual", [kpos, g.const(0)])])
+    masked = g.op("Or", [g.op("Not", [allowed]), g.op("Less", [kpos, g.const(0)])])
+    mask = g.op("Where", [masked, g.const(np.finfo(np.float32).min, np.float32), g.const(0.0, np.float32)])
+    return g.op("Unsqueeze", [mask, g.const([0, 1])])
 
 
 def causal_mask(g, ids, total_from):
@@ -121,7 +139,12 @@ def causal_mask(g, ids, total_from):
     return g.op("Unsqueeze", [mask, g.const([0, 1])])
 
 
-def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=2, eps=1e-5, theta=10000.0):
+def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=2, eps=1e-5, theta=10000.0,
+          ops=False):
+    """ops=True: the rest of the supported op set: SimplifiedLayerNormalization,
+    SDPA's √scale on q and kᵀ, a mask through boolean logic, reshape targets
+    through Abs/Min/Max, and an MLP of Relu, Exp, ReduceSum, Div, Dropout,
+    Flatten."""
     g = G(seed)
     d = hidden // nh
     ids = "input_ids"
@@ -140,13 +163,19 @@ def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=
     emb = g.op("Concat", [freqs, freqs], axis=-1)
     cos = g.op("Unsqueeze", [g.op("Cos", [emb]), g.const([1])])
     sin = g.op("Unsqueeze", [g.op("Sin", [emb]), g.const([1])])
-    mask = causal_mask(g, ids, "attention_mask")
+    mask = causal_mask_logic(g, ids, "attention_mask") if ops else causal_mask(g, ids, "attention_mask")
+
+    def norm(x, w):
+        if ops:
+            return g.op("SimplifiedLayerNormalization", [x, w], axis=-1, epsilon=eps)
+        return rms_norm(g, x, w, eps)
+
     for l in range(layers):
         p = f"model.layers.{l}"
-        x = rms_norm(g, h, g.weight(f"{p}.input_layernorm.weight", [hidden], std=0.1, offset=1.0), eps)
-        q = heads(g, g.op("MatMul", [x, g.weight(f"onnx::MatMul_q{l}", [hidden, nh * d])]), nh, d)
-        k = heads(g, g.op("MatMul", [x, g.weight(f"onnx::MatMul_k{l}", [hidden, kvh * d])]), kvh, d)
-        v = heads(g, g.op("MatMul", [x, g.weight(f"onnx::MatMul_v{l}", [hidden, kvh * d])]), kvh, d)
+        x = norm(h, g.weight(f"{p}.input_layernorm.weight", [hidden], std=0.1, offset=1.0))
+        q = heads(g, g.op("MatMul", [x, g.weight(f"onnx::MatMul_q{l}", [hidden, nh * d])]), nh, d, arith=ops)
+        k = heads(g, g.op("MatMul", [x, g.weight(f"onnx::MatMul_k{l}", [hidden, kvh * d])]), kvh, d, arith=ops)
+        v = heads(g, g.op("MatMul", [x, g.weight(f"onnx::MatMul_v{l}", [hidden, kvh * d])]), kvh, d, arith=ops)
         q = g.op("Add", [g.op("Mul", [q, cos]), g.op("Mul", [rotate_half(g, q, d), sin])])
         k = g.op("Add", [g.op("Mul", [k, cos]), g.op("Mul", [rotate_half(g, k, d), sin])])
         if with_past:
@@ -161,21 +190,35 @@ def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=
                         helper.make_tensor_value_info(f"present.{l}.value", F, ["batch", kvh, "total", d])]
         k = repeat_kv(g, k, kvh, nh // kvh, d)
         v = repeat_kv(g, v, kvh, nh // kvh, d)
-        s = g.op("Div", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])]),
-                         g.const(np.sqrt(d), np.float32)])
+        if ops:  # SDPA's export: √scale on q and on kᵀ
+            root = g.const(d ** -0.25, np.float32)
+            s = g.op("MatMul", [g.op("Mul", [q, root]), g.op("Mul", [g.op("Transpose", [k], perm=[0, 1, 3, 2]), root])])
+        else:
+            s = g.op("Div", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])]),
+                             g.const(np.sqrt(d), np.float32)])
         kv_len = dim(g, k, 2)
         m = g.op("Slice", [mask, g.const([0]), kv_len, g.const([3]), g.const([1])])
         pr = g.op("Cast", [g.op("Softmax", [g.op("Add", [s, m])], axis=-1)], to=F)
         o = g.op("Transpose", [g.op("MatMul", [pr, v])], perm=[0, 2, 1, 3])
         o = g.op("Reshape", [o, g.op("Concat", [dim(g, x, 0), dim(g, x, 1), g.const([-1])], axis=0)])
         h = g.op("Add", [h, g.op("MatMul", [o, g.weight(f"onnx::MatMul_o{l}", [nh * d, hidden])])])
-        x = rms_norm(g, h, g.weight(f"{p}.post_attention_layernorm.weight", [hidden], std=0.1, offset=1.0), eps)
+        x = norm(h, g.weight(f"{p}.post_attention_layernorm.weight", [hidden], std=0.1, offset=1.0))
+        if ops:
+            u = g.op("Relu", [g.op("MatMul", [x, g.weight(f"onnx::MatMul_up{l}", [hidden, inter])])])
+            e = g.op("Exp", [g.op("Mul", [u, g.const(-0.5, np.float32)])])
+            u = g.op("Div", [e, g.op("ReduceSum", [e, g.const([-1])], keepdims=1)])
+            u = g.op("Dropout", [g.op("Mul", [u, g.const(float(inter), np.float32)])])
+            flat = g.op("Flatten", [u], axis=2)  # [1, T, inter] → [T, inter]
+            down = g.op("MatMul", [flat, g.weight(f"onnx::MatMul_down{l}", [inter, hidden])])
+            h = g.op("Add", [h, g.op("Reshape", [down, g.op("Concat", [dim(g, h, 0), dim(g, h, 1), g.const([hidden])],
+                                                              axis=0)])])
+            continue
         gate = g.op("MatMul", [x, g.weight(f"onnx::MatMul_gate{l}", [hidden, inter])])
         up = g.op("MatMul", [x, g.weight(f"onnx::MatMul_up{l}", [hidden, inter])])
         act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
         h = g.op("Add", [h, g.op("MatMul", [g.op("Mul", [act, up]),
                                            g.weight(f"onnx::MatMul_down{l}", [inter, hidden])])])
-    h = rms_norm(g, h, g.weight("model.norm.weight", [hidden], std=0.1, offset=1.0), eps)
+    h = norm(h, g.weight("model.norm.weight", [hidden], std=0.1, offset=1.0))
     # hidden_states[:, slice(0, None), :] and logits.float(), as transformers writes them
     h = g.op("Slice", [h, g.const([0]), g.const([2 ** 63 - 1]), g.const([1]), g.const([1])])
     head = g.op("MatMul", [h, g.weight("onnx::MatMul_lm_head", [hidden, vocab])])
@@ -346,9 +389,10 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for name, model in (("llama", llama(False)), ("llama_past", llama(True)), ("gpt", gpt(False)),
-                        ("gpt_ln", gpt(True))):
+                        ("gpt_ln", gpt(True)), ("ops", llama(True, seed=3, ops=True))):
         model.ir_version = 8
-        onnx.checker.check_model(model)
+        if name != "ops":  # SimplifiedLayerNormalization is onnxruntime's, not in onnx's checker
+            onnx.checker.check_model(model)
         onnx.save(model, os.path.join(out, name + ".onnx"))
     malformed(out)
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ONNX import against onnxruntime: tiny decoders built with onnx.helper
 # (make_graphs.py: LLaMA without and with past key/values, GPT-2 style at
-# opset 13 and 17) are run by onnxruntime-node (ort_reference.mjs) and by
+# opset 13 and 17, and a decoder of the remaining supported ops) are run by onnxruntime-node (ort_reference.mjs) and by
 # llmrt engines built with `build --onnx`; the prompt's logits must agree
 # within 1e-4 relative and the greedy tokens exactly, with the fusions on and
 # off, prompts prefilled in chunks and several requests batched in flight.
@@ -66,6 +66,8 @@ check_model llama_past "attention×2 → paged attention (2 with RoPE on q and k
 check_model gpt "attention×2 → paged attention (0 with RoPE on q and k)" \
   "fused         linear×9 layernorm×5 gelu_tanh×2"
 check_model gpt_ln "attention×2 → paged attention (0 with RoPE on q and k)" "fused         linear×9 layernorm×5"
+check_model ops "attention×2 → paged attention (2 with RoPE on q and k), past KV inputs yes" \
+  "fused         linear×13 rmsnorm×5"
 "$llmrt" inspect "$tmp/llama_past.engine" >"$tmp/inspect.txt" 2>&1 || bad "inspect"
 grep -q "attention×2" "$tmp/inspect.txt" || bad "inspect does not show the attention ops: $(cat "$tmp/inspect.txt")"
 

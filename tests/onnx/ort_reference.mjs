@@ -12,7 +12,7 @@ const [model, idsArg, stepsArg, outPath] = process.argv.slice(2);
 const prompt = idsArg.split(",").map(Number);
 const steps = Number(stepsArg);
 
-const session = await ort.InferenceSession.create(model);
+const session = await ort.InferenceSession.create(model, { logSeverityLevel: 3 });
 const pastNames = session.inputNames.filter((n) => n.startsWith("past_key_values."));
 const ints = (a, dims) => new ort.Tensor("int64", BigInt64Array.from(a.map(BigInt)), dims);
 const range = (a, b) => Array.from({ length: b - a }, (_, i) => a + i);
