@@ -319,6 +319,21 @@ static llmrt_status check_graph(onnx_model *m, const char *source) {
             }
         free(fill);
     }
+    for (int32_t i = 0; i < m->num_outputs; i++)
+        if (lookup(&t, m->outputs[i].name) == -2) {
+            s = llmrt_error(LLMRT_ERR_FORMAT, "%s: graph output '%s' is not defined", source, m->outputs[i].name);
+            goto done;
+        }
+    /* An exporter's order is already topological and is the model's own
+     * order (q, k, v projections side by side, as the backends' fusions of
+     * neighbouring kernels expect): keep it when it is. */
+    int in_order = 1;
+    for (int32_t i = 0; i < m->num_nodes && in_order; i++)
+        for (int32_t k = 0; k < m->nodes[i].num_inputs && in_order; k++) {
+            const char *name = m->nodes[i].inputs[k];
+            in_order = !name[0] || lookup(&t, name) < i;
+        }
+    if (in_order) goto done;
     int32_t head = 0, tail = 0;
     for (int32_t i = 0; i < m->num_nodes; i++)
         if (pending[i] == 0) order[tail++] = i;
@@ -335,11 +350,6 @@ static llmrt_status check_graph(onnx_model *m, const char *source) {
                 goto done;
             }
     }
-    for (int32_t i = 0; i < m->num_outputs; i++)
-        if (lookup(&t, m->outputs[i].name) == -2) {
-            s = llmrt_error(LLMRT_ERR_FORMAT, "%s: graph output '%s' is not defined", source, m->outputs[i].name);
-            goto done;
-        }
     onnx_node *sorted = malloc((size_t)m->num_nodes * sizeof *sorted + 1);
     if (!sorted) {
         s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
