@@ -20,7 +20,7 @@ whose attention is plain PyTorch. The causal mask is the model's own; if this
 transformers version cannot trace it, the script builds the 4-D additive mask
 in the wrapper and says so.
 """
-import argparse, json, os, shutil, sys
+import argparse, inspect, json, os, shutil, sys
 
 import torch
 import transformers
@@ -119,7 +119,7 @@ def export(model, path, with_past, own_mask, opset):
     wrapper = Wrapper(model, with_past, own_mask).eval()
     kw = dict(input_names=names, output_names=outs, dynamic_axes=axes, opset_version=opset,
               do_constant_folding=True)
-    if "dynamo" in torch.onnx.export.__code__.co_varnames:
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kw["dynamo"] = False  # the TorchScript exporter: the graphs models arrive as
     with torch.no_grad():
         torch.onnx.export(wrapper, tuple(args), path, **kw)
