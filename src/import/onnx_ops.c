@@ -20,6 +20,9 @@ typedef struct lower_ctx {
     int32_t logits;   /* the value of the graph output */
     int32_t head;     /* the LM head's output: logits before casts and full slices */
     int32_t layer;    /* attention sites lowered so far */
+    llmrt_value inv_freq;    /* the RoPE table made for an earlier site ... */
+    int32_t inv_freq_source; /* ... from this value (-1: from the config) */
+    int32_t inv_freq_dim;    /* ... for this head size */
 } lower_ctx;
 
 static llmrt_status node_fail(lower_ctx *l, llmrt_status status, const char *what) {
@@ -100,11 +103,26 @@ static int32_t graph_axis(const ival *v, int64_t axis) {
     return dims[a] == LLMRT_DIM_TOKENS ? -1 : a;
 }
 
+/* Every layer's inverse frequencies are usually one initializer, sometimes
+ * a copy per layer: equal contents share one table. */
+static int same_contents(const onnx_ctx *c, int32_t a, int32_t b) {
+    int64_t n = onnx_value_numel(&c->values[a]);
+    if (n != onnx_value_numel(&c->values[b])) return 0;
+    for (int64_t i = 0; i < n; i++)
+        if (onnx_value_float(&c->values[a], i) != onnx_value_float(&c->values[b], i)) return 0;
+    return 1;
+}
+
 static llmrt_value lower_attention(lower_ctx *l, const attention_site *s) {
     onnx_ctx *c = l->c;
     llmrt_value q = operand(l, s->xq), k = operand(l, s->xk), v = operand(l, s->xv);
     llmrt_value inv_freq = LLMRT_NO_VALUE;
-    if (s->rope) {
+    int shared = l->inv_freq != LLMRT_NO_VALUE && l->inv_freq_dim == s->head_dim &&
+                 (s->inv_freq < 0 ? l->inv_freq_source < 0
+                                  : l->inv_freq_source >= 0 && same_contents(c, s->inv_freq, l->inv_freq_source));
+    if (s->rope && shared) {
+        inv_freq = l->inv_freq; /* one table for every layer, as a native build has */
+    } else if (s->rope) {
         int64_t half = s->head_dim / 2;
         float *freq = malloc((size_t)half * sizeof *freq + 1);
         if (!freq) return llmrt_graph_fail(c->g, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -119,6 +137,9 @@ static llmrt_value lower_attention(lower_ctx *l, const attention_site *s) {
         }
         inv_freq = llmrt_constant(c->g, "rope.inv_freq", freq, 1, &half);
         free(freq);
+        l->inv_freq = inv_freq;
+        l->inv_freq_source = s->inv_freq;
+        l->inv_freq_dim = s->head_dim;
     }
     llmrt_attention_params p = {.layer = l->layer++, .num_heads = s->num_heads, .num_kv_heads = s->num_kv_heads,
                                 .head_dim = s->head_dim, .rotary_dim = s->rope ? s->head_dim : 0,
@@ -416,7 +437,7 @@ llmrt_status onnx_lower(onnx_ctx *c) {
     if (logits < 0) logits = onnx_find_value(c, m->outputs[0].name);
     LLMRT_TRY(mark_needed(c, logits));
     LLMRT_TRY(check_needed_ops(c));
-    lower_ctx l = {.c = c, .logits = logits, .head = logits};
+    lower_ctx l = {.c = c, .logits = logits, .head = logits, .inv_freq = LLMRT_NO_VALUE, .inv_freq_source = -1};
     for (int hops = 0; hops < 8; hops++) {
         int32_t n = c->values[l.head].producer;
         if (n < 0) break;
