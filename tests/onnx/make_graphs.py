@@ -22,9 +22,9 @@ writes for transformers models, for the ONNX import tests:
 and malformed variants of llama.onnx (bad_*.onnx, listed in malformed.txt with
 the words each error must contain).
 
-usage: make_graphs.py OUT_DIR | --fuzz-seeds CORPUS_DIR
+usage: make_graphs.py OUT_DIR | --fuzz-seeds CORPUS_DIR | --from-checkpoint CASE_DIR OUT_DIR
 """
-import os, sys
+import json, os, sys
 
 import numpy as np
 import onnx
@@ -37,6 +37,7 @@ class G:
     def __init__(self, seed):
         self.nodes, self.inits, self.n = [], [], 0
         self.rng = np.random.default_rng(seed)
+        self.source = None
 
     def name(self, hint):
         self.n += 1
@@ -57,6 +58,9 @@ class G:
     def weight(self, name, shape, std=None, offset=0.0):
         std = std if std is not None else 1.0 / np.sqrt(shape[0])
         arr = (offset + std * self.rng.standard_normal(shape)).astype(np.float32)
+        if self.source is not None:  # a checkpoint's tensor in place of the random one
+            arr = self.source(name)
+            assert list(arr.shape) == list(shape), (name, arr.shape, shape)
         self.inits.append(numpy_helper.from_array(arr, name))
         return name
 
@@ -140,12 +144,13 @@ def causal_mask(g, ids, total_from):
 
 
 def llama(with_past, seed=1, vocab=96, hidden=32, nh=4, kvh=2, inter=48, layers=2, eps=1e-5, theta=10000.0,
-          ops=False):
+          ops=False, source=None):
     """ops=True: the rest of the supported op set: SimplifiedLayerNormalization,
     SDPA's √scale on q and kᵀ, a mask through boolean logic, reshape targets
     through Abs/Min/Max, and an MLP of Relu, Exp, ReduceSum, Div, Dropout,
-    Flatten."""
+    Flatten. source: name → array, the weights of a checkpoint (from_checkpoint)."""
     g = G(seed)
+    g.source = source
     d = hidden // nh
     ids = "input_ids"
     inputs = [helper.make_tensor_value_info("input_ids", I64, ["batch", "seq"]),
@@ -374,6 +379,53 @@ def malformed(out):
             f.write(f"{name}\t{expect}\n")
 
 
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = f.read()
+    kinds = {"F32": np.float32, "F16": np.float16}
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = t["data_offsets"]
+        out[name] = np.frombuffer(data[begin:end], dtype=kinds[t["dtype"]]).reshape(t["shape"]).astype(np.float32)
+    return out
+
+
+def from_checkpoint(case, out):
+    """llama_ckpt.onnx and llama_ckpt_past.onnx: the LLaMA graph with an HF
+    LLaMA checkpoint's weights (a tests/golden case), so that an engine built
+    from it can be held against the native engine of the same checkpoint and
+    against transformers' logits in the case's golden.json."""
+    cfg = json.load(open(os.path.join(case, "config.json")))
+    tensors = read_safetensors(os.path.join(case, "model.safetensors"))
+    names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+             "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
+
+    def source(name):
+        if name == "onnx::MatMul_lm_head":
+            return np.ascontiguousarray(tensors["lm_head.weight"].T)
+        if name.startswith("onnx::MatMul_"):  # nn.Linear [out, in] stored transposed, as torch exports it
+            key = name[len("onnx::MatMul_"):].rstrip("0123456789")
+            layer = name[len("onnx::MatMul_") + len(key):]
+            return np.ascontiguousarray(tensors[f"model.layers.{layer}.{names[key]}.weight"].T)
+        return tensors[name]
+
+    rope = cfg.get("rope_parameters") or {}
+    theta = rope.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    kw = dict(vocab=cfg["vocab_size"], hidden=cfg["hidden_size"], nh=cfg["num_attention_heads"],
+              kvh=cfg["num_key_value_heads"], inter=cfg["intermediate_size"], layers=cfg["num_hidden_layers"],
+              eps=cfg["rms_norm_eps"], theta=theta, source=source)
+    assert cfg.get("head_dim", kw["hidden"] // kw["nh"]) == kw["hidden"] // kw["nh"]
+    for name, past in (("llama_ckpt", False), ("llama_ckpt_past", True)):
+        model = llama(past, **kw)
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, os.path.join(out, name + ".onnx"))
+
+
 def fuzz_seeds(out):
     """Small versions of the graphs, the fuzz corpus (tests/fuzz/corpus/onnx)."""
     tiny = dict(vocab=16, hidden=8, nh=2, kvh=1, inter=12, layers=1)
@@ -386,6 +438,8 @@ def fuzz_seeds(out):
 def main():
     if sys.argv[1] == "--fuzz-seeds":
         return fuzz_seeds(sys.argv[2]) or 0
+    if sys.argv[1] == "--from-checkpoint":
+        return from_checkpoint(sys.argv[2], sys.argv[3]) or 0
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for name, model in (("llama", llama(False)), ("llama_past", llama(True)), ("gpt", gpt(False)),

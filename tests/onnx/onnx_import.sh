@@ -11,6 +11,8 @@
 # they came from (same kernels per step, same greedy tokens).
 # onnxruntime-node is installed with npm into this test's folder in the build
 # tree (once); without python3-onnx, node or npm the test is skipped (77).
+# The LLaMA graph is also built with the weights of the golden case llama_f32
+# and checked against transformers' logits and the native engine.
 # usage: onnx_import.sh LLMRT SOURCE_DIR ORT_DIR
 set -u
 llmrt=$1 src=$2 ort_dir=$3
@@ -94,16 +96,43 @@ for r in runs:
 sys.exit(0 if ok else 1)
 PY
 
+# The LLaMA graph carrying a real checkpoint's weights (the golden case
+# llama_f32): its engines must match transformers' logits and greedy tokens
+# (golden.json) and the native engine of that checkpoint op for op.
+golden=$src/tests/golden/cases/llama_f32
+"$py" "$src/tests/onnx/make_graphs.py" --from-checkpoint "$golden" "$tmp" || bad "make_graphs.py --from-checkpoint"
+"$py" - "$golden/golden.json" "$tmp/golden_ref.json" <<'PY' || bad "golden.json"
+import json, sys
+p = json.load(open(sys.argv[1]))["prompts"][0]
+assert p["logit_rows"] == list(range(len(p["ids"])))
+json.dump({"prompt": p["ids"], "logits": p["logits"], "greedy": p["greedy"]}, open(sys.argv[2], "w"))
+PY
+golden_prompt=$("$py" -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['prompt'])))" \
+                "$tmp/golden_ref.json")
+golden_steps=$("$py" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['greedy']))" "$tmp/golden_ref.json")
+"$llmrt" build --model "$golden" --output "$tmp/native.engine" --quiet || bad "native build"
+native_ops=$("$llmrt" inspect "$tmp/native.engine" | grep -E "^(kernels|ops) ")
+for m in llama_ckpt llama_ckpt_past; do
+  "$llmrt" build --onnx "$tmp/$m.onnx" --config "$golden/config.json" --output "$tmp/$m.engine" --quiet ||
+    { bad "$m: build"; continue; }
+  "$llmrt" run --engine "$tmp/$m.engine" --prompt-ids "$golden_prompt" --max-tokens "$golden_steps" --json \
+    --dump-logits "$tmp/$m.npy" >"$tmp/$m.run.json" 2>/dev/null || { bad "$m: run"; continue; }
+  "$py" "$src/tests/onnx/compare.py" "$tmp/golden_ref.json" "$tmp/$m.npy" "$tmp/$m.run.json" ||
+    bad "$m: against transformers (golden.json)"
+  ops=$("$llmrt" inspect "$tmp/$m.engine" | grep -E "^(kernels|ops) ")
+  [ "$ops" = "$native_ops" ] || bad "$m: kernels and ops differ from the native engine's:
+$ops
+native:
+$native_ops"
+done
+
 # The exports of a real model, when the exporter's files are present.
 data=$src/tests/onnx/data
-golden=$src/tests/golden/cases/llama_f32
 if [ -f "$data/llama_nocache.onnx" ] && [ -f "$data/reference.json" ]; then
   ref_prompt=$("$py" -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['prompt'])))" \
                "$data/reference.json")
-  "$llmrt" build --model "$golden" --output "$tmp/native.engine" --quiet || bad "native build"
   "$llmrt" run --engine "$tmp/native.engine" --prompt-ids "$ref_prompt" --max-tokens "$steps" --json \
     >"$tmp/native.json" 2>/dev/null || bad "native run"
-  native_kernels=$("$llmrt" inspect "$tmp/native.engine" | grep -o "^kernels *[0-9]*")
   for m in llama_nocache llama_past; do
     [ -f "$data/$m.onnx" ] || { bad "$data/$m.onnx is missing"; continue; }
     "$llmrt" build --onnx "$data/$m.onnx" --config "$data/config.json" --output "$tmp/$m.x.engine" \
@@ -114,8 +143,11 @@ if [ -f "$data/llama_nocache.onnx" ] && [ -f "$data/reference.json" ]; then
     "$py" "$src/tests/onnx/compare.py" "$data/reference.json" "$tmp/$m.x.npy" || bad "$m: logits against torch"
     "$py" -c "import json,sys; a,b=(json.load(open(f))['output_ids'] for f in sys.argv[1:]); sys.exit(a!=b)" \
       "$tmp/$m.x.json" "$tmp/native.json" || bad "$m: greedy tokens differ from the native engine's"
-    kernels=$("$llmrt" inspect "$tmp/$m.x.engine" | grep -o "^kernels *[0-9]*")
-    [ "$kernels" = "$native_kernels" ] || bad "$m: $kernels per step, the native engine $native_kernels"
+    ops=$("$llmrt" inspect "$tmp/$m.x.engine" | grep -E "^(kernels|ops) ")
+    [ "$ops" = "$native_ops" ] || bad "$m: kernels and ops differ from the native engine's:
+$ops
+native:
+$native_ops"
   done
 else
   echo "note: no exports in $data (tests/onnx/export_llama.py makes them); onnx.helper graphs only"
