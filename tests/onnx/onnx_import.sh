@@ -112,6 +112,14 @@ golden_prompt=$("$py" -c "import json,sys; print(','.join(map(str, json.load(ope
 golden_steps=$("$py" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['greedy']))" "$tmp/golden_ref.json")
 "$llmrt" build --model "$golden" --output "$tmp/native.engine" --quiet || bad "native build"
 native_ops=$("$llmrt" inspect "$tmp/native.engine" | grep -E "^(kernels|ops) ")
+same_ops_as_native() { # engine, label
+  local ops
+  ops=$("$llmrt" inspect "$1" | grep -E "^(kernels|ops) ")
+  [ "$ops" = "$native_ops" ] || bad "$2: kernels and ops differ from the native engine's:
+$ops
+native:
+$native_ops"
+}
 for m in llama_ckpt llama_ckpt_past; do
   "$llmrt" build --onnx "$tmp/$m.onnx" --config "$golden/config.json" --output "$tmp/$m.engine" --quiet ||
     { bad "$m: build"; continue; }
@@ -119,11 +127,7 @@ for m in llama_ckpt llama_ckpt_past; do
     --dump-logits "$tmp/$m.npy" >"$tmp/$m.run.json" 2>/dev/null || { bad "$m: run"; continue; }
   "$py" "$src/tests/onnx/compare.py" "$tmp/golden_ref.json" "$tmp/$m.npy" "$tmp/$m.run.json" ||
     bad "$m: against transformers (golden.json)"
-  ops=$("$llmrt" inspect "$tmp/$m.engine" | grep -E "^(kernels|ops) ")
-  [ "$ops" = "$native_ops" ] || bad "$m: kernels and ops differ from the native engine's:
-$ops
-native:
-$native_ops"
+  same_ops_as_native "$tmp/$m.engine" "$m"
 done
 
 # The exports of a real model, when the exporter's files are present.
@@ -143,11 +147,7 @@ if [ -f "$data/llama_nocache.onnx" ] && [ -f "$data/reference.json" ]; then
     "$py" "$src/tests/onnx/compare.py" "$data/reference.json" "$tmp/$m.x.npy" || bad "$m: logits against torch"
     "$py" -c "import json,sys; a,b=(json.load(open(f))['output_ids'] for f in sys.argv[1:]); sys.exit(a!=b)" \
       "$tmp/$m.x.json" "$tmp/native.json" || bad "$m: greedy tokens differ from the native engine's"
-    ops=$("$llmrt" inspect "$tmp/$m.x.engine" | grep -E "^(kernels|ops) ")
-    [ "$ops" = "$native_ops" ] || bad "$m: kernels and ops differ from the native engine's:
-$ops
-native:
-$native_ops"
+    same_ops_as_native "$tmp/$m.x.engine" "$m"
   done
 else
   echo "note: no exports in $data (tests/onnx/export_llama.py makes them); onnx.helper graphs only"
