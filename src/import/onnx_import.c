@@ -118,6 +118,21 @@ static llmrt_status build_values(onnx_ctx *c) {
         if (m->inputs[i].ndim == 2 && (m->inputs[i].dtype == LLMRT_DTYPE_I64 || m->inputs[i].dtype == LLMRT_DTYPE_I32) &&
             !strstr(m->inputs[i].name, "mask") && m->inputs[i].dims[1] == ONNX_DIM_SYMBOL)
             seq_name = m->inputs[i].dim_names[1];
+    if (!seq_name) {
+        /* a graph traced at one length has that length baked into every reshape */
+        for (int32_t i = 0; i < m->num_inputs; i++)
+            if (m->inputs[i].ndim == 2 && !strstr(m->inputs[i].name, "mask") &&
+                (m->inputs[i].dtype == LLMRT_DTYPE_I64 || m->inputs[i].dtype == LLMRT_DTYPE_I32)) {
+                free(ix.slots);
+                return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                                   "%s: input '%s' has a fixed sequence length; export with a dynamic axis for it "
+                                   "(torch.onnx.export(..., dynamic_axes={'%s': {0: 'batch', 1: 'seq'}, ...}))",
+                                   c->source, m->inputs[i].name, m->inputs[i].name);
+            }
+        free(ix.slots);
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: no input of token ids [batch, sequence] (int64 or int32)",
+                           c->source);
+    }
     int32_t v = 0;
     for (int32_t i = 0; i < m->num_initializers; i++, v++) {
         ival *iv = &c->values[v];

@@ -370,6 +370,13 @@ def malformed(out):
         sig[1].op_type = "Einsum"
     save("bad_unsupported", variant(unsupported), "2 nodes have op types llmrt does not import")
 
+    def fixed(m):  # traced at one length, no dynamic axes
+        for i in m.graph.input:
+            for d in i.type.tensor_type.shape.dim:
+                if d.dim_param:
+                    d.dim_value = 1 if d.dim_param == "batch" else 7
+    save("bad_fixed_length", variant(fixed), "has a fixed sequence length")
+
     def opset(m):
         m.opset_import[0].version = 11
     save("bad_opset", variant(opset), "opset 11")
