@@ -2,8 +2,8 @@
 # Malformed ONNX files (make_graphs.py's bad_*.onnx: truncated, garbage, a
 # tensor's bytes short of its shape, an int weight, a cycle, a missing
 # initializer, shapes that disagree, unsupported ops, a fixed sequence length,
-# an old opset) must each
-# fail the build with exit status 1 and the error malformed.txt names.
+# an old opset) must each fail the build with exit status 1 and the error
+# malformed.txt names.
 # usage: onnx_malformed.sh LLMRT SOURCE_DIR
 set -u
 llmrt=$1 src=$2
