@@ -232,6 +232,8 @@ static int32_t strip_scale(const onnx_ctx *c, int32_t v, float *scale) {
 static llmrt_status match_site(onnx_ctx *c, int32_t softmax, attention_site *site, int *found) {
     *found = 0;
     char label[256];
+    int64_t axis = onnx_attr_int(&c->model->nodes[softmax], "axis", -1);
+    if (axis != -1 && axis != 3) return LLMRT_OK; /* attention normalises over the keys */
     int32_t in = through_casts(c, node_input(c, softmax, 0));
     int32_t n = c->values[in].producer;
     if (n < 0) return LLMRT_OK;
