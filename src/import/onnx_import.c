@@ -14,7 +14,7 @@
 
 struct llmrt_onnx_file {
     onnx_model *model;
-    char *image;
+    llmrt_mapped_file map; /* the .onnx file (empty for an image in memory) */
 };
 
 /* Every op the importer knows: lowered on activations, or evaluated at
@@ -292,14 +292,14 @@ static llmrt_status import_model(onnx_ctx *c, llmrt_onnx_report *report) {
     return LLMRT_OK;
 }
 
-llmrt_status llmrt_onnx_import_memory(const uint8_t *data, size_t size, const char *source,
-                                      llmrt_model_config *config, llmrt_graph *g, llmrt_onnx_file **file,
-                                      llmrt_checkpoint **weights, llmrt_onnx_report *report) {
+static llmrt_status import_image(const uint8_t *data, size_t size, const char *source, const char *base_dir,
+                                 llmrt_model_config *config, llmrt_graph *g, llmrt_onnx_file **file,
+                                 llmrt_checkpoint **weights, llmrt_onnx_report *report) {
     *file = NULL;
     *weights = NULL;
     memset(report, 0, sizeof *report);
     onnx_model *m;
-    LLMRT_TRY(onnx_model_parse(data, size, source, &m));
+    LLMRT_TRY(onnx_model_parse(data, size, source, base_dir, &m));
     report->opset = m->opset;
     report->onnx_nodes = m->num_nodes;
     onnx_ctx c = {.model = m, .source = source, .g = g, .config = config, .report = report};
@@ -322,25 +322,37 @@ llmrt_status llmrt_onnx_import_memory(const uint8_t *data, size_t size, const ch
     return LLMRT_OK;
 }
 
+llmrt_status llmrt_onnx_import_memory(const uint8_t *data, size_t size, const char *source,
+                                      llmrt_model_config *config, llmrt_graph *g, llmrt_onnx_file **file,
+                                      llmrt_checkpoint **weights, llmrt_onnx_report *report) {
+    return import_image(data, size, source, NULL, config, g, file, weights, report);
+}
+
 llmrt_status llmrt_onnx_import(const char *path, llmrt_model_config *config, llmrt_graph *g, llmrt_onnx_file **file,
                                llmrt_checkpoint **weights, llmrt_onnx_report *report) {
-    char *image;
-    size_t size;
     *file = NULL;
     *weights = NULL;
-    LLMRT_TRY(llmrt_file_read_all(path, &image, &size));
-    llmrt_status s = llmrt_onnx_import_memory((const uint8_t *)image, size, path, config, g, file, weights, report);
+    llmrt_mapped_file map;
+    LLMRT_TRY(llmrt_file_map(path, &map));
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+    llmrt_status s = dir ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (s == LLMRT_OK) {
+        static const uint8_t empty[1];
+        s = import_image(map.data ? map.data : empty, map.size, path, dir, config, g, file, weights, report);
+    }
+    free(dir);
     if (s != LLMRT_OK) {
-        free(image);
+        llmrt_file_unmap(&map);
         return s;
     }
-    (*file)->image = image;
+    (*file)->map = map;
     return LLMRT_OK;
 }
 
 void llmrt_onnx_close(llmrt_onnx_file *file) {
     if (!file) return;
     onnx_model_free(file->model);
-    free(file->image);
+    llmrt_file_unmap(&file->map);
     free(file);
 }

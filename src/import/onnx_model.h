@@ -72,10 +72,13 @@ typedef struct onnx_model {
     void *owned;          /* decoded typed-field tensors */
 } onnx_model;
 
-/* Parses and validates an ONNX model image (not copied: `data` must outlive
- * the model, raw tensor data is viewed in place). `source` names it in
- * messages. */
-llmrt_status onnx_model_parse(const uint8_t *data, size_t size, const char *source, onnx_model **out);
+/* Parses and validates an ONNX model image. `source` names it in messages.
+ * Tensors kept in files beside the model (external data: location, offset,
+ * length) are mapped from `base_dir` (the model's folder; NULL refuses
+ * them); a location must name a file inside that folder, and the bytes must
+ * lie within it. */
+llmrt_status onnx_model_parse(const uint8_t *data, size_t size, const char *source, const char *base_dir,
+                              onnx_model **out);
 void onnx_model_free(onnx_model *model);
 
 const onnx_attr *onnx_node_attr(const onnx_node *node, const char *name);

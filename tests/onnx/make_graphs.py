@@ -19,7 +19,8 @@ writes for transformers models, for the ONNX import tests:
   gpt_ln.onnx       GPT-2 style, opset 17: the LayerNormalization op, exact GELU (Erf)
   ops.onnx          the rest of the op set (see llama's `ops`), with past key/values
 
-and malformed variants of llama.onnx (bad_*.onnx, listed in malformed.txt with
+llama_ext.onnx (llama.onnx with its tensors in llama_ext.data beside it), and
+malformed variants of llama.onnx (bad_*.onnx, listed in malformed.txt with
 the words each error must contain).
 
 usage: make_graphs.py OUT_DIR | --fuzz-seeds CORPUS_DIR | --from-checkpoint CASE_DIR OUT_DIR
@@ -377,6 +378,21 @@ def malformed(out):
                     d.dim_value = 1 if d.dim_param == "batch" else 7
     save("bad_fixed_length", variant(fixed), "has a fixed sequence length")
 
+    def external(location, offset):
+        def edit(m):
+            t = [t for t in m.graph.initializer if t.name == "onnx::MatMul_k0"][0]
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            for k, v in (("location", location), ("offset", str(offset))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+        return edit
+    with open(os.path.join(out, "bad_external.data"), "wb") as f:
+        f.write(bytes(64))
+    save("bad_external_escape", variant(external("../bad_external.data", 0)), "is not a file beside the model")
+    save("bad_external_range", variant(external("bad_external.data", 32)), "are outside bad_external.data")
+    save("bad_external_missing", variant(external("absent.data", 0)), "external data of tensor 'onnx::MatMul_k0'")
+
     def opset(m):
         m.opset_import[0].version = 11
     save("bad_opset", variant(opset), "opset 11")
@@ -455,6 +471,12 @@ def main():
         if name != "ops":  # SimplifiedLayerNormalization is onnxruntime's, not in onnx's checker
             onnx.checker.check_model(model)
         onnx.save(model, os.path.join(out, name + ".onnx"))
+    # llama.onnx again with its tensors in a file beside it (external data), as
+    # torch.onnx.export writes models over protobuf's 2 GB
+    ext = llama(False)
+    ext.ir_version = 8
+    onnx.save(ext, os.path.join(out, "llama_ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="llama_ext.data", size_threshold=0)
     malformed(out)
     return 0
 

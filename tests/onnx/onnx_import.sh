@@ -70,6 +70,12 @@ check_model gpt "attention×2 → paged attention (0 with RoPE on q and k)" \
 check_model gpt_ln "attention×2 → paged attention (0 with RoPE on q and k)" "fused         linear×9 layernorm×5"
 check_model ops "attention×2 → paged attention (2 with RoPE on q and k), past KV inputs yes" \
   "fused         linear×13 rmsnorm×5"
+# the same model with its tensors in a file beside it (external data)
+"$llmrt" build --onnx "$tmp/llama_ext.onnx" --output "$tmp/llama_ext.engine" --quiet &&
+"$llmrt" run --engine "$tmp/llama_ext.engine" --prompt-ids "$prompt" --max-tokens "$steps" --json \
+  --dump-logits "$tmp/llama_ext.npy" >"$tmp/llama_ext.json" 2>/dev/null &&
+"$py" "$src/tests/onnx/compare.py" "$tmp/llama.ref.json" "$tmp/llama_ext.npy" "$tmp/llama_ext.json" ||
+  bad "llama_ext: external data"
 "$llmrt" inspect "$tmp/llama_past.engine" >"$tmp/inspect.txt" 2>&1 || bad "inspect"
 grep -q "attention×2" "$tmp/inspect.txt" || bad "inspect does not show the attention ops: $(cat "$tmp/inspect.txt")"
 
