@@ -229,7 +229,6 @@ static llmrt_status describe(onnx_ctx *c, llmrt_model_config *config) {
     } else {
         config->rope.type = LLMRT_ROPE_NONE;
     }
-    if (config->num_eos_tokens == 0) config->bos_token_id = config->pad_token_id = -1;
     return LLMRT_OK;
 }
 
