@@ -113,6 +113,11 @@ llmrt_status llmrt_build_onnx(const llmrt_build_options *o) {
         kernels_before = count_kernels(g, before);
     }
     if (s == LLMRT_OK) s = llmrt_build_compile_options(o, &config, dtype, &copts);
+    /* the mask is not evaluated: a sliding window (config.json says so) must cover every sequence */
+    if (s == LLMRT_OK && config.sliding_window > 0 && copts.max_seq_len > config.sliding_window)
+        s = llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                        "build: sliding-window attention (window %d) is not supported yet; use --max-seq-len <= %d",
+                        config.sliding_window, config.sliding_window);
     llmrt_plan *plan = NULL;
     if (s == LLMRT_OK) {
         LLMRT_INFO("compiling the imported %s: %d layers, hidden %d, %s weights, %s backend", config.architecture,
