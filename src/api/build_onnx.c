@@ -127,8 +127,13 @@ llmrt_status llmrt_build_onnx(const llmrt_build_options *o) {
     }
     llmrt_graph_free(g);
     if (s == LLMRT_OK) {
+        /* the source line `llmrt inspect` prints says what the import recognised */
+        char source[480];
+        snprintf(source, sizeof source, "%.300s (ONNX opset %lld: attention×%d recognised, %d with RoPE; %s)",
+                 o->onnx_path, (long long)report.opset, report.attention_sites, report.rope_sites,
+                 report.kv_cache_inputs ? "past KV inputs replaced by the paged cache" : "no past KV inputs");
         llmrt_engine_build_info info = {.backend = backend, .dtype = dtype, .act_dtype = copts.act_dtype,
-                                        .source = o->onnx_path};
+                                        .source = source};
         s = llmrt_build_write(o, plan, &config, &info, dir);
     }
     if (s == LLMRT_OK && o->print_report) print_report(o->onnx_path, &report, before, kernels_before, plan);
