@@ -8,9 +8,12 @@
 static void build_usage(FILE *out) {
     fprintf(out,
             "usage: llmrt build --model DIR --output FILE.engine [options]\n"
-            "       llmrt build --config config.json --random-weights --output FILE.engine [options]\n\n"
+            "       llmrt build --config config.json --random-weights --output FILE.engine [options]\n"
+            "       llmrt build --onnx model.onnx [--config config.json] --output FILE.engine [options]\n\n"
             "  --model DIR            HuggingFace checkpoint (config.json, *.safetensors, tokenizer.json)\n"
-            "  --config FILE          config.json alone (with --random-weights)\n"
+            "  --config FILE          config.json alone (with --random-weights), or beside --onnx\n"
+            "  --onnx FILE            a decoder exported by torch.onnx.export (opset 13-17, with or without\n"
+            "                         past key/values); prints what it recognised and fused\n"
             "  --random-weights       seeded random weights of the right shapes (benchmarks)\n"
             "  --seed N               random-weight seed (default 0)\n"
             "  --output FILE          the engine file to write\n"
@@ -46,6 +49,7 @@ int cmd_build(int argc, char **argv) {
             return 0;
         } else if (strcmp(opt, "--model") == 0) o.model_dir = cli_value(&a, opt);
         else if (strcmp(opt, "--config") == 0) o.config_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--onnx") == 0) o.onnx_path = cli_value(&a, opt);
         else if (strcmp(opt, "--random-weights") == 0) o.random_weights = 1;
         else if (strcmp(opt, "--seed") == 0) { if (cli_int(&a, opt, 0, INT64_MAX, &x)) o.seed = (uint64_t)x; }
         else if (strcmp(opt, "--output") == 0 || strcmp(opt, "-o") == 0) o.output_path = cli_value(&a, opt);
@@ -85,6 +89,17 @@ int cmd_build(int argc, char **argv) {
         else cli_fail(&a, "unknown option '%s' (see llmrt build --help)", opt);
     }
     if (a.failed) return 2;
+    if (o.onnx_path) {
+        if (!o.output_path || o.model_dir || o.random_weights) {
+            fprintf(stderr, "llmrt build: --onnx needs --output and takes its weights from the file (no --model, "
+                            "--random-weights)\n");
+            return 2;
+        }
+        o.print_report = !quiet;
+        llmrt_set_log_level(quiet ? 1 : 2);
+        if (llmrt_build(&o) != LLMRT_OK) return report_failure("build");
+        return 0;
+    }
     if (!o.output_path || (!o.model_dir && !o.config_path)) {
         fprintf(stderr, "llmrt build: --output and one of --model / --config are required\n\n");
         build_usage(stderr);

@@ -50,6 +50,9 @@ typedef struct llmrt_build_options {
     llmrt_dtype quant;
     int32_t group_size;         /* inputs per scale: 0 = default (int8-wo per channel, int4-wo 128) */
     int32_t quant_scheme;       /* 0 = default (int8-wo symmetric, int4-wo asymmetric), 1 symmetric, 2 asymmetric */
+    const char *onnx_path;      /* an ONNX decoder (torch.onnx.export) instead of model_dir; config_path then
+                                   optional (token ids, RoPE theta), its folder's tokenizer files are embedded */
+    int print_report;           /* with onnx_path: print what was recognised and fused to stdout; default 0 */
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);

@@ -36,7 +36,8 @@ class BuildOptions(Structure):
                 ("seed", c_uint64), ("output_path", c_char_p), ("backend", c_char_p), ("dtype", c_int),
                 ("max_seq_len", c_int32), ("max_batch", c_int32), ("max_num_tokens", c_int32),
                 ("disabled_passes", c_char_p), ("allow_nonfinite", c_int), ("ignore_extra_tensors", c_int),
-                ("quant", c_int), ("group_size", c_int32), ("quant_scheme", c_int32)]
+                ("quant", c_int), ("group_size", c_int32), ("quant_scheme", c_int32),
+                ("onnx_path", c_char_p), ("print_report", c_int)]
 
 
 class EngineOptions(Structure):

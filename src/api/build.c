@@ -9,6 +9,7 @@
 #include "import/hf_config.h"
 #include "import/quant_checkpoint.h"
 #include "import/safetensors.h"
+#include "api/build_internal.h"
 #include "llmrt/llmrt.h"
 
 void llmrt_build_options_init(llmrt_build_options *o) {
@@ -22,6 +23,45 @@ void llmrt_build_options_init(llmrt_build_options *o) {
  * little from more. The KV cache is sized from memory at load, not here. */
 enum { CUDA_MAX_BATCH = 256, CUDA_MAX_NUM_TOKENS = 2048, CPU_MAX_BATCH = 16, CPU_MAX_NUM_TOKENS = 512 };
 
+llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llmrt_model_config *config,
+                                         llmrt_dtype dtype, llmrt_compile_options *copts) {
+    const char *backend = o->backend ? o->backend : "cpu";
+    const int on_cpu = strcmp(backend, "cpu") == 0;
+    if (o->quant != LLMRT_DTYPE_INVALID && o->quant != LLMRT_DTYPE_INT8_WO && o->quant != LLMRT_DTYPE_INT4_WO)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --quant %s (int8-wo, int4-wo)", llmrt_dtype_name(o->quant));
+    if (o->group_size < 0 || (o->group_size > 0 && o->group_size % 32 != 0))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size %d (a multiple of 32: 32, 64, 128, ...)",
+                           o->group_size);
+    if (o->quant_scheme < 0 || o->quant_scheme > 2)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: quant_scheme %d (0 default, 1 sym, 2 asym)",
+                           o->quant_scheme);
+    *copts = (llmrt_compile_options){
+        .target = backend,
+        /* CPUs compute in f32 whatever the storage; GPUs in the storage type */
+        .act_dtype = on_cpu ? LLMRT_DTYPE_F32 : dtype,
+        .weight_dtype = dtype,
+        .max_batch = o->max_batch > 0 ? o->max_batch : on_cpu ? CPU_MAX_BATCH : CUDA_MAX_BATCH,
+        .max_seq_len = o->max_seq_len > 0 ? o->max_seq_len
+                                          : (config->max_position_embeddings < 4096 ? config->max_position_embeddings : 4096),
+        .disabled_passes = o->disabled_passes,
+        .random_weights = o->random_weights,
+        .seed = o->seed,
+        .quant_dtype = o->quant,
+        /* int4 per channel loses too much: 128 unless asked */
+        .quant_group_size = o->group_size > 0 ? o->group_size : o->quant == LLMRT_DTYPE_INT4_WO ? 128 : 0,
+        .quant_asymmetric = o->quant_scheme == 2 || (o->quant_scheme == 0 && o->quant == LLMRT_DTYPE_INT4_WO),
+    };
+    const int32_t default_tokens = on_cpu ? CPU_MAX_NUM_TOKENS : CUDA_MAX_NUM_TOKENS;
+    copts->max_num_tokens = o->max_num_tokens > 0             ? o->max_num_tokens
+                           : copts->max_batch > default_tokens ? copts->max_batch
+                                                              : default_tokens;
+    if (copts->max_num_tokens < copts->max_batch)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --max-num-tokens %d is below --max-batch %d",
+                           copts->max_num_tokens, copts->max_batch);
+
+    return LLMRT_OK;
+}
+
 /* Reads an optional file of the checkpoint directory (NULL if absent). */
 static llmrt_status read_optional(const char *dir, const char *name, char **data, size_t *size) {
     *data = NULL;
@@ -34,14 +74,41 @@ static llmrt_status read_optional(const char *dir, const char *name, char **data
     return s;
 }
 
+/* Writes the engine, with the tokenizer and generation config files of
+ * `dir` when present. */
+llmrt_status llmrt_build_write(const llmrt_build_options *o, const llmrt_plan *plan, const llmrt_model_config *config,
+                               const llmrt_engine_build_info *info, const char *dir) {
+    char *tokenizer = NULL, *tokenizer_config = NULL, *generation_config = NULL;
+    size_t tokenizer_size = 0, tokenizer_config_size = 0, generation_config_size = 0;
+    llmrt_status s = read_optional(dir, "tokenizer.json", &tokenizer, &tokenizer_size);
+    if (s == LLMRT_OK) s = read_optional(dir, "tokenizer_config.json", &tokenizer_config, &tokenizer_config_size);
+    if (s == LLMRT_OK) s = read_optional(dir, "generation_config.json", &generation_config, &generation_config_size);
+    if (s == LLMRT_OK) {
+        llmrt_engine_write_input in = {
+            .plan = plan,
+            .config = config,
+            .build = *info,
+            .tokenizer = {tokenizer, tokenizer_size},
+            .tokenizer_config = {tokenizer_config, tokenizer_config_size},
+            .generation_config = {generation_config, generation_config_size},
+            .allow_nonfinite = o->allow_nonfinite,
+        };
+        s = llmrt_engine_write(o->output_path, &in);
+    }
+    free(tokenizer);
+    free(tokenizer_config);
+    free(generation_config);
+    return s;
+}
+
 llmrt_status llmrt_build(const llmrt_build_options *o) {
     if (!o->output_path) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: no output path (--output)");
+    if (o->onnx_path) return llmrt_build_onnx(o);
     if (!o->model_dir && !(o->random_weights && o->config_path))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: give --model DIR, or --config FILE with --random-weights");
     const char *backend = o->backend ? o->backend : "cpu";
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: unknown backend '%s' (cpu, cuda)", backend);
-    const int on_cpu = strcmp(backend, "cpu") == 0;
     const char *inputs[] = {o->config_path};
     LLMRT_TRY(llmrt_file_check_output(o->output_path, inputs, 1, o->model_dir));
     double start = llmrt_now_seconds();
@@ -70,14 +137,6 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     llmrt_quant_config prequantized;
     LLMRT_TRY(llmrt_quant_config_load(o->random_weights ? NULL : o->model_dir, &prequantized));
     const int packed = prequantized.method != LLMRT_QUANT_METHOD_NONE;
-    if (o->quant != LLMRT_DTYPE_INVALID && o->quant != LLMRT_DTYPE_INT8_WO && o->quant != LLMRT_DTYPE_INT4_WO)
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --quant %s (int8-wo, int4-wo)", llmrt_dtype_name(o->quant));
-    if (o->group_size < 0 || (o->group_size > 0 && o->group_size % 32 != 0))
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size %d (a multiple of 32: 32, 64, 128, ...)",
-                           o->group_size);
-    if (o->quant_scheme < 0 || o->quant_scheme > 2)
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: quant_scheme %d (0 default, 1 sym, 2 asym)",
-                           o->quant_scheme);
     if (packed && o->quant != LLMRT_DTYPE_INVALID && o->quant != llmrt_quant_config_dtype(&prequantized))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: %s holds %d-bit %s weights; --quant %s cannot change them",
                            o->model_dir, prequantized.bits,
@@ -85,30 +144,9 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     if (packed) LLMRT_INFO("%s: %d-bit %s weights, group %lld", prequantized.source, prequantized.bits,
                            prequantized.method == LLMRT_QUANT_METHOD_AWQ ? "AWQ" : "GPTQ",
                            (long long)prequantized.group_size);
-    llmrt_compile_options copts = {
-        .target = backend,
-        /* CPUs compute in f32 whatever the storage; GPUs in the storage type */
-        .act_dtype = on_cpu ? LLMRT_DTYPE_F32 : dtype,
-        .weight_dtype = dtype,
-        .max_batch = o->max_batch > 0 ? o->max_batch : on_cpu ? CPU_MAX_BATCH : CUDA_MAX_BATCH,
-        .max_seq_len = o->max_seq_len > 0 ? o->max_seq_len
-                                          : (config.max_position_embeddings < 4096 ? config.max_position_embeddings : 4096),
-        .disabled_passes = o->disabled_passes,
-        .random_weights = o->random_weights,
-        .seed = o->seed,
-        .quant_dtype = o->quant,
-        /* int4 per channel loses too much: 128 unless asked */
-        .quant_group_size = o->group_size > 0 ? o->group_size : o->quant == LLMRT_DTYPE_INT4_WO ? 128 : 0,
-        .quant_asymmetric = o->quant_scheme == 2 || (o->quant_scheme == 0 && o->quant == LLMRT_DTYPE_INT4_WO),
-        .prequantized = packed ? &prequantized : NULL,
-    };
-    const int32_t default_tokens = on_cpu ? CPU_MAX_NUM_TOKENS : CUDA_MAX_NUM_TOKENS;
-    copts.max_num_tokens = o->max_num_tokens > 0             ? o->max_num_tokens
-                           : copts.max_batch > default_tokens ? copts.max_batch
-                                                              : default_tokens;
-    if (copts.max_num_tokens < copts.max_batch)
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --max-num-tokens %d is below --max-batch %d",
-                           copts.max_num_tokens, copts.max_batch);
+    llmrt_compile_options copts;
+    LLMRT_TRY(llmrt_build_compile_options(o, &config, dtype, &copts));
+    copts.prequantized = packed ? &prequantized : NULL;
 
     llmrt_checkpoint *checkpoint = NULL;
     if (!o->random_weights) {
@@ -132,31 +170,12 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     }
     if (num_unused) LLMRT_WARN("ignoring %zu checkpoint tensors the model does not use: %s", num_unused, unused);
 
-    char *tokenizer = NULL, *tokenizer_config = NULL, *generation_config = NULL;
-    size_t tokenizer_size = 0, tokenizer_config_size = 0, generation_config_size = 0;
-    s = read_optional(o->model_dir, "tokenizer.json", &tokenizer, &tokenizer_size);
-    if (s == LLMRT_OK) s = read_optional(o->model_dir, "tokenizer_config.json", &tokenizer_config, &tokenizer_config_size);
-    if (s == LLMRT_OK)
-        s = read_optional(o->model_dir, "generation_config.json", &generation_config, &generation_config_size);
-    if (s == LLMRT_OK) {
-        llmrt_engine_write_input in = {
-            .plan = plan,
-            .config = &config,
-            .build = {.backend = backend, .dtype = dtype, .act_dtype = copts.act_dtype,
-                      .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed},
-            .tokenizer = {tokenizer, tokenizer_size},
-            .tokenizer_config = {tokenizer_config, tokenizer_config_size},
-            .generation_config = {generation_config, generation_config_size},
-            .allow_nonfinite = o->allow_nonfinite,
-        };
-        s = llmrt_engine_write(o->output_path, &in);
-    }
+    llmrt_engine_build_info info = {.backend = backend, .dtype = dtype, .act_dtype = copts.act_dtype,
+                                    .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed};
+    s = llmrt_build_write(o, plan, &config, &info, o->model_dir);
     if (s == LLMRT_OK)
         LLMRT_INFO("wrote %s (%.1f MiB of weights) in %.1f s", o->output_path,
                    (double)llmrt_plan_weight_bytes(plan, NULL) / 1048576.0, llmrt_now_seconds() - start);
-    free(tokenizer);
-    free(tokenizer_config);
-    free(generation_config);
     llmrt_plan_free(plan);
     return s;
 }

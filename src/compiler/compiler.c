@@ -134,7 +134,7 @@ static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_
                                 const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress) {
     const llmrt_st_tensor *t = llmrt_checkpoint_find(checkpoint, w->name);
     char alias[256];
-    if (!t && family->alias_weight) {
+    if (!t && family && family->alias_weight) {
         const char *other = family->alias_weight(w->name, alias, sizeof alias);
         if (other) t = llmrt_checkpoint_find(checkpoint, other);
     }
@@ -336,6 +336,10 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
 
 /* ---- the builder -------------------------------------------------------------- */
 
+static llmrt_status compile_network(llmrt_graph *graph, const llmrt_model_family *family,
+                                    const llmrt_checkpoint *checkpoint, const llmrt_compile_options *options,
+                                    llmrt_plan **out);
+
 llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
                            const llmrt_compile_options *options, llmrt_plan **out) {
     *out = NULL;
@@ -356,19 +360,47 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
                            "build: sliding-window attention (window %d) is not supported yet; use --max-seq-len <= %d",
                            config->sliding_window, config->sliding_window);
 
+    llmrt_graph *graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
+    if (!graph) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    family->build(graph, config);
+    llmrt_status status = llmrt_graph_status(graph);
+    if (status != LLMRT_OK) {
+        llmrt_graph_free(graph);
+        return llmrt_error_context(status, "building the %s network", config->architecture);
+    }
+    return compile_network(graph, family, checkpoint, options, out);
+}
+
+llmrt_status llmrt_compile_graph(llmrt_graph *graph, const llmrt_checkpoint *checkpoint,
+                                 const llmrt_compile_options *options, llmrt_plan **out) {
+    *out = NULL;
+    if (options->max_num_tokens < 1 || options->max_batch < 1 || options->max_seq_len < 1) {
+        llmrt_graph_free(graph);
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: max_num_tokens, max_batch and max_seq_len must be >= 1");
+    }
+    llmrt_status status = llmrt_graph_status(graph);
+    if (status != LLMRT_OK) {
+        llmrt_graph_free(graph);
+        return status;
+    }
+    return compile_network(graph, NULL, checkpoint, options, out);
+}
+
+/* Passes, bindings and weights for a built network (the plan takes it). */
+static llmrt_status compile_network(llmrt_graph *graph, const llmrt_model_family *family,
+                                    const llmrt_checkpoint *checkpoint, const llmrt_compile_options *options,
+                                    llmrt_plan **out) {
     llmrt_plan *plan = calloc(1, sizeof *plan);
-    if (!plan) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!plan) {
+        llmrt_graph_free(graph);
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
     plan->max_num_tokens = options->max_num_tokens;
     plan->max_batch = options->max_batch;
     plan->max_seq_len = options->max_seq_len;
-    plan->graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
-    llmrt_status status = plan->graph ? LLMRT_OK : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    if (status == LLMRT_OK) {
-        family->build(plan->graph, config);
-        status = llmrt_graph_status(plan->graph);
-        if (status != LLMRT_OK) llmrt_error_context(status, "building the %s network", config->architecture);
-    }
-    if (status == LLMRT_OK) {
+    plan->graph = graph;
+    llmrt_status status = LLMRT_OK;
+    {
         llmrt_pass_context ctx = {.plan = plan, .target = options->target, .quant_dtype = options->quant_dtype,
                                   .quant_group_size = options->quant_group_size,
                                   .quant_asymmetric = options->quant_asymmetric, .checkpoint = checkpoint,

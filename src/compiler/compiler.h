@@ -33,6 +33,11 @@ typedef struct llmrt_compile_options {
 llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
                            const llmrt_compile_options *options, llmrt_plan **out);
 
+/* The same for a network built elsewhere (the ONNX importer): takes `graph`
+ * (freed on failure too) and binds its weights by name from `checkpoint`. */
+llmrt_status llmrt_compile_graph(llmrt_graph *graph, const llmrt_checkpoint *checkpoint,
+                                 const llmrt_compile_options *options, llmrt_plan **out);
+
 /* Converts the checkpoint tensor a weight node names into `dst` (the node's
  * dtype and layout, llmrt_node_bytes of it) exactly as llmrt_compile binds
  * it; refit uses it on the nodes of a loaded plan. progress may be NULL. */

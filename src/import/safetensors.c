@@ -399,6 +399,32 @@ const llmrt_st_tensor *llmrt_checkpoint_tensor(const llmrt_checkpoint *cp, size_
     return cp && index < cp->tensor_count ? &cp->tensors[index] : NULL;
 }
 
+llmrt_status llmrt_checkpoint_open_views(const llmrt_st_tensor *tensors, size_t count, const char *name,
+                                         llmrt_checkpoint **out) {
+    *out = NULL;
+    llmrt_checkpoint *cp = checkpoint_new(0);
+    if (!cp) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "checkpoint: out of memory");
+    cp->memory_name = strdup(name ? name : "<memory>");
+    cp->tensors = calloc(count + 1, sizeof *cp->tensors);
+    llmrt_status status = cp->memory_name && cp->tensors ? LLMRT_OK
+                                                         : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; i < count && status == LLMRT_OK; i++) {
+        cp->tensors[i] = tensors[i];
+        cp->tensors[i].file_path = cp->memory_name;
+        cp->tensors[i].name = strdup(tensors[i].name);
+        if (!cp->tensors[i].name) status = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+        else cp->tensor_count++;
+    }
+    cp->tensor_capacity = count + 1;
+    if (status == LLMRT_OK) status = finish_table(cp);
+    if (status != LLMRT_OK) {
+        llmrt_checkpoint_close(cp);
+        return status;
+    }
+    *out = cp;
+    return LLMRT_OK;
+}
+
 const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *cp, const char *name) {
     if (!cp || !name || cp->tensor_count == 0) return NULL;
     llmrt_st_tensor key = {.name = name};

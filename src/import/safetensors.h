@@ -40,6 +40,10 @@ llmrt_status llmrt_checkpoint_open_dir(const char *dir, llmrt_checkpoint **out);
  * the checkpoint). Used by the fuzz target and tests. */
 llmrt_status llmrt_checkpoint_open_memory(const uint8_t *data, size_t size, const char *name,
                                           llmrt_checkpoint **out);
+/* A checkpoint of tensors held elsewhere (the initializers of an ONNX
+ * model): the table is copied, the data stays a view and must outlive it. */
+llmrt_status llmrt_checkpoint_open_views(const llmrt_st_tensor *tensors, size_t count, const char *name,
+                                         llmrt_checkpoint **out);
 void llmrt_checkpoint_close(llmrt_checkpoint *checkpoint);
 
 size_t llmrt_checkpoint_tensor_count(const llmrt_checkpoint *checkpoint);
