@@ -17,7 +17,7 @@
 
 namespace {
 
-constexpr int MOE_ROWS = 8;       // rows of one expert a block computes together
+constexpr int MOE_ROWS = 8;       // rows of one expert a block computes together (prefill)
 constexpr int MOE_WARPS = 8;      // output columns per block (one per warp)
 constexpr size_t MOE_ALIGN = 256;
 
@@ -47,7 +47,9 @@ moe_workspace carve(void *base, int64_t A, int64_t H, int64_t I, int64_t E, size
 }
 
 // One warp per token. Experts are compared by logit (softmax is monotonic);
-// a strictly greater logit displaces, so equals go to the lower index.
+// a strictly greater logit displaces, so equals go to the lower index:
+// torch.topk on the GPU (gatherTopK) fills the k-th value's ties in index
+// order, so HF picks the same set.
 template <typename L>
 __global__ void moe_route_kernel(int32_t *experts, float *weights, const L *logits, int64_t T, int E, int k) {
     const int lane = threadIdx.x & 31;
@@ -115,15 +117,16 @@ __global__ void moe_group_kernel(int32_t *offsets, int32_t *slot_of, int32_t *ro
     }
 }
 
-// Which (expert, first row, rows) the block's tile slot is: tiles are
-// numbered expert by expert; slots past the last tile find none.
+// Which (expert, first row, rows) the block's tile slot is: tiles of ROWS
+// rows are numbered expert by expert; slots past the last tile find none.
+template <int ROWS>
 __device__ __forceinline__ bool moe_tile(const int32_t *offsets, int E, int slot, int &e, int &first, int &rows) {
     for (e = 0; e < E; e++) {
         const int n = offsets[e + 1] - offsets[e];
-        const int tiles = (n + MOE_ROWS - 1) / MOE_ROWS;
+        const int tiles = (n + ROWS - 1) / ROWS;
         if (slot < tiles) {
-            first = offsets[e] + slot * MOE_ROWS;
-            rows = min(MOE_ROWS, n - slot * MOE_ROWS);
+            first = offsets[e] + slot * ROWS;
+            rows = min(ROWS, n - slot * ROWS);
             return true;
         }
         slot -= tiles;
@@ -145,30 +148,30 @@ __device__ __forceinline__ void load_floats(float *dst, const T *src) {
 // GATED: h = silu(x·Aᵀ)·(x·Bᵀ) into T, rounding gate, silu and up to T as HF
 // does in 16-bit; else out = x·Aᵀ (rounded through T) into f32.
 // A, B: [E, N, K]; x: [.., K].
-template <typename T, int V, bool GATED>
+template <typename T, int V, int ROWS, bool GATED>
 __global__ void __launch_bounds__(MOE_WARPS * 32)
 moe_expert_gemm_kernel(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
                        const int32_t *offsets, int E, int N, int K) {
     int e, first, rows;
-    if (!moe_tile(offsets, E, blockIdx.y, e, first, rows)) return;
+    if (!moe_tile<ROWS>(offsets, E, blockIdx.y, e, first, rows)) return;
     const int lane = threadIdx.x & 31;
     const int n = blockIdx.x * MOE_WARPS + (threadIdx.x >> 5);
     if (n >= N) return;
-    const T *xr[MOE_ROWS];
+    const T *xr[ROWS];
 #pragma unroll
-    for (int r = 0; r < MOE_ROWS; r++) {
+    for (int r = 0; r < ROWS; r++) {
         const int row = first + (r < rows ? r : 0);
         xr[r] = x + (int64_t)(row_token ? row_token[row] : row) * K;
     }
     const T *a = w_a + ((int64_t)e * N + n) * K;
     const T *b = GATED ? w_b + ((int64_t)e * N + n) * K : nullptr;
-    float acc_a[MOE_ROWS] = {}, acc_b[MOE_ROWS] = {};
+    float acc_a[ROWS] = {}, acc_b[ROWS] = {};
     for (int k0 = lane * V; k0 < K; k0 += 32 * V) {
         float wa[V], wb[V], xv[V];
         load_floats<T, V>(wa, a + k0);
         if (GATED) load_floats<T, V>(wb, b + k0);
 #pragma unroll
-        for (int r = 0; r < MOE_ROWS; r++) {
+        for (int r = 0; r < ROWS; r++) {
             if (r >= rows) break;
             load_floats<T, V>(xv, xr[r] + k0);
 #pragma unroll
@@ -179,7 +182,7 @@ moe_expert_gemm_kernel(void *out, const T *x, const int32_t *row_token, const T 
         }
     }
 #pragma unroll
-    for (int r = 0; r < MOE_ROWS; r++) {
+    for (int r = 0; r < ROWS; r++) {
         if (r >= rows) break;
         const float sa = warp_sum(acc_a[r]);
         const float sb = GATED ? warp_sum(acc_b[r]) : 0.0f;
@@ -216,21 +219,33 @@ __global__ void moe_combine_kernel(T *y, const float *out, const float *weights,
     }
 }
 
-template <typename T, bool GATED>
-cudaError_t launch_expert_gemm(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
-                               const int32_t *offsets, int64_t A, int E, int N, int K, cudaStream_t stream) {
-    // every expert's tiles fit in A / MOE_ROWS + E slots
-    const dim3 grid((unsigned)((N + MOE_WARPS - 1) / MOE_WARPS), (unsigned)(A / MOE_ROWS + E));
+template <typename T, int ROWS, bool GATED>
+cudaError_t launch_expert_gemm_rows(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
+                                    const int32_t *offsets, int64_t A, int E, int N, int K, cudaStream_t stream) {
+    // every expert's tiles fit in A / ROWS + E slots
+    const dim3 grid((unsigned)((N + MOE_WARPS - 1) / MOE_WARPS), (unsigned)(A / ROWS + E));
     constexpr int V = vec16<T>::N;
     const bool vec = K % V == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w_a & 15) == 0 &&
                      (!GATED || ((uintptr_t)w_b & 15) == 0);
     if (vec)
-        moe_expert_gemm_kernel<T, V, GATED><<<grid, MOE_WARPS * 32, 0, stream>>>(out, x, row_token, w_a, w_b,
-                                                                                  offsets, E, N, K);
+        moe_expert_gemm_kernel<T, V, ROWS, GATED><<<grid, MOE_WARPS * 32, 0, stream>>>(out, x, row_token, w_a, w_b,
+                                                                                        offsets, E, N, K);
     else
-        moe_expert_gemm_kernel<T, 1, GATED><<<grid, MOE_WARPS * 32, 0, stream>>>(out, x, row_token, w_a, w_b,
-                                                                                  offsets, E, N, K);
+        moe_expert_gemm_kernel<T, 1, ROWS, GATED><<<grid, MOE_WARPS * 32, 0, stream>>>(out, x, row_token, w_a, w_b,
+                                                                                        offsets, E, N, K);
     return cudaGetLastError();
+}
+
+// A batch-1 decode step has one row per active expert: tiles of one row
+// keep the kernel's registers (and so the warps in flight per SM) for
+// streaming the weights.
+template <typename T, bool GATED>
+cudaError_t launch_expert_gemm(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
+                               const int32_t *offsets, int64_t T_, int64_t A, int E, int N, int K,
+                               cudaStream_t stream) {
+    if (T_ == 1)
+        return launch_expert_gemm_rows<T, 1, GATED>(out, x, row_token, w_a, w_b, offsets, A, E, N, K, stream);
+    return launch_expert_gemm_rows<T, MOE_ROWS, GATED>(out, x, row_token, w_a, w_b, offsets, A, E, N, K, stream);
 }
 
 cudaError_t launch_route(int32_t *experts, float *weights, const void *logits, llmrt_dtype logits_type, int64_t T,
@@ -276,10 +291,10 @@ extern "C" cudaError_t cuda_moe(void *y, const void *x, const void *router_logit
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
     DISPATCH_FLOAT_TYPES(type, T_, {
         err = launch_expert_gemm<T_, true>(ws.h, (const T_ *)x, ws.row_token, (const T_ *)w_gate, (const T_ *)w_up,
-                                           ws.offsets, A, (int)E, (int)I, (int)H, stream);
+                                           ws.offsets, T, A, (int)E, (int)I, (int)H, stream);
         if (err != cudaSuccess) return err;
         err = launch_expert_gemm<T_, false>(ws.out, (const T_ *)ws.h, nullptr, (const T_ *)w_down, nullptr,
-                                            ws.offsets, A, (int)E, (int)H, (int)I, stream);
+                                            ws.offsets, T, A, (int)E, (int)H, (int)I, stream);
         if (err != cudaSuccess) return err;
         const int threads = H >= 256 ? 256 : (int)((H + 31) / 32 * 32);
         moe_combine_kernel<T_><<<(unsigned)T, threads, 0, stream>>>((T_ *)y, ws.out, ws.weights, ws.experts,
