@@ -153,9 +153,9 @@ __global__ void __launch_bounds__(MOE_WARPS * 32)
 moe_expert_gemm_kernel(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
                        const int32_t *offsets, int E, int N, int K) {
     int e, first, rows;
-    if (!moe_tile<ROWS>(offsets, E, blockIdx.y, e, first, rows)) return;
+    if (!moe_tile<ROWS>(offsets, E, blockIdx.x, e, first, rows)) return;
     const int lane = threadIdx.x & 31;
-    const int n = blockIdx.x * MOE_WARPS + (threadIdx.x >> 5);
+    const int n = blockIdx.y * MOE_WARPS + (threadIdx.x >> 5);
     if (n >= N) return;
     const T *xr[ROWS];
 #pragma unroll
@@ -222,8 +222,10 @@ __global__ void moe_combine_kernel(T *y, const float *out, const float *weights,
 template <typename T, int ROWS, bool GATED>
 cudaError_t launch_expert_gemm_rows(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
                                     const int32_t *offsets, int64_t A, int E, int N, int K, cudaStream_t stream) {
-    // every expert's tiles fit in A / ROWS + E slots
-    const dim3 grid((unsigned)((N + MOE_WARPS - 1) / MOE_WARPS), (unsigned)(A / ROWS + E));
+    // Every expert's tiles fit in A / ROWS + E slots. Slots run fastest, so
+    // the tiles that read the same weight rows run together and all but the
+    // first find them in L2.
+    const dim3 grid((unsigned)(A / ROWS + E), (unsigned)((N + MOE_WARPS - 1) / MOE_WARPS));
     constexpr int V = vec16<T>::N;
     const bool vec = K % V == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w_a & 15) == 0 &&
                      (!GATED || ((uintptr_t)w_b & 15) == 0);
@@ -279,7 +281,8 @@ extern "C" cudaError_t cuda_moe(void *y, const void *x, const void *router_logit
                                 const void *w_gate, const void *w_up, const void *w_down, llmrt_dtype type, int64_t T,
                                 int64_t H, int64_t I, int64_t E, int64_t k, void *workspace, cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
-    if (E < 1 || k < 1 || k > E || E > 1024 || H > INT32_MAX || I > INT32_MAX || T * k / MOE_ROWS + E > 65535)
+    if (E < 1 || k < 1 || k > E || E > 1024 || T * k > INT32_MAX || (H + MOE_WARPS - 1) / MOE_WARPS > 65535 ||
+        (I + MOE_WARPS - 1) / MOE_WARPS > 65535)
         return cudaErrorInvalidValue;
     const int64_t A = T * k;
     moe_workspace ws = carve(workspace, A, H, I, E, llmrt_dtype_size(type));
