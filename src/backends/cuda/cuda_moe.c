@@ -37,7 +37,7 @@ llmrt_status cuda_moe_run(cuda_state *st, llmrt_value v) {
     const int64_t H = cuda_value_dim(st, v, 1), I = st->graph->nodes[w_gate].dims[1];
     cudaError_t err = cuda_moe(st->node_ptr[v], st->node_ptr[x], st->node_ptr[logits], cuda_value_type(st, logits),
                                st->node_ptr[w_gate], st->node_ptr[n->inputs[3]], st->node_ptr[n->inputs[4]], t, st->T,
-                               H, I, n->iattr[0], n->iattr[1], st->moe_ws, st->stream);
+                               H, I, n->iattr[0], n->iattr[1], st->moe_ws, st->pdl, st->stream);
     if (err != cudaSuccess) {
         char what[64];
         snprintf(what, sizeof what, "moe (node %d)", (int)v);

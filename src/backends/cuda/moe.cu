@@ -18,6 +18,7 @@
 namespace {
 
 constexpr int MOE_ROWS = 8;       // rows of one expert a block computes together (prefill)
+constexpr int MOE_ONE_ROW_TOKENS = 8; // steps of up to this many tokens use one-row tiles
 constexpr int MOE_WARPS = 8;      // output columns per block (one per warp)
 constexpr size_t MOE_ALIGN = 256;
 
@@ -52,6 +53,8 @@ moe_workspace carve(void *base, int64_t A, int64_t H, int64_t I, int64_t E, size
 // order, so HF picks the same set.
 template <typename L>
 __global__ void moe_route_kernel(int32_t *experts, float *weights, const L *logits, int64_t T, int E, int k) {
+    pdl_wait();
+    pdl_trigger();
     const int lane = threadIdx.x & 31;
     const int64_t t = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (t >= T) return;
@@ -95,6 +98,8 @@ __global__ void moe_route_kernel(int32_t *experts, float *weights, const L *logi
 __global__ void moe_group_kernel(int32_t *offsets, int32_t *slot_of, int32_t *row_token, const int32_t *experts,
                                  int64_t A, int E, int k) {
     extern __shared__ int32_t counts[]; // [E + 1]
+    pdl_wait();
+    pdl_trigger();
     for (int e = threadIdx.x; e < E; e += blockDim.x) {
         int32_t n = 0;
         for (int64_t a = 0; a < A; a++) n += experts[a] == e;
@@ -152,6 +157,8 @@ template <typename T, int V, int ROWS, bool GATED>
 __global__ void __launch_bounds__(MOE_WARPS * 32)
 moe_expert_gemm_kernel(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
                        const int32_t *offsets, int E, int N, int K) {
+    pdl_wait();
+    pdl_trigger();
     int e, first, rows;
     if (!moe_tile<ROWS>(offsets, E, blockIdx.x, e, first, rows)) return;
     const int lane = threadIdx.x & 31;
@@ -203,6 +210,8 @@ moe_expert_gemm_kernel(void *out, const T *x, const int32_t *row_token, const T 
 template <typename T>
 __global__ void moe_combine_kernel(T *y, const float *out, const float *weights, const int32_t *experts,
                                    const int32_t *slot_of, int64_t H, int k) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t t = blockIdx.x;
     const int32_t *ids = experts + t * k;
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
@@ -221,42 +230,46 @@ __global__ void moe_combine_kernel(T *y, const float *out, const float *weights,
 
 template <typename T, int ROWS, bool GATED>
 cudaError_t launch_expert_gemm_rows(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
-                                    const int32_t *offsets, int64_t A, int E, int N, int K, cudaStream_t stream) {
-    // Every expert's tiles fit in A / ROWS + E slots. Slots run fastest, so
+                                    const int32_t *offsets, int64_t A, int E, int N, int K, int pdl,
+                                    cudaStream_t stream) {
+    // Every expert's tiles fit in A / ROWS + E slots (exactly A for one-row
+    // tiles: no block starts only to find no tile). Slots run fastest, so
     // the tiles that read the same weight rows run together and all but the
     // first find them in L2.
-    const dim3 grid((unsigned)(A / ROWS + E), (unsigned)((N + MOE_WARPS - 1) / MOE_WARPS));
+    const int64_t slots = ROWS == 1 ? A : A / ROWS + E;
+    const dim3 grid((unsigned)slots, (unsigned)((N + MOE_WARPS - 1) / MOE_WARPS));
     constexpr int V = vec16<T>::N;
     const bool vec = K % V == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w_a & 15) == 0 &&
                      (!GATED || ((uintptr_t)w_b & 15) == 0);
     if (vec)
-        moe_expert_gemm_kernel<T, V, ROWS, GATED><<<grid, MOE_WARPS * 32, 0, stream>>>(out, x, row_token, w_a, w_b,
-                                                                                        offsets, E, N, K);
+        launch_pdl(moe_expert_gemm_kernel<T, V, ROWS, GATED>, grid, dim3(MOE_WARPS * 32), pdl, stream, out, x,
+                   row_token, w_a, w_b, offsets, E, N, K);
     else
-        moe_expert_gemm_kernel<T, 1, ROWS, GATED><<<grid, MOE_WARPS * 32, 0, stream>>>(out, x, row_token, w_a, w_b,
-                                                                                        offsets, E, N, K);
+        launch_pdl(moe_expert_gemm_kernel<T, 1, ROWS, GATED>, grid, dim3(MOE_WARPS * 32), pdl, stream, out, x,
+                   row_token, w_a, w_b, offsets, E, N, K);
     return cudaGetLastError();
 }
 
-// A batch-1 decode step has one row per active expert: tiles of one row
-// keep the kernel's registers (and so the warps in flight per SM) for
-// streaming the weights.
+// Decode steps have a row or two per active expert: one-row tiles keep the
+// kernel at 32-35 registers (64 warps an SM streaming weights), launch no
+// idle slots, and the rows an expert shares read its weights from L2.
 template <typename T, bool GATED>
 cudaError_t launch_expert_gemm(void *out, const T *x, const int32_t *row_token, const T *w_a, const T *w_b,
-                               const int32_t *offsets, int64_t T_, int64_t A, int E, int N, int K,
+                               const int32_t *offsets, int64_t T_, int64_t A, int E, int N, int K, int pdl,
                                cudaStream_t stream) {
-    if (T_ == 1)
-        return launch_expert_gemm_rows<T, 1, GATED>(out, x, row_token, w_a, w_b, offsets, A, E, N, K, stream);
-    return launch_expert_gemm_rows<T, MOE_ROWS, GATED>(out, x, row_token, w_a, w_b, offsets, A, E, N, K, stream);
+    if (T_ <= MOE_ONE_ROW_TOKENS)
+        return launch_expert_gemm_rows<T, 1, GATED>(out, x, row_token, w_a, w_b, offsets, A, E, N, K, pdl, stream);
+    return launch_expert_gemm_rows<T, MOE_ROWS, GATED>(out, x, row_token, w_a, w_b, offsets, A, E, N, K, pdl,
+                                                       stream);
 }
 
 cudaError_t launch_route(int32_t *experts, float *weights, const void *logits, llmrt_dtype logits_type, int64_t T,
-                         int64_t E, int64_t k, cudaStream_t stream) {
+                         int64_t E, int64_t k, int pdl, cudaStream_t stream) {
     const int warps = 4;
     const unsigned blocks = (unsigned)((T + warps - 1) / warps);
     DISPATCH_FLOAT_TYPES(logits_type, L, {
-        moe_route_kernel<L><<<blocks, warps * 32, 0, stream>>>(experts, weights, (const L *)logits, T, (int)E,
-                                                               (int)k);
+        launch_pdl(moe_route_kernel<L>, dim3(blocks), dim3(warps * 32), pdl, stream, experts, weights,
+                   (const L *)logits, T, (int)E, (int)k);
     });
     return cudaGetLastError();
 }
@@ -274,34 +287,36 @@ extern "C" cudaError_t cuda_moe_route(int32_t *experts, float *weights, const vo
                                       int64_t T, int64_t E, int64_t k, cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
     if (E < 1 || k < 1 || k > E) return cudaErrorInvalidValue;
-    return launch_route(experts, weights, logits, logits_type, T, E, k, stream);
+    return launch_route(experts, weights, logits, logits_type, T, E, k, 0, stream);
 }
 
 extern "C" cudaError_t cuda_moe(void *y, const void *x, const void *router_logits, llmrt_dtype logits_type,
                                 const void *w_gate, const void *w_up, const void *w_down, llmrt_dtype type, int64_t T,
-                                int64_t H, int64_t I, int64_t E, int64_t k, void *workspace, cudaStream_t stream) {
+                                int64_t H, int64_t I, int64_t E, int64_t k, void *workspace, int pdl,
+                                cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
     if (E < 1 || k < 1 || k > E || E > 1024 || T * k > INT32_MAX || (H + MOE_WARPS - 1) / MOE_WARPS > 65535 ||
         (I + MOE_WARPS - 1) / MOE_WARPS > 65535)
         return cudaErrorInvalidValue;
     const int64_t A = T * k;
     moe_workspace ws = carve(workspace, A, H, I, E, llmrt_dtype_size(type));
-    cudaError_t err = launch_route(ws.experts, ws.weights, router_logits, logits_type, T, E, k, stream);
+    cudaError_t err = launch_route(ws.experts, ws.weights, router_logits, logits_type, T, E, k, pdl, stream);
     if (err != cudaSuccess) return err;
     const int group_threads = E < 1024 ? (int)((E + 31) / 32 * 32) : 1024;
-    moe_group_kernel<<<1, group_threads, (size_t)(E + 1) * sizeof(int32_t), stream>>>(
-        ws.offsets, ws.slot_of, ws.row_token, ws.experts, A, (int)E, (int)k);
+    launch_pdl_smem(moe_group_kernel, dim3(1), dim3(group_threads), (size_t)(E + 1) * sizeof(int32_t), pdl, stream,
+                    ws.offsets, ws.slot_of, ws.row_token, (const int32_t *)ws.experts, A, (int)E, (int)k);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
     DISPATCH_FLOAT_TYPES(type, T_, {
         err = launch_expert_gemm<T_, true>(ws.h, (const T_ *)x, ws.row_token, (const T_ *)w_gate, (const T_ *)w_up,
-                                           ws.offsets, T, A, (int)E, (int)I, (int)H, stream);
+                                           ws.offsets, T, A, (int)E, (int)I, (int)H, pdl, stream);
         if (err != cudaSuccess) return err;
         err = launch_expert_gemm<T_, false>(ws.out, (const T_ *)ws.h, nullptr, (const T_ *)w_down, nullptr,
-                                            ws.offsets, T, A, (int)E, (int)H, (int)I, stream);
+                                            ws.offsets, T, A, (int)E, (int)H, (int)I, pdl, stream);
         if (err != cudaSuccess) return err;
         const int threads = H >= 256 ? 256 : (int)((H + 31) / 32 * 32);
-        moe_combine_kernel<T_><<<(unsigned)T, threads, 0, stream>>>((T_ *)y, ws.out, ws.weights, ws.experts,
-                                                                    ws.slot_of, H, (int)k);
+        launch_pdl(moe_combine_kernel<T_>, dim3((unsigned)T), dim3(threads), pdl, stream, (T_ *)y,
+                   (const float *)ws.out, (const float *)ws.weights, (const int32_t *)ws.experts,
+                   (const int32_t *)ws.slot_of, H, (int)k);
     });
     return cudaGetLastError();
 }
