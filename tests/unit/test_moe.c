@@ -8,9 +8,12 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "compiler/compiler.h"
 #include "core/dtype.h"
 #include "core/status.h"
 #include "graph/graph.h"
+#include "import/hf_config.h"
+#include "import/safetensors.h"
 #include "models/models.h"
 #include "test_util.h"
 
@@ -177,10 +180,132 @@ static void test_family_errors(void) {
     CHECK(family->validate(&c) == LLMRT_ERR_FORMAT && strstr(llmrt_last_error(), "num_local_experts"));
 }
 
+/* A one-layer Mixtral checkpoint of f32 tensors: expert e's matrices hold
+ * e + 1 + i / 1000 at element i, everything else 0.01; `skip` names a
+ * tensor left out. */
+static void write_checkpoint(const char *dir, const char *skip) {
+    enum { E = 3, H = 8, I = 4, V = 16 };
+    struct { char name[96]; int64_t rows, cols; int expert; } t[32];
+    int n = 0;
+#define ADD(nm, r, c, e) (snprintf(t[n].name, sizeof t[n].name, "%s", nm), t[n].rows = r, t[n].cols = c, t[n++].expert = e)
+    ADD("model.embed_tokens.weight", V, H, -1);
+    ADD("lm_head.weight", V, H, -1);
+    ADD("model.norm.weight", H, 0, -1);
+    ADD("model.layers.0.input_layernorm.weight", H, 0, -1);
+    ADD("model.layers.0.post_attention_layernorm.weight", H, 0, -1);
+    ADD("model.layers.0.self_attn.q_proj.weight", H, H, -1);
+    ADD("model.layers.0.self_attn.k_proj.weight", 4, H, -1);
+    ADD("model.layers.0.self_attn.v_proj.weight", 4, H, -1);
+    ADD("model.layers.0.self_attn.o_proj.weight", H, H, -1);
+    ADD("model.layers.0.block_sparse_moe.gate.weight", E, H, -1);
+    for (int e = 0; e < E; e++) {
+        char nm[96];
+        snprintf(nm, sizeof nm, "model.layers.0.block_sparse_moe.experts.%d.w1.weight", e);
+        ADD(nm, I, H, e);
+        snprintf(nm, sizeof nm, "model.layers.0.block_sparse_moe.experts.%d.w3.weight", e);
+        ADD(nm, I, H, e);
+        snprintf(nm, sizeof nm, "model.layers.0.block_sparse_moe.experts.%d.w2.weight", e);
+        ADD(nm, H, I, e);
+    }
+#undef ADD
+    char header[8192] = "{";
+    size_t used = 1, offset = 0;
+    for (int i = 0; i < n; i++) {
+        if (skip && strcmp(t[i].name, skip) == 0) continue;
+        const size_t count = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+        if (t[i].cols)
+            used += (size_t)snprintf(header + used, sizeof header - used,
+                                     "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
+                                     used > 1 ? "," : "", t[i].name, (long long)t[i].rows, (long long)t[i].cols, offset,
+                                     offset + count * 4);
+        else
+            used += (size_t)snprintf(header + used, sizeof header - used,
+                                     "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
+                                     used > 1 ? "," : "", t[i].name, (long long)t[i].rows, offset, offset + count * 4);
+        offset += count * 4;
+    }
+    used += (size_t)snprintf(header + used, sizeof header - used, "}");
+    while (used % 8) header[used++] = ' ';
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    uint64_t length = used;
+    fwrite(&length, 8, 1, f);
+    fwrite(header, 1, used, f);
+    for (int i = 0; i < n; i++) {
+        if (skip && strcmp(t[i].name, skip) == 0) continue;
+        const size_t count = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+        for (size_t j = 0; j < count; j++) {
+            float v = t[i].expert >= 0 ? (float)(t[i].expert + 1) + (float)j / 1000.0f : 0.01f;
+            fwrite(&v, 4, 1, f);
+        }
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    f = fopen(path, "w");
+    fprintf(f, "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", \"hidden_size\": %d,"
+               " \"intermediate_size\": %d, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
+               " \"num_hidden_layers\": 1, \"vocab_size\": %d, \"max_position_embeddings\": 64,"
+               " \"num_local_experts\": %d, \"num_experts_per_tok\": 2, \"rms_norm_eps\": 1e-5}",
+            H, I, V, E);
+    fclose(f);
+}
+
+static llmrt_status compile_dir(const char *dir, llmrt_plan **plan) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    llmrt_model_config config;
+    LLMRT_TRY(llmrt_hf_config_load(path, &config));
+    llmrt_checkpoint *checkpoint;
+    LLMRT_TRY(llmrt_checkpoint_open_dir(dir, &checkpoint));
+    llmrt_compile_options o = {.target = "cpu", .act_dtype = LLMRT_DTYPE_F32, .weight_dtype = LLMRT_DTYPE_F32,
+                               .max_num_tokens = 16, .max_batch = 2, .max_seq_len = 32,
+                               .quant_dtype = LLMRT_DTYPE_INVALID};
+    llmrt_status s = llmrt_compile(&config, checkpoint, &o, plan);
+    llmrt_checkpoint_close(checkpoint);
+    return s;
+}
+
+/* Stacked expert weights: expert e's checkpoint matrix, whole, at e's place. */
+static void test_stacked_binding(void) {
+    char *dir = test_temp_dir();
+    write_checkpoint(dir, NULL);
+    llmrt_plan *plan = NULL;
+    CHECK_OK(compile_dir(dir, &plan));
+    if (plan) {
+        const char *names[3] = {"model.layers.0.block_sparse_moe.experts.*.w1.weight",
+                                "model.layers.0.block_sparse_moe.experts.*.w3.weight",
+                                "model.layers.0.block_sparse_moe.experts.*.w2.weight"};
+        for (int w = 0; w < 3; w++) {
+            int32_t slot = llmrt_plan_find_weight(plan, names[w]);
+            CHECK_MSG(slot >= 0, "no plan weight %s", names[w]);
+            if (slot < 0) continue;
+            const llmrt_plan_weight *pw = &plan->weights[slot];
+            CHECK(pw->ndim == 3 && pw->dims[0] == 3 && pw->dims[1] * pw->dims[2] == 32);
+            const float *v = pw->data;
+            int ok = 1;
+            for (int e = 0; e < 3; e++)
+                for (int j = 0; j < 32; j++) ok &= v[e * 32 + j] == (float)(e + 1) + (float)j / 1000.0f;
+            CHECK_MSG(ok, "%s: experts not stacked in order", names[w]);
+        }
+        llmrt_plan_free(plan);
+    }
+    /* a missing expert tensor is named */
+    write_checkpoint(dir, "model.layers.0.block_sparse_moe.experts.2.w2.weight");
+    plan = NULL;
+    CHECK(compile_dir(dir, &plan) == LLMRT_ERR_NOT_FOUND &&
+          strstr(llmrt_last_error(), "model.layers.0.block_sparse_moe.experts.2.w2.weight"));
+    llmrt_plan_free(plan);
+    free(dir);
+}
+
 int main(void) {
     RUN_TEST(test_route_ties);
     RUN_TEST(test_moe_against_reference);
     RUN_TEST(test_graph_errors);
     RUN_TEST(test_family_errors);
+    RUN_TEST(test_stacked_binding);
     return test_finish();
 }
