@@ -558,6 +558,10 @@ static const field_spec model_fields[] = {
     INT_FIELD("sliding_window", sliding_window, 0, MAX_POSITIONS),
     INT_FIELD("bos_token_id", bos_token_id, -1, MAX_TOKEN_ID),
     INT_FIELD("pad_token_id", pad_token_id, -1, MAX_TOKEN_ID),
+};
+
+/* Fields added after format v1's engines were written: absent means 0. */
+static const field_spec optional_fields[] = {
     INT_FIELD("num_experts", num_experts, 0, MAX_EXPERTS),
     INT_FIELD("num_experts_per_tok", num_experts_per_tok, 0, MAX_EXPERTS),
 };
@@ -599,6 +603,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(root, "model_type", json_stringn(c->model_type, strnlen(c->model_type,
                                   sizeof c->model_type))) == 0;
         ok &= put_fields(root, c, model_fields, sizeof model_fields / sizeof model_fields[0]);
+        ok &= put_fields(root, c, optional_fields, sizeof optional_fields / sizeof optional_fields[0]);
         ok &= json_object_set_new(root, "activation", json_string(activation_names[c->activation])) == 0;
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
@@ -688,6 +693,9 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     LLMRT_TRY(string_value(source, "model_type", json_object_get(root, "model_type"), c->model_type,
                            sizeof c->model_type));
     LLMRT_TRY(get_fields(source, root, "", c, model_fields, sizeof model_fields / sizeof model_fields[0]));
+    for (size_t i = 0; i < sizeof optional_fields / sizeof optional_fields[0]; i++)
+        if (json_object_get(root, optional_fields[i].key))
+            LLMRT_TRY(get_fields(source, root, "", c, &optional_fields[i], 1));
     int v;
     LLMRT_TRY(get_enum(source, root, "activation", "activation", activation_names, 4, &v));
     c->activation = (llmrt_activation)v;
