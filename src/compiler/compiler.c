@@ -125,11 +125,6 @@ typedef struct binder {
     llmrt_progress progress;
 } binder;
 
-/* Converts the checkpoint tensor that weight node `w` names into `dst`, in
- * w's storage dtype and layout: the family's alias for a name the checkpoint
- * lacks, the transpose the weight_layout pass asked for (GPT-2's Conv1D), the
- * shape the config implies. Build and refit both bind through here, so a
- * refit engine holds the bytes a fresh build would. */
 static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
                                 const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress);
 
@@ -154,6 +149,11 @@ static llmrt_status bind_stacked(const llmrt_checkpoint *checkpoint, const llmrt
     return LLMRT_OK;
 }
 
+/* Converts the checkpoint tensor that weight node `w` names into `dst`, in
+ * w's storage dtype and layout: the family's alias for a name the checkpoint
+ * lacks, the transpose the weight_layout pass asked for (GPT-2's Conv1D), the
+ * shape the config implies. Build and refit both bind through here, so a
+ * refit engine holds the bytes a fresh build would. */
 static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
                                 const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress) {
     if (w->ndim == 3 && strchr(w->name, '*')) return bind_stacked(checkpoint, family, w, dst, scratch, progress);
