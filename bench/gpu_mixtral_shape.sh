@@ -7,6 +7,7 @@
 # GPU's memory bandwidth (BW_GBS, default 3350: H100 SXM; 4800 for H200).
 #
 # usage: bench/gpu_mixtral_shape.sh LLMRT_BINARY [OUT_DIR]
+# HF=0 skips the HF transformers reference (bench/hf_reference.py).
 set -uo pipefail
 llmrt=$1 out=${2:-/tmp}
 config=bench/configs/mixtral-8x7bmlp-8l.json
@@ -33,3 +34,6 @@ echo "== 128/128 throughput"
 for c in ${CONC_128:-16 64 256}; do
   b --input-len 128 --output-len 128 --concurrency $c --requests $((4 * c)) --json | tee "$out/moe_tp_128_c$c.json"
 done
+[ "${HF:-1}" = 0 ] && exit 0
+echo "== HF transformers eager bf16"
+python3 bench/hf_reference.py "$config" --json | tee "$out/moe_hf.json"
