@@ -59,6 +59,8 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     append(&t, "dims          hidden %d, layers %d, heads %d, kv heads %d, head dim %d, intermediate %d, vocab %d\n",
            c->hidden_size, c->num_layers, c->num_heads, c->num_kv_heads, c->head_dim, c->intermediate_size,
            c->vocab_size);
+    if (c->num_experts > 0)
+        append(&t, "experts       %d per MLP, top %d a token\n", c->num_experts, c->num_experts_per_tok);
     static const char *const rope_names[] = {"none", "default", "linear", "llama3"};
     append(&t, "positions     rope %s (theta %g, rotary dim %d), max positions %d\n",
            (unsigned)c->rope.type < 4 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,

@@ -125,6 +125,30 @@ typedef struct binder {
     llmrt_progress progress;
 } binder;
 
+static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
+                                const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress);
+
+/* A stacked expert weight [E, rows, cols] (llmrt_expert_weight): expert e's
+ * matrix is the checkpoint tensor named with e for the '*', placed after
+ * expert e-1's so each expert's bytes are contiguous. */
+static llmrt_status bind_stacked(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
+                                 const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress) {
+    const char *star = strchr(w->name, '*');
+    char name[300];
+    llmrt_node expert = *w;
+    expert.ndim = 2;
+    expert.dims[0] = w->dims[1];
+    expert.dims[1] = w->dims[2];
+    expert.name = name;
+    const size_t expert_bytes = llmrt_node_bytes(&expert, 0, 0);
+    for (int64_t e = 0; e < w->dims[0]; e++) {
+        snprintf(name, sizeof name, "%.*s%lld%s", (int)(star - w->name), w->name, (long long)e, star + 1);
+        LLMRT_TRY(bind_tensor(checkpoint, family, &expert, (uint8_t *)dst + (size_t)e * expert_bytes, scratch,
+                              progress));
+    }
+    return LLMRT_OK;
+}
+
 /* Converts the checkpoint tensor that weight node `w` names into `dst`, in
  * w's storage dtype and layout: the family's alias for a name the checkpoint
  * lacks, the transpose the weight_layout pass asked for (GPT-2's Conv1D), the
@@ -132,6 +156,7 @@ typedef struct binder {
  * refit engine holds the bytes a fresh build would. */
 static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
                                 const llmrt_node *w, void *dst, float *scratch, llmrt_progress *progress) {
+    if (w->ndim == 3 && strchr(w->name, '*')) return bind_stacked(checkpoint, family, w, dst, scratch, progress);
     const llmrt_st_tensor *t = llmrt_checkpoint_find(checkpoint, w->name);
     char alias[256];
     if (!t && family && family->alias_weight) {

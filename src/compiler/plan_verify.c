@@ -102,6 +102,10 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
         if (n->num_inputs != (p.rotary_dim > 0 ? 4 : 3)) return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "inputs");
         return llmrt_attention(s, in[0], in[1], in[2], n->num_inputs > 3 ? in[3] : LLMRT_NO_VALUE, &p);
     }
+    case LLMRT_OP_MOE:
+        if (n->num_inputs != 5 || in[1] < 0 || n->iattr[0] != s->nodes[in[1]].dims[1])
+            return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "inputs");
+        return llmrt_moe(s, in[0], in[1], in[2], in[3], in[4], (int32_t)n->iattr[1]);
     default: return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "unexpected op");
     }
 }

@@ -411,6 +411,44 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
     return out;
 }
 
+llmrt_value llmrt_expert_weight(llmrt_graph *g, const char *pattern, int64_t count, int64_t rows, int64_t cols) {
+    const char *star = strchr(pattern, '*');
+    if (!star || strchr(star + 1, '*'))
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "expert weight %s: the name needs exactly one '*'",
+                                pattern);
+    int64_t dims[3] = {count, rows, cols};
+    return llmrt_weight(g, pattern, 3, dims);
+}
+
+llmrt_value llmrt_moe(llmrt_graph *g, llmrt_value x, llmrt_value router_logits, llmrt_value w_gate, llmrt_value w_up,
+                      llmrt_value w_down, int32_t top_k) {
+    if (!valid_value(g, x, "moe") || !valid_value(g, router_logits, "moe") || !valid_value(g, w_gate, "moe") ||
+        !valid_value(g, w_up, "moe") || !valid_value(g, w_down, "moe"))
+        return LLMRT_NO_VALUE;
+    const llmrt_node *nx = &g->nodes[x], *nr = &g->nodes[router_logits];
+    const llmrt_node *wg = &g->nodes[w_gate], *wu = &g->nodes[w_up], *wd = &g->nodes[w_down];
+    if (nx->ndim != 2 || nx->dims[1] <= 0 || nr->ndim != 2 || nr->dims[0] != nx->dims[0] || nr->dims[1] <= 0)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "moe: expects x [T, H] and router logits [T, E]");
+    int64_t experts = nr->dims[1], hidden = nx->dims[1];
+    if (wg->ndim != 3 || wu->ndim != 3 || wd->ndim != 3 || wg->dims[0] != experts || wu->dims[0] != experts ||
+        wd->dims[0] != experts || wg->dims[2] != hidden || wu->dims[2] != hidden || wu->dims[1] != wg->dims[1] ||
+        wd->dims[1] != hidden || wd->dims[2] != wg->dims[1] || wg->dtype != wu->dtype || wg->dtype != wd->dtype ||
+        llmrt_dtype_is_quantized(wg->dtype))
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
+                                "moe: expects gate and up [%lld, I, %lld] and down [%lld, %lld, I] of one float dtype",
+                                (long long)experts, (long long)hidden, (long long)experts, (long long)hidden);
+    if (top_k < 1 || top_k > experts)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "moe: top_k %d outside 1..%lld experts", (int)top_k,
+                                (long long)experts);
+    llmrt_value inputs[5] = {x, router_logits, w_gate, w_up, w_down};
+    llmrt_value out = add_node(g, LLMRT_OP_MOE, nx->dtype, 2, nx->dims, inputs, 5);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = experts;
+        g->nodes[out].iattr[1] = top_k;
+    }
+    return out;
+}
+
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v) {
     if (valid_value(g, v, "output")) g->nodes[v].is_output = 1;
 }

@@ -135,6 +135,21 @@ typedef struct llmrt_attention_params {
 llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_value v,
                             llmrt_value inv_freq, const llmrt_attention_params *params);
 
+/* Mixture of experts with SwiGLU experts (Mixtral): per token, softmax over
+ * the router logits, the top_k experts (ties to the lower index, as
+ * torch.topk), their weights renormalised to sum to 1, and
+ *   y[t] = Σ_j w[t,j] · down_e(silu(gate_e(x[t])) · up_e(x[t])),  e = expert j of t.
+ * Expert weights are stacked, one expert's matrix contiguous after another's
+ * (what an expert-parallel split cuts): see llmrt_expert_weight.
+ * x: [T, H], router_logits: [T, E] (any float dtype, softmax in f32),
+ * w_gate, w_up: [E, I, H], w_down: [E, H, I] → [T, H] */
+llmrt_value llmrt_moe(llmrt_graph *g, llmrt_value x, llmrt_value router_logits, llmrt_value w_gate, llmrt_value w_up,
+                      llmrt_value w_down, int32_t top_k);
+/* A stacked weight [count, rows, cols] of the checkpoint's per-expert
+ * matrices: `pattern` holds one '*', which binding replaces by 0..count-1
+ * (e.g. "model.layers.0.block_sparse_moe.experts.*.w1.weight"). */
+llmrt_value llmrt_expert_weight(llmrt_graph *g, const char *pattern, int64_t count, int64_t rows, int64_t cols);
+
 /* Names the graph's output (the logits). */
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v);
 

@@ -33,6 +33,7 @@
 #define MAX_INTERMEDIATE (1LL << 20)
 #define MAX_POSITIONS (1LL << 26)
 #define MAX_TOKEN_ID 0x7fffffffLL
+#define MAX_EXPERTS 1024LL
 
 #define ALIASES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -340,6 +341,25 @@ static llmrt_status parse_rope(const char *source, const json_t *root, int is_gp
 
 /* ---- config.json --------------------------------------------------------------- */
 
+/* Mixture of experts (Mixtral): num_local_experts routed experts, of which
+ * num_experts_per_tok (MixtralConfig's default: 2) serve each token. */
+static llmrt_status parse_experts(const char *source, const json_t *root, llmrt_model_config *c) {
+    const char *field;
+    if (!lookup(root, ALIASES("num_local_experts"), &field)) return LLMRT_OK;
+    long long experts;
+    LLMRT_TRY(int_value(source, field, json_object_get(root, field), 0, MAX_EXPERTS, &experts));
+    if (experts < 1)
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'num_local_experts' = %lld: a mixture needs at least one expert",
+                           source, experts);
+    c->num_experts = (int32_t)experts;
+    LLMRT_TRY(get_int(source, root, ALIASES("num_experts_per_tok"), 0, c->num_experts < 2 ? c->num_experts : 2, 1,
+                      MAX_EXPERTS, &c->num_experts_per_tok));
+    if (c->num_experts_per_tok > c->num_experts)
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'num_experts_per_tok' = %d exceeds num_local_experts = %d",
+                           source, c->num_experts_per_tok, c->num_experts);
+    return LLMRT_OK;
+}
+
 static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_model_config *c) {
     const json_t *archs = json_object_get(root, "architectures");
     if (!archs || json_is_null(archs))
@@ -438,6 +458,7 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     if (eos && !json_is_null(eos)) LLMRT_TRY(token_list(source, "eos_token_id", eos, c->eos_token_ids, &c->num_eos_tokens));
     LLMRT_TRY(check_token_ids(source, c));
 
+    LLMRT_TRY(parse_experts(source, root, c));
     return parse_rope(source, root, is_gpt2, c);
 }
 
@@ -539,6 +560,12 @@ static const field_spec model_fields[] = {
     INT_FIELD("pad_token_id", pad_token_id, -1, MAX_TOKEN_ID),
 };
 
+/* Fields added after format v1's engines were written: absent means 0. */
+static const field_spec optional_fields[] = {
+    INT_FIELD("num_experts", num_experts, 0, MAX_EXPERTS),
+    INT_FIELD("num_experts_per_tok", num_experts_per_tok, 0, MAX_EXPERTS),
+};
+
 #define ROPE_OFFSET(member) (offsetof(llmrt_model_config, rope) + offsetof(llmrt_rope_config, member))
 static const field_spec rope_fields[] = {
     {"theta", FIELD_FLOAT, ROPE_OFFSET(theta), 0, 0},
@@ -576,6 +603,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(root, "model_type", json_stringn(c->model_type, strnlen(c->model_type,
                                   sizeof c->model_type))) == 0;
         ok &= put_fields(root, c, model_fields, sizeof model_fields / sizeof model_fields[0]);
+        ok &= put_fields(root, c, optional_fields, sizeof optional_fields / sizeof optional_fields[0]);
         ok &= json_object_set_new(root, "activation", json_string(activation_names[c->activation])) == 0;
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
@@ -639,6 +667,9 @@ static llmrt_status check_model_config(const char *source, const llmrt_model_con
                            c->num_kv_heads, c->num_heads);
     if (!(c->norm_eps > 0.0f))
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'norm_eps' = %g must be positive", source, (double)c->norm_eps);
+    if (c->num_experts_per_tok > c->num_experts || (c->num_experts > 0 && c->num_experts_per_tok < 1))
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'num_experts_per_tok' = %d must be in [1, num_experts = %d]",
+                           source, c->num_experts_per_tok, c->num_experts);
     const llmrt_rope_config *r = &c->rope;
     if (r->type == LLMRT_ROPE_NONE) return LLMRT_OK;
     if (!(r->theta > 0.0f))
@@ -662,6 +693,9 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     LLMRT_TRY(string_value(source, "model_type", json_object_get(root, "model_type"), c->model_type,
                            sizeof c->model_type));
     LLMRT_TRY(get_fields(source, root, "", c, model_fields, sizeof model_fields / sizeof model_fields[0]));
+    for (size_t i = 0; i < sizeof optional_fields / sizeof optional_fields[0]; i++)
+        if (json_object_get(root, optional_fields[i].key))
+            LLMRT_TRY(get_fields(source, root, "", c, &optional_fields[i], 1));
     int v;
     LLMRT_TRY(get_enum(source, root, "activation", "activation", activation_names, 4, &v));
     c->activation = (llmrt_activation)v;

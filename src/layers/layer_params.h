@@ -51,4 +51,13 @@ typedef struct llmrt_mlp_layer_params {
     int bias;                 /* every projection carries a bias */
 } llmrt_mlp_layer_params;
 
+/* A mixture of SwiGLU experts: x [T, hidden] → top_k of num_experts
+ * experts, each [T_e, hidden] → [T_e, intermediate] → [T_e, hidden]. */
+typedef struct llmrt_moe_layer_params {
+    int64_t hidden;
+    int64_t intermediate;     /* one expert's MLP width */
+    int32_t num_experts;
+    int32_t top_k;            /* experts per token */
+} llmrt_moe_layer_params;
+
 #endif

@@ -129,3 +129,16 @@ llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer
                                            p->activation);
     return llmrt_linear_layer(g, h, proj, inter, hidden, p->bias, conv1d_layout);
 }
+
+llmrt_value llmrt_moe_layer(llmrt_graph *g, llmrt_value x, const llmrt_moe_layer_params *p,
+                            const llmrt_moe_layer_names *names) {
+    const int64_t hidden = p->hidden, inter = p->intermediate, experts = p->num_experts;
+    llmrt_value router_logits = llmrt_linear_layer(g, x, names->router, hidden, experts, 0, 0);
+    char gate[256], up[256], down[256];
+    snprintf(gate, sizeof gate, "%s.*.%s.weight", names->experts, names->gate);
+    snprintf(up, sizeof up, "%s.*.%s.weight", names->experts, names->up);
+    snprintf(down, sizeof down, "%s.*.%s.weight", names->experts, names->down);
+    return llmrt_moe(g, x, router_logits, llmrt_expert_weight(g, gate, experts, inter, hidden),
+                     llmrt_expert_weight(g, up, experts, inter, hidden),
+                     llmrt_expert_weight(g, down, experts, hidden, inter), p->top_k);
+}

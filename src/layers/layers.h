@@ -44,4 +44,15 @@ llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp
 llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *params, const char *fc,
                             const char *proj, int conv1d_layout);
 
+/* Mixtral's sparse MoE block: router linear "<router>.weight" [E, hidden],
+ * then the experts "<experts>.<e>.<gate|up|down>.weight" (the suffixes as
+ * the checkpoint names them: w1, w3, w2 for Mixtral) stacked per expert. */
+typedef struct llmrt_moe_layer_names {
+    const char *router;  /* "model.layers.0.block_sparse_moe.gate" */
+    const char *experts; /* "model.layers.0.block_sparse_moe.experts" */
+    const char *gate, *up, *down;
+} llmrt_moe_layer_names;
+llmrt_value llmrt_moe_layer(llmrt_graph *g, llmrt_value x, const llmrt_moe_layer_params *params,
+                            const llmrt_moe_layer_names *names);
+
 #endif

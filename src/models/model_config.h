@@ -37,6 +37,9 @@ typedef struct llmrt_model_config {
     int32_t num_eos_tokens;
     int32_t eos_token_ids[LLMRT_MAX_EOS_TOKENS];
     llmrt_dtype checkpoint_dtype; /* "torch_dtype"/"dtype", INVALID if absent */
+    /* mixture of experts (Mixtral); 0 for dense models */
+    int32_t num_experts;          /* num_local_experts */
+    int32_t num_experts_per_tok;  /* top-k routed experts per token */
 } llmrt_model_config;
 
 #endif

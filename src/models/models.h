@@ -40,5 +40,6 @@ extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;
 extern const llmrt_model_family llmrt_family_qwen2;
 extern const llmrt_model_family llmrt_family_gpt2;
+extern const llmrt_model_family llmrt_family_mixtral;
 
 #endif

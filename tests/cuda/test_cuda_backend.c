@@ -248,6 +248,25 @@ static void test_small_models(void) {
     }
 }
 
+/* Mixtral: the MOE node in prefill, mixed and decode steps (CUDA graphs)
+ * against the CPU plan. f32: 8 experts top-2 at the tiny shape, 4 experts
+ * top-1 with MQA at a golden one. 16-bit engines only where every expert is
+ * chosen: elsewhere rounding flips near-tied routing choices against the
+ * f32 plan, as it does in HF's own bf16 run (golden_cuda holds them to
+ * that). */
+static void test_mixtral(void) {
+    llmrt_model_config c = tiny_config("MixtralForCausalLM");
+    c.num_experts = 8, c.num_experts_per_tok = 2;
+    run_config(&c, LLMRT_DTYPE_F32, 1e-4, NULL);
+    c = small_config("MixtralForCausalLM", 48, 6, 1);
+    c.num_experts = 4, c.num_experts_per_tok = 1;
+    run_config(&c, LLMRT_DTYPE_F32, 1e-4, NULL);
+    c.num_experts = 3, c.num_experts_per_tok = 3;
+    run_config(&c, LLMRT_DTYPE_F32, 1e-4, NULL);
+    run_config(&c, LLMRT_DTYPE_BF16, 2.5e-2, NULL);
+    run_config(&c, LLMRT_DTYPE_F16, 1e-2, NULL);
+}
+
 /* Every model with the fusion passes off (generic ops), f32 and bf16; the
  * bf16 tolerance is looser since every intermediate is rounded to bf16, as
  * in HF's own bf16 forward. */
@@ -333,6 +352,7 @@ int main(void) {
     RUN_TEST(test_llama);
     RUN_TEST(test_gpt2);
     RUN_TEST(test_small_models);
+    RUN_TEST(test_mixtral);
     RUN_TEST(test_unfused);
     RUN_TEST(test_oom);
     return test_finish();

@@ -450,6 +450,41 @@ static void test_files_and_generation_config(void) {
     free(dir);
 }
 
+/* Mixtral: the expert counts, their defaults and their errors. */
+#define MIXTRAL_BASE                                                                                  \
+    "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", \"hidden_size\": 64,"      \
+    " \"intermediate_size\": 48, \"num_attention_heads\": 4, \"num_hidden_layers\": 2,"                     \
+    " \"num_key_value_heads\": 1, \"max_position_embeddings\": 1024, \"vocab_size\": 128,"                  \
+    " \"sliding_window\": null, \"rope_parameters\": {\"rope_theta\": 1000000.0, \"rope_type\": \"default\"}"
+static const char *MIXTRAL = MIXTRAL_BASE ", \"num_local_experts\": 8, \"num_experts_per_tok\": 2}";
+
+static void test_mixtral(void) {
+    llmrt_model_config c;
+    CHECK_OK(parse(MIXTRAL, &c));
+    CHECK(c.num_experts == 8 && c.num_experts_per_tok == 2 && c.sliding_window == 0);
+    CHECK_OK(parse("{\"architectures\": [\"MixtralForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 4,"
+                   " \"num_hidden_layers\": 1, \"vocab_size\": 16, \"max_position_embeddings\": 64,"
+                   " \"num_local_experts\": 4}", &c));
+    CHECK(c.num_experts == 4 && c.num_experts_per_tok == 2); /* MixtralConfig's default top-2 */
+    CHECK_OK(parse(LLAMA31, &c));
+    CHECK(c.num_experts == 0 && c.num_experts_per_tok == 0);
+
+    EXPECT_ERROR(parse(MIXTRAL_BASE ", \"num_local_experts\": 8, \"num_experts_per_tok\": 9}", &c), LLMRT_ERR_FORMAT,
+                 "num_experts_per_tok", "9", "num_local_experts = 8");
+    EXPECT_ERROR(parse(MIXTRAL_BASE ", \"num_local_experts\": 8, \"num_experts_per_tok\": 0}", &c), LLMRT_ERR_FORMAT,
+                 "num_experts_per_tok");
+    EXPECT_ERROR(parse(MIXTRAL_BASE ", \"num_local_experts\": 0}", &c), LLMRT_ERR_FORMAT, "num_local_experts",
+                 "at least one expert");
+
+    /* an engine's config that breaks the invariant is refused on load */
+    CHECK_OK(parse(MIXTRAL, &c));
+    c.num_experts_per_tok = 9;
+    char *text = llmrt_model_config_to_json(&c);
+    CHECK(text != NULL);
+    if (text) EXPECT_ERROR(llmrt_model_config_from_json(text, strlen(text), &c), LLMRT_ERR_FORMAT, "num_experts_per_tok");
+    free(text);
+}
+
 static void round_trip(const llmrt_model_config *in) {
     char *json = llmrt_model_config_to_json(in);
     CHECK(json != NULL);
@@ -461,7 +496,7 @@ static void round_trip(const llmrt_model_config *in) {
 }
 
 static void test_model_config_json(void) {
-    const char *configs[] = {LLAMA31, GPT2, QWEN25, MISTRAL, V5_LAYER_TYPES};
+    const char *configs[] = {LLAMA31, GPT2, QWEN25, MISTRAL, V5_LAYER_TYPES, MIXTRAL};
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
         llmrt_model_config c;
         CHECK_OK(parse(configs[i], &c));
@@ -544,5 +579,6 @@ int main(void) {
     RUN_TEST(test_field_errors);
     RUN_TEST(test_files_and_generation_config);
     RUN_TEST(test_model_config_json);
+    RUN_TEST(test_mixtral);
     return test_finish();
 }

@@ -32,6 +32,7 @@ typedef struct cpu_state {
     size_t weight_copy_bytes;
     unsigned char *run;       /* per node: how forward runs it (enum run_kind, see plan_fusions) */
     int32_t *next_exec;       /* per node: the next node that computes, or -1 */
+    void *moe_scratch;        /* MOE nodes' grouped tokens and expert outputs (cpu_moe_scratch_bytes) */
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -53,6 +54,7 @@ static void cpu_destroy(void *state) {
     free(s->weights);
     free(s->run);
     free(s->next_exec);
+    free(s->moe_scratch);
     if (s->weight_copy) munmap(s->weight_copy, s->weight_copy_bytes);
     free(s);
 }
@@ -333,7 +335,17 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     s->q_scratch = aligned_calloc((size_t)plan->max_num_tokens * q_width * sizeof(float));
     s->k_scratch = aligned_calloc((size_t)plan->max_num_tokens * k_width * sizeof(float));
     s->rope_table = aligned_calloc((size_t)plan->max_num_tokens * rope_width * sizeof(float));
-    if (!s->arena || !s->k_cache || !s->v_cache || !s->q_scratch || !s->k_scratch || !s->rope_table) {
+    size_t moe_bytes = 0;
+    for (int32_t i = 0; i < plan->graph->num_nodes; i++) {
+        const llmrt_node *n = &plan->graph->nodes[i];
+        if (n->op != LLMRT_OP_MOE) continue;
+        const llmrt_node *w_gate = &plan->graph->nodes[n->inputs[2]];
+        size_t bytes = cpu_moe_scratch_bytes(plan->max_num_tokens, n->dims[1], w_gate->dims[1], n->iattr[0], n->iattr[1]);
+        if (bytes > moe_bytes) moe_bytes = bytes;
+    }
+    if (moe_bytes) s->moe_scratch = aligned_calloc(moe_bytes);
+    if (!s->arena || !s->k_cache || !s->v_cache || !s->q_scratch || !s->k_scratch || !s->rope_table ||
+        (moe_bytes && !s->moe_scratch)) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY,
                            "cpu backend: cannot allocate %.1f MiB of activations and %.1f MiB of KV cache",
@@ -512,6 +524,13 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     }
     case LLMRT_OP_ATTENTION:
         return run_attention(c, n, out);
+    case LLMRT_OP_MOE: {
+        const llmrt_node *w_gate = &plan->graph->nodes[n->inputs[2]];
+        cpu_moe(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), buffer_of(c, n->inputs[2]),
+                buffer_of(c, n->inputs[3]), buffer_of(c, n->inputs[4]), w_gate->dtype, c->tokens, shape.dims[1],
+                w_gate->dims[1], n->iattr[0], n->iattr[1], c->s->moe_scratch);
+        return LLMRT_OK;
+    }
     case LLMRT_OP_COUNT:
         break;
     }

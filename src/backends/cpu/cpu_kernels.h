@@ -117,4 +117,17 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
                    const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
                    int64_t head_dim, float scale);
 
+/* Mixture-of-experts routing: per token, softmax over logits [T, E] in f32,
+ * the top k experts (ties to the lower index, as torch.topk) and their
+ * probabilities renormalised to sum to 1 → experts, weights: [T, k]. */
+void cpu_moe_route(int32_t *experts, float *weights, const float *logits, int64_t T, int64_t E, int64_t k);
+/* y[t] = Σ_j w[t,j] · w_down[e](silu(w_gate[e] · x[t]) · (w_up[e] · x[t])),
+ * e = expert j of token t (cpu_moe_route). x, y: [T, H]; router_logits
+ * [T, E]; w_gate, w_up: [E, I, H], w_down: [E, H, I] of w_type (f32, f16,
+ * bf16). scratch: cpu_moe_scratch_bytes, 4-byte aligned. */
+size_t cpu_moe_scratch_bytes(int64_t T, int64_t H, int64_t I, int64_t E, int64_t k);
+void cpu_moe(float *y, const float *x, const float *router_logits, const void *w_gate, const void *w_up,
+             const void *w_down, llmrt_dtype w_type, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
+             void *scratch);
+
 #endif

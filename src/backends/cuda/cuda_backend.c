@@ -51,6 +51,7 @@ static void cuda_destroy(void *state) {
     cudaFree(st->rope_table);
     cudaFree(st->logits_dev);
     cudaFree(st->qweight_scratch);
+    cudaFree(st->moe_ws);
     if (st->meta_host) cudaFreeHost(st->meta_host);
     if (st->out_host) cudaFreeHost(st->out_host);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -271,6 +272,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     st->prefill_kernel = st->settings.prefill_kernel && cuda_attention_prefill_supported(st->act_type, plan->head_dim);
     STEP(upload_weights(st));
     STEP(cuda_qlinear_prepare(st));
+    STEP(cuda_moe_prepare(st));
     if (plan->arena_bytes) {
         cudaError_t err = cudaMalloc(&st->arena, plan->arena_bytes);
         if (err != cudaSuccess) {

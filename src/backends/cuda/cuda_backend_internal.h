@@ -112,6 +112,10 @@ typedef struct cuda_state {
     void *qweight_scratch;
     size_t qweight_scratch_bytes;
 
+    /* MOE nodes' routing, grouped tokens and expert outputs (cuda_moe.c) */
+    void *moe_ws;
+    size_t moe_ws_bytes;
+
     float *logits_dev; /* f32 logits when the plan's output is f16/bf16 */
     int logits_direct; /* this step's last product wrote logits_dev itself (no cast) */
     /* What a step copies back, in one piece: the first bad gather index,
@@ -146,6 +150,10 @@ llmrt_status cuda_run_nodes(cuda_state *st);
  * at create; and y = x · dequant(W)ᵀ + bias for node v. */
 llmrt_status cuda_qlinear_prepare(cuda_state *st);
 llmrt_status cuda_qlinear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv);
+
+/* MOE nodes (cuda_moe.c): the workspace, made at create; the node's launches. */
+llmrt_status cuda_moe_prepare(cuda_state *st);
+llmrt_status cuda_moe_run(cuda_state *st, llmrt_value v);
 
 /* cuda_fusion.c: decides the fusions once (end of value placement);
  * cuda_fusion_select points the redirected values for a step of `tokens`

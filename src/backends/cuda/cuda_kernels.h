@@ -319,6 +319,22 @@ typedef struct cuda_sample_row {
 cudaError_t cuda_sample(int32_t *ids, float *logprobs, const float *logits, int64_t rows, int64_t vocab,
                         const cuda_sample_row *params, cudaStream_t stream);
 
+/* ---- mixture of experts (moe.cu) -------------------------------------------- */
+
+/* Routing alone (cpu_moe_route's twin): logits [T, E] of logits_type →
+ * experts [T, k] (ties to the lower index), weights [T, k] renormalised. */
+cudaError_t cuda_moe_route(int32_t *experts, float *weights, const void *logits, llmrt_dtype logits_type,
+                           int64_t T, int64_t E, int64_t k, cudaStream_t stream);
+/* Device scratch cuda_moe needs for T tokens (256-byte aligned base). */
+size_t cuda_moe_workspace_bytes(int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, llmrt_dtype type);
+/* cpu_moe's twin: y[t] = Σ_j w[t,j] · w_down[e](silu(w_gate[e]·x[t]) · (w_up[e]·x[t])).
+ * x, y: [T, H] of type; w_gate, w_up: [E, I, H], w_down: [E, H, I] of type;
+ * router_logits [T, E] of logits_type. E ≤ 1024. Five launches, each with
+ * `pdl` as the decode step's other kernels. */
+cudaError_t cuda_moe(void *y, const void *x, const void *router_logits, llmrt_dtype logits_type, const void *w_gate,
+                     const void *w_up, const void *w_down, llmrt_dtype type, int64_t T, int64_t H, int64_t I,
+                     int64_t E, int64_t k, void *workspace, int pdl, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif
