@@ -36,7 +36,8 @@ typedef enum llmrt_op {
     LLMRT_OP_CAST,
     /* plugin ops */
     LLMRT_OP_ATTENTION, /* inputs q, k, v[, inv_freq]; iattr: layer, heads, kv_heads, head_dim,
-                           rotary_dim, rope_neox; fattr[0] = scale */
+                           rotary_dim, rope_neox, [7] sliding_window; fattr[0] = scale,
+                           [1] logit_softcap, [2] alibi_max_bias */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
     LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps */

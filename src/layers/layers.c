@@ -30,6 +30,24 @@ llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefi
     return llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
 }
 
+llmrt_value llmrt_rmsnorm_plus_one_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
+    char name[256];
+    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, x, 2.0f));
+    llmrt_value normed = llmrt_mul(g, x, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
+    llmrt_value w = llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim);
+    return llmrt_mul(g, normed, llmrt_add(g, w, llmrt_scalar(g, 1.0f)));
+}
+
+/* Each head's row of x [T, heads·D] normalised over its D values. */
+static llmrt_value per_head_rmsnorm(llmrt_graph *g, llmrt_value x, const char *prefix, int32_t heads,
+                                    const llmrt_attention_layer_params *p) {
+    int64_t by_head[3] = {LLMRT_DIM_TOKENS, heads, p->head_dim}, flat[2] = {LLMRT_DIM_TOKENS, (int64_t)heads * p->head_dim};
+    llmrt_value rows = llmrt_view(g, x, 3, by_head);
+    rows = p->qk_norm_plus_one ? llmrt_rmsnorm_plus_one_layer(g, rows, prefix, p->head_dim, p->qk_norm_eps)
+                               : llmrt_rmsnorm_layer(g, rows, prefix, p->head_dim, p->qk_norm_eps);
+    return llmrt_view(g, rows, 2, flat);
+}
+
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
     char name[256];
     llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
@@ -100,6 +118,8 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         k = llmrt_linear_layer(g, x, names->k, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
         v = llmrt_linear_layer(g, x, names->v, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
     }
+    if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, p->num_heads, p);
+    if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, p->num_kv_heads, p);
     llmrt_attention_params params = {
         .layer = layer,
         .num_heads = p->num_heads,
@@ -107,7 +127,10 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         .head_dim = p->head_dim,
         .rotary_dim = p->rotary_dim,
         .rope_neox = 1,
-        .scale = 1.0f / sqrtf((float)p->head_dim),
+        .scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)p->head_dim),
+        .sliding_window = p->sliding_window,
+        .logit_softcap = p->logit_softcap,
+        .alibi_max_bias = p->alibi_max_bias,
     };
     llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
     return llmrt_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias, names->conv1d_layout);

@@ -16,6 +16,8 @@ llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix
 llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim);
 /* x·rsqrt(mean(x²) + eps)·w, weight "<prefix>.weight" [dim] */
 llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
+/* x·rsqrt(mean(x²) + eps)·(1 + w): Gemma's RMSNorm, weights stored as offsets from 1 */
+llmrt_value llmrt_rmsnorm_plus_one_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* (x − mean)·rsqrt(var + eps)·w + b, weights "<prefix>.weight", "<prefix>.bias" */
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* The activation as functional ops (silu = x·sigmoid(x), gelu_tanh, ...). */
@@ -30,6 +32,7 @@ typedef struct llmrt_attention_layer_names {
     const char *qkv;       /* one fused projection (GPT-2 c_attn), or NULL */
     const char *out;
     int conv1d_layout;
+    const char *q_norm, *k_norm; /* per-head q/k RMSNorm prefixes, or NULL */
 } llmrt_attention_layer_names;
 
 /* Self-attention block: projections, the attention plugin op (RoPE inside),

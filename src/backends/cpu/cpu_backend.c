@@ -404,7 +404,10 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
     float *k_cache = s->k_cache + (size_t)n->iattr[0] * s->layer_stride;
     float *v_cache = s->v_cache + (size_t)n->iattr[0] * s->layer_stride;
     cpu_kv_cache_write(k_cache, v_cache, s->k_scratch, v, &batch, T, kv_heads, head_dim);
-    cpu_attention(out, s->q_scratch, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0]);
+    cpu_attention_variant variant = {.sliding_window = (int32_t)n->iattr[7], .logit_softcap = n->fattr[1],
+                                     .alibi_max_bias = n->fattr[2]};
+    cpu_attention_ex(out, s->q_scratch, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0],
+                     &variant);
     return LLMRT_OK;
 }
 

@@ -117,4 +117,19 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
                    const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
                    int64_t head_dim, float scale);
 
+/* The attention variants of llmrt_attention_params (0 = off): a sliding
+ * window (keys j with pos − window < j ≤ pos), logit soft-capping
+ * (cap·tanh(s/cap)) and ALiBi (s += slope_h·(j − pos)). */
+typedef struct cpu_attention_variant {
+    int32_t sliding_window;
+    float logit_softcap;
+    float alibi_max_bias;
+} cpu_attention_variant;
+
+/* cpu_attention with the variants; the same as cpu_attention when all are
+ * off. A windowed query reads only its window's cache blocks. */
+void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
+                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, float scale, const cpu_attention_variant *variant);
+
 #endif
