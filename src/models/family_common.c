@@ -2,6 +2,10 @@
  * model spec translated into the layers' parameters. */
 #include "models/models.h"
 
+#include <stdlib.h>
+
+#include "layers/layers.h"
+
 llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g) {
     int64_t tokens = LLMRT_DIM_TOKENS, logits = LLMRT_DIM_LOGITS;
     llmrt_model_inputs in;
@@ -30,4 +34,14 @@ llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *c) {
         .activation = c->activation,
         .bias = c->mlp_bias,
     };
+}
+
+llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *rope, const char *label) {
+    int64_t half = rope->rotary_dim / 2;
+    float *inv_freq = malloc((size_t)(half + 1) * sizeof *inv_freq);
+    if (!inv_freq) return llmrt_graph_fail(g, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_rope_inv_freq(rope, inv_freq);
+    llmrt_value freq = llmrt_constant(g, label, inv_freq, 1, &half);
+    free(inv_freq);
+    return freq;
 }

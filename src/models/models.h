@@ -35,10 +35,14 @@ llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g);
  * take them (family_common.c). */
 llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_config *config);
 llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *config);
+/* The rope config's inverse frequencies [rotary_dim / 2] as a constant. */
+llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *rope, const char *label);
 
 extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;
 extern const llmrt_model_family llmrt_family_qwen2;
 extern const llmrt_model_family llmrt_family_gpt2;
+/* attention variants: q/k norm, sliding windows, soft-caps, ALiBi */
+extern const llmrt_model_family llmrt_family_qwen3;
 
 #endif
