@@ -24,6 +24,7 @@ llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_conf
         .rotary_dim = c->rope.type == LLMRT_ROPE_NONE ? 0 : c->rope.rotary_dim,
         .qkv_bias = c->attention_bias,
         .out_bias = c->attention_out_bias,
+        .sliding_window = c->sliding_window,
     };
 }
 

@@ -139,6 +139,7 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     rt->profile = env && env[0] && env[0] != '0';
     rt->block_size = mem.kv_block_size;
     rt->max_seq_len = plan->max_seq_len;
+    rt->kv_window = plan->kv_window;
     rt->max_blocks_per_seq = rt_blocks_for(rt, rt->max_seq_len);
     rt->num_eos = llmrt_loaded_engine_eos_ids(engine, &rt->eos_ids);
     rt->next_id = 1;

@@ -227,6 +227,19 @@ llmrt_status rt_schedule(llmrt_runtime *rt, int32_t *num_tokens) {
     return LLMRT_OK;
 }
 
+/* Sliding-window plans: the next query (position `computed`) and every
+ * later one see keys from computed + 1 − window on, so the blocks wholly
+ * before that are released (cached if indexed, for prefix reuse) and their
+ * table slots set to -1; a sequence then holds about window / block_size
+ * blocks however long it grows. */
+static void release_outside_window(llmrt_runtime *rt, rt_sequence *s) {
+    const int32_t first_key = s->computed + 1 - rt->kv_window;
+    for (int32_t b = 0; b < s->num_blocks && (b + 1) * rt->block_size <= first_key; b++) {
+        kv_cache_release(rt->kv, s->blocks[b]);
+        s->blocks[b] = -1;
+    }
+}
+
 void rt_step_done(llmrt_runtime *rt) {
     for (int32_t q = 0; q < rt->step_num_seqs; q++) {
         rt_request *r = rt->step_req[q];
@@ -235,14 +248,14 @@ void rt_step_done(llmrt_runtime *rt) {
         if (prompt_part > 0)
             rt->prompt_tokens_computed += prompt_part < rt->step_count[q] ? prompt_part : rt->step_count[q];
         s->computed += rt->step_count[q];
-        if (!rt->options.prefix_caching) continue;
         /* full blocks are final: enter them in the prefix index */
-        while ((s->num_indexed + 1) * rt->block_size <= s->computed) {
+        while (rt->options.prefix_caching && (s->num_indexed + 1) * rt->block_size <= s->computed) {
             const int32_t *t = s->tokens + (size_t)s->num_indexed * rt->block_size;
             uint64_t key = kv_cache_block_key(rt->kv, s->last_key, t);
             kv_cache_index_block(rt->kv, s->blocks[s->num_indexed], s->last_key, key, t);
             s->last_key = key;
             s->num_indexed++;
         }
+        if (rt->kv_window > 0) release_outside_window(rt, s);
     }
 }

@@ -566,14 +566,18 @@ static llmrt_status check_step(const cpu_state *s, const llmrt_step *step) {
     for (int32_t q = 0; q < step->num_seqs; q++) {
         if (step->seq_start[q + 1] < step->seq_start[q])
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: seq_start not ascending");
-        int32_t max_position = -1;
+        int32_t max_position = -1, min_position = INT32_MAX;
         for (int32_t t = step->seq_start[q]; t < step->seq_start[q + 1]; t++) {
             if (step->positions[t] < 0 || step->positions[t] >= capacity)
                 return llmrt_error(LLMRT_ERR_CAPACITY, "step: position %d outside the sequence's %lld cache slots",
                                    step->positions[t], (long long)capacity);
             if (step->positions[t] > max_position) max_position = step->positions[t];
+            if (step->positions[t] < min_position) min_position = step->positions[t];
         }
-        for (int32_t b = 0; b <= max_position / s->block_size; b++) {
+        /* a sliding-window plan never reads the blocks before the window */
+        const int32_t window = s->plan->kv_window;
+        const int32_t first_block = window > 0 && min_position + 1 > window ? (min_position + 1 - window) / s->block_size : 0;
+        for (int32_t b = first_block; b <= max_position / s->block_size; b++) {
             int32_t block = step->block_tables[(size_t)q * step->max_blocks_per_seq + b];
             if (block < 0 || block >= s->num_blocks)
                 return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: block %d outside the cache (%d blocks)", block,
