@@ -355,7 +355,8 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: no checkpoint and no --random-weights");
     if (options->max_num_tokens < 1 || options->max_batch < 1 || options->max_seq_len < 1)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: max_num_tokens, max_batch and max_seq_len must be >= 1");
-    if (config->rope.type == LLMRT_ROPE_NONE && options->max_seq_len > config->max_position_embeddings)
+    if (config->rope.type == LLMRT_ROPE_NONE && config->alibi_max_bias == 0.0f &&
+        options->max_seq_len > config->max_position_embeddings)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
                            "build: --max-seq-len %d exceeds the model's %d learned positions", options->max_seq_len,
                            config->max_position_embeddings);

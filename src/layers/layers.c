@@ -73,6 +73,11 @@ llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activati
     return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "activation %d not supported", (int)act);
 }
 
+llmrt_value llmrt_softcap_layer(llmrt_graph *g, llmrt_value x, float cap) {
+    llmrt_value squashed = llmrt_tanh(g, llmrt_div(g, x, llmrt_scalar(g, cap)));
+    return llmrt_mul(g, squashed, llmrt_scalar(g, cap));
+}
+
 void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq) {
     int32_t dim = rope->rotary_dim;
     for (int32_t i = 0; i < dim / 2; i++) {

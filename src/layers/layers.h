@@ -23,6 +23,9 @@ llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *pre
 /* The activation as functional ops (silu = x·sigmoid(x), gelu_tanh, ...). */
 llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activation act);
 
+/* cap·tanh(x / cap): Gemma 2's soft-capping of the final logits. */
+llmrt_value llmrt_softcap_layer(llmrt_graph *g, llmrt_value x, float cap);
+
 /* RoPE inverse frequencies [rotary_dim / 2] for a rope config, computed in
  * fp32 the way transformers does (default, linear, llama3). */
 void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq);

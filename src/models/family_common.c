@@ -4,6 +4,9 @@
 
 #include <stdlib.h>
 
+#include <math.h>
+
+#include "core/dtype.h"
 #include "layers/layers.h"
 
 llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g) {
@@ -45,4 +48,16 @@ llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *r
     llmrt_value freq = llmrt_constant(g, label, inv_freq, 1, &half);
     free(inv_freq);
     return freq;
+}
+
+int32_t llmrt_model_layer_window(const llmrt_model_config *c, int32_t layer) {
+    const int32_t n = c->sliding_window_pattern;
+    return n > 0 && (layer + 1) % n == 0 ? 0 : c->sliding_window;
+}
+
+float llmrt_model_embedding_scale(const llmrt_graph *g, const llmrt_model_config *c) {
+    float scale = sqrtf((float)c->hidden_size);
+    if (g->act_dtype == LLMRT_DTYPE_BF16) scale = llmrt_bf16_to_f32(llmrt_f32_to_bf16(scale));
+    if (g->act_dtype == LLMRT_DTYPE_F16) scale = llmrt_f16_to_f32(llmrt_f32_to_f16(scale));
+    return scale;
 }

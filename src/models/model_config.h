@@ -37,6 +37,14 @@ typedef struct llmrt_model_config {
     int32_t num_eos_tokens;
     int32_t eos_token_ids[LLMRT_MAX_EOS_TOKENS];
     llmrt_dtype checkpoint_dtype; /* "torch_dtype"/"dtype", INVALID if absent */
+    /* attention variants (src/import/hf_config_variants.c); 0 = off */
+    float query_pre_attn_scalar;    /* scores scaled by its rsqrt, not head_dim's (Gemma 2/3) */
+    float attn_logit_softcapping;   /* scores = cap·tanh(scores/cap) (Gemma 2) */
+    float final_logit_softcapping;  /* logits = cap·tanh(logits/cap) (Gemma 2) */
+    int32_t sliding_window_pattern; /* with sliding_window: 0 = every layer windowed; N = layer l
+                                       global when (l + 1) % N == 0 (layer_types) */
+    float rope_local_theta;         /* RoPE base of the windowed layers (Gemma 3); 0 = rope.theta */
+    float alibi_max_bias;           /* ALiBi position bias, no RoPE (MPT, BLOOM) */
 } llmrt_model_config;
 
 #endif

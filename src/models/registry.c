@@ -9,12 +9,13 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_gpt2,
     /* attention variants */
     &llmrt_family_qwen3,
+    &llmrt_family_gemma,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
            /* attention variants */
-           ", Qwen3ForCausalLM";
+           ", Qwen3ForCausalLM, GemmaForCausalLM";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {

@@ -297,6 +297,22 @@ cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache
                                    llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                    int32_t kv_heads, int32_t head_dim, float scale, cudaStream_t stream);
 
+/* Attention with the variants of llmrt_attention_params (0 = off): keys
+ * pos − sliding_window < j ≤ pos only, scores soft-capped
+ * (cap·tanh(s/cap)) then biased by ALiBi (slope_h·(j − pos)). Any step mix,
+ * any head_dim ≤ CUDA_MAX_HEAD_DIM, f32/f16/bf16; reads only the window's
+ * blocks (the slots before it may be freed). q: [T, heads*D] rotated, the
+ * step's K/V already in the cache; out: [T, heads*D] (may alias q). */
+typedef struct cuda_attention_variant_params {
+    int32_t sliding_window;
+    float logit_softcap;
+    float alibi_max_bias;
+} cuda_attention_variant_params;
+cudaError_t cuda_attention_variant(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
+                                   int32_t kv_heads, int32_t head_dim, float scale,
+                                   const cuda_attention_variant_params *variant, cudaStream_t stream);
+
 /* ---- sampling (sampling.cu) ------------------------------------------------ */
 
 /* ids[r] = argmax(logits[r, :]) (lowest index on ties); logits: [rows, vocab] f32. */
