@@ -51,5 +51,6 @@ extern const llmrt_model_family llmrt_family_gpt2;
 /* attention variants: q/k norm, sliding windows, soft-caps, ALiBi */
 extern const llmrt_model_family llmrt_family_qwen3;
 extern const llmrt_model_family llmrt_family_gemma;
+extern const llmrt_model_family llmrt_family_gemma2;
 
 #endif

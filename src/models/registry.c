@@ -10,12 +10,13 @@ static const llmrt_model_family *const families[] = {
     /* attention variants */
     &llmrt_family_qwen3,
     &llmrt_family_gemma,
+    &llmrt_family_gemma2,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
            /* attention variants */
-           ", Qwen3ForCausalLM, GemmaForCausalLM";
+           ", Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {
