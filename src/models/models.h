@@ -52,5 +52,6 @@ extern const llmrt_model_family llmrt_family_gpt2;
 extern const llmrt_model_family llmrt_family_qwen3;
 extern const llmrt_model_family llmrt_family_gemma;
 extern const llmrt_model_family llmrt_family_gemma2;
+extern const llmrt_model_family llmrt_family_gemma3;
 
 #endif

@@ -11,12 +11,13 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_qwen3,
     &llmrt_family_gemma,
     &llmrt_family_gemma2,
+    &llmrt_family_gemma3,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
            /* attention variants */
-           ", Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM";
+           ", Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {
