@@ -127,7 +127,7 @@ static llmrt_status parse_local_rope(const char *source, const json_t *root, llm
     return LLMRT_OK;
 }
 
-/* MPT: ALiBi through attn_config, no biases, GELU, expansion_ratio. */
+/* MPT: ALiBi through attn_config, no biases, GELU, a 4·d_model MLP. */
 static llmrt_status parse_mpt(const char *source, const json_t *root, llmrt_model_config *c) {
     const json_t *attn = present(root, "attn_config");
     if (attn && !json_is_object(attn))
@@ -144,13 +144,9 @@ static llmrt_status parse_mpt(const char *source, const json_t *root, llmrt_mode
     LLMRT_TRY(require_null(source, attn, p, "softmax_scale"));
     LLMRT_TRY(require_null(source, root, "", "logit_scale"));
     LLMRT_TRY(require_bool(source, root, "", "no_bias", 1, 1));
-    float ratio;
-    LLMRT_TRY(read_nonnegative(source, root, "", "expansion_ratio", 4.0f, &ratio));
-    const double width = (double)ratio * c->hidden_size;
-    if (!(width >= 1.0) || width > (double)(1 << 20) || width != (double)(int32_t)width)
-        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'expansion_ratio' = %g gives an MLP width %g that is not a "
-                           "positive integer", source, (double)ratio, width);
-    c->intermediate_size = (int32_t)width;
+    /* transformers' MptMLP is 4·d_model wide whatever expansion_ratio says
+     * (the checkpoints it loads are shaped so) */
+    c->intermediate_size = 4 * c->hidden_size;
     c->attention_bias = c->attention_out_bias = c->mlp_bias = 0;
     c->activation = LLMRT_ACT_GELU; /* nn.GELU(approximate="none") */
     return LLMRT_OK;

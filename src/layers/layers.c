@@ -48,6 +48,22 @@ static llmrt_value per_head_rmsnorm(llmrt_graph *g, llmrt_value x, const char *p
     return llmrt_view(g, rows, 2, flat);
 }
 
+llmrt_value llmrt_layernorm_no_bias_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
+    char name[256];
+    llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
+    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, centered, 2.0f));
+    llmrt_value normed = llmrt_mul(g, centered, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
+    return llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
+}
+
+/* Part `which` (0 q, 1 k, 2 v) of a fused projection interleaved per head:
+ * qkv [T, heads·3·D] seen as [T, heads, 3, D] → [T, heads·D]. */
+static llmrt_value per_head_part(llmrt_graph *g, llmrt_value qkv, int32_t heads, int32_t head_dim, int which) {
+    int64_t split[4] = {LLMRT_DIM_TOKENS, heads, 3, head_dim}, flat[2] = {LLMRT_DIM_TOKENS, (int64_t)heads * head_dim};
+    llmrt_value part = llmrt_slice(g, llmrt_view(g, qkv, 4, split), 2, which, 1);
+    return llmrt_view(g, part, 2, flat);
+}
+
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
     char name[256];
     llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
@@ -112,7 +128,14 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
     int64_t hidden = p->hidden;
     int64_t q_width = (int64_t)p->num_heads * p->head_dim, kv_width = (int64_t)p->num_kv_heads * p->head_dim;
     llmrt_value q, k, v;
-    if (names->qkv) {
+    if (names->qkv && names->qkv_per_head) {
+        if (p->num_kv_heads != p->num_heads)
+            return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "attention: a per-head fused qkv needs kv heads = heads");
+        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, 3 * q_width, p->qkv_bias, names->conv1d_layout);
+        q = per_head_part(g, qkv, p->num_heads, p->head_dim, 0);
+        k = per_head_part(g, qkv, p->num_heads, p->head_dim, 1);
+        v = per_head_part(g, qkv, p->num_heads, p->head_dim, 2);
+    } else if (names->qkv) {
         llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
                                              names->conv1d_layout);
         q = llmrt_slice(g, qkv, 1, 0, q_width);

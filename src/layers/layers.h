@@ -18,6 +18,8 @@ llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *n
 llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* x·rsqrt(mean(x²) + eps)·(1 + w): Gemma's RMSNorm, weights stored as offsets from 1 */
 llmrt_value llmrt_rmsnorm_plus_one_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
+/* (x − mean)·rsqrt(var + eps)·w, weight "<prefix>.weight" only (MPT) */
+llmrt_value llmrt_layernorm_no_bias_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* (x − mean)·rsqrt(var + eps)·w + b, weights "<prefix>.weight", "<prefix>.bias" */
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* The activation as functional ops (silu = x·sigmoid(x), gelu_tanh, ...). */
@@ -36,6 +38,7 @@ typedef struct llmrt_attention_layer_names {
     const char *out;
     int conv1d_layout;
     const char *q_norm, *k_norm; /* per-head q/k RMSNorm prefixes, or NULL */
+    int qkv_per_head;            /* qkv's rows are [head][q, k, v][head_dim] (BLOOM), not [q | k | v] */
 } llmrt_attention_layer_names;
 
 /* Self-attention block: projections, the attention plugin op (RoPE inside),

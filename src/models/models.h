@@ -53,5 +53,7 @@ extern const llmrt_model_family llmrt_family_qwen3;
 extern const llmrt_model_family llmrt_family_gemma;
 extern const llmrt_model_family llmrt_family_gemma2;
 extern const llmrt_model_family llmrt_family_gemma3;
+extern const llmrt_model_family llmrt_family_mpt;
+extern const llmrt_model_family llmrt_family_bloom;
 
 #endif
