@@ -129,7 +129,7 @@ static int attention_fuses_rope(const cuda_state *st, llmrt_value v, const float
     const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
     *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
     *rot = *inv_freq ? rotary_dim : 0;
-    if (attention_has_variant(n)) return 0; /* the variant kernel reads a rotated q from the cache */
+    if (attention_has_variant(n)) return 0; /* the variant kernel takes q rotated, the K/V written */
     uintptr_t bits = 0;
     for (int i = 0; i < 3; i++) bits |= (uintptr_t)st->node_ptr[n->inputs[i]];
     return st->decode_step && st->settings.fuse_rope && *rot <= head_dim && (bits & 15) == 0;
