@@ -22,6 +22,14 @@ __device__ __forceinline__ float alibi_slope(int h, int n, float max_bias) {
     return exp2f(-max_bias * (float)(2 * (h - p) + 1) / (float)(2 * p));
 }
 
+// tanh from one exponential: the build's --use_fast_math may turn tanhf into
+// the ~2^-11 hardware approximation, which soft-capped scores would carry
+// straight into the softmax.
+__device__ __forceinline__ float tanh_from_exp(float x) {
+    const float e = expf(-2.0f * fabsf(x));
+    return copysignf((1.0f - e) / (1.0f + e), x);
+}
+
 struct variant_args {
     const int32_t *positions, *token_seq, *block_tables;
     int32_t block_table_stride, block_size;
@@ -66,7 +74,7 @@ __global__ void __launch_bounds__(VAR_THREADS) attention_variant_kernel(T *out, 
             dot = warp_sum(dot);
             if (lane == 0) {
                 float s = dot * a.scale;
-                if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+                if (a.softcap > 0.0f) s = a.softcap * tanh_from_exp(s / a.softcap);
                 p_s[j] = s + slope * (float)(p0 + j - pos);
             }
         }
