@@ -40,7 +40,7 @@ typedef enum llmrt_op {
                            [1] logit_softcap, [2] alibi_max_bias */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
-    LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps */
+    LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps, [1] = weight offset (x̂·(w + offset)) */
     LLMRT_OP_LAYERNORM,   /* inputs x, weight[, bias]; fattr[0] = eps */
     LLMRT_OP_SILU,        /* x · sigmoid(x) */
     LLMRT_OP_SILU_MUL,    /* silu(gate) · up: inputs gate, up */

@@ -192,7 +192,8 @@ static int same_shape(const llmrt_node *a, const llmrt_node *b) {
 
 static int fusable_add_norm(const llmrt_plan *plan, llmrt_value add, llmrt_value norm) {
     const llmrt_node *a = &plan->graph->nodes[add], *r = &plan->graph->nodes[norm];
-    if (a->op != LLMRT_OP_ADD || r->op != LLMRT_OP_RMSNORM || r->inputs[0] != add || a->dtype != LLMRT_DTYPE_F32 ||
+    if (a->op != LLMRT_OP_ADD || r->op != LLMRT_OP_RMSNORM || r->fattr[1] != 0.0f || r->inputs[0] != add ||
+        a->dtype != LLMRT_DTYPE_F32 ||
         !same_shape(a, r))
         return 0;
     for (int i = 0; i < 2; i++) {
@@ -462,7 +463,8 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     }
     case LLMRT_OP_RMSNORM: {
         int64_t dim = shape.dims[shape.ndim - 1];
-        cpu_rmsnorm(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), numel / dim, dim, n->fattr[0]);
+        cpu_rmsnorm_offset(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), numel / dim, dim, n->fattr[0],
+                           n->fattr[1]);
         return LLMRT_OK;
     }
     case LLMRT_OP_LAYERNORM: {

@@ -51,6 +51,9 @@ int64_t cpu_embedding(float *out, const void *table, llmrt_dtype table_type, int
 
 /* y = x / sqrt(mean(x²) + eps) * weight, per row of length dim. weight f32. */
 void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps);
+/* The same with the gain weight + offset (Gemma's x̂·(1 + w): offset 1). */
+void cpu_rmsnorm_offset(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps,
+                        float offset);
 /* y = (x - mean) / sqrt(var + eps) * weight + bias (bias may be NULL). */
 void cpu_layernorm(float *y, const float *x, const float *weight, const float *bias, int64_t rows,
                    int64_t dim, float eps);

@@ -463,8 +463,8 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         const int64_t rows = dim ? cuda_value_numel(st, v) / dim : 0;
         const llmrt_dtype tw = cuda_value_type(st, n->inputs[1]);
         if (n->op == LLMRT_OP_RMSNORM)
-            LAUNCH(v, cuda_rmsnorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]], tw, rows, dim, n->fattr[0],
-                                   st->pdl, st->stream));
+            LAUNCH(v, cuda_rmsnorm_offset(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]], tw, rows, dim,
+                                          n->fattr[0], n->fattr[1], st->pdl, st->stream));
         else
             LAUNCH(v, cuda_layernorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]],
                                      n->num_inputs > 2 ? st->node_ptr[n->inputs[2]] : NULL, tw, rows, dim, n->fattr[0],

@@ -65,6 +65,9 @@ cudaError_t cuda_softmax(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype
 /* y = x / sqrt(mean(x²) + eps) * weight; x, y: [rows, dim], weight: [dim]. */
 cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight, llmrt_dtype w_type,
                          int64_t rows, int64_t dim, float eps, int pdl, cudaStream_t stream);
+/* The same with the gain weight + w_offset (Gemma's x̂·(1 + w): 1). */
+cudaError_t cuda_rmsnorm_offset(void *y, const void *x, llmrt_dtype type, const void *weight, llmrt_dtype w_type,
+                                int64_t rows, int64_t dim, float eps, float w_offset, int pdl, cudaStream_t stream);
 /* Residual-fused: sum = a + b (rounded to `type`, written when sum != NULL),
  * y = rmsnorm(sum). One pass instead of two launches and a re-read. */
 cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
