@@ -68,10 +68,12 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
         const char *sep = " ";
         append(&t, "attention    ");
         if (c->sliding_window > 0 && c->sliding_window_pattern > 0)
-            append(&t, "%swindow %d, one global layer in %d", sep, c->sliding_window, c->sliding_window_pattern), sep = ", ";
+            append(&t, "%swindow %d, one global layer in %d", sep, c->sliding_window, c->sliding_window_pattern),
+                sep = ", ";
         else if (c->sliding_window > 0)
             append(&t, "%swindow %d, KV blocks behind it freed", sep, c->sliding_window), sep = ", ";
-        if (c->rope_local_theta > 0.0f) append(&t, "%slocal rope theta %g", sep, (double)c->rope_local_theta), sep = ", ";
+        if (c->rope_local_theta > 0.0f)
+            append(&t, "%slocal rope theta %g", sep, (double)c->rope_local_theta), sep = ", ";
         if (c->query_pre_attn_scalar > 0.0f)
             append(&t, "%sscale 1/sqrt(%g)", sep, (double)c->query_pre_attn_scalar), sep = ", ";
         if (c->attn_logit_softcapping > 0.0f)

@@ -361,8 +361,10 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     LLMRT_TRY(get_int(source, root, ALIASES("vocab_size"), 1, 0, 1, MAX_VOCAB, &c->vocab_size));
     LLMRT_TRY(get_int(source, root, ALIASES("hidden_size", "n_embd", "d_model"), 1, 0, 1, MAX_HIDDEN,
                       &c->hidden_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "n_layers"), 1, 0, 1, MAX_LAYERS, &c->num_layers));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head", "n_heads"), 1, 0, 1, MAX_HEADS, &c->num_heads));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "n_layers"), 1, 0, 1, MAX_LAYERS,
+                      &c->num_layers));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head", "n_heads"), 1, 0, 1, MAX_HEADS,
+                      &c->num_heads));
     LLMRT_TRY(get_int(source, root, ALIASES("num_key_value_heads"), 0, c->num_heads, 1, MAX_HEADS,
                       &c->num_kv_heads));
     if (c->num_heads % c->num_kv_heads != 0)

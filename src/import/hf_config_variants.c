@@ -168,7 +168,9 @@ static llmrt_status parse_gemma_activation(const char *source, const json_t *roo
     const char *name = act && json_is_string(act) ? json_string_value(act) : act ? "" : "gelu_pytorch_tanh";
     if (strcmp(name, "gelu_pytorch_tanh") == 0 || strcmp(name, "gelu_new") == 0) c->activation = LLMRT_ACT_GELU_TANH;
     else if (strcmp(name, "gelu") == 0) c->activation = LLMRT_ACT_GELU;
-    else return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'hidden_activation' = '%.40s' is not supported", source, name);
+    else
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'hidden_activation' = '%.40s' is not supported", source,
+                           name);
     return LLMRT_OK;
 }
 

@@ -41,7 +41,8 @@ llmrt_value llmrt_rmsnorm_plus_one_layer(llmrt_graph *g, llmrt_value x, const ch
 /* Each head's row of x [T, heads·D] normalised over its D values. */
 static llmrt_value per_head_rmsnorm(llmrt_graph *g, llmrt_value x, const char *prefix, int32_t heads,
                                     const llmrt_attention_layer_params *p) {
-    int64_t by_head[3] = {LLMRT_DIM_TOKENS, heads, p->head_dim}, flat[2] = {LLMRT_DIM_TOKENS, (int64_t)heads * p->head_dim};
+    int64_t by_head[3] = {LLMRT_DIM_TOKENS, heads, p->head_dim};
+    int64_t flat[2] = {LLMRT_DIM_TOKENS, (int64_t)heads * p->head_dim};
     llmrt_value rows = llmrt_view(g, x, 3, by_head);
     rows = p->qk_norm_plus_one ? llmrt_rmsnorm_plus_one_layer(g, rows, prefix, p->head_dim, p->qk_norm_eps)
                                : llmrt_rmsnorm_layer(g, rows, prefix, p->head_dim, p->qk_norm_eps);

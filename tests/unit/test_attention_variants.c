@@ -74,7 +74,8 @@ static void check_variant(int32_t block_size, int64_t heads, int64_t kv_heads, i
     test_fill_random(k_all, (size_t)(NUM_SEQS * max_len * row), rng, 1.0f);
     test_fill_random(v_all, (size_t)(NUM_SEQS * max_len * row), rng, 1.0f);
     const int64_t slots = (int64_t)num_blocks * block_size;
-    float *k_cache = malloc(sizeof(float) * (size_t)(slots * row)), *v_cache = malloc(sizeof(float) * (size_t)(slots * row));
+    float *k_cache = malloc(sizeof(float) * (size_t)(slots * row));
+    float *v_cache = malloc(sizeof(float) * (size_t)(slots * row));
     for (int64_t i = 0; i < slots * row; i++) k_cache[i] = v_cache[i] = NAN;
     int32_t *positions = malloc(sizeof(int32_t) * (size_t)T);
     float *k_new = malloc(sizeof(float) * (size_t)(T * row)), *v_new = malloc(sizeof(float) * (size_t)(T * row));

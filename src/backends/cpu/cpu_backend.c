@@ -578,7 +578,8 @@ static llmrt_status check_step(const cpu_state *s, const llmrt_step *step) {
         }
         /* a sliding-window plan never reads the blocks before the window */
         const int32_t window = s->plan->kv_window;
-        const int32_t first_block = window > 0 && min_position + 1 > window ? (min_position + 1 - window) / s->block_size : 0;
+        const int32_t first_block =
+            window > 0 && min_position + 1 > window ? (min_position + 1 - window) / s->block_size : 0;
         for (int32_t b = first_block; b <= max_position / s->block_size; b++) {
             int32_t block = step->block_tables[(size_t)q * step->max_blocks_per_seq + b];
             if (block < 0 || block >= s->num_blocks)

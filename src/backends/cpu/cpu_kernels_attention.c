@@ -133,7 +133,8 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
         const int64_t kv_offset = (h / j->group) * head_dim;
         const cpu_attention_variant *var = &j->variant;
         /* keys before the window are never read (their blocks may be freed) */
-        const int64_t first = var->sliding_window > 0 && pos + 1 > var->sliding_window ? pos + 1 - var->sliding_window : 0;
+        const int64_t first =
+            var->sliding_window > 0 && pos + 1 > var->sliding_window ? pos + 1 - var->sliding_window : 0;
         const float cap = var->logit_softcap;
         const float slope = var->alibi_max_bias > 0.0f
                                 ? llmrt_alibi_slope((int32_t)h, (int32_t)j->heads, var->alibi_max_bias) : 0.0f;
