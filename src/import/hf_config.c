@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "import/hf_config_variants.h"
 
 /* Sanity limits: far above any real model, low enough that products of them
  * (hidden * intermediate, vocab * hidden) cannot overflow 64 bits. */

@@ -6,7 +6,6 @@
 #ifndef LLMRT_IMPORT_HF_CONFIG_H
 #define LLMRT_IMPORT_HF_CONFIG_H
 
-#include <jansson.h>
 #include <stddef.h>
 
 #include "core/status.h"
@@ -17,14 +16,6 @@ llmrt_status llmrt_hf_config_parse(const char *json_text, size_t length, const c
                                    llmrt_model_config *out);
 /* Reads and parses a config.json file. */
 llmrt_status llmrt_hf_config_load(const char *path, llmrt_model_config *out);
-
-/* The attention-variant fields of config.json (hf_config_variants.c):
- * layer_types, query_pre_attn_scalar, soft-caps, Gemma 3's local RoPE base,
- * MPT's attn_config and BLOOM's ALiBi. Called by llmrt_hf_config_parse
- * after the common fields. */
-llmrt_status llmrt_hf_config_parse_variants(const char *source, const json_t *root, llmrt_model_config *c);
-/* 1 for families with ALiBi instead of RoPE (no rope fields read). */
-int llmrt_hf_config_uses_alibi(const llmrt_model_config *c);
 
 /* Reads generation_config.json if present (eos_token_id: int or list,
  * bos_token_id) and merges its token ids into `config` (generation config

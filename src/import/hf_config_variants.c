@@ -5,7 +5,7 @@
  * and range-checked; errors name the file and the field. */
 #include <string.h>
 
-#include "import/hf_config.h"
+#include "import/hf_config_variants.h"
 
 static int is_family(const llmrt_model_config *c, const char *model_type, const char *architecture) {
     return strcmp(c->model_type, model_type) == 0 || strcmp(c->architecture, architecture) == 0;
