@@ -65,6 +65,26 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     append(&t, "positions     rope %s (theta %g, rotary dim %d), max positions %d\n",
            (unsigned)c->rope.type < 4 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
            c->max_position_embeddings);
+    if (c->sliding_window > 0 || c->attn_logit_softcapping > 0.0f || c->alibi_max_bias > 0.0f ||
+        c->query_pre_attn_scalar > 0.0f || c->final_logit_softcapping > 0.0f) {
+        const char *sep = " ";
+        append(&t, "attention    ");
+        if (c->sliding_window > 0 && c->sliding_window_pattern > 0)
+            append(&t, "%swindow %d, one global layer in %d", sep, c->sliding_window, c->sliding_window_pattern),
+                sep = ", ";
+        else if (c->sliding_window > 0)
+            append(&t, "%swindow %d, KV blocks behind it freed", sep, c->sliding_window), sep = ", ";
+        if (c->rope_local_theta > 0.0f)
+            append(&t, "%slocal rope theta %g", sep, (double)c->rope_local_theta), sep = ", ";
+        if (c->query_pre_attn_scalar > 0.0f)
+            append(&t, "%sscale 1/sqrt(%g)", sep, (double)c->query_pre_attn_scalar), sep = ", ";
+        if (c->attn_logit_softcapping > 0.0f)
+            append(&t, "%sscore soft-cap %g", sep, (double)c->attn_logit_softcapping), sep = ", ";
+        if (c->final_logit_softcapping > 0.0f)
+            append(&t, "%slogit soft-cap %g", sep, (double)c->final_logit_softcapping), sep = ", ";
+        if (c->alibi_max_bias > 0.0f) append(&t, "%sALiBi (max bias %g)", sep, (double)c->alibi_max_bias);
+        append(&t, "\n");
+    }
     append(&t, "limits        max_seq_len %d, max_batch %d, max_num_tokens %d\n", plan->max_seq_len, plan->max_batch,
            plan->max_num_tokens);
     append(&t, "dtypes        weights %s, activations %s\n", llmrt_dtype_name(img->dtype),

@@ -55,10 +55,14 @@ llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan) {
     plan->input_logits_indices = find_input(g, "logits_indices");
     plan->output_logits = LLMRT_NO_VALUE;
     plan->num_kv_layers = 0;
+    plan->kv_window = 0;
+    int any_full = 0;
     for (int32_t i = 0; i < g->num_nodes; i++) {
         const llmrt_node *n = &g->nodes[i];
         if (n->is_output) plan->output_logits = i;
         if (n->op != LLMRT_OP_ATTENTION) continue;
+        if (n->iattr[7] <= 0) any_full = 1;
+        else if (plan->kv_window == 0 || n->iattr[7] > plan->kv_window) plan->kv_window = (int32_t)n->iattr[7];
         int32_t layer = (int32_t)n->iattr[0];
         if (plan->num_kv_layers == 0) {
             plan->kv_heads = (int32_t)n->iattr[2];
@@ -69,6 +73,7 @@ llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan) {
         if (layer < 0 || layer > 100000) return llmrt_error(LLMRT_ERR_FORMAT, "plan: attention layer %d", layer);
         if (layer + 1 > plan->num_kv_layers) plan->num_kv_layers = layer + 1;
     }
+    if (any_full) plan->kv_window = 0;
     if (plan->input_token_ids < 0 || plan->input_positions < 0 || plan->input_logits_indices < 0)
         return llmrt_error(LLMRT_ERR_FORMAT, "plan: missing a step input (token_ids, positions, logits_indices)");
     if (plan->output_logits < 0) return llmrt_error(LLMRT_ERR_FORMAT, "plan: no output");
@@ -375,15 +380,11 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: no checkpoint and no --random-weights");
     if (options->max_num_tokens < 1 || options->max_batch < 1 || options->max_seq_len < 1)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: max_num_tokens, max_batch and max_seq_len must be >= 1");
-    if (config->rope.type == LLMRT_ROPE_NONE && options->max_seq_len > config->max_position_embeddings)
+    if (config->rope.type == LLMRT_ROPE_NONE && config->alibi_max_bias == 0.0f &&
+        options->max_seq_len > config->max_position_embeddings)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
                            "build: --max-seq-len %d exceeds the model's %d learned positions", options->max_seq_len,
                            config->max_position_embeddings);
-    if (config->sliding_window > 0 && strcmp(config->model_type, "mistral") == 0 &&
-        options->max_seq_len > config->sliding_window)
-        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
-                           "build: sliding-window attention (window %d) is not supported yet; use --max-seq-len <= %d",
-                           config->sliding_window, config->sliding_window);
 
     llmrt_graph *graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
     if (!graph) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");

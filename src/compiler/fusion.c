@@ -103,13 +103,31 @@ static int match_inverse_rms(const matcher *m, llmrt_value v, llmrt_value *x, fl
     return 1;
 }
 
-/* mul(mul(x, rsqrt(mean(x²) + eps)), w) → RMSNORM(x, w) */
-static int match_rmsnorm(const matcher *m, const llmrt_node *root, fused_node *out) {
+/* The gain of a norm: a weight vector w, or add(w, c) with c a scalar
+ * constant (Gemma's x̂·(1 + w)): *offset = c. */
+static int norm_gain(const matcher *m, llmrt_value v, int64_t dim, llmrt_value *w, float *offset) {
+    *w = v;
+    *offset = 0.0f;
+    if (is_vector_weight(m, v, dim)) return 1;
+    const llmrt_node *shift = match(m, v, LLMRT_OP_ADD, 1);
+    if (!shift) return 0;
+    for (int side = 0; side < 2; side++)
+        if (is_vector_weight(m, shift->inputs[side], dim) && scalar_value(m, shift->inputs[1 - side], offset)) {
+            *w = shift->inputs[side];
+            return 1;
+        }
+    return 0;
+}
+
+/* mul(mul(x, rsqrt(mean(x²) + eps)), w) → RMSNORM(x, w); with w = add(weight,
+ * c) → RMSNORM(x, weight) and *offset = c (fattr[1]) */
+static int match_rmsnorm_gain(const matcher *m, const llmrt_node *root, fused_node *out, float *gain_offset) {
     if (root->ndim < 1) return 0;
     int64_t dim = root->dims[root->ndim - 1];
     for (int side = 0; side < 2; side++) {
-        llmrt_value w = root->inputs[side], normed_v = root->inputs[1 - side];
-        if (!is_vector_weight(m, w, dim)) continue;
+        llmrt_value w, normed_v = root->inputs[1 - side];
+        float offset;
+        if (!norm_gain(m, root->inputs[side], dim, &w, &offset)) continue;
         const llmrt_node *normed = match(m, normed_v, LLMRT_OP_MUL, 1);
         if (!normed) continue;
         llmrt_value x = LLMRT_NO_VALUE;
@@ -124,13 +142,38 @@ static int match_rmsnorm(const matcher *m, const llmrt_node *root, fused_node *o
         }
         if (!found) continue;
         *out = (fused_node){LLMRT_OP_RMSNORM, {x, w}, 2, eps};
+        *gain_offset = offset;
         return 1;
     }
     return 0;
 }
 
+static int match_rmsnorm(const matcher *m, const llmrt_node *root, fused_node *out) {
+    float offset;
+    return match_rmsnorm_gain(m, root, out, &offset) && offset == 0.0f;
+}
+
+/* Gemma's x̂·(1 + w): the same fusion, the offset kept in fattr[1]. */
+static llmrt_status fuse_rmsnorm_offset(llmrt_graph *g, llmrt_pass_context *ctx) {
+    matcher m = {g, llmrt_graph_use_counts(g)};
+    if (!m.uses) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "fusion: out of memory");
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        fused_node f = {0};
+        float offset = 0.0f;
+        if (g->nodes[i].op != LLMRT_OP_MUL || !match_rmsnorm_gain(&m, &g->nodes[i], &f, &offset) || offset == 0.0f)
+            continue;
+        rewrite(g, i, f.op, f.inputs, f.num_inputs);
+        g->nodes[i].fattr[0] = f.fattr0;
+        g->nodes[i].fattr[1] = offset;
+        ctx->rewrites++;
+    }
+    free(m.uses);
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_pass_fuse_rmsnorm(llmrt_graph *g, llmrt_pass_context *ctx) {
-    return fuse_each(g, ctx, LLMRT_OP_MUL, match_rmsnorm);
+    LLMRT_TRY(fuse_each(g, ctx, LLMRT_OP_MUL, match_rmsnorm));
+    return fuse_rmsnorm_offset(g, ctx);
 }
 
 /* add(mul(mul(c, rsqrt(mean(c²) + eps)), w), b), c = sub(x, mean(x)) → LAYERNORM(x, w, b) */

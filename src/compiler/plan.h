@@ -35,6 +35,10 @@ typedef struct llmrt_plan {
     int32_t num_kv_layers;
     int32_t kv_heads;
     int32_t head_dim;
+    /* > 0: every attention layer sees at most this many keys (a sliding
+     * window), so the blocks before a sequence's window may be freed: -1 in
+     * its block table, never read */
+    int32_t kv_window;
     /* bindings */
     llmrt_value input_token_ids;      /* [T] i32 */
     llmrt_value input_positions;      /* [T] i32 */

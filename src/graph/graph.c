@@ -381,6 +381,10 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
     if (p->num_heads <= 0 || p->num_kv_heads <= 0 || p->head_dim <= 0 || p->num_heads % p->num_kv_heads != 0 ||
         p->rotary_dim < 0 || p->rotary_dim > p->head_dim || p->rotary_dim % 2 != 0)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "attention: bad head configuration");
+    if (p->sliding_window < 0 || !(p->logit_softcap >= 0.0f) || !(p->alibi_max_bias >= 0.0f))
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
+                                "attention: sliding_window %d, logit_softcap %g, alibi_max_bias %g must be >= 0",
+                                (int)p->sliding_window, (double)p->logit_softcap, (double)p->alibi_max_bias);
     const llmrt_node *nq = &g->nodes[q], *nk = &g->nodes[k], *nv = &g->nodes[v];
     int64_t qw = (int64_t)p->num_heads * p->head_dim, kw = (int64_t)p->num_kv_heads * p->head_dim;
     if (nq->ndim != 2 || nk->ndim != 2 || nv->ndim != 2 || nq->dims[0] != LLMRT_DIM_TOKENS ||
@@ -407,6 +411,9 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
         n->iattr[4] = p->rotary_dim;
         n->iattr[5] = p->rope_neox;
         n->fattr[0] = p->scale;
+        n->iattr[7] = p->sliding_window;
+        n->fattr[1] = p->logit_softcap;
+        n->fattr[2] = p->alibi_max_bias;
     }
     return out;
 }

@@ -13,6 +13,7 @@
 #ifndef LLMRT_GRAPH_GRAPH_H
 #define LLMRT_GRAPH_GRAPH_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -126,7 +127,25 @@ typedef struct llmrt_attention_params {
     int32_t rotary_dim;   /* 0: no RoPE */
     int32_t rope_neox;    /* 1: rotate_half pairing (LLaMA); 0: interleaved (GPT-J) */
     float scale;          /* usually 1/sqrt(head_dim) */
+    /* Attention variants (0 = off). A key at position j is seen from query
+     * position i when i − window < j ≤ i (Mistral, Gemma 2/3 local layers);
+     * scores = softcap·tanh(scores/softcap) (Gemma 2), applied before the
+     * ALiBi bias slope_h·(j − i) (MPT, BLOOM; slopes llmrt_alibi_slope). */
+    int32_t sliding_window; /* iattr[7] */
+    float logit_softcap;    /* fattr[1] */
+    float alibi_max_bias;   /* fattr[2]: 8 for BLOOM and MPT's default */
 } llmrt_attention_params;
+
+/* ALiBi's slope of head h of n (Press et al.; BLOOM's and MPT's
+ * build_alibi): for n a power of two 2^(−max_bias·(h+1)/n); otherwise the
+ * first p = 2^⌊log2 n⌋ heads take the slopes of p heads and the rest every
+ * other slope of 2p heads (odd exponents). */
+static inline float llmrt_alibi_slope(int32_t h, int32_t n, float max_bias) {
+    int32_t p = 1;
+    while (2 * p <= n) p *= 2;
+    if (h < p) return exp2f(-max_bias * (float)(h + 1) / (float)p);
+    return exp2f(-max_bias * (float)(2 * (h - p) + 1) / (float)(2 * p));
+}
 
 /* Causal self-attention over the paged KV cache for the packed step: applies
  * RoPE to q and k (angles positions · inv_freq, inv_freq [rotary_dim/2] a

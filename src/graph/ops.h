@@ -36,11 +36,12 @@ typedef enum llmrt_op {
     LLMRT_OP_CAST,
     /* plugin ops */
     LLMRT_OP_ATTENTION, /* inputs q, k, v[, inv_freq]; iattr: layer, heads, kv_heads, head_dim,
-                           rotary_dim, rope_neox; fattr[0] = scale */
+                           rotary_dim, rope_neox, [7] sliding_window; fattr[0] = scale,
+                           [1] logit_softcap, [2] alibi_max_bias */
     LLMRT_OP_MOE,       /* inputs x, router_logits, w_gate, w_up, w_down; iattr: num_experts, top_k */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
-    LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps */
+    LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps, [1] = weight offset (x̂·(w + offset)) */
     LLMRT_OP_LAYERNORM,   /* inputs x, weight[, bias]; fattr[0] = eps */
     LLMRT_OP_SILU,        /* x · sigmoid(x) */
     LLMRT_OP_SILU_MUL,    /* silu(gate) · up: inputs gate, up */

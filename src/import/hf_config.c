@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "import/hf_config_variants.h"
 
 /* Sanity limits: far above any real model, low enough that products of them
  * (hidden * intermediate, vocab * hidden) cannot overflow 64 bits. */
@@ -381,8 +382,10 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     LLMRT_TRY(get_int(source, root, ALIASES("vocab_size"), 1, 0, 1, MAX_VOCAB, &c->vocab_size));
     LLMRT_TRY(get_int(source, root, ALIASES("hidden_size", "n_embd", "d_model"), 1, 0, 1, MAX_HIDDEN,
                       &c->hidden_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer"), 1, 0, 1, MAX_LAYERS, &c->num_layers));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head"), 1, 0, 1, MAX_HEADS, &c->num_heads));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "n_layers"), 1, 0, 1, MAX_LAYERS,
+                      &c->num_layers));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head", "n_heads"), 1, 0, 1, MAX_HEADS,
+                      &c->num_heads));
     LLMRT_TRY(get_int(source, root, ALIASES("num_key_value_heads"), 0, c->num_heads, 1, MAX_HEADS,
                       &c->num_kv_heads));
     if (c->num_heads % c->num_kv_heads != 0)
@@ -396,7 +399,9 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
                       &c->head_dim));
     LLMRT_TRY(get_int(source, root, ALIASES("intermediate_size", "n_inner"), 0, 4LL * c->hidden_size, 1,
                       MAX_INTERMEDIATE, &c->intermediate_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("max_position_embeddings", "n_positions", "n_ctx"), 1, 0, 1,
+    /* ALiBi models (BLOOM) may name no length: 2048, BLOOM's training length */
+    LLMRT_TRY(get_int(source, root, ALIASES("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
+                                            "seq_length"), !llmrt_hf_config_uses_alibi(c), 2048, 1,
                       MAX_POSITIONS, &c->max_position_embeddings));
 
     /* LlamaConfig/Qwen2Config/MistralConfig default to 1e-6, GPT2Config to 1e-5. */
@@ -459,7 +464,8 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     LLMRT_TRY(check_token_ids(source, c));
 
     LLMRT_TRY(parse_experts(source, root, c));
-    return parse_rope(source, root, is_gpt2, c);
+    LLMRT_TRY(parse_rope(source, root, is_gpt2 || llmrt_hf_config_uses_alibi(c), c));
+    return llmrt_hf_config_parse_variants(source, root, c);
 }
 
 static llmrt_status load_object(const char *text, size_t length, const char *source, json_t **out) {
@@ -566,6 +572,17 @@ static const field_spec optional_fields[] = {
     INT_FIELD("num_experts_per_tok", num_experts_per_tok, 0, MAX_EXPERTS),
 };
 
+/* Written as "attention_variants" {...}; engine files from before it
+ * have none and read as all off. */
+static const field_spec variant_fields[] = {
+    FLOAT_FIELD("query_pre_attn_scalar", query_pre_attn_scalar),
+    FLOAT_FIELD("attn_logit_softcapping", attn_logit_softcapping),
+    FLOAT_FIELD("final_logit_softcapping", final_logit_softcapping),
+    INT_FIELD("sliding_window_pattern", sliding_window_pattern, 0, MAX_LAYERS),
+    FLOAT_FIELD("rope_local_theta", rope_local_theta),
+    FLOAT_FIELD("alibi_max_bias", alibi_max_bias),
+};
+
 #define ROPE_OFFSET(member) (offsetof(llmrt_model_config, rope) + offsetof(llmrt_rope_config, member))
 static const field_spec rope_fields[] = {
     {"theta", FIELD_FLOAT, ROPE_OFFSET(theta), 0, 0},
@@ -595,8 +612,8 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
     if (!c || (unsigned)c->activation > LLMRT_ACT_RELU || (unsigned)c->rope.type > LLMRT_ROPE_LLAMA3 ||
         c->num_eos_tokens < 0 || c->num_eos_tokens > LLMRT_MAX_EOS_TOKENS)
         return NULL;
-    json_t *root = json_object(), *rope = json_object(), *eos = json_array();
-    int ok = root && rope && eos;
+    json_t *root = json_object(), *rope = json_object(), *eos = json_array(), *variants = json_object();
+    int ok = root && rope && eos && variants;
     if (ok) {
         ok &= json_object_set_new(root, "architecture", json_stringn(c->architecture, strnlen(c->architecture,
                                   sizeof c->architecture))) == 0;
@@ -607,6 +624,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(root, "activation", json_string(activation_names[c->activation])) == 0;
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
+        ok &= put_fields(variants, c, variant_fields, sizeof variant_fields / sizeof variant_fields[0]);
         for (int32_t i = 0; i < c->num_eos_tokens; i++) ok &= json_array_append_new(eos, json_integer(c->eos_token_ids[i])) == 0;
         ok &= json_object_set_new(root, "checkpoint_dtype", c->checkpoint_dtype == LLMRT_DTYPE_INVALID
                                   ? json_null() : json_string(llmrt_dtype_name(c->checkpoint_dtype))) == 0;
@@ -621,8 +639,13 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(root, "eos_token_ids", eos) == 0;
         eos = NULL;
     }
+    if (root && variants) {
+        ok &= json_object_set_new(root, "attention_variants", variants) == 0;
+        variants = NULL;
+    }
     json_decref(rope);
     json_decref(eos);
+    json_decref(variants);
     char *text = ok ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return text;
@@ -662,6 +685,9 @@ static llmrt_status get_enum(const char *source, const json_t *object, const cha
 /* The invariants a network builder relies on, checked again on load since an
  * engine file is input like any other. */
 static llmrt_status check_model_config(const char *source, const llmrt_model_config *c) {
+    if (!(c->query_pre_attn_scalar >= 0.0f) || !(c->attn_logit_softcapping >= 0.0f) ||
+        !(c->final_logit_softcapping >= 0.0f) || !(c->rope_local_theta >= 0.0f) || !(c->alibi_max_bias >= 0.0f))
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'attention_variants' holds a negative value", source);
     if (c->num_heads % c->num_kv_heads != 0)
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'num_kv_heads' = %d does not divide num_heads = %d", source,
                            c->num_kv_heads, c->num_heads);
@@ -704,6 +730,12 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     LLMRT_TRY(get_enum(source, rope, "type", "rope.type", rope_type_names, 4, &v));
     c->rope.type = (llmrt_rope_type)v;
     LLMRT_TRY(get_fields(source, rope, "rope.", c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]));
+    const json_t *variants = json_object_get(root, "attention_variants");
+    if (variants && !json_is_object(variants))
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'attention_variants' must be an object", source);
+    if (variants)
+        LLMRT_TRY(get_fields(source, variants, "attention_variants.", c, variant_fields,
+                             sizeof variant_fields / sizeof variant_fields[0]));
     const json_t *eos = json_object_get(root, "eos_token_ids");
     if (!json_is_array(eos)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'eos_token_ids' must be an array", source);
     LLMRT_TRY(token_list(source, "eos_token_ids", eos, c->eos_token_ids, &c->num_eos_tokens));

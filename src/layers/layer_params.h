@@ -41,6 +41,15 @@ typedef struct llmrt_attention_layer_params {
     int32_t rotary_dim;       /* dimensions RoPE rotates per head; 0 = no RoPE */
     int qkv_bias;             /* the q/k/v projections carry a bias */
     int out_bias;             /* the output projection carries a bias */
+    /* Attention variants (0 = off; see llmrt_attention_params). */
+    float scale;              /* score scale; 0 = 1/sqrt(head_dim) */
+    int32_t sliding_window;   /* keys within the last `sliding_window` positions */
+    float logit_softcap;      /* scores = cap·tanh(scores/cap) */
+    float alibi_max_bias;     /* ALiBi bias instead of (or beside) RoPE */
+    /* Per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3): weights
+     * "<names.q_norm>.weight" [head_dim]; qk_norm_plus_one: Gemma's (1 + w). */
+    float qk_norm_eps;
+    int qk_norm_plus_one;
 } llmrt_attention_layer_params;
 
 /* An MLP: x [T, hidden] → [T, intermediate] → [T, hidden]. */

@@ -30,6 +30,41 @@ llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefi
     return llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
 }
 
+llmrt_value llmrt_rmsnorm_plus_one_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
+    char name[256];
+    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, x, 2.0f));
+    llmrt_value normed = llmrt_mul(g, x, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
+    llmrt_value w = llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim);
+    return llmrt_mul(g, normed, llmrt_add(g, w, llmrt_scalar(g, 1.0f)));
+}
+
+/* Each head's row of x [T, heads·D] normalised over its D values. */
+static llmrt_value per_head_rmsnorm(llmrt_graph *g, llmrt_value x, const char *prefix, int32_t heads,
+                                    const llmrt_attention_layer_params *p) {
+    int64_t by_head[3] = {LLMRT_DIM_TOKENS, heads, p->head_dim};
+    int64_t flat[2] = {LLMRT_DIM_TOKENS, (int64_t)heads * p->head_dim};
+    llmrt_value rows = llmrt_view(g, x, 3, by_head);
+    rows = p->qk_norm_plus_one ? llmrt_rmsnorm_plus_one_layer(g, rows, prefix, p->head_dim, p->qk_norm_eps)
+                               : llmrt_rmsnorm_layer(g, rows, prefix, p->head_dim, p->qk_norm_eps);
+    return llmrt_view(g, rows, 2, flat);
+}
+
+llmrt_value llmrt_layernorm_no_bias_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
+    char name[256];
+    llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
+    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, centered, 2.0f));
+    llmrt_value normed = llmrt_mul(g, centered, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
+    return llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
+}
+
+/* Part `which` (0 q, 1 k, 2 v) of a fused projection interleaved per head:
+ * qkv [T, heads·3·D] seen as [T, heads, 3, D] → [T, heads·D]. */
+static llmrt_value per_head_part(llmrt_graph *g, llmrt_value qkv, int32_t heads, int32_t head_dim, int which) {
+    int64_t split[4] = {LLMRT_DIM_TOKENS, heads, 3, head_dim}, flat[2] = {LLMRT_DIM_TOKENS, (int64_t)heads * head_dim};
+    llmrt_value part = llmrt_slice(g, llmrt_view(g, qkv, 4, split), 2, which, 1);
+    return llmrt_view(g, part, 2, flat);
+}
+
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
     char name[256];
     llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
@@ -53,6 +88,11 @@ llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activati
     }
     }
     return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "activation %d not supported", (int)act);
+}
+
+llmrt_value llmrt_softcap_layer(llmrt_graph *g, llmrt_value x, float cap) {
+    llmrt_value squashed = llmrt_tanh(g, llmrt_div(g, x, llmrt_scalar(g, cap)));
+    return llmrt_mul(g, squashed, llmrt_scalar(g, cap));
 }
 
 void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq) {
@@ -89,7 +129,14 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
     int64_t hidden = p->hidden;
     int64_t q_width = (int64_t)p->num_heads * p->head_dim, kv_width = (int64_t)p->num_kv_heads * p->head_dim;
     llmrt_value q, k, v;
-    if (names->qkv) {
+    if (names->qkv && names->qkv_per_head) {
+        if (p->num_kv_heads != p->num_heads)
+            return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "attention: a per-head fused qkv needs kv heads = heads");
+        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, 3 * q_width, p->qkv_bias, names->conv1d_layout);
+        q = per_head_part(g, qkv, p->num_heads, p->head_dim, 0);
+        k = per_head_part(g, qkv, p->num_heads, p->head_dim, 1);
+        v = per_head_part(g, qkv, p->num_heads, p->head_dim, 2);
+    } else if (names->qkv) {
         llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
                                              names->conv1d_layout);
         q = llmrt_slice(g, qkv, 1, 0, q_width);
@@ -100,6 +147,8 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         k = llmrt_linear_layer(g, x, names->k, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
         v = llmrt_linear_layer(g, x, names->v, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
     }
+    if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, p->num_heads, p);
+    if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, p->num_kv_heads, p);
     llmrt_attention_params params = {
         .layer = layer,
         .num_heads = p->num_heads,
@@ -107,7 +156,10 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         .head_dim = p->head_dim,
         .rotary_dim = p->rotary_dim,
         .rope_neox = 1,
-        .scale = 1.0f / sqrtf((float)p->head_dim),
+        .scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)p->head_dim),
+        .sliding_window = p->sliding_window,
+        .logit_softcap = p->logit_softcap,
+        .alibi_max_bias = p->alibi_max_bias,
     };
     llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
     return llmrt_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias, names->conv1d_layout);

@@ -16,10 +16,17 @@ llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix
 llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim);
 /* x·rsqrt(mean(x²) + eps)·w, weight "<prefix>.weight" [dim] */
 llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
+/* x·rsqrt(mean(x²) + eps)·(1 + w): Gemma's RMSNorm, weights stored as offsets from 1 */
+llmrt_value llmrt_rmsnorm_plus_one_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
+/* (x − mean)·rsqrt(var + eps)·w, weight "<prefix>.weight" only (MPT) */
+llmrt_value llmrt_layernorm_no_bias_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* (x − mean)·rsqrt(var + eps)·w + b, weights "<prefix>.weight", "<prefix>.bias" */
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);
 /* The activation as functional ops (silu = x·sigmoid(x), gelu_tanh, ...). */
 llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activation act);
+
+/* cap·tanh(x / cap): Gemma 2's soft-capping of the final logits. */
+llmrt_value llmrt_softcap_layer(llmrt_graph *g, llmrt_value x, float cap);
 
 /* RoPE inverse frequencies [rotary_dim / 2] for a rope config, computed in
  * fp32 the way transformers does (default, linear, llama3). */
@@ -30,6 +37,8 @@ typedef struct llmrt_attention_layer_names {
     const char *qkv;       /* one fused projection (GPT-2 c_attn), or NULL */
     const char *out;
     int conv1d_layout;
+    const char *q_norm, *k_norm; /* per-head q/k RMSNorm prefixes, or NULL */
+    int qkv_per_head;            /* qkv's rows are [head][q, k, v][head_dim] (BLOOM), not [q | k | v] */
 } llmrt_attention_layer_names;
 
 /* Self-attention block: projections, the attention plugin op (RoPE inside),

@@ -40,6 +40,14 @@ typedef struct llmrt_model_config {
     /* mixture of experts (Mixtral); 0 for dense models */
     int32_t num_experts;          /* num_local_experts */
     int32_t num_experts_per_tok;  /* top-k routed experts per token */
+    /* attention variants (src/import/hf_config_variants.c); 0 = off */
+    float query_pre_attn_scalar;    /* scores scaled by its rsqrt, not head_dim's (Gemma 2/3) */
+    float attn_logit_softcapping;   /* scores = cap·tanh(scores/cap) (Gemma 2) */
+    float final_logit_softcapping;  /* logits = cap·tanh(logits/cap) (Gemma 2) */
+    int32_t sliding_window_pattern; /* with sliding_window: 0 = every layer windowed; N = layer l
+                                       global when (l + 1) % N == 0 (layer_types) */
+    float rope_local_theta;         /* RoPE base of the windowed layers (Gemma 3); 0 = rope.theta */
+    float alibi_max_bias;           /* ALiBi position bias, no RoPE (MPT, BLOOM) */
 } llmrt_model_config;
 
 #endif

@@ -35,11 +35,26 @@ llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g);
  * take them (family_common.c). */
 llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_config *config);
 llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *config);
+/* The sliding window of layer l: the config's window where layer l is
+ * windowed (sliding_window_pattern), else 0. */
+int32_t llmrt_model_layer_window(const llmrt_model_config *config, int32_t layer);
+/* Gemma's embedding scale √hidden, rounded to the graph's activation type
+ * as HF rounds it to the model's dtype. */
+float llmrt_model_embedding_scale(const llmrt_graph *g, const llmrt_model_config *config);
+/* The rope config's inverse frequencies [rotary_dim / 2] as a constant. */
+llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *rope, const char *label);
 
 extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;
 extern const llmrt_model_family llmrt_family_qwen2;
 extern const llmrt_model_family llmrt_family_gpt2;
 extern const llmrt_model_family llmrt_family_mixtral;
+/* attention variants: q/k norm, sliding windows, soft-caps, ALiBi */
+extern const llmrt_model_family llmrt_family_qwen3;
+extern const llmrt_model_family llmrt_family_gemma;
+extern const llmrt_model_family llmrt_family_gemma2;
+extern const llmrt_model_family llmrt_family_gemma3;
+extern const llmrt_model_family llmrt_family_mpt;
+extern const llmrt_model_family llmrt_family_bloom;
 
 #endif

@@ -8,11 +8,21 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_qwen2,
     &llmrt_family_gpt2,
     &llmrt_family_mixtral,
+    /* attention variants */
+    &llmrt_family_qwen3,
+    &llmrt_family_gemma,
+    &llmrt_family_gemma2,
+    &llmrt_family_gemma3,
+    &llmrt_family_mpt,
+    &llmrt_family_bloom,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
-           ", MixtralForCausalLM";
+           ", MixtralForCausalLM"
+           /* attention variants */
+           ", Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, MptForCausalLM"
+           ", BloomForCausalLM";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {

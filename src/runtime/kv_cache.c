@@ -126,7 +126,9 @@ int32_t kv_cache_alloc(kv_cache *kv) {
     return b;
 }
 
+/* Negative ids are a block table's slots freed outside a sliding window. */
 void kv_cache_retain(kv_cache *kv, int32_t b) {
+    if (b < 0) return;
     if (kv->ref_count[b]++ == 0) {
         lru_remove(kv, b); /* only indexed blocks sit at ref 0 outside the free stack */
         mark_used(kv);
@@ -134,6 +136,7 @@ void kv_cache_retain(kv_cache *kv, int32_t b) {
 }
 
 void kv_cache_release(kv_cache *kv, int32_t b) {
+    if (b < 0) return;
     if (--kv->ref_count[b] > 0) return;
     kv->used--;
     if (kv->indexed[b]) lru_push(kv, b);

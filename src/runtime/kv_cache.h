@@ -44,6 +44,7 @@ int32_t kv_cache_available(const kv_cache *kv);
 /* A block with ref_count 1, or -1 when none is left (evicts the oldest
  * cached block if the free list is empty). */
 int32_t kv_cache_alloc(kv_cache *kv);
+/* Both ignore a negative block (a slot freed outside a sliding window). */
 void kv_cache_retain(kv_cache *kv, int32_t block);
 void kv_cache_release(kv_cache *kv, int32_t block);
 int32_t kv_cache_ref_count(const kv_cache *kv, int32_t block);

@@ -139,6 +139,7 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     rt->profile = env && env[0] && env[0] != '0';
     rt->block_size = mem.kv_block_size;
     rt->max_seq_len = plan->max_seq_len;
+    rt->kv_window = plan->kv_window;
     rt->max_blocks_per_seq = rt_blocks_for(rt, rt->max_seq_len);
     rt->num_eos = llmrt_loaded_engine_eos_ids(engine, &rt->eos_ids);
     rt->next_id = 1;
@@ -276,7 +277,11 @@ llmrt_status llmrt_runtime_submit(llmrt_runtime *rt, const llmrt_request *p, llm
          * must fit the pool, so that a request alone always completes */
         int32_t room = rt->max_seq_len - n, max_new = p->sampling.max_tokens < room ? p->sampling.max_tokens : room;
         int32_t seqs = p->num_beams > 0 ? p->num_beams : p->n;
-        int64_t need = (int64_t)seqs * rt_blocks_for(rt, n + max_new);
+        int64_t per_seq = rt_blocks_for(rt, n + max_new);
+        /* a sliding-window plan holds at most a window and a chunk a sequence */
+        const int64_t window_bound = rt_blocks_for(rt, rt->kv_window + rt->max_num_tokens) + 1;
+        if (rt->kv_window > 0 && window_bound < per_seq) per_seq = window_bound;
+        int64_t need = (int64_t)seqs * per_seq;
         if (need > rt->kv_total_blocks) /* fixed at create: no lock needed */
             s = llmrt_error(LLMRT_ERR_CAPACITY, "request: needs up to %lld KV blocks of %d tokens; the cache has %d",
                             (long long)need, rt->block_size, rt->kv_total_blocks);

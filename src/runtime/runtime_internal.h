@@ -117,6 +117,7 @@ struct llmrt_runtime {
     llmrt_backend *backend;
     llmrt_runtime_options options;
     int32_t max_batch, max_num_tokens, vocab, block_size, max_blocks_per_seq, max_seq_len, kv_total_blocks;
+    int32_t kv_window; /* the plan's: > 0 frees blocks before each sequence's window */
     const int32_t *eos_ids;
     int32_t num_eos;
     kv_cache *kv;

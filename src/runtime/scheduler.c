@@ -7,6 +7,8 @@
  * the prefix cache already holds) plus a headroom of one block per running
  * sequence, so that a request once admitted rarely stalls mid-prefill, and
  * decode growth of the others does not immediately push it out again.
+ * Sliding-window plans reserve only the first chunk, and every sequence
+ * releases the blocks behind its window after each step.
  *
  * When a running sequence needs a block and none is left, the newest running
  * request is preempted: all its blocks are released and it goes back to the
@@ -56,6 +58,19 @@ static llmrt_status ensure_blocks(llmrt_runtime *rt, rt_sequence *s, int32_t upt
         s->blocks[s->num_blocks++] = b;
     }
     return LLMRT_OK;
+}
+
+/* Sliding-window plans: the next query (position `computed`) and every
+ * later one see keys from computed + 1 − window on, so the blocks wholly
+ * before that are released (cached if indexed, for prefix reuse) and their
+ * table slots set to -1; a sequence then holds about window / block_size
+ * blocks however long it grows. */
+static void release_outside_window(llmrt_runtime *rt, rt_sequence *s) {
+    const int32_t first_key = s->computed + 1 - rt->kv_window;
+    for (int32_t b = 0; b < s->num_blocks && (b + 1) * rt->block_size <= first_key; b++) {
+        kv_cache_release(rt->kv, s->blocks[b]);
+        s->blocks[b] = -1;
+    }
 }
 
 /* Appends tokens [computed, computed + count) of a sequence to the step,
@@ -158,6 +173,15 @@ static llmrt_status schedule_running(llmrt_runtime *rt, int32_t *budget, int *pr
     return LLMRT_OK;
 }
 
+/* The tokens admission reserves blocks for: the whole prompt, or in a
+ * sliding-window plan only the first chunk (from `computed`): blocks before
+ * the window are released as the prompt advances, so a prompt longer than
+ * the pool still runs; later chunks take blocks as they are scheduled. */
+static int32_t admission_upto(const llmrt_runtime *rt, int32_t computed, int32_t len) {
+    if (rt->kv_window <= 0 || len - computed <= rt->max_num_tokens) return len;
+    return computed + rt->max_num_tokens;
+}
+
 /* Tries to admit the waiting request r; returns 1 if it did. */
 static llmrt_status try_admit(llmrt_runtime *rt, rt_request *r, int32_t headroom, int *admitted) {
     *admitted = 0;
@@ -177,7 +201,7 @@ static llmrt_status try_admit(llmrt_runtime *rt, rt_request *r, int32_t headroom
             s->last_key = key;
         }
         s->num_indexed = hit; /* provisional until admitted */
-        need += rt_blocks_for(rt, s->len) - hit;
+        need += rt_blocks_for(rt, admission_upto(rt, hit * rt->block_size, s->len)) - hit;
     }
     if (kv_cache_available(rt->kv) - cached_taken < need + headroom) return LLMRT_OK;
     for (int32_t i = 0; i < r->num_seqs; i++) {
@@ -188,8 +212,9 @@ static llmrt_status try_admit(llmrt_runtime *rt, rt_request *r, int32_t headroom
         for (int32_t b = 0; b < hit; b++) kv_cache_retain(rt->kv, s->blocks[b]);
         s->num_blocks = hit;
         s->computed = hit * rt->block_size;
+        if (rt->kv_window > 0) release_outside_window(rt, s); /* a long cached prefix */
         if (r->num_preemptions == 0 && i == 0) r->cached_prompt_tokens = s->computed;
-        LLMRT_TRY(ensure_blocks(rt, s, s->len));
+        LLMRT_TRY(ensure_blocks(rt, s, admission_upto(rt, s->computed, s->len)));
     }
     rt_list_remove(&rt->waiting, r);
     r->state = REQ_RUNNING;
@@ -235,14 +260,14 @@ void rt_step_done(llmrt_runtime *rt) {
         if (prompt_part > 0)
             rt->prompt_tokens_computed += prompt_part < rt->step_count[q] ? prompt_part : rt->step_count[q];
         s->computed += rt->step_count[q];
-        if (!rt->options.prefix_caching) continue;
         /* full blocks are final: enter them in the prefix index */
-        while ((s->num_indexed + 1) * rt->block_size <= s->computed) {
+        while (rt->options.prefix_caching && (s->num_indexed + 1) * rt->block_size <= s->computed) {
             const int32_t *t = s->tokens + (size_t)s->num_indexed * rt->block_size;
             uint64_t key = kv_cache_block_key(rt->kv, s->last_key, t);
             kv_cache_index_block(rt->kv, s->blocks[s->num_indexed], s->last_key, key, t);
             s->last_key = key;
             s->num_indexed++;
         }
+        if (rt->kv_window > 0) release_outside_window(rt, s);
     }
 }

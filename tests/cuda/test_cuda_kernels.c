@@ -234,6 +234,12 @@ static void test_rows(void) {
             CUDA_CHECK(cuda_rmsnorm(dy, dx, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 0, 0));
             dev_to_f32(got, dy, n, t);
             CHECK_CLOSE(got, ref, n, tol, "rmsnorm %s dim %lld", llmrt_dtype_name(t), (long long)dim);
+            /* Gemma's gain 1 + w */
+            cpu_rmsnorm_offset(ref, x, w, rows, dim, 1e-5f, 1.0f);
+            dev_poison(dy, n * 4);
+            CUDA_CHECK(cuda_rmsnorm_offset(dy, dx, t, dw, LLMRT_DTYPE_F32, rows, dim, 1e-5f, 1.0f, 0, 0));
+            dev_to_f32(got, dy, n, t);
+            CHECK_CLOSE(got, ref, n, tol, "rmsnorm (1 + w) %s dim %lld", llmrt_dtype_name(t), (long long)dim);
             /* layernorm, with and without bias */
             for (int with_bias = 0; with_bias < 2; with_bias++) {
                 cpu_layernorm(ref, x, w, with_bias ? bias : NULL, rows, dim, 1e-5f);

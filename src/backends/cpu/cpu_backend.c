@@ -194,7 +194,8 @@ static int same_shape(const llmrt_node *a, const llmrt_node *b) {
 
 static int fusable_add_norm(const llmrt_plan *plan, llmrt_value add, llmrt_value norm) {
     const llmrt_node *a = &plan->graph->nodes[add], *r = &plan->graph->nodes[norm];
-    if (a->op != LLMRT_OP_ADD || r->op != LLMRT_OP_RMSNORM || r->inputs[0] != add || a->dtype != LLMRT_DTYPE_F32 ||
+    if (a->op != LLMRT_OP_ADD || r->op != LLMRT_OP_RMSNORM || r->fattr[1] != 0.0f || r->inputs[0] != add ||
+        a->dtype != LLMRT_DTYPE_F32 ||
         !same_shape(a, r))
         return 0;
     for (int i = 0; i < 2; i++) {
@@ -416,7 +417,10 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
     float *k_cache = s->k_cache + (size_t)n->iattr[0] * s->layer_stride;
     float *v_cache = s->v_cache + (size_t)n->iattr[0] * s->layer_stride;
     cpu_kv_cache_write(k_cache, v_cache, s->k_scratch, v, &batch, T, kv_heads, head_dim);
-    cpu_attention(out, s->q_scratch, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0]);
+    cpu_attention_variant variant = {.sliding_window = (int32_t)n->iattr[7], .logit_softcap = n->fattr[1],
+                                     .alibi_max_bias = n->fattr[2]};
+    cpu_attention_ex(out, s->q_scratch, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0],
+                     &variant);
     return LLMRT_OK;
 }
 
@@ -471,7 +475,8 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     }
     case LLMRT_OP_RMSNORM: {
         int64_t dim = shape.dims[shape.ndim - 1];
-        cpu_rmsnorm(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), numel / dim, dim, n->fattr[0]);
+        cpu_rmsnorm_offset(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), numel / dim, dim, n->fattr[0],
+                           n->fattr[1]);
         return LLMRT_OK;
     }
     case LLMRT_OP_LAYERNORM: {
@@ -582,14 +587,19 @@ static llmrt_status check_step(const cpu_state *s, const llmrt_step *step) {
     for (int32_t q = 0; q < step->num_seqs; q++) {
         if (step->seq_start[q + 1] < step->seq_start[q])
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: seq_start not ascending");
-        int32_t max_position = -1;
+        int32_t max_position = -1, min_position = INT32_MAX;
         for (int32_t t = step->seq_start[q]; t < step->seq_start[q + 1]; t++) {
             if (step->positions[t] < 0 || step->positions[t] >= capacity)
                 return llmrt_error(LLMRT_ERR_CAPACITY, "step: position %d outside the sequence's %lld cache slots",
                                    step->positions[t], (long long)capacity);
             if (step->positions[t] > max_position) max_position = step->positions[t];
+            if (step->positions[t] < min_position) min_position = step->positions[t];
         }
-        for (int32_t b = 0; b <= max_position / s->block_size; b++) {
+        /* a sliding-window plan never reads the blocks before the window */
+        const int32_t window = s->plan->kv_window;
+        const int32_t first_block =
+            window > 0 && min_position + 1 > window ? (min_position + 1 - window) / s->block_size : 0;
+        for (int32_t b = first_block; b <= max_position / s->block_size; b++) {
             int32_t block = step->block_tables[(size_t)q * step->max_blocks_per_seq + b];
             if (block < 0 || block >= s->num_blocks)
                 return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: block %d outside the cache (%d blocks)", block,

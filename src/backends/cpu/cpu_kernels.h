@@ -51,6 +51,9 @@ int64_t cpu_embedding(float *out, const void *table, llmrt_dtype table_type, int
 
 /* y = x / sqrt(mean(x²) + eps) * weight, per row of length dim. weight f32. */
 void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps);
+/* The same with the gain weight + offset (Gemma's x̂·(1 + w): offset 1). */
+void cpu_rmsnorm_offset(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps,
+                        float offset);
 /* y = (x - mean) / sqrt(var + eps) * weight + bias (bias may be NULL). */
 void cpu_layernorm(float *y, const float *x, const float *weight, const float *bias, int64_t rows,
                    int64_t dim, float eps);
@@ -129,5 +132,19 @@ size_t cpu_moe_scratch_bytes(int64_t T, int64_t H, int64_t I, int64_t E, int64_t
 void cpu_moe(float *y, const float *x, const float *router_logits, const void *w_gate, const void *w_up,
              const void *w_down, llmrt_dtype w_type, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
              void *scratch);
+/* The attention variants of llmrt_attention_params (0 = off): a sliding
+ * window (keys j with pos − window < j ≤ pos), logit soft-capping
+ * (cap·tanh(s/cap)) and ALiBi (s += slope_h·(j − pos)). */
+typedef struct cpu_attention_variant {
+    int32_t sliding_window;
+    float logit_softcap;
+    float alibi_max_bias;
+} cpu_attention_variant;
+
+/* cpu_attention with the variants; the same as cpu_attention when all are
+ * off. A windowed query reads only its window's cache blocks. */
+void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
+                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, float scale, const cpu_attention_variant *variant);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "backends/cpu/cpu_kernels_internal.h"
 #include "core/thread_pool.h"
+#include "graph/graph.h"
 
 /* Scores of one chunk live on the stack; 64 covers block sizes 16/32/64 in
  * one chunk each and keeps the chunk's K and V rows (64 × head_dim × 4 B ×
@@ -60,6 +61,7 @@ typedef struct attention_job {
     int64_t heads, kv_heads, head_dim, group, per, ranges;
     float scale;
     int avx512; /* the token kernel: AVX-512, else AVX2 */
+    cpu_attention_variant variant; /* the pair kernel only */
     cpu_attn_scores_fn *scores_fn;
     cpu_attn_accumulate_fn *accumulate_fn;
 } attention_job;
@@ -125,17 +127,29 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
         memset(acc, 0, sizeof(float) * (size_t)head_dim);
         const int32_t s = seq_of_token(batch, t);
         const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
-        int64_t len = (int64_t)batch->positions[t] + 1;
+        const int64_t pos = batch->positions[t];
+        int64_t len = pos + 1;
         if (len > (int64_t)batch->max_blocks_per_seq * bs) len = (int64_t)batch->max_blocks_per_seq * bs;
         const int64_t kv_offset = (h / j->group) * head_dim;
+        const cpu_attention_variant *var = &j->variant;
+        /* keys before the window are never read (their blocks may be freed) */
+        const int64_t first =
+            var->sliding_window > 0 && pos + 1 > var->sliding_window ? pos + 1 - var->sliding_window : 0;
+        const float cap = var->logit_softcap;
+        const float slope = var->alibi_max_bias > 0.0f
+                                ? llmrt_alibi_slope((int32_t)h, (int32_t)j->heads, var->alibi_max_bias) : 0.0f;
         float running_max = -INFINITY, normaliser = 0.0f, scores[ATTN_CHUNK];
-        for (int64_t p0 = 0; p0 < len;) {
+        for (int64_t p0 = first; p0 < len;) {
             /* A chunk never crosses a block: its slots are evenly strided. */
             int64_t slot = p0 % bs, n = bs - slot;
             if (n > len - p0) n = len - p0;
             if (n > ATTN_CHUNK) n = ATTN_CHUNK;
             size_t base = ((size_t)table[p0 / bs] * bs + (size_t)slot) * (size_t)slot_stride + kv_offset;
             j->scores_fn(scores, qv, j->k_cache_in + base, slot_stride, (int)n, head_dim, j->scale);
+            if (cap > 0.0f)
+                for (int i = 0; i < n; i++) scores[i] = cap * tanhf(scores[i] / cap);
+            if (slope != 0.0f)
+                for (int i = 0; i < n; i++) scores[i] += slope * (float)(p0 + i - pos);
             float chunk_max = scores[0];
             for (int i = 1; i < n; i++) chunk_max = scores[i] > chunk_max ? scores[i] : chunk_max;
             float new_max = chunk_max > running_max ? chunk_max : running_max;
@@ -160,11 +174,22 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
 void cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                    const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads, int64_t head_dim,
                    float scale) {
+    cpu_attention_ex(out, q, k_cache, v_cache, batch, T, heads, kv_heads, head_dim, scale, NULL);
+}
+
+void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
+                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, float scale, const cpu_attention_variant *variant) {
     attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
                          .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
                          .scale = scale};
+    const int has_variant = variant && (variant->sliding_window > 0 || variant->logit_softcap > 0.0f ||
+                                        variant->alibi_max_bias > 0.0f);
+    if (has_variant) job.variant = *variant;
     const int level = cpu_isa_level();
-    if (level == CPU_ISA_AVX512 || (level == CPU_ISA_AVX2 && head_dim % 8 == 0)) {
+    /* The variants take the (token, head) pair kernel: the token kernels
+     * walk every position from 0 without per-score hooks. */
+    if (!has_variant && (level == CPU_ISA_AVX512 || (level == CPU_ISA_AVX2 && head_dim % 8 == 0))) {
         /* A work item is a range of query heads of one token, walking the
          * token's cache positions 16 (AVX2: 8) at a time: every head of the range
          * reads the chunk's slot rows (all kv heads, contiguous within a

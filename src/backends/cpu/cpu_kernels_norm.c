@@ -14,7 +14,7 @@
  * compiler vectorises them, where one chain of double adds cost ~4 cycles
  * per element (3.8 µs per 8×256 norm in a decode step). Squares of floats
  * are exact in double, so FMA contraction cannot change the result. */
-static void rmsnorm_row(float *y, const float *x, const float *weight, int64_t dim, float eps) {
+static void rmsnorm_row(float *y, const float *x, const float *weight, int64_t dim, float eps, float offset) {
     double part[8] = {0};
     int64_t i = 0;
     for (; i + 8 <= dim; i += 8)
@@ -22,7 +22,10 @@ static void rmsnorm_row(float *y, const float *x, const float *weight, int64_t d
     for (; i < dim; i++) part[0] += (double)x[i] * x[i];
     const double sum_sq = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     float inv = (float)(1.0 / sqrt(sum_sq / (double)dim + (double)eps));
-    for (i = 0; i < dim; i++) y[i] = x[i] * inv * weight[i];
+    if (offset != 0.0f) /* Gemma: (1 + w) in float, as HF adds it */
+        for (i = 0; i < dim; i++) y[i] = x[i] * inv * (weight[i] + offset);
+    else
+        for (i = 0; i < dim; i++) y[i] = x[i] * inv * weight[i];
 }
 
 /* One job for the four norms: rows [begin, end). */
@@ -31,17 +34,24 @@ typedef struct norm_job {
     const float *x, *b, *weight, *bias;
     int64_t dim;
     float eps;
+    float offset; /* RMSNorm weight offset */
 } norm_job;
 
 #define PARALLEL_ROWS(rows, dim) ((rows) * (dim) >= PARALLEL_MIN_ELEMENTS && (rows) > 1)
 
 static void rmsnorm_chunk(void *ctx, int64_t begin, int64_t end) {
     const norm_job *j = ctx;
-    for (int64_t r = begin; r < end; r++) rmsnorm_row(j->y + r * j->dim, j->x + r * j->dim, j->weight, j->dim, j->eps);
+    for (int64_t r = begin; r < end; r++)
+        rmsnorm_row(j->y + r * j->dim, j->x + r * j->dim, j->weight, j->dim, j->eps, j->offset);
 }
 
 void cpu_rmsnorm(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps) {
-    norm_job job = {.y = y, .x = x, .weight = weight, .dim = dim, .eps = eps};
+    cpu_rmsnorm_offset(y, x, weight, rows, dim, eps, 0.0f);
+}
+
+void cpu_rmsnorm_offset(float *y, const float *x, const float *weight, int64_t rows, int64_t dim, float eps,
+                        float offset) {
+    norm_job job = {.y = y, .x = x, .weight = weight, .dim = dim, .eps = eps, .offset = offset};
     llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, 1), PARALLEL_ROWS(rows, dim), rmsnorm_chunk, &job);
 }
 
@@ -52,7 +62,7 @@ static void add_rmsnorm_chunk(void *ctx, int64_t begin, int64_t end) {
         float *res = j->sum + r * j->dim;
         const float *xr = j->x + r * j->dim;
         for (int64_t i = 0; i < j->dim; i++) res[i] += xr[i];
-        rmsnorm_row(j->y + r * j->dim, res, j->weight, j->dim, j->eps);
+        rmsnorm_row(j->y + r * j->dim, res, j->weight, j->dim, j->eps, 0.0f);
     }
 }
 
@@ -69,7 +79,7 @@ static void add_rmsnorm_to_chunk(void *ctx, int64_t begin, int64_t end) {
         float *sr = j->sum + r * j->dim;
         const float *ar = j->x + r * j->dim, *br = j->b + r * j->dim;
         for (int64_t i = 0; i < j->dim; i++) sr[i] = ar[i] + br[i];
-        rmsnorm_row(j->y + r * j->dim, sr, j->weight, j->dim, j->eps);
+        rmsnorm_row(j->y + r * j->dim, sr, j->weight, j->dim, j->eps, 0.0f);
     }
 }
 

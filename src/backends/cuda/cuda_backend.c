@@ -407,14 +407,19 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
         if (begin < 0 || end <= begin || end > T)
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: sequence %d has rows [%d, %d) of a %d-token step",
                                (int)s, (int)begin, (int)end, (int)T);
-        int32_t seq_max = 0;
+        int32_t seq_max = 0, seq_min = INT32_MAX;
         for (int32_t t = begin; t < end; t++) {
             const int32_t pos = step->positions[t];
             if (pos < 0 || pos >= plan->max_seq_len)
                 return llmrt_error(LLMRT_ERR_CAPACITY, "cuda: token %d of sequence %d at position %d (max_seq_len %d)",
                                    (int)t, (int)s, (int)pos, (int)plan->max_seq_len);
             if (pos > seq_max) seq_max = pos;
+            if (pos < seq_min) seq_min = pos;
         }
+        /* a sliding-window plan never reads the blocks before the window:
+         * their slots (-1, freed) become block 0 on the device */
+        const int32_t first_block = plan->kv_window > 0 && seq_min + 1 > plan->kv_window
+                                        ? (seq_min + 1 - plan->kv_window) / st->kv_block_size : 0;
         if (seq_max > step_max) step_max = seq_max;
         const int32_t blocks_needed = seq_max / st->kv_block_size + 1;
         if (blocks_needed > step->max_blocks_per_seq)
@@ -423,6 +428,10 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
                                (int)seq_max, (int)step->max_blocks_per_seq);
         const int32_t *row = step->block_tables + (size_t)s * step->max_blocks_per_seq;
         for (int32_t b = 0; b < blocks_needed; b++) {
+            if (b < first_block && row[b] < 0) {
+                h[off_tables + (size_t)s * st->bt_stride + b] = 0;
+                continue;
+            }
             if (row[b] < 0 || row[b] >= st->kv_num_blocks)
                 return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: sequence %d block %d is %d (cache has %d blocks)",
                                    (int)s, (int)b, (int)row[b], (int)st->kv_num_blocks);

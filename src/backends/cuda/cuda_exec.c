@@ -114,6 +114,12 @@ static llmrt_value strip_views(const cuda_state *st, llmrt_value x) {
     return x;
 }
 
+/* A sliding window, soft-cap or ALiBi (llmrt_attention_params): these run
+ * on cuda_attention_variant. */
+static int attention_has_variant(const llmrt_node *n) {
+    return n->iattr[7] > 0 || n->fattr[1] > 0.0f || n->fattr[2] > 0.0f;
+}
+
 /* A decode step folds RoPE and the KV write into the attention kernel (one
  * launch fewer a layer) where q, k and v are 16-byte aligned; *inv_freq and
  * *rot say which rotation (NULL, 0: none). */
@@ -123,6 +129,7 @@ static int attention_fuses_rope(const cuda_state *st, llmrt_value v, const float
     const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
     *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
     *rot = *inv_freq ? rotary_dim : 0;
+    if (attention_has_variant(n)) return 0; /* the variant kernel takes q rotated, the K/V written */
     uintptr_t bits = 0;
     for (int i = 0; i < 3; i++) bits |= (uintptr_t)st->node_ptr[n->inputs[i]];
     return st->decode_step && st->settings.fuse_rope && *rot <= head_dim && (bits & 15) == 0;
@@ -342,6 +349,13 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
                                      head_dim, rot, inv_freq, neox, st->pdl, st->stream));
     }
     cuda_attention_batch b = st->batch;
+    if (attention_has_variant(n)) {
+        const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2]};
+        b.token_index = NULL;
+        LAUNCH(v, cuda_attention_variant(out, out, k_cache, v_cache, t, &b, heads, kv_heads, head_dim, scale, &variant,
+                                         st->stream));
+        return LLMRT_OK;
+    }
     if (!st->decode_step && st->prefill_kernel) { /* checked against the plan's head size at create */
         /* a mixed step: chunks of two or more tokens on tensor cores, the
          * one-token sequences (decode tokens) through the split-K kernel */
@@ -451,8 +465,8 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         const int64_t rows = dim ? cuda_value_numel(st, v) / dim : 0;
         const llmrt_dtype tw = cuda_value_type(st, n->inputs[1]);
         if (n->op == LLMRT_OP_RMSNORM)
-            LAUNCH(v, cuda_rmsnorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]], tw, rows, dim, n->fattr[0],
-                                   st->pdl, st->stream));
+            LAUNCH(v, cuda_rmsnorm_offset(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]], tw, rows, dim,
+                                          n->fattr[0], n->fattr[1], st->pdl, st->stream));
         else
             LAUNCH(v, cuda_layernorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]],
                                      n->num_inputs > 2 ? st->node_ptr[n->inputs[2]] : NULL, tw, rows, dim, n->fattr[0],

@@ -36,6 +36,7 @@ static llmrt_status mark_add_norm(cuda_state *st) {
         const int32_t v = st->exec[p];
         const llmrt_node *r = &g->nodes[v], *a = &g->nodes[st->exec[p - 1]];
         if (r->op != LLMRT_OP_RMSNORM || a->op != LLMRT_OP_ADD || r->inputs[0] != st->exec[p - 1]) continue;
+        if (r->fattr[1] != 0.0f) continue; /* a weight offset: the standalone kernel */
         if (r->dtype != a->dtype || !(a->dtype == LLMRT_DTYPE_F32 || a->dtype == LLMRT_DTYPE_F16 ||
                                       a->dtype == LLMRT_DTYPE_BF16))
             continue;
@@ -139,7 +140,9 @@ static llmrt_status find_norm_sites(cuda_state *st, const int32_t *uses) {
         const int count = st->gemv_group[v] & ~CUDA_GROUP_GATED;
         const llmrt_value r = ex[p - 1];
         const llmrt_node *rn = &g->nodes[r], *first = &g->nodes[v];
-        if (rn->op != LLMRT_OP_RMSNORM || first->inputs[0] != r || uses[r] != count || rn->ndim != 2) continue;
+        if (rn->op != LLMRT_OP_RMSNORM || rn->fattr[1] != 0.0f || first->inputs[0] != r || uses[r] != count ||
+            rn->ndim != 2)
+            continue;
         const int64_t K = rn->dims[1];
         if (K % 8 || K * CUDA_GEMV_MAX_M * (int64_t)llmrt_dtype_size(t) > CUDA_GEMV_NORM_MAX_BYTES ||
             cuda_value_type(st, rn->inputs[1]) != LLMRT_DTYPE_F32 || cuda_value_numel(st, rn->inputs[1]) != K ||

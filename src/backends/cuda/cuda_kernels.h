@@ -65,6 +65,9 @@ cudaError_t cuda_softmax(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype
 /* y = x / sqrt(mean(x²) + eps) * weight; x, y: [rows, dim], weight: [dim]. */
 cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight, llmrt_dtype w_type,
                          int64_t rows, int64_t dim, float eps, int pdl, cudaStream_t stream);
+/* The same with the gain weight + w_offset (Gemma's x̂·(1 + w): 1). */
+cudaError_t cuda_rmsnorm_offset(void *y, const void *x, llmrt_dtype type, const void *weight, llmrt_dtype w_type,
+                                int64_t rows, int64_t dim, float eps, float w_offset, int pdl, cudaStream_t stream);
 /* Residual-fused: sum = a + b (rounded to `type`, written when sum != NULL),
  * y = rmsnorm(sum). One pass instead of two launches and a re-read. */
 cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
@@ -296,6 +299,22 @@ int cuda_attention_prefill_supported(llmrt_dtype type, int32_t head_dim);
 cudaError_t cuda_attention_prefill(void *out, const void *q, const void *k_cache, const void *v_cache,
                                    llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
                                    int32_t kv_heads, int32_t head_dim, float scale, cudaStream_t stream);
+
+/* Attention with the variants of llmrt_attention_params (0 = off): keys
+ * pos − sliding_window < j ≤ pos only, scores soft-capped
+ * (cap·tanh(s/cap)) then biased by ALiBi (slope_h·(j − pos)). Any step mix,
+ * any head_dim ≤ CUDA_MAX_HEAD_DIM, f32/f16/bf16; reads only the window's
+ * blocks (the slots before it may be freed). q: [T, heads*D] rotated, the
+ * step's K/V already in the cache; out: [T, heads*D] (may alias q). */
+typedef struct cuda_attention_variant_params {
+    int32_t sliding_window;
+    float logit_softcap;
+    float alibi_max_bias;
+} cuda_attention_variant_params;
+cudaError_t cuda_attention_variant(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                   llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
+                                   int32_t kv_heads, int32_t head_dim, float scale,
+                                   const cuda_attention_variant_params *variant, cudaStream_t stream);
 
 /* ---- sampling (sampling.cu) ------------------------------------------------ */
 

@@ -50,7 +50,7 @@ extern "C" cudaError_t cuda_softmax(void *y, llmrt_dtype y_type, const void *x, 
 // exactly what the unfused ADD then RMSNORM compute.
 template <typename T>
 __global__ void rmsnorm_kernel(T *y, T *sum, const T *a, const T *b, const void *weight, int w_type, int64_t dim,
-                               float eps) {
+                               float eps, float w_offset) {
     __shared__ float scratch[32];
     pdl_trigger(); // the GEMV after a norm may start loading its weights
     pdl_wait();
@@ -74,7 +74,7 @@ __global__ void rmsnorm_kernel(T *y, T *sum, const T *a, const T *b, const void 
         if (sum) v = to_float<T>(sum[base + i]);
         else if (b) v = to_float<T>(from_float<T>(to_float<T>(a[base + i]) + to_float<T>(b[base + i])));
         else v = to_float<T>(a[base + i]);
-        y[base + i] = from_float<T>(v * inv * load_as_float(weight, w_type, i));
+        y[base + i] = from_float<T>(v * inv * (load_as_float(weight, w_type, i) + w_offset));
     }
 }
 
@@ -87,7 +87,8 @@ enum { RMS_VEC = 8, RMS_VEC_MAX_THREADS = 1024 };
 
 template <typename T>
 __global__ void __launch_bounds__(RMS_VEC_MAX_THREADS)
-    rmsnorm_vec_kernel(T *y, T *sum, const T *a, const T *b, const float *weight, int64_t dim, float eps) {
+    rmsnorm_vec_kernel(T *y, T *sum, const T *a, const T *b, const float *weight, int64_t dim, float eps,
+                       float w_offset) {
     __shared__ float scratch[32];
     pdl_trigger();
     pdl_wait();
@@ -121,7 +122,8 @@ __global__ void __launch_bounds__(RMS_VEC_MAX_THREADS)
     if (!active) return;
     const float4 w0 = *reinterpret_cast<const float4 *>(weight + i);
     const float4 w1 = *reinterpret_cast<const float4 *>(weight + i + 4);
-    const float w[RMS_VEC] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+    const float w[RMS_VEC] = {w0.x + w_offset, w0.y + w_offset, w0.z + w_offset, w0.w + w_offset,
+                              w1.x + w_offset, w1.y + w_offset, w1.z + w_offset, w1.w + w_offset};
     uint4 raw_y;
     T *py = reinterpret_cast<T *>(&raw_y);
 #pragma unroll
@@ -134,7 +136,8 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 // Launches the vector kernel when it applies (16-bit activations, f32 gain,
 // dim a multiple of 8 up to 8192, 16-byte aligned buffers); false otherwise.
 static bool rmsnorm_vec(void *y, void *sum, const void *a, const void *b, llmrt_dtype type, const void *weight,
-                        llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, int pdl, cudaStream_t stream) {
+                        llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, float w_offset, int pdl,
+                        cudaStream_t stream) {
     if ((type != LLMRT_DTYPE_BF16 && type != LLMRT_DTYPE_F16) || w_type != LLMRT_DTYPE_F32 || dim % RMS_VEC != 0 ||
         dim > (int64_t)RMS_VEC * RMS_VEC_MAX_THREADS || !aligned16(y) || !aligned16(a) || !aligned16(weight) ||
         (b && !aligned16(b)) || (sum && !aligned16(sum)))
@@ -143,33 +146,41 @@ static bool rmsnorm_vec(void *y, void *sum, const void *a, const void *b, llmrt_
     if (type == LLMRT_DTYPE_BF16)
         launch_pdl(rmsnorm_vec_kernel<__nv_bfloat16>, dim3((unsigned)rows), dim3(threads), pdl, stream,
             (__nv_bfloat16 *)y, (__nv_bfloat16 *)sum, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b,
-            (const float *)weight, dim, eps);
+            (const float *)weight, dim, eps, w_offset);
     else
         launch_pdl(rmsnorm_vec_kernel<__half>, dim3((unsigned)rows), dim3(threads), pdl, stream,
-            (__half *)y, (__half *)sum, (const __half *)a, (const __half *)b, (const float *)weight, dim, eps);
+            (__half *)y, (__half *)sum, (const __half *)a, (const __half *)b, (const float *)weight, dim, eps,
+            w_offset);
     return true;
+}
+
+extern "C" cudaError_t cuda_rmsnorm_offset(void *y, const void *x, llmrt_dtype type, const void *weight,
+                                           llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, float w_offset,
+                                           int pdl, cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    if (rmsnorm_vec(y, nullptr, x, nullptr, type, weight, w_type, rows, dim, eps, w_offset, pdl, stream))
+        return cudaGetLastError();
+    DISPATCH_FLOAT_TYPES(type, T, {
+        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), pdl, stream, (T *)y, (T *)nullptr,
+                   (const T *)x, (const T *)nullptr, weight, (int)w_type, dim, eps, w_offset);
+    });
+    return cudaGetLastError();
 }
 
 extern "C" cudaError_t cuda_rmsnorm(void *y, const void *x, llmrt_dtype type, const void *weight,
                                     llmrt_dtype w_type, int64_t rows, int64_t dim, float eps, int pdl,
                                     cudaStream_t stream) {
-    if (rows <= 0) return cudaSuccess;
-    if (rmsnorm_vec(y, nullptr, x, nullptr, type, weight, w_type, rows, dim, eps, pdl, stream)) return cudaGetLastError();
-    DISPATCH_FLOAT_TYPES(type, T, {
-        launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), pdl, stream, (T *)y, (T *)nullptr,
-                   (const T *)x, (const T *)nullptr, weight, (int)w_type, dim, eps);
-    });
-    return cudaGetLastError();
+    return cuda_rmsnorm_offset(y, x, type, weight, w_type, rows, dim, eps, 0.0f, pdl, stream);
 }
 
 extern "C" cudaError_t cuda_add_rmsnorm(void *y, void *sum, const void *a, const void *b, llmrt_dtype type,
                                         const void *weight, llmrt_dtype w_type, int64_t rows, int64_t dim, float eps,
                                         int pdl, cudaStream_t stream) {
     if (rows <= 0) return cudaSuccess;
-    if (rmsnorm_vec(y, sum, a, b, type, weight, w_type, rows, dim, eps, pdl, stream)) return cudaGetLastError();
+    if (rmsnorm_vec(y, sum, a, b, type, weight, w_type, rows, dim, eps, 0.0f, pdl, stream)) return cudaGetLastError();
     DISPATCH_FLOAT_TYPES(type, T, {
         launch_pdl(rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(ROW_THREADS), pdl, stream, (T *)y, (T *)sum,
-                   (const T *)a, (const T *)b, weight, (int)w_type, dim, eps);
+                   (const T *)a, (const T *)b, weight, (int)w_type, dim, eps, 0.0f);
     });
     return cudaGetLastError();
 }

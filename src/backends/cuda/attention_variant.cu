@@ -1,0 +1,155 @@
+// Attention with the variants of llmrt_attention_params over the paged KV
+// cache: a sliding window (keys pos − window < j ≤ pos), logit soft-capping
+// (cap·tanh(s/cap), Gemma 2) and ALiBi (s += slope_h·(j − pos), MPT, BLOOM).
+// The CPU twin is the pair kernel of cpu_kernels_attention.c (reference test:
+// tests/unit/test_attention_variants.c; tests/cuda compares the two).
+//
+// One block per (token, query head), any step mix: the block walks only its
+// window's keys in tiles of VAR_TILE with the online softmax, a warp per key
+// for the scores (lanes split the head, so K rows load coalesced) and a
+// thread per head dimension for P·V. The plain kernels (attention_decode.cu,
+// attention_prefill.cu) stay free of per-score hooks; a window keeps this
+// one's reads at O(window) a token however long the context.
+#include "backends/cuda/cuda_device.cuh"
+
+enum { VAR_THREADS = 128, VAR_WARPS = VAR_THREADS / 32, VAR_TILE = 64 };
+
+// The device twin of llmrt_alibi_slope (src/graph/graph.h).
+__device__ __forceinline__ float alibi_slope(int h, int n, float max_bias) {
+    int p = 1;
+    while (2 * p <= n) p *= 2;
+    if (h < p) return exp2f(-max_bias * (float)(h + 1) / (float)p);
+    return exp2f(-max_bias * (float)(2 * (h - p) + 1) / (float)(2 * p));
+}
+
+// tanh from one exponential: the build's --use_fast_math may turn tanhf into
+// the ~2^-11 hardware approximation, which soft-capped scores would carry
+// straight into the softmax.
+__device__ __forceinline__ float tanh_from_exp(float x) {
+    const float e = expf(-2.0f * fabsf(x));
+    return copysignf((1.0f - e) / (1.0f + e), x);
+}
+
+struct variant_args {
+    const int32_t *positions, *token_seq, *block_tables;
+    int32_t block_table_stride, block_size;
+    int heads, kv_heads, head_dim;
+    float scale;
+    int32_t window;
+    float softcap, alibi_max_bias;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(VAR_THREADS) attention_variant_kernel(T *out, const T *q, const T *k_cache,
+                                                                        const T *v_cache, variant_args a) {
+    __shared__ float q_s[CUDA_MAX_HEAD_DIM], acc_s[CUDA_MAX_HEAD_DIM], p_s[VAR_TILE], red_s[VAR_WARPS];
+    __shared__ int64_t row_s[VAR_TILE];
+    const int64_t t = blockIdx.x;
+    const int h = blockIdx.y, D = a.head_dim, g = h / (a.heads / a.kv_heads);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const T *qrow = q + (t * a.heads + h) * D;
+    for (int d = threadIdx.x; d < D; d += VAR_THREADS) {
+        q_s[d] = to_float<T>(qrow[d]);
+        acc_s[d] = 0.0f;
+    }
+    const int pos = a.positions[t], seq = a.token_seq[t];
+    const int first = a.window > 0 && pos + 1 > a.window ? pos + 1 - a.window : 0;
+    const float slope = a.alibi_max_bias > 0.0f ? alibi_slope(h, a.heads, a.alibi_max_bias) : 0.0f;
+    const int32_t *table = a.block_tables + (int64_t)seq * a.block_table_stride;
+    float running_max = -INFINITY, normaliser = 0.0f;
+    __syncthreads();
+    for (int p0 = first; p0 <= pos; p0 += VAR_TILE) {
+        const int n = pos + 1 - p0 < VAR_TILE ? pos + 1 - p0 : VAR_TILE;
+        for (int j = threadIdx.x; j < n; j += VAR_THREADS) {
+            const int p = p0 + j;
+            const int64_t block = table[p / a.block_size];
+            row_s[j] = ((block * a.block_size + p % a.block_size) * a.kv_heads + g) * D;
+        }
+        __syncthreads();
+        // scores: a warp per key
+        for (int j = warp; j < n; j += VAR_WARPS) {
+            const T *krow = k_cache + row_s[j];
+            float dot = 0.0f;
+            for (int d = lane; d < D; d += 32) dot += q_s[d] * to_float<T>(krow[d]);
+            dot = warp_sum(dot);
+            if (lane == 0) {
+                float s = dot * a.scale;
+                if (a.softcap > 0.0f) s = a.softcap * tanh_from_exp(s / a.softcap);
+                p_s[j] = s + slope * (float)(p0 + j - pos);
+            }
+        }
+        __syncthreads();
+        // the tile's max, then its probabilities and their sum
+        float m = -INFINITY;
+        for (int j = threadIdx.x; j < n; j += VAR_THREADS) m = fmaxf(m, p_s[j]);
+        m = warp_max(m);
+        if (lane == 0) red_s[warp] = m;
+        __syncthreads();
+        m = red_s[0];
+        for (int w = 1; w < VAR_WARPS; w++) m = fmaxf(m, red_s[w]);
+        const float new_max = fmaxf(running_max, m);
+        const float alpha = expf(running_max - new_max); // 0 on the first tile
+        __syncthreads(); // red_s is reused below
+        float sum = 0.0f;
+        for (int j = threadIdx.x; j < n; j += VAR_THREADS) {
+            const float e = expf(p_s[j] - new_max);
+            p_s[j] = e;
+            sum += e;
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) red_s[warp] = sum;
+        __syncthreads();
+        sum = 0.0f;
+        for (int w = 0; w < VAR_WARPS; w++) sum += red_s[w];
+        normaliser = normaliser * alpha + sum;
+        running_max = new_max;
+        // P·V: a thread per head dimension
+        for (int d = threadIdx.x; d < D; d += VAR_THREADS) {
+            float o = acc_s[d] * alpha;
+            for (int j = 0; j < n; j++) o += p_s[j] * to_float<T>(v_cache[row_s[j] + d]);
+            acc_s[d] = o;
+        }
+        __syncthreads(); // p_s, row_s and red_s are rewritten by the next tile
+    }
+    const float inv = normaliser > 0.0f ? 1.0f / normaliser : 0.0f;
+    T *orow = out + (t * a.heads + h) * D;
+    for (int d = threadIdx.x; d < D; d += VAR_THREADS) orow[d] = from_float<T>(acc_s[d] * inv);
+}
+
+template <typename T>
+static cudaError_t launch_variant(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                  const variant_args &a, int32_t tokens, cudaStream_t stream) {
+    dim3 grid((unsigned)tokens, (unsigned)a.heads);
+    attention_variant_kernel<T><<<grid, VAR_THREADS, 0, stream>>>((T *)out, (const T *)q, (const T *)k_cache,
+                                                                  (const T *)v_cache, a);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuda_attention_variant(void *out, const void *q, const void *k_cache, const void *v_cache,
+                                              llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
+                                              int32_t kv_heads, int32_t head_dim, float scale,
+                                              const cuda_attention_variant_params *variant, cudaStream_t stream) {
+    if (batch->num_tokens <= 0) return cudaSuccess;
+    if (kv_heads <= 0 || heads % kv_heads || head_dim < 1 || head_dim > CUDA_MAX_HEAD_DIM || batch->token_index)
+        return cudaErrorInvalidValue;
+    variant_args a;
+    a.positions = batch->positions;
+    a.token_seq = batch->token_seq;
+    a.block_tables = batch->block_tables;
+    a.block_table_stride = batch->block_table_stride;
+    a.block_size = batch->block_size;
+    a.heads = heads;
+    a.kv_heads = kv_heads;
+    a.head_dim = head_dim;
+    a.scale = scale;
+    a.window = variant->sliding_window;
+    a.softcap = variant->logit_softcap;
+    a.alibi_max_bias = variant->alibi_max_bias;
+    switch (type) {
+    case LLMRT_DTYPE_F16: return launch_variant<__half>(out, q, k_cache, v_cache, a, batch->num_tokens, stream);
+    case LLMRT_DTYPE_BF16:
+        return launch_variant<__nv_bfloat16>(out, q, k_cache, v_cache, a, batch->num_tokens, stream);
+    case LLMRT_DTYPE_F32: return launch_variant<float>(out, q, k_cache, v_cache, a, batch->num_tokens, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
