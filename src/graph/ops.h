@@ -37,6 +37,8 @@ typedef enum llmrt_op {
     /* plugin ops */
     LLMRT_OP_ATTENTION, /* inputs q, k, v[, inv_freq]; iattr: layer, heads, kv_heads, head_dim,
                            rotary_dim, rope_neox; fattr[0] = scale */
+    LLMRT_OP_PLUGIN,    /* a registered plugin (llmrt/plugin.h): name = plugin name, iattr[0] = its
+                           version, plugin_params = its parameter blob */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
     LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps */
