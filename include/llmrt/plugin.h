@@ -13,9 +13,9 @@
  * that calls register_plugin once per op it provides. The library needs no
  * llmrt symbols: it links against nothing but this header.
  *
- * Ownership: llmrt copies the llmrt_plugin struct; the name string and the
- * functions must stay valid while the plugin is registered (a loaded
- * library is never unloaded). */
+ * Ownership: llmrt copies the llmrt_plugin struct and its name; the
+ * functions must stay valid for the life of the process (a library loaded
+ * with llmrt_plugin_load is never unloaded). */
 #ifndef LLMRT_PLUGIN_H
 #define LLMRT_PLUGIN_H
 
