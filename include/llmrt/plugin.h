@@ -34,8 +34,10 @@ extern "C" {
 #define LLMRT_PLUGIN_MAX_INPUTS 6
 #define LLMRT_PLUGIN_MAX_PARAMS_BYTES 4096
 /* Shape inference sees the step's token count as this symbol (a dim of
- * size T, known only per step); enqueue sees concrete dims. */
+ * size T, known only per step), and the number of logits rows as the
+ * other; enqueue sees concrete dims. */
 #define LLMRT_PLUGIN_DIM_TOKENS ((int64_t)-1)
+#define LLMRT_PLUGIN_DIM_LOGITS ((int64_t)-2)
 
 typedef struct llmrt_plugin_shape {
     llmrt_dtype dtype;

@@ -8,6 +8,11 @@
 
 #include "plugins/plugin_registry.h"
 
+/* plugins see the graph's symbolic dims as they are */
+_Static_assert(LLMRT_PLUGIN_DIM_TOKENS == LLMRT_DIM_TOKENS && LLMRT_PLUGIN_DIM_LOGITS == LLMRT_DIM_LOGITS,
+               "plugin.h's dim symbols must match graph.h's");
+_Static_assert(LLMRT_PLUGIN_MAX_DIMS == LLMRT_GRAPH_MAX_DIMS, "plugin shapes hold any graph shape");
+
 llmrt_plugin_shape llmrt_plugin_shape_of(const llmrt_node *n) {
     llmrt_plugin_shape s = {.dtype = n->dtype, .ndim = n->ndim};
     for (int32_t i = 0; i < n->ndim; i++) s.dims[i] = n->dims[i];
