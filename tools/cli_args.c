@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "llmrt/llmrt.h"
+#include "llmrt/plugin.h"
 
 static const char *pending_inline_value;
 
@@ -162,6 +163,13 @@ int cli_check_utf8(const char *command, const char *what, const char *text, size
     if (bad == SIZE_MAX) return 1;
     fprintf(stderr, "%s: %s: invalid UTF-8 at byte offset %zu\n", command, what, bad);
     return 0;
+}
+
+int cli_plugin(cli_args *a, const char *option) {
+    if (strcmp(option, "--plugin") != 0) return 0;
+    const char *path = cli_value(a, option);
+    if (path && llmrt_plugin_load(path) != LLMRT_OK) cli_fail(a, "--plugin: %s", llmrt_last_error());
+    return 1;
 }
 
 int cli_engine_limit(cli_args *a, const char *option, int32_t *max_seq_len, int32_t *max_batch,

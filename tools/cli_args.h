@@ -49,6 +49,11 @@ int cli_engine_limit(cli_args *a, const char *option, int32_t *max_seq_len, int3
     "  --max-batch N       sequences per step (default: the build's)\n"                               \
     "  --max-num-tokens N  tokens per step, at least max-batch (default: the build's)\n"
 
+/* --plugin LIB.so: loads the plugin library at once (llmrt_plugin_load);
+ * consumes the option and returns 1 if it is --plugin. Repeatable. */
+int cli_plugin(cli_args *a, const char *option);
+#define CLI_PLUGIN_HELP "  --plugin LIB.so     load custom ops from a plugin library (repeatable)\n"
+
 /* Parses "1,2,3" into a malloc'd array. */
 int cli_int_list(cli_args *a, const char *option, const char *text, int32_t **out, int32_t *count);
 

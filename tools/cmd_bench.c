@@ -41,6 +41,7 @@ static void bench_usage(FILE *out) {
             "  --seed S            prompts and arrivals (default 0)\n"
             "  --threads N         CPU threads (default: all cores)\n"
             CLI_ENGINE_LIMITS_HELP
+            CLI_PLUGIN_HELP
             "  --json              print one JSON object\n");
 }
 
@@ -342,6 +343,7 @@ int cmd_bench(int argc, char **argv) {
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (cli_engine_limit(&a, opt, &eo.max_seq_len, &eo.max_batch, &eo.max_num_tokens)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
+        else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt bench --help)", opt);
     }
     if (a.failed) return 2;

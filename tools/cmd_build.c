@@ -30,7 +30,8 @@ static void build_usage(FILE *out) {
             "  --disable-passes LIST  skip compiler passes, comma-separated (testing)\n"
             "  --allow-nonfinite      build even if a weight holds NaN or Inf (by default an error naming it)\n"
             "  --ignore-extra-tensors build even if the checkpoint has tensors the model does not use\n"
-            "  --quiet                no progress lines\n\n"
+            "  --quiet                no progress lines\n"
+            CLI_PLUGIN_HELP "\n"
             "The KV cache is sized when the engine loads: 0.9 of the GPU memory left, or 0.5 of the\n"
             "host memory available (at most max-batch sequences of max-seq-len).\n");
 }
@@ -86,6 +87,7 @@ int cmd_build(int argc, char **argv) {
         else if (strcmp(opt, "--allow-nonfinite") == 0) o.allow_nonfinite = 1;
         else if (strcmp(opt, "--ignore-extra-tensors") == 0) o.ignore_extra_tensors = 1;
         else if (strcmp(opt, "--quiet") == 0) quiet = 1;
+        else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt build --help)", opt);
     }
     if (a.failed) return 2;

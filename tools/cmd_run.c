@@ -37,6 +37,7 @@ static void run_usage(FILE *out) {
             "  --dump-logits FILE   write the prompt's logits as float32 .npy [prompt_len, vocab]\n"
             "  --threads N          CPU threads (default: all cores)\n"
             CLI_ENGINE_LIMITS_HELP
+            CLI_PLUGIN_HELP
             "  --device N           GPU ordinal (default 0)\n"
             "  --no-verify          skip the weights checksum on load\n"
             "  --verbose            load time, prompt and decode tokens/s, memory\n");
@@ -89,6 +90,7 @@ int cmd_run(int argc, char **argv) {
         else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
         else if (strcmp(opt, "--no-verify") == 0) eo.verify_checksum = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) set.verbose = 1;
+        else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt run --help)", opt);
     }
     int exit_code = 2;

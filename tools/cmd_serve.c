@@ -27,6 +27,7 @@ static void serve_usage(FILE *out) {
             "                           available, default 0.5; at most max-batch full sequences)\n"
             "  --threads N              CPU threads (default: all cores)\n"
             CLI_ENGINE_LIMITS_HELP
+            CLI_PLUGIN_HELP
             "  --no-access-log          no per-request log line on stderr\n"
             "  --verbose                engine loading progress\n");
 }
@@ -67,6 +68,7 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_engine_limit(&a, opt, &o.max_seq_len, &o.max_batch, &o.max_num_tokens)) continue;
         else if (strcmp(opt, "--no-access-log") == 0) o.access_log = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) verbose = 1;
+        else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt serve --help)", opt);
     }
     if (a.failed) return 2;

@@ -118,6 +118,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     S = c_int  # llmrt_status
     sigs = {
         "llmrt_version": (c_char_p, []),
+        "llmrt_plugin_load": (S, [c_char_p]),
         "llmrt_free": (None, [c_void_p]),
         "llmrt_set_log_level": (None, [c_int]),
         "llmrt_last_error": (c_char_p, []),

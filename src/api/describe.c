@@ -123,6 +123,16 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     for (int i = 0; i < LLMRT_OP_COUNT; i++)
         if (after[i] && i != LLMRT_OP_INPUT) append(&t, " %s×%d", llmrt_op_name((llmrt_op)i), after[i]);
     append(&t, "\n");
+    /* the plugins the engine needs, each once, with the version it was built with */
+    for (int32_t i = 0, listed = 0; i < plan->graph->num_nodes; i++) {
+        const llmrt_node *n = &plan->graph->nodes[i];
+        int seen = 0;
+        for (int32_t j = 0; j < i && !seen && n->op == LLMRT_OP_PLUGIN; j++)
+            seen = plan->graph->nodes[j].op == LLMRT_OP_PLUGIN && strcmp(plan->graph->nodes[j].name, n->name) == 0;
+        if (n->op != LLMRT_OP_PLUGIN || seen) continue;
+        append(&t, "%s %s v%lld", listed++ ? "," : "plugins      ", n->name, (long long)n->iattr[0]);
+    }
+    if (after[LLMRT_OP_PLUGIN]) append(&t, "\n");
     llmrt_engine_image_close(img);
     if (!t.data) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     *out_text = t.data;

@@ -11,6 +11,7 @@
 
 #include "compiler/plan.h"
 #include "core/status.h"
+#include "llmrt/plugin.h"
 
 /* One forward step: T tokens of S sequences, packed with no padding.
  * Tokens of sequence s are rows [seq_start[s], seq_start[s+1]); token t sits
@@ -111,6 +112,14 @@ extern const llmrt_backend_ops llmrt_cuda_backend_ops;
 /* 1 when a CUDA device is present and usable. */
 int llmrt_cuda_available(void);
 #endif
+
+/* The built-in attention op as a plugin (registered on first use as
+ * "attention", version 1): backends run LLMRT_OP_ATTENTION through its
+ * enqueue functions, with backend_context pointing at their own step state.
+ * The CPU and CUDA backends define the two enqueue functions. */
+llmrt_status llmrt_builtin_attention_plugin(const llmrt_plugin **out);
+llmrt_status llmrt_cpu_attention_enqueue(const llmrt_plugin_call *call);
+llmrt_status llmrt_cuda_attention_enqueue(const llmrt_plugin_call *call, void *cuda_stream);
 
 /* Finds the backend named `name` ("cpu", "cuda"). */
 llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **out);

@@ -39,6 +39,7 @@ llmrt_status llmrt_pass_dead_code(llmrt_graph *g, llmrt_pass_context *ctx) {
         if (!live[i]) {
             free(g->nodes[i].name);
             free(g->nodes[i].const_data);
+            free(g->nodes[i].plugin_params);
             remap[i] = LLMRT_NO_VALUE;
             ctx->rewrites++;
             continue;

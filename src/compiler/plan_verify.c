@@ -2,10 +2,13 @@
  * graph through the graph API (so shape rules live in one place, graph.c)
  * and the result compared with the recorded node. Fused ops, whose rules are
  * few and simple, are checked here directly. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "compiler/compiler.h"
 #include "core/quant.h"
+#include "graph/plugin_op.h"
+#include "plugins/plugin_registry.h"
 
 static llmrt_status mismatch(int32_t i, const llmrt_node *n, const char *why) {
     return llmrt_error(LLMRT_ERR_FORMAT, "plan node %d (%s): %s", (int)i, llmrt_op_name(n->op), why);
@@ -107,6 +110,13 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
         if (n->num_inputs != 5 || in[1] < 0 || n->iattr[0] != s->nodes[in[1]].dims[1])
             return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "inputs");
         return llmrt_moe(s, in[0], in[1], in[2], in[3], in[4], (int32_t)n->iattr[1]);
+    case LLMRT_OP_PLUGIN: {
+        /* the engine's plugin must be registered at the version it was built with */
+        const llmrt_plugin *plugin;
+        llmrt_status status = llmrt_plugin_require(n->name ? n->name : "", (uint32_t)n->iattr[0], &plugin);
+        if (status != LLMRT_OK) return llmrt_graph_fail(s, status, "%s", llmrt_last_error());
+        return llmrt_plugin_op(s, n->name, in, n->num_inputs, n->plugin_params, (size_t)n->plugin_params_size);
+    }
     default: return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "unexpected op");
     }
 }
@@ -135,6 +145,7 @@ llmrt_status llmrt_plan_verify(const llmrt_plan *plan) {
         llmrt_node copy = *n;
         copy.name = NULL;
         copy.const_data = NULL;
+        copy.plugin_params = NULL;
         llmrt_value v;
         if (n->op == LLMRT_OP_INPUT || n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT) {
             if (n->op == LLMRT_OP_INPUT && n->dtype != LLMRT_DTYPE_I32) status = mismatch(i, n, "inputs are i32");
@@ -152,6 +163,8 @@ llmrt_status llmrt_plan_verify(const llmrt_plan *plan) {
             const llmrt_node *r = &shadow->nodes[v];
             if (!same_shape(r, n) || r->dtype != n->dtype) status = mismatch(i, n, "recorded shape or dtype is wrong");
             /* keep the recorded node so later replays see the same inputs */
+            free(shadow->nodes[v].name);
+            free(shadow->nodes[v].plugin_params);
             shadow->nodes[v] = copy;
         }
         if (status == LLMRT_OK && v != i) status = mismatch(i, n, "shadow graph out of step");

@@ -4,11 +4,52 @@
 #include <string.h>
 
 #include "core/quant.h"
+#include "llmrt/plugin.h"
 
 static json_t *int_array(const int64_t *values, int32_t count) {
     json_t *a = json_array();
     for (int32_t i = 0; i < count; i++) json_array_append_new(a, json_integer(values[i]));
     return a;
+}
+
+/* ---- plugin nodes: params as hex, and the list of plugins the plan needs ---- */
+
+static json_t *params_to_hex(const llmrt_node *n) {
+    static const char digits[] = "0123456789abcdef";
+    char *hex = malloc((size_t)n->plugin_params_size * 2 + 1);
+    if (!hex) return json_null();
+    const uint8_t *bytes = n->plugin_params;
+    for (int64_t i = 0; i < n->plugin_params_size; i++) {
+        hex[2 * i] = digits[bytes[i] >> 4];
+        hex[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    hex[2 * n->plugin_params_size] = 0;
+    json_t *s = json_string(hex);
+    free(hex);
+    return s;
+}
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Each plugin once, with its version: what loading the engine requires
+ * (informational: the nodes are what the loader checks). */
+static json_t *plugins_used(const llmrt_graph *g) {
+    json_t *list = json_array();
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op != LLMRT_OP_PLUGIN || !n->name) continue;
+        int seen = 0;
+        for (int32_t j = 0; j < i && !seen; j++)
+            seen = g->nodes[j].op == LLMRT_OP_PLUGIN && g->nodes[j].name && strcmp(g->nodes[j].name, n->name) == 0;
+        if (seen) continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(n->name));
+        json_object_set_new(o, "version", json_integer(n->iattr[0]));
+        json_array_append_new(list, o);
+    }
+    return list;
 }
 
 json_t *llmrt_plan_to_json(const llmrt_plan *plan) {
@@ -32,6 +73,7 @@ json_t *llmrt_plan_to_json(const llmrt_plan *plan) {
         json_object_set_new(o, "offset", json_integer(n->arena_offset));
         json_object_set_new(o, "slot", json_integer(n->weight_slot));
         if (n->is_output) json_object_set_new(o, "output", json_true());
+        if (n->op == LLMRT_OP_PLUGIN) json_object_set_new(o, "params", params_to_hex(n));
         json_array_append_new(nodes, o);
     }
     json_t *weights = json_array();
@@ -54,6 +96,9 @@ json_t *llmrt_plan_to_json(const llmrt_plan *plan) {
     json_object_set_new(root, "max_batch", json_integer(plan->max_batch));
     json_object_set_new(root, "max_seq_len", json_integer(plan->max_seq_len));
     json_object_set_new(root, "nodes", nodes);
+    json_t *plugins = plugins_used(g);
+    if (json_array_size(plugins)) json_object_set_new(root, "plugins", plugins);
+    else json_decref(plugins);
     json_object_set_new(root, "weights", weights);
     return root;
 }
@@ -101,6 +146,27 @@ static llmrt_status get_ints(const decoder *d, const json_t *o, const char *fiel
     return LLMRT_OK;
 }
 
+static llmrt_status decode_plugin_params(const decoder *d, const json_t *o, llmrt_node *n) {
+    if (!n->name) return bad(d, "name", "is missing for a plugin");
+    const char *hex = json_string_value(json_object_get(o, "params"));
+    size_t len = hex ? strlen(hex) : 0;
+    if (!hex || len % 2 || len / 2 > LLMRT_PLUGIN_MAX_PARAMS_BYTES) return bad(d, "params", "is not a short hex string");
+    if (len == 0) return LLMRT_OK;
+    uint8_t *bytes = malloc(len / 2);
+    if (!bytes) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(bytes);
+            return bad(d, "params", "holds a non-hex digit");
+        }
+        bytes[i] = (uint8_t)(hi << 4 | lo);
+    }
+    n->plugin_params = bytes;
+    n->plugin_params_size = (int64_t)(len / 2);
+    return LLMRT_OK;
+}
+
 static llmrt_status decode_node(decoder *d, const json_t *o, int32_t index, const llmrt_plan *plan, llmrt_node *n) {
     memset(n, 0, sizeof *n);
     if (!json_is_object(o)) return bad(d, "node", "is not an object");
@@ -136,6 +202,7 @@ static llmrt_status decode_node(decoder *d, const json_t *o, int32_t index, cons
     n->is_output = json_is_true(json_object_get(o, "output"));
     const char *name = json_string_value(json_object_get(o, "name"));
     if (name && !(n->name = strdup(name))) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (n->op == LLMRT_OP_PLUGIN) LLMRT_TRY(decode_plugin_params(d, o, n));
     /* Structural checks: leaves have a slot, activations fit the arena. */
     int is_leaf = n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT;
     if (is_leaf) {
@@ -227,10 +294,12 @@ llmrt_status llmrt_plan_from_json(const json_t *root, const char *what, llmrt_pl
         s = decode_node(&d, json_array_get(nodes, i), (int32_t)i, plan, &n);
         if (s != LLMRT_OK) {
             free(n.name);
+            free(n.plugin_params);
             break;
         }
         if (llmrt_graph_append(plan->graph, &n) == LLMRT_NO_VALUE) {
             free(n.name);
+            free(n.plugin_params);
             s = llmrt_graph_status(plan->graph);
         }
     }

@@ -21,6 +21,7 @@ void llmrt_graph_free(llmrt_graph *g) {
     for (int32_t i = 0; i < g->num_nodes; i++) {
         free(g->nodes[i].name);
         free(g->nodes[i].const_data);
+        free(g->nodes[i].plugin_params);
     }
     free(g->nodes);
     free(g);

@@ -50,6 +50,8 @@ typedef struct llmrt_node {
     int64_t arena_offset; /* activations: byte offset in the arena (-1: none) */
     int32_t weight_slot;  /* weights and constants: index in the engine's weight table */
     int32_t is_output;    /* kept alive to the end (the logits) */
+    void *plugin_params;  /* owned: an LLMRT_OP_PLUGIN node's parameter blob (NULL if empty) */
+    int64_t plugin_params_size;
 } llmrt_node;
 
 typedef struct llmrt_graph {
@@ -168,6 +170,13 @@ llmrt_value llmrt_moe(llmrt_graph *g, llmrt_value x, llmrt_value router_logits, 
  * matrices: `pattern` holds one '*', which binding replaces by 0..count-1
  * (e.g. "model.layers.0.block_sparse_moe.experts.*.w1.weight"). */
 llmrt_value llmrt_expert_weight(llmrt_graph *g, const char *pattern, int64_t count, int64_t rows, int64_t cols);
+/* A registered plugin op (llmrt/plugin.h): the plugin infers the output's
+ * shape from the inputs' and `params` (params_size bytes, copied into the
+ * node and stored in the engine verbatim). The engine records the plugin's
+ * name and version; loading it needs the same plugin registered.
+ * inputs: [num_inputs] values (1..6) → the shape the plugin infers */
+llmrt_value llmrt_plugin_op(llmrt_graph *g, const char *name, const llmrt_value *inputs, int32_t num_inputs,
+                            const void *params, size_t params_size);
 
 /* Names the graph's output (the logits). */
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v);

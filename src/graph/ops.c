@@ -18,6 +18,7 @@ static const char *const op_names[LLMRT_OP_COUNT] = {
     [LLMRT_OP_VIEW] = "view",         [LLMRT_OP_PERMUTE] = "permute",
     [LLMRT_OP_CAST] = "cast",         [LLMRT_OP_ATTENTION] = "attention",
     [LLMRT_OP_MOE] = "moe",
+    [LLMRT_OP_PLUGIN] = "plugin",
     [LLMRT_OP_LINEAR] = "linear",     [LLMRT_OP_RMSNORM] = "rmsnorm",
     [LLMRT_OP_LAYERNORM] = "layernorm", [LLMRT_OP_SILU] = "silu",
     [LLMRT_OP_SILU_MUL] = "silu_mul", [LLMRT_OP_GELU_TANH] = "gelu_tanh",

@@ -39,6 +39,8 @@ typedef enum llmrt_op {
                            rotary_dim, rope_neox, [7] sliding_window; fattr[0] = scale,
                            [1] logit_softcap, [2] alibi_max_bias */
     LLMRT_OP_MOE,       /* inputs x, router_logits, w_gate, w_up, w_down; iattr: num_experts, top_k */
+    LLMRT_OP_PLUGIN,    /* a registered plugin (llmrt/plugin.h): name = plugin name, iattr[0] = its
+                           version, plugin_params = its parameter blob */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
     LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps, [1] = weight offset (x̂·(w + offset)) */

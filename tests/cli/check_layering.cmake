@@ -7,7 +7,7 @@
 
 # Lowest first. The tokenizer needs only core; a loaded engine holds a
 # backend instance, so engine sits above backends.
-set(layers core tokenizer graph layers models import compiler backends engine runtime api server)
+set(layers core plugins tokenizer graph layers models import compiler backends engine runtime api server)
 
 file(GLOB_RECURSE files RELATIVE ${SOURCE_DIR}/src
      ${SOURCE_DIR}/src/*.c ${SOURCE_DIR}/src/*.h ${SOURCE_DIR}/src/*.cu ${SOURCE_DIR}/src/*.cuh)

@@ -149,3 +149,14 @@ def test_chat_template_from_checkpoint(tmp_path, monkeypatch):
         assert reply.token_ids == llm.generate({"prompt_token_ids": ids}, params)[0].token_ids
         with pytest.raises(TypeError, match="messages"):
             llm.chat("Hello!")
+
+
+def test_load_plugin():
+    with pytest.raises(llmrt.NotFoundError, match="nonexistent"):
+        llmrt.load_plugin("/nonexistent/libnothing.so")
+    example = os.path.join(os.path.dirname(os.environ.get("LLMRT_LIBRARY", "")), "examples", "plugins",
+                           "libscaled_residual.so")
+    if not os.path.exists(example):
+        pytest.skip("the example plugin is not built")
+    llmrt.load_plugin(example)
+    llmrt.load_plugin(example)  # the same library again is a no-op

@@ -15,6 +15,8 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
+#include "graph/plugin_op.h"
+#include "plugins/plugin_registry.h"
 
 typedef struct cpu_state {
     const llmrt_plan *plan;
@@ -33,6 +35,10 @@ typedef struct cpu_state {
     unsigned char *run;       /* per node: how forward runs it (enum run_kind, see plan_fusions) */
     int32_t *next_exec;       /* per node: the next node that computes, or -1 */
     void *moe_scratch;        /* MOE nodes' grouped tokens and expert outputs (cpu_moe_scratch_bytes) */
+    const llmrt_plugin *attention;      /* the built-in attention plugin */
+    const llmrt_plugin **node_plugin;   /* per node: its plugin (LLMRT_OP_PLUGIN nodes), else NULL */
+    void *plugin_workspace;             /* the largest plugin workspace, shared (nodes run in turn) */
+    size_t plugin_workspace_bytes;
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -55,6 +61,8 @@ static void cpu_destroy(void *state) {
     free(s->run);
     free(s->next_exec);
     free(s->moe_scratch);
+    free(s->node_plugin);
+    free(s->plugin_workspace);
     if (s->weight_copy) munmap(s->weight_copy, s->weight_copy_bytes);
     free(s);
 }
@@ -309,6 +317,35 @@ static int32_t kv_blocks_from_memory(const llmrt_plan *plan, const llmrt_backend
     return (int32_t)capped;
 }
 
+/* Resolves every plugin node to its registered plugin once, and sizes the
+ * one workspace they share for the plan's largest step. */
+static llmrt_status resolve_plugins(cpu_state *s) {
+    const llmrt_graph *g = s->plan->graph;
+    LLMRT_TRY(llmrt_builtin_attention_plugin(&s->attention));
+    s->node_plugin = calloc((size_t)g->num_nodes + 1, sizeof *s->node_plugin);
+    if (!s->node_plugin) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op != LLMRT_OP_PLUGIN) continue;
+        llmrt_plugin_shape shape;
+        LLMRT_TRY(llmrt_plugin_node_infer(g, n, &s->node_plugin[i], &shape));
+        const llmrt_plugin *p = s->node_plugin[i];
+        if (!p->enqueue_cpu)
+            return llmrt_error(LLMRT_ERR_UNSUPPORTED, "plugin '%s' version %u has no CPU implementation", p->name,
+                               p->version);
+        if (!p->workspace_size) continue;
+        llmrt_plugin_shape inputs[LLMRT_PLUGIN_MAX_INPUTS];
+        for (int32_t k = 0; k < n->num_inputs; k++) inputs[k] = llmrt_plugin_shape_of(&g->nodes[n->inputs[k]]);
+        size_t bytes = p->workspace_size(n->plugin_params, (size_t)n->plugin_params_size, inputs, n->num_inputs,
+                                         s->plan->max_num_tokens);
+        if (bytes > s->plugin_workspace_bytes) s->plugin_workspace_bytes = bytes;
+    }
+    if (s->plugin_workspace_bytes && !(s->plugin_workspace = aligned_calloc(s->plugin_workspace_bytes)))
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %zu bytes of plugin workspace",
+                           s->plugin_workspace_bytes);
+    return LLMRT_OK;
+}
+
 static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_config *config, void **out) {
     *out = NULL;
     if (plan->graph->act_dtype != LLMRT_DTYPE_F32)
@@ -352,6 +389,11 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
                            "cpu backend: cannot allocate %.1f MiB of activations and %.1f MiB of KV cache",
                            (double)plan->arena_bytes / 1048576.0, 2.0 * (double)kv_bytes / 1048576.0);
     }
+    llmrt_status plugins = resolve_plugins(s);
+    if (plugins != LLMRT_OK) {
+        cpu_destroy(s);
+        return plugins;
+    }
     if (!place_weights(s) || !plan_fusions(s)) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
@@ -385,6 +427,44 @@ static cpu_shape shape_of(const step_ctx *c, llmrt_value v) {
         shape.dims[i] = d == LLMRT_DIM_TOKENS ? c->tokens : d == LLMRT_DIM_LOGITS ? c->logits : d;
     }
     return shape;
+}
+
+/* What the built-in attention plugin's CPU enqueue finds in backend_context. */
+typedef struct cpu_attention_context {
+    const step_ctx *c;
+    const llmrt_node *n;
+    float *out;
+} cpu_attention_context;
+
+static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float *out);
+
+llmrt_status llmrt_cpu_attention_enqueue(const llmrt_plugin_call *call) {
+    const cpu_attention_context *a = call->backend_context;
+    return run_attention(a->c, a->n, a->out);
+}
+
+/* A user plugin node: its tensors at this step's dims, then its CPU enqueue. */
+static llmrt_status run_plugin(const step_ctx *c, int32_t index, void *out) {
+    const llmrt_node *n = &c->s->plan->graph->nodes[index];
+    const llmrt_plugin *p = c->s->node_plugin[index];
+    llmrt_plugin_tensor inputs[LLMRT_PLUGIN_MAX_INPUTS];
+    for (int32_t k = 0; k < n->num_inputs; k++) {
+        cpu_shape shape = shape_of(c, n->inputs[k]);
+        inputs[k].data = buffer_of(c, n->inputs[k]);
+        inputs[k].shape = llmrt_plugin_shape_of(&c->s->plan->graph->nodes[n->inputs[k]]);
+        for (int32_t d = 0; d < shape.ndim; d++) inputs[k].shape.dims[d] = shape.dims[d];
+    }
+    cpu_shape shape = shape_of(c, index);
+    llmrt_plugin_call call = {.params = n->plugin_params, .params_size = (size_t)n->plugin_params_size,
+                              .inputs = inputs, .num_inputs = n->num_inputs,
+                              .output = {.data = out, .shape = llmrt_plugin_shape_of(n)},
+                              .workspace = c->s->plugin_workspace, .workspace_size = c->s->plugin_workspace_bytes};
+    for (int32_t d = 0; d < shape.ndim; d++) call.output.shape.dims[d] = shape.dims[d];
+    llmrt_status status = p->enqueue_cpu(&call);
+    if (status != LLMRT_OK)
+        return llmrt_error(status, "plugin '%s' (node %d) failed on the CPU (%s)", p->name, (int)index,
+                           llmrt_status_name(status));
+    return LLMRT_OK;
 }
 
 static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float *out) {
@@ -527,8 +607,6 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
                                 llmrt_dtype_name(n->dtype));
         return LLMRT_OK;
     }
-    case LLMRT_OP_ATTENTION:
-        return run_attention(c, n, out);
     case LLMRT_OP_MOE: {
         const llmrt_node *w_gate = &plan->graph->nodes[n->inputs[2]];
         cpu_moe(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), buffer_of(c, n->inputs[2]),
@@ -536,6 +614,13 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
                 w_gate->dims[1], n->iattr[0], n->iattr[1], c->s->moe_scratch);
         return LLMRT_OK;
     }
+    case LLMRT_OP_ATTENTION: {
+        const cpu_attention_context context = {.c = c, .n = n, .out = out};
+        const llmrt_plugin_call call = {.backend_context = (void *)&context};
+        return c->s->attention->enqueue_cpu(&call);
+    }
+    case LLMRT_OP_PLUGIN:
+        return run_plugin(c, index, out);
     case LLMRT_OP_COUNT:
         break;
     }

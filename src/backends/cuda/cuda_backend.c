@@ -52,6 +52,8 @@ static void cuda_destroy(void *state) {
     cudaFree(st->logits_dev);
     cudaFree(st->qweight_scratch);
     cudaFree(st->moe_ws);
+    cudaFree(st->plugin_ws);
+    free(st->node_plugin);
     if (st->meta_host) cudaFreeHost(st->meta_host);
     if (st->out_host) cudaFreeHost(st->out_host);
     if (st->stream) cudaStreamDestroy(st->stream);
@@ -283,6 +285,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     }
     st->arena_bytes = plan->arena_bytes;
     STEP(place_values(st));
+    STEP(cuda_resolve_plugins(st));
     STEP(cuda_gemm_create(&st->gemm, GEMM_WORKSPACE_BYTES, st->settings.gemm_autotune));
 
     /* Step metadata, laid out by cuda_forward; sized for the largest step. */

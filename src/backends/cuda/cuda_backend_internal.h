@@ -139,6 +139,11 @@ typedef struct cuda_state {
     int32_t *out_dev;
     cuda_sample_row *sample_dev, *sample_host; /* sample_host: the same in meta_host */
     int sample_any; /* some row of the step is sampled on the device */
+    /* plugins (cuda_plugins.c): resolved once at create */
+    const llmrt_plugin *attention_plugin; /* the built-in attention */
+    const llmrt_plugin **node_plugin;     /* [num_nodes] an LLMRT_OP_PLUGIN node's plugin, else NULL */
+    void *plugin_ws;                      /* the largest plugin workspace, shared (nodes run in turn) */
+    size_t plugin_ws_bytes;
 } cuda_state;
 
 /* Enqueues every node of the plan for the current step on st->stream
@@ -170,5 +175,10 @@ void cuda_fusion_free(cuda_state *st);
 int64_t cuda_value_dim(const cuda_state *st, llmrt_value v, int d);
 int64_t cuda_value_numel(const cuda_state *st, llmrt_value v);
 llmrt_dtype cuda_value_type(const cuda_state *st, llmrt_value v);
+
+/* Plugins (cuda_plugins.c): resolves every plugin node and allocates their
+ * workspace at create; runs one plugin node on the step's stream. */
+llmrt_status cuda_resolve_plugins(cuda_state *st);
+llmrt_status cuda_run_plugin(cuda_state *st, llmrt_value v);
 
 #endif

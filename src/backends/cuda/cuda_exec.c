@@ -395,6 +395,17 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     return LLMRT_OK;
 }
 
+/* What the built-in attention plugin's CUDA enqueue finds in backend_context. */
+typedef struct cuda_attention_context {
+    cuda_state *st;
+    llmrt_value v;
+} cuda_attention_context;
+
+llmrt_status llmrt_cuda_attention_enqueue(const llmrt_plugin_call *call, void *cuda_stream) {
+    const cuda_attention_context *a = call->backend_context;
+    return run_attention(a->st, a->v); /* on a->st->stream, which cuda_stream is */
+}
+
 static llmrt_status run_node(cuda_state *st, llmrt_value v) {
     const llmrt_node *n = &st->graph->nodes[v];
     const llmrt_dtype ty = cuda_value_type(st, v);
@@ -453,10 +464,15 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         LAUNCH(v, cuda_cast(y, ty, st->node_ptr[n->inputs[0]], cuda_value_type(st, n->inputs[0]), cuda_value_numel(st, v),
                             st->stream));
         return LLMRT_OK;
-    case LLMRT_OP_ATTENTION:
-        return run_attention(st, v);
     case LLMRT_OP_MOE:
         return cuda_moe_run(st, v);
+    case LLMRT_OP_ATTENTION: {
+        const cuda_attention_context context = {.st = st, .v = v};
+        const llmrt_plugin_call call = {.backend_context = (void *)&context};
+        return st->attention_plugin->enqueue_cuda(&call, st->stream);
+    }
+    case LLMRT_OP_PLUGIN:
+        return cuda_run_plugin(st, v);
     case LLMRT_OP_RMSNORM: case LLMRT_OP_LAYERNORM: {
         if (st->fused[v] || (st->norm_active && st->norm_skip[v])) return LLMRT_OK;
         const llmrt_value x = n->inputs[0];
