@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "import/hf_config_fields.h"
 
 /* Sanity limits: far above any real model, low enough that products of them
  * (hidden * intermediate, vocab * hidden) cannot overflow 64 bits. */
@@ -188,7 +189,7 @@ static const char *const activation_names[] = {
     [LLMRT_ACT_RELU] = "relu"};
 static const char *const rope_type_names[] = {
     [LLMRT_ROPE_NONE] = "none", [LLMRT_ROPE_DEFAULT] = "default", [LLMRT_ROPE_LINEAR] = "linear",
-    [LLMRT_ROPE_LLAMA3] = "llama3"};
+    [LLMRT_ROPE_LLAMA3] = "llama3", [LLMRT_ROPE_LONGROPE] = "longrope"};
 
 /* HF ACT2FN keys we implement; everything else is refused, never guessed. */
 static int parse_hf_activation(const char *name, llmrt_activation *out) {
@@ -267,9 +268,10 @@ static llmrt_status parse_rope(const char *source, const json_t *root, int is_gp
     if (strcmp(type_name, "default") == 0) rope->type = LLMRT_ROPE_DEFAULT;
     else if (strcmp(type_name, "linear") == 0) rope->type = LLMRT_ROPE_LINEAR;
     else if (strcmp(type_name, "llama3") == 0) rope->type = LLMRT_ROPE_LLAMA3;
+    else if (strcmp(type_name, "longrope") == 0) rope->type = LLMRT_ROPE_LONGROPE;
     else
         return llmrt_error(LLMRT_ERR_UNSUPPORTED,
-                           "%s: field '%s' = '%.40s' is not supported (default, linear and llama3 are)", source,
+                           "%s: field '%s' = '%.40s' is not supported (default, linear, llama3 and longrope are)", source,
                            field, type_name);
 
     if (params) {
@@ -438,7 +440,8 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     if (eos && !json_is_null(eos)) LLMRT_TRY(token_list(source, "eos_token_id", eos, c->eos_token_ids, &c->num_eos_tokens));
     LLMRT_TRY(check_token_ids(source, c));
 
-    return parse_rope(source, root, is_gpt2, c);
+    LLMRT_TRY(parse_rope(source, root, is_gpt2 || llmrt_hf_layout_has_learned_positions(root, c), c));
+    return llmrt_hf_parse_layouts(source, root, c);
 }
 
 static llmrt_status load_object(const char *text, size_t length, const char *source, json_t **out) {
@@ -537,6 +540,12 @@ static const field_spec model_fields[] = {
     INT_FIELD("sliding_window", sliding_window, 0, MAX_POSITIONS),
     INT_FIELD("bos_token_id", bos_token_id, -1, MAX_TOKEN_ID),
     INT_FIELD("pad_token_id", pad_token_id, -1, MAX_TOKEN_ID),
+    BOOL_FIELD("parallel_residual", parallel_residual),
+    INT_FIELD("parallel_norms", parallel_norms, 0, 2),
+    BOOL_FIELD("qkv_grouped", qkv_grouped),
+    BOOL_FIELD("post_norm", post_norm),
+    BOOL_FIELD("final_norm", final_norm),
+    INT_FIELD("embed_dim", embed_dim, 0, MAX_HIDDEN),
 };
 
 #define ROPE_OFFSET(member) (offsetof(llmrt_model_config, rope) + offsetof(llmrt_rope_config, member))
@@ -547,6 +556,9 @@ static const field_spec rope_fields[] = {
     {"high_freq_factor", FIELD_FLOAT, ROPE_OFFSET(high_freq_factor), 0, 0},
     {"original_max_position_embeddings", FIELD_INT, ROPE_OFFSET(original_max_position_embeddings), 0, MAX_POSITIONS},
     {"rotary_dim", FIELD_INT, ROPE_OFFSET(rotary_dim), 0, MAX_HEAD_DIM},
+    {"interleaved", FIELD_BOOL, ROPE_OFFSET(interleaved), 0, 1},
+    {"attention_factor", FIELD_FLOAT, ROPE_OFFSET(attention_factor), 0, 0},
+    {"use_long_factors", FIELD_BOOL, ROPE_OFFSET(use_long_factors), 0, 1},
 };
 
 static int put_fields(json_t *object, const llmrt_model_config *c, const field_spec *fields, size_t count) {
@@ -565,7 +577,7 @@ static int put_fields(json_t *object, const llmrt_model_config *c, const field_s
 }
 
 char *llmrt_model_config_to_json(const llmrt_model_config *c) {
-    if (!c || (unsigned)c->activation > LLMRT_ACT_RELU || (unsigned)c->rope.type > LLMRT_ROPE_LLAMA3 ||
+    if (!c || (unsigned)c->activation > LLMRT_ACT_RELU || (unsigned)c->rope.type > LLMRT_ROPE_LONGROPE ||
         c->num_eos_tokens < 0 || c->num_eos_tokens > LLMRT_MAX_EOS_TOKENS)
         return NULL;
     json_t *root = json_object(), *rope = json_object(), *eos = json_array();
@@ -579,6 +591,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(root, "activation", json_string(activation_names[c->activation])) == 0;
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
+        ok &= llmrt_rope_factors_to_json(rope, &c->rope);
         for (int32_t i = 0; i < c->num_eos_tokens; i++) ok &= json_array_append_new(eos, json_integer(c->eos_token_ids[i])) == 0;
         ok &= json_object_set_new(root, "checkpoint_dtype", c->checkpoint_dtype == LLMRT_DTYPE_INVALID
                                   ? json_null() : json_string(llmrt_dtype_name(c->checkpoint_dtype))) == 0;
@@ -662,14 +675,15 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     LLMRT_TRY(string_value(source, "model_type", json_object_get(root, "model_type"), c->model_type,
                            sizeof c->model_type));
     LLMRT_TRY(get_fields(source, root, "", c, model_fields, sizeof model_fields / sizeof model_fields[0]));
-    int v;
+    int v = 0;
     LLMRT_TRY(get_enum(source, root, "activation", "activation", activation_names, 4, &v));
     c->activation = (llmrt_activation)v;
     const json_t *rope = json_object_get(root, "rope");
     if (!json_is_object(rope)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'rope' must be an object", source);
-    LLMRT_TRY(get_enum(source, rope, "type", "rope.type", rope_type_names, 4, &v));
+    LLMRT_TRY(get_enum(source, rope, "type", "rope.type", rope_type_names, 5, &v));
     c->rope.type = (llmrt_rope_type)v;
     LLMRT_TRY(get_fields(source, rope, "rope.", c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]));
+    LLMRT_TRY(llmrt_rope_factors_from_json(source, rope, &c->rope));
     const json_t *eos = json_object_get(root, "eos_token_ids");
     if (!json_is_array(eos)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'eos_token_ids' must be an array", source);
     LLMRT_TRY(token_list(source, "eos_token_ids", eos, c->eos_token_ids, &c->num_eos_tokens));
@@ -698,4 +712,22 @@ llmrt_status llmrt_model_config_from_json(const char *json_text, size_t length, 
     json_decref(root);
     if (status == LLMRT_OK) *out = config;
     return status;
+}
+
+/* ---- the typed readers, for the per-family parsers (hf_config_fields.h) ---- */
+
+llmrt_status llmrt_hf_get_int(const char *source, const json_t *object, const char *const *aliases, int required,
+                              long long fallback, long long min, long long max, int32_t *out) {
+    return get_int(source, object, aliases, required, fallback, min, max, out);
+}
+llmrt_status llmrt_hf_get_float(const char *source, const json_t *object, const char *const *aliases, float fallback,
+                                float *out) {
+    return get_float(source, object, aliases, fallback, out);
+}
+llmrt_status llmrt_hf_get_bool(const char *source, const json_t *object, const char *field, int32_t fallback,
+                               int32_t *out) {
+    return get_bool(source, object, field, fallback, out);
+}
+llmrt_status llmrt_hf_float_value(const char *source, const char *field, const json_t *value, float *out) {
+    return float_value(source, field, value, out);
 }

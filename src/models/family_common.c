@@ -1,5 +1,8 @@
 /* What every family's network builder shares: the step's inputs, and the
  * model spec translated into the layers' parameters. */
+#include <stdlib.h>
+
+#include "layers/layers.h"
 #include "models/models.h"
 
 llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g) {
@@ -18,6 +21,8 @@ llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_conf
         .num_kv_heads = c->num_kv_heads,
         .head_dim = c->head_dim,
         .rotary_dim = c->rope.type == LLMRT_ROPE_NONE ? 0 : c->rope.rotary_dim,
+        .rope_interleaved = c->rope.interleaved,
+        .rope_scale = c->rope.type == LLMRT_ROPE_LONGROPE ? c->rope.attention_factor : 1.0f,
         .qkv_bias = c->attention_bias,
         .out_bias = c->attention_out_bias,
     };
@@ -30,4 +35,15 @@ llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *c) {
         .activation = c->activation,
         .bias = c->mlp_bias,
     };
+}
+
+llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *c) {
+    if (c->rope.type == LLMRT_ROPE_NONE) return LLMRT_NO_VALUE;
+    float *inv_freq = malloc((size_t)(c->rope.rotary_dim / 2 + 1) * sizeof *inv_freq);
+    if (!inv_freq) return llmrt_graph_fail(g, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_rope_inv_freq(&c->rope, inv_freq);
+    int64_t half = c->rope.rotary_dim / 2;
+    llmrt_value freq = llmrt_constant(g, "rope.inv_freq", inv_freq, 1, &half);
+    free(inv_freq);
+    return freq;
 }

@@ -37,6 +37,13 @@ typedef struct llmrt_model_config {
     int32_t num_eos_tokens;
     int32_t eos_token_ids[LLMRT_MAX_EOS_TOKENS];
     llmrt_dtype checkpoint_dtype; /* "torch_dtype"/"dtype", INVALID if absent */
+    /* block layouts (GPT-J, GPT-NeoX, Falcon, OPT, GPTBigCode; hf_config_layouts.c) */
+    int32_t parallel_residual;  /* h + attn(n1(h)) + mlp(n2(h)): both branches read the block's input */
+    int32_t parallel_norms;     /* with parallel_residual: 1 = one norm feeds both, 2 = one each */
+    int32_t qkv_grouped;        /* fused qkv per KV head: [kv_heads, heads/kv_heads + 2, D], not [q | k | v] */
+    int32_t post_norm;          /* OPT do_layer_norm_before = false: h = norm(h + f(h)) */
+    int32_t final_norm;         /* a norm before the head (OPT may drop it) */
+    int32_t embed_dim;          /* OPT word_embed_proj_dim: embedding width, projected to hidden */
 } llmrt_model_config;
 
 #endif

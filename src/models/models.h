@@ -35,10 +35,21 @@ llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g);
  * take them (family_common.c). */
 llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_config *config);
 llmrt_mlp_layer_params llmrt_model_mlp_params(const llmrt_model_config *config);
+/* The spec's RoPE inverse frequencies as a constant [rotary_dim / 2], or
+ * LLMRT_NO_VALUE for learned positions. */
+llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *config);
 
 extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;
 extern const llmrt_model_family llmrt_family_qwen2;
 extern const llmrt_model_family llmrt_family_gpt2;
+/* rotary and layout variants */
+extern const llmrt_model_family llmrt_family_gpt_neox;
+extern const llmrt_model_family llmrt_family_gptj;
+extern const llmrt_model_family llmrt_family_phi3;
+extern const llmrt_model_family llmrt_family_falcon;
+extern const llmrt_model_family llmrt_family_opt;
+extern const llmrt_model_family llmrt_family_gpt_bigcode;
+extern const llmrt_model_family llmrt_family_glm;
 
 #endif

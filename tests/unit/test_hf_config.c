@@ -488,7 +488,9 @@ static void test_model_config_json(void) {
     c.attention_out_bias = 0;
     c.mlp_bias = 1;
     c.sliding_window = 555;
-    c.rope = (llmrt_rope_config){LLMRT_ROPE_LLAMA3, 123456.7f, 3.5f, 0.75f, 5.25f, 777, 48};
+    c.rope = (llmrt_rope_config){.type = LLMRT_ROPE_LLAMA3, .theta = 123456.7f, .factor = 3.5f,
+                                 .low_freq_factor = 0.75f, .high_freq_factor = 5.25f,
+                                 .original_max_position_embeddings = 777, .rotary_dim = 48};
     c.bos_token_id = 11;
     c.pad_token_id = -1;
     c.num_eos_tokens = LLMRT_MAX_EOS_TOKENS;
