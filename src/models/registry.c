@@ -9,12 +9,14 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_gpt2,
     /* rotary and layout variants */
     &llmrt_family_gpt_neox,
+    &llmrt_family_gptj,
+    &llmrt_family_falcon,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
            /* rotary and layout variants */
-           ", GPTNeoXForCausalLM";
+           ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {
