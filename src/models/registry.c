@@ -11,12 +11,16 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_gpt_neox,
     &llmrt_family_gptj,
     &llmrt_family_falcon,
+    &llmrt_family_opt,
+    &llmrt_family_gpt_bigcode,
+    &llmrt_family_glm,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
            /* rotary and layout variants */
-           ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM";
+           ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM, OPTForCausalLM,"
+           " GPTBigCodeForCausalLM, GlmForCausalLM";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {
