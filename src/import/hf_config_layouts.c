@@ -124,8 +124,8 @@ static llmrt_status parse_falcon(const char *source, const json_t *root, llmrt_m
         if (!parallel_attn)
             return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'parallel_attn' = false with "
                                "new_decoder_architecture is not a layout Falcon defines", source);
-        LLMRT_TRY(llmrt_hf_get_int(source, root, ALIASES("num_kv_heads"), 0, c->num_heads, 1, c->num_heads,
-                                   &c->num_kv_heads));
+        LLMRT_TRY(llmrt_hf_get_int(source, root, ALIASES("num_kv_heads", "n_head_kv"), 0, c->num_heads, 1,
+                                   c->num_heads, &c->num_kv_heads));
         if (c->num_heads % c->num_kv_heads != 0)
             return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'num_kv_heads' = %d does not divide num_attention_heads "
                                "= %d", source, c->num_kv_heads, c->num_heads);

@@ -242,8 +242,9 @@ static void test_rope_dialects(void) {
                  LLMRT_ERR_UNSUPPORTED, "config.json", "rope_scaling.rope_type", "yarn");
     EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 4.0}}", &c),
                  LLMRT_ERR_UNSUPPORTED, "rope_scaling.type", "dynamic");
-    EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"rope_type\": \"longrope\"}}", &c), LLMRT_ERR_UNSUPPORTED,
-                 "rope_scaling.rope_type", "longrope");
+    /* longrope is supported; without its factor lists it names the first one missing */
+    EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"rope_type\": \"longrope\"}}", &c), LLMRT_ERR_FORMAT,
+                 "rope_scaling.short_factor");
     EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"type\": \"su\"}}", &c), LLMRT_ERR_UNSUPPORTED, "'su'");
     EXPECT_ERROR(parse("{" BASE ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 1e4}}", &c),
                  LLMRT_ERR_UNSUPPORTED, "rope_parameters.rope_type", "yarn");
