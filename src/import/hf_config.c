@@ -360,10 +360,10 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     int is_qwen2 = strcmp(c->model_type, "qwen2") == 0 || strcmp(c->model_type, "qwen2_moe") == 0 ||
                    strcmp(c->architecture, "Qwen2ForCausalLM") == 0;
 
-    LLMRT_TRY(get_int(source, root, ALIASES("vocab_size"), 1, 0, 1, MAX_VOCAB, &c->vocab_size));
+    LLMRT_TRY(get_int(source, root, ALIASES("vocab_size", "padded_vocab_size"), 1, 0, 1, MAX_VOCAB, &c->vocab_size));
     LLMRT_TRY(get_int(source, root, ALIASES("hidden_size", "n_embd", "d_model"), 1, 0, 1, MAX_HIDDEN,
                       &c->hidden_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer"), 1, 0, 1, MAX_LAYERS, &c->num_layers));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "num_layers"), 1, 0, 1, MAX_LAYERS, &c->num_layers));
     LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head"), 1, 0, 1, MAX_HEADS, &c->num_heads));
     LLMRT_TRY(get_int(source, root, ALIASES("num_key_value_heads"), 0, c->num_heads, 1, MAX_HEADS,
                       &c->num_kv_heads));
@@ -376,14 +376,15 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
                            "= %d and there is no head_dim", source, c->hidden_size, c->num_heads);
     LLMRT_TRY(get_int(source, root, ALIASES("head_dim"), 0, c->hidden_size / c->num_heads, 1, MAX_HEAD_DIM,
                       &c->head_dim));
-    LLMRT_TRY(get_int(source, root, ALIASES("intermediate_size", "n_inner"), 0, 4LL * c->hidden_size, 1,
-                      MAX_INTERMEDIATE, &c->intermediate_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("max_position_embeddings", "n_positions", "n_ctx"), 1, 0, 1,
-                      MAX_POSITIONS, &c->max_position_embeddings));
+    LLMRT_TRY(get_int(source, root, ALIASES("intermediate_size", "n_inner", "ffn_hidden_size"), 0,
+                      4LL * c->hidden_size, 1, MAX_INTERMEDIATE, &c->intermediate_size));
+    LLMRT_TRY(get_int(source, root, ALIASES("max_position_embeddings", "n_positions", "n_ctx", "seq_length"), 1, 0,
+                      1, MAX_POSITIONS, &c->max_position_embeddings));
 
     /* LlamaConfig/Qwen2Config/MistralConfig default to 1e-6, GPT2Config to 1e-5. */
     const char *field;
-    const char *const *eps_aliases = ALIASES("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps");
+    const char *const *eps_aliases =
+        ALIASES("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps", "layernorm_epsilon");
     LLMRT_TRY(get_float(source, root, eps_aliases, is_gpt2 ? 1e-5f : 1e-6f, &c->norm_eps));
     lookup(root, eps_aliases, &field);
     if (!(c->norm_eps > 0.0f))

@@ -30,7 +30,8 @@ static llmrt_status family_defaults(const char *source, const json_t *root, llmr
                                     llmrt_activation activation, float eps, int32_t tie) {
     if (!present(root, "hidden_act") && !present(root, "activation_function") && !present(root, "hidden_activation"))
         c->activation = activation;
-    if (!present(root, "rms_norm_eps") && !present(root, "layer_norm_epsilon") && !present(root, "layer_norm_eps"))
+    if (!present(root, "rms_norm_eps") && !present(root, "layer_norm_epsilon") && !present(root, "layer_norm_eps") &&
+        !present(root, "layernorm_epsilon"))
         c->norm_eps = eps;
     return llmrt_hf_get_bool(source, root, "tie_word_embeddings", tie, &c->tie_word_embeddings);
 }
@@ -189,6 +190,47 @@ static llmrt_status parse_glm(const char *source, const json_t *root, llmrt_mode
     return LLMRT_OK;
 }
 
+/* ChatGLM2 / ChatGLM3 / GLM-4 remote-code checkpoints (ChatGLMModel): GLM's
+ * block in THUDM's naming, q/k/v fused as [q | k | v] (multi-query groups),
+ * RoPE interleaved on half of each head with base 10000 · rope_ratio. The
+ * first ChatGLM (2D positions, post-norm alpha residual) is refused. */
+static llmrt_status parse_chatglm(const char *source, const json_t *root, llmrt_model_config *c) {
+    int32_t multi_query, rmsnorm, post_residual, post_layer_norm, qkv_bias, linear_bias;
+    if (present(root, "position_encoding_2d"))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'position_encoding_2d': the first ChatGLM (2D "
+                           "positions) is not supported, ChatGLM2 and later are", source);
+    LLMRT_TRY(family_defaults(source, root, c, LLMRT_ACT_SILU, 1e-5f, 0));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "rmsnorm", 1, &rmsnorm));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "apply_residual_connection_post_layernorm", 0, &post_residual));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "post_layer_norm", 1, &post_layer_norm));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "multi_query_attention", 0, &multi_query));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "add_qkv_bias", 0, &qkv_bias));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "add_bias_linear", 0, &linear_bias));
+    if (!rmsnorm)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'rmsnorm' = false is not supported", source);
+    if (post_residual)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'apply_residual_connection_post_layernorm' = true is "
+                           "not supported", source);
+    LLMRT_TRY(llmrt_hf_get_int(source, root, ALIASES("kv_channels"), 0, c->head_dim, 1, 1 << 10, &c->head_dim));
+    c->num_kv_heads = c->num_heads;
+    if (multi_query)
+        LLMRT_TRY(llmrt_hf_get_int(source, root, ALIASES("multi_query_group_num"), 0, 1, 1, c->num_heads,
+                                   &c->num_kv_heads));
+    if (c->num_heads % c->num_kv_heads != 0)
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'multi_query_group_num' = %d does not divide "
+                           "num_attention_heads = %d", source, c->num_kv_heads, c->num_heads);
+    c->attention_bias = qkv_bias;
+    c->attention_out_bias = c->mlp_bias = linear_bias;
+    c->final_norm = post_layer_norm;
+    float rope_ratio;
+    LLMRT_TRY(llmrt_hf_get_float(source, root, ALIASES("rope_ratio"), 1.0f, &rope_ratio));
+    if (!(rope_ratio > 0.0f))
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'rope_ratio' = %g must be positive", source, (double)rope_ratio);
+    c->rope.theta = 10000.0f * rope_ratio;
+    c->rope.interleaved = 1;
+    return rotary_fraction(source, "kv_channels", 0.5f, c);
+}
+
 /* The object holding the RoPE parameters in either dialect (see parse_rope). */
 static const json_t *rope_object(const json_t *root, const char **prefix) {
     const json_t *params = json_object_get(root, "rope_parameters");
@@ -260,6 +302,7 @@ llmrt_status llmrt_hf_parse_layouts(const char *source, const json_t *root, llmr
     if (is_family(c, "opt", "OPTForCausalLM")) return parse_opt(source, root, c);
     if (is_family(c, "gpt_bigcode", "GPTBigCodeForCausalLM")) return parse_bigcode(source, root, c);
     if (is_family(c, "glm", "GlmForCausalLM")) return parse_glm(source, root, c);
+    if (is_family(c, "chatglm", "ChatGLMModel")) return parse_chatglm(source, root, c);
     return LLMRT_OK;
 }
 

@@ -51,5 +51,6 @@ extern const llmrt_model_family llmrt_family_falcon;
 extern const llmrt_model_family llmrt_family_opt;
 extern const llmrt_model_family llmrt_family_gpt_bigcode;
 extern const llmrt_model_family llmrt_family_glm;
+extern const llmrt_model_family llmrt_family_chatglm;
 
 #endif

@@ -14,13 +14,14 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_opt,
     &llmrt_family_gpt_bigcode,
     &llmrt_family_glm,
+    &llmrt_family_chatglm,
 };
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
            /* rotary and layout variants */
            ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM, OPTForCausalLM,"
-           " GPTBigCodeForCausalLM, GlmForCausalLM";
+           " GPTBigCodeForCausalLM, GlmForCausalLM, ChatGLMModel";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {

@@ -91,6 +91,19 @@ static const char *GLM =
     " \"model_type\": \"glm\", \"num_attention_heads\": 32, \"num_hidden_layers\": 40,"
     " \"num_key_value_heads\": 2, \"rms_norm_eps\": 1.5625e-07, \"rope_theta\": 10000.0, \"vocab_size\": 151552}";
 
+/* THUDM/chatglm2-6b (remote code: THUDM's field names). */
+static const char *CHATGLM2 =
+    "{\"_name_or_path\": \"THUDM/chatglm2-6b\", \"model_type\": \"chatglm\", \"architectures\": [\"ChatGLMModel\"],"
+    " \"add_bias_linear\": false, \"add_qkv_bias\": true, \"apply_query_key_layer_scaling\": true,"
+    " \"apply_residual_connection_post_layernorm\": false, \"attention_dropout\": 0.0,"
+    " \"attention_softmax_in_fp32\": true, \"bias_dropout_fusion\": true, \"ffn_hidden_size\": 13696,"
+    " \"fp32_residual_connection\": false, \"hidden_dropout\": 0.0, \"hidden_size\": 4096, \"kv_channels\": 128,"
+    " \"layernorm_epsilon\": 1e-05, \"multi_query_attention\": true, \"multi_query_group_num\": 2,"
+    " \"num_attention_heads\": 32, \"num_layers\": 28, \"original_rope\": true, \"padded_vocab_size\": 65024,"
+    " \"post_layer_norm\": true, \"rmsnorm\": true, \"seq_length\": 32768, \"use_cache\": true,"
+    " \"torch_dtype\": \"float16\", \"transformers_version\": \"4.27.1\", \"tie_word_embeddings\": false,"
+    " \"eos_token_id\": 2, \"pad_token_id\": 0, \"rope_ratio\": 50}";
+
 /* microsoft/Phi-3-mini-128k-instruct-shaped (transformers 4 rope_scaling),
  * 4 heads of 16 so the factor lists are short. */
 #define PHI3_HEAD                                                                                                  \
@@ -149,6 +162,14 @@ static void test_parse(void) {
     CHECK_OK(validate(&c));
     round_trip(&c);
 
+    CHECK_OK(parse(CHATGLM2, &c));
+    CHECK(c.vocab_size == 65024 && c.num_layers == 28 && c.max_position_embeddings == 32768);
+    CHECK(c.intermediate_size == 13696 && c.norm_eps == 1e-5f && c.head_dim == 128 && c.num_kv_heads == 2);
+    CHECK(c.attention_bias == 1 && c.attention_out_bias == 0 && c.mlp_bias == 0 && c.final_norm == 1);
+    CHECK(c.rope.rotary_dim == 64 && c.rope.interleaved == 1 && c.rope.theta == 500000.0f);
+    CHECK_OK(validate(&c));
+    round_trip(&c);
+
     CHECK_OK(parse(PHI3, &c));
     CHECK(c.rope.type == LLMRT_ROPE_LONGROPE && c.rope.original_max_position_embeddings == 4096);
     CHECK(c.rope.short_factor[1] == 1.1f && c.rope.long_factor[7] == 9.0f);
@@ -195,6 +216,12 @@ static void test_bad_configs(void) {
                  LLMRT_ERR_FORMAT, "'rope_scaling.long_factor' has factor 7 = -1, not positive");
     EXPECT_ERROR(parse(PHI3_HEAD " \"short_factor\": [1, 1, 1, 1, 1, 1, 1, 1], \"long_factor\": 2}}", &c),
                  LLMRT_ERR_FORMAT, "'rope_scaling.long_factor' must be a list");
+
+    snprintf(json, sizeof json, "%.*s, \"position_encoding_2d\": true}", (int)strlen(CHATGLM2) - 1, CHATGLM2);
+    EXPECT_ERROR(parse(json, &c), LLMRT_ERR_UNSUPPORTED, "'position_encoding_2d'");
+    snprintf(json, sizeof json, "%s", CHATGLM2);
+    memcpy(strstr(json, "\"multi_query_group_num\": 2"), "\"multi_query_group_num\": 3", 26);
+    EXPECT_ERROR(parse(json, &c), LLMRT_ERR_FORMAT, "'multi_query_group_num' = 3 does not divide");
 
     /* The families' own checks, on specs that came from elsewhere (an engine). */
     CHECK_OK(parse(GPTJ, &c));
