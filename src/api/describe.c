@@ -59,9 +59,9 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     append(&t, "dims          hidden %d, layers %d, heads %d, kv heads %d, head dim %d, intermediate %d, vocab %d\n",
            c->hidden_size, c->num_layers, c->num_heads, c->num_kv_heads, c->head_dim, c->intermediate_size,
            c->vocab_size);
-    static const char *const rope_names[] = {"none", "default", "linear", "llama3"};
+    static const char *const rope_names[] = {"none", "default", "linear", "llama3", "longrope"};
     append(&t, "positions     rope %s (theta %g, rotary dim %d), max positions %d\n",
-           (unsigned)c->rope.type < 4 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
+           (unsigned)c->rope.type < 5 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
            c->max_position_embeddings);
     append(&t, "limits        max_seq_len %d, max_batch %d, max_num_tokens %d\n", plan->max_seq_len, plan->max_batch,
            plan->max_num_tokens);
