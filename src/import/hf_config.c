@@ -541,12 +541,6 @@ static const field_spec model_fields[] = {
     INT_FIELD("sliding_window", sliding_window, 0, MAX_POSITIONS),
     INT_FIELD("bos_token_id", bos_token_id, -1, MAX_TOKEN_ID),
     INT_FIELD("pad_token_id", pad_token_id, -1, MAX_TOKEN_ID),
-    BOOL_FIELD("parallel_residual", parallel_residual),
-    INT_FIELD("parallel_norms", parallel_norms, 0, 2),
-    BOOL_FIELD("qkv_grouped", qkv_grouped),
-    BOOL_FIELD("post_norm", post_norm),
-    BOOL_FIELD("final_norm", final_norm),
-    INT_FIELD("embed_dim", embed_dim, 0, MAX_HIDDEN),
 };
 
 #define ROPE_OFFSET(member) (offsetof(llmrt_model_config, rope) + offsetof(llmrt_rope_config, member))
@@ -557,9 +551,6 @@ static const field_spec rope_fields[] = {
     {"high_freq_factor", FIELD_FLOAT, ROPE_OFFSET(high_freq_factor), 0, 0},
     {"original_max_position_embeddings", FIELD_INT, ROPE_OFFSET(original_max_position_embeddings), 0, MAX_POSITIONS},
     {"rotary_dim", FIELD_INT, ROPE_OFFSET(rotary_dim), 0, MAX_HEAD_DIM},
-    {"interleaved", FIELD_BOOL, ROPE_OFFSET(interleaved), 0, 1},
-    {"attention_factor", FIELD_FLOAT, ROPE_OFFSET(attention_factor), 0, 0},
-    {"use_long_factors", FIELD_BOOL, ROPE_OFFSET(use_long_factors), 0, 1},
 };
 
 static int put_fields(json_t *object, const llmrt_model_config *c, const field_spec *fields, size_t count) {
@@ -592,7 +583,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(root, "activation", json_string(activation_names[c->activation])) == 0;
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
-        ok &= llmrt_rope_factors_to_json(rope, &c->rope);
+        ok &= llmrt_layout_fields_to_json(root, rope, c);
         for (int32_t i = 0; i < c->num_eos_tokens; i++) ok &= json_array_append_new(eos, json_integer(c->eos_token_ids[i])) == 0;
         ok &= json_object_set_new(root, "checkpoint_dtype", c->checkpoint_dtype == LLMRT_DTYPE_INVALID
                                   ? json_null() : json_string(llmrt_dtype_name(c->checkpoint_dtype))) == 0;
@@ -684,7 +675,7 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     LLMRT_TRY(get_enum(source, rope, "type", "rope.type", rope_type_names, 5, &v));
     c->rope.type = (llmrt_rope_type)v;
     LLMRT_TRY(get_fields(source, rope, "rope.", c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]));
-    LLMRT_TRY(llmrt_rope_factors_from_json(source, rope, &c->rope));
+    LLMRT_TRY(llmrt_layout_fields_from_json(source, root, rope, c));
     const json_t *eos = json_object_get(root, "eos_token_ids");
     if (!json_is_array(eos)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'eos_token_ids' must be an array", source);
     LLMRT_TRY(token_list(source, "eos_token_ids", eos, c->eos_token_ids, &c->num_eos_tokens));

@@ -28,9 +28,11 @@ int llmrt_hf_layout_has_learned_positions(const json_t *root, const llmrt_model_
  * fields and RoPE are parsed, and sets the neutral layout for the others. */
 llmrt_status llmrt_hf_parse_layouts(const char *source, const json_t *root, llmrt_model_config *config);
 
-/* LongRoPE's factor lists in the engine's config JSON ("short_factor",
- * "long_factor" inside "rope"; absent for other rope types). */
-int llmrt_rope_factors_to_json(json_t *rope_object, const llmrt_rope_config *rope);
-llmrt_status llmrt_rope_factors_from_json(const char *source, const json_t *rope_object, llmrt_rope_config *rope);
+/* The layout fields in the engine's config JSON: the block layout in the
+ * root object, interleaving and LongRoPE in "rope". All optional on reading
+ * (engines written before them load with the LLaMA/GPT-2 layout). */
+int llmrt_layout_fields_to_json(json_t *root, json_t *rope_object, const llmrt_model_config *config);
+llmrt_status llmrt_layout_fields_from_json(const char *source, const json_t *root, const json_t *rope_object,
+                                           llmrt_model_config *config);
 
 #endif

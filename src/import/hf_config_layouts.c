@@ -308,9 +308,18 @@ llmrt_status llmrt_hf_parse_layouts(const char *source, const json_t *root, llmr
 
 /* ---- engine config JSON ---------------------------------------------------- */
 
-int llmrt_rope_factors_to_json(json_t *rope_object, const llmrt_rope_config *r) {
-    if (r->type != LLMRT_ROPE_LONGROPE) return 1;
-    int ok = 1;
+int llmrt_layout_fields_to_json(json_t *root, json_t *rope_object, const llmrt_model_config *c) {
+    const llmrt_rope_config *r = &c->rope;
+    int ok = json_object_set_new(root, "parallel_residual", json_boolean(c->parallel_residual)) == 0;
+    ok &= json_object_set_new(root, "parallel_norms", json_integer(c->parallel_norms)) == 0;
+    ok &= json_object_set_new(root, "qkv_grouped", json_boolean(c->qkv_grouped)) == 0;
+    ok &= json_object_set_new(root, "post_norm", json_boolean(c->post_norm)) == 0;
+    ok &= json_object_set_new(root, "final_norm", json_boolean(c->final_norm)) == 0;
+    ok &= json_object_set_new(root, "embed_dim", json_integer(c->embed_dim)) == 0;
+    ok &= json_object_set_new(rope_object, "interleaved", json_boolean(r->interleaved)) == 0;
+    ok &= json_object_set_new(rope_object, "attention_factor", json_real(r->attention_factor)) == 0;
+    ok &= json_object_set_new(rope_object, "use_long_factors", json_boolean(r->use_long_factors)) == 0;
+    if (r->type != LLMRT_ROPE_LONGROPE) return ok;
     const char *keys[2] = {"short_factor", "long_factor"};
     const float *lists[2] = {r->short_factor, r->long_factor};
     for (int k = 0; k < 2; k++) {
@@ -323,7 +332,18 @@ int llmrt_rope_factors_to_json(json_t *rope_object, const llmrt_rope_config *r) 
     return ok;
 }
 
-llmrt_status llmrt_rope_factors_from_json(const char *source, const json_t *rope_object, llmrt_rope_config *r) {
+llmrt_status llmrt_layout_fields_from_json(const char *source, const json_t *root, const json_t *rope_object,
+                                           llmrt_model_config *c) {
+    llmrt_rope_config *r = &c->rope;
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "parallel_residual", 0, &c->parallel_residual));
+    LLMRT_TRY(llmrt_hf_get_int(source, root, ALIASES("parallel_norms"), 0, 0, 0, 2, &c->parallel_norms));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "qkv_grouped", 0, &c->qkv_grouped));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "post_norm", 0, &c->post_norm));
+    LLMRT_TRY(llmrt_hf_get_bool(source, root, "final_norm", 1, &c->final_norm));
+    LLMRT_TRY(llmrt_hf_get_int(source, root, ALIASES("embed_dim"), 0, c->hidden_size, 0, 1 << 17, &c->embed_dim));
+    LLMRT_TRY(llmrt_hf_get_bool(source, rope_object, "interleaved", 0, &r->interleaved));
+    LLMRT_TRY(llmrt_hf_get_float(source, rope_object, ALIASES("attention_factor"), 1.0f, &r->attention_factor));
+    LLMRT_TRY(llmrt_hf_get_bool(source, rope_object, "use_long_factors", 0, &r->use_long_factors));
     if (r->type != LLMRT_ROPE_LONGROPE) return LLMRT_OK;
     if (r->rotary_dim <= 0 || r->rotary_dim / 2 > LLMRT_ROPE_MAX_FACTORS || !(r->attention_factor > 0.0f) ||
         r->original_max_position_embeddings <= 0)

@@ -3,6 +3,7 @@
  * bad configs refused naming the field, the engine config JSON round trip
  * (LongRoPE factor lists included), LongRoPE frequencies, and the families'
  * own validation. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,9 +255,38 @@ static void test_longrope_frequencies(void) {
     }
 }
 
+/* Engines written before the layout fields load with the LLaMA/GPT-2 layout. */
+static void test_engine_json_without_layout_fields(void) {
+    llmrt_model_config c;
+    CHECK_OK(parse(GPTJ, &c));
+    char *text = llmrt_model_config_to_json(&c);
+    json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+    CHECK(root != NULL);
+    if (!root) {
+        free(text);
+        return;
+    }
+    const char *keys[] = {"parallel_residual", "parallel_norms", "qkv_grouped", "post_norm", "final_norm", "embed_dim"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) json_object_del(root, keys[i]);
+    json_t *rope = json_object_get(root, "rope");
+    json_object_del(rope, "interleaved");
+    json_object_del(rope, "attention_factor");
+    json_object_del(rope, "use_long_factors");
+    char *old = json_dumps(root, JSON_COMPACT);
+    llmrt_model_config out;
+    CHECK_OK(llmrt_model_config_from_json(old, strlen(old), &out));
+    CHECK(out.parallel_residual == 0 && out.parallel_norms == 0 && out.qkv_grouped == 0 && out.post_norm == 0);
+    CHECK(out.final_norm == 1 && out.embed_dim == c.hidden_size);
+    CHECK(out.rope.interleaved == 0 && out.rope.attention_factor == 1.0f && out.rope.use_long_factors == 0);
+    free(old);
+    json_decref(root);
+    free(text);
+}
+
 int main(void) {
     RUN_TEST(test_parse);
     RUN_TEST(test_bad_configs);
     RUN_TEST(test_longrope_frequencies);
+    RUN_TEST(test_engine_json_without_layout_fields);
     return test_finish();
 }
