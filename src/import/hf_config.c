@@ -271,8 +271,8 @@ static llmrt_status parse_rope(const char *source, const json_t *root, int is_gp
     else if (strcmp(type_name, "longrope") == 0) rope->type = LLMRT_ROPE_LONGROPE;
     else
         return llmrt_error(LLMRT_ERR_UNSUPPORTED,
-                           "%s: field '%s' = '%.40s' is not supported (default, linear, llama3 and longrope are)", source,
-                           field, type_name);
+                           "%s: field '%s' = '%.40s' is not supported (default, linear, llama3 and longrope are)",
+                           source, field, type_name);
 
     if (params) {
         /* v5 keeps rope_theta inside rope_parameters; fall back to a top-level one. */
@@ -360,10 +360,12 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     int is_qwen2 = strcmp(c->model_type, "qwen2") == 0 || strcmp(c->model_type, "qwen2_moe") == 0 ||
                    strcmp(c->architecture, "Qwen2ForCausalLM") == 0;
 
-    LLMRT_TRY(get_int(source, root, ALIASES("vocab_size", "padded_vocab_size"), 1, 0, 1, MAX_VOCAB, &c->vocab_size));
+    LLMRT_TRY(get_int(source, root, ALIASES("vocab_size", "padded_vocab_size"), 1, 0, 1, MAX_VOCAB,
+                      &c->vocab_size));
     LLMRT_TRY(get_int(source, root, ALIASES("hidden_size", "n_embd", "d_model"), 1, 0, 1, MAX_HIDDEN,
                       &c->hidden_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "num_layers"), 1, 0, 1, MAX_LAYERS, &c->num_layers));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "num_layers"), 1, 0, 1, MAX_LAYERS,
+                      &c->num_layers));
     LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head"), 1, 0, 1, MAX_HEADS, &c->num_heads));
     LLMRT_TRY(get_int(source, root, ALIASES("num_key_value_heads"), 0, c->num_heads, 1, MAX_HEADS,
                       &c->num_kv_heads));
