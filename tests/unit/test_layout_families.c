@@ -283,10 +283,25 @@ static void test_engine_json_without_layout_fields(void) {
     free(text);
 }
 
+/* OPT's positions: a gather whose rows start at an offset, bounded by the table. */
+static void test_gather_offset(void) {
+    llmrt_graph *g = llmrt_graph_create(LLMRT_DTYPE_F32, LLMRT_DTYPE_F32);
+    int64_t table_dims[2] = {10, 4}, tokens = LLMRT_DIM_TOKENS;
+    llmrt_value table = llmrt_weight(g, "table", 2, table_dims);
+    llmrt_value ids = llmrt_input(g, "positions", LLMRT_DTYPE_I32, 1, &tokens);
+    llmrt_value rows = llmrt_gather_offset(g, table, ids, 2);
+    CHECK(rows != LLMRT_NO_VALUE && llmrt_graph_node(g, rows)->iattr[0] == 2);
+    CHECK_OK(llmrt_graph_status(g));
+    CHECK(llmrt_gather_offset(g, table, ids, 10) == LLMRT_NO_VALUE);
+    CHECK(llmrt_graph_status(g) == LLMRT_ERR_INVALID_ARGUMENT && strstr(llmrt_last_error(), "row offset 10"));
+    llmrt_graph_free(g);
+}
+
 int main(void) {
     RUN_TEST(test_parse);
     RUN_TEST(test_bad_configs);
     RUN_TEST(test_longrope_frequencies);
     RUN_TEST(test_engine_json_without_layout_fields);
+    RUN_TEST(test_gather_offset);
     return test_finish();
 }
