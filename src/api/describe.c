@@ -61,9 +61,9 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
            c->vocab_size);
     if (c->num_experts > 0)
         append(&t, "experts       %d per MLP, top %d a token\n", c->num_experts, c->num_experts_per_tok);
-    static const char *const rope_names[] = {"none", "default", "linear", "llama3"};
+    static const char *const rope_names[] = {"none", "default", "linear", "llama3", "longrope"};
     append(&t, "positions     rope %s (theta %g, rotary dim %d), max positions %d\n",
-           (unsigned)c->rope.type < 4 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
+           (unsigned)c->rope.type < 5 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
            c->max_position_embeddings);
     if (c->sliding_window > 0 || c->attn_logit_softcapping > 0.0f || c->alibi_max_bias > 0.0f ||
         c->query_pre_attn_scalar > 0.0f || c->final_logit_softcapping > 0.0f) {

@@ -388,7 +388,13 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
 
     llmrt_graph *graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
     if (!graph) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    family->build(graph, config);
+    /* LongRoPE: an engine that may run past the original context rotates
+     * with the long factors throughout, one that cannot with the short ones
+     * (transformers switches per forward pass at that length). */
+    llmrt_model_config chosen = *config;
+    if (chosen.rope.type == LLMRT_ROPE_LONGROPE)
+        chosen.rope.use_long_factors = options->max_seq_len > chosen.rope.original_max_position_embeddings;
+    family->build(graph, &chosen);
     llmrt_status status = llmrt_graph_status(graph);
     if (status != LLMRT_OK) {
         llmrt_graph_free(graph);

@@ -263,14 +263,23 @@ llmrt_value llmrt_matmul(llmrt_graph *g, llmrt_value a, llmrt_value b, int trans
 }
 
 llmrt_value llmrt_gather(llmrt_graph *g, llmrt_value table, llmrt_value indices) {
+    return llmrt_gather_offset(g, table, indices, 0);
+}
+
+llmrt_value llmrt_gather_offset(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t offset) {
     if (!valid_value(g, table, "gather") || !valid_value(g, indices, "gather")) return LLMRT_NO_VALUE;
     const llmrt_node *t = &g->nodes[table], *ix = &g->nodes[indices];
     if (t->ndim != 2 || ix->ndim != 1 || ix->dtype != LLMRT_DTYPE_I32)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "gather: expects table [rows, D] and i32 indices [n]");
+    if (offset < 0 || (t->dims[0] >= 0 && offset >= t->dims[0]))
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "gather: row offset %lld outside the table's %lld rows",
+                                (long long)offset, (long long)t->dims[0]);
     int64_t dims[2] = {ix->dims[0], t->dims[1]};
     llmrt_value inputs[2] = {table, indices};
     llmrt_dtype dtype = t->op == LLMRT_OP_WEIGHT || t->op == LLMRT_OP_CONSTANT ? g->act_dtype : t->dtype;
-    return add_node(g, LLMRT_OP_GATHER, dtype, 2, dims, inputs, 2);
+    llmrt_value v = add_node(g, LLMRT_OP_GATHER, dtype, 2, dims, inputs, 2);
+    if (v != LLMRT_NO_VALUE) g->nodes[v].iattr[0] = offset;
+    return v;
 }
 
 llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis) {

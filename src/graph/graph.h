@@ -113,6 +113,8 @@ llmrt_value llmrt_mean(llmrt_graph *g, llmrt_value a);
 llmrt_value llmrt_softmax(llmrt_graph *g, llmrt_value a); /* over the last axis */
 /* table: [rows, D]; indices: [n] i32 → [n, D] */
 llmrt_value llmrt_gather(llmrt_graph *g, llmrt_value table, llmrt_value indices);
+/* The same reading row indices[i] + offset (OPT's positions start at row 2). */
+llmrt_value llmrt_gather_offset(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t offset);
 llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis);
 llmrt_value llmrt_slice(llmrt_graph *g, llmrt_value a, int32_t axis, int64_t start, int64_t length);
 /* Reinterprets the shape (one dim may be a symbol; none is inferred). */

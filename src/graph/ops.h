@@ -28,7 +28,7 @@ typedef enum llmrt_op {
     LLMRT_OP_SUM,      /* last axis, keepdim */
     LLMRT_OP_MEAN,     /* last axis, keepdim */
     LLMRT_OP_SOFTMAX,  /* last axis */
-    LLMRT_OP_GATHER,   /* inputs: table [rows, D], indices [n] */
+    LLMRT_OP_GATHER,   /* inputs: table [rows, D], indices [n]; iattr[0] = row offset added to each index */
     LLMRT_OP_CONCAT,   /* iattr[0] = axis */
     LLMRT_OP_SLICE,    /* iattr[0] = axis, [1] = start, [2] = length */
     LLMRT_OP_VIEW,     /* shares its input's buffer */

@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "import/hf_config_fields.h"
 #include "import/hf_config_variants.h"
 
 /* Sanity limits: far above any real model, low enough that products of them
@@ -190,7 +191,7 @@ static const char *const activation_names[] = {
     [LLMRT_ACT_RELU] = "relu"};
 static const char *const rope_type_names[] = {
     [LLMRT_ROPE_NONE] = "none", [LLMRT_ROPE_DEFAULT] = "default", [LLMRT_ROPE_LINEAR] = "linear",
-    [LLMRT_ROPE_LLAMA3] = "llama3"};
+    [LLMRT_ROPE_LLAMA3] = "llama3", [LLMRT_ROPE_LONGROPE] = "longrope"};
 
 /* HF ACT2FN keys we implement; everything else is refused, never guessed. */
 static int parse_hf_activation(const char *name, llmrt_activation *out) {
@@ -269,10 +270,11 @@ static llmrt_status parse_rope(const char *source, const json_t *root, int is_gp
     if (strcmp(type_name, "default") == 0) rope->type = LLMRT_ROPE_DEFAULT;
     else if (strcmp(type_name, "linear") == 0) rope->type = LLMRT_ROPE_LINEAR;
     else if (strcmp(type_name, "llama3") == 0) rope->type = LLMRT_ROPE_LLAMA3;
+    else if (strcmp(type_name, "longrope") == 0) rope->type = LLMRT_ROPE_LONGROPE;
     else
         return llmrt_error(LLMRT_ERR_UNSUPPORTED,
-                           "%s: field '%s' = '%.40s' is not supported (default, linear and llama3 are)", source,
-                           field, type_name);
+                           "%s: field '%s' = '%.40s' is not supported (default, linear, llama3 and longrope are)",
+                           source, field, type_name);
 
     if (params) {
         /* v5 keeps rope_theta inside rope_parameters; fall back to a top-level one. */
@@ -379,11 +381,12 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     int is_qwen2 = strcmp(c->model_type, "qwen2") == 0 || strcmp(c->model_type, "qwen2_moe") == 0 ||
                    strcmp(c->architecture, "Qwen2ForCausalLM") == 0;
 
-    LLMRT_TRY(get_int(source, root, ALIASES("vocab_size"), 1, 0, 1, MAX_VOCAB, &c->vocab_size));
+    LLMRT_TRY(get_int(source, root, ALIASES("vocab_size", "padded_vocab_size"), 1, 0, 1, MAX_VOCAB,
+                      &c->vocab_size));
     LLMRT_TRY(get_int(source, root, ALIASES("hidden_size", "n_embd", "d_model"), 1, 0, 1, MAX_HIDDEN,
                       &c->hidden_size));
-    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "n_layers"), 1, 0, 1, MAX_LAYERS,
-                      &c->num_layers));
+    LLMRT_TRY(get_int(source, root, ALIASES("num_hidden_layers", "n_layer", "n_layers", "num_layers"), 1, 0, 1,
+                      MAX_LAYERS, &c->num_layers));
     LLMRT_TRY(get_int(source, root, ALIASES("num_attention_heads", "n_head", "n_heads"), 1, 0, 1, MAX_HEADS,
                       &c->num_heads));
     LLMRT_TRY(get_int(source, root, ALIASES("num_key_value_heads"), 0, c->num_heads, 1, MAX_HEADS,
@@ -397,8 +400,8 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
                            "= %d and there is no head_dim", source, c->hidden_size, c->num_heads);
     LLMRT_TRY(get_int(source, root, ALIASES("head_dim"), 0, c->hidden_size / c->num_heads, 1, MAX_HEAD_DIM,
                       &c->head_dim));
-    LLMRT_TRY(get_int(source, root, ALIASES("intermediate_size", "n_inner"), 0, 4LL * c->hidden_size, 1,
-                      MAX_INTERMEDIATE, &c->intermediate_size));
+    LLMRT_TRY(get_int(source, root, ALIASES("intermediate_size", "n_inner", "ffn_hidden_size"), 0,
+                      4LL * c->hidden_size, 1, MAX_INTERMEDIATE, &c->intermediate_size));
     /* ALiBi models (BLOOM) may name no length: 2048, BLOOM's training length */
     LLMRT_TRY(get_int(source, root, ALIASES("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
                                             "seq_length"), !llmrt_hf_config_uses_alibi(c), 2048, 1,
@@ -406,7 +409,8 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
 
     /* LlamaConfig/Qwen2Config/MistralConfig default to 1e-6, GPT2Config to 1e-5. */
     const char *field;
-    const char *const *eps_aliases = ALIASES("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps");
+    const char *const *eps_aliases =
+        ALIASES("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps", "layernorm_epsilon");
     LLMRT_TRY(get_float(source, root, eps_aliases, is_gpt2 ? 1e-5f : 1e-6f, &c->norm_eps));
     lookup(root, eps_aliases, &field);
     if (!(c->norm_eps > 0.0f))
@@ -464,8 +468,11 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     LLMRT_TRY(check_token_ids(source, c));
 
     LLMRT_TRY(parse_experts(source, root, c));
-    LLMRT_TRY(parse_rope(source, root, is_gpt2 || llmrt_hf_config_uses_alibi(c), c));
-    return llmrt_hf_config_parse_variants(source, root, c);
+    LLMRT_TRY(parse_rope(source, root,
+                         is_gpt2 || llmrt_hf_config_uses_alibi(c) || llmrt_hf_layout_has_learned_positions(root, c),
+                         c));
+    LLMRT_TRY(llmrt_hf_config_parse_variants(source, root, c));
+    return llmrt_hf_parse_layouts(source, root, c);
 }
 
 static llmrt_status load_object(const char *text, size_t length, const char *source, json_t **out) {
@@ -609,7 +616,7 @@ static int put_fields(json_t *object, const llmrt_model_config *c, const field_s
 }
 
 char *llmrt_model_config_to_json(const llmrt_model_config *c) {
-    if (!c || (unsigned)c->activation > LLMRT_ACT_RELU || (unsigned)c->rope.type > LLMRT_ROPE_LLAMA3 ||
+    if (!c || (unsigned)c->activation > LLMRT_ACT_RELU || (unsigned)c->rope.type > LLMRT_ROPE_LONGROPE ||
         c->num_eos_tokens < 0 || c->num_eos_tokens > LLMRT_MAX_EOS_TOKENS)
         return NULL;
     json_t *root = json_object(), *rope = json_object(), *eos = json_array(), *variants = json_object();
@@ -625,6 +632,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
         ok &= put_fields(variants, c, variant_fields, sizeof variant_fields / sizeof variant_fields[0]);
+        ok &= llmrt_layout_fields_to_json(root, rope, c);
         for (int32_t i = 0; i < c->num_eos_tokens; i++) ok &= json_array_append_new(eos, json_integer(c->eos_token_ids[i])) == 0;
         ok &= json_object_set_new(root, "checkpoint_dtype", c->checkpoint_dtype == LLMRT_DTYPE_INVALID
                                   ? json_null() : json_string(llmrt_dtype_name(c->checkpoint_dtype))) == 0;
@@ -722,12 +730,12 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     for (size_t i = 0; i < sizeof optional_fields / sizeof optional_fields[0]; i++)
         if (json_object_get(root, optional_fields[i].key))
             LLMRT_TRY(get_fields(source, root, "", c, &optional_fields[i], 1));
-    int v;
+    int v = 0;
     LLMRT_TRY(get_enum(source, root, "activation", "activation", activation_names, 4, &v));
     c->activation = (llmrt_activation)v;
     const json_t *rope = json_object_get(root, "rope");
     if (!json_is_object(rope)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'rope' must be an object", source);
-    LLMRT_TRY(get_enum(source, rope, "type", "rope.type", rope_type_names, 4, &v));
+    LLMRT_TRY(get_enum(source, rope, "type", "rope.type", rope_type_names, 5, &v));
     c->rope.type = (llmrt_rope_type)v;
     LLMRT_TRY(get_fields(source, rope, "rope.", c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]));
     const json_t *variants = json_object_get(root, "attention_variants");
@@ -736,6 +744,7 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     if (variants)
         LLMRT_TRY(get_fields(source, variants, "attention_variants.", c, variant_fields,
                              sizeof variant_fields / sizeof variant_fields[0]));
+    LLMRT_TRY(llmrt_layout_fields_from_json(source, root, rope, c));
     const json_t *eos = json_object_get(root, "eos_token_ids");
     if (!json_is_array(eos)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'eos_token_ids' must be an array", source);
     LLMRT_TRY(token_list(source, "eos_token_ids", eos, c->eos_token_ids, &c->num_eos_tokens));
@@ -764,4 +773,22 @@ llmrt_status llmrt_model_config_from_json(const char *json_text, size_t length, 
     json_decref(root);
     if (status == LLMRT_OK) *out = config;
     return status;
+}
+
+/* ---- the typed readers, for the per-family parsers (hf_config_fields.h) ---- */
+
+llmrt_status llmrt_hf_get_int(const char *source, const json_t *object, const char *const *aliases, int required,
+                              long long fallback, long long min, long long max, int32_t *out) {
+    return get_int(source, object, aliases, required, fallback, min, max, out);
+}
+llmrt_status llmrt_hf_get_float(const char *source, const json_t *object, const char *const *aliases, float fallback,
+                                float *out) {
+    return get_float(source, object, aliases, fallback, out);
+}
+llmrt_status llmrt_hf_get_bool(const char *source, const json_t *object, const char *field, int32_t fallback,
+                               int32_t *out) {
+    return get_bool(source, object, field, fallback, out);
+}
+llmrt_status llmrt_hf_float_value(const char *source, const char *field, const json_t *value, float *out) {
+    return float_value(source, field, value, out);
 }

@@ -12,7 +12,11 @@ typedef enum llmrt_rope_type {
     LLMRT_ROPE_DEFAULT = 1, /* inv_freq = theta^(-2i/d) */
     LLMRT_ROPE_LINEAR = 2,  /* inv_freq / factor */
     LLMRT_ROPE_LLAMA3 = 3,  /* LLaMA-3.1 frequency-banded scaling */
+    LLMRT_ROPE_LONGROPE = 4, /* Phi-3 LongRoPE: per-frequency short/long factors, cos/sin scaled */
 } llmrt_rope_type;
+
+/* LongRoPE lists one factor per rotated frequency: rotary_dim / 2 of them. */
+enum { LLMRT_ROPE_MAX_FACTORS = 256 };
 
 typedef enum llmrt_activation {
     LLMRT_ACT_SILU = 0,
@@ -29,6 +33,12 @@ typedef struct llmrt_rope_config {
     float high_freq_factor;   /* llama3 */
     int32_t original_max_position_embeddings; /* llama3 */
     int32_t rotary_dim;       /* dimensions rotated per head (head_dim * partial_rotary_factor) */
+    int32_t interleaved;      /* pairs (2i, 2i+1) (GPT-J, GLM) rather than (i, i + rotary_dim/2) */
+    /* longrope: original_max_position_embeddings above, then */
+    float attention_factor;   /* cos and sin are scaled by it (1: none) */
+    int32_t use_long_factors; /* the engine's choice between the lists (set when it is built) */
+    float short_factor[LLMRT_ROPE_MAX_FACTORS];
+    float long_factor[LLMRT_ROPE_MAX_FACTORS];
 } llmrt_rope_config;
 
 /* Self-attention: x [T, hidden] → q [T, num_heads·head_dim],
@@ -39,6 +49,8 @@ typedef struct llmrt_attention_layer_params {
     int32_t num_kv_heads;     /* < num_heads: grouped-query attention */
     int32_t head_dim;
     int32_t rotary_dim;       /* dimensions RoPE rotates per head; 0 = no RoPE */
+    int rope_interleaved;     /* RoPE pairs (2i, 2i+1) (GPT-J) rather than (i, i + rotary_dim/2) */
+    float rope_scale;         /* LongRoPE's cos/sin scale, applied to q and k's rotated dims (0 or 1: none) */
     int qkv_bias;             /* the q/k/v projections carry a bias */
     int out_bias;             /* the output projection carries a bias */
     /* Attention variants (0 = off; see llmrt_attention_params). */

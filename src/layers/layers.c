@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static const char *join(char *buf, size_t size, const char *prefix, const char *suffix) {
     snprintf(buf, size, "%s.%s", prefix, suffix);
@@ -121,7 +122,28 @@ void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq) {
             }
             inv_freq[i] = scaled;
         }
+    } else if (rope->type == LLMRT_ROPE_LONGROPE) {
+        /* transformers: 1 / (ext_factors * base ** (arange(0, dim, 2) / dim)), fp32 */
+        const float *factors = rope->use_long_factors ? rope->long_factor : rope->short_factor;
+        for (int32_t i = 0; i < dim / 2; i++)
+            inv_freq[i] = 1.0f / (factors[i] * powf(rope->theta, (float)(2 * i) / (float)dim));
     }
+}
+
+/* LongRoPE scales cos and sin by s; rotation being linear, scaling the rotated
+ * dims of q or k before it is the same. x: [T, heads·D]. */
+static llmrt_value rope_scaled(llmrt_graph *g, llmrt_value x, int32_t heads, int32_t head_dim, int32_t rotary_dim,
+                               float s) {
+    if (rotary_dim == head_dim) return llmrt_mul(g, x, llmrt_scalar(g, s));
+    int64_t width = (int64_t)heads * head_dim;
+    float *scale = malloc((size_t)width * sizeof *scale);
+    if (!scale) return llmrt_graph_fail(g, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < width; i++) scale[i] = i % head_dim < rotary_dim ? s : 1.0f;
+    char label[48];
+    snprintf(label, sizeof label, "rope.attention_factor.%d", g->num_nodes);
+    llmrt_value v = llmrt_mul(g, x, llmrt_constant(g, label, scale, 1, &width));
+    free(scale);
+    return v;
 }
 
 llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *p,
@@ -136,6 +158,17 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         q = per_head_part(g, qkv, p->num_heads, p->head_dim, 0);
         k = per_head_part(g, qkv, p->num_heads, p->head_dim, 1);
         v = per_head_part(g, qkv, p->num_heads, p->head_dim, 2);
+    } else if (names->qkv && names->qkv_grouped) {
+        /* [T, kv_heads, group + 2, D]: each KV head's query heads, then its k and v */
+        int64_t group = p->num_heads / p->num_kv_heads;
+        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
+                                             names->conv1d_layout);
+        int64_t grouped[4] = {LLMRT_DIM_TOKENS, p->num_kv_heads, group + 2, p->head_dim};
+        int64_t q_flat[2] = {LLMRT_DIM_TOKENS, q_width}, kv_flat[2] = {LLMRT_DIM_TOKENS, kv_width};
+        qkv = llmrt_view(g, qkv, 4, grouped);
+        q = llmrt_view(g, llmrt_slice(g, qkv, 2, 0, group), 2, q_flat);
+        k = llmrt_view(g, llmrt_slice(g, qkv, 2, group, 1), 2, kv_flat);
+        v = llmrt_view(g, llmrt_slice(g, qkv, 2, group + 1, 1), 2, kv_flat);
     } else if (names->qkv) {
         llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
                                              names->conv1d_layout);
@@ -149,13 +182,17 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
     }
     if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, p->num_heads, p);
     if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, p->num_kv_heads, p);
+    if (p->rope_scale != 0.0f && p->rope_scale != 1.0f) {
+        q = rope_scaled(g, q, p->num_heads, p->head_dim, p->rotary_dim, p->rope_scale);
+        k = rope_scaled(g, k, p->num_kv_heads, p->head_dim, p->rotary_dim, p->rope_scale);
+    }
     llmrt_attention_params params = {
         .layer = layer,
         .num_heads = p->num_heads,
         .num_kv_heads = p->num_kv_heads,
         .head_dim = p->head_dim,
         .rotary_dim = p->rotary_dim,
-        .rope_neox = 1,
+        .rope_neox = !p->rope_interleaved,
         .scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)p->head_dim),
         .sliding_window = p->sliding_window,
         .logit_softcap = p->logit_softcap,
@@ -171,6 +208,15 @@ llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp
     llmrt_value gated = llmrt_activation_layer(g, llmrt_linear_layer(g, x, gate, hidden, inter, p->bias, 0),
                                                p->activation);
     llmrt_value product = llmrt_mul(g, gated, llmrt_linear_layer(g, x, up, hidden, inter, p->bias, 0));
+    return llmrt_linear_layer(g, product, down, inter, hidden, p->bias, 0);
+}
+
+llmrt_value llmrt_fused_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p,
+                                        const char *gate_up, const char *down) {
+    int64_t hidden = p->hidden, inter = p->intermediate;
+    llmrt_value both = llmrt_linear_layer(g, x, gate_up, hidden, 2 * inter, p->bias, 0);
+    llmrt_value gated = llmrt_activation_layer(g, llmrt_slice(g, both, 1, 0, inter), p->activation);
+    llmrt_value product = llmrt_mul(g, gated, llmrt_slice(g, both, 1, inter, inter));
     return llmrt_linear_layer(g, product, down, inter, hidden, p->bias, 0);
 }
 

@@ -29,7 +29,8 @@ llmrt_value llmrt_activation_layer(llmrt_graph *g, llmrt_value x, llmrt_activati
 llmrt_value llmrt_softcap_layer(llmrt_graph *g, llmrt_value x, float cap);
 
 /* RoPE inverse frequencies [rotary_dim / 2] for a rope config, computed in
- * fp32 the way transformers does (default, linear, llama3). */
+ * fp32 the way transformers does (default, linear, llama3, longrope with the
+ * list rope->use_long_factors picks). */
 void llmrt_rope_inv_freq(const llmrt_rope_config *rope, float *inv_freq);
 
 typedef struct llmrt_attention_layer_names {
@@ -39,6 +40,8 @@ typedef struct llmrt_attention_layer_names {
     int conv1d_layout;
     const char *q_norm, *k_norm; /* per-head q/k RMSNorm prefixes, or NULL */
     int qkv_per_head;            /* qkv's rows are [head][q, k, v][head_dim] (BLOOM), not [q | k | v] */
+    int qkv_grouped;       /* qkv laid out per KV head [kv_heads, heads/kv_heads + 2, D] (GPT-NeoX, Falcon),
+                              not [q | k | v] */
 } llmrt_attention_layer_names;
 
 /* Self-attention block: projections, the attention plugin op (RoPE inside),
@@ -49,6 +52,10 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
 /* down(act(gate(x)) · up(x)) — LLaMA's SwiGLU MLP. */
 llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *params,
                                   const char *gate, const char *up, const char *down);
+/* The same with gate and up as one projection "<gate_up>" [2·intermediate,
+ * hidden], gate rows first (Phi-3 gate_up_proj, GLM). */
+llmrt_value llmrt_fused_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *params,
+                                        const char *gate_up, const char *down);
 /* proj(act(fc(x))) — GPT-2's MLP. */
 llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *params, const char *fc,
                             const char *proj, int conv1d_layout);

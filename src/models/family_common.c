@@ -1,13 +1,11 @@
 /* What every family's network builder shares: the step's inputs, and the
  * model spec translated into the layers' parameters. */
-#include "models/models.h"
-
-#include <stdlib.h>
-
 #include <math.h>
+#include <stdlib.h>
 
 #include "core/dtype.h"
 #include "layers/layers.h"
+#include "models/models.h"
 
 llmrt_model_inputs llmrt_model_declare_inputs(llmrt_graph *g) {
     int64_t tokens = LLMRT_DIM_TOKENS, logits = LLMRT_DIM_LOGITS;
@@ -25,6 +23,8 @@ llmrt_attention_layer_params llmrt_model_attention_params(const llmrt_model_conf
         .num_kv_heads = c->num_kv_heads,
         .head_dim = c->head_dim,
         .rotary_dim = c->rope.type == LLMRT_ROPE_NONE ? 0 : c->rope.rotary_dim,
+        .rope_interleaved = c->rope.interleaved,
+        .rope_scale = c->rope.type == LLMRT_ROPE_LONGROPE ? c->rope.attention_factor : 1.0f,
         .qkv_bias = c->attention_bias,
         .out_bias = c->attention_out_bias,
         .sliding_window = c->sliding_window,
@@ -60,4 +60,8 @@ float llmrt_model_embedding_scale(const llmrt_graph *g, const llmrt_model_config
     if (g->act_dtype == LLMRT_DTYPE_BF16) scale = llmrt_bf16_to_f32(llmrt_f32_to_bf16(scale));
     if (g->act_dtype == LLMRT_DTYPE_F16) scale = llmrt_f16_to_f32(llmrt_f32_to_f16(scale));
     return scale;
+}
+llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *c) {
+    if (c->rope.type == LLMRT_ROPE_NONE) return LLMRT_NO_VALUE;
+    return llmrt_model_rope_inv_freq(g, &c->rope, "rope.inv_freq");
 }

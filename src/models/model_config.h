@@ -48,6 +48,13 @@ typedef struct llmrt_model_config {
                                        global when (l + 1) % N == 0 (layer_types) */
     float rope_local_theta;         /* RoPE base of the windowed layers (Gemma 3); 0 = rope.theta */
     float alibi_max_bias;           /* ALiBi position bias, no RoPE (MPT, BLOOM) */
+    /* block layouts (GPT-J, GPT-NeoX, Falcon, OPT, GPTBigCode; hf_config_layouts.c) */
+    int32_t parallel_residual;  /* h + attn(n1(h)) + mlp(n2(h)): both branches read the block's input */
+    int32_t parallel_norms;     /* with parallel_residual: 1 = one norm feeds both, 2 = one each */
+    int32_t qkv_grouped;        /* fused qkv per KV head: [kv_heads, heads/kv_heads + 2, D], not [q | k | v] */
+    int32_t post_norm;          /* OPT do_layer_norm_before = false: h = norm(h + f(h)) */
+    int32_t final_norm;         /* a norm before the head (OPT may drop it) */
+    int32_t embed_dim;          /* OPT word_embed_proj_dim: embedding width, projected to hidden */
 } llmrt_model_config;
 
 #endif

@@ -43,6 +43,9 @@ int32_t llmrt_model_layer_window(const llmrt_model_config *config, int32_t layer
 float llmrt_model_embedding_scale(const llmrt_graph *g, const llmrt_model_config *config);
 /* The rope config's inverse frequencies [rotary_dim / 2] as a constant. */
 llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *rope, const char *label);
+/* The spec's RoPE inverse frequencies as a constant [rotary_dim / 2], or
+ * LLMRT_NO_VALUE for learned positions. */
+llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *config);
 
 extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;
@@ -56,5 +59,14 @@ extern const llmrt_model_family llmrt_family_gemma2;
 extern const llmrt_model_family llmrt_family_gemma3;
 extern const llmrt_model_family llmrt_family_mpt;
 extern const llmrt_model_family llmrt_family_bloom;
+/* rotary and layout variants */
+extern const llmrt_model_family llmrt_family_gpt_neox;
+extern const llmrt_model_family llmrt_family_gptj;
+extern const llmrt_model_family llmrt_family_phi3;
+extern const llmrt_model_family llmrt_family_falcon;
+extern const llmrt_model_family llmrt_family_opt;
+extern const llmrt_model_family llmrt_family_gpt_bigcode;
+extern const llmrt_model_family llmrt_family_glm;
+extern const llmrt_model_family llmrt_family_chatglm;
 
 #endif

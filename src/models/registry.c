@@ -15,6 +15,14 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_gemma3,
     &llmrt_family_mpt,
     &llmrt_family_bloom,
+    /* rotary and layout variants */
+    &llmrt_family_gpt_neox,
+    &llmrt_family_gptj,
+    &llmrt_family_falcon,
+    &llmrt_family_opt,
+    &llmrt_family_gpt_bigcode,
+    &llmrt_family_glm,
+    &llmrt_family_chatglm,
 };
 
 const char *llmrt_model_supported_list(void) {
@@ -22,7 +30,10 @@ const char *llmrt_model_supported_list(void) {
            ", MixtralForCausalLM"
            /* attention variants */
            ", Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, MptForCausalLM"
-           ", BloomForCausalLM";
+           ", BloomForCausalLM"
+           /* rotary and layout variants */
+           ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM, OPTForCausalLM,"
+           " GPTBigCodeForCausalLM, GlmForCausalLM, ChatGLMModel";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {

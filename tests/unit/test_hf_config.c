@@ -242,8 +242,9 @@ static void test_rope_dialects(void) {
                  LLMRT_ERR_UNSUPPORTED, "config.json", "rope_scaling.rope_type", "yarn");
     EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 4.0}}", &c),
                  LLMRT_ERR_UNSUPPORTED, "rope_scaling.type", "dynamic");
-    EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"rope_type\": \"longrope\"}}", &c), LLMRT_ERR_UNSUPPORTED,
-                 "rope_scaling.rope_type", "longrope");
+    /* longrope is supported; without its factor lists it names the first one missing */
+    EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"rope_type\": \"longrope\"}}", &c), LLMRT_ERR_FORMAT,
+                 "rope_scaling.short_factor");
     EXPECT_ERROR(parse("{" BASE ", \"rope_scaling\": {\"type\": \"su\"}}", &c), LLMRT_ERR_UNSUPPORTED, "'su'");
     EXPECT_ERROR(parse("{" BASE ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 1e4}}", &c),
                  LLMRT_ERR_UNSUPPORTED, "rope_parameters.rope_type", "yarn");
@@ -523,7 +524,9 @@ static void test_model_config_json(void) {
     c.attention_out_bias = 0;
     c.mlp_bias = 1;
     c.sliding_window = 555;
-    c.rope = (llmrt_rope_config){LLMRT_ROPE_LLAMA3, 123456.7f, 3.5f, 0.75f, 5.25f, 777, 48};
+    c.rope = (llmrt_rope_config){.type = LLMRT_ROPE_LLAMA3, .theta = 123456.7f, .factor = 3.5f,
+                                 .low_freq_factor = 0.75f, .high_freq_factor = 5.25f,
+                                 .original_max_position_embeddings = 777, .rotary_dim = 48};
     c.bos_token_id = 11;
     c.pad_token_id = -1;
     c.num_eos_tokens = LLMRT_MAX_EOS_TOKENS;

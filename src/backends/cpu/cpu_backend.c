@@ -569,11 +569,14 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
         const llmrt_node *table = &plan->graph->nodes[n->inputs[0]];
         cpu_shape ts = shape_of(c, n->inputs[0]);
         const int32_t *ids = buffer_of(c, n->inputs[1]);
-        int64_t count = shape.dims[0];
-        int64_t bad = cpu_embedding(out, buffer_of(c, n->inputs[0]), table->dtype, ts.dims[0], ts.dims[1], ids, count);
+        int64_t count = shape.dims[0], offset = n->iattr[0];
+        /* an offset gather reads the table from row `offset` on */
+        const uint8_t *rows = (const uint8_t *)buffer_of(c, n->inputs[0]) +
+                              (size_t)(offset * ts.dims[1]) * llmrt_dtype_size(table->dtype);
+        int64_t bad = cpu_embedding(out, rows, table->dtype, ts.dims[0] - offset, ts.dims[1], ids, count);
         if (bad >= 0)
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "gather: index %d at row %lld is outside [0, %lld)",
-                               ids[bad], (long long)bad, (long long)ts.dims[0]);
+                               ids[bad], (long long)bad, (long long)(ts.dims[0] - offset));
         return LLMRT_OK;
     }
     case LLMRT_OP_SLICE: {

@@ -453,8 +453,12 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         const llmrt_value table = n->inputs[0], idx = n->inputs[1];
         if (cuda_value_type(st, idx) != LLMRT_DTYPE_I32 || st->graph->nodes[table].ndim != 2)
             return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects table [rows, D] and i32 indices");
-        LAUNCH(v, cuda_embedding(y, ty, st->node_ptr[table], cuda_value_type(st, table), cuda_value_dim(st, table, 0),
-                                 cuda_value_dim(st, table, 1), st->node_ptr[idx], cuda_value_numel(st, idx),
+        /* an offset gather reads the table from row iattr[0] on */
+        const int64_t offset = n->iattr[0], dim = cuda_value_dim(st, table, 1);
+        const uint8_t *rows = (const uint8_t *)st->node_ptr[table] +
+                              (size_t)(offset * dim) * llmrt_dtype_size(cuda_value_type(st, table));
+        LAUNCH(v, cuda_embedding(y, ty, rows, cuda_value_type(st, table), cuda_value_dim(st, table, 0) - offset,
+                                 dim, st->node_ptr[idx], cuda_value_numel(st, idx),
                                  st->out_dev /* the step's flag */, st->stream));
         return LLMRT_OK;
     }
