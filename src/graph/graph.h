@@ -126,9 +126,11 @@ typedef struct llmrt_attention_params {
     int32_t rotary_dim;   /* 0: no RoPE */
     int32_t rope_neox;    /* 1: rotate_half pairing (LLaMA); 0: interleaved (GPT-J) */
     float scale;          /* usually 1/sqrt(head_dim) */
+    int32_t non_causal;   /* 1: each token attends to its whole sequence (encoders); the
+                             sequence must come whole in one step */
 } llmrt_attention_params;
 
-/* Causal self-attention over the paged KV cache for the packed step: applies
+/* Causal (or, with non_causal, bidirectional) self-attention over the paged KV cache for the packed step: applies
  * RoPE to q and k (angles positions · inv_freq, inv_freq [rotary_dim/2] a
  * constant, or LLMRT_NO_VALUE), appends k, v to the layer's cache and attends.
  * q: [T, heads*D], k, v: [T, kv_heads*D] → [T, heads*D] */

@@ -36,7 +36,7 @@ typedef enum llmrt_op {
     LLMRT_OP_CAST,
     /* plugin ops */
     LLMRT_OP_ATTENTION, /* inputs q, k, v[, inv_freq]; iattr: layer, heads, kv_heads, head_dim,
-                           rotary_dim, rope_neox; fattr[0] = scale */
+                           rotary_dim, rope_neox, [7] = non_causal; fattr[0] = scale */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
     LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps */
@@ -46,6 +46,10 @@ typedef enum llmrt_op {
     LLMRT_OP_GELU_TANH,   /* 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) */
     LLMRT_OP_COUNT
 } llmrt_op;
+
+/* The attention node's iattr slot of its non_causal flag (the last slot,
+ * clear of the ones that grow from the front). */
+enum { LLMRT_ATTENTION_NON_CAUSAL = 7 };
 
 /* "matmul", "add", ... ; NULL for an out-of-range value. */
 const char *llmrt_op_name(llmrt_op op);

@@ -400,6 +400,7 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
         .block_tables = step->block_tables,
         .max_blocks_per_seq = step->max_blocks_per_seq,
         .block_size = s->block_size,
+        .non_causal = (int32_t)n->iattr[LLMRT_ATTENTION_NON_CAUSAL],
     };
     float *k_cache = s->k_cache + (size_t)n->iattr[0] * s->layer_stride;
     float *v_cache = s->v_cache + (size_t)n->iattr[0] * s->layer_stride;

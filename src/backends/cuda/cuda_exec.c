@@ -342,6 +342,8 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
                                      head_dim, rot, inv_freq, neox, st->pdl, st->stream));
     }
     cuda_attention_batch b = st->batch;
+    /* the cache holds the whole step now: a non-causal mask reaches its end */
+    if (n->iattr[LLMRT_ATTENTION_NON_CAUSAL]) b.positions = b.sequence_end_positions;
     if (!st->decode_step && st->prefill_kernel) { /* checked against the plan's head size at create */
         /* a mixed step: chunks of two or more tokens on tensor cores, the
          * one-token sequences (decode tokens) through the split-K kernel */
