@@ -41,6 +41,7 @@ typedef struct llmrt_attention_layer_params {
     int32_t rotary_dim;       /* dimensions RoPE rotates per head; 0 = no RoPE */
     int qkv_bias;             /* the q/k/v projections carry a bias */
     int out_bias;             /* the output projection carries a bias */
+    int non_causal;           /* bidirectional (encoder) attention */
 } llmrt_attention_layer_params;
 
 /* An MLP: x [T, hidden] → [T, intermediate] → [T, hidden]. */

@@ -108,6 +108,7 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         .rotary_dim = p->rotary_dim,
         .rope_neox = 1,
         .scale = 1.0f / sqrtf((float)p->head_dim),
+        .non_causal = p->non_causal,
     };
     llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
     return llmrt_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias, names->conv1d_layout);

@@ -37,6 +37,9 @@ typedef struct llmrt_model_config {
     int32_t num_eos_tokens;
     int32_t eos_token_ids[LLMRT_MAX_EOS_TOKENS];
     llmrt_dtype checkpoint_dtype; /* "torch_dtype"/"dtype", INVALID if absent */
+    /* encoders (BERT) */
+    int32_t type_vocab_size;    /* token type (segment) embedding rows; 0 = none */
+    int32_t num_labels;         /* sequence classification head outputs; 0 = no head */
 } llmrt_model_config;
 
 #endif

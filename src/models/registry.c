@@ -7,10 +7,19 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_mistral,
     &llmrt_family_qwen2,
     &llmrt_family_gpt2,
+    /* encoders */
+    &llmrt_family_bert,
+    &llmrt_family_bert_classifier,
 };
 
+int llmrt_model_is_encoder(const char *architecture) {
+    return strcmp(architecture, llmrt_family_bert.architecture) == 0 ||
+           strcmp(architecture, llmrt_family_bert_classifier.architecture) == 0;
+}
+
 const char *llmrt_model_supported_list(void) {
-    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel";
+    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
+           ", BertModel, BertForSequenceClassification";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {
