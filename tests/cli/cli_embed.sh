@@ -28,6 +28,31 @@ assert rel(got["pooled"], ref["pooled"]) < 1e-4 and rel(got["logits"], ref["logi
 want = [sum(r[i] for r in rows) / n for i in range(len(rows[0]))]
 assert rel(mean["embedding"], want) < 1e-4 and mean["pooling"] == "mean"
 PY
+# --text through the engine's WordPiece tokenizer: [CLS] hello , world ! [SEP]
+python3 - "$tmp/bert_cls/tokenizer.json" <<'PY'
+import json, sys
+vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hello": 5, ",": 6, "world": 7, "!": 8, "##s": 9}
+special = [{"id": i, "content": t, "special": True, "normalized": False, "single_word": False, "lstrip": False,
+            "rstrip": False} for t, i in vocab.items() if t.startswith("[")]
+json.dump({"version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
+           "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                          "strip_accents": None, "lowercase": True},
+           "pre_tokenizer": {"type": "BertPreTokenizer"},
+           "post_processor": {"type": "TemplateProcessing",
+               "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                          {"SpecialToken": {"id": "[SEP]", "type_id": 0}}], "pair": [],
+               "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                                  "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+           "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+           "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                     "max_input_chars_per_word": 100, "vocab": vocab}}, open(sys.argv[1], "w"))
+PY
+expect 0 "" -- "$llmrt" build --model "$tmp/bert_cls" --output "$tmp/tok.engine" --quiet
+expect 0 "2,5,6,7,9,8,3" -- "$llmrt" tokenize --tokenizer "$tmp/tok.engine" --text "Hello, worlds!"
+"$llmrt" embed --engine "$tmp/tok.engine" --text "Hello, worlds!" --json >"$tmp/text.json" && ok || bad "embed --text"
+"$llmrt" embed --engine "$tmp/tok.engine" --ids 2,5,6,7,9,8,3 --json >"$tmp/ids.json" && ok || bad "embed --ids"
+cmp -s "$tmp/text.json" "$tmp/ids.json" && ok || bad "embed --text differs from the same ids"
+
 # plain output: embedding, pooled, logits lines
 [ "$("$llmrt" embed --engine "$e" --ids 5,6,7 | wc -l)" = 3 ] && ok || bad "plain output is not three lines"
 
