@@ -3,7 +3,7 @@
  * pooler (tanh dense over [CLS]) and, for BertForSequenceClassification, a
  * linear classifier over the pooled vector.
  *
- *   h = LN(word(ids) + position(positions) + token_type(types))
+ *   h = LN(word(ids) + token_type(types) + position(positions))
  *   for each layer: h = LN(h + o(attn(q(h), k(h), v(h))))      (no mask)
  *                   h = LN(h + down(gelu(up(h))))
  *   row = [h | tanh(pooler(h)) | classifier(tanh(pooler(h)))]   at logits_indices
@@ -51,10 +51,11 @@ static llmrt_value bert_build(llmrt_graph *g, const llmrt_model_config *c) {
 
     snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", root);
     llmrt_value h = llmrt_embedding_layer(g, in.token_ids, name, c->vocab_size, hidden);
-    snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", root);
-    h = llmrt_add(g, h, llmrt_embedding_layer(g, in.positions, name, c->max_position_embeddings, hidden));
+    /* summed in HF's order: words + token types, then positions */
     snprintf(name, sizeof name, "%sembeddings.token_type_embeddings.weight", root);
     h = llmrt_add(g, h, llmrt_embedding_layer(g, types, name, c->type_vocab_size, hidden));
+    snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", root);
+    h = llmrt_add(g, h, llmrt_embedding_layer(g, in.positions, name, c->max_position_embeddings, hidden));
     snprintf(name, sizeof name, "%sembeddings.LayerNorm", root);
     h = llmrt_layernorm_layer(g, h, name, hidden, c->norm_eps);
 
