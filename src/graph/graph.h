@@ -130,9 +130,10 @@ typedef struct llmrt_attention_params {
                              sequence must come whole in one step */
 } llmrt_attention_params;
 
-/* Causal (or, with non_causal, bidirectional) self-attention over the paged KV cache for the packed step: applies
- * RoPE to q and k (angles positions · inv_freq, inv_freq [rotary_dim/2] a
- * constant, or LLMRT_NO_VALUE), appends k, v to the layer's cache and attends.
+/* Causal (with non_causal: bidirectional) self-attention over the paged KV
+ * cache for the packed step: applies RoPE to q and k (angles positions ·
+ * inv_freq, inv_freq [rotary_dim/2] a constant, or LLMRT_NO_VALUE), appends
+ * k, v to the layer's cache and attends.
  * q: [T, heads*D], k, v: [T, kv_heads*D] → [T, heads*D] */
 llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_value v,
                             llmrt_value inv_freq, const llmrt_attention_params *params);
