@@ -194,6 +194,12 @@ typedef enum llmrt_pooling {
  * llmrt_engine_hidden_size tells the size). */
 llmrt_status llmrt_embed(llmrt_engine *engine, const int32_t *ids, int32_t n, llmrt_pooling pooling,
                          float *embedding);
+/* Embeddings of several inputs (ids[i][0..counts[i])) into
+ * embeddings[num_inputs × hidden_size]: as many inputs a step as the
+ * engine's max_batch, max_num_tokens and KV cache allow, so short inputs
+ * share forwards. Same values as llmrt_embed input by input. */
+llmrt_status llmrt_embed_batch(llmrt_engine *engine, const int32_t *const *ids, const int32_t *counts,
+                               int32_t num_inputs, llmrt_pooling pooling, float *embeddings);
 /* The width of an encoder's embeddings (0 for a decoder). */
 int32_t llmrt_engine_hidden_size(const llmrt_engine *engine);
 

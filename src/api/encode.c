@@ -1,12 +1,15 @@
-/* Encoder engines through the public API: one bidirectional forward per
- * input, driven on the backend directly like llmrt_prompt_logits (the
- * engine's identity block table; the KV cache only holds the input while
- * its attention layers read it). The step returns every row, each laid out
- * [hidden | pooled | logits] (src/models/bert.c); the pooled vector and the
- * logits are HF's from the [CLS] row, row 0. */
+/* Encoder engines through the public API: bidirectional forwards driven on
+ * the backend directly like llmrt_prompt_logits (the KV cache only holds
+ * an input while its attention layers read it). llmrt_encode runs one
+ * input on the engine's identity block table; llmrt_embed_batch packs
+ * inputs into steps, each sequence on a run of blocks of its own. A step
+ * returns every row, each laid out [hidden | pooled | logits]
+ * (src/models/bert.c); the pooled vector and the logits are HF's from the
+ * [CLS] row, a sequence's first. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/status.h"
 #include "engine/loaded_engine.h"
 #include "llmrt/llmrt.h"
 #include "models/models.h"
@@ -102,22 +105,92 @@ void llmrt_encoding_free(llmrt_encoding *enc) {
     memset(enc, 0, sizeof *enc);
 }
 
-llmrt_status llmrt_embed(llmrt_engine *e, const int32_t *ids, int32_t n, llmrt_pooling pooling, float *embedding) {
+/* Pools one input's rows [n, width] (hidden state first in each row). */
+static void pool_rows(const float *rows, size_t width, int32_t n, int32_t hidden, llmrt_pooling pooling, float *out) {
+    if (pooling == LLMRT_POOLING_CLS) {
+        memcpy(out, rows, (size_t)hidden * sizeof(float));
+        return;
+    }
+    /* summed in double: a long input's mean is not at the mercy of order */
+    for (int32_t i = 0; i < hidden; i++) {
+        double sum = 0.0;
+        for (int32_t t = 0; t < n; t++) sum += rows[(size_t)t * width + (size_t)i];
+        out[i] = (float)(sum / n);
+    }
+}
+
+/* One step of inputs [first, first + count): each sequence gets its own
+ * run of cache blocks; every row comes back. */
+static llmrt_status run_batch(llmrt_engine *e, const int32_t *const *ids, const int32_t *counts, int32_t first,
+                              int32_t count, int32_t tokens, int32_t *buf, float *rows) {
+    int32_t *token_ids = buf, *positions = token_ids + tokens, *rows_wanted = positions + tokens;
+    int32_t *seq_start = rows_wanted + tokens, *tables = seq_start + count + 1;
+    int32_t t = 0, block = 0;
+    seq_start[0] = 0;
+    for (int32_t s = 0; s < count; s++) {
+        const int32_t n = counts[first + s];
+        memcpy(token_ids + t, ids[first + s], (size_t)n * sizeof(int32_t));
+        for (int32_t i = 0; i < n; i++, t++) positions[t] = i, rows_wanted[t] = t;
+        seq_start[s + 1] = t;
+        for (int32_t b = 0; b < e->blocks_per_seq; b++)
+            tables[(size_t)s * e->blocks_per_seq + b] = b < (n + e->block_size - 1) / e->block_size ? block++ : 0;
+    }
+    llmrt_step step = {
+        .num_tokens = tokens,
+        .token_ids = token_ids,
+        .positions = positions,
+        .num_seqs = count,
+        .seq_start = seq_start,
+        .block_tables = tables,
+        .max_blocks_per_seq = e->blocks_per_seq,
+        .num_logits = tokens,
+        .logits_indices = rows_wanted,
+        .token_type_ids = NULL,
+    };
+    return e->backend.ops->forward(e->backend.state, &step, rows);
+}
+
+llmrt_status llmrt_embed_batch(llmrt_engine *e, const int32_t *const *ids, const int32_t *counts, int32_t num_inputs,
+                               llmrt_pooling pooling, float *embeddings) {
     if (pooling != LLMRT_POOLING_CLS && pooling != LLMRT_POOLING_MEAN)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "pooling %d is not cls (0) or mean (1)", (int)pooling);
-    llmrt_encoding enc;
-    LLMRT_TRY(llmrt_encode(e, ids, NULL, n, &enc));
-    const int32_t d = enc.hidden_size;
-    if (pooling == LLMRT_POOLING_CLS) {
-        memcpy(embedding, enc.hidden, (size_t)d * sizeof(float));
-    } else {
-        /* summed in double: a long input's mean is not at the mercy of order */
-        for (int32_t i = 0; i < d; i++) {
-            double sum = 0.0;
-            for (int32_t t = 0; t < n; t++) sum += enc.hidden[(size_t)t * d + i];
-            embedding[i] = (float)(sum / n);
-        }
+    if (num_inputs < 1) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "no inputs");
+    for (int32_t i = 0; i < num_inputs; i++) {
+        llmrt_status s = check_input(e, ids[i], NULL, counts[i]);
+        if (s != LLMRT_OK) return llmrt_error_context(s, "input %d", (int)i);
     }
-    llmrt_encoding_free(&enc);
-    return LLMRT_OK;
+    const llmrt_plan *plan = e->image->plan;
+    llmrt_memory_report mem = {0};
+    e->backend.ops->memory_report(e->backend.state, &mem);
+    const int32_t max_tokens = plan->max_num_tokens, max_seqs = plan->max_batch, max_blocks = mem.kv_num_blocks;
+    const size_t width = (size_t)plan->vocab_size;
+    const int32_t hidden = e->image->config.hidden_size;
+    float *rows = malloc((size_t)max_tokens * width * sizeof *rows);
+    int32_t *buf = malloc(((size_t)3 * max_tokens + max_seqs + 1 + (size_t)max_seqs * e->blocks_per_seq) *
+                          sizeof *buf);
+    llmrt_status s = rows && buf ? llmrt_engine_acquire(e, "llmrt_embed_batch")
+                                 : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    const int acquired = s == LLMRT_OK;
+    for (int32_t first = 0; s == LLMRT_OK && first < num_inputs;) {
+        /* greedy: inputs in order while the step has room */
+        int32_t count = 0, tokens = 0, blocks = 0;
+        while (first + count < num_inputs && count < max_seqs) {
+            const int32_t n = counts[first + count], need = (n + e->block_size - 1) / e->block_size;
+            if (count > 0 && (tokens + n > max_tokens || blocks + need > max_blocks)) break;
+            tokens += n, blocks += need, count++;
+        }
+        s = run_batch(e, ids, counts, first, count, tokens, buf, rows);
+        for (int32_t k = 0, row = 0; s == LLMRT_OK && k < count; row += counts[first + k], k++)
+            pool_rows(rows + (size_t)row * width, width, counts[first + k], hidden, pooling,
+                      embeddings + (size_t)(first + k) * hidden);
+        first += count;
+    }
+    if (acquired) llmrt_engine_release(e);
+    free(rows);
+    free(buf);
+    return s;
+}
+
+llmrt_status llmrt_embed(llmrt_engine *e, const int32_t *ids, int32_t n, llmrt_pooling pooling, float *embedding) {
+    return llmrt_embed_batch(e, &ids, &n, 1, pooling, embedding);
 }

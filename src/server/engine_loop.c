@@ -385,9 +385,9 @@ static void fail_queued_locked(srv_engine *e, srv_job *job, int status, const ch
     job_unref_locked(job);
 }
 
-/* An encoder engine's job, called with the lock held: embeddings are one
- * forward each, run with the lock released so HTTP threads are not held up
- * (this thread is the engine's only user). */
+/* An encoder engine's job, called with the lock held: its inputs packed
+ * into as few forwards as the engine allows, run with the lock released so
+ * HTTP threads are not held up (this thread is the engine's only user). */
 static void run_encoder_job_locked(srv_engine *e, srv_job *job) {
     if (!job->embed) {
         fail_queued_locked(e, job, 400, "this engine is an encoder: it serves /v1/embeddings, not text generation");
@@ -395,31 +395,38 @@ static void run_encoder_job_locked(srv_engine *e, srv_job *job) {
     }
     job->state = SRV_JOB_RUNNING;
     job_changed(job);
-    const int32_t width = llmrt_engine_hidden_size(e->engine);
-    for (int i = 0; i < job->num_subs && job->state == SRV_JOB_RUNNING; i++) {
-        srv_sub *sub = &job->subs[i];
-        if (job->cancel) {
-            job->state = SRV_JOB_FAILED;
-            job->error_status = 499;
-            snprintf(job->error, sizeof job->error, "the request was cancelled");
+    const int32_t width = llmrt_engine_hidden_size(e->engine), n = job->num_subs;
+    const int32_t **ids = malloc((size_t)n * sizeof *ids);
+    int32_t *counts = malloc((size_t)n * sizeof *counts);
+    float *embeddings = malloc((size_t)n * (size_t)width * sizeof *embeddings);
+    for (int i = 0; ids && counts && i < n; i++) ids[i] = job->subs[i].prompt_ids, counts[i] = job->subs[i].num_prompt_ids;
+    pthread_mutex_unlock(&e->lock);
+    llmrt_status s = ids && counts && embeddings
+                         ? llmrt_embed_batch(e->engine, ids, counts, n, job->pooling, embeddings)
+                         : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    pthread_mutex_lock(&e->lock);
+    for (int i = 0; s == LLMRT_OK && i < n; i++) {
+        job->subs[i].embedding = malloc((size_t)width * sizeof(float));
+        if (!job->subs[i].embedding) {
+            s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
             break;
         }
-        float *embedding = malloc((size_t)width * sizeof *embedding);
-        pthread_mutex_unlock(&e->lock);
-        llmrt_status s = embedding ? llmrt_embed(e->engine, sub->prompt_ids, sub->num_prompt_ids, job->pooling,
-                                                 embedding)
-                                   : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-        pthread_mutex_lock(&e->lock);
-        if (s == LLMRT_OK) {
-            sub->embedding = embedding;
-            continue;
-        }
-        free(embedding);
+        memcpy(job->subs[i].embedding, embeddings + (size_t)i * width, (size_t)width * sizeof(float));
+    }
+    if (s != LLMRT_OK) {
         job->state = SRV_JOB_FAILED;
         job->error_status = status_for(s);
-        snprintf(job->error, sizeof job->error, "input %d: %s", i, llmrt_last_error());
+        snprintf(job->error, sizeof job->error, "%s", llmrt_last_error());
+    } else {
+        job->state = job->cancel ? SRV_JOB_FAILED : SRV_JOB_DONE;
+        if (job->cancel) {
+            job->error_status = 499;
+            snprintf(job->error, sizeof job->error, "the request was cancelled");
+        }
     }
-    if (job->state == SRV_JOB_RUNNING) job->state = SRV_JOB_DONE;
+    free(ids);
+    free(counts);
+    free(embeddings);
     job_changed(job);
     job_unref_locked(job);
 }

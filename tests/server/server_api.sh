@@ -318,6 +318,21 @@ a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 assert [d["index"] for d in a["data"]] == [0, 1] and a["usage"]["prompt_tokens"] == 6
 assert max(abs(x - y) for x, y in zip(a["data"][1]["embedding"], b["embedding"])) < 1e-6
 PY
+# 40 inputs share steps (the engine's max_batch is 16): each as if alone
+python3 - "$E" <<'PY' && ok || bad "batched /v1/embeddings differ from single inputs"
+import json, sys, urllib.request
+def post(body):
+    r = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(r))
+inputs = [[(7 * i + k) % 97 + 2 for k in range(1 + i % 37)] for i in range(40)]
+for pooling in ("cls", "mean"):
+    batch = post({"input": inputs, "pooling": pooling})
+    assert [d["index"] for d in batch["data"]] == list(range(40))
+    assert batch["usage"]["prompt_tokens"] == sum(map(len, inputs))
+    for i in (0, 7, 16, 23, 39):
+        alone = post({"input": inputs[i], "pooling": pooling})["data"][0]["embedding"]
+        assert max(abs(a - b) for a, b in zip(alone, batch["data"][i]["embedding"])) < 1e-5, (pooling, i)
+PY
 expect_error 400 "$o" POST "$URL_bert/v1/completions" -d '{"prompt":[1,2],"max_tokens":2}'
 jcheck "$o" '"encoder" in j["error"]["message"]' "completions on an encoder names why"
 expect_error 400 "$o" POST "$URL_bert/v1/chat/completions" -d '{"messages":[{"role":"user","content":"x"}]}'
