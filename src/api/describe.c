@@ -63,6 +63,11 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     append(&t, "positions     rope %s (theta %g, rotary dim %d), max positions %d\n",
            (unsigned)c->rope.type < 4 ? rope_names[c->rope.type] : "?", (double)c->rope.theta, c->rope.rotary_dim,
            c->max_position_embeddings);
+    if (llmrt_model_is_encoder(c->architecture)) {
+        const llmrt_encoder_row_layout row = llmrt_encoder_layout(c);
+        append(&t, "encoder       non-causal; output rows: hidden %d, pooled %d, labels %d; token types %d\n",
+               row.hidden, row.pooled, row.labels, c->type_vocab_size);
+    }
     append(&t, "limits        max_seq_len %d, max_batch %d, max_num_tokens %d\n", plan->max_seq_len, plan->max_batch,
            plan->max_num_tokens);
     append(&t, "dtypes        weights %s, activations %s\n", llmrt_dtype_name(img->dtype),
