@@ -120,9 +120,10 @@ static void pool_rows(const float *rows, size_t width, int32_t n, int32_t hidden
 }
 
 /* One step of inputs [first, first + count): each sequence gets its own
- * run of cache blocks; every row comes back. */
+ * run of cache blocks. Every row comes back, or with only_first each
+ * sequence's first ([CLS]) row, so the head runs on those alone. */
 static llmrt_status run_batch(llmrt_engine *e, const int32_t *const *ids, const int32_t *counts, int32_t first,
-                              int32_t count, int32_t tokens, int32_t *buf, float *rows) {
+                              int32_t count, int32_t tokens, int only_first, int32_t *buf, float *rows) {
     int32_t *token_ids = buf, *positions = token_ids + tokens, *rows_wanted = positions + tokens;
     int32_t *seq_start = rows_wanted + tokens, *tables = seq_start + count + 1;
     int32_t t = 0, block = 0;
@@ -130,7 +131,11 @@ static llmrt_status run_batch(llmrt_engine *e, const int32_t *const *ids, const 
     for (int32_t s = 0; s < count; s++) {
         const int32_t n = counts[first + s];
         memcpy(token_ids + t, ids[first + s], (size_t)n * sizeof(int32_t));
-        for (int32_t i = 0; i < n; i++, t++) positions[t] = i, rows_wanted[t] = t;
+        if (only_first) rows_wanted[s] = t;
+        for (int32_t i = 0; i < n; i++, t++) {
+            positions[t] = i;
+            if (!only_first) rows_wanted[t] = t;
+        }
         seq_start[s + 1] = t;
         for (int32_t b = 0; b < e->blocks_per_seq; b++)
             tables[(size_t)s * e->blocks_per_seq + b] = b < (n + e->block_size - 1) / e->block_size ? block++ : 0;
@@ -143,7 +148,7 @@ static llmrt_status run_batch(llmrt_engine *e, const int32_t *const *ids, const 
         .seq_start = seq_start,
         .block_tables = tables,
         .max_blocks_per_seq = e->blocks_per_seq,
-        .num_logits = tokens,
+        .num_logits = only_first ? count : tokens,
         .logits_indices = rows_wanted,
         .token_type_ids = NULL,
     };
@@ -179,8 +184,9 @@ llmrt_status llmrt_embed_batch(llmrt_engine *e, const int32_t *const *ids, const
             if (count > 0 && (tokens + n > max_tokens || blocks + need > max_blocks)) break;
             tokens += n, blocks += need, count++;
         }
-        s = run_batch(e, ids, counts, first, count, tokens, buf, rows);
-        for (int32_t k = 0, row = 0; s == LLMRT_OK && k < count; row += counts[first + k], k++)
+        const int only_first = pooling == LLMRT_POOLING_CLS;
+        s = run_batch(e, ids, counts, first, count, tokens, only_first, buf, rows);
+        for (int32_t k = 0, row = 0; s == LLMRT_OK && k < count; row += only_first ? 1 : counts[first + k], k++)
             pool_rows(rows + (size_t)row * width, width, counts[first + k], hidden, pooling,
                       embeddings + (size_t)(first + k) * hidden);
         first += count;
