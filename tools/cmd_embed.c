@@ -98,13 +98,7 @@ int cmd_embed(int argc, char **argv) {
     if (llmrt_encode(engine, ids, types, num_ids, &enc) != LLMRT_OK) goto fail;
     embedding = malloc((size_t)enc.hidden_size * sizeof *embedding);
     if (!embedding) goto done;
-    /* the pooling of llmrt_embed, from the encoding already made */
-    for (int32_t i = 0; i < enc.hidden_size; i++) {
-        double sum = 0.0;
-        for (int32_t t = 0; t < (pooling == LLMRT_POOLING_MEAN ? enc.num_tokens : 1); t++)
-            sum += enc.hidden[(size_t)t * enc.hidden_size + i];
-        embedding[i] = (float)(pooling == LLMRT_POOLING_MEAN ? sum / enc.num_tokens : sum);
-    }
+    if (llmrt_encoding_pool(&enc, pooling, embedding) != LLMRT_OK) goto fail;
     if (json) printf("{\"num_tokens\": %d, \"pooling\": \"%s\"", enc.num_tokens, pooling_name);
     print_floats("embedding", embedding, enc.hidden_size, json);
     print_floats("pooled", enc.pooled, enc.hidden_size, json);

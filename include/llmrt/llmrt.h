@@ -190,6 +190,10 @@ typedef enum llmrt_pooling {
     LLMRT_POOLING_MEAN = 1, /* the mean of its rows */
 } llmrt_pooling;
 
+/* An encoding's embedding: embedding[hidden_size] (caller-allocated), the
+ * pooling llmrt_embed applies, without another forward. */
+llmrt_status llmrt_encoding_pool(const llmrt_encoding *encoding, llmrt_pooling pooling, float *embedding);
+
 /* One input's embedding: embedding[hidden_size] (caller-allocated;
  * llmrt_engine_hidden_size tells the size). */
 llmrt_status llmrt_embed(llmrt_engine *engine, const int32_t *ids, int32_t n, llmrt_pooling pooling,

@@ -119,6 +119,15 @@ static void pool_rows(const float *rows, size_t width, int32_t n, int32_t hidden
     }
 }
 
+llmrt_status llmrt_encoding_pool(const llmrt_encoding *enc, llmrt_pooling pooling, float *embedding) {
+    if (pooling != LLMRT_POOLING_CLS && pooling != LLMRT_POOLING_MEAN)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "pooling %d is not cls (0) or mean (1)", (int)pooling);
+    if (!enc || !enc->hidden || enc->num_tokens < 1)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "llmrt_encoding_pool: an empty encoding");
+    pool_rows(enc->hidden, (size_t)enc->hidden_size, enc->num_tokens, enc->hidden_size, pooling, embedding);
+    return LLMRT_OK;
+}
+
 /* One step of inputs [first, first + count): each sequence gets its own
  * run of cache blocks. Every row comes back, or with only_first each
  * sequence's first ([CLS]) row, so the head runs on those alone. */
