@@ -9,8 +9,10 @@
  *   row = [h | tanh(pooler(h)) | classifier(tanh(pooler(h)))]   at logits_indices
  *
  * The pooler is HF's on the [CLS] row; computing it on every returned row
- * keeps the step's single [L, width] output, and the caller reads the
- * pooled part of row 0 (one hidden×hidden GEMV a row, ~1/12 of a layer). */
+ * keeps the step's single [L, width] output (one hidden×hidden product a
+ * row, 1/12 of a layer's), and callers read the pooled part of each
+ * sequence's first row, asking for those rows alone when that is all they
+ * need. */
 #include <stdio.h>
 #include <string.h>
 
