@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 /* Prints "llmrt <command>: <llmrt_last_error()>" and returns 1. */
 int report_failure(const char *command);

@@ -23,7 +23,8 @@ static void usage(FILE *out) {
             "  bench     serving throughput and latency (TTFT, TPOT, ITL) through the runtime\n"
             "  inspect   summarise an engine file\n"
             "  tokenize  encode text with a tokenizer.json or an engine's tokenizer\n"
-            "  perplexity  perplexity of a text under an engine\n",
+            "  perplexity  perplexity of a text under an engine\n"
+            "  embed     embeddings (and classifier logits) of an input under an encoder engine (BERT)\n",
             llmrt_version());
 }
 
@@ -45,6 +46,7 @@ int main(int argc, char **argv) {
         {"perplexity", cmd_perplexity},
         {"bench", cmd_bench},
         {"serve", cmd_serve},
+        {"embed", cmd_embed},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);

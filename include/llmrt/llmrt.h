@@ -159,6 +159,54 @@ void llmrt_generation_free(llmrt_generation *generation);
 llmrt_status llmrt_prompt_logits(llmrt_engine *engine, const int32_t *prompt_ids, int32_t num_prompt_ids,
                                  float *logits);
 
+/* ---- encoders (BERT) ---------------------------------------------------------- */
+
+/* An encoder engine (BertModel, BertForSequenceClassification) runs one
+ * bidirectional forward per input: no KV cache reuse, no sampling. It has
+ * no generation (llmrt_generate, llmrt_prompt_logits and runtimes refuse
+ * it); a decoder engine refuses llmrt_encode and llmrt_embed. Like
+ * llmrt_prompt_logits, these take the engine for the call ("engine busy"
+ * while a runtime or another call holds it). */
+int llmrt_engine_is_encoder(const llmrt_engine *engine);
+
+typedef struct llmrt_encoding {
+    int32_t num_tokens;
+    int32_t hidden_size;
+    float *hidden;        /* [num_tokens × hidden_size]: the last hidden state */
+    float *pooled;        /* [hidden_size]: the pooler's tanh(dense(hidden[0])) */
+    int32_t num_labels;   /* classifier outputs; 0 without a classification head */
+    float *logits;        /* [num_labels], or NULL */
+} llmrt_encoding;
+
+/* Encodes ids[0..n) (one input: n ≤ the engine's max_seq_len and
+ * max_num_tokens) with segment ids token_type_ids (NULL: all 0). The caller
+ * frees *out with llmrt_encoding_free. */
+llmrt_status llmrt_encode(llmrt_engine *engine, const int32_t *ids, const int32_t *token_type_ids, int32_t n,
+                          llmrt_encoding *out);
+void llmrt_encoding_free(llmrt_encoding *encoding);
+
+typedef enum llmrt_pooling {
+    LLMRT_POOLING_CLS = 0,  /* the first ([CLS]) row of the last hidden state */
+    LLMRT_POOLING_MEAN = 1, /* the mean of its rows */
+} llmrt_pooling;
+
+/* An encoding's embedding: embedding[hidden_size] (caller-allocated), the
+ * pooling llmrt_embed applies, without another forward. */
+llmrt_status llmrt_encoding_pool(const llmrt_encoding *encoding, llmrt_pooling pooling, float *embedding);
+
+/* One input's embedding: embedding[hidden_size] (caller-allocated;
+ * llmrt_engine_hidden_size tells the size). */
+llmrt_status llmrt_embed(llmrt_engine *engine, const int32_t *ids, int32_t n, llmrt_pooling pooling,
+                         float *embedding);
+/* Embeddings of several inputs (ids[i][0..counts[i])) into
+ * embeddings[num_inputs × hidden_size]: as many inputs a step as the
+ * engine's max_batch, max_num_tokens and KV cache allow, so short inputs
+ * share forwards. Same values as llmrt_embed input by input. */
+llmrt_status llmrt_embed_batch(llmrt_engine *engine, const int32_t *const *ids, const int32_t *counts,
+                               int32_t num_inputs, llmrt_pooling pooling, float *embeddings);
+/* The width of an encoder's embeddings (0 for a decoder). */
+int32_t llmrt_engine_hidden_size(const llmrt_engine *engine);
+
 /* ---- files ------------------------------------------------------------------ */
 
 /* What the library and the llmrt program read: regular files only (a FIFO,

@@ -5,13 +5,14 @@
     print(llm.generate(["Once upon a time"], SamplingParams(max_tokens=32))[0].text)
 """
 from ._lib import lib as _load_library
+from .encoder import Encoder
 from .errors import InvalidArgumentError, LLMRTError, NotFoundError, check as _check
 from .llm import LLM
 from .outputs import CompletionOutput, RequestOutput
 from .sampling_params import SamplingParams
 from .tokenizer import Tokenizer
 
-__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Tokenizer", "LLMRTError",
+__all__ = ["LLM", "Encoder", "SamplingParams", "RequestOutput", "CompletionOutput", "Tokenizer", "LLMRTError",
            "InvalidArgumentError", "NotFoundError", "version", "load_plugin"]
 __version__ = "0.1.0"
 

@@ -95,6 +95,11 @@ class RuntimeOptions(Structure):
                 ("kv_max_blocks", c_int32), ("prefix_caching", c_int)]
 
 
+class Encoding(Structure):
+    _fields_ = [("num_tokens", c_int32), ("hidden_size", c_int32), ("hidden", c_float_p), ("pooled", c_float_p),
+                ("num_labels", c_int32), ("logits", c_float_p)]
+
+
 class ChatOptions(Structure):
     _fields_ = [("add_generation_prompt", c_int), ("enable_thinking", c_int)]
 
@@ -151,6 +156,14 @@ def _declare(lib: ctypes.CDLL) -> None:
         "llmrt_tokenizer_bos_id": (c_int32, [c_void_p]),
         "llmrt_tokenizer_eos_id": (c_int32, [c_void_p]),
         "llmrt_tokenizer_apply_chat_template": (S, [c_void_p, c_char_p, POINTER(ChatOptions), POINTER(c_void_p)]),
+        # encoders
+        "llmrt_engine_is_encoder": (c_int, [c_void_p]),
+        "llmrt_engine_hidden_size": (c_int32, [c_void_p]),
+        "llmrt_engine_tokenizer": (S, [c_void_p, POINTER(c_void_p)]),
+        "llmrt_tokenizer_free": (None, [c_void_p]),
+        "llmrt_encode": (S, [c_void_p, c_int32_p, c_int32_p, c_int32, POINTER(Encoding)]),
+        "llmrt_encoding_free": (None, [POINTER(Encoding)]),
+        "llmrt_embed_batch": (S, [c_void_p, POINTER(c_int32_p), c_int32_p, c_int32, c_int, c_float_p]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)

@@ -85,6 +85,11 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
         if (c->alibi_max_bias > 0.0f) append(&t, "%sALiBi (max bias %g)", sep, (double)c->alibi_max_bias);
         append(&t, "\n");
     }
+    if (llmrt_model_is_encoder(c->architecture)) {
+        const llmrt_encoder_row_layout row = llmrt_encoder_layout(c);
+        append(&t, "encoder       non-causal; output rows: hidden %d, pooled %d, labels %d; token types %d\n",
+               row.hidden, row.pooled, row.labels, c->type_vocab_size);
+    }
     append(&t, "limits        max_seq_len %d, max_batch %d, max_num_tokens %d\n", plan->max_seq_len, plan->max_batch,
            plan->max_num_tokens);
     append(&t, "dtypes        weights %s, activations %s\n", llmrt_dtype_name(img->dtype),

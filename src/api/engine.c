@@ -104,6 +104,9 @@ static llmrt_status run_chunk(llmrt_engine *e, const int32_t *ids, int32_t first
 }
 
 llmrt_status llmrt_prompt_logits(llmrt_engine *e, const int32_t *ids, int32_t n, float *logits) {
+    if (llmrt_engine_is_encoder(e))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s is an encoder: it has no logits over a vocabulary (use "
+                           "llmrt_encode)", e->image->config.architecture);
     LLMRT_TRY(check_prompt(e, ids, n));
     LLMRT_TRY(llmrt_engine_acquire(e, "llmrt_prompt_logits"));
     const llmrt_plan *plan = e->image->plan;

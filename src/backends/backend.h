@@ -53,6 +53,7 @@ typedef struct llmrt_step {
      * backends) rows are sampled on the device, and only host_logits rows
      * are written to `logits` (at their row l). */
     const llmrt_step_sampling *sampling;
+    const int32_t *token_type_ids; /* [T] encoders' segment ids; NULL: all 0 */
 } llmrt_step;
 
 typedef struct llmrt_backend_config {

@@ -53,6 +53,7 @@ llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan) {
     plan->input_token_ids = find_input(g, "token_ids");
     plan->input_positions = find_input(g, "positions");
     plan->input_logits_indices = find_input(g, "logits_indices");
+    plan->input_token_type_ids = find_input(g, "token_type_ids");
     plan->output_logits = LLMRT_NO_VALUE;
     plan->num_kv_layers = 0;
     plan->kv_window = 0;

@@ -44,6 +44,7 @@ typedef struct llmrt_plan {
     llmrt_value input_positions;      /* [T] i32 */
     llmrt_value input_logits_indices; /* [L] i32 */
     llmrt_value output_logits;        /* [L, vocab] */
+    llmrt_value input_token_type_ids; /* [T] i32, encoders only; -1 when absent */
     int32_t vocab_size;
 } llmrt_plan;
 

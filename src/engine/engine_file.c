@@ -13,6 +13,7 @@
 #include "core/quant.h"
 #include "engine/plan_json.h"
 #include "import/hf_config.h"
+#include "models/models.h"
 
 enum { MAX_SECTIONS = 8, SECTION_NAME_BYTES = 24, WEIGHTS_SECTION_ALIGNMENT = 4096 };
 
@@ -347,7 +348,15 @@ static llmrt_status parse_image(llmrt_engine_image *img, const char *name, int v
         LLMRT_TRY(llmrt_qweight_check(w->data, w->nbytes, n->dtype, n->dims[0], n->dims[1], n->iattr[1],
                                       (int)n->iattr[3], w->name));
     }
-    if (img->plan->vocab_size != img->config.vocab_size)
+    if (llmrt_model_is_encoder(img->config.architecture)) {
+        /* an encoder's output row: hidden state, pooled vector, logits */
+        const llmrt_encoder_row_layout row = llmrt_encoder_layout(&img->config);
+        if (img->plan->vocab_size != row.hidden + row.pooled + row.labels)
+            return llmrt_error(LLMRT_ERR_FORMAT, "%s: plan output width %d disagrees with the encoder's %d", name,
+                               img->plan->vocab_size, row.hidden + row.pooled + row.labels);
+        if (img->plan->input_token_type_ids < 0)
+            return llmrt_error(LLMRT_ERR_FORMAT, "%s: an encoder plan without a token_type_ids input", name);
+    } else if (img->plan->vocab_size != img->config.vocab_size)
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: plan vocab %d disagrees with model config %d", name,
                            img->plan->vocab_size, img->config.vocab_size);
     return LLMRT_OK;

@@ -420,6 +420,7 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
         n->iattr[3] = p->head_dim;
         n->iattr[4] = p->rotary_dim;
         n->iattr[5] = p->rope_neox;
+        n->iattr[LLMRT_ATTENTION_NON_CAUSAL] = p->non_causal != 0;
         n->fattr[0] = p->scale;
         n->iattr[7] = p->sliding_window;
         n->fattr[1] = p->logit_softcap;

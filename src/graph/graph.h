@@ -138,6 +138,8 @@ typedef struct llmrt_attention_params {
     int32_t sliding_window; /* iattr[7] */
     float logit_softcap;    /* fattr[1] */
     float alibi_max_bias;   /* fattr[2]: 8 for BLOOM and MPT's default */
+    int32_t non_causal;     /* iattr[6]; 1: each token attends to its whole sequence (encoders);
+                               the sequence must come whole in one step */
 } llmrt_attention_params;
 
 /* ALiBi's slope of head h of n (Press et al.; BLOOM's and MPT's
@@ -151,9 +153,10 @@ static inline float llmrt_alibi_slope(int32_t h, int32_t n, float max_bias) {
     return exp2f(-max_bias * (float)(2 * (h - p) + 1) / (float)(2 * p));
 }
 
-/* Causal self-attention over the paged KV cache for the packed step: applies
- * RoPE to q and k (angles positions · inv_freq, inv_freq [rotary_dim/2] a
- * constant, or LLMRT_NO_VALUE), appends k, v to the layer's cache and attends.
+/* Causal (with non_causal: bidirectional) self-attention over the paged KV
+ * cache for the packed step: applies RoPE to q and k (angles positions ·
+ * inv_freq, inv_freq [rotary_dim/2] a constant, or LLMRT_NO_VALUE), appends
+ * k, v to the layer's cache and attends.
  * q: [T, heads*D], k, v: [T, kv_heads*D] → [T, heads*D] */
 llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_value v,
                             llmrt_value inv_freq, const llmrt_attention_params *params);

@@ -36,7 +36,7 @@ typedef enum llmrt_op {
     LLMRT_OP_CAST,
     /* plugin ops */
     LLMRT_OP_ATTENTION, /* inputs q, k, v[, inv_freq]; iattr: layer, heads, kv_heads, head_dim,
-                           rotary_dim, rope_neox, [7] sliding_window; fattr[0] = scale,
+                           rotary_dim, rope_neox, [6] non_causal, [7] sliding_window; fattr[0] = scale,
                            [1] logit_softcap, [2] alibi_max_bias */
     LLMRT_OP_MOE,       /* inputs x, router_logits, w_gate, w_up, w_down; iattr: num_experts, top_k */
     LLMRT_OP_PLUGIN,    /* a registered plugin (llmrt/plugin.h): name = plugin name, iattr[0] = its
@@ -50,6 +50,10 @@ typedef enum llmrt_op {
     LLMRT_OP_GELU_TANH,   /* 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) */
     LLMRT_OP_COUNT
 } llmrt_op;
+
+/* The attention node's iattr slot of its non_causal flag ([7] holds the
+ * sliding window). */
+enum { LLMRT_ATTENTION_NON_CAUSAL = 6 };
 
 /* "matmul", "add", ... ; NULL for an out-of-range value. */
 const char *llmrt_op_name(llmrt_op op);

@@ -36,6 +36,7 @@
 #define MAX_POSITIONS (1LL << 26)
 #define MAX_TOKEN_ID 0x7fffffffLL
 #define MAX_EXPERTS 1024LL
+#define MAX_LABELS 65536LL
 
 #define ALIASES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -363,6 +364,36 @@ static llmrt_status parse_experts(const char *source, const json_t *root, llmrt_
     return LLMRT_OK;
 }
 
+/* BERT-style encoders: token types, absolute positions only, no rotary
+ * embedding, and the classification head's width (id2label, else
+ * num_labels, else HF's default of 2 for a classifier). */
+static llmrt_status parse_encoder_fields(const char *source, const json_t *root, llmrt_model_config *c) {
+    if (strcmp(c->model_type, "bert") != 0 && strncmp(c->architecture, "Bert", 4) != 0) return LLMRT_OK;
+    c->rope.type = LLMRT_ROPE_NONE;
+    c->rope.rotary_dim = 0;
+    LLMRT_TRY(get_int(source, root, ALIASES("type_vocab_size"), 0, 2, 0, MAX_VOCAB, &c->type_vocab_size));
+    const json_t *kind = json_object_get(root, "position_embedding_type");
+    if (kind && !json_is_null(kind) && (!json_is_string(kind) || strcmp(json_string_value(kind), "absolute") != 0))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'position_embedding_type' must be \"absolute\" (relative "
+                           "position embeddings are not supported)", source);
+    const json_t *decoder = json_object_get(root, "is_decoder");
+    if (json_is_true(decoder))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: field 'is_decoder' is true: a causal BERT is not supported",
+                           source);
+    if (strstr(c->architecture, "ForSequenceClassification")) {
+        const json_t *labels = json_object_get(root, "id2label");
+        if (json_is_object(labels) && json_object_size(labels) > 0) {
+            if (json_object_size(labels) > MAX_LABELS)
+                return llmrt_error(LLMRT_ERR_FORMAT, "%s: field 'id2label' has %zu labels (at most %lld)", source,
+                                   json_object_size(labels), MAX_LABELS);
+            c->num_labels = (int32_t)json_object_size(labels);
+        } else {
+            LLMRT_TRY(get_int(source, root, ALIASES("num_labels"), 0, 2, 1, MAX_LABELS, &c->num_labels));
+        }
+    }
+    return LLMRT_OK;
+}
+
 static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_model_config *c) {
     const json_t *archs = json_object_get(root, "architectures");
     if (!archs || json_is_null(archs))
@@ -471,6 +502,7 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
     LLMRT_TRY(parse_rope(source, root,
                          is_gpt2 || llmrt_hf_config_uses_alibi(c) || llmrt_hf_layout_has_learned_positions(root, c),
                          c));
+    LLMRT_TRY(parse_encoder_fields(source, root, c));
     LLMRT_TRY(llmrt_hf_config_parse_variants(source, root, c));
     return llmrt_hf_parse_layouts(source, root, c);
 }
@@ -590,6 +622,12 @@ static const field_spec variant_fields[] = {
     FLOAT_FIELD("alibi_max_bias", alibi_max_bias),
 };
 
+/* Encoder fields, absent from engines of decoders built before them. */
+static const field_spec encoder_fields[] = {
+    INT_FIELD("type_vocab_size", type_vocab_size, 0, MAX_VOCAB),
+    INT_FIELD("num_labels", num_labels, 0, MAX_LABELS),
+};
+
 #define ROPE_OFFSET(member) (offsetof(llmrt_model_config, rope) + offsetof(llmrt_rope_config, member))
 static const field_spec rope_fields[] = {
     {"theta", FIELD_FLOAT, ROPE_OFFSET(theta), 0, 0},
@@ -628,6 +666,7 @@ char *llmrt_model_config_to_json(const llmrt_model_config *c) {
                                   sizeof c->model_type))) == 0;
         ok &= put_fields(root, c, model_fields, sizeof model_fields / sizeof model_fields[0]);
         ok &= put_fields(root, c, optional_fields, sizeof optional_fields / sizeof optional_fields[0]);
+        ok &= put_fields(root, c, encoder_fields, sizeof encoder_fields / sizeof encoder_fields[0]);
         ok &= json_object_set_new(root, "activation", json_string(activation_names[c->activation])) == 0;
         ok &= json_object_set_new(rope, "type", json_string(rope_type_names[c->rope.type])) == 0;
         ok &= put_fields(rope, c, rope_fields, sizeof rope_fields / sizeof rope_fields[0]);
@@ -730,6 +769,8 @@ static llmrt_status parse_model_config(const char *source, const json_t *root, l
     for (size_t i = 0; i < sizeof optional_fields / sizeof optional_fields[0]; i++)
         if (json_object_get(root, optional_fields[i].key))
             LLMRT_TRY(get_fields(source, root, "", c, &optional_fields[i], 1));
+    if (json_object_get(root, "num_labels"))
+        LLMRT_TRY(get_fields(source, root, "", c, encoder_fields, sizeof encoder_fields / sizeof encoder_fields[0]));
     int v = 0;
     LLMRT_TRY(get_enum(source, root, "activation", "activation", activation_names, 4, &v));
     c->activation = (llmrt_activation)v;

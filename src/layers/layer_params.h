@@ -62,6 +62,7 @@ typedef struct llmrt_attention_layer_params {
      * "<names.q_norm>.weight" [head_dim]; qk_norm_plus_one: Gemma's (1 + w). */
     float qk_norm_eps;
     int qk_norm_plus_one;
+    int non_causal;           /* bidirectional (encoder) attention */
 } llmrt_attention_layer_params;
 
 /* An MLP: x [T, hidden] → [T, intermediate] → [T, hidden]. */

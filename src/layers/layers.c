@@ -197,6 +197,7 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         .sliding_window = p->sliding_window,
         .logit_softcap = p->logit_softcap,
         .alibi_max_bias = p->alibi_max_bias,
+        .non_causal = p->non_causal,
     };
     llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
     return llmrt_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias, names->conv1d_layout);

@@ -55,6 +55,9 @@ typedef struct llmrt_model_config {
     int32_t post_norm;          /* OPT do_layer_norm_before = false: h = norm(h + f(h)) */
     int32_t final_norm;         /* a norm before the head (OPT may drop it) */
     int32_t embed_dim;          /* OPT word_embed_proj_dim: embedding width, projected to hidden */
+    /* encoders (BERT) */
+    int32_t type_vocab_size;    /* token type (segment) embedding rows; 0 = none */
+    int32_t num_labels;         /* sequence classification head outputs; 0 = no head */
 } llmrt_model_config;
 
 #endif

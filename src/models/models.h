@@ -68,5 +68,22 @@ extern const llmrt_model_family llmrt_family_opt;
 extern const llmrt_model_family llmrt_family_gpt_bigcode;
 extern const llmrt_model_family llmrt_family_glm;
 extern const llmrt_model_family llmrt_family_chatglm;
+/* encoders (bert.c) */
+extern const llmrt_model_family llmrt_family_bert;
+extern const llmrt_model_family llmrt_family_bert_classifier;
+
+/* 1 for an encoder (BERT): non-causal, one forward per input, no
+ * sampling. Its build takes token_type_ids [T] as well, and its output
+ * rows are llmrt_encoder_row_layout's (the last hidden state, then the
+ * pooled vector and the classifier logits where the model has them). */
+int llmrt_model_is_encoder(const char *architecture);
+
+/* Where an encoder's output row keeps its parts: [hidden | pooled |
+ * logits], widths hidden_size, pooled_width (hidden_size or 0) and
+ * num_labels (0 without a classifier). */
+typedef struct llmrt_encoder_row_layout {
+    int32_t hidden, pooled, labels; /* widths */
+} llmrt_encoder_row_layout;
+llmrt_encoder_row_layout llmrt_encoder_layout(const llmrt_model_config *config);
 
 #endif

@@ -23,7 +23,15 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_gpt_bigcode,
     &llmrt_family_glm,
     &llmrt_family_chatglm,
+    /* encoders */
+    &llmrt_family_bert,
+    &llmrt_family_bert_classifier,
 };
+
+int llmrt_model_is_encoder(const char *architecture) {
+    return strcmp(architecture, llmrt_family_bert.architecture) == 0 ||
+           strcmp(architecture, llmrt_family_bert_classifier.architecture) == 0;
+}
 
 const char *llmrt_model_supported_list(void) {
     return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel"
@@ -33,7 +41,8 @@ const char *llmrt_model_supported_list(void) {
            ", BloomForCausalLM"
            /* rotary and layout variants */
            ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM, OPTForCausalLM,"
-           " GPTBigCodeForCausalLM, GlmForCausalLM, ChatGLMModel";
+           " GPTBigCodeForCausalLM, GlmForCausalLM, ChatGLMModel"
+           ", BertModel, BertForSequenceClassification";
 }
 
 llmrt_status llmrt_model_lookup(const char *architecture, const llmrt_model_family **out) {

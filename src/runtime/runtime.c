@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "engine/loaded_engine.h"
+#include "models/models.h"
 #include "runtime/runtime_internal.h"
 #include "runtime/sampler.h"
 
@@ -109,6 +110,9 @@ llmrt_status llmrt_runtime_create(llmrt_engine *engine, const llmrt_runtime_opti
     }
     if (options->max_batch < 0 || options->max_num_tokens < 0 || options->kv_max_blocks < 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "runtime options: max_batch, max_num_tokens, kv_max_blocks >= 0");
+    if (llmrt_model_is_encoder(engine->image->config.architecture))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s is an encoder: it has no text generation (use llmrt_encode, "
+                           "llmrt_embed or /v1/embeddings)", engine->image->config.architecture);
     LLMRT_TRY(llmrt_engine_acquire(engine, "a runtime"));
     llmrt_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) {

@@ -128,6 +128,7 @@ static void job_free(srv_job *job) {
         free(job->subs[i].prompt_ids);
         llmrt_result_free(&job->subs[i].result);
         prompt_scores_free(&job->subs[i].prompt);
+        free(job->subs[i].embedding);
     }
     free(job->bad_word_ids);
     free(job->bad_word_lengths);
@@ -384,7 +385,95 @@ static void fail_queued_locked(srv_engine *e, srv_job *job, int status, const ch
     job_unref_locked(job);
 }
 
+/* An encoder engine's job, called with the lock held: its inputs packed
+ * into as few forwards as the engine allows, run with the lock released so
+ * HTTP threads are not held up (this thread is the engine's only user). */
+static void run_encoder_job_locked(srv_engine *e, srv_job *job) {
+    if (!job->embed) {
+        fail_queued_locked(e, job, 400, "this engine is an encoder: it serves /v1/embeddings, not text generation");
+        return;
+    }
+    job->state = SRV_JOB_RUNNING;
+    job_changed(job);
+    const int32_t width = llmrt_engine_hidden_size(e->engine), n = job->num_subs;
+    const int32_t **ids = malloc((size_t)n * sizeof *ids);
+    int32_t *counts = malloc((size_t)n * sizeof *counts);
+    float *embeddings = malloc((size_t)n * (size_t)width * sizeof *embeddings);
+    for (int i = 0; ids && counts && i < n; i++) ids[i] = job->subs[i].prompt_ids, counts[i] = job->subs[i].num_prompt_ids;
+    pthread_mutex_unlock(&e->lock);
+    llmrt_status s = ids && counts && embeddings
+                         ? llmrt_embed_batch(e->engine, ids, counts, n, job->pooling, embeddings)
+                         : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    pthread_mutex_lock(&e->lock);
+    for (int i = 0; s == LLMRT_OK && i < n; i++) {
+        job->subs[i].embedding = malloc((size_t)width * sizeof(float));
+        if (!job->subs[i].embedding) {
+            s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+            break;
+        }
+        memcpy(job->subs[i].embedding, embeddings + (size_t)i * width, (size_t)width * sizeof(float));
+    }
+    if (s != LLMRT_OK) {
+        job->state = SRV_JOB_FAILED;
+        job->error_status = status_for(s);
+        snprintf(job->error, sizeof job->error, "%s", llmrt_last_error());
+    } else {
+        job->state = job->cancel ? SRV_JOB_FAILED : SRV_JOB_DONE;
+        if (job->cancel) {
+            job->error_status = 499;
+            snprintf(job->error, sizeof job->error, "the request was cancelled");
+        }
+    }
+    free(ids);
+    free(counts);
+    free(embeddings);
+    job_changed(job);
+    job_unref_locked(job);
+}
+
+/* The engine loop of an encoder engine: jobs in order, one at a time. */
+static void run_encoder_loop(srv_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    while (!e->stop) {
+        if (!e->queue_head) {
+            e->snapshot.queued_jobs = 0;
+            pthread_cond_wait(&e->work_cond, &e->lock);
+            continue;
+        }
+        srv_job *job = e->queue_head;
+        e->queue_head = job->next;
+        if (!e->queue_head) e->queue_tail = NULL;
+        e->queue_len--;
+        e->snapshot.queued_jobs = e->queue_len;
+        if (job->cancel) {
+            fail_queued_locked(e, job, 499, "the request was cancelled");
+            continue;
+        }
+        /* listed as running while it runs: drains wait for it, cancel_all reaches it */
+        job->run_next = NULL;
+        e->running = job;
+        e->running_requests = job->num_subs;
+        e->snapshot.running_requests = e->running_requests;
+        run_encoder_job_locked(e, job);
+        e->running = NULL;
+        e->running_requests = 0;
+        e->snapshot.running_requests = 0;
+    }
+    while (e->queue_head) {
+        srv_job *job = e->queue_head;
+        e->queue_head = job->next;
+        e->queue_len--;
+        fail_queued_locked(e, job, 503, "the server is shutting down");
+    }
+    e->queue_tail = NULL;
+    pthread_mutex_unlock(&e->lock);
+}
+
 void srv_engine_run(srv_engine *e) {
+    if (srv_engine_is_encoder(e)) {
+        run_encoder_loop(e);
+        return;
+    }
     pthread_mutex_lock(&e->lock);
     while (!e->stop) {
         /* queued jobs whose client left never start */
@@ -502,6 +591,15 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
         goto done;
     }
     e->generation_config = read_generation_config(o->engine_path);
+    if (llmrt_engine_is_encoder(e->engine)) {
+        fprintf(stderr, "llmrt serve: an encoder engine: /v1/embeddings (hidden size %d)\n",
+                llmrt_engine_hidden_size(e->engine));
+        e->max_concurrent = o->max_concurrent > 0 ? o->max_concurrent : 256;
+        e->max_queue = o->max_queue >= 0 ? o->max_queue : 1024;
+        e->snapshot.ready = 1;
+        ok = 1;
+        goto done;
+    }
     llmrt_runtime_options ro;
     llmrt_runtime_options_init(&ro);
     ro.background = 0;
@@ -547,6 +645,7 @@ void srv_engine_free(srv_engine *e) {
     free(e);
 }
 
+int srv_engine_is_encoder(const srv_engine *e) { return llmrt_engine_is_encoder(e->engine); }
 const llmrt_engine *srv_engine_model(const srv_engine *e) { return e->engine; }
 const llmrt_tokenizer *srv_engine_tokenizer(const srv_engine *e) { return e->tokenizer; }
 const void *srv_engine_generation_config(const srv_engine *e) { return e->generation_config; }

@@ -65,6 +65,7 @@ typedef struct srv_sub {
     llmrt_result result;      /* valid once done */
     llmrt_prompt_logprobs prompt; /* prompt_logprobs: copied from the first event */
     int prompt_ready;
+    float *embedding;         /* embedding jobs: [hidden size] once done */
 } srv_sub;
 
 enum srv_job_state { SRV_JOB_QUEUED, SRV_JOB_RUNNING, SRV_JOB_DONE, SRV_JOB_FAILED };
@@ -90,10 +91,16 @@ typedef struct srv_job {
     double enqueue_time;
     struct srv_job *next;     /* the queue */
     struct srv_job *run_next; /* the running list */
+    /* An embedding job (encoder engines only): each sub's prompt_ids are
+     * encoded and pooled into its embedding; no generation. */
+    int embed;
+    llmrt_pooling pooling;
 } srv_job;
 
 /* Loads the engine and creates its runtime; prints what it chose for the
- * KV cache to stderr. */
+ * KV cache to stderr. An encoder engine has no runtime: the engine thread
+ * runs its embedding jobs one forward at a time, and fails any other job
+ * with a 400. */
 int srv_engine_start(const srv_engine_options *options, srv_metrics *metrics, srv_engine **out, char *error,
                      size_t error_cap);
 /* The engine loop, on the calling thread (llmrt serve's main thread, whose
@@ -104,6 +111,8 @@ void srv_engine_request_stop(srv_engine *e);
 /* After srv_engine_run has returned (or never ran). */
 void srv_engine_free(srv_engine *e);
 
+/* 1 when the engine is an encoder (serves embeddings, not generation). */
+int srv_engine_is_encoder(const srv_engine *e);
 /* Borrowed, valid while the engine lives; thread-safe to encode/decode. */
 const llmrt_engine *srv_engine_model(const srv_engine *e);
 const llmrt_tokenizer *srv_engine_tokenizer(const srv_engine *e);

@@ -333,6 +333,9 @@ static void route(srv_http_request *req, srv_reply *reply) {
     } else if (strcmp(path, "/v1/chat/completions") == 0) {
         if (!post) goto not_allowed;
         srv_openai_chat(req, reply);
+    } else if (strcmp(path, "/v1/embeddings") == 0) {
+        if (!post) goto not_allowed;
+        srv_openai_embeddings(req, reply);
     } else if (strncmp(path, "/v2", 3) == 0 && (path[3] == 0 || path[3] == '/')) {
         srv_kserve_dispatch(req, path + 3, reply);
     } else if (strcmp(path, "/") == 0) {

@@ -718,8 +718,19 @@ done:
     oa_request_free(&r);
 }
 
-void srv_openai_completions(srv_http_request *req, srv_reply *reply) { generate(req, reply, 0); }
-void srv_openai_chat(srv_http_request *req, srv_reply *reply) { generate(req, reply, 1); }
+/* An encoder engine has no text generation: a clear 400 before parsing. */
+static int refuse_encoder(srv_http_request *req, srv_reply *reply) {
+    if (!srv_engine_is_encoder(req->server->engine)) return 0;
+    srv_reply_error(reply, 400, NULL, "this engine is an encoder: it serves /v1/embeddings, not completions");
+    return 1;
+}
+
+void srv_openai_completions(srv_http_request *req, srv_reply *reply) {
+    if (!refuse_encoder(req, reply)) generate(req, reply, 0);
+}
+void srv_openai_chat(srv_http_request *req, srv_reply *reply) {
+    if (!refuse_encoder(req, reply)) generate(req, reply, 1);
+}
 
 void srv_openai_models(srv_http_request *req, srv_reply *reply) {
     srv_server *s = req->server;

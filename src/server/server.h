@@ -7,6 +7,7 @@
  *   engine_loop.c the engine thread and the job handoff (engine_loop.h)
  *   params.c      sampling fields shared by the APIs, generation_config defaults
  *   openai.c      /v1/models, /v1/completions, /v1/chat/completions
+ *   embeddings.c  /v1/embeddings (encoder engines)
  *   kserve.c      Triton / KServe v2: health, metadata, generate, infer
  *   metrics.c     /metrics in Prometheus text format (metrics.h)
  *   chat_page.c   the chat page served at GET /
@@ -132,6 +133,8 @@ void srv_taken_free(srv_taken *t);
 void srv_openai_models(srv_http_request *req, srv_reply *reply);
 void srv_openai_completions(srv_http_request *req, srv_reply *reply);
 void srv_openai_chat(srv_http_request *req, srv_reply *reply);
+/* /v1/embeddings (embeddings.c): encoder engines only */
+void srv_openai_embeddings(srv_http_request *req, srv_reply *reply);
 /* path after "/v2" */
 void srv_kserve_dispatch(srv_http_request *req, const char *path, srv_reply *reply);
 void srv_chat_page(srv_http_request *req, srv_reply *reply);

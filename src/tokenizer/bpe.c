@@ -300,6 +300,7 @@ static llmrt_status tokenize_uncached(const tok_bpe *bpe, const char *s, size_t 
 
 llmrt_status tok_bpe_tokenize(const tok_bpe *bpe, tok_bpe_cache *cache, const char *s, size_t len, tok_ids *out) {
     if (len == 0) return LLMRT_OK;
+    if (bpe->wordpiece) return tok_wordpiece_tokenize(bpe, s, len, out);
     if (!cache || len > CACHE_MAX_KEY) return tokenize_uncached(bpe, s, len, out);
     uint64_t h = tok_hash(s, len);
     uint32_t slot = cache_find(cache, s, len, h);
@@ -364,8 +365,10 @@ llmrt_status tok_bpe_parse(json_t *model, const char *where, tok_bpe *bpe, int b
     if (!json_is_object(model)) return llmrt_error(LLMRT_ERR_FORMAT, "%s: expected an object", where);
     const char *type = NULL;
     LLMRT_TRY(tok_json_string(model, "type", where, 0, &type, NULL));
+    if (type && strcmp(type, "WordPiece") == 0) return tok_wordpiece_parse(model, where, bpe);
     if (type && strcmp(type, "BPE") != 0)
-        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s.type: model \"%s\" is not supported (only BPE)", where, type);
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s.type: model \"%s\" is not supported (BPE, WordPiece)", where,
+                           type);
     json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout) && json_number_value(dropout) != 0.0)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s.dropout: BPE dropout is not supported", where);

@@ -51,6 +51,14 @@ static llmrt_status parse_decoder(json_t *node, const char *type, const char *wh
         /* counts past INT_MAX strip as much as INT_MAX does: everything (a cast would wrap) */
         d->strip_start = json_integer_value(start) > INT_MAX ? INT_MAX : (int)json_integer_value(start);
         d->strip_stop = json_integer_value(stop) > INT_MAX ? INT_MAX : (int)json_integer_value(stop);
+    } else if (strcmp(type, "WordPiece") == 0) {
+        d->type = DEC_WORDPIECE;
+        LLMRT_TRY(tok_json_string(node, "prefix", where, 0, &s, &len));
+        if (!s) s = "##", len = 2;
+        d->pattern = tok_dup_bytes(s, len);
+        d->pattern_len = len;
+        d->cleanup = tok_json_bool(node, "cleanup", 1);
+        if (!d->pattern) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "%s: out of memory", where);
     } else if (strcmp(type, "Metaspace") == 0) {
         d->type = DEC_METASPACE;
         LLMRT_TRY(tok_json_string(node, "replacement", where, 1, &s, &len));
@@ -178,6 +186,36 @@ static llmrt_status flush_bytes(str_list *out, tok_buf *bytes) {
     return st;
 }
 
+/* HF's WordPiece decoder on token i: a continuation loses its prefix, any
+ * other token after the first gets a space; then the English cleanup of
+ * spaces before punctuation and contractions. */
+static llmrt_status push_wordpiece(str_list *out, const tok_decoder *d, const char *s, size_t len, size_t i) {
+    static const char *const cleanup[][2] = {{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+                                             {" n't", "n't"}, {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"},
+                                             {" 've", "'ve"}, {" 're", "'re"}};
+    tok_buf token = {0};
+    llmrt_status st;
+    if (len >= d->pattern_len && memcmp(s, d->pattern, d->pattern_len) == 0) {
+        st = tok_buf_append(&token, s + d->pattern_len, len - d->pattern_len);
+    } else {
+        st = i > 0 ? tok_buf_append(&token, " ", 1) : LLMRT_OK;
+        if (st == LLMRT_OK) st = tok_buf_append(&token, s, len);
+    }
+    for (size_t k = 0; d->cleanup && st == LLMRT_OK && k < sizeof cleanup / sizeof cleanup[0]; k++) {
+        str_list replaced = {0};
+        st = push_replaced(&replaced, token.data ? token.data : "", token.len, cleanup[k][0], strlen(cleanup[k][0]),
+                           cleanup[k][1], strlen(cleanup[k][1]));
+        if (st == LLMRT_OK) {
+            token.len = 0;
+            st = tok_buf_append(&token, replaced.text.data ? replaced.text.data : "", replaced.lens[0]);
+        }
+        list_free(&replaced);
+    }
+    if (st == LLMRT_OK) st = list_push(out, token.data ? token.data : "", token.len);
+    tok_buf_free(&token);
+    return st;
+}
+
 static llmrt_status apply_decoder(const tok_decoder *d, const str_list *in, str_list *out) {
     list_clear(out);
     llmrt_status st = LLMRT_OK;
@@ -255,6 +293,9 @@ static llmrt_status apply_decoder(const tok_decoder *d, const str_list *in, str_
             }
             st = list_push(out, s + a, b - a);
         }
+        return st;
+    case DEC_WORDPIECE:
+        for (size_t i = 0; i < in->count && st == LLMRT_OK; i++) st = push_wordpiece(out, d, ITEM(in, i), in->lens[i], i);
         return st;
     case DEC_METASPACE:
         /* ▁ → ' ', except that the first token loses its ▁ entirely when a

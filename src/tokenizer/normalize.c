@@ -39,6 +39,13 @@ static llmrt_status parse_normalizer(json_t *node, const char *type, const char 
         n->text_len = content_len;
     } else if (strcmp(type, "NFC") == 0) {
         n->type = NORM_NFC;
+    } else if (strcmp(type, "BertNormalizer") == 0) {
+        n->type = NORM_BERT;
+        n->clean_text = tok_json_bool(node, "clean_text", 1);
+        n->handle_chinese_chars = tok_json_bool(node, "handle_chinese_chars", 1);
+        n->lowercase = tok_json_bool(node, "lowercase", 1);
+        /* null: strip accents exactly when lowercasing (HF's rule) */
+        n->strip_accents = tok_json_bool(node, "strip_accents", n->lowercase);
     } else if (strcmp(type, "Strip") == 0) {
         n->type = NORM_STRIP;
         n->strip_left = tok_json_bool(node, "strip_left", 1);
@@ -163,6 +170,9 @@ llmrt_status tok_normalize(const tok_normalizer *list, size_t count, const char 
         case NORM_NFC:
             if (tok_nfc_quick_check(out->data, out->len)) continue;
             st = tok_nfc_append(&tmp, out->data, out->len);
+            break;
+        case NORM_BERT:
+            st = tok_bert_normalize(n, out->data, out->len, &tmp);
             break;
         case NORM_STRIP: {
             size_t a, b;

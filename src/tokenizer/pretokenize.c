@@ -98,6 +98,8 @@ static llmrt_status parse_pretokenizer(json_t *node, const char *type, const cha
         else return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s.prepend_scheme: unknown scheme \"%s\"", where, scheme);
     } else if (strcmp(type, "WhitespaceSplit") == 0) {
         p->type = PRE_WHITESPACE_SPLIT;
+    } else if (strcmp(type, "BertPreTokenizer") == 0) {
+        p->type = PRE_BERT;
     } else {
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s.type: pre-tokenizer \"%s\" is not supported", where, type);
     }
@@ -336,6 +338,9 @@ llmrt_status tok_pretokenize(const tok_pretokenizer *list, size_t count, tok_buf
             case PRE_WHITESPACE_SPLIT:
                 st = find_chars(buf->data + piece.offset, piece.len, NULL, 0, &r);
                 if (st == LLMRT_OK) st = apply_behavior(&r, SPLIT_REMOVED, 0, piece.offset, scratch);
+                break;
+            case PRE_BERT:
+                st = tok_bert_pretokenize(buf->data + piece.offset, piece.len, piece.offset, scratch);
                 break;
             }
         }

@@ -9,6 +9,8 @@
  *   normalize.c     normalizers (Prepend, Replace, NFC, Strip, Sequence)
  *   pretokenize.c   pre-tokenizers (Split, ByteLevel, Metaspace, Sequence)
  *   bpe.c           the BPE model: merges by rank with a heap, the word cache
+ *   wordpiece.c     the WordPiece model (BERT): greedy longest match with "##"
+ *   bert_text.c     BertNormalizer and BertPreTokenizer
  *   decode.c        decoders and the streaming detokenizer
  *   chat_template.c built-in renderers of recognised chat templates
  *   unicode.c       UTF-8, White_Space, NFC
@@ -130,6 +132,9 @@ int tok_is_whitespace(uint32_t cp);
 /* Letters and digits (an approximation beyond ASCII: every non-ASCII code
  * point that is not whitespace or punctuation counts), for single_word. */
 int tok_is_word_char(uint32_t cp);
+/* Appends s fully decomposed (NFD) without its combining marks: BERT's
+ * strip_accents ("é" → "e"). */
+llmrt_status tok_strip_accents_append(tok_buf *out, const char *s, size_t len);
 /* Appends the NFC normalization of valid UTF-8 s. */
 llmrt_status tok_nfc_append(tok_buf *out, const char *s, size_t len);
 /* 1 if s is certainly NFC already (quick check). */
@@ -145,7 +150,7 @@ const tok_byte_map *tok_byte_level_map(void);
 
 /* --- normalizers (normalize.c) --------------------------------------------------- */
 
-typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_NFC, NORM_STRIP } tok_norm_type;
+typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_NFC, NORM_STRIP, NORM_BERT } tok_norm_type;
 
 typedef struct tok_normalizer {
     tok_norm_type type;
@@ -155,6 +160,7 @@ typedef struct tok_normalizer {
     size_t pattern_len;
     pcre2_code *regex; /* Replace with a Regex pattern */
     int strip_left, strip_right;
+    int clean_text, handle_chinese_chars, strip_accents, lowercase; /* BertNormalizer */
 } tok_normalizer;
 
 llmrt_status tok_normalizers_parse(json_t *node, const char *where, tok_normalizer **out, size_t *count);
@@ -164,7 +170,7 @@ llmrt_status tok_normalize(const tok_normalizer *n, size_t count, const char *s,
 
 /* --- pre-tokenizers (pretokenize.c) ----------------------------------------------- */
 
-typedef enum { PRE_SPLIT, PRE_BYTE_LEVEL, PRE_METASPACE, PRE_WHITESPACE_SPLIT } tok_pre_type;
+typedef enum { PRE_SPLIT, PRE_BYTE_LEVEL, PRE_METASPACE, PRE_WHITESPACE_SPLIT, PRE_BERT } tok_pre_type;
 typedef enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_WITH_PREVIOUS, SPLIT_MERGED_WITH_NEXT,
                SPLIT_CONTIGUOUS } tok_split_behavior;
 typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } tok_prepend_scheme;
@@ -220,6 +226,10 @@ typedef struct tok_bpe {
     int byte_level_fast;            /* every byte_level_ids set, no prefix/suffix */
     tok_bpe_cache *cache;
     pthread_mutex_t cache_lock;
+    /* the WordPiece model instead (wordpiece.c): vocab, unk_id and
+     * continuing_prefix are its own */
+    int wordpiece;
+    size_t max_input_chars_per_word;
 } tok_bpe;
 
 llmrt_status tok_bpe_parse(json_t *model, const char *where, tok_bpe *bpe, int byte_level);
@@ -228,6 +238,19 @@ void tok_bpe_free(tok_bpe *bpe);
  * bpe->byte_level), appending ids. `cache` may be NULL. */
 llmrt_status tok_bpe_tokenize(const tok_bpe *bpe, tok_bpe_cache *cache, const char *s, size_t len,
                               tok_ids *out);
+/* --- BERT (wordpiece.c, bert_text.c) ------------------------------------------------- */
+
+/* Reads a {"type": "WordPiece"} model into bpe (zeroed by the caller). */
+llmrt_status tok_wordpiece_parse(json_t *model, const char *where, tok_bpe *bpe);
+/* One word: the longest vocabulary prefix, then "##"-continued pieces; the
+ * whole word becomes unk when a part has no match or it is too long. */
+llmrt_status tok_wordpiece_tokenize(const tok_bpe *bpe, const char *s, size_t len, tok_ids *out);
+/* BertNormalizer on s into out (cleared first). */
+llmrt_status tok_bert_normalize(const tok_normalizer *n, const char *s, size_t len, tok_buf *out);
+/* BertPreTokenizer: pieces of s[0..len) split at whitespace (dropped) and
+ * punctuation (each its own piece), offsets plus `base`, appended to out. */
+llmrt_status tok_bert_pretokenize(const char *s, size_t len, size_t base, tok_pieces *out);
+
 /* Takes the cache if it is free (returns NULL otherwise); release after. */
 tok_bpe_cache *tok_bpe_cache_acquire(tok_bpe *bpe);
 void tok_bpe_cache_release(tok_bpe *bpe, tok_bpe_cache *cache);
@@ -280,7 +303,8 @@ llmrt_status tok_post_processor_parse(json_t *node, const char *where, const str
 
 /* --- decoders (decode.c) ------------------------------------------------------------- */
 
-typedef enum { DEC_BYTE_LEVEL, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE } tok_dec_type;
+typedef enum { DEC_BYTE_LEVEL, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE,
+               DEC_WORDPIECE } tok_dec_type;
 
 typedef struct tok_decoder {
     tok_dec_type type;
@@ -291,6 +315,7 @@ typedef struct tok_decoder {
     char replacement[8]; /* Metaspace */
     size_t replacement_len;
     int prepend; /* Metaspace: prepend_scheme != never */
+    int cleanup; /* WordPiece: " ." → "." and the like (its prefix is `pattern`) */
 } tok_decoder;
 
 llmrt_status tok_decoders_parse(json_t *node, const char *where, tok_decoder **out, size_t *count);

@@ -240,6 +240,30 @@ static llmrt_status decompose(cp_vec *v, uint32_t cp, int depth) {
     return cp_push(v, cp);
 }
 
+llmrt_status tok_strip_accents_append(tok_buf *out, const char *s, size_t len) {
+    cp_vec v = {0};
+    llmrt_status st = LLMRT_OK;
+    for (size_t i = 0; i < len && st == LLMRT_OK;) {
+        uint32_t cp;
+        size_t n = tok_utf8_decode(s + i, len - i, &cp);
+        if (!n) {
+            cp = 0xFFFD;
+            n = tok_utf8_invalid_span(s + i, len - i);
+        }
+        v.len = 0;
+        st = decompose(&v, cp, 0);
+        /* combining marks (a non-zero combining class: HF drops category Mn) */
+        for (size_t k = 0; k < v.len && st == LLMRT_OK; k++) {
+            if (ccc_of(v.data[k]) != 0) continue;
+            char utf8[4];
+            st = tok_buf_append(out, utf8, tok_utf8_encode(v.data[k], utf8));
+        }
+        i += n;
+    }
+    free(v.data);
+    return st;
+}
+
 /* Decompose, order combining marks canonically, recompose: the algorithm of
  * UAX #15 as its reference implementation writes it. */
 llmrt_status tok_nfc_append(tok_buf *out, const char *s, size_t len) {

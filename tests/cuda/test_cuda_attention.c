@@ -29,6 +29,9 @@ typedef struct attn_case {
     int parts;  /* decode partitions; 0: cuda_decode_partitions */
     int wide;   /* kernels 1 and 3: ask for the register-rich small-launch instance */
 } attn_case;
+/* 1: the cases run as encoder (non-causal) attention, kernels 0-2, the
+ * masks reading each sequence's end */
+static int non_causal;
 
 static void run_attention_case(const attn_case *c) {
     const int S = c->num_seqs, D = c->head_dim, H = c->heads, Hkv = c->kv_heads, bs = c->block_size;
@@ -141,6 +144,15 @@ static void run_attention_case(const attn_case *c) {
         CUDA_CHECK(cuda_rope_kv_write(dout, dq, dk, dv, dkc, dvc, c->type, &b, H, Hkv, D, c->rotary_dim,
                                       c->rotary_dim ? dfreq : NULL, c->neox, 0, 0));
     }
+    /* non-causal: the backend hands the kernels each token's sequence end as
+     * its position (the cache already holds the whole step) */
+    int32_t *ends = malloc(T * sizeof(int32_t)), *dends = NULL;
+    for (int s = 0; s < S; s++)
+        for (int t = seq_start[s]; t < seq_start[s + 1]; t++) ends[t] = positions[seq_start[s + 1] - 1];
+    if (non_causal) {
+        dends = dev_from_bytes(ends, T * 4);
+        b.positions = dends;
+    }
     int32_t *counters = NULL;
     if (c->kernel == 0) {
         CUDA_CHECK(cuda_attention_prefill(dout, dout, dkc, dvc, c->type, &b, H, Hkv, D, scale, 0));
@@ -219,14 +231,14 @@ static void run_attention_case(const attn_case *c) {
     round_to(qr, qn, c->type); /* the GPU stores rotated q and k in the activation type */
     round_to(kr, kn, c->type);
     cpu_attention_batch cb = {.num_seqs = S, .seq_start = seq_start, .positions = positions, .block_tables = tables,
-                              .max_blocks_per_seq = max_blocks, .block_size = bs};
+                              .max_blocks_per_seq = max_blocks, .block_size = bs, .non_causal = non_causal};
     cpu_kv_cache_write(kc, vc, kr, v, &cb, T, Hkv, D);
     cpu_attention(ref, qr, kc, vc, &cb, T, H, Hkv, D, scale);
 
     dev_to_f32(got, dout, qn, c->type);
     const double tol = c->type == LLMRT_DTYPE_F32 ? 2e-5 : tol_for(c->type);
-    CHECK_CLOSE(got, ref, qn, tol, "attention %s kernel %d D=%d H=%d Hkv=%d bs=%d T=%d max_ctx=%d",
-                llmrt_dtype_name(c->type), c->kernel, D, H, Hkv, bs, T, max_ctx);
+    CHECK_CLOSE(got, ref, qn, tol, "attention %s kernel %d%s D=%d H=%d Hkv=%d bs=%d T=%d max_ctx=%d",
+                llmrt_dtype_name(c->type), c->kernel, non_causal ? " non-causal" : "", D, H, Hkv, bs, T, max_ctx);
     /* the cache rows of the new tokens: rotated k, v */
     float *kg = malloc(cache_n * 4), *vg = malloc(cache_n * 4), *kw = malloc(kn * 4), *kwr = malloc(kn * 4),
           *vw = malloc(kn * 4), *vwr = malloc(kn * 4);
@@ -242,12 +254,13 @@ static void run_attention_case(const attn_case *c) {
     CHECK_CLOSE(vw, vwr, kn, 0.0, "v cache %s D=%d", llmrt_dtype_name(c->type), D);
 
     void *bufs[] = {dkc, dvc, dq, dk, dv, dout, dfreq, dpos, dseq, dslots, dtables, dtiles, drows, ws, counters,
-                    dkc2, dvc2, dout2, dtable};
+                    dkc2, dvc2, dout2, dtable, dends};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     float *hb[] = {q, k, v, kc, vc, qr, kr, ref, got, kg, vg, kw, kwr, vw, vwr};
     for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
     free(perm);
     free(tables);
+    free(ends);
     free(positions);
     free(token_seq);
     free(slots);
@@ -286,6 +299,23 @@ static void test_attention(void) {
                     run_attention_case(&d);
                 }
             }
+    /* encoder (non-causal) attention: whole sequences in one step, on tensor
+     * cores, as a mixed step, and in f32 through the split-K kernel */
+    non_causal = 1;
+    for (int ti = 0; ti < 2; ti++)
+        for (int di = 0; di < 3; di++) {
+            attn_case e = {half_types[ti], dims[di], 8, 8, 16, 0, 1, 3, {7, 200, 1}, {0, 0, 0}, 0, 0, 0};
+            run_attention_case(&e);
+            e.kernel = 2;
+            run_attention_case(&e);
+        }
+    {
+        attn_case e = {LLMRT_DTYPE_F32, 64, 4, 4, 16, 0, 1, 2, {45, 3}, {0, 0}, 1, 0, 0};
+        run_attention_case(&e);
+        e.head_dim = 24; /* a head size without an exact instance */
+        run_attention_case(&e);
+    }
+    non_causal = 0;
     /* f32 (CUDA cores) and the other head sizes through the split-K kernel, prefill-shaped too */
     const int more_dims[4] = {32, 64, 128, 256};
     for (int di = 0; di < 4; di++) {

@@ -271,13 +271,25 @@ def make_encoder(out, name, cls, model_cls, kw, dtype, gen):
     randomize(model, gen)
     model.to(dtype).save_pretrained(d, safe_serialization=True)
     ref = mcls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    # HF's own half-precision error on the last hidden state: the yardstick
+    # for llmrt's bf16/fp16 encoder engines, as for the decoders
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    half = {str(hdt).replace("torch.", ""): mcls.from_pretrained(d, dtype=hdt, attn_implementation="eager")
+            .to(device).eval() for hdt in (torch.bfloat16, torch.float16)}
     prompts = []
     for length in (SHORT_LEN, LONG_LEN):
         ids = torch.randint(3, cfg.vocab_size, (length,), generator=gen).tolist()
         types = [0] * (length // 2) + [1] * (length - length // 2)
         o = ref(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types]), output_hidden_states=True)
         hidden = o.hidden_states[-1][0] if hasattr(o, "hidden_states") and o.hidden_states else o.last_hidden_state[0]
-        entry = dict(ids=ids, token_type_ids=types, hidden=[[round(float(v), 7) for v in r] for r in hidden])
+        hf_half = {}
+        for hname, hmodel in half.items():
+            ho = hmodel(input_ids=torch.tensor([ids], device=device), token_type_ids=torch.tensor([types], device=device),
+                        output_hidden_states=True)
+            hh = ho.hidden_states[-1][0].float().cpu()
+            hf_half[hname] = float((hh - hidden).norm() / hidden.norm())
+        entry = dict(ids=ids, token_type_ids=types, hf_half_rel_l2=hf_half,
+                     hidden=[[round(float(v), 7) for v in r] for r in hidden])
         if hasattr(o, "logits"):
             entry["logits"] = [round(float(v), 7) for v in o.logits[0]]
         if getattr(o, "pooler_output", None) is not None:
@@ -309,7 +321,8 @@ def main():
         if only and name not in only:
             continue
         try:
-            if len(case) == 5:
+            # encoder entries have five fields too: tell them apart by list
+            if case not in encoders:
                 name, cls, kw, dtype, dialect = case
                 cls = cfg_class(cls) if isinstance(cls, str) else cls
                 if cls is None:

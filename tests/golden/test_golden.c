@@ -1,7 +1,9 @@
 /* Golden test: every case under the cases folder is built into engines
  * (fused and unfused plans; on CUDA also bf16/fp16) and must reproduce HF
  * transformers' fp32 logits (relative L2 error) and greedy tokens (up to the
- * first step whose reference top-2 margin is too thin to call).
+ * first step whose reference top-2 margin is too thin to call). Encoder
+ * cases (kind "encoder") must reproduce the last hidden state of every row,
+ * the pooled vector and a classifier's logits instead.
  *
  * usage: test_golden CASES_DIR cpu|cuda [MIN_CASES] */
 #define _POSIX_C_SOURCE 200809L
@@ -36,6 +38,101 @@ typedef struct variant {
 
 static double worst_error[MAX_CASES][4];
 
+/* Reads a JSON array of numbers (a flat list, or a list of rows of `width`)
+ * into a malloc'd float array of *count values; NULL if it is absent. */
+static float *json_floats(const json_t *array, size_t width, size_t *count) {
+    size_t rows = json_array_size(array), n = width ? rows * width : rows;
+    *count = 0;
+    if (!array || n == 0) return NULL;
+    float *v = malloc(n * sizeof *v);
+    for (size_t r = 0; r < rows; r++) {
+        const json_t *row = json_array_get(array, r);
+        if (!width) {
+            v[r] = (float)json_number_value(row);
+            continue;
+        }
+        CHECK(json_array_size(row) == width);
+        for (size_t c = 0; c < width; c++) v[r * width + c] = (float)json_number_value(json_array_get(row, c));
+    }
+    *count = n;
+    return v;
+}
+
+/* One output of an encoder case against HF's: relative L2 under the
+ * tolerance; returns the error. */
+static double check_part(const char *name, const variant *v, double tolerance, size_t p, const char *part,
+                         const float *got, size_t got_count, const json_t *ref, size_t width) {
+    size_t count = 0;
+    float *want = json_floats(ref, width, &count);
+    CHECK_MSG(want && count == got_count, "%s [%s] prompt %zu: %s: %zu reference values for %zu outputs", name,
+              v->label, p, part, count, got_count);
+    double error = want && count == got_count ? test_rel_l2(got, want, count) : INFINITY;
+    CHECK_MSG(error < tolerance, "%s [%s] prompt %zu: %s rel L2 %.3g >= %.3g", name, v->label, p, part, error,
+              tolerance);
+    free(want);
+    return error;
+}
+
+/* An encoder case (kind "encoder"): every prompt's last hidden state (all
+ * rows), pooled vector and, for a classifier, logits, with its token types. */
+static double compare_encoder(llmrt_engine *engine, const char *name, const variant *v, const json_t *golden) {
+    double worst = 0;
+    const json_t *prompts = json_object_get(golden, "prompts");
+    CHECK_MSG(llmrt_engine_is_encoder(engine), "%s: an encoder case built a decoder engine", name);
+    for (size_t p = 0; p < json_array_size(prompts); p++) {
+        const json_t *prompt = json_array_get(prompts, p);
+        const json_t *ids_json = json_object_get(prompt, "ids"), *types_json = json_object_get(prompt, "token_type_ids");
+        int32_t n = (int32_t)json_array_size(ids_json);
+        int32_t *ids = malloc((size_t)n * sizeof *ids), *types = malloc((size_t)n * sizeof *types);
+        for (int32_t i = 0; i < n; i++) {
+            ids[i] = (int32_t)json_integer_value(json_array_get(ids_json, (size_t)i));
+            types[i] = types_json ? (int32_t)json_integer_value(json_array_get(types_json, (size_t)i)) : 0;
+        }
+        /* half precision: as the decoders, also 1.5 × HF's own error there */
+        double tolerance = v->tolerance;
+        const json_t *baseline = v->hf_baseline
+                                     ? json_object_get(json_object_get(prompt, "hf_half_rel_l2"), v->hf_baseline)
+                                     : NULL;
+        if (baseline && 1.5 * json_number_value(baseline) > tolerance) tolerance = 1.5 * json_number_value(baseline);
+        llmrt_encoding enc;
+        llmrt_status s = llmrt_encode(engine, ids, types, n, &enc);
+        CHECK_MSG(s == LLMRT_OK, "%s [%s] prompt %zu: encode: %s", name, v->label, p, llmrt_last_error());
+        if (s == LLMRT_OK) {
+            double e = check_part(name, v, tolerance, p, "hidden", enc.hidden, (size_t)n * (size_t)enc.hidden_size,
+                                  json_object_get(prompt, "hidden"), (size_t)enc.hidden_size);
+            worst = e > worst ? e : worst;
+            if (json_object_get(prompt, "pooled")) {
+                e = check_part(name, v, tolerance, p, "pooled", enc.pooled, (size_t)enc.hidden_size,
+                               json_object_get(prompt, "pooled"), 0);
+                worst = e > worst ? e : worst;
+            }
+            CHECK_MSG(!json_object_get(prompt, "logits") == (enc.num_labels == 0),
+                      "%s [%s]: the reference has %s logits, the engine %d labels", name, v->label,
+                      json_object_get(prompt, "logits") ? "" : "no", enc.num_labels);
+            if (enc.num_labels > 0) {
+                e = check_part(name, v, tolerance, p, "logits", enc.logits, (size_t)enc.num_labels,
+                               json_object_get(prompt, "logits"), 0);
+                worst = e > worst ? e : worst;
+            }
+            llmrt_encoding_free(&enc);
+        }
+        free(ids);
+        free(types);
+    }
+    return worst;
+}
+
+/* The longest prompt of a case: an encoder takes its input in one step. */
+static int32_t longest_prompt(const json_t *golden) {
+    size_t longest = 0;
+    const json_t *prompts = json_object_get(golden, "prompts");
+    for (size_t p = 0; p < json_array_size(prompts); p++) {
+        size_t n = json_array_size(json_object_get(json_array_get(prompts, p), "ids"));
+        longest = n > longest ? n : longest;
+    }
+    return (int32_t)longest;
+}
+
 static int compare_case(const char *dir, const char *name, const char *backend, const variant *v, double *error_out) {
     char path[1024], engine_path[1024];
     snprintf(path, sizeof path, "%s/%s/golden.json", dir, name);
@@ -56,6 +153,9 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
     bo.max_batch = 4;
     bo.max_num_tokens = 128; /* the 300-token prompt prefills in chunks */
     bo.disabled_passes = v->disabled_passes;
+    const json_t *kind = json_object_get(golden, "kind");
+    const int encoder = json_is_string(kind) && strcmp(json_string_value(kind), "encoder") == 0;
+    if (encoder && longest_prompt(golden) > bo.max_num_tokens) bo.max_num_tokens = longest_prompt(golden);
     int ok = 1;
     llmrt_status s = llmrt_build(&bo);
     CHECK_MSG(s == LLMRT_OK, "%s [%s]: build: %s", name, v->label, llmrt_last_error());
@@ -66,6 +166,10 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
     }
     double worst = 0;
     json_t *prompts = json_object_get(golden, "prompts");
+    if (engine && encoder) {
+        worst = compare_encoder(engine, name, v, golden);
+        prompts = NULL; /* the decoder comparison below has nothing to do */
+    }
     for (size_t p = 0; engine && p < json_array_size(prompts); p++) {
         json_t *prompt = json_array_get(prompts, p);
         json_t *ids_json = json_object_get(prompt, "ids");

@@ -156,6 +156,9 @@ expect_error 400 "$o" POST "$H" -d '{"messages":[{"role":"user","content":"x"}],
 expect_error 400 "$o" POST "$H" -d '{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}'
 expect_error 404 "$o" GET "$U/v1/nothing"
 expect_error 405 "$o" GET "$C"
+# a decoder engine has no embeddings
+expect_error 400 "$o" POST "$U/v1/embeddings" -d '{"input":"x"}'
+jcheck "$o" '"decoder" in j["error"]["message"]' "/v1/embeddings on a decoder names why"
 expect_code 200 "$o" POST "$H" -d '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"},"tools":[],"max_tokens":2}'
 expect_code 200 "$o" POST "$C" -d "{\"prompt\":\"$prompt\",\"max_tokens\":12}"
 python3 -c "import json,sys; sys.exit(json.load(open('$o'))['choices'][0]['text'] != json.load(open('$tmp/run.json'))['text'])" && ok || bad "after bad input the server answers differently"
@@ -286,6 +289,64 @@ expect_code 200 "$o" POST "$URL_gen/v1/completions" -d "{\"prompt\":\"$prompt\",
 python3 -c "import json,sys; sys.exit(json.load(open('$o'))['choices'][0]['text'] != json.load(open('$tmp/run.json'))['text'])" && ok ||
   bad "an explicit temperature does not override generation_config"
 stop_server gen
+
+# --- an encoder engine: /v1/embeddings, against llmrt embed -------------------------
+cat >"$tmp/bert.json" <<'JSON'
+{"architectures": ["BertModel"], "model_type": "bert", "vocab_size": 100, "hidden_size": 32,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
+ "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+JSON
+"$llmrt" build --config "$tmp/bert.json" --random-weights --output "$tmp/bert.engine" --quiet || bad "build bert"
+start_server bert --engine "$tmp/bert.engine" --served-model-name bert --threads 1
+E="$URL_bert/v1/embeddings"
+"$llmrt" embed --engine "$tmp/bert.engine" --ids 2,7,9,3 --json >"$tmp/cls.json" && ok || bad "llmrt embed"
+"$llmrt" embed --engine "$tmp/bert.engine" --ids 5,6 --pooling mean --json >"$tmp/mean.json" && ok || bad "llmrt embed mean"
+expect_code 200 "$o" POST "$E" -d '{"model":"bert","input":[2,7,9,3]}'
+python3 - "$o" "$tmp/cls.json" <<'PY' && ok || bad "/v1/embeddings differs from llmrt embed"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["object"] == "list" and a["model"] == "bert" and len(a["data"]) == 1, a
+d = a["data"][0]
+assert d["object"] == "embedding" and d["index"] == 0 and len(d["embedding"]) == 32
+assert max(abs(x - y) for x, y in zip(d["embedding"], b["embedding"])) < 1e-6
+assert a["usage"]["prompt_tokens"] == 4 and a["usage"]["total_tokens"] == 4
+PY
+expect_code 200 "$o" POST "$E" -d '{"input":[[2,7,9,3],[5,6]],"pooling":"mean"}'
+python3 - "$o" "$tmp/mean.json" <<'PY' && ok || bad "/v1/embeddings list of id lists with mean pooling"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert [d["index"] for d in a["data"]] == [0, 1] and a["usage"]["prompt_tokens"] == 6
+assert max(abs(x - y) for x, y in zip(a["data"][1]["embedding"], b["embedding"])) < 1e-6
+PY
+# 40 inputs share steps (the engine's max_batch is 16): each as if alone
+python3 - "$E" <<'PY' && ok || bad "batched /v1/embeddings differ from single inputs"
+import json, sys, urllib.request
+def post(body):
+    r = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(r))
+inputs = [[(7 * i + k) % 97 + 2 for k in range(1 + i % 37)] for i in range(40)]
+for pooling in ("cls", "mean"):
+    batch = post({"input": inputs, "pooling": pooling})
+    assert [d["index"] for d in batch["data"]] == list(range(40))
+    assert batch["usage"]["prompt_tokens"] == sum(map(len, inputs))
+    for i in (0, 7, 16, 23, 39):
+        alone = post({"input": inputs[i], "pooling": pooling})["data"][0]["embedding"]
+        assert max(abs(a - b) for a, b in zip(alone, batch["data"][i]["embedding"])) < 1e-5, (pooling, i)
+PY
+expect_error 400 "$o" POST "$URL_bert/v1/completions" -d '{"prompt":[1,2],"max_tokens":2}'
+jcheck "$o" '"encoder" in j["error"]["message"]' "completions on an encoder names why"
+expect_error 400 "$o" POST "$URL_bert/v1/chat/completions" -d '{"messages":[{"role":"user","content":"x"}]}'
+expect_error 400 "$o" POST "$E" -d '{"input":"text"}'   # no tokenizer in a random-weights engine
+expect_error 400 "$o" POST "$E" -d '{"input":[]}'
+expect_error 400 "$o" POST "$E" -d '{"input":[[1,2],[-1]]}'
+expect_error 400 "$o" POST "$E" -d '{"input":[1,200]}'   # outside the vocabulary
+expect_error 400 "$o" POST "$E" -d "{\"input\":[$(seq -s, 1 70)]}"   # past the 64 positions
+expect_error 400 "$o" POST "$E" -d '{"input":[1],"pooling":"max"}'
+expect_error 400 "$o" POST "$E" -d '{"input":[1],"encoding_format":"base64"}'
+expect_error 404 "$o" POST "$E" -d '{"input":[1],"model":"gpt-4"}'
+expect_error 405 "$o" GET "$E"
+expect_code 200 "$o" GET "$URL_bert/health"
+stop_server bert
 
 # --- full: 429 with Retry-After, never an unbounded queue ---------------------------
 start_server full --engine "$engine" --max-concurrent 1 --max-queue 1 --threads 1 --kv-cache-memory 8388608

@@ -269,7 +269,7 @@ static void test_malformed(void) {
     check_load_error("{", LLMRT_ERR_FORMAT, "invalid JSON");
     check_load_error("[]", LLMRT_ERR_FORMAT, "expected a JSON object");
     check_load_error("{}", LLMRT_ERR_FORMAT, "$.model: missing");
-    check_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", LLMRT_ERR_UNSUPPORTED, "$.model.type");
+    check_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": {}}}", LLMRT_ERR_UNSUPPORTED, "$.model.type");
     check_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": []}}", LLMRT_ERR_FORMAT, "$.model.vocab");
     check_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}}", LLMRT_ERR_FORMAT, "$.model.vocab[\"a\"]");
     check_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", LLMRT_ERR_FORMAT,

@@ -92,7 +92,7 @@ static void check_variant(int32_t block_size, int64_t heads, int64_t kv_heads, i
             memcpy(v_new + t * row, v_all + ((int64_t)s * max_len + positions[t]) * row, sizeof(float) * (size_t)row);
         }
     }
-    cpu_attention_batch batch = {NUM_SEQS, seq_start, positions, tables, max_blocks, block_size};
+    cpu_attention_batch batch = {NUM_SEQS, seq_start, positions, tables, max_blocks, block_size, 0};
     cpu_kv_cache_write(k_cache, v_cache, k_new, v_new, &batch, T, kv_heads, head_dim);
     /* free what the runtime would: blocks wholly before the first query's window */
     if (var->sliding_window > 0)

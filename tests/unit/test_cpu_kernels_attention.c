@@ -30,6 +30,9 @@ static const int32_t short_fresh[NUM_SEQS] = {1, 23, 5, 1};
 static const int32_t long_past[NUM_SEQS] = {599, 250, 256, 0};
 static const int32_t long_fresh[NUM_SEQS] = {1, 9, 1, 3};
 static const int32_t *past = short_past, *fresh = short_fresh;
+/* 1: bidirectional (encoder) attention, every token sees its sequence's
+ * whole step, positions after its own included. */
+static int non_causal = 0;
 
 static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim, uint64_t *rng) {
     int32_t seq_start[NUM_SEQS + 1] = {0}, max_len = 0;
@@ -73,7 +76,7 @@ static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads,
             memcpy(k_new + t * row, k_all + ((int64_t)s * max_len + positions[t]) * row, sizeof(float) * row);
             memcpy(v_new + t * row, v_all + ((int64_t)s * max_len + positions[t]) * row, sizeof(float) * row);
         }
-    cpu_attention_batch batch = {NUM_SEQS, seq_start, positions, tables, max_blocks, block_size};
+    cpu_attention_batch batch = {NUM_SEQS, seq_start, positions, tables, max_blocks, block_size, non_causal};
     cpu_kv_cache_write(k_cache, v_cache, k_new, v_new, &batch, T, kv_heads, head_dim);
     int written_ok = 1;
     for (int64_t t = 0; t < T; t++) {
@@ -96,17 +99,18 @@ static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads,
             for (int64_t h = 0; h < heads; h++) {
                 const float *qv = q + (t * heads + h) * head_dim;
                 int64_t kvh = h / (heads / kv_heads);
+                const int32_t last = non_causal ? positions[seq_start[s + 1] - 1] : positions[t];
                 double max = -INFINITY, sum = 0.0;
-                for (int32_t p = 0; p <= positions[t]; p++) {
+                for (int32_t p = 0; p <= last; p++) {
                     const float *kv = k_all + ((int64_t)s * max_len + p) * row + kvh * head_dim;
                     double dot = 0.0;
                     for (int64_t d = 0; d < head_dim; d++) dot += (double)qv[d] * kv[d];
                     w[p] = dot * scale;
                     if (w[p] > max) max = w[p];
                 }
-                for (int32_t p = 0; p <= positions[t]; p++) sum += (w[p] = exp(w[p] - max));
+                for (int32_t p = 0; p <= last; p++) sum += (w[p] = exp(w[p] - max));
                 for (int64_t d = 0; d < head_dim; d++) acc[d] = 0.0;
-                for (int32_t p = 0; p <= positions[t]; p++) {
+                for (int32_t p = 0; p <= last; p++) {
                     const float *vv = v_all + ((int64_t)s * max_len + p) * row + kvh * head_dim;
                     for (int64_t d = 0; d < head_dim; d++) acc[d] += w[p] / sum * vv[d];
                 }
@@ -117,8 +121,8 @@ static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads,
         omp_set_num_threads(2);
         cpu_attention(out, q, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, scale);
         double err = test_rel_l2(out, ref, (size_t)(T * heads * head_dim));
-        CHECK_MSG(err < 1e-5, "attention %s bs=%d heads=%lld kv_heads=%lld head_dim=%lld: rel err %g", isa_names[i],
-                  block_size, (long long)heads, (long long)kv_heads, (long long)head_dim, err);
+        CHECK_MSG(err < 1e-5, "attention %s%s bs=%d heads=%lld kv_heads=%lld head_dim=%lld: rel err %g", isa_names[i],
+                  non_causal ? " non-causal" : "", block_size, (long long)heads, (long long)kv_heads, (long long)head_dim, err);
         omp_set_num_threads(1);
         cpu_attention(out1, q, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, scale);
         CHECK_MSG(memcmp(out, out1, sizeof(float) * T * heads * head_dim) == 0, "attention %s: 1 vs 2 threads differ",
@@ -128,7 +132,8 @@ static void check_attention(int32_t block_size, int64_t heads, int64_t kv_heads,
         for (int s = 0; s < NUM_SEQS; s++) {
             const int64_t t0 = seq_start[s], n = seq_start[s + 1] - t0;
             int32_t one_start[2] = {0, (int32_t)n};
-            cpu_attention_batch one = {1, one_start, positions + t0, tables + s * max_blocks, max_blocks, block_size};
+            cpu_attention_batch one = {1, one_start, positions + t0, tables + s * max_blocks, max_blocks, block_size,
+                                       non_causal};
             omp_set_num_threads(2);
             cpu_attention(out1, q + t0 * heads * head_dim, k_cache, v_cache, &one, n, heads, kv_heads, head_dim, scale);
             alone_ok &= memcmp(out1, out + t0 * heads * head_dim, sizeof(float) * n * heads * head_dim) == 0;
@@ -156,6 +161,24 @@ static void test_attention(void) {
     check_attention(16, 6, 2, 64, &rng); /* three heads per kv head: pairs and a single */
     check_attention(32, 5, 5, 24, &rng);
     past = short_past, fresh = short_fresh;
+}
+
+/* Encoder attention: whole sequences in one step (no past) and, as a
+ * kernel-level check, sequences with a past too; odd head sizes included. */
+static void test_attention_non_causal(void) {
+    static const int32_t encoder_past[NUM_SEQS] = {0, 0, 0, 0}, encoder_fresh[NUM_SEQS] = {7, 1, 40, 19};
+    uint64_t rng = 7;
+    non_causal = 1;
+    past = encoder_past, fresh = encoder_fresh;
+    check_attention(16, 4, 4, 64, &rng);
+    check_attention(16, 3, 3, 17, &rng);
+    check_attention(32, 8, 2, 80, &rng);
+    past = short_past, fresh = short_fresh;
+    check_attention(16, 4, 2, 32, &rng);
+    past = long_past, fresh = long_fresh;
+    check_attention(16, 8, 4, 32, &rng);
+    past = short_past, fresh = short_fresh;
+    non_causal = 0;
 }
 
 /* HF: angle = fp32(pos · inv_freq), then x·cos + rotate(x)·sin. */
@@ -223,6 +246,7 @@ static void test_rope(void) {
 
 int main(void) {
     RUN_TEST(test_attention);
+    RUN_TEST(test_attention_non_causal);
     RUN_TEST(test_rope);
     return test_finish();
 }

@@ -10,6 +10,7 @@
 
 #include "core/file.h"
 #include "import/hf_config.h"
+#include "models/models.h"
 #include "test_util.h"
 
 #define EXPECT_ERROR(expr, want, ...) \
@@ -496,6 +497,90 @@ static void round_trip(const llmrt_model_config *in) {
     free(json);
 }
 
+/* google-bert/bert-base-uncased, and a classifier head on it. */
+static const char *BERT_BASE =
+    "{\"architectures\": [\"BertForMaskedLM\"], \"attention_probs_dropout_prob\": 0.1, \"gradient_checkpointing\": false,"
+    " \"hidden_act\": \"gelu\", \"hidden_dropout_prob\": 0.1, \"hidden_size\": 768, \"initializer_range\": 0.02,"
+    " \"intermediate_size\": 3072, \"layer_norm_eps\": 1e-12, \"max_position_embeddings\": 512,"
+    " \"model_type\": \"bert\", \"num_attention_heads\": 12, \"num_hidden_layers\": 12, \"pad_token_id\": 0,"
+    " \"position_embedding_type\": \"absolute\", \"transformers_version\": \"4.6.0.dev0\", \"type_vocab_size\": 2,"
+    " \"use_cache\": true, \"vocab_size\": 30522}";
+
+/* A BERT config with one field replaced: `from` → `to` in BERT_CLS. */
+static const char *BERT_CLS =
+    "{\"architectures\": [\"BertForSequenceClassification\"], \"model_type\": \"bert\", \"vocab_size\": 128,"
+    " \"hidden_size\": 48, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"intermediate_size\": 96,"
+    " \"hidden_act\": \"gelu\", \"max_position_embeddings\": 512, \"type_vocab_size\": 2,"
+    " \"layer_norm_eps\": 1e-12, \"position_embedding_type\": \"absolute\", \"is_decoder\": false,"
+    " \"id2label\": {\"0\": \"LABEL_0\", \"1\": \"LABEL_1\", \"2\": \"LABEL_2\"}}";
+
+static llmrt_status parse_edited(const char *from, const char *to, llmrt_model_config *c) {
+    char edited[2048];
+    const char *at = strstr(BERT_CLS, from);
+    CHECK_MSG(at != NULL, "%s not in BERT_CLS", from);
+    if (!at) return LLMRT_ERR_INTERNAL;
+    snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - BERT_CLS), BERT_CLS, to, at + strlen(from));
+    return parse(edited, c);
+}
+
+static llmrt_status validate_family(const llmrt_model_config *c) {
+    const llmrt_model_family *family = NULL;
+    LLMRT_TRY(llmrt_model_lookup(c->architecture, &family));
+    return family->validate(c);
+}
+
+static void test_bert(void) {
+    llmrt_model_config c;
+    CHECK_OK(parse(BERT_BASE, &c));
+    CHECK(c.hidden_size == 768 && c.num_heads == 12 && c.head_dim == 64 && c.intermediate_size == 3072);
+    CHECK(c.type_vocab_size == 2 && c.num_labels == 0 && c.activation == LLMRT_ACT_GELU);
+    CHECK(c.rope.type == LLMRT_ROPE_NONE && c.rope.rotary_dim == 0 && near(c.norm_eps, 1e-12f));
+
+    CHECK_OK(parse(BERT_CLS, &c));
+    CHECK(c.num_labels == 3 && c.type_vocab_size == 2 && llmrt_model_is_encoder(c.architecture));
+    CHECK_OK(validate_family(&c));
+    llmrt_encoder_row_layout row = llmrt_encoder_layout(&c);
+    CHECK(row.hidden == 48 && row.pooled == 48 && row.labels == 3);
+    round_trip(&c);
+    /* no id2label: num_labels, else HF's default of 2 */
+    CHECK_OK(parse_edited("\"id2label\"", "\"num_labels\": 5, \"x\"", &c));
+    CHECK(c.num_labels == 5);
+    CHECK_OK(parse_edited("\"id2label\"", "\"x\"", &c));
+    CHECK(c.num_labels == 2);
+    CHECK(!llmrt_model_is_encoder("LlamaForCausalLM"));
+
+    /* Bad configs: the field is named. */
+    EXPECT_ERROR(parse_edited("\"absolute\"", "\"relative_key\"", &c), LLMRT_ERR_UNSUPPORTED,
+                 "'position_embedding_type'");
+    EXPECT_ERROR(parse_edited("\"is_decoder\": false", "\"is_decoder\": true", &c), LLMRT_ERR_UNSUPPORTED,
+                 "'is_decoder'");
+    EXPECT_ERROR(parse_edited("\"type_vocab_size\": 2", "\"type_vocab_size\": -1", &c), LLMRT_ERR_FORMAT,
+                 "'type_vocab_size'");
+    EXPECT_ERROR(parse_edited("\"id2label\"", "\"num_labels\": 0, \"x\"", &c), LLMRT_ERR_FORMAT, "'num_labels'");
+    EXPECT_ERROR(parse_edited("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"gelu_erf\"", &c),
+                 LLMRT_ERR_UNSUPPORTED, "'hidden_act'");
+    CHECK_OK(parse_edited("\"type_vocab_size\": 2", "\"type_vocab_size\": 0", &c));
+    EXPECT_ERROR(validate_family(&c), LLMRT_ERR_FORMAT, "type_vocab_size");
+    CHECK_OK(parse_edited("\"num_attention_heads\": 4", "\"num_attention_heads\": 4, \"num_key_value_heads\": 2", &c));
+    EXPECT_ERROR(validate_family(&c), LLMRT_ERR_FORMAT, "num_key_value_heads");
+    CHECK_OK(parse_edited("\"num_attention_heads\": 4", "\"num_attention_heads\": 4, \"head_dim\": 8", &c));
+    EXPECT_ERROR(validate_family(&c), LLMRT_ERR_FORMAT, "hidden_size");
+    /* an engine written before the encoder fields still reads (no labels) */
+    CHECK_OK(parse(BERT_CLS, &c));
+    char *json = llmrt_model_config_to_json(&c);
+    CHECK(json && strstr(json, "\"num_labels\":3,"));
+    if (json) {
+        char *at = strstr(json, "\"type_vocab_size\":2,\"num_labels\":3,");
+        CHECK(at != NULL);
+        if (at) memmove(at, at + strlen("\"type_vocab_size\":2,\"num_labels\":3,"),
+                        strlen(at + strlen("\"type_vocab_size\":2,\"num_labels\":3,")) + 1);
+        llmrt_model_config old;
+        CHECK_OK(llmrt_model_config_from_json(json, strlen(json), &old));
+        CHECK(old.num_labels == 0 && old.type_vocab_size == 0);
+    }
+    free(json);
+}
+
 static void test_model_config_json(void) {
     const char *configs[] = {LLAMA31, GPT2, QWEN25, MISTRAL, V5_LAYER_TYPES, MIXTRAL};
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
@@ -583,5 +668,6 @@ int main(void) {
     RUN_TEST(test_files_and_generation_config);
     RUN_TEST(test_model_config_json);
     RUN_TEST(test_mixtral);
+    RUN_TEST(test_bert);
     return test_finish();
 }

@@ -493,6 +493,7 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
         .block_tables = step->block_tables,
         .max_blocks_per_seq = step->max_blocks_per_seq,
         .block_size = s->block_size,
+        .non_causal = (int32_t)n->iattr[LLMRT_ATTENTION_NON_CAUSAL],
     };
     float *k_cache = s->k_cache + (size_t)n->iattr[0] * s->layer_stride;
     float *v_cache = s->v_cache + (size_t)n->iattr[0] * s->layer_stride;
@@ -711,6 +712,11 @@ static llmrt_status cpu_forward(void *state, const llmrt_step *step, float *logi
     s->rope_inv_freq = NULL; /* the table is per step */
     memcpy(buffer_of(&c, plan->input_token_ids), step->token_ids, (size_t)step->num_tokens * sizeof(int32_t));
     memcpy(buffer_of(&c, plan->input_positions), step->positions, (size_t)step->num_tokens * sizeof(int32_t));
+    if (plan->input_token_type_ids >= 0) {
+        int32_t *types = buffer_of(&c, plan->input_token_type_ids);
+        if (step->token_type_ids) memcpy(types, step->token_type_ids, (size_t)step->num_tokens * sizeof(int32_t));
+        else memset(types, 0, (size_t)step->num_tokens * sizeof(int32_t));
+    }
     memcpy(buffer_of(&c, plan->input_logits_indices), step->logits_indices,
            (size_t)step->num_logits * sizeof(int32_t));
     for (int32_t i = 0; i < plan->graph->num_nodes; i++) {

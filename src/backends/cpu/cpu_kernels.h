@@ -105,6 +105,7 @@ typedef struct cpu_attention_batch {
     const int32_t *block_tables; /* [num_seqs, max_blocks_per_seq] */
     int32_t max_blocks_per_seq;
     int32_t block_size;
+    int32_t non_causal;          /* 1: every token sees its whole sequence (encoders) */
 } cpu_attention_batch;
 
 /* Writes new keys/values k, v: [T, kv_heads, head_dim] into the paged cache
@@ -113,8 +114,9 @@ typedef struct cpu_attention_batch {
 void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v,
                         const cpu_attention_batch *batch, int64_t T, int64_t kv_heads, int64_t head_dim);
 
-/* out[t, h, :] = softmax(q[t,h,:]·K[0..pos]ᵀ · scale) · V, GQA: query head h
- * reads kv head h / (heads / kv_heads). q, out: [T, heads, head_dim]. No
+/* out[t, h, :] = softmax(q[t,h,:]·K[0..pos]ᵀ · scale) · V (pos: t's own
+ * position, or with non_causal its sequence's last in the step), GQA: query
+ * head h reads kv head h / (heads / kv_heads). q, out: [T, heads, head_dim]. No
  * score matrix is materialised beyond one row; parallel over (token, head). */
 void cpu_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
                    const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,

@@ -51,6 +51,16 @@ static int32_t seq_of_token(const cpu_attention_batch *batch, int64_t t) {
     return lo;
 }
 
+/* Cache positions 0..span-1 that token t of sequence s attends to: up to
+ * its own (causal), or up to its sequence's last token in the step
+ * (non-causal: an encoder's whole input is one step, cached before the
+ * attention runs). */
+static int64_t attention_span(const cpu_attention_batch *batch, int32_t s, int64_t t) {
+    const int64_t last = batch->non_causal ? batch->seq_start[s + 1] - 1 : t;
+    const int64_t span = (int64_t)batch->positions[last] + 1, cap = (int64_t)batch->max_blocks_per_seq * batch->block_size;
+    return span < cap ? span : cap;
+}
+
 /* What the attention kernels' chunks read. */
 typedef struct attention_job {
     float *out;
@@ -93,12 +103,11 @@ static void attention_token_chunk(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
     const cpu_attention_batch *batch = j->batch;
     const int32_t bs = batch->block_size;
-    const int64_t cap = (int64_t)batch->max_blocks_per_seq * bs, slot_stride = j->kv_heads * j->head_dim;
+    const int64_t slot_stride = j->kv_heads * j->head_dim;
     for (int64_t item = begin; item < end; item++) {
         const int64_t t = item / j->ranges, r = item % j->ranges;
         const int32_t s = seq_of_token(batch, t);
-        int64_t len = (int64_t)batch->positions[t] + 1;
-        if (len > cap) len = cap;
+        const int64_t len = attention_span(batch, s, t);
         const int64_t h0 = r * j->per, h1 = h0 + j->per < j->heads ? h0 + j->per : j->heads;
         /* a decode token among several sequences reads its cache once */
         const int stream = batch->num_seqs > 1 && batch->seq_start[s + 1] - batch->seq_start[s] == 1;
@@ -128,8 +137,7 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
         const int32_t s = seq_of_token(batch, t);
         const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
         const int64_t pos = batch->positions[t];
-        int64_t len = pos + 1;
-        if (len > (int64_t)batch->max_blocks_per_seq * bs) len = (int64_t)batch->max_blocks_per_seq * bs;
+        const int64_t len = attention_span(batch, s, t);
         const int64_t kv_offset = (h / j->group) * head_dim;
         const cpu_attention_variant *var = &j->variant;
         /* keys before the window are never read (their blocks may be freed) */

@@ -294,7 +294,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     const size_t T = (size_t)plan->max_num_tokens, S = (size_t)plan->max_batch;
     const size_t max_tiles = T / CUDA_PREFILL_TILE_M + S;
     const size_t sample_words = sizeof(cuda_sample_row) / sizeof(int32_t);
-    st->meta_capacity = 6 * align_up(T, META_ALIGN) + align_up(1 + 2 * T, META_ALIGN) +
+    st->meta_capacity = 8 * align_up(T, META_ALIGN) + align_up(1 + 2 * T, META_ALIGN) +
                         align_up(sample_words * T, META_ALIGN) + align_up(S * st->bt_stride, META_ALIGN) +
                         align_up(2 * max_tiles, META_ALIGN) + 8 * META_ALIGN;
     CUDA_STEP(cudaMallocHost((void **)&st->meta_host, st->meta_capacity * sizeof(int32_t)), "pinned metadata");
@@ -392,10 +392,14 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
     CARVE(off_sample, sizeof(cuda_sample_row) / sizeof(int32_t) * (size_t)L);
     CARVE(off_tables, (size_t)S * st->bt_stride);
     CARVE(off_decode, T);
+    CARVE(off_sequence_end, T);
+    CARVE(off_token_types, T);
     const size_t off_tiles = at;
 #undef CARVE
     memcpy(h + off_tokens, step->token_ids, (size_t)T * sizeof(int32_t));
     memcpy(h + off_positions, step->positions, (size_t)T * sizeof(int32_t));
+    if (step->token_type_ids) memcpy(h + off_token_types, step->token_type_ids, (size_t)T * sizeof(int32_t));
+    else memset(h + off_token_types, 0, (size_t)T * sizeof(int32_t));
     if (L > 0) memcpy(h + off_logits, step->logits_indices, (size_t)L * sizeof(int32_t));
     h[off_out] = INT32_MAX;
     LLMRT_TRY(fill_sampling(step, logits, (cuda_sample_row *)(h + off_sample), &st->sample_any));
@@ -445,6 +449,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
             h[off_seq + t] = s;
             h[off_slots + t] = row[pos / st->kv_block_size] * st->kv_block_size + pos % st->kv_block_size;
         }
+        for (int32_t t = begin; t < end; t++) h[off_sequence_end + t] = step->positions[end - 1];
         if (end - begin == 1 && !decode_step) h[off_decode + num_decode++] = begin;
         for (int32_t r = begin; r < end && end - begin > 1; r += CUDA_PREFILL_TILE_M) {
             h[off_tiles + 2 * (size_t)num_tiles] = r;
@@ -476,6 +481,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
     b->tiles = d + off_tiles;
     b->num_tiles = num_tiles;
     b->token_index = NULL;
+    b->sequence_end_positions = d + off_sequence_end;
     /* the instance is part of a decode graph's key: chosen per step */
     b->wide = decode_step && st->attn_wide_slots > 0 &&
               cuda_decode_wide_fits(st->attn_wide_slots, T, st->attn_heads, plan->kv_heads,
@@ -483,6 +489,7 @@ static llmrt_status build_metadata(cuda_state *st, const llmrt_step *step, const
     if (plan->input_token_ids >= 0) st->node_ptr[plan->input_token_ids] = d + off_tokens;
     if (plan->input_positions >= 0) st->node_ptr[plan->input_positions] = d + off_positions;
     if (plan->input_logits_indices >= 0) st->node_ptr[plan->input_logits_indices] = d + off_logits;
+    if (plan->input_token_type_ids >= 0) st->node_ptr[plan->input_token_type_ids] = d + off_token_types;
     /* views of a step input follow it */
     for (int32_t v = 0; v < st->graph->num_nodes; v++) {
         const llmrt_node *n = &st->graph->nodes[v];

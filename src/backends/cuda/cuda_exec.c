@@ -349,6 +349,8 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
                                      head_dim, rot, inv_freq, neox, st->pdl, st->stream));
     }
     cuda_attention_batch b = st->batch;
+    /* the cache holds the whole step now: a non-causal mask reaches its end */
+    if (n->iattr[LLMRT_ATTENTION_NON_CAUSAL]) b.positions = b.sequence_end_positions;
     if (attention_has_variant(n)) {
         const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2]};
         b.token_index = NULL;

@@ -201,6 +201,10 @@ typedef struct cuda_attention_batch {
     /* decode, host side: 1 asks small launches for the register-rich
      * latency instance (where cuda_decode_wide_fits holds) */
     int32_t wide;
+    /* [T]: the last position of token t's sequence in the step. Non-causal
+     * (encoder) attention passes it as `positions` to the attention kernels,
+     * whose mask then lets every token see its whole sequence. */
+    const int32_t *sequence_end_positions;
 } cuda_attention_batch;
 
 /* Applies RoPE (fp32, HF pairing) to q and k and writes k, v into the paged
