@@ -62,6 +62,9 @@ typedef struct llmrt_backend_config {
     float kv_cache_fraction;   /* share of free memory (GPU: after weights and arena; CPU: available); 0 = default */
     uint64_t kv_cache_bytes;   /* > 0: a cache of this many bytes instead of the fraction */
     int32_t verbose;
+    /* tensor parallelism: the group the plan's ALL_REDUCE / ALL_GATHER ops
+     * run over (src/comm/; not owned), or NULL for a one-rank plan */
+    struct llmrt_comm *comm;
 } llmrt_backend_config;
 
 typedef struct llmrt_memory_report {
@@ -111,6 +114,12 @@ extern const llmrt_backend_ops llmrt_cuda_backend_ops;
 /* 1 when a CUDA device is present and usable. */
 int llmrt_cuda_available(void);
 #endif
+
+/* A plan with collective ops needs a communicator of as many ranks as they
+ * name; the error says how to launch it. */
+llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt_comm *comm);
+/* The tensor-parallel ranks a plan was built for (1: not split). */
+int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan);
 
 /* Finds the backend named `name` ("cpu", "cuda"). */
 llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **out);

@@ -106,6 +106,8 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
         if (n->num_inputs != 5 || in[1] < 0 || n->iattr[0] != s->nodes[in[1]].dims[1])
             return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "inputs");
         return llmrt_moe(s, in[0], in[1], in[2], in[3], in[4], (int32_t)n->iattr[1]);
+    case LLMRT_OP_ALL_REDUCE: return llmrt_all_reduce(s, in[0], (int32_t)n->iattr[0]);
+    case LLMRT_OP_ALL_GATHER: return llmrt_all_gather(s, in[0], (int32_t)n->iattr[0]);
     default: return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "unexpected op");
     }
 }

@@ -58,6 +58,9 @@ typedef struct llmrt_graph {
     llmrt_dtype act_dtype;    /* activations (f32 on CPU; f16/bf16 on GPUs) */
     llmrt_dtype weight_dtype; /* weight matrices; vectors (norms, biases) stay f32 */
     llmrt_status status;      /* first error, sticky */
+    /* tensor parallelism: layers build this rank's shard of the network
+     * (tp_size 0 or 1: the whole network) */
+    int32_t tp_rank, tp_size;
     char error[512];
 } llmrt_graph;
 
@@ -149,6 +152,19 @@ llmrt_value llmrt_moe(llmrt_graph *g, llmrt_value x, llmrt_value router_logits, 
  * matrices: `pattern` holds one '*', which binding replaces by 0..count-1
  * (e.g. "model.layers.0.block_sparse_moe.experts.*.w1.weight"). */
 llmrt_value llmrt_expert_weight(llmrt_graph *g, const char *pattern, int64_t count, int64_t rows, int64_t cols);
+
+/* ---- collective ops (tensor parallelism) ---------------------------------- */
+/* x summed over the `ranks` ranks of the tensor-parallel group (a row-
+ * parallel projection's partial products). x: [...] → [...] */
+llmrt_value llmrt_all_reduce(llmrt_graph *g, llmrt_value x, int32_t ranks);
+/* Every rank's x stacked: x: [...] → [ranks, ...], rank r's at index r
+ * (a vocab-parallel LM head's logit columns). */
+llmrt_value llmrt_all_gather(llmrt_graph *g, llmrt_value x, int32_t ranks);
+/* A weight that is this rank's shard of checkpoint tensor `name` (full
+ * shape full_dims): the `index`-th of `count` equal parts along `axis`.
+ * Binding slices the full tensor. */
+llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
+                               int32_t axis, int32_t index, int32_t count);
 
 /* Names the graph's output (the logits). */
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v);

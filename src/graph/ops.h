@@ -38,6 +38,9 @@ typedef enum llmrt_op {
     LLMRT_OP_ATTENTION, /* inputs q, k, v[, inv_freq]; iattr: layer, heads, kv_heads, head_dim,
                            rotary_dim, rope_neox; fattr[0] = scale */
     LLMRT_OP_MOE,       /* inputs x, router_logits, w_gate, w_up, w_down; iattr: num_experts, top_k */
+    /* collective ops (tensor parallelism): the backend calls its communicator */
+    LLMRT_OP_ALL_REDUCE,  /* Σ over the iattr[0] ranks, same shape */
+    LLMRT_OP_ALL_GATHER,  /* [...] → [ranks, ...]: rank r's tensor at r; iattr[0] = ranks */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
     LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps */

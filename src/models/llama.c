@@ -60,7 +60,7 @@ static llmrt_value llama_build(llmrt_graph *g, const llmrt_model_config *c) {
     h = llmrt_gather(g, h, in.logits_indices);
     h = llmrt_rmsnorm_layer(g, h, "model.norm", hidden, c->norm_eps);
     const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
-    llmrt_value logits = llmrt_linear_layer(g, h, head, hidden, c->vocab_size, 0, 0);
+    llmrt_value logits = llmrt_lm_head_layer(g, h, head, hidden, c->vocab_size);
     llmrt_graph_mark_output(g, logits);
     return logits;
 }

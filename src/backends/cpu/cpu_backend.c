@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "comm/comm.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
 
@@ -33,6 +34,7 @@ typedef struct cpu_state {
     unsigned char *run;       /* per node: how forward runs it (enum run_kind, see plan_fusions) */
     int32_t *next_exec;       /* per node: the next node that computes, or -1 */
     void *moe_scratch;        /* MOE nodes' grouped tokens and expert outputs (cpu_moe_scratch_bytes) */
+    struct llmrt_comm *comm;  /* the tensor-parallel group, or NULL */
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -313,9 +315,11 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     if (plan->graph->act_dtype != LLMRT_DTYPE_F32)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: activations must be f32 (engine has %s)",
                            llmrt_dtype_name(plan->graph->act_dtype));
+    LLMRT_TRY(llmrt_backend_check_comm(plan, config->comm));
     cpu_state *s = calloc(1, sizeof *s);
     if (!s) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     s->plan = plan;
+    s->comm = config->comm;
     s->threads = config->num_threads > 0 ? config->num_threads : omp_get_num_procs();
     omp_set_num_threads(s->threads);
     s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
@@ -531,6 +535,12 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
                 w_gate->dims[1], n->iattr[0], n->iattr[1], c->s->moe_scratch);
         return LLMRT_OK;
     }
+    case LLMRT_OP_ALL_REDUCE:
+        if (out != buffer_of(c, n->inputs[0])) memcpy(out, buffer_of(c, n->inputs[0]), (size_t)numel * sizeof(float));
+        return llmrt_comm_all_reduce_sum(c->s->comm, out, numel, LLMRT_DTYPE_F32);
+    case LLMRT_OP_ALL_GATHER:
+        return llmrt_comm_all_gather(c->s->comm, buffer_of(c, n->inputs[0]), out, numel / n->iattr[0],
+                                     LLMRT_DTYPE_F32);
     case LLMRT_OP_COUNT:
         break;
     }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Tensor parallelism end to end through the CLI: golden models built with
+# --tp 2 and run under mpirun -np 2 give the TP=1 engine's prompt logits
+# (fp32, 1e-5 relative per row) and greedy tokens; run --requests and bench
+# work under mpirun too.
+# usage: tp_golden.sh LLMRT NPY_CLOSE CASES_DIR
+set -u
+llmrt=$1 npy_close=$2 cases=$3
+here=$(dirname "$0")
+command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if "$@"; then echo "ok: ${*: -1}"; else echo "FAIL: $*"; fail=1; fi; }
+prompt=1,15,27,3,99,4,7,7,7,42,17
+
+# llama_f32: MHA, untied head; qwen2_f32: GQA (4 query, 2 KV heads), q/k/v bias, tied head
+for case in llama_f32 qwen2_f32; do
+    "$llmrt" build --model "$cases/$case" --output "$tmp/$case.tp1.engine" --quiet || { echo "FAIL: build $case"; exit 1; }
+    "$llmrt" build --model "$cases/$case" --output "$tmp/$case.tp2.engine" --tp 2 --quiet || { echo "FAIL: build --tp 2 $case"; exit 1; }
+    one=$("$llmrt" run --engine "$tmp/$case.tp1.engine" --prompt-ids $prompt --max-tokens 16 \
+          --dump-logits "$tmp/$case.tp1.npy" 2>&1 | tail -1)
+    two=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.tp2.engine" --prompt-ids $prompt --max-tokens 16 \
+          --dump-logits "$tmp/$case.tp2.npy" 2>&1 | tail -1)
+    echo "$case TP=1: $one"
+    echo "$case TP=2: $two"
+    check test -n "$one"
+    check test "$one" = "$two"
+    check "$npy_close" "$tmp/$case.tp1.npy" "$tmp/$case.tp2.npy" 1e-5
+done
+
+# several requests in flight (in-flight batching across ranks)
+printf '{"prompt_ids":[1,2,3],"max_tokens":6}\n{"prompt_ids":[5,6,7,8,9],"max_tokens":9}\n{"prompt_ids":[11],"max_tokens":4}\n' \
+    > "$tmp/requests.jsonl"
+one=$("$llmrt" run --engine "$tmp/qwen2_f32.tp1.engine" --requests "$tmp/requests.jsonl" --json 2>/dev/null | grep -o '"output_ids":\[[0-9,]*\]')
+two=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --requests "$tmp/requests.jsonl" --json 2>/dev/null |
+      grep -o '"output_ids":\[[0-9,]*\]')
+echo "requests TP=1: $(echo $one)"
+echo "requests TP=2: $(echo $two)"
+check test -n "$one"
+check test "$one" = "$two"
+
+check "$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/qwen2_f32.tp2.engine" --input-len 8 --output-len 8 \
+    --concurrency 2 --requests 4
+
+# launched without mpirun, a rank's engine says how to run it
+msg=$("$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --prompt-ids 1,2 2>&1)
+echo "$msg"
+check grep -q "mpirun -np 2" <<<"$msg"
+exit $fail
