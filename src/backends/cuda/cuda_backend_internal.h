@@ -139,6 +139,13 @@ typedef struct cuda_state {
     int32_t *out_dev;
     cuda_sample_row *sample_dev, *sample_host; /* sample_host: the same in meta_host */
     int sample_any; /* some row of the step is sampled on the device */
+
+    /* tensor parallelism (cuda_collectives.c): the group, or NULL; pinned
+     * host staging for the MPI communicator, [comm_capacity] f32 each */
+    struct llmrt_comm *comm;
+    float *comm_f32;
+    void *comm_raw;
+    size_t comm_capacity;
 } cuda_state;
 
 /* Enqueues every node of the plan for the current step on st->stream
@@ -154,6 +161,12 @@ llmrt_status cuda_qlinear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llm
 /* MOE nodes (cuda_moe.c): the workspace, made at create; the node's launches. */
 llmrt_status cuda_moe_prepare(cuda_state *st);
 llmrt_status cuda_moe_run(cuda_state *st, llmrt_value v);
+
+/* ALL_REDUCE / ALL_GATHER nodes (cuda_collectives.c): checks the
+ * communicator against the plan and makes the MPI staging, at create. */
+llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm);
+llmrt_status cuda_collective_run(cuda_state *st, llmrt_value v);
+void cuda_collectives_free(cuda_state *st);
 
 /* cuda_fusion.c: decides the fusions once (end of value placement);
  * cuda_fusion_select points the redirected values for a step of `tokens`
