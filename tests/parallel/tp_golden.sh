@@ -43,6 +43,31 @@ check test "$one" = "$two"
 check "$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/qwen2_f32.tp2.engine" --input-len 8 --output-len 8 \
     --concurrency 2 --requests 4
 
+# serve: rank 0 owns HTTP, rank 1 computes its shard; SIGTERM stops both
+if command -v curl >/dev/null 2>&1; then
+    "$here/run_mpi.sh" 2 "$llmrt" serve --engine "$tmp/qwen2_f32.tp2.engine" --port 0 >"$tmp/serve.log" 2>&1 &
+    server=$!
+    port=""
+    for _ in $(seq 100); do
+        port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | head -1 | sed 's/.*://')
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    reply=$(curl -s "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+            -d "{\"prompt\":[$prompt],\"max_tokens\":16,\"temperature\":0}")
+    echo "serve: $reply"
+    check grep -q '"completion_tokens":16' <<<"$reply"
+    kill -TERM "$server"
+    for _ in $(seq 300); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+    wait "$server"
+    echo "serve job exit $? (mpirun's status after it forwarded SIGTERM)"
+    check grep -q "llmrt serve: stopped" "$tmp/serve.log"
+    check test ! -d "/proc/$server"
+fi
+
+# inspect shows the split
+check grep -q "tensor-parallel rank 1 of 2" <<<"$("$llmrt" inspect "$tmp/qwen2_f32.tp2.engine.rank1")"
+
 # launched without mpirun, a rank's engine says how to run it
 msg=$("$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --prompt-ids 1,2 2>&1)
 echo "$msg"
