@@ -86,7 +86,7 @@ static llmrt_status launched(llmrt_comm *comm, ncclResult_t rc, const char *call
 
 static llmrt_status nccl_all_reduce_sum(llmrt_comm *comm, void *buf, int64_t count, llmrt_dtype dtype) {
     nccl_state *state = comm->state;
-    ncclDataType_t type;
+    ncclDataType_t type = ncclFloat32;
     LLMRT_TRY(nccl_type(dtype, &type));
     return launched(comm, ncclAllReduce(buf, buf, (size_t)count, type, ncclSum, state->comm, state->stream),
                     "ncclAllReduce");
@@ -94,7 +94,7 @@ static llmrt_status nccl_all_reduce_sum(llmrt_comm *comm, void *buf, int64_t cou
 
 static llmrt_status nccl_all_gather(llmrt_comm *comm, const void *send, void *recv, int64_t count, llmrt_dtype dtype) {
     nccl_state *state = comm->state;
-    ncclDataType_t type;
+    ncclDataType_t type = ncclFloat32;
     LLMRT_TRY(nccl_type(dtype, &type));
     return launched(comm, ncclAllGather(send, recv, (size_t)count, type, state->comm, state->stream),
                     "ncclAllGather");
