@@ -57,6 +57,9 @@ typedef struct llmrt_build_options {
      * engine file per rank, rank 0's at output_path and rank r's at
      * "<output_path>.rank<r>"; run them under mpirun -np tp_size. */
     int32_t tp_size;
+    /* Pipeline parallelism over pp_size stages (ranks), each a contiguous
+     * range of layers; the same file naming. Not combined with tp_size yet. */
+    int32_t pp_size;
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);

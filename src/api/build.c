@@ -102,18 +102,25 @@ llmrt_status llmrt_build_write(const llmrt_build_options *o, const llmrt_plan *p
     return s;
 }
 
-/* One engine file per tensor-parallel rank (llmrt_engine_rank_path): each
- * holds only its rank's shards, so a rank maps just its own weights. */
+/* One engine file per rank (llmrt_engine_rank_path), tensor-parallel
+ * (--tp) or pipeline stage (--pp): each holds only its rank's weights, so
+ * a rank maps just its own. */
 static llmrt_status build_tensor_parallel(const llmrt_build_options *o, const llmrt_model_config *config,
                                           const llmrt_checkpoint *checkpoint, llmrt_compile_options *copts,
                                           llmrt_dtype dtype) {
-    if (o->tp_size > 64) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --tp %d (1..64)", (int)o->tp_size);
+    const int32_t tp = o->tp_size > 1 ? o->tp_size : 1, pp = o->pp_size > 1 ? o->pp_size : 1;
+    if (tp > 64 || pp > 64) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --tp %d --pp %d (1..64)", tp, pp);
+    if (tp > 1 && pp > 1)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp and --pp together are not supported yet");
+    const int32_t ranks = tp * pp;
     const char *backend = o->backend ? o->backend : "cpu";
     llmrt_engine_build_info info = {.backend = backend, .dtype = dtype, .act_dtype = copts->act_dtype,
                                     .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed};
-    for (int32_t rank = 0; rank < o->tp_size; rank++) {
-        copts->tp_rank = rank;
-        copts->tp_size = o->tp_size;
+    for (int32_t rank = 0; rank < ranks; rank++) {
+        copts->tp_rank = tp > 1 ? rank : 0;
+        copts->tp_size = tp;
+        copts->pp_stage = pp > 1 ? rank : 0;
+        copts->pp_stages = pp;
         llmrt_plan *plan = NULL;
         LLMRT_TRY(llmrt_compile(config, checkpoint, copts, &plan));
         char path[4096];
@@ -122,8 +129,8 @@ static llmrt_status build_tensor_parallel(const llmrt_build_options *o, const ll
         rank_options.output_path = path;
         llmrt_status s = llmrt_build_write(&rank_options, plan, config, &info, o->model_dir);
         if (s == LLMRT_OK)
-            LLMRT_INFO("wrote %s (tensor-parallel rank %d of %d, %.1f MiB of weights)", path, (int)rank,
-                       (int)o->tp_size, (double)llmrt_plan_weight_bytes(plan, NULL) / 1048576.0);
+            LLMRT_INFO("wrote %s (rank %d of %d, %.1f MiB of weights)", path, (int)rank, (int)ranks,
+                       (double)llmrt_plan_weight_bytes(plan, NULL) / 1048576.0);
         llmrt_plan_free(plan);
         LLMRT_TRY(s);
     }
@@ -185,7 +192,7 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     llmrt_plan *plan = NULL;
     LLMRT_INFO("compiling %s: %d layers, hidden %d, %s weights, %s backend", config.architecture, config.num_layers,
                config.hidden_size, llmrt_dtype_name(dtype), backend);
-    if (o->tp_size > 1) {
+    if (o->tp_size > 1 || o->pp_size > 1) {
         s = build_tensor_parallel(o, &config, checkpoint, &copts, dtype);
         llmrt_checkpoint_close(checkpoint);
         return s;

@@ -58,6 +58,21 @@ static void tensor_parallel_rank(const llmrt_graph *g, int32_t *rank, int32_t *r
     }
 }
 
+/* The stage and stage count of a pipeline-parallel plan (its SEND/RECV
+ * nodes carry them); stages 1 when it is not split. */
+static void pipeline_stage(const llmrt_graph *g, int32_t *stage, int32_t *stages) {
+    *stage = 0;
+    *stages = 1;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op == LLMRT_OP_SEND || n->op == LLMRT_OP_RECV) {
+            *stage = (int32_t)n->iattr[2];
+            *stages = (int32_t)n->iattr[1];
+            return;
+        }
+    }
+}
+
 static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
 llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
@@ -114,12 +129,25 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
                    "(logits)\n",
                after[LLMRT_OP_ALL_REDUCE], after[LLMRT_OP_ALL_GATHER]);
     }
+    int32_t pp_stage, pp_stages;
+    pipeline_stage(plan->graph, &pp_stage, &pp_stages);
+    if (pp_stages > 1) {
+        llmrt_graph stage = {.pp_stage = pp_stage, .pp_stages = pp_stages};
+        int32_t first, last;
+        llmrt_model_stage_layers(&stage, c->num_layers, &first, &last);
+        append(&t, "parallel      pipeline stage %d of %d: layers %d..%d of %d%s%s (one engine file per rank: FILE, "
+                   "FILE.rank1, ...)\n",
+               pp_stage, pp_stages, first, last - 1, c->num_layers, pp_stage == 0 ? ", the embedding" : "",
+               pp_stage == pp_stages - 1 ? ", the LM head" : "");
+    }
     const llmrt_model_family *family;
     if (llmrt_model_lookup(c->architecture, &family) == LLMRT_OK) {
         llmrt_graph *g = llmrt_graph_create(plan->graph->act_dtype, plan->graph->weight_dtype);
         if (g) {
             g->tp_rank = tp_rank;
             g->tp_size = tp_size;
+            g->pp_stage = pp_stage;
+            g->pp_stages = pp_stages;
             family->build(g, c);
             llmrt_pass_context ctx = {0};
             if (llmrt_graph_status(g) == LLMRT_OK && llmrt_pass_dead_code(g, &ctx) == LLMRT_OK)

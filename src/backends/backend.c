@@ -39,6 +39,7 @@ int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan) {
         const llmrt_node *n = &plan->graph->nodes[i];
         if ((n->op == LLMRT_OP_ALL_REDUCE || n->op == LLMRT_OP_ALL_GATHER) && n->iattr[0] > ranks)
             ranks = (int32_t)n->iattr[0];
+        if ((n->op == LLMRT_OP_SEND || n->op == LLMRT_OP_RECV) && n->iattr[1] > ranks) ranks = (int32_t)n->iattr[1];
     }
     return ranks;
 }
@@ -48,11 +49,11 @@ llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt
     if (ranks == 1) return LLMRT_OK;
     if (!comm)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
-                           "this engine is tensor-parallel over %d ranks: run it under mpirun -np %d", (int)ranks,
+                           "this engine is split over %d ranks: run it under mpirun -np %d", (int)ranks,
                            (int)ranks);
     if (comm->size != ranks)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
-                           "this engine is tensor-parallel over %d ranks but %d were launched (mpirun -np %d)",
+                           "this engine is split over %d ranks but %d were launched (mpirun -np %d)",
                            (int)ranks, (int)comm->size, (int)ranks);
     return LLMRT_OK;
 }

@@ -118,7 +118,7 @@ int llmrt_cuda_available(void);
 /* A plan with collective ops needs a communicator of as many ranks as they
  * name; the error says how to launch it. */
 llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt_comm *comm);
-/* The tensor-parallel ranks a plan was built for (1: not split). */
+/* The ranks a plan was built for, tensor- or pipeline-parallel (1: not split). */
 int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan);
 
 /* Finds the backend named `name` ("cpu", "cuda"). */

@@ -427,6 +427,12 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
     if (options->tp_size > 1 && (options->tp_rank < 0 || options->tp_rank >= options->tp_size))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: tensor-parallel rank %d of %d", options->tp_rank,
                            options->tp_size);
+    if (options->pp_stages > 1 && (options->pp_stage < 0 || options->pp_stage >= options->pp_stages ||
+                                   options->pp_stages > config->num_layers || options->tp_size > 1))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "build: pipeline stage %d of %d for %d layers (at most one stage a layer; "
+                           "not combined with --tp yet)",
+                           options->pp_stage, options->pp_stages, config->num_layers);
     if (options->tp_size > 1 && (options->quant_dtype != LLMRT_DTYPE_INVALID || options->prequantized))
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp with quantized weights is not supported yet");
 
@@ -434,6 +440,8 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
     if (!graph) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     graph->tp_rank = options->tp_size > 1 ? options->tp_rank : 0;
     graph->tp_size = options->tp_size > 1 ? options->tp_size : 1;
+    graph->pp_stage = options->pp_stages > 1 ? options->pp_stage : 0;
+    graph->pp_stages = options->pp_stages > 1 ? options->pp_stages : 1;
     family->build(graph, config);
     llmrt_status status = llmrt_graph_status(graph);
     if (status != LLMRT_OK) {

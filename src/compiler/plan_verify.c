@@ -108,6 +108,9 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
         return llmrt_moe(s, in[0], in[1], in[2], in[3], in[4], (int32_t)n->iattr[1]);
     case LLMRT_OP_ALL_REDUCE: return llmrt_all_reduce(s, in[0], (int32_t)n->iattr[0]);
     case LLMRT_OP_ALL_GATHER: return llmrt_all_gather(s, in[0], (int32_t)n->iattr[0]);
+    case LLMRT_OP_SEND: return llmrt_send(s, in[0], (int32_t)n->iattr[0], (int32_t)n->iattr[1]);
+    case LLMRT_OP_RECV:
+        return llmrt_recv(s, in[0], n->dtype, n->ndim, n->dims, (int32_t)n->iattr[0], (int32_t)n->iattr[1]);
     default: return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "unexpected op");
     }
 }

@@ -1,13 +1,15 @@
-/* A tensor-parallel engine across MPI ranks (one process per rank).
+/* A tensor- or pipeline-parallel engine across MPI ranks (one process per
+ * rank).
  *
  * Rank r maps its own engine file (rank 0's at the path given, rank r's at
  * "<path>.rank<r>": llmrt_engine_rank_path). Rank 0 runs everything above
  * the backend (tokenizer, scheduler, sampler, HTTP); its backend is wrapped
  * so that each forward step and KV block copy is first broadcast to the
  * other ranks, which replay it on their own backend (llmrt_engine_follow).
- * Every rank therefore runs the same plan on the same step, with its own
- * shard of the weights and of the paged KV cache (heads/tp per rank), and
- * the plan's ALL_REDUCE / ALL_GATHER ops meet in the communicator.
+ * Every rank therefore runs its plan on the same step, with its own shard
+ * of the weights and of the paged KV cache (heads/tp per rank, or its
+ * stage's layers), and the plan's ALL_REDUCE / ALL_GATHER or SEND / RECV
+ * ops meet in the communicator.
  *
  * The block tables are rank 0's, so all ranks must have as many KV blocks:
  * rank 0 sizes its cache and broadcasts the count before the others start.

@@ -496,3 +496,31 @@ llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, c
     }
     return w;
 }
+
+llmrt_value llmrt_send(llmrt_graph *g, llmrt_value x, int32_t peer, int32_t ranks) {
+    if (!valid_value(g, x, "send")) return LLMRT_NO_VALUE;
+    if (peer < 0 || peer >= ranks) return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "send: rank %d of %d", peer, ranks);
+    const llmrt_node *n = &g->nodes[x];
+    llmrt_value out = add_node(g, LLMRT_OP_SEND, n->dtype, n->ndim, n->dims, &x, 1);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = peer;
+        g->nodes[out].iattr[1] = ranks;
+    }
+    return out;
+}
+
+llmrt_value llmrt_recv(llmrt_graph *g, llmrt_value after, llmrt_dtype dtype, int32_t ndim, const int64_t *dims,
+                       int32_t peer, int32_t ranks) {
+    if (!valid_value(g, after, "recv")) return LLMRT_NO_VALUE;
+    if (peer < 0 || peer >= ranks || ndim < 1 || ndim > LLMRT_GRAPH_MAX_DIMS)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "recv: rank %d of %d, rank-%d tensor", peer, ranks, ndim);
+    for (int32_t i = 0; i < ndim; i++)
+        if (dims[i] == 0 || dims[i] < LLMRT_DIM_LOGITS)
+            return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "recv: bad dim %lld", (long long)dims[i]);
+    llmrt_value out = add_node(g, LLMRT_OP_RECV, dtype, ndim, dims, &after, 1);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = peer;
+        g->nodes[out].iattr[1] = ranks;
+    }
+    return out;
+}

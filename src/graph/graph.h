@@ -61,6 +61,9 @@ typedef struct llmrt_graph {
     /* tensor parallelism: layers build this rank's shard of the network
      * (tp_size 0 or 1: the whole network) */
     int32_t tp_rank, tp_size;
+    /* pipeline parallelism: this stage of pp_stages builds only its layer
+     * range (pp_stages 0 or 1: every layer) */
+    int32_t pp_stage, pp_stages;
     char error[512];
 } llmrt_graph;
 
@@ -160,6 +163,12 @@ llmrt_value llmrt_all_reduce(llmrt_graph *g, llmrt_value x, int32_t ranks);
 /* Every rank's x stacked: x: [...] → [ranks, ...], rank r's at index r
  * (a vocab-parallel LM head's logit columns). */
 llmrt_value llmrt_all_gather(llmrt_graph *g, llmrt_value x, int32_t ranks);
+/* Pipeline stages hand activations on. send: x: [...] → [...] (x itself,
+ * after it went to rank `peer`); recv: a [dims] tensor from rank `peer`,
+ * received once `after` is computed (so the stage's sends come first). */
+llmrt_value llmrt_send(llmrt_graph *g, llmrt_value x, int32_t peer, int32_t ranks);
+llmrt_value llmrt_recv(llmrt_graph *g, llmrt_value after, llmrt_dtype dtype, int32_t ndim, const int64_t *dims,
+                       int32_t peer, int32_t ranks);
 /* A weight that is this rank's shard of checkpoint tensor `name` (full
  * shape full_dims): the `index`-th of `count` equal parts along `axis`.
  * Binding slices the full tensor. */

@@ -541,6 +541,13 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     case LLMRT_OP_ALL_GATHER:
         return llmrt_comm_all_gather(c->s->comm, buffer_of(c, n->inputs[0]), out, numel / n->iattr[0],
                                      LLMRT_DTYPE_F32);
+    case LLMRT_OP_SEND: {
+        const size_t bytes = (size_t)numel * llmrt_dtype_size(n->dtype);
+        if (out != buffer_of(c, n->inputs[0])) memcpy(out, buffer_of(c, n->inputs[0]), bytes);
+        return llmrt_comm_send(c->s->comm, out, (int64_t)bytes, (int32_t)n->iattr[0]);
+    }
+    case LLMRT_OP_RECV:
+        return llmrt_comm_recv(c->s->comm, out, numel * (int64_t)llmrt_dtype_size(n->dtype), (int32_t)n->iattr[0]);
     case LLMRT_OP_COUNT:
         break;
     }

@@ -1,4 +1,5 @@
-/* ALL_REDUCE and ALL_GATHER nodes on CUDA ranks. With the NCCL
+/* ALL_REDUCE and ALL_GATHER nodes (tensor parallelism) and SEND / RECV
+ * nodes (pipeline stages) on CUDA ranks. With the NCCL
  * communicator the device buffers go to NCCL directly; with the MPI one
  * they are staged through pinned host memory (converted to f32 for the
  * sum, since MPI has no f16/bf16 sum), which is what lets two ranks share
@@ -21,7 +22,9 @@ llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm) {
     size_t most = 0; /* elements of the largest collective output at max_num_tokens */
     for (int32_t i = 0; i < st->graph->num_nodes; i++) {
         const llmrt_node *n = &st->graph->nodes[i];
-        if (n->op != LLMRT_OP_ALL_REDUCE && n->op != LLMRT_OP_ALL_GATHER) continue;
+        if (n->op != LLMRT_OP_ALL_REDUCE && n->op != LLMRT_OP_ALL_GATHER && n->op != LLMRT_OP_SEND &&
+            n->op != LLMRT_OP_RECV)
+            continue;
         const size_t count = (size_t)llmrt_node_numel(n, st->plan->max_num_tokens, st->plan->max_num_tokens);
         if (count > most) most = count;
     }
@@ -62,6 +65,27 @@ static llmrt_status staged_all_gather(cuda_state *st, const void *x, void *y, ll
     return LLMRT_OK;
 }
 
+/* SEND: y = x, then y to the peer; RECV: y from the peer. */
+static llmrt_status point_to_point(cuda_state *st, const llmrt_node *n, const void *x, void *y, size_t bytes) {
+    const int32_t peer = (int32_t)n->iattr[0];
+    if (n->op == LLMRT_OP_SEND && y != x)
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice, st->stream), "send copy");
+    if (uses_nccl(st)) {
+        LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), llmrt_op_name(n->op));
+        return n->op == LLMRT_OP_SEND ? llmrt_comm_send(st->comm, y, (int64_t)bytes, peer)
+                                      : llmrt_comm_recv(st->comm, y, (int64_t)bytes, peer);
+    }
+    if (n->op == LLMRT_OP_SEND) {
+        LLMRT_CUDA_TRY(cudaMemcpyAsync(st->comm_raw, y, bytes, cudaMemcpyDeviceToHost, st->stream), "staging copy");
+        LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "staging copy");
+        return llmrt_comm_send(st->comm, st->comm_raw, (int64_t)bytes, peer);
+    }
+    LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "recv"); /* comm_raw may still feed an earlier copy */
+    LLMRT_TRY(llmrt_comm_recv(st->comm, st->comm_raw, (int64_t)bytes, peer));
+    LLMRT_CUDA_TRY(cudaMemcpyAsync(y, st->comm_raw, bytes, cudaMemcpyHostToDevice, st->stream), "staging copy");
+    return LLMRT_OK;
+}
+
 llmrt_status cuda_collective_run(cuda_state *st, llmrt_value v) {
     const llmrt_node *n = &st->graph->nodes[v];
     if (!st->comm) return llmrt_error(LLMRT_ERR_INTERNAL, "cuda: %s without a communicator", llmrt_op_name(n->op));
@@ -69,6 +93,8 @@ llmrt_status cuda_collective_run(cuda_state *st, llmrt_value v) {
     void *y = st->node_ptr[v];
     const void *x = st->node_ptr[n->inputs[0]];
     const int64_t out_count = cuda_value_numel(st, v);
+    if (n->op == LLMRT_OP_SEND || n->op == LLMRT_OP_RECV)
+        return point_to_point(st, n, x, y, (size_t)out_count * llmrt_dtype_size(type));
     if (n->op == LLMRT_OP_ALL_REDUCE) {
         if (y != x)
             LLMRT_CUDA_TRY(cudaMemcpyAsync(y, x, (size_t)out_count * llmrt_dtype_size(type), cudaMemcpyDeviceToDevice,

@@ -443,7 +443,7 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         return run_attention(st, v);
     case LLMRT_OP_MOE:
         return cuda_moe_run(st, v);
-    case LLMRT_OP_ALL_REDUCE: case LLMRT_OP_ALL_GATHER:
+    case LLMRT_OP_ALL_REDUCE: case LLMRT_OP_ALL_GATHER: case LLMRT_OP_SEND: case LLMRT_OP_RECV:
         return cuda_collective_run(st, v);
     case LLMRT_OP_RMSNORM: case LLMRT_OP_LAYERNORM: {
         if (st->fused[v] || (st->norm_active && st->norm_skip[v])) return LLMRT_OK;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Tensor parallelism end to end through the CLI: golden models built with
-# --tp 2 and run under mpirun -np 2 give the TP=1 engine's prompt logits
-# (fp32, 1e-5 relative per row) and greedy tokens; run --requests and bench
-# work under mpirun too.
-# usage: tp_golden.sh LLMRT NPY_CLOSE CASES_DIR
+# Tensor and pipeline parallelism end to end through the CLI: golden
+# models built with --tp 2 or --pp 2 and run under mpirun -np 2 give the
+# one-rank engine's prompt logits (fp32, 1e-5 relative per row) and greedy
+# tokens; run --requests, bench and serve work under mpirun too.
+# usage: parallel_golden.sh LLMRT NPY_CLOSE CASES_DIR
 set -u
 llmrt=$1 npy_close=$2 cases=$3
 here=$(dirname "$0")
@@ -18,15 +18,18 @@ prompt=1,15,27,3,99,4,7,7,7,42,17
 for case in llama_f32 qwen2_f32; do
     "$llmrt" build --model "$cases/$case" --output "$tmp/$case.tp1.engine" --quiet || { echo "FAIL: build $case"; exit 1; }
     "$llmrt" build --model "$cases/$case" --output "$tmp/$case.tp2.engine" --tp 2 --quiet || { echo "FAIL: build --tp 2 $case"; exit 1; }
+    "$llmrt" build --model "$cases/$case" --output "$tmp/$case.pp2.engine" --pp 2 --quiet || { echo "FAIL: build --pp 2 $case"; exit 1; }
     one=$("$llmrt" run --engine "$tmp/$case.tp1.engine" --prompt-ids $prompt --max-tokens 16 \
           --dump-logits "$tmp/$case.tp1.npy" 2>&1 | tail -1)
-    two=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.tp2.engine" --prompt-ids $prompt --max-tokens 16 \
-          --dump-logits "$tmp/$case.tp2.npy" 2>&1 | tail -1)
     echo "$case TP=1: $one"
-    echo "$case TP=2: $two"
     check test -n "$one"
-    check test "$one" = "$two"
-    check "$npy_close" "$tmp/$case.tp1.npy" "$tmp/$case.tp2.npy" 1e-5
+    for split in tp2 pp2; do
+        two=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
+              --max-tokens 16 --dump-logits "$tmp/$case.$split.npy" 2>&1 | tail -1)
+        echo "$case $split: $two"
+        check test "$one" = "$two"
+        check "$npy_close" "$tmp/$case.tp1.npy" "$tmp/$case.$split.npy" 1e-5
+    done
 done
 
 # several requests in flight (in-flight batching across ranks)
@@ -39,6 +42,10 @@ echo "requests TP=1: $(echo $one)"
 echo "requests TP=2: $(echo $two)"
 check test -n "$one"
 check test "$one" = "$two"
+pp=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/qwen2_f32.pp2.engine" --requests "$tmp/requests.jsonl" --json 2>/dev/null |
+     grep -o '"output_ids":\[[0-9,]*\]')
+echo "requests PP=2: $(echo $pp)"
+check test "$one" = "$pp"
 
 check "$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/qwen2_f32.tp2.engine" --input-len 8 --output-len 8 \
     --concurrency 2 --requests 4
@@ -67,6 +74,7 @@ fi
 
 # inspect shows the split
 check grep -q "tensor-parallel rank 1 of 2" <<<"$("$llmrt" inspect "$tmp/qwen2_f32.tp2.engine.rank1")"
+check grep -q "pipeline stage 1 of 2: layers 1..1 of 2, the LM head" <<<"$("$llmrt" inspect "$tmp/qwen2_f32.pp2.engine.rank1")"
 
 # launched without mpirun, a rank's engine says how to run it
 msg=$("$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --prompt-ids 1,2 2>&1)
