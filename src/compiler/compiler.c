@@ -448,6 +448,16 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
         llmrt_graph_free(graph);
         return llmrt_error_context(status, "building the %s network", config->architecture);
     }
+    if (graph->pp_stages > 1) { /* a family that ignores the stage would build every layer on every rank */
+        int staged = 0;
+        for (int32_t i = 0; i < graph->num_nodes && !staged; i++)
+            staged = graph->nodes[i].op == LLMRT_OP_SEND || graph->nodes[i].op == LLMRT_OP_RECV;
+        if (!staged) {
+            llmrt_graph_free(graph);
+            return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: the %s family does not split into pipeline stages yet",
+                               config->architecture);
+        }
+    }
     return compile_network(graph, family, checkpoint, options, out);
 }
 
