@@ -48,7 +48,12 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
             path = rank_path;
         }
     }
-    if (s == LLMRT_OK) s = llmrt_engine_image_open(path, options->verify_checksum, &e->image);
+    if (s == LLMRT_OK) {
+        s = llmrt_engine_image_open(path, options->verify_checksum, &e->image);
+        if (s != LLMRT_OK && e->comm && e->comm->size > 1)
+            llmrt_error_context(s, "rank %d of %d (was the engine built with --tp %d or --pp %d?)", (int)e->comm->rank,
+                                (int)e->comm->size, (int)e->comm->size, (int)e->comm->size);
+    }
     const llmrt_backend_ops *ops = NULL;
     if (s == LLMRT_OK) s = llmrt_backend_lookup(e->image->backend, &ops);
     if (s == LLMRT_OK) {

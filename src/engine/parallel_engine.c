@@ -117,6 +117,10 @@ static const llmrt_backend_ops leader_ops = {
 
 llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_ops *ops,
                                          const llmrt_backend_config *config) {
+    const int32_t ranks = llmrt_plan_tp_ranks(e->image->plan);
+    if (ranks != e->comm->size)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "this engine is built for %d rank%s but mpirun started %d",
+                           (int)ranks, ranks == 1 ? "" : "s", (int)e->comm->size);
     llmrt_backend_config local = *config;
     local.comm = e->comm;
     int32_t blocks = 0;
