@@ -197,6 +197,9 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
         }
         if (status != LLMRT_OK) break;
     }
+    /* A rank that failed on its own has left rank 0 behind: its collectives
+     * cannot finish, so the communicator must not wait on them at exit. */
+    if (status != LLMRT_OK) e->comm->broken = 1;
     free(packed);
     free(logits);
     return status;
