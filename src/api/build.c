@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "compiler/compiler.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -113,6 +114,10 @@ static llmrt_status build_tensor_parallel(const llmrt_build_options *o, const ll
     if (tp > 1 && pp > 1)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp and --pp together are not supported yet");
     const int32_t ranks = tp * pp;
+    if (!llmrt_comm_have_mpi())
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                           "build: --tp and --pp need MPI to run, and this llmrt was built without it "
+                           "(Debian: apt-get install openmpi-bin libopenmpi-dev, then rebuild)");
     const char *backend = o->backend ? o->backend : "cpu";
     llmrt_engine_build_info info = {.backend = backend, .dtype = dtype, .act_dtype = copts->act_dtype,
                                     .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed};

@@ -47,6 +47,11 @@ int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan) {
 llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt_comm *comm) {
     const int32_t ranks = llmrt_plan_tp_ranks(plan);
     if (ranks == 1) return LLMRT_OK;
+    if (!comm && !llmrt_comm_have_mpi())
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                           "this engine is split over %d ranks, which needs MPI, and this llmrt was built without it "
+                           "(Debian: apt-get install openmpi-bin libopenmpi-dev, then rebuild)",
+                           (int)ranks);
     if (!comm)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
                            "this engine is split over %d ranks: run it under mpirun -np %d", (int)ranks,

@@ -4,6 +4,8 @@
  * failures come back as values. */
 #include "comm/comm.h"
 
+#include <stddef.h>
+
 #ifdef LLMRT_HAVE_MPI
 
 #include <mpi.h>

@@ -41,7 +41,7 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
     if (!e) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     llmrt_status s = LLMRT_OK;
     char rank_path[4096];
-    if (llmrt_comm_launched_by_mpi()) { /* one rank of a tensor-parallel engine */
+    if (llmrt_comm_have_mpi() && llmrt_comm_launched_by_mpi()) { /* one rank of a split engine */
         s = llmrt_comm_create_mpi(options->comm_timeout_ms, &e->comm);
         if (s == LLMRT_OK && e->comm->size > 1) {
             llmrt_engine_rank_path(path, e->comm->rank, rank_path, sizeof rank_path);

@@ -10,6 +10,11 @@ set -u
 llmrt=$1 npy_close=$2 cases=$3 backend=${4:-cpu} tolerance=${5:-1e-5}
 here=$(dirname "$0")
 command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
+# an llmrt built without MPI refuses --tp/--pp: nothing to test
+probe_path=$(mktemp -u)
+probe=$("$llmrt" build --config "$cases/qwen2_f32/config.json" --random-weights --output "$probe_path" --tp 2 2>&1)
+rm -f "$probe_path" "$probe_path.rank1"
+case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
