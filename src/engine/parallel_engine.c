@@ -158,10 +158,12 @@ int32_t llmrt_engine_rank(const llmrt_engine *e) { return e->comm ? e->comm->ran
 llmrt_status llmrt_engine_follow(llmrt_engine *e) {
     if (!e->comm || e->comm->rank == 0) return LLMRT_OK;
     const llmrt_plan *plan = e->image->plan;
-    float *logits = malloc((size_t)plan->max_num_tokens * (size_t)plan->vocab_size * sizeof *logits);
+    /* Rows as rank 0 asks for them (a few per decode step; a prompt's
+     * scoring may ask for many), grown when a step needs more. */
+    float *logits = NULL;
+    size_t logits_rows = 0;
     int32_t *packed = NULL;
     size_t capacity = 0;
-    if (!logits) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a follower's logits");
     llmrt_status status = LLMRT_OK;
     const int32_t step_timeout = e->comm->timeout_ms;
     for (;;) {
@@ -178,6 +180,11 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
                    m.num_logits >= 0 && m.num_tokens <= plan->max_num_tokens) {
             const size_t count = packed_count(&m);
             status = reserve(&packed, &capacity, count);
+            if (status == LLMRT_OK && (size_t)m.num_logits > logits_rows) {
+                float *grown = realloc(logits, (size_t)m.num_logits * (size_t)plan->vocab_size * sizeof *grown);
+                if (grown) logits = grown, logits_rows = (size_t)m.num_logits;
+                else status = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a follower's logits");
+            }
             if (status == LLMRT_OK)
                 status = llmrt_comm_broadcast(e->comm, packed, (int64_t)(count * sizeof *packed), 0);
             if (status == LLMRT_OK) {
