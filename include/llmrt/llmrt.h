@@ -57,8 +57,9 @@ typedef struct llmrt_build_options {
      * engine file per rank, rank 0's at output_path and rank r's at
      * "<output_path>.rank<r>"; run them under mpirun -np tp_size. */
     int32_t tp_size;
-    /* Pipeline parallelism over pp_size stages (ranks), each a contiguous
-     * range of layers; the same file naming. Not combined with tp_size yet. */
+    /* Pipeline parallelism over pp_size stages, each a contiguous range of
+     * layers; with tp_size too, tp_size · pp_size ranks, rank = stage ·
+     * tp_size + tensor-parallel rank; the same file naming. */
     int32_t pp_size;
 } llmrt_build_options;
 

@@ -111,9 +111,7 @@ static llmrt_status build_tensor_parallel(const llmrt_build_options *o, const ll
                                           llmrt_dtype dtype) {
     const int32_t tp = o->tp_size > 1 ? o->tp_size : 1, pp = o->pp_size > 1 ? o->pp_size : 1;
     if (tp > 64 || pp > 64) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --tp %d --pp %d (1..64)", tp, pp);
-    if (tp > 1 && pp > 1)
-        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp and --pp together are not supported yet");
-    const int32_t ranks = tp * pp;
+    const int32_t ranks = tp * pp; /* rank = stage · tp + tensor-parallel rank */
     if (!llmrt_comm_have_mpi())
         return llmrt_error(LLMRT_ERR_UNSUPPORTED,
                            "build: --tp and --pp need MPI to run, and this llmrt was built without it "
@@ -122,9 +120,9 @@ static llmrt_status build_tensor_parallel(const llmrt_build_options *o, const ll
     llmrt_engine_build_info info = {.backend = backend, .dtype = dtype, .act_dtype = copts->act_dtype,
                                     .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed};
     for (int32_t rank = 0; rank < ranks; rank++) {
-        copts->tp_rank = tp > 1 ? rank : 0;
+        copts->tp_rank = rank % tp;
         copts->tp_size = tp;
-        copts->pp_stage = pp > 1 ? rank : 0;
+        copts->pp_stage = rank / tp;
         copts->pp_stages = pp;
         llmrt_plan *plan = NULL;
         LLMRT_TRY(llmrt_compile(config, checkpoint, copts, &plan));

@@ -59,15 +59,16 @@ static void tensor_parallel_rank(const llmrt_graph *g, int32_t *rank, int32_t *r
 }
 
 /* The stage and stage count of a pipeline-parallel plan (its SEND/RECV
- * nodes carry them); stages 1 when it is not split. */
-static void pipeline_stage(const llmrt_graph *g, int32_t *stage, int32_t *stages) {
+ * nodes carry the stage and the rank count, tp_size ranks a stage);
+ * stages 1 when it is not split. */
+static void pipeline_stage(const llmrt_graph *g, int32_t tp_size, int32_t *stage, int32_t *stages) {
     *stage = 0;
     *stages = 1;
     for (int32_t i = 0; i < g->num_nodes; i++) {
         const llmrt_node *n = &g->nodes[i];
         if (n->op == LLMRT_OP_SEND || n->op == LLMRT_OP_RECV) {
             *stage = (int32_t)n->iattr[2];
-            *stages = (int32_t)n->iattr[1];
+            *stages = (int32_t)n->iattr[1] / tp_size;
             return;
         }
     }
@@ -130,7 +131,7 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
                after[LLMRT_OP_ALL_REDUCE], after[LLMRT_OP_ALL_GATHER]);
     }
     int32_t pp_stage, pp_stages;
-    pipeline_stage(plan->graph, &pp_stage, &pp_stages);
+    pipeline_stage(plan->graph, tp_size, &pp_stage, &pp_stages);
     if (pp_stages > 1) {
         llmrt_graph stage = {.pp_stage = pp_stage, .pp_stages = pp_stages};
         int32_t first, last;

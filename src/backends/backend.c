@@ -44,6 +44,16 @@ int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan) {
     return ranks;
 }
 
+int32_t llmrt_plan_tp_group(const llmrt_plan *plan) {
+    int32_t ranks = 1;
+    for (int32_t i = 0; i < plan->graph->num_nodes; i++) {
+        const llmrt_node *n = &plan->graph->nodes[i];
+        if ((n->op == LLMRT_OP_ALL_REDUCE || n->op == LLMRT_OP_ALL_GATHER) && n->iattr[0] > ranks)
+            ranks = (int32_t)n->iattr[0];
+    }
+    return ranks;
+}
+
 llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt_comm *comm) {
     const int32_t ranks = llmrt_plan_tp_ranks(plan);
     if (ranks == 1) return LLMRT_OK;

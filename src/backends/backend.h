@@ -65,6 +65,10 @@ typedef struct llmrt_backend_config {
     /* tensor parallelism: the group the plan's ALL_REDUCE / ALL_GATHER ops
      * run over (src/comm/; not owned), or NULL for a one-rank plan */
     struct llmrt_comm *comm;
+    /* tensor × pipeline parallelism: the ranks of this stage, which the
+     * ALL_REDUCE / ALL_GATHER ops run over (SEND / RECV use comm); NULL:
+     * comm serves both */
+    struct llmrt_comm *tp_comm;
 } llmrt_backend_config;
 
 typedef struct llmrt_memory_report {
@@ -118,6 +122,8 @@ int llmrt_cuda_available(void);
 /* A plan with collective ops needs a communicator of as many ranks as they
  * name; the error says how to launch it. */
 llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt_comm *comm);
+/* The ranks a plan's ALL_REDUCE / ALL_GATHER ops span (1: none). */
+int32_t llmrt_plan_tp_group(const llmrt_plan *plan);
 /* The ranks a plan was built for, tensor- or pipeline-parallel (1: not split). */
 int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan);
 

@@ -428,10 +428,9 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: tensor-parallel rank %d of %d", options->tp_rank,
                            options->tp_size);
     if (options->pp_stages > 1 && (options->pp_stage < 0 || options->pp_stage >= options->pp_stages ||
-                                   options->pp_stages > config->num_layers || options->tp_size > 1))
+                                   options->pp_stages > config->num_layers))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
-                           "build: pipeline stage %d of %d for %d layers (at most one stage a layer; "
-                           "not combined with --tp yet)",
+                           "build: pipeline stage %d of %d for %d layers (at most one stage a layer)",
                            options->pp_stage, options->pp_stages, config->num_layers);
     if (options->tp_size > 1 && (options->quant_dtype != LLMRT_DTYPE_INVALID || options->prequantized))
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp with quantized weights is not supported yet");

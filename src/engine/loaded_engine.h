@@ -20,7 +20,8 @@ struct llmrt_engine {
     int32_t blocks_per_seq;
     int32_t *block_table;  /* llmrt_prompt_logits' sequence: [blocks_per_seq] */
     atomic_int in_use;     /* the KV cache has a user (llmrt_engine_acquire) */
-    struct llmrt_comm *comm; /* tensor parallelism: the MPI world (owned), or NULL */
+    struct llmrt_comm *comm; /* tensor/pipeline parallelism: the MPI world (owned), or NULL */
+    struct llmrt_comm *tp_comm; /* tp × pp: this stage's tensor-parallel ranks (owned), or NULL */
 };
 
 /* Tensor parallelism (parallel_engine.c): rank r's engine file, and the

@@ -123,6 +123,11 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
                            (int)ranks, ranks == 1 ? "" : "s", (int)e->comm->size);
     llmrt_backend_config local = *config;
     local.comm = e->comm;
+    const int32_t group = llmrt_plan_tp_group(e->image->plan);
+    if (group > 1 && group < ranks) { /* tp × pp: rank = stage · group + tp rank */
+        LLMRT_TRY(llmrt_comm_split(e->comm, e->comm->rank / group, e->comm->rank % group, &e->tp_comm));
+        local.tp_comm = e->tp_comm;
+    }
     int32_t blocks = 0;
     if (e->comm->rank != 0) { /* rank 0's KV block count first */
         LLMRT_TRY(llmrt_comm_broadcast(e->comm, &blocks, sizeof blocks, 0));

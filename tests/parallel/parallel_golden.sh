@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tensor and pipeline parallelism end to end through the CLI: golden
-# models built with --tp 2 or --pp 2 and run under mpirun -np 2 give the
+# models built with --tp 2, --pp 2 (mpirun -np 2) or both (-np 4) give the
 # one-rank engine's prompt logits (fp32, 1e-5 relative per row) and greedy
 # tokens; run --requests, bench and serve work under mpirun too.
 # On CUDA (BACKEND cuda), the two ranks share one GPU through the MPI
@@ -24,14 +24,14 @@ prompt=1,15,27,3,99,4,7,7,7,42,17
 # llama_f32: MHA, untied head; qwen2_f32: GQA (4 query, 2 KV heads), q/k/v bias, tied head;
 # mixtral_f32: attention split, experts replicated (no pipeline stages for MoE yet)
 for case in llama_f32 qwen2_f32 mixtral_f32; do
-    splits="tp2 pp2"
+    splits="tp2 pp2 tp2pp2"
     [ "$case" = mixtral_f32 ] && splits=tp2
     build() { "$llmrt" build --backend "$backend" --model "$cases/$case" --quiet "$@"; }
     build --output "$tmp/$case.tp1.engine" || { echo "FAIL: build $case"; exit 1; }
     build --output "$tmp/$case.tp2.engine" --tp 2 || { echo "FAIL: build --tp 2 $case"; exit 1; }
     if [ "$splits" != tp2 ]; then
-        build --output "$tmp/$case.pp2.engine" --pp 2 ||
-            { echo "FAIL: build --pp 2 $case"; exit 1; }
+        build --output "$tmp/$case.pp2.engine" --pp 2 || { echo "FAIL: build --pp 2 $case"; exit 1; }
+        build --output "$tmp/$case.tp2pp2.engine" --tp 2 --pp 2 || { echo "FAIL: build --tp 2 --pp 2 $case"; exit 1; }
     fi
     one=$("$llmrt" run --engine "$tmp/$case.tp1.engine" --prompt-ids $prompt --max-tokens 16 \
           --dump-logits "$tmp/$case.tp1.npy" 2>&1 | tail -1)
@@ -39,7 +39,9 @@ for case in llama_f32 qwen2_f32 mixtral_f32; do
     echo "$case TP=1: $one"
     check test -n "$one"
     for split in $splits; do
-        two=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
+        ranks=2
+        [ "$split" = tp2pp2 ] && ranks=4
+        two=$("$here/run_mpi.sh" $ranks "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
               --max-tokens 16 --dump-logits "$tmp/$case.$split.npy" 2>&1 | tail -1)
         echo "$case $split: $two"
         check test "$one" = "$two"

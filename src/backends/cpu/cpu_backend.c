@@ -34,7 +34,8 @@ typedef struct cpu_state {
     unsigned char *run;       /* per node: how forward runs it (enum run_kind, see plan_fusions) */
     int32_t *next_exec;       /* per node: the next node that computes, or -1 */
     void *moe_scratch;        /* MOE nodes' grouped tokens and expert outputs (cpu_moe_scratch_bytes) */
-    struct llmrt_comm *comm;  /* the tensor-parallel group, or NULL */
+    struct llmrt_comm *comm;  /* every rank (SEND / RECV), or NULL */
+    struct llmrt_comm *tp_comm; /* this stage's tensor-parallel ranks (ALL_REDUCE / ALL_GATHER) */
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -320,6 +321,7 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     if (!s) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     s->plan = plan;
     s->comm = config->comm;
+    s->tp_comm = config->tp_comm ? config->tp_comm : config->comm;
     s->threads = config->num_threads > 0 ? config->num_threads : omp_get_num_procs();
     omp_set_num_threads(s->threads);
     s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
@@ -537,9 +539,9 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     }
     case LLMRT_OP_ALL_REDUCE:
         if (out != buffer_of(c, n->inputs[0])) memcpy(out, buffer_of(c, n->inputs[0]), (size_t)numel * sizeof(float));
-        return llmrt_comm_all_reduce_sum(c->s->comm, out, numel, LLMRT_DTYPE_F32);
+        return llmrt_comm_all_reduce_sum(c->s->tp_comm, out, numel, LLMRT_DTYPE_F32);
     case LLMRT_OP_ALL_GATHER:
-        return llmrt_comm_all_gather(c->s->comm, buffer_of(c, n->inputs[0]), out, numel / n->iattr[0],
+        return llmrt_comm_all_gather(c->s->tp_comm, buffer_of(c, n->inputs[0]), out, numel / n->iattr[0],
                                      LLMRT_DTYPE_F32);
     case LLMRT_OP_SEND: {
         const size_t bytes = (size_t)numel * llmrt_dtype_size(n->dtype);

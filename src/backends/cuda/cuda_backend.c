@@ -256,7 +256,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     }
     CUDA_STEP(cudaSetDevice(st->device), "cudaSetDevice");
     CUDA_STEP(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    STEP(cuda_collectives_prepare(st, config->comm));
+    STEP(cuda_collectives_prepare(st, config->comm, config->tp_comm));
     int cc_major = 0;
     CUDA_STEP(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, st->device), "device query");
     /* programmatic dependent launch exists from Hopper on */

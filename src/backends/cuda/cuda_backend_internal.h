@@ -143,6 +143,7 @@ typedef struct cuda_state {
     /* tensor parallelism (cuda_collectives.c): the group, or NULL; pinned
      * host staging for the MPI communicator, [comm_capacity] f32 each */
     struct llmrt_comm *comm;
+    struct llmrt_comm *tp_comm; /* ALL_REDUCE / ALL_GATHER: this stage's ranks (comm when not pipelined) */
     float *comm_f32;
     void *comm_raw;
     size_t comm_capacity;
@@ -164,7 +165,7 @@ llmrt_status cuda_moe_run(cuda_state *st, llmrt_value v);
 
 /* ALL_REDUCE / ALL_GATHER nodes (cuda_collectives.c): checks the
  * communicator against the plan and makes the MPI staging, at create. */
-llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm);
+llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm, struct llmrt_comm *tp_comm);
 llmrt_status cuda_collective_run(cuda_state *st, llmrt_value v);
 void cuda_collectives_free(cuda_state *st);
 

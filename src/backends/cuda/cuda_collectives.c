@@ -15,9 +15,10 @@
 
 static int uses_nccl(const cuda_state *st) { return strcmp(st->comm->ops->name, "nccl") == 0; }
 
-llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm) {
+llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm, struct llmrt_comm *tp_comm) {
     LLMRT_TRY(llmrt_backend_check_comm(st->plan, comm));
     st->comm = llmrt_plan_tp_ranks(st->plan) > 1 ? comm : NULL;
+    st->tp_comm = tp_comm ? tp_comm : st->comm;
     if (!st->comm || uses_nccl(st)) return LLMRT_OK;
     size_t most = 0; /* elements of the largest collective output at max_num_tokens */
     for (int32_t i = 0; i < st->graph->num_nodes; i++) {
@@ -49,7 +50,7 @@ static llmrt_status staged_all_reduce(cuda_state *st, void *y, llmrt_dtype type,
     LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "staging copy");
     float *sum = type == LLMRT_DTYPE_F32 ? (float *)st->comm_raw : st->comm_f32;
     if (type != LLMRT_DTYPE_F32) llmrt_convert_to_f32(sum, st->comm_raw, type, (size_t)count);
-    LLMRT_TRY(llmrt_comm_all_reduce_sum(st->comm, sum, count, LLMRT_DTYPE_F32));
+    LLMRT_TRY(llmrt_comm_all_reduce_sum(st->tp_comm, sum, count, LLMRT_DTYPE_F32));
     if (type != LLMRT_DTYPE_F32) llmrt_convert_from_f32(st->comm_raw, type, sum, (size_t)count);
     LLMRT_CUDA_TRY(cudaMemcpyAsync(y, st->comm_raw, bytes, cudaMemcpyHostToDevice, st->stream), "staging copy");
     return LLMRT_OK;
@@ -59,8 +60,9 @@ static llmrt_status staged_all_gather(cuda_state *st, const void *x, void *y, ll
     const size_t bytes = (size_t)count * llmrt_dtype_size(type);
     LLMRT_CUDA_TRY(cudaMemcpyAsync(st->comm_raw, x, bytes, cudaMemcpyDeviceToHost, st->stream), "staging copy");
     LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "staging copy");
-    LLMRT_TRY(llmrt_comm_all_gather(st->comm, st->comm_raw, st->comm_f32, count, type));
-    LLMRT_CUDA_TRY(cudaMemcpyAsync(y, st->comm_f32, bytes * (size_t)st->comm->size, cudaMemcpyHostToDevice, st->stream),
+    LLMRT_TRY(llmrt_comm_all_gather(st->tp_comm, st->comm_raw, st->comm_f32, count, type));
+    LLMRT_CUDA_TRY(cudaMemcpyAsync(y, st->comm_f32, bytes * (size_t)st->tp_comm->size, cudaMemcpyHostToDevice,
+                                   st->stream),
                    "staging copy");
     return LLMRT_OK;
 }
@@ -102,10 +104,10 @@ llmrt_status cuda_collective_run(cuda_state *st, llmrt_value v) {
                            "all_reduce copy");
         if (!uses_nccl(st)) return staged_all_reduce(st, y, type, out_count);
         LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "all_reduce");
-        return llmrt_comm_all_reduce_sum(st->comm, y, out_count, type);
+        return llmrt_comm_all_reduce_sum(st->tp_comm, y, out_count, type);
     }
-    const int64_t in_count = out_count / st->comm->size;
+    const int64_t in_count = out_count / st->tp_comm->size;
     if (!uses_nccl(st)) return staged_all_gather(st, x, y, type, in_count);
     LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "all_gather");
-    return llmrt_comm_all_gather(st->comm, x, y, in_count, type);
+    return llmrt_comm_all_gather(st->tp_comm, x, y, in_count, type);
 }
