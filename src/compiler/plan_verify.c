@@ -84,7 +84,8 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
     case LLMRT_OP_SUM: return llmrt_sum(s, in[0]);
     case LLMRT_OP_MEAN: return llmrt_mean(s, in[0]);
     case LLMRT_OP_SOFTMAX: return llmrt_softmax(s, in[0]);
-    case LLMRT_OP_GATHER: return llmrt_gather(s, in[0], in[1]);
+    case LLMRT_OP_GATHER:
+        return n->iattr[1] ? llmrt_gather_shard(s, in[0], in[1], n->iattr[0]) : llmrt_gather(s, in[0], in[1]);
     case LLMRT_OP_CONCAT: return llmrt_concat(s, in, n->num_inputs, (int32_t)n->iattr[0]);
     case LLMRT_OP_SLICE: return llmrt_slice(s, in[0], (int32_t)n->iattr[0], n->iattr[1], n->iattr[2]);
     case LLMRT_OP_VIEW: return llmrt_view(s, in[0], n->ndim, n->dims);

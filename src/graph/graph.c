@@ -272,6 +272,15 @@ llmrt_value llmrt_gather(llmrt_graph *g, llmrt_value table, llmrt_value indices)
     return add_node(g, LLMRT_OP_GATHER, dtype, 2, dims, inputs, 2);
 }
 
+llmrt_value llmrt_gather_shard(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t first_row) {
+    llmrt_value out = llmrt_gather(g, table, indices);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = first_row;
+        g->nodes[out].iattr[1] = 1;
+    }
+    return out;
+}
+
 llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis) {
     if (count < 1 || count > LLMRT_GRAPH_MAX_INPUTS)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "concat: %d parts (1..%d)", (int)count,

@@ -116,6 +116,11 @@ llmrt_value llmrt_mean(llmrt_graph *g, llmrt_value a);
 llmrt_value llmrt_softmax(llmrt_graph *g, llmrt_value a); /* over the last axis */
 /* table: [rows, D]; indices: [n] i32 → [n, D] */
 llmrt_value llmrt_gather(llmrt_graph *g, llmrt_value table, llmrt_value indices);
+/* A vocab-parallel embedding's gather: table holds rows [first_row,
+ * first_row + rows) of the whole table; indices outside them give zero
+ * rows (another rank holds them) instead of an error.
+ * table: [rows, D]; indices: [n] i32 → [n, D] (iattr[0] = first_row, iattr[1] = 1) */
+llmrt_value llmrt_gather_shard(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t first_row);
 llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis);
 llmrt_value llmrt_slice(llmrt_graph *g, llmrt_value a, int32_t axis, int64_t start, int64_t length);
 /* Reinterprets the shape (one dim may be a symbol; none is inferred). */

@@ -55,6 +55,13 @@ llmrt_value llmrt_lm_head_layer(llmrt_graph *g, llmrt_value x, const char *prefi
 
 llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim) {
     int64_t dims[2] = {vocab, dim};
+    if (tensor_parallel(g) && vocab % g->tp_size == 0) {
+        /* vocab-parallel: each rank holds vocab/tp rows, fills the ids it
+         * holds and zeros for the rest; the sum over ranks is the lookup */
+        llmrt_value table = llmrt_weight_shard(g, name, 2, dims, 0, g->tp_rank, g->tp_size);
+        llmrt_value part = llmrt_gather_shard(g, table, ids, g->tp_rank * (vocab / g->tp_size));
+        return llmrt_all_reduce(g, part, g->tp_size);
+    }
     return llmrt_gather(g, llmrt_weight(g, name, 2, dims), ids);
 }
 

@@ -26,7 +26,8 @@ llmrt_value llmrt_row_linear_layer(llmrt_graph *g, llmrt_value x, const char *pr
  * its vocab/tp logit columns, ALL_GATHER stacks them [tp, L, vocab/tp] and
  * a permute lays them out [L, vocab]. x: [L, hidden] → [L, vocab] */
 llmrt_value llmrt_lm_head_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t hidden, int64_t vocab);
-/* ids: [T] i32 → [T, dim]; table "<name>" [vocab, dim] */
+/* ids: [T] i32 → [T, dim]; table "<name>" [vocab, dim] (vocab-parallel
+ * under tensor parallelism: a shard of rows, then ALL_REDUCE) */
 llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim);
 /* x·rsqrt(mean(x²) + eps)·w, weight "<prefix>.weight" [dim] */
 llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);

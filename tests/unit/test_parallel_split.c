@@ -78,9 +78,18 @@ static void test_shards_are_slices(void) {
                          (const float *)o->data + row * o->dims[1] + r * os->dims[1],
                          (size_t)os->dims[1] * sizeof(float)) == 0);
     }
-    /* per rank: half the heads and KV heads, two all-reduces a layer, the logits gathered once */
+    /* the embedding by vocab rows: rank 1 holds rows 31..61 */
+    const llmrt_plan_weight *e = find(whole, "model.embed_tokens.weight");
+    const llmrt_plan_weight *es = find(rank[1], "model.embed_tokens.weight#tp1/2:0");
+    CHECK(e && es);
+    if (e && es) {
+        CHECK(es->dims[0] == c.vocab_size / 2 && es->dims[1] == c.hidden_size);
+        CHECK(memcmp(es->data, (const float *)e->data + es->dims[0] * es->dims[1], es->nbytes) == 0);
+    }
+    /* per rank: half the heads and KV heads, two all-reduces a layer and
+     * one for the embedding, the logits gathered once */
     CHECK(rank[1]->kv_heads == 1 && whole->kv_heads == 2);
-    CHECK(count_op(rank[1], LLMRT_OP_ALL_REDUCE) == 2 * c.num_layers);
+    CHECK(count_op(rank[1], LLMRT_OP_ALL_REDUCE) == 2 * c.num_layers + 1);
     CHECK(count_op(rank[1], LLMRT_OP_ALL_GATHER) == 1);
     CHECK(count_op(whole, LLMRT_OP_ALL_REDUCE) == 0);
     CHECK(rank[1]->vocab_size == c.vocab_size);

@@ -14,6 +14,7 @@
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "comm/comm.h"
+#include "core/dtype.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
 
@@ -491,6 +492,18 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
         cpu_shape ts = shape_of(c, n->inputs[0]);
         const int32_t *ids = buffer_of(c, n->inputs[1]);
         int64_t count = shape.dims[0];
+        if (n->iattr[1]) { /* a vocab shard: rows another rank holds are zeros */
+            const size_t row_bytes = (size_t)ts.dims[1] * llmrt_dtype_size(table->dtype);
+            for (int64_t t = 0; t < count; t++) {
+                float *dst = (float *)out + t * ts.dims[1];
+                const int64_t local = (int64_t)ids[t] - n->iattr[0];
+                if (local < 0 || local >= ts.dims[0] ||
+                    llmrt_convert_to_f32(dst, (const uint8_t *)buffer_of(c, n->inputs[0]) + (size_t)local * row_bytes,
+                                         table->dtype, (size_t)ts.dims[1]) != 0)
+                    memset(dst, 0, (size_t)ts.dims[1] * sizeof(float));
+            }
+            return LLMRT_OK;
+        }
         int64_t bad = cpu_embedding(out, buffer_of(c, n->inputs[0]), table->dtype, ts.dims[0], ts.dims[1], ids, count);
         if (bad >= 0)
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "gather: index %d at row %lld is outside [0, %lld)",

@@ -428,9 +428,14 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         const llmrt_value table = n->inputs[0], idx = n->inputs[1];
         if (cuda_value_type(st, idx) != LLMRT_DTYPE_I32 || st->graph->nodes[table].ndim != 2)
             return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects table [rows, D] and i32 indices");
-        LAUNCH(v, cuda_embedding(y, ty, st->node_ptr[table], cuda_value_type(st, table), cuda_value_dim(st, table, 0),
-                                 cuda_value_dim(st, table, 1), st->node_ptr[idx], cuda_value_numel(st, idx),
-                                 st->out_dev /* the step's flag */, st->stream));
+        if (n->iattr[1]) /* a vocab shard (tensor parallelism): other ranks' ids give zeros */
+            LAUNCH(v, cuda_embedding_shard(y, ty, st->node_ptr[table], cuda_value_type(st, table),
+                                           cuda_value_dim(st, table, 0), cuda_value_dim(st, table, 1),
+                                           st->node_ptr[idx], cuda_value_numel(st, idx), n->iattr[0], st->stream));
+        else
+            LAUNCH(v, cuda_embedding(y, ty, st->node_ptr[table], cuda_value_type(st, table),
+                                     cuda_value_dim(st, table, 0), cuda_value_dim(st, table, 1), st->node_ptr[idx],
+                                     cuda_value_numel(st, idx), st->out_dev /* the step's flag */, st->stream));
         return LLMRT_OK;
     }
     case LLMRT_OP_CONCAT: case LLMRT_OP_SLICE: case LLMRT_OP_PERMUTE:
