@@ -370,6 +370,10 @@ int cmd_bench(int argc, char **argv) {
         code = report_failure("bench");
         goto done;
     }
+    if (engine && llmrt_engine_rank(engine) > 0) { /* a tensor-parallel rank: rank 0 drives it */
+        code = llmrt_engine_follow(engine) == LLMRT_OK ? 0 : report_failure("bench");
+        goto done;
+    }
     if (dataset) {
         if (!load_dataset(dataset, &prompts, &num_prompts, &dataset_json)) goto done;
     } else {

@@ -27,6 +27,9 @@ static void build_usage(FILE *out) {
             "  --max-batch N          sequences per step (default 256 on cuda, 16 on cpu)\n"
             "  --max-num-tokens N     tokens per step; longer prompts prefill in chunks\n"
             "                         (default 2048 on cuda, 512 on cpu, at least max-batch)\n"
+            "  --tp N                 tensor parallelism over N ranks: one engine per rank (FILE for\n"
+            "                         rank 0, FILE.rank<r> for rank r), run under mpirun -np N\n"
+            "  --pp N                 pipeline parallelism over N stages (layer ranges), files as --tp\n"
             "  --disable-passes LIST  skip compiler passes, comma-separated (testing)\n"
             "  --allow-nonfinite      build even if a weight holds NaN or Inf (by default an error naming it)\n"
             "  --ignore-extra-tensors build even if the checkpoint has tensors the model does not use\n"
@@ -81,6 +84,8 @@ int cmd_build(int argc, char **argv) {
             else if (v) cli_fail(&a, "--quant-scheme '%s': expected sym or asym", v);
         } else if (strcmp(opt, "--max-seq-len") == 0) { if (cli_int(&a, opt, 1, 1 << 22, &x)) o.max_seq_len = (int32_t)x; }
         else if (strcmp(opt, "--max-batch") == 0) { if (cli_int(&a, opt, 1, 1 << 16, &x)) o.max_batch = (int32_t)x; }
+        else if (strcmp(opt, "--tp") == 0) { if (cli_int(&a, opt, 1, 64, &x)) o.tp_size = (int32_t)x; }
+        else if (strcmp(opt, "--pp") == 0) { if (cli_int(&a, opt, 1, 64, &x)) o.pp_size = (int32_t)x; }
         else if (strcmp(opt, "--max-num-tokens") == 0) {
             if (cli_int(&a, opt, 1, 1 << 20, &x)) o.max_num_tokens = (int32_t)x;
         } else if (strcmp(opt, "--disable-passes") == 0) o.disabled_passes = cli_value(&a, opt);

@@ -117,6 +117,10 @@ int run_one(const run_settings *s, const llmrt_engine_options *eo, const run_req
         code = report_failure("run");
         goto done;
     }
+    if (llmrt_engine_rank(engine) > 0) { /* a tensor-parallel rank: rank 0 drives it */
+        code = llmrt_engine_follow(engine) == LLMRT_OK ? 0 : report_failure("run");
+        goto done;
+    }
     int needs_text = r->prompt_text || r->chat_path || s->num_stop || s->stream;
     if (llmrt_engine_tokenizer_json(engine, NULL)) {
         if (llmrt_engine_tokenizer(engine, &tok) != LLMRT_OK) {

@@ -130,6 +130,11 @@ int run_requests(const run_settings *s, const llmrt_engine_options *eo, const ru
         code = report_failure("run");
         goto done;
     }
+    if (llmrt_engine_rank(engine) > 0) { /* a tensor-parallel rank: rank 0 drives it */
+        code = llmrt_engine_follow(engine) == LLMRT_OK ? 0 : report_failure("run");
+        llmrt_engine_free(engine);
+        goto done;
+    }
     llmrt_runtime_options ro;
     llmrt_runtime_options_init(&ro);
     if (llmrt_runtime_create(engine, &ro, &rt) != LLMRT_OK) {

@@ -53,6 +53,14 @@ typedef struct llmrt_build_options {
     const char *onnx_path;      /* an ONNX decoder (torch.onnx.export) instead of model_dir; config_path then
                                    optional (token ids, RoPE theta), its folder's tokenizer files are embedded */
     int print_report;           /* with onnx_path: print what was recognised and fused to stdout; default 0 */
+    /* Tensor parallelism over tp_size ranks (default 0 or 1: none): one
+     * engine file per rank, rank 0's at output_path and rank r's at
+     * "<output_path>.rank<r>"; run them under mpirun -np tp_size. */
+    int32_t tp_size;
+    /* Pipeline parallelism over pp_size stages, each a contiguous range of
+     * layers; with tp_size too, tp_size · pp_size ranks, rank = stage ·
+     * tp_size + tensor-parallel rank; the same file naming. */
+    int32_t pp_size;
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);
@@ -104,11 +112,22 @@ typedef struct llmrt_engine_options {
     int32_t max_seq_len;        /* tokens per sequence */
     int32_t max_batch;          /* sequences per step */
     int32_t max_num_tokens;     /* tokens per step (a longer prompt prefills in chunks) */
+    /* Tensor parallelism, when the process was started by mpirun: the bound
+     * on every collective (a dead rank is an error after it, not a hang);
+     * default 0 = 60 s. */
+    int32_t comm_timeout_ms;
 } llmrt_engine_options;
 
 void llmrt_engine_options_init(llmrt_engine_options *options);
 llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *options, llmrt_engine **out);
 void llmrt_engine_free(llmrt_engine *engine);
+
+/* Tensor-parallel engines (built with tp_size > 1) load under mpirun -np N:
+ * each process maps its rank's file. Rank 0 is used as any engine; every
+ * other rank calls llmrt_engine_follow, which replays rank 0's steps on
+ * this rank's shard until rank 0 frees its engine. */
+int32_t llmrt_engine_rank(const llmrt_engine *engine); /* 0 without MPI */
+llmrt_status llmrt_engine_follow(llmrt_engine *engine);  /* returns at once on rank 0 */
 
 int32_t llmrt_engine_vocab_size(const llmrt_engine *engine);
 int32_t llmrt_engine_max_seq_len(const llmrt_engine *engine);

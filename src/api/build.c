@@ -2,10 +2,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "compiler/compiler.h"
 #include "core/file.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
+#include "engine/loaded_engine.h"
 #include "import/hf_config.h"
 #include "import/quant_checkpoint.h"
 #include "import/safetensors.h"
@@ -101,6 +103,43 @@ llmrt_status llmrt_build_write(const llmrt_build_options *o, const llmrt_plan *p
     return s;
 }
 
+/* One engine file per rank (llmrt_engine_rank_path), tensor-parallel
+ * (--tp) or pipeline stage (--pp): each holds only its rank's weights, so
+ * a rank maps just its own. */
+static llmrt_status build_tensor_parallel(const llmrt_build_options *o, const llmrt_model_config *config,
+                                          const llmrt_checkpoint *checkpoint, llmrt_compile_options *copts,
+                                          llmrt_dtype dtype) {
+    const int32_t tp = o->tp_size > 1 ? o->tp_size : 1, pp = o->pp_size > 1 ? o->pp_size : 1;
+    if (tp > 64 || pp > 64) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --tp %d --pp %d (1..64)", tp, pp);
+    const int32_t ranks = tp * pp; /* rank = stage · tp + tensor-parallel rank */
+    if (!llmrt_comm_have_mpi())
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                           "build: --tp and --pp need MPI to run, and this llmrt was built without it "
+                           "(Debian: apt-get install openmpi-bin libopenmpi-dev, then rebuild)");
+    const char *backend = o->backend ? o->backend : "cpu";
+    llmrt_engine_build_info info = {.backend = backend, .dtype = dtype, .act_dtype = copts->act_dtype,
+                                    .source = o->random_weights ? "random" : o->model_dir, .seed = o->seed};
+    for (int32_t rank = 0; rank < ranks; rank++) {
+        copts->tp_rank = rank % tp;
+        copts->tp_size = tp;
+        copts->pp_stage = rank / tp;
+        copts->pp_stages = pp;
+        llmrt_plan *plan = NULL;
+        LLMRT_TRY(llmrt_compile(config, checkpoint, copts, &plan));
+        char path[4096];
+        llmrt_engine_rank_path(o->output_path, rank, path, sizeof path);
+        llmrt_build_options rank_options = *o;
+        rank_options.output_path = path;
+        llmrt_status s = llmrt_build_write(&rank_options, plan, config, &info, o->model_dir);
+        if (s == LLMRT_OK)
+            LLMRT_INFO("wrote %s (rank %d of %d, %.1f MiB of weights)", path, (int)rank, (int)ranks,
+                       (double)llmrt_plan_weight_bytes(plan, NULL) / 1048576.0);
+        llmrt_plan_free(plan);
+        LLMRT_TRY(s);
+    }
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_build(const llmrt_build_options *o) {
     if (!o->output_path) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: no output path (--output)");
     if (o->onnx_path) return llmrt_build_onnx(o);
@@ -156,6 +195,11 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     llmrt_plan *plan = NULL;
     LLMRT_INFO("compiling %s: %d layers, hidden %d, %s weights, %s backend", config.architecture, config.num_layers,
                config.hidden_size, llmrt_dtype_name(dtype), backend);
+    if (o->tp_size > 1 || o->pp_size > 1) {
+        s = build_tensor_parallel(o, &config, checkpoint, &copts, dtype);
+        llmrt_checkpoint_close(checkpoint);
+        return s;
+    }
     s = llmrt_compile(&config, checkpoint, &copts, &plan);
     char unused[1024];
     size_t num_unused = s == LLMRT_OK ? llmrt_checkpoint_unused(checkpoint, unused, sizeof unused) : 0;

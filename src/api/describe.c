@@ -43,6 +43,37 @@ static void count_ops(const llmrt_graph *g, int32_t *counts, int32_t *kernels) {
     }
 }
 
+/* This rank and the rank count of a tensor-parallel plan (its weight
+ * shards say which part they are); ranks 1 when it is not split. */
+static void tensor_parallel_rank(const llmrt_graph *g, int32_t *rank, int32_t *ranks) {
+    *rank = 0;
+    *ranks = 1;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op == LLMRT_OP_WEIGHT && n->iattr[6] > 1) {
+            *rank = (int32_t)n->iattr[5];
+            *ranks = (int32_t)n->iattr[6];
+            return;
+        }
+    }
+}
+
+/* The stage and stage count of a pipeline-parallel plan (its SEND/RECV
+ * nodes carry the stage and the rank count, tp_size ranks a stage);
+ * stages 1 when it is not split. */
+static void pipeline_stage(const llmrt_graph *g, int32_t tp_size, int32_t *stage, int32_t *stages) {
+    *stage = 0;
+    *stages = 1;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op == LLMRT_OP_SEND || n->op == LLMRT_OP_RECV) {
+            *stage = (int32_t)n->iattr[2];
+            *stages = (int32_t)n->iattr[1] / tp_size;
+            return;
+        }
+    }
+}
+
 static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
 llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
@@ -111,10 +142,38 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     /* Kernel count before fusion: rebuild the unfused network from the config. */
     int32_t after[LLMRT_OP_COUNT], before[LLMRT_OP_COUNT], kernels_after, kernels_before = -1;
     count_ops(plan->graph, after, &kernels_after);
+    int32_t tp_rank, tp_size;
+    tensor_parallel_rank(plan->graph, &tp_rank, &tp_size);
+    if (tp_size > 1) {
+        append(&t, "parallel      tensor-parallel rank %d of %d (one engine file per rank: FILE, FILE.rank1, ...)\n",
+               tp_rank, tp_size);
+        append(&t, "              per rank: %d of %d query heads, %d of %d kv heads, %d of %d MLP columns, "
+                   "%d of %d vocab rows of the embedding and LM head\n",
+               c->num_heads / tp_size, c->num_heads, c->num_kv_heads / tp_size, c->num_kv_heads,
+               c->intermediate_size / tp_size, c->intermediate_size, c->vocab_size / tp_size, c->vocab_size);
+        append(&t, "              collectives per step: all_reduce×%d (embedding, o_proj, down_proj), all_gather×%d "
+                   "(logits)\n",
+               after[LLMRT_OP_ALL_REDUCE], after[LLMRT_OP_ALL_GATHER]);
+    }
+    int32_t pp_stage, pp_stages;
+    pipeline_stage(plan->graph, tp_size, &pp_stage, &pp_stages);
+    if (pp_stages > 1) {
+        llmrt_graph stage = {.pp_stage = pp_stage, .pp_stages = pp_stages};
+        int32_t first, last;
+        llmrt_model_stage_layers(&stage, c->num_layers, &first, &last);
+        append(&t, "parallel      pipeline stage %d of %d: layers %d..%d of %d%s%s (one engine file per rank: FILE, "
+                   "FILE.rank1, ...)\n",
+               pp_stage, pp_stages, first, last - 1, c->num_layers, pp_stage == 0 ? ", the embedding" : "",
+               pp_stage == pp_stages - 1 ? ", the LM head" : "");
+    }
     const llmrt_model_family *family;
     if (llmrt_model_lookup(c->architecture, &family) == LLMRT_OK) {
         llmrt_graph *g = llmrt_graph_create(plan->graph->act_dtype, plan->graph->weight_dtype);
         if (g) {
+            g->tp_rank = tp_rank;
+            g->tp_size = tp_size;
+            g->pp_stage = pp_stage;
+            g->pp_stages = pp_stages;
             family->build(g, c);
             llmrt_pass_context ctx = {0};
             if (llmrt_graph_status(g) == LLMRT_OK && llmrt_pass_dead_code(g, &ctx) == LLMRT_OK)

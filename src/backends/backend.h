@@ -64,6 +64,13 @@ typedef struct llmrt_backend_config {
     float kv_cache_fraction;   /* share of free memory (GPU: after weights and arena; CPU: available); 0 = default */
     uint64_t kv_cache_bytes;   /* > 0: a cache of this many bytes instead of the fraction */
     int32_t verbose;
+    /* tensor parallelism: the group the plan's ALL_REDUCE / ALL_GATHER ops
+     * run over (src/comm/; not owned), or NULL for a one-rank plan */
+    struct llmrt_comm *comm;
+    /* tensor × pipeline parallelism: the ranks of this stage, which the
+     * ALL_REDUCE / ALL_GATHER ops run over (SEND / RECV use comm); NULL:
+     * comm serves both */
+    struct llmrt_comm *tp_comm;
 } llmrt_backend_config;
 
 typedef struct llmrt_memory_report {
@@ -121,6 +128,13 @@ int llmrt_cuda_available(void);
 llmrt_status llmrt_builtin_attention_plugin(const llmrt_plugin **out);
 llmrt_status llmrt_cpu_attention_enqueue(const llmrt_plugin_call *call);
 llmrt_status llmrt_cuda_attention_enqueue(const llmrt_plugin_call *call, void *cuda_stream);
+/* A plan with collective ops needs a communicator of as many ranks as they
+ * name; the error says how to launch it. */
+llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt_comm *comm);
+/* The ranks a plan's ALL_REDUCE / ALL_GATHER ops span (1: none). */
+int32_t llmrt_plan_tp_group(const llmrt_plan *plan);
+/* The ranks a plan was built for, tensor- or pipeline-parallel (1: not split). */
+int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan);
 
 /* Finds the backend named `name` ("cpu", "cuda"). */
 llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **out);

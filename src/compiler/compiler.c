@@ -297,6 +297,40 @@ static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weigh
     return LLMRT_OK;
 }
 
+/* A tensor-parallel shard (llmrt_weight_shard: iattr[4] = axis + 1,
+ * iattr[5] = index, iattr[6] = count): the full tensor is bound as for one
+ * rank, then this rank's part copied out, so every rank's bytes are a
+ * TP=1 engine's, random weights included. */
+static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch) {
+    const int32_t axis = (int32_t)w->iattr[4] - 1, index = (int32_t)w->iattr[5], count = (int32_t)w->iattr[6];
+    if (llmrt_dtype_is_quantized(w->dtype) || w->ndim < 1 || w->ndim > 2 || axis >= w->ndim)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "weight %s: tensor-parallel shards of %s weights", w->name,
+                           llmrt_dtype_name(w->dtype));
+    llmrt_node full = *w;
+    full.dims[axis] *= count;
+    full.iattr[4] = full.iattr[5] = full.iattr[6] = 0;
+    llmrt_plan_weight whole = *pw;
+    whole.nbytes = llmrt_node_bytes(&full, 0, 0);
+    whole.owned_data = malloc(whole.nbytes ? whole.nbytes : 1);
+    if (!whole.owned_data) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
+    llmrt_status status = b->options->random_weights
+                              ? bind_random(b, &full, &whole)
+                              : bind_tensor(b->checkpoint, b->family, &full, whole.owned_data, scratch, &b->progress);
+    if (status == LLMRT_OK) {
+        const size_t elem = llmrt_dtype_size(w->dtype);
+        const int64_t rows = w->ndim == 2 ? w->dims[0] : 1, cols = w->ndim == 2 ? w->dims[1] : w->dims[0];
+        const int64_t full_cols = w->ndim == 2 ? full.dims[1] : full.dims[0];
+        const int64_t row0 = axis == 0 && w->ndim == 2 ? index * rows : 0;
+        const int64_t col0 = axis == w->ndim - 1 ? index * cols : 0;
+        for (int64_t r = 0; r < rows; r++)
+            memcpy((uint8_t *)pw->owned_data + (size_t)(r * cols) * elem,
+                   (const uint8_t *)whole.owned_data + (size_t)((row0 + r) * full_cols + col0) * elem,
+                   (size_t)cols * elem);
+    }
+    free(whole.owned_data);
+    return status;
+}
+
 /* Gives every weight and constant a slot in the plan's weight table. Weights
  * named twice (a tied LM head) share one slot when laid out alike. */
 static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
@@ -317,6 +351,9 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
         if (n->op != LLMRT_OP_WEIGHT && n->op != LLMRT_OP_CONSTANT) continue;
         char name[300];
         if (n->op == LLMRT_OP_CONSTANT) snprintf(name, sizeof name, "const.%d.%s", i, n->name);
+        else if (n->iattr[6] > 1) /* a shard: "<name>#tp<index>/<count>:<axis>" */
+            snprintf(name, sizeof name, "%s%s#tp%d/%d:%d", n->name, n->iattr[0] ? "#transposed" : "",
+                     (int)n->iattr[5], (int)n->iattr[6], (int)n->iattr[4] - 1);
         else snprintf(name, sizeof name, "%s%s", n->name, n->iattr[0] ? "#transposed" : "");
         int32_t slot = llmrt_plan_find_weight(plan, name);
         if (slot >= 0 && (plan->weights[slot].dtype != n->dtype || plan->weights[slot].nbytes != llmrt_node_bytes(n, 0, 0))) {
@@ -351,6 +388,8 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
         n->weight_slot = slot;
         if (n->op == LLMRT_OP_CONSTANT) {
             memcpy(pw->owned_data, n->const_data, pw->nbytes);
+        } else if (n->op == LLMRT_OP_WEIGHT && n->iattr[6] > 1) {
+            status = bind_shard(b, n, pw, scratch);
         } else if (b->options->random_weights) {
             status = bind_random(b, n, pw);
         } else if (llmrt_dtype_is_quantized(n->dtype)) {
@@ -387,8 +426,23 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
                            "build: --max-seq-len %d exceeds the model's %d learned positions", options->max_seq_len,
                            config->max_position_embeddings);
 
+    if (options->tp_size > 1 && (options->tp_rank < 0 || options->tp_rank >= options->tp_size))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: tensor-parallel rank %d of %d", options->tp_rank,
+                           options->tp_size);
+    if (options->pp_stages > 1 && (options->pp_stage < 0 || options->pp_stage >= options->pp_stages ||
+                                   options->pp_stages > config->num_layers))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "build: pipeline stage %d of %d for %d layers (at most one stage a layer)",
+                           options->pp_stage, options->pp_stages, config->num_layers);
+    if (options->tp_size > 1 && (options->quant_dtype != LLMRT_DTYPE_INVALID || options->prequantized))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp with quantized weights is not supported yet");
+
     llmrt_graph *graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
     if (!graph) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    graph->tp_rank = options->tp_size > 1 ? options->tp_rank : 0;
+    graph->tp_size = options->tp_size > 1 ? options->tp_size : 1;
+    graph->pp_stage = options->pp_stages > 1 ? options->pp_stage : 0;
+    graph->pp_stages = options->pp_stages > 1 ? options->pp_stages : 1;
     /* LongRoPE: an engine that may run past the original context rotates
      * with the long factors throughout, one that cannot with the short ones
      * (transformers switches per forward pass at that length). */
@@ -400,6 +454,16 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
     if (status != LLMRT_OK) {
         llmrt_graph_free(graph);
         return llmrt_error_context(status, "building the %s network", config->architecture);
+    }
+    if (graph->pp_stages > 1) { /* a family that ignores the stage would build every layer on every rank */
+        int staged = 0;
+        for (int32_t i = 0; i < graph->num_nodes && !staged; i++)
+            staged = graph->nodes[i].op == LLMRT_OP_SEND || graph->nodes[i].op == LLMRT_OP_RECV;
+        if (!staged) {
+            llmrt_graph_free(graph);
+            return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: the %s family does not split into pipeline stages yet",
+                               config->architecture);
+        }
     }
     return compile_network(graph, family, checkpoint, options, out);
 }

@@ -25,6 +25,10 @@ typedef struct llmrt_compile_options {
     int64_t quant_group_size;    /* inputs per scale; 0: per channel */
     int32_t quant_asymmetric;    /* 1: zero points from each group's range; 0: symmetric */
     const llmrt_quant_config *prequantized; /* the checkpoint's AWQ / GPTQ settings, or NULL */
+    /* tensor parallelism: the plan of rank tp_rank of tp_size (0 or 1: one rank) */
+    int32_t tp_rank, tp_size;
+    /* pipeline parallelism: the plan of stage pp_stage of pp_stages (0 or 1: one stage) */
+    int32_t pp_stage, pp_stages;
 } llmrt_compile_options;
 
 /* Builds the network for `config`, runs the compiler passes and binds the

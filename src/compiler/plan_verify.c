@@ -87,7 +87,9 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
     case LLMRT_OP_SUM: return llmrt_sum(s, in[0]);
     case LLMRT_OP_MEAN: return llmrt_mean(s, in[0]);
     case LLMRT_OP_SOFTMAX: return llmrt_softmax(s, in[0]);
-    case LLMRT_OP_GATHER: return llmrt_gather_offset(s, in[0], in[1], n->iattr[0]);
+    case LLMRT_OP_GATHER: /* iattr[1]: a vocab shard from row iattr[0]; else an offset gather */
+        return n->iattr[1] ? llmrt_gather_shard(s, in[0], in[1], n->iattr[0])
+                           : llmrt_gather_offset(s, in[0], in[1], n->iattr[0]);
     case LLMRT_OP_CONCAT: return llmrt_concat(s, in, n->num_inputs, (int32_t)n->iattr[0]);
     case LLMRT_OP_SLICE: return llmrt_slice(s, in[0], (int32_t)n->iattr[0], n->iattr[1], n->iattr[2]);
     case LLMRT_OP_VIEW: return llmrt_view(s, in[0], n->ndim, n->dims);
@@ -117,6 +119,11 @@ static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
         if (status != LLMRT_OK) return llmrt_graph_fail(s, status, "%s", llmrt_last_error());
         return llmrt_plugin_op(s, n->name, in, n->num_inputs, n->plugin_params, (size_t)n->plugin_params_size);
     }
+    case LLMRT_OP_ALL_REDUCE: return llmrt_all_reduce(s, in[0], (int32_t)n->iattr[0]);
+    case LLMRT_OP_ALL_GATHER: return llmrt_all_gather(s, in[0], (int32_t)n->iattr[0]);
+    case LLMRT_OP_SEND: return llmrt_send(s, in[0], (int32_t)n->iattr[0], (int32_t)n->iattr[1]);
+    case LLMRT_OP_RECV:
+        return llmrt_recv(s, in[0], n->dtype, n->ndim, n->dims, (int32_t)n->iattr[0], (int32_t)n->iattr[1]);
     default: return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "unexpected op");
     }
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compiler/passes.h"
+#include "comm/comm.h"
 #include "core/log.h"
 #include "llmrt/tokenizer.h"
 
@@ -38,7 +39,21 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
     double start = llmrt_now_seconds();
     llmrt_engine *e = calloc(1, sizeof *e);
     if (!e) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    llmrt_status s = llmrt_engine_image_open(path, options->verify_checksum, &e->image);
+    llmrt_status s = LLMRT_OK;
+    char rank_path[4096];
+    if (llmrt_comm_have_mpi() && llmrt_comm_launched_by_mpi()) { /* one rank of a split engine */
+        s = llmrt_comm_create_mpi(options->comm_timeout_ms, &e->comm);
+        if (s == LLMRT_OK && e->comm->size > 1) {
+            llmrt_engine_rank_path(path, e->comm->rank, rank_path, sizeof rank_path);
+            path = rank_path;
+        }
+    }
+    if (s == LLMRT_OK) {
+        s = llmrt_engine_image_open(path, options->verify_checksum, &e->image);
+        if (s != LLMRT_OK && e->comm && e->comm->size > 1)
+            llmrt_error_context(s, "rank %d of %d (was the engine built with --tp %d or --pp %d?)", (int)e->comm->rank,
+                                (int)e->comm->size, (int)e->comm->size, (int)e->comm->size);
+    }
     const llmrt_backend_ops *ops = NULL;
     if (s == LLMRT_OK) s = llmrt_backend_lookup(e->image->backend, &ops);
     if (s == LLMRT_OK) {
@@ -64,7 +79,10 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
         };
         e->backend.ops = ops;
         e->backend.plan = e->image->plan;
-        s = ops->create(e->image->plan, &config, &e->backend.state);
+        if (e->comm && e->comm->size > 1)
+            s = llmrt_parallel_engine_start(e, ops, &config);
+        else
+            s = ops->create(e->image->plan, &config, &e->backend.state);
         if (s != LLMRT_OK) llmrt_error_context(s, "%s: starting the %s backend", path, ops->name);
     }
     if (s != LLMRT_OK) {
@@ -80,6 +98,8 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
 void llmrt_loaded_engine_close(llmrt_engine *e) {
     if (!e) return;
     if (e->backend.ops && e->backend.state) e->backend.ops->destroy(e->backend.state);
+    llmrt_comm_free(e->tp_comm);
+    llmrt_comm_free(e->comm);
     llmrt_engine_image_close(e->image);
     free(e->block_table);
     free(e);

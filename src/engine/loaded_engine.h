@@ -20,7 +20,16 @@ struct llmrt_engine {
     int32_t blocks_per_seq;
     int32_t *block_table;  /* llmrt_prompt_logits' sequence: [blocks_per_seq] */
     atomic_int in_use;     /* the KV cache has a user (llmrt_engine_acquire) */
+    struct llmrt_comm *comm; /* tensor/pipeline parallelism: the MPI world (owned), or NULL */
+    struct llmrt_comm *tp_comm; /* tp × pp: this stage's tensor-parallel ranks (owned), or NULL */
 };
+
+/* Tensor parallelism (parallel_engine.c): rank r's engine file, and the
+ * backend started on it — rank 0's wrapped to broadcast each step to the
+ * others, which replay them in llmrt_engine_follow. */
+void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t size);
+llmrt_status llmrt_parallel_engine_start(llmrt_engine *engine, const llmrt_backend_ops *ops,
+                                         const llmrt_backend_config *config);
 
 /* Maps and validates the engine file at `path` and starts its backend.
  * `options` are checked by the caller (llmrt_engine_load). The engine owns

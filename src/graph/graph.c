@@ -282,6 +282,15 @@ llmrt_value llmrt_gather_offset(llmrt_graph *g, llmrt_value table, llmrt_value i
     return v;
 }
 
+llmrt_value llmrt_gather_shard(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t first_row) {
+    llmrt_value out = llmrt_gather(g, table, indices);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = first_row;
+        g->nodes[out].iattr[1] = 1;
+    }
+    return out;
+}
+
 llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis) {
     if (count < 1 || count > LLMRT_GRAPH_MAX_INPUTS)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "concat: %d parts (1..%d)", (int)count,
@@ -469,4 +478,76 @@ llmrt_value llmrt_moe(llmrt_graph *g, llmrt_value x, llmrt_value router_logits, 
 
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v) {
     if (valid_value(g, v, "output")) g->nodes[v].is_output = 1;
+}
+
+/* ---- collective ops (tensor parallelism) ---------------------------------- */
+
+llmrt_value llmrt_all_reduce(llmrt_graph *g, llmrt_value x, int32_t ranks) {
+    if (!valid_value(g, x, "all_reduce")) return LLMRT_NO_VALUE;
+    if (ranks < 1) return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "all_reduce: %d ranks", (int)ranks);
+    const llmrt_node *n = &g->nodes[x];
+    llmrt_value out = add_node(g, LLMRT_OP_ALL_REDUCE, n->dtype, n->ndim, n->dims, &x, 1);
+    if (out != LLMRT_NO_VALUE) g->nodes[out].iattr[0] = ranks;
+    return out;
+}
+
+llmrt_value llmrt_all_gather(llmrt_graph *g, llmrt_value x, int32_t ranks) {
+    if (!valid_value(g, x, "all_gather")) return LLMRT_NO_VALUE;
+    const llmrt_node *n = &g->nodes[x];
+    if (ranks < 1 || n->ndim >= LLMRT_GRAPH_MAX_DIMS)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "all_gather: %d ranks of a rank-%d tensor", (int)ranks,
+                                (int)n->ndim);
+    int64_t dims[LLMRT_GRAPH_MAX_DIMS] = {ranks};
+    memcpy(dims + 1, n->dims, (size_t)n->ndim * sizeof *dims);
+    llmrt_value out = add_node(g, LLMRT_OP_ALL_GATHER, n->dtype, n->ndim + 1, dims, &x, 1);
+    if (out != LLMRT_NO_VALUE) g->nodes[out].iattr[0] = ranks;
+    return out;
+}
+
+llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
+                               int32_t axis, int32_t index, int32_t count) {
+    if (g->status != LLMRT_OK) return LLMRT_NO_VALUE;
+    if (ndim < 1 || ndim > 2 || axis < 0 || axis >= ndim || count < 1 || index < 0 || index >= count ||
+        full_dims[axis] % count != 0)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
+                                "weight %s: cannot split axis %d (size %lld) into %d tensor-parallel parts", name,
+                                (int)axis, (long long)(axis >= 0 && axis < ndim ? full_dims[axis] : 0), (int)count);
+    int64_t dims[2] = {full_dims[0], ndim == 2 ? full_dims[1] : 0};
+    dims[axis] /= count;
+    llmrt_value w = llmrt_weight(g, name, ndim, dims);
+    if (w != LLMRT_NO_VALUE && count > 1) {
+        /* iattr[0..3] belong to layout and quantization (passes.c, quantize.c) */
+        g->nodes[w].iattr[4] = axis + 1;
+        g->nodes[w].iattr[5] = index;
+        g->nodes[w].iattr[6] = count;
+    }
+    return w;
+}
+
+llmrt_value llmrt_send(llmrt_graph *g, llmrt_value x, int32_t peer, int32_t ranks) {
+    if (!valid_value(g, x, "send")) return LLMRT_NO_VALUE;
+    if (peer < 0 || peer >= ranks) return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "send: rank %d of %d", peer, ranks);
+    const llmrt_node *n = &g->nodes[x];
+    llmrt_value out = add_node(g, LLMRT_OP_SEND, n->dtype, n->ndim, n->dims, &x, 1);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = peer;
+        g->nodes[out].iattr[1] = ranks;
+    }
+    return out;
+}
+
+llmrt_value llmrt_recv(llmrt_graph *g, llmrt_value after, llmrt_dtype dtype, int32_t ndim, const int64_t *dims,
+                       int32_t peer, int32_t ranks) {
+    if (!valid_value(g, after, "recv")) return LLMRT_NO_VALUE;
+    if (peer < 0 || peer >= ranks || ndim < 1 || ndim > LLMRT_GRAPH_MAX_DIMS)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "recv: rank %d of %d, rank-%d tensor", peer, ranks, ndim);
+    for (int32_t i = 0; i < ndim; i++)
+        if (dims[i] == 0 || dims[i] < LLMRT_DIM_LOGITS)
+            return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "recv: bad dim %lld", (long long)dims[i]);
+    llmrt_value out = add_node(g, LLMRT_OP_RECV, dtype, ndim, dims, &after, 1);
+    if (out != LLMRT_NO_VALUE) {
+        g->nodes[out].iattr[0] = peer;
+        g->nodes[out].iattr[1] = ranks;
+    }
+    return out;
 }

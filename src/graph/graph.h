@@ -61,6 +61,12 @@ typedef struct llmrt_graph {
     llmrt_dtype act_dtype;    /* activations (f32 on CPU; f16/bf16 on GPUs) */
     llmrt_dtype weight_dtype; /* weight matrices; vectors (norms, biases) stay f32 */
     llmrt_status status;      /* first error, sticky */
+    /* tensor parallelism: layers build this rank's shard of the network
+     * (tp_size 0 or 1: the whole network) */
+    int32_t tp_rank, tp_size;
+    /* pipeline parallelism: this stage of pp_stages builds only its layer
+     * range (pp_stages 0 or 1: every layer) */
+    int32_t pp_stage, pp_stages;
     char error[512];
 } llmrt_graph;
 
@@ -115,6 +121,11 @@ llmrt_value llmrt_softmax(llmrt_graph *g, llmrt_value a); /* over the last axis 
 llmrt_value llmrt_gather(llmrt_graph *g, llmrt_value table, llmrt_value indices);
 /* The same reading row indices[i] + offset (OPT's positions start at row 2). */
 llmrt_value llmrt_gather_offset(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t offset);
+/* A vocab-parallel embedding's gather: table holds rows [first_row,
+ * first_row + rows) of the whole table; indices outside them give zero
+ * rows (another rank holds them) instead of an error.
+ * table: [rows, D]; indices: [n] i32 → [n, D] (iattr[0] = first_row, iattr[1] = 1) */
+llmrt_value llmrt_gather_shard(llmrt_graph *g, llmrt_value table, llmrt_value indices, int64_t first_row);
 llmrt_value llmrt_concat(llmrt_graph *g, const llmrt_value *parts, int32_t count, int32_t axis);
 llmrt_value llmrt_slice(llmrt_graph *g, llmrt_value a, int32_t axis, int64_t start, int64_t length);
 /* Reinterprets the shape (one dim may be a symbol; none is inferred). */
@@ -182,6 +193,25 @@ llmrt_value llmrt_expert_weight(llmrt_graph *g, const char *pattern, int64_t cou
  * inputs: [num_inputs] values (1..6) → the shape the plugin infers */
 llmrt_value llmrt_plugin_op(llmrt_graph *g, const char *name, const llmrt_value *inputs, int32_t num_inputs,
                             const void *params, size_t params_size);
+
+/* ---- collective ops (tensor parallelism) ---------------------------------- */
+/* x summed over the `ranks` ranks of the tensor-parallel group (a row-
+ * parallel projection's partial products). x: [...] → [...] */
+llmrt_value llmrt_all_reduce(llmrt_graph *g, llmrt_value x, int32_t ranks);
+/* Every rank's x stacked: x: [...] → [ranks, ...], rank r's at index r
+ * (a vocab-parallel LM head's logit columns). */
+llmrt_value llmrt_all_gather(llmrt_graph *g, llmrt_value x, int32_t ranks);
+/* Pipeline stages hand activations on. send: x: [...] → [...] (x itself,
+ * after it went to rank `peer`); recv: a [dims] tensor from rank `peer`,
+ * received once `after` is computed (so the stage's sends come first). */
+llmrt_value llmrt_send(llmrt_graph *g, llmrt_value x, int32_t peer, int32_t ranks);
+llmrt_value llmrt_recv(llmrt_graph *g, llmrt_value after, llmrt_dtype dtype, int32_t ndim, const int64_t *dims,
+                       int32_t peer, int32_t ranks);
+/* A weight that is this rank's shard of checkpoint tensor `name` (full
+ * shape full_dims): the `index`-th of `count` equal parts along `axis`.
+ * Binding slices the full tensor. */
+llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
+                               int32_t axis, int32_t index, int32_t count);
 
 /* Names the graph's output (the logits). */
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v);

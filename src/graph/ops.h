@@ -41,6 +41,12 @@ typedef enum llmrt_op {
     LLMRT_OP_MOE,       /* inputs x, router_logits, w_gate, w_up, w_down; iattr: num_experts, top_k */
     LLMRT_OP_PLUGIN,    /* a registered plugin (llmrt/plugin.h): name = plugin name, iattr[0] = its
                            version, plugin_params = its parameter blob */
+    /* collective ops (tensor parallelism): the backend calls its communicator */
+    LLMRT_OP_ALL_REDUCE,  /* Σ over the iattr[0] ranks, same shape */
+    LLMRT_OP_ALL_GATHER,  /* [...] → [ranks, ...]: rank r's tensor at r; iattr[0] = ranks */
+    /* pipeline parallelism: iattr[0] = peer rank, iattr[1] = ranks */
+    LLMRT_OP_SEND,        /* x to the peer; the output is x (orders what follows) */
+    LLMRT_OP_RECV,        /* a tensor of the node's shape from the peer; input: a value it comes after */
     /* fused ops (compiler output) */
     LLMRT_OP_LINEAR,      /* x · Wᵀ (+ bias): inputs x, W[, bias] */
     LLMRT_OP_RMSNORM,     /* inputs x, weight; fattr[0] = eps, [1] = weight offset (x̂·(w + offset)) */

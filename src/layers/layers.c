@@ -19,8 +19,50 @@ llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix
     return y;
 }
 
+static int tensor_parallel(const llmrt_graph *g) { return g->tp_size > 1; }
+
+llmrt_value llmrt_column_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                      int has_bias) {
+    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, in, out, has_bias, 0);
+    char name[256];
+    int64_t dims[2] = {out, in};
+    llmrt_value w = llmrt_weight_shard(g, join(name, sizeof name, prefix, "weight"), 2, dims, 0, g->tp_rank, g->tp_size);
+    llmrt_value y = llmrt_matmul(g, x, w, 1);
+    if (has_bias)
+        y = llmrt_add(g, y, llmrt_weight_shard(g, join(name, sizeof name, prefix, "bias"), 1, &out, 0, g->tp_rank,
+                                               g->tp_size));
+    return y;
+}
+
+llmrt_value llmrt_row_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                   int has_bias) {
+    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, in, out, has_bias, 0);
+    char name[256];
+    int64_t dims[2] = {out, in};
+    llmrt_value w = llmrt_weight_shard(g, join(name, sizeof name, prefix, "weight"), 2, dims, 1, g->tp_rank, g->tp_size);
+    llmrt_value y = llmrt_all_reduce(g, llmrt_matmul(g, x, w, 1), g->tp_size);
+    if (has_bias) y = llmrt_add(g, y, llmrt_weight(g, join(name, sizeof name, prefix, "bias"), 1, &out));
+    return y;
+}
+
+llmrt_value llmrt_lm_head_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t hidden, int64_t vocab) {
+    if (!tensor_parallel(g) || vocab % g->tp_size != 0) return llmrt_linear_layer(g, x, prefix, hidden, vocab, 0, 0);
+    llmrt_value part = llmrt_column_linear_layer(g, x, prefix, hidden, vocab, 0); /* [L, vocab/tp] */
+    llmrt_value stacked = llmrt_all_gather(g, part, g->tp_size);                   /* [tp, L, vocab/tp] */
+    const int32_t rows_first[3] = {1, 0, 2};
+    int64_t dims[2] = {LLMRT_DIM_LOGITS, vocab};
+    return llmrt_view(g, llmrt_permute(g, stacked, rows_first), 2, dims);
+}
+
 llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim) {
     int64_t dims[2] = {vocab, dim};
+    if (tensor_parallel(g) && vocab % g->tp_size == 0) {
+        /* vocab-parallel: each rank holds vocab/tp rows, fills the ids it
+         * holds and zeros for the rest; the sum over ranks is the lookup */
+        llmrt_value table = llmrt_weight_shard(g, name, 2, dims, 0, g->tp_rank, g->tp_size);
+        llmrt_value part = llmrt_gather_shard(g, table, ids, g->tp_rank * (vocab / g->tp_size));
+        return llmrt_all_reduce(g, part, g->tp_size);
+    }
     return llmrt_gather(g, llmrt_weight(g, name, 2, dims), ids);
 }
 
@@ -151,6 +193,38 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
     int64_t hidden = p->hidden;
     int64_t q_width = (int64_t)p->num_heads * p->head_dim, kv_width = (int64_t)p->num_kv_heads * p->head_dim;
     llmrt_value q, k, v;
+    if (tensor_parallel(g)) {
+        /* Megatron's split: each rank owns heads/tp query heads and their
+         * kv_heads/tp key/value heads, so attention runs with no exchange */
+        if (names->qkv || names->conv1d_layout || p->num_heads % g->tp_size || p->num_kv_heads % g->tp_size)
+            return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
+                                    "tensor parallelism over %d ranks: needs separate q/k/v projections and head "
+                                    "counts (%d query, %d key/value) divisible by it",
+                                    (int)g->tp_size, (int)p->num_heads, (int)p->num_kv_heads);
+        /* ALiBi's slopes and LongRoPE's q/k scale depend on the global head */
+        if (p->alibi_max_bias > 0.0f || (p->rope_scale != 0.0f && p->rope_scale != 1.0f))
+            return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
+                                    "tensor parallelism: ALiBi and LongRoPE attention are not split yet");
+        llmrt_attention_params params = {
+            .layer = layer,
+            .num_heads = p->num_heads / g->tp_size,
+            .num_kv_heads = p->num_kv_heads / g->tp_size,
+            .head_dim = p->head_dim,
+            .rotary_dim = p->rotary_dim,
+            .rope_neox = !p->rope_interleaved,
+            .scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)p->head_dim),
+            .sliding_window = p->sliding_window,
+            .logit_softcap = p->logit_softcap,
+            .non_causal = p->non_causal,
+        };
+        q = llmrt_column_linear_layer(g, x, names->q, hidden, q_width, p->qkv_bias);
+        k = llmrt_column_linear_layer(g, x, names->k, hidden, kv_width, p->qkv_bias);
+        v = llmrt_column_linear_layer(g, x, names->v, hidden, kv_width, p->qkv_bias);
+        if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, params.num_heads, p);
+        if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, params.num_kv_heads, p);
+        llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
+        return llmrt_row_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias);
+    }
     if (names->qkv && names->qkv_per_head) {
         if (p->num_kv_heads != p->num_heads)
             return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "attention: a per-head fused qkv needs kv heads = heads");
@@ -206,10 +280,11 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
 llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p, const char *gate,
                                   const char *up, const char *down) {
     int64_t hidden = p->hidden, inter = p->intermediate;
-    llmrt_value gated = llmrt_activation_layer(g, llmrt_linear_layer(g, x, gate, hidden, inter, p->bias, 0),
+    /* gate and up column-parallel, down row-parallel: one all-reduce per MLP */
+    llmrt_value gated = llmrt_activation_layer(g, llmrt_column_linear_layer(g, x, gate, hidden, inter, p->bias),
                                                p->activation);
-    llmrt_value product = llmrt_mul(g, gated, llmrt_linear_layer(g, x, up, hidden, inter, p->bias, 0));
-    return llmrt_linear_layer(g, product, down, inter, hidden, p->bias, 0);
+    llmrt_value product = llmrt_mul(g, gated, llmrt_column_linear_layer(g, x, up, hidden, inter, p->bias));
+    return llmrt_row_linear_layer(g, product, down, inter, hidden, p->bias);
 }
 
 llmrt_value llmrt_fused_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p,

@@ -12,7 +12,22 @@
  * conv1d_layout, [in, out] (GPT-2 Conv1D); bias "<prefix>.bias" if has_bias. */
 llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
                                int has_bias, int conv1d_layout);
-/* ids: [T] i32 → [T, dim]; table "<name>" [vocab, dim] */
+/* Tensor-parallel halves of a Linear (Megatron-LM's split; with
+ * g->tp_size <= 1 both are llmrt_linear_layer). Column-parallel: this rank
+ * computes outputs [rank·out/tp, (rank+1)·out/tp), x: [T, in] → [T, out/tp].
+ * Row-parallel: this rank holds inputs [rank·in/tp, ...) and the partial
+ * products are summed over ranks (ALL_REDUCE), bias added once after:
+ * x: [T, in/tp] → [T, out]. */
+llmrt_value llmrt_column_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                      int has_bias);
+llmrt_value llmrt_row_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                   int has_bias);
+/* The LM head, vocab-parallel under tensor parallelism: each rank computes
+ * its vocab/tp logit columns, ALL_GATHER stacks them [tp, L, vocab/tp] and
+ * a permute lays them out [L, vocab]. x: [L, hidden] → [L, vocab] */
+llmrt_value llmrt_lm_head_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t hidden, int64_t vocab);
+/* ids: [T] i32 → [T, dim]; table "<name>" [vocab, dim] (vocab-parallel
+ * under tensor parallelism: a shard of rows, then ALL_REDUCE) */
 llmrt_value llmrt_embedding_layer(llmrt_graph *g, llmrt_value ids, const char *name, int64_t vocab, int64_t dim);
 /* x·rsqrt(mean(x²) + eps)·w, weight "<prefix>.weight" [dim] */
 llmrt_value llmrt_rmsnorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps);

@@ -65,3 +65,54 @@ llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_confi
     if (c->rope.type == LLMRT_ROPE_NONE) return LLMRT_NO_VALUE;
     return llmrt_model_rope_inv_freq(g, &c->rope, "rope.inv_freq");
 }
+
+/* ---- pipeline stages ----------------------------------------------------------
+ * A step flows stage 0 → 1 → … → last by SEND/RECV of the hidden state
+ * [T, hidden]; the last stage sends the logits back to every other stage,
+ * so each plan ends in the logits as one-stage plans do. With tensor
+ * parallelism too, rank = stage · tp + tp_rank, and each tensor-parallel
+ * rank talks to the same tp_rank of the next stage. */
+
+static int pipelined(const llmrt_graph *g) { return g->pp_stages > 1; }
+static int32_t tp_of(const llmrt_graph *g) { return g->tp_size > 1 ? g->tp_size : 1; }
+static int32_t rank_of(const llmrt_graph *g, int32_t stage) { return stage * tp_of(g) + g->tp_rank; }
+static int32_t ranks_of(const llmrt_graph *g) { return g->pp_stages * tp_of(g); }
+
+/* iattr[2] of a stage's SEND/RECV: the stage itself (for inspect) */
+static llmrt_value stage_node(llmrt_graph *g, llmrt_value v) {
+    if (v != LLMRT_NO_VALUE) g->nodes[v].iattr[2] = g->pp_stage;
+    return v;
+}
+
+void llmrt_model_stage_layers(const llmrt_graph *g, int32_t num_layers, int32_t *first, int32_t *last) {
+    if (!pipelined(g)) {
+        *first = 0;
+        *last = num_layers;
+        return;
+    }
+    *first = (int32_t)((int64_t)num_layers * g->pp_stage / g->pp_stages);
+    *last = (int32_t)((int64_t)num_layers * (g->pp_stage + 1) / g->pp_stages);
+}
+
+llmrt_value llmrt_model_stage_receive(llmrt_graph *g, const llmrt_model_inputs *in, int64_t hidden) {
+    if (!pipelined(g) || g->pp_stage == 0) return LLMRT_NO_VALUE;
+    int64_t dims[2] = {LLMRT_DIM_TOKENS, hidden};
+    return stage_node(g, llmrt_recv(g, in->token_ids, g->act_dtype, 2, dims, rank_of(g, g->pp_stage - 1), ranks_of(g)));
+}
+
+int llmrt_model_stage_hand_on(llmrt_graph *g, llmrt_value h, int64_t vocab) {
+    if (!pipelined(g) || g->pp_stage == g->pp_stages - 1) return 0;
+    llmrt_value sent = stage_node(g, llmrt_send(g, h, rank_of(g, g->pp_stage + 1), ranks_of(g)));
+    int64_t dims[2] = {LLMRT_DIM_LOGITS, vocab};
+    llmrt_value logits =
+        stage_node(g, llmrt_recv(g, sent, g->act_dtype, 2, dims, rank_of(g, g->pp_stages - 1), ranks_of(g)));
+    llmrt_graph_mark_output(g, logits);
+    return 1;
+}
+
+void llmrt_model_stage_logits(llmrt_graph *g, llmrt_value logits) {
+    if (pipelined(g))
+        for (int32_t stage = 0; stage < g->pp_stages - 1; stage++)
+            logits = stage_node(g, llmrt_send(g, logits, rank_of(g, stage), ranks_of(g)));
+    llmrt_graph_mark_output(g, logits);
+}

@@ -25,7 +25,11 @@ static llmrt_status llama_validate(const llmrt_model_config *c) {
 static llmrt_value llama_build(llmrt_graph *g, const llmrt_model_config *c) {
     llmrt_model_inputs in = llmrt_model_declare_inputs(g);
     int64_t hidden = c->hidden_size;
-    llmrt_value h = llmrt_embedding_layer(g, in.token_ids, "model.embed_tokens.weight", c->vocab_size, hidden);
+    int32_t first, last; /* this pipeline stage's layers (all of them unless split) */
+    llmrt_model_stage_layers(g, c->num_layers, &first, &last);
+    llmrt_value h = llmrt_model_stage_receive(g, &in, hidden);
+    if (h == LLMRT_NO_VALUE)
+        h = llmrt_embedding_layer(g, in.token_ids, "model.embed_tokens.weight", c->vocab_size, hidden);
 
     float *inv_freq = malloc((size_t)(c->rope.rotary_dim / 2 + 1) * sizeof *inv_freq);
     if (!inv_freq) return llmrt_graph_fail(g, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -36,7 +40,7 @@ static llmrt_value llama_build(llmrt_graph *g, const llmrt_model_config *c) {
 
     llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
     llmrt_mlp_layer_params mlp = llmrt_model_mlp_params(c);
-    for (int32_t l = 0; l < c->num_layers; l++) {
+    for (int32_t l = first; l < last; l++) {
         char p[8][96];
         snprintf(p[0], sizeof p[0], "model.layers.%d.input_layernorm", (int)l);
         snprintf(p[1], sizeof p[1], "model.layers.%d.self_attn.q_proj", (int)l);
@@ -52,16 +56,17 @@ static llmrt_value llama_build(llmrt_graph *g, const llmrt_model_config *c) {
 
         llmrt_attention_layer_names names = {.q = p[1], .k = p[2], .v = p[3], .out = p[4]};
         llmrt_value x = llmrt_rmsnorm_layer(g, h, p[0], hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, freq));
+        h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l - first, &names, freq));
         x = llmrt_rmsnorm_layer(g, h, p[5], hidden, c->norm_eps);
         h = llmrt_add(g, h, llmrt_gated_mlp_layer(g, x, &mlp, gate, up, down));
     }
+    if (llmrt_model_stage_hand_on(g, h, c->vocab_size)) return LLMRT_NO_VALUE;
     /* Norm and project only the rows whose logits are wanted. */
     h = llmrt_gather(g, h, in.logits_indices);
     h = llmrt_rmsnorm_layer(g, h, "model.norm", hidden, c->norm_eps);
     const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
-    llmrt_value logits = llmrt_linear_layer(g, h, head, hidden, c->vocab_size, 0, 0);
-    llmrt_graph_mark_output(g, logits);
+    llmrt_value logits = llmrt_lm_head_layer(g, h, head, hidden, c->vocab_size);
+    llmrt_model_stage_logits(g, logits);
     return logits;
 }
 

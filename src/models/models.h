@@ -47,6 +47,21 @@ llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *r
  * LLMRT_NO_VALUE for learned positions. */
 llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *config);
 
+/* Pipeline parallelism (family_common.c): the layers [first, last) of this
+ * stage, a contiguous near-equal share (g->pp_stage of g->pp_stages; every
+ * layer when not split). */
+void llmrt_model_stage_layers(const llmrt_graph *g, int32_t num_layers, int32_t *first, int32_t *last);
+/* The hidden state a stage starts from: the previous stage's, received
+ * [T, hidden]; on the first stage NO_VALUE (the family embeds the ids). */
+llmrt_value llmrt_model_stage_receive(llmrt_graph *g, const llmrt_model_inputs *in, int64_t hidden);
+/* Where a stage ends. Not the last: hands h on to the next stage and takes
+ * the last stage's logits [L, vocab] as its output; returns 1 (the family
+ * stops there). The last: returns 0 (the family computes the logits and
+ * passes them to llmrt_model_stage_logits). */
+int llmrt_model_stage_hand_on(llmrt_graph *g, llmrt_value h, int64_t vocab);
+/* The last stage's logits sent to every other stage, marked the output. */
+void llmrt_model_stage_logits(llmrt_graph *g, llmrt_value logits);
+
 extern const llmrt_model_family llmrt_family_llama;
 extern const llmrt_model_family llmrt_family_mistral;
 extern const llmrt_model_family llmrt_family_qwen2;

@@ -586,6 +586,10 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
         fail(error, cap, "loading the engine");
         goto done;
     }
+    if (llmrt_engine_rank(e->engine) > 0) { /* tensor parallelism: rank 0 serves, srv_engine_follow computes */
+        ok = 1;
+        goto done;
+    }
     if (llmrt_engine_tokenizer_json(e->engine, NULL) && llmrt_engine_tokenizer(e->engine, &e->tokenizer) != LLMRT_OK) {
         fail(error, cap, "the engine's tokenizer");
         goto done;
@@ -625,6 +629,14 @@ done:
     }
     *out = e;
     return 1;
+}
+
+int srv_engine_is_follower(const srv_engine *e) { return llmrt_engine_rank(e->engine) > 0; }
+
+int srv_engine_follow(srv_engine *e, char *error, size_t cap) {
+    if (llmrt_engine_follow(e->engine) == LLMRT_OK) return 1;
+    fail(error, cap, "tensor-parallel rank");
+    return 0;
 }
 
 void srv_engine_request_stop(srv_engine *e) {

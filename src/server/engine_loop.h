@@ -103,6 +103,10 @@ typedef struct srv_job {
  * with a 400. */
 int srv_engine_start(const srv_engine_options *options, srv_metrics *metrics, srv_engine **out, char *error,
                      size_t error_cap);
+/* Under mpirun, ranks other than 0 of a tensor-parallel engine start no
+ * runtime: srv_engine_follow replays rank 0's steps until it stops. */
+int srv_engine_is_follower(const srv_engine *e);
+int srv_engine_follow(srv_engine *e, char *error, size_t error_cap);
 /* The engine loop, on the calling thread (llmrt serve's main thread, whose
  * OpenMP pool then lives as long as the process), until
  * srv_engine_request_stop; what is left then is cancelled and collected. */

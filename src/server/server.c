@@ -131,6 +131,11 @@ int srv_run(const srv_options *o) {
         fprintf(stderr, "llmrt serve: %s\n", error);
         goto done;
     }
+    if (srv_engine_is_follower(s->engine)) { /* rank 0 owns HTTP; this rank computes its shard */
+        code = srv_engine_follow(s->engine, error, sizeof error) ? 0 : 1;
+        if (code) fprintf(stderr, "llmrt serve: %s\n", error);
+        goto done;
+    }
     int32_t max_concurrent = o->max_concurrent > 0 ? o->max_concurrent : 256;
     int32_t max_queue = o->max_queue >= 0 ? o->max_queue : 1024;
     s->options.max_concurrent = max_concurrent;

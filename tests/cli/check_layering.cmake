@@ -6,8 +6,9 @@
 # Fails listing every upward or unknown include as file:line.
 
 # Lowest first. The tokenizer needs only core; a loaded engine holds a
-# backend instance, so engine sits above backends.
-set(layers core plugins tokenizer graph layers models import compiler backends engine runtime api server)
+# backend instance, so engine sits above backends. The communicator (comm)
+# moves bytes between ranks and needs only core.
+set(layers core plugins comm tokenizer graph layers models import compiler backends engine runtime api server)
 
 file(GLOB_RECURSE files RELATIVE ${SOURCE_DIR}/src
      ${SOURCE_DIR}/src/*.c ${SOURCE_DIR}/src/*.h ${SOURCE_DIR}/src/*.cu ${SOURCE_DIR}/src/*.cuh)

@@ -13,6 +13,8 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "comm/comm.h"
+#include "core/dtype.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "graph/plugin_op.h"
@@ -39,6 +41,8 @@ typedef struct cpu_state {
     const llmrt_plugin **node_plugin;   /* per node: its plugin (LLMRT_OP_PLUGIN nodes), else NULL */
     void *plugin_workspace;             /* the largest plugin workspace, shared (nodes run in turn) */
     size_t plugin_workspace_bytes;
+    struct llmrt_comm *comm;  /* every rank (SEND / RECV), or NULL */
+    struct llmrt_comm *tp_comm; /* this stage's tensor-parallel ranks (ALL_REDUCE / ALL_GATHER) */
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -351,9 +355,12 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     if (plan->graph->act_dtype != LLMRT_DTYPE_F32)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: activations must be f32 (engine has %s)",
                            llmrt_dtype_name(plan->graph->act_dtype));
+    LLMRT_TRY(llmrt_backend_check_comm(plan, config->comm));
     cpu_state *s = calloc(1, sizeof *s);
     if (!s) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     s->plan = plan;
+    s->comm = config->comm;
+    s->tp_comm = config->tp_comm ? config->tp_comm : config->comm;
     s->threads = config->num_threads > 0 ? config->num_threads : omp_get_num_procs();
     omp_set_num_threads(s->threads);
     s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
@@ -571,6 +578,18 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
         cpu_shape ts = shape_of(c, n->inputs[0]);
         const int32_t *ids = buffer_of(c, n->inputs[1]);
         int64_t count = shape.dims[0], offset = n->iattr[0];
+        if (n->iattr[1]) { /* a vocab shard: rows another rank holds are zeros */
+            const size_t row_bytes = (size_t)ts.dims[1] * llmrt_dtype_size(table->dtype);
+            for (int64_t t = 0; t < count; t++) {
+                float *dst = (float *)out + t * ts.dims[1];
+                const int64_t local = (int64_t)ids[t] - n->iattr[0];
+                if (local < 0 || local >= ts.dims[0] ||
+                    llmrt_convert_to_f32(dst, (const uint8_t *)buffer_of(c, n->inputs[0]) + (size_t)local * row_bytes,
+                                         table->dtype, (size_t)ts.dims[1]) != 0)
+                    memset(dst, 0, (size_t)ts.dims[1] * sizeof(float));
+            }
+            return LLMRT_OK;
+        }
         /* an offset gather reads the table from row `offset` on */
         const uint8_t *rows = (const uint8_t *)buffer_of(c, n->inputs[0]) +
                               (size_t)(offset * ts.dims[1]) * llmrt_dtype_size(table->dtype);
@@ -625,6 +644,19 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     }
     case LLMRT_OP_PLUGIN:
         return run_plugin(c, index, out);
+    case LLMRT_OP_ALL_REDUCE:
+        if (out != buffer_of(c, n->inputs[0])) memcpy(out, buffer_of(c, n->inputs[0]), (size_t)numel * sizeof(float));
+        return llmrt_comm_all_reduce_sum(c->s->tp_comm, out, numel, LLMRT_DTYPE_F32);
+    case LLMRT_OP_ALL_GATHER:
+        return llmrt_comm_all_gather(c->s->tp_comm, buffer_of(c, n->inputs[0]), out, numel / n->iattr[0],
+                                     LLMRT_DTYPE_F32);
+    case LLMRT_OP_SEND: {
+        const size_t bytes = (size_t)numel * llmrt_dtype_size(n->dtype);
+        if (out != buffer_of(c, n->inputs[0])) memcpy(out, buffer_of(c, n->inputs[0]), bytes);
+        return llmrt_comm_send(c->s->comm, out, (int64_t)bytes, (int32_t)n->iattr[0]);
+    }
+    case LLMRT_OP_RECV:
+        return llmrt_comm_recv(c->s->comm, out, numel * (int64_t)llmrt_dtype_size(n->dtype), (int32_t)n->iattr[0]);
     case LLMRT_OP_COUNT:
         break;
     }

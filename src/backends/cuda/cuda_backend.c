@@ -39,6 +39,7 @@ static void cuda_destroy(void *state) {
     if (st->probe_started && cuda_probe_dump(st->settings.probe_out) != cudaSuccess)
         fprintf(stderr, "llmrt: cuda: could not write the probe records to %s\n", st->settings.probe_out);
     for (int i = 0; i < st->num_graphs; i++) cudaGraphExecDestroy(st->graphs[i].exec);
+    cuda_collectives_free(st);
     cuda_gemm_free(st->gemm);
     cudaFree(st->weights_dev);
     cudaFree(st->consts_dev);
@@ -257,6 +258,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     }
     CUDA_STEP(cudaSetDevice(st->device), "cudaSetDevice");
     CUDA_STEP(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    STEP(cuda_collectives_prepare(st, config->comm, config->tp_comm));
     int cc_major = 0;
     CUDA_STEP(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, st->device), "device query");
     /* programmatic dependent launch exists from Hopper on */
@@ -598,7 +600,9 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
                                    st->stream),
                    "step metadata upload");
     cuda_fusion_select(st, step->num_tokens);
-    llmrt_status s = st->settings.graphs && st->decode_step ? run_step_graphed(st) : run_step_kernels(st, 0);
+    /* collectives wait on the host: a tensor-parallel plan runs eagerly */
+    llmrt_status s = st->settings.graphs && st->decode_step && !st->comm ? run_step_graphed(st)
+                                                                           : run_step_kernels(st, 0);
     if (s == LLMRT_OK) s = download_results(st, step, logits);
     if (s != LLMRT_OK) {
         cudaStreamSynchronize(st->stream);

@@ -144,6 +144,14 @@ typedef struct cuda_state {
     const llmrt_plugin **node_plugin;     /* [num_nodes] an LLMRT_OP_PLUGIN node's plugin, else NULL */
     void *plugin_ws;                      /* the largest plugin workspace, shared (nodes run in turn) */
     size_t plugin_ws_bytes;
+
+    /* tensor parallelism (cuda_collectives.c): the group, or NULL; pinned
+     * host staging for the MPI communicator, [comm_capacity] f32 each */
+    struct llmrt_comm *comm;
+    struct llmrt_comm *tp_comm; /* ALL_REDUCE / ALL_GATHER: this stage's ranks (comm when not pipelined) */
+    float *comm_f32;
+    void *comm_raw;
+    size_t comm_capacity;
 } cuda_state;
 
 /* Enqueues every node of the plan for the current step on st->stream
@@ -159,6 +167,12 @@ llmrt_status cuda_qlinear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llm
 /* MOE nodes (cuda_moe.c): the workspace, made at create; the node's launches. */
 llmrt_status cuda_moe_prepare(cuda_state *st);
 llmrt_status cuda_moe_run(cuda_state *st, llmrt_value v);
+
+/* ALL_REDUCE / ALL_GATHER nodes (cuda_collectives.c): checks the
+ * communicator against the plan and makes the MPI staging, at create. */
+llmrt_status cuda_collectives_prepare(cuda_state *st, struct llmrt_comm *comm, struct llmrt_comm *tp_comm);
+llmrt_status cuda_collective_run(cuda_state *st, llmrt_value v);
+void cuda_collectives_free(cuda_state *st);
 
 /* cuda_fusion.c: decides the fusions once (end of value placement);
  * cuda_fusion_select points the redirected values for a step of `tokens`

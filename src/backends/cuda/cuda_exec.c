@@ -455,13 +455,19 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
         const llmrt_value table = n->inputs[0], idx = n->inputs[1];
         if (cuda_value_type(st, idx) != LLMRT_DTYPE_I32 || st->graph->nodes[table].ndim != 2)
             return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects table [rows, D] and i32 indices");
-        /* an offset gather reads the table from row iattr[0] on */
-        const int64_t offset = n->iattr[0], dim = cuda_value_dim(st, table, 1);
-        const uint8_t *rows = (const uint8_t *)st->node_ptr[table] +
-                              (size_t)(offset * dim) * llmrt_dtype_size(cuda_value_type(st, table));
-        LAUNCH(v, cuda_embedding(y, ty, rows, cuda_value_type(st, table), cuda_value_dim(st, table, 0) - offset,
-                                 dim, st->node_ptr[idx], cuda_value_numel(st, idx),
-                                 st->out_dev /* the step's flag */, st->stream));
+        if (n->iattr[1]) { /* a vocab shard (tensor parallelism): other ranks' ids give zeros */
+            LAUNCH(v, cuda_embedding_shard(y, ty, st->node_ptr[table], cuda_value_type(st, table),
+                                           cuda_value_dim(st, table, 0), cuda_value_dim(st, table, 1),
+                                           st->node_ptr[idx], cuda_value_numel(st, idx), n->iattr[0], st->stream));
+        } else {
+            /* an offset gather reads the table from row iattr[0] on */
+            const int64_t offset = n->iattr[0], dim = cuda_value_dim(st, table, 1);
+            const uint8_t *rows = (const uint8_t *)st->node_ptr[table] +
+                                  (size_t)(offset * dim) * llmrt_dtype_size(cuda_value_type(st, table));
+            LAUNCH(v, cuda_embedding(y, ty, rows, cuda_value_type(st, table), cuda_value_dim(st, table, 0) - offset,
+                                     dim, st->node_ptr[idx], cuda_value_numel(st, idx),
+                                     st->out_dev /* the step's flag */, st->stream));
+        }
         return LLMRT_OK;
     }
     case LLMRT_OP_CONCAT: case LLMRT_OP_SLICE: case LLMRT_OP_PERMUTE:
@@ -479,6 +485,8 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
     }
     case LLMRT_OP_PLUGIN:
         return cuda_run_plugin(st, v);
+    case LLMRT_OP_ALL_REDUCE: case LLMRT_OP_ALL_GATHER: case LLMRT_OP_SEND: case LLMRT_OP_RECV:
+        return cuda_collective_run(st, v);
     case LLMRT_OP_RMSNORM: case LLMRT_OP_LAYERNORM: {
         if (st->fused[v] || (st->norm_active && st->norm_skip[v])) return LLMRT_OK;
         const llmrt_value x = n->inputs[0];

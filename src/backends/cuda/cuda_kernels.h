@@ -101,6 +101,11 @@ cudaError_t cuda_strided_copy(void *y, llmrt_dtype y_type, const void *x, llmrt_
 cudaError_t cuda_embedding(void *out, llmrt_dtype out_type, const void *table, llmrt_dtype table_type,
                            int64_t rows, int64_t dim, const int32_t *ids, int64_t count, int32_t *bad_index,
                            cudaStream_t stream);
+/* A vocab shard's lookup: table holds rows [first_row, first_row + rows)
+ * of the whole; ids outside them are another rank's and give zero rows. */
+cudaError_t cuda_embedding_shard(void *out, llmrt_dtype out_type, const void *table, llmrt_dtype table_type,
+                                 int64_t rows, int64_t dim, const int32_t *ids, int64_t count, int64_t first_row,
+                                 cudaStream_t stream);
 
 /* ---- matrix products (gemv.cu; cuBLASLt lives in gemm_cublaslt.c) -------- */
 

@@ -5,9 +5,9 @@
 #include "backends/cuda/cuda_device.cuh"
 
 __global__ void embedding_kernel(void *out, int out_type, const void *table, int table_type, int64_t rows,
-                                 int64_t dim, const int32_t *ids, int32_t *bad_index) {
+                                 int64_t dim, const int32_t *ids, int64_t first_row, int32_t *bad_index) {
     const int64_t t = blockIdx.x;
-    const int32_t id = ids[t];
+    const int64_t id = (int64_t)ids[t] - first_row;
     const bool valid = id >= 0 && id < rows;
     if (!valid && threadIdx.x == 0 && bad_index) atomicMin(bad_index, (int32_t)t);
     const int64_t src = valid ? (int64_t)id * dim : 0, dst = t * dim;
@@ -27,7 +27,16 @@ extern "C" cudaError_t cuda_embedding(void *out, llmrt_dtype out_type, const voi
                                       int64_t rows, int64_t dim, const int32_t *ids, int64_t count,
                                       int32_t *bad_index, cudaStream_t stream) {
     if (count <= 0) return cudaSuccess;
-    embedding_kernel<<<(unsigned)count, 256, 0, stream>>>(out, out_type, table, table_type, rows, dim, ids,
+    embedding_kernel<<<(unsigned)count, 256, 0, stream>>>(out, out_type, table, table_type, rows, dim, ids, 0,
                                                           bad_index);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuda_embedding_shard(void *out, llmrt_dtype out_type, const void *table,
+                                            llmrt_dtype table_type, int64_t rows, int64_t dim, const int32_t *ids,
+                                            int64_t count, int64_t first_row, cudaStream_t stream) {
+    if (count <= 0) return cudaSuccess;
+    embedding_kernel<<<(unsigned)count, 256, 0, stream>>>(out, out_type, table, table_type, rows, dim, ids,
+                                                          first_row, NULL);
     return cudaGetLastError();
 }

@@ -1,0 +1,218 @@
+/* A tensor- or pipeline-parallel engine across MPI ranks (one process per
+ * rank).
+ *
+ * Rank r maps its own engine file (rank 0's at the path given, rank r's at
+ * "<path>.rank<r>": llmrt_engine_rank_path). Rank 0 runs everything above
+ * the backend (tokenizer, scheduler, sampler, HTTP); its backend is wrapped
+ * so that each forward step and KV block copy is first broadcast to the
+ * other ranks, which replay it on their own backend (llmrt_engine_follow).
+ * Every rank therefore runs its plan on the same step, with its own shard
+ * of the weights and of the paged KV cache (heads/tp per rank, or its
+ * stage's layers), and the plan's ALL_REDUCE / ALL_GATHER or SEND / RECV
+ * ops meet in the communicator.
+ *
+ * The block tables are rank 0's, so all ranks must have as many KV blocks:
+ * rank 0 sizes its cache and broadcasts the count before the others start.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
+#include "core/log.h"
+#include "engine/loaded_engine.h"
+
+void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t size) {
+    if (rank == 0) snprintf(out, size, "%s", path);
+    else snprintf(out, size, "%s.rank%d", path, (int)rank);
+}
+
+enum message_kind { MESSAGE_FORWARD = 1, MESSAGE_COPY_KV_BLOCK = 2, MESSAGE_STOP = 3 };
+
+/* What rank 0 broadcasts before each backend call. */
+typedef struct step_message {
+    int32_t kind;
+    int32_t num_tokens, num_seqs, max_blocks_per_seq, num_logits;
+    int32_t src_block, dst_block;
+} step_message;
+
+typedef struct leader_state {
+    const llmrt_backend_ops *inner;
+    void *inner_state;
+    llmrt_comm *comm;
+    int32_t *packed; /* the step's int32 arrays, back to back */
+    size_t packed_capacity;
+} leader_state;
+
+static size_t packed_count(const step_message *m) {
+    return (size_t)m->num_tokens * 2 + (size_t)m->num_seqs + 1 + (size_t)m->num_seqs * (size_t)m->max_blocks_per_seq +
+           (size_t)m->num_logits;
+}
+
+/* Room for a step's arrays, grown (not per step: once per larger shape). */
+static llmrt_status reserve(int32_t **buf, size_t *capacity, size_t count) {
+    if (count <= *capacity) return LLMRT_OK;
+    int32_t *grown = realloc(*buf, count * sizeof *grown);
+    if (!grown) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a tensor-parallel step");
+    *buf = grown;
+    *capacity = count;
+    return LLMRT_OK;
+}
+
+static llmrt_status leader_forward(void *state, const llmrt_step *step, float *logits) {
+    leader_state *s = state;
+    step_message m = {MESSAGE_FORWARD, step->num_tokens, step->num_seqs, step->max_blocks_per_seq, step->num_logits,
+                      0, 0};
+    if (m.num_tokens < 0 || m.num_seqs < 0 || m.max_blocks_per_seq < 0 || m.num_logits < 0)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: negative sizes");
+    const size_t count = packed_count(&m);
+    LLMRT_TRY(reserve(&s->packed, &s->packed_capacity, count));
+    int32_t *p = s->packed;
+    memcpy(p, step->token_ids, (size_t)m.num_tokens * sizeof *p), p += m.num_tokens;
+    memcpy(p, step->positions, (size_t)m.num_tokens * sizeof *p), p += m.num_tokens;
+    memcpy(p, step->seq_start, (size_t)(m.num_seqs + 1) * sizeof *p), p += m.num_seqs + 1;
+    memcpy(p, step->block_tables, (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq * sizeof *p);
+    p += (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq;
+    memcpy(p, step->logits_indices, (size_t)m.num_logits * sizeof *p);
+    LLMRT_TRY(llmrt_comm_broadcast(s->comm, &m, sizeof m, 0));
+    LLMRT_TRY(llmrt_comm_broadcast(s->comm, s->packed, (int64_t)(count * sizeof *p), 0));
+    llmrt_step local = *step;
+    local.sampling = NULL; /* the wrapper does not sample on the device */
+    return s->inner->forward(s->inner_state, &local, logits);
+}
+
+static llmrt_status leader_copy_kv_block(void *state, int32_t src, int32_t dst) {
+    leader_state *s = state;
+    step_message m = {MESSAGE_COPY_KV_BLOCK, 0, 0, 0, 0, src, dst};
+    LLMRT_TRY(llmrt_comm_broadcast(s->comm, &m, sizeof m, 0));
+    return s->inner->copy_kv_block(s->inner_state, src, dst);
+}
+
+static void leader_memory_report(void *state, llmrt_memory_report *out) {
+    leader_state *s = state;
+    s->inner->memory_report(s->inner_state, out);
+}
+
+static void leader_destroy(void *state) {
+    leader_state *s = state;
+    if (!s) return;
+    if (!s->comm->broken) { /* release the followers */
+        step_message m = {MESSAGE_STOP, 0, 0, 0, 0, 0, 0};
+        if (llmrt_comm_broadcast(s->comm, &m, sizeof m, 0) != LLMRT_OK)
+            LLMRT_WARN("tensor-parallel shutdown: %s", llmrt_last_error());
+    }
+    s->inner->destroy(s->inner_state);
+    free(s->packed);
+    free(s);
+}
+
+static const llmrt_backend_ops leader_ops = {
+    .name = "tensor-parallel",
+    .forward = leader_forward,
+    .copy_kv_block = leader_copy_kv_block,
+    .memory_report = leader_memory_report,
+    .destroy = leader_destroy,
+};
+
+llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_ops *ops,
+                                         const llmrt_backend_config *config) {
+    const int32_t ranks = llmrt_plan_tp_ranks(e->image->plan);
+    if (ranks != e->comm->size)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "this engine is built for %d rank%s but mpirun started %d",
+                           (int)ranks, ranks == 1 ? "" : "s", (int)e->comm->size);
+    llmrt_backend_config local = *config;
+    local.comm = e->comm;
+    const int32_t group = llmrt_plan_tp_group(e->image->plan);
+    if (group > 1 && group < ranks) { /* tp × pp: rank = stage · group + tp rank */
+        LLMRT_TRY(llmrt_comm_split(e->comm, e->comm->rank / group, e->comm->rank % group, &e->tp_comm));
+        local.tp_comm = e->tp_comm;
+    }
+    int32_t blocks = 0;
+    if (e->comm->rank != 0) { /* rank 0's KV block count first */
+        LLMRT_TRY(llmrt_comm_broadcast(e->comm, &blocks, sizeof blocks, 0));
+        local.kv_num_blocks = blocks;
+    }
+    void *inner_state = NULL;
+    LLMRT_TRY(ops->create(e->image->plan, &local, &inner_state));
+    e->backend.plan = e->image->plan;
+    if (e->comm->rank != 0) {
+        e->backend.ops = ops;
+        e->backend.state = inner_state;
+        return LLMRT_OK;
+    }
+    llmrt_memory_report report;
+    ops->memory_report(inner_state, &report);
+    blocks = report.kv_num_blocks;
+    leader_state *s = calloc(1, sizeof *s);
+    llmrt_status status = s ? llmrt_comm_broadcast(e->comm, &blocks, sizeof blocks, 0)
+                            : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (status != LLMRT_OK) {
+        free(s);
+        ops->destroy(inner_state);
+        return status;
+    }
+    *s = (leader_state){.inner = ops, .inner_state = inner_state, .comm = e->comm};
+    e->backend.ops = &leader_ops;
+    e->backend.state = s;
+    return LLMRT_OK;
+}
+
+int32_t llmrt_engine_rank(const llmrt_engine *e) { return e->comm ? e->comm->rank : 0; }
+
+llmrt_status llmrt_engine_follow(llmrt_engine *e) {
+    if (!e->comm || e->comm->rank == 0) return LLMRT_OK;
+    const llmrt_plan *plan = e->image->plan;
+    /* Rows as rank 0 asks for them (a few per decode step; a prompt's
+     * scoring may ask for many), grown when a step needs more. */
+    float *logits = NULL;
+    size_t logits_rows = 0;
+    int32_t *packed = NULL;
+    size_t capacity = 0;
+    llmrt_status status = LLMRT_OK;
+    const int32_t step_timeout = e->comm->timeout_ms;
+    for (;;) {
+        step_message m;
+        /* Between steps rank 0 may idle as long as it likes (a server with
+         * no requests); if it dies, mpirun ends this rank. */
+        e->comm->timeout_ms = INT_MAX;
+        status = llmrt_comm_broadcast(e->comm, &m, sizeof m, 0);
+        e->comm->timeout_ms = step_timeout;
+        if (status != LLMRT_OK || m.kind == MESSAGE_STOP) break;
+        if (m.kind == MESSAGE_COPY_KV_BLOCK) {
+            status = e->backend.ops->copy_kv_block(e->backend.state, m.src_block, m.dst_block);
+        } else if (m.kind == MESSAGE_FORWARD && m.num_tokens >= 0 && m.num_seqs >= 0 && m.max_blocks_per_seq >= 0 &&
+                   m.num_logits >= 0 && m.num_tokens <= plan->max_num_tokens) {
+            const size_t count = packed_count(&m);
+            status = reserve(&packed, &capacity, count);
+            if (status == LLMRT_OK && (size_t)m.num_logits > logits_rows) {
+                float *grown = realloc(logits, (size_t)m.num_logits * (size_t)plan->vocab_size * sizeof *grown);
+                if (grown) logits = grown, logits_rows = (size_t)m.num_logits;
+                else status = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a follower's logits");
+            }
+            if (status == LLMRT_OK)
+                status = llmrt_comm_broadcast(e->comm, packed, (int64_t)(count * sizeof *packed), 0);
+            if (status == LLMRT_OK) {
+                const int32_t *p = packed;
+                llmrt_step step = {.num_tokens = m.num_tokens, .num_seqs = m.num_seqs,
+                                   .max_blocks_per_seq = m.max_blocks_per_seq, .num_logits = m.num_logits};
+                step.token_ids = p, p += m.num_tokens;
+                step.positions = p, p += m.num_tokens;
+                step.seq_start = p, p += m.num_seqs + 1;
+                step.block_tables = p, p += (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq;
+                step.logits_indices = p;
+                status = e->backend.ops->forward(e->backend.state, &step, logits);
+            }
+        } else {
+            status = llmrt_error(LLMRT_ERR_INTERNAL, "tensor-parallel rank %d: malformed step message (kind %d)",
+                                 (int)e->comm->rank, (int)m.kind);
+        }
+        if (status != LLMRT_OK) break;
+    }
+    /* A rank that failed on its own has left rank 0 behind: its collectives
+     * cannot finish, so the communicator must not wait on them at exit. */
+    if (status != LLMRT_OK) e->comm->broken = 1;
+    free(packed);
+    free(logits);
+    return status;
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Tensor and pipeline parallelism end to end through the CLI: golden
+# models built with --tp 2, --pp 2 (mpirun -np 2) or both (-np 4) give the
+# one-rank engine's prompt logits (fp32, 1e-5 relative per row) and greedy
+# tokens; run --requests, bench and serve work under mpirun too.
+# On CUDA (BACKEND cuda), the two ranks share one GPU through the MPI
+# communicator; TOLERANCE is then the fp32 golden one.
+# usage: parallel_golden.sh LLMRT NPY_CLOSE CASES_DIR [BACKEND [TOLERANCE]]
+set -u
+llmrt=$1 npy_close=$2 cases=$3 backend=${4:-cpu} tolerance=${5:-1e-5}
+here=$(dirname "$0")
+command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
+# an llmrt built without MPI refuses --tp/--pp: nothing to test
+probe_path=$(mktemp -u)
+probe=$("$llmrt" build --config "$cases/qwen2_f32/config.json" --random-weights --output "$probe_path" --tp 2 2>&1)
+rm -f "$probe_path" "$probe_path.rank1"
+case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if "$@"; then echo "ok: ${*: -1}"; else echo "FAIL: $*"; fail=1; fi; }
+prompt=1,15,27,3,99,4,7,7,7,42,17
+
+# llama_f32: MHA, untied head; qwen2_f32: GQA (4 query, 2 KV heads), q/k/v bias, tied head;
+# mixtral_f32: attention split, experts replicated (no pipeline stages for MoE yet)
+for case in llama_f32 qwen2_f32 mixtral_f32; do
+    splits="tp2 pp2 tp2pp2"
+    [ "$case" = mixtral_f32 ] && splits=tp2
+    build() { "$llmrt" build --backend "$backend" --model "$cases/$case" --quiet "$@"; }
+    build --output "$tmp/$case.tp1.engine" || { echo "FAIL: build $case"; exit 1; }
+    build --output "$tmp/$case.tp2.engine" --tp 2 || { echo "FAIL: build --tp 2 $case"; exit 1; }
+    if [ "$splits" != tp2 ]; then
+        build --output "$tmp/$case.pp2.engine" --pp 2 || { echo "FAIL: build --pp 2 $case"; exit 1; }
+        build --output "$tmp/$case.tp2pp2.engine" --tp 2 --pp 2 || { echo "FAIL: build --tp 2 --pp 2 $case"; exit 1; }
+    fi
+    one=$("$llmrt" run --engine "$tmp/$case.tp1.engine" --prompt-ids $prompt --max-tokens 16 \
+          --dump-logits "$tmp/$case.tp1.npy" 2>&1 | tail -1)
+    case "$one" in *"no CUDA device"*) echo "$one: skipped"; exit 77 ;; esac
+    echo "$case TP=1: $one"
+    check test -n "$one"
+    for split in $splits; do
+        ranks=2
+        [ "$split" = tp2pp2 ] && ranks=4
+        two=$("$here/run_mpi.sh" $ranks "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
+              --max-tokens 16 --dump-logits "$tmp/$case.$split.npy" 2>&1 | tail -1)
+        echo "$case $split: $two"
+        check test "$one" = "$two"
+        check "$npy_close" "$tmp/$case.tp1.npy" "$tmp/$case.$split.npy" "$tolerance"
+    done
+done
+
+# several requests in flight (in-flight batching across ranks)
+printf '{"prompt_ids":[1,2,3],"max_tokens":6}\n{"prompt_ids":[5,6,7,8,9],"max_tokens":9}\n{"prompt_ids":[11],"max_tokens":4}\n' \
+    > "$tmp/requests.jsonl"
+one=$("$llmrt" run --engine "$tmp/qwen2_f32.tp1.engine" --requests "$tmp/requests.jsonl" --json 2>/dev/null | grep -o '"output_ids":\[[0-9,]*\]')
+two=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --requests "$tmp/requests.jsonl" --json 2>/dev/null |
+      grep -o '"output_ids":\[[0-9,]*\]')
+echo "requests TP=1: $(echo $one)"
+echo "requests TP=2: $(echo $two)"
+check test -n "$one"
+check test "$one" = "$two"
+pp=$("$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/qwen2_f32.pp2.engine" --requests "$tmp/requests.jsonl" --json 2>/dev/null |
+     grep -o '"output_ids":\[[0-9,]*\]')
+echo "requests PP=2: $(echo $pp)"
+check test "$one" = "$pp"
+
+check "$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/qwen2_f32.tp2.engine" --input-len 8 --output-len 8 \
+    --concurrency 2 --requests 4
+
+# serve: rank 0 owns HTTP, rank 1 computes its shard; SIGTERM stops both
+if command -v curl >/dev/null 2>&1; then
+    "$here/run_mpi.sh" 2 "$llmrt" serve --engine "$tmp/qwen2_f32.tp2.engine" --port 0 >"$tmp/serve.log" 2>&1 &
+    server=$!
+    port=""
+    for _ in $(seq 100); do
+        port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | head -1 | sed 's/.*://')
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    reply=$(curl -s "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+            -d "{\"prompt\":[$prompt],\"max_tokens\":16,\"temperature\":0}")
+    echo "serve: $reply"
+    check grep -q '"completion_tokens":16' <<<"$reply"
+    kill -TERM "$server"
+    for _ in $(seq 300); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+    wait "$server"
+    echo "serve job exit $? (mpirun's status after it forwarded SIGTERM)"
+    check grep -q "llmrt serve: stopped" "$tmp/serve.log"
+    check test ! -d "/proc/$server"
+fi
+
+# inspect shows the split
+check grep -q "tensor-parallel rank 1 of 2" <<<"$("$llmrt" inspect "$tmp/qwen2_f32.tp2.engine.rank1")"
+check grep -q "pipeline stage 1 of 2: layers 1..1 of 2, the LM head" <<<"$("$llmrt" inspect "$tmp/qwen2_f32.pp2.engine.rank1")"
+
+# a family that cannot split says so at build time
+msg=$("$llmrt" build --model "$cases/gpt2_f32" --output "$tmp/gpt2.engine" --pp 2 --quiet 2>&1)
+echo "$msg"
+check grep -q "does not split into pipeline stages" <<<"$msg"
+
+# launched without mpirun, a rank's engine says how to run it
+msg=$("$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --prompt-ids 1,2 2>&1)
+echo "$msg"
+check grep -q "mpirun -np 2" <<<"$msg"
+exit $fail

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A tensor-parallel rank killed mid-run: the other rank must stop with a
+# clear error, not hang (mpirun ends the job when a rank dies; failing
+# that, every collective has a timeout).
+# usage: tp_rank_dies.sh LLMRT CASES_DIR
+set -u
+llmrt=$1 cases=$2
+here=$(dirname "$0")
+command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
+# an llmrt built without MPI refuses --tp/--pp: nothing to test
+probe_path=$(mktemp -u)
+probe=$("$llmrt" build --config "$cases/qwen2_f32/config.json" --random-weights --output "$probe_path" --tp 2 2>&1)
+rm -f "$probe_path" "$probe_path.rank1"
+case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$llmrt" build --model "$cases/qwen2_f32" --output "$tmp/tp2.engine" --tp 2 --quiet || { echo "FAIL: build"; exit 1; }
+
+# a bench long enough to be mid-run when rank 1 dies
+"$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/tp2.engine" --input-len 16 --output-len 64 --concurrency 4 \
+    --requests 16000000 >"$tmp/out" 2>&1 &
+launcher=$!
+start=$(date +%s)
+rank1=""
+for _ in $(seq 100); do
+    sleep 0.1
+    for pid in $(pgrep -P "$launcher" 2>/dev/null); do
+        { tr "\0" "\n" <"/proc/$pid/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && rank1=$pid
+    done
+    [ -n "$rank1" ] && break
+done
+[ -n "$rank1" ] || { echo "FAIL: rank 1 not found"; kill "$launcher"; exit 1; }
+sleep 1
+echo "killing rank 1 (pid $rank1)"
+kill -9 "$rank1"
+for _ in $(seq 300); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$launcher" 2>/dev/null; then
+    echo "FAIL: the job still runs 30 s after rank 1 died"
+    kill "$launcher"
+    exit 1
+fi
+wait "$launcher"
+rc=$?
+elapsed=$(( $(date +%s) - start ))
+cat "$tmp/out"
+echo "exit $rc after ${elapsed}s"
+[ "$rc" -ne 0 ] || { echo "FAIL: the job reported success"; exit 1; }
+grep -Eq "rank 1|timed out" "$tmp/out" || { echo "FAIL: no message naming the dead rank"; exit 1; }
+echo PASS
