@@ -1,6 +1,7 @@
 /* What every family's network builder shares: the step's inputs, and the
  * model spec translated into the layers' parameters. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/dtype.h"
@@ -64,6 +65,36 @@ float llmrt_model_embedding_scale(const llmrt_graph *g, const llmrt_model_config
 llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *c) {
     if (c->rope.type == LLMRT_ROPE_NONE) return LLMRT_NO_VALUE;
     return llmrt_model_rope_inv_freq(g, &c->rope, "rope.inv_freq");
+}
+
+void llmrt_model_format_layer_names(llmrt_model_layer_names *n, int32_t layer) {
+    char p[32];
+    snprintf(p, sizeof p, "model.layers.%d", (int)layer);
+    snprintf(n->input_norm, sizeof n->input_norm, "%s.input_layernorm", p);
+    snprintf(n->post_attn_norm, sizeof n->post_attn_norm, "%s.post_attention_layernorm", p);
+    snprintf(n->pre_ff_norm, sizeof n->pre_ff_norm, "%s.pre_feedforward_layernorm", p);
+    snprintf(n->post_ff_norm, sizeof n->post_ff_norm, "%s.post_feedforward_layernorm", p);
+    snprintf(n->q, sizeof n->q, "%s.self_attn.q_proj", p);
+    snprintf(n->k, sizeof n->k, "%s.self_attn.k_proj", p);
+    snprintf(n->v, sizeof n->v, "%s.self_attn.v_proj", p);
+    snprintf(n->o, sizeof n->o, "%s.self_attn.o_proj", p);
+    snprintf(n->qkv, sizeof n->qkv, "%s.self_attn.qkv_proj", p);
+    snprintf(n->q_norm, sizeof n->q_norm, "%s.self_attn.q_norm", p);
+    snprintf(n->k_norm, sizeof n->k_norm, "%s.self_attn.k_norm", p);
+    snprintf(n->gate, sizeof n->gate, "%s.mlp.gate_proj", p);
+    snprintf(n->up, sizeof n->up, "%s.mlp.up_proj", p);
+    snprintf(n->down, sizeof n->down, "%s.mlp.down_proj", p);
+    snprintf(n->gate_up, sizeof n->gate_up, "%s.mlp.gate_up_proj", p);
+}
+
+llmrt_value llmrt_model_rmsnorm_logits(llmrt_graph *g, llmrt_value h, const llmrt_model_inputs *in,
+                                       const llmrt_model_config *c, int plus_one) {
+    /* Norm and project only the rows whose logits are wanted. */
+    h = llmrt_gather(g, h, in->logits_indices);
+    h = plus_one ? llmrt_rmsnorm_plus_one_layer(g, h, "model.norm", c->hidden_size, c->norm_eps)
+                 : llmrt_rmsnorm_layer(g, h, "model.norm", c->hidden_size, c->norm_eps);
+    const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
+    return llmrt_linear_layer(g, h, head, c->hidden_size, c->vocab_size, 0, 0);
 }
 
 /* ---- pipeline stages ----------------------------------------------------------

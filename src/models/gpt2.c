@@ -21,7 +21,7 @@ static llmrt_status gpt2_validate(const llmrt_model_config *c) {
     return LLMRT_OK;
 }
 
-static llmrt_value gpt2_build(llmrt_graph *g, const llmrt_model_config *c) {
+llmrt_value llmrt_gpt2_build(llmrt_graph *g, const llmrt_model_config *c, int conv1d_layout) {
     llmrt_model_inputs in = llmrt_model_declare_inputs(g);
     int64_t hidden = c->hidden_size;
     llmrt_value h = llmrt_add(g, llmrt_embedding_layer(g, in.token_ids, "transformer.wte.weight", c->vocab_size, hidden),
@@ -37,11 +37,12 @@ static llmrt_value gpt2_build(llmrt_graph *g, const llmrt_model_config *c) {
         snprintf(attn_proj, sizeof attn_proj, "transformer.h.%d.attn.c_proj", (int)l);
         snprintf(fc, sizeof fc, "transformer.h.%d.mlp.c_fc", (int)l);
         snprintf(proj, sizeof proj, "transformer.h.%d.mlp.c_proj", (int)l);
-        llmrt_attention_layer_names names = {.qkv = attn, .out = attn_proj, .conv1d_layout = 1};
+        llmrt_attention_layer_names names = {.qkv = attn, .out = attn_proj, .conv1d_layout = conv1d_layout};
+        if (!conv1d_layout) names.qkv_grouped = c->qkv_grouped;
         llmrt_value x = llmrt_layernorm_layer(g, h, ln1, hidden, c->norm_eps);
         h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, LLMRT_NO_VALUE));
         x = llmrt_layernorm_layer(g, h, ln2, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_mlp_layer(g, x, &mlp, fc, proj, 1));
+        h = llmrt_add(g, h, llmrt_mlp_layer(g, x, &mlp, fc, proj, conv1d_layout));
     }
     h = llmrt_gather(g, h, in.logits_indices);
     h = llmrt_layernorm_layer(g, h, "transformer.ln_f", hidden, c->norm_eps);
@@ -50,6 +51,8 @@ static llmrt_value gpt2_build(llmrt_graph *g, const llmrt_model_config *c) {
     llmrt_graph_mark_output(g, logits);
     return logits;
 }
+
+static llmrt_value gpt2_build(llmrt_graph *g, const llmrt_model_config *c) { return llmrt_gpt2_build(g, c, 1); }
 
 /* The original GPT-2 checkpoints name weights without "transformer.". */
 static const char *gpt2_alias(const char *name, char *buf, size_t size) {

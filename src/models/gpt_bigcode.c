@@ -8,8 +8,6 @@
  *                   h += mlp.c_proj(gelu(mlp.c_fc(ln_2(h))))
  *   logits = wteᵀ · ln_f(h[logits_indices])
  */
-#include <stdio.h>
-
 #include "layers/layers.h"
 #include "models/models.h"
 
@@ -26,35 +24,8 @@ static llmrt_status gpt_bigcode_validate(const llmrt_model_config *c) {
     return LLMRT_OK;
 }
 
-static llmrt_value gpt_bigcode_build(llmrt_graph *g, const llmrt_model_config *c) {
-    llmrt_model_inputs in = llmrt_model_declare_inputs(g);
-    int64_t hidden = c->hidden_size;
-    llmrt_value h = llmrt_add(g, llmrt_embedding_layer(g, in.token_ids, "transformer.wte.weight", c->vocab_size, hidden),
-                              llmrt_embedding_layer(g, in.positions, "transformer.wpe.weight",
-                                                    c->max_position_embeddings, hidden));
-    llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
-    llmrt_mlp_layer_params mlp = llmrt_model_mlp_params(c);
-    for (int32_t l = 0; l < c->num_layers; l++) {
-        char ln1[64], ln2[64], attn[64], attn_proj[64], fc[64], proj[64];
-        snprintf(ln1, sizeof ln1, "transformer.h.%d.ln_1", (int)l);
-        snprintf(ln2, sizeof ln2, "transformer.h.%d.ln_2", (int)l);
-        snprintf(attn, sizeof attn, "transformer.h.%d.attn.c_attn", (int)l);
-        snprintf(attn_proj, sizeof attn_proj, "transformer.h.%d.attn.c_proj", (int)l);
-        snprintf(fc, sizeof fc, "transformer.h.%d.mlp.c_fc", (int)l);
-        snprintf(proj, sizeof proj, "transformer.h.%d.mlp.c_proj", (int)l);
-        llmrt_attention_layer_names names = {.qkv = attn, .out = attn_proj, .qkv_grouped = c->qkv_grouped};
-        llmrt_value x = llmrt_layernorm_layer(g, h, ln1, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, LLMRT_NO_VALUE));
-        x = llmrt_layernorm_layer(g, h, ln2, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_mlp_layer(g, x, &mlp, fc, proj, 0));
-    }
-    h = llmrt_gather(g, h, in.logits_indices);
-    h = llmrt_layernorm_layer(g, h, "transformer.ln_f", hidden, c->norm_eps);
-    const char *head = c->tie_word_embeddings ? "transformer.wte" : "lm_head";
-    llmrt_value logits = llmrt_linear_layer(g, h, head, hidden, c->vocab_size, 0, 0);
-    llmrt_graph_mark_output(g, logits);
-    return logits;
-}
+/* GPT-2's builder (gpt2.c) with nn.Linear weights and c_attn's own layout */
+static llmrt_value gpt_bigcode_build(llmrt_graph *g, const llmrt_model_config *c) { return llmrt_gpt2_build(g, c, 0); }
 
 const llmrt_model_family llmrt_family_gpt_bigcode = {"GPTBigCodeForCausalLM", gpt_bigcode_validate,
                                                      gpt_bigcode_build, NULL};

@@ -10,7 +10,6 @@
  *   logits = lm_head(norm(h[logits_indices]))
  */
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "layers/layers.h"
 #include "models/models.h"
@@ -44,39 +43,23 @@ static llmrt_value mixtral_build(llmrt_graph *g, const llmrt_model_config *c) {
     int64_t hidden = c->hidden_size;
     llmrt_value h = llmrt_embedding_layer(g, in.token_ids, "model.embed_tokens.weight", c->vocab_size, hidden);
 
-    float *inv_freq = malloc((size_t)(c->rope.rotary_dim / 2 + 1) * sizeof *inv_freq);
-    if (!inv_freq) return llmrt_graph_fail(g, LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    llmrt_rope_inv_freq(&c->rope, inv_freq);
-    int64_t half = c->rope.rotary_dim / 2;
-    llmrt_value freq = llmrt_constant(g, "rope.inv_freq", inv_freq, 1, &half);
-    free(inv_freq);
+    llmrt_value freq = llmrt_model_rope_inv_freq(g, &c->rope, "rope.inv_freq");
 
     llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
     llmrt_moe_layer_params moe = {.hidden = hidden, .intermediate = c->intermediate_size,
                                   .num_experts = c->num_experts, .top_k = c->num_experts_per_tok};
     for (int32_t l = 0; l < c->num_layers; l++) {
-        char p[8][96];
-        snprintf(p[0], sizeof p[0], "model.layers.%d.input_layernorm", (int)l);
-        snprintf(p[1], sizeof p[1], "model.layers.%d.self_attn.q_proj", (int)l);
-        snprintf(p[2], sizeof p[2], "model.layers.%d.self_attn.k_proj", (int)l);
-        snprintf(p[3], sizeof p[3], "model.layers.%d.self_attn.v_proj", (int)l);
-        snprintf(p[4], sizeof p[4], "model.layers.%d.self_attn.o_proj", (int)l);
-        snprintf(p[5], sizeof p[5], "model.layers.%d.post_attention_layernorm", (int)l);
-        snprintf(p[6], sizeof p[6], "model.layers.%d.block_sparse_moe.gate", (int)l);
-        snprintf(p[7], sizeof p[7], "model.layers.%d.block_sparse_moe.experts", (int)l);
-
-        llmrt_attention_layer_names names = {.q = p[1], .k = p[2], .v = p[3], .out = p[4]};
-        llmrt_moe_layer_names experts = {.router = p[6], .experts = p[7], .gate = "w1", .up = "w3", .down = "w2"};
-        llmrt_value x = llmrt_rmsnorm_layer(g, h, p[0], hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, freq));
-        x = llmrt_rmsnorm_layer(g, h, p[5], hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_moe_layer(g, x, &moe, &experts));
+        llmrt_model_layer_names n;
+        llmrt_model_format_layer_names(&n, l);
+        char router[96], experts[96];
+        snprintf(router, sizeof router, "model.layers.%d.block_sparse_moe.gate", (int)l);
+        snprintf(experts, sizeof experts, "model.layers.%d.block_sparse_moe.experts", (int)l);
+        llmrt_moe_layer_names moe_names = {.router = router, .experts = experts,
+                                           .gate = "w1", .up = "w3", .down = "w2"};
+        llmrt_value x = llmrt_llama_attention_half(g, c, &attention, &n, l, freq, &h);
+        h = llmrt_add(g, h, llmrt_moe_layer(g, x, &moe, &moe_names));
     }
-    /* Norm and project only the rows whose logits are wanted. */
-    h = llmrt_gather(g, h, in.logits_indices);
-    h = llmrt_rmsnorm_layer(g, h, "model.norm", hidden, c->norm_eps);
-    const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
-    llmrt_value logits = llmrt_linear_layer(g, h, head, hidden, c->vocab_size, 0, 0);
+    llmrt_value logits = llmrt_model_rmsnorm_logits(g, h, &in, c, 0);
     llmrt_graph_mark_output(g, logits);
     return logits;
 }

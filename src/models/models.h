@@ -47,6 +47,46 @@ llmrt_value llmrt_model_rope_inv_freq(llmrt_graph *g, const llmrt_rope_config *r
  * LLMRT_NO_VALUE for learned positions. */
 llmrt_value llmrt_model_rope_frequencies(llmrt_graph *g, const llmrt_model_config *config);
 
+/* The weight prefixes of decoder layer l in the HF "model.layers.<l>"
+ * layout (LLaMA and the families that copied it), each ready to pass to
+ * a layer; a family uses the ones its checkpoint has. */
+typedef struct llmrt_model_layer_names {
+    char input_norm[96];     /* input_layernorm */
+    char post_attn_norm[96]; /* post_attention_layernorm */
+    char pre_ff_norm[96];    /* pre_feedforward_layernorm (Gemma 2/3) */
+    char post_ff_norm[96];   /* post_feedforward_layernorm (Gemma 2/3) */
+    char q[96], k[96], v[96], o[96], qkv[96]; /* self_attn.{q,k,v,o,qkv}_proj */
+    char q_norm[96], k_norm[96];              /* self_attn.{q,k}_norm */
+    char gate[96], up[96], down[96], gate_up[96]; /* mlp.{gate,up,down,gate_up}_proj */
+} llmrt_model_layer_names;
+void llmrt_model_format_layer_names(llmrt_model_layer_names *names, int32_t layer);
+
+/* The LLaMA-layout head: lm_head(norm(h[logits_indices])) → [L, vocab],
+ * the final RMSNorm "model.norm" (Gemma's x̂·(1 + w) where plus_one) and
+ * "lm_head" or the tied "model.embed_tokens"; not yet marked the output. */
+llmrt_value llmrt_model_rmsnorm_logits(llmrt_graph *g, llmrt_value h, const llmrt_model_inputs *in,
+                                       const llmrt_model_config *config, int plus_one);
+
+/* Family builders that a near relative reuses. Gemma 2's network
+ * (gemma2.c); with gemma3, Gemma 3's: per-head q/k RMSNorm (1 + w) and an
+ * unscaled RoPE of base rope_local_theta on the windowed layers. */
+llmrt_value llmrt_gemma2_build(llmrt_graph *g, const llmrt_model_config *config, int gemma3);
+/* Phi-3's network (phi3.c): RMSNorm blocks with a fused gate_up_proj, and
+ * q, k and v in one qkv_proj where fused_qkv, else three (GLM). */
+llmrt_value llmrt_phi3_build(llmrt_graph *g, const llmrt_model_config *config, int fused_qkv);
+/* LLaMA's attention half of a decoder layer (llama.c), shared by its MoE
+ * relatives: h += o(attn(rope(q(n1(h))), rope(k(..)), v(..))) with the KV
+ * cache of layer cache_layer; returns n2(h), the input of the MLP half.
+ * h: [T, hidden]. */
+llmrt_value llmrt_llama_attention_half(llmrt_graph *g, const llmrt_model_config *config,
+                                       const llmrt_attention_layer_params *attention,
+                                       const llmrt_model_layer_names *names, int32_t cache_layer, llmrt_value freq,
+                                       llmrt_value *h);
+/* GPT-2's network (gpt2.c): Conv1D weights [in, out] where conv1d_layout;
+ * else nn.Linear ones and c_attn laid out as config->qkv_grouped says
+ * (GPTBigCode). */
+llmrt_value llmrt_gpt2_build(llmrt_graph *g, const llmrt_model_config *config, int conv1d_layout);
+
 /* Pipeline parallelism (family_common.c): the layers [first, last) of this
  * stage, a contiguous near-equal share (g->pp_stage of g->pp_stages; every
  * layer when not split). */

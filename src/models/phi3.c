@@ -12,8 +12,6 @@
  *                   h += down(silu(gate) · up),  [gate | up] = gate_up(n2(h))
  *   logits = lm_head(norm(h[logits_indices]))
  */
-#include <stdio.h>
-
 #include "layers/layers.h"
 #include "models/models.h"
 
@@ -26,7 +24,7 @@ static llmrt_status phi3_validate(const llmrt_model_config *c) {
     return LLMRT_OK;
 }
 
-static llmrt_value phi3_build(llmrt_graph *g, const llmrt_model_config *c) {
+llmrt_value llmrt_phi3_build(llmrt_graph *g, const llmrt_model_config *c, int fused_qkv) {
     llmrt_model_inputs in = llmrt_model_declare_inputs(g);
     int64_t hidden = c->hidden_size;
     llmrt_value h = llmrt_embedding_layer(g, in.token_ids, "model.embed_tokens.weight", c->vocab_size, hidden);
@@ -34,25 +32,20 @@ static llmrt_value phi3_build(llmrt_graph *g, const llmrt_model_config *c) {
     llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
     llmrt_mlp_layer_params mlp = llmrt_model_mlp_params(c);
     for (int32_t l = 0; l < c->num_layers; l++) {
-        char n1[80], n2[80], qkv[80], out[80], gate_up[80], down[80];
-        snprintf(n1, sizeof n1, "model.layers.%d.input_layernorm", (int)l);
-        snprintf(n2, sizeof n2, "model.layers.%d.post_attention_layernorm", (int)l);
-        snprintf(qkv, sizeof qkv, "model.layers.%d.self_attn.qkv_proj", (int)l);
-        snprintf(out, sizeof out, "model.layers.%d.self_attn.o_proj", (int)l);
-        snprintf(gate_up, sizeof gate_up, "model.layers.%d.mlp.gate_up_proj", (int)l);
-        snprintf(down, sizeof down, "model.layers.%d.mlp.down_proj", (int)l);
-        llmrt_attention_layer_names names = {.qkv = qkv, .out = out};
-        llmrt_value x = llmrt_rmsnorm_layer(g, h, n1, hidden, c->norm_eps);
+        llmrt_model_layer_names n;
+        llmrt_model_format_layer_names(&n, l);
+        llmrt_attention_layer_names names = {.qkv = n.qkv, .out = n.o};
+        if (!fused_qkv) names = (llmrt_attention_layer_names){.q = n.q, .k = n.k, .v = n.v, .out = n.o};
+        llmrt_value x = llmrt_rmsnorm_layer(g, h, n.input_norm, hidden, c->norm_eps);
         h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, freq));
-        x = llmrt_rmsnorm_layer(g, h, n2, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_fused_gated_mlp_layer(g, x, &mlp, gate_up, down));
+        x = llmrt_rmsnorm_layer(g, h, n.post_attn_norm, hidden, c->norm_eps);
+        h = llmrt_add(g, h, llmrt_fused_gated_mlp_layer(g, x, &mlp, n.gate_up, n.down));
     }
-    h = llmrt_gather(g, h, in.logits_indices);
-    h = llmrt_rmsnorm_layer(g, h, "model.norm", hidden, c->norm_eps);
-    const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
-    llmrt_value logits = llmrt_linear_layer(g, h, head, hidden, c->vocab_size, 0, 0);
+    llmrt_value logits = llmrt_model_rmsnorm_logits(g, h, &in, c, 0);
     llmrt_graph_mark_output(g, logits);
     return logits;
 }
+
+static llmrt_value phi3_build(llmrt_graph *g, const llmrt_model_config *c) { return llmrt_phi3_build(g, c, 1); }
 
 const llmrt_model_family llmrt_family_phi3 = {"Phi3ForCausalLM", phi3_validate, phi3_build, NULL};

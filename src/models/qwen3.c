@@ -8,9 +8,6 @@
  *                   h += down(silu(gate(n2(h))) · up(n2(h)))
  *   logits = lm_head(norm(h[logits_indices]))
  */
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "layers/layers.h"
 #include "models/models.h"
 
@@ -33,30 +30,16 @@ static llmrt_value qwen3_build(llmrt_graph *g, const llmrt_model_config *c) {
     attention.qk_norm_eps = c->norm_eps;
     llmrt_mlp_layer_params mlp = llmrt_model_mlp_params(c);
     for (int32_t l = 0; l < c->num_layers; l++) {
-        char p[32], q[96], k[96], v[96], o[96], qn[96], kn[96], post[96], gate[96], up[96], down[96], pre[96];
-        snprintf(p, sizeof p, "model.layers.%d", (int)l);
-        snprintf(q, sizeof q, "%s.self_attn.q_proj", p);
-        snprintf(k, sizeof k, "%s.self_attn.k_proj", p);
-        snprintf(v, sizeof v, "%s.self_attn.v_proj", p);
-        snprintf(o, sizeof o, "%s.self_attn.o_proj", p);
-        snprintf(qn, sizeof qn, "%s.self_attn.q_norm", p);
-        snprintf(kn, sizeof kn, "%s.self_attn.k_norm", p);
-        snprintf(post, sizeof post, "%s.post_attention_layernorm", p);
-        snprintf(gate, sizeof gate, "%s.mlp.gate_proj", p);
-        snprintf(up, sizeof up, "%s.mlp.up_proj", p);
-        snprintf(down, sizeof down, "%s.mlp.down_proj", p);
-        snprintf(pre, sizeof pre, "%s.input_layernorm", p);
-
-        llmrt_attention_layer_names names = {.q = q, .k = k, .v = v, .out = o, .q_norm = qn, .k_norm = kn};
-        llmrt_value x = llmrt_rmsnorm_layer(g, h, pre, hidden, c->norm_eps);
+        llmrt_model_layer_names n;
+        llmrt_model_format_layer_names(&n, l);
+        llmrt_attention_layer_names names = {.q = n.q, .k = n.k, .v = n.v, .out = n.o,
+                                             .q_norm = n.q_norm, .k_norm = n.k_norm};
+        llmrt_value x = llmrt_rmsnorm_layer(g, h, n.input_norm, hidden, c->norm_eps);
         h = llmrt_add(g, h, llmrt_attention_layer(g, x, &attention, l, &names, freq));
-        x = llmrt_rmsnorm_layer(g, h, post, hidden, c->norm_eps);
-        h = llmrt_add(g, h, llmrt_gated_mlp_layer(g, x, &mlp, gate, up, down));
+        x = llmrt_rmsnorm_layer(g, h, n.post_attn_norm, hidden, c->norm_eps);
+        h = llmrt_add(g, h, llmrt_gated_mlp_layer(g, x, &mlp, n.gate, n.up, n.down));
     }
-    h = llmrt_gather(g, h, in.logits_indices);
-    h = llmrt_rmsnorm_layer(g, h, "model.norm", hidden, c->norm_eps);
-    const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
-    llmrt_value logits = llmrt_linear_layer(g, h, head, hidden, c->vocab_size, 0, 0);
+    llmrt_value logits = llmrt_model_rmsnorm_logits(g, h, &in, c, 0);
     llmrt_graph_mark_output(g, logits);
     return logits;
 }
