@@ -1,4 +1,5 @@
 """Errors, lifetime and building through the Python API."""
+import ctypes
 import gc
 import json
 import os
@@ -80,24 +81,48 @@ def test_garbage_collector_frees(engine_path):
 
 
 def _rss_kib():
+    gc.collect()
+    _malloc_trim(0)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def _libc_malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return lambda pad: 0
+
+
+_malloc_trim = _libc_malloc_trim()
+
+
 def test_thousand_create_close_cycles_leak_nothing(engine_path):
+    """RSS is a noisy measure of leaks: glibc keeps freed memory mapped (its
+    trim threshold rises to twice the largest block freed, here the 4 MiB KV
+    cache) and whether a heap top can be returned depends on where the
+    mappings landed, so one process plateaus a few MiB above another (one
+    run in three grew ~10 MiB in a step and then stayed flat). So free
+    memory is handed back (malloc_trim) before each reading, RSS is read
+    after each of ten blocks of cycles, and the check is on the lowest of
+    the last three readings: retention steps and one-off spikes do not make
+    all three high, while a leak raises every later reading in proportion
+    to the cycles run. The bound, 2 KiB a cycle, is far below what a leaked
+    runtime, KV cache, engine mapping or tokenizer would add."""
     def cycle():
         with LLM(engine_path, kv_cache_bytes=4 << 20, verify_checksum=0) as model:
             model.tokenizer.encode("hello")
 
     for _ in range(100):  # warm up allocator pools and caches
         cycle()
-    gc.collect()
     before = _rss_kib()
-    for _ in range(1000):
-        cycle()
-    gc.collect()
-    grown = _rss_kib() - before
-    assert grown < 8 * 1024, f"RSS grew by {grown} KiB over 1000 cycles"
+    readings = []
+    for _ in range(10):
+        for _ in range(100):
+            cycle()
+        readings.append(_rss_kib() - before)
+    grown = min(readings[-3:])
+    assert grown < 2 * 1024, f"RSS grew by {grown} KiB over 1000 cycles (after each 100: {readings})"
 
 
 def test_builds_a_checkpoint_into_the_cache(engine_path):
