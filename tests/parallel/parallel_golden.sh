@@ -22,10 +22,12 @@ check() { if "$@"; then echo "ok: ${*: -1}"; else echo "FAIL: $*"; fail=1; fi; }
 prompt=1,15,27,3,99,4,7,7,7,42,17
 
 # llama_f32: MHA, untied head; qwen2_f32: GQA (4 query, 2 KV heads), q/k/v bias, tied head;
-# mixtral_f32: attention split, experts replicated (no pipeline stages for MoE yet)
-for case in llama_f32 qwen2_f32 mixtral_f32; do
+# mixtral_f32: attention split, experts replicated (no pipeline stages for MoE yet);
+# qwen3_f32 (per-head q/k norm) and gemma2_f32 (windows, soft-caps, custom
+# scale): attention variants on split heads (their families have no stages)
+for case in llama_f32 qwen2_f32 mixtral_f32 qwen3_f32 gemma2_f32; do
     splits="tp2 pp2 tp2pp2"
-    [ "$case" = mixtral_f32 ] && splits=tp2
+    case "$case" in mixtral_f32 | qwen3_f32 | gemma2_f32) splits=tp2 ;; esac
     build() { "$llmrt" build --backend "$backend" --model "$cases/$case" --quiet "$@"; }
     build --output "$tmp/$case.tp1.engine" || { echo "FAIL: build $case"; exit 1; }
     build --output "$tmp/$case.tp2.engine" --tp 2 || { echo "FAIL: build --tp 2 $case"; exit 1; }
