@@ -214,12 +214,12 @@ static int parse_hf_activation(const char *name, llmrt_activation *out) {
  * {rope_theta, rope_type, factor, ...}, possibly keyed by layer type
  * ({"full_attention": {...}, "sliding_attention": {...}}), in which case the
  * full-attention parameters are the model's. */
-static llmrt_status parse_rope(const char *source, const json_t *root, int is_gpt2, llmrt_model_config *c) {
+static llmrt_status parse_rope(const char *source, const json_t *root, int no_rope, llmrt_model_config *c) {
     llmrt_rope_config *rope = &c->rope;
     memset(rope, 0, sizeof *rope);
     rope->factor = 1.0f;
-    if (is_gpt2) {
-        rope->type = LLMRT_ROPE_NONE; /* learned absolute positions */
+    if (no_rope) {
+        rope->type = LLMRT_ROPE_NONE; /* learned absolute positions, or ALiBi */
         return LLMRT_OK;
     }
     const json_t *params = json_object_get(root, "rope_parameters");
@@ -364,13 +364,15 @@ static llmrt_status parse_experts(const char *source, const json_t *root, llmrt_
     return LLMRT_OK;
 }
 
-/* BERT-style encoders: token types, absolute positions only, no rotary
- * embedding, and the classification head's width (id2label, else
- * num_labels, else HF's default of 2 for a classifier). */
+static int is_bert(const llmrt_model_config *c) {
+    return strcmp(c->model_type, "bert") == 0 || strncmp(c->architecture, "Bert", 4) == 0;
+}
+
+/* BERT-style encoders: token types, absolute positions only (no rotary
+ * embedding: parse_rope is told so), and the classification head's width
+ * (id2label, else num_labels, else HF's default of 2 for a classifier). */
 static llmrt_status parse_encoder_fields(const char *source, const json_t *root, llmrt_model_config *c) {
-    if (strcmp(c->model_type, "bert") != 0 && strncmp(c->architecture, "Bert", 4) != 0) return LLMRT_OK;
-    c->rope.type = LLMRT_ROPE_NONE;
-    c->rope.rotary_dim = 0;
+    if (!is_bert(c)) return LLMRT_OK;
     LLMRT_TRY(get_int(source, root, ALIASES("type_vocab_size"), 0, 2, 0, MAX_VOCAB, &c->type_vocab_size));
     const json_t *kind = json_object_get(root, "position_embedding_type");
     if (kind && !json_is_null(kind) && (!json_is_string(kind) || strcmp(json_string_value(kind), "absolute") != 0))
@@ -500,7 +502,8 @@ static llmrt_status parse_hf_root(const char *source, const json_t *root, llmrt_
 
     LLMRT_TRY(parse_experts(source, root, c));
     LLMRT_TRY(parse_rope(source, root,
-                         is_gpt2 || llmrt_hf_config_uses_alibi(c) || llmrt_hf_layout_has_learned_positions(root, c),
+                         is_gpt2 || is_bert(c) || llmrt_hf_config_uses_alibi(c) ||
+                             llmrt_hf_layout_has_learned_positions(root, c),
                          c));
     LLMRT_TRY(parse_encoder_fields(source, root, c));
     LLMRT_TRY(llmrt_hf_config_parse_variants(source, root, c));

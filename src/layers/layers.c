@@ -110,10 +110,7 @@ static llmrt_value per_head_part(llmrt_graph *g, llmrt_value qkv, int32_t heads,
 
 llmrt_value llmrt_layernorm_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t dim, float eps) {
     char name[256];
-    llmrt_value centered = llmrt_sub(g, x, llmrt_mean(g, x));
-    llmrt_value variance = llmrt_mean(g, llmrt_pow(g, centered, 2.0f));
-    llmrt_value normed = llmrt_mul(g, centered, llmrt_rsqrt(g, llmrt_add(g, variance, llmrt_scalar(g, eps))));
-    llmrt_value scaled = llmrt_mul(g, normed, llmrt_weight(g, join(name, sizeof name, prefix, "weight"), 1, &dim));
+    llmrt_value scaled = llmrt_layernorm_no_bias_layer(g, x, prefix, dim, eps);
     return llmrt_add(g, scaled, llmrt_weight(g, join(name, sizeof name, prefix, "bias"), 1, &dim));
 }
 
