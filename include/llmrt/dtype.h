@@ -24,6 +24,11 @@ typedef enum llmrt_dtype {
      * scales and zero points); engine weights only, never activations */
     LLMRT_DTYPE_INT8_WO = 13,
     LLMRT_DTYPE_INT4_WO = 14,
+    /* 8-bit weights and activations: E4M3 (fp8) or int8 (w8a8, SmoothQuant)
+     * codes with per-channel f32 scales, activations quantized per token or
+     * with a calibrated static scale; engine weights only */
+    LLMRT_DTYPE_FP8_W8A8 = 15,
+    LLMRT_DTYPE_INT8_W8A8 = 16,
     LLMRT_DTYPE_COUNT
 } llmrt_dtype;
 

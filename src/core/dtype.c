@@ -21,6 +21,7 @@ static const char *const dtype_names[LLMRT_DTYPE_COUNT] = {
     [LLMRT_DTYPE_I64] = "i64", [LLMRT_DTYPE_BOOL] = "bool",
     [LLMRT_DTYPE_FP8_E4M3] = "fp8_e4m3", [LLMRT_DTYPE_FP8_E5M2] = "fp8_e5m2",
     [LLMRT_DTYPE_INT8_WO] = "int8-wo", [LLMRT_DTYPE_INT4_WO] = "int4-wo",
+    [LLMRT_DTYPE_FP8_W8A8] = "fp8", [LLMRT_DTYPE_INT8_W8A8] = "w8a8",
 };
 
 const char *llmrt_dtype_name(llmrt_dtype dtype) {
