@@ -23,6 +23,7 @@ static const llmrt_model_family *const families[] = {
     &llmrt_family_gpt_bigcode,
     &llmrt_family_glm,
     &llmrt_family_chatglm,
+    &llmrt_family_phi3,
     /* encoders */
     &llmrt_family_bert,
     &llmrt_family_bert_classifier,
@@ -41,7 +42,7 @@ const char *llmrt_model_supported_list(void) {
            ", BloomForCausalLM"
            /* rotary and layout variants */
            ", GPTNeoXForCausalLM, GPTJForCausalLM, FalconForCausalLM, OPTForCausalLM,"
-           " GPTBigCodeForCausalLM, GlmForCausalLM, ChatGLMModel"
+           " GPTBigCodeForCausalLM, GlmForCausalLM, ChatGLMModel, Phi3ForCausalLM"
            ", BertModel, BertForSequenceClassification";
 }
 
