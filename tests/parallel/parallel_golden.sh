@@ -43,9 +43,12 @@ for case in llama_f32 qwen2_f32 mixtral_f32 qwen3_f32 gemma2_f32; do
     for split in $splits; do
         ranks=2
         [ "$split" = tp2pp2 ] && ranks=4
-        two=$("$here/run_mpi.sh" $ranks "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
-              --max-tokens 16 --dump-logits "$tmp/$case.$split.npy" 2>&1 | tail -1)
+        "$here/run_mpi.sh" $ranks "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
+            --max-tokens 16 --dump-logits "$tmp/$case.$split.npy" >"$tmp/$case.$split.log" 2>&1
+        two=$(tail -1 "$tmp/$case.$split.log")
         echo "$case $split: $two"
+        # a failed run shows what the ranks said, not only mpirun's last line
+        [ "$one" = "$two" ] || grep -v '^-*$' "$tmp/$case.$split.log" | tail -15
         check test "$one" = "$two"
         check "$npy_close" "$tmp/$case.tp1.npy" "$tmp/$case.$split.npy" "$tolerance"
     done
