@@ -21,6 +21,11 @@ static void build_usage(FILE *out) {
             "  --dtype fp32|fp16|bf16 weight storage (default: the checkpoint's torch_dtype)\n"
             "  --quant int8-wo|int4-wo  weight-only quantization of the linear layers (not the LM head\n"
             "                         or embeddings; activations stay in the engine's precision)\n"
+            "  --quant fp8|w8a8       8-bit weights and activations of the linear layers: E4M3 (fp8) or\n"
+            "                         int8 (w8a8), weights per output channel, activations per token\n"
+            "  --weight-scales channel|tensor  fp8 weight scales (default channel)\n"
+            "  --act-scales dynamic|static  fp8 activation scales: per token at run time (default), or\n"
+            "                         per tensor from calibration (needs --calib)\n"
             "  --group-size N         inputs per scale: int8-wo default per channel, int4-wo 128 (32, 64, 128)\n"
             "  --quant-scheme sym|asym  zero points: int8-wo default sym, int4-wo asym\n"
             "  --max-seq-len N        tokens per sequence (default min(max_position_embeddings, 4096))\n"
@@ -44,7 +49,7 @@ int cmd_build(int argc, char **argv) {
     llmrt_build_options_init(&o);
     cli_args a;
     cli_begin(&a, "llmrt build", argc, argv);
-    int quiet = 0;
+    int quiet = 0, weight_scales = 0, act_scales = 0;
     const char *opt;
     while ((opt = cli_next(&a))) {
         int64_t x;
@@ -69,9 +74,20 @@ int cmd_build(int argc, char **argv) {
             const char *v = cli_value(&a, opt);
             if (v && strcmp(v, "none") != 0) {
                 o.quant = llmrt_dtype_from_name(v);
-                if (o.quant != LLMRT_DTYPE_INT8_WO && o.quant != LLMRT_DTYPE_INT4_WO)
-                    cli_fail(&a, "--quant '%s': expected int8-wo, int4-wo or none", v);
+                if (o.quant != LLMRT_DTYPE_INT8_WO && o.quant != LLMRT_DTYPE_INT4_WO &&
+                    o.quant != LLMRT_DTYPE_FP8_W8A8 && o.quant != LLMRT_DTYPE_INT8_W8A8)
+                    cli_fail(&a, "--quant '%s': expected int8-wo, int4-wo, fp8, w8a8 or none", v);
             }
+        } else if (strcmp(opt, "--weight-scales") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v && strcmp(v, "channel") == 0) o.quant_per_tensor = 0, weight_scales = 1;
+            else if (v && strcmp(v, "tensor") == 0) o.quant_per_tensor = 1, weight_scales = 1;
+            else if (v) cli_fail(&a, "--weight-scales '%s': expected channel or tensor", v);
+        } else if (strcmp(opt, "--act-scales") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v && strcmp(v, "dynamic") == 0) o.act_scales = 0, act_scales = 1;
+            else if (v && strcmp(v, "static") == 0) o.act_scales = 1, act_scales = 1;
+            else if (v) cli_fail(&a, "--act-scales '%s': expected dynamic or static", v);
         } else if (strcmp(opt, "--group-size") == 0) {
             if (cli_int(&a, opt, 32, 1 << 20, &x)) {
                 if (x % 32 != 0) cli_fail(&a, "--group-size %lld: expected a multiple of 32 (32, 64, 128)", (long long)x);
@@ -117,8 +133,14 @@ int cmd_build(int argc, char **argv) {
                         "--config FILE --random-weights, not both\n");
         return 2;
     }
-    if ((o.group_size || o.quant_scheme) && o.quant == LLMRT_DTYPE_INVALID) {
-        fprintf(stderr, "llmrt build: --group-size and --quant-scheme need --quant int8-wo|int4-wo\n");
+    const int q8 = o.quant == LLMRT_DTYPE_FP8_W8A8 || o.quant == LLMRT_DTYPE_INT8_W8A8;
+    if ((o.group_size || o.quant_scheme) && (o.quant == LLMRT_DTYPE_INVALID || q8)) {
+        fprintf(stderr, "llmrt build: --group-size and --quant-scheme need --quant int8-wo|int4-wo%s\n",
+                q8 ? " (fp8 and w8a8 scale each output channel, symmetric)" : "");
+        return 2;
+    }
+    if ((weight_scales || act_scales) && o.quant != LLMRT_DTYPE_FP8_W8A8) {
+        fprintf(stderr, "llmrt build: --weight-scales and --act-scales need --quant fp8\n");
         return 2;
     }
     if (o.config_path && !o.random_weights) {

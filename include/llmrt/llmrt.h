@@ -42,9 +42,11 @@ typedef struct llmrt_build_options {
     const char *disabled_passes;/* comma-separated compiler passes to skip (testing); default NULL */
     int allow_nonfinite;        /* build even if a weight holds NaN or Inf; default 0 (an error naming it) */
     int ignore_extra_tensors;   /* build even if the checkpoint has tensors the model does not use; default 0 */
-    /* Weight-only quantization of the linear layers (the LM head and the
-     * embeddings stay in `dtype`; activations too): LLMRT_DTYPE_INT8_WO or
-     * LLMRT_DTYPE_INT4_WO; default INVALID = none. An AWQ or GPTQ
+    /* Quantization of the linear layers (the LM head and the embeddings
+     * stay in `dtype`): weight-only LLMRT_DTYPE_INT8_WO or
+     * LLMRT_DTYPE_INT4_WO (activations stay in `dtype`), or 8-bit weights
+     * and activations LLMRT_DTYPE_FP8_W8A8 (E4M3) or LLMRT_DTYPE_INT8_W8A8
+     * (int8, SmoothQuant); default INVALID = none. An AWQ or GPTQ
      * checkpoint builds into int4-wo (int8-wo for 8-bit GPTQ) whatever this
      * says, from its own codes. */
     llmrt_dtype quant;
@@ -61,6 +63,11 @@ typedef struct llmrt_build_options {
      * layers; with tp_size too, tp_size · pp_size ranks, rank = stage ·
      * tp_size + tensor-parallel rank; the same file naming. */
     int32_t pp_size;
+    /* fp8: 1 = one weight scale per matrix; default 0 = one per output channel */
+    int32_t quant_per_tensor;
+    /* fp8: activation scales, 0 = default dynamic per token, 1 = static per
+     * tensor from calibration (needs the calibration text, --calib) */
+    int32_t act_scales;
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);

@@ -29,8 +29,18 @@ llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llm
                                          llmrt_dtype dtype, llmrt_compile_options *copts) {
     const char *backend = o->backend ? o->backend : "cpu";
     const int on_cpu = strcmp(backend, "cpu") == 0;
-    if (o->quant != LLMRT_DTYPE_INVALID && o->quant != LLMRT_DTYPE_INT8_WO && o->quant != LLMRT_DTYPE_INT4_WO)
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --quant %s (int8-wo, int4-wo)", llmrt_dtype_name(o->quant));
+    const int q8 = o->quant == LLMRT_DTYPE_FP8_W8A8 || o->quant == LLMRT_DTYPE_INT8_W8A8;
+    if (o->quant != LLMRT_DTYPE_INVALID && o->quant != LLMRT_DTYPE_INT8_WO && o->quant != LLMRT_DTYPE_INT4_WO && !q8)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --quant %s (int8-wo, int4-wo, fp8, w8a8)",
+                           llmrt_dtype_name(o->quant));
+    if (q8 && (o->group_size || o->quant_scheme))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size and --quant-scheme are for int8-wo and "
+                           "int4-wo; %s has one scale per output channel, symmetric", llmrt_dtype_name(o->quant));
+    if (o->quant_per_tensor < 0 || o->quant_per_tensor > 1 || o->act_scales < 0 || o->act_scales > 1)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: quant_per_tensor %d, act_scales %d (0 or 1)",
+                           o->quant_per_tensor, o->act_scales);
+    if ((o->quant_per_tensor || o->act_scales) && o->quant != LLMRT_DTYPE_FP8_W8A8)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --weight-scales and --act-scales need --quant fp8");
     if (o->group_size < 0 || (o->group_size > 0 && o->group_size % 32 != 0))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size %d (a multiple of 32: 32, 64, 128, ...)",
                            o->group_size);
@@ -52,6 +62,8 @@ llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llm
         /* int4 per channel loses too much: 128 unless asked */
         .quant_group_size = o->group_size > 0 ? o->group_size : o->quant == LLMRT_DTYPE_INT4_WO ? 128 : 0,
         .quant_asymmetric = o->quant_scheme == 2 || (o->quant_scheme == 0 && o->quant == LLMRT_DTYPE_INT4_WO),
+        .quant_per_tensor = o->quant_per_tensor,
+        .quant_static_input = o->act_scales == 1,
     };
     const int32_t default_tokens = on_cpu ? CPU_MAX_NUM_TOKENS : CUDA_MAX_NUM_TOKENS;
     copts->max_num_tokens = o->max_num_tokens > 0             ? o->max_num_tokens

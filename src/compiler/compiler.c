@@ -253,7 +253,7 @@ llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const l
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s' is not a weight node", weight->name);
     float *scratch = malloc((size_t)(1 << 20) * sizeof *scratch + 1);
     if (!scratch) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    llmrt_status s = llmrt_dtype_is_quantized(weight->dtype)
+    llmrt_status s = llmrt_dtype_is_packed(weight->dtype)
                          ? bind_quantized(checkpoint, family, NULL, weight, dst, scratch, progress)
                          : bind_tensor(checkpoint, family, weight, dst, scratch, progress);
     free(scratch);
@@ -262,7 +262,7 @@ llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const l
 
 static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weight *pw) {
     int64_t numel = llmrt_node_numel(w, 0, 0);
-    if (llmrt_dtype_is_quantized(w->dtype)) {
+    if (llmrt_dtype_is_packed(w->dtype)) {
         /* the values an f32 engine of this seed holds, quantized */
         float *values = malloc((size_t)numel * sizeof *values);
         if (!values) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory generating '%s'", w->name);
@@ -303,7 +303,7 @@ static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weigh
  * TP=1 engine's, random weights included. */
 static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch) {
     const int32_t axis = (int32_t)w->iattr[4] - 1, index = (int32_t)w->iattr[5], count = (int32_t)w->iattr[6];
-    if (llmrt_dtype_is_quantized(w->dtype) || w->ndim < 1 || w->ndim > 2 || axis >= w->ndim)
+    if (llmrt_dtype_is_packed(w->dtype) || w->ndim < 1 || w->ndim > 2 || axis >= w->ndim)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "weight %s: tensor-parallel shards of %s weights", w->name,
                            llmrt_dtype_name(w->dtype));
     llmrt_node full = *w;
@@ -392,7 +392,7 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
             status = bind_shard(b, n, pw, scratch);
         } else if (b->options->random_weights) {
             status = bind_random(b, n, pw);
-        } else if (llmrt_dtype_is_quantized(n->dtype)) {
+        } else if (llmrt_dtype_is_packed(n->dtype)) {
             status = bind_quantized(b->checkpoint, b->family, b->options->prequantized, n, pw->owned_data, scratch,
                                     &b->progress);
         } else {
@@ -501,7 +501,10 @@ static llmrt_status compile_network(llmrt_graph *graph, const llmrt_model_family
         llmrt_pass_context ctx = {.plan = plan, .target = options->target, .quant_dtype = options->quant_dtype,
                                   .quant_group_size = options->quant_group_size,
                                   .quant_asymmetric = options->quant_asymmetric, .checkpoint = checkpoint,
-                                  .prequantized = options->prequantized};
+                                  .prequantized = options->prequantized,
+                                  .quant_per_tensor = options->quant_per_tensor,
+                                  .quant_static_input = options->quant_static_input,
+                                  .calibration = options->calibration};
         status = llmrt_run_passes(plan->graph, &ctx, options->disabled_passes);
     }
     if (status == LLMRT_OK) status = llmrt_plan_resolve_bindings(plan);

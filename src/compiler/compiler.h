@@ -21,10 +21,14 @@ typedef struct llmrt_compile_options {
     int32_t random_weights;      /* 1: seeded random weights instead of a checkpoint */
     uint64_t seed;
     /* weight-only quantization of the linear layers but the LM head */
-    llmrt_dtype quant_dtype;     /* LLMRT_DTYPE_INT8_WO / INT4_WO; INVALID: none */
+    llmrt_dtype quant_dtype;     /* INT8_WO / INT4_WO / FP8_W8A8 / INT8_W8A8; INVALID: none */
     int64_t quant_group_size;    /* inputs per scale; 0: per channel */
     int32_t quant_asymmetric;    /* 1: zero points from each group's range; 0: symmetric */
     const llmrt_quant_config *prequantized; /* the checkpoint's AWQ / GPTQ settings, or NULL */
+    /* 8-bit weights and activations (quant_dtype FP8_W8A8 / INT8_W8A8) */
+    int32_t quant_per_tensor;    /* fp8: one weight scale per matrix; 0: per output channel */
+    int32_t quant_static_input;  /* fp8: static activation scales from `calibration`; 0: per token */
+    const struct llmrt_calibration *calibration; /* activation statistics, or NULL */
     /* tensor parallelism: the plan of rank tp_rank of tp_size (0 or 1: one rank) */
     int32_t tp_rank, tp_size;
     /* pipeline parallelism: the plan of stage pp_stage of pp_stages (0 or 1: one stage) */

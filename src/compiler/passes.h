@@ -20,6 +20,9 @@ typedef struct llmrt_pass_context {
     int32_t quant_asymmetric;
     const llmrt_checkpoint *checkpoint;     /* with prequantized: where the packed weights are */
     const llmrt_quant_config *prequantized; /* an AWQ / GPTQ checkpoint's settings, or NULL */
+    int32_t quant_per_tensor;               /* fp8 / w8a8: one weight scale per matrix */
+    int32_t quant_static_input;             /* fp8: input scales from `calibration` */
+    const struct llmrt_calibration *calibration; /* or NULL */
     int32_t rewrites;        /* set by the pass: how many rewrites it made */
 } llmrt_pass_context;
 

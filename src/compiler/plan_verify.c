@@ -7,6 +7,7 @@
 
 #include "compiler/compiler.h"
 #include "core/quant.h"
+#include "core/quant8.h"
 #include "graph/plugin_op.h"
 #include "plugins/plugin_registry.h"
 
@@ -144,8 +145,14 @@ llmrt_status llmrt_plan_verify(const llmrt_plan *plan) {
             (n->op != LLMRT_OP_WEIGHT || n->ndim != 2 || n->iattr[1] < 1 || n->iattr[1] > n->dims[1] ||
              n->iattr[2] < 0 || n->iattr[2] > 1 || n->iattr[3] < 0 || n->iattr[3] > 1))
             status = mismatch(i, n, "a quantized value that is not a [N, K] weight of a valid group size");
+        /* 8-bit weights: iattr[1] = 1 per tensor, fattr[0] = the static
+         * input scale (0: per token); the blob's header is what kernels read */
+        if (llmrt_dtype_is_q8(n->dtype) &&
+            (n->op != LLMRT_OP_WEIGHT || n->ndim != 2 || n->iattr[1] < 0 || n->iattr[1] > 1 ||
+             !(n->fattr[0] >= 0 && n->fattr[0] < 1e30f)))
+            status = mismatch(i, n, "an 8-bit value that is not a [N, K] weight with a valid input scale");
         for (int32_t k = 0; k < n->num_inputs && status == LLMRT_OK; k++)
-            if (n->inputs[k] >= 0 && llmrt_dtype_is_quantized(g->nodes[n->inputs[k]].dtype) &&
+            if (n->inputs[k] >= 0 && llmrt_dtype_is_packed(g->nodes[n->inputs[k]].dtype) &&
                 !(n->op == LLMRT_OP_LINEAR && k == 1))
                 status = mismatch(i, n, "reads a quantized weight (only LINEAR may)");
         if (status != LLMRT_OK) break;

@@ -8,13 +8,46 @@
  * GPTQ checkpoints. A quantized weight node keeps its [N, K] shape and
  * carries iattr[1] = group size (K for per channel), iattr[2] = 1 when
  * asymmetric, iattr[3] = 1 when its inputs are stored permuted (GPTQ
- * act-order). */
+ * act-order).
+ *
+ * The 8-bit weight-and-activation dtypes (fp8, w8a8; core/quant8.h) take
+ * the same weights; their node carries iattr[1] = 1 for one scale per
+ * matrix and fattr[0] = the static input scale (0: per token), which
+ * binding writes into the blob's header. */
+#include <math.h>
 #include <stdlib.h>
 
+#include "compiler/calibration.h"
 #include "compiler/passes.h"
 #include "compiler/quantize.h"
+#include "core/dtype.h"
 #include "core/log.h"
 #include "core/quant.h"
+#include "core/quant8.h"
+
+/* Annotates 8-bit weight node `w`: its scale granularity and, for static
+ * activations, input_scale = the calibrated max |x| / 448. */
+static llmrt_status mark_q8(llmrt_node *w, const llmrt_pass_context *ctx) {
+    w->iattr[1] = ctx->quant_per_tensor ? 1 : 0;
+    w->iattr[2] = w->iattr[3] = 0;
+    w->fattr[0] = 0;
+    if (!ctx->quant_static_input) return LLMRT_OK;
+    if (ctx->quant_dtype != LLMRT_DTYPE_FP8_W8A8)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "static activation scales are for fp8, not %s",
+                           llmrt_dtype_name(ctx->quant_dtype));
+    if (!ctx->calibration)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "static activation scales need calibration: give --calib FILE (or dynamic scales)");
+    const llmrt_calib_entry *e = llmrt_calibration_find(ctx->calibration, w->name);
+    if (!e) return llmrt_error(LLMRT_ERR_NOT_FOUND, "calibration has no entry for '%s'", w->name);
+    if (e->cols != w->dims[1] || !isfinite(e->input_amax) || e->input_amax < 0)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "calibration entry of '%s': %lld inputs, max |x| %g (the weight has %lld inputs)", w->name,
+                           (long long)e->cols, (double)e->input_amax, (long long)w->dims[1]);
+    /* an input never seen non-zero: any scale quantizes it exactly */
+    w->fattr[0] = e->input_amax > 0 ? e->input_amax / LLMRT_FP8_E4M3_MAX : 1.0f;
+    return LLMRT_OK;
+}
 
 llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx) {
     if (ctx->quant_dtype == LLMRT_DTYPE_INVALID && !ctx->prequantized) return LLMRT_OK;
@@ -46,6 +79,11 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
         }
         const int64_t K = w->dims[1];
         w->dtype = dtype;
+        if (llmrt_dtype_is_q8(dtype)) {
+            s = mark_q8(w, ctx);
+            ctx->rewrites++;
+            continue;
+        }
         w->iattr[1] = group > 0 && group < K ? group : K;
         w->iattr[2] = asymmetric;
         w->iattr[3] = permuted;
@@ -56,6 +94,17 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
 }
 
 llmrt_status llmrt_quantize_matrix(const llmrt_node *w, const float *values, void *blob) {
+    if (llmrt_dtype_is_q8(w->dtype)) {
+        llmrt_q8weight_header layout;
+        LLMRT_TRY(llmrt_q8weight_layout(w->dtype, w->dims[0], w->dims[1], &layout));
+        if (w->fattr[0] > 0) {
+            layout.flags |= LLMRT_Q8_STATIC_INPUT;
+            layout.input_scale = w->fattr[0];
+        }
+        llmrt_q8weight_init(blob, &layout);
+        llmrt_q8_quantize_matrix(blob, values, w->iattr[1] != 0);
+        return LLMRT_OK;
+    }
     if (w->iattr[3])
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s' holds act-order (permuted) codes: rebuild the engine from its "
                            "GPTQ checkpoint", w->name);

@@ -10,6 +10,10 @@ int llmrt_dtype_is_quantized(llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_INT8_WO || dtype == LLMRT_DTYPE_INT4_WO;
 }
 
+int llmrt_dtype_is_packed(llmrt_dtype dtype) {
+    return llmrt_dtype_is_quantized(dtype) || dtype == LLMRT_DTYPE_FP8_W8A8 || dtype == LLMRT_DTYPE_INT8_W8A8;
+}
+
 int llmrt_quant_bits(llmrt_dtype dtype) {
     return dtype == LLMRT_DTYPE_INT8_WO ? 8 : dtype == LLMRT_DTYPE_INT4_WO ? 4 : 0;
 }

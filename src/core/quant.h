@@ -58,6 +58,10 @@ typedef struct llmrt_qweight_header {
 
 /* 1 for LLMRT_DTYPE_INT8_WO and LLMRT_DTYPE_INT4_WO. */
 int llmrt_dtype_is_quantized(llmrt_dtype dtype);
+/* 1 for every weight stored as a packed matrix blob whose size comes from
+ * its layout: the weight-only dtypes and the 8-bit weight-and-activation
+ * ones (core/quant8.h). Only a LINEAR may read such a weight. */
+int llmrt_dtype_is_packed(llmrt_dtype dtype);
 /* Bits per code of a quantized dtype (8, 4), 0 otherwise. */
 int llmrt_quant_bits(llmrt_dtype dtype);
 

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/quant.h"
+#include "core/quant8.h"
 #include "engine/plan_json.h"
 #include "import/hf_config.h"
 #include "models/models.h"
@@ -343,8 +344,12 @@ static llmrt_status parse_image(llmrt_engine_image *img, const char *name, int v
      * name, since kernels index its sections through it */
     for (int32_t i = 0; i < img->plan->graph->num_nodes; i++) {
         const llmrt_node *n = &img->plan->graph->nodes[i];
-        if (n->op != LLMRT_OP_WEIGHT || !llmrt_dtype_is_quantized(n->dtype)) continue;
+        if (n->op != LLMRT_OP_WEIGHT || !llmrt_dtype_is_packed(n->dtype)) continue;
         const llmrt_plan_weight *w = &img->plan->weights[n->weight_slot];
+        if (llmrt_dtype_is_q8(n->dtype)) {
+            LLMRT_TRY(llmrt_q8weight_check(w->data, w->nbytes, n->dtype, n->dims[0], n->dims[1], w->name));
+            continue;
+        }
         LLMRT_TRY(llmrt_qweight_check(w->data, w->nbytes, n->dtype, n->dims[0], n->dims[1], n->iattr[1],
                                       (int)n->iattr[3], w->name));
     }

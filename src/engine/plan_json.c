@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/quant.h"
+#include "core/quant8.h"
 #include "llmrt/plugin.h"
 
 static json_t *int_array(const int64_t *values, int32_t count) {
@@ -210,7 +211,7 @@ static llmrt_status decode_node(decoder *d, const json_t *o, int32_t index, cons
         const llmrt_plan_weight *w = &plan->weights[n->weight_slot];
         if (w->ndim != n->ndim || w->dtype != n->dtype || memcmp(w->dims, n->dims, (size_t)n->ndim * sizeof *n->dims))
             return bad(d, "slot", "names a weight of another shape or dtype");
-        if (llmrt_dtype_is_quantized(n->dtype) && llmrt_node_bytes(n, 0, 0) != w->nbytes)
+        if (llmrt_dtype_is_packed(n->dtype) && llmrt_node_bytes(n, 0, 0) != w->nbytes)
             return bad(d, "nbytes", "of a quantized weight disagrees with its group size");
         for (int32_t i = 0; i < n->ndim; i++)
             if (n->dims[i] < 0) return bad(d, "dims", "of a weight is symbolic");
@@ -284,6 +285,9 @@ llmrt_status llmrt_plan_from_json(const json_t *root, const char *what, llmrt_pl
         if (llmrt_dtype_is_quantized(w->dtype)) {
             if (ndim != 2 || w->nbytes < llmrt_qweight_bytes(w->dtype, w->dims[0], w->dims[1], w->dims[1], 0))
                 s = bad(&d, "nbytes", "is too small for a quantized matrix of these dims");
+        } else if (llmrt_dtype_is_q8(w->dtype)) {
+            if (ndim != 2 || w->nbytes != llmrt_q8weight_bytes(w->dtype, w->dims[0], w->dims[1]))
+                s = bad(&d, "nbytes", "disagrees with the 8-bit matrix layout of these dims");
         } else if (expected != (unsigned __int128)w->nbytes) {
             s = bad(&d, "nbytes", "disagrees with dims and dtype");
         }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/quant.h"
+#include "core/quant8.h"
 
 llmrt_graph *llmrt_graph_create(llmrt_dtype act_dtype, llmrt_dtype weight_dtype) {
     llmrt_graph *g = calloc(1, sizeof *g);
@@ -71,6 +72,8 @@ size_t llmrt_node_bytes(const llmrt_node *node, int64_t tokens, int64_t logits) 
     if (llmrt_dtype_is_quantized(node->dtype))
         return node->ndim == 2 ? llmrt_qweight_bytes(node->dtype, node->dims[0], node->dims[1], node->iattr[1],
                                                      (int)node->iattr[3]) : 0;
+    if (llmrt_dtype_is_q8(node->dtype))
+        return node->ndim == 2 ? llmrt_q8weight_bytes(node->dtype, node->dims[0], node->dims[1]) : 0;
     return (size_t)llmrt_node_numel(node, tokens, logits) * llmrt_dtype_size(node->dtype);
 }
 
@@ -460,7 +463,7 @@ llmrt_value llmrt_moe(llmrt_graph *g, llmrt_value x, llmrt_value router_logits, 
     if (wg->ndim != 3 || wu->ndim != 3 || wd->ndim != 3 || wg->dims[0] != experts || wu->dims[0] != experts ||
         wd->dims[0] != experts || wg->dims[2] != hidden || wu->dims[2] != hidden || wu->dims[1] != wg->dims[1] ||
         wd->dims[1] != hidden || wd->dims[2] != wg->dims[1] || wg->dtype != wu->dtype || wg->dtype != wd->dtype ||
-        llmrt_dtype_is_quantized(wg->dtype))
+        llmrt_dtype_is_packed(wg->dtype))
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
                                 "moe: expects gate and up [%lld, I, %lld] and down [%lld, %lld, I] of one float dtype",
                                 (long long)experts, (long long)hidden, (long long)experts, (long long)hidden);

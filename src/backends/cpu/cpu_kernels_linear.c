@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_kernels_internal.h"
+#include "backends/cpu/cpu_kernels_q8.h"
 #include "backends/cpu/cpu_kernels_quant.h"
+#include "core/quant8.h"
 #include "core/thread_pool.h"
 #include "core/dtype.h"
 
@@ -107,6 +109,10 @@ void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, con
         cpu_qlinear_group(&part, 1, x, M, K, NULL);
         return;
     }
+    if (llmrt_dtype_is_q8(w_type)) {
+        cpu_q8linear_group(&part, 1, x, M, K, NULL);
+        return;
+    }
     linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K};
     const int parallel = (double)M * N * K >= PARALLEL_MIN_WORK && N >= 8;
     llmrt_parallel_for(N, llmrt_parallel_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
@@ -114,6 +120,11 @@ void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, con
 
 void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated) {
     if (M <= 0 || count <= 0 || count > 3) return;
+    for (int i = 0; i < count; i++)
+        if (llmrt_dtype_is_q8(parts[i].w_type)) {
+            cpu_q8linear_group(parts, count, x, M, K, gated);
+            return;
+        }
     for (int i = 0; i < count; i++)
         if (llmrt_dtype_is_quantized(parts[i].w_type)) {
             cpu_qlinear_group(parts, count, x, M, K, gated);
