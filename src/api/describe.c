@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/describe_internal.h"
 #include "compiler/passes.h"
 #include "engine/engine_file.h"
 #include "llmrt/llmrt.h"
@@ -131,6 +132,14 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     for (int i = 0; i < LLMRT_DTYPE_COUNT; i++)
         if (by_dtype[i]) append(&t, " %s %.1f MiB", llmrt_dtype_name((llmrt_dtype)i), mib(by_dtype[i]));
     append(&t, "\n");
+    char *precision = llmrt_describe_precision(plan);
+    if (precision) {
+        append(&t, "precision     matrices by layer (/tensor: one weight scale a matrix; /static: calibrated "
+                   "input scale)\n");
+        /* each line separately: append() takes at most 1 KB at a time */
+        for (char *line = strtok(precision, "\n"); line; line = strtok(NULL, "\n")) append(&t, "%s\n", line);
+        free(precision);
+    }
     append(&t, "checksums     header, sections and weights verified (XXH3-64)\n");
     append(&t, "activations   %.2f MiB arena (planned by liveness) vs %.2f MiB naive, for %d tokens\n",
            mib(plan->arena_bytes), mib(plan->naive_arena_bytes), plan->max_num_tokens);

@@ -57,8 +57,27 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
         free(uses), free(linear_uses);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     }
+    /* not quantized: the LM head, the LINEAR an output comes from through
+     * elementwise ops only (a final soft-cap: tanh(x / c) · c), ... */
+    int32_t *head = calloc((size_t)g->num_nodes + 1, sizeof *head);
+    if (!head) {
+        free(uses), free(linear_uses);
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        if (!g->nodes[i].is_output) continue;
+        int32_t v = i;
+        while (v >= 0 && (g->nodes[v].op == LLMRT_OP_MUL || g->nodes[v].op == LLMRT_OP_DIV ||
+                          g->nodes[v].op == LLMRT_OP_TANH || g->nodes[v].op == LLMRT_OP_CAST))
+            v = g->nodes[v].inputs[0];
+        if (v >= 0 && g->nodes[v].op == LLMRT_OP_LINEAR) head[v] = 1;
+    }
+    /* and a MoE router: a flipped expert choice costs more than its bytes */
     for (int32_t i = 0; i < g->num_nodes; i++)
-        if (g->nodes[i].op == LLMRT_OP_LINEAR && !g->nodes[i].is_output) linear_uses[g->nodes[i].inputs[1]]++;
+        if (g->nodes[i].op == LLMRT_OP_MOE && g->nodes[i].inputs[1] >= 0) head[g->nodes[i].inputs[1]] = 1;
+    for (int32_t i = 0; i < g->num_nodes; i++)
+        if (g->nodes[i].op == LLMRT_OP_LINEAR && !head[i]) linear_uses[g->nodes[i].inputs[1]]++;
+    free(head);
     llmrt_status s = LLMRT_OK;
     for (int32_t i = 0; i < g->num_nodes && s == LLMRT_OK; i++) {
         llmrt_node *w = &g->nodes[i];

@@ -5,6 +5,11 @@
  * cases (kind "encoder") must reproduce the last hidden state of every row,
  * the pooled vector and a classifier's logits instead.
  *
+ * Quantized engines: with LLMRT_GOLDEN_QUANT=fp8,fp8-tensor,w8a8 (any of
+ * them) each case is built in those modes instead (f32 compute on the
+ * CPU, bf16 on CUDA) and held to the looser bounds of quant_variants;
+ * LLMRT_GOLDEN_CASES=a,b limits the run to those cases (any mode).
+ *
  * usage: test_golden CASES_DIR cpu|cuda [MIN_CASES] */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -34,6 +39,8 @@ typedef struct variant {
     const char *disabled_passes;
     double tolerance;           /* relative L2 on logits */
     const char *hf_baseline;    /* "bfloat16"/"float16": also allow 1.5 × HF's own error in that dtype */
+    llmrt_dtype quant;          /* INVALID: none */
+    int32_t quant_per_tensor;
 } variant;
 
 static double worst_error[MAX_CASES][4];
@@ -153,6 +160,8 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
     bo.max_batch = 4;
     bo.max_num_tokens = 128; /* the 300-token prompt prefills in chunks */
     bo.disabled_passes = v->disabled_passes;
+    bo.quant = v->quant;
+    bo.quant_per_tensor = v->quant_per_tensor;
     const json_t *kind = json_object_get(golden, "kind");
     const int encoder = json_is_string(kind) && strcmp(json_string_value(kind), "encoder") == 0;
     if (encoder && longest_prompt(golden) > bo.max_num_tokens) bo.max_num_tokens = longest_prompt(golden);
@@ -254,6 +263,30 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* 1 when `name` is an item of the comma-separated `list`. */
+static int listed(const char *list, const char *name) {
+    const size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Relative L2 bounds of the quantized modes against HF's fp32 logits. The
+ * golden models are tiny random networks, where E4M3's 3 mantissa bits
+ * (per-element error up to 2^-4 on x and W) cost 0.09-0.38 on the dense
+ * cases and 0.51 on Mixtral (its expert choices flip), int8 a quarter of
+ * that (docs/QUANTIZATION.md has every case): the bounds are ~1.5-2 × the
+ * worst measured on the CPU, and catch a wrong scale or code (≥ 1). */
+static const variant quant_variants[] = {
+    {"fp8", LLMRT_DTYPE_INVALID, NULL, 0.75, NULL, LLMRT_DTYPE_FP8_W8A8, 0},
+    {"fp8-tensor", LLMRT_DTYPE_INVALID, NULL, 0.75, NULL, LLMRT_DTYPE_FP8_W8A8, 1},
+    {"w8a8", LLMRT_DTYPE_INVALID, NULL, 0.35, NULL, LLMRT_DTYPE_INT8_W8A8, 0},
+};
+
 int main(int argc, char **argv) {
     if (argc != 3 && argc != 4) {
         fprintf(stderr, "usage: test_golden CASES_DIR cpu|cuda [MIN_CASES]\n");
@@ -278,26 +311,41 @@ int main(int argc, char **argv) {
     char *names[MAX_CASES];
     int count = 0;
     struct dirent *entry;
+    const char *only = getenv("LLMRT_GOLDEN_CASES");
     while ((entry = readdir(d)) && count < MAX_CASES)
-        if (entry->d_name[0] != '.') names[count++] = strdup(entry->d_name);
+        if (entry->d_name[0] != '.' && (!only || !*only || listed(only, entry->d_name)))
+            names[count++] = strdup(entry->d_name);
     closedir(d);
     qsort(names, (size_t)count, sizeof *names, by_name);
     int min_cases = argc == 4 ? atoi(argv[3]) : 8;
     CHECK_MSG(count >= min_cases, "expected at least %d golden cases in %s, found %d", min_cases, dir, count);
     const variant cpu_variants[] = {
-        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4, NULL},
+        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4, NULL, LLMRT_DTYPE_INVALID, 0},
         {"unfused", LLMRT_DTYPE_INVALID,
-         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4, NULL},
+         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4, NULL, LLMRT_DTYPE_INVALID, 0},
     };
     const variant gpu_variants[] = {
-        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3, NULL},
-        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2, "bfloat16"},
-        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2, "float16"},
+        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3, NULL, LLMRT_DTYPE_INVALID, 0},
+        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2, "bfloat16", LLMRT_DTYPE_INVALID, 0},
+        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2, "float16", LLMRT_DTYPE_INVALID, 0},
         {"unfused-bf16", LLMRT_DTYPE_BF16, "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 2e-2,
-         "bfloat16"},
+         "bfloat16", LLMRT_DTYPE_INVALID, 0},
     };
     const variant *variants = gpu ? gpu_variants : cpu_variants;
     int num_variants = gpu ? 4 : 2;
+    variant quantized[4];
+    const char *quant = getenv("LLMRT_GOLDEN_QUANT");
+    if (quant && *quant) {
+        num_variants = 0;
+        for (size_t q = 0; q < sizeof quant_variants / sizeof quant_variants[0]; q++)
+            if (listed(quant, quant_variants[q].label)) {
+                quantized[num_variants] = quant_variants[q];
+                if (gpu) quantized[num_variants].dtype = LLMRT_DTYPE_BF16;
+                num_variants++;
+            }
+        CHECK_MSG(num_variants > 0, "LLMRT_GOLDEN_QUANT=%s: expected a list of fp8, fp8-tensor, w8a8", quant);
+        variants = quantized;
+    }
     for (int c = 0; c < count; c++) {
         for (int v = 0; v < num_variants; v++) {
             compare_case(dir, names[c], backend, &variants[v], &worst_error[c][v]);
