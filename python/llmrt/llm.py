@@ -20,8 +20,11 @@ from .tokenizer import Tokenizer
 Prompt = Union[str, Dict[str, Any]]  # text, or {"prompt_token_ids": [...]}
 
 _BUILD_OPTIONS = ("max_seq_len", "max_batch", "max_num_tokens", "seed", "random_weights", "disabled_passes",
-                  "allow_nonfinite", "ignore_extra_tensors", "quant", "group_size", "quant_scheme")
+                  "allow_nonfinite", "ignore_extra_tensors", "quant", "group_size", "quant_scheme",
+                  "weight_scales")
 _QUANT_SCHEMES = {"default": 0, "sym": 1, "asym": 2}
+_QUANTS = ("int8-wo", "int4-wo", "fp8", "w8a8")
+_WEIGHT_SCALES = {"channel": 0, "tensor": 1}
 # max_seq_len, max_batch and max_num_tokens are also the engine's load-time
 # limits: an engine file given as `model` runs with them
 _ENGINE_OPTIONS = ("num_threads", "device", "verify_checksum", "kv_block_size", "kv_cache_fraction",
@@ -56,7 +59,8 @@ class LLM:
 
     Keyword options: build (max_seq_len, max_batch, max_num_tokens, seed,
     random_weights, disabled_passes, allow_nonfinite, ignore_extra_tensors,
-    quant ("int8-wo" / "int4-wo"), group_size, quant_scheme ("sym" / "asym")),
+    quant ("int8-wo" / "int4-wo" / "fp8" / "w8a8"), group_size, quant_scheme
+    ("sym" / "asym"), weight_scales (fp8: "channel" / "tensor")),
     engine (num_threads, device, verify_checksum, kv_block_size,
     kv_cache_fraction, kv_cache_bytes) and runtime (max_batch,
     max_num_tokens, kv_max_blocks, prefix_caching).
@@ -184,9 +188,13 @@ class LLM:
         for name, value in build.items():
             if name == "quant":
                 code = lib.llmrt_dtype_from_name(str(value).encode()) if value not in (None, "none") else 0
-                if value not in (None, "none") and str(value) not in ("int8-wo", "int4-wo"):
-                    raise ValueError(f"LLM: quant must be 'int8-wo', 'int4-wo' or None, got {value!r}")
+                if value not in (None, "none") and str(value) not in _QUANTS:
+                    raise ValueError(f"LLM: quant must be one of {', '.join(_QUANTS)} or None, got {value!r}")
                 bo.quant = code
+            elif name == "weight_scales":
+                if value not in _WEIGHT_SCALES:
+                    raise ValueError(f"LLM: weight_scales must be 'channel' or 'tensor', got {value!r}")
+                bo.quant_per_tensor = _WEIGHT_SCALES[value]
             elif name == "quant_scheme":
                 if value not in _QUANT_SCHEMES:
                     raise ValueError(f"LLM: quant_scheme must be 'sym' or 'asym', got {value!r}")

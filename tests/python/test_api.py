@@ -150,6 +150,17 @@ def test_builds_a_quantized_engine():
         LLM(demo, backend="cpu", quant="int8-wo", quant_scheme="half", max_seq_len=256)
 
 
+def test_builds_an_fp8_engine():
+    """quant="fp8" with per-tensor weight scales builds and runs; a bad
+    weight_scales is a ValueError naming it."""
+    demo = os.path.join(REPO, "models", "demo")
+    with LLM(demo, backend="cpu", quant="fp8", weight_scales="tensor", max_seq_len=256, kv_cache_bytes=8 << 20) as q:
+        out = q.generate("Once upon a time", SamplingParams(max_tokens=8))[0]
+        assert len(out.token_ids) == 8
+    with pytest.raises(ValueError, match="weight_scales"):
+        LLM(demo, backend="cpu", quant="fp8", weight_scales="row", max_seq_len=256)
+
+
 def test_chat_template_from_checkpoint(tmp_path, monkeypatch):
     """A checkpoint whose tokenizer_config.json has a chat template: the
     rendering equals transformers' (tests/tokenizer/refs), and chat()
