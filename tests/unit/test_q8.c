@@ -59,6 +59,31 @@ static void test_fp8_codes(void) {
     CHECK(llmrt_fp8_e4m3_encode(0x1p-11f) == 0x00); /* below half the smallest subnormal */
 }
 
+/* The AVX2 decoders (a shift into f16) give every code's exact value,
+ * NaN for the NaN codes. */
+static void test_simd_decode(void) {
+    if (cpu_isa_level() < CPU_ISA_AVX2) {
+        fprintf(stderr, "   no AVX2: skipped\n");
+        return;
+    }
+    float table[256], decoded[256];
+    uint8_t codes[256];
+    for (int c = 0; c < 256; c++) table[c] = llmrt_fp8_e4m3_decode((uint8_t)c), codes[c] = (uint8_t)c;
+    cpu_q8_decode_avx2(table, codes, 256, decoded);
+    int same = 1, dot_same = 1;
+    for (int c = 0; c < 256; c++) {
+        same &= isnan(table[c]) ? isnan(decoded[c]) : decoded[c] == table[c];
+        /* the fused dot: code c at input 5 of 32, x one-hot there */
+        uint8_t w[32] = {0};
+        float x[32] = {0}, out[4];
+        w[5] = (uint8_t)c, x[5] = 1.0f;
+        cpu_q8_dot_fp8_avx2(table, w, x, 1, 32, out);
+        dot_same &= isnan(table[c]) ? isnan(out[0]) : out[0] == table[c];
+    }
+    CHECK(same);
+    CHECK(dot_same);
+}
+
 static void test_int8_codes(void) {
     CHECK(llmrt_int8_encode(200.0f) == 127);
     CHECK(llmrt_int8_encode(-200.0f) == -127);
@@ -286,6 +311,7 @@ static void test_pass_static_scales(void) {
 
 int main(void) {
     RUN_TEST(test_fp8_codes);
+    RUN_TEST(test_simd_decode);
     RUN_TEST(test_int8_codes);
     RUN_TEST(test_quantize_error);
     RUN_TEST(test_check);

@@ -11,6 +11,7 @@
 #define PARALLEL_MIN_WORK (1 << 16)
 #define ROW_ALIGN 16
 #define MT 4 /* rows of x per dot call: each weight load serves four */
+#define NT 2 /* fp8: weight rows per dot call: each load of x serves two */
 
 static atomic_int simd_setting = 1;
 
@@ -43,16 +44,17 @@ static void dot_i8_portable(const int8_t *w, const int8_t *x, int64_t stride, in
     }
 }
 
-static void dot_f32_portable(const float *w, const float *x, int64_t stride, int mt, int64_t K, float *out) {
-    for (int i = 0; i < mt; i++) {
-        const float *xi = x + i * stride;
-        float s[8] = {0};
-        int64_t k = 0;
-        for (; k + 8 <= K; k += 8)
-            for (int j = 0; j < 8; j++) s[j] += w[k + j] * xi[k + j];
-        for (; k < K; k++) s[0] += w[k] * xi[k];
-        out[i] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    }
+static void dot_f32_portable(const float *w, int nt, const float *x, int mt, int64_t K, float *out) {
+    for (int r = 0; r < nt; r++)
+        for (int i = 0; i < mt; i++) {
+            const float *wr = w + r * K, *xi = x + i * K;
+            float s[8] = {0};
+            int64_t k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (int j = 0; j < 8; j++) s[j] += wr[k + j] * xi[k + j];
+            for (; k < K; k++) s[0] += wr[k] * xi[k];
+            out[r * MT + i] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        }
 }
 
 /* ---- x, quantized once per row ------------------------------------------------------ */
@@ -96,44 +98,75 @@ typedef struct q8_job {
     int simd;
 } q8_job;
 
-static void part_rows(const q8_job *j, const cpu_linear_part *p, int64_t n0, int64_t n1) {
+static float scale_at(const void *blob, int64_t n) {
+    float s;
+    memcpy(&s, (const uint8_t *)llmrt_q8weight_scales(blob) + n * sizeof s, sizeof s); /* may be unaligned */
+    return s;
+}
+
+/* int8: exact int32 dot products, then the reference's order, (Σ · sx) ·
+ * sw in f64, and the bias. */
+static void rows_int8(const q8_job *j, const cpu_linear_part *p, int64_t n0, int64_t n1) {
     const q8_act *a = j->a;
     const int64_t M = j->M, K = j->K, N = p->N;
-    const uint8_t *codes = llmrt_q8weight_codes(p->w);
-    const uint8_t *scale_bytes = (const uint8_t *)llmrt_q8weight_scales(p->w);
-    float *row = a->kind == LLMRT_Q8_FP8 ? cpu_thread_scratch(sizeof(float) * (size_t)K) : NULL;
-    const float *table = fp8_table();
     for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *wn = codes + n * K;
-        float sw;
-        memcpy(&sw, scale_bytes + n * sizeof sw, sizeof sw); /* the blob may be unaligned in a mapped file */
+        const int8_t *wn = (const int8_t *)llmrt_q8weight_codes(p->w) + n * K;
+        const double sw = scale_at(p->w, n);
         const float b = p->bias ? p->bias[n] : 0.0f;
-        if (a->kind == LLMRT_Q8_FP8 && row) {
-            if (j->simd) cpu_q8_decode_avx2(table, wn, K, row);
-            else
-                for (int64_t k = 0; k < K; k++) row[k] = table[wn[k]];
-        }
         for (int64_t m = 0; m < M; m += MT) {
             const int mt = M - m < MT ? (int)(M - m) : MT;
-            double acc[MT];
-            if (a->kind == LLMRT_Q8_INT8) {
-                int32_t dot[MT];
-                (j->simd ? cpu_q8_dot_i8_avx2 : dot_i8_portable)((const int8_t *)wn, (const int8_t *)a->codes + m * K,
-                                                                 K, mt, K, dot);
-                for (int i = 0; i < mt; i++) acc[i] = dot[i];
-            } else if (row) {
-                float dot[MT];
-                (j->simd ? cpu_q8_dot_f32_avx2 : dot_f32_portable)(row, a->decoded + m * K, K, mt, K, dot);
-                for (int i = 0; i < mt; i++) acc[i] = dot[i];
-            } else { /* no scratch memory: decode as we go */
-                for (int i = 0; i < mt; i++) {
-                    float s = 0;
-                    for (int64_t k = 0; k < K; k++) s += table[wn[k]] * a->decoded[(m + i) * K + k];
-                    acc[i] = s;
-                }
+            int32_t dot[MT];
+            (j->simd ? cpu_q8_dot_i8_avx2 : dot_i8_portable)(wn, (const int8_t *)a->codes + m * K, K, mt, K, dot);
+            for (int i = 0; i < mt; i++) p->y[(m + i) * N + n] = (float)((double)dot[i] * a->scale[m + i] * sw) + b;
+        }
+    }
+}
+
+/* fp8: NT weight rows decoded into scratch at a time, so each load of x
+ * serves NT of them; f32 sums of exact products. */
+static void rows_fp8(const q8_job *j, const cpu_linear_part *p, int64_t n0, int64_t n1) {
+    const q8_act *a = j->a;
+    const int64_t M = j->M, K = j->K, N = p->N;
+    const float *table = fp8_table();
+    if (M <= MT && j->simd) { /* a decode step: each row once, decoded in registers */
+        for (int64_t n = n0; n < n1; n++) {
+            float dot[MT];
+            cpu_q8_dot_fp8_avx2(table, llmrt_q8weight_codes(p->w) + n * K, a->decoded, (int)M, K, dot);
+            const double sw = scale_at(p->w, n);
+            const float b = p->bias ? p->bias[n] : 0.0f;
+            for (int64_t i = 0; i < M; i++) p->y[i * N + n] = (float)((double)dot[i] * a->scale[i] * sw) + b;
+        }
+        return;
+    }
+    float *rows = cpu_thread_scratch(sizeof(float) * (size_t)(NT * K));
+    for (int64_t n = n0; n < n1; n += NT) {
+        const int nt = n1 - n < NT ? (int)(n1 - n) : NT;
+        const uint8_t *wn = llmrt_q8weight_codes(p->w) + n * K;
+        if (rows)
+            for (int r = 0; r < nt; r++) {
+                if (j->simd) cpu_q8_decode_avx2(table, wn + r * K, K, rows + r * K);
+                else
+                    for (int64_t k = 0; k < K; k++) rows[r * K + k] = table[wn[r * K + k]];
             }
-            /* the reference's order: (Σ · sx) · sw in f64, then the bias */
-            for (int i = 0; i < mt; i++) p->y[(m + i) * N + n] = (float)(acc[i] * a->scale[m + i] * sw) + b;
+        for (int64_t m = 0; m < M; m += MT) {
+            const int mt = M - m < MT ? (int)(M - m) : MT;
+            float dot[NT * MT];
+            if (rows) {
+                (j->simd ? cpu_q8_dot_f32_avx2 : dot_f32_portable)(rows, nt, a->decoded + m * K, mt, K, dot);
+            } else { /* no scratch memory: decode as we go */
+                for (int r = 0; r < nt; r++)
+                    for (int i = 0; i < mt; i++) {
+                        float s = 0;
+                        for (int64_t k = 0; k < K; k++) s += table[wn[r * K + k]] * a->decoded[(m + i) * K + k];
+                        dot[r * MT + i] = s;
+                    }
+            }
+            for (int r = 0; r < nt; r++) {
+                const double sw = scale_at(p->w, n + r);
+                const float b = p->bias ? p->bias[n + r] : 0.0f;
+                for (int i = 0; i < mt; i++)
+                    p->y[(m + i) * N + n + r] = (float)((double)dot[r * MT + i] * a->scale[m + i] * sw) + b;
+            }
         }
     }
 }
@@ -145,7 +178,7 @@ static void q8_chunk(void *ctx, int64_t begin, int64_t end) {
         const cpu_linear_part *p = &j->parts[i];
         int64_t b = begin - j->start[i], e = end - j->start[i];
         b = b > 0 ? b : 0, e = e < p->N ? e : p->N;
-        if (b < e) part_rows(j, p, b, e);
+        if (b < e) (j->a->kind == LLMRT_Q8_INT8 ? rows_int8 : rows_fp8)(j, p, b, e);
     }
 }
 

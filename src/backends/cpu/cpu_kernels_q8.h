@@ -17,11 +17,16 @@
  * `gated`, gated = silu(parts[0].y) · parts[1].y afterwards. */
 void cpu_q8linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated);
 
-/* The dot products the row loop needs, mt ≤ 4 rows of x at a time (row i
- * at x + i · stride): out[i] = Σ_k w[k] · x_i[k]. The AVX2 bodies live in
- * cpu_kernels_q8_avx2.c; portable ones in cpu_kernels_q8.c. */
+/* The dot products the row loops need. int8: mt ≤ 4 rows of x (row i at
+ * x + i · stride), out[i] = Σ_k w[k] · x_i[k]. f32: nt ≤ 2 rows of w and
+ * mt ≤ 4 of x, each K apart, out[r · 4 + i] = Σ_k w_r[k] · x_i[k]. The
+ * AVX2 bodies live in cpu_kernels_q8_avx2.c, portable ones in
+ * cpu_kernels_q8.c. */
 void cpu_q8_dot_i8_avx2(const int8_t *w, const int8_t *x, int64_t stride, int mt, int64_t K, int32_t *out);
-void cpu_q8_dot_f32_avx2(const float *w, const float *x, int64_t stride, int mt, int64_t K, float *out);
+void cpu_q8_dot_f32_avx2(const float *w, int nt, const float *x, int mt, int64_t K, float *out);
+/* The f32 dot of one row of E4M3 codes w, decoded on the fly, with mt ≤ 4
+ * rows of x (K apart): out[i]. For steps of at most 4 tokens. */
+void cpu_q8_dot_fp8_avx2(const float *table, const uint8_t *w, const float *x, int mt, int64_t K, float *out);
 /* out[k] = table[codes[k]] for K codes. */
 void cpu_q8_decode_avx2(const float *table, const uint8_t *codes, int64_t K, float *out);
 
