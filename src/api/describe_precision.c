@@ -74,7 +74,7 @@ static char *layer_summary(const llmrt_plan *plan, int64_t layer) {
     for (int32_t i = 0; i < plan->num_weights; i++) {
         const llmrt_plan_weight *w = &plan->weights[i];
         char rest[256], label[32];
-        if (w->ndim != 2 || split_name(w->name, rest, sizeof rest) != layer) continue;
+        if (w->ndim < 2 || split_name(w->name, rest, sizeof rest) != layer) continue;
         label_of(w, label, sizeof label);
         int seen = 0;
         for (int d = 0; d < ndone; d++) seen |= strcmp(done[d], label) == 0;
@@ -85,7 +85,7 @@ static char *layer_summary(const llmrt_plan *plan, int64_t layer) {
         for (int32_t j = i; j < plan->num_weights; j++) {
             const llmrt_plan_weight *v = &plan->weights[j];
             char name[256], other[32];
-            if (v->ndim != 2 || split_name(v->name, name, sizeof name) != layer) continue;
+            if (v->ndim < 2 || split_name(v->name, name, sizeof name) != layer) continue;
             label_of(v, other, sizeof other);
             if (strcmp(other, label) != 0) continue;
             const char *dot = strrchr(name, '.');
@@ -133,7 +133,7 @@ char *llmrt_describe_precision(const llmrt_plan *plan) {
     for (int32_t i = 0; i < plan->num_weights; i++) {
         const llmrt_plan_weight *w = &plan->weights[i];
         char rest[256];
-        if (w->ndim == 2 && split_name(w->name, rest, sizeof rest) < 0)
+        if (w->ndim >= 2 && split_name(w->name, rest, sizeof rest) < 0)
             add(&others, &olen, &ocap, olen ? ", %s %s" : "%s %s", rest, llmrt_dtype_name(w->dtype));
     }
     if (others) {

@@ -82,7 +82,7 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
     for (int32_t i = 0; i < g->num_nodes && s == LLMRT_OK; i++) {
         llmrt_node *w = &g->nodes[i];
         if (w->op != LLMRT_OP_WEIGHT || w->ndim != 2 || linear_uses[i] == 0 || linear_uses[i] != uses[i] ||
-            llmrt_dtype_is_quantized(w->dtype))
+            llmrt_dtype_is_packed(w->dtype))
             continue;
         llmrt_dtype dtype = ctx->quant_dtype;
         int64_t group = ctx->quant_group_size;
