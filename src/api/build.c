@@ -179,8 +179,8 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     char scheme[160] = "";
     if (packed) llmrt_quant_config_describe(&prequantized, scheme, sizeof scheme);
     if (packed && o->quant != LLMRT_DTYPE_INVALID && o->quant != llmrt_quant_config_dtype(&prequantized))
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: %s holds %s; --quant %s cannot change them", o->model_dir,
-                           scheme, llmrt_dtype_name(o->quant));
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: %s holds %s; --quant %s cannot change them",
+                           o->model_dir, scheme, llmrt_dtype_name(o->quant));
     if (packed) LLMRT_INFO("%s: %s", prequantized.source, scheme);
     llmrt_compile_options copts;
     LLMRT_TRY(llmrt_build_compile_options(o, &config, dtype, &copts));

@@ -125,7 +125,8 @@ static llmrt_status parse_args(const llmrt_quant_config *c, const json_t *args, 
         describe(v, value, sizeof value);
         return field_error(c, FIELD("strategy"), "is %s (a string)", value);
     }
-    if (!name) name = group_size == -1 ? "channel" : group_size > 0 ? "group" : "tensor"; /* as QuantizationArgs infers */
+    /* no strategy: inferred from group_size, as QuantizationArgs does */
+    if (!name) name = group_size == -1 ? "channel" : group_size > 0 ? "group" : "tensor";
     if (strcasecmp(name, "tensor") == 0) *out = STRATEGY_TENSOR;
     else if (strcasecmp(name, "channel") == 0) *out = STRATEGY_CHANNEL;
     else if (strcasecmp(name, "token") == 0) *out = STRATEGY_TOKEN;
@@ -146,7 +147,8 @@ static llmrt_status parse_scheme(llmrt_quant_config *c, const json_t *scheme, co
     if (!json_is_object(scheme)) return field_error(c, path, "is not an object");
     snprintf(field, sizeof field, "%s.targets", path);
     const json_t *targets = json_object_get(scheme, "targets");
-    if (!json_is_array(targets) || json_array_size(targets) == 0) return field_error(c, field, "is not a list of names");
+    if (!json_is_array(targets) || json_array_size(targets) == 0)
+        return field_error(c, field, "is not a list of names");
     snprintf(field, sizeof field, "%s.format", path);
     const json_t *format = json_object_get(scheme, "format");
     if (present(format) && !(json_is_string(format) && (strcmp(json_string_value(format), "float-quantized") == 0 ||
@@ -187,7 +189,9 @@ static llmrt_status parse_preset(llmrt_quant_config *c, const char *name, const 
     if (!json_is_array(targets) || json_array_size(targets) == 0) return field_error(c, path, "is not a list of names");
     if (strcmp(name, "FP8") == 0) c->ct_static_groups++;
     else if (strcmp(name, "FP8_DYNAMIC") == 0) c->ct_dynamic_groups++, c->ct_weight_per_channel = 1;
-    else return field_error(c, path, "names the preset scheme \"%.40s\" (llmrt reads \"FP8\" and \"FP8_DYNAMIC\")", name);
+    else
+        return field_error(c, path, "names the preset scheme \"%.40s\" (llmrt reads \"FP8\" and \"FP8_DYNAMIC\")",
+                           name);
     return LLMRT_OK;
 }
 
@@ -233,7 +237,8 @@ llmrt_status llmrt_ct_parse(const json_t *q, llmrt_quant_config *c) {
                            "without kv_cache_scheme, and choose the KV cache's storage when building)");
     const json_t *sparsity = json_object_get(q, "sparsity_config");
     const json_t *sparse_format = json_is_object(sparsity) ? json_object_get(sparsity, "format") : NULL;
-    if (present(sparse_format) && !(json_is_string(sparse_format) && strcmp(json_string_value(sparse_format), "dense") == 0)) {
+    const char *sparse_name = json_string_value(sparse_format);
+    if (present(sparse_format) && !(sparse_name && strcmp(sparse_name, "dense") == 0)) {
         describe(sparse_format, value, sizeof value);
         return field_error(c, "sparsity_config.format", "is %s (sparse checkpoints are not supported)", value);
     }
@@ -382,4 +387,36 @@ llmrt_status llmrt_ct_read(const llmrt_checkpoint *cp, const llmrt_quant_config 
         }
     }
     return LLMRT_OK;
+}
+
+llmrt_status llmrt_ct_dequantize(const llmrt_checkpoint *cp, const llmrt_st_tensor *t, float *out) {
+    char shape[96];
+    if (t->ndim != 2) {
+        shape_text(t, shape, sizeof shape);
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: fp8 tensor '%s' has shape %s (fp8 matrices only)", t->file_path,
+                           t->name, shape);
+    }
+    const int64_t N = t->shape[0], K = t->shape[1];
+    const llmrt_st_tensor *ws = NULL, *is = NULL;
+    LLMRT_TRY(find(cp, t->name, "weight_scale", &ws));
+    LLMRT_TRY(find(cp, t->name, "input_scale", &is));
+    if (!ws)
+        return llmrt_error(LLMRT_ERR_NOT_FOUND, "%s: fp8 weight '%s' has no weight_scale tensor beside it",
+                           t->file_path, t->name);
+    float *scales = malloc(sizeof *scales * (size_t)N);
+    if (!scales) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", ws->name);
+    int64_t count = 0;
+    llmrt_status s = read_scales(ws, N, &count, scales);
+    for (int64_t n = 0; n < N && s == LLMRT_OK; n++)
+        for (int64_t k = 0; k < K; k++) {
+            const uint8_t code = t->data[n * K + k];
+            if ((code & 0x7f) == 0x7f) {
+                s = llmrt_error(LLMRT_ERR_FORMAT, "%s: tensor '%s' holds a NaN code at [%lld, %lld]", t->file_path,
+                                t->name, (long long)n, (long long)k);
+                break;
+            }
+            out[n * K + k] = llmrt_fp8_e4m3_decode(code) * scales[count == 1 ? 0 : n];
+        }
+    free(scales);
+    return s;
 }

@@ -31,4 +31,10 @@ int llmrt_ct_has(const llmrt_checkpoint *checkpoint, const char *weight_name);
 llmrt_status llmrt_ct_read(const llmrt_checkpoint *checkpoint, const llmrt_quant_config *config,
                            const char *weight_name, int64_t rows, int64_t cols, void *blob);
 
+/* A weight llmrt keeps 16-bit (the LM head, a MoE expert) that the
+ * checkpoint stores as E4M3 codes `t` [rows, cols]: its values, code ×
+ * weight_scale, into f32 `out` (rows · cols). The layer's input_scale, if
+ * any, is not used (and marked read). */
+llmrt_status llmrt_ct_dequantize(const llmrt_checkpoint *checkpoint, const llmrt_st_tensor *t, float *out);
+
 #endif

@@ -10,7 +10,8 @@
 #    with the fp8 math of core/quant8.h, within 1e-3 (relative L2; fp8
 #    against f32 differs by 10-17% on these decisive test models, static
 #    against per-token scales by 15%, so each scheme is told apart);
-#  - both are stored 8-bit (engine file well under the f32 engine's);
+#  - both are stored 8-bit (engine file well under the f32 engine's); an
+#    LM head stored fp8 is bound 16-bit (codes x scales);
 #  - quantization_config or tensors llmrt does not read: an error naming the
 #    field or tensor.
 set -u
@@ -109,4 +110,14 @@ for c in "${cases[@]}"; do
     awk -v e="$e" 'BEGIN { exit !(e <= 1e-3) }' && ok || bad "$c $scheme logits differ from the fp8 math by $e"
   done
 done
+
+# an LM head stored fp8 (not in `ignore`) stays 16-bit in llmrt: its codes
+# x scales, as in --quant fp8 of the dequantized twin
+"$py" "$src/tests/cli/make_compressed_tensors.py" "$src/tests/golden/cases/llama_f32" "$tmp/head" "$tmp/head.ref" \
+  dynamic-head && ok || bad "writing the dynamic-head checkpoint"
+expect 0 "" -- "$llmrt" build --model "$tmp/head" --output "$tmp/head.engine" "${small[@]}"
+expect 0 "" -- "$llmrt" build --model "$tmp/head.ref" --output "$tmp/head.ref.engine" --quant fp8 "${small[@]}"
+logits "$tmp/head.engine" "$tmp/ct.npy" && logits "$tmp/head.ref.engine" "$tmp/ref.npy" || bad "head: --dump-logits"
+e=$(rel_l2 "$tmp/ct.npy" "$tmp/ref.npy")
+awk -v e="$e" 'BEGIN { exit !(e <= 1e-4) }' && ok || bad "fp8 LM head: logits differ by $e"
 cli_finish

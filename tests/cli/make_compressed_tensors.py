@@ -7,7 +7,8 @@ llm-compressor saves one (numpy only, no torch):
 SCHEME "static"  ("…-FP8"): per-tensor weight scales, static per-tensor
                  activation scales (input_scale);
        "dynamic" ("…-FP8-dynamic"): per-channel weight scales, activations
-                 per token at run time.
+                 per token at run time;
+       "dynamic-head": as "dynamic", the LM head too (nothing ignored).
 Every "*_proj.weight" matrix becomes "weight" F8_E4M3 [out, in] (OCP e4m3fn,
 round to nearest even, saturating at 448) and "weight_scale" F32 ([1] or
 [out, 1]); the rest (embeddings, norms, biases, lm_head, which `ignore`
@@ -122,12 +123,12 @@ def scheme(static):
 
 def main():
     case_dir, out_dir, ref_dir, which = sys.argv[1:5]
-    static = which == "static"
+    static, with_head = which == "static", which == "dynamic-head"
     tensors = read_safetensors(os.path.join(case_dir, "model.safetensors"))
     out, ref = {}, {}
     for name, t in tensors.items():
         tag = "F32" if t.dtype == np.float32 else "F16" if t.dtype == np.float16 else None
-        if not (name.endswith("_proj.weight") and t.ndim == 2):
+        if not ((name.endswith("_proj.weight") or (with_head and name == "lm_head.weight")) and t.ndim == 2):
             out[name] = ref[name] = (tag, t)
             continue
         codes, scales = quantize(t, per_channel=not static)
@@ -145,7 +146,7 @@ def main():
     json.dump(config, open(os.path.join(ref_dir, "config.json"), "w"), indent=2)
     config["quantization_config"] = {
         "quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
-        "config_groups": {"group_0": scheme(static)}, "ignore": ["lm_head"], "kv_cache_scheme": None,
+        "config_groups": {"group_0": scheme(static)}, "ignore": [] if with_head else ["lm_head"], "kv_cache_scheme": None,
         "global_compression_ratio": None, "sparsity_config": {},
     }
     json.dump(config, open(os.path.join(out_dir, "config.json"), "w"), indent=2)

@@ -17,6 +17,7 @@
 
 #include "core/dtype.h"
 #include "core/quant8.h"
+#include "import/compressed_tensors.h"
 #include "import/quant_checkpoint.h"
 #include "import/safetensors.h"
 #include "llmrt/llmrt.h"
@@ -162,7 +163,8 @@ static void test_schemes(void) {
     free(blob);
     /* a preset group name ("FP8_DYNAMIC": its targets) and per-channel [N] scales */
     make_layer(&l, 4, 1, LLMRT_DTYPE_F32, 1);
-    write_checkpoint("{\"quant_method\": \"compressed-tensors\", \"config_groups\": {\"FP8_DYNAMIC\": [\"Linear\"]}}", &l);
+    write_checkpoint("{\"quant_method\": \"compressed-tensors\", "
+                     "\"config_groups\": {\"FP8_DYNAMIC\": [\"Linear\"]}}", &l);
     CHECK_OK(load(&blob, &config));
     if (blob) check_blob(blob, &l, 1, 0);
     free(blob);
@@ -258,6 +260,33 @@ static void test_tensor_errors(void) {
     expect_tensor_error(&l, NULL, "holds the scale -0.5 (row 2)");
 }
 
+/* A weight llmrt keeps 16-bit, stored fp8: its values are code × scale. */
+static void test_dequantize(void) {
+    for (int per_channel = 0; per_channel < 3; per_channel++) {
+        layer l;
+        make_layer(&l, 11, per_channel == 1, per_channel ? LLMRT_DTYPE_F32 : LLMRT_DTYPE_BF16, 1);
+        l.with_weight_scale = per_channel < 2;
+        write_checkpoint(scheme("channel", TOKEN_INPUTS), &l);
+        char path[300];
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        llmrt_checkpoint *cp = NULL;
+        CHECK_OK(llmrt_checkpoint_open_file(path, &cp));
+        if (!cp) continue;
+        float values[N * K];
+        llmrt_status s = llmrt_ct_dequantize(cp, llmrt_checkpoint_find(cp, WEIGHT), values);
+        if (per_channel == 2) {
+            CHECK_MSG(s != LLMRT_OK && strstr(llmrt_last_error(), "has no weight_scale"), "%s", llmrt_last_error());
+        } else {
+            CHECK_OK(s);
+            for (int i = 0; i < N * K && s == LLMRT_OK; i++)
+                CHECK(values[i] == llmrt_fp8_e4m3_decode(l.codes[i]) * scales_f32[per_channel ? i / K : 0]);
+            char unused[256];
+            CHECK(llmrt_checkpoint_unused(cp, unused, sizeof unused) == 0); /* the scale was taken */
+        }
+        llmrt_checkpoint_close(cp);
+    }
+}
+
 int main(void) {
     char *tmp = test_temp_dir();
     if (!tmp) return 1;
@@ -265,6 +294,7 @@ int main(void) {
     RUN_TEST(test_schemes);
     RUN_TEST(test_config_errors);
     RUN_TEST(test_tensor_errors);
+    RUN_TEST(test_dequantize);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     free(tmp);
