@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "compiler/passes.h"
 #include "core/dtype.h"
 #include "core/quant8.h"
 #include "import/compressed_tensors.h"
@@ -287,6 +288,38 @@ static void test_dequantize(void) {
     }
 }
 
+/* The quantize_weights pass stores a Linear whose checkpoint weight is fp8
+ * as an fp8 matrix (symmetric, one scale per row), and leaves the output
+ * LINEAR (the LM head) and weights stored 16-bit alone. */
+static void test_pass(void) {
+    layer l;
+    make_layer(&l, 13, 1, LLMRT_DTYPE_F32, 2);
+    write_checkpoint(scheme("channel", TOKEN_INPUTS), &l);
+    llmrt_quant_config config;
+    llmrt_checkpoint *cp = NULL;
+    CHECK_OK(llmrt_quant_config_load(dir, &config));
+    CHECK_OK(llmrt_checkpoint_open_dir(dir, &cp));
+    llmrt_graph *g = llmrt_graph_create(LLMRT_DTYPE_F32, LLMRT_DTYPE_F32);
+    const int64_t x_dims[2] = {3, K}, w_dims[2] = {N, K}, up_dims[2] = {N, N}, head_dims[2] = {K, N};
+    llmrt_value x = llmrt_input(g, "x", LLMRT_DTYPE_F32, 2, x_dims);
+    llmrt_value fp8 = llmrt_weight(g, WEIGHT, 2, w_dims);
+    llmrt_value plain = llmrt_weight(g, "model.layers.0.mlp.up_proj.weight", 2, up_dims);
+    llmrt_value head = llmrt_weight(g, WEIGHT, 2, head_dims); /* fp8 too, but the output's */
+    llmrt_value y = llmrt_matmul(g, llmrt_matmul(g, llmrt_matmul(g, x, fp8, 1), plain, 1), head, 1);
+    llmrt_graph_mark_output(g, y);
+    CHECK_OK(llmrt_graph_status(g));
+    llmrt_pass_context ctx = {.target = "cpu", .quant_dtype = LLMRT_DTYPE_INVALID, .checkpoint = cp,
+                              .prequantized = &config};
+    CHECK_OK(llmrt_pass_fuse_linear(g, &ctx));
+    CHECK_OK(llmrt_pass_quantize_weights(g, &ctx));
+    CHECK(g->nodes[fp8].dtype == LLMRT_DTYPE_FP8_W8A8);
+    CHECK(g->nodes[fp8].iattr[1] == K && g->nodes[fp8].iattr[2] == 0 && g->nodes[fp8].iattr[3] == 0);
+    CHECK(g->nodes[plain].dtype == LLMRT_DTYPE_F32);
+    CHECK(g->nodes[head].dtype == LLMRT_DTYPE_F32);
+    llmrt_graph_free(g);
+    llmrt_checkpoint_close(cp);
+}
+
 int main(void) {
     char *tmp = test_temp_dir();
     if (!tmp) return 1;
@@ -295,6 +328,7 @@ int main(void) {
     RUN_TEST(test_config_errors);
     RUN_TEST(test_tensor_errors);
     RUN_TEST(test_dequantize);
+    RUN_TEST(test_pass);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     free(tmp);
