@@ -188,13 +188,12 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     llmrt_quant_config prequantized;
     LLMRT_TRY(llmrt_quant_config_load(o->random_weights ? NULL : o->model_dir, &prequantized));
     const int packed = prequantized.method != LLMRT_QUANT_METHOD_NONE;
+    char scheme[160] = "";
+    if (packed) llmrt_quant_config_describe(&prequantized, scheme, sizeof scheme);
     if (packed && o->quant != LLMRT_DTYPE_INVALID && o->quant != llmrt_quant_config_dtype(&prequantized))
-        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: %s holds %d-bit %s weights; --quant %s cannot change them",
-                           o->model_dir, prequantized.bits,
-                           prequantized.method == LLMRT_QUANT_METHOD_AWQ ? "AWQ" : "GPTQ", llmrt_dtype_name(o->quant));
-    if (packed) LLMRT_INFO("%s: %d-bit %s weights, group %lld", prequantized.source, prequantized.bits,
-                           prequantized.method == LLMRT_QUANT_METHOD_AWQ ? "AWQ" : "GPTQ",
-                           (long long)prequantized.group_size);
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: %s holds %s; --quant %s cannot change them",
+                           o->model_dir, scheme, llmrt_dtype_name(o->quant));
+    if (packed) LLMRT_INFO("%s: %s", prequantized.source, scheme);
     llmrt_compile_options copts;
     LLMRT_TRY(llmrt_build_compile_options(o, &config, dtype, &copts));
     copts.prequantized = packed ? &prequantized : NULL;

@@ -10,6 +10,7 @@
 #include "core/dtype.h"
 #include "core/quant.h"
 #include "core/log.h"
+#include "import/compressed_tensors.h"
 #include "models/models.h"
 
 /* ---- plan ------------------------------------------------------------------- */
@@ -189,6 +190,18 @@ static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_
         return llmrt_error(LLMRT_ERR_FORMAT, "%s: tensor '%s' has shape [%s] but the config implies [%s]",
                            t->file_path, t->name, got, want);
     }
+    /* an fp8 checkpoint weight llmrt keeps 16-bit (LM head, experts): code × scale */
+    if (t->dtype == LLMRT_DTYPE_FP8_E4M3 && !transposed && llmrt_dtype_size(w->dtype) > 0) {
+        const int64_t count = llmrt_node_numel(w, 0, 0);
+        float *values = malloc((size_t)count * sizeof *values + 1);
+        if (!values) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
+        llmrt_status s = llmrt_ct_dequantize(checkpoint, t, values);
+        if (s == LLMRT_OK && llmrt_convert_from_f32(dst, w->dtype, values, (size_t)count) != 0)
+            s = llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s': fp8 codes into %s", w->name, llmrt_dtype_name(w->dtype));
+        if (s == LLMRT_OK && progress) llmrt_progress_add(progress, (uint64_t)count * llmrt_dtype_size(w->dtype));
+        free(values);
+        return s;
+    }
     if (t->dtype != LLMRT_DTYPE_F32 && t->dtype != LLMRT_DTYPE_F16 && t->dtype != LLMRT_DTYPE_BF16 &&
         t->dtype != LLMRT_DTYPE_F64)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected a float type)",
@@ -231,8 +244,9 @@ static llmrt_status bind_quantized(const llmrt_checkpoint *checkpoint, const llm
         return LLMRT_OK;
     }
     if (!prequantized && llmrt_quant_checkpoint_has(checkpoint, w->name))
-        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s' is packed (AWQ / GPTQ) in this checkpoint: rebuild the engine",
-                           w->name);
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                           "'%s' is packed (AWQ / GPTQ) or fp8 (compressed-tensors) in this checkpoint: rebuild the "
+                           "engine", w->name);
     llmrt_node as_f32 = *w;
     as_f32.dtype = LLMRT_DTYPE_F32;
     const size_t bytes = llmrt_node_bytes(&as_f32, 0, 0);

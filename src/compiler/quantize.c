@@ -93,7 +93,7 @@ llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx
                 s = llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s': packed weights of a transposed (Conv1D) layer", w->name);
             dtype = llmrt_quant_config_dtype(ctx->prequantized);
             group = ctx->prequantized->group_size;
-            asymmetric = 1;
+            asymmetric = ctx->prequantized->method != LLMRT_QUANT_METHOD_COMPRESSED_TENSORS; /* fp8: symmetric */
             permuted = llmrt_quant_checkpoint_permuted(ctx->checkpoint, ctx->prequantized, w->name, w->dims[1]);
         }
         const int64_t K = w->dims[1];

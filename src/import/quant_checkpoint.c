@@ -41,6 +41,7 @@
 
 #include "core/file.h"
 #include "core/quant.h"
+#include "import/compressed_tensors.h"
 
 /* ---- settings ------------------------------------------------------------------ */
 
@@ -82,6 +83,7 @@ static llmrt_status parse_settings(const json_t *q, const char *default_method, 
     if (!method) method = default_method;
     if (!method) return field_error(c, "quant_method", "is missing");
     int64_t bits = 0, group = 0;
+    if (strcmp(method, "compressed-tensors") == 0) return llmrt_ct_parse(q, c);
     if (strcmp(method, "awq") == 0) {
         c->method = LLMRT_QUANT_METHOD_AWQ;
         const char *version = json_string_value(first_of(q, "version", "backend"));
@@ -108,7 +110,7 @@ static llmrt_status parse_settings(const json_t *q, const char *default_method, 
         else return field_error(c, "checkpoint_format", "is not \"gptq\" or \"gptq_v2\"");
     } else {
         char why[128];
-        snprintf(why, sizeof why, "is \"%.40s\" (llmrt reads \"awq\" and \"gptq\")", method);
+        snprintf(why, sizeof why, "is \"%.40s\" (llmrt reads \"awq\", \"gptq\" and \"compressed-tensors\")", method);
         return field_error(c, "quant_method", why);
     }
     if (group == -1) group = 0;
@@ -162,7 +164,22 @@ llmrt_status llmrt_quant_config_load(const char *model_dir, llmrt_quant_config *
 }
 
 llmrt_dtype llmrt_quant_config_dtype(const llmrt_quant_config *config) {
+    if (config->method == LLMRT_QUANT_METHOD_COMPRESSED_TENSORS) return LLMRT_DTYPE_FP8_W8A8;
     return config->bits == 8 ? LLMRT_DTYPE_INT8_WO : LLMRT_DTYPE_INT4_WO;
+}
+
+void llmrt_quant_config_describe(const llmrt_quant_config *c, char *buf, size_t size) {
+    if (c->method != LLMRT_QUANT_METHOD_COMPRESSED_TENSORS) {
+        snprintf(buf, size, "%d-bit %s weights, group %lld", c->bits,
+                 c->method == LLMRT_QUANT_METHOD_AWQ ? "AWQ" : "GPTQ", (long long)c->group_size);
+        return;
+    }
+    const char *inputs = c->ct_static_groups && c->ct_dynamic_groups ? "static or per-token fp8 activations"
+                         : c->ct_static_groups ? "static per-tensor fp8 activations (input_scale)"
+                         : c->ct_weight_only ? "no activation scheme (weight-only): activations quantized per token"
+                                             : "dynamic per-token fp8 activations";
+    snprintf(buf, size, "compressed-tensors fp8 weights (per %s), %s", c->ct_weight_per_channel ? "channel" : "tensor",
+             inputs);
 }
 
 /* ---- tensors ------------------------------------------------------------------- */
@@ -175,6 +192,7 @@ static int sibling_name(const char *weight_name, const char *suffix, char *buf, 
 
 int llmrt_quant_checkpoint_has(const llmrt_checkpoint *checkpoint, const char *weight_name) {
     char name[512];
+    if (llmrt_ct_has(checkpoint, weight_name)) return 1;
     return sibling_name(weight_name, "qweight", name, sizeof name) && llmrt_checkpoint_find(checkpoint, name);
 }
 
@@ -255,6 +273,7 @@ static uint16_t u16_at(const llmrt_st_tensor *t, size_t index) {
 
 llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt_quant_config *c,
                                          const char *weight_name, int64_t N, int64_t K, void *blob) {
+    if (c->method == LLMRT_QUANT_METHOD_COMPRESSED_TENSORS) return llmrt_ct_read(cp, c, weight_name, N, K, blob);
     const int bits = c->bits, per_word = 32 / bits;
     const unsigned mask = (1u << bits) - 1;
     const int64_t group = c->group_size > 0 && c->group_size < K ? c->group_size : K;
