@@ -29,6 +29,17 @@ typedef struct llmrt_compile_options {
     int32_t tp_rank, tp_size;
     /* pipeline parallelism: the plan of stage pp_stage of pp_stages (0 or 1: one stage) */
     int32_t pp_stage, pp_stages;
+    /* activation statistics from --calib (calibration.h), or NULL: static
+     * activation scales and SmoothQuant read them; not owned */
+    const struct llmrt_calibration *calibration;
+    /* SmoothQuant (smooth.h): 1 migrates activation outliers into the
+     * weights with strength smooth_alpha before they are stored; needs
+     * calibration */
+    int32_t smooth;
+    float smooth_alpha;
+    /* 1: a calibration plan, an OBSERVE node on every LINEAR's input
+     * (observe.c); never written to an engine */
+    int32_t observe;
 } llmrt_compile_options;
 
 /* Builds the network for `config`, runs the compiler passes and binds the

@@ -20,6 +20,8 @@ typedef struct llmrt_pass_context {
     int32_t quant_asymmetric;
     const llmrt_checkpoint *checkpoint;     /* with prequantized: where the packed weights are */
     const llmrt_quant_config *prequantized; /* an AWQ / GPTQ checkpoint's settings, or NULL */
+    const struct llmrt_calibration *calibration; /* --calib statistics, or NULL */
+    int32_t observe;         /* observe_linear_inputs: 1 in a calibration compile */
     int32_t rewrites;        /* set by the pass: how many rewrites it made */
 } llmrt_pass_context;
 
@@ -45,6 +47,9 @@ llmrt_status llmrt_pass_fuse_linear(llmrt_graph *g, llmrt_pass_context *ctx);
 /* Weight-only quantization (quantize.c): the weights of LINEARs (but the
  * LM head's) become int8-wo / int4-wo; binding fills them. */
 llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx);
+/* Calibration compiles (observe.c): an OBSERVE node on the input of every
+ * LINEAR but the plan's output, just before its first reader. */
+llmrt_status llmrt_pass_observe_linear_inputs(llmrt_graph *g, llmrt_pass_context *ctx);
 /* Liveness-based arena planning (memory_planner.c). */
 llmrt_status llmrt_pass_plan_memory(llmrt_graph *g, llmrt_pass_context *ctx);
 
