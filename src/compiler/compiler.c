@@ -10,6 +10,7 @@
 #include "compiler/smooth.h"
 #include "core/dtype.h"
 #include "core/quant.h"
+#include "core/quant8.h"
 #include "core/log.h"
 #include "models/models.h"
 
@@ -328,7 +329,8 @@ static llmrt_status bind_smoothed(binder *b, const llmrt_graph *g, llmrt_value v
     llmrt_status s = read_f32(b, w, values);
     if (s == LLMRT_OK) {
         llmrt_smoothing_apply(b->smoothing, g, v, values);
-        if (llmrt_dtype_is_quantized(w->dtype)) s = llmrt_quantize_matrix(w, values, pw->owned_data);
+        if (llmrt_dtype_is_quantized(w->dtype) || llmrt_dtype_is_q8(w->dtype))
+            s = llmrt_quantize_matrix(w, values, pw->owned_data);
         else llmrt_convert_from_f32(pw->owned_data, w->dtype, values, (size_t)numel);
     }
     if (s == LLMRT_OK) llmrt_progress_add(&b->progress, pw->nbytes);
