@@ -98,8 +98,11 @@ int cmd_build(int argc, char **argv) {
         else if (strcmp(opt, "--allow-nonfinite") == 0) o.allow_nonfinite = 1;
         else if (strcmp(opt, "--ignore-extra-tensors") == 0) o.ignore_extra_tensors = 1;
         else if (strcmp(opt, "--calib") == 0) o.calib_path = cli_value(&a, opt);
-        else if (strcmp(opt, "--calib-samples") == 0) { if (cli_int(&a, opt, 1, 1 << 20, &x)) o.calib_samples = (int32_t)x; }
-        else if (strcmp(opt, "--calib-len") == 0) { if (cli_int(&a, opt, 1, 1 << 22, &x)) o.calib_len = (int32_t)x; }
+        else if (strcmp(opt, "--calib-samples") == 0) {
+            if (cli_int(&a, opt, 1, 1 << 20, &x)) o.calib_samples = (int32_t)x;
+        } else if (strcmp(opt, "--calib-len") == 0) {
+            if (cli_int(&a, opt, 1, 1 << 22, &x)) o.calib_len = (int32_t)x;
+        }
         else if (strcmp(opt, "--smooth-alpha") == 0) {
             double alpha;
             if (cli_float(&a, opt, 0.0, 1.0, &alpha)) o.smooth_alpha = (float)alpha;

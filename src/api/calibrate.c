@@ -88,8 +88,9 @@ static llmrt_status collect(const llmrt_plan *plan, const llmrt_backend *backend
         s = backend->ops->read_observer(backend->state, observer_of[n->inputs[0]], seen);
         for (int64_t k = 0; s == LLMRT_OK && k < K; k++) {
             if (!isfinite(seen[k]))
-                s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "calibration: input %lld of '%s' reached %g on the calibration "
-                                "text (the model's activations overflow)", (long long)k, w->name, (double)seen[k]);
+                s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                                "calibration: input %lld of '%s' reached %g on the calibration text (the model's "
+                                "activations overflow)", (long long)k, w->name, (double)seen[k]);
             if (seen[k] > e->channel_amax[k]) e->channel_amax[k] = seen[k];
             if (seen[k] > e->input_amax) e->input_amax = seen[k];
         }
@@ -114,8 +115,8 @@ static llmrt_status run_samples(const llmrt_plan *plan, const char *target, cons
     int32_t *positions = malloc((size_t)len * sizeof *positions);
     int32_t *block_table = malloc((size_t)blocks * sizeof *block_table);
     float *logits = malloc((size_t)plan->vocab_size * sizeof *logits);
-    llmrt_status s = positions && block_table && logits ? LLMRT_OK
-                                                        : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "calibration: out of memory");
+    llmrt_status s = LLMRT_OK;
+    if (!positions || !block_table || !logits) s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "calibration: out of memory");
     for (int32_t t = 0; s == LLMRT_OK && t < len; t++) positions[t] = t;
     for (int32_t b = 0; s == LLMRT_OK && b < blocks; b++) block_table[b] = b;
     const double start = llmrt_now_seconds();
@@ -168,6 +169,9 @@ llmrt_status llmrt_calibrate(const llmrt_model_config *config, const llmrt_check
     copts.observe = 1;
     copts.max_batch = 1;
     copts.max_num_tokens = len;
+    /* a cache of one sample; LongRoPE picks its factors by max_seq_len, so
+     * there the engine's stays */
+    if (config->rope.type != LLMRT_ROPE_LONGROPE) copts.max_seq_len = len;
     LLMRT_INFO("calibrating on %d samples of %d tokens of %s (%s backend)", (int)samples, (int)len, o->text_path,
                build->target);
     llmrt_plan *plan = NULL;
@@ -203,7 +207,8 @@ llmrt_status llmrt_build_check_calibration(const llmrt_build_options *o) {
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --calib with --tp or --pp is not supported");
     if (o->calib_path && o->random_weights)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
-                           "build: --calib runs the checkpoint's model over text: give --model DIR, not --random-weights");
+                           "build: --calib runs the checkpoint's model over text: give --model DIR, not "
+                           "--random-weights");
     return LLMRT_OK;
 }
 

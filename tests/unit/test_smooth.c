@@ -98,8 +98,10 @@ static void check_case(const char *name, const char *const *smoothed, const char
     smooth_options.smooth_alpha = 0.5f;
     CHECK_OK(llmrt_compile(&config, checkpoint, &smooth_options, &smooth));
     if (plain && smooth) {
-        for (const char *const *w = smoothed; *w; w++) CHECK_MSG(!same_weight(plain, smooth, *w), "%s: %s unchanged", name, *w);
-        for (const char *const *w = kept; *w; w++) CHECK_MSG(same_weight(plain, smooth, *w), "%s: %s changed", name, *w);
+        for (const char *const *w = smoothed; *w; w++)
+            CHECK_MSG(!same_weight(plain, smooth, *w), "%s: %s unchanged", name, *w);
+        for (const char *const *w = kept; *w; w++)
+            CHECK_MSG(same_weight(plain, smooth, *w), "%s: %s changed", name, *w);
         int32_t ids[9];
         uint64_t rng = 3;
         for (int32_t t = 0; t < 9; t++) ids[t] = (int32_t)(test_rand_u64(&rng) % (uint64_t)plain->vocab_size);
@@ -142,10 +144,11 @@ int main(void) {
     static const char *const opt_kept[] = {"model.decoder.layers.0.fc2.weight",
                                            "model.decoder.layers.0.self_attn.out_proj.weight", NULL};
     check_case("opt_f32", opt_smoothed, opt_kept);
-    static const char *const gpt2_smoothed[] = {"transformer.h.0.ln_1.weight", "transformer.h.0.ln_1.bias", "transformer.h.0.mlp.c_fc.weight#transposed",
-                                                NULL};
-    static const char *const gpt2_kept[] = {"transformer.h.0.mlp.c_proj.weight#transposed", "transformer.h.0.attn.c_proj.weight#transposed",
-                                            NULL};
+    static const char *const gpt2_smoothed[] = {"transformer.h.0.ln_1.weight", "transformer.h.0.ln_1.bias",
+                                                "transformer.h.0.attn.c_attn.weight#transposed",
+                                                "transformer.h.0.mlp.c_fc.weight#transposed", NULL};
+    static const char *const gpt2_kept[] = {"transformer.h.0.mlp.c_proj.weight#transposed",
+                                            "transformer.h.0.attn.c_proj.weight#transposed", NULL};
     check_case("gpt2_f32", gpt2_smoothed, gpt2_kept);
     return test_finish();
 }

@@ -359,9 +359,10 @@ static llmrt_status resolve_plugins(cpu_state *s) {
 static int allocate_observers(cpu_state *s) {
     const llmrt_graph *g = s->plan->graph;
     if (!(s->observed = calloc((size_t)g->num_nodes + 1, sizeof *s->observed))) return 0;
-    for (int32_t i = 0; i < g->num_nodes; i++)
-        if (g->nodes[i].op == LLMRT_OP_OBSERVE && !(s->observed[i] = calloc((size_t)g->nodes[i].dims[0] + 1, sizeof(float))))
-            return 0;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        if (g->nodes[i].op != LLMRT_OP_OBSERVE) continue;
+        if (!(s->observed[i] = calloc((size_t)g->nodes[i].dims[0] + 1, sizeof(float)))) return 0;
+    }
     return 1;
 }
 
