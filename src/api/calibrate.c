@@ -59,8 +59,9 @@ static llmrt_status collect(const llmrt_plan *plan, const llmrt_backend *backend
     llmrt_status s = LLMRT_OK;
     for (int32_t i = 0; i < g->num_nodes && s == LLMRT_OK; i++) {
         const llmrt_node *n = &g->nodes[i];
-        if (n->op != LLMRT_OP_LINEAR || observer_of[n->inputs[0]] == LLMRT_NO_VALUE) continue;
+        if (n->op != LLMRT_OP_LINEAR || n->is_output || observer_of[n->inputs[0]] == LLMRT_NO_VALUE) continue;
         const llmrt_node *w = &g->nodes[n->inputs[1]];
+        if (w->op != LLMRT_OP_WEIGHT || w->ndim != 2) continue; /* what the observe pass skips */
         const int64_t K = w->dims[1];
         llmrt_calib_entry *e = (llmrt_calib_entry *)llmrt_calibration_find(calib, w->name);
         if (!e) {
