@@ -102,8 +102,7 @@ int cmd_build(int argc, char **argv) {
             if (cli_int(&a, opt, 1, 1 << 20, &x)) o.calib_samples = (int32_t)x;
         } else if (strcmp(opt, "--calib-len") == 0) {
             if (cli_int(&a, opt, 1, 1 << 22, &x)) o.calib_len = (int32_t)x;
-        }
-        else if (strcmp(opt, "--smooth-alpha") == 0) {
+        } else if (strcmp(opt, "--smooth-alpha") == 0) {
             double alpha;
             if (cli_float(&a, opt, 0.0, 1.0, &alpha)) o.smooth_alpha = (float)alpha;
         } else if (strcmp(opt, "--quiet") == 0) quiet = 1;

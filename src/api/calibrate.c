@@ -218,6 +218,8 @@ llmrt_status llmrt_build_calibration(const llmrt_build_options *o, const llmrt_m
                                      llmrt_calibration **out) {
     *out = NULL;
     const int w8a8 = o->quant == LLMRT_DTYPE_INT8_W8A8;
+    if (o->smooth_alpha != 0.5f && !(w8a8 && o->calib_path))
+        LLMRT_WARN("--smooth-alpha is for --quant w8a8 with --calib: ignored");
     if (!o->calib_path) {
         if (w8a8) LLMRT_WARN("--quant w8a8 without --calib: building without SmoothQuant smoothing");
         return LLMRT_OK;
