@@ -141,6 +141,41 @@ static void test_demo_statistics(void) {
     llmrt_checkpoint_close(ck);
 }
 
+/* The calibration compile: one OBSERVE per distinct LINEAR input (q/k/v
+ * share one), right before its first reader, none on the LM head's; no
+ * engine may hold one. */
+static void test_observe_pass(void) {
+    llmrt_model_config config;
+    CHECK_OK(llmrt_hf_config_load(DEMO "/config.json", &config));
+    llmrt_compile_options o = demo_options();
+    o.random_weights = 1;
+    o.observe = 1;
+    llmrt_plan *plan = NULL;
+    CHECK_OK(llmrt_compile(&config, NULL, &o, &plan));
+    if (!plan) return;
+    const llmrt_graph *g = plan->graph;
+    int32_t observers = 0, linears = 0;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        const llmrt_node *n = &g->nodes[i];
+        if (n->op == LLMRT_OP_LINEAR && !n->is_output) linears++;
+        if (n->op != LLMRT_OP_OBSERVE) continue;
+        observers++;
+        const llmrt_node *x = &g->nodes[n->inputs[0]];
+        CHECK(n->ndim == 1 && n->dims[0] == x->dims[x->ndim - 1] && n->arena_offset == -1);
+        int32_t next = i + 1; /* the first node after it that computes is a LINEAR of x */
+        while (next < g->num_nodes && (g->nodes[next].op == LLMRT_OP_WEIGHT || g->nodes[next].op == LLMRT_OP_VIEW))
+            next++;
+        CHECK(next < g->num_nodes && g->nodes[next].op == LLMRT_OP_LINEAR && g->nodes[next].inputs[0] == n->inputs[0]);
+        for (int32_t j = 0; j < i; j++) /* and none before it reads x */
+            CHECK(!(g->nodes[j].op == LLMRT_OP_LINEAR && g->nodes[j].inputs[0] == n->inputs[0]));
+    }
+    /* per layer: q/k/v, o_proj, gate/up and down_proj read 4 inputs */
+    CHECK_MSG(observers == 4 * config.num_layers && linears == 7 * config.num_layers, "%d observers, %d linears",
+              (int)observers, (int)linears);
+    CHECK(llmrt_plan_verify(plan) == LLMRT_ERR_FORMAT && strstr(llmrt_last_error(), "calibration op"));
+    llmrt_plan_free(plan);
+}
+
 static void test_errors(void) {
     llmrt_model_config config;
     llmrt_checkpoint *ck = NULL;
@@ -179,6 +214,7 @@ static void test_errors(void) {
 
 int main(void) {
     RUN_TEST(test_column_amax);
+    RUN_TEST(test_observe_pass);
     RUN_TEST(test_demo_statistics);
     RUN_TEST(test_errors);
     return test_finish();
