@@ -28,6 +28,12 @@ static void build_usage(FILE *out) {
             "                         per tensor from calibration (needs --calib)\n"
             "  --group-size N         inputs per scale: int8-wo default per channel, int4-wo 128 (32, 64, 128)\n"
             "  --quant-scheme sym|asym  zero points: int8-wo default sym, int4-wo asym\n"
+            "  --calib FILE           calibration text (plain UTF-8): run through the unquantized model on\n"
+            "                         the target backend to measure each linear layer's inputs, for\n"
+            "                         --quant w8a8 (SmoothQuant) and --quant fp8 --act-scales static\n"
+            "  --calib-samples N      samples of the text (default 64)\n"
+            "  --calib-len N          tokens per sample (default 512, at most --max-seq-len)\n"
+            "  --smooth-alpha A       SmoothQuant migration strength for w8a8, 0 to 1 (default 0.5)\n"
             "  --max-seq-len N        tokens per sequence (default min(max_position_embeddings, 4096))\n"
             "  --max-batch N          sequences per step (default 256 on cuda, 16 on cpu)\n"
             "  --max-num-tokens N     tokens per step; longer prompts prefill in chunks\n"
@@ -107,7 +113,15 @@ int cmd_build(int argc, char **argv) {
         } else if (strcmp(opt, "--disable-passes") == 0) o.disabled_passes = cli_value(&a, opt);
         else if (strcmp(opt, "--allow-nonfinite") == 0) o.allow_nonfinite = 1;
         else if (strcmp(opt, "--ignore-extra-tensors") == 0) o.ignore_extra_tensors = 1;
-        else if (strcmp(opt, "--quiet") == 0) quiet = 1;
+        else if (strcmp(opt, "--calib") == 0) o.calib_path = cli_value(&a, opt);
+        else if (strcmp(opt, "--calib-samples") == 0) {
+            if (cli_int(&a, opt, 1, 1 << 20, &x)) o.calib_samples = (int32_t)x;
+        } else if (strcmp(opt, "--calib-len") == 0) {
+            if (cli_int(&a, opt, 1, 1 << 22, &x)) o.calib_len = (int32_t)x;
+        } else if (strcmp(opt, "--smooth-alpha") == 0) {
+            double alpha;
+            if (cli_float(&a, opt, 0.0, 1.0, &alpha)) o.smooth_alpha = (float)alpha;
+        } else if (strcmp(opt, "--quiet") == 0) quiet = 1;
         else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt build --help)", opt);
     }
@@ -141,6 +155,14 @@ int cmd_build(int argc, char **argv) {
     }
     if ((weight_scales || act_scales) && o.quant != LLMRT_DTYPE_FP8_W8A8) {
         fprintf(stderr, "llmrt build: --weight-scales and --act-scales need --quant fp8\n");
+        return 2;
+    }
+    if ((o.calib_samples || o.calib_len) && !o.calib_path) {
+        fprintf(stderr, "llmrt build: --calib-samples and --calib-len need --calib FILE\n");
+        return 2;
+    }
+    if (o.calib_path && !o.model_dir) {
+        fprintf(stderr, "llmrt build: --calib runs the checkpoint's model over text: it needs --model DIR\n");
         return 2;
     }
     if (o.config_path && !o.random_weights) {

@@ -68,6 +68,18 @@ typedef struct llmrt_build_options {
     /* fp8: activation scales, 0 = default dynamic per token, 1 = static per
      * tensor from calibration (needs the calibration text, --calib) */
     int32_t act_scales;
+    /* Calibration: a plain-text file, cut into calib_samples samples of
+     * calib_len tokens (the checkpoint's tokenizer) and run through the
+     * unquantized model on `backend`, whose LINEARs' input statistics give
+     * static activation scales and SmoothQuant's factors; default NULL =
+     * none. Too little text is an error saying how many tokens it has. */
+    const char *calib_path;
+    int32_t calib_samples;      /* default 0 = 64 */
+    int32_t calib_len;          /* tokens per sample; default 0 = 512, at most max_seq_len */
+    /* SmoothQuant's migration strength for --quant w8a8 with calib_path, in
+     * [0, 1]: 0 leaves the activations as they are, 1 moves all of their
+     * range into the weights; default 0.5 (llmrt_build_options_init) */
+    float smooth_alpha;
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);

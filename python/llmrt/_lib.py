@@ -38,7 +38,9 @@ class BuildOptions(Structure):
                 ("disabled_passes", c_char_p), ("allow_nonfinite", c_int), ("ignore_extra_tensors", c_int),
                 ("quant", c_int), ("group_size", c_int32), ("quant_scheme", c_int32),
                 ("onnx_path", c_char_p), ("print_report", c_int), ("tp_size", c_int32), ("pp_size", c_int32),
-                ("quant_per_tensor", c_int32), ("act_scales", c_int32)]
+                ("quant_per_tensor", c_int32), ("act_scales", c_int32),
+                ("calib_path", c_char_p), ("calib_samples", c_int32), ("calib_len", c_int32),
+                ("smooth_alpha", c_float)]
 
 
 class EngineOptions(Structure):

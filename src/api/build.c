@@ -12,12 +12,14 @@
 #include "import/quant_checkpoint.h"
 #include "import/safetensors.h"
 #include "api/build_internal.h"
+#include "api/calibrate.h"
 #include "llmrt/llmrt.h"
 
 void llmrt_build_options_init(llmrt_build_options *o) {
     memset(o, 0, sizeof *o);
     o->backend = "cpu";
     o->dtype = LLMRT_DTYPE_INVALID;
+    o->smooth_alpha = 0.5f;
 }
 
 /* Limits a served engine needs: a GPU step holds hundreds of sequences and a
@@ -44,6 +46,7 @@ llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llm
     if (o->group_size < 0 || (o->group_size > 0 && o->group_size % 32 != 0))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size %d (a multiple of 32: 32, 64, 128, ...)",
                            o->group_size);
+    LLMRT_TRY(llmrt_build_check_calibration(o));
     if (o->quant_scheme < 0 || o->quant_scheme > 2)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: quant_scheme %d (0 default, 1 sym, 2 asym)",
                            o->quant_scheme);
@@ -211,7 +214,10 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
         llmrt_checkpoint_close(checkpoint);
         return s;
     }
-    s = llmrt_compile(&config, checkpoint, &copts, &plan);
+    llmrt_calibration *calib = NULL;
+    s = llmrt_build_calibration(o, &config, checkpoint, &copts, &calib);
+    if (s == LLMRT_OK) s = llmrt_compile(&config, checkpoint, &copts, &plan);
+    llmrt_calibration_free(calib);
     char unused[1024];
     size_t num_unused = s == LLMRT_OK ? llmrt_checkpoint_unused(checkpoint, unused, sizeof unused) : 0;
     llmrt_checkpoint_close(checkpoint);

@@ -102,6 +102,10 @@ typedef struct llmrt_backend_ops {
     /* 1: forward honours step->sampling (a decode step then copies token
      * ids, not logits, to the host). */
     int device_sampling;
+    /* Calibration plans: what OBSERVE node `node` has gathered since
+     * create, its f32 [K] statistics into out. NULL: the backend runs no
+     * OBSERVE op. */
+    llmrt_status (*read_observer)(void *state, llmrt_value node, float *out);
 } llmrt_backend_ops;
 
 /* host_alloc / host_free if the backend has them, else malloc / free. */

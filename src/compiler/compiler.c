@@ -7,8 +7,10 @@
 
 #include "compiler/passes.h"
 #include "compiler/quantize.h"
+#include "compiler/smooth.h"
 #include "core/dtype.h"
 #include "core/quant.h"
+#include "core/quant8.h"
 #include "core/log.h"
 #include "import/compressed_tensors.h"
 #include "models/models.h"
@@ -130,6 +132,7 @@ typedef struct binder {
     const llmrt_model_family *family;
     const llmrt_compile_options *options;
     llmrt_progress progress;
+    llmrt_smoothing *smoothing; /* SmoothQuant factors (smooth.h), or NULL */
 } binder;
 
 static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_model_family *family,
@@ -311,6 +314,44 @@ static llmrt_status bind_random(binder *b, const llmrt_node *w, llmrt_plan_weigh
     return LLMRT_OK;
 }
 
+/* The f32 values weight node w is bound with, as for an f32 engine (what
+ * smoothing reads and scales). */
+static llmrt_status read_f32(void *ctx, const llmrt_node *w, float *values) {
+    const binder *b = ctx;
+    llmrt_node as_f32 = *w;
+    as_f32.dtype = LLMRT_DTYPE_F32;
+    const int64_t numel = llmrt_node_numel(w, 0, 0), chunk = 1 << 20;
+    if (b->options->random_weights) { /* bind_random's chunks: the same values */
+        for (int64_t first = 0; first < numel; first += chunk)
+            fill_random(values + first, w, b->options->seed, first, numel - first < chunk ? numel - first : chunk);
+        return LLMRT_OK;
+    }
+    float *scratch = malloc((size_t)chunk * sizeof *scratch);
+    if (!scratch) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
+    llmrt_status s = bind_tensor(b->checkpoint, b->family, &as_f32, values, scratch, NULL);
+    free(scratch);
+    return s;
+}
+
+/* A weight SmoothQuant scales: its f32 values, scaled, then stored in its
+ * dtype (quantized for a quantized node) like any other. */
+static llmrt_status bind_smoothed(binder *b, const llmrt_graph *g, llmrt_value v, llmrt_plan_weight *pw) {
+    const llmrt_node *w = &g->nodes[v];
+    const int64_t numel = llmrt_node_numel(w, 0, 0);
+    float *values = malloc((size_t)numel * sizeof *values + 1);
+    if (!values) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
+    llmrt_status s = read_f32(b, w, values);
+    if (s == LLMRT_OK) {
+        llmrt_smoothing_apply(b->smoothing, g, v, values);
+        if (llmrt_dtype_is_quantized(w->dtype) || llmrt_dtype_is_q8(w->dtype))
+            s = llmrt_quantize_matrix(w, values, pw->owned_data);
+        else llmrt_convert_from_f32(pw->owned_data, w->dtype, values, (size_t)numel);
+    }
+    if (s == LLMRT_OK) llmrt_progress_add(&b->progress, pw->nbytes);
+    free(values);
+    return s;
+}
+
 /* A tensor-parallel shard (llmrt_weight_shard: iattr[4] = axis + 1,
  * iattr[5] = index, iattr[6] = count): the full tensor is bound as for one
  * rank, then this rank's part copied out, so every rank's bytes are a
@@ -402,6 +443,8 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
         n->weight_slot = slot;
         if (n->op == LLMRT_OP_CONSTANT) {
             memcpy(pw->owned_data, n->const_data, pw->nbytes);
+        } else if (llmrt_smoothing_touches(b->smoothing, i)) {
+            status = bind_smoothed(b, g, i, pw);
         } else if (n->op == LLMRT_OP_WEIGHT && n->iattr[6] > 1) {
             status = bind_shard(b, n, pw, scratch);
         } else if (b->options->random_weights) {
@@ -450,6 +493,10 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
                            options->pp_stage, options->pp_stages, config->num_layers);
     if (options->tp_size > 1 && (options->quant_dtype != LLMRT_DTYPE_INVALID || options->prequantized))
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp with quantized weights is not supported yet");
+    if (options->smooth && (!options->calibration || options->tp_size > 1 || options->pp_stages > 1 ||
+                            options->prequantized))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                           "build: SmoothQuant smoothing needs calibration statistics, one rank and 16-bit weights");
 
     llmrt_graph *graph = llmrt_graph_create(options->act_dtype, options->weight_dtype);
     if (!graph) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -518,13 +565,24 @@ static llmrt_status compile_network(llmrt_graph *graph, const llmrt_model_family
                                   .prequantized = options->prequantized,
                                   .quant_per_tensor = options->quant_per_tensor,
                                   .quant_static_input = options->quant_static_input,
-                                  .calibration = options->calibration};
+                                  .calibration = options->calibration,
+                                  .observe = options->observe};
         status = llmrt_run_passes(plan->graph, &ctx, options->disabled_passes);
     }
     if (status == LLMRT_OK) status = llmrt_plan_resolve_bindings(plan);
     if (status == LLMRT_OK) {
         binder b = {.checkpoint = checkpoint, .family = family, .options = options};
-        status = bind_weights(plan, &b);
+        if (options->smooth)
+            status = llmrt_smoothing_create(plan->graph, options->calibration, options->smooth_alpha, read_f32, &b,
+                                            &b.smoothing);
+        if (options->smooth && status == LLMRT_OK) {
+            int32_t groups, linears;
+            llmrt_smoothing_counts(b.smoothing, &groups, &linears);
+            LLMRT_INFO("SmoothQuant (alpha %.2f): %d LINEARs behind %d norms smoothed", (double)options->smooth_alpha,
+                       (int)linears, (int)groups);
+        }
+        if (status == LLMRT_OK) status = bind_weights(plan, &b);
+        llmrt_smoothing_free(b.smoothing);
     }
     if (status != LLMRT_OK) {
         llmrt_plan_free(plan);

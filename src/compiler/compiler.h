@@ -28,11 +28,21 @@ typedef struct llmrt_compile_options {
     /* 8-bit weights and activations (quant_dtype FP8_W8A8 / INT8_W8A8) */
     int32_t quant_per_tensor;    /* fp8: one weight scale per matrix; 0: per output channel */
     int32_t quant_static_input;  /* fp8: static activation scales from `calibration`; 0: per token */
-    const struct llmrt_calibration *calibration; /* activation statistics, or NULL */
     /* tensor parallelism: the plan of rank tp_rank of tp_size (0 or 1: one rank) */
     int32_t tp_rank, tp_size;
     /* pipeline parallelism: the plan of stage pp_stage of pp_stages (0 or 1: one stage) */
     int32_t pp_stage, pp_stages;
+    /* activation statistics from --calib (calibration.h), or NULL: static
+     * activation scales and SmoothQuant read them; not owned */
+    const struct llmrt_calibration *calibration;
+    /* SmoothQuant (smooth.h): 1 migrates activation outliers into the
+     * weights with strength smooth_alpha before they are stored; needs
+     * calibration */
+    int32_t smooth;
+    float smooth_alpha;
+    /* 1: a calibration plan, an OBSERVE node on every LINEAR's input
+     * (observe.c); never written to an engine */
+    int32_t observe;
 } llmrt_compile_options;
 
 /* Builds the network for `config`, runs the compiler passes and binds the

@@ -17,8 +17,9 @@ typedef struct live_buffer {
     int32_t last_use;
 } live_buffer;
 
+/* An OBSERVE node's statistics outlive the step: the backend keeps them. */
 static int is_activation(const llmrt_node *n) {
-    return n->op != LLMRT_OP_WEIGHT && n->op != LLMRT_OP_CONSTANT;
+    return n->op != LLMRT_OP_WEIGHT && n->op != LLMRT_OP_CONSTANT && n->op != LLMRT_OP_OBSERVE;
 }
 
 static int compare_offset(const void *a, const void *b) {

@@ -88,6 +88,8 @@ const llmrt_pass llmrt_default_passes[] = {
     {"fuse_linear", llmrt_pass_fuse_linear},
     {"quantize_weights", llmrt_pass_quantize_weights},
     {"dead_code", llmrt_pass_dead_code},
+    /* after the last dead_code: OBSERVE nodes have no readers */
+    {"observe_linear_inputs", llmrt_pass_observe_linear_inputs},
     {"plan_memory", llmrt_pass_plan_memory},
 };
 const int32_t llmrt_default_pass_count = sizeof llmrt_default_passes / sizeof llmrt_default_passes[0];
@@ -129,7 +131,8 @@ llmrt_status llmrt_run_passes(llmrt_graph *g, llmrt_pass_context *ctx, const cha
     for (int32_t i = 0; i < llmrt_default_pass_count; i++) {
         const llmrt_pass *pass = &llmrt_default_passes[i];
         /* dead_code and plan_memory are needed for a runnable plan */
-        int required = strcmp(pass->name, "plan_memory") == 0 || strcmp(pass->name, "dead_code") == 0;
+        int required = strcmp(pass->name, "plan_memory") == 0 || strcmp(pass->name, "dead_code") == 0 ||
+                       strcmp(pass->name, "observe_linear_inputs") == 0; /* a no-op unless asked for */
         /* a pre-quantized checkpoint has no 16-bit weights to bind instead */
         if (ctx->prequantized && strcmp(pass->name, "quantize_weights") == 0) required = 1;
         if (!required && name_in_list(pass->name, disabled)) continue;

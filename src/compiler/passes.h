@@ -22,7 +22,8 @@ typedef struct llmrt_pass_context {
     const llmrt_quant_config *prequantized; /* an AWQ / GPTQ checkpoint's settings, or NULL */
     int32_t quant_per_tensor;               /* fp8 / w8a8: one weight scale per matrix */
     int32_t quant_static_input;             /* fp8: input scales from `calibration` */
-    const struct llmrt_calibration *calibration; /* or NULL */
+    const struct llmrt_calibration *calibration; /* --calib statistics, or NULL */
+    int32_t observe;         /* observe_linear_inputs: 1 in a calibration compile */
     int32_t rewrites;        /* set by the pass: how many rewrites it made */
 } llmrt_pass_context;
 
@@ -48,6 +49,9 @@ llmrt_status llmrt_pass_fuse_linear(llmrt_graph *g, llmrt_pass_context *ctx);
 /* Weight-only quantization (quantize.c): the weights of LINEARs (but the
  * LM head's) become int8-wo / int4-wo; binding fills them. */
 llmrt_status llmrt_pass_quantize_weights(llmrt_graph *g, llmrt_pass_context *ctx);
+/* Calibration compiles (observe.c): an OBSERVE node on the input of every
+ * LINEAR but the plan's output, just before its first reader. */
+llmrt_status llmrt_pass_observe_linear_inputs(llmrt_graph *g, llmrt_pass_context *ctx);
 /* Liveness-based arena planning (memory_planner.c). */
 llmrt_status llmrt_pass_plan_memory(llmrt_graph *g, llmrt_pass_context *ctx);
 

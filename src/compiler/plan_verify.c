@@ -62,6 +62,7 @@ static llmrt_status check_fused(const llmrt_graph *g, int32_t i) {
         if (!up || !same_shape(n, x) || !same_shape(n, up)) return mismatch(i, n, "gate, up and output differ");
         return LLMRT_OK;
     }
+    case LLMRT_OP_OBSERVE: return mismatch(i, n, "a calibration op has no place in an engine");
     default: return mismatch(i, n, "not a fused op");
     }
 }

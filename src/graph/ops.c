@@ -24,6 +24,7 @@ static const char *const op_names[LLMRT_OP_COUNT] = {
     [LLMRT_OP_SILU_MUL] = "silu_mul", [LLMRT_OP_GELU_TANH] = "gelu_tanh",
     [LLMRT_OP_ALL_REDUCE] = "all_reduce", [LLMRT_OP_ALL_GATHER] = "all_gather",
     [LLMRT_OP_SEND] = "send",         [LLMRT_OP_RECV] = "recv",
+    [LLMRT_OP_OBSERVE] = "observe",
 };
 
 const char *llmrt_op_name(llmrt_op op) {

@@ -54,6 +54,10 @@ typedef enum llmrt_op {
     LLMRT_OP_SILU,        /* x · sigmoid(x) */
     LLMRT_OP_SILU_MUL,    /* silu(gate) · up: inputs gate, up */
     LLMRT_OP_GELU_TANH,   /* 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) */
+    /* calibration plans only (never in an engine file) */
+    LLMRT_OP_OBSERVE,     /* input x [..., K] → f32 [K]: max |x[:, k]| over every step since the backend
+                             was created, in a buffer the backend owns (not the arena); read back with
+                             the backend's read_observer */
     LLMRT_OP_COUNT
 } llmrt_op;
 

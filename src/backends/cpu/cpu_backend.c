@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/cpu_kernels_observe.h"
 #include "comm/comm.h"
 #include "core/dtype.h"
 #include "core/log.h"
@@ -43,6 +44,7 @@ typedef struct cpu_state {
     size_t plugin_workspace_bytes;
     struct llmrt_comm *comm;  /* every rank (SEND / RECV), or NULL */
     struct llmrt_comm *tp_comm; /* this stage's tensor-parallel ranks (ALL_REDUCE / ALL_GATHER) */
+    float **observed;         /* per node: an OBSERVE node's statistics [K] (calibration), else NULL */
 } cpu_state;
 
 static void *aligned_calloc(size_t size) {
@@ -67,6 +69,8 @@ static void cpu_destroy(void *state) {
     free(s->moe_scratch);
     free(s->node_plugin);
     free(s->plugin_workspace);
+    for (int32_t i = 0; s->observed && i < s->plan->graph->num_nodes; i++) free(s->observed[i]);
+    free(s->observed);
     if (s->weight_copy) munmap(s->weight_copy, s->weight_copy_bytes);
     free(s);
 }
@@ -350,6 +354,18 @@ static llmrt_status resolve_plugins(cpu_state *s) {
     return LLMRT_OK;
 }
 
+/* OBSERVE nodes (calibration plans) keep their statistics here, zeroed:
+ * every |x| is at least 0. */
+static int allocate_observers(cpu_state *s) {
+    const llmrt_graph *g = s->plan->graph;
+    if (!(s->observed = calloc((size_t)g->num_nodes + 1, sizeof *s->observed))) return 0;
+    for (int32_t i = 0; i < g->num_nodes; i++) {
+        if (g->nodes[i].op != LLMRT_OP_OBSERVE) continue;
+        if (!(s->observed[i] = calloc((size_t)g->nodes[i].dims[0] + 1, sizeof(float)))) return 0;
+    }
+    return 1;
+}
+
 static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_config *config, void **out) {
     *out = NULL;
     if (plan->graph->act_dtype != LLMRT_DTYPE_F32)
@@ -401,7 +417,7 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
         cpu_destroy(s);
         return plugins;
     }
-    if (!place_weights(s) || !plan_fusions(s)) {
+    if (!place_weights(s) || !plan_fusions(s) || !allocate_observers(s)) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
@@ -423,6 +439,7 @@ static void *buffer_of(const step_ctx *c, llmrt_value v) {
     const llmrt_node *n = &c->s->plan->graph->nodes[v];
     if (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT)
         return (void *)c->s->weights[n->weight_slot];
+    if (n->op == LLMRT_OP_OBSERVE) return c->s->observed[v];
     return c->s->arena + n->arena_offset;
 }
 
@@ -657,6 +674,12 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     }
     case LLMRT_OP_RECV:
         return llmrt_comm_recv(c->s->comm, out, numel * (int64_t)llmrt_dtype_size(n->dtype), (int32_t)n->iattr[0]);
+    case LLMRT_OP_OBSERVE: {
+        cpu_shape xs = shape_of(c, n->inputs[0]);
+        const int64_t K = xs.dims[xs.ndim - 1];
+        cpu_column_amax(out, buffer_of(c, n->inputs[0]), K ? cpu_shape_numel(&xs) / K : 0, K);
+        return LLMRT_OK;
+    }
     case LLMRT_OP_COUNT:
         break;
     }
@@ -782,6 +805,14 @@ static llmrt_status cpu_copy_kv_block(void *state, int32_t src, int32_t dst) {
     return LLMRT_OK;
 }
 
+static llmrt_status cpu_read_observer(void *state, llmrt_value node, float *out) {
+    const cpu_state *s = state;
+    if (node < 0 || node >= s->plan->graph->num_nodes || !s->observed[node])
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cpu backend: node %d is not an OBSERVE node", (int)node);
+    memcpy(out, s->observed[node], (size_t)s->plan->graph->nodes[node].dims[0] * sizeof(float));
+    return LLMRT_OK;
+}
+
 static void cpu_memory_report(void *state, llmrt_memory_report *out) {
     cpu_state *s = state;
     out->weight_bytes = llmrt_plan_weight_bytes(s->plan, NULL);
@@ -798,4 +829,5 @@ const llmrt_backend_ops llmrt_cpu_backend_ops = {
     .copy_kv_block = cpu_copy_kv_block,
     .memory_report = cpu_memory_report,
     .destroy = cpu_destroy,
+    .read_observer = cpu_read_observer,
 };

@@ -43,6 +43,7 @@ static void cuda_destroy(void *state) {
     cuda_gemm_free(st->gemm);
     cudaFree(st->weights_dev);
     cudaFree(st->consts_dev);
+    cudaFree(st->observe_dev);
     cudaFree(st->arena);
     cudaFree(st->kv);
     cudaFree(st->meta_dev);
@@ -143,6 +144,15 @@ static llmrt_status place_values(cuda_state *st) {
     }
     if (const_bytes) LLMRT_CUDA_TRY(cudaMalloc(&st->consts_dev, const_bytes), "constants allocation");
     size_t const_at = 0;
+    /* OBSERVE nodes keep statistics across steps, outside the arena */
+    size_t observe_bytes = 0, observe_at = 0;
+    for (int32_t v = 0; v < g->num_nodes; v++)
+        if (g->nodes[v].op == LLMRT_OP_OBSERVE)
+            observe_bytes = align_up(observe_bytes + (size_t)g->nodes[v].dims[0] * sizeof(float), 256);
+    if (observe_bytes) {
+        LLMRT_CUDA_TRY(cudaMalloc(&st->observe_dev, observe_bytes), "calibration statistics");
+        LLMRT_CUDA_TRY(cudaMemset(st->observe_dev, 0, observe_bytes), "calibration statistics");
+    }
 
     for (int32_t v = 0; v < g->num_nodes; v++) {
         const llmrt_node *n = &g->nodes[v];
@@ -169,6 +179,9 @@ static llmrt_status place_values(cuda_state *st) {
             st->node_ptr[v] = st->node_ptr[root];
         } else if (n->op == LLMRT_OP_INPUT) {
             st->node_ptr[v] = NULL; /* set per step */
+        } else if (n->op == LLMRT_OP_OBSERVE) {
+            st->node_ptr[v] = (unsigned char *)st->observe_dev + observe_at;
+            observe_at = align_up(observe_at + (size_t)n->dims[0] * sizeof(float), 256);
         } else {
             if (n->arena_offset < 0 || (size_t)n->arena_offset > plan->arena_bytes)
                 return llmrt_error(LLMRT_ERR_FORMAT, "cuda: node %d has arena offset %lld (arena %zu bytes)", (int)v,
@@ -646,6 +659,18 @@ static llmrt_status cuda_copy_kv_block(void *state, int32_t src_block, int32_t d
     return LLMRT_OK;
 }
 
+static llmrt_status cuda_read_observer(void *state, llmrt_value node, float *out) {
+    cuda_state *st = state;
+    if (node < 0 || node >= st->graph->num_nodes || st->graph->nodes[node].op != LLMRT_OP_OBSERVE)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: node %d is not an OBSERVE node", (int)node);
+    LLMRT_CUDA_TRY(cudaSetDevice(st->device), "cudaSetDevice");
+    LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "calibration step");
+    LLMRT_CUDA_TRY(cudaMemcpy(out, st->node_ptr[node], (size_t)st->graph->nodes[node].dims[0] * sizeof(float),
+                              cudaMemcpyDeviceToHost),
+                   "calibration statistics download");
+    return LLMRT_OK;
+}
+
 static void cuda_memory_report(void *state, llmrt_memory_report *out) {
     const cuda_state *st = state;
     memset(out, 0, sizeof *out);
@@ -677,4 +702,5 @@ const llmrt_backend_ops llmrt_cuda_backend_ops = {
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
     .device_sampling = 1,
+    .read_observer = cuda_read_observer,
 };

@@ -45,6 +45,7 @@ typedef struct cuda_state {
     size_t weights_bytes;
     size_t *weight_offsets;
     void *consts_dev; /* CONSTANT nodes without a weight slot */
+    void *observe_dev; /* OBSERVE nodes' statistics (calibration plans), zeroed at create */
 
     /* activations */
     void *arena;

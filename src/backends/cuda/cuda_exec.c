@@ -7,6 +7,7 @@
 
 #include "backends/cuda/cuda_backend_internal.h"
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/cuda_observe.h"
 #include "core/log.h"
 #include "core/quant.h"
 
@@ -501,6 +502,13 @@ static llmrt_status run_node(cuda_state *st, llmrt_value v) {
             LAUNCH(v, cuda_layernorm(y, st->node_ptr[x], ty, st->node_ptr[n->inputs[1]],
                                      n->num_inputs > 2 ? st->node_ptr[n->inputs[2]] : NULL, tw, rows, dim, n->fattr[0],
                                      st->stream));
+        return LLMRT_OK;
+    }
+    case LLMRT_OP_OBSERVE: {
+        const llmrt_value x = n->inputs[0];
+        const int64_t K = n->dims[0];
+        LAUNCH(v, cuda_column_amax(y, st->node_ptr[x], cuda_value_type(st, x), K ? cuda_value_numel(st, x) / K : 0, K,
+                                   st->stream));
         return LLMRT_OK;
     }
     case LLMRT_OP_SILU_MUL: {
