@@ -82,25 +82,68 @@ __device__ __forceinline__ void q8_store(void *y, int y_type, int64_t i, double 
 }
 
 // ---------------------------------------------------------------------------
-// Activation quantization: block m quantizes row m.
-template <typename T, int KIND>
+// Activation quantization: block m quantizes row m, V elements a step (8:
+// 16-byte loads of 16-bit x, 8-byte stores of codes; 1 where K % 8 ≠ 0 or
+// x is not 16-byte aligned).
+
+template <typename T, int V> __device__ __forceinline__ void load_v(float (&f)[V], const T *p) {
+    if constexpr (V == 1) f[0] = to_float<T>(p[0]);
+    else if constexpr (sizeof(T) == 4) load16_float(f, p), load16_float(f + 4, p + 4);
+    else load16_float(f, p);
+}
+
+// V codes of f / s, stored at out.
+template <int KIND, int V> __device__ __forceinline__ void encode_store_v(uint8_t *out, const float (&f)[V], float s) {
+    if constexpr (V == 1) {
+        out[0] = q8_encode<KIND>(__fdiv_rn(f[0], s));
+    } else {
+        uint32_t w[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float q[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) q[j] = __fdiv_rn(f[4 * i + j], s);
+            if constexpr (KIND == LLMRT_Q8_FP8) {
+                // one instruction per pair, each element rounded as alone; .x → the lower byte
+                const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(q[0], q[1]), __NV_SATFINITE, __NV_E4M3);
+                const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(q[2], q[3]), __NV_SATFINITE, __NV_E4M3);
+                w[i] = lo | hi << 16;
+            } else {
+                w[i] = (uint32_t)q8_encode<KIND>(q[0]) | (uint32_t)q8_encode<KIND>(q[1]) << 8 |
+                       (uint32_t)q8_encode<KIND>(q[2]) << 16 | (uint32_t)q8_encode<KIND>(q[3]) << 24;
+            }
+        }
+        *reinterpret_cast<uint2 *>(out) = make_uint2(w[0], w[1]);
+    }
+}
+
+template <typename T, int KIND, int V>
 __global__ void __launch_bounds__(Q8_QUANT_THREADS)
     q8_quantize_kernel(uint8_t *codes, float *scales, const T *x, int64_t K, float static_scale) {
     __shared__ float scratch[32];
     pdl_wait();
     pdl_trigger();
-    const int64_t m = blockIdx.x;
+    const int64_t m = blockIdx.x, steps = K / V;
     const T *row = x + m * K;
     uint8_t *out = codes + m * K;
     float s = static_scale;
     if (!(s > 0.0f)) {
         float amax = 0.0f;
-        for (int64_t k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(to_float<T>(row[k])));
+        for (int64_t i = threadIdx.x; i < steps; i += blockDim.x) {
+            float f[V];
+            load_v<T, V>(f, row + i * V);
+#pragma unroll
+            for (int j = 0; j < V; j++) amax = fmaxf(amax, fabsf(f[j]));
+        }
         amax = block_max(amax, scratch);
         s = __fdiv_rn(amax, KIND == LLMRT_Q8_FP8 ? LLMRT_FP8_E4M3_MAX : LLMRT_INT8_QMAX);
         if (!(s > 0.0f) || !isfinite(s)) s = 1.0f;
     }
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) out[k] = q8_encode<KIND>(__fdiv_rn(to_float<T>(row[k]), s));
+    for (int64_t i = threadIdx.x; i < steps; i += blockDim.x) {
+        float f[V];
+        load_v<T, V>(f, row + i * V);
+        encode_store_v<KIND, V>(out + i * V, f, s);
+    }
     if (threadIdx.x == 0) scales[m] = s;
 }
 
@@ -262,16 +305,25 @@ static bool float_type(llmrt_dtype t) {
 
 static bool valid_kind(int kind) { return kind == LLMRT_Q8_FP8 || kind == LLMRT_Q8_INT8; }
 
+template <typename T, int KIND>
+static void launch_q8_quantize(uint8_t *codes, float *scales, const T *x, int64_t M, int64_t K, float static_scale,
+                               bool vec, int pdl, cudaStream_t stream) {
+    if (vec)
+        launch_pdl(q8_quantize_kernel<T, KIND, 8>, dim3((unsigned)M), dim3(Q8_QUANT_THREADS), pdl, stream, codes,
+                   scales, x, K, static_scale);
+    else
+        launch_pdl(q8_quantize_kernel<T, KIND, 1>, dim3((unsigned)M), dim3(Q8_QUANT_THREADS), pdl, stream, codes,
+                   scales, x, K, static_scale);
+}
+
 extern "C" cudaError_t cuda_q8_quantize(uint8_t *codes, float *scales, const void *x, llmrt_dtype x_type, int64_t M,
                                         int64_t K, int kind, float static_scale, int pdl, cudaStream_t stream) {
     if (M <= 0 || K <= 0 || !valid_kind(kind) || M > 0x7fffffff) return M == 0 ? cudaSuccess : cudaErrorInvalidValue;
+    const bool vec = K % 8 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)codes % 8 == 0;
     DISPATCH_FLOAT_TYPES(x_type, T, {
-        if (kind == LLMRT_Q8_FP8)
-            launch_pdl(q8_quantize_kernel<T, LLMRT_Q8_FP8>, dim3((unsigned)M), dim3(Q8_QUANT_THREADS), pdl, stream,
-                       codes, scales, (const T *)x, K, static_scale);
-        else
-            launch_pdl(q8_quantize_kernel<T, LLMRT_Q8_INT8>, dim3((unsigned)M), dim3(Q8_QUANT_THREADS), pdl, stream,
-                       codes, scales, (const T *)x, K, static_scale);
+        if (kind == LLMRT_Q8_FP8) launch_q8_quantize<T, LLMRT_Q8_FP8>(codes, scales, (const T *)x, M, K, static_scale,
+                                                                     vec, pdl, stream);
+        else launch_q8_quantize<T, LLMRT_Q8_INT8>(codes, scales, (const T *)x, M, K, static_scale, vec, pdl, stream);
     });
     return cudaGetLastError();
 }
