@@ -10,7 +10,8 @@
  * without the outer-vector scale mode take. Weights have outlier rows and
  * an all-zero row, x an all-zero row, an outlier row and a row of exact
  * rounding ties; the activation-quantization kernel's codes and scales
- * must equal llmrt_q8_quantize_activation's bit for bit.
+ * (its vector and element-wise variants) must equal
+ * llmrt_q8_quantize_activation's bit for bit.
  *
  * Bounds: codes match exactly, so the only differences are the order and
  * precision of the sums: fp32 accumulation of exact E4M3 products (the
@@ -96,13 +97,19 @@ static const char *path_name(cuda_q8_path p) {
     return (unsigned)p < 5 ? names[p] : "?";
 }
 
-/* The activation-quantization kernel against llmrt_q8_quantize_activation. */
-static void check_quantize(const void *d_x, const float *x, int64_t K, int kind, llmrt_dtype act,
-                           float static_scale) {
+/* The activation-quantization kernel against llmrt_q8_quantize_activation:
+ * `shifted` reads x one element past a 16-byte boundary, which takes the
+ * kernel's element-wise variant instead of the vector one. */
+static void check_quantize(const void *d_x, const float *x, int64_t K, int kind, llmrt_dtype act, float static_scale,
+                           int shifted) {
     uint8_t *d_codes = dev_poisoned((size_t)(MAX_M * K)), *codes = malloc((size_t)(MAX_M * K)),
             *want = malloc((size_t)K);
     float *d_scales = dev_poisoned(sizeof(float) * MAX_M), scales[MAX_M];
-    CUDA_CHECK(cuda_q8_quantize(d_codes, d_scales, d_x, act, MAX_M, K, kind, static_scale, 0, NULL));
+    const size_t es = llmrt_dtype_size(act), x_bytes = (size_t)(MAX_M * K) * es;
+    unsigned char *d_shifted = shifted ? dev_poisoned(x_bytes + es) : NULL;
+    if (shifted) CUDA_CHECK(cudaMemcpy(d_shifted + es, d_x, x_bytes, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cuda_q8_quantize(d_codes, d_scales, shifted ? (const void *)(d_shifted + es) : d_x, act, MAX_M, K,
+                                kind, static_scale, 0, NULL));
     CUDA_CHECK(cudaDeviceSynchronize());
     cudaMemcpy(codes, d_codes, (size_t)(MAX_M * K), cudaMemcpyDeviceToHost);
     cudaMemcpy(scales, d_scales, sizeof scales, cudaMemcpyDeviceToHost);
@@ -119,10 +126,10 @@ static void check_quantize(const void *d_x, const float *x, int64_t K, int kind,
             }
         }
     }
-    CHECK_MSG(bad_rows == 0, "%s quantization of %s x [%d, %lld]%s: %d rows differ from the reference",
+    CHECK_MSG(bad_rows == 0, "%s quantization of %s x [%d, %lld]%s%s: %d rows differ from the reference",
               kind == LLMRT_Q8_FP8 ? "fp8" : "int8", llmrt_dtype_name(act), MAX_M, (long long)K,
-              static_scale > 0 ? " (static scale)" : "", bad_rows);
-    cudaFree(d_codes), cudaFree(d_scales);
+              static_scale > 0 ? " (static scale)" : "", shifted ? " (unaligned)" : "", bad_rows);
+    cudaFree(d_codes), cudaFree(d_scales), cudaFree(d_shifted);
     free(codes), free(want);
 }
 
@@ -184,7 +191,8 @@ static void check_case(cuda_q8linear *q, cuda_q8linear *q_small, llmrt_dtype dty
 
     void *d_x = dev_from_f32(x, (size_t)(MAX_M * K), act), *d_blob = dev_from_bytes(blob, (size_t)h->total_bytes);
     float *d_bias = dev_from_f32(bias, (size_t)N, LLMRT_DTYPE_F32);
-    check_quantize(d_x, x, K, kind, act, static_scale);
+    check_quantize(d_x, x, K, kind, act, static_scale, 0);
+    check_quantize(d_x, x, K, kind, act, static_scale, 1);
 
     static const int64_t Ms[] = {1, 3, 8, 9, 64, MAX_M};
     const llmrt_dtype outs[2] = {LLMRT_DTYPE_F32, act};

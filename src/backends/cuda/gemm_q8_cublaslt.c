@@ -119,9 +119,11 @@ static cudaDataType_t lt_type(llmrt_dtype t) {
     }
 }
 
-/* Descriptors and the heuristic's answer for k; e->supported = 0 when
- * cuBLASLt has none (not an error). */
-static llmrt_status entry_build(cuda_q8_gemm *g, q8_gemm_entry *e, const q8_gemm_key *k) {
+/* Descriptors and the heuristic's answer for k (with this call's scale
+ * vectors set, as the call will have them); e->supported = 0 when cuBLASLt
+ * has none (not an error). */
+static llmrt_status entry_build(cuda_q8_gemm *g, q8_gemm_entry *e, const q8_gemm_key *k, const float *sx,
+                                const float *sw) {
     memset(e, 0, sizeof *e);
     e->used = 1;
     e->key = *k;
@@ -140,6 +142,10 @@ static llmrt_status entry_build(cuda_q8_gemm *g, q8_gemm_entry *e, const q8_gemm
             cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode) !=
                 CUBLAS_STATUS_SUCCESS)
             return LLMRT_OK; /* a library without the mode: unsupported */
+        LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw),
+               "set A_SCALE_POINTER");
+        LT_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx),
+               "set B_SCALE_POINTER");
     }
     LT_TRY(cublasLtMatrixLayoutCreate(&e->a, in, (uint64_t)k->K, (uint64_t)k->N, k->K), "layout A");
     LT_TRY(cublasLtMatrixLayoutCreate(&e->b, in, (uint64_t)k->K, (uint64_t)k->M, k->K), "layout B");
@@ -188,7 +194,7 @@ static llmrt_status run(cuda_q8_gemm *g, const q8_gemm_key *k, void *d, const ui
     q8_gemm_entry *e = entry_find(g, k);
     if (!e) {
         e = entry_slot(g);
-        llmrt_status s = entry_build(g, e, k);
+        llmrt_status s = entry_build(g, e, k, sx, sw);
         if (s != LLMRT_OK) {
             entry_release(e);
             return s;
