@@ -21,12 +21,13 @@ llmrt_status cuda_q8linear_prepare(cuda_state *st) {
         if (st->graph->nodes[v].op != LLMRT_OP_WEIGHT) continue;
         const llmrt_plan_weight *w = q8_weight_of(st, v);
         if (!w) continue;
-        if (w->ndim != 2)
+        const llmrt_node *n = &st->graph->nodes[v]; /* W [N, K], as the LINEAR reads it */
+        if (n->ndim != 2)
             return llmrt_error(LLMRT_ERR_FORMAT, "cuda: 8-bit weight '%s' is not a matrix", w->name);
         /* the kernels trust the header and scales from here on */
-        LLMRT_TRY(llmrt_q8weight_check(host_bytes(w), w->nbytes, w->dtype, w->dims[0], w->dims[1], w->name));
-        if (w->dims[0] > max_n) max_n = w->dims[0];
-        if (w->dims[1] > max_k) max_k = w->dims[1];
+        LLMRT_TRY(llmrt_q8weight_check(host_bytes(w), w->nbytes, w->dtype, n->dims[0], n->dims[1], w->name));
+        if (n->dims[0] > max_n) max_n = n->dims[0];
+        if (n->dims[1] > max_k) max_k = n->dims[1];
     }
     if (!max_k) return LLMRT_OK;
     return cuda_q8linear_create(&st->q8, st->gemm, st->plan->max_num_tokens, max_k, max_n, 0);
