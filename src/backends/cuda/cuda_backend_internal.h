@@ -113,7 +113,7 @@ typedef struct cuda_state {
     size_t qweight_scratch_bytes;
 
     /* LINEARs with 8-bit weights and activations (fp8, w8a8): their
-     * scratch and cuBLASLt cache (cuda_q8linear.c), NULL when none */
+     * scratch and cuBLASLt cache (cuda_q8.h), NULL when none */
     struct cuda_q8linear *q8;
 
     /* MOE nodes' routing, grouped tokens and expert outputs (cuda_moe.c) */
@@ -168,7 +168,7 @@ llmrt_status cuda_run_nodes(cuda_state *st);
 llmrt_status cuda_qlinear_prepare(cuda_state *st);
 llmrt_status cuda_qlinear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv);
 
-/* LINEARs with 8-bit weights and activations (cuda_q8linear.c): checks
+/* LINEARs with 8-bit weights and activations (cuda_q8linear_nodes.c): checks
  * their blobs and makes the scratch, at create (after st->gemm); y =
  * the quantized product for node v; the scratch's release at destroy. */
 llmrt_status cuda_q8linear_prepare(cuda_state *st);

@@ -6,6 +6,7 @@
  *                         GEMV, a tiled fallback product, the scaling epilogue
  *   gemm_q8_cublaslt.c    the prefill GEMMs through cuBLASLt (FP8, IMMA)
  *   cuda_q8linear.c       the choice between them, with the scratch they share
+ *   cuda_q8linear_nodes.c the backend's LINEAR nodes on 8-bit weights
  *
  * Shapes: x [M, K] (f32/f16/bf16, row-major), W codes [N, K] row-major (the
  * blob's codes, K-major: cuBLASLt's "TN"), y [M, N] (f32/f16/bf16). */
