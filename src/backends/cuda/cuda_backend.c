@@ -40,6 +40,7 @@ static void cuda_destroy(void *state) {
         fprintf(stderr, "llmrt: cuda: could not write the probe records to %s\n", st->settings.probe_out);
     for (int i = 0; i < st->num_graphs; i++) cudaGraphExecDestroy(st->graphs[i].exec);
     cuda_collectives_free(st);
+    cuda_q8linear_free(st); /* borrows the gemm's handle */
     cuda_gemm_free(st->gemm);
     cudaFree(st->weights_dev);
     cudaFree(st->consts_dev);
@@ -302,6 +303,7 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
     STEP(place_values(st));
     STEP(cuda_resolve_plugins(st));
     STEP(cuda_gemm_create(&st->gemm, GEMM_WORKSPACE_BYTES, st->settings.gemm_autotune));
+    STEP(cuda_q8linear_prepare(st));
 
     /* Step metadata, laid out by cuda_forward; sized for the largest step. */
     st->kv_block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;

@@ -113,6 +113,10 @@ typedef struct cuda_state {
     void *qweight_scratch;
     size_t qweight_scratch_bytes;
 
+    /* LINEARs with 8-bit weights and activations (fp8, w8a8): their
+     * scratch and cuBLASLt cache (cuda_q8.h), NULL when none */
+    struct cuda_q8linear *q8;
+
     /* MOE nodes' routing, grouped tokens and expert outputs (cuda_moe.c) */
     void *moe_ws;
     size_t moe_ws_bytes;
@@ -164,6 +168,13 @@ llmrt_status cuda_run_nodes(cuda_state *st);
  * at create; and y = x · dequant(W)ᵀ + bias for node v. */
 llmrt_status cuda_qlinear_prepare(cuda_state *st);
 llmrt_status cuda_qlinear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv);
+
+/* LINEARs with 8-bit weights and activations (cuda_q8linear_nodes.c): checks
+ * their blobs and makes the scratch, at create (after st->gemm); y =
+ * the quantized product for node v; the scratch's release at destroy. */
+llmrt_status cuda_q8linear_prepare(cuda_state *st);
+llmrt_status cuda_q8linear_run(cuda_state *st, llmrt_value v, llmrt_value xv, llmrt_value wv, llmrt_value bv);
+void cuda_q8linear_free(cuda_state *st);
 
 /* MOE nodes (cuda_moe.c): the workspace, made at create; the node's launches. */
 llmrt_status cuda_moe_prepare(cuda_state *st);

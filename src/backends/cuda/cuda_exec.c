@@ -10,6 +10,7 @@
 #include "backends/cuda/cuda_observe.h"
 #include "core/log.h"
 #include "core/quant.h"
+#include "core/quant8.h"
 
 int64_t cuda_value_dim(const cuda_state *st, llmrt_value v, int d) {
     const int64_t x = st->graph->nodes[v].dims[d];
@@ -65,6 +66,10 @@ static llmrt_status run_gemm(cuda_state *st, llmrt_value v, llmrt_value xv, llmr
     const llmrt_node *w = &st->graph->nodes[wv];
     const llmrt_node *x = &st->graph->nodes[xv];
     if (w->ndim != 2 || x->ndim < 1) return node_error(st, v, LLMRT_ERR_INVALID_ARGUMENT, "expects x [..., K] and a 2-D W");
+    if (llmrt_dtype_is_q8(cuda_value_type(st, wv))) {
+        if (!transpose_b) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "an 8-bit W must be [N, K]");
+        return cuda_q8linear_run(st, v, xv, wv, bv);
+    }
     if (llmrt_dtype_is_quantized(w->dtype)) {
         if (!transpose_b) return node_error(st, v, LLMRT_ERR_UNSUPPORTED, "a quantized W must be [N, K]");
         return cuda_qlinear_run(st, v, xv, wv, bv);

@@ -33,6 +33,11 @@ llmrt_status cuda_gemm_run_out(cuda_gemm *g, void *y, llmrt_dtype y_type, const 
                                llmrt_dtype type, int transpose_b, const float *bias, int64_t M, int64_t N, int64_t K,
                                cudaStream_t stream);
 
+/* The cuBLASLt handle (a cublasLtHandle_t) and workspace, lent to the
+ * 8-bit GEMMs (gemm_q8_cublaslt.c); they run on the same stream, so the
+ * workspace is never used twice at once. */
+void cuda_gemm_borrow(const cuda_gemm *g, void **handle, void **workspace, size_t *workspace_bytes);
+
 /* Number of cached shapes (for tests and verbose logs). */
 int cuda_gemm_cached_shapes(const cuda_gemm *g);
 

@@ -105,6 +105,12 @@ void cuda_gemm_free(cuda_gemm *g) {
     free(g);
 }
 
+void cuda_gemm_borrow(const cuda_gemm *g, void **handle, void **workspace, size_t *workspace_bytes) {
+    *handle = g->handle;
+    *workspace = g->workspace;
+    *workspace_bytes = g->workspace_bytes;
+}
+
 int cuda_gemm_cached_shapes(const cuda_gemm *g) {
     int n = 0;
     for (int i = 0; i < GEMM_CACHE_SIZE; i++) n += g->cache[i].used;
