@@ -137,7 +137,9 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
         append(&t, "precision     matrices by layer (/tensor: one weight scale a matrix; /static: calibrated "
                    "input scale)\n");
         /* each line separately: append() takes at most 1 KB at a time */
-        for (char *line = strtok(precision, "\n"); line; line = strtok(NULL, "\n")) append(&t, "%s\n", line);
+        char *save = NULL;
+        for (char *line = strtok_r(precision, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            append(&t, "%s\n", line);
         free(precision);
     }
     append(&t, "checksums     header, sections and weights verified (XXH3-64)\n");
