@@ -80,6 +80,12 @@ typedef struct llmrt_build_options {
      * [0, 1]: 0 leaves the activations as they are, 1 moves all of their
      * range into the weights; default 0.5 (llmrt_build_options_init) */
     float smooth_alpha;
+    /* What the paged KV cache stores, independent of the weights' mode:
+     * default INVALID = the activation dtype; LLMRT_DTYPE_FP8_E4M3 or
+     * LLMRT_DTYPE_I8 = one byte per element with an f32 scale per token and
+     * KV head (max|x| / 448 or / 127, set when the token is appended), half
+     * the bytes of a 16-bit cache, a quarter of an f32 one. */
+    llmrt_dtype kv_cache;
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);

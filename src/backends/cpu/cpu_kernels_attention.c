@@ -74,6 +74,11 @@ typedef struct attention_job {
     cpu_attention_variant variant; /* the pair kernel only */
     cpu_attn_scores_fn *scores_fn;
     cpu_attn_accumulate_fn *accumulate_fn;
+    /* an 8-bit cache (k_cache_in, v_cache_in unused): each item dequantizes
+     * what it reads into its thread's scratch, and sets *out_of_memory
+     * when it cannot have one */
+    const cpu_kv8_layer *kv8;
+    int *out_of_memory;
 } attention_job;
 
 static void kv_cache_write_chunk(void *ctx, int64_t begin, int64_t end) {
@@ -114,11 +119,34 @@ static void attention_token_chunk(void *ctx, int64_t begin, int64_t end) {
         float *out = j->out + t * j->heads * j->head_dim;
         const float *q = j->q + t * j->heads * j->head_dim;
         const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
+        const float *k_cache = j->k_cache_in, *v_cache = j->v_cache_in;
+        if (j->kv8 && len > 0) {
+            /* positions [0, len) of the range's kv heads as an f32 cache of
+             * blocks 0, 1, ... in the scratch: the kernel then reads the
+             * same values, chunked the same way, as from an f32 cache */
+            const int64_t blocks = (len + bs - 1) / bs;
+            const size_t floats = (size_t)blocks * (size_t)bs * (size_t)slot_stride;
+            float *buf = cpu_thread_scratch(2 * floats * sizeof(float) + (size_t)blocks * sizeof(int32_t));
+            if (!buf) {
+                __atomic_store_n(j->out_of_memory, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            const int64_t kvh0 = h0 / j->group, kvh1 = (h1 - 1) / j->group + 1;
+            int32_t *identity = (int32_t *)(buf + 2 * floats);
+            for (int64_t b = 0; b < blocks; b++) {
+                const int64_t n = len - b * bs < bs ? len - b * bs : bs;
+                const size_t at = (size_t)(b * bs * slot_stride + kvh0 * j->head_dim);
+                cpu_kv8_dequantize_slots(j->kv8, (size_t)table[b] * (size_t)bs, n, kvh0, kvh1, j->kv_heads,
+                                         j->head_dim, buf + at, slot_stride, buf + floats + at);
+                identity[b] = (int32_t)b;
+            }
+            table = identity, k_cache = buf, v_cache = buf + floats;
+        }
         if (j->avx512)
-            cpu_attn_token_avx512(out, q, h0, h1, j->group, j->k_cache_in, j->v_cache_in, table, bs, len, slot_stride,
+            cpu_attn_token_avx512(out, q, h0, h1, j->group, k_cache, v_cache, table, bs, len, slot_stride,
                                   j->head_dim, j->scale, stream);
         else
-            cpu_attn_token_avx2(out, q, h0, h1, j->group, j->k_cache_in, j->v_cache_in, table, bs, len, slot_stride,
+            cpu_attn_token_avx2(out, q, h0, h1, j->group, k_cache, v_cache, table, bs, len, slot_stride,
                                 j->head_dim, j->scale);
     }
 }
@@ -129,6 +157,15 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
     const cpu_attention_batch *batch = j->batch;
     const int32_t bs = batch->block_size;
     const int64_t slot_stride = j->kv_heads * j->head_dim, head_dim = j->head_dim;
+    /* an 8-bit cache: a chunk's rows of one kv head, dequantized */
+    float *k_rows = NULL, *v_rows = NULL;
+    if (j->kv8) {
+        if (!(k_rows = cpu_thread_scratch(2 * sizeof(float) * ATTN_CHUNK * (size_t)head_dim))) {
+            __atomic_store_n(j->out_of_memory, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        v_rows = k_rows + ATTN_CHUNK * head_dim;
+    }
     for (int64_t item = begin; item < end; item++) {
         const int64_t t = item / j->heads, h = item % j->heads;
         const float *qv = j->q + (t * j->heads + h) * head_dim;
@@ -152,8 +189,19 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
             int64_t slot = p0 % bs, n = bs - slot;
             if (n > len - p0) n = len - p0;
             if (n > ATTN_CHUNK) n = ATTN_CHUNK;
-            size_t base = ((size_t)table[p0 / bs] * bs + (size_t)slot) * (size_t)slot_stride + kv_offset;
-            j->scores_fn(scores, qv, j->k_cache_in + base, slot_stride, (int)n, head_dim, j->scale);
+            const size_t first_slot = (size_t)table[p0 / bs] * bs + (size_t)slot;
+            const float *k_chunk = k_rows, *v_chunk = v_rows;
+            int64_t stride = head_dim;
+            if (j->kv8) {
+                const int64_t kvh = h / j->group;
+                cpu_kv8_dequantize_slots(j->kv8, first_slot, n, kvh, kvh + 1, j->kv_heads, head_dim, k_rows, head_dim,
+                                         v_rows);
+            } else {
+                k_chunk = j->k_cache_in + first_slot * (size_t)slot_stride + kv_offset;
+                v_chunk = j->v_cache_in + first_slot * (size_t)slot_stride + kv_offset;
+                stride = slot_stride;
+            }
+            j->scores_fn(scores, qv, k_chunk, stride, (int)n, head_dim, j->scale);
             if (cap > 0.0f)
                 for (int i = 0; i < n; i++) scores[i] = cap * tanhf(scores[i] / cap);
             if (slope != 0.0f)
@@ -168,7 +216,7 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
                 chunk_sum += scores[i];
             }
             normaliser = normaliser * alpha + chunk_sum;
-            j->accumulate_fn(acc, alpha, scores, j->v_cache_in + base, slot_stride, (int)n, head_dim);
+            j->accumulate_fn(acc, alpha, scores, v_chunk, stride, (int)n, head_dim);
             running_max = new_max;
             p0 += n;
         }
@@ -185,12 +233,8 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
     cpu_attention_ex(out, q, k_cache, v_cache, batch, T, heads, kv_heads, head_dim, scale, NULL);
 }
 
-void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
-                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
-                      int64_t head_dim, float scale, const cpu_attention_variant *variant) {
-    attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
-                         .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
-                         .scale = scale};
+static void run_attention(attention_job job, const cpu_attention_variant *variant, int64_t T) {
+    const int64_t heads = job.heads, head_dim = job.head_dim;
     const int has_variant = variant && (variant->sliding_window > 0 || variant->logit_softcap > 0.0f ||
                                         variant->alibi_max_bias > 0.0f);
     if (has_variant) job.variant = *variant;
@@ -226,6 +270,30 @@ void cpu_attention_ex(float *out, const float *q, const float *k_cache, const fl
      * positions than early ones, so an even split would leave one thread
      * idle. */
     llmrt_parallel_for(T * heads, 1, T * heads > 1, attention_pair_chunk, &job);
+}
+
+void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
+                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, float scale, const cpu_attention_variant *variant) {
+    attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
+                         .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
+                         .scale = scale};
+    run_attention(job, variant, T);
+}
+
+llmrt_status cpu_attention_kv8(float *out, const float *q, const cpu_kv8_layer *cache,
+                               const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                               int64_t head_dim, float scale, const cpu_attention_variant *variant) {
+    int out_of_memory = 0;
+    attention_job job = {.out = out, .q = q, .batch = batch, .heads = heads, .kv_heads = kv_heads,
+                         .head_dim = head_dim, .group = heads / kv_heads, .scale = scale, .kv8 = cache,
+                         .out_of_memory = &out_of_memory};
+    run_attention(job, variant, T);
+    if (out_of_memory)
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "attention: no memory to dequantize the 8-bit KV cache (%lld "
+                           "positions of %lld kv heads)", (long long)batch->max_blocks_per_seq * batch->block_size,
+                           (long long)kv_heads);
+    return LLMRT_OK;
 }
 /* HF's order of operations, all in fp32: angle = (float)pos · inv_freq[i]
  * (one rounding), cos/sin of that angle, then x·cos ∓ x_pair·sin. Angles are
