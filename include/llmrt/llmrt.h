@@ -157,6 +157,9 @@ llmrt_status llmrt_engine_follow(llmrt_engine *engine);  /* returns at once on r
 int32_t llmrt_engine_vocab_size(const llmrt_engine *engine);
 int32_t llmrt_engine_max_seq_len(const llmrt_engine *engine);
 const char *llmrt_engine_backend(const llmrt_engine *engine);
+/* What its KV cache stores: LLMRT_DTYPE_FP8_E4M3 or LLMRT_DTYPE_I8 (built
+ * with kv_cache), else the activation dtype. */
+llmrt_dtype llmrt_engine_kv_cache_dtype(const llmrt_engine *engine);
 /* The tokenizer.json text embedded at build time (NULL, 0 if none). */
 const char *llmrt_engine_tokenizer_json(const llmrt_engine *engine, size_t *size);
 /* A tokenizer from the engine's embedded tokenizer.json, with its
