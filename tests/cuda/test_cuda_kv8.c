@@ -5,7 +5,8 @@
  *     dequantized keys match the CPU's rotated keys within the format's
  *     error and q_out the rotated q;
  *   - cuda_attention_kv8 over codes and scales made on the host equals
- *     cpu_attention_kv8 over the same codes (tol_for(type)): a mixed step
+ *     cpu_attention_kv8 over the same codes (tol_for(type)), in one pass
+ *     and split into 3 and 16 parts: a mixed step
  *     (decode token, prefill with a past, fresh prefill), GQA/MQA/MHA, odd
  *     and large head sizes, plain attention, a sliding window, soft-capping;
  *     slots never written hold NaN scales;
@@ -212,15 +213,24 @@ static void run_attention_case(llmrt_dtype type, int kind, int D, int H, int Hkv
                               .block_tables = dtables, .block_table_stride = s.max_blocks, .block_size = bs};
     const cuda_attention_variant_params dv = {var->sliding_window, var->logit_softcap, var->alibi_max_bias};
     const float scale = 0.8f / sqrtf((float)D);
-    CUDA_CHECK(cuda_attention_kv8(dout, dq, &dev, type, &b, H, Hkv, D, scale, &dv, 0));
-
     float *ref = malloc(qn * 4), *got = malloc(qn * 4);
     cpu_attention_batch cb = {SEQS, s.seq_start, s.positions, s.tables, s.max_blocks, bs, 0};
     CHECK_OK(cpu_attention_kv8(ref, q, &cache, &cb, T, H, Hkv, D, scale, var));
-    dev_to_f32(got, dout, qn, type);
-    CHECK_CLOSE(got, ref, qn, tol_for(type), "kv8 attention %s kind %d D=%d H=%d/%d bs=%d window=%d softcap=%g",
-                llmrt_dtype_name(type), kind, D, H, Hkv, bs, var->sliding_window, (double)var->logit_softcap);
-    void *bufs[] = {dq, dout, dpos, dseq, dtables};
+    /* one block per (token, head), and split-K: 3 parts (the first
+     * sequence's 91 keys: two tiles, one part empty), 16 parts */
+    static const int parts[3] = {1, 3, 16};
+    float *dws = dev_poisoned(cuda_decode_workspace_bytes(T, H, D, 16));
+    for (int i = 0; i < 3; i++) {
+        dev_poison(dout, qn * 4);
+        CUDA_CHECK(cuda_attention_kv8(dout, dq, &dev, type, &b, H, Hkv, D, scale, &dv, parts[i], dws, 0));
+        dev_to_f32(got, dout, qn, type);
+        CHECK_CLOSE(got, ref, qn, tol_for(type),
+                    "kv8 attention %s kind %d D=%d H=%d/%d bs=%d window=%d softcap=%g parts %d",
+                    llmrt_dtype_name(type), kind, D, H, Hkv, bs, var->sliding_window, (double)var->logit_softcap,
+                    parts[i]);
+    }
+    CHECK(cuda_attention_kv8(dout, dq, &dev, type, &b, H, Hkv, D, scale, &dv, 2, NULL, 0) == cudaErrorInvalidValue);
+    void *bufs[] = {dq, dout, dpos, dseq, dtables, dws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     device_cache_free(&dev);
     host_cache_free(&cache);

@@ -44,6 +44,12 @@ struct variant_args {
     int32_t window;
     float softcap, alibi_max_bias;
     const float *k_scales, *v_scales; // 8-bit caches: per (slot, kv head)
+    // split-K (8-bit decode steps): parts > 1 cuts each token's keys into
+    // that many ranges of whole tiles, one block each (blockIdx.z), which
+    // write (max, sum, unnormalised output) to partials[t][h][part][D + 2]
+    // for variant_merge_kernel; 1: the block writes out itself
+    int32_t parts;
+    float *partials;
 };
 
 // The cache's elements: T (KIND KV_PLAIN) or one-byte codes.
@@ -76,12 +82,18 @@ __global__ void __launch_bounds__(VAR_THREADS) attention_variant_kernel(T *out, 
     }
     const int pos = a.positions[t], seq = a.token_seq[t];
     const int first = a.window > 0 && pos + 1 > a.window ? pos + 1 - a.window : 0;
+    int lo = first, hi = pos + 1; // keys [lo, hi)
+    if (a.parts > 1) {
+        const int tiles = (hi - lo + VAR_TILE - 1) / VAR_TILE, per = (tiles + a.parts - 1) / a.parts * VAR_TILE;
+        lo = first + (int)blockIdx.z * per;
+        hi = lo + per < hi ? lo + per : hi; // lo ≥ hi: an empty part
+    }
     const float slope = a.alibi_max_bias > 0.0f ? alibi_slope(h, a.heads, a.alibi_max_bias) : 0.0f;
     const int32_t *table = a.block_tables + (int64_t)seq * a.block_table_stride;
     float running_max = -INFINITY, normaliser = 0.0f;
     __syncthreads();
-    for (int p0 = first; p0 <= pos; p0 += VAR_TILE) {
-        const int n = pos + 1 - p0 < VAR_TILE ? pos + 1 - p0 : VAR_TILE;
+    for (int p0 = lo; p0 < hi; p0 += VAR_TILE) {
+        const int n = hi - p0 < VAR_TILE ? hi - p0 : VAR_TILE;
         for (int j = threadIdx.x; j < n; j += VAR_THREADS) {
             const int p = p0 + j;
             const int64_t block = table[p / a.block_size];
@@ -140,18 +152,50 @@ __global__ void __launch_bounds__(VAR_THREADS) attention_variant_kernel(T *out, 
         }
         __syncthreads(); // p_s, row_s and red_s are rewritten by the next tile
     }
+    if (a.parts > 1) {
+        float *part = a.partials + ((t * a.heads + h) * a.parts + blockIdx.z) * (int64_t)(D + 2);
+        if (threadIdx.x == 0) part[0] = running_max, part[1] = normaliser;
+        for (int d = threadIdx.x; d < D; d += VAR_THREADS) part[2 + d] = acc_s[d];
+        return;
+    }
     const float inv = normaliser > 0.0f ? 1.0f / normaliser : 0.0f;
     T *orow = out + (t * a.heads + h) * D;
     for (int d = threadIdx.x; d < D; d += VAR_THREADS) orow[d] = from_float<T>(acc_s[d] * inv);
+}
+
+// out[t, h] from the parts of attention_variant_kernel: each rescaled by
+// exp(its max − the largest), summed, divided by the rescaled sums. An
+// empty part (max −inf, sum 0) weighs 0.
+template <typename T>
+__global__ void __launch_bounds__(VAR_THREADS) variant_merge_kernel(T *out, variant_args a) {
+    const int64_t t = blockIdx.x;
+    const int h = blockIdx.y, D = a.head_dim;
+    const float *parts = a.partials + (t * a.heads + h) * a.parts * (int64_t)(D + 2);
+    float m = -INFINITY;
+    for (int p = 0; p < a.parts; p++) m = fmaxf(m, parts[p * (D + 2)]);
+    float l = 0.0f;
+    for (int p = 0; p < a.parts; p++)
+        if (parts[p * (D + 2) + 1] > 0.0f) l += parts[p * (D + 2) + 1] * expf(parts[p * (D + 2)] - m);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    T *orow = out + (t * a.heads + h) * D;
+    for (int d = threadIdx.x; d < D; d += VAR_THREADS) {
+        float o = 0.0f;
+        for (int p = 0; p < a.parts; p++)
+            if (parts[p * (D + 2) + 1] > 0.0f) o += parts[p * (D + 2) + 2 + d] * expf(parts[p * (D + 2)] - m);
+        orow[d] = from_float<T>(o * inv);
+    }
 }
 
 template <typename T, int KIND>
 static cudaError_t launch_variant(void *out, const void *q, const void *k_cache, const void *v_cache,
                                   const variant_args &a, int32_t tokens, cudaStream_t stream) {
     typedef typename kv_element<T, KIND>::type C;
-    dim3 grid((unsigned)tokens, (unsigned)a.heads);
+    const int parts = a.parts > 1 ? a.parts : 1;
+    dim3 grid((unsigned)tokens, (unsigned)a.heads, (unsigned)parts);
     attention_variant_kernel<T, KIND><<<grid, VAR_THREADS, 0, stream>>>((T *)out, (const T *)q, (const C *)k_cache,
                                                                         (const C *)v_cache, a);
+    if (parts > 1)
+        variant_merge_kernel<T><<<dim3((unsigned)tokens, (unsigned)a.heads), VAR_THREADS, 0, stream>>>((T *)out, a);
     return cudaGetLastError();
 }
 
@@ -182,6 +226,8 @@ static variant_args make_args(const cuda_attention_batch *batch, int32_t heads, 
     a.softcap = variant->logit_softcap;
     a.alibi_max_bias = variant->alibi_max_bias;
     a.k_scales = a.v_scales = nullptr;
+    a.parts = 1;
+    a.partials = nullptr;
     return a;
 }
 
@@ -203,12 +249,16 @@ extern "C" cudaError_t cuda_attention_variant(void *out, const void *q, const vo
 extern "C" cudaError_t cuda_attention_kv8(void *out, const void *q, const cuda_kv8_layer *cache, llmrt_dtype type,
                                           const cuda_attention_batch *batch, int32_t heads, int32_t kv_heads,
                                           int32_t head_dim, float scale, const cuda_attention_variant_params *variant,
-                                          cudaStream_t stream) {
+                                          int32_t partitions, float *workspace, cudaStream_t stream) {
     if (batch->num_tokens <= 0) return cudaSuccess;
-    if (!shape_ok(batch, heads, kv_heads, head_dim)) return cudaErrorInvalidValue;
+    if (!shape_ok(batch, heads, kv_heads, head_dim) || partitions < 1 || partitions > 65535 ||
+        (partitions > 1 && !workspace))
+        return cudaErrorInvalidValue;
     variant_args a = make_args(batch, heads, kv_heads, head_dim, scale, variant);
     a.k_scales = cache->k_scales;
     a.v_scales = cache->v_scales;
+    a.parts = partitions;
+    a.partials = workspace;
     if (cache->kind == CUDA_KV8_FP8)
         return dispatch_variant<KV_FP8>(out, q, cache->k_codes, cache->v_codes, type, a, batch->num_tokens, stream);
     if (cache->kind == CUDA_KV8_INT8)

@@ -344,7 +344,12 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
         if (n->iattr[LLMRT_ATTENTION_NON_CAUSAL]) b.positions = b.sequence_end_positions;
         b.token_index = NULL;
         const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2]};
-        LAUNCH(v, cuda_attention_kv8(out, out, &cache, t, &b, heads, kv_heads, head_dim, scale, &variant, st->stream));
+        /* a decode step of few tokens splits each token's keys over blocks
+         * (a shape-only choice: graphs replay it at any context length) */
+        const int32_t parts = st->decode_step && st->attn_ws && b.num_tokens <= st->attn_ws_tokens
+                                  ? cuda_decode_partitions(b.num_tokens, heads, kv_heads) : 1;
+        LAUNCH(v, cuda_attention_kv8(out, out, &cache, t, &b, heads, kv_heads, head_dim, scale, &variant, parts,
+                                     st->attn_ws, st->stream));
         return LLMRT_OK;
     }
     const size_t elsize = llmrt_dtype_size(t);

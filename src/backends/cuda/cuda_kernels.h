@@ -347,10 +347,14 @@ cudaError_t cuda_rope_kv8_write(void *q_out, const void *q, const void *k, const
 /* Attention over an 8-bit layer, any step mix (prefill and decode tokens),
  * with or without the variants (all-zero params: plain causal attention):
  * cuda_attention_variant's kernel reading codes and scales. q: [T, heads*D]
- * rotated; out may alias q; batch->token_index must be NULL. */
+ * rotated; out may alias q; batch->token_index must be NULL. partitions > 1
+ * cuts each token's keys into that many ranges (split-K, for decode steps
+ * of few tokens), merged by a second kernel: workspace holds
+ * cuda_decode_workspace_bytes(T, heads, D, partitions). */
 cudaError_t cuda_attention_kv8(void *out, const void *q, const cuda_kv8_layer *cache, llmrt_dtype type,
                                const cuda_attention_batch *batch, int32_t heads, int32_t kv_heads, int32_t head_dim,
-                               float scale, const cuda_attention_variant_params *variant, cudaStream_t stream);
+                               float scale, const cuda_attention_variant_params *variant, int32_t partitions,
+                               float *workspace, cudaStream_t stream);
 
 /* ---- sampling (sampling.cu) ------------------------------------------------ */
 
