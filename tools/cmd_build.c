@@ -34,6 +34,9 @@ static void build_usage(FILE *out) {
             "  --calib-samples N      samples of the text (default 64)\n"
             "  --calib-len N          tokens per sample (default 512, at most --max-seq-len)\n"
             "  --smooth-alpha A       SmoothQuant migration strength for w8a8, 0 to 1 (default 0.5)\n"
+            "  --kv-cache fp8|int8|auto  KV cache storage: 8-bit codes with a scale per token and KV head\n"
+            "                         (half the bytes of 16 bits: twice the tokens fit); auto (default)\n"
+            "                         stores the activation dtype\n"
             "  --max-seq-len N        tokens per sequence (default min(max_position_embeddings, 4096))\n"
             "  --max-batch N          sequences per step (default 256 on cuda, 16 on cpu)\n"
             "  --max-num-tokens N     tokens per step; longer prompts prefill in chunks\n"
@@ -94,6 +97,12 @@ int cmd_build(int argc, char **argv) {
             if (v && strcmp(v, "dynamic") == 0) o.act_scales = 0, act_scales = 1;
             else if (v && strcmp(v, "static") == 0) o.act_scales = 1, act_scales = 1;
             else if (v) cli_fail(&a, "--act-scales '%s': expected dynamic or static", v);
+        } else if (strcmp(opt, "--kv-cache") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (v && strcmp(v, "fp8") == 0) o.kv_cache = LLMRT_DTYPE_FP8_E4M3;
+            else if (v && strcmp(v, "int8") == 0) o.kv_cache = LLMRT_DTYPE_I8;
+            else if (v && strcmp(v, "auto") == 0) o.kv_cache = LLMRT_DTYPE_INVALID;
+            else if (v) cli_fail(&a, "--kv-cache '%s': expected fp8, int8 or auto", v);
         } else if (strcmp(opt, "--group-size") == 0) {
             if (cli_int(&a, opt, 32, 1 << 20, &x)) {
                 if (x % 32 != 0) cli_fail(&a, "--group-size %lld: expected a multiple of 32 (32, 64, 128)", (long long)x);

@@ -80,6 +80,12 @@ typedef struct llmrt_build_options {
      * [0, 1]: 0 leaves the activations as they are, 1 moves all of their
      * range into the weights; default 0.5 (llmrt_build_options_init) */
     float smooth_alpha;
+    /* What the paged KV cache stores, independent of the weights' mode:
+     * default INVALID = the activation dtype; LLMRT_DTYPE_FP8_E4M3 or
+     * LLMRT_DTYPE_I8 = one byte per element with an f32 scale per token and
+     * KV head (max|x| / 448 or / 127, set when the token is appended), half
+     * the bytes of a 16-bit cache, a quarter of an f32 one. */
+    llmrt_dtype kv_cache;
 } llmrt_build_options;
 
 void llmrt_build_options_init(llmrt_build_options *options);
@@ -151,6 +157,9 @@ llmrt_status llmrt_engine_follow(llmrt_engine *engine);  /* returns at once on r
 int32_t llmrt_engine_vocab_size(const llmrt_engine *engine);
 int32_t llmrt_engine_max_seq_len(const llmrt_engine *engine);
 const char *llmrt_engine_backend(const llmrt_engine *engine);
+/* What its KV cache stores: LLMRT_DTYPE_FP8_E4M3 or LLMRT_DTYPE_I8 (built
+ * with kv_cache), else the activation dtype. */
+llmrt_dtype llmrt_engine_kv_cache_dtype(const llmrt_engine *engine);
 /* The tokenizer.json text embedded at build time (NULL, 0 if none). */
 const char *llmrt_engine_tokenizer_json(const llmrt_engine *engine, size_t *size);
 /* A tokenizer from the engine's embedded tokenizer.json, with its

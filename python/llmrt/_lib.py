@@ -40,7 +40,8 @@ class BuildOptions(Structure):
                 ("onnx_path", c_char_p), ("print_report", c_int), ("tp_size", c_int32), ("pp_size", c_int32),
                 ("quant_per_tensor", c_int32), ("act_scales", c_int32),
                 ("calib_path", c_char_p), ("calib_samples", c_int32), ("calib_len", c_int32),
-                ("smooth_alpha", c_float)]
+                ("smooth_alpha", c_float),
+                ("kv_cache", c_int)]
 
 
 class EngineOptions(Structure):

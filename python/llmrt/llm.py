@@ -21,10 +21,11 @@ Prompt = Union[str, Dict[str, Any]]  # text, or {"prompt_token_ids": [...]}
 
 _BUILD_OPTIONS = ("max_seq_len", "max_batch", "max_num_tokens", "seed", "random_weights", "disabled_passes",
                   "allow_nonfinite", "ignore_extra_tensors", "quant", "group_size", "quant_scheme",
-                  "weight_scales")
+                  "weight_scales", "kv_cache")
 _QUANT_SCHEMES = {"default": 0, "sym": 1, "asym": 2}
 _QUANTS = ("int8-wo", "int4-wo", "fp8", "w8a8")
 _WEIGHT_SCALES = {"channel": 0, "tensor": 1}
+_KV_CACHE_DTYPES = {"auto": "", "fp8": "fp8_e4m3", "int8": "i8"}
 # max_seq_len, max_batch and max_num_tokens are also the engine's load-time
 # limits: an engine file given as `model` runs with them
 _ENGINE_OPTIONS = ("num_threads", "device", "verify_checksum", "kv_block_size", "kv_cache_fraction",
@@ -60,7 +61,8 @@ class LLM:
     Keyword options: build (max_seq_len, max_batch, max_num_tokens, seed,
     random_weights, disabled_passes, allow_nonfinite, ignore_extra_tensors,
     quant ("int8-wo" / "int4-wo" / "fp8" / "w8a8"), group_size, quant_scheme
-    ("sym" / "asym"), weight_scales (fp8: "channel" / "tensor")),
+    ("sym" / "asym"), weight_scales (fp8: "channel" / "tensor"),
+    kv_cache ("fp8" / "int8": an 8-bit KV cache)),
     engine (num_threads, device, verify_checksum, kv_block_size,
     kv_cache_fraction, kv_cache_bytes) and runtime (max_batch,
     max_num_tokens, kv_max_blocks, prefix_caching).
@@ -195,6 +197,10 @@ class LLM:
                 if value not in _WEIGHT_SCALES:
                     raise ValueError(f"LLM: weight_scales must be 'channel' or 'tensor', got {value!r}")
                 bo.quant_per_tensor = _WEIGHT_SCALES[value]
+            elif name == "kv_cache":
+                if value not in _KV_CACHE_DTYPES:
+                    raise ValueError(f"LLM: kv_cache must be 'fp8', 'int8' or 'auto', got {value!r}")
+                bo.kv_cache = lib.llmrt_dtype_from_name(_KV_CACHE_DTYPES[value].encode()) if value != "auto" else 0
             elif name == "quant_scheme":
                 if value not in _QUANT_SCHEMES:
                     raise ValueError(f"LLM: quant_scheme must be 'sym' or 'asym', got {value!r}")

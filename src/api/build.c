@@ -43,6 +43,9 @@ llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llm
                            o->quant_per_tensor, o->act_scales);
     if ((o->quant_per_tensor || o->act_scales) && o->quant != LLMRT_DTYPE_FP8_W8A8)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --weight-scales and --act-scales need --quant fp8");
+    if (o->kv_cache != LLMRT_DTYPE_INVALID && o->kv_cache != LLMRT_DTYPE_FP8_E4M3 && o->kv_cache != LLMRT_DTYPE_I8)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --kv-cache %s (fp8, int8 or auto)",
+                           llmrt_dtype_name(o->kv_cache));
     if (o->group_size < 0 || (o->group_size > 0 && o->group_size % 32 != 0))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --group-size %d (a multiple of 32: 32, 64, 128, ...)",
                            o->group_size);
@@ -67,6 +70,7 @@ llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llm
         .quant_asymmetric = o->quant_scheme == 2 || (o->quant_scheme == 0 && o->quant == LLMRT_DTYPE_INT4_WO),
         .quant_per_tensor = o->quant_per_tensor,
         .quant_static_input = o->act_scales == 1,
+        .kv_dtype = o->kv_cache,
     };
     const int32_t default_tokens = on_cpu ? CPU_MAX_NUM_TOKENS : CUDA_MAX_NUM_TOKENS;
     copts->max_num_tokens = o->max_num_tokens > 0             ? o->max_num_tokens

@@ -165,6 +165,7 @@ llmrt_status llmrt_calibrate(const llmrt_model_config *config, const llmrt_check
     copts.quant_dtype = LLMRT_DTYPE_INVALID;
     copts.quant_group_size = 0;
     copts.quant_asymmetric = 0;
+    copts.kv_dtype = LLMRT_DTYPE_INVALID; /* and the activation dtype's KV cache */
     copts.calibration = NULL;
     copts.smooth = 0;
     copts.observe = 1;

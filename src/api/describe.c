@@ -126,6 +126,11 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
            plan->max_num_tokens);
     append(&t, "dtypes        weights %s, activations %s\n", llmrt_dtype_name(img->dtype),
            llmrt_dtype_name(img->act_dtype));
+    if (plan->kv_dtype == LLMRT_DTYPE_FP8_E4M3 || plan->kv_dtype == LLMRT_DTYPE_I8)
+        append(&t, "kv cache      %s: 1-byte codes, an f32 scale per token and kv head (--kv-cache %s)\n",
+               llmrt_dtype_name(plan->kv_dtype), plan->kv_dtype == LLMRT_DTYPE_I8 ? "int8" : "fp8");
+    else
+        append(&t, "kv cache      %s (the activation dtype)\n", llmrt_dtype_name(img->act_dtype));
     uint64_t by_dtype[LLMRT_DTYPE_COUNT];
     uint64_t total = llmrt_plan_weight_bytes(plan, by_dtype);
     append(&t, "weights       %.1f MiB in %d tensors:", mib(total), plan->num_weights);

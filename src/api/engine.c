@@ -47,6 +47,10 @@ void llmrt_engine_free(llmrt_engine *e) { llmrt_loaded_engine_close(e); }
 int32_t llmrt_engine_vocab_size(const llmrt_engine *e) { return e->image->plan->vocab_size; }
 int32_t llmrt_engine_max_seq_len(const llmrt_engine *e) { return e->image->plan->max_seq_len; }
 const char *llmrt_engine_backend(const llmrt_engine *e) { return e->image->backend; }
+llmrt_dtype llmrt_engine_kv_cache_dtype(const llmrt_engine *e) {
+    const llmrt_plan *plan = e->image->plan;
+    return plan->kv_dtype != LLMRT_DTYPE_INVALID ? plan->kv_dtype : plan->graph->act_dtype;
+}
 
 const char *llmrt_engine_tokenizer_json(const llmrt_engine *e, size_t *size) {
     if (size) *size = e->image->tokenizer.size;

@@ -556,6 +556,7 @@ static llmrt_status compile_network(llmrt_graph *graph, const llmrt_model_family
     plan->max_num_tokens = options->max_num_tokens;
     plan->max_batch = options->max_batch;
     plan->max_seq_len = options->max_seq_len;
+    plan->kv_dtype = options->kv_dtype;
     plan->graph = graph;
     llmrt_status status = LLMRT_OK;
     {

@@ -43,6 +43,8 @@ typedef struct llmrt_compile_options {
     /* 1: a calibration plan, an OBSERVE node on every LINEAR's input
      * (observe.c); never written to an engine */
     int32_t observe;
+    /* KV cache storage: INVALID = the activation dtype, FP8_E4M3 or I8 */
+    llmrt_dtype kv_dtype;
 } llmrt_compile_options;
 
 /* Builds the network for `config`, runs the compiler passes and binds the

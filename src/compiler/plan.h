@@ -39,6 +39,10 @@ typedef struct llmrt_plan {
      * window), so the blocks before a sequence's window may be freed: -1 in
      * its block table, never read */
     int32_t kv_window;
+    /* What the KV cache stores: INVALID = the activation dtype; FP8_E4M3
+     * or I8 = one-byte codes with an f32 scale per (token, kv head), see
+     * backends/kv_cache8.h */
+    llmrt_dtype kv_dtype;
     /* bindings */
     llmrt_value input_token_ids;      /* [T] i32 */
     llmrt_value input_positions;      /* [T] i32 */

@@ -96,6 +96,8 @@ json_t *llmrt_plan_to_json(const llmrt_plan *plan) {
     json_object_set_new(root, "max_num_tokens", json_integer(plan->max_num_tokens));
     json_object_set_new(root, "max_batch", json_integer(plan->max_batch));
     json_object_set_new(root, "max_seq_len", json_integer(plan->max_seq_len));
+    if (plan->kv_dtype != LLMRT_DTYPE_INVALID) /* absent: the activation dtype (engines before 8-bit caches) */
+        json_object_set_new(root, "kv_cache_dtype", json_string(llmrt_dtype_name(plan->kv_dtype)));
     json_object_set_new(root, "nodes", nodes);
     json_t *plugins = plugins_used(g);
     if (json_array_size(plugins)) json_object_set_new(root, "plugins", plugins);
@@ -247,6 +249,11 @@ llmrt_status llmrt_plan_from_json(const json_t *root, const char *what, llmrt_pl
     plan->max_batch = (int32_t)x;
     STEP(get_int(&d, root, "max_seq_len", 1, 1 << 24, &x));
     plan->max_seq_len = (int32_t)x;
+    if (s == LLMRT_OK && json_object_get(root, "kv_cache_dtype")) {
+        STEP(get_dtype(&d, root, "kv_cache_dtype", &plan->kv_dtype));
+        if (s == LLMRT_OK && plan->kv_dtype != LLMRT_DTYPE_FP8_E4M3 && plan->kv_dtype != LLMRT_DTYPE_I8)
+            s = bad(&d, "kv_cache_dtype", "is not an 8-bit KV cache type (fp8_e4m3, i8)");
+    }
     const json_t *weights = json_object_get(root, "weights");
     const json_t *nodes = json_object_get(root, "nodes");
     if (s == LLMRT_OK && (!json_is_array(weights) || !json_is_array(nodes) || json_array_size(nodes) > (1u << 22) ||

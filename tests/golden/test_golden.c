@@ -9,6 +9,10 @@
  * them) each case is built in those modes instead (f32 compute on the
  * CPU, bf16 on CUDA) and held to the looser bounds of quant_variants;
  * LLMRT_GOLDEN_CASES=a,b limits the run to those cases (any mode).
+ * With LLMRT_GOLDEN_KV_CACHE=fp8,int8 (either) the engines store an 8-bit
+ * KV cache of that kind instead (--kv-cache; bf16 on CUDA), held to the
+ * bounds of kv_cache_variants (figures: docs/QUANTIZATION.md, "8-bit KV
+ * cache").
  *
  * usage: test_golden CASES_DIR cpu|cuda [MIN_CASES] */
 #define _POSIX_C_SOURCE 200809L
@@ -32,6 +36,12 @@ enum { MAX_CASES = 64 };
  * decisive for the engine under test: at least 1e-3, and at least four times
  * its logits tolerance × the logit RMS (see compare_case). */
 static const double THIN_MARGIN = 1e-3;
+/* Logits rel L2 bounds of the 8-bit KV cache variants: they catch a
+ * broken cache (a wrong scale or code gives errors near 1), not a few
+ * percent. The tiny golden models measure 3e-2 to 0.23 with fp8 and 7e-3 to
+ * 4.9e-2 with int8, MoE routing flips up to 0.5 / 4.9e-2 (mixtral_bf16). */
+#define KV_FP8_TOLERANCE 0.6
+#define KV_INT8_TOLERANCE 0.1
 
 typedef struct variant {
     const char *label;
@@ -41,6 +51,7 @@ typedef struct variant {
     const char *hf_baseline;    /* "bfloat16"/"float16": also allow 1.5 × HF's own error in that dtype */
     llmrt_dtype quant;          /* INVALID: none */
     int32_t quant_per_tensor;
+    llmrt_dtype kv_cache;       /* INVALID: the activation dtype; FP8_E4M3 / I8: an 8-bit cache */
 } variant;
 
 static double worst_error[MAX_CASES][4];
@@ -162,6 +173,7 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
     bo.disabled_passes = v->disabled_passes;
     bo.quant = v->quant;
     bo.quant_per_tensor = v->quant_per_tensor;
+    bo.kv_cache = v->kv_cache;
     const json_t *kind = json_object_get(golden, "kind");
     const int encoder = json_is_string(kind) && strcmp(json_string_value(kind), "encoder") == 0;
     if (encoder && longest_prompt(golden) > bo.max_num_tokens) bo.max_num_tokens = longest_prompt(golden);
@@ -282,9 +294,16 @@ static int listed(const char *list, const char *name) {
  * that (docs/QUANTIZATION.md has every case): the bounds are ~1.5-2 × the
  * worst measured on the CPU, and catch a wrong scale or code (≥ 1). */
 static const variant quant_variants[] = {
-    {"fp8", LLMRT_DTYPE_INVALID, NULL, 0.75, NULL, LLMRT_DTYPE_FP8_W8A8, 0},
-    {"fp8-tensor", LLMRT_DTYPE_INVALID, NULL, 0.75, NULL, LLMRT_DTYPE_FP8_W8A8, 1},
-    {"w8a8", LLMRT_DTYPE_INVALID, NULL, 0.35, NULL, LLMRT_DTYPE_INT8_W8A8, 0},
+    {"fp8", LLMRT_DTYPE_INVALID, NULL, 0.75, NULL, LLMRT_DTYPE_FP8_W8A8, 0, LLMRT_DTYPE_INVALID},
+    {"fp8-tensor", LLMRT_DTYPE_INVALID, NULL, 0.75, NULL, LLMRT_DTYPE_FP8_W8A8, 1, LLMRT_DTYPE_INVALID},
+    {"w8a8", LLMRT_DTYPE_INVALID, NULL, 0.35, NULL, LLMRT_DTYPE_INT8_W8A8, 0, LLMRT_DTYPE_INVALID},
+};
+/* The 8-bit KV cache's rounding (2^-4 relative for E4M3, 1/254 of a row's
+ * largest value for int8) on the tiny golden models' logits; on CUDA the
+ * bf16 engine's own error adds to it. */
+static const variant kv_cache_variants[] = {
+    {"kv-fp8", LLMRT_DTYPE_INVALID, NULL, KV_FP8_TOLERANCE, NULL, LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_FP8_E4M3},
+    {"kv-int8", LLMRT_DTYPE_INVALID, NULL, KV_INT8_TOLERANCE, NULL, LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_I8},
 };
 
 int main(int argc, char **argv) {
@@ -320,16 +339,16 @@ int main(int argc, char **argv) {
     int min_cases = argc == 4 ? atoi(argv[3]) : 8;
     CHECK_MSG(count >= min_cases, "expected at least %d golden cases in %s, found %d", min_cases, dir, count);
     const variant cpu_variants[] = {
-        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4, NULL, LLMRT_DTYPE_INVALID, 0},
+        {"fp32-compute", LLMRT_DTYPE_INVALID, NULL, 1e-4, NULL, LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_INVALID},
         {"unfused", LLMRT_DTYPE_INVALID,
-         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4, NULL, LLMRT_DTYPE_INVALID, 0},
+         "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 1e-4, NULL, LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_INVALID},
     };
     const variant gpu_variants[] = {
-        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3, NULL, LLMRT_DTYPE_INVALID, 0},
-        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2, "bfloat16", LLMRT_DTYPE_INVALID, 0},
-        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2, "float16", LLMRT_DTYPE_INVALID, 0},
+        {"fp32", LLMRT_DTYPE_F32, NULL, 1e-3, NULL, LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_INVALID},
+        {"bf16", LLMRT_DTYPE_BF16, NULL, 2e-2, "bfloat16", LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_INVALID},
+        {"fp16", LLMRT_DTYPE_F16, NULL, 2e-2, "float16", LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_INVALID},
         {"unfused-bf16", LLMRT_DTYPE_BF16, "fuse_rmsnorm,fuse_layernorm,fuse_activations,fuse_silu_mul,fuse_linear", 2e-2,
-         "bfloat16", LLMRT_DTYPE_INVALID, 0},
+         "bfloat16", LLMRT_DTYPE_INVALID, 0, LLMRT_DTYPE_INVALID},
     };
     const variant *variants = gpu ? gpu_variants : cpu_variants;
     int num_variants = gpu ? 4 : 2;
@@ -344,6 +363,18 @@ int main(int argc, char **argv) {
                 num_variants++;
             }
         CHECK_MSG(num_variants > 0, "LLMRT_GOLDEN_QUANT=%s: expected a list of fp8, fp8-tensor, w8a8", quant);
+        variants = quantized;
+    }
+    const char *kv_cache = getenv("LLMRT_GOLDEN_KV_CACHE");
+    if (kv_cache && *kv_cache) {
+        num_variants = 0;
+        for (size_t k = 0; k < sizeof kv_cache_variants / sizeof kv_cache_variants[0]; k++)
+            if (listed(kv_cache, kv_cache_variants[k].label + 3)) { /* "kv-fp8" listed as "fp8" */
+                quantized[num_variants] = kv_cache_variants[k];
+                if (gpu) quantized[num_variants].dtype = LLMRT_DTYPE_BF16;
+                num_variants++;
+            }
+        CHECK_MSG(num_variants > 0, "LLMRT_GOLDEN_KV_CACHE=%s: expected a list of fp8, int8", kv_cache);
         variants = quantized;
     }
     for (int c = 0; c < count; c++) {

@@ -161,6 +161,24 @@ def test_builds_an_fp8_engine():
         LLM(demo, backend="cpu", quant="fp8", weight_scales="row", max_seq_len=256)
 
 
+def test_builds_an_8bit_kv_cache():
+    """kv_cache= builds an engine whose KV cache stores fp8 codes (a
+    separate engine in the cache) that generates; a bad value is a
+    ValueError naming the option."""
+    demo = os.path.join(REPO, "models", "demo")
+    opts = dict(backend="cpu", max_seq_len=256, kv_cache_bytes=8 << 20)
+    with LLM(demo, kv_cache="fp8", **opts) as q, LLM(demo, **opts) as plain:
+        assert q.engine_path != plain.engine_path
+        lib = q._lib
+        lib.llmrt_engine_kv_cache_dtype.restype = ctypes.c_int
+        fp8 = lib.llmrt_dtype_from_name(b"fp8_e4m3")
+        assert lib.llmrt_engine_kv_cache_dtype(ctypes.c_void_p(q._handles["engine"])) == fp8
+        out = q.generate("Once upon a time", SamplingParams(max_tokens=8))[0]
+        assert len(out.token_ids) == 8
+    with pytest.raises(ValueError, match="kv_cache"):
+        LLM(demo, kv_cache="fp16", **opts)
+
+
 def test_chat_template_from_checkpoint(tmp_path, monkeypatch):
     """A checkpoint whose tokenizer_config.json has a chat template: the
     rendering equals transformers' (tests/tokenizer/refs), and chat()

@@ -17,6 +17,7 @@
 #include "comm/comm.h"
 #include "core/dtype.h"
 #include "core/log.h"
+#include "core/quant8.h"
 #include "core/thread_pool.h"
 #include "graph/plugin_op.h"
 #include "plugins/plugin_registry.h"
@@ -26,7 +27,13 @@ typedef struct cpu_state {
     uint8_t *arena;
     float *k_cache, *v_cache; /* [layers][blocks][block_size][kv_heads][head_dim] */
     int32_t num_blocks, block_size;
-    size_t layer_stride;      /* floats per layer */
+    size_t layer_stride;      /* elements per layer */
+    /* an 8-bit cache (plan->kv_dtype) instead of k_cache, v_cache: codes
+     * with layer_stride bytes a layer, scales with layer_stride / head_dim
+     * floats a layer (cpu_kv8_layer) */
+    int kv8_kind;             /* LLMRT_Q8_FP8 / LLMRT_Q8_INT8, 0: f32 cache */
+    uint8_t *k_codes, *v_codes;
+    float *k_scales, *v_scales;
     float *q_scratch, *k_scratch; /* RoPE'd q and k of the step */
     float *rope_table;            /* the step's cos/sin (cpu_rope_table), [max_num_tokens, rotary] */
     const float *rope_inv_freq;   /* what rope_table holds this step: NULL, or these frequencies */
@@ -60,6 +67,10 @@ static void cpu_destroy(void *state) {
     free(s->arena);
     free(s->k_cache);
     free(s->v_cache);
+    free(s->k_codes);
+    free(s->v_codes);
+    free(s->k_scales);
+    free(s->v_scales);
     free(s->q_scratch);
     free(s->k_scratch);
     free(s->rope_table);
@@ -310,18 +321,26 @@ static double available_memory_bytes(void) {
  * more than max_batch sequences of max_seq_len (the most a step can use),
  * never fewer than one block. Sizing by max_batch × max_seq_len alone asked
  * a 7B-shape engine for 64 GiB. */
+/* Bytes of one KV block (K and V of every layer): f32 elements, or 8-bit
+ * codes plus an f32 scale per token and kv head. */
+static double kv_block_bytes(const llmrt_plan *plan, int32_t block_size, int kv8) {
+    const double per_head = kv8 ? (double)plan->head_dim + sizeof(float) : (double)plan->head_dim * sizeof(float);
+    return 2.0 * plan->num_kv_layers * block_size * plan->kv_heads * per_head;
+}
+
 static int32_t kv_blocks_from_memory(const llmrt_plan *plan, const llmrt_backend_config *config, int32_t block_size) {
     const double fraction = config->kv_cache_fraction > 0 ? config->kv_cache_fraction : 0.5;
-    const double per_block = 2.0 * plan->num_kv_layers * block_size * plan->kv_heads * plan->head_dim * sizeof(float);
+    const double per_block = kv_block_bytes(plan, block_size, plan->kv_dtype != LLMRT_DTYPE_INVALID);
     const int64_t blocks_per_seq = (plan->max_seq_len + block_size - 1) / block_size;
     const int64_t most = blocks_per_seq * plan->max_batch;
     const double budget = config->kv_cache_bytes > 0 ? (double)config->kv_cache_bytes : fraction * available_memory_bytes();
     const double fit = per_block > 0 ? budget / per_block : (double)most;
     const int64_t blocks = fit < 1 ? 1 : fit < (double)most ? (int64_t)fit : most;
     const int64_t capped = blocks > INT32_MAX ? INT32_MAX : blocks;
-    LLMRT_INFO("cpu backend: KV cache of %lld blocks of %d tokens (%.1f MiB, %.1f sequences of %d tokens)",
-               (long long)capped, block_size, capped * per_block / 1048576.0, (double)capped / blocks_per_seq,
-               plan->max_seq_len);
+    LLMRT_INFO("cpu backend: KV cache of %lld blocks of %d tokens (%s, %.1f MiB, %.1f sequences of %d tokens)",
+               (long long)capped, block_size,
+               llmrt_dtype_name(plan->kv_dtype != LLMRT_DTYPE_INVALID ? plan->kv_dtype : LLMRT_DTYPE_F32),
+               capped * per_block / 1048576.0, (double)capped / blocks_per_seq, plan->max_seq_len);
     return (int32_t)capped;
 }
 
@@ -382,7 +401,13 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
     s->num_blocks = config->kv_num_blocks > 0 ? config->kv_num_blocks : kv_blocks_from_memory(plan, config, s->block_size);
     s->layer_stride = (size_t)s->num_blocks * (size_t)s->block_size * (size_t)plan->kv_heads * (size_t)plan->head_dim;
-    size_t kv_bytes = s->layer_stride * (size_t)plan->num_kv_layers * sizeof(float);
+    s->kv8_kind = plan->num_kv_layers <= 0              ? 0
+                  : plan->kv_dtype == LLMRT_DTYPE_FP8_E4M3 ? LLMRT_Q8_FP8
+                  : plan->kv_dtype == LLMRT_DTYPE_I8       ? LLMRT_Q8_INT8
+                                                           : 0;
+    const size_t kv_elems = s->layer_stride * (size_t)plan->num_kv_layers;
+    const size_t kv_scales = plan->head_dim > 0 ? kv_elems / (size_t)plan->head_dim : 0;
+    size_t kv_bytes = s->kv8_kind ? kv_elems + kv_scales * sizeof(float) : kv_elems * sizeof(float);
     size_t q_width = 0, k_width = (size_t)plan->kv_heads * (size_t)plan->head_dim, rope_width = 1;
     for (int32_t i = 0; i < plan->graph->num_nodes; i++) {
         const llmrt_node *n = &plan->graph->nodes[i];
@@ -391,8 +416,18 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
             rope_width = (size_t)n->iattr[4];
     }
     s->arena = aligned_calloc(plan->arena_bytes);
-    s->k_cache = aligned_calloc(kv_bytes);
-    s->v_cache = aligned_calloc(kv_bytes);
+    int kv_ok;
+    if (s->kv8_kind) {
+        s->k_codes = aligned_calloc(kv_elems);
+        s->v_codes = aligned_calloc(kv_elems);
+        s->k_scales = aligned_calloc(kv_scales * sizeof(float));
+        s->v_scales = aligned_calloc(kv_scales * sizeof(float));
+        kv_ok = s->k_codes && s->v_codes && s->k_scales && s->v_scales;
+    } else {
+        s->k_cache = aligned_calloc(kv_bytes);
+        s->v_cache = aligned_calloc(kv_bytes);
+        kv_ok = s->k_cache && s->v_cache;
+    }
     s->q_scratch = aligned_calloc((size_t)plan->max_num_tokens * q_width * sizeof(float));
     s->k_scratch = aligned_calloc((size_t)plan->max_num_tokens * k_width * sizeof(float));
     s->rope_table = aligned_calloc((size_t)plan->max_num_tokens * rope_width * sizeof(float));
@@ -405,7 +440,7 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
         if (bytes > moe_bytes) moe_bytes = bytes;
     }
     if (moe_bytes) s->moe_scratch = aligned_calloc(moe_bytes);
-    if (!s->arena || !s->k_cache || !s->v_cache || !s->q_scratch || !s->k_scratch || !s->rope_table ||
+    if (!s->arena || !kv_ok || !s->q_scratch || !s->k_scratch || !s->rope_table ||
         (moe_bytes && !s->moe_scratch)) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY,
@@ -519,11 +554,21 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
         .block_size = s->block_size,
         .non_causal = (int32_t)n->iattr[LLMRT_ATTENTION_NON_CAUSAL],
     };
+    cpu_attention_variant variant = {.sliding_window = (int32_t)n->iattr[7], .logit_softcap = n->fattr[1],
+                                     .alibi_max_bias = n->fattr[2]};
+    if (s->kv8_kind) {
+        const size_t layer = (size_t)n->iattr[0], scales = s->layer_stride / (size_t)head_dim;
+        const cpu_kv8_layer cache = {.k_codes = s->k_codes + layer * s->layer_stride,
+                                     .v_codes = s->v_codes + layer * s->layer_stride,
+                                     .k_scales = s->k_scales + layer * scales,
+                                     .v_scales = s->v_scales + layer * scales, .kind = s->kv8_kind};
+        cpu_kv8_cache_write(&cache, s->k_scratch, v, &batch, T, kv_heads, head_dim);
+        return cpu_attention_kv8(out, s->q_scratch, &cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0],
+                                 &variant);
+    }
     float *k_cache = s->k_cache + (size_t)n->iattr[0] * s->layer_stride;
     float *v_cache = s->v_cache + (size_t)n->iattr[0] * s->layer_stride;
     cpu_kv_cache_write(k_cache, v_cache, s->k_scratch, v, &batch, T, kv_heads, head_dim);
-    cpu_attention_variant variant = {.sliding_window = (int32_t)n->iattr[7], .logit_softcap = n->fattr[1],
-                                     .alibi_max_bias = n->fattr[2]};
     cpu_attention_ex(out, s->q_scratch, k_cache, v_cache, &batch, T, heads, kv_heads, head_dim, n->fattr[0],
                      &variant);
     return LLMRT_OK;
@@ -795,6 +840,22 @@ static llmrt_status cpu_copy_kv_block(void *state, int32_t src, int32_t dst) {
     if (src < 0 || dst < 0 || src >= s->num_blocks || dst >= s->num_blocks)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "copy_kv_block: block out of range");
     size_t block_floats = (size_t)s->block_size * (size_t)s->plan->kv_heads * (size_t)s->plan->head_dim;
+    if (s->kv8_kind) { /* codes and their scales */
+        const size_t block_scales = (size_t)s->block_size * (size_t)s->plan->kv_heads;
+        const size_t layer_scales = s->layer_stride / (size_t)s->plan->head_dim;
+        for (int32_t l = 0; l < s->plan->num_kv_layers; l++) {
+            const size_t codes = (size_t)l * s->layer_stride, scales = (size_t)l * layer_scales;
+            memcpy(s->k_codes + codes + (size_t)dst * block_floats, s->k_codes + codes + (size_t)src * block_floats,
+                   block_floats);
+            memcpy(s->v_codes + codes + (size_t)dst * block_floats, s->v_codes + codes + (size_t)src * block_floats,
+                   block_floats);
+            memcpy(s->k_scales + scales + (size_t)dst * block_scales, s->k_scales + scales + (size_t)src * block_scales,
+                   block_scales * sizeof(float));
+            memcpy(s->v_scales + scales + (size_t)dst * block_scales, s->v_scales + scales + (size_t)src * block_scales,
+                   block_scales * sizeof(float));
+        }
+        return LLMRT_OK;
+    }
     for (int32_t l = 0; l < s->plan->num_kv_layers; l++) {
         size_t base = (size_t)l * s->layer_stride;
         memcpy(s->k_cache + base + (size_t)dst * block_floats, s->k_cache + base + (size_t)src * block_floats,
@@ -817,7 +878,9 @@ static void cpu_memory_report(void *state, llmrt_memory_report *out) {
     cpu_state *s = state;
     out->weight_bytes = llmrt_plan_weight_bytes(s->plan, NULL);
     out->activation_bytes = s->plan->arena_bytes;
-    out->kv_cache_bytes = 2 * s->layer_stride * (size_t)s->plan->num_kv_layers * sizeof(float);
+    const size_t elems = s->layer_stride * (size_t)s->plan->num_kv_layers;
+    out->kv_cache_bytes = s->kv8_kind ? 2 * (elems + elems / (size_t)s->plan->head_dim * sizeof(float))
+                                      : 2 * elems * sizeof(float);
     out->kv_num_blocks = s->num_blocks;
     out->kv_block_size = s->block_size;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/status.h"
 #include "llmrt/dtype.h"
 
 /* Which SIMD path the kernels use: "avx512", "avx2", or "portable". Decided
@@ -148,5 +149,37 @@ typedef struct cpu_attention_variant {
 void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
                       const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
                       int64_t head_dim, float scale, const cpu_attention_variant *variant);
+
+/* One layer of an 8-bit KV cache (--kv-cache fp8|int8): per slot (block ·
+ * block_size + offset) and kv head, head_dim one-byte codes and one f32
+ * scale, K and V alike:
+ *   codes  [num_blocks, block_size, kv_heads, head_dim]  (the f32 layout, 1 B each)
+ *   scales [num_blocks, block_size, kv_heads]
+ * element = decode(code) · scale, decode = E4M3 (fp8) or int8; the scale is
+ * max|row| / QMAX of the row's head (448 or 127, 1 for an all-zero row),
+ * set when the token is appended, so no calibration is needed. */
+typedef struct cpu_kv8_layer {
+    uint8_t *k_codes, *v_codes;
+    float *k_scales, *v_scales;
+    int kind; /* LLMRT_Q8_FP8 or LLMRT_Q8_INT8 (core/quant8.h) */
+} cpu_kv8_layer;
+
+/* cpu_kv_cache_write for an 8-bit layer: quantizes each (token, kv head)
+ * row of k, v [T, kv_heads, head_dim] into its slot. */
+void cpu_kv8_cache_write(const cpu_kv8_layer *cache, const float *k, const float *v, const cpu_attention_batch *batch,
+                         int64_t T, int64_t kv_heads, int64_t head_dim);
+/* The f32 values of n consecutive slots from `first_slot` (block · block_size
+ * + offset) of kv heads [kvh0, kvh1): k_out/v_out row j, head h at
+ * j·out_stride + (h − kvh0)·head_dim. Exactly decode(code) · scale in f32. */
+void cpu_kv8_dequantize_slots(const cpu_kv8_layer *cache, size_t first_slot, int64_t n, int64_t kvh0, int64_t kvh1,
+                              int64_t kv_heads, int64_t head_dim, float *k_out, int64_t out_stride, float *v_out);
+/* cpu_attention_ex over an 8-bit layer: the same kernels (and so the same
+ * result, bit for bit) as on an f32 cache holding the dequantized values.
+ * Each query dequantizes the positions it reads into a per-thread buffer
+ * (its span × kv_heads × head_dim × 8 B on the SIMD paths, 64 rows of one
+ * head on the variant path). Fails only when that buffer cannot be had. */
+llmrt_status cpu_attention_kv8(float *out, const float *q, const cpu_kv8_layer *cache,
+                               const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                               int64_t head_dim, float scale, const cpu_attention_variant *variant);
 
 #endif

@@ -74,6 +74,12 @@ typedef struct attention_job {
     cpu_attention_variant variant; /* the pair kernel only */
     cpu_attn_scores_fn *scores_fn;
     cpu_attn_accumulate_fn *accumulate_fn;
+    /* an 8-bit cache (k_cache_in, v_cache_in unused): each item dequantizes
+     * what it reads into its thread's scratch, and sets *out_of_memory
+     * when it cannot have one */
+    const cpu_kv8_layer *kv8;
+    int *out_of_memory;
+    uint64_t call_id;
 } attention_job;
 
 static void kv_cache_write_chunk(void *ctx, int64_t begin, int64_t end) {
@@ -98,6 +104,49 @@ void cpu_kv_cache_write(float *k_cache, float *v_cache, const float *k, const fl
     llmrt_parallel_for(T, llmrt_parallel_chunk(T, 1), T * kv_heads * head_dim >= (1 << 15), kv_cache_write_chunk, &job);
 }
 
+/* An 8-bit cache seen by the token kernels: positions [0, len) of sequence
+ * s for the kv heads of query heads [h0, h1), dequantized into the
+ * thread's scratch as an f32 cache of blocks 0, 1, ... (*table the
+ * identity), so the kernel reads the same values, chunked the same way, as
+ * from an f32 cache. The scratch is sized for the sequence's longest span
+ * in the step and remembers how far it got: the next token of the same
+ * sequence and head range on this thread (a prompt's tokens come in order)
+ * dequantizes only its new positions, not the whole prefix again. */
+static uint64_t kv8_calls; /* a fresh id per cpu_attention_kv8 call: the memo's validity */
+static __thread struct { uint64_t call; const float *buf; int32_t seq; int64_t range, done; } kv8_memo;
+
+static int kv8_span_view(const attention_job *j, int32_t s, int64_t r, int64_t h0, int64_t h1, int64_t len,
+                         const int32_t **table, const float **k_cache, const float **v_cache) {
+    const cpu_attention_batch *batch = j->batch;
+    const int32_t bs = batch->block_size;
+    const int64_t slot_stride = j->kv_heads * j->head_dim;
+    const int64_t longest = attention_span(batch, s, batch->seq_start[s + 1] - 1);
+    const int64_t blocks = (longest + bs - 1) / bs;
+    const size_t floats = (size_t)blocks * (size_t)bs * (size_t)slot_stride;
+    float *buf = cpu_thread_scratch(2 * floats * sizeof(float) + (size_t)blocks * sizeof(int32_t));
+    if (!buf) return 0;
+    int64_t done = 0;
+    if (kv8_memo.call == j->call_id && kv8_memo.buf == buf && kv8_memo.seq == s && kv8_memo.range == r)
+        done = kv8_memo.done;
+    const int64_t kvh0 = h0 / j->group, kvh1 = (h1 - 1) / j->group + 1;
+    const int32_t *real = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
+    int32_t *identity = (int32_t *)(buf + 2 * floats);
+    for (int64_t p = done; p < len;) { /* slot runs within one block */
+        const int64_t b = p / bs, n = (b + 1) * bs < len ? (b + 1) * bs - p : len - p;
+        const size_t at = (size_t)(p * slot_stride + kvh0 * j->head_dim);
+        cpu_kv8_dequantize_slots(j->kv8, (size_t)real[b] * (size_t)bs + (size_t)(p % bs), n, kvh0, kvh1, j->kv_heads,
+                                 j->head_dim, buf + at, slot_stride, buf + floats + at);
+        p += n;
+    }
+    for (int64_t b = 0; b < blocks; b++) identity[b] = (int32_t)b;
+    if (len > done) {
+        kv8_memo.call = j->call_id, kv8_memo.buf = buf, kv8_memo.seq = s, kv8_memo.range = r;
+        kv8_memo.done = len;
+    }
+    *table = identity, *k_cache = buf, *v_cache = buf + floats;
+    return 1;
+}
+
 /* Items t·ranges + r: query heads [r·per, (r+1)·per) of token t. */
 static void attention_token_chunk(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
@@ -114,11 +163,16 @@ static void attention_token_chunk(void *ctx, int64_t begin, int64_t end) {
         float *out = j->out + t * j->heads * j->head_dim;
         const float *q = j->q + t * j->heads * j->head_dim;
         const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
+        const float *k_cache = j->k_cache_in, *v_cache = j->v_cache_in;
+        if (j->kv8 && len > 0 && !kv8_span_view(j, s, r, h0, h1, len, &table, &k_cache, &v_cache)) {
+            __atomic_store_n(j->out_of_memory, 1, __ATOMIC_RELAXED);
+            continue;
+        }
         if (j->avx512)
-            cpu_attn_token_avx512(out, q, h0, h1, j->group, j->k_cache_in, j->v_cache_in, table, bs, len, slot_stride,
+            cpu_attn_token_avx512(out, q, h0, h1, j->group, k_cache, v_cache, table, bs, len, slot_stride,
                                   j->head_dim, j->scale, stream);
         else
-            cpu_attn_token_avx2(out, q, h0, h1, j->group, j->k_cache_in, j->v_cache_in, table, bs, len, slot_stride,
+            cpu_attn_token_avx2(out, q, h0, h1, j->group, k_cache, v_cache, table, bs, len, slot_stride,
                                 j->head_dim, j->scale);
     }
 }
@@ -129,6 +183,15 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
     const cpu_attention_batch *batch = j->batch;
     const int32_t bs = batch->block_size;
     const int64_t slot_stride = j->kv_heads * j->head_dim, head_dim = j->head_dim;
+    /* an 8-bit cache: a chunk's rows of one kv head, dequantized */
+    float *k_rows = NULL, *v_rows = NULL;
+    if (j->kv8) {
+        if (!(k_rows = cpu_thread_scratch(2 * sizeof(float) * ATTN_CHUNK * (size_t)head_dim))) {
+            __atomic_store_n(j->out_of_memory, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        v_rows = k_rows + ATTN_CHUNK * head_dim;
+    }
     for (int64_t item = begin; item < end; item++) {
         const int64_t t = item / j->heads, h = item % j->heads;
         const float *qv = j->q + (t * j->heads + h) * head_dim;
@@ -152,8 +215,19 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
             int64_t slot = p0 % bs, n = bs - slot;
             if (n > len - p0) n = len - p0;
             if (n > ATTN_CHUNK) n = ATTN_CHUNK;
-            size_t base = ((size_t)table[p0 / bs] * bs + (size_t)slot) * (size_t)slot_stride + kv_offset;
-            j->scores_fn(scores, qv, j->k_cache_in + base, slot_stride, (int)n, head_dim, j->scale);
+            const size_t first_slot = (size_t)table[p0 / bs] * bs + (size_t)slot;
+            const float *k_chunk = k_rows, *v_chunk = v_rows;
+            int64_t stride = head_dim;
+            if (j->kv8) {
+                const int64_t kvh = h / j->group;
+                cpu_kv8_dequantize_slots(j->kv8, first_slot, n, kvh, kvh + 1, j->kv_heads, head_dim, k_rows, head_dim,
+                                         v_rows);
+            } else {
+                k_chunk = j->k_cache_in + first_slot * (size_t)slot_stride + kv_offset;
+                v_chunk = j->v_cache_in + first_slot * (size_t)slot_stride + kv_offset;
+                stride = slot_stride;
+            }
+            j->scores_fn(scores, qv, k_chunk, stride, (int)n, head_dim, j->scale);
             if (cap > 0.0f)
                 for (int i = 0; i < n; i++) scores[i] = cap * tanhf(scores[i] / cap);
             if (slope != 0.0f)
@@ -168,7 +242,7 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
                 chunk_sum += scores[i];
             }
             normaliser = normaliser * alpha + chunk_sum;
-            j->accumulate_fn(acc, alpha, scores, j->v_cache_in + base, slot_stride, (int)n, head_dim);
+            j->accumulate_fn(acc, alpha, scores, v_chunk, stride, (int)n, head_dim);
             running_max = new_max;
             p0 += n;
         }
@@ -185,12 +259,8 @@ void cpu_attention(float *out, const float *q, const float *k_cache, const float
     cpu_attention_ex(out, q, k_cache, v_cache, batch, T, heads, kv_heads, head_dim, scale, NULL);
 }
 
-void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
-                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
-                      int64_t head_dim, float scale, const cpu_attention_variant *variant) {
-    attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
-                         .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
-                         .scale = scale};
+static void run_attention(attention_job job, const cpu_attention_variant *variant, int64_t T) {
+    const int64_t heads = job.heads, head_dim = job.head_dim;
     const int has_variant = variant && (variant->sliding_window > 0 || variant->logit_softcap > 0.0f ||
                                         variant->alibi_max_bias > 0.0f);
     if (has_variant) job.variant = *variant;
@@ -226,6 +296,31 @@ void cpu_attention_ex(float *out, const float *q, const float *k_cache, const fl
      * positions than early ones, so an even split would leave one thread
      * idle. */
     llmrt_parallel_for(T * heads, 1, T * heads > 1, attention_pair_chunk, &job);
+}
+
+void cpu_attention_ex(float *out, const float *q, const float *k_cache, const float *v_cache,
+                      const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, float scale, const cpu_attention_variant *variant) {
+    attention_job job = {.out = out, .q = q, .k_cache_in = k_cache, .v_cache_in = v_cache, .batch = batch,
+                         .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim, .group = heads / kv_heads,
+                         .scale = scale};
+    run_attention(job, variant, T);
+}
+
+llmrt_status cpu_attention_kv8(float *out, const float *q, const cpu_kv8_layer *cache,
+                               const cpu_attention_batch *batch, int64_t T, int64_t heads, int64_t kv_heads,
+                               int64_t head_dim, float scale, const cpu_attention_variant *variant) {
+    int out_of_memory = 0;
+    attention_job job = {.out = out, .q = q, .batch = batch, .heads = heads, .kv_heads = kv_heads,
+                         .head_dim = head_dim, .group = heads / kv_heads, .scale = scale, .kv8 = cache,
+                         .out_of_memory = &out_of_memory,
+                         .call_id = __atomic_add_fetch(&kv8_calls, 1, __ATOMIC_RELAXED)};
+    run_attention(job, variant, T);
+    if (out_of_memory)
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "attention: no memory to dequantize the 8-bit KV cache (%lld "
+                           "positions of %lld kv heads)", (long long)batch->max_blocks_per_seq * batch->block_size,
+                           (long long)kv_heads);
+    return LLMRT_OK;
 }
 /* HF's order of operations, all in fp32: angle = (float)pos · inv_freq[i]
  * (one rounding), cos/sin of that angle, then x·cos ∓ x_pair·sin. Angles are

@@ -200,8 +200,13 @@ static llmrt_status allocate_kv_cache(cuda_state *st, const llmrt_backend_config
     const llmrt_plan *plan = st->plan;
     st->kv_block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
     if (plan->num_kv_layers <= 0) return LLMRT_OK;
-    const size_t elsize = llmrt_dtype_size(st->act_type);
-    const size_t block_bytes = (size_t)st->kv_block_size * plan->kv_heads * plan->head_dim * elsize;
+    st->kv8_kind = plan->kv_dtype == LLMRT_DTYPE_FP8_E4M3 ? CUDA_KV8_FP8
+                   : plan->kv_dtype == LLMRT_DTYPE_I8     ? CUDA_KV8_INT8
+                                                          : 0;
+    /* 8-bit: a byte per element and an f32 scale per (token, kv head) */
+    const size_t elsize = st->kv8_kind ? 1 : llmrt_dtype_size(st->act_type);
+    const size_t block_bytes = (size_t)st->kv_block_size * plan->kv_heads *
+                               (plan->head_dim * elsize + (st->kv8_kind ? sizeof(float) : 0));
     const size_t per_block = block_bytes * 2 * (size_t)plan->num_kv_layers;
     size_t free_bytes = 0, total_bytes = 0;
     LLMRT_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
@@ -221,10 +226,17 @@ static llmrt_status allocate_kv_cache(cuda_state *st, const llmrt_backend_config
     st->kv_num_blocks = (int32_t)blocks;
     st->kv_layer_elems = (size_t)blocks * st->kv_block_size * plan->kv_heads * plan->head_dim;
     st->kv_bytes = per_block * (size_t)blocks;
+    const size_t code_bytes = 2 * (size_t)plan->num_kv_layers * st->kv_layer_elems * elsize;
     cudaError_t err = cudaMalloc(&st->kv, st->kv_bytes);
     if (err != cudaSuccess)
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cuda: cannot allocate the KV cache (%d blocks, %.1f MiB): %s",
                            (int)blocks, st->kv_bytes / 1048576.0, cudaGetErrorString(err));
+    /* codes are whole blocks of kv_heads · head_dim bytes: at any head_dim
+     * the scales after them start 4-byte aligned only if that is even */
+    if (st->kv8_kind && code_bytes % sizeof(float) != 0)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cuda: an 8-bit KV cache needs kv_heads · head_dim · block_size "
+                           "divisible by 4 (%d · %d · %d)", (int)plan->kv_heads, (int)plan->head_dim, (int)st->kv_block_size);
+    st->kv_scales = st->kv8_kind ? (float *)((unsigned char *)st->kv + code_bytes) : NULL;
     if ((int64_t)blocks * st->kv_block_size < plan->max_seq_len)
         LLMRT_WARN("cuda: the KV cache holds %lld tokens, fewer than one sequence of max_seq_len %d",
                    (long long)blocks * st->kv_block_size, (int)plan->max_seq_len);
@@ -350,9 +362,10 @@ static llmrt_status cuda_create(const llmrt_plan *plan, const llmrt_backend_conf
 
     STEP(allocate_kv_cache(st, config));
     if (config->verbose)
-        LLMRT_INFO("cuda: weights %.1f MiB, activations %.1f MiB, KV cache %.1f MiB (%d blocks of %d tokens)",
+        LLMRT_INFO("cuda: weights %.1f MiB, activations %.1f MiB, KV cache %.1f MiB (%d blocks of %d tokens, %s)",
                    st->weights_bytes / 1048576.0, st->arena_bytes / 1048576.0, st->kv_bytes / 1048576.0,
-                   (int)st->kv_num_blocks, (int)st->kv_block_size);
+                   (int)st->kv_num_blocks, (int)st->kv_block_size,
+                   llmrt_dtype_name(st->kv8_kind ? plan->kv_dtype : st->act_type));
     *out_state = st;
     return LLMRT_OK;
 fail:
@@ -648,7 +661,7 @@ static llmrt_status cuda_copy_kv_block(void *state, int32_t src_block, int32_t d
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: copy_kv_block %d -> %d (cache has %d blocks)",
                            (int)src_block, (int)dst_block, (int)st->kv_num_blocks);
     if (src_block == dst_block) return LLMRT_OK;
-    const size_t elsize = llmrt_dtype_size(st->act_type);
+    const size_t elsize = st->kv8_kind ? 1 : llmrt_dtype_size(st->act_type);
     const size_t block_bytes = (size_t)st->kv_block_size * st->plan->kv_heads * st->plan->head_dim * elsize;
     const size_t layer_bytes = st->kv_layer_elems * elsize;
     for (int32_t l = 0; l < 2 * st->plan->num_kv_layers; l++) { /* K and V of every layer */
@@ -656,6 +669,16 @@ static llmrt_status cuda_copy_kv_block(void *state, int32_t src_block, int32_t d
         LLMRT_CUDA_TRY(cudaMemcpyAsync(base + (size_t)dst_block * block_bytes, base + (size_t)src_block * block_bytes,
                                        block_bytes, cudaMemcpyDeviceToDevice, st->stream),
                        "KV block copy");
+    }
+    if (st->kv8_kind) { /* and the blocks' scales */
+        const size_t block_scales = (size_t)st->kv_block_size * st->plan->kv_heads;
+        const size_t layer_scales = st->kv_layer_elems / (size_t)st->plan->head_dim;
+        for (int32_t l = 0; l < 2 * st->plan->num_kv_layers; l++) {
+            float *base = st->kv_scales + (size_t)l * layer_scales;
+            LLMRT_CUDA_TRY(cudaMemcpyAsync(base + (size_t)dst_block * block_scales, base + (size_t)src_block * block_scales,
+                                           block_scales * sizeof(float), cudaMemcpyDeviceToDevice, st->stream),
+                           "KV block copy (scales)");
+        }
     }
     LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), "KV block copy");
     return LLMRT_OK;

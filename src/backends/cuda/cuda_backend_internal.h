@@ -81,6 +81,12 @@ typedef struct cuda_state {
     size_t kv_bytes;
     size_t kv_layer_elems; /* elements of one layer's K (or V) */
     int32_t kv_num_blocks, kv_block_size;
+    /* an 8-bit cache (plan->kv_dtype): CUDA_KV8_FP8 / CUDA_KV8_INT8, 0:
+     * elements of act_type. Then kv holds one-byte codes (same layout) and
+     * kv_scales, after them in the same allocation, per layer K then V
+     * scales of kv_layer_elems / head_dim floats (cuda_kv8_layer) */
+    int32_t kv8_kind;
+    float *kv_scales;
     llmrt_dtype act_type;
 
     /* step metadata: a pinned host block, copied to the device in one piece */

@@ -135,7 +135,7 @@ static int attention_fuses_rope(const cuda_state *st, llmrt_value v, const float
     const llmrt_value fv = n->num_inputs > 3 ? n->inputs[3] : LLMRT_NO_VALUE;
     *inv_freq = (fv >= 0 && rotary_dim > 0) ? (const float *)st->node_ptr[fv] : NULL;
     *rot = *inv_freq ? rotary_dim : 0;
-    if (attention_has_variant(n)) return 0; /* the variant kernel takes q rotated, the K/V written */
+    if (attention_has_variant(n) || st->kv8_kind) return 0; /* those kernels take q rotated, the K/V written */
     uintptr_t bits = 0;
     for (int i = 0; i < 3; i++) bits |= (uintptr_t)st->node_ptr[n->inputs[i]];
     return st->decode_step && st->settings.fuse_rope && *rot <= head_dim && (bits & 15) == 0;
@@ -329,6 +329,29 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     if (early && !fuse_rope)
         return node_error(st, v, LLMRT_ERR_INTERNAL, "the early attention lost its fused RoPE");
 
+    if (st->kv8_kind) {
+        /* an 8-bit cache: append codes, then the variant kernel over them
+         * for every token of the step */
+        const size_t layer_scales = st->kv_layer_elems / (size_t)head_dim;
+        unsigned char *codes = (unsigned char *)st->kv + (size_t)layer * 2 * st->kv_layer_elems;
+        float *scales = st->kv_scales + (size_t)layer * 2 * layer_scales;
+        const cuda_kv8_layer cache = {codes, codes + st->kv_layer_elems, scales, scales + layer_scales, st->kv8_kind};
+        void *out = st->node_ptr[v];
+        LAUNCH(v, cuda_rope_kv8_write(out, st->node_ptr[n->inputs[0]], st->node_ptr[n->inputs[1]],
+                                      st->node_ptr[n->inputs[2]], &cache, t, &st->batch, heads, kv_heads, head_dim,
+                                      rot, inv_freq, neox, st->stream));
+        cuda_attention_batch b = st->batch;
+        if (n->iattr[LLMRT_ATTENTION_NON_CAUSAL]) b.positions = b.sequence_end_positions;
+        b.token_index = NULL;
+        const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2]};
+        /* a decode step of few tokens splits each token's keys over blocks
+         * (a shape-only choice: graphs replay it at any context length) */
+        const int32_t parts = st->decode_step && st->attn_ws && b.num_tokens <= st->attn_ws_tokens
+                                  ? cuda_decode_partitions(b.num_tokens, heads, kv_heads) : 1;
+        LAUNCH(v, cuda_attention_kv8(out, out, &cache, t, &b, heads, kv_heads, head_dim, scale, &variant, parts,
+                                     st->attn_ws, st->stream));
+        return LLMRT_OK;
+    }
     const size_t elsize = llmrt_dtype_size(t);
     unsigned char *k_cache = (unsigned char *)st->kv + (size_t)layer * 2 * st->kv_layer_elems * elsize;
     unsigned char *v_cache = k_cache + st->kv_layer_elems * elsize;

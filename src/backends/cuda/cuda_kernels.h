@@ -325,6 +325,37 @@ cudaError_t cuda_attention_variant(void *out, const void *q, const void *k_cache
                                    int32_t kv_heads, int32_t head_dim, float scale,
                                    const cuda_attention_variant_params *variant, cudaStream_t stream);
 
+/* ---- the 8-bit KV cache (kv_cache8.cu, attention_variant.cu) -------------- */
+
+/* One layer of an 8-bit cache (--kv-cache fp8|int8), the layout of the CPU's
+ * cpu_kv8_layer: codes [blocks, block_size, kv_heads, D] (one byte each),
+ * scales f32 [blocks, block_size, kv_heads]; element = decode(code) · scale,
+ * scale = max|row| / QMAX of the (token, kv head) row when it was appended. */
+enum { CUDA_KV8_FP8 = 1, CUDA_KV8_INT8 = 2 }; /* = LLMRT_Q8_FP8, LLMRT_Q8_INT8 */
+typedef struct cuda_kv8_layer {
+    void *k_codes, *v_codes;
+    float *k_scales, *v_scales;
+    int32_t kind;
+} cuda_kv8_layer;
+/* cuda_rope_kv_write for an 8-bit cache: q rotated into q_out (type), k
+ * rotated in f32 and quantized, v quantized, each (token, kv head) row with
+ * its own scale, at slot_mapping[t] (< 0: skipped). */
+cudaError_t cuda_rope_kv8_write(void *q_out, const void *q, const void *k, const void *v, const cuda_kv8_layer *cache,
+                                llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads, int32_t kv_heads,
+                                int32_t head_dim, int32_t rotary_dim, const float *inv_freq, int neox_style,
+                                cudaStream_t stream);
+/* Attention over an 8-bit layer, any step mix (prefill and decode tokens),
+ * with or without the variants (all-zero params: plain causal attention):
+ * cuda_attention_variant's kernel reading codes and scales. q: [T, heads*D]
+ * rotated; out may alias q; batch->token_index must be NULL. partitions > 1
+ * cuts each token's keys into that many ranges (split-K, for decode steps
+ * of few tokens), merged by a second kernel: workspace holds
+ * cuda_decode_workspace_bytes(T, heads, D, partitions). */
+cudaError_t cuda_attention_kv8(void *out, const void *q, const cuda_kv8_layer *cache, llmrt_dtype type,
+                               const cuda_attention_batch *batch, int32_t heads, int32_t kv_heads, int32_t head_dim,
+                               float scale, const cuda_attention_variant_params *variant, int32_t partitions,
+                               float *workspace, cudaStream_t stream);
+
 /* ---- sampling (sampling.cu) ------------------------------------------------ */
 
 /* ids[r] = argmax(logits[r, :]) (lowest index on ties); logits: [rows, vocab] f32. */
