@@ -186,13 +186,17 @@ int main(void) {
             const llmrt_dtype dtype = d ? LLMRT_DTYPE_INT8_W8A8 : LLMRT_DTYPE_FP8_W8A8;
             bench_call b = {.kind = 1, .y = y, .x = x, .copies = 2 * copies, .M = 1, .N = N, .K = K};
             b.w = dev_blobs(dtype, N, K, b.copies, &b.stride, &b.h);
-            for (b.pdl = 0; b.pdl < 2; b.pdl++) {
+            /* x quantized inside the GEMV (one launch), without and with
+             * PDL, then the two-launch form for comparison */
+            for (int v = 0; v < 3; v++) {
+                b.pdl = v > 0;
+                b.want = v == 2 ? CUDA_Q8_PATH_GEMV_SPLIT : CUDA_Q8_PATH_AUTO;
                 if (b.pdl && prop.major < 9) continue; /* PDL exists from Hopper on */
                 const float t = time_call(&b);
                 const double bytes = (double)b.h.total_bytes;
                 char name[64];
-                snprintf(name, sizeof name, "%s %lldx%lld%s", d ? "int8" : "fp8", (long long)N, (long long)K,
-                         b.pdl ? " pdl" : "");
+                snprintf(name, sizeof name, "%s %lldx%lld%s%s", d ? "int8" : "fp8", (long long)N, (long long)K,
+                         b.pdl ? " pdl" : "", v == 2 ? " split" : "");
                 printf("%-28s %9.2f %9.0f %9.2f %9.2f   %s\n", name, t * 1e3, bytes / (t * 1e-3) / 1e9,
                        t * 1e-3 / (bytes / bw), t16 / t, path_name(b.used));
             }

@@ -304,12 +304,7 @@ llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer
 llmrt_value llmrt_moe_layer(llmrt_graph *g, llmrt_value x, const llmrt_moe_layer_params *p,
                             const llmrt_moe_layer_names *names) {
     const int64_t hidden = p->hidden, inter = p->intermediate, experts = p->num_experts;
-    /* The router runs in f32 (a 16-bit x is widened): its logits choose
-     * experts, and a 16-bit rounding that flips a near-tie swaps a whole
-     * expert's output. */
-    llmrt_value rx = x;
-    if (x >= 0 && x < g->num_nodes && g->nodes[x].dtype != LLMRT_DTYPE_F32) rx = llmrt_cast(g, x, LLMRT_DTYPE_F32);
-    llmrt_value router_logits = llmrt_linear_layer(g, rx, names->router, hidden, experts, 0, 0);
+    llmrt_value router_logits = llmrt_linear_layer(g, x, names->router, hidden, experts, 0, 0);
     char gate[256], up[256], down[256];
     snprintf(gate, sizeof gate, "%s.*.%s.weight", names->experts, names->gate);
     snprintf(up, sizeof up, "%s.*.%s.weight", names->experts, names->up);

@@ -337,7 +337,12 @@ static void test_backend(void) {
          * cos/sin (double on the GPU, float on the CPU), which can move a
          * code by one step */
         run_backend_case(LLMRT_DTYPE_F32, kv[k], 2e-3);
-        run_backend_case(LLMRT_DTYPE_BF16, kv[k], 3e-2);
+        /* bf16: the GPU rounds k and v to bf16 before quantizing them, so
+         * a code near a rounding boundary lands one step off the CPU's —
+         * an E4M3 step is 2^-4 of the value, an int8 step 1/127 of the
+         * row's largest — on top of bf16's own 2e-2 (test_cuda_backend).
+         * Measured on an H100: fp8 3.2e-2 to 4.1e-2, int8 under 3e-2. */
+        run_backend_case(LLMRT_DTYPE_BF16, kv[k], kv[k] == LLMRT_DTYPE_FP8_E4M3 ? 5e-2 : 3e-2);
     }
 }
 

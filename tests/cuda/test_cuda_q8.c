@@ -217,6 +217,8 @@ static void check_case(cuda_q8linear *q, cuda_q8linear *q_small, llmrt_dtype dty
                               "%s M=%lld: cuBLASLt refused the outer-vector scales on sm_90 (ran %s)", label,
                               (long long)M, path_name(used));
                 /* the other paths on the same data */
+                if (M <= CUDA_Q8_GEMV_MAX_M && aligned)
+                    check_forward(q, d_x, act, outs[o], M, d_blob, h, db, want, CUDA_Q8_PATH_GEMV_SPLIT, label);
                 check_forward(q, d_x, act, outs[o], M, d_blob, h, db, want, CUDA_Q8_PATH_TILED, label);
                 if (kind == LLMRT_Q8_FP8 && lt_expected)
                     check_forward(q, d_x, act, outs[o], M, d_blob, h, db, want, CUDA_Q8_PATH_LT_EPILOGUE, label);

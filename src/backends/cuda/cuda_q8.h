@@ -39,6 +39,16 @@ cudaError_t cuda_q8_quantize(uint8_t *codes, float *scales, const void *x, llmrt
  * M ≤ CUDA_Q8_GEMV_MAX_M, K a multiple of 16 and xq, wq 16-byte aligned
  * (cuda_q8_gemv_supported); the tiled product takes any shape. */
 int cuda_q8_gemv_supported(int64_t M, int64_t K, const void *xq, const void *wq);
+/* The GEMV with x's quantization fused in (one launch, decode steps): x is
+ * f32/f16/bf16 [M, K], 16-byte aligned, M ≤ CUDA_Q8_GEMV_FUSED_MAX_M and
+ * M · K codes within CUDA_Q8_GEMV_FUSED_MAX_SMEM (cuda_q8_gemv_fused_supported);
+ * the same result as cuda_q8_quantize + cuda_q8_gemv. */
+#define CUDA_Q8_GEMV_FUSED_MAX_M 4
+#define CUDA_Q8_GEMV_FUSED_MAX_SMEM (48 * 1024)
+int cuda_q8_gemv_fused_supported(int64_t M, int64_t K, const void *x, const void *wq);
+cudaError_t cuda_q8_gemv_fused(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type, float static_scale,
+                               const uint8_t *wq, const float *sw, const float *bias, int kind, int64_t M, int64_t N,
+                               int64_t K, int pdl, cudaStream_t stream);
 cudaError_t cuda_q8_gemv(void *y, llmrt_dtype y_type, const uint8_t *xq, const float *sx, const uint8_t *wq,
                          const float *sw, const float *bias, int kind, int64_t M, int64_t N, int64_t K, int pdl,
                          cudaStream_t stream);
@@ -74,10 +84,11 @@ llmrt_status cuda_q8_gemm_int8(cuda_q8_gemm *g, int32_t *d, const uint8_t *xq, c
 
 typedef enum cuda_q8_path {
     CUDA_Q8_PATH_AUTO = 0,     /* as a request: choose */
-    CUDA_Q8_PATH_GEMV,         /* quantize + GEMV */
+    CUDA_Q8_PATH_GEMV,         /* the GEMV, x quantized inside it where it fits, else quantize + GEMV */
     CUDA_Q8_PATH_LT_SCALED,    /* quantize + cuBLASLt with the scales in its epilogue (+ bias kernel) */
     CUDA_Q8_PATH_LT_EPILOGUE,  /* quantize + unscaled cuBLASLt + the scaling epilogue kernel */
     CUDA_Q8_PATH_TILED,        /* quantize + the tiled kernel */
+    CUDA_Q8_PATH_GEMV_SPLIT,   /* as a request: quantize + GEMV in two launches (tests, benchmarks) */
 } cuda_q8_path;
 
 typedef struct cuda_q8linear cuda_q8linear;

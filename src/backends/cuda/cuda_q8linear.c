@@ -156,8 +156,15 @@ llmrt_status cuda_q8linear_forward(cuda_q8linear *q, void *y, llmrt_dtype y_type
     const float static_scale = (h->flags & LLMRT_Q8_STATIC_INPUT) ? h->input_scale : 0.0f;
     const uint8_t *wq = (const uint8_t *)blob + LLMRT_Q8WEIGHT_HEADER_BYTES;
     const float *sw = (const float *)((const uint8_t *)blob + h->scales_offset);
-    if ((want == CUDA_Q8_PATH_AUTO || want == CUDA_Q8_PATH_GEMV) && M <= q->chunk_rows &&
-        cuda_q8_gemv_supported(M, K, q->codes, wq)) {
+    if ((want == CUDA_Q8_PATH_AUTO || want == CUDA_Q8_PATH_GEMV) && cuda_q8_gemv_fused_supported(M, K, x, wq)) {
+        LLMRT_TRY(launched(cuda_q8_gemv_fused(y, y_type, x, x_type, static_scale, wq, sw, bias, kind, M, N, K, pdl,
+                                              stream),
+                           "8-bit GEMV"));
+        if (used) *used = CUDA_Q8_PATH_GEMV;
+        return LLMRT_OK;
+    }
+    if ((want == CUDA_Q8_PATH_AUTO || want == CUDA_Q8_PATH_GEMV || want == CUDA_Q8_PATH_GEMV_SPLIT) &&
+        M <= q->chunk_rows && cuda_q8_gemv_supported(M, K, q->codes, wq)) {
         LLMRT_TRY(launched(cuda_q8_quantize(q->codes, q->row_scales, x, x_type, M, K, kind, static_scale, pdl, stream),
                            "8-bit activation quantization"));
         LLMRT_TRY(launched(cuda_q8_gemv(y, y_type, q->codes, q->row_scales, wq, sw, bias, kind, M, N, K, pdl, stream),

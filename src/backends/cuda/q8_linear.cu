@@ -6,6 +6,8 @@
 //   q8_gemv_kernel       decode sizes (M ≤ 8): streams W's one-byte codes (half
 //                        the bytes of bf16, the decode win) against the
 //                        quantized rows of x
+//   q8_gemv_fused_kernel the same with x quantized in each block (M ≤ 4,
+//                        M · K codes in shared memory): one launch a LINEAR
 //   q8_tiled_kernel      any shape (K not a multiple of 16, cuBLASLt refusing)
 //   q8_epilogue_kernel   acc · sx[m] · sw[n] + bias[n] after an unscaled GEMM
 //
@@ -117,15 +119,13 @@ template <int KIND, int V> __device__ __forceinline__ void encode_store_v(uint8_
     }
 }
 
+// Row m of x quantized by the whole block into out (K codes); returns its
+// scale (every thread). Shared by the quantize kernel and the fused GEMV so
+// both make the same codes.
 template <typename T, int KIND, int V>
-__global__ void __launch_bounds__(Q8_QUANT_THREADS)
-    q8_quantize_kernel(uint8_t *codes, float *scales, const T *x, int64_t K, float static_scale) {
-    __shared__ float scratch[32];
-    pdl_wait();
-    pdl_trigger();
-    const int64_t m = blockIdx.x, steps = K / V;
-    const T *row = x + m * K;
-    uint8_t *out = codes + m * K;
+__device__ __forceinline__ float q8_quantize_row(uint8_t *out, const T *row, int64_t K, float static_scale,
+                                                 float *scratch) {
+    const int64_t steps = K / V;
     float s = static_scale;
     if (!(s > 0.0f)) {
         float amax = 0.0f;
@@ -144,6 +144,17 @@ __global__ void __launch_bounds__(Q8_QUANT_THREADS)
         load_v<T, V>(f, row + i * V);
         encode_store_v<KIND, V>(out + i * V, f, s);
     }
+    return s;
+}
+
+template <typename T, int KIND, int V>
+__global__ void __launch_bounds__(Q8_QUANT_THREADS)
+    q8_quantize_kernel(uint8_t *codes, float *scales, const T *x, int64_t K, float static_scale) {
+    __shared__ float scratch[32];
+    pdl_wait();
+    pdl_trigger();
+    const int64_t m = blockIdx.x;
+    const float s = q8_quantize_row<T, KIND, V>(codes + m * K, x + m * K, K, static_scale, scratch);
     if (threadIdx.x == 0) scales[m] = s;
 }
 
@@ -198,28 +209,31 @@ __device__ __forceinline__ void q8_load_batch(uint4 (&wv)[R][U], const uint4 *co
         }
 }
 
-template <int KIND, int M>
-__global__ void __launch_bounds__(Q8_GEMV_WARPS * 32)
-    q8_gemv_kernel(void *y, int y_type, const uint8_t *xq, const float *sx, const uint8_t *wq, const float *sw,
-                   const float *bias, int64_t N, int64_t K) {
-    typedef typename q8_traits<KIND>::acc acc_t;
-    constexpr int R = Q8_GEMV_ROWS, U = Q8_GEMV_UNROLL;
-    const int lane = threadIdx.x & 31;
-    const int64_t n0 = ((int64_t)blockIdx.x * Q8_GEMV_WARPS + (threadIdx.x >> 5)) * R;
-    const int64_t chunks = K / 16;
-    const uint4 *wrow[R];
+// W's rows of this warp, and its first batch of chunks: loaded before
+// pdl_wait, since W does not depend on the kernel before.
+template <int R, int U>
+__device__ __forceinline__ void q8_gemv_start(const uint4 *(&wrow)[R], uint4 (&wv)[R][U], const uint8_t *wq,
+                                              int64_t n0, int64_t N, int64_t K) {
 #pragma unroll
     for (int r = 0; r < R; r++) // rows past N re-read the last row; their sums are not stored
         wrow[r] = reinterpret_cast<const uint4 *>(wq + (n0 + r < N ? n0 + r : N - 1) * K);
+    q8_load_batch<R, U>(wv, wrow, threadIdx.x & 31, K / 16);
+}
+
+// The rest of the warp's rows: every chunk against x's codes (global or
+// shared memory), then the sums through the reference's last line.
+template <int KIND, int M, int R, int U>
+__device__ __forceinline__ void q8_gemv_finish(void *y, int y_type, const uint8_t *xq, const float *sx,
+                                               const uint4 *const (&wrow)[R], uint4 (&wv)[R][U], const float *sw,
+                                               const float *bias, int64_t n0, int64_t N, int64_t K) {
+    typedef typename q8_traits<KIND>::acc acc_t;
+    const int lane = threadIdx.x & 31;
+    const int64_t chunks = K / 16;
     acc_t acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int m = 0; m < M; m++) acc[r][m] = 0;
-    uint4 wv[R][U];
-    q8_load_batch<R, U>(wv, wrow, lane, chunks);
-    pdl_wait();
-    pdl_trigger();
     for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
         uint4 cur[R][U];
 #pragma unroll
@@ -247,6 +261,50 @@ __global__ void __launch_bounds__(Q8_GEMV_WARPS * 32)
             const int64_t n = n0 + r;
             if (lane == 0 && n < N) q8_store(y, y_type, m * N + n, total, sx[m], sw[n], bias, n);
         }
+}
+
+template <int KIND, int M>
+__global__ void __launch_bounds__(Q8_GEMV_WARPS * 32)
+    q8_gemv_kernel(void *y, int y_type, const uint8_t *xq, const float *sx, const uint8_t *wq, const float *sw,
+                   const float *bias, int64_t N, int64_t K) {
+    constexpr int R = Q8_GEMV_ROWS, U = Q8_GEMV_UNROLL;
+    const int64_t n0 = ((int64_t)blockIdx.x * Q8_GEMV_WARPS + (threadIdx.x >> 5)) * R;
+    const uint4 *wrow[R];
+    uint4 wv[R][U];
+    q8_gemv_start<R, U>(wrow, wv, wq, n0, N, K);
+    pdl_wait();
+    pdl_trigger();
+    q8_gemv_finish<KIND, M, R, U>(y, y_type, xq, sx, wrow, wv, sw, bias, n0, N, K);
+}
+
+// The GEMV with the activation quantization fused in (decode steps, where
+// a second launch per LINEAR costs more than the work): every block
+// quantizes x's M rows into shared memory with q8_quantize_row — the same
+// codes and scales as the quantize kernel — while its first W batch is in
+// flight. Dynamic shared memory: M floats of scales (64 bytes), then M · K
+// codes.
+template <typename T, int KIND, int M>
+__global__ void __launch_bounds__(Q8_GEMV_WARPS * 32)
+    q8_gemv_fused_kernel(void *y, int y_type, const T *x, float static_scale, const uint8_t *wq, const float *sw,
+                         const float *bias, int64_t N, int64_t K) {
+    constexpr int R = Q8_GEMV_ROWS, U = Q8_GEMV_UNROLL;
+    extern __shared__ __align__(16) uint8_t q8_smem[];
+    __shared__ float scratch[32];
+    float *scales = reinterpret_cast<float *>(q8_smem);
+    uint8_t *codes = q8_smem + 64;
+    const int64_t n0 = ((int64_t)blockIdx.x * Q8_GEMV_WARPS + (threadIdx.x >> 5)) * R;
+    const uint4 *wrow[R];
+    uint4 wv[R][U];
+    q8_gemv_start<R, U>(wrow, wv, wq, n0, N, K);
+    pdl_wait();
+    pdl_trigger();
+#pragma unroll 1
+    for (int m = 0; m < M; m++) {
+        const float s = q8_quantize_row<T, KIND, 8>(codes + m * K, x + m * K, K, static_scale, scratch);
+        if (threadIdx.x == 0) scales[m] = s;
+    }
+    __syncthreads();
+    q8_gemv_finish<KIND, M, R, U>(y, y_type, codes, scales, wrow, wv, sw, bias, n0, N, K);
 }
 
 // ---------------------------------------------------------------------------
@@ -363,6 +421,49 @@ extern "C" cudaError_t cuda_q8_gemv(void *y, llmrt_dtype y_type, const uint8_t *
         return cudaErrorInvalidValue;
     if (kind == LLMRT_Q8_FP8) launch_q8_gemv_m<LLMRT_Q8_FP8>(y, y_type, xq, sx, wq, sw, bias, M, N, K, pdl, stream);
     else launch_q8_gemv_m<LLMRT_Q8_INT8>(y, y_type, xq, sx, wq, sw, bias, M, N, K, pdl, stream);
+    return cudaGetLastError();
+}
+
+template <typename T, int KIND, int M>
+static void launch_q8_gemv_fused(void *y, llmrt_dtype y_type, const T *x, float static_scale, const uint8_t *wq,
+                                 const float *sw, const float *bias, int64_t N, int64_t K, int pdl,
+                                 cudaStream_t stream) {
+    const int64_t per_block = Q8_GEMV_WARPS * Q8_GEMV_ROWS;
+    launch_pdl_smem(q8_gemv_fused_kernel<T, KIND, M>, dim3((unsigned)((N + per_block - 1) / per_block)),
+                    dim3(Q8_GEMV_WARPS * 32), (size_t)(64 + M * K), pdl, stream, y, (int)y_type, x, static_scale,
+                    wq, sw, bias, N, K);
+}
+
+template <typename T, int KIND>
+static void launch_q8_gemv_fused_m(void *y, llmrt_dtype y_type, const T *x, float static_scale, const uint8_t *wq,
+                                   const float *sw, const float *bias, int64_t M, int64_t N, int64_t K, int pdl,
+                                   cudaStream_t stream) {
+    switch (M) {
+    case 1: launch_q8_gemv_fused<T, KIND, 1>(y, y_type, x, static_scale, wq, sw, bias, N, K, pdl, stream); break;
+    case 2: launch_q8_gemv_fused<T, KIND, 2>(y, y_type, x, static_scale, wq, sw, bias, N, K, pdl, stream); break;
+    case 3: launch_q8_gemv_fused<T, KIND, 3>(y, y_type, x, static_scale, wq, sw, bias, N, K, pdl, stream); break;
+    default: launch_q8_gemv_fused<T, KIND, 4>(y, y_type, x, static_scale, wq, sw, bias, N, K, pdl, stream); break;
+    }
+}
+
+extern "C" int cuda_q8_gemv_fused_supported(int64_t M, int64_t K, const void *x, const void *wq) {
+    return M >= 1 && M <= CUDA_Q8_GEMV_FUSED_MAX_M && K % 16 == 0 && 64 + M * K <= CUDA_Q8_GEMV_FUSED_MAX_SMEM &&
+           ((uintptr_t)x % 16) == 0 && ((uintptr_t)wq % 16) == 0;
+}
+
+extern "C" cudaError_t cuda_q8_gemv_fused(void *y, llmrt_dtype y_type, const void *x, llmrt_dtype x_type,
+                                          float static_scale, const uint8_t *wq, const float *sw, const float *bias,
+                                          int kind, int64_t M, int64_t N, int64_t K, int pdl, cudaStream_t stream) {
+    if (!cuda_q8_gemv_fused_supported(M, K, x, wq) || N <= 0 || !valid_kind(kind) || !float_type(y_type))
+        return cudaErrorInvalidValue;
+    DISPATCH_FLOAT_TYPES(x_type, T, {
+        if (kind == LLMRT_Q8_FP8)
+            launch_q8_gemv_fused_m<T, LLMRT_Q8_FP8>(y, y_type, (const T *)x, static_scale, wq, sw, bias, M, N, K,
+                                                    pdl, stream);
+        else
+            launch_q8_gemv_fused_m<T, LLMRT_Q8_INT8>(y, y_type, (const T *)x, static_scale, wq, sw, bias, M, N, K,
+                                                     pdl, stream);
+    });
     return cudaGetLastError();
 }
 
