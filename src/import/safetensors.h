@@ -50,6 +50,12 @@ size_t llmrt_checkpoint_tensor_count(const llmrt_checkpoint *checkpoint);
 const llmrt_st_tensor *llmrt_checkpoint_tensor(const llmrt_checkpoint *checkpoint, size_t index);
 /* NULL if absent. */
 const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *checkpoint, const char *name);
+/* Drops the mapped pages wholly inside [data, data + nbytes) from this
+ * process (madvise DONTNEED; a later read maps them again from the page
+ * cache): a build converts a tensor and lets its bytes go, so its resident
+ * memory does not grow by the checkpoint's size. Nothing for a range outside
+ * the checkpoint's file maps (memory images, views). */
+void llmrt_checkpoint_release(const llmrt_checkpoint *checkpoint, const uint8_t *data, size_t nbytes);
 /* How many tensors llmrt_checkpoint_find has not been asked for (apart from
  * buffers such as rotary_emb.inv_freq), and their names, comma-separated, in
  * list[cap] ("..." at the end when cut). */
