@@ -21,10 +21,11 @@ Prompt = Union[str, Dict[str, Any]]  # text, or {"prompt_token_ids": [...]}
 
 _BUILD_OPTIONS = ("max_seq_len", "max_batch", "max_num_tokens", "seed", "random_weights", "disabled_passes",
                   "allow_nonfinite", "ignore_extra_tensors", "quant", "group_size", "quant_scheme",
-                  "weight_scales", "kv_cache")
+                  "weight_scales", "kv_cache", "act_scales", "calib", "calib_samples", "calib_len", "smooth_alpha")
 _QUANT_SCHEMES = {"default": 0, "sym": 1, "asym": 2}
 _QUANTS = ("int8-wo", "int4-wo", "fp8", "w8a8")
 _WEIGHT_SCALES = {"channel": 0, "tensor": 1}
+_ACT_SCALES = {"dynamic": 0, "static": 1}
 _KV_CACHE_DTYPES = {"auto": "", "fp8": "fp8_e4m3", "int8": "i8"}
 # max_seq_len, max_batch and max_num_tokens are also the engine's load-time
 # limits: an engine file given as `model` runs with them
@@ -62,6 +63,9 @@ class LLM:
     random_weights, disabled_passes, allow_nonfinite, ignore_extra_tensors,
     quant ("int8-wo" / "int4-wo" / "fp8" / "w8a8"), group_size, quant_scheme
     ("sym" / "asym"), weight_scales (fp8: "channel" / "tensor"),
+    act_scales (fp8: "dynamic" / "static", static needs calib), calib (a
+    text file run through the model for static scales and w8a8's
+    SmoothQuant), calib_samples, calib_len, smooth_alpha,
     kv_cache ("fp8" / "int8": an 8-bit KV cache)),
     engine (num_threads, device, verify_checksum, kv_block_size,
     kv_cache_fraction, kv_cache_bytes) and runtime (max_batch,
@@ -173,7 +177,12 @@ class LLM:
         model_dir = os.path.realpath(model_dir)
         stamp = sorted((name, st.st_size, st.st_mtime_ns) for name in os.listdir(model_dir)
                        for st in [os.stat(os.path.join(model_dir, name))])
-        key = json.dumps([model_dir, backend, dtype_code, sorted(build.items()), stamp], default=str)
+        calib = build.get("calib")
+        calib_stamp = None
+        if calib is not None and os.path.isfile(str(calib)):
+            st = os.stat(str(calib))
+            calib_stamp = (os.path.realpath(str(calib)), st.st_size, st.st_mtime_ns)
+        key = json.dumps([model_dir, backend, dtype_code, sorted(build.items()), stamp, calib_stamp], default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         folder = os.path.join(_cache_dir(), "engines")
         os.makedirs(folder, exist_ok=True)
@@ -197,6 +206,16 @@ class LLM:
                 if value not in _WEIGHT_SCALES:
                     raise ValueError(f"LLM: weight_scales must be 'channel' or 'tensor', got {value!r}")
                 bo.quant_per_tensor = _WEIGHT_SCALES[value]
+            elif name == "act_scales":
+                if value not in _ACT_SCALES:
+                    raise ValueError(f"LLM: act_scales must be 'dynamic' or 'static', got {value!r}")
+                bo.act_scales = _ACT_SCALES[value]
+            elif name == "calib":
+                if not os.path.isfile(str(value)):
+                    raise FileNotFoundError(f"LLM: calib {value!r} is not a file")
+                bo.calib_path = os.path.realpath(str(value)).encode()
+            elif name == "smooth_alpha":
+                bo.smooth_alpha = float(value)
             elif name == "kv_cache":
                 if value not in _KV_CACHE_DTYPES:
                     raise ValueError(f"LLM: kv_cache must be 'fp8', 'int8' or 'auto', got {value!r}")

@@ -161,6 +161,27 @@ def test_builds_an_fp8_engine():
         LLM(demo, backend="cpu", quant="fp8", weight_scales="row", max_seq_len=256)
 
 
+def test_builds_a_calibrated_fp8_engine(tmp_path):
+    """calib= with act_scales="static" builds an fp8 engine with calibrated
+    activation scales that generates; static scales without calib, or a
+    calib that is not a file, are errors naming what is wrong."""
+    demo = os.path.join(REPO, "models", "demo")
+    with open(os.path.join(demo, "validation.txt"), encoding="utf-8") as f:
+        text = f.read()[-20000:]
+    calib = tmp_path / "calib.txt"
+    calib.write_text(text, encoding="utf-8")
+    opts = dict(backend="cpu", quant="fp8", max_seq_len=256, kv_cache_bytes=8 << 20)
+    with LLM(demo, act_scales="static", calib=str(calib), calib_samples=4, calib_len=128, **opts) as q:
+        out = q.generate("Once upon a time", SamplingParams(max_tokens=8))[0]
+        assert len(out.token_ids) == 8
+    with pytest.raises(llmrt.LLMRTError, match="calib"):
+        LLM(demo, act_scales="static", **opts)
+    with pytest.raises(FileNotFoundError, match="calib"):
+        LLM(demo, act_scales="static", calib=str(tmp_path / "missing.txt"), **opts)
+    with pytest.raises(ValueError, match="act_scales"):
+        LLM(demo, act_scales="sometimes", **opts)
+
+
 def test_builds_an_8bit_kv_cache():
     """kv_cache= builds an engine whose KV cache stores fp8 codes (a
     separate engine in the cache) that generates; a bad value is a
