@@ -266,21 +266,8 @@ static int sibling_name(const char *weight_name, const char *suffix, char *buf, 
     return snprintf(buf, size, "%.*s.%s", (int)(n - w), weight_name, suffix) < (int)size;
 }
 
-/* The tensor named `name` without marking it read (tensors are sorted by name). */
-static const llmrt_st_tensor *peek(const llmrt_checkpoint *cp, const char *name) {
-    size_t lo = 0, hi = llmrt_checkpoint_tensor_count(cp);
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        const int c = strcmp(llmrt_checkpoint_tensor(cp, mid)->name, name);
-        if (c == 0) return llmrt_checkpoint_tensor(cp, mid);
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
 int llmrt_ct_has(const llmrt_checkpoint *checkpoint, const char *weight_name) {
-    const llmrt_st_tensor *t = checkpoint ? peek(checkpoint, weight_name) : NULL;
+    const llmrt_st_tensor *t = checkpoint ? llmrt_checkpoint_peek(checkpoint, weight_name) : NULL;
     return t && t->dtype == LLMRT_DTYPE_FP8_E4M3;
 }
 

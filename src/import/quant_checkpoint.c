@@ -217,19 +217,6 @@ static llmrt_status find_tensor(const llmrt_checkpoint *cp, const char *weight_n
     return LLMRT_OK;
 }
 
-/* The tensor named `name` without marking it read (tensors are sorted by name). */
-static const llmrt_st_tensor *peek(const llmrt_checkpoint *cp, const char *name) {
-    size_t lo = 0, hi = llmrt_checkpoint_tensor_count(cp);
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        const int c = strcmp(llmrt_checkpoint_tensor(cp, mid)->name, name);
-        if (c == 0) return llmrt_checkpoint_tensor(cp, mid);
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
 /* 1 when g_idx puts input k in group k / group for every k (no act-order). */
 static int trivial_g_idx(const llmrt_st_tensor *g_idx, int64_t K, int64_t group) {
     for (int64_t k = 0; k < K; k++) {
@@ -244,7 +231,7 @@ int llmrt_quant_checkpoint_permuted(const llmrt_checkpoint *checkpoint, const ll
                                     const char *weight_name, int64_t cols) {
     char name[512];
     if (config->method != LLMRT_QUANT_METHOD_GPTQ || !sibling_name(weight_name, "g_idx", name, sizeof name)) return 0;
-    const llmrt_st_tensor *g_idx = peek(checkpoint, name);
+    const llmrt_st_tensor *g_idx = llmrt_checkpoint_peek(checkpoint, name);
     const int64_t group = config->group_size > 0 && config->group_size < cols ? config->group_size : cols;
     if (!g_idx || g_idx->dtype != LLMRT_DTYPE_I32 || g_idx->ndim != 1 || g_idx->shape[0] != cols) return 0;
     return !trivial_g_idx(g_idx, cols, group);
@@ -322,7 +309,7 @@ llmrt_status llmrt_quant_checkpoint_read(const llmrt_checkpoint *cp, const llmrt
      * model's own binding (or that report) */
     char bias_name[512];
     const llmrt_st_tensor *bias = sibling_name(weight_name, "bias", bias_name, sizeof bias_name)
-                                      ? peek(cp, bias_name) : NULL;
+                                      ? llmrt_checkpoint_peek(cp, bias_name) : NULL;
     if (bias && all_zero(bias)) llmrt_checkpoint_find(cp, bias_name);
     static const int awq_nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7}; /* output 8c + p sits in nibble awq_nibble_of[p] */
     llmrt_qweight_init(blob, &layout);

@@ -440,10 +440,14 @@ llmrt_status llmrt_checkpoint_open_views(const llmrt_st_tensor *tensors, size_t 
     return LLMRT_OK;
 }
 
-const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *cp, const char *name) {
+const llmrt_st_tensor *llmrt_checkpoint_peek(const llmrt_checkpoint *cp, const char *name) {
     if (!cp || !name || cp->tensor_count == 0) return NULL;
     llmrt_st_tensor key = {.name = name};
-    const llmrt_st_tensor *t = bsearch(&key, cp->tensors, cp->tensor_count, sizeof key, compare_tensor_names);
+    return bsearch(&key, cp->tensors, cp->tensor_count, sizeof key, compare_tensor_names);
+}
+
+const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *cp, const char *name) {
+    const llmrt_st_tensor *t = llmrt_checkpoint_peek(cp, name);
     if (t && cp->used) cp->used[t - cp->tensors] = 1;
     return t;
 }

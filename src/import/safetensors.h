@@ -50,6 +50,9 @@ size_t llmrt_checkpoint_tensor_count(const llmrt_checkpoint *checkpoint);
 const llmrt_st_tensor *llmrt_checkpoint_tensor(const llmrt_checkpoint *checkpoint, size_t index);
 /* NULL if absent. */
 const llmrt_st_tensor *llmrt_checkpoint_find(const llmrt_checkpoint *checkpoint, const char *name);
+/* The same lookup without counting the tensor as read (probing whether an
+ * optional tensor is there). */
+const llmrt_st_tensor *llmrt_checkpoint_peek(const llmrt_checkpoint *checkpoint, const char *name);
 /* Drops the mapped pages wholly inside [data, data + nbytes) from this
  * process (madvise DONTNEED; a later read maps them again from the page
  * cache): a build converts a tensor and lets its bytes go, so its resident
