@@ -37,6 +37,10 @@ llmrt_status cuda_gemm_run_out(cuda_gemm *g, void *y, llmrt_dtype y_type, const 
  * 8-bit GEMMs (gemm_q8_cublaslt.c); they run on the same stream, so the
  * workspace is never used twice at once. */
 void cuda_gemm_borrow(const cuda_gemm *g, void **handle, void **workspace, size_t *workspace_bytes);
+/* A cuBLASLt heuristic preference (a cublasLtMatmulPreference_t) for at
+ * most workspace_bytes of workspace and operands aligned to `align` bytes;
+ * NULL if cuBLASLt cannot make one. Free with cublasLtMatmulPreferenceDestroy. */
+void *cuda_gemm_preference(size_t workspace_bytes, uint32_t align);
 
 /* Number of cached shapes (for tests and verbose logs). */
 int cuda_gemm_cached_shapes(const cuda_gemm *g);

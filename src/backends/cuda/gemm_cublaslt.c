@@ -111,6 +111,18 @@ void cuda_gemm_borrow(const cuda_gemm *g, void **handle, void **workspace, size_
     *workspace_bytes = g->workspace_bytes;
 }
 
+void *cuda_gemm_preference(size_t workspace_bytes, uint32_t align) {
+    cublasLtMatmulPreference_t pref;
+    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return NULL;
+    const uint64_t ws = workspace_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+    return pref;
+}
+
 int cuda_gemm_cached_shapes(const cuda_gemm *g) {
     int n = 0;
     for (int i = 0; i < GEMM_CACHE_SIZE; i++) n += g->cache[i].used;
@@ -194,15 +206,8 @@ static llmrt_status entry_build(cuda_gemm *g, gemm_entry *e, const gemm_key *k, 
     LT_TRY(cublasLtMatrixLayoutCreate(&e->c, cuda_type((llmrt_dtype)k->y_type), (uint64_t)k->N, (uint64_t)k->M, k->N),
            "layout C");
 
-    cublasLtMatmulPreference_t pref;
-    LT_TRY(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    const uint64_t ws = g->workspace_bytes;
-    const uint32_t align = (uint32_t)k->align;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+    cublasLtMatmulPreference_t pref = cuda_gemm_preference(g->workspace_bytes, (uint32_t)k->align);
+    if (!pref) return llmrt_error(LLMRT_ERR_INTERNAL, "cublasLt: cublasLtMatmulPreferenceCreate failed");
     cublasLtMatmulHeuristicResult_t result[AUTOTUNE_CANDIDATES];
     int found = 0;
     enum cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;

@@ -152,15 +152,8 @@ static llmrt_status entry_build(cuda_q8_gemm *g, q8_gemm_entry *e, const q8_gemm
     LT_TRY(cublasLtMatrixLayoutCreate(&e->d, lt_type((llmrt_dtype)k->d_type), (uint64_t)k->N, (uint64_t)k->M, k->N),
            "layout D");
 
-    cublasLtMatmulPreference_t pref;
-    LT_TRY(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    const uint64_t ws = g->workspace_bytes;
-    const uint32_t align = (uint32_t)k->align;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+    cublasLtMatmulPreference_t pref = cuda_gemm_preference(g->workspace_bytes, (uint32_t)k->align);
+    if (!pref) return llmrt_error(LLMRT_ERR_INTERNAL, "cublasLt: cublasLtMatmulPreferenceCreate failed");
     cublasLtMatmulHeuristicResult_t result;
     int found = 0;
     const cublasStatus_t st =
