@@ -4,6 +4,7 @@
 
 #include "comm/comm.h"
 #include "compiler/compiler.h"
+#include "compiler/retarget.h"
 #include "core/file.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
@@ -55,8 +56,7 @@ llmrt_status llmrt_build_compile_options(const llmrt_build_options *o, const llm
                            o->quant_scheme);
     *copts = (llmrt_compile_options){
         .target = backend,
-        /* CPUs compute in f32 whatever the storage; GPUs in the storage type */
-        .act_dtype = on_cpu ? LLMRT_DTYPE_F32 : dtype,
+        .act_dtype = llmrt_target_act_dtype(backend, dtype),
         .weight_dtype = dtype,
         .max_batch = o->max_batch > 0 ? o->max_batch : on_cpu ? CPU_MAX_BATCH : CUDA_MAX_BATCH,
         .max_seq_len = o->max_seq_len > 0 ? o->max_seq_len
@@ -165,7 +165,7 @@ llmrt_status llmrt_build(const llmrt_build_options *o) {
     if (!o->model_dir && !(o->random_weights && o->config_path))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: give --model DIR, or --config FILE with --random-weights");
     const char *backend = o->backend ? o->backend : "cpu";
-    if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+    if (!llmrt_target_known(backend))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: unknown backend '%s' (cpu, cuda)", backend);
     const char *inputs[] = {o->config_path};
     LLMRT_TRY(llmrt_file_check_output(o->output_path, inputs, 1, o->model_dir));

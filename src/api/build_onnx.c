@@ -7,6 +7,7 @@
 
 #include "api/build_internal.h"
 #include "compiler/passes.h"
+#include "compiler/retarget.h"
 #include "core/file.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
@@ -70,7 +71,7 @@ llmrt_status llmrt_build_onnx(const llmrt_build_options *o) {
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: --onnx takes its weights from the ONNX file "
                                                        "(not with --model or --random-weights)");
     const char *backend = o->backend ? o->backend : "cpu";
-    if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+    if (!llmrt_target_known(backend))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "build: unknown backend '%s' (cpu, cuda)", backend);
     const char *inputs[] = {o->onnx_path, o->config_path};
     LLMRT_TRY(llmrt_file_check_output(o->output_path, inputs, o->config_path ? 2 : 1, NULL));
@@ -92,10 +93,9 @@ llmrt_status llmrt_build_onnx(const llmrt_build_options *o) {
     llmrt_dtype dtype = o->dtype == LLMRT_DTYPE_INVALID ? LLMRT_DTYPE_F32 : o->dtype;
     if (s == LLMRT_OK && dtype != LLMRT_DTYPE_F32 && dtype != LLMRT_DTYPE_F16 && dtype != LLMRT_DTYPE_BF16)
         s = llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --dtype %s (fp32, fp16, bf16)", llmrt_dtype_name(dtype));
-    const int on_cpu = strcmp(backend, "cpu") == 0;
     llmrt_graph *g = NULL;
     if (s == LLMRT_OK) {
-        g = llmrt_graph_create(on_cpu ? LLMRT_DTYPE_F32 : dtype, dtype);
+        g = llmrt_graph_create(llmrt_target_act_dtype(backend, dtype), dtype);
         if (!g) s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     llmrt_onnx_file *file = NULL;

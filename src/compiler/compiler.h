@@ -74,4 +74,9 @@ llmrt_status llmrt_plan_resolve_bindings(llmrt_plan *plan);
  * weight annotations, so a plan read from a file cannot make a kernel read
  * or write outside its buffers. */
 llmrt_status llmrt_plan_verify(const llmrt_plan *plan);
+/* Rebuilds functional node n on `shadow` through the graph API (n's inputs
+ * index shadow's nodes): the value it appends, whose shape and dtype are
+ * what the graph rules give on shadow, or LLMRT_NO_VALUE with shadow's
+ * status saying why. Fused, leaf and calibration ops are not replayed. */
+llmrt_value llmrt_plan_replay_node(llmrt_graph *shadow, const llmrt_node *n);
 #endif

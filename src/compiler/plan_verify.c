@@ -67,8 +67,7 @@ static llmrt_status check_fused(const llmrt_graph *g, int32_t i) {
     }
 }
 
-/* Rebuilds node i on the shadow graph through the public op functions. */
-static llmrt_value replay(llmrt_graph *s, const llmrt_node *n) {
+llmrt_value llmrt_plan_replay_node(llmrt_graph *s, const llmrt_node *n) {
     const llmrt_value *in = n->inputs;
     switch (n->op) {
     case LLMRT_OP_MATMUL: return llmrt_matmul(s, in[0], in[1], (int)n->iattr[0]);
@@ -169,7 +168,7 @@ llmrt_status llmrt_plan_verify(const llmrt_plan *plan) {
             status = check_fused(g, i);
             v = llmrt_graph_append(shadow, &copy);
         } else {
-            v = replay(shadow, n);
+            v = llmrt_plan_replay_node(shadow, n);
             if (v == LLMRT_NO_VALUE) {
                 status = llmrt_graph_status(shadow);
                 llmrt_error_context(status, "plan node %d (%s)", (int)i, llmrt_op_name(n->op));
