@@ -183,3 +183,11 @@ int cli_engine_limit(cli_args *a, const char *option, int32_t *max_seq_len, int3
     if (cli_int(a, option, 1, 1 << 24, &x)) *target = (int32_t)x;
     return 1;
 }
+
+int cli_engine_backend(cli_args *a, const char *option, const char **backend) {
+    if (strcmp(option, "--backend") != 0) return 0;
+    const char *v = cli_value(a, option);
+    if (v && strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) cli_fail(a, "--backend '%s': expected cpu or cuda", v);
+    else if (v) *backend = v;
+    return 1;
+}

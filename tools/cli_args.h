@@ -49,6 +49,13 @@ int cli_engine_limit(cli_args *a, const char *option, int32_t *max_seq_len, int3
     "  --max-batch N       sequences per step (default: the build's)\n"                               \
     "  --max-num-tokens N  tokens per step, at least max-batch (default: the build's)\n"
 
+/* --backend cpu|cuda: the backend an engine loads on
+ * (llmrt_engine_options.backend); consumes the option and returns 1 if it
+ * is --backend. Another value fails the parse, naming both. */
+int cli_engine_backend(cli_args *a, const char *option, const char **backend);
+#define CLI_ENGINE_BACKEND_HELP \
+    "  --backend B         run on cpu or cuda (default: the backend the engine was built for)\n"
+
 /* --plugin LIB.so: loads the plugin library at once (llmrt_plugin_load);
  * consumes the option and returns 1 if it is --plugin. Repeatable. */
 int cli_plugin(cli_args *a, const char *option);

@@ -40,6 +40,7 @@ static void bench_usage(FILE *out) {
             "  --temperature T     sampling temperature (default 0: greedy)\n"
             "  --seed S            prompts and arrivals (default 0)\n"
             "  --threads N         CPU threads (default: all cores)\n"
+            CLI_ENGINE_BACKEND_HELP
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
             "  --json              print one JSON object\n");
@@ -342,6 +343,7 @@ int cmd_bench(int argc, char **argv) {
         else if (strcmp(opt, "--seed") == 0) { if (cli_int(&a, opt, 0, INT64_MAX, &x)) c.seed = (uint64_t)x; }
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (cli_engine_limit(&a, opt, &eo.max_seq_len, &eo.max_batch, &eo.max_num_tokens)) continue;
+        else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt bench --help)", opt);
@@ -349,6 +351,10 @@ int cmd_bench(int argc, char **argv) {
     if (a.failed) return 2;
     if (!engine_path == !url) {
         fprintf(stderr, "llmrt bench: give one of --engine FILE and --url URL\n");
+        return 2;
+    }
+    if (url && eo.backend) {
+        fprintf(stderr, "llmrt bench: --backend is for --engine (the server at --url runs on its own)\n");
         return 2;
     }
     if (c.rate > 0 && !concurrency_set) c.concurrency = 0;

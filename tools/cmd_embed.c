@@ -20,6 +20,8 @@ static void usage(FILE *out) {
             "  --token-types LIST  segment ids, one per token (default all 0)\n"
             "  --pooling P         cls: the first row of the last hidden state (default); mean: the mean\n"
             "  --threads N         CPU threads\n"
+            "  --device N          GPU ordinal (default 0)\n"
+            CLI_ENGINE_BACKEND_HELP
             "  --json              print {\"embedding\", \"pooled\", \"logits\", \"num_tokens\"}\n");
 }
 
@@ -57,6 +59,7 @@ int cmd_embed(int argc, char **argv) {
         } else if (strcmp(opt, "--pooling") == 0) pooling_name = cli_value(&a, opt);
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
+        else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt embed --help)", opt);
     }

@@ -29,7 +29,9 @@ int cmd_perplexity(int argc, char **argv) {
                    "  --text FILE     default: the demo model's validation.txt (UTF-8, at most 256 MiB)\n"
                    "  --window N      tokens per window (default 256)\n"
                    "  --max-tokens N  stop after N tokens of text (default: all)\n"
-                   "  --threads N     CPU threads\n");
+                   "  --threads N     CPU threads\n"
+                   "  --device N      GPU ordinal (default 0)\n"
+                   "  --backend B     run on cpu or cuda (default: the backend the engine was built for)\n");
             return 0;
         } else if (strcmp(opt, "--engine") == 0) engine_path = cli_value(&a, opt);
         else if (strcmp(opt, "--text") == 0) text_path = cli_value(&a, opt);
@@ -37,6 +39,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (strcmp(opt, "--max-tokens") == 0) cli_int(&a, opt, 0, INT32_MAX, &max_tokens);
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
+        else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt perplexity --help)", opt);
     }

@@ -42,6 +42,7 @@ static int load(const char *path, llmrt_tokenizer **tok) {
     llmrt_engine_options_init(&options);
     options.verify_checksum = 0;
     options.num_threads = 1;
+    options.backend = "cpu"; /* only its tokenizer is read: no GPU needed, whatever it was built for */
     llmrt_engine *engine = NULL;
     if (llmrt_engine_load(path, &options, &engine) != LLMRT_OK) return 0;
     int ok = llmrt_engine_tokenizer(engine, tok) == LLMRT_OK;

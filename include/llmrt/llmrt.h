@@ -34,7 +34,8 @@ typedef struct llmrt_build_options {
     int random_weights;         /* seeded random weights of the right shapes (benchmarks); default 0 */
     uint64_t seed;              /* default 0 */
     const char *output_path;    /* required */
-    const char *backend;        /* "cpu" (default) or "cuda" */
+    const char *backend;        /* "cpu" (default) or "cuda": the backend whose activation dtype and default
+                                   limits the plan takes; the engine loads on either (llmrt_engine_options) */
     llmrt_dtype dtype;          /* weight storage; default INVALID = the checkpoint's torch_dtype (f32 if unknown) */
     int32_t max_seq_len;        /* default 0 = min(max_position_embeddings, 4096) */
     int32_t max_batch;          /* sequences per step; default 0 = the backend's (cuda 256, cpu 16) */
@@ -110,6 +111,10 @@ llmrt_status llmrt_refit(const llmrt_refit_options *options);
 /* A human-readable summary of an engine file (architecture, dims, ops before
  * and after fusion, weight bytes by dtype, activation memory). Free with llmrt_free. */
 llmrt_status llmrt_engine_describe(const char *path, char **out_text);
+/* The same with the plan as it runs on `backend` ("cpu", "cuda"; NULL or ""
+ * = the one it was built for): its activation dtype and arena there. An
+ * engine that cannot run on it is an error saying why. */
+llmrt_status llmrt_engine_describe_on(const char *path, const char *backend, char **out_text);
 
 /* The embedded default model (models/demo, or $LLMRT_DEMO_MODEL): the path
  * of its engine, built on first use into the cache folder ($LLMRT_CACHE_DIR,
@@ -141,6 +146,14 @@ typedef struct llmrt_engine_options {
      * on every collective (a dead rank is an error after it, not a hang);
      * default 0 = 60 s. */
     int32_t comm_timeout_ms;
+    /* The backend to run on, "cpu" or "cuda"; default NULL (or "") = the
+     * one the engine was built for. Any engine runs on either: another
+     * backend retargets the plan as it loads (activations in that
+     * backend's dtype, f32 on the CPU and the weights' dtype on CUDA, and
+     * the activation arena planned again); the limits above stay the
+     * build's unless set. An op, weight or plugin the backend has no
+     * kernel for is an error naming it. */
+    const char *backend;
 } llmrt_engine_options;
 
 void llmrt_engine_options_init(llmrt_engine_options *options);
@@ -156,6 +169,8 @@ llmrt_status llmrt_engine_follow(llmrt_engine *engine);  /* returns at once on r
 
 int32_t llmrt_engine_vocab_size(const llmrt_engine *engine);
 int32_t llmrt_engine_max_seq_len(const llmrt_engine *engine);
+/* The backend the engine runs on ("cpu", "cuda"), which may differ from
+ * the one it was built for (llmrt_engine_options.backend). */
 const char *llmrt_engine_backend(const llmrt_engine *engine);
 /* What its KV cache stores: LLMRT_DTYPE_FP8_E4M3 or LLMRT_DTYPE_I8 (built
  * with kv_cache), else the activation dtype. */

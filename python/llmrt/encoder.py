@@ -31,7 +31,7 @@ class Encoder:
     gives one input's every hidden row, the pooler's output and, for a
     classifier, its logits. Free it with close() or a `with` block."""
 
-    def __init__(self, engine: str, num_threads: int = 0, device: int = 0):
+    def __init__(self, engine: str, num_threads: int = 0, device: int = 0, backend: Optional[str] = None):
         self._lib = lib = _lib.lib()
         self._handles: Dict[str, Optional[int]] = {"engine": None, "tokenizer": None}
         self._finalizer = weakref.finalize(self, _free_handles, lib, self._handles)
@@ -39,6 +39,10 @@ class Encoder:
         eo = _lib.EngineOptions()
         lib.llmrt_engine_options_init(ctypes.byref(eo))
         eo.num_threads, eo.device = num_threads, device
+        if backend is not None:
+            if backend not in ("cpu", "cuda"):
+                raise ValueError(f"Encoder: backend must be 'cpu' or 'cuda', got {backend!r}")
+            eo.backend = backend.encode()
         handle = ctypes.c_void_p()
         check(lib.llmrt_engine_load(engine.encode(), ctypes.byref(eo), ctypes.byref(handle)), f"loading {engine}")
         self._handles["engine"] = handle.value

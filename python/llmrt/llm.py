@@ -58,6 +58,9 @@ class LLM:
     `model` is an engine file (loaded), a HuggingFace checkpoint directory
     (built once into the cache folder with `backend`, `dtype` and the build
     options, then loaded), or None / "demo" for the embedded default model.
+    `backend` ("cpu" / "cuda") is also what the engine runs on, whatever it
+    was built for (None: the backend it was built for); `self.backend` says
+    which it runs on.
 
     Keyword options: build (max_seq_len, max_batch, max_num_tokens, seed,
     random_weights, disabled_passes, allow_nonfinite, ignore_extra_tensors,
@@ -110,14 +113,13 @@ class LLM:
         for name in _ENGINE_OPTIONS:
             if name in options:
                 setattr(eo, name, options[name])
+        if backend is not None:
+            eo.backend = backend.encode()
         engine = ctypes.c_void_p()
         check(lib.llmrt_engine_load(self.engine_path.encode(), ctypes.byref(eo), ctypes.byref(engine)),
               f"loading {self.engine_path}")
         self._handles["engine"] = engine.value
         self.backend = lib.llmrt_engine_backend(engine).decode()
-        if backend is not None and backend != self.backend:
-            self.close()
-            raise ValueError(f"LLM: {self.engine_path} is a {self.backend} engine, not {backend}")
         ro = _lib.RuntimeOptions()
         lib.llmrt_runtime_options_init(ctypes.byref(ro))
         ro.background = 0  # steps run inside our single C calls (wait, step)

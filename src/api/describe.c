@@ -1,4 +1,5 @@
-/* llmrt_engine_describe: the summary `llmrt inspect` prints. */
+/* llmrt_engine_describe: the summary `llmrt inspect` prints, of the engine
+ * as built or as it runs on another backend. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 
 #include "api/describe_internal.h"
 #include "compiler/passes.h"
+#include "compiler/retarget.h"
 #include "engine/engine_file.h"
 #include "llmrt/llmrt.h"
 #include "models/models.h"
@@ -77,14 +79,50 @@ static void pipeline_stage(const llmrt_graph *g, int32_t tp_size, int32_t *stage
 
 static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
+/* The backends the engine runs on: the one it was built for, and each
+ * other its plan retargets to (compiler/retarget.h), else why not. */
+static void describe_backends(text *t, const llmrt_engine_image *img, const char *shown_on) {
+    static const char *const targets[] = {"cpu", "cuda"};
+    char runs[32] = "", why[512] = "";
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        if (strcmp(targets[i], img->backend) == 0 || llmrt_plan_check_target(img->plan, targets[i]) == LLMRT_OK) {
+            size_t used = strlen(runs);
+            snprintf(runs + used, sizeof runs - used, "%s%s", used ? ", " : "", targets[i]);
+        } else {
+            size_t used = strlen(why);
+            snprintf(why + used, sizeof why - used, "; not on %s: %s", targets[i], llmrt_last_error());
+        }
+    }
+    append(t, "backends      built for %s; runs on %s%s", img->backend, runs, why);
+    if (strcmp(shown_on, img->backend) != 0) append(t, "; shown as on %s", shown_on);
+    append(t, "\n");
+}
+
 llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
+    return llmrt_engine_describe_on(path, NULL, out_text);
+}
+
+llmrt_status llmrt_engine_describe_on(const char *path, const char *backend, char **out_text) {
     *out_text = NULL;
+    if (backend && *backend && !llmrt_target_known(backend))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda)", backend);
     llmrt_engine_image *img;
     LLMRT_TRY(llmrt_engine_image_open(path, 1, &img));
     const llmrt_model_config *c = &img->config;
     const llmrt_plan *plan = img->plan;
     text t = {0};
-    append(&t, "engine        %s (format v%u, %s backend)\n", path, img->format_version, img->backend);
+    append(&t, "engine        %s (format v%u)\n", path, img->format_version);
+    const char *shown_on = backend && *backend ? backend : img->backend;
+    describe_backends(&t, img, shown_on);
+    if (strcmp(shown_on, img->backend) != 0) {
+        llmrt_status s = llmrt_plan_retarget(img->plan, shown_on);
+        if (s != LLMRT_OK) {
+            llmrt_error_context(s, "%s: built for %s, cannot run on %s", path, img->backend, shown_on);
+            free(t.data);
+            llmrt_engine_image_close(img);
+            return s;
+        }
+    }
     append(&t, "model         %s%s%s%s\n", c->architecture, c->model_type[0] ? " (" : "", c->model_type,
            c->model_type[0] ? ")" : "");
     append(&t, "source        %s\n", img->source);
@@ -125,12 +163,12 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     append(&t, "limits        max_seq_len %d, max_batch %d, max_num_tokens %d\n", plan->max_seq_len, plan->max_batch,
            plan->max_num_tokens);
     append(&t, "dtypes        weights %s, activations %s\n", llmrt_dtype_name(img->dtype),
-           llmrt_dtype_name(img->act_dtype));
+           llmrt_dtype_name(plan->graph->act_dtype));
     if (plan->kv_dtype == LLMRT_DTYPE_FP8_E4M3 || plan->kv_dtype == LLMRT_DTYPE_I8)
         append(&t, "kv cache      %s: 1-byte codes, an f32 scale per token and kv head (--kv-cache %s)\n",
                llmrt_dtype_name(plan->kv_dtype), plan->kv_dtype == LLMRT_DTYPE_I8 ? "int8" : "fp8");
     else
-        append(&t, "kv cache      %s (the activation dtype)\n", llmrt_dtype_name(img->act_dtype));
+        append(&t, "kv cache      %s (the activation dtype)\n", llmrt_dtype_name(plan->graph->act_dtype));
     uint64_t by_dtype[LLMRT_DTYPE_COUNT];
     uint64_t total = llmrt_plan_weight_bytes(plan, by_dtype);
     append(&t, "weights       %.1f MiB in %d tensors:", mib(total), plan->num_weights);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compiler/retarget.h"
 #include "core/log.h"
 #include "engine/loaded_engine.h"
 #include "llmrt/llmrt.h"
@@ -39,6 +40,8 @@ llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *opt
     if (options->max_seq_len < 0 || options->max_batch < 0 || options->max_num_tokens < 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "max_seq_len, max_batch and max_num_tokens must be >= 0 "
                                                        "(0 = the build's)");
+    if (options->backend && *options->backend && !llmrt_target_known(options->backend))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda)", options->backend);
     return llmrt_loaded_engine_open(path, options, out);
 }
 
@@ -46,7 +49,7 @@ void llmrt_engine_free(llmrt_engine *e) { llmrt_loaded_engine_close(e); }
 
 int32_t llmrt_engine_vocab_size(const llmrt_engine *e) { return e->image->plan->vocab_size; }
 int32_t llmrt_engine_max_seq_len(const llmrt_engine *e) { return e->image->plan->max_seq_len; }
-const char *llmrt_engine_backend(const llmrt_engine *e) { return e->image->backend; }
+const char *llmrt_engine_backend(const llmrt_engine *e) { return e->backend_name; }
 llmrt_dtype llmrt_engine_kv_cache_dtype(const llmrt_engine *e) {
     const llmrt_plan *plan = e->image->plan;
     return plan->kv_dtype != LLMRT_DTYPE_INVALID ? plan->kv_dtype : plan->graph->act_dtype;

@@ -1,13 +1,15 @@
-/* Loading an engine: map the file, apply the load-time limits, start the
- * backend it was built for, and set aside the identity block table
- * llmrt_prompt_logits drives the backend with. The KV cache is the
- * backend's to size (from memory). */
+/* Loading an engine: map the file, retarget its plan when it runs on
+ * another backend than it was built for, apply the load-time limits, start
+ * the backend, and set aside the identity block table llmrt_prompt_logits
+ * drives the backend with. The KV cache is the backend's to size (from
+ * memory). */
 #include "engine/loaded_engine.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "compiler/passes.h"
+#include "compiler/retarget.h"
 #include "comm/comm.h"
 #include "core/log.h"
 #include "llmrt/tokenizer.h"
@@ -34,6 +36,15 @@ static llmrt_status apply_limits(llmrt_plan *plan, const llmrt_model_config *con
     return LLMRT_OK;
 }
 
+/* The plan of an engine built for another backend, made to run on `target`
+ * (compiler/retarget.h). Its limits stay the build's: that backend's own
+ * defaults apply to a build for it, and the load options override both. */
+static llmrt_status retarget(llmrt_engine_image *img, const char *path, const char *target) {
+    llmrt_status s = llmrt_plan_retarget(img->plan, target);
+    if (s != LLMRT_OK) llmrt_error_context(s, "%s: built for %s, cannot run on %s", path, img->backend, target);
+    return s;
+}
+
 llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_options *options, llmrt_engine **out) {
     *out = NULL;
     double start = llmrt_now_seconds();
@@ -55,10 +66,25 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
                                 (int)e->comm->size, (int)e->comm->size, (int)e->comm->size);
     }
     const llmrt_backend_ops *ops = NULL;
-    if (s == LLMRT_OK) s = llmrt_backend_lookup(e->image->backend, &ops);
+    const char *target = NULL;
+    if (s == LLMRT_OK) {
+        target = options->backend && *options->backend ? options->backend : e->image->backend;
+        s = llmrt_backend_lookup(target, &ops);
+        if (s != LLMRT_OK) llmrt_error_context(s, "%s (built for %s)", path, e->image->backend);
+    }
+    const int retargeted = s == LLMRT_OK && strcmp(target, e->image->backend) != 0;
+    if (retargeted) s = retarget(e->image, path, target);
     if (s == LLMRT_OK) {
         s = apply_limits(e->image->plan, &e->image->config, options);
         if (s != LLMRT_OK) llmrt_error_context(s, "%s", path);
+    }
+    if (s == LLMRT_OK && retargeted) {
+        const llmrt_plan *plan = e->image->plan;
+        LLMRT_INFO("%s: built for %s, retargeted to %s: activations %s -> %s, %.2f MiB arena; max_batch %d, "
+                   "max_num_tokens %d (%s)", path, e->image->backend, target, llmrt_dtype_name(e->image->act_dtype),
+                   llmrt_dtype_name(plan->graph->act_dtype), (double)plan->arena_bytes / 1048576.0,
+                   plan->max_batch, plan->max_num_tokens,
+                   options->max_batch > 0 || options->max_num_tokens > 0 ? "given at load" : "the build's");
     }
     if (s == LLMRT_OK) {
         const llmrt_plan *plan = e->image->plan;
@@ -79,6 +105,7 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
         };
         e->backend.ops = ops;
         e->backend.plan = e->image->plan;
+        e->backend_name = ops->name;
         if (e->comm && e->comm->size > 1)
             s = llmrt_parallel_engine_start(e, ops, &config);
         else

@@ -16,6 +16,7 @@
 struct llmrt_engine {
     llmrt_engine_image *image;
     llmrt_backend backend;
+    const char *backend_name; /* what it runs on ("cpu", "cuda"; static): backend.ops may wrap it */
     int32_t block_size;
     int32_t blocks_per_seq;
     int32_t *block_table;  /* llmrt_prompt_logits' sequence: [blocks_per_seq] */

@@ -12,7 +12,9 @@
  * ops meet in the communicator.
  *
  * The block tables are rank 0's, so all ranks must have as many KV blocks:
- * rank 0 sizes its cache and broadcasts the count before the others start.
+ * rank 0 sizes its cache and broadcasts the count before the others start,
+ * with the backend it runs on, which every rank must share (a collective
+ * moves activations of one dtype, and each backend's in its own).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +29,12 @@ void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t si
     if (rank == 0) snprintf(out, size, "%s", path);
     else snprintf(out, size, "%s.rank%d", path, (int)rank);
 }
+
+/* What rank 0 tells the others before they start. */
+typedef struct start_message {
+    int32_t kv_blocks;
+    char backend[12];
+} start_message;
 
 enum message_kind { MESSAGE_FORWARD = 1, MESSAGE_COPY_KV_BLOCK = 2, MESSAGE_STOP = 3 };
 
@@ -128,10 +136,17 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
         LLMRT_TRY(llmrt_comm_split(e->comm, e->comm->rank / group, e->comm->rank % group, &e->tp_comm));
         local.tp_comm = e->tp_comm;
     }
-    int32_t blocks = 0;
-    if (e->comm->rank != 0) { /* rank 0's KV block count first */
-        LLMRT_TRY(llmrt_comm_broadcast(e->comm, &blocks, sizeof blocks, 0));
-        local.kv_num_blocks = blocks;
+    start_message start = {0};
+    if (e->comm->rank != 0) { /* rank 0's KV block count and backend first */
+        LLMRT_TRY(llmrt_comm_broadcast(e->comm, &start, sizeof start, 0));
+        start.backend[sizeof start.backend - 1] = '\0';
+        if (strcmp(start.backend, ops->name) != 0) {
+            e->comm->broken = 1; /* rank 0 goes on without this rank: exit without waiting on it */
+            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                               "rank %d would run on %s but rank 0 runs on %s: give every rank the same backend",
+                               (int)e->comm->rank, ops->name, start.backend);
+        }
+        local.kv_num_blocks = start.kv_blocks;
     }
     void *inner_state = NULL;
     LLMRT_TRY(ops->create(e->image->plan, &local, &inner_state));
@@ -143,9 +158,10 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
     }
     llmrt_memory_report report;
     ops->memory_report(inner_state, &report);
-    blocks = report.kv_num_blocks;
+    start.kv_blocks = report.kv_num_blocks;
+    snprintf(start.backend, sizeof start.backend, "%s", ops->name);
     leader_state *s = calloc(1, sizeof *s);
-    llmrt_status status = s ? llmrt_comm_broadcast(e->comm, &blocks, sizeof blocks, 0)
+    llmrt_status status = s ? llmrt_comm_broadcast(e->comm, &start, sizeof start, 0)
                             : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     if (status != LLMRT_OK) {
         free(s);

@@ -576,6 +576,7 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     eo.max_seq_len = o->max_seq_len;
     eo.max_batch = o->max_batch;
     eo.max_num_tokens = o->max_num_tokens;
+    eo.backend = o->backend;
     /* The backend sizes its KV pool at load: from a byte budget, or from a
      * fraction of free memory (GPU: 0.9 by default, of what weights and
      * activations leave; CPU: 0.5 of what is available). */
@@ -615,8 +616,9 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     llmrt_runtime_get_stats(e->rt, &st);
     uint64_t kv_bytes = 0;
     llmrt_engine_memory(e->engine, NULL, NULL, &kv_bytes);
-    fprintf(stderr, "llmrt serve: KV cache: %d blocks of %d tokens (%.1f MiB; %s; %s)\n", st.kv_total_blocks,
-            st.kv_block_size, kv_bytes / 1048576.0, o->kv_cache_memory > 0 ? "--kv-cache-memory" : "the backend's default",
+    fprintf(stderr, "llmrt serve: %s backend; KV cache: %d blocks of %d tokens (%.1f MiB; %s; %s)\n",
+            llmrt_engine_backend(e->engine), st.kv_total_blocks, st.kv_block_size, kv_bytes / 1048576.0,
+            o->kv_cache_memory > 0 ? "--kv-cache-memory" : "the backend's default",
             llmrt_dtype_name(llmrt_engine_kv_cache_dtype(e->engine)));
     e->snapshot.stats = st;
     e->max_concurrent = o->max_concurrent > 0 ? o->max_concurrent : 256;

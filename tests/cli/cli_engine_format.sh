@@ -14,7 +14,8 @@ case_dir=$src/tests/golden/cases/llama_f32
 expect 0 "" -- "$llmrt" build --model "$case_dir" --output "$tmp/fresh.engine" --max-seq-len 64 --max-batch 4 --max-num-tokens 64 --quiet
 for kept in "$src"/tests/cli/data/engine_format_v*.engine; do
   v=${kept##*_v}; v=${v%.engine}
-  expect 0 "format v$v, cpu backend" -- "$llmrt" inspect "$kept"
+  expect 0 "(format v$v)" -- "$llmrt" inspect "$kept"
+  expect 0 "built for cpu; runs on cpu, cuda" -- "$llmrt" inspect "$kept"
   expect 0 "checksums     header, sections and weights verified" -- "$llmrt" inspect "$kept"
   for prompt in 5,6,7 1,2,3,4,5,6,7,8,9; do
     want=$("$llmrt" run --engine "$tmp/fresh.engine" --prompt-ids $prompt --max-tokens 12 --ignore-eos --json 2>&1)

@@ -1,11 +1,12 @@
 /* Fuzz target: the command line's option parsing (tools/cli_args.c), driven
  * the way the subcommands drive it. The input is split at NUL bytes into
  * arguments; options are taken from a table of every kind the subcommands
- * use (flags, strings, ranged integers and numbers, id lists, "--opt=value"
- * spellings). Whatever the arguments, a value handed back lies in its range
- * and a refusal sets `failed` (with its message on stderr). The same bytes
- * also check the UTF-8 policy of --prompt/--text (cli_utf8_invalid_at)
- * against the tokenizer's own validator and the fuzz oracle. */
+ * use (flags, strings, ranged integers and numbers, id lists, --backend,
+ * "--opt=value" spellings). Whatever the arguments, a value handed back
+ * lies in its range and a refusal sets `failed` (with its message on
+ * stderr). The same bytes also check the UTF-8 policy of --prompt/--text
+ * (cli_utf8_invalid_at) against the tokenizer's own validator and the fuzz
+ * oracle. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 int tok_utf8_valid(const char *s, size_t len); /* src/tokenizer/unicode.c */
 
-typedef enum { FLAG, VALUE, INT, FLOAT, LIST } option_kind;
+typedef enum { FLAG, VALUE, INT, FLOAT, LIST, BACKEND } option_kind;
 typedef struct option {
     const char *name;
     option_kind kind;
@@ -30,6 +31,7 @@ static const option options[] = {
     {"--threads", INT, 1, 1024},      {"--beams", INT, 1, 64},
     {"--temperature", FLOAT, 0, 100}, {"--top-p", FLOAT, 0, 1},
     {"--rate", FLOAT, 0, 1e9},        {"--prompt-ids", LIST, 0, 0},
+    {"--backend", BACKEND, 0, 0},
 };
 
 enum { MAX_ARGS = 64 };
@@ -99,6 +101,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             else FUZZ_CHECK(a.failed || !v, "%s refused without a failure", name);
             free(ids);
             break;
+        case BACKEND: {
+            const char *backend = NULL;
+            FUZZ_CHECK(cli_engine_backend(&a, name, &backend), "--backend not taken");
+            FUZZ_CHECK(a.failed || (backend && (strcmp(backend, "cpu") == 0 || strcmp(backend, "cuda") == 0)),
+                       "--backend gave '%s' without a failure", backend ? backend : "(nothing)");
+            break;
+        }
         }
         if (a.failed) break;
     }

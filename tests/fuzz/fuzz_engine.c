@@ -3,7 +3,8 @@
  * that drives mutations into the metadata JSON, the plan decoder and the
  * plan verifier. Whatever opens must also run: a forward step on the CPU
  * backend must either succeed or fail with a message, never read outside
- * its buffers (the sanitizer build checks that). */
+ * its buffers (the sanitizer build checks that). A plan built for another
+ * backend is retargeted to the CPU first, as loading it there does. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <xxhash.h>
 
 #include "backends/backend.h"
+#include "compiler/retarget.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
 
@@ -39,9 +41,13 @@ static void reseal(uint8_t *data, size_t size) {
     put_u64(data + 24, XXH3_64bits(data, LLMRT_ENGINE_HEADER_BYTES));
 }
 
-static void exercise(const llmrt_engine_image *img) {
+static void exercise(llmrt_engine_image *img) {
     const llmrt_plan *plan = img->plan;
-    if (strcmp(img->backend, "cpu") != 0 || plan->max_num_tokens < 3 || plan->max_seq_len > 4096) return;
+    if (strcmp(img->backend, "cpu") != 0 && llmrt_plan_retarget(img->plan, "cpu") != LLMRT_OK) {
+        if (llmrt_last_error()[0] == '\0') abort();
+        return;
+    }
+    if (plan->max_num_tokens < 3 || plan->max_seq_len > 4096) return;
     /* keep the fuzzer's allocations bounded */
     if (plan->arena_bytes > (64u << 20) || plan->kv_heads * plan->head_dim > 4096 || plan->num_kv_layers > 64) return;
     llmrt_backend_config config = {.num_threads = 1, .kv_block_size = 16, .kv_num_blocks = 4};

@@ -4,7 +4,8 @@
 # opset 13 and 17, and a decoder of the remaining supported ops) are run by onnxruntime-node (ort_reference.mjs) and by
 # llmrt engines built with `build --onnx`; the prompt's logits must agree
 # within 1e-4 relative and the greedy tokens exactly, with the fusions on and
-# off, prompts prefilled in chunks and several requests batched in flight.
+# off, prompts prefilled in chunks and several requests batched in flight;
+# a bf16 engine built for cuda, run on the cpu, matches the cpu build.
 # The build's report must show every attention recognised. When the exports
 # of tests/onnx/export_llama.py are in tests/onnx/data/, the same checks run
 # on them, and their engines must match the native build of the checkpoint
@@ -80,6 +81,22 @@ check_model ops "attention×2 → paged attention (2 with RoPE on q and k), past
 grep -q "^source .*(ONNX opset 17: attention×2 recognised, 2 with RoPE; past KV inputs replaced by the paged cache)" \
   "$tmp/inspect.txt" && grep -q "^ops .* attention×2 " "$tmp/inspect.txt" ||
   bad "inspect does not show what the import recognised: $(cat "$tmp/inspect.txt")"
+
+# Any engine runs on either backend: an imported graph built for cuda with
+# bf16 weights and run with --backend cpu gives the cpu build's tokens and
+# logits, byte for byte.
+for m in llama_past gpt ops; do
+  for b in cpu cuda; do
+    "$llmrt" build --onnx "$tmp/$m.onnx" --backend $b --dtype bf16 --output "$tmp/$m.$b.engine" --quiet ||
+      bad "$m: build --backend $b"
+  done
+  for b in cpu cuda; do
+    "$llmrt" run --engine "$tmp/$m.$b.engine" --backend cpu --prompt-ids "$prompt" --max-tokens "$steps" --json \
+      --dump-logits "$tmp/$m.$b.npy" >"$tmp/$m.$b.json" 2>"$tmp/$m.log" || bad "$m built for $b: $(cat "$tmp/$m.log")"
+  done
+  cmp -s "$tmp/$m.cpu.json" "$tmp/$m.cuda.json" && cmp -s "$tmp/$m.cpu.npy" "$tmp/$m.cuda.npy" ||
+    bad "$m: built for cuda and run on cpu, not the cpu build's tokens and logits"
+done
 
 # In-flight batching: three prompts at once through the KV-cache graph's
 # engine, each continued as onnxruntime continues it alone.

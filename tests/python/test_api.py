@@ -4,6 +4,7 @@ import gc
 import json
 import os
 import shutil
+import subprocess
 import weakref
 
 import pytest
@@ -135,6 +136,19 @@ def test_builds_a_checkpoint_into_the_cache(engine_path):
         assert again.engine_path == path  # built once
     with LLM(engine_path) as demo:
         assert demo.generate("Once upon a time", params)[0].token_ids == got.token_ids
+
+
+def test_backend_at_load(llm, tmp_path):
+    """An engine built for CUDA runs on the CPU with backend="cpu": the CPU build's tokens."""
+    cuda_engine = str(tmp_path / "demo-cuda.engine")
+    subprocess.run([os.environ.get("LLMRT_CLI", "llmrt"), "build", "--model", os.path.join(REPO, "models", "demo"),
+                    "--backend", "cuda", "--max-seq-len", "256", "--output", cuda_engine, "--quiet"], check=True)
+    params = SamplingParams(max_tokens=8)
+    with LLM(cuda_engine, backend="cpu", kv_cache_bytes=8 << 20) as other:
+        assert other.backend == "cpu"
+        assert other.generate("In the beginning", params)[0].token_ids == \
+            llm.generate("In the beginning", params)[0].token_ids
+    assert llm.backend == "cpu"
 
 
 def test_builds_a_quantized_engine():
