@@ -238,7 +238,12 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
         double tolerance = v->tolerance;
         json_t *baseline = v->hf_baseline ? json_object_get(json_object_get(prompt, "hf_half_rel_l2"), v->hf_baseline)
                                           : NULL;
-        if (baseline && 1.5 * json_number_value(baseline) > tolerance) tolerance = 1.5 * json_number_value(baseline);
+        /* The unfused plan rounds every intermediate of a norm, soft-cap
+         * and activation to 16 bits, where HF's modules (and the fused
+         * kernels) keep them in fp32: it is held to 2.5 × HF's error. */
+        const double hf_factor = v->disabled_passes && v->dtype != LLMRT_DTYPE_INVALID ? 2.5 : 1.5;
+        if (baseline && hf_factor * json_number_value(baseline) > tolerance)
+            tolerance = hf_factor * json_number_value(baseline);
         /* A 16-bit checkpoint on the GPU computes in 16 bits: the 8-bit
          * cache's error comes on top of that engine's own */
         const char *ckpt_dtype = json_string_value(json_object_get(golden, "dtype"));
