@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# FP8 against bf16 on one GPU, side by side in one run: a LLaMA-shaped model
-# (CONFIG, default LLaMA-2-7B) with random weights, built three ways — bf16,
-# --quant fp8, and --quant fp8 --kv-cache fp8 — then batch-1 decode and
+# Quantized modes against bf16 on one GPU, side by side in one run: a
+# LLaMA-shaped model (CONFIG, default LLaMA-2-7B) with random weights, built
+# in each of MODES — bf16, fp8 (--quant fp8), fp8kv (--quant fp8 --kv-cache
+# fp8), int8wo, int4wo (--quant int8-wo / int4-wo) — then batch-1 decode and
 # 128 / 128 throughput for each. The batch-1 floor is the bytes one token
-# reads (the linears' weights at 2 or 1 bytes, the LM head at 2, one
+# reads (the linears' weights at their bytes a weight, the LM head at 2, one
 # embedding row) over BW_GBS, the measured copy bandwidth (pass it from
 # bench_cuda_kernels' "copy D2D" line; default 3350, the H100 SXM figure).
 #
@@ -22,6 +23,8 @@ for mode in $modes; do
     bf16) extra=() ;;
     fp8) extra=(--quant fp8) ;;
     fp8kv) extra=(--quant fp8 --kv-cache fp8) ;;
+    int8wo) extra=(--quant int8-wo) ;;
+    int4wo) extra=(--quant int4-wo) ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
   [ -f "$engine" ] || "$llmrt" build --config "$config" --random-weights --backend cuda --dtype bf16 \
@@ -50,7 +53,9 @@ def load(path):
 print(f"\n{'mode':8} {'floor ms':>9} {'TPOT p50':>9} {'/floor':>7}" + "".join(f" {'tok/s c' + c:>12}" for c in conc))
 base = {}
 for m in modes:
-    wbytes = linear * (1 if m.startswith("fp8") else 2) + 2 * v * h + 2 * h
+    # int4-wo g128: half a byte a weight plus an f16 scale and a u8 zero a group
+    per = {"int8wo": 1.0, "int4wo": 0.5 + 3 / 128}.get(m, 1.0 if m.startswith("fp8") else 2.0)
+    wbytes = linear * per + 2 * v * h + 2 * h
     floor = wbytes / bw * 1e3
     b1 = load(f"{out}/{m}_b1.json")
     tpot = b1["tpot_ms"]["p50"] if b1 else float("nan")
