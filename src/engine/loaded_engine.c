@@ -5,6 +5,7 @@
  * memory). */
 #include "engine/loaded_engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,42 @@ static llmrt_status retarget(llmrt_engine_image *img, const char *path, const ch
     llmrt_status s = llmrt_plan_retarget(img->plan, target);
     if (s != LLMRT_OK) llmrt_error_context(s, "%s: built for %s, cannot run on %s", path, img->backend, target);
     return s;
+}
+
+/* Every rank of a split engine says whether it loaded, and on which
+ * backend, before any starts its backend: a rank that cannot load (or would
+ * run on another backend) fails every rank at once, naming it, where rank 0
+ * would otherwise wait on it until the communicator's timeout. */
+typedef struct rank_load {
+    int32_t status;
+    char backend[16];
+    char message[236];
+} rank_load;
+
+static llmrt_status agree_on_load(llmrt_comm *comm, llmrt_status s, const char *target) {
+    rank_load mine = {.status = (int32_t)s};
+    snprintf(mine.backend, sizeof mine.backend, "%s", target ? target : "");
+    if (s != LLMRT_OK) snprintf(mine.message, sizeof mine.message, "%s", llmrt_last_error());
+    rank_load *all = calloc((size_t)comm->size, sizeof *all);
+    if (!all) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    llmrt_status g = llmrt_comm_all_gather(comm, &mine, all, (int64_t)(sizeof mine / sizeof(int32_t)), LLMRT_DTYPE_I32);
+    if (s != LLMRT_OK) { /* this rank's own error says most */
+        free(all);
+        return s;
+    }
+    for (int32_t r = 0; g == LLMRT_OK && r < comm->size; r++) {
+        all[r].backend[sizeof all[r].backend - 1] = all[r].message[sizeof all[r].message - 1] = '\0';
+        if (all[r].backend[0] && all[0].backend[0] && strcmp(all[r].backend, all[0].backend) != 0)
+            g = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
+                            "rank %d would run on %s but rank 0 runs on %s: give every rank the same backend", (int)r,
+                            all[r].backend, all[0].backend);
+    }
+    for (int32_t r = 0; g == LLMRT_OK && r < comm->size; r++)
+        if (all[r].status != LLMRT_OK)
+            g = llmrt_error((llmrt_status)all[r].status, "rank %d of %d could not load: %s", (int)r, (int)comm->size,
+                            all[r].message);
+    free(all);
+    return g;
 }
 
 llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_options *options, llmrt_engine **out) {
@@ -95,6 +132,7 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         for (int32_t i = 0; s == LLMRT_OK && i < e->blocks_per_seq; i++) e->block_table[i] = i;
     }
+    if (e->comm && e->comm->size > 1) s = agree_on_load(e->comm, s, target);
     if (s == LLMRT_OK) {
         llmrt_backend_config config = {
             .num_threads = options->num_threads,

@@ -16,6 +16,17 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$llmrt" build --model "$cases/qwen2_f32" --output "$tmp/tp2.engine" --tp 2 --quiet || { echo "FAIL: build"; exit 1; }
 
+# a rank that cannot load (its shard is damaged) fails every rank at once,
+# naming it, instead of leaving rank 0 waiting until the collective timeout
+cp "$tmp/tp2.engine.rank1" "$tmp/rank1.good"
+head -c 4096 "$tmp/rank1.good" > "$tmp/tp2.engine.rank1"
+start=$(date +%s)
+out=$(timeout 50 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/tp2.engine" --prompt-ids 1,2 --max-tokens 2 2>&1)
+rc=$? elapsed=$(( $(date +%s) - start ))
+grep -q "rank 1 of 2 could not load" <<<"$out" && [ "$rc" -ne 0 ] && [ "$elapsed" -lt 20 ] ||
+    { echo "FAIL: a damaged rank-1 shard (exit $rc after ${elapsed}s): $out"; exit 1; }
+cp "$tmp/rank1.good" "$tmp/tp2.engine.rank1"
+
 # a bench long enough to be mid-run when rank 1 dies
 "$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/tp2.engine" --input-len 16 --output-len 64 --concurrency 4 \
     --requests 16000000 >"$tmp/out" 2>&1 &
