@@ -403,7 +403,8 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
     if (p->num_heads <= 0 || p->num_kv_heads <= 0 || p->head_dim <= 0 || p->num_heads % p->num_kv_heads != 0 ||
         p->rotary_dim < 0 || p->rotary_dim > p->head_dim || p->rotary_dim % 2 != 0)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "attention: bad head configuration");
-    if (p->alibi_first_head < 0 || (p->alibi_total_heads != 0 && p->alibi_first_head + p->num_heads > p->alibi_total_heads))
+    if (p->alibi_first_head < 0 ||
+        (p->alibi_total_heads != 0 && p->alibi_first_head + p->num_heads > p->alibi_total_heads))
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "attention: heads %d.. of %d ALiBi heads",
                                 (int)p->alibi_first_head, (int)p->alibi_total_heads);
     if (p->sliding_window < 0 || !(p->logit_softcap >= 0.0f) || !(p->alibi_max_bias >= 0.0f))

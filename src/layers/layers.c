@@ -251,7 +251,8 @@ static int split_heads(llmrt_graph *g, const llmrt_attention_layer_params *p, he
 static llmrt_value fused_qkv(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *p,
                              const llmrt_attention_layer_names *names, const head_split *s) {
     const int64_t D = p->head_dim, H = p->num_heads, KV = p->num_kv_heads, out = (H + 2 * KV) * D;
-    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, names->qkv, p->hidden, out, p->qkv_bias, names->conv1d_layout);
+    if (!tensor_parallel(g))
+        return llmrt_linear_layer(g, x, names->qkv, p->hidden, out, p->qkv_bias, names->conv1d_layout);
     int64_t segments[3][2];
     int32_t count = 3;
     if (names->qkv_per_head) { /* kv_heads = heads: the rank's heads are one run of rows */
@@ -351,8 +352,8 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
 static int split_intermediate(llmrt_graph *g, const llmrt_mlp_layer_params *p) {
     if (!tensor_parallel(g) || p->intermediate % g->tp_size == 0) return 1;
     llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
-                     "tensor parallelism over %d ranks: the MLP's intermediate size %lld does not split", (int)g->tp_size,
-                     (long long)p->intermediate);
+                     "tensor parallelism over %d ranks: the MLP's intermediate size %lld does not split",
+                     (int)g->tp_size, (long long)p->intermediate);
     return 0;
 }
 

@@ -89,7 +89,8 @@ __global__ void __launch_bounds__(VAR_THREADS) attention_variant_kernel(T *out, 
         lo = first + (int)blockIdx.z * per;
         hi = lo + per < hi ? lo + per : hi; // lo ≥ hi: an empty part
     }
-    const float slope = a.alibi_max_bias > 0.0f ? alibi_slope(h + a.alibi_first_head, a.alibi_total_heads, a.alibi_max_bias) : 0.0f;
+    const float slope =
+        a.alibi_max_bias > 0.0f ? alibi_slope(h + a.alibi_first_head, a.alibi_total_heads, a.alibi_max_bias) : 0.0f;
     const int32_t *table = a.block_tables + (int64_t)seq * a.block_table_stride;
     float running_max = -INFINITY, normaliser = 0.0f;
     __syncthreads();
