@@ -201,9 +201,11 @@ llmrt_status llmrt_engine_describe_on(const char *path, const char *backend, cha
     if (tp_size > 1) {
         append(&t, "parallel      tensor-parallel rank %d of %d (one engine file per rank: FILE, FILE.rank1, ...)\n",
                tp_rank, tp_size);
+        /* fewer kv heads than ranks: each rank keeps a copy of one */
+        const int32_t kv_per_rank = c->num_kv_heads >= tp_size ? c->num_kv_heads / tp_size : 1;
         append(&t, "              per rank: %d of %d query heads, %d of %d kv heads, %d of %d MLP columns, "
                    "%d of %d vocab rows of the embedding and LM head\n",
-               c->num_heads / tp_size, c->num_heads, c->num_kv_heads / tp_size, c->num_kv_heads,
+               c->num_heads / tp_size, c->num_heads, kv_per_rank, c->num_kv_heads,
                c->intermediate_size / tp_size, c->intermediate_size, c->vocab_size / tp_size, c->vocab_size);
         append(&t, "              collectives per step: all_reduce×%d (embedding, o_proj, down_proj), all_gather×%d "
                    "(logits)\n",

@@ -356,17 +356,22 @@ static llmrt_status bind_smoothed(binder *b, const llmrt_graph *g, llmrt_value v
 }
 
 /* A tensor-parallel shard (llmrt_weight_shard: iattr[4] = axis + 1,
- * iattr[5] = index, iattr[6] = count): the full tensor is bound as for one
- * rank, then this rank's part copied out, so every rank's bytes are a
- * TP=1 engine's, random weights included. */
+ * iattr[5] = index, iattr[6] = count; llmrt_weight_segments adds the full
+ * size along the axis in iattr[7] and the pieces it takes): the full tensor
+ * is bound as for one rank, then this rank's pieces copied out, so every
+ * rank's bytes are a TP=1 engine's, random weights included. */
 static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch) {
     const int32_t axis = (int32_t)w->iattr[4] - 1, index = (int32_t)w->iattr[5], count = (int32_t)w->iattr[6];
     if (llmrt_dtype_is_packed(w->dtype) || w->ndim < 1 || w->ndim > 2 || axis >= w->ndim)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "weight %s: tensor-parallel shards of %s weights", w->name,
                            llmrt_dtype_name(w->dtype));
+    int64_t one[1][2] = {{index * w->dims[axis], w->dims[axis]}};
+    const int64_t(*segments)[2] = w->num_segments ? w->segments : one;
+    const int32_t num_segments = w->num_segments ? w->num_segments : 1;
     llmrt_node full = *w;
-    full.dims[axis] *= count;
-    full.iattr[4] = full.iattr[5] = full.iattr[6] = 0;
+    full.dims[axis] = w->num_segments ? w->iattr[7] : w->dims[axis] * count;
+    full.iattr[4] = full.iattr[5] = full.iattr[6] = full.iattr[7] = 0;
+    full.num_segments = 0;
     llmrt_plan_weight whole = *pw;
     whole.nbytes = llmrt_node_bytes(&full, 0, 0);
     whole.owned_data = malloc(whole.nbytes ? whole.nbytes : 1);
@@ -375,18 +380,32 @@ static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight
                               ? bind_random(b, &full, &whole)
                               : bind_tensor(b->checkpoint, b->family, &full, whole.owned_data, scratch, &b->progress);
     if (status == LLMRT_OK) {
+        /* the tensor seen as [outer, axis, inner]: each piece is `inner`-long
+         * runs in each of the outer rows */
         const size_t elem = llmrt_dtype_size(w->dtype);
-        const int64_t rows = w->ndim == 2 ? w->dims[0] : 1, cols = w->ndim == 2 ? w->dims[1] : w->dims[0];
-        const int64_t full_cols = w->ndim == 2 ? full.dims[1] : full.dims[0];
-        const int64_t row0 = axis == 0 && w->ndim == 2 ? index * rows : 0;
-        const int64_t col0 = axis == w->ndim - 1 ? index * cols : 0;
-        for (int64_t r = 0; r < rows; r++)
-            memcpy((uint8_t *)pw->owned_data + (size_t)(r * cols) * elem,
-                   (const uint8_t *)whole.owned_data + (size_t)((row0 + r) * full_cols + col0) * elem,
-                   (size_t)cols * elem);
+        const int64_t outer = w->ndim == 2 && axis == 1 ? w->dims[0] : 1;
+        const int64_t inner = w->ndim == 2 && axis == 0 ? w->dims[1] : 1;
+        const uint8_t *src = whole.owned_data;
+        uint8_t *dst = pw->owned_data;
+        for (int64_t o = 0; o < outer; o++)
+            for (int32_t i = 0; i < num_segments; i++) {
+                const size_t bytes = (size_t)(segments[i][1] * inner) * elem;
+                memcpy(dst, src + (size_t)((o * full.dims[axis] + segments[i][0]) * inner) * elem, bytes);
+                dst += bytes;
+            }
     }
     free(whole.owned_data);
     return status;
+}
+
+/* A shard's slot name: "<name>#tp<index>/<count>:<axis>", then its pieces
+ * "@<offset>+<length>" (two shards of one tensor must not share a slot). */
+static void shard_slot_name(char *name, size_t size, const llmrt_node *n) {
+    int used = snprintf(name, size, "%s%s#tp%d/%d:%d", n->name, n->iattr[0] ? "#transposed" : "", (int)n->iattr[5],
+                        (int)n->iattr[6], (int)n->iattr[4] - 1);
+    for (int32_t i = 0; i < n->num_segments && used > 0 && (size_t)used < size; i++)
+        used += snprintf(name + used, size - (size_t)used, "@%lld+%lld", (long long)n->segments[i][0],
+                         (long long)n->segments[i][1]);
 }
 
 /* Gives every weight and constant a slot in the plan's weight table. Weights
@@ -407,11 +426,9 @@ static llmrt_status bind_weights(llmrt_plan *plan, binder *b) {
     for (int32_t i = 0; i < g->num_nodes && status == LLMRT_OK; i++) {
         llmrt_node *n = &g->nodes[i];
         if (n->op != LLMRT_OP_WEIGHT && n->op != LLMRT_OP_CONSTANT) continue;
-        char name[300];
+        char name[400];
         if (n->op == LLMRT_OP_CONSTANT) snprintf(name, sizeof name, "const.%d.%s", i, n->name);
-        else if (n->iattr[6] > 1) /* a shard: "<name>#tp<index>/<count>:<axis>" */
-            snprintf(name, sizeof name, "%s%s#tp%d/%d:%d", n->name, n->iattr[0] ? "#transposed" : "",
-                     (int)n->iattr[5], (int)n->iattr[6], (int)n->iattr[4] - 1);
+        else if (n->iattr[6] > 1) shard_slot_name(name, sizeof name, n);
         else snprintf(name, sizeof name, "%s%s", n->name, n->iattr[0] ? "#transposed" : "");
         int32_t slot = llmrt_plan_find_weight(plan, name);
         if (slot >= 0 && (plan->weights[slot].dtype != n->dtype || plan->weights[slot].nbytes != llmrt_node_bytes(n, 0, 0))) {

@@ -70,6 +70,8 @@ llmrt_status llmrt_pass_weight_layout(llmrt_graph *g, llmrt_pass_context *ctx) {
         int64_t rows = w->dims[0];
         w->dims[0] = w->dims[1];
         w->dims[1] = rows;
+        /* a shard's split axis turns with it (iattr[4] = axis + 1) */
+        if (w->iattr[4] > 0) w->iattr[4] = 3 - w->iattr[4];
         n->iattr[0] = 1;
         ctx->rewrites++;
     }

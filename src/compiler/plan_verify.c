@@ -105,7 +105,8 @@ llmrt_value llmrt_plan_replay_node(llmrt_graph *s, const llmrt_node *n) {
             .layer = (int32_t)n->iattr[0], .num_heads = (int32_t)n->iattr[1], .num_kv_heads = (int32_t)n->iattr[2],
             .head_dim = (int32_t)n->iattr[3], .rotary_dim = (int32_t)n->iattr[4], .rope_neox = (int32_t)n->iattr[5],
             .scale = n->fattr[0], .sliding_window = (int32_t)n->iattr[7], .logit_softcap = n->fattr[1],
-            .alibi_max_bias = n->fattr[2], .non_causal = (int32_t)n->iattr[LLMRT_ATTENTION_NON_CAUSAL]};
+            .alibi_max_bias = n->fattr[2], .alibi_first_head = (int32_t)n->fattr[3],
+            .alibi_total_heads = (int32_t)n->fattr[4], .non_causal = (int32_t)n->iattr[LLMRT_ATTENTION_NON_CAUSAL]};
         if (n->num_inputs != (p.rotary_dim > 0 ? 4 : 3)) return llmrt_graph_fail(s, LLMRT_ERR_FORMAT, "inputs");
         return llmrt_attention(s, in[0], in[1], in[2], n->num_inputs > 3 ? in[3] : LLMRT_NO_VALUE, &p);
     }

@@ -403,6 +403,10 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
     if (p->num_heads <= 0 || p->num_kv_heads <= 0 || p->head_dim <= 0 || p->num_heads % p->num_kv_heads != 0 ||
         p->rotary_dim < 0 || p->rotary_dim > p->head_dim || p->rotary_dim % 2 != 0)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "attention: bad head configuration");
+    if (p->alibi_first_head < 0 ||
+        (p->alibi_total_heads != 0 && p->alibi_first_head + p->num_heads > p->alibi_total_heads))
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT, "attention: heads %d.. of %d ALiBi heads",
+                                (int)p->alibi_first_head, (int)p->alibi_total_heads);
     if (p->sliding_window < 0 || !(p->logit_softcap >= 0.0f) || !(p->alibi_max_bias >= 0.0f))
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
                                 "attention: sliding_window %d, logit_softcap %g, alibi_max_bias %g must be >= 0",
@@ -437,6 +441,8 @@ llmrt_value llmrt_attention(llmrt_graph *g, llmrt_value q, llmrt_value k, llmrt_
         n->iattr[7] = p->sliding_window;
         n->fattr[1] = p->logit_softcap;
         n->fattr[2] = p->alibi_max_bias;
+        n->fattr[3] = (float)p->alibi_first_head;
+        n->fattr[4] = (float)p->alibi_total_heads;
     }
     return out;
 }
@@ -523,6 +529,36 @@ llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, c
         g->nodes[w].iattr[4] = axis + 1;
         g->nodes[w].iattr[5] = index;
         g->nodes[w].iattr[6] = count;
+    }
+    return w;
+}
+
+llmrt_value llmrt_weight_segments(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
+                                  int32_t axis, const int64_t (*segments)[2], int32_t num_segments, int32_t rank,
+                                  int32_t ranks) {
+    if (g->status != LLMRT_OK) return LLMRT_NO_VALUE;
+    int64_t width = 0;
+    int ok = ndim >= 1 && ndim <= 2 && axis >= 0 && axis < ndim && num_segments >= 1 &&
+             num_segments <= LLMRT_GRAPH_MAX_SEGMENTS && ranks > 1 && rank >= 0 && rank < ranks;
+    for (int32_t i = 0; ok && i < num_segments; i++) {
+        ok = segments[i][0] >= 0 && segments[i][1] > 0 && segments[i][0] + segments[i][1] <= full_dims[axis];
+        width += segments[i][1];
+    }
+    if (!ok)
+        return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
+                                "weight %s: %d pieces along axis %d are not a tensor-parallel shard of rank %d of %d",
+                                name, (int)num_segments, (int)axis, (int)rank, (int)ranks);
+    int64_t dims[2] = {full_dims[0], ndim == 2 ? full_dims[1] : 0};
+    dims[axis] = width;
+    llmrt_value w = llmrt_weight(g, name, ndim, dims);
+    if (w != LLMRT_NO_VALUE) {
+        llmrt_node *n = &g->nodes[w];
+        n->iattr[4] = axis + 1; /* as llmrt_weight_shard's, so "a shard" reads alike */
+        n->iattr[5] = rank;
+        n->iattr[6] = ranks;
+        n->iattr[7] = full_dims[axis];
+        n->num_segments = num_segments;
+        memcpy(n->segments, segments, (size_t)num_segments * sizeof *segments);
     }
     return w;
 }

@@ -25,6 +25,7 @@ enum {
     LLMRT_GRAPH_MAX_DIMS = 6,
     LLMRT_GRAPH_MAX_INPUTS = 6,
     LLMRT_GRAPH_MAX_ATTRS = 8,
+    LLMRT_GRAPH_MAX_SEGMENTS = 4,
 };
 
 /* Symbolic dims. A dim d < 0 means "this symbol"; concrete per step. */
@@ -52,6 +53,11 @@ typedef struct llmrt_node {
     int32_t is_output;    /* kept alive to the end (the logits) */
     void *plugin_params;  /* owned: an LLMRT_OP_PLUGIN node's parameter blob (NULL if empty) */
     int64_t plugin_params_size;
+    /* a tensor-parallel shard made of pieces of its checkpoint tensor
+     * (llmrt_weight_segments): (offset, length) along the split axis, in
+     * order; none for an equal split (llmrt_weight_shard) */
+    int32_t num_segments;
+    int64_t segments[LLMRT_GRAPH_MAX_SEGMENTS][2];
 } llmrt_node;
 
 typedef struct llmrt_graph {
@@ -149,6 +155,10 @@ typedef struct llmrt_attention_params {
     int32_t sliding_window; /* iattr[7] */
     float logit_softcap;    /* fattr[1] */
     float alibi_max_bias;   /* fattr[2]: 8 for BLOOM and MPT's default */
+    /* Under tensor parallelism a rank holds heads [alibi_first_head,
+     * alibi_first_head + num_heads) of alibi_total_heads, whose slopes its
+     * heads take (fattr[3], fattr[4]; 0, 0: the heads are all there are) */
+    int32_t alibi_first_head, alibi_total_heads;
     int32_t non_causal;     /* iattr[6]; 1: each token attends to its whole sequence (encoders);
                                the sequence must come whole in one step */
 } llmrt_attention_params;
@@ -212,6 +222,16 @@ llmrt_value llmrt_recv(llmrt_graph *g, llmrt_value after, llmrt_dtype dtype, int
  * Binding slices the full tensor. */
 llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
                                int32_t axis, int32_t index, int32_t count);
+
+/* A weight that is this rank's shard of checkpoint tensor `name` (full
+ * shape full_dims) made of num_segments pieces of it along `axis`, each
+ * segments[i] = {offset, length}, laid one after another: a fused
+ * projection's rows of this rank's query heads, then of its key and value
+ * heads (Megatron's split of [q | k | v]). rank, ranks: which shard it is.
+ * Binding copies the pieces out of the full tensor. */
+llmrt_value llmrt_weight_segments(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
+                                  int32_t axis, const int64_t (*segments)[2], int32_t num_segments, int32_t rank,
+                                  int32_t ranks);
 
 /* Names the graph's output (the logits). */
 void llmrt_graph_mark_output(llmrt_graph *g, llmrt_value v);

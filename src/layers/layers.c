@@ -21,28 +21,60 @@ llmrt_value llmrt_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix
 
 static int tensor_parallel(const llmrt_graph *g) { return g->tp_size > 1; }
 
-llmrt_value llmrt_column_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
-                                      int has_bias) {
-    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, in, out, has_bias, 0);
+/* Column- and row-parallel linears of either weight layout: nn.Linear's
+ * [out, in] or, conv1d_layout, GPT-2 Conv1D's [in, out] (its columns are the
+ * outputs, so the split axes swap). */
+static llmrt_value column_linear(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                 int has_bias, int conv1d_layout) {
+    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, in, out, has_bias, conv1d_layout);
     char name[256];
-    int64_t dims[2] = {out, in};
-    llmrt_value w = llmrt_weight_shard(g, join(name, sizeof name, prefix, "weight"), 2, dims, 0, g->tp_rank, g->tp_size);
-    llmrt_value y = llmrt_matmul(g, x, w, 1);
+    int64_t dims[2] = {conv1d_layout ? in : out, conv1d_layout ? out : in};
+    llmrt_value w = llmrt_weight_shard(g, join(name, sizeof name, prefix, "weight"), 2, dims, conv1d_layout ? 1 : 0,
+                                       g->tp_rank, g->tp_size);
+    llmrt_value y = llmrt_matmul(g, x, w, !conv1d_layout);
     if (has_bias)
         y = llmrt_add(g, y, llmrt_weight_shard(g, join(name, sizeof name, prefix, "bias"), 1, &out, 0, g->tp_rank,
                                                g->tp_size));
     return y;
 }
 
-llmrt_value llmrt_row_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
-                                   int has_bias) {
-    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, in, out, has_bias, 0);
+static llmrt_value row_linear(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                              int has_bias, int conv1d_layout) {
+    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, in, out, has_bias, conv1d_layout);
     char name[256];
-    int64_t dims[2] = {out, in};
-    llmrt_value w = llmrt_weight_shard(g, join(name, sizeof name, prefix, "weight"), 2, dims, 1, g->tp_rank, g->tp_size);
-    llmrt_value y = llmrt_all_reduce(g, llmrt_matmul(g, x, w, 1), g->tp_size);
+    int64_t dims[2] = {conv1d_layout ? in : out, conv1d_layout ? out : in};
+    llmrt_value w = llmrt_weight_shard(g, join(name, sizeof name, prefix, "weight"), 2, dims, conv1d_layout ? 0 : 1,
+                                       g->tp_rank, g->tp_size);
+    llmrt_value y = llmrt_all_reduce(g, llmrt_matmul(g, x, w, !conv1d_layout), g->tp_size);
     if (has_bias) y = llmrt_add(g, y, llmrt_weight(g, join(name, sizeof name, prefix, "bias"), 1, &out));
     return y;
+}
+
+/* A column-parallel linear of a fused weight: this rank's outputs are the
+ * pieces `segments` ({offset, length} along the out dim) of "<prefix>.weight"
+ * and its bias. x: [T, in] → [T, Σ lengths] */
+static llmrt_value segments_linear(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                   int has_bias, int conv1d_layout, const int64_t (*segments)[2],
+                                   int32_t num_segments) {
+    char name[256];
+    int64_t dims[2] = {conv1d_layout ? in : out, conv1d_layout ? out : in};
+    llmrt_value w = llmrt_weight_segments(g, join(name, sizeof name, prefix, "weight"), 2, dims, conv1d_layout ? 1 : 0,
+                                          segments, num_segments, g->tp_rank, g->tp_size);
+    llmrt_value y = llmrt_matmul(g, x, w, !conv1d_layout);
+    if (has_bias)
+        y = llmrt_add(g, y, llmrt_weight_segments(g, join(name, sizeof name, prefix, "bias"), 1, &out, 0, segments,
+                                                  num_segments, g->tp_rank, g->tp_size));
+    return y;
+}
+
+llmrt_value llmrt_column_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                      int has_bias) {
+    return column_linear(g, x, prefix, in, out, has_bias, 0);
+}
+
+llmrt_value llmrt_row_linear_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t in, int64_t out,
+                                   int has_bias) {
+    return row_linear(g, x, prefix, in, out, has_bias, 0);
 }
 
 llmrt_value llmrt_lm_head_layer(llmrt_graph *g, llmrt_value x, const char *prefix, int64_t hidden, int64_t vocab) {
@@ -185,82 +217,118 @@ static llmrt_value rope_scaled(llmrt_graph *g, llmrt_value x, int32_t heads, int
     return v;
 }
 
+/* The heads one tensor-parallel rank holds (all of them on one rank):
+ * query heads [q_first, q_first + heads) and key/value heads [kv_first,
+ * kv_first + kv_heads). Megatron's split gives each rank heads/tp query
+ * heads and kv_heads/tp key/value heads, so attention runs with no
+ * exchange; with fewer key/value heads than ranks (MQA, tp a multiple of
+ * kv_heads) each rank keeps the one its query heads read, copies of it on
+ * tp/kv_heads ranks. */
+typedef struct head_split {
+    int32_t heads, kv_heads, q_first, kv_first;
+} head_split;
+
+static int split_heads(llmrt_graph *g, const llmrt_attention_layer_params *p, head_split *s) {
+    const int32_t tp = tensor_parallel(g) ? g->tp_size : 1, rank = tensor_parallel(g) ? g->tp_rank : 0;
+    if (p->num_heads % tp || (p->num_kv_heads % tp && tp % p->num_kv_heads)) {
+        llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
+                         "tensor parallelism over %d ranks: %d query heads and %d key/value heads do not split "
+                         "(each must be a multiple of the ranks, or the ranks a multiple of the key/value heads)",
+                         (int)tp, (int)p->num_heads, (int)p->num_kv_heads);
+        return 0;
+    }
+    s->heads = p->num_heads / tp;
+    s->q_first = rank * s->heads;
+    s->kv_heads = p->num_kv_heads % tp ? 1 : p->num_kv_heads / tp;
+    s->kv_first = (int32_t)((int64_t)rank * p->num_kv_heads / tp);
+    return 1;
+}
+
+/* This rank's part of a fused qkv projection, laid out as the checkpoint's
+ * but with the rank's head counts: [q | k | v] blocks, per head [q, k, v]
+ * (qkv_per_head) or per KV head [query heads, k, v] (qkv_grouped).
+ * x: [T, hidden] → [T, (heads + 2·kv_heads)·D] of the split s */
+static llmrt_value fused_qkv(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *p,
+                             const llmrt_attention_layer_names *names, const head_split *s) {
+    const int64_t D = p->head_dim, H = p->num_heads, KV = p->num_kv_heads, out = (H + 2 * KV) * D;
+    if (!tensor_parallel(g))
+        return llmrt_linear_layer(g, x, names->qkv, p->hidden, out, p->qkv_bias, names->conv1d_layout);
+    int64_t segments[3][2];
+    int32_t count = 3;
+    if (names->qkv_per_head) { /* kv_heads = heads: the rank's heads are one run of rows */
+        segments[0][0] = s->q_first * 3 * D, segments[0][1] = s->heads * 3 * D, count = 1;
+    } else if (names->qkv_grouped) {
+        const int64_t group = H / KV, stride = (group + 2) * D, base = s->kv_first * stride;
+        if (s->heads >= group) { /* whole KV groups: one run of rows */
+            segments[0][0] = base, segments[0][1] = s->kv_heads * stride, count = 1;
+        } else { /* part of one group's query heads, its k and v: [q | k | v] */
+            segments[0][0] = base + (s->q_first - s->kv_first * group) * D, segments[0][1] = s->heads * D;
+            segments[1][0] = base + group * D, segments[1][1] = D;
+            segments[2][0] = base + (group + 1) * D, segments[2][1] = D;
+        }
+    } else {
+        segments[0][0] = s->q_first * D, segments[0][1] = s->heads * D;
+        segments[1][0] = (H + s->kv_first) * D, segments[1][1] = s->kv_heads * D;
+        segments[2][0] = (H + KV + s->kv_first) * D, segments[2][1] = s->kv_heads * D;
+    }
+    return segments_linear(g, x, names->qkv, p->hidden, out, p->qkv_bias, names->conv1d_layout, segments, count);
+}
+
+/* One of separate q/k/v projections: this rank's `heads` heads from `first`
+ * of `total`. x: [T, hidden] → [T, heads·D] */
+static llmrt_value heads_projection(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *p,
+                                    const char *prefix, int conv1d_layout, int32_t first, int32_t heads,
+                                    int32_t total) {
+    const int64_t D = p->head_dim;
+    if (!tensor_parallel(g)) return llmrt_linear_layer(g, x, prefix, p->hidden, total * D, p->qkv_bias, conv1d_layout);
+    const int64_t segment[1][2] = {{first * D, heads * D}};
+    return segments_linear(g, x, prefix, p->hidden, total * D, p->qkv_bias, conv1d_layout, segment, 1);
+}
+
 llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *p,
                                   int32_t layer, const llmrt_attention_layer_names *names, llmrt_value inv_freq) {
-    int64_t hidden = p->hidden;
-    int64_t q_width = (int64_t)p->num_heads * p->head_dim, kv_width = (int64_t)p->num_kv_heads * p->head_dim;
+    head_split s;
+    if (!split_heads(g, p, &s)) return LLMRT_NO_VALUE;
+    /* from here on, this rank's heads (all of them on one rank) */
+    const int64_t q_width = (int64_t)s.heads * p->head_dim, kv_width = (int64_t)s.kv_heads * p->head_dim;
     llmrt_value q, k, v;
-    if (tensor_parallel(g)) {
-        /* Megatron's split: each rank owns heads/tp query heads and their
-         * kv_heads/tp key/value heads, so attention runs with no exchange */
-        if (names->qkv || names->conv1d_layout || p->num_heads % g->tp_size || p->num_kv_heads % g->tp_size)
-            return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
-                                    "tensor parallelism over %d ranks: needs separate q/k/v projections and head "
-                                    "counts (%d query, %d key/value) divisible by it",
-                                    (int)g->tp_size, (int)p->num_heads, (int)p->num_kv_heads);
-        /* ALiBi's slopes and LongRoPE's q/k scale depend on the global head */
-        if (p->alibi_max_bias > 0.0f || (p->rope_scale != 0.0f && p->rope_scale != 1.0f))
-            return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
-                                    "tensor parallelism: ALiBi and LongRoPE attention are not split yet");
-        llmrt_attention_params params = {
-            .layer = layer,
-            .num_heads = p->num_heads / g->tp_size,
-            .num_kv_heads = p->num_kv_heads / g->tp_size,
-            .head_dim = p->head_dim,
-            .rotary_dim = p->rotary_dim,
-            .rope_neox = !p->rope_interleaved,
-            .scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)p->head_dim),
-            .sliding_window = p->sliding_window,
-            .logit_softcap = p->logit_softcap,
-            .non_causal = p->non_causal,
-        };
-        q = llmrt_column_linear_layer(g, x, names->q, hidden, q_width, p->qkv_bias);
-        k = llmrt_column_linear_layer(g, x, names->k, hidden, kv_width, p->qkv_bias);
-        v = llmrt_column_linear_layer(g, x, names->v, hidden, kv_width, p->qkv_bias);
-        if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, params.num_heads, p);
-        if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, params.num_kv_heads, p);
-        llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
-        return llmrt_row_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias);
-    }
     if (names->qkv && names->qkv_per_head) {
         if (p->num_kv_heads != p->num_heads)
             return llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED, "attention: a per-head fused qkv needs kv heads = heads");
-        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, 3 * q_width, p->qkv_bias, names->conv1d_layout);
-        q = per_head_part(g, qkv, p->num_heads, p->head_dim, 0);
-        k = per_head_part(g, qkv, p->num_heads, p->head_dim, 1);
-        v = per_head_part(g, qkv, p->num_heads, p->head_dim, 2);
+        llmrt_value qkv = fused_qkv(g, x, p, names, &s);
+        q = per_head_part(g, qkv, s.heads, p->head_dim, 0);
+        k = per_head_part(g, qkv, s.heads, p->head_dim, 1);
+        v = per_head_part(g, qkv, s.heads, p->head_dim, 2);
     } else if (names->qkv && names->qkv_grouped) {
         /* [T, kv_heads, group + 2, D]: each KV head's query heads, then its k and v */
-        int64_t group = p->num_heads / p->num_kv_heads;
-        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
-                                             names->conv1d_layout);
-        int64_t grouped[4] = {LLMRT_DIM_TOKENS, p->num_kv_heads, group + 2, p->head_dim};
+        int64_t group = s.heads / s.kv_heads;
+        llmrt_value qkv = fused_qkv(g, x, p, names, &s);
+        int64_t grouped[4] = {LLMRT_DIM_TOKENS, s.kv_heads, group + 2, p->head_dim};
         int64_t q_flat[2] = {LLMRT_DIM_TOKENS, q_width}, kv_flat[2] = {LLMRT_DIM_TOKENS, kv_width};
         qkv = llmrt_view(g, qkv, 4, grouped);
         q = llmrt_view(g, llmrt_slice(g, qkv, 2, 0, group), 2, q_flat);
         k = llmrt_view(g, llmrt_slice(g, qkv, 2, group, 1), 2, kv_flat);
         v = llmrt_view(g, llmrt_slice(g, qkv, 2, group + 1, 1), 2, kv_flat);
     } else if (names->qkv) {
-        llmrt_value qkv = llmrt_linear_layer(g, x, names->qkv, hidden, q_width + 2 * kv_width, p->qkv_bias,
-                                             names->conv1d_layout);
+        llmrt_value qkv = fused_qkv(g, x, p, names, &s);
         q = llmrt_slice(g, qkv, 1, 0, q_width);
         k = llmrt_slice(g, qkv, 1, q_width, kv_width);
         v = llmrt_slice(g, qkv, 1, q_width + kv_width, kv_width);
     } else {
-        q = llmrt_linear_layer(g, x, names->q, hidden, q_width, p->qkv_bias, names->conv1d_layout);
-        k = llmrt_linear_layer(g, x, names->k, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
-        v = llmrt_linear_layer(g, x, names->v, hidden, kv_width, p->qkv_bias, names->conv1d_layout);
+        q = heads_projection(g, x, p, names->q, names->conv1d_layout, s.q_first, s.heads, p->num_heads);
+        k = heads_projection(g, x, p, names->k, names->conv1d_layout, s.kv_first, s.kv_heads, p->num_kv_heads);
+        v = heads_projection(g, x, p, names->v, names->conv1d_layout, s.kv_first, s.kv_heads, p->num_kv_heads);
     }
-    if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, p->num_heads, p);
-    if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, p->num_kv_heads, p);
+    if (names->q_norm) q = per_head_rmsnorm(g, q, names->q_norm, s.heads, p);
+    if (names->k_norm) k = per_head_rmsnorm(g, k, names->k_norm, s.kv_heads, p);
     if (p->rope_scale != 0.0f && p->rope_scale != 1.0f) {
-        q = rope_scaled(g, q, p->num_heads, p->head_dim, p->rotary_dim, p->rope_scale);
-        k = rope_scaled(g, k, p->num_kv_heads, p->head_dim, p->rotary_dim, p->rope_scale);
+        q = rope_scaled(g, q, s.heads, p->head_dim, p->rotary_dim, p->rope_scale);
+        k = rope_scaled(g, k, s.kv_heads, p->head_dim, p->rotary_dim, p->rope_scale);
     }
     llmrt_attention_params params = {
         .layer = layer,
-        .num_heads = p->num_heads,
-        .num_kv_heads = p->num_kv_heads,
+        .num_heads = s.heads,
+        .num_kv_heads = s.kv_heads,
         .head_dim = p->head_dim,
         .rotary_dim = p->rotary_dim,
         .rope_neox = !p->rope_interleaved,
@@ -268,16 +336,31 @@ llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_att
         .sliding_window = p->sliding_window,
         .logit_softcap = p->logit_softcap,
         .alibi_max_bias = p->alibi_max_bias,
+        /* ALiBi's slope is the global head's */
+        .alibi_first_head = tensor_parallel(g) ? s.q_first : 0,
+        .alibi_total_heads = tensor_parallel(g) ? p->num_heads : 0,
         .non_causal = p->non_causal,
     };
     llmrt_value attended = llmrt_attention(g, q, k, v, inv_freq, &params);
-    return llmrt_linear_layer(g, attended, names->out, q_width, hidden, p->out_bias, names->conv1d_layout);
+    return row_linear(g, attended, names->out, (int64_t)p->num_heads * p->head_dim, p->hidden, p->out_bias,
+                      names->conv1d_layout);
+}
+
+/* Under tensor parallelism an MLP splits its intermediate width: the
+ * projections into it column-parallel, the one out of it row-parallel, one
+ * all-reduce per MLP. */
+static int split_intermediate(llmrt_graph *g, const llmrt_mlp_layer_params *p) {
+    if (!tensor_parallel(g) || p->intermediate % g->tp_size == 0) return 1;
+    llmrt_graph_fail(g, LLMRT_ERR_UNSUPPORTED,
+                     "tensor parallelism over %d ranks: the MLP's intermediate size %lld does not split",
+                     (int)g->tp_size, (long long)p->intermediate);
+    return 0;
 }
 
 llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p, const char *gate,
                                   const char *up, const char *down) {
+    if (!split_intermediate(g, p)) return LLMRT_NO_VALUE;
     int64_t hidden = p->hidden, inter = p->intermediate;
-    /* gate and up column-parallel, down row-parallel: one all-reduce per MLP */
     llmrt_value gated = llmrt_activation_layer(g, llmrt_column_linear_layer(g, x, gate, hidden, inter, p->bias),
                                                p->activation);
     llmrt_value product = llmrt_mul(g, gated, llmrt_column_linear_layer(g, x, up, hidden, inter, p->bias));
@@ -286,19 +369,29 @@ llmrt_value llmrt_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp
 
 llmrt_value llmrt_fused_gated_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p,
                                         const char *gate_up, const char *down) {
-    int64_t hidden = p->hidden, inter = p->intermediate;
-    llmrt_value both = llmrt_linear_layer(g, x, gate_up, hidden, 2 * inter, p->bias, 0);
-    llmrt_value gated = llmrt_activation_layer(g, llmrt_slice(g, both, 1, 0, inter), p->activation);
-    llmrt_value product = llmrt_mul(g, gated, llmrt_slice(g, both, 1, inter, inter));
-    return llmrt_linear_layer(g, product, down, inter, hidden, p->bias, 0);
+    if (!split_intermediate(g, p)) return LLMRT_NO_VALUE;
+    const int64_t hidden = p->hidden, inter = p->intermediate;
+    int64_t width = inter;
+    llmrt_value both;
+    if (tensor_parallel(g)) { /* this rank's gate rows, then its up rows */
+        width = inter / g->tp_size;
+        const int64_t segments[2][2] = {{g->tp_rank * width, width}, {inter + g->tp_rank * width, width}};
+        both = segments_linear(g, x, gate_up, hidden, 2 * inter, p->bias, 0, segments, 2);
+    } else {
+        both = llmrt_linear_layer(g, x, gate_up, hidden, 2 * inter, p->bias, 0);
+    }
+    llmrt_value gated = llmrt_activation_layer(g, llmrt_slice(g, both, 1, 0, width), p->activation);
+    llmrt_value product = llmrt_mul(g, gated, llmrt_slice(g, both, 1, width, width));
+    return llmrt_row_linear_layer(g, product, down, inter, hidden, p->bias);
 }
 
 llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer_params *p, const char *fc,
                             const char *proj, int conv1d_layout) {
+    if (!split_intermediate(g, p)) return LLMRT_NO_VALUE;
     int64_t hidden = p->hidden, inter = p->intermediate;
-    llmrt_value h = llmrt_activation_layer(g, llmrt_linear_layer(g, x, fc, hidden, inter, p->bias, conv1d_layout),
+    llmrt_value h = llmrt_activation_layer(g, column_linear(g, x, fc, hidden, inter, p->bias, conv1d_layout),
                                            p->activation);
-    return llmrt_linear_layer(g, h, proj, inter, hidden, p->bias, conv1d_layout);
+    return row_linear(g, h, proj, inter, hidden, p->bias, conv1d_layout);
 }
 
 llmrt_value llmrt_moe_layer(llmrt_graph *g, llmrt_value x, const llmrt_moe_layer_params *p,

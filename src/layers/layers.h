@@ -60,7 +60,9 @@ typedef struct llmrt_attention_layer_names {
 } llmrt_attention_layer_names;
 
 /* Self-attention block: projections, the attention plugin op (RoPE inside),
- * output projection. x: [T, hidden] → [T, hidden]. inv_freq may be NO_VALUE. */
+ * output projection. x: [T, hidden] → [T, hidden]. inv_freq may be NO_VALUE.
+ * Under tensor parallelism the rank's heads only (fused qkv: its rows of
+ * them, in the names' layout), the output projection row-parallel. */
 llmrt_value llmrt_attention_layer(llmrt_graph *g, llmrt_value x, const llmrt_attention_layer_params *params,
                                   int32_t layer, const llmrt_attention_layer_names *names, llmrt_value inv_freq);
 

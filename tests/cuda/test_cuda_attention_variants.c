@@ -67,7 +67,8 @@ static void run_case(llmrt_dtype type, int D, int H, int Hkv, int bs, const cpu_
             *dtables = dev_from_bytes(tables, (size_t)num_blocks * 4);
     cuda_attention_batch b = {.num_tokens = T, .num_seqs = SEQS, .positions = dpos, .token_seq = dseq,
                               .block_tables = dtables, .block_table_stride = max_blocks, .block_size = bs};
-    const cuda_attention_variant_params dv = {var->sliding_window, var->logit_softcap, var->alibi_max_bias};
+    const cuda_attention_variant_params dv = {var->sliding_window, var->logit_softcap, var->alibi_max_bias,
+                                             var->alibi_first_head, var->alibi_total_heads};
     const float scale = 0.8f / sqrtf((float)D);
     CUDA_CHECK(cuda_attention_variant(dout, dq, dkc, dvc, type, &b, H, Hkv, D, scale, &dv, 0));
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tensor and pipeline parallelism end to end through the CLI: golden
-# models built with --tp 2, --pp 2 (mpirun -np 2) or both (-np 4) give the
+# models built with --tp 2, --pp 2 (mpirun -np 2), both or --tp 4 (-np 4) give the
 # one-rank engine's prompt logits (fp32, 1e-5 relative per row) and greedy
 # tokens; run --requests, bench and serve work under mpirun too.
 # On CUDA (BACKEND cuda), the two ranks share one GPU through the MPI
@@ -24,17 +24,30 @@ prompt=1,15,27,3,99,4,7,7,7,42,17
 # llama_f32: MHA, untied head; qwen2_f32: GQA (4 query, 2 KV heads), q/k/v bias, tied head;
 # mixtral_f32: attention split, experts replicated (no pipeline stages for MoE yet);
 # qwen3_f32 (per-head q/k norm) and gemma2_f32 (windows, soft-caps, custom
-# scale): attention variants on split heads (their families have no stages)
-for case in llama_f32 qwen2_f32 mixtral_f32 qwen3_f32 gemma2_f32; do
-    splits="tp2 pp2 tp2pp2"
-    case "$case" in mixtral_f32 | qwen3_f32 | gemma2_f32) splits=tp2 ;; esac
+# scale): attention variants on split heads (their families have no stages);
+# mistral_mqa_bf16: one KV head, a copy on each rank.
+# Fused q/k/v, each in its family's row layout: gpt2_f32 (Conv1D, [q | k | v]
+# columns), neox_parallel_f32 (per KV head), falcon_gqa_f32 (per KV group; at
+# TP=4 ranks share a group's KV head), falcon_mqa_bf16 and bigcode_mqa_f32
+# (one KV head), bloom_f32 (per head; 6 heads: ALiBi's non-power-of-two
+# slopes), mpt_alibi_f32 (ALiBi), phi3_f32, glm_f32, chatglm_from_glm_f32
+# ([q | k | v] blocks with GQA, fused gate_up)
+for case in llama_f32 qwen2_f32 mixtral_f32 qwen3_f32 gemma2_f32 mistral_mqa_bf16 gpt2_f32 neox_parallel_f32 \
+            falcon_gqa_f32 falcon_mqa_bf16 bigcode_mqa_f32 bloom_f32 mpt_alibi_f32 phi3_f32 glm_f32 \
+            chatglm_from_glm_f32; do
+    # bf16 checkpoints: on CUDA their activations are bf16 too, past the fp32 tolerance
+    case "$backend:$case" in cuda:*_bf16) continue ;; esac
+    splits=tp2
+    case "$case" in llama_f32 | qwen2_f32) splits="tp2 pp2 tp2pp2" ;; falcon_*) splits="tp2 tp4" ;; esac
     build() { "$llmrt" build --backend "$backend" --model "$cases/$case" --quiet "$@"; }
     build --output "$tmp/$case.tp1.engine" || { echo "FAIL: build $case"; exit 1; }
-    build --output "$tmp/$case.tp2.engine" --tp 2 || { echo "FAIL: build --tp 2 $case"; exit 1; }
-    if [ "$splits" != tp2 ]; then
-        build --output "$tmp/$case.pp2.engine" --pp 2 || { echo "FAIL: build --pp 2 $case"; exit 1; }
-        build --output "$tmp/$case.tp2pp2.engine" --tp 2 --pp 2 || { echo "FAIL: build --tp 2 --pp 2 $case"; exit 1; }
-    fi
+    for split in $splits; do
+        flags=""
+        case "$split" in
+        tp2) flags="--tp 2" ;; tp4) flags="--tp 4" ;; pp2) flags="--pp 2" ;; tp2pp2) flags="--tp 2 --pp 2" ;;
+        esac
+        build --output "$tmp/$case.$split.engine" $flags || { echo "FAIL: build $flags $case"; exit 1; }
+    done
     one=$("$llmrt" run --engine "$tmp/$case.tp1.engine" --prompt-ids $prompt --max-tokens 16 \
           --dump-logits "$tmp/$case.tp1.npy" 2>&1 | tail -1)
     case "$one" in *"no CUDA device"*) echo "$one: skipped"; exit 77 ;; esac
@@ -42,7 +55,7 @@ for case in llama_f32 qwen2_f32 mixtral_f32 qwen3_f32 gemma2_f32; do
     check test -n "$one"
     for split in $splits; do
         ranks=2
-        [ "$split" = tp2pp2 ] && ranks=4
+        case "$split" in tp2pp2 | tp4) ranks=4 ;; esac
         "$here/run_mpi.sh" $ranks "$llmrt" run --engine "$tmp/$case.$split.engine" --prompt-ids $prompt \
             --max-tokens 16 --dump-logits "$tmp/$case.$split.npy" >"$tmp/$case.$split.log" 2>&1
         two=$(tail -1 "$tmp/$case.$split.log")
@@ -102,6 +115,12 @@ check grep -q "pipeline stage 1 of 2: layers 1..1 of 2, the LM head" <<<"$("$llm
 msg=$("$llmrt" build --model "$cases/gpt2_f32" --output "$tmp/gpt2.engine" --pp 2 --quiet 2>&1)
 echo "$msg"
 check grep -q "does not split into pipeline stages" <<<"$msg"
+
+# head counts that do not split name themselves
+msg=$("$llmrt" build --model "$cases/bloom_f32" --output "$tmp/bloom.engine" --tp 4 --quiet 2>&1)
+echo "$msg"
+check grep -q "BloomForCausalLM network: tensor parallelism over 4 ranks" <<<"$msg"
+check grep -q "6 query heads and 6 key/value heads do not split" <<<"$msg"
 
 # launched without mpirun, a rank's engine says how to run it
 msg=$("$llmrt" run --engine "$tmp/qwen2_f32.tp2.engine" --prompt-ids 1,2 2>&1)

@@ -30,8 +30,11 @@ static void reference(float *ref, const float *q, const float *k_all, const floa
                 const int64_t kvh = h / (heads / kv_heads), pos = positions[t];
                 const int64_t first = var->sliding_window > 0 && pos + 1 > var->sliding_window
                                           ? pos + 1 - var->sliding_window : 0;
-                const double slope = var->alibi_max_bias > 0 ? llmrt_alibi_slope((int32_t)h, (int32_t)heads,
-                                                                                 var->alibi_max_bias) : 0.0;
+                const int32_t all_heads = var->alibi_total_heads ? var->alibi_total_heads : (int32_t)heads;
+                const double slope = var->alibi_max_bias > 0
+                                         ? llmrt_alibi_slope((int32_t)h + var->alibi_first_head, all_heads,
+                                                             var->alibi_max_bias)
+                                         : 0.0;
                 double max = -INFINITY, sum = 0.0;
                 for (int64_t p = first; p <= pos; p++) {
                     const float *kv = k_all + ((int64_t)s * max_len + p) * row + kvh * head_dim;
@@ -150,6 +153,9 @@ static void test_softcap_and_alibi(void) {
     check_variant(16, 4, 4, 16, &alibi, &rng);
     cpu_attention_variant alibi_window = {.sliding_window = 20, .alibi_max_bias = 4.0f};
     check_variant(8, 4, 4, 16, &alibi_window, &rng);
+    /* a tensor-parallel rank's heads 6..11 of 12 take those heads' slopes */
+    cpu_attention_variant alibi_shard = {.alibi_max_bias = 8.0f, .alibi_first_head = 6, .alibi_total_heads = 12};
+    check_variant(16, 6, 6, 8, &alibi_shard, &rng);
 }
 
 /* BLOOM's build_alibi_tensor: closest power of two p, base 2^(-8/p), slopes

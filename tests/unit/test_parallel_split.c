@@ -100,6 +100,51 @@ done:
     llmrt_plan_free(rank[1]);
 }
 
+/* Rows [first, first + count) of whole's [rows, cols] weight are the
+ * shard's rows from `at`. */
+static int same_rows(const llmrt_plan_weight *shard, int64_t at, const llmrt_plan_weight *whole, int64_t first,
+                     int64_t count) {
+    const int64_t cols = whole->dims[1];
+    return shard->dims[1] == cols && memcmp((const float *)shard->data + at * cols,
+                                            (const float *)whole->data + first * cols,
+                                            (size_t)(count * cols) * sizeof(float)) == 0;
+}
+
+/* A fused projection's shard is its rank's q rows, then its k and v rows
+ * ([q | k | v] blocks: Phi-3's qkv_proj with GQA; [gate | up]: gate_up_proj),
+ * and with fewer KV heads than ranks each rank copies the one it reads. */
+static void test_fused_shards_are_pieces(void) {
+    llmrt_model_config c = tiny_llama();
+    snprintf(c.architecture, sizeof c.architecture, "Phi3ForCausalLM");
+    const int64_t D = c.head_dim, H = c.num_heads, KV = c.num_kv_heads, I = c.intermediate_size;
+    for (int32_t tp = 2; tp <= 4; tp += 2) {
+        llmrt_plan *whole = compile(&c, 0, 1, 0, 1);
+        const llmrt_plan_weight *qkv = whole ? find(whole, "model.layers.1.self_attn.qkv_proj.weight") : NULL;
+        const llmrt_plan_weight *gate_up = whole ? find(whole, "model.layers.1.mlp.gate_up_proj.weight") : NULL;
+        CHECK(qkv && gate_up && qkv->dims[0] == (H + 2 * KV) * D);
+        for (int32_t r = 0; r < tp && qkv && gate_up; r++) {
+            llmrt_plan *part = compile(&c, r, tp, 0, 1);
+            const llmrt_plan_weight *s = part ? find(part, "model.layers.1.self_attn.qkv_proj.weight#tp") : NULL;
+            const llmrt_plan_weight *m = part ? find(part, "model.layers.1.mlp.gate_up_proj.weight#tp") : NULL;
+            CHECK(s && m);
+            if (s && m) {
+                const int64_t heads = H / tp, kv = KV >= tp ? KV / tp : 1, kv_first = r * KV / tp;
+                CHECK(s->dims[0] == (heads + 2 * kv) * D);
+                CHECK(same_rows(s, 0, qkv, r * heads * D, heads * D));
+                CHECK(same_rows(s, heads * D, qkv, (H + kv_first) * D, kv * D));
+                CHECK(same_rows(s, (heads + kv) * D, qkv, (H + KV + kv_first) * D, kv * D));
+                CHECK(part->kv_heads == kv);
+                const int64_t w = I / tp;
+                CHECK(m->dims[0] == 2 * w && same_rows(m, 0, gate_up, r * w, w) &&
+                      same_rows(m, w, gate_up, I + r * w, w));
+                CHECK_OK(llmrt_plan_verify(part));
+            }
+            llmrt_plan_free(part);
+        }
+        llmrt_plan_free(whole);
+    }
+}
+
 /* Heads that do not divide, and families that cannot split, are errors
  * naming the reason. */
 static void test_refusals(void) {
@@ -108,8 +153,15 @@ static void test_refusals(void) {
                                .max_num_tokens = 16, .max_batch = 2, .max_seq_len = 64, .random_weights = 1,
                                .tp_rank = 0, .tp_size = 4};
     llmrt_plan *plan = NULL;
-    CHECK(llmrt_compile(&c, NULL, &o, &plan) != LLMRT_OK); /* 2 KV heads over 4 ranks */
-    CHECK(strstr(llmrt_last_error(), "divisible") != NULL);
+    o.tp_size = 3; /* 4 query heads over 3 ranks */
+    CHECK(llmrt_compile(&c, NULL, &o, &plan) != LLMRT_OK);
+    CHECK(strstr(llmrt_last_error(), "LlamaForCausalLM network: tensor parallelism over 3 ranks: 4 query heads and "
+                                     "2 key/value heads do not split") != NULL);
+    o.tp_size = 4;
+    c.intermediate_size = 42; /* the heads split, the MLP does not */
+    CHECK(llmrt_compile(&c, NULL, &o, &plan) != LLMRT_OK);
+    CHECK(strstr(llmrt_last_error(), "intermediate size 42 does not split") != NULL);
+    c.intermediate_size = 40;
     o.tp_size = 1;
     o.pp_stages = 4; /* more stages than layers */
     CHECK(llmrt_compile(&c, NULL, &o, &plan) != LLMRT_OK);
@@ -145,6 +197,7 @@ static void test_pipeline_stages(void) {
 
 int main(void) {
     RUN_TEST(test_shards_are_slices);
+    RUN_TEST(test_fused_shards_are_pieces);
     RUN_TEST(test_refusals);
     RUN_TEST(test_pipeline_stages);
     return test_finish();

@@ -425,7 +425,8 @@ static llmrt_status run_attention(const step_ctx *c, const llmrt_node *n, float 
         .non_causal = (int32_t)n->iattr[LLMRT_ATTENTION_NON_CAUSAL],
     };
     cpu_attention_variant variant = {.sliding_window = (int32_t)n->iattr[7], .logit_softcap = n->fattr[1],
-                                     .alibi_max_bias = n->fattr[2]};
+                                     .alibi_max_bias = n->fattr[2], .alibi_first_head = (int32_t)n->fattr[3],
+                                     .alibi_total_heads = (int32_t)n->fattr[4]};
     if (s->kv8_kind) {
         const size_t layer = (size_t)n->iattr[0], scales = s->layer_stride / (size_t)head_dim;
         const cpu_kv8_layer cache = {.k_codes = s->k_codes + layer * s->layer_stride,

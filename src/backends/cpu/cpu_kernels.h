@@ -142,6 +142,9 @@ typedef struct cpu_attention_variant {
     int32_t sliding_window;
     float logit_softcap;
     float alibi_max_bias;
+    /* a tensor-parallel rank's heads are heads alibi_first_head.. of
+     * alibi_total_heads, whose slopes they take (0, 0: all the heads) */
+    int32_t alibi_first_head, alibi_total_heads;
 } cpu_attention_variant;
 
 /* cpu_attention with the variants; the same as cpu_attention when all are

@@ -208,7 +208,10 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
             var->sliding_window > 0 && pos + 1 > var->sliding_window ? pos + 1 - var->sliding_window : 0;
         const float cap = var->logit_softcap;
         const float slope = var->alibi_max_bias > 0.0f
-                                ? llmrt_alibi_slope((int32_t)h, (int32_t)j->heads, var->alibi_max_bias) : 0.0f;
+                                ? llmrt_alibi_slope((int32_t)h + var->alibi_first_head,
+                                                    var->alibi_total_heads ? var->alibi_total_heads : (int32_t)j->heads,
+                                                    var->alibi_max_bias)
+                                : 0.0f;
         float running_max = -INFINITY, normaliser = 0.0f, scores[ATTN_CHUNK];
         for (int64_t p0 = first; p0 < len;) {
             /* A chunk never crosses a block: its slots are evenly strided. */

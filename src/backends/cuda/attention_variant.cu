@@ -43,6 +43,7 @@ struct variant_args {
     float scale;
     int32_t window;
     float softcap, alibi_max_bias;
+    int alibi_first_head, alibi_total_heads; // a tensor-parallel rank's heads of all the heads
     const float *k_scales, *v_scales; // 8-bit caches: per (slot, kv head)
     // split-K (8-bit decode steps): parts > 1 cuts each token's keys into
     // that many ranges of whole tiles, one block each (blockIdx.z), which
@@ -88,7 +89,8 @@ __global__ void __launch_bounds__(VAR_THREADS) attention_variant_kernel(T *out, 
         lo = first + (int)blockIdx.z * per;
         hi = lo + per < hi ? lo + per : hi; // lo ≥ hi: an empty part
     }
-    const float slope = a.alibi_max_bias > 0.0f ? alibi_slope(h, a.heads, a.alibi_max_bias) : 0.0f;
+    const float slope =
+        a.alibi_max_bias > 0.0f ? alibi_slope(h + a.alibi_first_head, a.alibi_total_heads, a.alibi_max_bias) : 0.0f;
     const int32_t *table = a.block_tables + (int64_t)seq * a.block_table_stride;
     float running_max = -INFINITY, normaliser = 0.0f;
     __syncthreads();
@@ -225,6 +227,8 @@ static variant_args make_args(const cuda_attention_batch *batch, int32_t heads, 
     a.window = variant->sliding_window;
     a.softcap = variant->logit_softcap;
     a.alibi_max_bias = variant->alibi_max_bias;
+    a.alibi_first_head = variant->alibi_first_head;
+    a.alibi_total_heads = variant->alibi_total_heads > 0 ? variant->alibi_total_heads : heads;
     a.k_scales = a.v_scales = nullptr;
     a.parts = 1;
     a.partials = nullptr;

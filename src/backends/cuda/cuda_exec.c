@@ -343,7 +343,8 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
         cuda_attention_batch b = st->batch;
         if (n->iattr[LLMRT_ATTENTION_NON_CAUSAL]) b.positions = b.sequence_end_positions;
         b.token_index = NULL;
-        const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2]};
+        const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2],
+                                                       (int32_t)n->fattr[3], (int32_t)n->fattr[4]};
         /* a decode step of few tokens splits each token's keys over blocks
          * (a shape-only choice: graphs replay it at any context length) */
         const int32_t parts = st->decode_step && st->attn_ws && b.num_tokens <= st->attn_ws_tokens
@@ -381,7 +382,8 @@ static llmrt_status run_attention(cuda_state *st, llmrt_value v) {
     /* the cache holds the whole step now: a non-causal mask reaches its end */
     if (n->iattr[LLMRT_ATTENTION_NON_CAUSAL]) b.positions = b.sequence_end_positions;
     if (attention_has_variant(n)) {
-        const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2]};
+        const cuda_attention_variant_params variant = {(int32_t)n->iattr[7], n->fattr[1], n->fattr[2],
+                                                       (int32_t)n->fattr[3], (int32_t)n->fattr[4]};
         b.token_index = NULL;
         LAUNCH(v, cuda_attention_variant(out, out, k_cache, v_cache, t, &b, heads, kv_heads, head_dim, scale, &variant,
                                          st->stream));

@@ -319,6 +319,7 @@ typedef struct cuda_attention_variant_params {
     int32_t sliding_window;
     float logit_softcap;
     float alibi_max_bias;
+    int32_t alibi_first_head, alibi_total_heads; /* a tensor-parallel rank's heads (0, 0: all) */
 } cuda_attention_variant_params;
 cudaError_t cuda_attention_variant(void *out, const void *q, const void *k_cache, const void *v_cache,
                                    llmrt_dtype type, const cuda_attention_batch *batch, int32_t heads,
