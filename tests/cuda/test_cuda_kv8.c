@@ -211,7 +211,7 @@ static void run_attention_case(llmrt_dtype type, int kind, int D, int H, int Hkv
             *dtables = dev_from_bytes(s.tables, (size_t)s.num_blocks * 4);
     cuda_attention_batch b = {.num_tokens = T, .num_seqs = SEQS, .positions = dpos, .token_seq = dseq,
                               .block_tables = dtables, .block_table_stride = s.max_blocks, .block_size = bs};
-    const cuda_attention_variant_params dv = {var->sliding_window, var->logit_softcap, var->alibi_max_bias};
+    const cuda_attention_variant_params dv = {var->sliding_window, var->logit_softcap, var->alibi_max_bias, 0, 0};
     const float scale = 0.8f / sqrtf((float)D);
     float *ref = malloc(qn * 4), *got = malloc(qn * 4);
     cpu_attention_batch cb = {SEQS, s.seq_start, s.positions, s.tables, s.max_blocks, bs, 0};
