@@ -35,6 +35,12 @@ struct srv_engine {
     int32_t max_concurrent, max_queue;
     int draining, stop;
     srv_engine_snapshot snapshot;
+    /* Streams sleep here, all on one futex word, bumped once after each
+     * step that gave any stream output: one wake-up syscall a step for
+     * every stream, where a word per job took one per stream. */
+    _Atomic uint32_t stream_seq;
+    _Atomic int stream_sleepers;
+    int streams_pending;       /* engine thread only: a stream got output this step */
 };
 
 double srv_now(void) {
@@ -150,18 +156,23 @@ static void job_unref_locked(srv_job *job) {
     if (--job->refs == 0) job_free(job);
 }
 
+static void futex_wake_all(_Atomic uint32_t *word) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 /* Waking a sleeping HTTP thread is a futex syscall that, on a VM, costs the
  * waker ~20 µs (the IPI to the other vCPU): it is made only when someone
- * sleeps, and a stream's is made once per engine step, outside the lock. */
-static void job_wake(srv_job *job) {
-    if (atomic_load_explicit(&job->waiters, memory_order_seq_cst) > 0)
-        syscall(SYS_futex, (uint32_t *)&job->changes, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+ * sleeps, and the streams' once per engine step, outside the lock. */
+static void wake_stream_sleepers(srv_engine *e) {
+    atomic_fetch_add_explicit(&e->stream_seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&e->stream_sleepers, memory_order_seq_cst) > 0) futex_wake_all(&e->stream_seq);
 }
 
 /* A change of state (admitted, done, failed): woken at once. */
 static void job_changed(srv_job *job) {
     atomic_fetch_add_explicit(&job->changes, 1, memory_order_seq_cst);
-    job_wake(job);
+    if (atomic_load_explicit(&job->waiters, memory_order_seq_cst) > 0) futex_wake_all(&job->changes);
+    if (job->stream) wake_stream_sleepers(job->engine);
 }
 
 void srv_job_cancel(srv_job *job) {
@@ -199,6 +210,28 @@ int srv_job_wait_change(srv_job *job, uint32_t *seen, double timeout) {
             syscall(SYS_futex, (uint32_t *)&job->changes, FUTEX_WAIT_PRIVATE, now, &ts, NULL, 0);
         }
         atomic_fetch_sub_explicit(&job->waiters, 1, memory_order_relaxed);
+    }
+    int changed = now != *seen;
+    *seen = now;
+    return changed;
+}
+
+int srv_stream_wait(srv_job *job, uint32_t *seen, double timeout) {
+    srv_engine *e = job->engine;
+    uint32_t now = atomic_load_explicit(&job->changes, memory_order_acquire);
+    if (now == *seen) {
+        const double deadline = srv_now() + timeout;
+        atomic_fetch_add_explicit(&e->stream_sleepers, 1, memory_order_seq_cst);
+        for (;;) {
+            /* the word first: a change to the job after this read moves it */
+            const uint32_t step = atomic_load_explicit(&e->stream_seq, memory_order_seq_cst);
+            now = atomic_load_explicit(&job->changes, memory_order_seq_cst);
+            const double left = deadline - srv_now();
+            if (now != *seen || left <= 0) break;
+            struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+            syscall(SYS_futex, (uint32_t *)&e->stream_seq, FUTEX_WAIT_PRIVATE, step, &ts, NULL, 0);
+        }
+        atomic_fetch_sub_explicit(&e->stream_sleepers, 1, memory_order_relaxed);
     }
     int changed = now != *seen;
     *seen = now;
@@ -285,9 +318,9 @@ static int on_event(void *user, const llmrt_token_event *ev) {
     }
     if (!ok) job->cancel = 1; /* out of memory for this client's output: give up on it alone */
     atomic_fetch_add_explicit(&job->changes, 1, memory_order_seq_cst);
-    /* a stream is woken after the step (wake_streams), when this thread no
-     * longer needs the lock the woken one takes; others wait for their state */
-    if (job->stream) job->wake_pending = 1;
+    /* streams are woken after the step (wake_streams), when this thread no
+     * longer needs the lock they take; others wait for their state */
+    if (job->stream) e->streams_pending = 1;
     int cancel = job->cancel;
     pthread_mutex_unlock(&e->lock);
     return cancel;
@@ -483,15 +516,12 @@ static void run_encoder_loop(srv_engine *e) {
     pthread_mutex_unlock(&e->lock);
 }
 
-/* Wakes the streams the last step gave output, on the engine thread without
- * the lock: the running list and its jobs' references are this thread's
- * (a job retired by collect_locked was woken there). */
+/* Wakes the streams when the last step gave any of them output (those
+ * without go back to sleep), without the lock. */
 static void wake_streams(srv_engine *e) {
-    for (srv_job *job = e->running; job; job = job->run_next)
-        if (job->wake_pending) {
-            job->wake_pending = 0;
-            job_wake(job);
-        }
+    if (!e->streams_pending) return;
+    e->streams_pending = 0;
+    wake_stream_sleepers(e);
 }
 
 void srv_engine_run(srv_engine *e) {

@@ -90,13 +90,10 @@ typedef struct srv_job {
     int cancel;               /* asked by the HTTP side (client gone, drain timeout) */
     int cancel_sent;
     int refs;
-    /* Bumped (under the lock) whenever anything changes; the futex word
-     * that srv_job_wait_change sleeps on, read without the lock. A
-     * stream's output is counted here at once but woken for once per
-     * engine step, after the step (wake_pending). */
+    /* Bumped (under the lock) whenever anything changes, read without the
+     * lock; the futex word srv_job_wait_change sleeps on. */
     _Atomic uint32_t changes;
     _Atomic int waiters;      /* threads asleep on `changes` */
-    int wake_pending;         /* engine thread only */
     double enqueue_time;
     struct srv_job *next;     /* the queue */
     struct srv_job *run_next; /* the running list */
@@ -151,6 +148,13 @@ void srv_job_cancel(srv_job *job);
 /* Waits up to timeout seconds until job->changes differs from *seen; then
  * *seen is updated. Returns 1 when it changed. */
 int srv_job_wait_change(srv_job *job, uint32_t *seen, double timeout);
+/* The same for a stream (job->stream set), woken once after each engine
+ * step that gave any stream output rather than for its own. */
+int srv_stream_wait(srv_job *job, uint32_t *seen, double timeout);
+/* The job's change count, without the lock. */
+static inline uint32_t srv_job_changes(srv_job *job) {
+    return atomic_load_explicit(&job->changes, memory_order_acquire);
+}
 
 /* The consumer's view of pending streamed output: takes (moves out) the
  * pending text and tokens of choice c. Call with the lock held. */

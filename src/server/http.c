@@ -252,7 +252,8 @@ struct srv_stream {
     srv_buf out;
     size_t out_pos;
     int complete;
-    uint32_t seen;
+    int produced;               /* produce() has run; produced_at is set */
+    uint32_t produced_at;       /* the job's change count just before that */
     double checked;             /* when the client's socket was last polled */
 };
 
@@ -296,8 +297,17 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             srv_job_cancel(s->job);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        /* nothing changed since the last take: sleep, not take nothing
+         * (the engine lock) after every chunk sent */
+        const uint32_t changes = srv_job_changes(s->job);
+        if (s->produced && changes == s->produced_at) {
+            uint32_t seen = changes;
+            srv_stream_wait(s->job, &seen, CLIENT_CHECK_SECONDS);
+            continue;
+        }
+        s->produced = 1;
+        s->produced_at = changes; /* read before the take: a change after it shows as a new count */
         s->complete = s->produce(s->ctx, s->job, &s->out);
-        if (!s->complete && s->out.len == 0) srv_job_wait_change(s->job, &s->seen, CLIENT_CHECK_SECONDS);
     }
 }
 
