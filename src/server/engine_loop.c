@@ -196,46 +196,39 @@ void srv_job_release(srv_job *job) {
     pthread_mutex_unlock(&e->lock);
 }
 
-int srv_job_wait_change(srv_job *job, uint32_t *seen, double timeout) {
+/* Sleeps on the futex `word` (its sleepers counted in `sleepers`) until
+ * job->changes differs from *seen or `timeout` seconds pass. The word is
+ * read before the job's count: a change made after that read moves the
+ * word too (it is the count itself, or the streams' word, bumped after). */
+static int wait_for_change(srv_job *job, uint32_t *seen, double timeout, _Atomic uint32_t *word,
+                           _Atomic int *sleepers) {
     uint32_t now = atomic_load_explicit(&job->changes, memory_order_acquire);
     if (now == *seen) {
         const double deadline = srv_now() + timeout;
-        atomic_fetch_add_explicit(&job->waiters, 1, memory_order_seq_cst);
+        atomic_fetch_add_explicit(sleepers, 1, memory_order_seq_cst);
         for (;;) {
+            const uint32_t value = atomic_load_explicit(word, memory_order_seq_cst);
             now = atomic_load_explicit(&job->changes, memory_order_seq_cst);
             const double left = deadline - srv_now();
             if (now != *seen || left <= 0) break;
             struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-            /* returns at once if the counter moved since it was read */
-            syscall(SYS_futex, (uint32_t *)&job->changes, FUTEX_WAIT_PRIVATE, now, &ts, NULL, 0);
+            /* returns at once if the word moved since it was read */
+            syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, value, &ts, NULL, 0);
         }
-        atomic_fetch_sub_explicit(&job->waiters, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(sleepers, 1, memory_order_relaxed);
     }
     int changed = now != *seen;
     *seen = now;
     return changed;
 }
 
+int srv_job_wait_change(srv_job *job, uint32_t *seen, double timeout) {
+    return wait_for_change(job, seen, timeout, &job->changes, &job->waiters);
+}
+
 int srv_stream_wait(srv_job *job, uint32_t *seen, double timeout) {
     srv_engine *e = job->engine;
-    uint32_t now = atomic_load_explicit(&job->changes, memory_order_acquire);
-    if (now == *seen) {
-        const double deadline = srv_now() + timeout;
-        atomic_fetch_add_explicit(&e->stream_sleepers, 1, memory_order_seq_cst);
-        for (;;) {
-            /* the word first: a change to the job after this read moves it */
-            const uint32_t step = atomic_load_explicit(&e->stream_seq, memory_order_seq_cst);
-            now = atomic_load_explicit(&job->changes, memory_order_seq_cst);
-            const double left = deadline - srv_now();
-            if (now != *seen || left <= 0) break;
-            struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-            syscall(SYS_futex, (uint32_t *)&e->stream_seq, FUTEX_WAIT_PRIVATE, step, &ts, NULL, 0);
-        }
-        atomic_fetch_sub_explicit(&e->stream_sleepers, 1, memory_order_relaxed);
-    }
-    int changed = now != *seen;
-    *seen = now;
-    return changed;
+    return wait_for_change(job, seen, timeout, &e->stream_seq, &e->stream_sleepers);
 }
 
 void srv_engine_lock(srv_engine *e) { pthread_mutex_lock(&e->lock); }
