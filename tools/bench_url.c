@@ -5,9 +5,9 @@
  * to cost little per streamed token: one thread drives every connection
  * through epoll (plain HTTP/1.1 over blocking sockets, read with
  * MSG_DONTWAIT when epoll says so). libcurl with a thread per connection
- * took 39-57 µs of CPU a token at concurrency 1 and 31-38 at 16 on the
+ * took 23-57 µs of CPU a token at concurrency 1 and 26-38 at 16 on the
  * 2-core VM (2.6 polls and a recv a token, a context switch per token and
- * thread); this takes 27-40 and 17-19. The events one wake-up finds are
+ * thread); this takes 16-30 and 13-19. The events one wake-up finds are
  * stamped with the time of that wake-up, when the client learned of them. */
 #define _GNU_SOURCE
 #include "bench_url.h"
