@@ -3,7 +3,7 @@
 # checks first and calls apt-get (update first) only when something is missing.
 set -euo pipefail
 packages=(build-essential cmake pkg-config clang libclang-rt-14-dev
-          libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev libcurl4-openssl-dev
+          libjansson-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev
           python3 python3-numpy python3-yaml curl chromium nginx
           python3-pytest python3-venv python3-setuptools python3-wheel
           libprotobuf-c-dev protobuf-c-compiler python3-onnx

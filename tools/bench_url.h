@@ -1,6 +1,7 @@
 /* llmrt bench --url: the benchmark's requests sent to a live server over
  * the OpenAI streaming API (POST /v1/completions, stream with usage), C in
- * flight at once, one keep-alive connection each (libcurl). */
+ * flight at once, one keep-alive HTTP/1.1 connection each, all driven by
+ * one thread. */
 #ifndef LLMRT_TOOLS_BENCH_URL_H
 #define LLMRT_TOOLS_BENCH_URL_H
 
@@ -30,8 +31,8 @@ typedef void (*bench_url_record)(void *user, const bench_url_result *result);
  * in flight; with `arrivals` (seconds after the start, one per request,
  * ascending) request i is not sent before its arrival, and concurrency is a
  * cap (0: none). Calls record (serialised) for each; *seconds is the wall
- * time from the start to the last finish. Returns 0 when the server cannot
- * be reached or libcurl is missing. */
+ * time from the start to the last finish. url is http://HOST:PORT. Returns
+ * 0 when the server cannot be reached. */
 int bench_url_run(const char *url, const bench_prompt *prompts, int32_t num_prompts, int32_t first, int32_t total,
                   int32_t concurrency, const double *arrivals, float temperature, uint64_t seed,
                   bench_url_record record, void *user, double *seconds);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "bench_url.h"
@@ -237,7 +238,16 @@ typedef struct bench_totals {
     int64_t input_tokens, output_tokens;
     int32_t completed, failed;
     double seconds;
+    double cpu_seconds;       /* this process's CPU over the measured requests */
 } bench_totals;
+
+/* User and system CPU of every thread of the process. With --url it is the
+ * load generator's own, which shares the machine with a local server. */
+static double process_cpu_seconds(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+    return (double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec + 1e-6 * (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 /* Runs `total` requests; measures them into t when t != NULL. */
 static int drive(llmrt_runtime *rt, finish_queue *q, const bench_prompt *prompts, int32_t num_prompts,
@@ -415,9 +425,11 @@ int cmd_bench(int argc, char **argv) {
             arrivals[i] = i ? arrivals[i - 1] + exponential(&draws) / c.rate : 0;
         int ok = (c.rate <= 0 || arrivals) &&
                  (c.warmup == 0 || bench_url_run(url, prompts, num_prompts, 0, c.warmup, warm_concurrency, NULL,
-                                                 c.temperature, c.seed, url_record, NULL, &t.seconds)) &&
-                 bench_url_run(url, prompts, num_prompts, c.warmup, c.requests, c.rate > 0 ? c.concurrency : warm_concurrency,
-                               arrivals, c.temperature, c.seed, url_record, &t, &t.seconds);
+                                                 c.temperature, c.seed, url_record, NULL, &t.seconds));
+        double cpu = process_cpu_seconds();
+        ok = ok && bench_url_run(url, prompts, num_prompts, c.warmup, c.requests, c.rate > 0 ? c.concurrency : warm_concurrency,
+                                 arrivals, c.temperature, c.seed, url_record, &t, &t.seconds);
+        t.cpu_seconds = process_cpu_seconds() - cpu;
         free(arrivals);
         if (!ok) goto done;
         engine_path = url;
@@ -433,7 +445,9 @@ int cmd_bench(int argc, char **argv) {
     warm.rate = 0;
     if (warm.concurrency == 0) warm.concurrency = c.warmup > 0 ? c.warmup : 1;
     if (c.warmup > 0 && !drive(rt, &q, prompts, num_prompts, &warm, c.warmup, 0, NULL)) goto done;
+    double cpu = process_cpu_seconds();
     if (!drive(rt, &q, prompts, num_prompts, &c, c.requests, c.warmup, &t)) goto done;
+    t.cpu_seconds = process_cpu_seconds() - cpu;
     llmrt_runtime_get_stats(rt, &st);
 report:;
     summary ttft = summarize(&t.ttft), tpot = summarize(&t.tpot), itl = summarize(&t.itl), e2e = summarize(&t.e2e);
@@ -449,6 +463,9 @@ report:;
                               c.concurrency, "ttft_ms", summary_json(ttft), "tpot_ms", summary_json(tpot), "itl_ms",
                               summary_json(itl), "e2e_ms", summary_json(e2e));
         json_object_set_new(o, "rate", json_real(c.rate));
+        json_object_set_new(o, "cpu_s", json_real(t.cpu_seconds));
+        json_object_set_new(o, "cpu_us_per_output_token",
+                            json_real(t.output_tokens ? t.cpu_seconds * 1e6 / (double)t.output_tokens : 0));
         json_object_set_new(o, "preemptions", json_integer(st.num_preemptions));
         char *dump = json_dumps(o, JSON_COMPACT);
         if (dump) puts(dump);
@@ -463,6 +480,9 @@ report:;
         printf("  output throughput   %10.2f tokens/s\n", (double)t.output_tokens / secs);
         printf("  total throughput    %10.2f tokens/s (%lld in, %lld out)\n",
                (double)(t.input_tokens + t.output_tokens) / secs, (long long)t.input_tokens, (long long)t.output_tokens);
+        printf("  CPU of this process %10.3f s (%.1f us per output token%s)\n", t.cpu_seconds,
+               t.output_tokens ? t.cpu_seconds * 1e6 / (double)t.output_tokens : 0.0,
+               url ? "; the client's own" : "");
         printf("  KV cache peak       %10.1f %% (%d of %d blocks of %d), %lld preemptions\n", 100 * kv_peak,
                st.kv_peak_used_blocks, st.kv_total_blocks, st.kv_block_size, (long long)st.num_preemptions);
         printf("  latency (ms)        %10s %10s %10s %10s %10s\n", "min", "mean", "p50", "p90", "p99");

@@ -53,8 +53,18 @@
  * preemptions instead (4 a window) also fired for the server's HTTP
  * threads, each of which takes the core for tens of µs a token: the
  * served demo model ran on one thread, 0.55-0.62x of the in-process bench.
- * Without schedstat, PREEMPT_LIMIT switches a window stand in for it. */
+ * Without schedstat, PREEMPT_LIMIT switches per WINDOW_JOBS jobs stand in
+ * for it.
+ * A window is also at least WINDOW_MIN_NS long: 64 decode jobs of the demo
+ * model are ~0.3 ms, less than a token, and the server's HTTP thread and a
+ * local client, 20-40 µs on a core a token each, still made a window look
+ * like a neighbour now and then, each time 10 ms or more on one thread
+ * (doubling as it recurred: the served model ran single-threaded for up to
+ * three quarters of its job time); over 10 ms they are under a tenth of
+ * the caller's time, and a neighbour that takes turns on a core (slices
+ * of milliseconds) still shows. */
 #define WINDOW_JOBS 64
+#define WINDOW_MIN_NS 10000000LL
 #define LOST_SHARE 4
 #define PREEMPT_LIMIT 4
 /* Jobs not counted after threads are started or the cap is raised: a
@@ -112,9 +122,9 @@ static int64_t run_delay_ns(void) {
     return sscanf(buf, "%llu %llu", &exec_ns, &delay_ns) == 2 ? (int64_t)delay_ns : -1;
 }
 
-/* 1 when the caller lost a share of the window to other threads on its
- * core (see LOST_SHARE); starts the next window's count. */
-static int caller_lost_time(int64_t now) {
+/* 1 when the caller lost a share of the window (of `jobs` jobs) to other
+ * threads on its core (see LOST_SHARE); starts the next window's count. */
+static int caller_lost_time(int64_t now, int64_t jobs) {
     const int64_t delay = run_delay_ns();
     if (delay >= 0) {
         const int64_t lost = pool.caller_delay >= 0 ? delay - pool.caller_delay : 0;
@@ -126,7 +136,7 @@ static int caller_lost_time(int64_t now) {
     getrusage(RUSAGE_THREAD, &usage);
     const long preempted = usage.ru_nivcsw - pool.caller_preemptions;
     pool.caller_preemptions = usage.ru_nivcsw;
-    return preempted >= PREEMPT_LIMIT;
+    return preempted * WINDOW_JOBS >= PREEMPT_LIMIT * jobs;
 }
 
 static int64_t now_ns(void) {
@@ -217,7 +227,9 @@ static int ensure_workers(int count) {
  * holds the caller for the neighbour's time slice (~3 ms); a machine with
  * more cores keeps the threads it still has cores for. */
 static void note_stall(int threads, int64_t now) {
-    pool.backoff_ns = now - pool.raised_at < 2 * pool.backoff_ns ? pool.backoff_ns * 2 : BACKOFF_MIN_NS;
+    /* a probe that fails within twice the back-off (and the window it
+     * takes to tell) doubles it */
+    pool.backoff_ns = now - pool.raised_at < 2 * pool.backoff_ns + WINDOW_MIN_NS ? pool.backoff_ns * 2 : BACKOFF_MIN_NS;
     if (pool.backoff_ns > BACKOFF_MAX_NS) pool.backoff_ns = BACKOFF_MAX_NS;
     pool.cap = threads - 1;
     pool.probe_at = now + pool.backoff_ns;
@@ -296,12 +308,14 @@ void llmrt_parallel_for(int64_t n, int64_t chunk, int parallel, llmrt_range_fn *
             pool.window_start = now_ns();
             pool.caller_delay = run_delay_ns();
         }
-    } else if (pool.window_jobs == WINDOW_JOBS) {
+    } else if (pool.window_jobs >= WINDOW_JOBS) {
         const int64_t now = now_ns();
-        const int lost = caller_lost_time(now);
-        if (pool.window_helped * threads * 4 < pool.window_chunks * (threads - 1) || lost) note_stall(threads, now);
-        pool.window_jobs = pool.window_chunks = pool.window_helped = 0;
-        pool.window_start = now;
+        if (now - pool.window_start >= WINDOW_MIN_NS) {
+            const int lost = caller_lost_time(now, pool.window_jobs);
+            if (pool.window_helped * threads * 4 < pool.window_chunks * (threads - 1) || lost) note_stall(threads, now);
+            pool.window_jobs = pool.window_chunks = pool.window_helped = 0;
+            pool.window_start = now;
+        }
     }
     pthread_mutex_unlock(&pool.lock);
 }

@@ -3,15 +3,19 @@
  * its own. Lock order: the server's mutex may be held while calling the
  * runtime (whose callbacks run outside the runtime's own lock), never the
  * other way round. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* syscall */
 #include "server/engine_loop.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/engine_file.h"
 #include "server/metrics.h"
@@ -31,6 +35,12 @@ struct srv_engine {
     int32_t max_concurrent, max_queue;
     int draining, stop;
     srv_engine_snapshot snapshot;
+    /* Streams sleep here, all on one futex word, bumped once after each
+     * step that gave any stream output: one wake-up syscall a step for
+     * every stream, where a word per job took one per stream. */
+    _Atomic uint32_t stream_seq;
+    _Atomic int stream_sleepers;
+    int streams_pending;       /* engine thread only: a stream got output this step */
 };
 
 double srv_now(void) {
@@ -72,7 +82,6 @@ srv_job *srv_job_new(srv_engine *e, int num_subs, int n) {
         job->subs[i].index = i;
         llmrt_request_init(&job->subs[i].req);
     }
-    pthread_cond_init(&job->cond, NULL);
     return job;
 }
 
@@ -137,7 +146,6 @@ static void job_free(srv_job *job) {
         free(job->choices[i].tokens);
     }
     for (int i = 0; i < job->num_stop; i++) free(job->stop_strings[i]);
-    pthread_cond_destroy(&job->cond);
     free(job->subs);
     free(job->choices);
     free(job);
@@ -148,9 +156,23 @@ static void job_unref_locked(srv_job *job) {
     if (--job->refs == 0) job_free(job);
 }
 
+static void futex_wake_all(_Atomic uint32_t *word) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Waking a sleeping HTTP thread is a futex syscall that, on a VM, costs the
+ * waker ~20 µs (the IPI to the other vCPU): it is made only when someone
+ * sleeps, and the streams' once per engine step, outside the lock. */
+static void wake_stream_sleepers(srv_engine *e) {
+    atomic_fetch_add_explicit(&e->stream_seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&e->stream_sleepers, memory_order_seq_cst) > 0) futex_wake_all(&e->stream_seq);
+}
+
+/* A change of state (admitted, done, failed): woken at once. */
 static void job_changed(srv_job *job) {
-    job->version++;
-    pthread_cond_broadcast(&job->cond);
+    atomic_fetch_add_explicit(&job->changes, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&job->waiters, memory_order_seq_cst) > 0) futex_wake_all(&job->changes);
+    if (job->stream) wake_stream_sleepers(job->engine);
 }
 
 void srv_job_cancel(srv_job *job) {
@@ -174,21 +196,39 @@ void srv_job_release(srv_job *job) {
     pthread_mutex_unlock(&e->lock);
 }
 
-int srv_job_wait_change(srv_job *job, uint64_t *seen, double timeout) {
-    srv_engine *e = job->engine;
-    pthread_mutex_lock(&e->lock);
-    if (job->version == *seen) {
-        struct timespec ts;
-        deadline_after(&ts, timeout);
-        while (job->version == *seen) {
-            int rc = pthread_cond_timedwait(&job->cond, &e->lock, &ts);
-            if (rc == ETIMEDOUT) break;
+/* Sleeps on the futex `word` (its sleepers counted in `sleepers`) until
+ * job->changes differs from *seen or `timeout` seconds pass. The word is
+ * read before the job's count: a change made after that read moves the
+ * word too (it is the count itself, or the streams' word, bumped after). */
+static int wait_for_change(srv_job *job, uint32_t *seen, double timeout, _Atomic uint32_t *word,
+                           _Atomic int *sleepers) {
+    uint32_t now = atomic_load_explicit(&job->changes, memory_order_acquire);
+    if (now == *seen) {
+        const double deadline = srv_now() + timeout;
+        atomic_fetch_add_explicit(sleepers, 1, memory_order_seq_cst);
+        for (;;) {
+            const uint32_t value = atomic_load_explicit(word, memory_order_seq_cst);
+            now = atomic_load_explicit(&job->changes, memory_order_seq_cst);
+            const double left = deadline - srv_now();
+            if (now != *seen || left <= 0) break;
+            struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+            /* returns at once if the word moved since it was read */
+            syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, value, &ts, NULL, 0);
         }
+        atomic_fetch_sub_explicit(sleepers, 1, memory_order_relaxed);
     }
-    int changed = job->version != *seen;
-    *seen = job->version;
-    pthread_mutex_unlock(&e->lock);
+    int changed = now != *seen;
+    *seen = now;
     return changed;
+}
+
+int srv_job_wait_change(srv_job *job, uint32_t *seen, double timeout) {
+    return wait_for_change(job, seen, timeout, &job->changes, &job->waiters);
+}
+
+int srv_stream_wait(srv_job *job, uint32_t *seen, double timeout) {
+    srv_engine *e = job->engine;
+    return wait_for_change(job, seen, timeout, &e->stream_seq, &e->stream_sleepers);
 }
 
 void srv_engine_lock(srv_engine *e) { pthread_mutex_lock(&e->lock); }
@@ -270,12 +310,12 @@ static int on_event(void *user, const llmrt_token_event *ev) {
         c->finish_reason = ev->finish_reason;
     }
     if (!ok) job->cancel = 1; /* out of memory for this client's output: give up on it alone */
-    job->version++;
+    atomic_fetch_add_explicit(&job->changes, 1, memory_order_seq_cst);
+    /* streams are woken after the step (wake_streams), when this thread no
+     * longer needs the lock they take; others wait for their state */
+    if (job->stream) e->streams_pending = 1;
     int cancel = job->cancel;
     pthread_mutex_unlock(&e->lock);
-    /* woken after the unlock, the HTTP thread need not wait for it; the
-     * job lives on (the engine, this thread, holds a reference) */
-    pthread_cond_broadcast(&job->cond);
     return cancel;
 }
 
@@ -469,6 +509,14 @@ static void run_encoder_loop(srv_engine *e) {
     pthread_mutex_unlock(&e->lock);
 }
 
+/* Wakes the streams when the last step gave any of them output (those
+ * without go back to sleep), without the lock. */
+static void wake_streams(srv_engine *e) {
+    if (!e->streams_pending) return;
+    e->streams_pending = 0;
+    wake_stream_sleepers(e);
+}
+
 void srv_engine_run(srv_engine *e) {
     if (srv_engine_is_encoder(e)) {
         run_encoder_loop(e);
@@ -508,6 +556,7 @@ void srv_engine_run(srv_engine *e) {
         }
         int busy = 0;
         pthread_mutex_unlock(&e->lock); /* the step's callbacks take it */
+        wake_streams(e);
         llmrt_status s = llmrt_runtime_step(e->rt, &busy);
         pthread_mutex_lock(&e->lock);
         if (s != LLMRT_OK) fprintf(stderr, "llmrt serve: engine step: %s\n", llmrt_last_error());

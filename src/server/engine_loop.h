@@ -4,18 +4,20 @@
  * one that calls into it: it admits queued jobs (llmrt_runtime_submit),
  * passes on cancellations, runs llmrt_runtime_step, and collects results.
  * HTTP threads never touch the runtime: they build a job, enqueue it, and
- * then wait on the job's condition variable for its state to change or for
- * streamed text to arrive.
+ * then sleep on the job's change counter (a futex word) until its state
+ * changes or, for a stream, streamed text arrives.
  *
  * A job is one HTTP request: one or more prompts ("subs"), each generating
  * n sequences ("choices", numbered sub * n + sequence). Jobs are reference
  * counted: the HTTP side holds one reference, the engine one while the job is
  * queued or running; whoever drops the last frees it. Everything in a job
- * that both sides touch is guarded by the engine's one mutex. */
+ * that both sides touch is guarded by the engine's one mutex, except the
+ * change counter, which HTTP threads wait on without it. */
 #ifndef LLMRT_SERVER_ENGINE_LOOP_H
 #define LLMRT_SERVER_ENGINE_LOOP_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,14 +83,18 @@ typedef struct srv_job {
     int32_t *bad_word_ids, *bad_word_lengths; /* the requests' bad words, tokenized */
     int32_t num_bad_words, num_bad_word_ids;
     int want_tokens;          /* keep per-token data for the consumer (logprobs) */
+    int stream;               /* the consumer streams: wake it for every step's output,
+                                 not only for changes of state (set before enqueueing) */
     enum srv_job_state state;
     int error_status;         /* FAILED: the HTTP status (400, 500) */
     char error[512];
     int cancel;               /* asked by the HTTP side (client gone, drain timeout) */
     int cancel_sent;
     int refs;
-    uint64_t version;         /* bumped whenever anything changes */
-    pthread_cond_t cond;
+    /* Bumped (under the lock) whenever anything changes, read without the
+     * lock; the futex word srv_job_wait_change sleeps on. */
+    _Atomic uint32_t changes;
+    _Atomic int waiters;      /* threads asleep on `changes` */
     double enqueue_time;
     struct srv_job *next;     /* the queue */
     struct srv_job *run_next; /* the running list */
@@ -140,9 +146,16 @@ int srv_engine_enqueue(srv_engine *e, srv_job *job);
 void srv_job_release(srv_job *job);
 void srv_job_cancel(srv_job *job);
 
-/* Waits up to timeout seconds until job->version differs from *seen; then
+/* Waits up to timeout seconds until job->changes differs from *seen; then
  * *seen is updated. Returns 1 when it changed. */
-int srv_job_wait_change(srv_job *job, uint64_t *seen, double timeout);
+int srv_job_wait_change(srv_job *job, uint32_t *seen, double timeout);
+/* The same for a stream (job->stream set), woken once after each engine
+ * step that gave any stream output rather than for its own. */
+int srv_stream_wait(srv_job *job, uint32_t *seen, double timeout);
+/* The job's change count, without the lock. */
+static inline uint32_t srv_job_changes(srv_job *job) {
+    return atomic_load_explicit(&job->changes, memory_order_acquire);
+}
 
 /* The consumer's view of pending streamed output: takes (moves out) the
  * pending text and tokens of choice c. Call with the lock held. */

@@ -1,10 +1,11 @@
 /* libmicrohttpd glue: one thread per connection (so a handler may block on
- * its job's condition variable while the engine thread works), routing,
- * auth, body limits, replies, server-sent-event streams and the access log.
+ * its job's change counter while the engine thread works), routing, auth,
+ * body limits, replies, server-sent-event streams and the access log.
  *
  * A client that leaves is noticed by polling its socket for a hang-up while
- * its handler or stream waits (every 100 ms), and its job is cancelled at
- * once, which frees its KV blocks at the engine's next step. */
+ * its handler or stream waits (at most every 100 ms, not per streamed
+ * token: a stream's writes fail once the client is gone), and its job is
+ * cancelled at once, which frees its KV blocks at the engine's next step. */
 #define _GNU_SOURCE
 #include "server/http.h"
 
@@ -134,6 +135,18 @@ int srv_client_gone(const srv_http_request *req) {
     return 0;
 }
 
+#define CLIENT_CHECK_SECONDS 0.1
+
+/* srv_client_gone at most every CLIENT_CHECK_SECONDS (*last: when it was
+ * last asked). Asked before every streamed token, its poll was a third of
+ * the HTTP thread's syscalls. */
+static int client_gone_lately(const srv_http_request *req, double *last) {
+    const double now = srv_now();
+    if (now - *last < CLIENT_CHECK_SECONDS) return 0;
+    *last = now;
+    return srv_client_gone(req);
+}
+
 /* ---- jobs from an HTTP thread ---------------------------------------------- */
 
 int srv_submit_job(srv_http_request *req, srv_job *job, srv_reply *reply) {
@@ -148,19 +161,20 @@ int srv_submit_job(srv_http_request *req, srv_job *job, srv_reply *reply) {
         srv_reply_error(reply, 503, NULL, "the server is shutting down");
         return 0;
     }
-    uint64_t seen = 0;
+    uint32_t seen = 0;
+    double checked = 0;
     enum srv_job_state state;
     for (;;) {
         srv_engine_lock(job->engine);
         state = job->state;
         srv_engine_unlock(job->engine);
         if (state != SRV_JOB_QUEUED) break;
-        if (srv_client_gone(req) || req->server->stopping) {
+        if (req->server->stopping || client_gone_lately(req, &checked)) {
             srv_job_cancel(job);
             srv_reply_error(reply, 499, NULL, "the client closed the connection");
             return 0;
         }
-        srv_job_wait_change(job, &seen, 0.1);
+        srv_job_wait_change(job, &seen, CLIENT_CHECK_SECONDS);
     }
     if (state == SRV_JOB_FAILED) { /* final: the engine no longer writes the job */
         srv_reply_error(reply, job->error_status ? job->error_status : 500, NULL, "%s", job->error);
@@ -170,17 +184,18 @@ int srv_submit_job(srv_http_request *req, srv_job *job, srv_reply *reply) {
 }
 
 int srv_wait_job(srv_http_request *req, srv_job *job) {
-    uint64_t seen = 0;
+    uint32_t seen = 0;
+    double checked = 0;
     for (;;) {
         srv_engine_lock(job->engine);
         enum srv_job_state state = job->state;
         srv_engine_unlock(job->engine);
         if (state == SRV_JOB_DONE || state == SRV_JOB_FAILED) return 1;
-        if (srv_client_gone(req)) {
+        if (client_gone_lately(req, &checked)) {
             srv_job_cancel(job);
             return 0;
         }
-        srv_job_wait_change(job, &seen, 0.1);
+        srv_job_wait_change(job, &seen, CLIENT_CHECK_SECONDS);
     }
 }
 
@@ -237,7 +252,9 @@ struct srv_stream {
     srv_buf out;
     size_t out_pos;
     int complete;
-    uint64_t seen;
+    int produced;               /* produce() has run; produced_at is set */
+    uint32_t produced_at;       /* the job's change count just before that */
+    double checked;             /* when the client's socket was last polled */
 };
 
 srv_stream *srv_stream_new(srv_http_request *req, srv_job *job, srv_stream_produce produce, void *ctx,
@@ -276,12 +293,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             return (ssize_t)n;
         }
         if (s->complete || s->out.failed) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (srv_client_gone(&s->req) || s->req.server->stopping) {
+        if (s->req.server->stopping || client_gone_lately(&s->req, &s->checked)) {
             srv_job_cancel(s->job);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        /* nothing changed since the last take: sleep, not take nothing
+         * (the engine lock) after every chunk sent */
+        const uint32_t changes = srv_job_changes(s->job);
+        if (s->produced && changes == s->produced_at) {
+            uint32_t seen = changes;
+            srv_stream_wait(s->job, &seen, CLIENT_CHECK_SECONDS);
+            continue;
+        }
+        s->produced = 1;
+        s->produced_at = changes; /* read before the take: a change after it shows as a new count */
         s->complete = s->produce(s->ctx, s->job, &s->out);
-        if (!s->complete && s->out.len == 0) srv_job_wait_change(s->job, &s->seen, 0.1);
     }
 }
 

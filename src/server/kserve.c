@@ -144,6 +144,7 @@ static void run_generate(srv_http_request *req, json_t *body, int stream, srv_re
     if (json_is_true(flag)) stream = 1;
     srv_job *job = generate_job(s, body, reply);
     if (!job) return;
+    job->stream = stream;
     if (!srv_submit_job(req, job, reply)) goto done;
     if (stream) {
         kserve_stream *k = calloc(1, sizeof *k);

@@ -681,6 +681,7 @@ static void generate(srv_http_request *req, srv_reply *reply, int chat) {
     job = chat ? chat_job(&r, reply) : completion_job(&r, reply);
     if (!job) goto done;
     job->want_tokens = r.logprobs;
+    job->stream = r.stream;
     if (!srv_submit_job(req, job, reply)) goto done;
     if (r.stream) {
         oa_stream *s = calloc(1, sizeof *s);
