@@ -33,7 +33,6 @@ void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t si
 /* What rank 0 tells the others before they start. */
 typedef struct start_message {
     int32_t kv_blocks;
-    char backend[12];
 } start_message;
 
 enum message_kind { MESSAGE_FORWARD = 1, MESSAGE_COPY_KV_BLOCK = 2, MESSAGE_STOP = 3 };
@@ -137,15 +136,8 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
         local.tp_comm = e->tp_comm;
     }
     start_message start = {0};
-    if (e->comm->rank != 0) { /* rank 0's KV block count and backend first */
+    if (e->comm->rank != 0) { /* rank 0's KV block count first (the ranks agreed on the backend at load) */
         LLMRT_TRY(llmrt_comm_broadcast(e->comm, &start, sizeof start, 0));
-        start.backend[sizeof start.backend - 1] = '\0';
-        if (strcmp(start.backend, ops->name) != 0) {
-            e->comm->broken = 1; /* rank 0 goes on without this rank: exit without waiting on it */
-            return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
-                               "rank %d would run on %s but rank 0 runs on %s: give every rank the same backend",
-                               (int)e->comm->rank, ops->name, start.backend);
-        }
         local.kv_num_blocks = start.kv_blocks;
     }
     void *inner_state = NULL;
@@ -159,7 +151,6 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
     llmrt_memory_report report;
     ops->memory_report(inner_state, &report);
     start.kv_blocks = report.kv_num_blocks;
-    snprintf(start.backend, sizeof start.backend, "%s", ops->name);
     leader_state *s = calloc(1, sizeof *s);
     llmrt_status status = s ? llmrt_comm_broadcast(e->comm, &start, sizeof start, 0)
                             : llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
