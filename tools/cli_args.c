@@ -191,3 +191,12 @@ int cli_engine_backend(cli_args *a, const char *option, const char **backend) {
     else if (v) *backend = v;
     return 1;
 }
+
+int cli_engine_cpu_precision(cli_args *a, const char *option, const char **precision) {
+    if (strcmp(option, "--cpu-precision") != 0) return 0;
+    const char *v = cli_value(a, option);
+    if (v && strcmp(v, "auto") != 0 && strcmp(v, "fp32") != 0)
+        cli_fail(a, "--cpu-precision '%s': expected auto or fp32", v);
+    else if (v) *precision = v;
+    return 1;
+}

@@ -56,6 +56,13 @@ int cli_engine_backend(cli_args *a, const char *option, const char **backend);
 #define CLI_ENGINE_BACKEND_HELP \
     "  --backend B         run on cpu or cuda (default: the backend the engine was built for)\n"
 
+/* --cpu-precision auto|fp32 (llmrt_engine_options.cpu_precision); consumes
+ * the option and returns 1 if it is --cpu-precision. */
+int cli_engine_cpu_precision(cli_args *a, const char *option, const char **precision);
+#define CLI_ENGINE_CPU_PRECISION_HELP \
+    "  --cpu-precision P   16-bit engines on the CPU: auto (bf16 activations into bf16 linears where the\n" \
+    "                      CPU has AVX512-BF16) or fp32 (exact; HF in fp32 on the same weights)\n"
+
 /* --plugin LIB.so: loads the plugin library at once (llmrt_plugin_load);
  * consumes the option and returns 1 if it is --plugin. Repeatable. */
 int cli_plugin(cli_args *a, const char *option);

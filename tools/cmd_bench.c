@@ -42,6 +42,7 @@ static void bench_usage(FILE *out) {
             "  --seed S            prompts and arrivals (default 0)\n"
             "  --threads N         CPU threads (default: all cores)\n"
             CLI_ENGINE_BACKEND_HELP
+            CLI_ENGINE_CPU_PRECISION_HELP
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
             "  --json              print one JSON object\n");
@@ -354,6 +355,7 @@ int cmd_bench(int argc, char **argv) {
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (cli_engine_limit(&a, opt, &eo.max_seq_len, &eo.max_batch, &eo.max_num_tokens)) continue;
         else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
+        else if (cli_engine_cpu_precision(&a, opt, &eo.cpu_precision)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else if (cli_plugin(&a, opt)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt bench --help)", opt);

@@ -22,6 +22,7 @@ static void usage(FILE *out) {
             "  --threads N         CPU threads\n"
             "  --device N          GPU ordinal (default 0)\n"
             CLI_ENGINE_BACKEND_HELP
+            CLI_ENGINE_CPU_PRECISION_HELP
             "  --json              print {\"embedding\", \"pooled\", \"logits\", \"num_tokens\"}\n");
 }
 
@@ -60,6 +61,7 @@ int cmd_embed(int argc, char **argv) {
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
         else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
+        else if (cli_engine_cpu_precision(&a, opt, &eo.cpu_precision)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt embed --help)", opt);
     }

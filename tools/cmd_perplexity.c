@@ -31,7 +31,9 @@ int cmd_perplexity(int argc, char **argv) {
                    "  --max-tokens N  stop after N tokens of text (default: all)\n"
                    "  --threads N     CPU threads\n"
                    "  --device N      GPU ordinal (default 0)\n"
-                   "  --backend B     run on cpu or cuda (default: the backend the engine was built for)\n");
+                   "  --backend B     run on cpu or cuda (default: the backend the engine was built for)\n"
+                   "  --cpu-precision P  16-bit engines on the CPU: auto (bf16 activations into bf16 linears\n"
+                   "                  where the CPU has AVX512-BF16) or fp32 (exact)\n");
             return 0;
         } else if (strcmp(opt, "--engine") == 0) engine_path = cli_value(&a, opt);
         else if (strcmp(opt, "--text") == 0) text_path = cli_value(&a, opt);
@@ -40,6 +42,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
         else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
+        else if (cli_engine_cpu_precision(&a, opt, &eo.cpu_precision)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
         else cli_fail(&a, "unknown option '%s' (see llmrt perplexity --help)", opt);
     }

@@ -37,6 +37,7 @@ static void run_usage(FILE *out) {
             "  --dump-logits FILE   write the prompt's logits as float32 .npy [prompt_len, vocab]\n"
             "  --threads N          CPU threads (default: all cores)\n"
             CLI_ENGINE_BACKEND_HELP
+            CLI_ENGINE_CPU_PRECISION_HELP
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
             "  --device N           GPU ordinal (default 0)\n"
@@ -89,6 +90,7 @@ int cmd_run(int argc, char **argv) {
         else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) eo.num_threads = (int32_t)x; }
         else if (cli_engine_limit(&a, opt, &eo.max_seq_len, &eo.max_batch, &eo.max_num_tokens)) continue;
         else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
+        else if (cli_engine_cpu_precision(&a, opt, &eo.cpu_precision)) continue;
         else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
         else if (strcmp(opt, "--no-verify") == 0) eo.verify_checksum = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) set.verbose = 1;

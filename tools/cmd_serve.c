@@ -27,6 +27,7 @@ static void serve_usage(FILE *out) {
             "                           available, default 0.5; at most max-batch full sequences)\n"
             "  --threads N              CPU threads (default: all cores)\n"
             CLI_ENGINE_BACKEND_HELP
+            CLI_ENGINE_CPU_PRECISION_HELP
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
             "  --no-access-log          no per-request log line on stderr\n"
@@ -68,6 +69,7 @@ int cmd_serve(int argc, char **argv) {
         } else if (strcmp(opt, "--threads") == 0) { if (cli_int(&a, opt, 1, 1024, &x)) o.num_threads = (int32_t)x; }
         else if (cli_engine_limit(&a, opt, &o.max_seq_len, &o.max_batch, &o.max_num_tokens)) continue;
         else if (cli_engine_backend(&a, opt, &o.backend)) continue;
+        else if (cli_engine_cpu_precision(&a, opt, &o.cpu_precision)) continue;
         else if (strcmp(opt, "--no-access-log") == 0) o.access_log = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) verbose = 1;
         else if (cli_plugin(&a, opt)) continue;

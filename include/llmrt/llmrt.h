@@ -154,6 +154,13 @@ typedef struct llmrt_engine_options {
      * build's unless set. An op, weight or plugin the backend has no
      * kernel for is an error naming it. */
     const char *backend;
+    /* The CPU backend's arithmetic for 16-bit engines: "auto" (default
+     * NULL or "") rounds a bf16 weight's linear input to bf16 and sums the
+     * exact products in fp32 where the CPU has a faster path for it
+     * (AVX512-BF16), as HF transformers and llama.cpp compute 16-bit
+     * models; "fp32" keeps activations in fp32 (the engine then matches HF
+     * in fp32 on the same weights). fp32 engines are exact either way. */
+    const char *cpu_precision;
 } llmrt_engine_options;
 
 void llmrt_engine_options_init(llmrt_engine_options *options);

@@ -48,7 +48,7 @@ class EngineOptions(Structure):
     _fields_ = [("num_threads", c_int32), ("device", c_int32), ("verify_checksum", c_int),
                 ("kv_block_size", c_int32), ("kv_cache_fraction", c_float), ("kv_cache_bytes", c_uint64),
                 ("max_seq_len", c_int32), ("max_batch", c_int32), ("max_num_tokens", c_int32),
-                ("comm_timeout_ms", c_int32), ("backend", c_char_p)]
+                ("comm_timeout_ms", c_int32), ("backend", c_char_p), ("cpu_precision", c_char_p)]
 
 
 class SamplingParamsC(Structure):

@@ -30,7 +30,7 @@ _KV_CACHE_DTYPES = {"auto": "", "fp8": "fp8_e4m3", "int8": "i8"}
 # max_seq_len, max_batch and max_num_tokens are also the engine's load-time
 # limits: an engine file given as `model` runs with them
 _ENGINE_OPTIONS = ("num_threads", "device", "verify_checksum", "kv_block_size", "kv_cache_fraction",
-                   "kv_cache_bytes", "max_seq_len", "max_batch", "max_num_tokens")
+                   "kv_cache_bytes", "max_seq_len", "max_batch", "max_num_tokens", "cpu_precision")
 _RUNTIME_OPTIONS = ("max_batch", "max_num_tokens", "kv_max_blocks", "prefix_caching")
 _WAIT_SLICE = 0.25  # seconds of steps per call into the library while waiting
 
@@ -71,7 +71,9 @@ class LLM:
     SmoothQuant), calib_samples, calib_len, smooth_alpha,
     kv_cache ("fp8" / "int8": an 8-bit KV cache)),
     engine (num_threads, device, verify_checksum, kv_block_size,
-    kv_cache_fraction, kv_cache_bytes) and runtime (max_batch,
+    kv_cache_fraction, kv_cache_bytes, cpu_precision ("auto": a bf16
+    engine's linears take bf16 activations where the CPU has AVX512-BF16;
+    "fp32": exact)) and runtime (max_batch,
     max_num_tokens, kv_max_blocks, prefix_caching).
 
     Free it with close() or a `with` block; the garbage collector frees it
@@ -111,10 +113,15 @@ class LLM:
         eo = _lib.EngineOptions()
         lib.llmrt_engine_options_init(ctypes.byref(eo))
         for name in _ENGINE_OPTIONS:
-            if name in options:
+            if name in options and name != "cpu_precision":
                 setattr(eo, name, options[name])
         if backend is not None:
             eo.backend = backend.encode()
+        precision = options.get("cpu_precision")
+        if precision is not None:
+            if precision not in ("auto", "fp32"):
+                raise ValueError(f"LLM: cpu_precision must be 'auto' or 'fp32', got {precision!r}")
+            eo.cpu_precision = precision.encode()
         engine = ctypes.c_void_p()
         check(lib.llmrt_engine_load(self.engine_path.encode(), ctypes.byref(eo), ctypes.byref(engine)),
               f"loading {self.engine_path}")

@@ -42,6 +42,9 @@ llmrt_status llmrt_engine_load(const char *path, const llmrt_engine_options *opt
                                                        "(0 = the build's)");
     if (options->backend && *options->backend && !llmrt_target_known(options->backend))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "unknown backend '%s' (cpu, cuda)", options->backend);
+    if (options->cpu_precision && *options->cpu_precision && strcmp(options->cpu_precision, "auto") != 0 &&
+        strcmp(options->cpu_precision, "fp32") != 0)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cpu precision '%s' (auto, fp32)", options->cpu_precision);
     return llmrt_loaded_engine_open(path, options, out);
 }
 

@@ -64,6 +64,7 @@ typedef struct llmrt_backend_config {
     float kv_cache_fraction;   /* share of free memory (GPU: after weights and arena; CPU: available); 0 = default */
     uint64_t kv_cache_bytes;   /* > 0: a cache of this many bytes instead of the fraction */
     int32_t verbose;
+    int32_t cpu_fp32;          /* CPU: keep 16-bit engines' activations in fp32 (no 16-bit compute) */
     /* tensor parallelism: the group the plan's ALL_REDUCE / ALL_GATHER ops
      * run over (src/comm/; not owned), or NULL for a one-rank plan */
     struct llmrt_comm *comm;

@@ -140,6 +140,7 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
             .kv_block_size = e->block_size,
             .kv_cache_fraction = options->kv_cache_fraction,
             .kv_cache_bytes = options->kv_cache_bytes,
+            .cpu_fp32 = options->cpu_precision && strcmp(options->cpu_precision, "fp32") == 0,
         };
         e->backend.ops = ops;
         e->backend.plan = e->image->plan;

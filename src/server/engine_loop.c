@@ -626,6 +626,7 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     eo.max_batch = o->max_batch;
     eo.max_num_tokens = o->max_num_tokens;
     eo.backend = o->backend;
+    eo.cpu_precision = o->cpu_precision;
     /* The backend sizes its KV pool at load: from a byte budget, or from a
      * fraction of free memory (GPU: 0.9 by default, of what weights and
      * activations leave; CPU: 0.5 of what is available). */

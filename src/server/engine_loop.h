@@ -34,6 +34,7 @@ typedef struct srv_engine_options {
     double kv_cache_memory;   /* 0 = default; <= 1 a fraction of the KV pool; > 1 bytes */
     int32_t max_seq_len, max_batch, max_num_tokens; /* the engine's load-time limits; 0 = the build's */
     const char *backend; /* NULL: the one the engine was built for */
+    const char *cpu_precision; /* NULL: auto */
 } srv_engine_options;
 
 /* One generated token with its alternatives (logprobs). */

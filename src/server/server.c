@@ -126,7 +126,8 @@ int srv_run(const srv_options *o) {
                              .max_seq_len = o->max_seq_len,
                              .max_batch = o->max_batch,
                              .max_num_tokens = o->max_num_tokens,
-                             .backend = o->backend};
+                             .backend = o->backend,
+                             .cpu_precision = o->cpu_precision};
     char error[1024];
     if (!srv_engine_start(&eo, &s->metrics, &s->engine, error, sizeof error)) {
         fprintf(stderr, "llmrt serve: %s\n", error);

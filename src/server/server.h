@@ -37,6 +37,7 @@ typedef struct srv_options {
     int32_t num_threads;        /* CPU threads; 0 = all cores */
     int32_t max_seq_len, max_batch, max_num_tokens; /* the engine's load-time limits; 0 = the build's */
     const char *backend;        /* "cpu" / "cuda" to run on; NULL = the one the engine was built for */
+    const char *cpu_precision;  /* "auto" / "fp32" (llmrt_engine_options.cpu_precision); NULL = auto */
     int access_log;             /* one line per request on stderr; default 1 */
 } srv_options;
 

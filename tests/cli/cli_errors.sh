@@ -35,6 +35,13 @@ expect 2 "--temperature" -- "$llmrt" run --engine "$tmp/good.engine" --prompt-id
 expect 2 "--prompt-ids" -- "$llmrt" run --engine "$tmp/good.engine" --prompt-ids 1,x,3
 expect 2 "exactly one of" -- "$llmrt" run --engine "$tmp/good.engine"
 expect 2 "needs a value" -- "$llmrt" run --engine
+expect 2 "--cpu-precision 'fp16': expected auto or fp32" -- "$llmrt" run --engine "$tmp/good.engine" --prompt-ids 1 --cpu-precision fp16
+expect 2 "--cpu-precision 'x'" -- "$llmrt" bench --engine "$tmp/good.engine" --cpu-precision x
+# a bf16 engine says at load which activations its linears take
+"$llmrt" build --model "$src/tests/golden/cases/llama_bf16" --output "$tmp/bf16.engine" --max-seq-len 64 --quiet
+expect 0 "bf16 linears compute with fp32 activations (cpu precision fp32)" -- \
+  "$llmrt" run --engine "$tmp/bf16.engine" --prompt-ids 5,6 --max-tokens 2 --cpu-precision fp32 --verbose
+expect 0 "bf16 linears compute with" -- "$llmrt" run --engine "$tmp/bf16.engine" --prompt-ids 5,6 --max-tokens 2 --verbose
 
 # --- bad inputs: exit 1 with a message naming the culprit --------------------
 expect 1 "outside the vocabulary" -- "$llmrt" run --engine "$tmp/good.engine" --prompt-ids 1,999

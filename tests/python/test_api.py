@@ -151,6 +151,16 @@ def test_backend_at_load(llm, tmp_path):
     assert llm.backend == "cpu"
 
 
+def test_cpu_precision(llm):
+    """cpu_precision="fp32" keeps the demo model's (bf16) activations in
+    fp32; a bad value is a ValueError naming the option."""
+    params = SamplingParams(max_tokens=8)
+    with LLM(llm.engine_path, cpu_precision="fp32", kv_cache_bytes=8 << 20) as exact:
+        assert len(exact.generate("In the beginning", params)[0].token_ids) == 8
+    with pytest.raises(ValueError, match="cpu_precision"):
+        LLM(llm.engine_path, cpu_precision="fp16")
+
+
 def test_builds_a_quantized_engine():
     """quant= builds a weight-only int4 engine of the checkpoint; it runs,
     and a bad value is a ValueError naming the option."""

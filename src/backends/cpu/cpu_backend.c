@@ -33,6 +33,7 @@ typedef struct cpu_state {
      * with layer_stride bytes a layer, scales with layer_stride / head_dim
      * floats a layer (cpu_kv8_layer) */
     int kv8_kind;             /* LLMRT_Q8_FP8 / LLMRT_Q8_INT8, 0: f32 cache */
+    int sixteen_bit;          /* bf16 linears compute in 16 bits (cpu_kernels_set_16bit_compute) */
     uint8_t *k_codes, *v_codes;
     float *k_scales, *v_scales;
     float *q_scratch, *k_scratch; /* RoPE'd q and k of the step */
@@ -268,6 +269,7 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     s->tp_comm = config->tp_comm ? config->tp_comm : config->comm;
     s->threads = config->num_threads > 0 ? config->num_threads : omp_get_num_procs();
     omp_set_num_threads(s->threads);
+    s->sixteen_bit = !config->cpu_fp32;
     s->block_size = config->kv_block_size > 0 ? config->kv_block_size : 16;
     s->num_blocks = config->kv_num_blocks > 0 ? config->kv_num_blocks : kv_blocks_from_memory(plan, config, s->block_size);
     s->layer_stride = (size_t)s->num_blocks * (size_t)s->block_size * (size_t)plan->kv_heads * (size_t)plan->head_dim;
@@ -325,6 +327,13 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
     if (!place_weights(s) || !cpu_plan_fusions(s->plan, &s->run, &s->next_exec) || !allocate_observers(s)) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
+    }
+    if (plan->graph->weight_dtype == LLMRT_DTYPE_BF16) {
+        cpu_kernels_set_16bit_compute(s->sixteen_bit);
+        LLMRT_INFO("cpu backend: bf16 linears compute with %s activations%s", cpu_kernels_bf16_compute(),
+                   !s->sixteen_bit       ? " (cpu precision fp32)"
+                   : cpu_has_bf16_dot() ? " (AVX512-BF16; cpu precision fp32 keeps them fp32)"
+                                         : " (no AVX512-BF16 on this CPU)");
     }
     LLMRT_DEBUG("cpu backend: %d threads, isa %s, %d KV blocks of %d", s->threads, cpu_kernels_isa(), s->num_blocks,
                 s->block_size);
@@ -679,6 +688,7 @@ static llmrt_status cpu_forward(void *state, const llmrt_step *step, float *logi
     /* the thread count is an OpenMP ICV, per calling thread: the runtime's
      * step thread is not the one that created the backend */
     omp_set_num_threads(s->threads);
+    cpu_kernels_set_16bit_compute(s->sixteen_bit);
     step_ctx c = {.s = s, .step = step, .tokens = step->num_tokens, .logits = step->num_logits};
     s->rope_inv_freq = NULL; /* the table is per step */
     memcpy(buffer_of(&c, plan->input_token_ids), step->token_ids, (size_t)step->num_tokens * sizeof(int32_t));

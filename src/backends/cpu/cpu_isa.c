@@ -28,6 +28,16 @@ static int detect_hardware_level(void) {
     return CPU_ISA_PORTABLE;
 }
 
+/* AVX512-BF16 (vdpbf16ps): cpuid leaf 7 subleaf 1, EAX bit 5. */
+static int detect_bf16_dot(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax = 0, ebx, ecx, edx;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5));
+#else
+    return 0;
+#endif
+}
+
 static int level_from_name(const char *name) {
     if (!name) return -1;
     if (strcmp(name, "portable") == 0) return CPU_ISA_PORTABLE;
@@ -66,6 +76,26 @@ int cpu_isa_level(void) {
     return level;
 }
 
+static atomic_int bf16_dot = -1;
+
+int cpu_has_bf16_dot(void) {
+    int has = atomic_load_explicit(&bf16_dot, memory_order_relaxed);
+    if (has < 0) {
+        has = hardware() >= CPU_ISA_AVX512 && detect_bf16_dot();
+        atomic_store_explicit(&bf16_dot, has, memory_order_relaxed);
+    }
+    return has && cpu_isa_level() >= CPU_ISA_AVX512;
+}
+
+/* Per calling thread: the precision of the step this thread is running
+ * (set by the backend before each forward pass; the pool's workers only
+ * see the decision through the job the caller hands them). */
+static _Thread_local int sixteen_bit_compute;
+
+void cpu_kernels_set_16bit_compute(int on) { sixteen_bit_compute = on; }
+int cpu_bf16_compute_active(void) { return sixteen_bit_compute && cpu_has_bf16_dot(); }
+const char *cpu_kernels_bf16_compute(void) { return cpu_bf16_compute_active() ? "bf16" : "fp32"; }
+
 const char *cpu_kernels_isa(void) {
     static const char *const names[] = {"portable", "avx2", "avx512"};
     return names[cpu_isa_level()];
@@ -82,7 +112,7 @@ void cpu_kernels_force_isa(const char *isa) {
  * (it only grows when a larger shape arrives). A caller thread that exits
  * (a server's engine thread, say) frees its buffers through the key's
  * destructor. */
-enum { SCRATCH_SLOTS = 2 };
+enum { SCRATCH_SLOTS = 3 };
 typedef struct scratch_slots {
     void *data[SCRATCH_SLOTS];
     size_t bytes[SCRATCH_SLOTS];

@@ -19,6 +19,17 @@
 const char *cpu_kernels_isa(void);
 void cpu_kernels_force_isa(const char *isa); /* tests; NULL = auto */
 
+/* 16-bit compute for the calling thread's next linears: with on = 1 and
+ * AVX512-BF16 hardware, a bf16 weight's linear rounds x to bf16 and sums
+ * exact bf16 products in fp32 (vdpbf16ps); on = 0 (the default) keeps
+ * x in fp32. Other weight dtypes are unaffected. */
+void cpu_kernels_set_16bit_compute(int on);
+/* 1 when the hardware has vdpbf16ps and the ISA level allows AVX-512. */
+int cpu_has_bf16_dot(void);
+/* "bf16" when a bf16 weight's linears would compute in 16 bits on this
+ * thread now, else "fp32". */
+const char *cpu_kernels_bf16_compute(void);
+
 /* y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N] if non-NULL). W is f32/f16/bf16 (or an
  * int8-wo / int4-wo blob, core/quant.h, through cpu_kernels_quant.c), row
  * n holds output n's weights (the nn.Linear layout). M = 1 is the decode

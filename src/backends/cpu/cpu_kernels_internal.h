@@ -29,6 +29,16 @@ void cpu_linear_rows_avx2(float *y, const float *x, const void *w, llmrt_dtype w
                           const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                           int64_t n_end);
 
+/* 16-bit compute (AVX512-BF16): y[M,N] rows [n_begin, n_end) of
+ * x[M,K]·W[N,K]ᵀ + bias with x already rounded to bf16 and W bf16. */
+void cpu_linear_rows_bf16(float *y, const uint16_t *x, const uint16_t *w, const float *bias, int64_t M, int64_t N,
+                          int64_t K, int64_t n_begin, int64_t n_end);
+/* out[i] = bf16(x[i]) for n values, round to nearest even. */
+void cpu_bf16_round_rows(uint16_t *out, const float *x, int64_t n);
+/* 1 when the calling thread's step computes bf16 linears in 16 bits
+ * (cpu_kernels_set_16bit_compute and cpu_has_bf16_dot). */
+int cpu_bf16_compute_active(void);
+
 /* Vectorised exp for the SiLU family: max error a few ulp over the float
  * range (|x| > 88 saturates to 0 / inf as expf does). n elements. */
 void cpu_silu_avx512(float *y, const float *x, int64_t n);
@@ -73,8 +83,9 @@ void cpu_attn_token_avx2(float *out, const float *q, int64_t h0, int64_t h1, int
  * for the thread's life (so prefill does not malloc per call). NULL if the
  * allocation fails. */
 float *cpu_thread_scratch(size_t bytes);
-/* The same for slot 0 (cpu_thread_scratch's) or 1 (held by a caller across
- * a parallel region whose chunks use slot 0 on the same thread). */
+/* The same for slot 0 (cpu_thread_scratch's), 1 (held by a caller across
+ * a parallel region whose chunks use slot 0 on the same thread) or 2 (a
+ * linear's bf16-rounded x, held by cpu_linear across its region). */
 void *cpu_thread_buffer(int slot, size_t bytes);
 
 #endif

@@ -77,6 +77,7 @@ static void linear_rows(int level, float *y, const float *x, const void *w, llmr
  * the same columns of gate and up. */
 typedef struct linear_job {
     int level, count;
+    const uint16_t *xb; /* x rounded to bf16 for the bf16 parts, or NULL */
     const cpu_linear_part *parts;
     int64_t start[3];
     const float *x;
@@ -89,8 +90,11 @@ static void linear_chunk(void *ctx, int64_t begin, int64_t end) {
     for (int i = 0; i < j->count; i++) {
         const cpu_linear_part *p = &j->parts[i];
         const int64_t b = begin - j->start[i], e = end - j->start[i];
-        linear_rows(j->level, p->y, j->x, p->w, p->w_type, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,
-                    e < p->N ? e : p->N);
+        if (j->xb && p->w_type == LLMRT_DTYPE_BF16 && b < p->N && e > 0)
+            cpu_linear_rows_bf16(p->y, j->xb, p->w, p->bias, j->M, p->N, j->K, b > 0 ? b : 0, e < p->N ? e : p->N);
+        else
+            linear_rows(j->level, p->y, j->x, p->w, p->w_type, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,
+                        e < p->N ? e : p->N);
     }
     /* this chunk computed these columns of both gate and up: the product
      * needs no barrier */
@@ -99,6 +103,19 @@ static void linear_chunk(void *ctx, int64_t begin, int64_t end) {
             const int64_t at = m * j->parts[0].N + begin;
             cpu_silu_mul_range(j->level, j->gated + at, j->parts[0].y + at, j->parts[1].y + at, end - begin);
         }
+}
+
+/* x rounded to bf16 in this thread's slot-2 buffer when the step computes
+ * in 16 bits and some part has bf16 weights; NULL otherwise (or when the
+ * buffer cannot be had: the f32 path is always correct). */
+static const uint16_t *bf16_x(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K) {
+    if (K <= 0 || !cpu_bf16_compute_active()) return NULL;
+    int any = 0;
+    for (int i = 0; i < count; i++) any |= parts[i].w_type == LLMRT_DTYPE_BF16;
+    if (!any) return NULL;
+    uint16_t *xb = cpu_thread_buffer(2, sizeof(uint16_t) * (size_t)(M * K));
+    if (xb) cpu_bf16_round_rows(xb, x, M * K);
+    return xb;
 }
 
 void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias, int64_t M,
@@ -113,7 +130,8 @@ void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, con
         cpu_q8linear_group(&part, 1, x, M, K, NULL);
         return;
     }
-    linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K};
+    linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K,
+                      .xb = bf16_x(&part, 1, x, M, K)};
     const int parallel = (double)M * N * K >= PARALLEL_MIN_WORK && N >= 8;
     llmrt_parallel_for(N, llmrt_parallel_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
 }
@@ -133,7 +151,7 @@ void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, i
     /* One job for all parts (a decode step has ~5 µs of useful work per
      * linear, against ~1.5 µs to start and join the threads). */
     linear_job job = {.level = cpu_isa_level(), .count = count, .parts = parts, .x = x, .M = M, .K = K,
-                      .gated = gated};
+                      .gated = gated, .xb = bf16_x(parts, count, x, M, K)};
     double work = 0;
     int64_t rows = 0;
     for (int i = 0; i < count; i++) {
