@@ -142,7 +142,7 @@ static void job_free(srv_job *job) {
     free(job->bad_word_ids);
     free(job->bad_word_lengths);
     for (int i = 0; i < job->num_subs * job->n; i++) {
-        free(job->choices[i].text);
+        text_buffer_free(&job->choices[i].text);
         free(job->choices[i].tokens);
     }
     for (int i = 0; i < job->num_stop; i++) free(job->stop_strings[i]);
@@ -258,19 +258,6 @@ int srv_engine_enqueue(srv_engine *e, srv_job *job) {
 
 /* ---- the runtime's callback (engine thread, inside llmrt_runtime_step) ---- */
 
-static int append_text(srv_choice *c, const char *text, size_t len) {
-    if (c->text_len + len > c->text_cap) {
-        size_t cap = (c->text_len + len) * 2 + 64;
-        char *grown = realloc(c->text, cap);
-        if (!grown) return 0;
-        c->text = grown;
-        c->text_cap = cap;
-    }
-    memcpy(c->text + c->text_len, text, len);
-    c->text_len += len;
-    return 1;
-}
-
 static int append_token(srv_choice *c, const llmrt_token_event *ev) {
     if (c->num_tokens == c->tokens_cap) {
         int32_t cap = c->tokens_cap ? c->tokens_cap * 2 : 16;
@@ -298,7 +285,7 @@ static int on_event(void *user, const llmrt_token_event *ev) {
     int seq = ev->sequence >= 0 && ev->sequence < job->n ? ev->sequence : 0;
     srv_choice *c = &job->choices[sub->index * job->n + seq];
     int ok = 1;
-    if (ev->text_len) ok = append_text(c, ev->text, ev->text_len);
+    if (ev->text_len) ok = text_buffer_append(&c->text, ev->text, ev->text_len);
     if (ev->prompt && !sub->prompt_ready) ok = ok && prompt_scores_keep(sub, ev->prompt);
     if (ev->token_id >= 0) {
         c->total_tokens++;
