@@ -412,6 +412,17 @@ static void fail_queued_locked(srv_engine *e, srv_job *job, int status, const ch
     job_unref_locked(job);
 }
 
+/* On shutdown: each job still queued fails (503), which wakes its waiter. */
+static void fail_all_queued_locked(srv_engine *e) {
+    while (e->queue_head) {
+        srv_job *job = e->queue_head;
+        e->queue_head = job->next;
+        e->queue_len--;
+        fail_queued_locked(e, job, 503, "the server is shutting down");
+    }
+    e->queue_tail = NULL;
+}
+
 /* An encoder engine's job, called with the lock held: its inputs packed
  * into as few forwards as the engine allows, run with the lock released so
  * HTTP threads are not held up (this thread is the engine's only user). */
@@ -486,13 +497,7 @@ static void run_encoder_loop(srv_engine *e) {
         e->running_requests = 0;
         e->snapshot.running_requests = 0;
     }
-    while (e->queue_head) {
-        srv_job *job = e->queue_head;
-        e->queue_head = job->next;
-        e->queue_len--;
-        fail_queued_locked(e, job, 503, "the server is shutting down");
-    }
-    e->queue_tail = NULL;
+    fail_all_queued_locked(e);
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -557,13 +562,7 @@ void srv_engine_run(srv_engine *e) {
         }
     }
     /* shutting down: whatever is left is cancelled and collected */
-    while (e->queue_head) {
-        srv_job *job = e->queue_head;
-        e->queue_head = job->next;
-        e->queue_len--;
-        fail_queued_locked(e, job, 503, "the server is shutting down");
-    }
-    e->queue_tail = NULL;
+    fail_all_queued_locked(e);
     for (srv_job *job = e->running; job; job = job->run_next) job->cancel = 1;
     for (int spins = 0; e->running && spins < 100000; spins++) {
         collect_locked(e);
