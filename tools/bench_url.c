@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/text_buffer.h"
 #include "run_requests.h"
 
 /* ---- the server's address ---------------------------------------------------- */
@@ -88,36 +89,12 @@ static int connect_to(const url_target *t, char *error, size_t cap) {
 
 enum phase { HEAD, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, BY_LENGTH, TO_CLOSE, COMPLETE };
 
-typedef struct buf {
-    char *data;
-    size_t len, cap;
-} buf;
-
-static int buf_add(buf *b, const char *data, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown) return 0;
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = 0;
-    return 1;
-}
-
-static void buf_drop(buf *b, size_t n) {
-    memmove(b->data, b->data + n, b->len - n + 1);
-    b->len -= n;
-}
-
 /* A connection and the request on it. */
 typedef struct conn {
     int fd;                   /* -1: none */
     int32_t request;          /* the request in flight; -1: idle */
     int fresh;                /* the request went out on a new connection */
-    buf in, body;             /* received, not parsed; the body, not yet split into events */
+    text_buffer in, body;     /* received, not parsed; the body, not yet split into events */
     enum phase phase;
     long status;
     int chunked, close_after;
@@ -132,7 +109,8 @@ typedef struct conn {
 } conn;
 
 static void conn_reset(conn *c) {
-    c->in.len = c->body.len = 0;
+    text_buffer_reset(&c->in);
+    text_buffer_reset(&c->body);
     c->phase = HEAD;
     c->status = 0;
     c->chunked = c->close_after = 0;
@@ -180,14 +158,14 @@ static void on_event_data(conn *c, const char *data, double now) {
 /* Moves up to n body bytes from the front of `in` into the body and splits
  * off the events that are complete. */
 static int take_body(conn *c, size_t n, double now) {
-    if (!buf_add(&c->body, c->in.data, n)) return 0;
-    buf_drop(&c->in, n);
+    if (!text_buffer_append(&c->body, c->in.data, n)) return 0;
+    text_buffer_drop_front(&c->in, n);
     if (!c->sse || c->status != 200) return 1;
     char *end;
     while ((end = strstr(c->body.data, "\n\n"))) {
         *end = 0;
         if (strncmp(c->body.data, "data: ", 6) == 0) on_event_data(c, c->body.data + 6, now);
-        buf_drop(&c->body, (size_t)(end + 2 - c->body.data));
+        text_buffer_drop_front(&c->body, (size_t)(end + 2 - c->body.data));
     }
     return 1;
 }
@@ -208,7 +186,7 @@ static int parse_head(conn *c, size_t head_len) {
             if (strncasecmp(v, "close", 5) == 0) c->close_after = 1;
         }
     }
-    buf_drop(&c->in, head_len);
+    text_buffer_drop_front(&c->in, head_len);
     if (c->chunked) c->phase = CHUNK_SIZE;
     else if (length >= 0) c->phase = BY_LENGTH, c->left = length;
     else c->phase = TO_CLOSE, c->close_after = 1;
@@ -229,7 +207,7 @@ static int conn_parse(conn *c, int eof, double now) {
         case CHUNK_SIZE:
             if (!(line_end = strstr(c->in.data, "\r\n"))) return eof ? -1 : 0;
             c->left = (int64_t)strtoll(c->in.data, NULL, 16);
-            buf_drop(&c->in, (size_t)(line_end + 2 - c->in.data));
+            text_buffer_drop_front(&c->in, (size_t)(line_end + 2 - c->in.data));
             if (c->left < 0) return -1;
             c->phase = c->left ? CHUNK_DATA : TRAILER;
             break;
@@ -245,13 +223,13 @@ static int conn_parse(conn *c, int eof, double now) {
         case CHUNK_END:
             if (c->in.len < 2) return eof ? -1 : 0;
             if (c->in.data[0] != '\r' || c->in.data[1] != '\n') return -1;
-            buf_drop(&c->in, 2);
+            text_buffer_drop_front(&c->in, 2);
             c->phase = CHUNK_SIZE;
             break;
         case TRAILER:
             if (!(line_end = strstr(c->in.data, "\r\n"))) return eof ? -1 : 0;
             if (line_end == c->in.data) c->phase = COMPLETE;
-            buf_drop(&c->in, (size_t)(line_end + 2 - c->in.data));
+            text_buffer_drop_front(&c->in, (size_t)(line_end + 2 - c->in.data));
             break;
         case TO_CLOSE:
             if (c->in.len && !take_body(c, c->in.len, now)) return -1;
@@ -271,7 +249,7 @@ static int conn_read(conn *c, int blocking, double now) {
     ssize_t n = recv(c->fd, data, sizeof data, blocking ? 0 : MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     if (n < 0) return -1;
-    if (n > 0 && !buf_add(&c->in, data, (size_t)n)) return -1;
+    if (n > 0 && !text_buffer_append(&c->in, data, (size_t)n)) return -1;
     return conn_parse(c, n == 0, now);
 }
 
@@ -303,10 +281,10 @@ static int conn_send(conn *c, const url_target *t, const char *method, const cha
         n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
                       body_len);
     if (n > 0 && (size_t)n < sizeof head) n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    buf req = {0};
-    int ok = n > 0 && (size_t)n < sizeof head && buf_add(&req, head, (size_t)n) &&
-             (!body || buf_add(&req, body, body_len)) && send_all(c->fd, req.data, req.len);
-    free(req.data);
+    text_buffer req = {0};
+    int ok = n > 0 && (size_t)n < sizeof head && text_buffer_append(&req, head, (size_t)n) &&
+             (!body || text_buffer_append(&req, body, body_len)) && send_all(c->fd, req.data, req.len);
+    text_buffer_free(&req);
     if (!ok) snprintf(error, cap, "sending the request: %s", strerror(errno));
     conn_reset(c);
     return ok;
@@ -366,8 +344,8 @@ static int fetch_model(url_run *r) {
     else fprintf(stderr, "llmrt bench: GET http://%s/v1/models failed: %s\n", r->target.host_header,
                  error[0] ? error : "no model");
     json_decref(o);
-    free(c.in.data);
-    free(c.body.data);
+    text_buffer_free(&c.in);
+    text_buffer_free(&c.body);
     return id != NULL;
 }
 
@@ -490,8 +468,8 @@ int bench_url_run(const char *url, const bench_prompt *prompts, int32_t num_prom
     }
     for (int32_t k = 0; conns && k < n; k++) {
         conn_close(&conns[k]);
-        free(conns[k].in.data);
-        free(conns[k].body.data);
+        text_buffer_free(&conns[k].in);
+        text_buffer_free(&conns[k].body);
         free(conns[k].times);
     }
     if (timer >= 0) close(timer);

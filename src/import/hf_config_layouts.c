@@ -8,8 +8,6 @@
 
 #include "import/hf_config_fields.h"
 
-#define ALIASES(...) ((const char *const[]){__VA_ARGS__, NULL})
-
 static int is_family(const llmrt_model_config *c, const char *model_type, const char *architecture) {
     return strcmp(c->model_type, model_type) == 0 || strcmp(c->architecture, architecture) == 0;
 }

@@ -54,7 +54,7 @@ void rt_request_free(rt_request *r) {
         free(s->top_ids);
         free(s->top_logprobs);
         llmrt_detokenizer_free(s->detok);
-        free(s->text);
+        text_buffer_free(&s->text);
         free(s->next_tokens);
         free(s->next_blocks);
         free(s->next_logprobs);
@@ -101,10 +101,8 @@ static int alloc_sequence(const llmrt_runtime *rt, rt_request *r, rt_sequence *s
     }
     if (tok) {
         if (llmrt_detokenizer_create(tok, LLMRT_DECODE_SKIP_SPECIAL, &s->detok) != LLMRT_OK) return 0;
-        s->text_cap = 64 + 8 * (size_t)r->max_new; /* a guess; grows geometrically if short */
-        s->text = malloc(s->text_cap);
-        if (!s->text) return 0;
-        s->text[0] = '\0';
+        /* a guess; grows geometrically if short */
+        if (!text_buffer_reserve(&s->text, 64 + 8 * (size_t)r->max_new)) return 0;
     }
     s->last_key = KV_CACHE_ROOT_KEY;
     return 1;
@@ -205,20 +203,6 @@ llmrt_status rt_push_event(llmrt_runtime *rt, const rt_event *e) {
 
 /* ---- text and stop strings --------------------------------------------------- */
 
-static int append_text(rt_sequence *s, const char *piece, size_t n) {
-    if (s->text_len + n + 1 > s->text_cap) {
-        size_t cap = (s->text_len + n + 1) * 2;
-        char *grown = realloc(s->text, cap);
-        if (!grown) return 0;
-        s->text = grown;
-        s->text_cap = cap;
-    }
-    memcpy(s->text + s->text_len, piece, n);
-    s->text_len += n;
-    s->text[s->text_len] = '\0';
-    return 1;
-}
-
 /* Finds the earliest stop string that ends after byte `from_end` (matches
  * ending earlier were looked for before); cuts the text there. */
 static int cut_at_stop(const rt_request *r, rt_sequence *s, size_t old_len) {
@@ -227,24 +211,23 @@ static int cut_at_stop(const rt_request *r, rt_sequence *s, size_t old_len) {
     for (int32_t i = 0; i < r->params.num_stop; i++) {
         const char *stop = r->stop_strings[i];
         size_t n = strlen(stop);
-        for (size_t at = start; at + n <= s->text_len && at < best; at++)
-            if (memcmp(s->text + at, stop, n) == 0) {
+        for (size_t at = start; at + n <= s->text.len && at < best; at++)
+            if (memcmp(s->text.data + at, stop, n) == 0) {
                 best = at;
                 break;
             }
     }
     if (best == SIZE_MAX) return 0;
-    s->text_len = best;
-    s->text[best] = '\0';
+    text_buffer_truncate(&s->text, best);
     return 1;
 }
 
 /* Bytes of text that no later token can take back: all of it, less what
  * could still become the start of a stop string, on a UTF-8 boundary. */
 static size_t text_final(const rt_request *r, const rt_sequence *s) {
-    if (r->max_stop_len == 0 || s->state == SEQ_FINISHED) return s->text_len;
-    size_t hold = r->max_stop_len - 1, end = s->text_len > hold ? s->text_len - hold : 0;
-    while (end > s->text_sent && end < s->text_len && ((unsigned char)s->text[end] & 0xc0) == 0x80) end--;
+    if (r->max_stop_len == 0 || s->state == SEQ_FINISHED) return s->text.len;
+    size_t hold = r->max_stop_len - 1, end = s->text.len > hold ? s->text.len - hold : 0;
+    while (end > s->text_sent && end < s->text.len && ((unsigned char)s->text.data[end] & 0xc0) == 0x80) end--;
     return end < s->text_sent ? s->text_sent : end;
 }
 
@@ -252,8 +235,8 @@ static size_t text_final(const rt_request *r, const rt_sequence *s) {
 static int add_token_text(rt_request *r, rt_sequence *s, int32_t token, int *failed) {
     if (!s->detok) return 0;
     const char *piece;
-    size_t n, old = s->text_len;
-    if (llmrt_detokenizer_step(s->detok, token, &piece, &n) != LLMRT_OK || !append_text(s, piece, n)) {
+    size_t n, old = s->text.len;
+    if (llmrt_detokenizer_step(s->detok, token, &piece, &n) != LLMRT_OK || !text_buffer_append(&s->text, piece, n)) {
         *failed = 1;
         return 0;
     }
@@ -283,10 +266,10 @@ static void end_sequence(llmrt_runtime *rt, rt_request *r, rt_sequence *s, const
     rt_sequence_release_blocks(rt, s);
     if (s->detok && strcmp(reason, "stop") != 0) {
         const char *piece;
-        size_t n, old = s->text_len;
+        size_t n, old = s->text.len;
         /* held-back bytes of an incomplete character; they may complete a stop string */
-        if (llmrt_detokenizer_flush(s->detok, &piece, &n) == LLMRT_OK && n > 0 && append_text(s, piece, n) &&
-            r->params.num_stop > 0 && cut_at_stop(r, s, old))
+        if (llmrt_detokenizer_flush(s->detok, &piece, &n) == LLMRT_OK && n > 0 &&
+            text_buffer_append(&s->text, piece, n) && r->params.num_stop > 0 && cut_at_stop(r, s, old))
             reason = "stop";
     }
     s->state = SEQ_FINISHED;
@@ -524,7 +507,7 @@ static int build_result(llmrt_runtime *rt, rt_request *r) {
             int32_t n = s->len - r->prompt_len;
             if (n < 0) n = 0; /* a dormant sequence that never got the prompt */
             if (!fill_output(o, s->tokens + r->prompt_len, s->logprobs, n, s->top_ids, s->top_logprobs, r->num_top,
-                             s->detok ? s->text : NULL, s->text_len))
+                             s->detok ? s->text.data : NULL, s->text.len))
                 return 0;
             o->finish_reason = s->finish_reason ? s->finish_reason : "cancelled";
         }

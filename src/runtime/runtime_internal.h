@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "core/text_buffer.h"
 #include "llmrt/runtime.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
@@ -39,8 +40,7 @@ typedef struct rt_sequence {
     float *top_logprobs;
     double cumulative_logprob;
     llmrt_detokenizer *detok;
-    char *text;
-    size_t text_len, text_cap;
+    text_buffer text;        /* detokenized output, when there is a tokenizer */
     size_t text_sent;        /* bytes streamed to the callback */
     const char *finish_reason;
     /* beam search: double buffers for re-forming beams, and the best

@@ -142,7 +142,7 @@ static void job_free(srv_job *job) {
     free(job->bad_word_ids);
     free(job->bad_word_lengths);
     for (int i = 0; i < job->num_subs * job->n; i++) {
-        free(job->choices[i].text);
+        text_buffer_free(&job->choices[i].text);
         free(job->choices[i].tokens);
     }
     for (int i = 0; i < job->num_stop; i++) free(job->stop_strings[i]);
@@ -258,19 +258,6 @@ int srv_engine_enqueue(srv_engine *e, srv_job *job) {
 
 /* ---- the runtime's callback (engine thread, inside llmrt_runtime_step) ---- */
 
-static int append_text(srv_choice *c, const char *text, size_t len) {
-    if (c->text_len + len > c->text_cap) {
-        size_t cap = (c->text_len + len) * 2 + 64;
-        char *grown = realloc(c->text, cap);
-        if (!grown) return 0;
-        c->text = grown;
-        c->text_cap = cap;
-    }
-    memcpy(c->text + c->text_len, text, len);
-    c->text_len += len;
-    return 1;
-}
-
 static int append_token(srv_choice *c, const llmrt_token_event *ev) {
     if (c->num_tokens == c->tokens_cap) {
         int32_t cap = c->tokens_cap ? c->tokens_cap * 2 : 16;
@@ -298,7 +285,7 @@ static int on_event(void *user, const llmrt_token_event *ev) {
     int seq = ev->sequence >= 0 && ev->sequence < job->n ? ev->sequence : 0;
     srv_choice *c = &job->choices[sub->index * job->n + seq];
     int ok = 1;
-    if (ev->text_len) ok = append_text(c, ev->text, ev->text_len);
+    if (ev->text_len) ok = text_buffer_append(&c->text, ev->text, ev->text_len);
     if (ev->prompt && !sub->prompt_ready) ok = ok && prompt_scores_keep(sub, ev->prompt);
     if (ev->token_id >= 0) {
         c->total_tokens++;
@@ -425,6 +412,17 @@ static void fail_queued_locked(srv_engine *e, srv_job *job, int status, const ch
     job_unref_locked(job);
 }
 
+/* On shutdown: each job still queued fails (503), which wakes its waiter. */
+static void fail_all_queued_locked(srv_engine *e) {
+    while (e->queue_head) {
+        srv_job *job = e->queue_head;
+        e->queue_head = job->next;
+        e->queue_len--;
+        fail_queued_locked(e, job, 503, "the server is shutting down");
+    }
+    e->queue_tail = NULL;
+}
+
 /* An encoder engine's job, called with the lock held: its inputs packed
  * into as few forwards as the engine allows, run with the lock released so
  * HTTP threads are not held up (this thread is the engine's only user). */
@@ -499,13 +497,7 @@ static void run_encoder_loop(srv_engine *e) {
         e->running_requests = 0;
         e->snapshot.running_requests = 0;
     }
-    while (e->queue_head) {
-        srv_job *job = e->queue_head;
-        e->queue_head = job->next;
-        e->queue_len--;
-        fail_queued_locked(e, job, 503, "the server is shutting down");
-    }
-    e->queue_tail = NULL;
+    fail_all_queued_locked(e);
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -570,13 +562,7 @@ void srv_engine_run(srv_engine *e) {
         }
     }
     /* shutting down: whatever is left is cancelled and collected */
-    while (e->queue_head) {
-        srv_job *job = e->queue_head;
-        e->queue_head = job->next;
-        e->queue_len--;
-        fail_queued_locked(e, job, 503, "the server is shutting down");
-    }
-    e->queue_tail = NULL;
+    fail_all_queued_locked(e);
     for (srv_job *job = e->running; job; job = job->run_next) job->cancel = 1;
     for (int spins = 0; e->running && spins < 100000; spins++) {
         collect_locked(e);

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/text_buffer.h"
 #include "llmrt/runtime.h"
 
 typedef struct srv_engine srv_engine;
@@ -48,8 +49,7 @@ typedef struct srv_token {
 
 /* What one choice produced since the consumer last took it. */
 typedef struct srv_choice {
-    char *text;               /* pending final text (not NUL-terminated) */
-    size_t text_len, text_cap;
+    text_buffer text;         /* pending final text */
     srv_token *tokens;        /* pending tokens */
     int32_t num_tokens, tokens_cap;
     int32_t total_tokens;     /* generated so far */

@@ -22,56 +22,6 @@
 
 #include "llmrt/llmrt.h"
 
-/* ---- buffers ---------------------------------------------------------------- */
-
-void srv_buf_append(srv_buf *b, const char *data, size_t len) {
-    if (b->failed) return;
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = (b->len + len + 1) * 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = 0;
-}
-
-void srv_buf_printf(srv_buf *b, const char *fmt, ...) {
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        srv_buf_append(b, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->failed = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    srv_buf_append(b, big, (size_t)n);
-    free(big);
-}
-
-void srv_buf_free(srv_buf *b) {
-    free(b->data);
-    memset(b, 0, sizeof *b);
-}
-
 /* ---- replies ---------------------------------------------------------------- */
 
 void srv_reply_json(srv_reply *reply, int status, json_t *body) {
@@ -209,14 +159,13 @@ int srv_job_take(srv_job *job, srv_taken *out, int *reported) {
     for (int i = 0; i < n; i++) {
         srv_choice *c = &job->choices[i];
         srv_taken_choice *t = &out->choices[i];
-        t->text = c->text;
-        t->text_len = c->text_len;
+        t->text = c->text.data; /* the taker owns it now */
+        t->text_len = c->text.len;
         t->tokens = c->tokens;
         t->num_tokens = c->num_tokens;
         t->new_tokens = c->new_tokens;
         c->new_tokens = 0;
-        c->text = NULL;
-        c->text_len = c->text_cap = 0;
+        c->text = (text_buffer){0};
         c->tokens = NULL;
         c->num_tokens = c->tokens_cap = 0;
         const srv_sub *sub = &job->subs[i / job->n];
@@ -249,7 +198,7 @@ struct srv_stream {
     srv_stream_produce produce;
     void *ctx;
     void (*free_ctx)(void *);
-    srv_buf out;
+    text_buffer out;
     size_t out_pos;
     int complete;
     int produced;               /* produce() has run; produced_at is set */
@@ -276,7 +225,7 @@ static void stream_free(srv_stream *s) {
     if (!s) return;
     if (s->free_ctx) s->free_ctx(s->ctx);
     if (s->job) srv_job_release(s->job); /* cancels it when unfinished: the client left */
-    srv_buf_free(&s->out);
+    text_buffer_free(&s->out);
     free(s);
 }
 
@@ -316,7 +265,7 @@ static void stream_free_cb(void *cls) { stream_free(cls); }
 /* ---- connections ------------------------------------------------------------ */
 
 typedef struct conn_state {
-    srv_buf body;
+    text_buffer body;
     int too_large;
     int status;
     size_t bytes_out;
@@ -446,7 +395,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size) {
         if (st->body.len + *upload_data_size > s->options.max_body_bytes) st->too_large = 1;
-        if (!st->too_large) srv_buf_append(&st->body, upload_data, *upload_data_size);
+        if (!st->too_large) text_buffer_append(&st->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -462,7 +411,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     else if (!is_health_path(url) && !authorized(s, conn))
         srv_reply_error(&reply, 401, NULL, "a valid 'Authorization: Bearer <key>' header is required");
     else route(&req, &reply);
-    srv_buf_free(&st->body);
+    text_buffer_free(&st->body);
     return queue_reply(conn, st, &reply);
 }
 
@@ -491,7 +440,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 st->bytes_out, (srv_now() - st->start) * 1e3,
                 code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     }
-    srv_buf_free(&st->body);
+    text_buffer_free(&st->body);
     free(st);
 }
 

@@ -90,7 +90,7 @@ typedef struct kserve_stream {
     int reported[1];
 } kserve_stream;
 
-static int kserve_produce(void *ctx, srv_job *job, srv_buf *out) {
+static int kserve_produce(void *ctx, srv_job *job, text_buffer *out) {
     kserve_stream *k = ctx;
     srv_taken t;
     if (!srv_job_take(job, &t, k->reported)) {
@@ -105,7 +105,7 @@ static int kserve_produce(void *ctx, srv_job *job, srv_buf *out) {
         if (c->finished_now) json_object_set_new(o, "finish_reason", json_string(c->finish_reason));
         char *dump = json_dumps(o, JSON_COMPACT);
         json_decref(o);
-        if (dump) srv_buf_printf(out, "data: %s\n\n", dump);
+        if (dump) text_buffer_printf(out, "data: %s\n\n", dump);
         free(dump);
     }
     int over = t.job_over;
@@ -113,7 +113,7 @@ static int kserve_produce(void *ctx, srv_job *job, srv_buf *out) {
     if (over && job->state == SRV_JOB_FAILED) {
         json_t *e = json_pack("{s:s}", "error", job->error);
         char *dump = e ? json_dumps(e, JSON_COMPACT) : NULL;
-        if (dump) srv_buf_printf(out, "data: %s\n\n", dump);
+        if (dump) text_buffer_printf(out, "data: %s\n\n", dump);
         free(dump);
         json_decref(e);
     }

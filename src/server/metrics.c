@@ -78,31 +78,31 @@ void srv_metrics_record_status(srv_metrics *m, int status) {
     pthread_mutex_unlock(&m->lock);
 }
 
-static void header(srv_buf *b, const char *name, const char *type, const char *help) {
-    srv_buf_printf(b, "# HELP llmrt:%s %s\n# TYPE llmrt:%s %s\n", name, help, name, type);
+static void header(text_buffer *b, const char *name, const char *type, const char *help) {
+    text_buffer_printf(b, "# HELP llmrt:%s %s\n# TYPE llmrt:%s %s\n", name, help, name, type);
 }
 
-static void gauge(srv_buf *b, const char *model, const char *name, const char *help, double v) {
+static void gauge(text_buffer *b, const char *model, const char *name, const char *help, double v) {
     header(b, name, "gauge", help);
-    srv_buf_printf(b, "llmrt:%s{model_name=\"%s\"} %.17g\n", name, model, v);
+    text_buffer_printf(b, "llmrt:%s{model_name=\"%s\"} %.17g\n", name, model, v);
 }
 
-static void counter(srv_buf *b, const char *model, const char *name, const char *help, double v) {
+static void counter(text_buffer *b, const char *model, const char *name, const char *help, double v) {
     header(b, name, "counter", help);
-    srv_buf_printf(b, "llmrt:%s{model_name=\"%s\"} %.17g\n", name, model, v);
+    text_buffer_printf(b, "llmrt:%s{model_name=\"%s\"} %.17g\n", name, model, v);
 }
 
-static void histogram(srv_buf *b, const char *model, const char *name, const char *help, const srv_histogram *h) {
+static void histogram(text_buffer *b, const char *model, const char *name, const char *help, const srv_histogram *h) {
     header(b, name, "histogram", help);
     uint64_t cumulative = 0;
     for (int i = 0; i < h->num_bounds; i++) {
         cumulative += h->counts[i];
-        srv_buf_printf(b, "llmrt:%s_bucket{model_name=\"%s\",le=\"%g\"} %llu\n", name, model, h->bounds[i],
+        text_buffer_printf(b, "llmrt:%s_bucket{model_name=\"%s\",le=\"%g\"} %llu\n", name, model, h->bounds[i],
             (unsigned long long)cumulative);
     }
-    srv_buf_printf(b, "llmrt:%s_bucket{model_name=\"%s\",le=\"+Inf\"} %llu\n", name, model, (unsigned long long)h->count);
-    srv_buf_printf(b, "llmrt:%s_sum{model_name=\"%s\"} %.17g\n", name, model, h->sum);
-    srv_buf_printf(b, "llmrt:%s_count{model_name=\"%s\"} %llu\n", name, model, (unsigned long long)h->count);
+    text_buffer_printf(b, "llmrt:%s_bucket{model_name=\"%s\",le=\"+Inf\"} %llu\n", name, model, (unsigned long long)h->count);
+    text_buffer_printf(b, "llmrt:%s_sum{model_name=\"%s\"} %.17g\n", name, model, h->sum);
+    text_buffer_printf(b, "llmrt:%s_count{model_name=\"%s\"} %llu\n", name, model, (unsigned long long)h->count);
 }
 
 /* A label value: backslash, quote and newline escaped. */
@@ -117,7 +117,7 @@ static void escape_label(const char *in, char *out, size_t cap) {
 }
 
 char *srv_metrics_render(srv_metrics *m, const srv_engine_snapshot *snap) {
-    srv_buf b = {0};
+    text_buffer b = {0};
     char model[600];
     escape_label(m->model_name, model, sizeof model);
     const llmrt_runtime_stats *st = &snap->stats;
@@ -141,11 +141,11 @@ char *srv_metrics_render(srv_metrics *m, const srv_engine_snapshot *snap) {
     counter(&b, model, "generation_tokens_total", "Generated tokens of finished requests.", (double)m->generation_tokens);
     header(&b, "request_success_total", "counter", "Finished sequences by finish reason.");
     for (int i = 0; i < 5; i++)
-        srv_buf_printf(&b, "llmrt:request_success_total{model_name=\"%s\",finished_reason=\"%s\"} %llu\n", model, finish_names[i],
+        text_buffer_printf(&b, "llmrt:request_success_total{model_name=\"%s\",finished_reason=\"%s\"} %llu\n", model, finish_names[i],
             (unsigned long long)m->finished[i]);
     header(&b, "http_requests_total", "counter", "HTTP responses by status code.");
     for (int i = 0; i < SRV_MAX_STATUS_CODES && m->status_codes[i]; i++)
-        srv_buf_printf(&b, "llmrt:http_requests_total{model_name=\"%s\",status=\"%d\"} %llu\n", model, m->status_codes[i],
+        text_buffer_printf(&b, "llmrt:http_requests_total{model_name=\"%s\",status=\"%d\"} %llu\n", model, m->status_codes[i],
             (unsigned long long)m->status_counts[i]);
     histogram(&b, model, "time_to_first_token_seconds", "Time to first token (submit to first token).", &m->ttft);
     histogram(&b, model, "time_per_output_token_seconds", "Mean time between output tokens, per request.", &m->tpot);

@@ -370,10 +370,10 @@ fail:
 }
 
 /* The content of a chat message: a string, or a list of text parts. */
-static int message_content(json_t *content, srv_buf *out, srv_reply *reply, size_t index) {
+static int message_content(json_t *content, text_buffer *out, srv_reply *reply, size_t index) {
     if (json_is_null(content)) return 1;
     if (json_is_string(content)) {
-        srv_buf_append(out, json_string_value(content), json_string_length(content));
+        text_buffer_append(out, json_string_value(content), json_string_length(content));
         return 1;
     }
     if (!json_is_array(content)) {
@@ -392,7 +392,7 @@ static int message_content(json_t *content, srv_buf *out, srv_reply *reply, size
             srv_reply_error(reply, 400, "messages", "messages[%zu].content[%zu].text must be a string", index, k);
             return 0;
         }
-        srv_buf_append(out, json_string_value(text), json_string_length(text));
+        text_buffer_append(out, json_string_value(text), json_string_length(text));
     }
     return 1;
 }
@@ -404,22 +404,22 @@ static char *render_chat(oa_request *r, srv_reply *reply, int *plain) {
     if (!json_is_array(messages) || json_array_size(messages) == 0)
         return srv_reply_error(reply, 400, "messages", "'messages' must be a non-empty list"), NULL;
     json_t *normal = json_array();
-    srv_buf fallback = {0};
+    text_buffer fallback = {0};
     for (size_t i = 0; i < json_array_size(messages); i++) {
         json_t *m = json_array_get(messages, i), *role = json_object_get(m, "role");
         if (!json_is_object(m) || !json_is_string(role)) {
             srv_reply_error(reply, 400, "messages", "messages[%zu] must be an object with a string 'role'", i);
             goto fail;
         }
-        srv_buf content = {0};
+        text_buffer content = {0};
         if (!message_content(json_object_get(m, "content"), &content, reply, i)) {
-            srv_buf_free(&content);
+            text_buffer_free(&content);
             goto fail;
         }
         json_array_append_new(normal, json_pack("{s:s, s:s#}", "role", json_string_value(role), "content",
                                                 content.data ? content.data : "", content.len));
-        srv_buf_printf(&fallback, "%s: %s\n", json_string_value(role), content.data ? content.data : "");
-        srv_buf_free(&content);
+        text_buffer_printf(&fallback, "%s: %s\n", json_string_value(role), content.data ? content.data : "");
+        text_buffer_free(&content);
     }
     const llmrt_tokenizer *tok = srv_engine_tokenizer(r->server->engine);
     if (!tok) {
@@ -438,16 +438,16 @@ static char *render_chat(oa_request *r, srv_reply *reply, int *plain) {
         }
         *plain = 1;
     } else {
-        srv_buf_printf(&fallback, "assistant:");
+        text_buffer_printf(&fallback, "assistant:");
         text = fallback.failed ? NULL : strdup(fallback.data);
         *plain = 0;
     }
     json_decref(normal);
-    srv_buf_free(&fallback);
+    text_buffer_free(&fallback);
     return text;
 fail:
     json_decref(normal);
-    srv_buf_free(&fallback);
+    text_buffer_free(&fallback);
     return NULL;
 }
 
@@ -512,12 +512,12 @@ static void reply_complete(oa_request *r, srv_job *job, srv_reply *reply) {
             const llmrt_sequence_output *seq = &res->sequences[s];
             json_t *c = json_object();
             json_object_set_new(c, "index", json_integer(i * job->n + s));
-            srv_buf text = {0};
-            if (r->echo && r->echo_text[i]) srv_buf_append(&text, r->echo_text[i], strlen(r->echo_text[i]));
-            if (seq->text) srv_buf_append(&text, seq->text, seq->text_len);
+            text_buffer text = {0};
+            if (r->echo && r->echo_text[i]) text_buffer_append(&text, r->echo_text[i], strlen(r->echo_text[i]));
+            if (seq->text) text_buffer_append(&text, seq->text, seq->text_len);
             json_t *t = text_json(text.data ? text.data : "", text.len);
             size_t offset = text.len - (seq->text ? seq->text_len : 0);
-            srv_buf_free(&text);
+            text_buffer_free(&text);
             if (r->chat) json_object_set_new(c, "message", json_pack("{s:s, s:o}", "role", "assistant", "content", t));
             else json_object_set_new(c, "text", t);
             if (r->logprobs && seq->logprobs) {
@@ -561,16 +561,16 @@ static void oa_stream_free(void *p) {
     free(s);
 }
 
-static void send_event(srv_buf *out, json_t *o) {
+static void send_event(text_buffer *out, json_t *o) {
     char *dump = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!dump) {
         out->failed = 1;
         return;
     }
-    srv_buf_append(out, "data: ", 6);
-    srv_buf_append(out, dump, strlen(dump));
-    srv_buf_append(out, "\n\n", 2);
+    text_buffer_append(out, "data: ", 6);
+    text_buffer_append(out, dump, strlen(dump));
+    text_buffer_append(out, "\n\n", 2);
     free(dump);
 }
 
@@ -589,7 +589,7 @@ static json_t *chunk(oa_stream *s, int index, json_t *delta_or_text, json_t *log
     return o;
 }
 
-static int oa_produce(void *ctx, srv_job *job, srv_buf *out) {
+static int oa_produce(void *ctx, srv_job *job, text_buffer *out) {
     oa_stream *s = ctx;
     oa_request *r = &s->r;
     srv_taken t;
@@ -651,7 +651,7 @@ static int oa_produce(void *ctx, srv_job *job, srv_buf *out) {
         json_object_set_new(o, "usage", usage_json(job));
         send_event(out, o);
     }
-    srv_buf_append(out, "data: [DONE]\n\n", 14);
+    text_buffer_append(out, "data: [DONE]\n\n", 14);
     return 1;
 }
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/text_buffer.h"
 #include "server/engine_loop.h"
 #include "server/metrics.h"
 
@@ -54,16 +55,6 @@ typedef struct srv_server {
     volatile int draining;      /* SIGTERM seen: not ready, no new requests */
     volatile int stopping;      /* streams end now */
 } srv_server;
-
-/* A growable byte buffer. */
-typedef struct srv_buf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} srv_buf;
-void srv_buf_append(srv_buf *b, const char *data, size_t len);
-void srv_buf_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void srv_buf_free(srv_buf *b);
 
 /* ---- requests and replies (http.c) ---------------------------------------- */
 
@@ -106,7 +97,7 @@ int srv_wait_job(srv_http_request *req, srv_job *job);
  * the job has made since the last call, and returns 1 once the stream is
  * complete (its last bytes written). It runs on the HTTP thread without the
  * engine lock. free_ctx releases ctx. */
-typedef int (*srv_stream_produce)(void *ctx, srv_job *job, srv_buf *out);
+typedef int (*srv_stream_produce)(void *ctx, srv_job *job, text_buffer *out);
 srv_stream *srv_stream_new(srv_http_request *req, srv_job *job, srv_stream_produce produce, void *ctx,
                            void (*free_ctx)(void *));
 

@@ -358,6 +358,20 @@ static llmrt_status merge_parts(json_t *item, const char *where, size_t index, c
     return llmrt_error(LLMRT_ERR_FORMAT, "%s.merges[%zu]: expected a string or a pair of strings", where, index);
 }
 
+llmrt_status tok_vocab_parse(json_t *model, const char *where, tok_strmap *vocab_out) {
+    json_t *vocab = json_object_get(model, "vocab");
+    if (!json_is_object(vocab)) return llmrt_error(LLMRT_ERR_FORMAT, "%s.vocab: expected an object", where);
+    LLMRT_TRY(tok_strmap_init(vocab_out, json_object_size(vocab)));
+    const char *key;
+    json_t *value;
+    json_object_foreach(vocab, key, value) {
+        if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > INT32_MAX - 1)
+            return llmrt_error(LLMRT_ERR_FORMAT, "%s.vocab[\"%.60s\"]: expected a non-negative integer id", where, key);
+        LLMRT_TRY(tok_strmap_put(vocab_out, key, strlen(key), (int32_t)json_integer_value(value)));
+    }
+    return LLMRT_OK;
+}
+
 llmrt_status tok_bpe_parse(json_t *model, const char *where, tok_bpe *bpe, int byte_level) {
     memset(bpe, 0, sizeof *bpe);
     bpe->unk_id = -1;
@@ -372,16 +386,7 @@ llmrt_status tok_bpe_parse(json_t *model, const char *where, tok_bpe *bpe, int b
     json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout) && json_number_value(dropout) != 0.0)
         return llmrt_error(LLMRT_ERR_UNSUPPORTED, "%s.dropout: BPE dropout is not supported", where);
-    json_t *vocab = json_object_get(model, "vocab");
-    if (!json_is_object(vocab)) return llmrt_error(LLMRT_ERR_FORMAT, "%s.vocab: expected an object", where);
-    LLMRT_TRY(tok_strmap_init(&bpe->vocab, json_object_size(vocab)));
-    const char *key;
-    json_t *value;
-    json_object_foreach(vocab, key, value) {
-        if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > INT32_MAX - 1)
-            return llmrt_error(LLMRT_ERR_FORMAT, "%s.vocab[\"%.60s\"]: expected a non-negative integer id", where, key);
-        LLMRT_TRY(tok_strmap_put(&bpe->vocab, key, strlen(key), (int32_t)json_integer_value(value)));
-    }
+    LLMRT_TRY(tok_vocab_parse(model, where, &bpe->vocab));
     bpe->byte_fallback = tok_json_bool(model, "byte_fallback", 0);
     bpe->fuse_unk = tok_json_bool(model, "fuse_unk", 0);
     bpe->ignore_merges = tok_json_bool(model, "ignore_merges", 0);

@@ -232,6 +232,8 @@ typedef struct tok_bpe {
     size_t max_input_chars_per_word;
 } tok_bpe;
 
+/* model.vocab {"piece": id, ...} into vocab_out, for BPE and WordPiece alike. */
+llmrt_status tok_vocab_parse(json_t *model, const char *where, tok_strmap *vocab_out);
 llmrt_status tok_bpe_parse(json_t *model, const char *where, tok_bpe *bpe, int byte_level);
 void tok_bpe_free(tok_bpe *bpe);
 /* Tokenizes one pre-token (raw bytes; byte-level mapping applied inside when

@@ -9,16 +9,7 @@
 
 llmrt_status tok_wordpiece_parse(json_t *model, const char *where, tok_bpe *bpe) {
     bpe->wordpiece = 1;
-    json_t *vocab = json_object_get(model, "vocab");
-    if (!json_is_object(vocab)) return llmrt_error(LLMRT_ERR_FORMAT, "%s.vocab: expected an object", where);
-    LLMRT_TRY(tok_strmap_init(&bpe->vocab, json_object_size(vocab)));
-    const char *key;
-    json_t *value;
-    json_object_foreach(vocab, key, value) {
-        if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > INT32_MAX - 1)
-            return llmrt_error(LLMRT_ERR_FORMAT, "%s.vocab[\"%.60s\"]: expected a non-negative integer id", where, key);
-        LLMRT_TRY(tok_strmap_put(&bpe->vocab, key, strlen(key), (int32_t)json_integer_value(value)));
-    }
+    LLMRT_TRY(tok_vocab_parse(model, where, &bpe->vocab));
     const char *s = NULL;
     size_t len = 0;
     LLMRT_TRY(tok_json_string(model, "unk_token", where, 0, &s, &len));

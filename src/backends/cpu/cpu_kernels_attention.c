@@ -39,18 +39,6 @@ static void attn_accumulate_portable(float *acc, float alpha, const float *p, co
         for (int64_t d = 0; d < head_dim; d++) acc[d] += p[j] * v[j * stride + d];
 }
 
-/* The sequence that token t belongs to: seq_start is non-decreasing, so a
- * binary search for the last start ≤ t. */
-static int32_t seq_of_token(const cpu_attention_batch *batch, int64_t t) {
-    int32_t lo = 0, hi = batch->num_seqs - 1;
-    while (lo < hi) {
-        int32_t mid = (lo + hi + 1) / 2;
-        if (batch->seq_start[mid] <= t) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
 /* Cache positions 0..span-1 that token t of sequence s attends to: up to
  * its own (causal), or up to its sequence's last token in the step
  * (non-causal: an encoder's whole input is one step, cached before the
@@ -88,7 +76,7 @@ static void kv_cache_write_chunk(void *ctx, int64_t begin, int64_t end) {
     const int64_t row = j->kv_heads * j->head_dim;
     const int32_t bs = batch->block_size;
     for (int64_t t = begin; t < end; t++) {
-        int32_t s = seq_of_token(batch, t), pos = batch->positions[t];
+        int32_t s = cpu_attention_seq_of_token(batch, t), pos = batch->positions[t];
         if (pos < 0 || pos / bs >= batch->max_blocks_per_seq) continue; /* no slot: the runtime's bug */
         int64_t block = batch->block_tables[(int64_t)s * batch->max_blocks_per_seq + pos / bs];
         size_t offset = ((size_t)block * bs + (size_t)(pos % bs)) * (size_t)row;
@@ -155,7 +143,7 @@ static void attention_token_chunk(void *ctx, int64_t begin, int64_t end) {
     const int64_t slot_stride = j->kv_heads * j->head_dim;
     for (int64_t item = begin; item < end; item++) {
         const int64_t t = item / j->ranges, r = item % j->ranges;
-        const int32_t s = seq_of_token(batch, t);
+        const int32_t s = cpu_attention_seq_of_token(batch, t);
         const int64_t len = attention_span(batch, s, t);
         const int64_t h0 = r * j->per, h1 = h0 + j->per < j->heads ? h0 + j->per : j->heads;
         /* a decode token among several sequences reads its cache once */
@@ -197,7 +185,7 @@ static void attention_pair_chunk(void *ctx, int64_t begin, int64_t end) {
         const float *qv = j->q + (t * j->heads + h) * head_dim;
         float *acc = j->out + (t * j->heads + h) * head_dim;
         memset(acc, 0, sizeof(float) * (size_t)head_dim);
-        const int32_t s = seq_of_token(batch, t);
+        const int32_t s = cpu_attention_seq_of_token(batch, t);
         const int32_t *table = batch->block_tables + (int64_t)s * batch->max_blocks_per_seq;
         const int64_t pos = batch->positions[t];
         const int64_t len = attention_span(batch, s, t);

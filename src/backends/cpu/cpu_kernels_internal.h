@@ -79,6 +79,19 @@ void cpu_attn_token_avx2(float *out, const float *q, int64_t h0, int64_t h1, int
                          const float *v_cache, const int32_t *table, int32_t bs, int64_t len, int64_t slot_stride,
                          int64_t head_dim, float scale);
 
+/* The sequence that token t of a batch belongs to: seq_start is
+ * non-decreasing, so a binary search for the last start ≤ t. Inline: the
+ * attention kernels call it per token. */
+static inline int32_t cpu_attention_seq_of_token(const cpu_attention_batch *batch, int64_t t) {
+    int32_t lo = 0, hi = batch->num_seqs - 1;
+    while (lo < hi) {
+        int32_t mid = (lo + hi + 1) / 2;
+        if (batch->seq_start[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 /* One thread's scratch buffer of at least `bytes`, 64-byte aligned, kept
  * for the thread's life (so prefill does not malloc per call). NULL if the
  * allocation fails. */

@@ -37,24 +37,13 @@ typedef struct kv8_write_job {
     int64_t kv_heads, head_dim;
 } kv8_write_job;
 
-/* The sequence of token t (seq_start is non-decreasing). */
-static int32_t sequence_of(const cpu_attention_batch *batch, int64_t t) {
-    int32_t lo = 0, hi = batch->num_seqs - 1;
-    while (lo < hi) {
-        int32_t mid = (lo + hi + 1) / 2;
-        if (batch->seq_start[mid] <= t) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
 static void kv8_write_chunk(void *ctx, int64_t begin, int64_t end) {
     const kv8_write_job *j = ctx;
     const cpu_attention_batch *batch = j->batch;
     const cpu_kv8_layer *c = j->cache;
     const int32_t bs = batch->block_size;
     for (int64_t t = begin; t < end; t++) {
-        int32_t s = sequence_of(batch, t), pos = batch->positions[t];
+        int32_t s = cpu_attention_seq_of_token(batch, t), pos = batch->positions[t];
         if (pos < 0 || pos / bs >= batch->max_blocks_per_seq) continue; /* no slot: the runtime's bug */
         int64_t block = batch->block_tables[(int64_t)s * batch->max_blocks_per_seq + pos / bs];
         size_t slot = (size_t)block * (size_t)bs + (size_t)(pos % bs);
