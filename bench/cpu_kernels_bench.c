@@ -4,14 +4,13 @@
  * root:
  *
  *   gcc -O3 -std=c11 -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc \
- *       bench/cpu_kernels_bench.c src/backends/cpu/cpu_isa.c \
- *       src/backends/cpu/cpu_kernels_*.c src/core/dtype.c src/core/thread_pool.c \
- *       -lm -o build/cpu_kernels_bench
+ *       bench/cpu_kernels_bench.c build/libllmrt.a -lm -o build/cpu_kernels_bench
  *   OMP_NUM_THREADS=2 build/cpu_kernels_bench [runs] [isa ...]
  *   OMP_NUM_THREADS=2 build/cpu_kernels_bench peaks [isa ...]
  *
- * isa: avx2, avx512 or portable (default: avx2 and avx512 where the CPU has
- * them). The paths alternate within every run, so their ratios come from
+ * isa: avx2, avx512, portable, or bf16 (AVX-512 with 16-bit compute:
+ * bf16 weights take bf16 activations through vdpbf16ps; other dtypes are
+ * skipped on it) (default: avx2, avx512 and bf16 where the CPU has them). The paths alternate within every run, so their ratios come from
  * the same minutes of a shared machine. `peaks` prints the read bandwidth
  * and FMA peaks alone (a model benchmark's floor, taken beside it).
  *
@@ -135,7 +134,20 @@ __attribute__((target("avx2,fma"))) static float fma_loop_avx2(float seed) {
     return out[0] + out[7];
 }
 
-/* GFLOP/s of all threads together at `width` floats per FMA (8 or 16);
+/* vdpbf16ps: 64 FLOP an instruction (16 lanes × 2 products and 2 adds). */
+__attribute__((target("avx512f,avx512bf16"))) static float dp_loop_bf16(float seed) {
+    __m512 a[12];
+    const __m512bh m = (__m512bh)_mm512_set1_epi16(0x3f80), c = (__m512bh)_mm512_set1_epi16(0x3300);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(seed + (float)i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], m, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+/* GFLOP/s of all threads together at `width` floats per FMA (8 or 16; 32:
+ * vdpbf16ps, counted as 32 multiply-adds);
  * the portable path is held to the AVX2 figure (what its compiler could
  * reach at best). The best of 5 runs: a ceiling, which other jobs on the
  * cores can only lower. */
@@ -144,7 +156,9 @@ static double fma_peak_gflops(int width) {
     for (int r = 0; r < 5; r++) {
         double t0 = now();
 #pragma omp parallel reduction(+ : sink)
-        sink += width == 16 ? fma_loop_avx512((float)omp_get_thread_num()) : fma_loop_avx2((float)omp_get_thread_num());
+        sink += width == 32   ? dp_loop_bf16((float)omp_get_thread_num())
+                : width == 16 ? fma_loop_avx512((float)omp_get_thread_num())
+                              : fma_loop_avx2((float)omp_get_thread_num());
         const double t = now() - t0;
         best = t < best ? t : best;
     }
@@ -212,6 +226,20 @@ static double model_pass(const model *m, llmrt_dtype type, int64_t M, float *x, 
     return now() - t0;
 }
 
+/* Selects a path: an ISA, or "bf16" (AVX-512 and 16-bit compute). */
+static void use_path(const char *path) {
+    const int bf16 = strcmp(path, "bf16") == 0;
+    cpu_kernels_force_isa(bf16 ? "avx512" : path);
+    cpu_kernels_set_16bit_compute(bf16);
+}
+
+static int path_runs(const char *path) {
+    use_path(path);
+    const int ok = strcmp(path, "bf16") == 0 ? cpu_has_bf16_dot() : strcmp(cpu_kernels_isa(), path) == 0;
+    use_path("avx512");
+    return ok;
+}
+
 /* Other work on a 2-core box wrecks OpenMP timings (a descheduled thread
  * stalls the other at the barrier), so the load is printed with the results. */
 static void print_load(const char *when) {
@@ -225,15 +253,13 @@ int main(int argc, char **argv) {
     const int peaks_only = argc > 1 && strcmp(argv[1], "peaks") == 0;
     int runs = argc > 1 && !peaks_only ? atoi(argv[1]) : 5;
     if (runs < 1 || runs > 16) runs = 5;
-    const char *isas[MAX_ISAS] = {"avx2", "avx512"};
-    int n_isas = 2;
+    const char *isas[MAX_ISAS] = {"avx2", "avx512", "bf16"};
+    int n_isas = 3;
     if (argc > 2) n_isas = 0;
     for (int i = 2; i < argc && n_isas < MAX_ISAS; i++) isas[n_isas++] = argv[i];
     int kept = 0; /* the paths this CPU runs */
-    for (int i = 0; i < n_isas; i++) {
-        cpu_kernels_force_isa(isas[i]);
-        if (strcmp(cpu_kernels_isa(), isas[i]) == 0) isas[kept++] = isas[i];
-    }
+    for (int i = 0; i < n_isas; i++)
+        if (path_runs(isas[i])) isas[kept++] = isas[i];
     n_isas = kept;
     if (n_isas == 0) {
         fprintf(stderr, "no requested path runs on this CPU\n");
@@ -248,8 +274,9 @@ int main(int argc, char **argv) {
            has_avx512() ? "AVX-512" : "AVX2", bw1, bw4);
     double peak[MAX_ISAS];
     for (int i = 0; i < n_isas; i++) {
-        peak[i] = fma_peak_gflops(strcmp(isas[i], "avx512") == 0 ? 16 : 8);
-        printf("FMA peak, %s path: %.1f GFLOP/s\n", isas[i], peak[i]);
+        peak[i] = fma_peak_gflops(strcmp(isas[i], "bf16") == 0 ? 32 : strcmp(isas[i], "avx512") == 0 ? 16 : 8);
+        printf("%s peak, %s path: %.1f GFLOP/s\n", strcmp(isas[i], "bf16") == 0 ? "vdpbf16ps" : "FMA", isas[i],
+               peak[i]);
     }
     printf("\n");
     if (peaks_only) return 0;
@@ -267,19 +294,24 @@ int main(int argc, char **argv) {
         double kind_time[MAX_ISAS][NUM_KINDS] = {{0}};
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             const int64_t M = Ms[mi];
-            if (types[t] != LLMRT_DTYPE_F16 && M != 1 && M != 128) continue;
+            if (types[t] != LLMRT_DTYPE_F16 && M != 1 && M != 128 && !(types[t] == LLMRT_DTYPE_BF16 && M == 8))
+                continue;
             const int r_count = M == 128 ? (runs < 3 ? runs : 3) : runs;
             double times[MAX_ISAS][16];
+#define SKIP_PATH(i) (strcmp(isas[i], "bf16") == 0 && types[t] != LLMRT_DTYPE_BF16)
             for (int i = 0; i < n_isas; i++) { /* warm: page tables, scratch */
-                cpu_kernels_force_isa(isas[i]);
+                if (SKIP_PATH(i)) continue;
+                use_path(isas[i]);
                 model_pass(&m, types[t], M, x, y, NULL);
             }
             for (int r = 0; r < r_count; r++)
                 for (int i = 0; i < n_isas; i++) {
-                    cpu_kernels_force_isa(isas[i]);
+                    if (SKIP_PATH(i)) continue;
+                    use_path(isas[i]);
                     times[i][r] = model_pass(&m, types[t], M, x, y, M == 1 ? kind_time[i] : NULL);
                 }
             for (int i = 0; i < n_isas; i++) {
+                if (SKIP_PATH(i)) continue;
                 double best = times[i][0];
                 for (int r = 1; r < r_count; r++) best = times[i][r] < best ? times[i][r] : best;
                 const double s = median(times[i], r_count);
@@ -289,6 +321,7 @@ int main(int argc, char **argv) {
             }
         }
         for (int i = 0; i < n_isas; i++) {
+            if (SKIP_PATH(i)) continue;
             printf("      M=1 %s, GB/s per shape (mean over runs):", isas[i]);
             for (int k = 0; k < NUM_KINDS; k++) {
                 int64_t n = k == 7 ? VOCAB : layer_shapes[k].n, kk = k == 7 ? HIDDEN : layer_shapes[k].k;
@@ -298,6 +331,7 @@ int main(int argc, char **argv) {
             printf("\n");
         }
         model_free(&m);
+#undef SKIP_PATH
     }
     print_load("after");
     free(x), free(y);

@@ -148,13 +148,18 @@ CPU_TARGET_BF16 void cpu_linear_rows_bf16(float *y, const uint16_t *x, const uin
     /* A panel streams from DRAM during its first block of x rows (which
      * prefetches) and is read from L2 by the others, so W crosses the
      * memory bus once for every M. */
+    /* Blocks of x rows as even as 6 allows (8 = 4 + 4, not 6 + 2: a
+     * 2-row tile loads 6 vectors for 8 products). A row's arithmetic is
+     * the same in any block. */
+    const int64_t blocks = (M + 5) / 6, base = M / blocks, extra = M % blocks;
     for (int64_t n0 = n_begin; n0 < n_end; n0 += panel) {
         const int64_t rows = n_end - n0 < panel ? n_end - n0 : panel;
-        for (int64_t m = 0; m < M; m += 6) {
-            const int mr = (int)(M - m < 6 ? M - m : 6);
+        for (int64_t b = 0, m = 0; b < blocks; b++) {
+            const int mr = (int)(base + (b < extra));
             for (int64_t r = 0; r < rows; r += 4)
                 tile_any(mr, m == 0, y + m * N + n0 + r, N, x + m * K, K, w + (n0 + r) * K,
                          K, (int)(rows - r < 4 ? rows - r : 4), K, bias ? bias + n0 + r : NULL);
+            m += mr;
         }
     }
 }
