@@ -9,7 +9,8 @@
  * The reference is the same model with the dequantized weights as a plain
  * f32 checkpoint, run through llmrt's exact f32 path: the packed engines
  * must give its logits within 1e-3 (relative L2) on the exact path. Layouts
- * llmrt does not read fail with an error naming the field or tensor. */
+ * llmrt does not read fail with an error naming the field or tensor, and so
+ * does a --tp 2 build that would split a group or act-order inputs. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <math.h>
@@ -241,16 +242,19 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
     llmrt_checkpoint_close(cp);
 }
 
-static llmrt_status build(const char *model_dir, const char *engine) {
+static llmrt_status build_tp(const char *model_dir, const char *engine, int32_t tp) {
     llmrt_build_options o;
     llmrt_build_options_init(&o);
     o.model_dir = model_dir;
     o.output_path = engine;
+    o.tp_size = tp;
     o.max_batch = 2;
     o.max_num_tokens = 64;
     o.max_seq_len = 64;
     return llmrt_build(&o);
 }
+
+static llmrt_status build(const char *model_dir, const char *engine) { return build_tp(model_dir, engine, 1); }
 
 static float *logits_of(const char *engine_path, const int32_t *ids, int32_t n, int32_t *vocab) {
     llmrt_engine *engine = NULL;
@@ -281,6 +285,18 @@ static void run_variant(const char *case_name, const variant *v) {
         return;
     }
     CHECK_MSG(s == LLMRT_OK, "%s: build: %s", v->label, llmrt_last_error());
+    /* --tp 2 keeps the checkpoint's groups whole: down_proj's 96 inputs give
+     * a rank 48, not a multiple of 32; act-order fails first, at o_proj */
+    char tp_engine[1200];
+    snprintf(tp_engine, sizeof tp_engine, "%s/packed.tp2.engine", tmp);
+    s = build_tp(dir, tp_engine, 2);
+    const char *tp_error = v->act_order ? "holds act-order (permuted) codes: its inputs cannot be split across 2"
+                                        : "down_proj.weight': tensor parallelism over 2 ranks gives each rank 48 of its "
+                                          "96 inputs, not a multiple of the quantization group size 32";
+    if (s == LLMRT_ERR_UNSUPPORTED && strstr(llmrt_last_error(), "built without")) tp_error = NULL; /* no MPI */
+    CHECK_MSG(!tp_error || (s != LLMRT_OK && strstr(llmrt_last_error(), tp_error)),
+              "%s: --tp 2: expected an error holding \"%s\", got: %s", v->label, tp_error ? tp_error : "",
+              s == LLMRT_OK ? "success" : llmrt_last_error());
     CHECK_OK(build(ref_dir, ref_engine));
     int32_t ids[24], vocab = 0;
     for (int i = 0; i < 24; i++) ids[i] = (i * 37 + 5) % 100;
