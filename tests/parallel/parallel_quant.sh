@@ -6,9 +6,11 @@
 # products in another order; fp32 activations). Also: the LM head stays
 # unquantized behind a vocab-parallel gather and pipeline sends, and the
 # splits that cannot equal TP=1 are build errors naming the weight.
-# usage: parallel_quant.sh LLMRT NPY_CLOSE CASES_DIR
+# With WRITE_CHECKPOINT (test_quant_checkpoint), AWQ and GPTQ checkpoints
+# it writes are built with --tp 2 the same way.
+# usage: parallel_quant.sh LLMRT NPY_CLOSE CASES_DIR [WRITE_CHECKPOINT]
 set -u
-llmrt=$1 npy_close=$2 cases=$3
+llmrt=$1 npy_close=$2 cases=$3 write_checkpoint=${4:-}
 here=$(dirname "$0")
 command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
 probe_path=$(mktemp -u)
@@ -54,6 +56,17 @@ compare llama_int4 "--tp 2" 2 --model "$cases/llama_f32" --quant int4-wo
 compare llama_int4_asym_pp "--tp 2 --pp 2" 4 --model "$cases/llama_f32" --quant int4-wo --quant-scheme asym
 compare llama_int8_pp "--pp 2" 2 --model "$cases/llama_f32" --quant int8-wo
 compare mixtral_int8 "--tp 2" 2 --model "$cases/mixtral_f32" --quant int8-wo
+# prequantized: llama_f32's linears packed 4-bit in groups of 16, which
+# divide every rank's inputs (32 of o_proj's 64, 48 of down_proj's 96)
+if [ -n "$write_checkpoint" ]; then
+    for method in awq gptq; do
+        mkdir -p "$tmp/$method"
+        "$write_checkpoint" --write "$tmp/$method" 16 $method >/dev/null ||
+            { echo "FAIL: writing the $method checkpoint"; fail=1; continue; }
+        compare ${method}_g16 "--tp 2" 2 --model "$tmp/$method"
+        check grep -q "int4-wo" <<<"$("$llmrt" inspect "$tmp/${method}_g16.split.engine.rank1")"
+    done
+fi
 unset LLMRT_CPU_QUANT_ACTIVATIONS
 
 # groups on the shard boundaries, on the integer kernels (every K a
