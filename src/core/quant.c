@@ -145,22 +145,16 @@ void llmrt_dequantize_row(const void *blob, int64_t n, float *out) {
 /* index[i] = the full tensor's index of the shard's i-th entry along the
  * cut axis (size `count`), from the pieces; 0 when they do not add up to
  * count or leave [0, full_size). */
-static int64_t *piece_index(const int64_t (*pieces)[2], int32_t num_pieces, int64_t count, int64_t full_size) {
-    int64_t *index = malloc((size_t)count * sizeof *index + 1), at = 0;
-    if (!index) return NULL;
+static int piece_index(int64_t *index, const int64_t (*pieces)[2], int32_t num_pieces, int64_t count,
+                       int64_t full_size) {
+    int64_t at = 0;
     for (int32_t p = 0; p < num_pieces; p++) {
         if (pieces[p][0] < 0 || pieces[p][1] < 0 || pieces[p][0] + pieces[p][1] > full_size ||
-            at + pieces[p][1] > count) {
-            free(index);
-            return NULL;
-        }
+            at + pieces[p][1] > count)
+            return 0;
         for (int64_t i = 0; i < pieces[p][1]; i++) index[at++] = pieces[p][0] + i;
     }
-    if (at != count) {
-        free(index);
-        return NULL;
-    }
-    return index;
+    return at == count;
 }
 
 llmrt_status llmrt_qweight_cut(const void *full, void *shard, int axis, const int64_t (*pieces)[2],
@@ -176,10 +170,14 @@ llmrt_status llmrt_qweight_cut(const void *full, void *shard, int axis, const in
     if ((f->flags & LLMRT_QWEIGHT_PERMUTED) != (s->flags & LLMRT_QWEIGHT_PERMUTED))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s': the shard and the full matrix disagree on act-order",
                            what);
-    int64_t *index = piece_index(pieces, num_pieces, axis == 0 ? s->rows : s->cols, axis == 0 ? f->rows : f->cols);
-    if (!index)
+    const int64_t count = axis == 0 ? s->rows : s->cols;
+    int64_t *index = malloc((size_t)count * sizeof *index + 1);
+    if (!index) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory cutting '%s'", what);
+    if (!piece_index(index, pieces, num_pieces, count, axis == 0 ? f->rows : f->cols)) {
+        free(index);
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s': %d pieces along axis %d are not its shard's %lld", what,
-                           (int)num_pieces, axis, (long long)(axis == 0 ? s->rows : s->cols));
+                           (int)num_pieces, axis, (long long)count);
+    }
     /* each shard group inside one full group: its scale and zero carry over */
     for (int64_t k = 0; axis == 1 && k < s->cols; k++) {
         if (index[k] / f->group_size == index[k / s->group_size * s->group_size] / f->group_size) continue;
