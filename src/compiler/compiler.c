@@ -359,12 +359,14 @@ static llmrt_status bind_smoothed(binder *b, const llmrt_graph *g, llmrt_value v
  * iattr[5] = index, iattr[6] = count; llmrt_weight_segments adds the full
  * size along the axis in iattr[7] and the pieces it takes): the full tensor
  * is bound as for one rank, then this rank's pieces copied out, so every
- * rank's bytes are a TP=1 engine's, random weights included. */
+ * rank's bytes are a TP=1 engine's, random weights included. A packed
+ * (quantized) shard is cut from the full matrix quantized as TP=1 does:
+ * its codes, scales and zeros are TP=1's, whole groups to a rank. */
 static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch) {
     const int32_t axis = (int32_t)w->iattr[4] - 1, index = (int32_t)w->iattr[5], count = (int32_t)w->iattr[6];
-    if (llmrt_dtype_is_packed(w->dtype) || w->ndim < 1 || w->ndim > 2 || axis >= w->ndim)
-        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "weight %s: tensor-parallel shards of %s weights", w->name,
-                           llmrt_dtype_name(w->dtype));
+    if (w->ndim < 1 || w->ndim > 3 || axis >= w->ndim || (llmrt_dtype_is_packed(w->dtype) && w->ndim != 2))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "weight %s: tensor-parallel shards of %dD %s weights", w->name,
+                           (int)w->ndim, llmrt_dtype_name(w->dtype));
     int64_t one[1][2] = {{index * w->dims[axis], w->dims[axis]}};
     const int64_t(*segments)[2] = w->num_segments ? w->segments : one;
     const int32_t num_segments = w->num_segments ? w->num_segments : 1;
@@ -372,19 +374,41 @@ static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight
     full.dims[axis] = w->num_segments ? w->iattr[7] : w->dims[axis] * count;
     full.iattr[4] = full.iattr[5] = full.iattr[6] = full.iattr[7] = 0;
     full.num_segments = 0;
+    const int packed = llmrt_dtype_is_packed(w->dtype);
+    if (llmrt_dtype_is_quantized(w->dtype)) /* the group TP=1 quantizes with (a shard's may be its whole row) */
+        full.iattr[1] = llmrt_quant_full_group(b->options->prequantized, b->checkpoint, b->options->quant_group_size,
+                                               &full);
     llmrt_plan_weight whole = *pw;
     whole.nbytes = llmrt_node_bytes(&full, 0, 0);
     whole.owned_data = malloc(whole.nbytes ? whole.nbytes : 1);
     if (!whole.owned_data) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory binding '%s'", w->name);
-    llmrt_status status = b->options->random_weights
-                              ? bind_random(b, &full, &whole)
-                              : bind_tensor(b->checkpoint, b->family, &full, whole.owned_data, scratch, &b->progress);
-    if (status == LLMRT_OK) {
+    llmrt_status status;
+    if (b->options->random_weights) status = bind_random(b, &full, &whole);
+    else if (packed)
+        status = bind_quantized(b->checkpoint, b->family, b->options->prequantized, &full, whole.owned_data, scratch,
+                                &b->progress);
+    else status = bind_tensor(b->checkpoint, b->family, &full, whole.owned_data, scratch, &b->progress);
+    if (status == LLMRT_OK && llmrt_dtype_is_quantized(w->dtype)) {
+        llmrt_qweight_header layout;
+        status = llmrt_qweight_layout(w->dtype, w->dims[0], w->dims[1], w->iattr[1], w->iattr[3] != 0, &layout);
+        if (status == LLMRT_OK) {
+            llmrt_qweight_init(pw->owned_data, &layout);
+            status = llmrt_qweight_cut(whole.owned_data, pw->owned_data, axis, segments, num_segments, w->name);
+        }
+    } else if (status == LLMRT_OK && packed) {
+        llmrt_q8weight_header layout;
+        status = llmrt_q8weight_layout(w->dtype, w->dims[0], w->dims[1], &layout);
+        if (status == LLMRT_OK) {
+            llmrt_q8weight_init(pw->owned_data, &layout);
+            status = llmrt_q8weight_cut(whole.owned_data, pw->owned_data, axis, segments, num_segments, w->name);
+        }
+    } else if (status == LLMRT_OK) {
         /* the tensor seen as [outer, axis, inner]: each piece is `inner`-long
-         * runs in each of the outer rows */
+         * runs in each of the outer rows (an expert stack [E, rows, cols] too) */
         const size_t elem = llmrt_dtype_size(w->dtype);
-        const int64_t outer = w->ndim == 2 && axis == 1 ? w->dims[0] : 1;
-        const int64_t inner = w->ndim == 2 && axis == 0 ? w->dims[1] : 1;
+        int64_t outer = 1, inner = 1;
+        for (int32_t d = 0; d < axis; d++) outer *= w->dims[d];
+        for (int32_t d = axis + 1; d < w->ndim; d++) inner *= w->dims[d];
         const uint8_t *src = whole.owned_data;
         uint8_t *dst = pw->owned_data;
         for (int64_t o = 0; o < outer; o++)
@@ -511,8 +535,6 @@ llmrt_status llmrt_compile(const llmrt_model_config *config, const llmrt_checkpo
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,
                            "build: pipeline stage %d of %d for %d layers (at most one stage a layer)",
                            options->pp_stage, options->pp_stages, config->num_layers);
-    if (options->tp_size > 1 && (options->quant_dtype != LLMRT_DTYPE_INVALID || options->prequantized))
-        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "build: --tp with quantized weights is not supported yet");
     if (options->smooth && (!options->calibration || options->tp_size > 1 || options->pp_stages > 1 ||
                             options->prequantized))
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT,

@@ -141,3 +141,67 @@ void llmrt_dequantize_row(const void *blob, int64_t n, float *out) {
             out[perm ? perm[k] : k] = s * (float)((int)llmrt_qweight_get(blob, n, k) - z);
     }
 }
+
+/* index[i] = the full tensor's index of the shard's i-th entry along the
+ * cut axis (size `count`), from the pieces; 0 when they do not add up to
+ * count or leave [0, full_size). */
+static int piece_index(int64_t *index, const int64_t (*pieces)[2], int32_t num_pieces, int64_t count,
+                       int64_t full_size) {
+    int64_t at = 0;
+    for (int32_t p = 0; p < num_pieces; p++) {
+        if (pieces[p][0] < 0 || pieces[p][1] < 0 || pieces[p][0] + pieces[p][1] > full_size ||
+            at + pieces[p][1] > count)
+            return 0;
+        for (int64_t i = 0; i < pieces[p][1]; i++) index[at++] = pieces[p][0] + i;
+    }
+    return at == count;
+}
+
+llmrt_status llmrt_qweight_cut(const void *full, void *shard, int axis, const int64_t (*pieces)[2],
+                               int32_t num_pieces, const char *what) {
+    const llmrt_qweight_header *f = full, *s = shard;
+    if (f->bits != s->bits || (axis == 0 ? f->cols != s->cols : f->rows != s->rows) || axis < 0 || axis > 1)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s': a [%lld, %lld] shard is no cut of [%lld, %lld] along "
+                           "axis %d", what, (long long)s->rows, (long long)s->cols, (long long)f->rows,
+                           (long long)f->cols, axis);
+    if (axis == 1 && (f->flags & LLMRT_QWEIGHT_PERMUTED))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s' holds act-order (permuted) codes: its inputs cannot be split "
+                           "across tensor-parallel ranks", what);
+    if ((f->flags & LLMRT_QWEIGHT_PERMUTED) != (s->flags & LLMRT_QWEIGHT_PERMUTED))
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s': the shard and the full matrix disagree on act-order",
+                           what);
+    const int64_t count = axis == 0 ? s->rows : s->cols;
+    int64_t *index = malloc((size_t)count * sizeof *index + 1);
+    if (!index) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory cutting '%s'", what);
+    if (!piece_index(index, pieces, num_pieces, count, axis == 0 ? f->rows : f->cols)) {
+        free(index);
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s': %d pieces along axis %d are not its shard's %lld", what,
+                           (int)num_pieces, axis, (long long)count);
+    }
+    /* each shard group inside one full group: its scale and zero carry over */
+    for (int64_t k = 0; axis == 1 && k < s->cols; k++) {
+        if (index[k] / f->group_size == index[k / s->group_size * s->group_size] / f->group_size) continue;
+        free(index);
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "'%s': input %lld of the shard falls outside the quantization "
+                           "group (size %lld) of its group's first input", what, (long long)k,
+                           (long long)f->group_size);
+    }
+    const uint16_t *full_scales = llmrt_qweight_scales(full);
+    const uint8_t *full_zeros = llmrt_qweight_zeros(full);
+    uint16_t *scales = (uint16_t *)((uint8_t *)shard + s->scales_offset);
+    uint8_t *zeros = (uint8_t *)shard + s->zeros_offset;
+    for (int64_t n = 0; n < s->rows; n++) {
+        const int64_t fn = axis == 0 ? index[n] : n;
+        for (int64_t k = 0; k < s->cols; k++)
+            llmrt_qweight_set(shard, n, k, llmrt_qweight_get(full, fn, axis == 1 ? index[k] : k));
+        for (int64_t g = 0; g < s->groups; g++) {
+            const int64_t first = g * s->group_size, fg = (axis == 1 ? index[first] : first) / f->group_size;
+            scales[llmrt_qweight_group_index(s, n, g)] = full_scales[llmrt_qweight_group_index(f, fn, fg)];
+            zeros[llmrt_qweight_group_index(s, n, g)] = full_zeros[llmrt_qweight_group_index(f, fn, fg)];
+        }
+    }
+    if (s->flags & LLMRT_QWEIGHT_PERMUTED) /* rows only: the input order is the whole matrix's */
+        memcpy((uint8_t *)shard + llmrt_qweight_perm_offset(s), llmrt_qweight_perm(full), (size_t)s->cols * 4);
+    free(index);
+    return LLMRT_OK;
+}

@@ -133,6 +133,15 @@ static inline void llmrt_qweight_set(void *blob, int64_t n, int64_t k, unsigned 
  * zero at the midpoint) or asymmetric (scale = (max − min) / (2^bits − 1),
  * zero = round(−min / scale), the range always holding 0). */
 void llmrt_quantize_row(void *blob, int64_t n, const float *w, int asymmetric);
+/* Copies into `shard` (initialised with its own layout, same dtype) its
+ * part of the checked blob `full`: the pieces (offset, length) along `axis`
+ * (0: rows, 1: inputs) of full, laid one after another. The codes, scales
+ * and zeros are full's own, so the shard dequantizes to exactly full's
+ * values; each of the shard's groups must lie inside one of full's (a
+ * per-channel shard of inputs keeps the whole row's scale). A permuted
+ * blob cuts only along rows. Fails naming `what` otherwise. */
+llmrt_status llmrt_qweight_cut(const void *full, void *shard, int axis, const int64_t (*pieces)[2],
+                               int32_t num_pieces, const char *what);
 /* Row n of a checked blob back to f32 (cols values, in x's order: a
  * permuted blob's stored input j lands at out[perm[j]]). */
 void llmrt_dequantize_row(const void *blob, int64_t n, float *out);

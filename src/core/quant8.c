@@ -196,3 +196,38 @@ void llmrt_q8_linear_reference(float *y, const float *x, int64_t M, const void *
     }
     free(xq);
 }
+
+llmrt_status llmrt_q8weight_cut(const void *full, void *shard, int axis, const int64_t (*pieces)[2],
+                                int32_t num_pieces, const char *what) {
+    const llmrt_q8weight_header *f = full;
+    llmrt_q8weight_header *s = shard;
+    const int64_t count = axis == 0 ? s->rows : s->cols, full_size = axis == 0 ? f->rows : f->cols;
+    int64_t total = 0;
+    int ok = f->kind == s->kind && (axis == 0 ? f->cols == s->cols : axis == 1 && f->rows == s->rows);
+    for (int32_t p = 0; ok && p < num_pieces; p++) {
+        ok = pieces[p][0] >= 0 && pieces[p][1] >= 0 && pieces[p][0] + pieces[p][1] <= full_size;
+        total += pieces[p][1];
+    }
+    if (!ok || total != count)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s': a [%lld, %lld] shard is no cut of [%lld, %lld] along "
+                           "axis %d", what, (long long)s->rows, (long long)s->cols, (long long)f->rows,
+                           (long long)f->cols, axis);
+    s->flags = f->flags;
+    s->input_scale = f->input_scale;
+    const uint8_t *full_codes = llmrt_q8weight_codes(full);
+    const float *full_scales = llmrt_q8weight_scales(full);
+    uint8_t *codes = (uint8_t *)shard + LLMRT_Q8WEIGHT_HEADER_BYTES;
+    float *scales = (float *)((uint8_t *)shard + s->scales_offset);
+    int64_t at = 0;
+    for (int32_t p = 0; p < num_pieces; p++)
+        for (int64_t i = pieces[p][0]; i < pieces[p][0] + pieces[p][1]; i++, at++) {
+            if (axis == 0) { /* whole rows: their codes and scale */
+                memcpy(codes + at * s->cols, full_codes + i * f->cols, (size_t)s->cols);
+                scales[at] = full_scales[i];
+            } else { /* input i of every row */
+                for (int64_t n = 0; n < s->rows; n++) codes[n * s->cols + at] = full_codes[n * f->cols + i];
+            }
+        }
+    if (axis == 1) memcpy(scales, full_scales, (size_t)s->rows * sizeof *scales);
+    return LLMRT_OK;
+}

@@ -103,6 +103,13 @@ static inline float llmrt_q8_decode(int kind, uint8_t code) {
  * output channel (scale = max|w_n| / QMAX) or, per_tensor, one scale from
  * the whole matrix; an all-zero row (or matrix) gets scale 1. */
 void llmrt_q8_quantize_matrix(void *blob, const float *w, int per_tensor);
+/* Copies into `shard` (initialised with its own layout, same kind) its part
+ * of the checked blob `full`: the pieces (offset, length) along `axis` (0:
+ * rows, 1: inputs) of full, laid one after another; codes and row scales
+ * are full's, flags and input_scale too. Fails naming `what` when the
+ * pieces do not fit. */
+llmrt_status llmrt_q8weight_cut(const void *full, void *shard, int axis, const int64_t (*pieces)[2],
+                                int32_t num_pieces, const char *what);
 /* Row n of a checked blob back to f32 (cols values). */
 void llmrt_q8_dequantize_row(const void *blob, int64_t n, float *out);
 

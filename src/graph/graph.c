@@ -516,12 +516,13 @@ llmrt_value llmrt_all_gather(llmrt_graph *g, llmrt_value x, int32_t ranks) {
 llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
                                int32_t axis, int32_t index, int32_t count) {
     if (g->status != LLMRT_OK) return LLMRT_NO_VALUE;
-    if (ndim < 1 || ndim > 2 || axis < 0 || axis >= ndim || count < 1 || index < 0 || index >= count ||
+    if (ndim < 1 || ndim > 3 || axis < 0 || axis >= ndim || count < 1 || index < 0 || index >= count ||
         full_dims[axis] % count != 0)
         return llmrt_graph_fail(g, LLMRT_ERR_INVALID_ARGUMENT,
                                 "weight %s: cannot split axis %d (size %lld) into %d tensor-parallel parts", name,
                                 (int)axis, (long long)(axis >= 0 && axis < ndim ? full_dims[axis] : 0), (int)count);
-    int64_t dims[2] = {full_dims[0], ndim == 2 ? full_dims[1] : 0};
+    int64_t dims[3] = {0, 0, 0};
+    for (int32_t d = 0; d < ndim; d++) dims[d] = full_dims[d];
     dims[axis] /= count;
     llmrt_value w = llmrt_weight(g, name, ndim, dims);
     if (w != LLMRT_NO_VALUE && count > 1) {

@@ -218,8 +218,9 @@ llmrt_value llmrt_send(llmrt_graph *g, llmrt_value x, int32_t peer, int32_t rank
 llmrt_value llmrt_recv(llmrt_graph *g, llmrt_value after, llmrt_dtype dtype, int32_t ndim, const int64_t *dims,
                        int32_t peer, int32_t ranks);
 /* A weight that is this rank's shard of checkpoint tensor `name` (full
- * shape full_dims): the `index`-th of `count` equal parts along `axis`.
- * Binding slices the full tensor. */
+ * shape full_dims, 1 to 3 dims: a stack of experts "<...>.*.<...>" too):
+ * the `index`-th of `count` equal parts along `axis`. Binding slices the
+ * full tensor. */
 llmrt_value llmrt_weight_shard(llmrt_graph *g, const char *name, int32_t ndim, const int64_t *full_dims,
                                int32_t axis, int32_t index, int32_t count);
 

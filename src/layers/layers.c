@@ -397,12 +397,25 @@ llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer
 llmrt_value llmrt_moe_layer(llmrt_graph *g, llmrt_value x, const llmrt_moe_layer_params *p,
                             const llmrt_moe_layer_names *names) {
     const int64_t hidden = p->hidden, inter = p->intermediate, experts = p->num_experts;
+    /* the router is replicated: every rank picks the same experts */
     llmrt_value router_logits = llmrt_linear_layer(g, x, names->router, hidden, experts, 0, 0);
     char gate[256], up[256], down[256];
     snprintf(gate, sizeof gate, "%s.*.%s.weight", names->experts, names->gate);
     snprintf(up, sizeof up, "%s.*.%s.weight", names->experts, names->up);
     snprintf(down, sizeof down, "%s.*.%s.weight", names->experts, names->down);
-    return llmrt_moe(g, x, router_logits, llmrt_expert_weight(g, gate, experts, inter, hidden),
-                     llmrt_expert_weight(g, up, experts, inter, hidden),
-                     llmrt_expert_weight(g, down, experts, hidden, inter), p->top_k);
+    if (!tensor_parallel(g))
+        return llmrt_moe(g, x, router_logits, llmrt_expert_weight(g, gate, experts, inter, hidden),
+                         llmrt_expert_weight(g, up, experts, inter, hidden),
+                         llmrt_expert_weight(g, down, experts, hidden, inter), p->top_k);
+    /* Each expert split as a dense MLP: gate and up column-parallel (its
+     * intermediate rows), down row-parallel; the routing weights scale each
+     * expert's output linearly, so the ranks' partial sums add up to it. */
+    const llmrt_mlp_layer_params mlp = {.hidden = hidden, .intermediate = inter};
+    if (!split_intermediate(g, &mlp)) return LLMRT_NO_VALUE;
+    const int64_t in_dims[3] = {experts, inter, hidden}, out_dims[3] = {experts, hidden, inter};
+    llmrt_value partial =
+        llmrt_moe(g, x, router_logits, llmrt_weight_shard(g, gate, 3, in_dims, 1, g->tp_rank, g->tp_size),
+                  llmrt_weight_shard(g, up, 3, in_dims, 1, g->tp_rank, g->tp_size),
+                  llmrt_weight_shard(g, down, 3, out_dims, 2, g->tp_rank, g->tp_size), p->top_k);
+    return llmrt_all_reduce(g, partial, g->tp_size);
 }

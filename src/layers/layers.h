@@ -79,7 +79,9 @@ llmrt_value llmrt_mlp_layer(llmrt_graph *g, llmrt_value x, const llmrt_mlp_layer
 
 /* Mixtral's sparse MoE block: router linear "<router>.weight" [E, hidden],
  * then the experts "<experts>.<e>.<gate|up|down>.weight" (the suffixes as
- * the checkpoint names them: w1, w3, w2 for Mixtral) stacked per expert. */
+ * the checkpoint names them: w1, w3, w2 for Mixtral) stacked per expert.
+ * Under tensor parallelism every expert's intermediate width splits as a
+ * dense MLP's (router replicated), ALL_REDUCE after. x: [T, hidden] */
 typedef struct llmrt_moe_layer_names {
     const char *router;  /* "model.layers.0.block_sparse_moe.gate" */
     const char *experts; /* "model.layers.0.block_sparse_moe.experts" */

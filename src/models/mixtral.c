@@ -41,14 +41,18 @@ static llmrt_status mixtral_validate(const llmrt_model_config *c) {
 static llmrt_value mixtral_build(llmrt_graph *g, const llmrt_model_config *c) {
     llmrt_model_inputs in = llmrt_model_declare_inputs(g);
     int64_t hidden = c->hidden_size;
-    llmrt_value h = llmrt_embedding_layer(g, in.token_ids, "model.embed_tokens.weight", c->vocab_size, hidden);
+    int32_t first, last; /* this pipeline stage's layers (all of them unless split) */
+    llmrt_model_stage_layers(g, c->num_layers, &first, &last);
+    llmrt_value h = llmrt_model_stage_receive(g, &in, hidden);
+    if (h == LLMRT_NO_VALUE)
+        h = llmrt_embedding_layer(g, in.token_ids, "model.embed_tokens.weight", c->vocab_size, hidden);
 
     llmrt_value freq = llmrt_model_rope_inv_freq(g, &c->rope, "rope.inv_freq");
 
     llmrt_attention_layer_params attention = llmrt_model_attention_params(c);
     llmrt_moe_layer_params moe = {.hidden = hidden, .intermediate = c->intermediate_size,
                                   .num_experts = c->num_experts, .top_k = c->num_experts_per_tok};
-    for (int32_t l = 0; l < c->num_layers; l++) {
+    for (int32_t l = first; l < last; l++) {
         llmrt_model_layer_names n;
         llmrt_model_format_layer_names(&n, l);
         char router[96], experts[96];
@@ -56,11 +60,17 @@ static llmrt_value mixtral_build(llmrt_graph *g, const llmrt_model_config *c) {
         snprintf(experts, sizeof experts, "model.layers.%d.block_sparse_moe.experts", (int)l);
         llmrt_moe_layer_names moe_names = {.router = router, .experts = experts,
                                            .gate = "w1", .up = "w3", .down = "w2"};
-        llmrt_value x = llmrt_llama_attention_half(g, c, &attention, &n, l, freq, &h);
+        llmrt_value x = llmrt_llama_attention_half(g, c, &attention, &n, l - first, freq, &h);
         h = llmrt_add(g, h, llmrt_moe_layer(g, x, &moe, &moe_names));
     }
-    llmrt_value logits = llmrt_model_rmsnorm_logits(g, h, &in, c, 0);
-    llmrt_graph_mark_output(g, logits);
+    if (llmrt_model_stage_hand_on(g, h, c->vocab_size)) return LLMRT_NO_VALUE;
+    /* Norm and project only the rows whose logits are wanted; the head is
+     * vocab-parallel under tensor parallelism, as LLaMA's. */
+    h = llmrt_gather(g, h, in.logits_indices);
+    h = llmrt_rmsnorm_layer(g, h, "model.norm", hidden, c->norm_eps);
+    const char *head = c->tie_word_embeddings ? "model.embed_tokens" : "lm_head";
+    llmrt_value logits = llmrt_lm_head_layer(g, h, head, hidden, c->vocab_size);
+    llmrt_model_stage_logits(g, logits);
     return logits;
 }
 

@@ -26,7 +26,7 @@ exact=""
 [ "$backend" = cpu ] && exact="--cpu-precision fp32"
 
 # llama_f32: MHA, untied head; qwen2_f32: GQA (4 query, 2 KV heads), q/k/v bias, tied head;
-# mixtral_f32: attention split, experts replicated (no pipeline stages for MoE yet);
+# mixtral_f32: attention and every expert's MLP split (router replicated), stages too;
 # qwen3_f32 (per-head q/k norm) and gemma2_f32 (windows, soft-caps, custom
 # scale): attention variants on split heads (their families have no stages);
 # mistral_mqa_bf16: one KV head, a copy on each rank.
@@ -42,7 +42,7 @@ for case in llama_f32 qwen2_f32 mixtral_f32 qwen3_f32 gemma2_f32 mistral_mqa_bf1
     # bf16 checkpoints: on CUDA their activations are bf16 too, past the fp32 tolerance
     case "$backend:$case" in cuda:*_bf16) continue ;; esac
     splits=tp2
-    case "$case" in llama_f32 | qwen2_f32) splits="tp2 pp2 tp2pp2" ;; falcon_*) splits="tp2 tp4" ;; esac
+    case "$case" in llama_f32 | qwen2_f32 | mixtral_f32) splits="tp2 pp2 tp2pp2" ;; falcon_*) splits="tp2 tp4" ;; esac
     build() { "$llmrt" build --backend "$backend" --model "$cases/$case" --quiet "$@"; }
     build --output "$tmp/$case.tp1.engine" || { echo "FAIL: build $case"; exit 1; }
     for split in $splits; do

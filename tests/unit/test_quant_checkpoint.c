@@ -9,7 +9,8 @@
  * The reference is the same model with the dequantized weights as a plain
  * f32 checkpoint, run through llmrt's exact f32 path: the packed engines
  * must give its logits within 1e-3 (relative L2) on the exact path. Layouts
- * llmrt does not read fail with an error naming the field or tensor. */
+ * llmrt does not read fail with an error naming the field or tensor, and so
+ * does a --tp 2 build that would split a group or act-order inputs. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <math.h>
@@ -24,7 +25,8 @@
 #include "llmrt/llmrt.h"
 #include "test_util.h"
 
-#define GROUP 32
+/* inputs per group: 32 in the tests, as given with --write */
+static int64_t packed_group = 32;
 
 typedef enum format { AWQ, GPTQ_V1, GPTQ_V2 } format;
 
@@ -46,17 +48,18 @@ static int is_linear(const llmrt_st_tensor *t) {
     return 0;
 }
 
-/* Round to nearest per group of GROUP inputs (group g: inputs order[g·GROUP
- * ..], order NULL for k / GROUP); fills q [K][N], z and s [G][N] (s as f16
- * bits) and deq [N][K], the values a reader must give. */
+/* Round to nearest per group of packed_group inputs (group g: inputs
+ * order[g·packed_group ..], order NULL for k / packed_group); fills q [K][N],
+ * z and s [G][N] (s as f16 bits) and deq [N][K], the values a reader must
+ * give. */
 static void quantize(const float *w, int64_t N, int64_t K, int bits, int symmetric, const int32_t *order, int32_t *q,
                      int32_t *z, uint16_t *s, float *deq) {
     const int qmax = (1 << bits) - 1;
 #define INPUT(j) (order ? order[j] : (j))
     for (int64_t n = 0; n < N; n++)
-        for (int64_t g = 0; g < K / GROUP; g++) {
+        for (int64_t g = 0; g < K / packed_group; g++) {
             float lo = 0, hi = 0;
-            for (int64_t j = g * GROUP; j < (g + 1) * GROUP; j++)
+            for (int64_t j = g * packed_group; j < (g + 1) * packed_group; j++)
                 lo = fminf(lo, w[n * K + INPUT(j)]), hi = fmaxf(hi, w[n * K + INPUT(j)]);
             float scale = symmetric ? fmaxf(hi, -lo) / (float)(qmax / 2) : (hi - lo) / (float)qmax;
             if (scale == 0) scale = 1e-3f;
@@ -66,7 +69,7 @@ static void quantize(const float *w, int64_t N, int64_t K, int bits, int symmetr
             if (!symmetric && zero < 1) zero = 1; /* v1 cannot store a zero of 0 */
             s[g * N + n] = bits16;
             z[g * N + n] = zero;
-            for (int64_t j = g * GROUP; j < (g + 1) * GROUP; j++) {
+            for (int64_t j = g * packed_group; j < (g + 1) * packed_group; j++) {
                 const int64_t k = INPUT(j);
                 int v = (int)lrintf(w[n * K + k] / scale) + zero;
                 v = v < 0 ? 0 : v > qmax ? qmax : v;
@@ -81,7 +84,7 @@ static void pack(format f, int bits, const int32_t *q, const int32_t *z, const u
                  int64_t N, int64_t K, packed *p) {
     static const int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
     const int per = 32 / bits;
-    const int64_t G = K / GROUP;
+    const int64_t G = K / packed_group;
     const uint32_t mask = (1u << bits) - 1;
     memset(p, 0, sizeof *p);
     p->scales = malloc(sizeof(uint16_t) * (size_t)(G * N));
@@ -115,12 +118,12 @@ static void pack(format f, int bits, const int32_t *q, const int32_t *z, const u
                 p->qzeros[g * (N / per) + c] |= (int32_t)(stored << (bits * j));
             }
     p->g_idx = malloc(sizeof(int32_t) * (size_t)K);
-    for (int64_t j = 0; j < K; j++) p->g_idx[order ? order[j] : j] = (int32_t)(j / GROUP);
+    for (int64_t j = 0; j < K; j++) p->g_idx[order ? order[j] : j] = (int32_t)(j / packed_group);
     p->g_idx_shape[0] = K;
 }
 
 /* What a test checkpoint should break, to see the error name it. */
-typedef enum flaw { FLAW_NONE, FLAW_VERSION, FLAW_METHOD, FLAW_UNEVEN_GROUPS, FLAW_DTYPE, FLAW_BIAS } flaw;
+typedef enum flaw { FLAW_NONE, FLAW_VERSION, FLAW_METHOD, FLAW_UNEVEN_packed_groupS, FLAW_DTYPE, FLAW_BIAS } flaw;
 
 typedef struct variant {
     const char *label;
@@ -141,7 +144,7 @@ static void write_config(const char *case_dir, const char *out_dir, const varian
     int awq = v->f == AWQ;
     json_object_set_new(q, "quant_method", json_string(v->flaw == FLAW_METHOD ? "bitsandbytes" : awq ? "awq" : "gptq"));
     json_object_set_new(q, awq && v->config_file ? "w_bit" : "bits", json_integer(v->bits));
-    json_object_set_new(q, awq && v->config_file ? "q_group_size" : "group_size", json_integer(GROUP));
+    json_object_set_new(q, awq && v->config_file ? "q_group_size" : "group_size", json_integer(packed_group));
     if (awq) {
         json_object_set_new(q, "zero_point", json_true());
         json_object_set_new(q, "version", json_string(v->flaw == FLAW_VERSION ? "gemv" : "gemm"));
@@ -184,8 +187,9 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
         }
         const int64_t N = t->shape[0], K = t->shape[1];
         float *w = malloc(sizeof(float) * (size_t)(N * K)), *deq = malloc(sizeof(float) * (size_t)(N * K));
-        int32_t *q = malloc(sizeof(int32_t) * (size_t)(N * K)), *z = malloc(sizeof(int32_t) * (size_t)(N * K / GROUP));
-        uint16_t *s = malloc(sizeof(uint16_t) * (size_t)(N * K / GROUP));
+        int32_t *q = malloc(sizeof(int32_t) * (size_t)(N * K));
+        int32_t *z = malloc(sizeof(int32_t) * (size_t)(N * K / packed_group));
+        uint16_t *s = malloc(sizeof(uint16_t) * (size_t)(N * K / packed_group));
         llmrt_convert_to_f32(w, t->data, t->dtype, (size_t)(N * K));
         int32_t *order = NULL;
         if (v->act_order) { /* a shuffle of the inputs, seeded by the tensor */
@@ -201,7 +205,7 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
         quantize(w, N, K, v->bits, v->symmetric, order, q, z, s, deq);
         packed *p = calloc(1, sizeof *p);
         pack(v->f, v->bits, q, z, s, order, N, K, p);
-        if (v->flaw == FLAW_UNEVEN_GROUPS && p->g_idx) p->g_idx[order ? order[0] : 0] = 1; /* group 1 gets 33 */
+        if (v->flaw == FLAW_UNEVEN_packed_groupS && p->g_idx) p->g_idx[order ? order[0] : 0] = 1; /* group 1 gets 33 */
         free(order);
         ref[i] = (llmrt_st_write_entry){t->name, LLMRT_DTYPE_F32, 2, t->shape, deq};
         const size_t stem = strlen(t->name) - strlen("weight");
@@ -241,16 +245,19 @@ static void write_checkpoints(const char *case_dir, const variant *v, const char
     llmrt_checkpoint_close(cp);
 }
 
-static llmrt_status build(const char *model_dir, const char *engine) {
+static llmrt_status build_tp(const char *model_dir, const char *engine, int32_t tp) {
     llmrt_build_options o;
     llmrt_build_options_init(&o);
     o.model_dir = model_dir;
     o.output_path = engine;
+    o.tp_size = tp;
     o.max_batch = 2;
     o.max_num_tokens = 64;
     o.max_seq_len = 64;
     return llmrt_build(&o);
 }
+
+static llmrt_status build(const char *model_dir, const char *engine) { return build_tp(model_dir, engine, 1); }
 
 static float *logits_of(const char *engine_path, const int32_t *ids, int32_t n, int32_t *vocab) {
     llmrt_engine *engine = NULL;
@@ -281,6 +288,19 @@ static void run_variant(const char *case_name, const variant *v) {
         return;
     }
     CHECK_MSG(s == LLMRT_OK, "%s: build: %s", v->label, llmrt_last_error());
+    /* --tp 2 keeps the checkpoint's groups whole: down_proj's 96 inputs give
+     * a rank 48, not a multiple of 32; act-order fails first, at o_proj */
+    char tp_engine[1200];
+    snprintf(tp_engine, sizeof tp_engine, "%s/packed.tp2.engine", tmp);
+    s = build_tp(dir, tp_engine, 2);
+    const char *tp_error =
+        v->act_order ? "holds act-order (permuted) codes: its inputs cannot be split across 2"
+                     : "down_proj.weight': tensor parallelism over 2 ranks gives each rank 48 of its 96 inputs, not a "
+                       "multiple of the quantization group size 32";
+    if (s == LLMRT_ERR_UNSUPPORTED && strstr(llmrt_last_error(), "built without")) tp_error = NULL; /* no MPI */
+    CHECK_MSG(!tp_error || (s != LLMRT_OK && strstr(llmrt_last_error(), tp_error)),
+              "%s: --tp 2: expected an error holding \"%s\", got: %s", v->label, tp_error ? tp_error : "",
+              s == LLMRT_OK ? "success" : llmrt_last_error());
     CHECK_OK(build(ref_dir, ref_engine));
     int32_t ids[24], vocab = 0;
     for (int i = 0; i < 24; i++) ids[i] = (i * 37 + 5) % 100;
@@ -294,7 +314,25 @@ static void run_variant(const char *case_name, const variant *v) {
     free(got), free(want), free(tmp);
 }
 
-int main(void) {
+/* --write DIR GROUP awq|gptq: writes llama_f32 as a 4-bit checkpoint in
+ * groups of GROUP into DIR (tests/parallel/parallel_quant.sh builds it
+ * with --tp). */
+static int write_only(const char *dir, const char *group, const char *method) {
+    const variant awq = {"awq", AWQ, 4, 0, NULL, FLAW_NONE, NULL, 0, 0};
+    const variant gptq = {"gptq v2 asym", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL, 0, 0};
+    char case_dir[1024];
+    snprintf(case_dir, sizeof case_dir, "%s/tests/golden/cases/llama_f32", LLMRT_SOURCE_DIR);
+    packed_group = atoll(group);
+    if (packed_group < 8 || 96 % packed_group || 64 % packed_group) {
+        fprintf(stderr, "--write: group %s must divide 64 and 96\n", group);
+        return 2;
+    }
+    write_checkpoints(case_dir, strcmp(method, "awq") == 0 ? &awq : &gptq, dir, NULL);
+    return test_finish();
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--write") == 0) return write_only(argv[2], argv[3], argv[4]);
     /* the exact path: x stays f32, so only the weights differ */
     cpu_qlinear_set_integer(0);
     const variant variants[] = {
@@ -307,7 +345,7 @@ int main(void) {
         {"bitsandbytes", GPTQ_V2, 4, 0, NULL, FLAW_METHOD, "'quant_method'", 0, 0},
         {"gptq act-order", GPTQ_V2, 4, 0, NULL, FLAW_NONE, NULL, 0, 1},
         {"gptq v1 act-order 8-bit", GPTQ_V1, 8, 1, NULL, FLAW_NONE, NULL, 0, 1},
-        {"gptq uneven groups", GPTQ_V2, 4, 0, NULL, FLAW_UNEVEN_GROUPS, "g_idx", 0, 1},
+        {"gptq uneven groups", GPTQ_V2, 4, 0, NULL, FLAW_UNEVEN_packed_groupS, "g_idx", 0, 1},
         {"gptq f32 qweight", GPTQ_V2, 4, 0, NULL, FLAW_DTYPE, "qweight", 0, 0},
         {"gptq v1 zero biases", GPTQ_V1, 4, 1, NULL, FLAW_NONE, NULL, 1, 0},
         {"gptq non-zero bias", GPTQ_V1, 4, 1, NULL, FLAW_BIAS, "does not use", 1, 0},
