@@ -63,9 +63,9 @@ static llmrt_status agree_on_load(llmrt_comm *comm, llmrt_status s, const char *
     rank_load *all = calloc((size_t)comm->size, sizeof *all);
     if (!all) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
     llmrt_status g = llmrt_comm_all_gather(comm, &mine, all, (int64_t)(sizeof mine / sizeof(int32_t)), LLMRT_DTYPE_I32);
-    if (s != LLMRT_OK) { /* this rank's own error says most */
+    if (s != LLMRT_OK) { /* this rank's own error, worded as rank 0 words it (mpirun may end rank 0 first) */
         free(all);
-        return s;
+        return llmrt_error(s, "rank %d of %d could not load: %s", (int)comm->rank, (int)comm->size, mine.message);
     }
     for (int32_t r = 0; g == LLMRT_OK && r < comm->size; r++) {
         all[r].backend[sizeof all[r].backend - 1] = all[r].message[sizeof all[r].message - 1] = '\0';
