@@ -20,6 +20,7 @@
 #include "bench_url.h"
 #include "cli_args.h"
 #include "commands.h"
+#include "launch.h"
 #include "llmrt/runtime.h"
 #include "run_requests.h"
 
@@ -45,6 +46,8 @@ static void bench_usage(FILE *out) {
             CLI_ENGINE_CPU_PRECISION_HELP
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
+            "  --device N          GPU ordinal (default 0)\n"
+            CLI_LAUNCH_HELP
             "  --json              print one JSON object\n");
 }
 
@@ -334,6 +337,7 @@ int cmd_bench(int argc, char **argv) {
     int json = 0, concurrency_set = 0;
     llmrt_engine_options eo;
     llmrt_engine_options_init(&eo);
+    cli_launch launch = {0};
     const char *opt;
     while ((opt = cli_next(&a))) {
         int64_t x;
@@ -356,8 +360,10 @@ int cmd_bench(int argc, char **argv) {
         else if (cli_engine_limit(&a, opt, &eo.max_seq_len, &eo.max_batch, &eo.max_num_tokens)) continue;
         else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
         else if (cli_engine_cpu_precision(&a, opt, &eo.cpu_precision)) continue;
+        else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) eo.device = (int32_t)x; }
         else if (strcmp(opt, "--json") == 0) json = 1;
         else if (cli_plugin(&a, opt)) continue;
+        else if (cli_launch_option(&a, opt, &launch)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt bench --help)", opt);
     }
     if (a.failed) return 2;
@@ -369,6 +375,12 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llmrt bench: --backend is for --engine (the server at --url runs on its own)\n");
         return 2;
     }
+    if (url && (launch.ranks || launch.num_gpus)) {
+        fprintf(stderr, "llmrt bench: --ranks and --gpus are for --engine (the server at --url has its own ranks)\n");
+        return 2;
+    }
+    const int launched = cli_launch_ranks(&launch, "llmrt bench", argc, argv, engine_path, eo.backend, eo.num_threads);
+    if (launched >= 0) return launched;
     if (c.rate > 0 && !concurrency_set) c.concurrency = 0;
     if (c.warmup < 0) c.warmup = c.concurrency > 0 ? c.concurrency : 1;
     llmrt_set_log_level(1);

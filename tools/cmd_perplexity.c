@@ -9,6 +9,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "launch.h"
 #include "llmrt/llmrt.h"
 #include "llmrt/tokenizer.h"
 
@@ -20,6 +21,7 @@ int cmd_perplexity(int argc, char **argv) {
     int json = 0;
     llmrt_engine_options eo;
     llmrt_engine_options_init(&eo);
+    cli_launch launch = {0};
     const char *opt;
     while ((opt = cli_next(&a))) {
         int64_t x;
@@ -31,6 +33,7 @@ int cmd_perplexity(int argc, char **argv) {
                    "  --max-tokens N  stop after N tokens of text (default: all)\n"
                    "  --threads N     CPU threads\n"
                    "  --device N      GPU ordinal (default 0)\n"
+                   CLI_LAUNCH_HELP
                    "  --backend B     run on cpu or cuda (default: the backend the engine was built for)\n"
                    "  --cpu-precision P  16-bit engines on the CPU: auto (bf16 activations into bf16 linears\n"
                    "                  where the CPU has AVX512-BF16) or fp32 (exact)\n");
@@ -44,9 +47,13 @@ int cmd_perplexity(int argc, char **argv) {
         else if (cli_engine_backend(&a, opt, &eo.backend)) continue;
         else if (cli_engine_cpu_precision(&a, opt, &eo.cpu_precision)) continue;
         else if (strcmp(opt, "--json") == 0) json = 1;
+        else if (cli_launch_option(&a, opt, &launch)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt perplexity --help)", opt);
     }
     if (a.failed) return 2;
+    const int launched = cli_launch_ranks(&launch, "llmrt perplexity", argc, argv, engine_path, eo.backend,
+                                          eo.num_threads);
+    if (launched >= 0) return launched;
     char *default_engine = NULL, default_text[1024];
     if (!engine_path) {
         if (llmrt_default_engine(&default_engine) != LLMRT_OK) return report_failure("perplexity");
@@ -66,6 +73,10 @@ int cmd_perplexity(int argc, char **argv) {
     if (!text) goto fail;
     if (!cli_check_utf8("llmrt perplexity", text_path, text, text_size)) goto done;
     if (llmrt_engine_load(engine_path, &eo, &engine) != LLMRT_OK) goto fail;
+    if (llmrt_engine_rank(engine) > 0) { /* a rank of a split engine: rank 0 drives it */
+        code = llmrt_engine_follow(engine) == LLMRT_OK ? 0 : report_failure("perplexity");
+        goto done;
+    }
     if (llmrt_engine_tokenizer(engine, &tok) != LLMRT_OK) goto fail;
     if (llmrt_tokenizer_encode(tok, text, text_size, LLMRT_ENCODE_PLAIN, &ids, &count) != LLMRT_OK) goto fail;
     if (max_tokens > 0 && (size_t)max_tokens < count) count = (size_t)max_tokens;

@@ -6,6 +6,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "launch.h"
 #include "llmrt/llmrt.h"
 #include "llmrt/tokenizer.h"
 #include "run_output.h"
@@ -41,6 +42,7 @@ static void run_usage(FILE *out) {
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
             "  --device N           GPU ordinal (default 0)\n"
+            CLI_LAUNCH_HELP
             "  --no-verify          skip the weights checksum on load\n"
             "  --verbose            load time, prompt and decode tokens/s, memory\n");
 }
@@ -54,6 +56,7 @@ int cmd_run(int argc, char **argv) {
     run_settings_init(&set);
     llmrt_engine_options eo;
     llmrt_engine_options_init(&eo);
+    cli_launch launch = {0};
     const char *opt;
     while ((opt = cli_next(&a))) {
         int64_t x;
@@ -95,6 +98,7 @@ int cmd_run(int argc, char **argv) {
         else if (strcmp(opt, "--no-verify") == 0) eo.verify_checksum = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) set.verbose = 1;
         else if (cli_plugin(&a, opt)) continue;
+        else if (cli_launch_option(&a, opt, &launch)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt run --help)", opt);
     }
     int exit_code = 2;
@@ -112,6 +116,8 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llmrt run: --beams needs --requests\n");
         goto done;
     }
+    exit_code = cli_launch_ranks(&launch, "llmrt run", argc, argv, set.engine_path, eo.backend, eo.num_threads);
+    if (exit_code >= 0) goto done;
     char *default_engine = NULL;
     if (!set.engine_path) { /* the embedded default model */
         llmrt_set_log_level(set.verbose ? 2 : 1);

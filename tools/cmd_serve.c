@@ -5,6 +5,7 @@
 
 #include "cli_args.h"
 #include "commands.h"
+#include "launch.h"
 #include "llmrt/llmrt.h"
 #include "server/server.h"
 
@@ -30,6 +31,8 @@ static void serve_usage(FILE *out) {
             CLI_ENGINE_CPU_PRECISION_HELP
             CLI_ENGINE_LIMITS_HELP
             CLI_PLUGIN_HELP
+            "  --device N               GPU ordinal (default 0)\n"
+            CLI_LAUNCH_HELP
             "  --no-access-log          no per-request log line on stderr\n"
             "  --verbose                engine loading progress\n");
 }
@@ -40,6 +43,7 @@ int cmd_serve(int argc, char **argv) {
     srv_options o;
     srv_options_init(&o);
     int verbose = 0;
+    cli_launch launch = {0};
     const char *opt;
     while ((opt = cli_next(&a))) {
         int64_t x;
@@ -70,12 +74,16 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_engine_limit(&a, opt, &o.max_seq_len, &o.max_batch, &o.max_num_tokens)) continue;
         else if (cli_engine_backend(&a, opt, &o.backend)) continue;
         else if (cli_engine_cpu_precision(&a, opt, &o.cpu_precision)) continue;
+        else if (strcmp(opt, "--device") == 0) { if (cli_int(&a, opt, 0, 1024, &x)) o.device = (int32_t)x; }
         else if (strcmp(opt, "--no-access-log") == 0) o.access_log = 0;
         else if (strcmp(opt, "--verbose") == 0 || strcmp(opt, "-v") == 0) verbose = 1;
         else if (cli_plugin(&a, opt)) continue;
+        else if (cli_launch_option(&a, opt, &launch)) continue;
         else cli_fail(&a, "unknown option '%s' (see llmrt serve --help)", opt);
     }
     if (a.failed) return 2;
+    const int launched = cli_launch_ranks(&launch, "llmrt serve", argc, argv, o.engine_path, o.backend, o.num_threads);
+    if (launched >= 0) return launched;
     llmrt_set_log_level(verbose ? 2 : 1);
     char *default_engine = NULL;
     if (!o.engine_path) {

@@ -116,6 +116,15 @@ llmrt_status llmrt_engine_describe(const char *path, char **out_text);
  * engine that cannot run on it is an error saying why. */
 llmrt_status llmrt_engine_describe_on(const char *path, const char *backend, char **out_text);
 
+/* The ranks an engine file was built for: tp_size × pp_size, 1 when it is
+ * not split (mpirun -np must start as many). Reads the plan, not the
+ * weights. */
+llmrt_status llmrt_engine_file_ranks(const char *path, int32_t *out_ranks);
+
+/* The CUDA devices on this host (0 when there are none or no driver); an
+ * error when this llmrt was built without the CUDA backend. */
+llmrt_status llmrt_gpu_count(int32_t *out_count);
+
 /* The embedded default model (models/demo, or $LLMRT_DEMO_MODEL): the path
  * of its engine, built on first use into the cache folder ($LLMRT_CACHE_DIR,
  * else $XDG_CACHE_HOME/llmrt, else ~/.cache/llmrt). Free with llmrt_free. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/describe_internal.h"
+#include "backends/backend.h"
 #include "compiler/passes.h"
 #include "compiler/retarget.h"
 #include "engine/engine_file.h"
@@ -100,6 +101,15 @@ static void describe_backends(text *t, const llmrt_engine_image *img, const char
 
 llmrt_status llmrt_engine_describe(const char *path, char **out_text) {
     return llmrt_engine_describe_on(path, NULL, out_text);
+}
+
+llmrt_status llmrt_engine_file_ranks(const char *path, int32_t *out_ranks) {
+    *out_ranks = 0;
+    llmrt_engine_image *img;
+    LLMRT_TRY(llmrt_engine_image_open(path, 0, &img));
+    *out_ranks = llmrt_plan_tp_ranks(img->plan);
+    llmrt_engine_image_close(img);
+    return LLMRT_OK;
 }
 
 llmrt_status llmrt_engine_describe_on(const char *path, const char *backend, char **out_text) {

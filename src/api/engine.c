@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backend.h"
 #include "compiler/retarget.h"
 #include "core/log.h"
 #include "engine/loaded_engine.h"
@@ -17,6 +18,16 @@ const char *llmrt_version(void) { return LLMRT_VERSION_STRING; }
 void llmrt_free(void *ptr) { free(ptr); }
 void llmrt_set_log_level(int level) {
     llmrt_log_set_level(level <= 0 ? LLMRT_LOG_ERROR : level >= 3 ? LLMRT_LOG_DEBUG : (llmrt_log_level)level);
+}
+
+llmrt_status llmrt_gpu_count(int32_t *out_count) {
+    *out_count = 0;
+#ifdef LLMRT_HAVE_CUDA
+    *out_count = llmrt_cuda_device_count();
+    return LLMRT_OK;
+#else
+    return llmrt_error(LLMRT_ERR_UNSUPPORTED, "this llmrt was built without the CUDA backend (-DLLMRT_CUDA=ON)");
+#endif
 }
 
 void llmrt_engine_options_init(llmrt_engine_options *o) {

@@ -124,6 +124,8 @@ extern const llmrt_backend_ops llmrt_cpu_backend_ops;
 extern const llmrt_backend_ops llmrt_cuda_backend_ops;
 /* 1 when a CUDA device is present and usable. */
 int llmrt_cuda_available(void);
+/* The CUDA devices present (0: none, or the driver is missing). */
+int32_t llmrt_cuda_device_count(void);
 #endif
 
 /* The built-in attention op as a plugin (registered on first use as

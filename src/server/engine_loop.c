@@ -608,6 +608,7 @@ int srv_engine_start(const srv_engine_options *o, srv_metrics *metrics, srv_engi
     llmrt_engine_options eo;
     llmrt_engine_options_init(&eo);
     if (o->num_threads > 0) eo.num_threads = o->num_threads;
+    eo.device = o->device;
     eo.max_seq_len = o->max_seq_len;
     eo.max_batch = o->max_batch;
     eo.max_num_tokens = o->max_num_tokens;

@@ -30,6 +30,7 @@ typedef struct srv_metrics srv_metrics;
 typedef struct srv_engine_options {
     const char *engine_path;
     int32_t num_threads;
+    int32_t device;           /* GPU ordinal */
     int32_t max_concurrent;   /* runtime requests in flight; 0 = the engine's max_batch */
     int32_t max_queue;        /* jobs waiting for a slot beyond that */
     double kv_cache_memory;   /* 0 = default; <= 1 a fraction of the KV pool; > 1 bytes */

@@ -120,6 +120,7 @@ int srv_run(const srv_options *o) {
     }
     srv_engine_options eo = {.engine_path = o->engine_path,
                              .num_threads = o->num_threads,
+                             .device = o->device,
                              .max_concurrent = o->max_concurrent,
                              .max_queue = o->max_queue,
                              .kv_cache_memory = o->kv_cache_memory,

@@ -36,6 +36,7 @@ typedef struct srv_options {
     double drain_timeout;       /* seconds to finish in-flight requests on SIGTERM; default 30 */
     double kv_cache_memory;     /* 0 default; (0, 1] fraction; > 1 bytes */
     int32_t num_threads;        /* CPU threads; 0 = all cores */
+    int32_t device;             /* GPU ordinal; default 0 */
     int32_t max_seq_len, max_batch, max_num_tokens; /* the engine's load-time limits; 0 = the build's */
     const char *backend;        /* "cpu" / "cuda" to run on; NULL = the one the engine was built for */
     const char *cpu_precision;  /* "auto" / "fp32" (llmrt_engine_options.cpu_precision); NULL = auto */

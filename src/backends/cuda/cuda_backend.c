@@ -21,14 +21,16 @@
 
 enum { GEMM_WORKSPACE_BYTES = 32 << 20, UPLOAD_CHUNK = 64 << 20, META_ALIGN = 4 /* int32s = 16 bytes */ };
 
-int llmrt_cuda_available(void) {
+int32_t llmrt_cuda_device_count(void) {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess) {
         cudaGetLastError(); /* clear the sticky "no device" error */
         return 0;
     }
-    return count > 0;
+    return (int32_t)count;
 }
+
+int llmrt_cuda_available(void) { return llmrt_cuda_device_count() > 0; }
 
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
