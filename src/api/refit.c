@@ -15,6 +15,7 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "engine/engine_file.h"
+#include "engine/loaded_engine.h"
 #include "import/hf_config.h"
 #include "import/safetensors.h"
 #include "llmrt/llmrt.h"
@@ -65,6 +66,26 @@ static void warn_config_differences(const char *model_dir, const llmrt_model_con
     free(b);
 }
 
+/* A shard's pieces along its split axis, from its slot name
+ * "<name>#tp<i>/<n>:<axis>@<offset>+<length>..." (the build keeps them in
+ * the name, not in the plan's nodes); none for an equal split. */
+static llmrt_status shard_segments(const char *slot_name, llmrt_node *node) {
+    node->num_segments = 0;
+    const char *tp = strstr(slot_name, "#tp"), *p = tp ? strchr(tp, '@') : NULL;
+    while (p) {
+        long long offset, length;
+        int used = 0;
+        if (node->num_segments >= LLMRT_GRAPH_MAX_SEGMENTS || sscanf(p, "@%lld+%lld%n", &offset, &length, &used) != 2 ||
+            offset < 0 || length <= 0)
+            return llmrt_error(LLMRT_ERR_FORMAT, "weight slot '%s': malformed tensor-parallel pieces", slot_name);
+        node->segments[node->num_segments][0] = offset;
+        node->segments[node->num_segments][1] = length;
+        node->num_segments++;
+        p = p[used] == '@' ? p + used : NULL;
+    }
+    return LLMRT_OK;
+}
+
 /* Binds every weight slot of `plan` from `checkpoint` into freshly owned
  * buffers. On error the slots already bound keep their new buffers (owned,
  * freed with the plan); the engine file is not touched either way. */
@@ -77,40 +98,64 @@ static llmrt_status bind_all(const char *engine_path, const llmrt_model_config *
     llmrt_progress_begin(&progress, "refitting weights", total);
     for (int32_t i = 0; i < plan->num_weights; i++) {
         llmrt_plan_weight *pw = &plan->weights[i];
-        const llmrt_node *node = weight_node_of_slot(plan->graph, i);
-        if (!node) continue;
-        if (node->dtype != pw->dtype || llmrt_node_bytes(node, 0, 0) != pw->nbytes)
+        const llmrt_node *found = weight_node_of_slot(plan->graph, i);
+        if (!found) continue;
+        llmrt_node node = *found;
+        if (node.iattr[6] > 1) LLMRT_TRY(shard_segments(pw->name, &node));
+        if (node.dtype != pw->dtype || llmrt_node_bytes(&node, 0, 0) != pw->nbytes)
             return llmrt_error(LLMRT_ERR_FORMAT, "%s: weight '%s' disagrees with its plan node (%s, %zu bytes)",
-                               engine_path, pw->name, llmrt_dtype_name(node->dtype), llmrt_node_bytes(node, 0, 0));
+                               engine_path, pw->name, llmrt_dtype_name(node.dtype), llmrt_node_bytes(&node, 0, 0));
         void *bytes = malloc(pw->nbytes ? pw->nbytes : 1);
         if (!bytes) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for weight '%s'", pw->name);
         pw->owned_data = bytes;
         pw->data = bytes;
-        llmrt_status s = llmrt_compile_bind_weight(config, checkpoint, node, bytes, &progress);
+        llmrt_status s = llmrt_compile_bind_weight(config, checkpoint, &node, bytes, &progress);
         if (s != LLMRT_OK) return llmrt_error_context(s, "refit %s: weight '%s'", engine_path, pw->name);
     }
     llmrt_progress_end(&progress);
     return LLMRT_OK;
 }
 
+/* A split engine is one file per rank (llmrt_engine_rank_path): all are
+ * bound before any is written, so a failure leaves every file as it was. */
+#define REFIT_MAX_RANKS 1024
+
 llmrt_status llmrt_refit(const llmrt_refit_options *o) {
     if (!o->engine_path) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "refit: no engine (--engine)");
     if (!o->model_dir) return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "refit: no checkpoint (--model)");
     const int in_place = !o->output_path || strcmp(o->output_path, o->engine_path) == 0;
     const char *output = in_place ? o->engine_path : o->output_path;
-    /* In place, the engine is the output and the rename replaces it; to
-     * another path, the engine is an input that must not be clobbered. */
-    const char *inputs[] = {in_place ? NULL : o->engine_path};
-    LLMRT_TRY(llmrt_file_check_output(output, inputs, 1, o->model_dir));
+    int32_t ranks = 1;
+    LLMRT_TRY(llmrt_engine_file_ranks(o->engine_path, &ranks));
+    if (ranks < 1 || ranks > REFIT_MAX_RANKS)
+        return llmrt_error(LLMRT_ERR_FORMAT, "%s: built for %d ranks", o->engine_path, (int)ranks);
+    char(*paths)[2][4096] = calloc((size_t)ranks, sizeof *paths); /* [rank][input, output] */
+    llmrt_engine_image **images = calloc((size_t)ranks, sizeof *images);
+    if (!paths || !images) {
+        free(paths), free(images);
+        return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    llmrt_status s = LLMRT_OK;
+    for (int32_t r = 0; r < ranks && s == LLMRT_OK; r++) {
+        llmrt_engine_rank_path(o->engine_path, r, paths[r][0], sizeof paths[r][0]);
+        llmrt_engine_rank_path(output, r, paths[r][1], sizeof paths[r][1]);
+        /* In place, the engine is the output and the rename replaces it; to
+         * another path, the engine is an input that must not be clobbered. */
+        const char *inputs[] = {in_place ? NULL : paths[r][0]};
+        s = llmrt_file_check_output(paths[r][1], inputs, 1, o->model_dir);
+    }
     double start = llmrt_now_seconds();
-
-    llmrt_engine_image *image = NULL;
-    LLMRT_TRY(llmrt_engine_image_open(o->engine_path, 1, &image));
     llmrt_checkpoint *checkpoint = NULL;
-    LLMRT_INFO("opening checkpoint %s", o->model_dir);
-    warn_config_differences(o->model_dir, &image->config);
-    llmrt_status s = llmrt_checkpoint_open_dir(o->model_dir, &checkpoint);
-    if (s == LLMRT_OK) s = bind_all(o->engine_path, &image->config, image->plan, checkpoint);
+    if (s == LLMRT_OK) s = llmrt_engine_image_open(paths[0][0], 1, &images[0]);
+    if (s == LLMRT_OK) {
+        LLMRT_INFO("opening checkpoint %s", o->model_dir);
+        warn_config_differences(o->model_dir, &images[0]->config);
+        s = llmrt_checkpoint_open_dir(o->model_dir, &checkpoint);
+    }
+    for (int32_t r = 0; r < ranks && s == LLMRT_OK; r++) {
+        if (r > 0) s = llmrt_engine_image_open(paths[r][0], 1, &images[r]);
+        if (s == LLMRT_OK) s = bind_all(paths[r][0], &images[r]->config, images[r]->plan, checkpoint);
+    }
     char unused[1024];
     size_t num_unused = s == LLMRT_OK ? llmrt_checkpoint_unused(checkpoint, unused, sizeof unused) : 0;
     llmrt_checkpoint_close(checkpoint);
@@ -121,7 +166,9 @@ llmrt_status llmrt_refit(const llmrt_refit_options *o) {
                         o->model_dir, num_unused, unused);
     else if (s == LLMRT_OK && num_unused)
         LLMRT_WARN("ignoring %zu checkpoint tensors the engine does not use: %s", num_unused, unused);
-    if (s == LLMRT_OK) {
+    uint64_t bytes = 0;
+    for (int32_t r = 0; r < ranks && s == LLMRT_OK; r++) {
+        llmrt_engine_image *image = images[r];
         llmrt_engine_write_input in = {
             .plan = image->plan,
             .config = &image->config,
@@ -134,11 +181,14 @@ llmrt_status llmrt_refit(const llmrt_refit_options *o) {
         };
         /* The image's map stays valid while the new file is renamed over it:
          * the mapping holds the old inode. */
-        s = llmrt_engine_write(output, &in);
+        s = llmrt_engine_write(paths[r][1], &in);
+        bytes += llmrt_plan_weight_bytes(image->plan, NULL);
     }
     if (s == LLMRT_OK)
-        LLMRT_INFO("refit %s from %s (%.1f MiB of weights) in %.1f s", output, o->model_dir,
-                   (double)llmrt_plan_weight_bytes(image->plan, NULL) / 1048576.0, llmrt_now_seconds() - start);
-    llmrt_engine_image_close(image);
+        LLMRT_INFO("refit %s%s from %s (%.1f MiB of weights) in %.1f s", output, ranks > 1 ? " and its rank files" : "",
+                   o->model_dir, (double)bytes / 1048576.0, llmrt_now_seconds() - start);
+    for (int32_t r = 0; r < ranks; r++) llmrt_engine_image_close(images[r]);
+    free(images);
+    free(paths);
     return s;
 }

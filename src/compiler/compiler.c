@@ -265,17 +265,34 @@ static llmrt_status bind_quantized(const llmrt_checkpoint *checkpoint, const llm
     return s;
 }
 
+static llmrt_status bind_shard(binder *b, const llmrt_node *w, llmrt_plan_weight *pw, float *scratch);
+
 llmrt_status llmrt_compile_bind_weight(const llmrt_model_config *config, const llmrt_checkpoint *checkpoint,
                                        const llmrt_node *weight, void *dst, llmrt_progress *progress) {
     const llmrt_model_family *family;
     LLMRT_TRY(llmrt_model_lookup(config->architecture, &family));
     if (weight->op != LLMRT_OP_WEIGHT)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "'%s' is not a weight node", weight->name);
+    /* A quantized shard's group comes from the full matrix's, which the
+     * shard alone does not tell when it spans whole rows of a split K. */
+    if (weight->iattr[6] > 1 && llmrt_dtype_is_packed(weight->dtype))
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED,
+                           "'%s': a quantized tensor-parallel shard (rebuild the engine from the checkpoint)",
+                           weight->name);
     float *scratch = malloc((size_t)(1 << 20) * sizeof *scratch + 1);
     if (!scratch) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
-    llmrt_status s = llmrt_dtype_is_packed(weight->dtype)
-                         ? bind_quantized(checkpoint, family, NULL, weight, dst, scratch, progress)
-                         : bind_tensor(checkpoint, family, weight, dst, scratch, progress);
+    llmrt_status s;
+    if (weight->iattr[6] > 1) { /* the full tensor bound as one rank does, this rank's pieces cut from it */
+        const llmrt_compile_options options = {0};
+        binder b = {.checkpoint = checkpoint, .family = family, .options = &options};
+        if (progress) b.progress = *progress;
+        llmrt_plan_weight pw = {.dtype = weight->dtype, .nbytes = llmrt_node_bytes(weight, 0, 0), .owned_data = dst};
+        s = bind_shard(&b, weight, &pw, scratch);
+        if (progress) *progress = b.progress;
+    } else {
+        s = llmrt_dtype_is_packed(weight->dtype) ? bind_quantized(checkpoint, family, NULL, weight, dst, scratch, progress)
+                                                 : bind_tensor(checkpoint, family, weight, dst, scratch, progress);
+    }
     free(scratch);
     return s;
 }

@@ -126,4 +126,40 @@ expect 0 "usage: llmrt refit" -- "$llmrt" refit --help
 expect 2 "required" -- "$llmrt" refit --engine "$engine"
 expect 2 "unknown option '--bogus'" -- "$llmrt" refit --bogus
 expect 0 "refit" -- "$llmrt" --help
+
+# --- split engines (an llmrt built with MPI): every rank file refit, each
+# rank's weights a fresh split build's, shards of fused and stacked tensors
+# cut as the build cuts them; a quantized shard refused, no file touched
+probe=$("$llmrt" build --config "$src/tests/golden/cases/qwen2_f32/config.json" --random-weights --tp 2 \
+        --output "$tmp/probe.engine" 2>&1)
+case "$probe" in
+*"built without"*) echo "split engines: $probe: skipped" ;;
+*)
+  for spec in llama_f32:--tp=2 llama_f32:--pp=2 gpt2_f32:--tp=2 falcon_mqa_bf16:--tp=2 mixtral_f32:--tp=2 bloom_f32:--tp=2; do
+    name=${spec%%:*} split=${spec#*:}; split=${split/=/ }; c=$src/tests/golden/cases/$name
+    out=$tmp/split_${name}_${split// /}
+    expect 0 "" -- "$llmrt" build --config "$c/config.json" --random-weights $split --output "$out.engine" --max-seq-len 64 --quiet
+    expect 0 "" -- "$llmrt" build --model "$c" $split --output "$out.fresh" --max-seq-len 64 --quiet
+    expect 0 "and its rank files" -- "$llmrt" refit --engine "$out.engine" --model "$c"
+    for rank in "" .rank1; do
+      [ -n "$(section weights "$out.engine$rank")" ] && [ "$(section weights "$out.engine$rank")" = "$(section weights "$out.fresh$rank")" ] &&
+        ok || bad "$name $split$rank: weights differ from a fresh build's"
+    done
+  done
+  if command -v mpirun >/dev/null 2>&1; then
+    run_mpi=$src/tests/parallel/run_mpi.sh out=$tmp/split_llama_f32_--tp2
+    a=$("$run_mpi" 2 "$llmrt" run --engine "$out.engine" --prompt-ids $prompt --max-tokens 8 --ignore-eos --json 2>/dev/null |
+        grep -o '"output_ids":\[[0-9,]*\]')
+    b=$("$run_mpi" 2 "$llmrt" run --engine "$out.fresh" --prompt-ids $prompt --max-tokens 8 --ignore-eos --json 2>/dev/null |
+        grep -o '"output_ids":\[[0-9,]*\]')
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "refit --tp 2 engine: $a; fresh: $b"
+  fi
+  c=$src/tests/golden/cases/llama_f32
+  expect 0 "" -- "$llmrt" build --model "$c" --tp 2 --quant int8-wo --output "$tmp/q.engine" --max-seq-len 64 --quiet
+  cp "$tmp/q.engine" "$tmp/q.before" && cp "$tmp/q.engine.rank1" "$tmp/q.before.rank1"
+  expect 1 "a quantized tensor-parallel shard" -- "$llmrt" refit --engine "$tmp/q.engine" --model "$c" --quiet
+  same_bytes "$tmp/q.engine" "$tmp/q.before" "a refused split refit changed rank 0's file"
+  same_bytes "$tmp/q.engine.rank1" "$tmp/q.before.rank1" "a refused split refit changed rank 1's file"
+  ;;
+esac
 cli_finish
