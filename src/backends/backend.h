@@ -126,6 +126,8 @@ extern const llmrt_backend_ops llmrt_cuda_backend_ops;
 int llmrt_cuda_available(void);
 /* The CUDA devices present (0: none, or the driver is missing). */
 int32_t llmrt_cuda_device_count(void);
+/* Device `device`'s PCI address ("0000:1b:00.0") into out; 0 if unknown. */
+int llmrt_cuda_device_pci_id(int32_t device, char *out, int size);
 #endif
 
 /* The built-in attention op as a plugin (registered on first use as

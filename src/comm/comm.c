@@ -5,9 +5,17 @@
 #include "comm/comm.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int llmrt_comm_launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMI_SIZE") != NULL || getenv("PMIX_RANK") != NULL;
+}
+
+int llmrt_comm_devices_distinct(const char (*ids)[LLMRT_COMM_DEVICE_ID_BYTES], int32_t count) {
+    for (int32_t a = 0; a < count; a++)
+        for (int32_t b = a + 1; b < count; b++)
+            if (strncmp(ids[a], ids[b], LLMRT_COMM_DEVICE_ID_BYTES) == 0) return 0;
+    return 1;
 }
 
 void llmrt_comm_free(llmrt_comm *comm) {

@@ -65,6 +65,12 @@ llmrt_status llmrt_comm_split(llmrt_comm *comm, int32_t color, int32_t key, llmr
 llmrt_status llmrt_comm_create_nccl(llmrt_comm *bootstrap, int32_t device, llmrt_comm **out);
 void llmrt_comm_free(llmrt_comm *comm);
 
+/* Each rank's device, "<host>/<device>" (LLMRT_COMM_DEVICE_ID_BYTES each):
+ * 1 when no two ranks name the same one, so NCCL may give every rank its
+ * own GPU; 0 when some share (two ranks on one GPU stage through MPI). */
+enum { LLMRT_COMM_DEVICE_ID_BYTES = 128 };
+int llmrt_comm_devices_distinct(const char (*ids)[LLMRT_COMM_DEVICE_ID_BYTES], int32_t count);
+
 /* The calls, checked: a broken communicator fails at once, and every
  * failure names the collective and this rank. */
 llmrt_status llmrt_comm_all_reduce_sum(llmrt_comm *comm, void *buf, int64_t count, llmrt_dtype dtype);

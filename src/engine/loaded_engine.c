@@ -164,6 +164,8 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
 void llmrt_loaded_engine_close(llmrt_engine *e) {
     if (!e) return;
     if (e->backend.ops && e->backend.state) e->backend.ops->destroy(e->backend.state);
+    llmrt_comm_free(e->device_tp_comm);
+    llmrt_comm_free(e->device_comm);
     llmrt_comm_free(e->tp_comm);
     llmrt_comm_free(e->comm);
     llmrt_engine_image_close(e->image);

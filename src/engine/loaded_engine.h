@@ -23,6 +23,9 @@ struct llmrt_engine {
     atomic_int in_use;     /* the KV cache has a user (llmrt_engine_acquire) */
     struct llmrt_comm *comm; /* tensor/pipeline parallelism: the MPI world (owned), or NULL */
     struct llmrt_comm *tp_comm; /* tp × pp: this stage's tensor-parallel ranks (owned), or NULL */
+    /* CUDA ranks each on a GPU of its own: NCCL over comm and tp_comm,
+     * which the backend's collectives take (owned), or NULL */
+    struct llmrt_comm *device_comm, *device_tp_comm;
 };
 
 /* Tensor parallelism (parallel_engine.c): rank r's engine file, and the

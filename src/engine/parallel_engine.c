@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 #include "core/log.h"
@@ -122,6 +123,54 @@ static const llmrt_backend_ops leader_ops = {
     .destroy = leader_destroy,
 };
 
+/* Which communicator CUDA ranks' collectives take. NCCL moves device
+ * buffers GPU to GPU, but two ranks on one GPU cannot both be NCCL ranks;
+ * MPI stages through the host and works either way. LLMRT_COMM (rank 0's)
+ * = "nccl" or "mpi" decides; unset or "auto", NCCL when every rank has a
+ * GPU of its own (host name and PCI address gathered from all ranks). The
+ * step broadcasts stay on MPI. */
+static llmrt_status choose_device_comms(llmrt_engine *e, const llmrt_backend_config *config,
+                                        llmrt_backend_config *local) {
+    char(*ids)[LLMRT_COMM_DEVICE_ID_BYTES] = calloc((size_t)e->comm->size, sizeof *ids);
+    char mine[LLMRT_COMM_DEVICE_ID_BYTES] = {0}, host[64] = "?", pci[32] = "?";
+    if (!ids) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
+    gethostname(host, sizeof host - 1);
+#ifdef LLMRT_HAVE_CUDA
+    if (!llmrt_cuda_device_pci_id(config->device, pci, (int)sizeof pci))
+        snprintf(pci, sizeof pci, "device %d", (int)config->device);
+#endif
+    snprintf(mine, sizeof mine, "%s/%s", host, pci);
+    llmrt_status s = llmrt_comm_all_gather(e->comm, mine, ids, LLMRT_COMM_DEVICE_ID_BYTES / 4, LLMRT_DTYPE_I32);
+    for (int32_t r = 0; s == LLMRT_OK && r < e->comm->size; r++) ids[r][LLMRT_COMM_DEVICE_ID_BYTES - 1] = '\0';
+    /* 0 mpi, 1 nccl: rank 0's setting, so every rank takes the same road */
+    int32_t choice = 0;
+    if (s == LLMRT_OK && e->comm->rank == 0) {
+        const char *env = getenv("LLMRT_COMM");
+        const int distinct = llmrt_comm_devices_distinct((const char(*)[LLMRT_COMM_DEVICE_ID_BYTES])ids, e->comm->size);
+        choice = env && strcmp(env, "nccl") == 0 ? 1 : env && strcmp(env, "mpi") == 0 ? 0 : distinct;
+        if (env && *env && strcmp(env, "nccl") != 0 && strcmp(env, "mpi") != 0 && strcmp(env, "auto") != 0)
+            LLMRT_WARN("LLMRT_COMM=%s: expected nccl, mpi or auto; choosing as for auto", env);
+        if (choice && !distinct)
+            s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "LLMRT_COMM=nccl, but ranks share a GPU (%s): NCCL needs one "
+                                                        "GPU a rank (LLMRT_COMM=mpi stages through the host)", mine);
+    }
+    free(ids);
+    if (s == LLMRT_OK) s = llmrt_comm_broadcast(e->comm, &choice, sizeof choice, 0);
+    if (s != LLMRT_OK || !choice) {
+        if (s == LLMRT_OK) LLMRT_INFO("CUDA ranks: collectives through the host over MPI");
+        return s;
+    }
+    s = llmrt_comm_create_nccl(e->comm, config->device, &e->device_comm);
+    if (s == LLMRT_OK && e->tp_comm) s = llmrt_comm_create_nccl(e->tp_comm, config->device, &e->device_tp_comm);
+    if (s != LLMRT_OK)
+        return llmrt_error_context(s, "NCCL for %d CUDA ranks (LLMRT_COMM=mpi stages through the host instead)",
+                                   (int)e->comm->size);
+    local->comm = e->device_comm;
+    local->tp_comm = e->device_tp_comm;
+    LLMRT_INFO("CUDA ranks: collectives over NCCL, one GPU a rank");
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_ops *ops,
                                          const llmrt_backend_config *config) {
     const int32_t ranks = llmrt_plan_tp_ranks(e->image->plan);
@@ -135,6 +184,7 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
         LLMRT_TRY(llmrt_comm_split(e->comm, e->comm->rank / group, e->comm->rank % group, &e->tp_comm));
         local.tp_comm = e->tp_comm;
     }
+    if (strcmp(ops->name, "cuda") == 0) LLMRT_TRY(choose_device_comms(e, config, &local));
     start_message start = {0};
     if (e->comm->rank != 0) { /* rank 0's KV block count first (the ranks agreed on the backend at load) */
         LLMRT_TRY(llmrt_comm_broadcast(e->comm, &start, sizeof start, 0));

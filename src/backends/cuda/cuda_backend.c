@@ -32,6 +32,12 @@ int32_t llmrt_cuda_device_count(void) {
 
 int llmrt_cuda_available(void) { return llmrt_cuda_device_count() > 0; }
 
+int llmrt_cuda_device_pci_id(int32_t device, char *out, int size) {
+    if (cudaDeviceGetPCIBusId(out, size, device) == cudaSuccess) return 1;
+    cudaGetLastError();
+    return 0;
+}
+
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 static void cuda_destroy(void *state) {
