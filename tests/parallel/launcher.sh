@@ -8,14 +8,8 @@
 set -u
 llmrt=$1 cases=$2 demo=$3
 here=$(dirname "$0")
-command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# an llmrt built without MPI refuses --tp: nothing to test
-probe=$("$llmrt" build --model "$cases/llama_f32" --output "$tmp/tp2.engine" --tp 2 --quiet 2>&1)
-case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
-fail=0
-check() { if "$@"; then echo "ok: ${*: -1}"; else echo "FAIL: $*"; fail=1; fi; }
+source "$here/parallel_lib.sh"
+"$llmrt" build --model "$cases/llama_f32" --output "$tmp/tp2.engine" --tp 2 --quiet || { echo "FAIL: build --tp 2"; exit 1; }
 ids() { grep -o '"output_ids":\[[0-9,]*\]'; }
 "$llmrt" build --model "$cases/llama_f32" --output "$tmp/tp1.engine" --quiet || { echo "FAIL: build"; exit 1; }
 "$llmrt" build --model "$cases/llama_f32" --output "$tmp/pp2.engine" --pp 2 --quiet || { echo "FAIL: build --pp 2"; exit 1; }
@@ -118,12 +112,7 @@ check awk -v a="$one" -v b="$two" 'BEGIN { d = a - b; exit !(a > 1 && (d < 0 ? -
 if command -v curl >/dev/null 2>&1; then
     "$llmrt" serve --engine "$tmp/tp2.engine" --ranks 2 --port 0 >"$tmp/serve.log" 2>&1 &
     server=$!
-    port=""
-    for _ in $(seq 100); do
-        port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | head -1 | sed 's/.*://')
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
+    port=$(serve_port "$tmp/serve.log")
     reply=$(curl -s "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
             -d '{"prompt":[1,15,27,3,99,4,7],"max_tokens":8,"temperature":0}')
     echo "serve: $reply"

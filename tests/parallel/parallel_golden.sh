@@ -9,16 +9,7 @@
 set -u
 llmrt=$1 npy_close=$2 cases=$3 backend=${4:-cpu} tolerance=${5:-1e-5}
 here=$(dirname "$0")
-command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
-# an llmrt built without MPI refuses --tp/--pp: nothing to test
-probe_path=$(mktemp -u)
-probe=$("$llmrt" build --config "$cases/qwen2_f32/config.json" --random-weights --output "$probe_path" --tp 2 2>&1)
-rm -f "$probe_path" "$probe_path.rank1"
-case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if "$@"; then echo "ok: ${*: -1}"; else echo "FAIL: $*"; fail=1; fi; }
+source "$here/parallel_lib.sh"
 prompt=1,15,27,3,99,4,7,7,7,42,17
 # bf16 checkpoints on the CPU keep fp32 activations: 16-bit compute rounds
 # each linear's input, where a shard's summation order can flip a rounding
@@ -93,12 +84,7 @@ check "$here/run_mpi.sh" 2 "$llmrt" bench --engine "$tmp/qwen2_f32.tp2.engine" -
 if command -v curl >/dev/null 2>&1; then
     "$here/run_mpi.sh" 2 "$llmrt" serve --engine "$tmp/qwen2_f32.tp2.engine" --port 0 >"$tmp/serve.log" 2>&1 &
     server=$!
-    port=""
-    for _ in $(seq 100); do
-        port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | head -1 | sed 's/.*://')
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
+    port=$(serve_port "$tmp/serve.log")
     reply=$(curl -s "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
             -d "{\"prompt\":[$prompt],\"max_tokens\":16,\"temperature\":0}")
     echo "serve: $reply"

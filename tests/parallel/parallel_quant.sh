@@ -12,15 +12,7 @@
 set -u
 llmrt=$1 npy_close=$2 cases=$3 write_checkpoint=${4:-}
 here=$(dirname "$0")
-command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
-probe_path=$(mktemp -u)
-probe=$("$llmrt" build --config "$cases/qwen2_f32/config.json" --random-weights --output "$probe_path" --tp 2 2>&1)
-rm -f "$probe_path" "$probe_path.rank1"
-case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if "$@"; then echo "ok: ${*: -1}"; else echo "FAIL: $*"; fail=1; fi; }
+source "$here/parallel_lib.sh"
 prompt=1,15,27,3,99,4,7,7,7,42,17
 
 # compare NAME SPLIT_FLAGS RANKS BUILD_ARGS...: TP=1 against the split engine

@@ -6,14 +6,7 @@
 set -u
 llmrt=$1 cases=$2
 here=$(dirname "$0")
-command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
-# an llmrt built without MPI refuses --tp/--pp: nothing to test
-probe_path=$(mktemp -u)
-probe=$("$llmrt" build --config "$cases/qwen2_f32/config.json" --random-weights --output "$probe_path" --tp 2 2>&1)
-rm -f "$probe_path" "$probe_path.rank1"
-case "$probe" in *"built without"*) echo "$probe: skipped"; exit 77 ;; esac
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$here/parallel_lib.sh"
 "$llmrt" build --model "$cases/qwen2_f32" --output "$tmp/tp2.engine" --tp 2 --quiet || { echo "FAIL: build"; exit 1; }
 
 # a rank that cannot load (its shard is damaged) fails every rank at once,
