@@ -29,9 +29,12 @@ class Encoder:
     embed() gives one vector per input ([CLS] row of the last hidden state,
     or the mean of its rows), many inputs sharing each forward; encode()
     gives one input's every hidden row, the pooler's output and, for a
-    classifier, its logits. Free it with close() or a `with` block."""
+    classifier, its logits. Free it with close() or a `with` block.
+    cpu_precision: "auto" (a bf16 engine's linears take bf16 activations
+    where the CPU has AVX512-BF16) or "fp32" (exact); None = auto."""
 
-    def __init__(self, engine: str, num_threads: int = 0, device: int = 0, backend: Optional[str] = None):
+    def __init__(self, engine: str, num_threads: int = 0, device: int = 0, backend: Optional[str] = None,
+                 cpu_precision: Optional[str] = None):
         self._lib = lib = _lib.lib()
         self._handles: Dict[str, Optional[int]] = {"engine": None, "tokenizer": None}
         self._finalizer = weakref.finalize(self, _free_handles, lib, self._handles)
@@ -43,6 +46,10 @@ class Encoder:
             if backend not in ("cpu", "cuda"):
                 raise ValueError(f"Encoder: backend must be 'cpu' or 'cuda', got {backend!r}")
             eo.backend = backend.encode()
+        if cpu_precision is not None:
+            if cpu_precision not in ("auto", "fp32"):
+                raise ValueError(f"Encoder: cpu_precision must be 'auto' or 'fp32', got {cpu_precision!r}")
+            eo.cpu_precision = cpu_precision.encode()
         handle = ctypes.c_void_p()
         check(lib.llmrt_engine_load(engine.encode(), ctypes.byref(eo), ctypes.byref(handle)), f"loading {engine}")
         self._handles["engine"] = handle.value

@@ -65,3 +65,8 @@ def test_refusals(bert_engine, engine_path):
             enc.embed("hello")
     with pytest.raises(ValueError, match="closed"):
         enc.embed([1])
+    with pytest.raises(ValueError, match="cpu_precision"):
+        llmrt.Encoder(bert_engine, cpu_precision="fp16")
+    with llmrt.Encoder(bert_engine, cpu_precision="fp32") as exact, llmrt.Encoder(bert_engine) as auto:
+        # an f32 engine computes in fp32 either way
+        assert exact.embed([[1, 2, 3]]) == auto.embed([[1, 2, 3]])
