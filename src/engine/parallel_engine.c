@@ -142,7 +142,8 @@ static llmrt_status choose_device_comms(llmrt_engine *e, const llmrt_backend_con
     snprintf(mine, sizeof mine, "%s/%s", host, pci);
     llmrt_status s = llmrt_comm_all_gather(e->comm, mine, ids, LLMRT_COMM_DEVICE_ID_BYTES / 4, LLMRT_DTYPE_I32);
     for (int32_t r = 0; s == LLMRT_OK && r < e->comm->size; r++) ids[r][LLMRT_COMM_DEVICE_ID_BYTES - 1] = '\0';
-    /* 0 mpi, 1 nccl: rank 0's setting, so every rank takes the same road */
+    /* 0 mpi, 1 nccl, -1 refused: rank 0's decision, so every rank takes the
+     * same road (and fails together rather than waiting on rank 0) */
     int32_t choice = 0;
     if (s == LLMRT_OK && e->comm->rank == 0) {
         const char *env = getenv("LLMRT_COMM");
@@ -150,12 +151,13 @@ static llmrt_status choose_device_comms(llmrt_engine *e, const llmrt_backend_con
         choice = env && strcmp(env, "nccl") == 0 ? 1 : env && strcmp(env, "mpi") == 0 ? 0 : distinct;
         if (env && *env && strcmp(env, "nccl") != 0 && strcmp(env, "mpi") != 0 && strcmp(env, "auto") != 0)
             LLMRT_WARN("LLMRT_COMM=%s: expected nccl, mpi or auto; choosing as for auto", env);
-        if (choice && !distinct)
-            s = llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "LLMRT_COMM=nccl, but ranks share a GPU (%s): NCCL needs one "
-                                                        "GPU a rank (LLMRT_COMM=mpi stages through the host)", mine);
+        if (choice && !distinct) choice = -1;
     }
     free(ids);
     if (s == LLMRT_OK) s = llmrt_comm_broadcast(e->comm, &choice, sizeof choice, 0);
+    if (s == LLMRT_OK && choice < 0)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "LLMRT_COMM=nccl, but ranks share a GPU: NCCL needs one GPU a "
+                                                       "rank (LLMRT_COMM=mpi stages through the host)");
     if (s != LLMRT_OK || !choice) {
         if (s == LLMRT_OK) LLMRT_INFO("CUDA ranks: collectives through the host over MPI");
         return s;

@@ -283,8 +283,8 @@ static int compare_case(const char *dir, const char *name, const char *backend, 
          * close the routing was. HF's own error on the case's worst prompt
          * (mixtral_bf16: 0.15 in bf16, from such flips) bounds the steps
          * that are decisive for every prompt of the case. */
-        if (moe && hf_dtype && hf_factor * case_hf_error(golden, hf_dtype) > tolerance)
-            thin = 4.0 * hf_factor * case_hf_error(golden, hf_dtype) * rms;
+        const double case_bound = moe && hf_dtype ? hf_factor * case_hf_error(golden, hf_dtype) : 0.0;
+        if (case_bound > tolerance) thin = 4.0 * case_bound * rms;
         if (thin < THIN_MARGIN) thin = THIN_MARGIN;
 
         /* greedy continuation, compared up to the first thin margin */

@@ -328,13 +328,12 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
-    if (plan->graph->weight_dtype == LLMRT_DTYPE_BF16) {
-        cpu_kernels_set_16bit_compute(s->sixteen_bit);
-        LLMRT_INFO("cpu backend: bf16 linears compute with %s activations%s", cpu_kernels_bf16_compute(),
+    if (plan->graph->weight_dtype == LLMRT_DTYPE_BF16)
+        LLMRT_INFO("cpu backend: bf16 linears compute with %s activations%s",
+                   s->sixteen_bit && cpu_has_bf16_dot() ? "bf16" : "fp32",
                    !s->sixteen_bit       ? " (cpu precision fp32)"
                    : cpu_has_bf16_dot() ? " (AVX512-BF16; cpu precision fp32 keeps them fp32)"
                                          : " (no AVX512-BF16 on this CPU)");
-    }
     LLMRT_DEBUG("cpu backend: %d threads, isa %s, %d KV blocks of %d", s->threads, cpu_kernels_isa(), s->num_blocks,
                 s->block_size);
     *out = s;

@@ -90,7 +90,7 @@ static void linear_chunk(void *ctx, int64_t begin, int64_t end) {
     for (int i = 0; i < j->count; i++) {
         const cpu_linear_part *p = &j->parts[i];
         const int64_t b = begin - j->start[i], e = end - j->start[i];
-        if (j->xb && p->w_type == LLMRT_DTYPE_BF16 && b < p->N && e > 0)
+        if (j->xb && p->w_type == LLMRT_DTYPE_BF16)
             cpu_linear_rows_bf16(p->y, j->xb, p->w, p->bias, j->M, p->N, j->K, b > 0 ? b : 0, e < p->N ? e : p->N);
         else
             linear_rows(j->level, p->y, j->x, p->w, p->w_type, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,

@@ -138,6 +138,7 @@ static CPU_TARGET_BF16 void tile_any(int mr, int prefetch, float *y, int64_t ldy
 
 CPU_TARGET_BF16 void cpu_linear_rows_bf16(float *y, const uint16_t *x, const uint16_t *w, const float *bias,
                                           int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
+    if (n_begin >= n_end) return;
     if (M == 1) {
         for (int64_t n = n_begin; n < n_end; n += 8)
             gemv8(y + n, x, w + n * K, K, (int)(n_end - n < 8 ? n_end - n : 8), K, bias ? bias + n : NULL);
