@@ -44,6 +44,10 @@ int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan) {
     return ranks;
 }
 
+int llmrt_node_is_logits_handback(const llmrt_node *n) {
+    return (n->op == LLMRT_OP_SEND || n->op == LLMRT_OP_RECV) && n->ndim == 2 && n->dims[0] == LLMRT_DIM_LOGITS;
+}
+
 int32_t llmrt_plan_tp_group(const llmrt_plan *plan) {
     int32_t ranks = 1;
     for (int32_t i = 0; i < plan->graph->num_nodes; i++) {

@@ -54,6 +54,10 @@ typedef struct llmrt_step {
      * are written to `logits` (at their row l). */
     const llmrt_step_sampling *sampling;
     const int32_t *token_type_ids; /* [T] encoders' segment ids; NULL: all 0 */
+    /* Pipeline stages with micro-batches in flight: the plan's logits
+     * hand-back (its SEND / RECV of [L, vocab]) is left to the caller, so a
+     * stage need not wait for the last one before its next micro-batch. */
+    int32_t logits_by_caller;
 } llmrt_step;
 
 typedef struct llmrt_backend_config {
@@ -144,6 +148,10 @@ llmrt_status llmrt_backend_check_comm(const llmrt_plan *plan, const struct llmrt
 int32_t llmrt_plan_tp_group(const llmrt_plan *plan);
 /* The ranks a plan was built for, tensor- or pipeline-parallel (1: not split). */
 int32_t llmrt_plan_tp_ranks(const llmrt_plan *plan);
+/* A pipeline stage's SEND / RECV of the logits [L, vocab] from the last
+ * stage back to the others (not of the hidden state [T, hidden]): what a
+ * step with logits_by_caller leaves out. */
+int llmrt_node_is_logits_handback(const llmrt_node *n);
 
 /* Finds the backend named `name` ("cpu", "cuda"). */
 llmrt_status llmrt_backend_lookup(const char *name, const llmrt_backend_ops **out);

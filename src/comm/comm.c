@@ -77,6 +77,28 @@ llmrt_status llmrt_comm_recv(llmrt_comm *comm, void *buf, int64_t bytes, int32_t
     return finish(comm, comm->ops->recv(comm, buf, bytes, peer), "recv");
 }
 
+llmrt_status llmrt_comm_recv_start(llmrt_comm *comm, void *buf, int64_t bytes, int32_t peer, void **request) {
+    *request = NULL;
+    LLMRT_TRY(check_usable(comm, "recv_start"));
+    LLMRT_TRY(check_peer(comm, peer, "recv_start"));
+    if (!comm->ops->recv_start)
+        return llmrt_error(LLMRT_ERR_UNSUPPORTED, "the %s communicator has no posted receives", comm->ops->name);
+    return finish(comm, comm->ops->recv_start(comm, buf, bytes, peer, request), "recv_start");
+}
+
+llmrt_status llmrt_comm_recv_finish(llmrt_comm *comm, void *request) {
+    if (!request) return llmrt_error(LLMRT_ERR_INTERNAL, "recv_finish: no request");
+    if (comm->broken) {
+        llmrt_comm_recv_cancel(comm, request);
+        return check_usable(comm, "recv_finish");
+    }
+    return finish(comm, comm->ops->recv_finish(comm, request), "recv_finish");
+}
+
+void llmrt_comm_recv_cancel(llmrt_comm *comm, void *request) {
+    if (request && comm->ops->recv_cancel) comm->ops->recv_cancel(comm, request);
+}
+
 llmrt_status llmrt_comm_barrier(llmrt_comm *comm) {
     LLMRT_TRY(check_usable(comm, "barrier"));
     if (comm->size == 1) return LLMRT_OK;

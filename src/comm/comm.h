@@ -35,6 +35,13 @@ typedef struct llmrt_comm_ops {
     llmrt_status (*send)(llmrt_comm *comm, const void *buf, int64_t bytes, int32_t peer);
     llmrt_status (*recv)(llmrt_comm *comm, void *buf, int64_t bytes, int32_t peer);
     llmrt_status (*barrier)(llmrt_comm *comm);
+    /* A receive posted now and finished later, so that it can meet a send
+     * that comes while this rank is busy with other sends (pipeline
+     * stages' logits); finish frees the request, cancel withdraws it.
+     * NULL where the communicator has none (NCCL). */
+    llmrt_status (*recv_start)(llmrt_comm *comm, void *buf, int64_t bytes, int32_t peer, void **request);
+    llmrt_status (*recv_finish)(llmrt_comm *comm, void *request);
+    void (*recv_cancel)(llmrt_comm *comm, void *request);
     void (*destroy)(llmrt_comm *comm);
 } llmrt_comm_ops;
 
@@ -80,5 +87,9 @@ llmrt_status llmrt_comm_broadcast(llmrt_comm *comm, void *buf, int64_t bytes, in
 llmrt_status llmrt_comm_send(llmrt_comm *comm, const void *buf, int64_t bytes, int32_t peer);
 llmrt_status llmrt_comm_recv(llmrt_comm *comm, void *buf, int64_t bytes, int32_t peer);
 llmrt_status llmrt_comm_barrier(llmrt_comm *comm);
+/* A posted receive: start, then exactly one of finish or cancel. */
+llmrt_status llmrt_comm_recv_start(llmrt_comm *comm, void *buf, int64_t bytes, int32_t peer, void **request);
+llmrt_status llmrt_comm_recv_finish(llmrt_comm *comm, void *request);
+void llmrt_comm_recv_cancel(llmrt_comm *comm, void *request);
 
 #endif

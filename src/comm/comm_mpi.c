@@ -111,6 +111,36 @@ static llmrt_status mpi_recv(llmrt_comm *comm, void *buf, int64_t bytes, int32_t
     return wait_bounded(comm, &request, rc, "MPI_Irecv");
 }
 
+static llmrt_status mpi_recv_start(llmrt_comm *comm, void *buf, int64_t bytes, int32_t peer, void **request) {
+    if (bytes > INT32_MAX) return llmrt_error(LLMRT_ERR_CAPACITY, "MPI recv of %lld bytes", (long long)bytes);
+    MPI_Request *r = malloc(sizeof *r);
+    if (!r) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for an MPI request");
+    int rc = MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, ACTIVATION_TAG, comm_of(comm), r);
+    if (rc != MPI_SUCCESS) {
+        free(r);
+        return mpi_failed(rc, "MPI_Irecv");
+    }
+    *request = r;
+    return LLMRT_OK;
+}
+
+static void mpi_recv_cancel(llmrt_comm *comm, void *request) {
+    (void)comm;
+    MPI_Request *r = request;
+    if (*r != MPI_REQUEST_NULL) { /* the buffer may go away: nothing must land in it later */
+        MPI_Cancel(r);
+        MPI_Request_free(r);
+    }
+    free(r);
+}
+
+static llmrt_status mpi_recv_finish(llmrt_comm *comm, void *request) {
+    llmrt_status s = wait_bounded(comm, request, MPI_SUCCESS, "MPI_Irecv");
+    if (s != LLMRT_OK) mpi_recv_cancel(comm, request);
+    else free(request);
+    return s;
+}
+
 static llmrt_status mpi_barrier(llmrt_comm *comm) {
     MPI_Request request;
     int rc = MPI_Ibarrier(comm_of(comm), &request);
@@ -137,6 +167,9 @@ static const llmrt_comm_ops mpi_ops = {
     .send = mpi_send,
     .recv = mpi_recv,
     .barrier = mpi_barrier,
+    .recv_start = mpi_recv_start,
+    .recv_finish = mpi_recv_finish,
+    .recv_cancel = mpi_recv_cancel,
     .destroy = mpi_destroy,
 };
 

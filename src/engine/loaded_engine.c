@@ -132,6 +132,10 @@ llmrt_status llmrt_loaded_engine_open(const char *path, const llmrt_engine_optio
             s = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory");
         for (int32_t i = 0; s == LLMRT_OK && i < e->blocks_per_seq; i++) e->block_table[i] = i;
     }
+    if (s == LLMRT_OK && e->comm && e->comm->rank == 0 && e->comm->size > 1) {
+        const llmrt_plan *plan = e->image->plan;
+        s = llmrt_pp_micro_batches(llmrt_plan_tp_ranks(plan) / llmrt_plan_tp_group(plan), &e->pp_micro_batches);
+    }
     if (e->comm && e->comm->size > 1) s = agree_on_load(e->comm, s, target);
     if (s == LLMRT_OK) {
         llmrt_backend_config config = {

@@ -26,6 +26,7 @@ struct llmrt_engine {
     /* CUDA ranks each on a GPU of its own: NCCL over comm and tp_comm,
      * which the backend's collectives take (owned), or NULL */
     struct llmrt_comm *device_comm, *device_tp_comm;
+    int32_t pp_micro_batches; /* rank 0 of a pipeline: most pieces a step is split into (1: none) */
 };
 
 /* Tensor parallelism (parallel_engine.c): rank r's engine file, and the
@@ -34,6 +35,10 @@ struct llmrt_engine {
 void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t size);
 llmrt_status llmrt_parallel_engine_start(llmrt_engine *engine, const llmrt_backend_ops *ops,
                                          const llmrt_backend_config *config);
+/* Rank 0 of a pipeline of `stages`: how many micro-batches a step may be
+ * split into, LLMRT_PP_MICRO_BATCHES or one a stage; an error names a bad
+ * value. */
+llmrt_status llmrt_pp_micro_batches(int32_t stages, int32_t *out);
 
 /* Maps and validates the engine file at `path` and starts its backend.
  * `options` are checked by the caller (llmrt_engine_load). The engine owns

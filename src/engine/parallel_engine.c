@@ -25,6 +25,7 @@
 #include "comm/comm.h"
 #include "core/log.h"
 #include "engine/loaded_engine.h"
+#include "engine/micro_batch.h"
 
 void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t size) {
     if (rank == 0) snprintf(out, size, "%s", path);
@@ -43,7 +44,15 @@ typedef struct step_message {
     int32_t kind;
     int32_t num_tokens, num_seqs, max_blocks_per_seq, num_logits;
     int32_t src_block, dst_block;
+    int32_t micro_batches; /* > 1: the pieces llmrt_micro_batches_split makes of it */
 } step_message;
+
+/* Where a pipeline's micro-batches send their logits: the last stage's
+ * first tensor-parallel rank; -1 when the engine is not pipelined. */
+static int32_t logits_sender(const llmrt_plan *plan) {
+    const int32_t ranks = llmrt_plan_tp_ranks(plan), group = llmrt_plan_tp_group(plan);
+    return ranks > group ? ranks - group : -1;
+}
 
 typedef struct leader_state {
     const llmrt_backend_ops *inner;
@@ -51,6 +60,15 @@ typedef struct leader_state {
     llmrt_comm *comm;
     int32_t *packed; /* the step's int32 arrays, back to back */
     size_t packed_capacity;
+    int32_t micro_batches;  /* most pieces a pipelined step is split into; 1: none */
+    int32_t logits_sender;  /* logits_sender() */
+    int32_t vocab;
+    float *stage_logits;    /* what this stage's plan leaves in its logits (unused) */
+    size_t stage_logits_rows;
+    llmrt_micro_batch pieces[LLMRT_MAX_MICRO_BATCHES];
+    int32_t *piece_arrays;  /* a piece's rebased seq_start and logits_indices */
+    size_t piece_capacity;
+    int64_t steps, split_steps; /* for the log at the end */
 } leader_state;
 
 static size_t packed_count(const step_message *m) {
@@ -68,10 +86,47 @@ static llmrt_status reserve(int32_t **buf, size_t *capacity, size_t count) {
     return LLMRT_OK;
 }
 
+/* Grows *buf to hold rows × vocab floats. */
+static llmrt_status reserve_rows(float **buf, size_t *rows, size_t need, int32_t vocab) {
+    if (need <= *rows) return LLMRT_OK;
+    float *grown = realloc(*buf, need * (size_t)vocab * sizeof *grown);
+    if (!grown) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a pipeline stage's logits");
+    *buf = grown;
+    *rows = need;
+    return LLMRT_OK;
+}
+
+/* Rank 0's side of a step split into micro-batches: it posts a receive
+ * for each piece's logits from the last stage first, so that the last
+ * stage's sends never wait for rank 0, which meanwhile runs stage 0 on
+ * piece after piece and hands each on to stage 1 as its plan says. */
+static llmrt_status leader_pipelined(leader_state *s, const llmrt_step *step, int32_t parts, float *logits) {
+    const size_t V = (size_t)s->vocab;
+    void *pending[LLMRT_MAX_MICRO_BATCHES] = {0};
+    llmrt_status status = reserve_rows(&s->stage_logits, &s->stage_logits_rows, (size_t)step->num_logits, s->vocab);
+    if (status == LLMRT_OK) status = reserve(&s->piece_arrays, &s->piece_capacity,
+                                             (size_t)step->num_seqs + 1 + (size_t)step->num_logits);
+    for (int32_t g = 0; g < parts && status == LLMRT_OK; g++)
+        if (s->pieces[g].num_logits > 0)
+            status = llmrt_comm_recv_start(s->comm, logits + (size_t)s->pieces[g].first_logit * V,
+                                           (int64_t)((size_t)s->pieces[g].num_logits * V * sizeof(float)),
+                                           s->logits_sender, &pending[g]);
+    for (int32_t g = 0; g < parts && status == LLMRT_OK; g++) {
+        llmrt_step piece;
+        llmrt_micro_batch_step(step, &s->pieces[g], s->piece_arrays, &piece);
+        status = s->inner->forward(s->inner_state, &piece, s->stage_logits);
+    }
+    for (int32_t g = 0; g < parts; g++) {
+        if (status == LLMRT_OK && pending[g]) status = llmrt_comm_recv_finish(s->comm, pending[g]);
+        else llmrt_comm_recv_cancel(s->comm, pending[g]);
+    }
+    return status;
+}
+
 static llmrt_status leader_forward(void *state, const llmrt_step *step, float *logits) {
     leader_state *s = state;
     step_message m = {MESSAGE_FORWARD, step->num_tokens, step->num_seqs, step->max_blocks_per_seq, step->num_logits,
-                      0, 0};
+                      0, 0, 1};
     if (m.num_tokens < 0 || m.num_seqs < 0 || m.max_blocks_per_seq < 0 || m.num_logits < 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: negative sizes");
     const size_t count = packed_count(&m);
@@ -83,8 +138,15 @@ static llmrt_status leader_forward(void *state, const llmrt_step *step, float *l
     memcpy(p, step->block_tables, (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq * sizeof *p);
     p += (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq;
     memcpy(p, step->logits_indices, (size_t)m.num_logits * sizeof *p);
+    if (s->micro_batches > 1 && !step->token_type_ids)
+        m.micro_batches = llmrt_micro_batches_split(step, s->micro_batches, s->pieces);
     LLMRT_TRY(llmrt_comm_broadcast(s->comm, &m, sizeof m, 0));
     LLMRT_TRY(llmrt_comm_broadcast(s->comm, s->packed, (int64_t)(count * sizeof *p), 0));
+    s->steps++;
+    if (m.micro_batches > 1) {
+        s->split_steps++;
+        return leader_pipelined(s, step, m.micro_batches, logits);
+    }
     llmrt_step local = *step;
     local.sampling = NULL; /* the wrapper does not sample on the device */
     return s->inner->forward(s->inner_state, &local, logits);
@@ -92,7 +154,7 @@ static llmrt_status leader_forward(void *state, const llmrt_step *step, float *l
 
 static llmrt_status leader_copy_kv_block(void *state, int32_t src, int32_t dst) {
     leader_state *s = state;
-    step_message m = {MESSAGE_COPY_KV_BLOCK, 0, 0, 0, 0, src, dst};
+    step_message m = {MESSAGE_COPY_KV_BLOCK, 0, 0, 0, 0, src, dst, 1};
     LLMRT_TRY(llmrt_comm_broadcast(s->comm, &m, sizeof m, 0));
     return s->inner->copy_kv_block(s->inner_state, src, dst);
 }
@@ -106,12 +168,17 @@ static void leader_destroy(void *state) {
     leader_state *s = state;
     if (!s) return;
     if (!s->comm->broken) { /* release the followers */
-        step_message m = {MESSAGE_STOP, 0, 0, 0, 0, 0, 0};
+        step_message m = {MESSAGE_STOP, 0, 0, 0, 0, 0, 0, 1};
         if (llmrt_comm_broadcast(s->comm, &m, sizeof m, 0) != LLMRT_OK)
             LLMRT_WARN("tensor-parallel shutdown: %s", llmrt_last_error());
     }
+    if (s->micro_batches > 1)
+        LLMRT_INFO("pipeline: %lld of %lld steps ran in micro-batches", (long long)s->split_steps,
+                   (long long)s->steps);
     s->inner->destroy(s->inner_state);
     free(s->packed);
+    free(s->stage_logits);
+    free(s->piece_arrays);
     free(s);
 }
 
@@ -173,6 +240,23 @@ static llmrt_status choose_device_comms(llmrt_engine *e, const llmrt_backend_con
     return LLMRT_OK;
 }
 
+llmrt_status llmrt_pp_micro_batches(int32_t stages, int32_t *out) {
+    *out = 1;
+    if (stages < 2) return LLMRT_OK;
+    const char *env = getenv("LLMRT_PP_MICRO_BATCHES");
+    if (!env || !*env) {
+        *out = stages < LLMRT_MAX_MICRO_BATCHES ? stages : LLMRT_MAX_MICRO_BATCHES;
+        return LLMRT_OK;
+    }
+    char *end = NULL;
+    const long n = strtol(env, &end, 10);
+    if (*end || n < 1 || n > LLMRT_MAX_MICRO_BATCHES)
+        return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "LLMRT_PP_MICRO_BATCHES is \"%s\": give a count from 1 to %d",
+                           env, LLMRT_MAX_MICRO_BATCHES);
+    *out = (int32_t)n;
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_ops *ops,
                                          const llmrt_backend_config *config) {
     const int32_t ranks = llmrt_plan_tp_ranks(e->image->plan);
@@ -182,6 +266,7 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
     llmrt_backend_config local = *config;
     local.comm = e->comm;
     const int32_t group = llmrt_plan_tp_group(e->image->plan);
+    const int32_t micro_batches = e->pp_micro_batches > 1 ? e->pp_micro_batches : 1;
     if (group > 1 && group < ranks) { /* tp × pp: rank = stage · group + tp rank */
         LLMRT_TRY(llmrt_comm_split(e->comm, e->comm->rank / group, e->comm->rank % group, &e->tp_comm));
         local.tp_comm = e->tp_comm;
@@ -211,13 +296,37 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
         ops->destroy(inner_state);
         return status;
     }
-    *s = (leader_state){.inner = ops, .inner_state = inner_state, .comm = e->comm};
+    *s = (leader_state){.inner = ops, .inner_state = inner_state, .comm = e->comm, .micro_batches = micro_batches,
+                        .logits_sender = logits_sender(e->image->plan), .vocab = e->image->plan->vocab_size};
+    if (micro_batches > 1)
+        LLMRT_INFO("pipeline: steps of %d+ tokens in up to %d micro-batches", 2 * LLMRT_MICRO_BATCH_MIN_TOKENS,
+                   (int)micro_batches);
     e->backend.ops = &leader_ops;
     e->backend.state = s;
     return LLMRT_OK;
 }
 
 int32_t llmrt_engine_rank(const llmrt_engine *e) { return e->comm ? e->comm->rank : 0; }
+
+/* A follower's side of a step split into micro-batches: the same pieces
+ * as rank 0's, in order; the last stage's first rank sends each piece's
+ * logits to rank 0, which posted the receives before it began. */
+static llmrt_status follow_pieces(llmrt_engine *e, const llmrt_step *step, int32_t parts, llmrt_micro_batch *pieces,
+                                  int32_t **arrays, size_t *capacity, float *logits, int sends_logits) {
+    if (parts > LLMRT_MAX_MICRO_BATCHES || llmrt_micro_batches_split(step, parts, pieces) != parts)
+        return llmrt_error(LLMRT_ERR_INTERNAL, "pipeline rank %d: the step does not split into the %d micro-batches "
+                           "rank 0 made", (int)e->comm->rank, (int)parts);
+    LLMRT_TRY(reserve(arrays, capacity, (size_t)step->num_seqs + 1 + (size_t)step->num_logits));
+    const size_t V = (size_t)e->image->plan->vocab_size;
+    for (int32_t g = 0; g < parts; g++) {
+        llmrt_step piece;
+        llmrt_micro_batch_step(step, &pieces[g], *arrays, &piece);
+        LLMRT_TRY(e->backend.ops->forward(e->backend.state, &piece, logits));
+        if (sends_logits && piece.num_logits > 0)
+            LLMRT_TRY(llmrt_comm_send(e->comm, logits, (int64_t)((size_t)piece.num_logits * V * sizeof(float)), 0));
+    }
+    return LLMRT_OK;
+}
 
 llmrt_status llmrt_engine_follow(llmrt_engine *e) {
     if (!e->comm || e->comm->rank == 0) return LLMRT_OK;
@@ -226,8 +335,10 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
      * scoring may ask for many), grown when a step needs more. */
     float *logits = NULL;
     size_t logits_rows = 0;
-    int32_t *packed = NULL;
-    size_t capacity = 0;
+    int32_t *packed = NULL, *piece_arrays = NULL;
+    size_t capacity = 0, piece_capacity = 0;
+    llmrt_micro_batch pieces[LLMRT_MAX_MICRO_BATCHES];
+    const int32_t sends_logits = logits_sender(plan) == e->comm->rank;
     llmrt_status status = LLMRT_OK;
     const int32_t step_timeout = e->comm->timeout_ms;
     for (;;) {
@@ -260,7 +371,11 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
                 step.seq_start = p, p += m.num_seqs + 1;
                 step.block_tables = p, p += (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq;
                 step.logits_indices = p;
-                status = e->backend.ops->forward(e->backend.state, &step, logits);
+                if (m.micro_batches <= 1)
+                    status = e->backend.ops->forward(e->backend.state, &step, logits);
+                else
+                    status = follow_pieces(e, &step, m.micro_batches, pieces, &piece_arrays, &piece_capacity,
+                                           logits, sends_logits);
             }
         } else {
             status = llmrt_error(LLMRT_ERR_INTERNAL, "tensor-parallel rank %d: malformed step message (kind %d)",
@@ -272,6 +387,7 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
      * cannot finish, so the communicator must not wait on them at exit. */
     if (status != LLMRT_OK) e->comm->broken = 1;
     free(packed);
+    free(piece_arrays);
     free(logits);
     return status;
 }

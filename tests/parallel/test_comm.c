@@ -42,6 +42,33 @@ static void test_collectives(llmrt_comm *comm) {
         }
     }
 
+    if (size >= 2) { /* posted receives: rank 1 sends large messages while rank 0 is still sending to it
+                        (a pipeline's logits coming back while stage 0 hands on the next micro-batch) */
+        enum { PIECES = 3, BIG = 1 << 20 };
+        float *buf = calloc((size_t)PIECES * BIG, sizeof *buf);
+        CHECK(buf != NULL);
+        if (rank == 0) {
+            void *pending[PIECES];
+            for (int g = 0; g < PIECES; g++)
+                CHECK_OK(llmrt_comm_recv_start(comm, buf + (size_t)g * BIG, BIG * sizeof(float), 1, &pending[g]));
+            for (int g = 0; g < PIECES; g++) CHECK_OK(llmrt_comm_send(comm, buf, BIG * sizeof(float), 1));
+            for (int g = 0; g < PIECES; g++) CHECK_OK(llmrt_comm_recv_finish(comm, pending[g]));
+            for (int g = 0; g < PIECES; g++) CHECK(buf[(size_t)g * BIG + 5] == (float)(g + 1));
+            void *cancelled = NULL; /* withdrawn before any send meets it */
+            CHECK_OK(llmrt_comm_recv_start(comm, buf, sizeof(float), 1, &cancelled));
+            llmrt_comm_recv_cancel(comm, cancelled);
+        } else if (rank == 1) {
+            float *in = calloc(BIG, sizeof *in);
+            for (int g = 0; g < PIECES; g++) {
+                buf[5] = (float)(g + 1);
+                CHECK_OK(llmrt_comm_send(comm, buf, BIG * sizeof(float), 0));
+                CHECK_OK(llmrt_comm_recv(comm, in, BIG * sizeof(float), 0));
+            }
+            free(in);
+        }
+        free(buf);
+    }
+
     /* Sub-groups: even and odd ranks each sum their own. */
     llmrt_comm *group = NULL;
     CHECK_OK(llmrt_comm_split(comm, rank % 2, rank, &group));

@@ -594,9 +594,11 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
     case LLMRT_OP_SEND: {
         const size_t bytes = (size_t)numel * llmrt_dtype_size(n->dtype);
         if (out != buffer_of(c, n->inputs[0])) memcpy(out, buffer_of(c, n->inputs[0]), bytes);
+        if (c->step->logits_by_caller && llmrt_node_is_logits_handback(n)) return LLMRT_OK;
         return llmrt_comm_send(c->s->comm, out, (int64_t)bytes, (int32_t)n->iattr[0]);
     }
     case LLMRT_OP_RECV:
+        if (c->step->logits_by_caller && llmrt_node_is_logits_handback(n)) return LLMRT_OK;
         return llmrt_comm_recv(c->s->comm, out, numel * (int64_t)llmrt_dtype_size(n->dtype), (int32_t)n->iattr[0]);
     case LLMRT_OP_OBSERVE: {
         cpu_shape xs = shape_of(c, n->inputs[0]);

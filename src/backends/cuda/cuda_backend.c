@@ -630,6 +630,7 @@ static llmrt_status cuda_forward(void *state, const llmrt_step *step, float *log
             return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "cuda: logits index %d is %d (step of %d tokens)", (int)i,
                                (int)step->logits_indices[i], (int)step->num_tokens);
     LLMRT_CUDA_TRY(cudaSetDevice(st->device), "cudaSetDevice");
+    st->logits_by_caller = step->logits_by_caller;
     size_t count = 0;
     LLMRT_TRY(build_metadata(st, step, logits, &count));
     LLMRT_CUDA_TRY(cudaMemcpyAsync(st->meta_dev, st->meta_host, count * sizeof(int32_t), cudaMemcpyHostToDevice,

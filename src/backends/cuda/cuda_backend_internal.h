@@ -163,6 +163,7 @@ typedef struct cuda_state {
     float *comm_f32;
     void *comm_raw;
     size_t comm_capacity;
+    int32_t logits_by_caller; /* this step's llmrt_step.logits_by_caller */
 } cuda_state;
 
 /* Enqueues every node of the plan for the current step on st->stream

@@ -72,6 +72,7 @@ static llmrt_status point_to_point(cuda_state *st, const llmrt_node *n, const vo
     const int32_t peer = (int32_t)n->iattr[0];
     if (n->op == LLMRT_OP_SEND && y != x)
         LLMRT_CUDA_TRY(cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice, st->stream), "send copy");
+    if (st->logits_by_caller && llmrt_node_is_logits_handback(n)) return LLMRT_OK;
     if (uses_nccl(st)) {
         LLMRT_CUDA_TRY(cudaStreamSynchronize(st->stream), llmrt_op_name(n->op));
         return n->op == LLMRT_OP_SEND ? llmrt_comm_send(st->comm, y, (int64_t)bytes, peer)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Pipeline micro-batches in flight (mpirun -np 2, --pp 2): a step of several
+# prompts is split by sequences, stage 0 runs the second piece while stage 1
+# runs the first, and the logits come back to rank 0 piece by piece. The
+# requests' greedy tokens and log-probabilities equal the one-rank engine's
+# and the unsplit pipeline's (LLMRT_PP_MICRO_BATCHES=1); the verbose log
+# counts the steps that were split; a bad LLMRT_PP_MICRO_BATCHES is an error
+# naming it.
+# usage: micro_batches.sh LLMRT CASES_DIR
+set -u
+llmrt=$1 cases=$2
+here=$(dirname "$0")
+source "$here/parallel_lib.sh"
+
+ids() { seq -s, "$1" "$2"; }
+# prompts of 20, 17 and 24 tokens: every prompt step splits in two pieces of
+# at least 16 tokens; decode steps (3 tokens) stay whole
+{
+    printf '{"prompt_ids":[%s],"max_tokens":7,"logprobs":1}\n' "$(ids 3 22)"
+    printf '{"prompt_ids":[%s],"max_tokens":5,"logprobs":1}\n' "$(ids 40 56)"
+    printf '{"prompt_ids":[%s],"max_tokens":9,"logprobs":1}\n' "$(ids 7 30)"
+} > "$tmp/requests.jsonl"
+
+tokens() { grep -o '"output_ids":\[[0-9,]*\]' "$1"; }
+logprobs() { grep -o '"token_logprobs":\[[^]]*\]' "$1" | sed 's/.*\[//; s/\]//' | tr ',' '\n'; }
+# the same count of values, each within 1e-5 relative (the pieces' linears
+# see fewer rows, which may sum in another order)
+close() {
+    paste -d' ' <(logprobs "$1") <(logprobs "$2") | awk '
+        NF != 2 { bad = 1 }
+        { d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; if (d > 1e-5 * (m > 1 ? m : 1)) bad = 1; n++ }
+        END { exit bad || n == 0 }'
+}
+
+for case in llama_f32 qwen2_f32; do
+    "$llmrt" build --model "$cases/$case" --output "$tmp/$case.tp1.engine" --quiet || { echo "FAIL: build $case"; exit 1; }
+    "$llmrt" build --model "$cases/$case" --pp 2 --output "$tmp/$case.pp2.engine" --quiet ||
+        { echo "FAIL: build --pp 2 $case"; exit 1; }
+    "$llmrt" run --engine "$tmp/$case.tp1.engine" --requests "$tmp/requests.jsonl" --json > "$tmp/$case.one" 2>/dev/null
+    "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.pp2.engine" --requests "$tmp/requests.jsonl" --json \
+        --verbose > "$tmp/$case.split" 2> "$tmp/$case.split.log"
+    LLMRT_PP_MICRO_BATCHES=1 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.pp2.engine" \
+        --requests "$tmp/requests.jsonl" --json --verbose > "$tmp/$case.whole" 2> "$tmp/$case.whole.log"
+    echo "$case TP=1:               $(tokens "$tmp/$case.one" | tr '\n' ' ')"
+    echo "$case PP=2 micro-batches: $(tokens "$tmp/$case.split" | tr '\n' ' ')"
+    grep "pipeline:" "$tmp/$case.split.log"
+    check test "$(tokens "$tmp/$case.one" | wc -l)" = 3
+    check test "$(tokens "$tmp/$case.one")" = "$(tokens "$tmp/$case.split")"
+    check test "$(tokens "$tmp/$case.one")" = "$(tokens "$tmp/$case.whole")"
+    check close "$tmp/$case.one" "$tmp/$case.split"
+    check close "$tmp/$case.whole" "$tmp/$case.split"
+    # the prompt steps were split (decode steps stay whole); with the split off, none
+    check grep -Eq "pipeline: [1-9][0-9]* of [0-9]+ steps ran in micro-batches" "$tmp/$case.split.log"
+    check test "$(grep -c "ran in micro-batches" "$tmp/$case.whole.log")" = 0
+done
+
+# --tp 2 --pp 2: each stage's two ranks split the pieces' layers; the last
+# stage's first rank sends the logits
+"$llmrt" build --model "$cases/mixtral_f32" --output "$tmp/mixtral.tp1.engine" --quiet &&
+    "$llmrt" build --model "$cases/mixtral_f32" --tp 2 --pp 2 --output "$tmp/mixtral.tp2pp2.engine" --quiet ||
+    { echo "FAIL: build mixtral_f32"; exit 1; }
+"$llmrt" run --engine "$tmp/mixtral.tp1.engine" --requests "$tmp/requests.jsonl" --json > "$tmp/mixtral.one" 2>/dev/null
+"$here/run_mpi.sh" 4 "$llmrt" run --engine "$tmp/mixtral.tp2pp2.engine" --requests "$tmp/requests.jsonl" --json \
+    --verbose > "$tmp/mixtral.split" 2> "$tmp/mixtral.split.log"
+echo "mixtral_f32 TP=1:              $(tokens "$tmp/mixtral.one" | tr '\n' ' ')"
+echo "mixtral_f32 TP=2 PP=2 pieces:  $(tokens "$tmp/mixtral.split" | tr '\n' ' ')"
+check test "$(tokens "$tmp/mixtral.one" | wc -l)" = 3
+check test "$(tokens "$tmp/mixtral.one")" = "$(tokens "$tmp/mixtral.split")"
+check close "$tmp/mixtral.one" "$tmp/mixtral.split"
+check grep -Eq "pipeline: [1-9][0-9]* of [0-9]+ steps ran in micro-batches" "$tmp/mixtral.split.log"
+
+LLMRT_PP_MICRO_BATCHES=0 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/llama_f32.pp2.engine" \
+    --prompt-ids 1,2,3 --max-tokens 2 > "$tmp/bad.log" 2>&1
+check test $? -ne 0
+check grep -q "LLMRT_PP_MICRO_BATCHES" "$tmp/bad.log"
+exit $fail
