@@ -114,10 +114,10 @@ gemv8(const int type, float *y, const float *x, const void *w, int64_t n, int64_
     const int64_t pf_every = 64 / (int64_t)esize; /* k values a cache line holds */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     int64_t k = 0;
-    /* A group's 512-byte chunks in address order: a row's four steps of a
-     * chunk one after the other, then the next row's (each lane still in k
-     * order, so the same bits). Step by step across the rows, the reads
-     * jumped between the chunk's eight lines and streamed slower. */
+    /* A group's 512-byte chunks in address order, one ascending stream for
+     * the hardware prefetcher: a row's four steps of a chunk one after the
+     * other, then the next row's (each lane still in k order, so the same
+     * bits). */
     for (; group && k + CPU_IL_CHUNK <= K; k += CPU_IL_CHUNK) {
         const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
         const __m256 x2 = _mm256_loadu_ps(x + k + 16), x3 = _mm256_loadu_ps(x + k + 24);

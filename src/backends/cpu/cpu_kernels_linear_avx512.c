@@ -188,10 +188,10 @@ gemv8(const int type, float *y, const float *x, const void *w, int64_t n, int nr
         GEMV_ROW(a6, r6, mask, pf); GEMV_ROW(a7, r7, mask, pf);                                        \
     } while (0)
     int64_t k = 0;
-    /* A group's 512-byte chunks in address order: a row's two steps of the
-     * chunk one after the other (in k order in each lane, so the same
-     * bits), then the next row. Step by step across the rows, the reads
-     * jumped between the chunk's eight lines and streamed slower. */
+    /* A group's 512-byte chunks in address order, one ascending stream for
+     * the hardware prefetcher: a row's two steps of the chunk one after the
+     * other (in k order in each lane, so the same bits), then the next
+     * row. */
     for (; group && k + CPU_IL_CHUNK <= K; k += CPU_IL_CHUNK) {
         const __m512 xv0 = _mm512_loadu_ps(x + k), xv1 = _mm512_loadu_ps(x + k + 16);
 #define IL_ROW(acc, row)                                                                  \
