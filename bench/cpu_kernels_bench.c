@@ -10,8 +10,12 @@
  *
  * isa: avx2, avx512, portable, or bf16 (AVX-512 with 16-bit compute:
  * bf16 weights take bf16 activations through vdpbf16ps; other dtypes are
- * skipped on it) (default: avx2, avx512 and bf16 where the CPU has them). The paths alternate within every run, so their ratios come from
- * the same minutes of a shared machine. `peaks` prints the read bandwidth
+ * skipped on it), each optionally suffixed -il: the 16-bit weights in the
+ * interleaved layout the CPU backend gives them at load
+ * (cpu_weight_interleave; f32 is skipped on it) (default: each of avx2,
+ * avx512 and bf16 where the CPU has them, rows and -il). The paths
+ * alternate within every run, so their ratios come from the same minutes
+ * of a shared machine. `peaks` prints the read bandwidth
  * and FMA peaks alone (a model benchmark's floor, taken beside it).
  *
  * The whole model's 155 linears (22 layers × q,k,v,o,gate,up,down + lm_head)
@@ -34,7 +38,7 @@
 #define INTER 5632
 #define VOCAB 32000
 #define LAYERS 22
-#define MAX_ISAS 3
+#define MAX_ISAS 6
 
 static double now(void) {
     struct timespec ts;
@@ -176,6 +180,7 @@ static const shape layer_shapes[] = {{"q_proj", HIDDEN, HIDDEN}, {"k_proj", KV_D
 
 typedef struct {
     void *w[LAYERS * 7 + 1];
+    void *il[LAYERS * 7 + 1]; /* the 16-bit weights interleaved, or NULL */
     int kind[LAYERS * 7 + 1];
     int count;
     size_t bytes, params;
@@ -204,38 +209,59 @@ static void model_create(model *m, llmrt_dtype type) {
             size_t count = (size_t)(n * k);
             m->w[m->count] = aligned_alloc(64, count * esize);
             fill_random(m->w[m->count], count, type, (uint64_t)m->count * 7919);
+            if (esize == 2) {
+                m->il[m->count] = aligned_alloc(64, cpu_weight_interleaved_bytes(n, k));
+                cpu_weight_interleave(m->il[m->count], m->w[m->count], n, k);
+            }
             m->kind[m->count++] = l == LAYERS ? 7 : s;
             m->bytes += count * esize, m->params += count;
         }
 }
 
 static void model_free(model *m) {
-    for (int i = 0; i < m->count; i++) free(m->w[i]);
+    for (int i = 0; i < m->count; i++) free(m->w[i]), free(m->il[i]);
 }
 
-/* One pass over every linear with M rows; per-kind time accumulated. */
-static double model_pass(const model *m, llmrt_dtype type, int64_t M, float *x, float *y, double kind_time[NUM_KINDS]) {
+/* One pass over every linear with M rows (interleaved weights with il);
+ * per-kind time accumulated. */
+static double model_pass(const model *m, llmrt_dtype type, int il, int64_t M, float *x, float *y,
+                         double kind_time[NUM_KINDS]) {
     double t0 = now();
     for (int i = 0; i < m->count; i++) {
         int kind = m->kind[i];
         int64_t n = kind == 7 ? VOCAB : layer_shapes[kind].n, k = kind == 7 ? HIDDEN : layer_shapes[kind].k;
         double t1 = now();
-        cpu_linear(y, x, m->w[i], type, NULL, M, n, k);
+        const cpu_linear_part part = {.y = y, .w = il ? m->il[i] : m->w[i], .w_type = type, .N = n,
+                                      .w_interleaved = il};
+        cpu_linear_group(&part, 1, x, M, k, NULL);
         if (kind_time) kind_time[kind] += now() - t1;
     }
     return now() - t0;
 }
 
-/* Selects a path: an ISA, or "bf16" (AVX-512 and 16-bit compute). */
-static void use_path(const char *path) {
-    const int bf16 = strcmp(path, "bf16") == 0;
-    cpu_kernels_force_isa(bf16 ? "avx512" : path);
+/* A path's name without its -il suffix, and whether it has one. */
+static int path_base(const char *path, char base[16]) {
+    snprintf(base, 16, "%s", path);
+    char *il = strstr(base, "-il");
+    if (il) *il = 0;
+    return il != NULL;
+}
+
+/* Selects a path: an ISA, or "bf16" (AVX-512 and 16-bit compute), then
+ * -il for interleaved weights; returns that flag. */
+static int use_path(const char *path) {
+    char base[16];
+    const int il = path_base(path, base), bf16 = strcmp(base, "bf16") == 0;
+    cpu_kernels_force_isa(bf16 ? "avx512" : base);
     cpu_kernels_set_16bit_compute(bf16);
+    return il;
 }
 
 static int path_runs(const char *path) {
+    char base[16];
+    path_base(path, base);
     use_path(path);
-    const int ok = strcmp(path, "bf16") == 0 ? cpu_has_bf16_dot() : strcmp(cpu_kernels_isa(), path) == 0;
+    const int ok = strcmp(base, "bf16") == 0 ? cpu_has_bf16_dot() : strcmp(cpu_kernels_isa(), base) == 0;
     use_path("avx512");
     return ok;
 }
@@ -253,8 +279,8 @@ int main(int argc, char **argv) {
     const int peaks_only = argc > 1 && strcmp(argv[1], "peaks") == 0;
     int runs = argc > 1 && !peaks_only ? atoi(argv[1]) : 5;
     if (runs < 1 || runs > 16) runs = 5;
-    const char *isas[MAX_ISAS] = {"avx2", "avx512", "bf16"};
-    int n_isas = 3;
+    const char *isas[MAX_ISAS] = {"avx2", "avx2-il", "avx512", "avx512-il", "bf16", "bf16-il"};
+    int n_isas = 6;
     if (argc > 2) n_isas = 0;
     for (int i = 2; i < argc && n_isas < MAX_ISAS; i++) isas[n_isas++] = argv[i];
     int kept = 0; /* the paths this CPU runs */
@@ -274,9 +300,20 @@ int main(int argc, char **argv) {
            has_avx512() ? "AVX-512" : "AVX2", bw1, bw4);
     double peak[MAX_ISAS];
     for (int i = 0; i < n_isas; i++) {
-        peak[i] = fma_peak_gflops(strcmp(isas[i], "bf16") == 0 ? 32 : strcmp(isas[i], "avx512") == 0 ? 16 : 8);
-        printf("%s peak, %s path: %.1f GFLOP/s\n", strcmp(isas[i], "bf16") == 0 ? "vdpbf16ps" : "FMA", isas[i],
-               peak[i]);
+        char base[16];
+        path_base(isas[i], base);
+        int same = -1; /* a path of the same ISA measured already */
+        for (int j = 0; j < i && same < 0; j++) {
+            char other[16];
+            path_base(isas[j], other);
+            if (strcmp(other, base) == 0) same = j;
+        }
+        if (same >= 0) {
+            peak[i] = peak[same];
+            continue;
+        }
+        peak[i] = fma_peak_gflops(strcmp(base, "bf16") == 0 ? 32 : strcmp(base, "avx512") == 0 ? 16 : 8);
+        printf("%s peak, %s path: %.1f GFLOP/s\n", strcmp(base, "bf16") == 0 ? "vdpbf16ps" : "FMA", base, peak[i]);
     }
     printf("\n");
     if (peaks_only) return 0;
@@ -298,17 +335,18 @@ int main(int argc, char **argv) {
                 continue;
             const int r_count = M == 128 ? (runs < 3 ? runs : 3) : runs;
             double times[MAX_ISAS][16];
-#define SKIP_PATH(i) (strcmp(isas[i], "bf16") == 0 && types[t] != LLMRT_DTYPE_BF16)
+#define SKIP_PATH(i)                                                                                        \
+    ((strncmp(isas[i], "bf16", 4) == 0 && types[t] != LLMRT_DTYPE_BF16) ||                                  \
+     (strstr(isas[i], "-il") && types[t] == LLMRT_DTYPE_F32))
             for (int i = 0; i < n_isas; i++) { /* warm: page tables, scratch */
                 if (SKIP_PATH(i)) continue;
-                use_path(isas[i]);
-                model_pass(&m, types[t], M, x, y, NULL);
+                model_pass(&m, types[t], use_path(isas[i]), M, x, y, NULL);
             }
             for (int r = 0; r < r_count; r++)
                 for (int i = 0; i < n_isas; i++) {
                     if (SKIP_PATH(i)) continue;
-                    use_path(isas[i]);
-                    times[i][r] = model_pass(&m, types[t], M, x, y, M == 1 ? kind_time[i] : NULL);
+                    const int il = use_path(isas[i]);
+                    times[i][r] = model_pass(&m, types[t], il, M, x, y, M == 1 ? kind_time[i] : NULL);
                 }
             for (int i = 0; i < n_isas; i++) {
                 if (SKIP_PATH(i)) continue;

@@ -150,7 +150,8 @@ static void test_linear_group(void) {
                     omp_set_num_threads(threads);
                     cpu_linear_part parts[3];
                     for (int p = 0; p < 3; p++)
-                        parts[p] = (cpu_linear_part){y[p], w[p], types[t], p == 0 ? bias : NULL, N[p]};
+                        parts[p] = (cpu_linear_part){.y = y[p], .w = w[p], .w_type = types[t],
+                                                     .bias = p == 0 ? bias : NULL, .N = N[p]};
                     cpu_linear_group(parts, 3, x, M, K, NULL);
                     int same = 1;
                     for (int p = 0; p < 3; p++) same &= memcmp(y[p], want[p], sizeof(float) * M * N[p]) == 0;

@@ -1,13 +1,12 @@
 /* The CPU backend: runs a plan node by node over one activation arena, with
  * a paged f32 KV cache. Activations are f32; weights are views into the
  * mmapped engine (f32/f16/bf16 matrices, f32 vectors). */
-#define _GNU_SOURCE /* MAP_ANONYMOUS, madvise */
+#define _GNU_SOURCE /* _SC_AVPHYS_PAGES */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -15,6 +14,7 @@
 #include "backends/cpu/cpu_generic_ops.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_kernels_observe.h"
+#include "backends/cpu/cpu_weights.h"
 #include "comm/comm.h"
 #include "core/dtype.h"
 #include "core/log.h"
@@ -41,9 +41,7 @@ typedef struct cpu_state {
     const float *rope_inv_freq;   /* what rope_table holds this step: NULL, or these frequencies */
     int64_t rope_dim;
     int32_t threads;
-    const void **weights;     /* per weight slot: the bytes the kernels read */
-    void *weight_copy;        /* anonymous copy of the weights, or NULL */
-    size_t weight_copy_bytes;
+    cpu_weights weights;      /* per weight slot: the bytes the kernels read, and their layout */
     unsigned char *run;       /* per node: how forward runs it (enum cpu_run_kind, cpu_fusion_plan.h) */
     int32_t *next_exec;       /* per node: the next node that computes, or -1 */
     void *moe_scratch;        /* MOE nodes' grouped tokens and expert outputs (cpu_moe_scratch_bytes) */
@@ -76,7 +74,7 @@ static void cpu_destroy(void *state) {
     free(s->q_scratch);
     free(s->k_scratch);
     free(s->rope_table);
-    free(s->weights);
+    cpu_weights_free(&s->weights);
     free(s->run);
     free(s->next_exec);
     free(s->moe_scratch);
@@ -84,96 +82,7 @@ static void cpu_destroy(void *state) {
     free(s->plugin_workspace);
     for (int32_t i = 0; s->observed && i < s->plan->graph->num_nodes; i++) free(s->observed[i]);
     free(s->observed);
-    if (s->weight_copy) munmap(s->weight_copy, s->weight_copy_bytes);
     free(s);
-}
-
-/* Where the kernels read the weights from.
- *
- * The plan's weights are views into the engine file's mmap: page-cache pages
- * mapped 4 KB at a time. Streaming them from there measured at about half the
- * bandwidth of the same bytes in anonymous memory on the 2-core VM (decode
- * 7.7-9.9 vs 18.6-22 tokens/s for TinyLlama fp16; the kernel bench, which
- * uses malloc'd memory, gets the latter), and the first pass over a fresh
- * mapping also pays ~40k minor faults (~0.3-0.5 s, inside the first prompt).
- * So by default the weights are copied once, at create, into one anonymous
- * mapping advised MADV_HUGEPAGE (2 MB pages: one TLB entry per 2 MB instead
- * of 512), each weight 4 KB aligned, then made read-only. The page-cache copy
- * stays mapped (the plan's views remain valid) but is clean and reclaimable.
- *
- * LLMRT_CPU_WEIGHTS=map keeps the mapped views (no extra memory); they are
- * then pre-faulted (MADV_POPULATE_READ) so the faults happen at load, not
- * inside the first step. Copying is also skipped when the weights exceed
- * half of physical memory or the allocation fails. */
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
-#define WEIGHT_ALIGN ((size_t)4096)
-#define HUGE_PAGE ((size_t)2 << 20)
-
-static void prefault_mapped(const llmrt_plan *plan) {
-    for (int32_t i = 0; i < plan->num_weights; i++) {
-        const llmrt_plan_weight *w = &plan->weights[i];
-        if (!w->data || w->nbytes == 0 || w->owned_data) continue;
-        uintptr_t b = (uintptr_t)w->data & ~(uintptr_t)(WEIGHT_ALIGN - 1), e = (uintptr_t)w->data + w->nbytes;
-        (void)madvise((void *)b, e - b, MADV_WILLNEED);
-        (void)madvise((void *)b, e - b, MADV_POPULATE_READ); /* a hint: fails harmlessly before Linux 5.14 */
-    }
-}
-
-typedef struct copy_job {
-    char *to;
-    const char *from;
-} copy_job;
-
-static void copy_chunk(void *ctx, int64_t begin, int64_t end) {
-    const copy_job *j = ctx;
-    memcpy(j->to + begin, j->from + begin, (size_t)(end - begin));
-}
-
-static int place_weights(cpu_state *s) {
-    const llmrt_plan *plan = s->plan;
-    s->weights = calloc((size_t)plan->num_weights + 1, sizeof *s->weights);
-    if (!s->weights) return 0;
-    size_t total = 0;
-    for (int32_t i = 0; i < plan->num_weights; i++) {
-        s->weights[i] = plan->weights[i].data;
-        total += (plan->weights[i].nbytes + WEIGHT_ALIGN - 1) & ~(WEIGHT_ALIGN - 1);
-    }
-    const char *mode = getenv("LLMRT_CPU_WEIGHTS");
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    int copy = !(mode && strcmp(mode, "map") == 0) && total > 0 &&
-               !(pages > 0 && page > 0 && (double)total > 0.5 * (double)pages * (double)page);
-    void *base = MAP_FAILED;
-    size_t bytes = ((total + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1)) + HUGE_PAGE; /* room to align to 2 MB */
-    if (copy) base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED) {
-        prefault_mapped(plan);
-        return 1;
-    }
-    char *dst = (char *)(((uintptr_t)base + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    size_t usable = bytes - (size_t)(dst - (char *)base);
-    (void)madvise(dst, usable, MADV_HUGEPAGE);
-    s->weight_copy = base;
-    s->weight_copy_bytes = bytes;
-    llmrt_progress progress;
-    llmrt_progress_begin(&progress, "loading weights", total);
-    size_t offset = 0;
-    for (int32_t i = 0; i < plan->num_weights; i++) {
-        const char *src = plan->weights[i].data;
-        size_t n = plan->weights[i].nbytes;
-        char *to = dst + offset;
-        offset += (n + WEIGHT_ALIGN - 1) & ~(WEIGHT_ALIGN - 1);
-        if (!src || n == 0) continue;
-        /* every thread copies: first touch of fresh memory dominates */
-        copy_job job = {.to = to, .from = src};
-        llmrt_parallel_for((int64_t)n, (int64_t)HUGE_PAGE, 1, copy_chunk, &job);
-        s->weights[i] = to;
-        llmrt_progress_add(&progress, n);
-    }
-    llmrt_progress_end(&progress);
-    (void)mprotect(dst, usable, PROT_READ);
-    return 1;
 }
 
 static double available_memory_bytes(void) {
@@ -324,7 +233,8 @@ static llmrt_status cpu_create(const llmrt_plan *plan, const llmrt_backend_confi
         cpu_destroy(s);
         return plugins;
     }
-    if (!place_weights(s) || !cpu_plan_fusions(s->plan, &s->run, &s->next_exec) || !allocate_observers(s)) {
+    if (!cpu_weights_place(&s->weights, plan) || !cpu_plan_fusions(s->plan, &s->run, &s->next_exec) ||
+        !allocate_observers(s)) {
         cpu_destroy(s);
         return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "cpu backend: out of memory");
     }
@@ -351,9 +261,15 @@ typedef struct step_ctx {
 static void *buffer_of(const step_ctx *c, llmrt_value v) {
     const llmrt_node *n = &c->s->plan->graph->nodes[v];
     if (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT)
-        return (void *)c->s->weights[n->weight_slot];
+        return (void *)c->s->weights.data[n->weight_slot];
     if (n->op == LLMRT_OP_OBSERVE) return c->s->observed[v];
     return c->s->arena + n->arena_offset;
+}
+
+/* 1 when value v is a weight the kernels read interleaved (cpu_weights.h). */
+static int interleaved(const step_ctx *c, llmrt_value v) {
+    const llmrt_node *n = &c->s->plan->graph->nodes[v];
+    return (n->op == LLMRT_OP_WEIGHT || n->op == LLMRT_OP_CONSTANT) && c->s->weights.interleaved[n->weight_slot];
 }
 
 static cpu_shape shape_of(const step_ctx *c, llmrt_value v) {
@@ -469,7 +385,9 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
         int64_t K = xs.dims[xs.ndim - 1], M = cpu_shape_numel(&xs) / K;
         const float *bias = n->op == LLMRT_OP_LINEAR && n->num_inputs == 3 ? buffer_of(c, n->inputs[2]) : NULL;
         if (n->op == LLMRT_OP_LINEAR || n->iattr[0]) {
-            cpu_linear(out, buffer_of(c, n->inputs[0]), buffer_of(c, n->inputs[1]), w->dtype, bias, M, ws.dims[0], K);
+            const cpu_linear_part part = {.y = out, .w = buffer_of(c, n->inputs[1]), .w_type = w->dtype,
+                                          .bias = bias, .N = ws.dims[0], .w_interleaved = interleaved(c, n->inputs[1])};
+            cpu_linear_group(&part, 1, buffer_of(c, n->inputs[0]), M, K, NULL);
         } else {
             if (w->dtype != LLMRT_DTYPE_F32)
                 return llmrt_error(LLMRT_ERR_UNSUPPORTED, "cpu backend: matmul with a %s right operand",
@@ -519,18 +437,31 @@ static llmrt_status run_node(const step_ctx *c, int32_t index) {
         cpu_shape ts = shape_of(c, n->inputs[0]);
         const int32_t *ids = buffer_of(c, n->inputs[1]);
         int64_t count = shape.dims[0], offset = n->iattr[0];
+        /* a tied table in the LM head's interleaved layout: row by row */
+        const int il = interleaved(c, n->inputs[0]);
         if (n->iattr[1]) { /* a vocab shard: rows another rank holds are zeros */
             const size_t row_bytes = (size_t)ts.dims[1] * llmrt_dtype_size(table->dtype);
             for (int64_t t = 0; t < count; t++) {
                 float *dst = (float *)out + t * ts.dims[1];
                 const int64_t local = (int64_t)ids[t] - n->iattr[0];
-                if (local < 0 || local >= ts.dims[0] ||
-                    llmrt_convert_to_f32(dst, (const uint8_t *)buffer_of(c, n->inputs[0]) + (size_t)local * row_bytes,
-                                         table->dtype, (size_t)ts.dims[1]) != 0)
+                if (local >= 0 && local < ts.dims[0] && il)
+                    cpu_weight_row_f32(dst, buffer_of(c, n->inputs[0]), table->dtype, 1, local, ts.dims[1]);
+                else if (local < 0 || local >= ts.dims[0] ||
+                         llmrt_convert_to_f32(dst,
+                                              (const uint8_t *)buffer_of(c, n->inputs[0]) + (size_t)local * row_bytes,
+                                              table->dtype, (size_t)ts.dims[1]) != 0)
                     memset(dst, 0, (size_t)ts.dims[1] * sizeof(float));
             }
             return LLMRT_OK;
         }
+        for (int64_t t = 0; il && t < count; t++) {
+            if (ids[t] < 0 || ids[t] >= ts.dims[0] - offset)
+                return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "gather: index %d at row %lld is outside [0, %lld)",
+                                   ids[t], (long long)t, (long long)(ts.dims[0] - offset));
+            cpu_weight_row_f32((float *)out + t * ts.dims[1], buffer_of(c, n->inputs[0]), table->dtype, 1,
+                               offset + ids[t], ts.dims[1]);
+        }
+        if (il) return LLMRT_OK;
         /* an offset gather reads the table from row `offset` on */
         const uint8_t *rows = (const uint8_t *)buffer_of(c, n->inputs[0]) +
                               (size_t)(offset * ts.dims[1]) * llmrt_dtype_size(table->dtype);
@@ -633,7 +564,7 @@ static void run_linear_group(const step_ctx *c, int32_t first) {
         parts[i] = (cpu_linear_part){.y = buffer_of(c, v), .w = buffer_of(c, n->inputs[1]),
                                      .w_type = nodes[n->inputs[1]].dtype,
                                      .bias = n->num_inputs == 3 ? buffer_of(c, n->inputs[2]) : NULL,
-                                     .N = nodes[n->inputs[1]].dims[0]};
+                                     .N = nodes[n->inputs[1]].dims[0], .w_interleaved = interleaved(c, n->inputs[1])};
     }
     cpu_shape xs = shape_of(c, nodes[first].inputs[0]);
     const int64_t K = xs.dims[xs.ndim - 1];

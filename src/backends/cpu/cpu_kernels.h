@@ -49,8 +49,24 @@ typedef struct cpu_linear_part {
     llmrt_dtype w_type;
     const float *bias;   /* [N] or NULL */
     int64_t N;
+    int w_interleaved;   /* W (f16/bf16) in cpu_weight_interleave's layout, not rows */
 } cpu_linear_part;
 void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated);
+
+/* The CPU backend's layout of 16-bit (f16, bf16) linear weights, chosen at
+ * load: W[N, K] in groups of 8 rows, each group a run of chunks of 32
+ * values of k in which the 8 rows follow one another (8 × 64 B: a row's
+ * part of a chunk is one cache line). K is padded to a multiple of 32 and
+ * the last group to 8 rows, with zeros. The decode GEMV then reads one
+ * contiguous stream per 8 rows instead of 8 rows of K·2 bytes, each page of
+ * which restarts the hardware prefetcher (docs/PERFORMANCE.md). Every path
+ * computes the same bits from either layout.
+ * dst: cpu_weight_interleaved_bytes(N, K) bytes; src: [N, K] rows. */
+size_t cpu_weight_interleaved_bytes(int64_t N, int64_t K);
+void cpu_weight_interleave(uint16_t *dst, const uint16_t *src, int64_t N, int64_t K);
+/* out[0..K) = row n of a 16-bit W[N, K] as f32, W interleaved or rows (a
+ * tied embedding table's gather reads the LM head's interleaved rows). */
+void cpu_weight_row_f32(float *out, const uint16_t *w, llmrt_dtype type, int interleaved, int64_t n, int64_t K);
 
 /* c[M,N] = a[M,K] · b[K,N], all f32 row-major (activation × activation). */
 void cpu_matmul_f32(float *c, const float *a, const float *b, int64_t M, int64_t N, int64_t K);

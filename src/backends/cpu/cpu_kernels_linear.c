@@ -17,7 +17,7 @@
 /* Portable: each W row is converted once into scratch and dotted with every
  * x row, so W is read once for all M. Eight partial sums let the compiler
  * keep several adds in flight without reassociating one chain. */
-static void linear_rows_portable(float *y, const float *x, const void *w, llmrt_dtype w_type,
+static void linear_rows_portable(float *y, const float *x, const void *w, llmrt_dtype w_type, int il,
                                  const float *bias, int64_t M, int64_t N, int64_t K, int64_t n_begin,
                                  int64_t n_end) {
     float *row = w_type == LLMRT_DTYPE_F32 ? NULL : cpu_thread_scratch(sizeof(float) * (size_t)K);
@@ -26,7 +26,7 @@ static void linear_rows_portable(float *y, const float *x, const void *w, llmrt_
         if (w_type == LLMRT_DTYPE_F32) {
             wn = (const float *)w + (size_t)n * K;
         } else if (row) {
-            llmrt_convert_to_f32(row, (const uint16_t *)w + (size_t)n * K, w_type, (size_t)K);
+            cpu_weight_row_f32(row, w, w_type, il, n, K);
             wn = row;
         } else {
             wn = NULL;
@@ -40,9 +40,11 @@ static void linear_rows_portable(float *y, const float *x, const void *w, llmrt_
                     for (int i = 0; i < 8; i++) s[i] += xm[k + i] * wn[k + i];
                 for (; k < K; k++) s[0] += xm[k] * wn[k];
             } else { /* no scratch memory: convert element by element */
-                const uint16_t *h = (const uint16_t *)w + (size_t)n * K;
-                for (; k < K; k++)
-                    s[0] += xm[k] * (w_type == LLMRT_DTYPE_F16 ? llmrt_f16_to_f32(h[k]) : llmrt_bf16_to_f32(h[k]));
+                const uint16_t *h = (const uint16_t *)w + cpu_w_row(il, n, K);
+                for (; k < K; k++) {
+                    const uint16_t v = h[cpu_w_col(il, k)];
+                    s[0] += xm[k] * (w_type == LLMRT_DTYPE_F16 ? llmrt_f16_to_f32(v) : llmrt_bf16_to_f32(v));
+                }
             }
             float total = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
             y[m * N + n] = (bias ? bias[n] : 0.0f) + total;
@@ -54,18 +56,18 @@ static void linear_rows_portable(float *y, const float *x, const void *w, llmrt_
  * 16 rows so tiles never straddle chunks; each chunk owns its columns of y,
  * so no reduction is needed and every weight is read once. A row's result
  * does not depend on the split. */
-static void linear_rows(int level, float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias,
-                        int64_t M, int64_t N, int64_t K, int64_t begin, int64_t end) {
+static void linear_rows(int level, float *y, const float *x, const void *w, llmrt_dtype w_type, int il,
+                        const float *bias, int64_t M, int64_t N, int64_t K, int64_t begin, int64_t end) {
     if (begin >= end) return;
     if (K <= 0) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = begin; n < end; n++) y[m * N + n] = bias ? bias[n] : 0.0f;
     } else if (level >= CPU_ISA_AVX512) {
-        cpu_linear_rows_avx512(y, x, w, w_type, bias, M, N, K, begin, end);
+        cpu_linear_rows_avx512(y, x, w, w_type, il, bias, M, N, K, begin, end);
     } else if (level == CPU_ISA_AVX2) {
-        cpu_linear_rows_avx2(y, x, w, w_type, bias, M, N, K, begin, end);
+        cpu_linear_rows_avx2(y, x, w, w_type, il, bias, M, N, K, begin, end);
     } else {
-        linear_rows_portable(y, x, w, w_type, bias, M, N, K, begin, end);
+        linear_rows_portable(y, x, w, w_type, il, bias, M, N, K, begin, end);
     }
 }
 
@@ -90,10 +92,12 @@ static void linear_chunk(void *ctx, int64_t begin, int64_t end) {
     for (int i = 0; i < j->count; i++) {
         const cpu_linear_part *p = &j->parts[i];
         const int64_t b = begin - j->start[i], e = end - j->start[i];
+        const int il = p->w_interleaved && p->w_type != LLMRT_DTYPE_F32;
         if (j->xb && p->w_type == LLMRT_DTYPE_BF16)
-            cpu_linear_rows_bf16(p->y, j->xb, p->w, p->bias, j->M, p->N, j->K, b > 0 ? b : 0, e < p->N ? e : p->N);
+            cpu_linear_rows_bf16(p->y, j->xb, p->w, il, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,
+                                 e < p->N ? e : p->N);
         else
-            linear_rows(j->level, p->y, j->x, p->w, p->w_type, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,
+            linear_rows(j->level, p->y, j->x, p->w, p->w_type, il, p->bias, j->M, p->N, j->K, b > 0 ? b : 0,
                         e < p->N ? e : p->N);
     }
     /* this chunk computed these columns of both gate and up: the product
@@ -120,20 +124,9 @@ static const uint16_t *bf16_x(const cpu_linear_part *parts, int count, const flo
 
 void cpu_linear(float *y, const float *x, const void *w, llmrt_dtype w_type, const float *bias, int64_t M,
                 int64_t N, int64_t K) {
-    if (M <= 0 || N <= 0) return;
+    if (N <= 0) return;
     const cpu_linear_part part = {.y = y, .w = w, .w_type = w_type, .bias = bias, .N = N};
-    if (llmrt_dtype_is_quantized(w_type)) {
-        cpu_qlinear_group(&part, 1, x, M, K, NULL);
-        return;
-    }
-    if (llmrt_dtype_is_q8(w_type)) {
-        cpu_q8linear_group(&part, 1, x, M, K, NULL);
-        return;
-    }
-    linear_job job = {.level = cpu_isa_level(), .count = 1, .parts = &part, .x = x, .M = M, .K = K,
-                      .xb = bf16_x(&part, 1, x, M, K)};
-    const int parallel = (double)M * N * K >= PARALLEL_MIN_WORK && N >= 8;
-    llmrt_parallel_for(N, llmrt_parallel_chunk(N, LINEAR_ROW_ALIGN), parallel, linear_chunk, &job);
+    cpu_linear_group(&part, 1, x, M, K, NULL);
 }
 
 void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, int64_t M, int64_t K, float *gated) {
@@ -159,7 +152,8 @@ void cpu_linear_group(const cpu_linear_part *parts, int count, const float *x, i
         job.start[i] = gated ? 0 : rows;
         rows = gated ? parts[i].N : rows + (parts[i].N + LINEAR_ROW_ALIGN - 1) / LINEAR_ROW_ALIGN * LINEAR_ROW_ALIGN;
     }
-    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, LINEAR_ROW_ALIGN), work >= PARALLEL_MIN_WORK, linear_chunk, &job);
+    llmrt_parallel_for(rows, llmrt_parallel_chunk(rows, LINEAR_ROW_ALIGN), work >= PARALLEL_MIN_WORK && rows >= 8,
+                       linear_chunk, &job);
 }
 
 /* c[i0:i0+rows, j0:j0+cols] = a · b for one tile, i-k-j order: the inner

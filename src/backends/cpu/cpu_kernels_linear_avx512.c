@@ -2,7 +2,8 @@
  *
  * One register tile does all the work: MR (≤ 6) rows of x against 4 rows of
  * W, with up to 24 accumulators each holding 16 partial dot products along k.
- * This "dot form" reads W rows exactly as they are stored (contiguous in k),
+ * This "dot form" reads W rows exactly as they are stored (contiguous in k,
+ * or in 32-value pieces of the interleaved layout: cpu_weight_interleave),
  * so W never needs a transpose; the 16 partial sums per output are folded at
  * the end of each k-block by a 45-instruction transposing reduction.
  * Per k-step of 16: 4 x loads + 4 W loads feed 16 FMAs, so two FMA pipes
@@ -45,14 +46,25 @@
 #define PANEL_ROWS 64
 #define PANEL_K 1024
 
-enum { W_F32 = 0, W_F16 = 1, W_BF16 = 2 };
+/* The weight's dtype and layout in one constant: the _IL kinds are the
+ * interleaved layout (cpu_w_row / cpu_w_col). */
+enum { W_F32 = 0, W_F16 = 1, W_BF16 = 2, W_F16_IL = 3, W_BF16_IL = 4 };
+#define W_IL(type) ((type) >= W_F16_IL)
+#define W_HALF(type) ((type) == W_F16 || (type) == W_F16_IL)
 
+/* Values k .. k + 15 (those under mask) of the row that starts at w, k a
+ * multiple of 16. */
 static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512
-load_w(const void *w, int type, int64_t index, __mmask16 mask) {
-    if (type == W_F32) return _mm512_maskz_loadu_ps(mask, (const float *)w + index);
-    __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + index);
-    if (type == W_F16) return _mm512_cvtph_ps(h);
+load_w(const void *w, int type, int64_t k, __mmask16 mask) {
+    if (type == W_F32) return _mm512_maskz_loadu_ps(mask, (const float *)w + k);
+    __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + cpu_w_col(W_IL(type), k));
+    if (W_HALF(type)) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The start of row n of W (ldw: K, or the panel's row length). */
+static inline __attribute__((always_inline)) const char *w_row(const void *w, int type, int64_t n, int64_t ldw) {
+    return (const char *)w + (size_t)cpu_w_row(W_IL(type), n, ldw) * (type == W_F32 ? 4 : 2);
 }
 
 
@@ -65,6 +77,13 @@ load_w(const void *w, int type, int64_t index, __mmask16 mask) {
         c3 = _mm512_fmadd_ps(xv, w3, c3);   \
     } while (0)
 
+/* Into L1, or L2 for interleaved weights (CPU_IL_TILE_PREFETCH_BYTES). */
+#define PREFETCH_W(p)                                       \
+    do {                                                    \
+        if (W_IL(type)) _mm_prefetch((p), _MM_HINT_T1);     \
+        else _mm_prefetch((p), _MM_HINT_T0);                \
+    } while (0)
+
 /* One k-step of 16 (or fewer, under `mask`) for MR (≤ 6) rows of x and 4 of W.
  * Written out with named accumulators, not an array: GCC's scalar
  * replacement gives up on a 1 KB array of vectors and then stores every
@@ -72,10 +91,11 @@ load_w(const void *w, int type, int64_t index, __mmask16 mask) {
 #define TILE_STEP(k, mask, PF)                                                            \
     do {                                                                                  \
         if (PF) {                                                                         \
-            _mm_prefetch(wrow0 + (k) * esize + pf_offset, _MM_HINT_T0);                   \
-            _mm_prefetch(wrow1 + (k) * esize + pf_offset, _MM_HINT_T0);                   \
-            _mm_prefetch(wrow2 + (k) * esize + pf_offset, _MM_HINT_T0);                   \
-            _mm_prefetch(wrow3 + (k) * esize + pf_offset, _MM_HINT_T0);                   \
+            const int64_t at = cpu_w_col(W_IL(type), k) * (int64_t)esize + pf_offset;    \
+            PREFETCH_W(wrow0 + at);                                                       \
+            PREFETCH_W(wrow1 + at);                                                       \
+            PREFETCH_W(wrow2 + at);                                                       \
+            PREFETCH_W(wrow3 + at);                                                       \
         }                                                                                 \
         __m512 w0 = load_w(wrow0, type, k, mask), w1 = load_w(wrow1, type, k, mask);      \
         __m512 w2 = load_w(wrow2, type, k, mask), w3 = load_w(wrow3, type, k, mask);      \
@@ -91,19 +111,19 @@ load_w(const void *w, int type, int64_t index, __mmask16 mask) {
  * ≈ one core's share of DRAM latency × bandwidth. */
 #define PREFETCH_BYTES 1024
 
-/* y[m, j] (+)= Σ_k x[m, k] · w[j, k] for m < MR, j < nr (≤ 4), k < kc.
+/* y[m, j] (+)= Σ_k x[m, k] · w[n + j, k] for m < MR, j < nr (≤ 4), k < kc.
  * Rows j ≥ nr re-read row nr-1 (results dropped) so the tile is always 4
  * wide. accumulate = 0 stores (bias[j] added if bias), 1 adds to y.
  * PF prefetches ahead in the W rows (for the DRAM stream of decode). */
 static inline __attribute__((always_inline)) CPU_TARGET_AVX512 void
 tile(const int MR, const int type, const int PF, float *y, int64_t ldy, const float *x, int64_t ldx,
-     const void *w, int64_t ldw, int nr, int64_t kc, int accumulate, const float *bias) {
+     const void *w, int64_t n, int64_t ldw, int nr, int64_t kc, int accumulate, const float *bias) {
     const size_t esize = type == W_F32 ? 4 : 2;
-    const int64_t pf_offset = PREFETCH_BYTES;
-    const char *wrow0 = (const char *)w;
-    const char *wrow1 = wrow0 + (size_t)(nr > 1 ? 1 : 0) * ldw * esize;
-    const char *wrow2 = wrow0 + (size_t)(nr > 2 ? 2 : nr - 1) * ldw * esize;
-    const char *wrow3 = wrow0 + (size_t)(nr > 3 ? 3 : nr - 1) * ldw * esize;
+    const int64_t pf_offset = W_IL(type) ? CPU_IL_TILE_PREFETCH_BYTES : PREFETCH_BYTES;
+    const char *wrow0 = w_row(w, type, n, ldw);
+    const char *wrow1 = w_row(w, type, n + (nr > 1 ? 1 : 0), ldw);
+    const char *wrow2 = w_row(w, type, n + (nr > 2 ? 2 : nr - 1), ldw);
+    const char *wrow3 = w_row(w, type, n + (nr > 3 ? 3 : nr - 1), ldw);
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
            c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00,
            c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
@@ -133,27 +153,32 @@ tile(const int MR, const int type, const int PF, float *y, int64_t ldy, const fl
     }
 }
 #undef TILE_STEP
+#undef PREFETCH_W
 #undef FMA_ROW
 
-/* Decode GEMV (M = 1): y[j] = bias[j] + x · w_j for 8 rows at once, nr ≤ 8
- * valid (rows past nr re-read the last one). Eight rows keep eight DRAM
- * streams in flight per core, which the 4-row tile leaves on the table.
- * The prefetches go to L2: with K a multiple of 2048 the rows share an L1
+/* Decode GEMV (M = 1): y[j] = bias[j] + x · w_{n+j} for 8 rows at once,
+ * nr ≤ 8 valid (rows past nr re-read the last one). Eight rows keep eight
+ * DRAM streams in flight per core (one, interleaved), which the 4-row tile
+ * leaves on the table.
+ * The prefetches (rows only: CPU_IL_TILE_PREFETCH_BYTES says why not
+ * interleaved) go to L2: with K a multiple of 2048 the rows share an L1
  * set, and 8 rows of prefetched lines evicted the ones being read (2
  * threads, f16 8 × 5632×2048 from DRAM, alternating: 8.9 → 14.0 GB/s
  * median; 8 × 1024×5632: 14.7 → 17.9). */
 static inline __attribute__((always_inline)) CPU_TARGET_AVX512 void
-gemv8(const int type, float *y, const float *x, const void *w, int64_t ldw, int nr, int64_t K, const float *bias) {
+gemv8(const int type, float *y, const float *x, const void *w, int64_t n, int nr, int64_t K, const float *bias) {
     const size_t esize = type == W_F32 ? 4 : 2;
-    const char *r0 = (const char *)w, *r[8];
-    for (int j = 0; j < 8; j++) r[j] = r0 + (size_t)(j < nr ? j : nr - 1) * ldw * esize;
-    const char *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5], *r6 = r[6], *r7 = r[7];
+    /* one interleaved group: rows past nr are its zero padding */
+    const int group = W_IL(type) && n % CPU_IL_ROWS == 0;
+    const char *r[8];
+    for (int j = 0; j < 8; j++) r[j] = w_row(w, type, n + (j < nr || group ? j : nr - 1), K);
+    const char *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5], *r6 = r[6], *r7 = r[7];
     /* Named accumulators, as in tile(): an array of them gets stored to the
      * stack on every step. */
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
 #define GEMV_ROW(acc, row, mask, pf)                                                      \
     do {                                                                                  \
-        if (pf) _mm_prefetch(row + k * esize + PREFETCH_BYTES, _MM_HINT_T1);              \
+        if (pf && !W_IL(type)) _mm_prefetch(row + k * esize + PREFETCH_BYTES, _MM_HINT_T1); \
         acc = _mm512_fmadd_ps(xv, load_w(row, type, k, mask), acc);                       \
     } while (0)
 #define GEMV_STEP(mask, pf)                                                                            \
@@ -163,6 +188,19 @@ gemv8(const int type, float *y, const float *x, const void *w, int64_t ldw, int 
         GEMV_ROW(a6, r6, mask, pf); GEMV_ROW(a7, r7, mask, pf);                                        \
     } while (0)
     int64_t k = 0;
+    /* A group's 512-byte chunks in address order, one ascending stream for
+     * the hardware prefetcher: a row's two steps of the chunk one after the
+     * other (in k order in each lane, so the same bits), then the next
+     * row. */
+    for (; group && k + CPU_IL_CHUNK <= K; k += CPU_IL_CHUNK) {
+        const __m512 xv0 = _mm512_loadu_ps(x + k), xv1 = _mm512_loadu_ps(x + k + 16);
+#define IL_ROW(acc, row)                                                                  \
+    acc = _mm512_fmadd_ps(xv0, load_w(row, type, k, 0xffff), acc);                       \
+    acc = _mm512_fmadd_ps(xv1, load_w(row, type, k + 16, 0xffff), acc);
+        IL_ROW(a0, r0) IL_ROW(a1, r1) IL_ROW(a2, r2) IL_ROW(a3, r3) IL_ROW(a4, r4) IL_ROW(a5, r5) IL_ROW(a6, r6)
+        IL_ROW(a7, r7)
+#undef IL_ROW
+    }
     for (; k + 16 <= K; k += 16) {
         __m512 xv = _mm512_loadu_ps(x + k);
         GEMV_STEP(0xffff, 1);
@@ -182,61 +220,96 @@ gemv8(const int type, float *y, const float *x, const void *w, int64_t ldw, int 
     for (int j = 0; j < nr; j++) y[j] = (bias ? bias[j] : 0.0f) + sums[j];
 }
 
-static CPU_TARGET_AVX512 void gemv8_any(int type, float *y, const float *x, const void *w, int64_t ldw, int nr,
+static CPU_TARGET_AVX512 void gemv8_any(int type, float *y, const float *x, const void *w, int64_t n, int nr,
                                         int64_t K, const float *bias) {
-    if (type == W_F16) gemv8(W_F16, y, x, w, ldw, nr, K, bias);
-    else if (type == W_BF16) gemv8(W_BF16, y, x, w, ldw, nr, K, bias);
-    else gemv8(W_F32, y, x, w, ldw, nr, K, bias);
+    switch (type) {
+    case W_F16: gemv8(W_F16, y, x, w, n, nr, K, bias); break;
+    case W_BF16: gemv8(W_BF16, y, x, w, n, nr, K, bias); break;
+    case W_F16_IL: gemv8(W_F16_IL, y, x, w, n, nr, K, bias); break;
+    case W_BF16_IL: gemv8(W_BF16_IL, y, x, w, n, nr, K, bias); break;
+    default: gemv8(W_F32, y, x, w, n, nr, K, bias); break;
+    }
 }
 
 /* The MR and type arguments of tile() must be constants for its loops to
  * unroll into registers; these switches provide the instances. */
 static CPU_TARGET_AVX512 void tile_any(int mr, int type, float *y, int64_t ldy, const float *x,
-                                       int64_t ldx, const void *w, int64_t ldw, int nr, int64_t kc,
+                                       int64_t ldx, const void *w, int64_t n, int64_t ldw, int nr, int64_t kc,
                                        int accumulate, const float *bias, int prefetch) {
 #define TILE_CASE(MR, TYPE)                                                                       \
-    case (MR) * 4 + (TYPE):                                                                       \
-        if (prefetch) tile(MR, TYPE, 1, y, ldy, x, ldx, w, ldw, nr, kc, accumulate, bias);        \
-        else tile(MR, TYPE, 0, y, ldy, x, ldx, w, ldw, nr, kc, accumulate, bias);                 \
+    case (MR) * 8 + (TYPE):                                                                       \
+        if (prefetch) tile(MR, TYPE, 1, y, ldy, x, ldx, w, n, ldw, nr, kc, accumulate, bias);     \
+        else tile(MR, TYPE, 0, y, ldy, x, ldx, w, n, ldw, nr, kc, accumulate, bias);              \
         break
-    switch (mr * 4 + type) {
+    switch (mr * 8 + type) {
         TILE_CASE(1, W_F32); TILE_CASE(2, W_F32); TILE_CASE(3, W_F32); TILE_CASE(4, W_F32);
         TILE_CASE(5, W_F32); TILE_CASE(6, W_F32);
         TILE_CASE(1, W_F16); TILE_CASE(2, W_F16); TILE_CASE(3, W_F16); TILE_CASE(4, W_F16);
         TILE_CASE(5, W_F16); TILE_CASE(6, W_F16);
         TILE_CASE(1, W_BF16); TILE_CASE(2, W_BF16); TILE_CASE(3, W_BF16); TILE_CASE(4, W_BF16);
         TILE_CASE(5, W_BF16); TILE_CASE(6, W_BF16);
+        TILE_CASE(1, W_F16_IL); TILE_CASE(2, W_F16_IL); TILE_CASE(3, W_F16_IL); TILE_CASE(4, W_F16_IL);
+        TILE_CASE(5, W_F16_IL); TILE_CASE(6, W_F16_IL);
+        TILE_CASE(1, W_BF16_IL); TILE_CASE(2, W_BF16_IL); TILE_CASE(3, W_BF16_IL); TILE_CASE(4, W_BF16_IL);
+        TILE_CASE(5, W_BF16_IL); TILE_CASE(6, W_BF16_IL);
     default: break;
     }
 #undef TILE_CASE
 }
 
-static int w_kind(llmrt_dtype t) { return t == LLMRT_DTYPE_F16 ? W_F16 : t == LLMRT_DTYPE_BF16 ? W_BF16 : W_F32; }
+static int w_kind(llmrt_dtype t, int il) {
+    if (t == LLMRT_DTYPE_F16) return il ? W_F16_IL : W_F16;
+    return t == LLMRT_DTYPE_BF16 ? (il ? W_BF16_IL : W_BF16) : W_F32;
+}
 
-/* panel[r, 0..kc) = f32(W[n0 + r, k0 .. k0 + kc)) for r < rows. */
-static CPU_TARGET_AVX512 void convert_panel(float *panel, int64_t ldp, const void *w, int type, int64_t K,
-                                            int64_t n0, int64_t rows, int64_t k0, int64_t kc) {
+/* panel[r, 0..kc) = f32(W[n0 + r, k0 .. k0 + kc)) for r < rows (k0 a
+ * multiple of 32). */
+static inline __attribute__((always_inline)) CPU_TARGET_AVX512 void
+convert_panel(const int type, float *panel, int64_t ldp, const void *w, int64_t K, int64_t n0, int64_t rows,
+              int64_t k0, int64_t kc) {
+    if (W_IL(type) && n0 % CPU_IL_ROWS == 0) {
+        /* whole groups in address order: chunk by chunk, a row's piece of
+         * each in turn (row by row, the reads strode 512 bytes) */
+        for (int64_t g = 0; g < rows; g += CPU_IL_ROWS)
+            for (int64_t k = 0; k < kc; k += CPU_IL_CHUNK)
+                for (int64_t r = g; r < g + CPU_IL_ROWS && r < rows; r++)
+                    for (int64_t kk = k; kk < k + CPU_IL_CHUNK && kk < kc; kk += 16) {
+                        const __mmask16 mask =
+                            kc - kk >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kc - kk)) - 1);
+                        _mm512_mask_storeu_ps(panel + r * ldp + kk, mask,
+                                              load_w(w_row(w, type, n0 + r, K), type, k0 + kk, mask));
+                    }
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
-        const void *src = (const char *)w + ((size_t)(n0 + r) * K + k0) * 2;
+        const char *src = w_row(w, type, n0 + r, K);
         float *dst = panel + r * ldp;
         int64_t k = 0;
-        for (; k + 16 <= kc; k += 16) _mm512_storeu_ps(dst + k, load_w(src, type, k, 0xffff));
+        for (; k + 16 <= kc; k += 16) _mm512_storeu_ps(dst + k, load_w(src, type, k0 + k, 0xffff));
         if (k < kc) {
             __mmask16 mask = (__mmask16)((1u << (kc - k)) - 1);
-            _mm512_mask_storeu_ps(dst + k, mask, load_w(src, type, k, mask));
+            _mm512_mask_storeu_ps(dst + k, mask, load_w(src, type, k0 + k, mask));
         }
     }
 }
 
-CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const void *w, llmrt_dtype w_type,
+static CPU_TARGET_AVX512 void convert_panel_any(int type, float *panel, int64_t ldp, const void *w, int64_t K,
+                                                int64_t n0, int64_t rows, int64_t k0, int64_t kc) {
+    switch (type) {
+    case W_F16: convert_panel(W_F16, panel, ldp, w, K, n0, rows, k0, kc); break;
+    case W_BF16: convert_panel(W_BF16, panel, ldp, w, K, n0, rows, k0, kc); break;
+    case W_F16_IL: convert_panel(W_F16_IL, panel, ldp, w, K, n0, rows, k0, kc); break;
+    default: convert_panel(W_BF16_IL, panel, ldp, w, K, n0, rows, k0, kc); break;
+    }
+}
+
+CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const void *w, llmrt_dtype w_type, int il,
                                               const float *bias, int64_t M, int64_t N, int64_t K,
                                               int64_t n_begin, int64_t n_end) {
-    const int type = w_kind(w_type);
-    const size_t esize = type == W_F32 ? 4 : 2;
+    const int type = w_kind(w_type, il);
     if (M == 1) {
         for (int64_t n = n_begin; n < n_end; n += 8)
-            gemv8_any(type, y + n, x, (const char *)w + (size_t)n * K * esize, K, (int)(n_end - n < 8 ? n_end - n : 8), K,
-                      bias ? bias + n : NULL);
+            gemv8_any(type, y + n, x, w, n, (int)(n_end - n < 8 ? n_end - n : 8), K, bias ? bias + n : NULL);
         return;
     }
     if (M <= LINEAR_DIRECT_MAX_M) {
@@ -244,10 +317,9 @@ CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const vo
          * hot; only the first m-block streams from DRAM and prefetches. */
         for (int64_t n = n_begin; n < n_end; n += 4) {
             int nr = (int)(n_end - n < 4 ? n_end - n : 4);
-            const void *wn = (const char *)w + (size_t)n * K * esize;
             for (int64_t m = 0; m < M; m += DIRECT_MR) {
                 int mr = (int)(M - m < DIRECT_MR ? M - m : DIRECT_MR);
-                tile_any(mr, type, y + m * N + n, N, x + m * K, K, wn, K, nr, K, 0, bias ? bias + n : NULL,
+                tile_any(mr, type, y + m * N + n, N, x + m * K, K, w, n, K, nr, K, 0, bias ? bias + n : NULL,
                          m == 0);
             }
         }
@@ -260,9 +332,8 @@ CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const vo
     if (type != W_F32 && !panel) { /* out of memory: fall back to raw reads */
         for (int64_t n = n_begin; n < n_end; n += 4)
             for (int64_t m = 0; m < M; m += 4)
-                tile_any((int)(M - m < 4 ? M - m : 4), type, y + m * N + n, N, x + m * K, K,
-                         (const char *)w + (size_t)n * K * esize, K, (int)(n_end - n < 4 ? n_end - n : 4), K,
-                         0, bias ? bias + n : NULL, 0);
+                tile_any((int)(M - m < 4 ? M - m : 4), type, y + m * N + n, N, x + m * K, K, w, n, K,
+                         (int)(n_end - n < 4 ? n_end - n : 4), K, 0, bias ? bias + n : NULL, 0);
         return;
     }
     for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_ROWS) {
@@ -275,7 +346,7 @@ CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const vo
             if (type == W_F32) {
                 wp = (const float *)w + (size_t)n0 * K + k0, ptype = W_F32, ldw = K;
             } else {
-                convert_panel(panel, PANEL_K, w, type, K, n0, rows, k0, kc);
+                convert_panel_any(type, panel, PANEL_K, w, K, n0, rows, k0, kc);
                 wp = panel, ptype = W_F32, ldw = PANEL_K;
             }
             /* m outer: a block of x rows stays in L1 while it meets every
@@ -285,8 +356,7 @@ CPU_TARGET_AVX512 void cpu_linear_rows_avx512(float *y, const float *x, const vo
                 int mr = (int)(M - m < 6 ? M - m : 6);
                 for (int64_t r = 0; r < rows; r += 4) {
                     int nr = (int)(rows - r < 4 ? rows - r : 4);
-                    const float *wr = (const float *)wp + r * ldw;
-                    tile_any(mr, ptype, y + m * N + n0 + r, N, x + m * K + k0, K, wr, ldw, nr, kc, k0 > 0,
+                    tile_any(mr, ptype, y + m * N + n0 + r, N, x + m * K + k0, K, wp, r, ldw, nr, kc, k0 > 0,
                              bias ? bias + n0 + r : NULL, 0);
                 }
             }

@@ -7,7 +7,8 @@
  * One register tile: MR (≤ 6) rows of x against 4 rows of W in dot form,
  * 24 accumulators of 16 lanes, each lane summing k pairs in k order; then
  * cpu_reduce16's tree and + bias. M = 1 runs gemv8 (eight W rows, eight
- * DRAM streams) with the same per-lane chains and the same tree, and no
+ * DRAM streams, or one when W is interleaved: cpu_weight_interleave) with
+ * the same per-lane chains and the same tree, and no
  * path blocks k, so a row's result never depends on M or on its
  * neighbours in the batch, for every K. */
 #include <immintrin.h>
@@ -37,16 +38,23 @@ static inline __attribute__((always_inline)) CPU_TARGET_BF16 __m512bh load_bh(co
         c3 = _mm512_dpbf16_ps(c3, xv, w3); \
     } while (0)
 
+/* Into L1, or L2 for interleaved weights (CPU_IL_TILE_PREFETCH_BYTES). */
+#define PREFETCH_W(p)                                       \
+    do {                                                    \
+        if (IL) _mm_prefetch((p), _MM_HINT_T1);             \
+        else _mm_prefetch((p), _MM_HINT_T0);                \
+    } while (0)
+
 #define TILE_STEP(k, mask, PF)                                                                   \
     do {                                                                                         \
         if (PF) {                                                                                \
-            _mm_prefetch((const char *)(wr0 + (k)) + PREFETCH_BYTES, _MM_HINT_T0);               \
-            _mm_prefetch((const char *)(wr1 + (k)) + PREFETCH_BYTES, _MM_HINT_T0);               \
-            _mm_prefetch((const char *)(wr2 + (k)) + PREFETCH_BYTES, _MM_HINT_T0);               \
-            _mm_prefetch((const char *)(wr3 + (k)) + PREFETCH_BYTES, _MM_HINT_T0);               \
+            PREFETCH_W((const char *)(wr0 + cpu_w_col(IL, k)) + pf_bytes);                      \
+            PREFETCH_W((const char *)(wr1 + cpu_w_col(IL, k)) + pf_bytes);                      \
+            PREFETCH_W((const char *)(wr2 + cpu_w_col(IL, k)) + pf_bytes);                      \
+            PREFETCH_W((const char *)(wr3 + cpu_w_col(IL, k)) + pf_bytes);                      \
         }                                                                                        \
-        __m512bh w0 = load_bh(wr0 + (k), mask), w1 = load_bh(wr1 + (k), mask);                   \
-        __m512bh w2 = load_bh(wr2 + (k), mask), w3 = load_bh(wr3 + (k), mask);                   \
+        __m512bh w0 = load_bh(wr0 + cpu_w_col(IL, k), mask), w1 = load_bh(wr1 + cpu_w_col(IL, k), mask); \
+        __m512bh w2 = load_bh(wr2 + cpu_w_col(IL, k), mask), w3 = load_bh(wr3 + cpu_w_col(IL, k), mask); \
         DP_ROW(load_bh(x + (k), mask), c00, c01, c02, c03);                                      \
         if (MR > 1) DP_ROW(load_bh(x + ldx + (k), mask), c10, c11, c12, c13);                    \
         if (MR > 2) DP_ROW(load_bh(x + 2 * ldx + (k), mask), c20, c21, c22, c23);                \
@@ -55,13 +63,17 @@ static inline __attribute__((always_inline)) CPU_TARGET_BF16 __m512bh load_bh(co
         if (MR > 5) DP_ROW(load_bh(x + 5 * ldx + (k), mask), c50, c51, c52, c53);                \
     } while (0)
 
-/* y[m, j] = bias[j] + Σ_k x[m, k] · w[j, k] for m < MR, j < nr (≤ 4); W
- * rows past nr re-read row nr-1 and their results are dropped. */
+/* y[m, j] = bias[j] + Σ_k x[m, k] · w[n + j, k] for m < MR, j < nr (≤ 4);
+ * W rows past nr re-read row nr-1 and their results are dropped. IL: W is
+ * interleaved (a chunk of 32 values of a row is one 64-byte load either
+ * way). */
 static inline __attribute__((always_inline)) CPU_TARGET_BF16 void
-tile(const int MR, const int PF, float *y, int64_t ldy, const uint16_t *x, int64_t ldx, const uint16_t *w,
-     int64_t ldw, int nr, int64_t K, const float *bias) {
-    const uint16_t *wr0 = w, *wr1 = w + (nr > 1 ? 1 : 0) * ldw, *wr2 = w + (nr > 2 ? 2 : nr - 1) * ldw,
-                   *wr3 = w + (nr > 3 ? 3 : nr - 1) * ldw;
+tile(const int MR, const int PF, const int IL, float *y, int64_t ldy, const uint16_t *x, int64_t ldx,
+     const uint16_t *w, int64_t n, int nr, int64_t K, const float *bias) {
+    const int64_t pf_bytes = IL ? CPU_IL_TILE_PREFETCH_BYTES : PREFETCH_BYTES;
+    const uint16_t *wr0 = w + cpu_w_row(IL, n, K), *wr1 = w + cpu_w_row(IL, n + (nr > 1 ? 1 : 0), K),
+                   *wr2 = w + cpu_w_row(IL, n + (nr > 2 ? 2 : nr - 1), K),
+                   *wr3 = w + cpu_w_row(IL, n + (nr > 3 ? 3 : nr - 1), K);
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
            c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00,
            c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
@@ -81,20 +93,22 @@ tile(const int MR, const int PF, float *y, int64_t ldy, const uint16_t *x, int64
     for (int m = 0; m < MR; m++) _mm_mask_storeu_ps(y + m * ldy, store_mask, _mm_add_ps(add, _mm_load_ps(sums + 4 * m)));
 }
 #undef TILE_STEP
+#undef PREFETCH_W
 #undef DP_ROW
 
-/* M = 1: y[j] = bias[j] + x · w_j for 8 rows (nr ≤ 8 valid), prefetching
- * to L2 as the f32 gemv8 does. */
-static CPU_TARGET_BF16 void gemv8(float *y, const uint16_t *x, const uint16_t *w, int64_t ldw, int nr, int64_t K,
-                                  const float *bias) {
+/* M = 1: y[j] = bias[j] + x · w_{n+j} for 8 rows (nr ≤ 8 valid),
+ * prefetching rows to L2 as the f32 gemv8 does (an interleaved group's
+ * chunk, a line a row, is already read in address order). */
+static inline __attribute__((always_inline)) CPU_TARGET_BF16 void
+gemv8(const int IL, float *y, const uint16_t *x, const uint16_t *w, int64_t n, int nr, int64_t K, const float *bias) {
     const uint16_t *r[8];
-    for (int j = 0; j < 8; j++) r[j] = w + (j < nr ? j : nr - 1) * ldw;
+    for (int j = 0; j < 8; j++) r[j] = w + cpu_w_row(IL, n + (j < nr ? j : nr - 1), K);
     const uint16_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5], *r6 = r[6], *r7 = r[7];
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
 #define GEMV_ROW(acc, row, mask, pf)                                                           \
     do {                                                                                       \
-        if (pf) _mm_prefetch((const char *)(row + k) + PREFETCH_BYTES, _MM_HINT_T1);           \
-        acc = _mm512_dpbf16_ps(acc, xv, load_bh(row + k, mask));                               \
+        if (pf && !IL) _mm_prefetch((const char *)(row + k) + PREFETCH_BYTES, _MM_HINT_T1);    \
+        acc = _mm512_dpbf16_ps(acc, xv, load_bh(row + cpu_w_col(IL, k), mask));                \
     } while (0)
 #define GEMV_STEP(mask, pf)                                                                    \
     do {                                                                                       \
@@ -121,27 +135,34 @@ static CPU_TARGET_BF16 void gemv8(float *y, const uint16_t *x, const uint16_t *w
     for (int j = 0; j < nr; j++) y[j] = (bias ? bias[j] : 0.0f) + sums[j];
 }
 
+static CPU_TARGET_BF16 void gemv8_any(int il, float *y, const uint16_t *x, const uint16_t *w, int64_t n, int nr,
+                                      int64_t K, const float *bias) {
+    if (il) gemv8(1, y, x, w, n, nr, K, bias);
+    else gemv8(0, y, x, w, n, nr, K, bias);
+}
+
 /* MR must be a constant for tile()'s accumulators to live in registers. */
-static CPU_TARGET_BF16 void tile_any(int mr, int prefetch, float *y, int64_t ldy, const uint16_t *x, int64_t ldx,
-                                     const uint16_t *w, int64_t ldw, int nr, int64_t K, const float *bias) {
-#define TILE_CASE(MR)                                                  \
-    case MR:                                                           \
-        if (prefetch) tile(MR, 1, y, ldy, x, ldx, w, ldw, nr, K, bias); \
-        else tile(MR, 0, y, ldy, x, ldx, w, ldw, nr, K, bias);         \
+static CPU_TARGET_BF16 void tile_any(int mr, int prefetch, int il, float *y, int64_t ldy, const uint16_t *x,
+                                     int64_t ldx, const uint16_t *w, int64_t n, int nr, int64_t K, const float *bias) {
+#define TILE_CASE(MR, IL)                                                       \
+    case (MR) * 2 + (IL):                                                       \
+        if (prefetch) tile(MR, 1, IL, y, ldy, x, ldx, w, n, nr, K, bias);       \
+        else tile(MR, 0, IL, y, ldy, x, ldx, w, n, nr, K, bias);                \
         break
-    switch (mr) {
-        TILE_CASE(1); TILE_CASE(2); TILE_CASE(3); TILE_CASE(4); TILE_CASE(5); TILE_CASE(6);
+    switch (mr * 2 + (il != 0)) {
+        TILE_CASE(1, 0); TILE_CASE(2, 0); TILE_CASE(3, 0); TILE_CASE(4, 0); TILE_CASE(5, 0); TILE_CASE(6, 0);
+        TILE_CASE(1, 1); TILE_CASE(2, 1); TILE_CASE(3, 1); TILE_CASE(4, 1); TILE_CASE(5, 1); TILE_CASE(6, 1);
     default: break;
     }
 #undef TILE_CASE
 }
 
-CPU_TARGET_BF16 void cpu_linear_rows_bf16(float *y, const uint16_t *x, const uint16_t *w, const float *bias,
+CPU_TARGET_BF16 void cpu_linear_rows_bf16(float *y, const uint16_t *x, const uint16_t *w, int il, const float *bias,
                                           int64_t M, int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
     if (n_begin >= n_end) return;
     if (M == 1) {
         for (int64_t n = n_begin; n < n_end; n += 8)
-            gemv8(y + n, x, w + n * K, K, (int)(n_end - n < 8 ? n_end - n : 8), K, bias ? bias + n : NULL);
+            gemv8_any(il, y + n, x, w, n, (int)(n_end - n < 8 ? n_end - n : 8), K, bias ? bias + n : NULL);
         return;
     }
     int64_t panel = PANEL_BYTES / (2 * K) / 4 * 4;
@@ -158,8 +179,8 @@ CPU_TARGET_BF16 void cpu_linear_rows_bf16(float *y, const uint16_t *x, const uin
         for (int64_t b = 0, m = 0; b < blocks; b++) {
             const int mr = (int)(base + (b < extra));
             for (int64_t r = 0; r < rows; r += 4)
-                tile_any(mr, m == 0, y + m * N + n0 + r, N, x + m * K, K, w + (n0 + r) * K,
-                         K, (int)(rows - r < 4 ? rows - r : 4), K, bias ? bias + n0 + r : NULL);
+                tile_any(mr, m == 0, il, y + m * N + n0 + r, N, x + m * K, K, w, n0 + r,
+                         (int)(rows - r < 4 ? rows - r : 4), K, bias ? bias + n0 + r : NULL);
             m += mr;
         }
     }
