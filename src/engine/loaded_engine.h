@@ -36,7 +36,7 @@ void llmrt_engine_rank_path(const char *path, int32_t rank, char *out, size_t si
 llmrt_status llmrt_parallel_engine_start(llmrt_engine *engine, const llmrt_backend_ops *ops,
                                          const llmrt_backend_config *config);
 /* Rank 0 of a pipeline of `stages`: how many micro-batches a step may be
- * split into, LLMRT_PP_MICRO_BATCHES or one a stage; an error names a bad
+ * split into, LLMRT_PP_MICRO_BATCHES or two a stage; an error names a bad
  * value. */
 llmrt_status llmrt_pp_micro_batches(int32_t stages, int32_t *out);
 

@@ -17,11 +17,13 @@ static int32_t whole(const llmrt_step *step, llmrt_micro_batch *out) {
     return 1;
 }
 
-int32_t llmrt_micro_batches_split(const llmrt_step *step, int32_t max_parts, llmrt_micro_batch *out) {
+int32_t llmrt_micro_batches_split(const llmrt_step *step, int32_t max_parts, int32_t min_tokens,
+                                  llmrt_micro_batch *out) {
     const int32_t S = step->num_seqs, T = step->num_tokens;
     int32_t parts = max_parts < LLMRT_MAX_MICRO_BATCHES ? max_parts : LLMRT_MAX_MICRO_BATCHES;
     if (parts > S) parts = S;
-    if (parts > T / LLMRT_MICRO_BATCH_MIN_TOKENS) parts = T / LLMRT_MICRO_BATCH_MIN_TOKENS;
+    if (min_tokens < 1) min_tokens = 1;
+    if (parts > T / min_tokens) parts = T / min_tokens;
     if (parts < 2) return whole(step, out);
     for (int32_t l = 1; l < step->num_logits; l++)
         if (step->logits_indices[l] < step->logits_indices[l - 1]) return whole(step, out);
@@ -41,7 +43,7 @@ int32_t llmrt_micro_batches_split(const llmrt_step *step, int32_t max_parts, llm
         seq = end;
     }
     for (int32_t g = 0; g < count; g++)
-        if (out[g].num_tokens < LLMRT_MICRO_BATCH_MIN_TOKENS) return whole(step, out);
+        if (out[g].num_tokens < min_tokens) return whole(step, out);
     return count;
 }
 

@@ -10,10 +10,12 @@
 
 /* At most this many pieces a step. */
 #define LLMRT_MAX_MICRO_BATCHES 16
-/* A piece smaller than this reads the weights for too little work: decode
- * steps of a few sequences stay whole, since reading each stage's weights
- * once per piece costs more than the overlap gains. */
-#define LLMRT_MICRO_BATCH_MIN_TOKENS 16
+/* The fewest tokens a piece may have, per backend: a smaller piece reads
+ * each stage's weights for too little work, since every piece reads them
+ * again. Where a linear turns from reading the weights to computing: about
+ * 16 rows on a CPU core, a few hundred on a GPU; so decode steps stay whole. */
+#define LLMRT_MICRO_BATCH_MIN_TOKENS_CPU 16
+#define LLMRT_MICRO_BATCH_MIN_TOKENS_GPU 256
 
 typedef struct llmrt_micro_batch {
     int32_t first_seq, num_seqs;
@@ -23,10 +25,11 @@ typedef struct llmrt_micro_batch {
 
 /* Splits `step` into at most `max_parts` (≤ LLMRT_MAX_MICRO_BATCHES)
  * pieces of whole sequences and about equal tokens, each of at least
- * LLMRT_MICRO_BATCH_MIN_TOKENS tokens, and returns their count; 1 (the
- * whole step in out[0]) when it cannot be split: one sequence, too few
- * tokens, or logit rows out of token order. */
-int32_t llmrt_micro_batches_split(const llmrt_step *step, int32_t max_parts, llmrt_micro_batch *out);
+ * `min_tokens`, and returns their count; 1 (the whole step in out[0]) when
+ * it cannot be split: one sequence, too few tokens, or logit rows out of
+ * token order. */
+int32_t llmrt_micro_batches_split(const llmrt_step *step, int32_t max_parts, int32_t min_tokens,
+                                  llmrt_micro_batch *out);
 
 /* The step of one piece, which points into `step`'s arrays except for its
  * rebased seq_start and logits_indices, written to `scratch`

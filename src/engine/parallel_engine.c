@@ -45,6 +45,7 @@ typedef struct step_message {
     int32_t num_tokens, num_seqs, max_blocks_per_seq, num_logits;
     int32_t src_block, dst_block;
     int32_t micro_batches; /* > 1: the pieces llmrt_micro_batches_split makes of it */
+    int32_t min_piece_tokens; /* and the fewest tokens it gave a piece */
 } step_message;
 
 /* Where a pipeline's micro-batches send their logits: the last stage's
@@ -61,6 +62,7 @@ typedef struct leader_state {
     int32_t *packed; /* the step's int32 arrays, back to back */
     size_t packed_capacity;
     int32_t micro_batches;  /* most pieces a pipelined step is split into; 1: none */
+    int32_t min_piece_tokens; /* LLMRT_MICRO_BATCH_MIN_TOKENS_CPU or _GPU */
     int32_t logits_sender;  /* logits_sender() */
     int32_t vocab;
     float *stage_logits;    /* what this stage's plan leaves in its logits (unused) */
@@ -126,7 +128,7 @@ static llmrt_status leader_pipelined(leader_state *s, const llmrt_step *step, in
 static llmrt_status leader_forward(void *state, const llmrt_step *step, float *logits) {
     leader_state *s = state;
     step_message m = {MESSAGE_FORWARD, step->num_tokens, step->num_seqs, step->max_blocks_per_seq, step->num_logits,
-                      0, 0, 1};
+                      0, 0, 1, s->min_piece_tokens};
     if (m.num_tokens < 0 || m.num_seqs < 0 || m.max_blocks_per_seq < 0 || m.num_logits < 0)
         return llmrt_error(LLMRT_ERR_INVALID_ARGUMENT, "step: negative sizes");
     const size_t count = packed_count(&m);
@@ -139,7 +141,7 @@ static llmrt_status leader_forward(void *state, const llmrt_step *step, float *l
     p += (size_t)m.num_seqs * (size_t)m.max_blocks_per_seq;
     memcpy(p, step->logits_indices, (size_t)m.num_logits * sizeof *p);
     if (s->micro_batches > 1 && !step->token_type_ids)
-        m.micro_batches = llmrt_micro_batches_split(step, s->micro_batches, s->pieces);
+        m.micro_batches = llmrt_micro_batches_split(step, s->micro_batches, s->min_piece_tokens, s->pieces);
     LLMRT_TRY(llmrt_comm_broadcast(s->comm, &m, sizeof m, 0));
     LLMRT_TRY(llmrt_comm_broadcast(s->comm, s->packed, (int64_t)(count * sizeof *p), 0));
     s->steps++;
@@ -154,7 +156,7 @@ static llmrt_status leader_forward(void *state, const llmrt_step *step, float *l
 
 static llmrt_status leader_copy_kv_block(void *state, int32_t src, int32_t dst) {
     leader_state *s = state;
-    step_message m = {MESSAGE_COPY_KV_BLOCK, 0, 0, 0, 0, src, dst, 1};
+    step_message m = {MESSAGE_COPY_KV_BLOCK, 0, 0, 0, 0, src, dst, 1, 0};
     LLMRT_TRY(llmrt_comm_broadcast(s->comm, &m, sizeof m, 0));
     return s->inner->copy_kv_block(s->inner_state, src, dst);
 }
@@ -168,7 +170,7 @@ static void leader_destroy(void *state) {
     leader_state *s = state;
     if (!s) return;
     if (!s->comm->broken) { /* release the followers */
-        step_message m = {MESSAGE_STOP, 0, 0, 0, 0, 0, 0, 1};
+        step_message m = {MESSAGE_STOP, 0, 0, 0, 0, 0, 0, 1, 0};
         if (llmrt_comm_broadcast(s->comm, &m, sizeof m, 0) != LLMRT_OK)
             LLMRT_WARN("tensor-parallel shutdown: %s", llmrt_last_error());
     }
@@ -244,8 +246,8 @@ llmrt_status llmrt_pp_micro_batches(int32_t stages, int32_t *out) {
     *out = 1;
     if (stages < 2) return LLMRT_OK;
     const char *env = getenv("LLMRT_PP_MICRO_BATCHES");
-    if (!env || !*env) {
-        *out = stages < LLMRT_MAX_MICRO_BATCHES ? stages : LLMRT_MAX_MICRO_BATCHES;
+    if (!env || !*env) { /* two a stage: each step fills and drains the pipeline once */
+        *out = 2 * stages < LLMRT_MAX_MICRO_BATCHES ? 2 * stages : LLMRT_MAX_MICRO_BATCHES;
         return LLMRT_OK;
     }
     char *end = NULL;
@@ -297,10 +299,12 @@ llmrt_status llmrt_parallel_engine_start(llmrt_engine *e, const llmrt_backend_op
         return status;
     }
     *s = (leader_state){.inner = ops, .inner_state = inner_state, .comm = e->comm, .micro_batches = micro_batches,
-                        .logits_sender = logits_sender(e->image->plan), .vocab = e->image->plan->vocab_size};
+                        .logits_sender = logits_sender(e->image->plan), .vocab = e->image->plan->vocab_size,
+                        .min_piece_tokens = strcmp(ops->name, "cpu") == 0 ? LLMRT_MICRO_BATCH_MIN_TOKENS_CPU
+                                                                          : LLMRT_MICRO_BATCH_MIN_TOKENS_GPU};
     if (micro_batches > 1)
-        LLMRT_INFO("pipeline: steps of %d+ tokens in up to %d micro-batches", 2 * LLMRT_MICRO_BATCH_MIN_TOKENS,
-                   (int)micro_batches);
+        LLMRT_INFO("pipeline: steps of %d+ tokens in up to %d micro-batches of %d+", 2 * s->min_piece_tokens,
+                   (int)micro_batches, (int)s->min_piece_tokens);
     e->backend.ops = &leader_ops;
     e->backend.state = s;
     return LLMRT_OK;
@@ -311,9 +315,10 @@ int32_t llmrt_engine_rank(const llmrt_engine *e) { return e->comm ? e->comm->ran
 /* A follower's side of a step split into micro-batches: the same pieces
  * as rank 0's, in order; the last stage's first rank sends each piece's
  * logits to rank 0, which posted the receives before it began. */
-static llmrt_status follow_pieces(llmrt_engine *e, const llmrt_step *step, int32_t parts, llmrt_micro_batch *pieces,
+static llmrt_status follow_pieces(llmrt_engine *e, const llmrt_step *step, int32_t parts, int32_t min_tokens,
+                                  llmrt_micro_batch *pieces,
                                   int32_t **arrays, size_t *capacity, float *logits, int sends_logits) {
-    if (parts > LLMRT_MAX_MICRO_BATCHES || llmrt_micro_batches_split(step, parts, pieces) != parts)
+    if (parts > LLMRT_MAX_MICRO_BATCHES || llmrt_micro_batches_split(step, parts, min_tokens, pieces) != parts)
         return llmrt_error(LLMRT_ERR_INTERNAL, "pipeline rank %d: the step does not split into the %d micro-batches "
                            "rank 0 made", (int)e->comm->rank, (int)parts);
     LLMRT_TRY(reserve(arrays, capacity, (size_t)step->num_seqs + 1 + (size_t)step->num_logits));
@@ -374,8 +379,8 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
                 if (m.micro_batches <= 1)
                     status = e->backend.ops->forward(e->backend.state, &step, logits);
                 else
-                    status = follow_pieces(e, &step, m.micro_batches, pieces, &piece_arrays, &piece_capacity,
-                                           logits, sends_logits);
+                    status = follow_pieces(e, &step, m.micro_batches, m.min_piece_tokens, pieces, &piece_arrays,
+                                           &piece_capacity, logits, sends_logits);
             }
         } else {
             status = llmrt_error(LLMRT_ERR_INTERNAL, "tensor-parallel rank %d: malformed step message (kind %d)",

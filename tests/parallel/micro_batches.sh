@@ -13,8 +13,9 @@ here=$(dirname "$0")
 source "$here/parallel_lib.sh"
 
 ids() { seq -s, "$1" "$2"; }
-# prompts of 20, 17 and 24 tokens: every prompt step splits in two pieces of
-# at least 16 tokens; decode steps (3 tokens) stay whole
+# prompts of 20, 17 and 24 tokens: a step of all three splits into three
+# pieces of at least 16 tokens (the CPU's minimum); decode steps (3 tokens)
+# stay whole
 {
     printf '{"prompt_ids":[%s],"max_tokens":7,"logprobs":1}\n' "$(ids 3 22)"
     printf '{"prompt_ids":[%s],"max_tokens":5,"logprobs":1}\n' "$(ids 40 56)"
@@ -41,6 +42,9 @@ for case in llama_f32 qwen2_f32; do
         --verbose > "$tmp/$case.split" 2> "$tmp/$case.split.log"
     LLMRT_PP_MICRO_BATCHES=1 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.pp2.engine" \
         --requests "$tmp/requests.jsonl" --json --verbose > "$tmp/$case.whole" 2> "$tmp/$case.whole.log"
+    # two pieces: the first of two prompts, the second of one
+    LLMRT_PP_MICRO_BATCHES=2 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.pp2.engine" \
+        --requests "$tmp/requests.jsonl" --json > "$tmp/$case.two" 2>/dev/null
     echo "$case TP=1:               $(tokens "$tmp/$case.one" | tr '\n' ' ')"
     echo "$case PP=2 micro-batches: $(tokens "$tmp/$case.split" | tr '\n' ' ')"
     grep "pipeline:" "$tmp/$case.split.log"
@@ -49,6 +53,8 @@ for case in llama_f32 qwen2_f32; do
     check test "$(tokens "$tmp/$case.one")" = "$(tokens "$tmp/$case.whole")"
     check close "$tmp/$case.one" "$tmp/$case.split"
     check close "$tmp/$case.whole" "$tmp/$case.split"
+    check test "$(tokens "$tmp/$case.one")" = "$(tokens "$tmp/$case.two")"
+    check close "$tmp/$case.one" "$tmp/$case.two"
     # the prompt steps were split (decode steps stay whole); with the split off, none
     check grep -Eq "pipeline: [1-9][0-9]* of [0-9]+ steps ran in micro-batches" "$tmp/$case.split.log"
     check test "$(grep -c "ran in micro-batches" "$tmp/$case.whole.log")" = 0
