@@ -105,7 +105,10 @@ static llmrt_status reserve_rows(float **buf, size_t *rows, size_t need, int32_t
 static llmrt_status leader_pipelined(leader_state *s, const llmrt_step *step, int32_t parts, float *logits) {
     const size_t V = (size_t)s->vocab;
     void *pending[LLMRT_MAX_MICRO_BATCHES] = {0};
-    llmrt_status status = reserve_rows(&s->stage_logits, &s->stage_logits_rows, (size_t)step->num_logits, s->vocab);
+    int32_t most = 0; /* the pieces run one after another and share the scratch */
+    for (int32_t g = 0; g < parts; g++)
+        if (s->pieces[g].num_logits > most) most = s->pieces[g].num_logits;
+    llmrt_status status = reserve_rows(&s->stage_logits, &s->stage_logits_rows, (size_t)most, s->vocab);
     if (status == LLMRT_OK) status = reserve(&s->piece_arrays, &s->piece_capacity,
                                              (size_t)step->num_seqs + 1 + (size_t)step->num_logits);
     for (int32_t g = 0; g < parts && status == LLMRT_OK; g++)
