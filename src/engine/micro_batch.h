@@ -1,5 +1,5 @@
-/* Pipeline micro-batches: one step split by sequences, so that stage s can
- * work on micro-batch g + 1 while stage s + 1 works on g.
+/* Pipeline micro-batches: one step split into runs of its tokens, so that
+ * stage s can work on micro-batch g + 1 while stage s + 1 works on g.
  *
  * Every rank splits the step it was broadcast with the same function, so
  * the ranks agree on the pieces without sending them. */
@@ -24,10 +24,11 @@ typedef struct llmrt_micro_batch {
 } llmrt_micro_batch;
 
 /* Splits `step` into at most `max_parts` (≤ LLMRT_MAX_MICRO_BATCHES)
- * pieces of whole sequences and about equal tokens, each of at least
- * `min_tokens`, and returns their count; 1 (the whole step in out[0]) when
- * it cannot be split: one sequence, too few tokens, or logit rows out of
- * token order. */
+ * pieces of equal tokens (to one), each of at least `min_tokens`, and
+ * returns their count; 1 (the whole step in out[0]) when it cannot be
+ * split: too few tokens, or logit rows out of token order. A sequence may
+ * be cut between two pieces (one long prompt is split too): the later
+ * piece's tokens attend to the KV cache rows the earlier one wrote. */
 int32_t llmrt_micro_batches_split(const llmrt_step *step, int32_t max_parts, int32_t min_tokens,
                                   llmrt_micro_batch *out);
 

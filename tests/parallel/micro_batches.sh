@@ -6,16 +6,18 @@
 # and the unsplit pipeline's (LLMRT_PP_MICRO_BATCHES=1); the verbose log
 # counts the steps that were split; a bad LLMRT_PP_MICRO_BATCHES is an error
 # naming it.
-# usage: micro_batches.sh LLMRT CASES_DIR
+# One long prompt is split too: its second piece attends to the KV rows
+# the first wrote, and its prompt logits equal TP=1's.
+# usage: micro_batches.sh LLMRT NPY_CLOSE CASES_DIR
 set -u
-llmrt=$1 cases=$2
+llmrt=$1 npy_close=$2 cases=$3
 here=$(dirname "$0")
 source "$here/parallel_lib.sh"
 
 ids() { seq -s, "$1" "$2"; }
 # prompts of 20, 17 and 24 tokens: a step of all three splits into three
-# pieces of at least 16 tokens (the CPU's minimum); decode steps (3 tokens)
-# stay whole
+# pieces of 20 or 21 tokens (at least 16, the CPU's minimum), cutting
+# sequences; decode steps (3 tokens) stay whole
 {
     printf '{"prompt_ids":[%s],"max_tokens":7,"logprobs":1}\n' "$(ids 3 22)"
     printf '{"prompt_ids":[%s],"max_tokens":5,"logprobs":1}\n' "$(ids 40 56)"
@@ -42,7 +44,7 @@ for case in llama_f32 qwen2_f32; do
         --verbose > "$tmp/$case.split" 2> "$tmp/$case.split.log"
     LLMRT_PP_MICRO_BATCHES=1 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.pp2.engine" \
         --requests "$tmp/requests.jsonl" --json --verbose > "$tmp/$case.whole" 2> "$tmp/$case.whole.log"
-    # two pieces: the first of two prompts, the second of one
+    # two pieces of 30 and 31 tokens: the second prompt cut in two
     LLMRT_PP_MICRO_BATCHES=2 "$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/$case.pp2.engine" \
         --requests "$tmp/requests.jsonl" --json > "$tmp/$case.two" 2>/dev/null
     echo "$case TP=1:               $(tokens "$tmp/$case.one" | tr '\n' ' ')"
@@ -59,6 +61,19 @@ for case in llama_f32 qwen2_f32; do
     check grep -Eq "pipeline: [1-9][0-9]* of [0-9]+ steps ran in micro-batches" "$tmp/$case.split.log"
     check test "$(grep -c "ran in micro-batches" "$tmp/$case.whole.log")" = 0
 done
+
+# one prompt of 40 tokens: pieces of 10 tokens (four by default), the prompt's logits every row
+long=$(ids 2 41)
+"$llmrt" run --engine "$tmp/llama_f32.tp1.engine" --prompt-ids "$long" --max-tokens 6 \
+    --dump-logits "$tmp/long.one.npy" > "$tmp/long.one" 2>&1
+"$here/run_mpi.sh" 2 "$llmrt" run --engine "$tmp/llama_f32.pp2.engine" --prompt-ids "$long" --max-tokens 6 \
+    --dump-logits "$tmp/long.split.npy" --verbose > "$tmp/long.split" 2> "$tmp/long.split.log"
+echo "one prompt TP=1: $(tail -1 "$tmp/long.one")"
+echo "one prompt PP=2: $(tail -1 "$tmp/long.split")"
+grep "pipeline:" "$tmp/long.split.log"
+check test "$(tail -1 "$tmp/long.one")" = "$(tail -1 "$tmp/long.split")"
+check "$npy_close" "$tmp/long.one.npy" "$tmp/long.split.npy" 1e-5
+check grep -Eq "pipeline: [1-9][0-9]* of [0-9]+ steps ran in micro-batches" "$tmp/long.split.log"
 
 # --tp 2 --pp 2: each stage's two ranks split the pieces' layers; the last
 # stage's first rank sends the logits
