@@ -128,11 +128,8 @@ gemv8(const int IL, float *y, const uint16_t *x, const uint16_t *w, int64_t n, i
     }
 #undef GEMV_STEP
 #undef GEMV_ROW
-    const __m512 z = _mm512_setzero_ps();
-    __m512 acc[16] = {a0, a1, a2, a3, a4, a5, a6, a7, z, z, z, z, z, z, z, z};
-    float sums[16] __attribute__((aligned(64)));
-    _mm512_store_ps(sums, cpu_reduce16(acc));
-    for (int j = 0; j < nr; j++) y[j] = (bias ? bias[j] : 0.0f) + sums[j];
+    const __m512 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    cpu_store_gemv8(y, acc, nr, bias);
 }
 
 static CPU_TARGET_BF16 void gemv8_any(int il, float *y, const uint16_t *x, const uint16_t *w, int64_t n, int nr,

@@ -49,4 +49,16 @@ static inline __attribute__((always_inline)) CPU_TARGET_AVX512 __m512 cpu_reduce
                          _mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+/* y[j] = bias[j] + the sum of acc8[j], j < nr: an 8-row GEMV's outputs
+ * through cpu_reduce16's tree, so M = 1 gives the bits of any other M. */
+static inline __attribute__((always_inline)) CPU_TARGET_AVX512 void cpu_store_gemv8(float *y, const __m512 acc8[8],
+                                                                                   int nr, const float *bias) {
+    const __m512 z = _mm512_setzero_ps();
+    const __m512 acc[16] = {acc8[0], acc8[1], acc8[2], acc8[3], acc8[4], acc8[5], acc8[6], acc8[7],
+                            z,       z,       z,       z,       z,       z,       z,       z};
+    float sums[16] __attribute__((aligned(64)));
+    _mm512_store_ps(sums, cpu_reduce16(acc));
+    for (int j = 0; j < nr; j++) y[j] = (bias ? bias[j] : 0.0f) + sums[j];
+}
+
 #endif
