@@ -88,11 +88,11 @@ static llmrt_status reserve(int32_t **buf, size_t *capacity, size_t count) {
     return LLMRT_OK;
 }
 
-/* Grows *buf to hold rows × vocab floats. */
+/* Grows *buf to hold `need` rows of vocab floats (not per step: once per larger shape). */
 static llmrt_status reserve_rows(float **buf, size_t *rows, size_t need, int32_t vocab) {
     if (need <= *rows) return LLMRT_OK;
     float *grown = realloc(*buf, need * (size_t)vocab * sizeof *grown);
-    if (!grown) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a pipeline stage's logits");
+    if (!grown) return llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a rank's logits");
     *buf = grown;
     *rows = need;
     return LLMRT_OK;
@@ -321,7 +321,7 @@ int32_t llmrt_engine_rank(const llmrt_engine *e) { return e->comm ? e->comm->ran
 static llmrt_status follow_pieces(llmrt_engine *e, const llmrt_step *step, int32_t parts, int32_t min_tokens,
                                   llmrt_micro_batch *pieces,
                                   int32_t **arrays, size_t *capacity, float *logits, int sends_logits) {
-    if (parts > LLMRT_MAX_MICRO_BATCHES || llmrt_micro_batches_split(step, parts, min_tokens, pieces) != parts)
+    if (llmrt_micro_batches_split(step, parts, min_tokens, pieces) != parts) /* it makes at most the maximum */
         return llmrt_error(LLMRT_ERR_INTERNAL, "pipeline rank %d: the step does not split into the %d micro-batches "
                            "rank 0 made", (int)e->comm->rank, (int)parts);
     LLMRT_TRY(reserve(arrays, capacity, (size_t)step->num_seqs + 1 + (size_t)step->num_logits));
@@ -363,11 +363,8 @@ llmrt_status llmrt_engine_follow(llmrt_engine *e) {
                    m.num_logits >= 0 && m.num_tokens <= plan->max_num_tokens) {
             const size_t count = packed_count(&m);
             status = reserve(&packed, &capacity, count);
-            if (status == LLMRT_OK && (size_t)m.num_logits > logits_rows) {
-                float *grown = realloc(logits, (size_t)m.num_logits * (size_t)plan->vocab_size * sizeof *grown);
-                if (grown) logits = grown, logits_rows = (size_t)m.num_logits;
-                else status = llmrt_error(LLMRT_ERR_OUT_OF_MEMORY, "out of memory for a follower's logits");
-            }
+            if (status == LLMRT_OK)
+                status = reserve_rows(&logits, &logits_rows, (size_t)m.num_logits, plan->vocab_size);
             if (status == LLMRT_OK)
                 status = llmrt_comm_broadcast(e->comm, packed, (int64_t)(count * sizeof *packed), 0);
             if (status == LLMRT_OK) {
